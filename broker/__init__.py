@@ -1,0 +1,1 @@
+"""The embedded NGSI-LD context broker (FastAPI) and its stores."""
