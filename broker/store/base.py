@@ -1,0 +1,170 @@
+"""The storage interface of the embedded broker; SQLite and PostgreSQL implement it.
+
+Entities are stored as ENF documents (see models.vocabulary) beside a few
+columns the store needs to find them fast: tenant, id, types, the entity's
+createdAt/modifiedAt, and a lng/lat bounding box per GeoProperty for geo
+prefilters. Everything the NGSI-LD query languages express that SQL cannot
+cheaply evaluate arrives as a Python predicate applied to candidate rows.
+
+Entity createdAt/modifiedAt live in columns, not in the document: an upsert
+that replaces a document keeps the original createdAt without reading it
+first, and the service adds them to the document only when sysAttrs are
+asked for. Attribute-level system members stay inside the document.
+
+Tenants: the default tenant is the empty string ''. A tenant exists once
+something has been written to it (`ensure_tenant`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Doc = dict[str, Any]
+BBox = tuple[float, float, float, float]
+"""(min_lng, min_lat, max_lng, max_lat)"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntity:
+    """An entity document with the system timestamps kept beside it (RFC 3339 UTC strings)."""
+
+    doc: Doc
+    created_at: str
+    modified_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntityFilter:
+    """What a query asks for; every member set narrows the result (AND).
+
+    `type_dnf` is the entity type selection in disjunctive normal form of
+    expanded type IRIs: the entity matches when, for some set in the list, it
+    has every type of that set. `geo_bbox` is (geoproperty IRI, bbox): only
+    entities with an instance of that GeoProperty whose stored bbox
+    intersects the box. `predicate` is applied last, in Python, to the ENF
+    document of each candidate (q, scopeQ, exact geo relations).
+    """
+
+    ids: Sequence[str] | None = None
+    id_pattern: str | None = None
+    type_dnf: Sequence[frozenset[str]] | None = None
+    attrs_any: frozenset[str] | None = None
+    geo_bbox: tuple[str, BBox] | None = None
+    predicate: Callable[[Doc], bool] | None = None
+
+
+@dataclass(slots=True)
+class QueryPage:
+    """One page of a query, in id order, and the total count when asked for."""
+
+    entities: list[StoredEntity]
+    total: int | None = None
+
+
+@dataclass(slots=True)
+class Change:
+    """What a modify function returns for one entity.
+
+    `doc` None means delete the entity; a new entity gets createdAt = the
+    call's `now`, an existing one keeps its createdAt. `changed` False means
+    write nothing (the result is still returned).
+    """
+
+    doc: Doc | None
+    result: Any = None
+    changed: bool = True
+
+
+ModifyFn = Callable[[str, StoredEntity | None], Change]
+"""Given an entity id and its current state (None if absent), the change to make."""
+
+
+@dataclass(slots=True)
+class TypeSummary:
+    """A type with the attributes seen on its entities and their attribute types."""
+
+    type_iri: str
+    count: int
+    attributes: dict[str, set[str]] = field(default_factory=dict)
+
+
+class Store(ABC):
+    """Persistent storage of ENF entities per tenant. All methods are coroutines.
+
+    Implementations must make `insert`, `upsert_replace`, `delete` and
+    `modify` atomic per call (one transaction), so that a batch operation is
+    either fully written or not at all at the storage level, and so that
+    concurrent read-modify-write cycles never lose an update.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema in place."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    @abstractmethod
+    async def ensure_tenant(self, tenant: str) -> None:
+        """Create the tenant if it does not exist (tenants are created on first write)."""
+
+    @abstractmethod
+    async def has_tenant(self, tenant: str) -> bool:
+        """Whether anything was ever written to this tenant ('' always exists)."""
+
+    @abstractmethod
+    async def tenants(self) -> list[str]:
+        """Every tenant, sorted."""
+
+    @abstractmethod
+    async def get(self, tenant: str, entity_id: str) -> StoredEntity | None:
+        """One entity, or None."""
+
+    @abstractmethod
+    async def get_many(self, tenant: str, ids: Sequence[str]) -> dict[str, StoredEntity]:
+        """The entities among `ids` that exist, by id."""
+
+    @abstractmethod
+    async def insert(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
+        """Insert new entities; return the ids that already existed and were NOT written."""
+
+    @abstractmethod
+    async def upsert_replace(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
+        """Write whole documents, creating or replacing; keep createdAt of existing ones.
+
+        Returns the ids that were newly created.
+        """
+
+    @abstractmethod
+    async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
+        """Atomic read-modify-write of each id in order; returns each Change.result by id."""
+
+    @abstractmethod
+    async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
+        """Delete entities; return the ids that existed and were deleted."""
+
+    @abstractmethod
+    async def query(
+        self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool
+    ) -> QueryPage:
+        """Entities matching the filter, ordered by id, paginated; total when `count`."""
+
+    @abstractmethod
+    async def type_summaries(self, tenant: str) -> list[TypeSummary]:
+        """Every entity type in the tenant with its entity count and attributes."""
+
+    @abstractmethod
+    async def put_context(self, local_id: str, document: Doc, kind: str, now: str) -> None:
+        """Persist a hosted @context document (contexts are shared by all tenants)."""
+
+    @abstractmethod
+    async def get_contexts(self) -> list[tuple[str, Doc, str, str]]:
+        """Every persisted @context: (local_id, document, kind, created_at)."""
+
+    @abstractmethod
+    async def delete_context(self, local_id: str) -> bool:
+        """Remove a persisted @context; whether it existed."""

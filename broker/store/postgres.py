@@ -1,0 +1,381 @@
+"""The production store: PostgreSQL through an asyncpg pool, documents as JSONB.
+
+Everything lives in one schema (the `schema` query parameter of the URL,
+default `public`), reached through the connections' search_path, so tests
+and several brokers can share a server. Batches travel as arrays expanded
+with unnest: one statement per table whatever the batch size. JSONB goes
+through a binary codec built on orjson (the jsonb wire format is a version
+byte followed by the JSON text), which spares asyncpg's json module.
+
+Read-modify-write: `modify` takes a transaction-scoped advisory lock per
+(tenant, id) in a fixed order, so that two calls wanting the same absent
+entity also serialise, then reads the rows with SELECT ... FOR UPDATE,
+which makes concurrent upserts and deletes of existing rows wait.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from broker.store.base import Change, Doc, EntityFilter, ModifyFn, QueryPage, StoredEntity, Store, TypeSummary
+from broker.store.migrations import IndexRows, index_rows, migrate_postgres
+
+CHUNK = 500
+"""Rows fetched at a time when a predicate makes the store walk candidates."""
+
+_COLUMNS = "e.id, e.doc, e.created_at, e.modified_at"
+_UNNEST = (
+    "INSERT INTO entities AS e (tenant, id, doc, created_at, modified_at, attrs, attr_types)"
+    " SELECT $1, i, d, $4, $4, string_to_array(a, E'\\x1f'), string_to_array(k, E'\\x1f')"
+    " FROM unnest($2::text[], $3::jsonb[], $5::text[], $6::text[]) AS u(i, d, a, k)"
+)
+_REPLACE = (
+    " ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc, modified_at = excluded.modified_at,"
+    " attrs = excluded.attrs, attr_types = excluded.attr_types"
+)
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _setup_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary")
+
+
+def _entity(row: asyncpg.Record) -> StoredEntity:
+    return StoredEntity(row[1], row[2], row[3])
+
+
+def _clean(doc: Doc) -> Doc:
+    """The document without entity system timestamps, which live in columns."""
+    if "createdAt" in doc or "modifiedAt" in doc:
+        return {k: v for k, v in doc.items() if k not in ("createdAt", "modifiedAt")}
+    return doc
+
+
+class _Params:
+    """Collects query parameters and hands out their $n placeholders."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+class PostgresStore(Store):
+    """Store on a PostgreSQL schema (created if absent)."""
+
+    def __init__(self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 8) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+        try:
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # created concurrently by another opener
+            await migrate_postgres(conn)
+        finally:
+            await conn.close()
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
+            init=_setup_connection,
+            server_settings={"search_path": self.schema},
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (the store must be open)."""
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    # ------------------------------------------------------------ side tables
+
+    @staticmethod
+    async def _ensure_tenant(conn: asyncpg.Connection, tenant: str) -> None:
+        await conn.execute("INSERT INTO tenants VALUES ($1) ON CONFLICT DO NOTHING", tenant)
+
+    @staticmethod
+    async def _write_rows(
+        conn: asyncpg.Connection, sql: str, tenant: str, docs: Sequence[tuple[str, Doc]], rows: Sequence[IndexRows], now: str
+    ) -> list[asyncpg.Record]:
+        """Run an INSERT ... SELECT over `_UNNEST` with the documents and their attribute arrays.
+
+        Attribute lists travel joined by the unit separator (a character no
+        IRI holds) because unnest would flatten an array of arrays.
+        """
+        return await conn.fetch(
+            sql,
+            tenant,
+            [i for i, _ in docs],
+            [d for _, d in docs],
+            now,
+            ["\x1f".join(a for a, _ in r.attrs) for r in rows],
+            ["\x1f".join(k for _, k in r.attrs) for r in rows],
+        )
+
+    @staticmethod
+    async def _index(conn: asyncpg.Connection, tenant: str, ids: Sequence[str], index: Sequence[IndexRows]) -> None:
+        t_ids: list[str] = []
+        t_types: list[str] = []
+        boxes: list[list[Any]] = [[], [], [], [], [], []]
+        for entity_id, rows in zip(ids, index):
+            for t in rows.types:
+                t_ids.append(entity_id)
+                t_types.append(t)
+            for name, box in rows.boxes:
+                for column, value in zip(boxes, (entity_id, name, *box)):
+                    column.append(value)
+        if t_ids:
+            await conn.execute(
+                "INSERT INTO entity_types (tenant, type, id) SELECT $1, t, i FROM unnest($2::text[], $3::text[]) AS u(t, i)",
+                tenant, t_types, t_ids,
+            )
+        if boxes[0]:
+            await conn.execute(
+                "INSERT INTO geo_boxes (tenant, id, attr, bbox) SELECT $1, i, a, box(point(x1, y1), point(x2, y2))"
+                " FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])"
+                " AS u(i, a, x1, y1, x2, y2)",
+                tenant, *boxes,
+            )
+
+    @staticmethod
+    async def _unindex(conn: asyncpg.Connection, tenant: str, ids: Sequence[str]) -> None:
+        if ids:
+            for table in ("entity_types", "geo_boxes"):
+                await conn.execute(f"DELETE FROM {table} WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(ids))
+
+    # ------------------------------------------------------------ tenants
+
+    async def ensure_tenant(self, tenant: str) -> None:
+        async with self.pool.acquire() as conn:
+            await self._ensure_tenant(conn, tenant)
+
+    async def has_tenant(self, tenant: str) -> bool:
+        if tenant == "":
+            return True
+        return await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE name = $1)", tenant)
+
+    async def tenants(self) -> list[str]:
+        return [r[0] for r in await self.pool.fetch("SELECT name FROM tenants ORDER BY name")]
+
+    # ------------------------------------------------------------ reads
+
+    async def get(self, tenant: str, entity_id: str) -> StoredEntity | None:
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = $2", tenant, entity_id)
+        return None if row is None else _entity(row)
+
+    async def get_many(self, tenant: str, ids: Sequence[str]) -> dict[str, StoredEntity]:
+        rows = await self.pool.fetch(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(ids))
+        return {r[0]: _entity(r) for r in rows}
+
+    @staticmethod
+    def _where(tenant: str, flt: EntityFilter, p: _Params) -> str | None:
+        """SQL conditions for everything but the predicate; None when nothing can match."""
+        clauses = [f"e.tenant = {p(tenant)}"]
+        if flt.ids is not None:
+            clauses.append(f"e.id = ANY({p(list(flt.ids))}::text[])")
+        if flt.id_pattern is not None:
+            clauses.append(f"e.id ~ {p(flt.id_pattern)}")
+        if flt.type_dnf is not None:
+            if not flt.type_dnf:
+                return None
+            if all(flt.type_dnf):  # an empty conjunction matches every entity
+                parts = []
+                for conj in flt.type_dnf:
+                    if len(conj) == 1:
+                        parts.append(f"SELECT id FROM entity_types WHERE tenant = {p(tenant)} AND type = {p(next(iter(conj)))}")
+                    else:
+                        parts.append(
+                            f"SELECT id FROM entity_types WHERE tenant = {p(tenant)} AND type = ANY({p(sorted(conj))}::text[])"
+                            f" GROUP BY id HAVING count(*) = {p(len(conj))}"
+                        )
+                clauses.append(f"e.id IN ({' UNION '.join(parts)})")
+        if flt.attrs_any is not None:
+            if not flt.attrs_any:
+                return None
+            clauses.append(
+                f"e.attrs && {p(sorted(flt.attrs_any))}::text[]"
+            )
+        if flt.geo_bbox is not None:
+            attr, (min_lng, min_lat, max_lng, max_lat) = flt.geo_bbox
+            clauses.append(
+                f"e.id IN (SELECT id FROM geo_boxes WHERE tenant = {p(tenant)} AND attr = {p(attr)}"
+                f" AND bbox && box(point({p(float(min_lng))}, {p(float(min_lat))}), point({p(float(max_lng))}, {p(float(max_lat))})))"
+            )
+        return " AND ".join(clauses)
+
+    async def query(self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool) -> QueryPage:
+        p = _Params()
+        where = self._where(tenant, flt, p)
+        if where is None:
+            return QueryPage([], 0 if count else None)
+        params = p.values
+        order = "ORDER BY e.id"  # the "C" collation of the column: byte order, as in SQLite
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            if flt.predicate is None:
+                page: list[StoredEntity] = []
+                if limit > 0:
+                    rows = await conn.fetch(
+                        f"SELECT {_COLUMNS} FROM entities e WHERE {where} {order} LIMIT {int(limit)} OFFSET {int(offset)}", *params
+                    )
+                    page = [_entity(r) for r in rows]
+                total = await conn.fetchval(f"SELECT count(*) FROM entities e WHERE {where}", *params) if count else None
+                return QueryPage(page, total)
+            page, matched = [], 0
+            async for row in conn.cursor(f"SELECT {_COLUMNS} FROM entities e WHERE {where} {order}", *params, prefetch=CHUNK):
+                if not flt.predicate(row[1]):
+                    continue
+                if offset <= matched < offset + limit:
+                    page.append(_entity(row))
+                matched += 1
+                if not count and matched >= offset + limit:
+                    break
+            return QueryPage(page, matched if count else None)
+
+    async def type_summaries(self, tenant: str) -> list[TypeSummary]:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            counts = await conn.fetch(
+                'SELECT type, count(*) FROM entity_types WHERE tenant = $1 GROUP BY type ORDER BY type', tenant
+            )
+            summaries = {r[0]: TypeSummary(r[0], r[1]) for r in counts}
+            rows = await conn.fetch(
+                "SELECT DISTINCT t.type, a.attr, a.attr_type FROM entity_types t"
+                " JOIN entities e ON e.tenant = t.tenant AND e.id = t.id,"
+                " unnest(e.attrs, e.attr_types) AS a(attr, attr_type) WHERE t.tenant = $1",
+                tenant,
+            )
+        for type_iri, attr, attr_type in rows:
+            summaries[type_iri].attributes.setdefault(attr, set()).add(attr_type)
+        return list(summaries.values())
+
+    # ------------------------------------------------------------ writes
+
+    async def insert(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
+        fresh: dict[str, Doc] = {}
+        for doc in docs:
+            fresh.setdefault(doc["id"], _clean(doc))  # the first document of an id is the one tried
+        async with self.pool.acquire() as conn, conn.transaction():
+            index = [index_rows(d) for d in fresh.values()]
+            sql = _UNNEST + " ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
+            written = {r[0] for r in await self._write_rows(conn, sql, tenant, list(fresh.items()), index, now)}
+            kept = [(i, r) for i, r in zip(fresh, index) if i in written]
+            await self._index(conn, tenant, [i for i, _ in kept], [r for _, r in kept])
+            if written:
+                await self._ensure_tenant(conn, tenant)
+        conflicts, seen = [], set()
+        for doc in docs:
+            if doc["id"] in seen or doc["id"] not in written:
+                conflicts.append(doc["id"])
+            seen.add(doc["id"])
+        return conflicts
+
+    async def upsert_replace(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
+        latest = {d["id"]: _clean(d) for d in docs}  # the last document of an id wins
+        if not latest:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            # xmax is 0 on a freshly inserted row version
+            index = [index_rows(d) for d in latest.values()]
+            sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created"
+            rows = await self._write_rows(conn, sql, tenant, list(latest.items()), index, now)
+            created = {r[0] for r in rows if r[1]}
+            await self._unindex(conn, tenant, [i for i in latest if i not in created])
+            await self._index(conn, tenant, list(latest), index)
+            await self._ensure_tenant(conn, tenant)
+        return [i for i in latest if i in created]
+
+    async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
+        keys = sorted(set(ids))
+        results: dict[str, Any] = {}
+        async with self.pool.acquire() as conn, conn.transaction():
+            # locks taken in hash order, the same in every transaction, so they cannot deadlock
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(h) FROM"
+                " (SELECT hashtextextended($1 || ' ' || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS s",
+                tenant, keys,
+            )
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
+            )
+            initial = {r[0]: _entity(r) for r in rows}
+            state: dict[str, StoredEntity] = dict(initial)
+            touched: dict[str, None] = {}
+            for entity_id in ids:  # a repeated id sees the change made before it
+                change: Change = fn(entity_id, state.get(entity_id))
+                results[entity_id] = change.result
+                if not change.changed:
+                    continue
+                touched[entity_id] = None
+                if change.doc is None:
+                    state.pop(entity_id, None)
+                else:
+                    previous = state.get(entity_id)
+                    state[entity_id] = StoredEntity(_clean(change.doc), previous.created_at if previous else now, now)
+            deleted = [i for i in touched if i in initial and i not in state]
+            created = [i for i in touched if i not in initial and i in state]
+            updated = [i for i in touched if i in initial and i in state]
+            if deleted:
+                await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, deleted)
+            written = created + updated
+            index = [index_rows(state[i].doc) for i in written]
+            if written:
+                # one upsert for both: it keeps created_at of existing rows, and an
+                # insert() racing this call on a new id loses to it rather than failing it
+                await self._write_rows(conn, _UNNEST + _REPLACE, tenant, [(i, state[i].doc) for i in written], index, now)
+            if created:
+                await self._ensure_tenant(conn, tenant)
+            await self._unindex(conn, tenant, deleted + written)
+            await self._index(conn, tenant, written, index)
+        return results
+
+    async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[]) RETURNING id", tenant, list(set(ids))
+            )
+            gone = {r[0] for r in rows}
+            await self._unindex(conn, tenant, list(gone))
+        return [i for i in dict.fromkeys(ids) if i in gone]
+
+    # ------------------------------------------------------------ contexts
+
+    async def put_context(self, local_id: str, document: Doc, kind: str, now: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO contexts VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (local_id) DO UPDATE SET document = excluded.document, kind = excluded.kind",
+            local_id, document, kind, now,
+        )
+
+    async def get_contexts(self) -> list[tuple[str, Doc, str, str]]:
+        rows = await self.pool.fetch('SELECT local_id, document, kind, created_at FROM contexts ORDER BY created_at, local_id')
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def delete_context(self, local_id: str) -> bool:
+        return await self.pool.fetchval("DELETE FROM contexts WHERE local_id = $1 RETURNING true", local_id) is not None

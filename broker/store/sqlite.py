@@ -1,0 +1,414 @@
+"""The embedded default store: one SQLite file, WAL mode, one writer thread.
+
+SQLite allows one writer at a time, so every write and every
+read-modify-write cycle goes through a single connection owned by a
+single-thread executor, in submission order, each in a BEGIN IMMEDIATE
+transaction: concurrent `modify` calls from many tasks are serialised
+without lost updates and never meet SQLITE_BUSY. Reads run on a small pool
+of other connections in threads; WAL lets them proceed while the writer
+writes, and the event loop never blocks on the disk.
+
+Documents are orjson bytes in a BLOB; id sets travel as one JSON array
+parameter expanded by json_each, so no statement hits the variable limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import queue
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from broker.store.base import Change, Doc, EntityFilter, ModifyFn, QueryPage, StoredEntity, Store, TypeSummary
+from broker.store.migrations import has_rtree, index_rows, migrate_sqlite
+
+T = TypeVar("T")
+CHUNK = 500
+"""Rows fetched at a time when a predicate makes the store walk candidates."""
+
+_COLUMNS = "e.id, e.doc, e.created_at, e.modified_at"
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value: str | None) -> bool:
+    # search, not match: the same semantics as PostgreSQL's `~`
+    return value is not None and _compiled(pattern).search(value) is not None
+
+
+def _json_list(values: Sequence[str] | frozenset[str]) -> str:
+    return orjson.dumps(list(values)).decode()
+
+
+def _entity(row: tuple[Any, ...]) -> StoredEntity:
+    return StoredEntity(orjson.loads(row[1]), row[2], row[3])
+
+
+def _clean(doc: Doc) -> Doc:
+    """The document without entity system timestamps, which live in columns."""
+    if "createdAt" in doc or "modifiedAt" in doc:
+        return {k: v for k, v in doc.items() if k not in ("createdAt", "modifiedAt")}
+    return doc
+
+
+class SQLiteStore(Store):
+    """Store on a SQLite file (or ':memory:', where reads share the writer connection)."""
+
+    def __init__(self, path: str | Path, *, readers: int = 3) -> None:
+        self.path = str(path)
+        self._memory = self.path == ":memory:"
+        self._reader_count = 0 if self._memory else readers
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._rconns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._rtree = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-32000")
+        conn.create_function("REGEXP", 2, _regexp, deterministic=True)
+        self._all_conns.append(conn)
+        return conn
+
+    async def open(self) -> None:
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+
+        def setup() -> None:
+            self._wconn = self._connect()
+            migrate_sqlite(self._wconn)
+            self._rtree = has_rtree(self._wconn) and bool(
+                self._wconn.execute("SELECT 1 FROM sqlite_master WHERE name = 'geo_rtree'").fetchone()
+            )
+            for _ in range(self._reader_count):
+                self._rconns.put(self._connect())
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, setup)
+        if self._reader_count:
+            self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="sqlite-reader")
+
+    async def close(self) -> None:
+        for pool in (self._readers, self._writer):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._readers = self._writer = None
+        for conn in self._all_conns:
+            conn.close()
+        self._all_conns.clear()
+        self._rconns = queue.SimpleQueue()
+        self._wconn = None
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn in one BEGIN IMMEDIATE transaction on the writer thread."""
+        assert self._writer is not None, "store is not open"
+
+        def tx() -> T:
+            conn = self._wconn
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, tx)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn in one read transaction (a consistent snapshot) on a reader connection."""
+        if self._readers is None:
+            return await self._write(fn)
+
+        def tx() -> T:
+            conn = self._rconns.get()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            finally:
+                self._rconns.put(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, tx)
+
+    @staticmethod
+    def _ensure_tenant(conn: sqlite3.Connection, tenant: str) -> None:
+        # no in-memory cache: a rolled-back transaction must not leave a tenant behind
+        conn.execute("INSERT OR IGNORE INTO tenants VALUES (?)", (tenant,))
+
+    @staticmethod
+    def _existing(conn: sqlite3.Connection, tenant: str, ids: Sequence[str]) -> set[str]:
+        rows = conn.execute(
+            "SELECT id FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))",
+            (tenant, _json_list(ids)),
+        )
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def _index(conn: sqlite3.Connection, tenant: str, docs: Sequence[tuple[str, Doc]]) -> None:
+        types: list[tuple[str, str, str]] = []
+        attrs: list[tuple[str, str, str, str]] = []
+        boxes: list[tuple[Any, ...]] = []
+        for entity_id, doc in docs:
+            rows = index_rows(doc)
+            types.extend((tenant, t, entity_id) for t in rows.types)
+            attrs.extend((tenant, entity_id, a, k) for a, k in rows.attrs)
+            boxes.extend((tenant, entity_id, a, *b) for a, b in rows.boxes)
+        conn.executemany("INSERT INTO entity_types VALUES (?, ?, ?)", types)
+        conn.executemany("INSERT INTO entity_attrs VALUES (?, ?, ?, ?)", attrs)
+        if boxes:
+            conn.executemany(
+                "INSERT INTO geo_boxes (tenant, id, attr, min_lng, min_lat, max_lng, max_lat) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                boxes,
+            )
+
+    @staticmethod
+    def _unindex(conn: sqlite3.Connection, tenant: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        params = (tenant, _json_list(ids))
+        for table in ("entity_types", "entity_attrs", "geo_boxes"):
+            conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", params)
+
+    # ------------------------------------------------------------ tenants
+
+    async def ensure_tenant(self, tenant: str) -> None:
+        await self._write(lambda c: self._ensure_tenant(c, tenant))
+
+    async def has_tenant(self, tenant: str) -> bool:
+        if tenant == "":
+            return True
+        return await self._read(lambda c: c.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone() is not None)
+
+    async def tenants(self) -> list[str]:
+        return await self._read(lambda c: [r[0] for r in c.execute("SELECT name FROM tenants ORDER BY name")])
+
+    # ------------------------------------------------------------ reads
+
+    async def get(self, tenant: str, entity_id: str) -> StoredEntity | None:
+        def run(c: sqlite3.Connection) -> StoredEntity | None:
+            row = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone()
+            return None if row is None else _entity(row)
+
+        return await self._read(run)
+
+    async def get_many(self, tenant: str, ids: Sequence[str]) -> dict[str, StoredEntity]:
+        sql = f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))"
+        return await self._read(lambda c: {r[0]: _entity(r) for r in c.execute(sql, (tenant, _json_list(ids)))})
+
+    def _where(self, tenant: str, flt: EntityFilter) -> tuple[str, list[Any]] | None:
+        """SQL conditions for everything but the predicate; None when nothing can match."""
+        clauses, params = ["e.tenant = ?"], [tenant]
+        if flt.ids is not None:
+            clauses.append("e.id IN (SELECT value FROM json_each(?))")
+            params.append(_json_list(flt.ids))
+        if flt.id_pattern is not None:
+            clauses.append("e.id REGEXP ?")
+            params.append(flt.id_pattern)
+        if flt.type_dnf is not None:
+            if not flt.type_dnf:
+                return None
+            if all(flt.type_dnf):  # an empty conjunction matches every entity
+                parts = []
+                for conj in flt.type_dnf:
+                    if len(conj) == 1:
+                        parts.append("SELECT id FROM entity_types WHERE tenant = ? AND type = ?")
+                        params += [tenant, next(iter(conj))]
+                    else:
+                        parts.append(
+                            "SELECT id FROM entity_types WHERE tenant = ? AND type IN (SELECT value FROM json_each(?))"
+                            " GROUP BY id HAVING count(*) = ?"
+                        )
+                        params += [tenant, _json_list(sorted(conj)), len(conj)]
+                clauses.append(f"e.id IN ({' UNION '.join(parts)})")
+        if flt.attrs_any is not None:
+            if not flt.attrs_any:
+                return None
+            clauses.append("e.id IN (SELECT id FROM entity_attrs WHERE tenant = ? AND attr IN (SELECT value FROM json_each(?)))")
+            params += [tenant, _json_list(sorted(flt.attrs_any))]
+        if flt.geo_bbox is not None:
+            attr, (min_lng, min_lat, max_lng, max_lat) = flt.geo_bbox
+            # without an R*Tree the plain indexed columns of geo_boxes serve the same comparison
+            source, box = ("geo_boxes g JOIN geo_rtree r ON r.key = g.key", "r") if self._rtree else ("geo_boxes g", "g")
+            clauses.append(
+                f"e.id IN (SELECT g.id FROM {source} WHERE g.tenant = ? AND g.attr = ?"
+                f" AND {box}.min_lng <= ? AND {box}.max_lng >= ? AND {box}.min_lat <= ? AND {box}.max_lat >= ?)"
+            )
+            params += [tenant, attr, max_lng, min_lng, max_lat, min_lat]
+        return " AND ".join(clauses), params
+
+    async def query(self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool) -> QueryPage:
+        where = self._where(tenant, flt)
+        if where is None:
+            return QueryPage([], 0 if count else None)
+        sql, params = where
+        predicate = flt.predicate
+
+        def plain(c: sqlite3.Connection) -> QueryPage:
+            page: list[StoredEntity] = []
+            if limit > 0:
+                rows = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE {sql} ORDER BY e.id LIMIT ? OFFSET ?", (*params, limit, offset))
+                page = [_entity(r) for r in rows]
+            total = c.execute(f"SELECT count(*) FROM entities e WHERE {sql}", params).fetchone()[0] if count else None
+            return QueryPage(page, total)
+
+        def filtered(c: sqlite3.Connection) -> QueryPage:
+            assert predicate is not None
+            page: list[StoredEntity] = []
+            matched = 0
+            cursor = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE {sql} ORDER BY e.id", params)
+            while rows := cursor.fetchmany(CHUNK):
+                for row in rows:
+                    doc = orjson.loads(row[1])
+                    if not predicate(doc):
+                        continue
+                    if offset <= matched < offset + limit:
+                        page.append(StoredEntity(doc, row[2], row[3]))
+                    matched += 1
+                if not count and matched >= offset + limit:
+                    break
+            cursor.close()
+            return QueryPage(page, matched if count else None)
+
+        return await self._read(plain if predicate is None else filtered)
+
+    async def type_summaries(self, tenant: str) -> list[TypeSummary]:
+        def run(c: sqlite3.Connection) -> list[TypeSummary]:
+            summaries = {
+                t: TypeSummary(t, n)
+                for t, n in c.execute("SELECT type, count(*) FROM entity_types WHERE tenant = ? GROUP BY type ORDER BY type", (tenant,))
+            }
+            rows = c.execute(
+                "SELECT DISTINCT t.type, a.attr, a.attr_type FROM entity_types t"
+                " JOIN entity_attrs a ON a.tenant = t.tenant AND a.id = t.id WHERE t.tenant = ?",
+                (tenant,),
+            )
+            for type_iri, attr, attr_type in rows:
+                summaries[type_iri].attributes.setdefault(attr, set()).add(attr_type)
+            return list(summaries.values())
+
+        return await self._read(run)
+
+    # ------------------------------------------------------------ writes
+
+    async def insert(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
+        def run(c: sqlite3.Connection) -> list[str]:
+            existing = self._existing(c, tenant, [d["id"] for d in docs])
+            conflicts, fresh = [], {}
+            for doc in docs:
+                if doc["id"] in existing or doc["id"] in fresh:
+                    conflicts.append(doc["id"])
+                else:
+                    fresh[doc["id"]] = _clean(doc)
+            c.executemany(
+                "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)",
+                [(tenant, i, orjson.dumps(d), now, now) for i, d in fresh.items()],
+            )
+            self._index(c, tenant, list(fresh.items()))
+            if fresh:
+                self._ensure_tenant(c, tenant)
+            return conflicts
+
+        return await self._write(run)
+
+    async def upsert_replace(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
+        def run(c: sqlite3.Connection) -> list[str]:
+            latest = {d["id"]: _clean(d) for d in docs}  # the last document of an id wins
+            existing = self._existing(c, tenant, list(latest))
+            c.executemany(
+                "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc, modified_at = excluded.modified_at",
+                [(tenant, i, orjson.dumps(d), now, now) for i, d in latest.items()],
+            )
+            self._unindex(c, tenant, list(existing))
+            self._index(c, tenant, list(latest.items()))
+            if latest:
+                self._ensure_tenant(c, tenant)
+            return [i for i in latest if i not in existing]
+
+        return await self._write(run)
+
+    async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
+        def run(c: sqlite3.Connection) -> dict[str, Any]:
+            results: dict[str, Any] = {}
+            for entity_id in ids:
+                row = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone()
+                current = None if row is None else _entity(row)
+                change: Change = fn(entity_id, current)
+                results[entity_id] = change.result
+                if not change.changed:
+                    continue
+                if current is not None:
+                    self._unindex(c, tenant, [entity_id])
+                if change.doc is None:
+                    if current is not None:
+                        c.execute("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id))
+                    continue
+                doc = _clean(change.doc)
+                if current is None:
+                    c.execute(
+                        "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)",
+                        (tenant, entity_id, orjson.dumps(doc), now, now),
+                    )
+                    self._ensure_tenant(c, tenant)
+                else:
+                    c.execute(
+                        "UPDATE entities SET doc = ?, modified_at = ? WHERE tenant = ? AND id = ?",
+                        (orjson.dumps(doc), now, tenant, entity_id),
+                    )
+                self._index(c, tenant, [(entity_id, doc)])
+            return results
+
+        return await self._write(run)
+
+    async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
+        def run(c: sqlite3.Connection) -> list[str]:
+            existing = self._existing(c, tenant, ids)
+            gone = list(dict.fromkeys(i for i in ids if i in existing))
+            c.execute("DELETE FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", (tenant, _json_list(gone)))
+            self._unindex(c, tenant, gone)
+            return gone
+
+        return await self._write(run)
+
+    # ------------------------------------------------------------ contexts
+
+    async def put_context(self, local_id: str, document: Doc, kind: str, now: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO contexts VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (local_id) DO UPDATE SET document = excluded.document, kind = excluded.kind",
+                (local_id, orjson.dumps(document), kind, now),
+            )
+        )
+
+    async def get_contexts(self) -> list[tuple[str, Doc, str, str]]:
+        sql = "SELECT local_id, document, kind, created_at FROM contexts ORDER BY created_at, local_id"
+        return await self._read(lambda c: [(r[0], orjson.loads(r[1]), r[2], r[3]) for r in c.execute(sql)])
+
+    async def delete_context(self, local_id: str) -> bool:
+        return await self._write(lambda c: c.execute("DELETE FROM contexts WHERE local_id = ?", (local_id,)).rowcount > 0)

@@ -1,0 +1,393 @@
+"""One suite run against both stores: SQLite on a temporary file, PostgreSQL on a throwaway schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+import pytest
+
+from broker.store import Change, EntityFilter, Store, StoredEntity, open_store
+from broker.store.migrations import migrate_postgres, migrate_sqlite
+
+T = TypeVar("T")
+NS = "https://smartdatamodels.org/dataModel.Environment/"
+AQO = NS + "AirQualityObserved"
+NLO = NS + "NoiseLevelObserved"
+DEVICE = "https://smartdatamodels.org/dataModel.Device/Device"
+NO2 = NS + "no2"
+NOISE = NS + "LAeq"
+LOCATION = "https://uri.etsi.org/ngsi-ld/location"
+NAME = "https://schema.org/name"
+T0, T1, T2 = "2026-11-26T06:00:00Z", "2026-11-26T07:00:00Z", "2026-11-26T08:00:00Z"
+
+
+def entity(n: int | str, *types: str, no2: float | None = None, lng: float | None = None, lat: float = 43.5, **attrs: Any) -> dict[str, Any]:
+    """A small ENF entity; `lng` adds a Point location."""
+    doc: dict[str, Any] = {"id": f"urn:ngsi-ld:Thing:{n}", "type": list(types or (AQO,))}
+    if no2 is not None:
+        doc[NO2] = [{"type": "Property", "value": no2, "unitCode": "GQ"}]
+    if lng is not None:
+        doc[LOCATION] = [{"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lng, lat]}}]
+    for name, value in attrs.items():
+        doc[NS + name] = [{"type": "Property", "value": value}]
+    return doc
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL naming fresh, isolated storage."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'broker.db'}"
+        return
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = f"test_store_{uuid.uuid4().hex[:16]}"
+    yield f"{dsn}?schema={schema}"
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def run(url: str, body: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store in a fresh event loop, run body, close."""
+
+    async def main() -> T:
+        store = open_store(url)
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def ids(entities: list[StoredEntity]) -> list[str]:
+    return [e.doc["id"] for e in entities]
+
+
+async def query_ids(store: Store, tenant: str = "", **filters: Any) -> list[str]:
+    page = await store.query(tenant, EntityFilter(**filters), limit=1000, offset=0, count=False)
+    return ids(page.entities)
+
+
+def test_tenants_are_created_on_first_write_and_isolated(url: str) -> None:
+    async def body(store: Store) -> None:
+        assert await store.has_tenant("")
+        assert not await store.has_tenant("aix")
+        await store.insert("aix", [entity(1, no2=10)], T0)
+        await store.insert("marseille", [entity(1, NLO)], T0)
+        await store.ensure_tenant("toulon")
+        assert await store.has_tenant("aix")
+        assert await store.tenants() == ["aix", "marseille", "toulon"]
+        aix, mrs = await store.get("aix", "urn:ngsi-ld:Thing:1"), await store.get("marseille", "urn:ngsi-ld:Thing:1")
+        assert aix is not None and mrs is not None
+        assert aix.doc["type"] == [AQO] and mrs.doc["type"] == [NLO]
+        assert await store.get("", "urn:ngsi-ld:Thing:1") is None
+        assert await query_ids(store, "marseille", type_dnf=[frozenset({AQO})]) == []
+        assert await store.delete("aix", ["urn:ngsi-ld:Thing:1"]) == ["urn:ngsi-ld:Thing:1"]
+        assert await store.get("marseille", "urn:ngsi-ld:Thing:1") is not None
+
+    run(url, body)
+
+
+def test_insert_reports_conflicts_and_writes_only_new(url: str) -> None:
+    async def body(store: Store) -> None:
+        assert await store.insert("", [entity(1, no2=1), entity(2, no2=2)], T0) == []
+        conflicts = await store.insert("", [entity(2, no2=20), entity(3, no2=3), entity(3, no2=30)], T1)
+        assert conflicts == ["urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:3"]
+        got = await store.get_many("", ["urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:3", "urn:ngsi-ld:Thing:9"])
+        assert set(got) == {"urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:3"}
+        assert got["urn:ngsi-ld:Thing:2"].doc[NO2][0]["value"] == 2
+        assert got["urn:ngsi-ld:Thing:2"].created_at == T0
+        assert got["urn:ngsi-ld:Thing:3"].doc[NO2][0]["value"] == 3  # the first of two in a batch wins
+
+    run(url, body)
+
+
+def test_upsert_replace_keeps_created_at_and_reindexes(url: str) -> None:
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, no2=1, lng=5.0)], T0)
+        created = await store.upsert_replace("", [entity(1, DEVICE, name="x"), entity(2, no2=2)], T1)
+        assert created == ["urn:ngsi-ld:Thing:2"]
+        one = await store.get("", "urn:ngsi-ld:Thing:1")
+        assert one is not None
+        assert (one.created_at, one.modified_at) == (T0, T1)
+        assert NO2 not in one.doc and one.doc["type"] == [DEVICE]
+        # the side tables follow the new document: old type, attribute and location are gone
+        assert await query_ids(store, type_dnf=[frozenset({AQO})]) == ["urn:ngsi-ld:Thing:2"]
+        assert await query_ids(store, attrs_any=frozenset({NO2})) == ["urn:ngsi-ld:Thing:2"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (4.0, 43.0, 6.0, 44.0))) == []
+        # system timestamps live in columns, never in the stored document
+        await store.upsert_replace("", [{**entity(3), "createdAt": T0, "modifiedAt": T0}], T2)
+        three = await store.get("", "urn:ngsi-ld:Thing:3")
+        assert three is not None and "createdAt" not in three.doc and three.created_at == T2
+
+    run(url, body)
+
+
+def test_modify_updates_creates_deletes_and_returns_results(url: str) -> None:
+    seen: dict[str, StoredEntity | None] = {}
+
+    def fn(entity_id: str, current: StoredEntity | None) -> Change:
+        seen[entity_id] = current
+        if entity_id.endswith(":1"):
+            doc = dict(current.doc) if current else {}
+            doc[NO2] = [{"type": "Property", "value": 99}]
+            return Change(doc, result="updated")
+        if entity_id.endswith(":2"):
+            return Change(None, result="deleted")
+        if entity_id.endswith(":3"):
+            return Change(entity(3, NLO), result="created")
+        return Change(None, result="untouched", changed=False)
+
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, no2=1), entity(2, no2=2), entity(4, no2=4)], T0)
+        ids_ = ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:3", "urn:ngsi-ld:Thing:4"]
+        results = await store.modify("", ids_, fn, T1)
+        assert results == dict(zip(ids_, ["updated", "deleted", "created", "untouched"]))
+        assert seen["urn:ngsi-ld:Thing:3"] is None and seen["urn:ngsi-ld:Thing:1"] is not None
+        one = await store.get("", "urn:ngsi-ld:Thing:1")
+        assert one is not None and one.doc[NO2][0]["value"] == 99 and (one.created_at, one.modified_at) == (T0, T1)
+        assert await store.get("", "urn:ngsi-ld:Thing:2") is None
+        three = await store.get("", "urn:ngsi-ld:Thing:3")
+        assert three is not None and three.created_at == T1
+        four = await store.get("", "urn:ngsi-ld:Thing:4")
+        assert four is not None and four.modified_at == T0
+        assert await query_ids(store, type_dnf=[frozenset({NLO})]) == ["urn:ngsi-ld:Thing:3"]
+        assert await query_ids(store, type_dnf=[frozenset({AQO})]) == ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:4"]
+
+    run(url, body)
+
+
+def test_modify_rolls_back_when_the_function_fails(url: str) -> None:
+    def fn(entity_id: str, current: StoredEntity | None) -> Change:
+        if entity_id.endswith(":2"):
+            raise RuntimeError("refused")
+        return Change(entity(entity_id.rsplit(":", 1)[1], no2=50))
+
+    async def body(store: Store) -> None:
+        with pytest.raises(RuntimeError):
+            await store.modify("lyon", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"], fn, T0)
+        assert await store.get("lyon", "urn:ngsi-ld:Thing:1") is None
+        assert not await store.has_tenant("lyon")
+
+    run(url, body)
+
+
+def test_concurrent_modify_loses_no_update(url: str) -> None:
+    def increment(entity_id: str, current: StoredEntity | None) -> Change:
+        doc = dict(current.doc) if current else entity(entity_id.rsplit(":", 1)[1], count=0)
+        doc[NS + "count"] = [{"type": "Property", "value": doc[NS + "count"][0]["value"] + 1}]
+        return Change(doc, result=doc[NS + "count"][0]["value"])
+
+    async def body(store: Store) -> None:
+        targets = ["urn:ngsi-ld:Thing:a", "urn:ngsi-ld:Thing:b"]
+        # both ids in every call, in both orders: no lost update and no deadlock
+        calls = [store.modify("", targets if n % 2 else targets[::-1], increment, T1) for n in range(60)]
+        results = await asyncio.gather(*calls)
+        assert sorted(r["urn:ngsi-ld:Thing:a"] for r in results) == list(range(1, 61))
+        for target in targets:
+            got = await store.get("", target)
+            assert got is not None and got.doc[NS + "count"][0]["value"] == 60
+
+    run(url, body)
+
+
+def test_delete(url: str) -> None:
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, lng=5.0), entity(2, lng=5.1)], T0)
+        gone = await store.delete("", ["urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:9", "urn:ngsi-ld:Thing:2"])
+        assert gone == ["urn:ngsi-ld:Thing:2"]
+        assert await query_ids(store) == ["urn:ngsi-ld:Thing:1"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (4.0, 43.0, 6.0, 44.0))) == ["urn:ngsi-ld:Thing:1"]
+        assert [s.count for s in await store.type_summaries("")] == [1]
+
+    run(url, body)
+
+
+def test_query_filters(url: str) -> None:
+    async def body(store: Store) -> None:
+        await store.insert(
+            "",
+            [
+                entity("aix-1", AQO, no2=10, lng=5.45, lat=43.53),
+                entity("aix-2", AQO, NLO, lng=5.44, lat=43.52, LAeq=55),
+                entity("mrs-1", NLO, lng=5.37, lat=43.30, LAeq=60),
+                entity("mrs-2", DEVICE, name="sensor"),
+                {"id": "urn:ngsi-ld:Thing:area", "type": [DEVICE],
+                 LOCATION: [{"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [[[5.0, 43.0], [5.2, 43.0], [5.2, 43.2], [5.0, 43.0]]]}}]},
+            ],
+            T0,
+        )
+        pre = "urn:ngsi-ld:Thing:"
+        assert await query_ids(store, ids=[pre + "mrs-1", pre + "aix-1", pre + "none"]) == [pre + "aix-1", pre + "mrs-1"]
+        assert await query_ids(store, ids=[]) == []
+        assert await query_ids(store, id_pattern=r"aix-\d$") == [pre + "aix-1", pre + "aix-2"]
+        assert await query_ids(store, id_pattern="^urn:ngsi-ld:Thing:mrs") == [pre + "mrs-1", pre + "mrs-2"]
+        assert await query_ids(store, type_dnf=[frozenset({NLO})]) == [pre + "aix-2", pre + "mrs-1"]
+        assert await query_ids(store, type_dnf=[frozenset({AQO, NLO})]) == [pre + "aix-2"]
+        assert await query_ids(store, type_dnf=[frozenset({AQO, NLO}), frozenset({DEVICE})]) == [pre + "aix-2", pre + "area", pre + "mrs-2"]
+        assert await query_ids(store, type_dnf=[]) == []
+        assert await query_ids(store, attrs_any=frozenset({NO2, NOISE})) == [pre + "aix-1", pre + "aix-2", pre + "mrs-1"]
+        assert await query_ids(store, attrs_any=frozenset({NS + "name"})) == [pre + "mrs-2"]
+        aix_box = (5.40, 43.50, 5.50, 43.60)
+        assert await query_ids(store, geo_bbox=(LOCATION, aix_box)) == [pre + "aix-1", pre + "aix-2"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (5.1, 43.1, 5.15, 43.15))) == [pre + "area"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (6.0, 44.0, 7.0, 45.0))) == []
+        assert await query_ids(store, geo_bbox=(NAME, aix_box)) == []
+        combined = dict(type_dnf=[frozenset({NLO})], geo_bbox=(LOCATION, aix_box), id_pattern="aix")
+        assert await query_ids(store, **combined) == [pre + "aix-2"]
+
+    run(url, body)
+
+
+def test_predicate_count_and_pagination(url: str) -> None:
+    async def body(store: Store) -> None:
+        docs = [entity(f"{n:04d}", AQO if n % 3 else NLO, no2=float(n)) for n in range(700)]
+        await store.insert("", docs, T0)
+        aqo = [d["id"] for d in docs if AQO in d["type"]]
+        page = await store.query("", EntityFilter(type_dnf=[frozenset({AQO})]), limit=20, offset=100, count=True)
+        assert ids(page.entities) == aqo[100:120] and page.total == len(aqo)
+        page = await store.query("", EntityFilter(type_dnf=[frozenset({AQO})]), limit=20, offset=100, count=False)
+        assert page.total is None and ids(page.entities) == aqo[100:120]
+
+        def even(doc: dict[str, Any]) -> bool:
+            return doc[NO2][0]["value"] % 2 == 0
+
+        wanted = [d["id"] for d in docs if AQO in d["type"] and even(d)]
+        flt = EntityFilter(type_dnf=[frozenset({AQO})], predicate=even)
+        walked: list[str] = []
+        offset = 0
+        while True:  # page through everything: no gap, no repeat
+            page = await store.query("", flt, limit=50, offset=offset, count=True)
+            assert page.total == len(wanted)
+            if not page.entities:
+                break
+            walked += ids(page.entities)
+            offset += 50
+        assert walked == wanted
+        page = await store.query("", flt, limit=0, offset=0, count=True)
+        assert page.entities == [] and page.total == len(wanted)
+        page = await store.query("", flt, limit=7, offset=len(wanted) - 3, count=False)
+        assert ids(page.entities) == wanted[-3:] and page.total is None
+
+    run(url, body)
+
+
+def test_type_summaries(url: str) -> None:
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, AQO, no2=1, lng=5.0), entity(2, AQO, NLO, LAeq=50)], T0)
+        await store.insert("", [{"id": "urn:ngsi-ld:Thing:3", "type": [NLO], NOISE: [{"type": "Relationship", "object": "urn:x"}]}], T0)
+        await store.insert("other", [entity(9, DEVICE)], T0)
+        summaries = {s.type_iri: s for s in await store.type_summaries("")}
+        assert set(summaries) == {AQO, NLO}
+        assert summaries[AQO].count == 2 and summaries[NLO].count == 2
+        assert summaries[AQO].attributes == {NO2: {"Property"}, LOCATION: {"GeoProperty"}, NOISE: {"Property"}}
+        assert summaries[NLO].attributes == {NOISE: {"Property", "Relationship"}}
+
+    run(url, body)
+
+
+def test_contexts_persist(url: str) -> None:
+    async def write(store: Store) -> None:
+        await store.put_context("ctx-1", {"@context": {"no2": NO2}}, "hosted", T0)
+        await store.put_context("ctx-2", {"@context": [NS]}, "cached", T1)
+        await store.put_context("ctx-1", {"@context": {"no2": NO2, "x": "urn:x"}}, "hosted", T2)
+
+    async def read(store: Store) -> list[tuple[str, Any, str, str]]:
+        found = await store.get_contexts()
+        assert await store.delete_context("ctx-2") and not await store.delete_context("ctx-2")
+        return found
+
+    run(url, write)
+    assert run(url, read) == [
+        ("ctx-1", {"@context": {"no2": NO2, "x": "urn:x"}}, "hosted", T0),
+        ("ctx-2", {"@context": [NS]}, "cached", T1),
+    ]
+    assert [c[0] for c in run(url, lambda s: s.get_contexts())] == ["ctx-1"]
+
+
+def test_reopen_finds_the_data(url: str) -> None:
+    async def write(store: Store) -> None:
+        await store.insert("aix", [entity(n, no2=n, lng=5 + n / 100) for n in range(50)], T0)
+
+    async def read(store: Store) -> tuple[list[str], int | None, list[str]]:
+        page = await store.query("aix", EntityFilter(geo_bbox=(LOCATION, (5.0, 43.0, 5.1, 44.0))), limit=100, offset=0, count=True)
+        return await store.tenants(), page.total, [s.type_iri for s in await store.type_summaries("aix")]
+
+    run(url, write)
+    assert run(url, read) == (["aix"], 11, [AQO])
+
+
+def test_migration_from_version_1_keeps_and_indexes_data(url: str) -> None:
+    """A database left at version 1 (no attribute or geo side tables) upgrades on open."""
+    docs = [entity(1, AQO, no2=1, lng=5.45), entity(2, NLO, LAeq=3)]
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        Path(path).parent.mkdir(parents=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        assert migrate_sqlite(conn, target=1) == 1
+        for doc in docs:  # what the version 1 code wrote
+            conn.execute("INSERT INTO entities VALUES ('', ?, ?, ?, ?)", (doc["id"], orjson.dumps(doc), T0, T0))
+            conn.execute("INSERT INTO entity_types VALUES ('', ?, ?)", (doc["type"][0], doc["id"]))
+        conn.close()
+    else:
+        dsn, schema = url.split("?schema=")
+
+        async def version_1() -> None:
+            conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+            try:
+                await conn.execute(f'CREATE SCHEMA "{schema}"')
+                assert await migrate_postgres(conn, target=1) == 1
+                for doc in docs:
+                    await conn.execute("INSERT INTO entities VALUES ('', $1, $2::jsonb, $3, $3)", doc["id"], orjson.dumps(doc).decode(), T0)
+                    await conn.execute("INSERT INTO entity_types VALUES ('', $1, $2)", doc["type"][0], doc["id"])
+            finally:
+                await conn.close()
+
+        asyncio.run(version_1())
+
+    async def read(store: Store) -> None:
+        one = await store.get("", "urn:ngsi-ld:Thing:1")
+        assert one is not None and one.doc == docs[0] and one.created_at == T0
+        assert await query_ids(store, attrs_any=frozenset({NOISE})) == ["urn:ngsi-ld:Thing:2"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (5.4, 43.4, 5.5, 43.6))) == ["urn:ngsi-ld:Thing:1"]
+        summaries = {s.type_iri: s.attributes for s in await store.type_summaries("")}
+        assert summaries == {AQO: {NO2: {"Property"}, LOCATION: {"GeoProperty"}}, NLO: {NOISE: {"Property"}}}
+        await store.upsert_replace("", [entity(3, lng=5.41)], T1)  # and the upgraded schema takes writes
+        assert await query_ids(store, geo_bbox=(LOCATION, (5.4, 43.4, 5.5, 43.6))) == ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:3"]
+
+    run(url, read)
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    from broker.store.postgres import PostgresStore
+    from broker.store.sqlite import SQLiteStore
+
+    memory = open_store("sqlite://:memory:")
+    assert isinstance(memory, SQLiteStore) and memory.path == ":memory:"
+    assert isinstance(open_store("sqlite:///data/b.db"), SQLiteStore) and open_store("sqlite:///data/b.db").path == "data/b.db"  # type: ignore[attr-defined]
+    pg = open_store("postgresql://u@h:5432/db?schema=broker_1&sslmode=disable")
+    assert isinstance(pg, PostgresStore) and pg.schema == "broker_1" and pg.dsn == "postgresql://u@h:5432/db?sslmode=disable"
+    with pytest.raises(ValueError):
+        open_store("mongodb://localhost")
+    # an in-memory store is complete, reads going through the writer connection
+    assert run("sqlite://:memory:", lambda s: _roundtrip(s)) == ["urn:ngsi-ld:Thing:1"]
+
+
+async def _roundtrip(store: Store) -> list[str]:
+    await store.insert("", [entity(1, lng=5.0)], T0)
+    return await query_ids(store, geo_bbox=(LOCATION, (4.0, 43.0, 6.0, 44.0)), type_dnf=[frozenset({AQO})])
