@@ -1,0 +1,22 @@
+"""Run every benchmark in turn (`make bench`); each prints its own table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ("bench.store_bench", "bench.broker_bench")
+
+
+def main() -> int:
+    """Run each benchmark module in its own process, stopping at the first failure."""
+    for module in BENCHMARKS:
+        print(f"\n== {module} ==", flush=True)
+        rc = subprocess.call([sys.executable, "-m", module])
+        if rc:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

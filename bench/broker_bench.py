@@ -1,0 +1,171 @@
+"""Benchmark of the embedded NGSI-LD broker over HTTP, on SQLite and PostgreSQL.
+
+    python -m bench.broker_bench [--entities 100000] [--stores sqlite,postgres]
+
+Starts `metropole broker` in a subprocess per store (the broker, its
+database and this load generator share the machine's cores, as they would
+on one small server) and prints one table:
+
+- batch upsert of N AirQualityObserved entities (1,000 per request), entities/s;
+- GET /entities/{id}: p50/p99 latency, sequential, and requests/s with 8 concurrent clients;
+- query by type + q over the N entities (latency of the first page, and with count=true);
+- a `near` geo-query around Marseille's Vieux-Port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+POSTGRES_DSN = os.environ.get("METROPOLE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+CONTEXT = "https://smartdatamodels.org/context.jsonld"
+LINK = f'<{CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+def air_quality(i: int) -> dict[str, Any]:
+    """One ~1 KB AirQualityObserved entity somewhere in the metropolis."""
+    rnd = random.Random(i)
+    lng, lat = 5.0 + rnd.random() * 0.8, 43.2 + rnd.random() * 0.5
+    observed = f"2026-11-26T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00Z"
+    prop = lambda v, unit=None: {"type": "Property", "value": v, "observedAt": observed, **({"unitCode": unit} if unit else {})}  # noqa: E731
+    return {
+        "id": f"urn:ngsi-ld:AirQualityObserved:bench-{i:06d}",
+        "type": "AirQualityObserved",
+        "dateObserved": {"type": "Property", "value": observed},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [round(lng, 6), round(lat, 6)]}},
+        "no2": prop(round(rnd.uniform(5, 120), 1), "GQ"),
+        "o3": prop(round(rnd.uniform(10, 180), 1), "GQ"),
+        "pm10": prop(round(rnd.uniform(2, 80), 1), "GQ"),
+        "pm25": prop(round(rnd.uniform(1, 50), 1), "GQ"),
+        "temperature": prop(round(rnd.uniform(-2, 38), 1), "CEL"),
+        "relativeHumidity": prop(round(rnd.uniform(0.2, 0.95), 2), "P1"),
+        "airQualityIndex": prop(rnd.randrange(1, 7)),
+        "reliability": prop(0.9),
+        "refDevice": {"type": "Relationship", "object": f"urn:ngsi-ld:Device:bench-{i:06d}"},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_broker(store: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    args = [sys.executable, "-m", "metropole", "broker", "--port", str(port), "--data", str(data)]
+    if store == "postgres":
+        args += ["--store", POSTGRES_DSN + ("&" if "?" in POSTGRES_DSN else "?") + f"schema=bench_{os.getpid()}"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "METROPOLE_LOG_LEVEL": "WARNING"})
+    base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/types", timeout=1)
+            return proc, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the broker on {store} did not start")
+
+
+def _pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+async def _concurrent_gets(base: str, ids: list[str], workers: int, seconds: float) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=base, headers={"Link": LINK}, timeout=10) as client:
+        async def worker(k: int) -> None:
+            nonlocal done
+            rnd = random.Random(k)
+            while time.perf_counter() < stop:
+                r = await client.get(f"/entities/{rnd.choice(ids)}")
+                r.raise_for_status()
+                done += 1
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(workers)))
+        return done / (time.perf_counter() - start)
+
+
+def run_store(store: str, n: int) -> dict[str, str]:
+    """Load n entities into a fresh broker on `store` and measure; returns the table row."""
+    data = Path(tempfile.mkdtemp(prefix=f"bench-{store}-"))
+    proc, base = _start_broker(store, data)
+    row: dict[str, str] = {"store": store}
+    try:
+        with httpx.Client(base_url=base, headers={"Link": LINK}, timeout=120) as client:
+            batches = [orjson.dumps([air_quality(i) for i in range(s, min(n, s + 1000))]) for s in range(0, n, 1000)]
+            start = time.perf_counter()
+            for body in batches:
+                r = client.post("/entityOperations/upsert", content=body, headers={"Content-Type": "application/json"})
+                assert r.status_code in (201, 204), r.text[:300]
+            row["upsert ent/s"] = f"{n / (time.perf_counter() - start):,.0f}"
+
+            ids = [f"urn:ngsi-ld:AirQualityObserved:bench-{i:06d}" for i in range(n)]
+            rnd = random.Random(1)
+            lat: list[float] = []
+            for _ in range(2000):
+                t0 = time.perf_counter()
+                r = client.get(f"/entities/{rnd.choice(ids)}")
+                lat.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+            row["GET p50 ms"] = f"{_pct(lat, 0.5):.2f}"
+            row["GET p99 ms"] = f"{_pct(lat, 0.99):.2f}"
+            row["GET req/s (8 conc)"] = f"{asyncio.run(_concurrent_gets(base, ids, 8, 5.0)):,.0f}"
+
+            def timed(params: dict[str, str], reps: int = 5) -> float:
+                samples = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    r = client.get("/entities", params=params)
+                    samples.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, r.text[:300]
+                return statistics.median(samples) * 1000
+
+            row["type+q ms"] = f"{timed({'type': 'AirQualityObserved', 'q': 'no2>100;pm10<40'}):.0f}"
+            row["type+q+count ms"] = f"{timed({'type': 'AirQualityObserved', 'q': 'no2>100', 'count': 'true'}):.0f}"
+            row["near 500 m ms"] = f"{timed({'type': 'AirQualityObserved', 'georel': 'near;maxDistance==500', 'geometry': 'Point', 'coordinates': '[5.3698,43.2951]'}):.0f}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        shutil.rmtree(data, ignore_errors=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args(argv)
+    rows = [run_store(s, args.entities) for s in args.stores.split(",")]
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in cols]
+    print(f"embedded broker, {args.entities:,} AirQualityObserved entities, {os.cpu_count()} cores shared with the client")
+    print(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(r[c].rjust(w) for c, w in zip(cols, widths)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

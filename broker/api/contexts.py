@@ -1,0 +1,113 @@
+"""/jsonldContexts and /jsonldContexts/{contextId} (clauses 5.13, 6.29, 6.30).
+
+The inventory is the ContextResolver's; hosted contexts are also written to
+the store (shared by all tenants) so that they survive a restart with the
+same local id, and `restore_hosted` puts them back at startup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from broker.api import deps
+from broker.api.deps import API
+from broker.http import JSON, MediaTypeError, accepted_type, no_content
+from broker.service.patch import utc_now
+from broker.store.base import Store
+from models.context import ContextResolver
+from models.errors import BadRequestData, InvalidRequest, LdContextNotAvailable, NgsiLdError, OperationNotSupported
+
+router = APIRouter(prefix=f"{API}/jsonldContexts")
+
+_KINDS = ("Cached", "Hosted", "ImplicitlyCreated")
+
+
+class CachedNotServed(NgsiLdError):
+    """Serving a Cached @context is refused with 422 (clause 6.30.3.1)."""
+
+    problem_type = "OperationNotSupported"
+    status = 422
+    title = "Cached @context is not served"
+
+
+async def restore_hosted(resolver: ContextResolver, store: Store, base_url: str) -> int:
+    """Put the persisted hosted @contexts back into the resolver with their local ids; how many."""
+    restored = 0
+    for local_id, document, kind, _created in await store.get_contexts():
+        restore = getattr(resolver, "restore", None)
+        if restore is not None:
+            restore(local_id, document, kind=kind)
+        else:
+            # The resolver has no public restore yet: re-host, then give the entry back its identity.
+            new_id = resolver.host(document, implicit=kind == "ImplicitlyCreated")
+            with resolver._lock:  # noqa: SLF001 - see the report: ContextResolver.restore is asked for
+                entry = resolver._by_id.pop(new_id)  # noqa: SLF001
+                resolver._by_url.pop(entry.url, None)  # noqa: SLF001
+                entry.local_id = local_id
+                entry.url = f"{base_url}/{local_id}"
+                resolver._store(entry)  # noqa: SLF001
+        restored += 1
+    return restored
+
+
+@router.post("")
+async def host_context(request: Request) -> Response:
+    """Add @context (6.29.3.1): 201 + Location, 400."""
+    # The body's "@context" is the payload here, not the request's context: no read_body rules.
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() not in (JSON, "application/ld+json"):
+        raise MediaTypeError(415)
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    resolver = deps.resolver(request)
+    local_id = resolver.host(body)
+    document = {"@context": body["@context"]}
+    await request.app.state.store.put_context(local_id, document, "Hosted", utc_now())
+    return Response(status_code=201, headers={"Location": f"{API}/jsonldContexts/{quote(local_id, safe=':')}"})
+
+
+@router.get("")
+async def list_contexts(request: Request) -> Response:
+    """List @contexts (6.29.3.2): URLs, or metadata objects with details=true; kind filters."""
+    accepted_type(request)
+    kind = request.query_params.get("kind")
+    if kind is not None and kind not in _KINDS:
+        raise BadRequestData(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    entries = deps.resolver(request).entries(kind)  # type: ignore[arg-type]
+    body: Any = entries if deps.flag(request, "details") else [e["URL"] for e in entries]
+    return Response(orjson.dumps(body), media_type=JSON)
+
+
+@router.get("/{context_id:path}")
+async def serve_context(context_id: str, request: Request) -> Response:
+    """Serve @context (6.30.3.1): the document, or its metadata with details=true; 404, 422 for Cached."""
+    resolver = deps.resolver(request)
+    if deps.flag(request, "details"):
+        return Response(orjson.dumps(resolver.entry(context_id)), media_type=JSON)
+    try:
+        document = resolver.get(context_id)
+    except OperationNotSupported as error:
+        raise CachedNotServed(error.detail) from None
+    return Response(orjson.dumps(document), media_type="application/ld+json")
+
+
+@router.delete("/{context_id:path}")
+async def delete_context(context_id: str, request: Request) -> Response:
+    """Delete and Reload @context (6.30.3.2): 204, 400, 404, 504 when a reload download fails."""
+    resolver = deps.resolver(request)
+    if deps.flag(request, "reload"):
+        try:
+            resolver.reload(context_id)
+        except LdContextNotAvailable as error:
+            return Response(orjson.dumps({**error.to_problem(), "status": 504}), status_code=504, media_type=JSON)
+        return no_content()
+    entry = resolver.entry(context_id)
+    resolver.delete(context_id)
+    await request.app.state.store.delete_context(entry["localId"])
+    return no_content()

@@ -1,0 +1,96 @@
+"""The embedded NGSI-LD broker as a FastAPI application: `create_app(settings)`.
+
+The lifespan opens the store and a ContextResolver (hosted contexts
+restored from the store) and builds the services; the exception handlers
+turn every error into what clause 6.3 asks: NgsiLdError -> ProblemDetails
+with its status, 415 bare, 406 with the offered types, FastAPI's own
+validation errors -> InvalidRequest, anything else -> InternalError (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker.api import attributes, batch, contexts, entities, types, version
+from broker.api.deps import API
+from broker.http import JSON, MediaTypeError, problem_response
+from broker.service.batch import BatchService
+from broker.service.discovery import DiscoveryService
+from broker.service.entities import EntityService
+from broker.service.queries import QueryService
+from broker.settings import BrokerSettings
+from broker.store import open_store
+from models.context import ContextResolver
+from models.errors import InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+
+log = logging.getLogger("broker")
+
+
+def create_app(settings: BrokerSettings) -> FastAPI:
+    """The broker application for these settings; the store is opened by the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings.resolved_store_url)
+        await store.open()
+        base_url = f"http://{settings.host}:{settings.port}{API}/jsonldContexts"
+        resolver = ContextResolver(
+            timeout=settings.context_timeout, max_bytes=settings.context_max_bytes, hosted_base_url=base_url
+        )
+        await contexts.restore_hosted(resolver, store, base_url)
+        state = app.state
+        state.settings = settings
+        state.store = store
+        state.resolver = resolver
+        state.entities = EntityService(store)
+        state.batch = BatchService(store)
+        state.queries = QueryService(store)
+        state.discovery = DiscoveryService(store)
+        state.identity = version.new_identity()
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    for module in (entities, batch, types, attributes, contexts, version):
+        app.include_router(module.router)
+
+    @app.exception_handler(NgsiLdError)
+    async def ngsi_ld_error(request: Request, exc: NgsiLdError) -> Response:
+        return problem_response(exc)
+
+    @app.exception_handler(MediaTypeError)
+    async def media_type_error(request: Request, exc: MediaTypeError) -> Response:
+        return Response(exc.body or None, status_code=exc.status, media_type=JSON if exc.body else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return problem_response(InvalidRequest(detail or "invalid request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return problem_response(ResourceNotFound(f"no resource at {request.url.path}"))
+        if exc.status_code == 405:
+            error = InvalidRequest(f"method {request.method} is not allowed on {request.url.path}")
+            response = problem_response(error)
+            response.status_code = 405
+            return response
+        return problem_response(InvalidRequest(str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(InternalError(f"{type(exc).__name__}: {exc}"))
+
+    return app

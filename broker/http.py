@@ -1,0 +1,205 @@
+"""HTTP binding rules shared by every endpoint (clauses 6.3.4-6.3.6).
+
+- request preconditions: Content-Type application/json, application/ld+json
+  (and merge-patch+json for PATCH), else a bare 415; Accept must allow
+  application/json, application/ld+json (or geo+json on entity reads), else
+  406 with the available types;
+- where the @context comes from: the Link header for GET/DELETE and
+  application/json bodies, the body's "@context" for application/ld+json,
+  and BadRequestData for every mix the spec forbids;
+- responses: a Link header to the request's @context for application/json,
+  "@context" in the body for application/ld+json, no Link on errors, 204
+  without a body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from models.errors import BadRequestData, InvalidRequest, NgsiLdError
+
+JSON = "application/json"
+JSON_LD = "application/ld+json"
+GEO_JSON = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+LINK_REL = "http://www.w3.org/ns/json-ld#context"
+
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+
+
+class MediaTypeError(Exception):
+    """Raised for 415/406, which the spec wants without a ProblemDetails body (415) or with the offered types (406)."""
+
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+@dataclass(slots=True)
+class Incoming:
+    """What a handler needs from a request: the parsed body and the @context value to resolve."""
+
+    body: Any
+    context: Any  # None (core only), a URL, an inline object or a list
+    content_type: str
+
+
+def _media(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def link_context(request: Request) -> str | None:
+    """The @context URL named by a JSON-LD Link header, if any (JSON-LD 1.1, section 6.2)."""
+    header = request.headers.get("link")
+    if not header:
+        return None
+    for match in _LINK.finditer(header):
+        params = match.group(2)
+        if LINK_REL in params:
+            return match.group(1).strip()
+    return None
+
+
+async def read_body(request: Request, *, patch: bool = False, required: bool = True) -> Incoming:
+    """Check Content-Type, parse the JSON body and find the request's @context (clause 6.3.5)."""
+    ctype = _media(request.headers.get("content-type"))
+    allowed = (JSON, JSON_LD, MERGE_PATCH) if patch else (JSON, JSON_LD)
+    raw = await request.body()
+    if not raw and not required:
+        return Incoming(None, link_context(request), ctype or JSON)
+    if ctype not in allowed:
+        raise MediaTypeError(415)
+    if not raw:
+        raise InvalidRequest("the request has no body")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    link = link_context(request)
+    if ctype == JSON_LD:
+        if link is not None:
+            raise BadRequestData("a JSON-LD Link header is not allowed with Content-Type application/ld+json")
+        context = _body_context(body)
+        if context is None:
+            raise BadRequestData("an application/ld+json body must carry an @context")
+        return Incoming(body, context, ctype)
+    if _has_body_context(body):
+        raise BadRequestData("an application/json body must not carry an @context; use a Link header")
+    return Incoming(body, link, ctype)
+
+
+def _has_body_context(body: Any) -> bool:
+    if isinstance(body, dict):
+        return "@context" in body
+    if isinstance(body, list):
+        return any(isinstance(b, dict) and "@context" in b for b in body)
+    return False
+
+
+def _body_context(body: Any) -> Any:
+    if isinstance(body, dict):
+        return body.get("@context")
+    if isinstance(body, list):
+        # Batch operations: every entity carries its own @context; they must agree
+        # for one expansion, which is what every known client sends.
+        contexts = [b.get("@context") for b in body if isinstance(b, dict)]
+        if not contexts or any(c is None for c in contexts):
+            return None
+        first = contexts[0]
+        if any(c != first for c in contexts[1:]):
+            raise BadRequestData("entities of one batch must share the same @context")
+        return first
+    return None
+
+
+def accepted_type(request: Request, *, geo: bool = False) -> str:
+    """The response media type chosen from Accept (clause 6.3.4), or 406."""
+    header = request.headers.get("accept")
+    if not header:
+        return JSON
+    offered = [JSON, JSON_LD, GEO_JSON] if geo else [JSON, JSON_LD]
+    best: tuple[float, int, str] | None = None
+    for part in header.split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        for rank, candidate in enumerate(offered):
+            if media in (candidate, "*/*", "application/*") and q > 0:
+                key = (-q, rank, candidate)
+                if best is None or key < best:
+                    best = key
+    if best is None:
+        raise MediaTypeError(406, orjson.dumps({"available": offered}))
+    return best[2]
+
+
+def json_response(
+    payload: Any,
+    *,
+    status: int = 200,
+    media: str = JSON,
+    context: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON response carrying the @context as the spec asks for `media` (clause 6.3.6)."""
+    out_headers = dict(headers or {})
+    if media == JSON_LD:
+        payload = with_body_context(payload, context)
+    elif media in (JSON, GEO_JSON):
+        out_headers["Link"] = link_header(context)
+    return Response(orjson.dumps(payload), status_code=status, media_type=media, headers=out_headers)
+
+
+def with_body_context(payload: Any, context: Any) -> Any:
+    """Add "@context" to an entity or to each entity of a list (JSON-LD responses)."""
+    ctx = context if context is not None else _core_url()
+    if isinstance(payload, list):
+        return [{**p, "@context": ctx} if isinstance(p, dict) else p for p in payload]
+    if isinstance(payload, dict):
+        return {**payload, "@context": ctx}
+    return payload
+
+
+def link_header(context: Any) -> str:
+    """The Link header value for a response whose @context is `context`.
+
+    A URL is linked as is; an inline context has no URL of its own, so the
+    core context is linked (the broker hosts inline contexts under
+    /ngsi-ld/v1/jsonldContexts when the client registers them).
+    """
+    url = context if isinstance(context, str) else _core_url()
+    if isinstance(context, list) and context and all(isinstance(c, str) for c in context) and len(context) == 1:
+        url = context[0]
+    return f'<{url}>; rel="{LINK_REL}"; type="{JSON_LD}"'
+
+
+def _core_url() -> str:
+    from models.context import CORE_CONTEXT_URL
+
+    return CORE_CONTEXT_URL
+
+
+def problem_response(error: NgsiLdError) -> Response:
+    """An error as ProblemDetails, always application/json and without Link (clause 6.3.6)."""
+    return Response(orjson.dumps(error.to_problem()), status_code=error.status, media_type=JSON)
+
+
+def no_content(headers: dict[str, str] | None = None) -> Response:
+    """204 without a body or Content-Length (clause 6.3.6)."""
+    response = Response(status_code=204, headers=headers)
+    if "content-length" in response.headers:
+        del response.headers["content-length"]
+    return response

@@ -1,0 +1,193 @@
+"""Batch entity operations (clauses 5.6.7-5.6.10, 5.6.20) with the duplicate rules of clause 5.5.11.
+
+Each entity of a batch succeeds or fails on its own: a malformed entity
+becomes a BatchEntityError (clause 5.2.17) beside the others' successes.
+Several entries with the same id are applied in array order, as if they had
+arrived in separate requests. Replace-mode upsert writes whole documents in
+one `upsert_replace` call with no read; every other mode goes through one
+`Store.modify` over the distinct ids, so the batch is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.service.entities import to_enf
+from broker.service.patch import apply_fragment, stamp_new, utc_now
+from broker.store.base import Change, Doc, StoredEntity, Store
+from models.errors import AlreadyExists, BadRequestData, NgsiLdError, ResourceNotFound
+from models.expansion import TermMapper
+from models.validation import is_uri
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Ids that succeeded, the ids newly created, and (id, error) pairs (clause 5.2.16)."""
+
+    success: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    errors: list[tuple[str, NgsiLdError]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The BatchOperationResult body."""
+        return {
+            "success": self.success,
+            "errors": [{"entityId": i, "error": e.to_problem()} for i, e in self.errors],
+        }
+
+
+def _check_array(body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise BadRequestData("a batch operation takes a JSON array")
+    if not body:
+        raise BadRequestData("the batch is empty")
+    if any(item is None for item in body):
+        raise BadRequestData("the batch contains a null item")
+    return body
+
+
+def _entity_id(item: Any) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return item["id"]
+    return ""
+
+
+def _prepare(body: Any, ctx: TermMapper, result: BatchResult, **kwargs: Any) -> list[Doc]:
+    docs = []
+    for item in _check_array(body):
+        try:
+            docs.append(to_enf(item, ctx, **kwargs))
+        except NgsiLdError as error:
+            result.errors.append((_entity_id(item), error))
+    return docs
+
+
+class BatchService:
+    """The /entityOperations operations over a Store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def create(self, tenant: str, body: Any, ctx: TermMapper) -> BatchResult:
+        """Batch Create (5.6.7): the first entry of an id creates it, later ones are AlreadyExists."""
+        result = BatchResult()
+        now = utc_now()
+        docs = [stamp_new(d, now) for d in _prepare(body, ctx, result)]
+        conflicts = Counter(await self.store.insert(tenant, docs, now)) if docs else Counter()
+        occurrences = Counter(d["id"] for d in docs)
+        seen: set[str] = set()
+        for doc in docs:
+            entity_id = doc["id"]
+            first = entity_id not in seen
+            seen.add(entity_id)
+            if first and conflicts[entity_id] < occurrences[entity_id]:
+                result.success.append(entity_id)
+                result.created.append(entity_id)
+            else:
+                result.errors.append((entity_id, AlreadyExists(f"entity {entity_id} already exists", instance=entity_id)))
+        return result
+
+    async def upsert(self, tenant: str, body: Any, ctx: TermMapper, *, update: bool = False) -> BatchResult:
+        """Batch Upsert (5.6.8): create or replace (default), or create or update (options=update)."""
+        result = BatchResult()
+        docs = _prepare(body, ctx, result)
+        if not docs:
+            return result
+        if not update:
+            now = utc_now()
+            result.created = await self.store.upsert_replace(tenant, [stamp_new(d, now) for d in docs], now)
+            result.success = list(dict.fromkeys(d["id"] for d in docs))
+            return result
+
+        def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
+            outcomes: list[Any] = []
+            doc = None if current is None else dict(current.doc)
+            for frag in group:
+                if doc is None:
+                    doc = stamp_new(frag, now)
+                    outcomes.append("created")
+                else:
+                    apply_fragment(doc, frag, now, overwrite=True, scope_only_if_present=True)
+                    outcomes.append(None)
+            return doc, outcomes
+
+        await self._modify_groups(tenant, docs, fn, result)
+        return result
+
+    async def update(self, tenant: str, body: Any, ctx: TermMapper, *, overwrite: bool = True) -> BatchResult:
+        """Batch Update (5.6.9): Append Attributes on each existing entity; noOverwrite keeps existing ones."""
+        result = BatchResult()
+        docs = _prepare(body, ctx, result, allow_null=True)
+
+        def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
+            if current is None:
+                return None, [ResourceNotFound(f"entity {g['id']} not found", instance=g["id"]) for g in group]
+            doc = dict(current.doc)
+            for frag in group:
+                apply_fragment(doc, frag, now, overwrite=overwrite)
+            return doc, [None] * len(group)
+
+        await self._modify_groups(tenant, docs, fn, result)
+        return result
+
+    async def merge(self, tenant: str, body: Any, ctx: TermMapper) -> BatchResult:
+        """Batch Merge (5.6.20): Merge Entity on each existing entity, in array order."""
+        result = BatchResult()
+        docs = _prepare(body, ctx, result, allow_null=True)
+
+        def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
+            if current is None:
+                return None, [ResourceNotFound(f"entity {g['id']} not found", instance=g["id"]) for g in group]
+            doc = dict(current.doc)
+            for frag in group:
+                apply_fragment(doc, frag, now, merge=True)
+            return doc, [None] * len(group)
+
+        await self._modify_groups(tenant, docs, fn, result)
+        return result
+
+    async def delete(self, tenant: str, body: Any) -> BatchResult:
+        """Batch Delete (5.6.10): the first entry of an id deletes it, later ones are ResourceNotFound."""
+        result = BatchResult()
+        ids: list[str] = []
+        for item in _check_array(body):
+            if is_uri(item):
+                ids.append(item)
+            else:
+                result.errors.append((str(item), BadRequestData(f"entity id must be a URI, got {item!r}")))
+        deleted = set(await self.store.delete(tenant, list(dict.fromkeys(ids)))) if ids else set()
+        for entity_id in ids:
+            if entity_id in deleted:
+                result.success.append(entity_id)
+                deleted.discard(entity_id)
+            else:
+                result.errors.append((entity_id, ResourceNotFound(f"entity {entity_id} not found", instance=entity_id)))
+        return result
+
+    async def _modify_groups(self, tenant: str, docs: list[Doc], fn: Any, result: BatchResult) -> None:
+        groups: dict[str, list[Doc]] = {}
+        for doc in docs:
+            groups.setdefault(doc["id"], []).append(doc)
+        if not groups:
+            return
+
+        def change(entity_id: str, current: StoredEntity | None) -> Change:
+            now = utc_now()
+            try:
+                doc, outcomes = fn(current, groups[entity_id], now)
+            except NgsiLdError as error:
+                return Change(None, [error] * len(groups[entity_id]), changed=False)
+            return Change(doc, outcomes, changed=doc is not None)
+
+        outcomes = await self.store.modify(tenant, list(groups), change, utc_now())
+        for entity_id, per_doc in outcomes.items():
+            for outcome in per_doc:
+                if isinstance(outcome, NgsiLdError):
+                    result.errors.append((entity_id, outcome))
+                    continue
+                if entity_id not in result.success:
+                    result.success.append(entity_id)
+                if outcome == "created":
+                    result.created.append(entity_id)

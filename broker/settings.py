@@ -1,0 +1,45 @@
+"""Settings of one embedded broker instance, from arguments and METROPOLE_BROKER_* variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """Where the broker listens and what it stores into.
+
+    Limits follow the spec's pagination clause (5.5.9): a default page of 20
+    and a maximum the broker enforces with TooManyResults (403).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 1026
+    data_dir: Path = Path("./data")
+    store_url: str = ""
+    default_limit: int = 20
+    max_limit: int = 1000
+    context_timeout: float = 5.0
+    context_max_bytes: int = 1 << 20
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The store URL, defaulting to a SQLite file in the data folder."""
+        return self.store_url or f"sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "BrokerSettings":
+        """Defaults, overridden by METROPOLE_BROKER_* variables, overridden by arguments (None ignored)."""
+        env = os.environ
+        values: dict[str, object] = {
+            "store_url": env.get("METROPOLE_BROKER_STORE", ""),
+            "default_limit": int(env.get("METROPOLE_BROKER_DEFAULT_LIMIT", "20")),
+            "max_limit": int(env.get("METROPOLE_BROKER_MAX_LIMIT", "1000")),
+            "context_timeout": float(env.get("METROPOLE_CONTEXT_TIMEOUT", "5")),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("data_dir"), str):
+            values["data_dir"] = Path(values["data_dir"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,149 @@
+"""/entityOperations/* through a real socket, on both stores (clauses 6.14-6.17, 6.23, 6.31, 5.5.11)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.broker.conftest import new_id
+
+
+def entity(entity_id: str, **attrs: object) -> dict:
+    return {"id": entity_id, "type": "NoiseLevelObserved", **attrs}
+
+
+def get(client: httpx.Client, entity_id: str, **params: str) -> dict:
+    r = client.get(f"/entities/{entity_id}", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_create_201_then_207_with_errors(client: httpx.Client) -> None:
+    a, b = new_id(), new_id()
+    r = client.post("/entityOperations/create", json=[entity(a, LAeq=50), entity(b, LAeq=60)])
+    assert r.status_code == 201
+    assert sorted(r.json()) == sorted([a, b])
+    c = new_id()
+    r = client.post("/entityOperations/create", json=[entity(a), entity(c), entity(c), {"id": "bad id", "type": "T"}])
+    assert r.status_code == 207
+    body = r.json()
+    assert body["success"] == [c]
+    errors = [(e["entityId"], e["error"]["type"].rsplit("/", 1)[1]) for e in body["errors"]]
+    assert (a, "AlreadyExists") in errors and (c, "AlreadyExists") in errors
+    assert ("bad id", "BadRequestData") in errors
+    assert all(e["error"]["status"] in (400, 409) for e in body["errors"])
+
+
+def test_empty_or_non_array_batch_is_400(client: httpx.Client) -> None:
+    for op in ("create", "upsert", "update", "delete", "merge"):
+        assert client.post(f"/entityOperations/{op}", json=[]).status_code == 400, op
+        assert client.post(f"/entityOperations/{op}", json={"id": "urn:a:b"}).status_code == 400, op
+    assert client.post("/entityOperations/create", json=[None]).status_code == 400
+
+
+def test_upsert_replace_default(client: httpx.Client) -> None:
+    a, b = new_id(), new_id()
+    r = client.post("/entityOperations/upsert", json=[entity(a, LAeq=50, LAmax=70)])
+    assert r.status_code == 201 and r.json() == [a]
+    r = client.post("/entityOperations/upsert", json=[entity(a, LAeq=55), entity(b, LAeq=40)])
+    assert r.status_code == 201 and r.json() == [b]
+    got = get(client, a)
+    assert got["LAeq"]["value"] == 55 and "LAmax" not in got  # replaced
+    r = client.post("/entityOperations/upsert", json=[entity(a, LAeq=1), entity(a, LAeq=2)])
+    assert r.status_code == 204  # all existed
+    assert get(client, a)["LAeq"]["value"] == 2  # the later entry wins (clause 5.5.11.2)
+
+
+def test_upsert_update_mode(client: httpx.Client) -> None:
+    a = new_id()
+    client.post("/entityOperations/upsert", json=[entity(a, LAeq=50, LAmax=70)])
+    created = get(client, a, options="sysAttrs")
+    r = client.post("/entityOperations/upsert", params={"options": "update"}, json=[entity(a, LAeq=55), entity(a, LAmin=30)])
+    assert r.status_code == 204, r.text
+    got = get(client, a, options="sysAttrs")
+    assert got["LAeq"]["value"] == 55 and got["LAmax"]["value"] == 70 and got["LAmin"]["value"] == 30
+    assert got["createdAt"] == created["createdAt"]
+    b = new_id()
+    r = client.post("/entityOperations/upsert", params={"options": "update"}, json=[entity(b, LAeq=1), entity(b, LAmax=2)])
+    assert r.status_code == 201 and r.json() == [b]
+    got = get(client, b)
+    assert got["LAeq"]["value"] == 1 and got["LAmax"]["value"] == 2
+    assert client.post("/entityOperations/upsert", params={"options": "update,replace"}, json=[entity(b)]).status_code == 400
+
+
+def test_upsert_with_errors_is_207(client: httpx.Client) -> None:
+    a = new_id()
+    r = client.post("/entityOperations/upsert", json=[entity(a, LAeq=1), {"id": new_id()}])
+    assert r.status_code == 207
+    assert r.json()["success"] == [a] and len(r.json()["errors"]) == 1
+
+
+def test_update_and_no_overwrite(client: httpx.Client) -> None:
+    a, missing = new_id(), new_id()
+    client.post("/entityOperations/create", json=[entity(a, LAeq=50)])
+    r = client.post("/entityOperations/update", json=[entity(a, LAeq=51, LAmax=80)])
+    assert r.status_code == 204, r.text
+    r = client.post("/entityOperations/update", params={"options": "noOverwrite"}, json=[entity(a, LAeq=99, LAmin=10)])
+    assert r.status_code == 204
+    got = get(client, a)
+    assert got["LAeq"]["value"] == 51 and got["LAmax"]["value"] == 80 and got["LAmin"]["value"] == 10
+    r = client.post("/entityOperations/update", json=[entity(a, LAeq=52), entity(missing, LAeq=1)])
+    assert r.status_code == 207
+    body = r.json()
+    assert body["success"] == [a]
+    assert body["errors"][0]["entityId"] == missing
+    assert body["errors"][0]["error"]["type"].endswith("ResourceNotFound")
+
+
+def test_merge(client: httpx.Client) -> None:
+    a, missing = new_id(), new_id()
+    client.post("/entityOperations/create", json=[entity(a, LAeq={"type": "Property", "value": 50, "unitCode": "2N"}, LAmax=90)])
+    r = client.post("/entityOperations/merge", json=[entity(a, LAeq=51), entity(a, LAmax="urn:ngsi-ld:null")])
+    assert r.status_code == 204, r.text
+    got = get(client, a)
+    assert got["LAeq"] == {"type": "Property", "value": 51, "unitCode": "2N"}
+    assert "LAmax" not in got
+    r = client.post("/entityOperations/merge", json=[entity(missing, LAeq=1)])
+    assert r.status_code == 207 and r.json()["success"] == []
+
+
+def test_delete_with_duplicates(client: httpx.Client) -> None:
+    a, b = new_id(), new_id()
+    client.post("/entityOperations/create", json=[entity(a), entity(b)])
+    r = client.post("/entityOperations/delete", json=[a, b])
+    assert r.status_code == 204
+    client.post("/entityOperations/create", json=[entity(a)])
+    r = client.post("/entityOperations/delete", json=[a, a, "not-a-uri"])
+    assert r.status_code == 207
+    body = r.json()
+    assert body["success"] == [a]
+    assert [e["entityId"] for e in body["errors"]] == ["not-a-uri", a]
+    assert client.get(f"/entities/{a}").status_code == 404
+
+
+def test_query_post(client: httpx.Client) -> None:
+    a, b, c = new_id("Noise"), new_id("Noise"), new_id("Air")
+    client.post("/entityOperations/create", json=[entity(a, LAeq=50), entity(b, LAeq=70), {"id": c, "type": "AirQualityObserved", "no2": 3}])
+    r = client.post("/entityOperations/query", json={"type": "Query", "entities": [{"type": "NoiseLevelObserved"}], "q": "LAeq>60"})
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == [b]
+    r = client.post("/entityOperations/query", params={"options": "keyValues", "count": "true"},
+                    json={"type": "Query", "entities": [{"id": a, "type": "NoiseLevelObserved"}, {"type": "AirQualityObserved"}]})
+    assert r.status_code == 200
+    assert sorted(e["id"] for e in r.json()) == sorted([a, c])
+    assert r.headers["NGSILD-Results-Count"] == "2"
+    assert {e["id"]: e for e in r.json()}[a]["LAeq"] == 50
+    assert client.post("/entityOperations/query", json={"entities": []}).status_code == 400
+    r = client.post("/entityOperations/query", json={"type": "Query", "q": "LAeq>>1"})
+    assert r.status_code == 400
+
+
+def test_batch_upsert_throughput(client: httpx.Client) -> None:
+    """A smoke check on the hot path: 2,000 entities in one upsert are all stored and readable."""
+    ids = [new_id("Bulk") for _ in range(2000)]
+    body = [{"id": i, "type": "NoiseLevelObserved", "LAeq": {"type": "Property", "value": n, "observedAt": "2026-11-26T06:00:00Z"},
+             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [5.4 + n / 1e4, 43.5]}}}
+            for n, i in enumerate(ids)]
+    r = client.post("/entityOperations/upsert", json=body)
+    assert r.status_code == 201 and len(r.json()) == 2000
+    r = client.get("/entities", params={"type": "NoiseLevelObserved", "count": "true", "limit": "1"})
+    assert r.headers["NGSILD-Results-Count"] == "2000"
