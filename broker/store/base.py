@@ -82,6 +82,27 @@ ModifyFn = Callable[[str, StoredEntity | None], Change]
 """Given an entity id and its current state (None if absent), the change to make."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One committed write of one entity, from the store's change log.
+
+    Every write method appends one record per entity it changed, in the same
+    transaction as the write, so a consumer (the temporal history, the
+    subscription dispatcher) that follows the log by `seq` never misses a
+    change, even across crashes. `before` is the ENF document before the
+    write (None: the entity was created), `after` the document after it
+    (None: deleted); both carry entity createdAt/modifiedAt. `at` is the
+    write's timestamp (the `now` given to the write).
+    """
+
+    seq: int
+    tenant: str
+    entity_id: str
+    before: Doc | None
+    after: Doc | None
+    at: str
+
+
 @dataclass(slots=True)
 class TypeSummary:
     """A type with the attributes seen on its entities and their attribute types."""
@@ -156,6 +177,18 @@ class Store(ABC):
     @abstractmethod
     async def type_summaries(self, tenant: str) -> list[TypeSummary]:
         """Every entity type in the tenant with its entity count and attributes."""
+
+    @abstractmethod
+    async def changes_after(self, seq: int, limit: int) -> list[ChangeRecord]:
+        """Change log records with seq > `seq`, in seq order, at most `limit`."""
+
+    @abstractmethod
+    async def last_change_seq(self) -> int:
+        """The highest seq in the change log (0 when empty)."""
+
+    @abstractmethod
+    async def trim_changes(self, upto_seq: int) -> int:
+        """Delete records with seq <= upto_seq (every consumer is past them); how many."""
 
     @abstractmethod
     async def put_context(self, local_id: str, document: Doc, kind: str, now: str) -> None:
