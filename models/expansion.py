@@ -12,18 +12,10 @@ The context object only needs `expand_term(term) -> iri` and
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-from models.normalize import instances_of
+from models.normalize import TermMapper, instances_of
 from models.vocabulary import ATTRIBUTE_CORE, ENTITY_CORE
-
-
-class TermMapper(Protocol):
-    """What expansion needs of a resolved @context."""
-
-    def expand_term(self, term: str) -> str: ...
-
-    def compact_iri(self, iri: str) -> str: ...
 
 
 _SYSTEM_ENTITY = ("createdAt", "modifiedAt", "deletedAt")

@@ -15,7 +15,7 @@ multi-instance attributes as lists, nothing inferred left implicit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from models.errors import BadRequestData, InvalidAttribute
 from models.geojson import is_geometry, validate_geometry
@@ -37,6 +37,14 @@ from models.vocabulary import (
     VOCAB_PROPERTY,
 )
 
+class TermMapper(Protocol):
+    """What expansion needs of a resolved @context (models.context.Context provides it)."""
+
+    def expand_term(self, term: str) -> str: ...
+
+    def compact_iri(self, iri: str) -> str: ...
+
+
 # Concise inference: the member that is present decides the attribute type.
 _INFER_FROM_MEMBER: tuple[tuple[str, str], ...] = (
     ("object", RELATIONSHIP),
@@ -48,7 +56,9 @@ _INFER_FROM_MEMBER: tuple[tuple[str, str], ...] = (
     ("value", PROPERTY),
 )
 _VALUE_KEYS = frozenset(m for m, _ in _INFER_FROM_MEMBER)
-_DATETIME_MEMBERS = ("observedAt", "createdAt", "modifiedAt", "deletedAt", "expiresAt")
+# Per value member, the other value members an attribute must not carry (precomputed: hot path).
+_OTHER_VALUE_KEYS: dict[str, tuple[str, ...]] = {m: tuple(_VALUE_KEYS - {m}) for m in _VALUE_KEYS}
+_DATETIME_MEMBERS = frozenset({"observedAt", "createdAt", "modifiedAt", "deletedAt", "expiresAt"})
 
 
 def looks_like_attribute(item: object) -> bool:
@@ -57,12 +67,21 @@ def looks_like_attribute(item: object) -> bool:
 
 
 def normalize_entity(
-    doc: object, *, require_id: bool = True, require_type: bool = True, allow_null: bool = False
+    doc: object,
+    *,
+    require_id: bool = True,
+    require_type: bool = True,
+    allow_null: bool = False,
+    ctx: TermMapper | None = None,
 ) -> dict[str, Any]:
     """Validate an entity in normalized or concise form and return its canonical normalized form.
 
     `allow_null` admits NGSI-LD Null values (used by merge/patch to delete).
-    The "@context" member, if any, is kept untouched.
+    Without `ctx` the result keeps the client's terms and its "@context"
+    member. With `ctx` the result is ENF directly (names, types, vocab and
+    objectType values expanded, every attribute a list of instances): the
+    same as `expansion.expand_entity(normalize_entity(doc), ctx)` in one
+    pass, which is what the broker's write path uses.
     """
     if not isinstance(doc, dict):
         raise BadRequestData("an entity must be a JSON object")
@@ -72,7 +91,11 @@ def normalize_entity(
     elif require_id:
         raise BadRequestData("the entity has no id")
     if "type" in doc:
-        out["type"] = _entity_types(doc["type"])
+        types = _entity_types(doc["type"])
+        if ctx is None:
+            out["type"] = types
+        else:
+            out["type"] = [ctx.expand_term(t) for t in (types if isinstance(types, list) else [types])]
     elif require_type:
         raise BadRequestData(f"the entity {doc.get('id', '')!s} has no type")
     if "scope" in doc:
@@ -80,26 +103,33 @@ def normalize_entity(
     for key in ("createdAt", "modifiedAt", "deletedAt"):
         if key in doc:
             out[key] = check_datetime(doc[key], f"entity {key}")
-    if "@context" in doc:
+    if "@context" in doc and ctx is None:
         out["@context"] = doc["@context"]
     for name, value in doc.items():
         if name in ENTITY_CORE:
             continue
-        out[name] = normalize_attribute(name, value, allow_null=allow_null)
+        attribute = normalize_attribute(name, value, allow_null=allow_null, ctx=ctx)
+        if ctx is None:
+            out[name] = attribute
+        else:
+            out[ctx.expand_term(name)] = attribute if isinstance(attribute, list) else [attribute]
     return out
 
 
-def normalize_attribute(name: str, value: object, *, allow_null: bool = False) -> Any:
-    """One attribute (any form) -> one normalized instance dict, or a list for multi-attributes."""
+def normalize_attribute(name: str, value: object, *, allow_null: bool = False, ctx: TermMapper | None = None) -> Any:
+    """One attribute (any form) -> one normalized instance dict, or a list for multi-attributes.
+
+    With `ctx`, sub-attribute names and term-valued members are expanded (ENF instances).
+    """
     check_name(name, "attribute name")
     if isinstance(value, list) and value and all(looks_like_attribute(v) for v in value):
-        instances = [_instance(name, v, allow_null) for v in value]
+        instances = [_instance(name, v, allow_null, ctx) for v in value]
         _check_dataset_ids(name, instances)
         return instances if len(instances) > 1 else instances[0]
-    return _instance(name, value, allow_null)
+    return _instance(name, value, allow_null, ctx)
 
 
-def _instance(name: str, value: object, allow_null: bool) -> dict[str, Any]:
+def _instance(name: str, value: object, allow_null: bool, ctx: TermMapper | None) -> dict[str, Any]:
     if not looks_like_attribute(value):
         # A bare value is a concise Property, or GeoProperty for a geometry (clause 4.7.3).
         if value is None or value == NGSI_LD_NULL:
@@ -119,23 +149,31 @@ def _instance(name: str, value: object, allow_null: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"type": attr_type}
     member = VALUE_MEMBER[attr_type]
     if member not in value:
-        if attr_type == PROPERTY and "value" not in value and not allow_null:
-            raise InvalidAttribute(f"Property {name!r} has no value")
-        raise InvalidAttribute(f"{attr_type} {name!r} has no {member!r} member")
-    for key in _VALUE_KEYS - {member}:
+        raise InvalidAttribute(
+            f"Property {name!r} has no value" if attr_type == PROPERTY else f"{attr_type} {name!r} has no {member!r} member"
+        )
+    for key in _OTHER_VALUE_KEYS[member]:
         if key in value:
             raise InvalidAttribute(f"{attr_type} {name!r} must not have a {key!r} member")
-    out[member] = _check_value(name, attr_type, value[member], allow_null)
-    if attr_type == PROPERTY and is_geometry(out["value"]) and "type" not in value:
-        out["type"] = GEO_PROPERTY
+    checked = _check_value(name, attr_type, value[member], allow_null)
+    out[member] = checked if ctx is None or member != "vocab" else _expand_strings(checked, ctx)
     for key, sub in value.items():
         if key == "type" or key == member:
             continue
         if key in ATTRIBUTE_CORE:
-            out[key] = _check_member(name, attr_type, key, sub)
-        else:
+            checked = _check_member(name, attr_type, key, sub)
+            out[key] = checked if ctx is None or key != "objectType" else _expand_strings(checked, ctx)
+        elif ctx is None:
             out[key] = normalize_attribute(key, sub, allow_null=allow_null)
+        else:
+            out[ctx.expand_term(key)] = normalize_attribute(key, sub, allow_null=allow_null, ctx=ctx)
     return out
+
+
+def _expand_strings(value: Any, ctx: TermMapper) -> Any:
+    if isinstance(value, list):
+        return [ctx.expand_term(v) if isinstance(v, str) else v for v in value]
+    return ctx.expand_term(value) if isinstance(value, str) else value
 
 
 def _infer_type(value: dict[str, Any]) -> str:
@@ -148,7 +186,15 @@ def _infer_type(value: dict[str, Any]) -> str:
 
 
 def _is_null(v: object) -> bool:
-    return v is None or v == NGSI_LD_NULL or v == [NGSI_LD_NULL] or v == [None]
+    # Type checks first: this runs on every value of every write.
+    if v is None:
+        return True
+    kind = type(v)
+    if kind is str:
+        return v == NGSI_LD_NULL
+    if kind is list:
+        return len(v) == 1 and (v[0] is None or v[0] == NGSI_LD_NULL)  # type: ignore[arg-type,index]
+    return False
 
 
 def _check_value(name: str, attr_type: str, v: object, allow_null: bool) -> Any:
@@ -156,6 +202,10 @@ def _check_value(name: str, attr_type: str, v: object, allow_null: bool) -> Any:
         if not allow_null:
             raise InvalidAttribute(f"{attr_type} {name!r} has a null value")
         return [NGSI_LD_NULL] if attr_type in (LIST_PROPERTY, LIST_RELATIONSHIP) else NGSI_LD_NULL
+    if attr_type == PROPERTY:  # most values of most writes: checked first, no message built
+        if type(v) is dict and "@type" in v and "@value" not in v:
+            raise InvalidAttribute(f"Property {name!r}: a JSON-LD typed value needs @value")
+        return v
     what = f"{attr_type} {name!r}"
     if attr_type == RELATIONSHIP:
         if isinstance(v, list):
@@ -185,8 +235,6 @@ def _check_value(name: str, attr_type: str, v: object, allow_null: bool) -> Any:
             {"object": check_uri(o.get("object") if isinstance(o, dict) else o, f"{what} objectList item")}
             for o in v
         ]
-    if attr_type == PROPERTY and isinstance(v, dict) and "@value" not in v and "@type" in v:
-        raise InvalidAttribute(f"{what}: a JSON-LD typed value needs @value")
     return v
 
 

@@ -24,7 +24,7 @@ from broker.service.patch import (
 )
 from broker.store.base import Change, Doc, StoredEntity, Store
 from models.errors import AlreadyExists, BadRequestData, NgsiLdError, NonexistentTenant, ResourceNotFound
-from models.expansion import TermMapper, expand_entity, expand_instance
+from models.expansion import TermMapper, expand_instance
 from models.normalize import normalize_attribute, normalize_entity
 from models.validation import check_name
 from models.vocabulary import ATTRIBUTE_TYPES, GEO_PROPERTY, VALUE_MEMBER
@@ -44,8 +44,7 @@ _PLACEHOLDER: dict[str, Any] = {
 
 def to_enf(doc: Any, ctx: TermMapper, *, allow_null: bool = False, fragment: bool = False) -> Doc:
     """A client entity (normalized or concise, terms) -> ENF; fragments need no id or type."""
-    normalized = normalize_entity(doc, require_id=not fragment, require_type=not fragment, allow_null=allow_null)
-    return expand_entity(normalized, ctx)
+    return normalize_entity(doc, require_id=not fragment, require_type=not fragment, allow_null=allow_null, ctx=ctx)
 
 
 def with_system_attrs(stored: StoredEntity) -> Doc:

@@ -86,3 +86,10 @@ def test_expand_then_compact_is_lossless(entity: dict[str, Any], context: Any) -
     enf = expand_entity(normalized, ctx)
     assert all(isinstance(v, list) for k, v in enf.items() if k not in ("id", "type", "scope"))
     assert compact_entity(enf, ctx) == normalized
+
+
+@settings(max_examples=200, deadline=None)
+@given(entities, contexts)
+def test_one_pass_normalize_to_enf_equals_normalize_then_expand(entity: dict[str, Any], context: Any) -> None:
+    ctx = RESOLVER.resolve(context)
+    assert normalize_entity(copy.deepcopy(entity), ctx=ctx) == expand_entity(normalize_entity(copy.deepcopy(entity)), ctx)
