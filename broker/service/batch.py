@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.service.entities import to_enf
-from broker.service.patch import apply_fragment, stamp_new, utc_now
+from broker.service.patch import apply_fragment, stamp_new, stamp_new_owned, utc_now
 from broker.store.base import Change, Doc, StoredEntity, Store
 from models.errors import AlreadyExists, BadRequestData, NgsiLdError, ResourceNotFound
 from models.expansion import TermMapper
@@ -74,7 +74,7 @@ class BatchService:
         """Batch Create (5.6.7): the first entry of an id creates it, later ones are AlreadyExists."""
         result = BatchResult()
         now = utc_now()
-        docs = [stamp_new(d, now) for d in _prepare(body, ctx, result)]
+        docs = [stamp_new_owned(d, now) for d in _prepare(body, ctx, result)]
         conflicts = Counter(await self.store.insert(tenant, docs, now)) if docs else Counter()
         occurrences = Counter(d["id"] for d in docs)
         seen: set[str] = set()
@@ -97,7 +97,7 @@ class BatchService:
             return result
         if not update:
             now = utc_now()
-            result.created = await self.store.upsert_replace(tenant, [stamp_new(d, now) for d in docs], now)
+            result.created = await self.store.upsert_replace(tenant, [stamp_new_owned(d, now) for d in docs], now)
             result.success = list(dict.fromkeys(d["id"] for d in docs))
             return result
 
