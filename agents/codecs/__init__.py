@@ -1,0 +1,42 @@
+"""Payload codecs: bytes as a device sent them -> a list of measures (one dict per measure group).
+
+Every codec module has ``decode(payload: bytes) -> list[dict[str, Any]]`` and a
+sibling ``<name>_vectors.json`` of input/output and input/error examples that
+one parametrised test runs. A codec never returns an empty list: a payload
+without a measure is a :class:`CodecError` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CodecError", "Decoder", "decoder_for", "rename_reserved"]
+
+Decoder = Callable[[bytes], list[dict[str, Any]]]
+
+#: Measure keys NGSI-LD reserves, renamed as the FIWARE agents' convention does.
+RESERVED_KEYS = {"id": "measure_id", "type": "measure_type"}
+
+
+class CodecError(ValueError):
+    """A payload the codec cannot read; the message says why."""
+
+
+def rename_reserved(measure: dict[str, Any]) -> dict[str, Any]:
+    """`id` and `type` would clash with the entity's own members: rename them."""
+    if not RESERVED_KEYS.keys() & measure.keys():
+        return measure
+    return {RESERVED_KEYS.get(k, k): v for k, v in measure.items()}
+
+
+def decoder_for(protocol: str) -> Decoder:
+    """The decode function of a protocol name ("json", "ul")."""
+    from agents.codecs import json as json_codec
+    from agents.codecs import ultralight
+
+    table: dict[str, Decoder] = {"json": json_codec.decode, "ul": ultralight.decode, "ultralight": ultralight.decode}
+    try:
+        return table[protocol.lower()]
+    except KeyError:
+        raise CodecError(f"unknown protocol {protocol!r}") from None

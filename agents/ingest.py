@@ -1,0 +1,154 @@
+"""The agent core: one southbound message in, the NGSI-LD updates to deliver out.
+
+    updates = await Ingestor(registry, metrics, settings).ingest(inbound)
+
+`ingest` raises nothing. Bad input (malformed payload, unknown apikey or
+device, a value of the wrong type, a failing expression) is rejected: logged
+with device, topic and reason, counted per reason, kept as a dead letter, and
+`[]` is returned. A multi-measure payload gives one update per entity per
+measure group, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents.codecs import CodecError, decoder_for
+from agents.codecs import json as json_codec
+from agents.codecs import ultralight
+from agents.mapping.engine import DeviceConfig, entity_id, map_measure, merge_config
+from agents.mapping.jexl import JexlError, evaluate
+from agents.messages import EntityUpdate, Inbound, Rejected
+from agents.metrics import Metrics
+from agents.registry import DeadLetter, Duplicate, Registry
+from agents.settings import AgentSettings
+
+__all__ = ["Ingestor"]
+
+log = logging.getLogger("metropole.agents")
+
+Doc = dict[str, Any]
+
+
+class Ingestor:
+    def __init__(self, registry: Registry, metrics: Metrics, settings: AgentSettings | None = None) -> None:
+        self.registry = registry
+        self.settings = settings or AgentSettings()
+        self.received = metrics.counter(
+            "metropole_agent_messages_received_total", "Southbound messages received", ["transport", "protocol"]
+        )
+        self.accepted = metrics.counter(
+            "metropole_agent_messages_accepted_total", "Southbound messages mapped to entity updates",
+            ["transport", "protocol"],
+        )
+        self.rejected = metrics.counter(
+            "metropole_agent_messages_rejected_total", "Southbound messages rejected, by reason", ["reason"]
+        )
+        self.updates = metrics.counter(
+            "metropole_agent_entity_updates_total", "Entity updates produced for the broker", ["protocol"]
+        )
+
+    async def ingest(self, msg: Inbound) -> list[EntityUpdate]:
+        """The updates a message gives; [] (and a recorded rejection) for bad input."""
+        self.received.labels(transport=msg.transport, protocol=msg.protocol).inc()
+        cfg: DeviceConfig | None = None
+        try:
+            measures = self._decode(msg)
+            cfg = await self._config(msg, measures[0])
+            updates: list[EntityUpdate] = []
+            for measure in measures:
+                for entity in map_measure(cfg, measure, msg.received_at):
+                    updates.append(EntityUpdate(
+                        tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
+                        entity=entity, context=list(self.settings.contexts), device_id=msg.device_id, apikey=msg.apikey,
+                    ))
+        except Rejected as rejection:
+            await self._record(msg, rejection, cfg)
+            return []
+        except Exception as exc:  # never crash a transport: an internal fault is a rejection too
+            log.exception("agent: internal error on %s", msg.topic)
+            await self._record(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), cfg)
+            return []
+        self.accepted.labels(transport=msg.transport, protocol=msg.protocol).inc()
+        self.updates.labels(protocol=msg.protocol).inc(len(updates))
+        return updates
+
+    def _decode(self, msg: Inbound) -> list[Doc]:
+        try:
+            if msg.attribute:
+                codec = ultralight if msg.protocol.lower() in ("ul", "ultralight") else json_codec
+                return [{msg.attribute: codec.decode_value(msg.payload)}]
+            return decoder_for(msg.protocol)(msg.payload)
+        except CodecError as exc:
+            raise Rejected("malformed_payload", str(exc)) from None
+
+    def _resource(self, protocol: str) -> str:
+        return self.settings.default_resource_ul if protocol.lower() in ("ul", "ultralight") else self.settings.default_resource_json
+
+    async def _config(self, msg: Inbound, first: Doc) -> DeviceConfig:
+        groups = await self.registry.groups_by_apikey(msg.apikey)
+        resource = self._resource(msg.protocol)
+        group = next((g for g in groups if g.get("resource") == resource), groups[0] if groups else None)
+        candidates = await self.registry.devices_by_id(msg.device_id)
+        device = next((d for d in candidates if d.get("apikey") == msg.apikey), None)
+        if device is None and group is not None:
+            device = next(
+                (d for d in candidates if not d.get("apikey") and d.get("service") == group.get("service")
+                 and d.get("service_path") == group.get("subservice")),
+                None,
+            )
+        if group is None and device is None:
+            raise Rejected("unknown_apikey", f"no service group nor device has apikey {msg.apikey!r}")
+        if device is None:
+            assert group is not None
+            autoprovision = group.get("autoprovision")
+            allowed = self.settings.autoprovision if autoprovision is None else str(autoprovision).lower() != "false"
+            if not allowed:
+                raise Rejected("unknown_device", f"device {msg.device_id!r} is not provisioned and the group of apikey"
+                               f" {msg.apikey!r} does not autoprovision")
+            device = await self._autoprovision(msg, group, first)
+        return merge_config(device, group, device_id=msg.device_id, apikey=msg.apikey)
+
+    async def _autoprovision(self, msg: Inbound, group: Doc, first: Doc) -> Doc:
+        entity_type = group.get("entity_type") or group.get("type") or "Thing"
+        name = msg.device_id
+        expression = group.get("entityNameExp")
+        if expression:
+            ctx = {**first, "id": msg.device_id, "type": entity_type, "service": group.get("service", ""),
+                   "subservice": group.get("subservice", "/")}
+            try:
+                value = evaluate(str(expression), ctx)
+            except JexlError as exc:
+                raise Rejected("expression_failed", f"entityNameExp: {exc}") from None
+            if value is not None:
+                name = str(value)
+        doc = {
+            "device_id": msg.device_id, "service": group.get("service", ""), "service_path": group.get("subservice", "/"),
+            "entity_name": entity_id(entity_type, name), "entity_type": entity_type, "apikey": msg.apikey,
+            "protocol": "IoTA-UL" if msg.protocol.lower() in ("ul", "ultralight") else "IoTA-JSON",
+            "transport": msg.transport.upper(),
+        }
+        try:
+            await self.registry.create_device(doc)
+            log.info("agent: autoprovisioned device %s in %s%s", msg.device_id, doc["service"], doc["service_path"])
+        except Duplicate:
+            pass
+        return doc
+
+    async def _record(self, msg: Inbound, rejection: Rejected, cfg: DeviceConfig | None) -> None:
+        topic = rejection.topic or msg.topic
+        log.warning("agent: rejected message of device %r (apikey %r) on %s: %s: %s", msg.device_id, msg.apikey,
+                    topic, rejection.reason, rejection.detail)
+        self.rejected.labels(reason=rejection.reason).inc()
+        limit = self.settings.dead_letter_payload_max
+        letter = DeadLetter(
+            received_at=msg.received_at, reason=rejection.reason, detail=rejection.detail, transport=msg.transport,
+            protocol=msg.protocol, apikey=msg.apikey, device_id=msg.device_id, topic=topic,
+            service=cfg.service if cfg else "", service_path=cfg.service_path if cfg else "",
+            payload=msg.payload[:limit].decode("utf-8", errors="replace"),
+        )
+        try:
+            await self.registry.add_dead_letter(letter)
+        except Exception:
+            log.exception("agent: could not store the dead letter of %s", topic)

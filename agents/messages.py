@@ -1,0 +1,73 @@
+"""The contract between the transports (MQTT, HTTP) and the agent core.
+
+A transport builds an :class:`Inbound` per southbound message and hands it to
+``agents.ingest.Ingestor.ingest``, which returns the :class:`EntityUpdate`
+list to deliver northbound (through the outbox). :class:`Rejected` is the one
+error the core raises internally for bad input; ``Ingestor.ingest`` catches it,
+records it (log, counter per reason, dead-letter row) and returns ``[]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Inbound", "EntityUpdate", "Rejected", "REASONS"]
+
+#: Reason codes a rejection may carry (the label of the rejected counter).
+REASONS = (
+    "malformed_payload",
+    "unknown_apikey",
+    "unknown_device",
+    "wrong_type",
+    "expression_failed",
+    "mapping_failed",
+    "internal_error",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One southbound message as a transport received it."""
+
+    transport: str  # "mqtt" | "http"
+    protocol: str  # "json" | "ul"
+    apikey: str
+    device_id: str
+    payload: bytes
+    received_at: str  # RFC 3339 UTC, when the transport got it
+    attribute: str | None = None  # single-attribute topics /<apikey>/<device>/attrs/<attr>
+    topic: str | None = None  # MQTT topic or HTTP path, for rejection reports
+
+
+@dataclass(frozen=True, slots=True)
+class EntityUpdate:
+    """What must reach the NGSI-LD broker."""
+
+    tenant: str  # fiware-service ('' when none)
+    service_path: str
+    broker_url: str | None  # the group's cbroker, None = the agent's default broker
+    entity: dict[str, Any]  # normalized NGSI-LD entity (terms), no "@context" member
+    context: list[str]  # @context URLs to send in the Link header (Smart Data Models + core)
+    device_id: str
+    apikey: str
+
+
+class Rejected(Exception):
+    """Bad southbound input, with the reason code it is counted under."""
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        apikey: str = "",
+        device_id: str = "",
+        topic: str | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.apikey = apikey
+        self.device_id = device_id
+        self.topic = topic

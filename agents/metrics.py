@@ -1,0 +1,238 @@
+"""A tiny Prometheus registry: counters, gauges and histograms with labels, rendered as text.
+
+    registry = Metrics()
+    received = registry.counter("metropole_agent_messages_received_total", "Southbound messages received", ["transport", "protocol"])
+    received.labels(transport="mqtt", protocol="json").inc()
+    depth = registry.gauge("metropole_agent_outbox_depth", "Updates waiting in the outbox")
+    depth.set(12)
+    latency = registry.histogram("metropole_agent_delivery_seconds", "Delivery latency", buckets=(0.01, 0.1, 1))
+    latency.observe(0.04)
+    registry.render()   # text exposition format 0.0.4, served on /metrics
+
+Declaring the same name twice returns the first declaration (so two modules
+may share a metric), unless kind or labels differ, which is a programming error.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+
+__all__ = ["Metrics", "Counter", "Gauge", "Histogram", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+LabelKey = tuple[str, ...]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+class _Metric:
+    kind = ""
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.help = help
+        self.labelnames = tuple(labelnames)
+        self._lock = threading.Lock()
+
+    def _key(self, labels: dict[str, object]) -> LabelKey:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def _lines(self) -> Iterable[str]:  # pragma: no cover - overridden
+        return ()
+
+    def render(self) -> str:
+        head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
+        return head + "".join(line + "\n" for line in self._lines())
+
+
+class _Child:
+    def __init__(self, metric: "_Valued", key: LabelKey) -> None:
+        self._metric = metric
+        self._key = key
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._metric._add(self._key, amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        self._metric._add(self._key, -amount)
+
+    def set(self, value: float) -> None:
+        self._metric._set(self._key, value)
+
+    def get(self) -> float:
+        return self._metric._values.get(self._key, 0.0)
+
+
+class _Valued(_Metric):
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, help, labelnames)
+        self._values: dict[LabelKey, float] = {}
+        if not self.labelnames:
+            self._values[()] = 0.0
+
+    def labels(self, **labels: object) -> _Child:
+        key = self._key(labels)
+        with self._lock:
+            self._values.setdefault(key, 0.0)
+        return _Child(self, key)
+
+    def _add(self, key: LabelKey, amount: float) -> None:
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def _set(self, key: LabelKey, value: float) -> None:
+        with self._lock:
+            self._values[key] = float(value)
+
+    def get(self, **labels: object) -> float:
+        return self._values.get(self._key(labels), 0.0)
+
+    def _lines(self) -> Iterable[str]:
+        for key, value in sorted(self._values.items()):
+            yield f"{self.name}{_labels(self.labelnames, key)} {_number(value)}"
+
+
+class Counter(_Valued):
+    """A value that only goes up (``inc``)."""
+
+    kind = "counter"
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self._add(self._key({}), amount)
+
+    def _add(self, key: LabelKey, amount: float) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        super()._add(key, amount)
+
+
+class Gauge(_Valued):
+    """A value that goes up and down (``set``, ``inc``, ``dec``)."""
+
+    kind = "gauge"
+
+    def set(self, value: float) -> None:
+        self._set(self._key({}), value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._add(self._key({}), amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        self._add(self._key({}), -amount)
+
+
+class _HistogramChild:
+    def __init__(self, metric: "Histogram", key: LabelKey) -> None:
+        self._metric = metric
+        self._key = key
+
+    def observe(self, value: float) -> None:
+        self._metric._observe(self._key, value)
+
+
+class Histogram(_Metric):
+    """Observations counted into cumulative buckets, with their sum and count."""
+
+    kind = "histogram"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
+        super().__init__(name, help, labelnames)
+        self.buckets = tuple(sorted(float(b) for b in buckets))
+        self._series: dict[LabelKey, list[float]] = {}  # bucket counts..., sum, count
+        if not self.labelnames:
+            self._series[()] = [0.0] * (len(self.buckets) + 2)
+
+    def labels(self, **labels: object) -> _HistogramChild:
+        key = self._key(labels)
+        with self._lock:
+            self._series.setdefault(key, [0.0] * (len(self.buckets) + 2))
+        return _HistogramChild(self, key)
+
+    def observe(self, value: float) -> None:
+        self._observe(self._key({}), value)
+
+    def _observe(self, key: LabelKey, value: float) -> None:
+        with self._lock:
+            series = self._series.setdefault(key, [0.0] * (len(self.buckets) + 2))
+            for i, bound in enumerate(self.buckets):
+                if value <= bound:
+                    series[i] += 1
+            series[-2] += value
+            series[-1] += 1
+
+    def count(self, **labels: object) -> float:
+        return self._series.get(self._key(labels), [0.0])[-1]
+
+    def _lines(self) -> Iterable[str]:
+        for key, series in sorted(self._series.items()):
+            for bound, n in zip(self.buckets, series):
+                le = 'le="' + _number(bound) + '"'
+                yield f"{self.name}_bucket{_labels(self.labelnames, key, le)} {_number(n)}"
+            inf = 'le="+Inf"'
+            yield f"{self.name}_bucket{_labels(self.labelnames, key, inf)} {_number(series[-1])}"
+            yield f"{self.name}_sum{_labels(self.labelnames, key)} {_number(series[-2])}"
+            yield f"{self.name}_count{_labels(self.labelnames, key)} {_number(series[-1])}"
+
+
+class Metrics:
+    """The registry every agent component declares its metrics in."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, _Metric] = {}
+        self._lock = threading.Lock()
+
+    def _declare(self, cls: type[_Metric], name: str, help: str, labelnames: Sequence[str], **kw: object) -> _Metric:
+        with self._lock:
+            existing = self._metrics.get(name)
+            if existing is not None:
+                if type(existing) is not cls or existing.labelnames != tuple(labelnames):
+                    raise ValueError(f"metric {name} already declared as {existing.kind} {existing.labelnames}")
+                return existing
+            metric = cls(name, help, labelnames, **kw)  # type: ignore[arg-type]
+            self._metrics[name] = metric
+            return metric
+
+    def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
+        return self._declare(Counter, name, help, labelnames)  # type: ignore[return-value]
+
+    def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
+        return self._declare(Gauge, name, help, labelnames)  # type: ignore[return-value]
+
+    def histogram(
+        self, name: str, help: str, labelnames: Sequence[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
+    ) -> Histogram:
+        return self._declare(Histogram, name, help, labelnames, buckets=buckets)  # type: ignore[return-value]
+
+    def get(self, name: str) -> _Metric | None:
+        return self._metrics.get(name)
+
+    def render(self) -> str:
+        """The whole registry in the Prometheus text exposition format."""
+        return "".join(m.render() for _, m in sorted(self._metrics.items()))

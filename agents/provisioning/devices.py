@@ -1,0 +1,72 @@
+"""/iot/devices: provisioned devices."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from agents.provisioning import schemas
+from agents.provisioning.deps import body, page, scope
+from agents.provisioning.errors import BadRequest, DeviceNotFound, DuplicateDevice
+from agents.registry import Duplicate, Registry
+
+#: fields fixed at creation: they link the device to its entity (iotagent-node-lib refuses to change them)
+_FIXED = ("device_id", "service", "service_path")
+
+
+def router(registry: Registry) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/iot/devices")
+    async def list_devices(request: Request) -> JSONResponse:
+        service, subservice = scope(request)
+        limit, offset = page(request)
+        result = await registry.list_devices(service, None if subservice == "/*" else subservice, limit, offset)
+        return JSONResponse({"count": result.count, "devices": result.items})
+
+    @api.post("/iot/devices")
+    async def create_devices(request: Request) -> JSONResponse:
+        service, subservice = scope(request)
+        items = schemas.devices(await body(request))
+        seen: set[str] = set()
+        for d in items:
+            if d["device_id"] in seen or await registry.get_device(service, subservice, d["device_id"]) is not None:
+                raise DuplicateDevice(d["device_id"])
+            seen.add(d["device_id"])
+        for d in items:
+            doc = {**d, "service": service, "service_path": subservice}
+            try:
+                await registry.create_device(doc)
+            except Duplicate:
+                raise DuplicateDevice(d["device_id"]) from None
+        return JSONResponse({}, status_code=201)
+
+    @api.get("/iot/devices/{device_id}")
+    async def get_device(device_id: str, request: Request) -> JSONResponse:
+        service, subservice = scope(request)
+        device = await registry.get_device(service, None if subservice == "/*" else subservice, device_id)
+        if device is None:
+            raise DeviceNotFound(device_id)
+        return JSONResponse(device)
+
+    @api.put("/iot/devices/{device_id}")
+    async def update_device(device_id: str, request: Request) -> Response:
+        service, subservice = scope(request)
+        changes = schemas.device_update(await body(request))
+        if "device_id" in changes and changes["device_id"] != device_id or "deviceId" in changes:
+            raise BadRequest("Can't change the ID of a preprovisioned device")
+        current = await registry.get_device(service, subservice, device_id)
+        if current is None:
+            raise DeviceNotFound(device_id)
+        updated = {**current, **{k: v for k, v in changes.items() if k not in _FIXED}}
+        await registry.replace_device(updated)
+        return Response(status_code=204)
+
+    @api.delete("/iot/devices/{device_id}")
+    async def delete_device(device_id: str, request: Request) -> Response:
+        service, subservice = scope(request)
+        if not await registry.delete_device(service, subservice, device_id):
+            raise DeviceNotFound(device_id)
+        return Response(status_code=204)
+
+    return api

@@ -1,0 +1,233 @@
+"""The registry interface and the SQL both stores share.
+
+Groups and devices are kept as the provisioning API documents (JSON) beside
+the columns they are looked up by; a group is unique by (resource, apikey) as
+in iotagent-node-lib, a device by (service, service path, device_id).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["Registry", "Duplicate", "Page", "DeadLetter", "SCHEMA"]
+
+Doc = dict[str, Any]
+
+
+class Duplicate(Exception):
+    """A group or device that already exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    count: int
+    items: list[Doc]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected southbound message, kept for the integrator."""
+
+    received_at: str
+    reason: str
+    detail: str
+    transport: str = ""
+    protocol: str = ""
+    apikey: str = ""
+    device_id: str = ""
+    topic: str | None = None
+    service: str = ""
+    service_path: str = ""
+    payload: str = ""
+    extra: Doc = field(default_factory=dict)
+
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS agent_groups (
+        service TEXT NOT NULL, subservice TEXT NOT NULL, resource TEXT NOT NULL, apikey TEXT NOT NULL,
+        doc TEXT NOT NULL, PRIMARY KEY (resource, apikey))""",
+    "CREATE INDEX IF NOT EXISTS agent_groups_apikey ON agent_groups (apikey)",
+    """CREATE TABLE IF NOT EXISTS agent_devices (
+        service TEXT NOT NULL, subservice TEXT NOT NULL, device_id TEXT NOT NULL, apikey TEXT NOT NULL,
+        doc TEXT NOT NULL, created_seq {serial}, PRIMARY KEY (service, subservice, device_id))""",
+    "CREATE INDEX IF NOT EXISTS agent_devices_id ON agent_devices (device_id)",
+    """CREATE TABLE IF NOT EXISTS agent_dead_letters (
+        id {serial} PRIMARY KEY, received_at TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+        transport TEXT NOT NULL, protocol TEXT NOT NULL, apikey TEXT NOT NULL, device_id TEXT NOT NULL,
+        topic TEXT, service TEXT NOT NULL, service_path TEXT NOT NULL, payload TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS agent_dead_letters_reason ON agent_dead_letters (reason)",
+)
+
+
+def _dump(doc: Doc) -> str:
+    return orjson.dumps(doc).decode()
+
+
+def _load(text: Any) -> Doc:
+    return orjson.loads(text)  # type: ignore[no-any-return]
+
+
+class Registry(abc.ABC):
+    """Storage of groups, devices and dead letters; SQL written once with `?` placeholders."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
+
+    @abc.abstractmethod
+    async def _execute(self, sql: str, *args: Any) -> int:
+        """Run a statement, return the number of rows it touched; raise Duplicate on a unique violation."""
+
+    # groups -----------------------------------------------------------------
+
+    async def create_groups(self, service: str, subservice: str, groups: list[Doc]) -> None:
+        """Insert every group or none (Duplicate names the first that exists)."""
+        for g in groups:
+            if await self.get_group_by_key(g.get("resource", ""), g.get("apikey", "")) is not None:
+                raise Duplicate(f"{g.get('resource', '')}|{g.get('apikey', '')}")
+        for g in groups:
+            await self._execute(
+                "INSERT INTO agent_groups (service, subservice, resource, apikey, doc) VALUES (?, ?, ?, ?, ?)",
+                service, subservice, g.get("resource", ""), g.get("apikey", ""), _dump(g),
+            )
+
+    async def list_groups(self, service: str, subservice: str | None, limit: int | None = None, offset: int = 0) -> Page:
+        where, args = "service = ?", [service]
+        if subservice is not None:
+            where += " AND subservice = ?"
+            args.append(subservice)
+        count = (await self._fetch(f"SELECT COUNT(*) FROM agent_groups WHERE {where}", *args))[0][0]
+        sql = f"SELECT doc FROM agent_groups WHERE {where} ORDER BY resource, apikey"
+        rows = await self._fetch(sql + _page(limit, offset), *args)
+        return Page(int(count), [_load(r[0]) for r in rows])
+
+    async def get_group_by_key(self, resource: str, apikey: str) -> Doc | None:
+        rows = await self._fetch("SELECT doc FROM agent_groups WHERE resource = ? AND apikey = ?", resource, apikey)
+        return _load(rows[0][0]) if rows else None
+
+    async def get_group(self, service: str, subservice: str, resource: str, apikey: str) -> Doc | None:
+        rows = await self._fetch(
+            "SELECT doc FROM agent_groups WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
+            service, subservice, resource, apikey,
+        )
+        return _load(rows[0][0]) if rows else None
+
+    async def groups_by_apikey(self, apikey: str) -> list[Doc]:
+        rows = await self._fetch("SELECT doc FROM agent_groups WHERE apikey = ? ORDER BY resource", apikey)
+        return [_load(r[0]) for r in rows]
+
+    async def replace_group(self, service: str, subservice: str, resource: str, apikey: str, doc: Doc) -> bool:
+        n = await self._execute(
+            "UPDATE agent_groups SET doc = ? WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
+            _dump(doc), service, subservice, resource, apikey,
+        )
+        return n > 0
+
+    async def delete_group(self, service: str, subservice: str, resource: str, apikey: str) -> bool:
+        n = await self._execute(
+            "DELETE FROM agent_groups WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
+            service, subservice, resource, apikey,
+        )
+        return n > 0
+
+    # devices ----------------------------------------------------------------
+
+    async def create_device(self, doc: Doc) -> None:
+        await self._execute(
+            "INSERT INTO agent_devices (service, subservice, device_id, apikey, doc) VALUES (?, ?, ?, ?, ?)",
+            doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"], doc.get("apikey") or "", _dump(doc),
+        )
+
+    async def list_devices(self, service: str, subservice: str | None, limit: int | None = None, offset: int = 0) -> Page:
+        where, args = "service = ?", [service]
+        if subservice is not None:
+            where += " AND subservice = ?"
+            args.append(subservice)
+        count = (await self._fetch(f"SELECT COUNT(*) FROM agent_devices WHERE {where}", *args))[0][0]
+        sql = f"SELECT doc FROM agent_devices WHERE {where} ORDER BY created_seq, device_id"
+        rows = await self._fetch(sql + _page(limit, offset), *args)
+        return Page(int(count), [_load(r[0]) for r in rows])
+
+    async def get_device(self, service: str, subservice: str | None, device_id: str) -> Doc | None:
+        if subservice is None:
+            rows = await self._fetch(
+                "SELECT doc FROM agent_devices WHERE service = ? AND device_id = ? ORDER BY subservice", service, device_id
+            )
+        else:
+            rows = await self._fetch(
+                "SELECT doc FROM agent_devices WHERE service = ? AND subservice = ? AND device_id = ?",
+                service, subservice, device_id,
+            )
+        return _load(rows[0][0]) if rows else None
+
+    async def devices_by_id(self, device_id: str) -> list[Doc]:
+        """Every device with this id, in any service (the southbound lookup narrows by apikey)."""
+        rows = await self._fetch("SELECT doc FROM agent_devices WHERE device_id = ?", device_id)
+        return [_load(r[0]) for r in rows]
+
+    async def replace_device(self, doc: Doc) -> bool:
+        n = await self._execute(
+            "UPDATE agent_devices SET doc = ?, apikey = ? WHERE service = ? AND subservice = ? AND device_id = ?",
+            _dump(doc), doc.get("apikey") or "", doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"],
+        )
+        return n > 0
+
+    async def delete_device(self, service: str, subservice: str, device_id: str) -> bool:
+        n = await self._execute(
+            "DELETE FROM agent_devices WHERE service = ? AND subservice = ? AND device_id = ?",
+            service, subservice, device_id,
+        )
+        return n > 0
+
+    # dead letters -----------------------------------------------------------
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        await self._execute(
+            "INSERT INTO agent_dead_letters (received_at, reason, detail, transport, protocol, apikey, device_id,"
+            " topic, service, service_path, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            letter.received_at, letter.reason, letter.detail, letter.transport, letter.protocol, letter.apikey,
+            letter.device_id, letter.topic, letter.service, letter.service_path, letter.payload,
+        )
+
+    async def list_dead_letters(
+        self, *, reason: str | None = None, apikey: str | None = None, device_id: str | None = None,
+        service: str | None = None, limit: int | None = 100, offset: int = 0,
+    ) -> Page:
+        clauses, args = [], []
+        for column, value in (("reason", reason), ("apikey", apikey), ("device_id", device_id), ("service", service)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        count = (await self._fetch(f"SELECT COUNT(*) FROM agent_dead_letters{where}", *args))[0][0]
+        rows = await self._fetch(
+            "SELECT id, received_at, reason, detail, transport, protocol, apikey, device_id, topic, service,"
+            f" service_path, payload FROM agent_dead_letters{where} ORDER BY id DESC" + _page(limit, offset),
+            *args,
+        )
+        keys = ("id", "received_at", "reason", "detail", "transport", "protocol", "apikey", "device_id", "topic",
+                "service", "service_path", "payload")
+        return Page(int(count), [dict(zip(keys, r)) for r in rows])
+
+    async def purge_dead_letters(self, before: str | None = None) -> int:
+        if before is None:
+            return await self._execute("DELETE FROM agent_dead_letters")
+        return await self._execute("DELETE FROM agent_dead_letters WHERE received_at < ?", before)
+
+
+def _page(limit: int | None, offset: int) -> str:
+    sql = ""
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    if offset:
+        sql += (" LIMIT -1" if limit is None else "") + f" OFFSET {int(offset)}"
+    return sql

@@ -1,0 +1,66 @@
+"""The registry on PostgreSQL (production), in one schema reached through the search_path."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+
+from agents.registry.base import SCHEMA, Duplicate, Registry
+
+__all__ = ["PostgresRegistry"]
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _numbered(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+class PostgresRegistry(Registry):
+    def __init__(self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 4) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(f'SET search_path TO "{self.schema}"')
+            for statement in SCHEMA:
+                await conn.execute(statement.format(serial="BIGSERIAL").replace("created_seq BIGSERIAL", "created_seq BIGSERIAL"))
+        finally:
+            await conn.close()
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings={"search_path": self.schema}
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("registry is not open")
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        rows = await self.pool.fetch(_numbered(sql.replace("LIMIT -1", "LIMIT ALL")), *args)
+        return [tuple(r) for r in rows]
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        try:
+            status = await self.pool.execute(_numbered(sql), *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from None
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0

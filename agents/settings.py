@@ -1,0 +1,87 @@
+"""Settings of the IoT agents, from arguments and METROPOLE_AGENT_* variables.
+
+    METROPOLE_AGENT_HOST               127.0.0.1
+    METROPOLE_AGENT_PROVISIONING_PORT  4041   provisioning API, /metrics
+    METROPOLE_AGENT_HTTP_PORT          7896   southbound HTTP (/iot/json, /iot/d)
+    METROPOLE_AGENT_REGISTRY           sqlite:///<data>/agents.db, or postgresql://...?schema=agents
+    METROPOLE_AGENT_BROKER_URL         http://127.0.0.1:1026 (a group's cbroker overrides it)
+    METROPOLE_AGENT_CONTEXTS           comma-separated @context URLs for the Link header
+    METROPOLE_AGENT_MQTT_HOST / _PORT  127.0.0.1 / 1883
+    METROPOLE_AGENT_OUTBOX             <data>/outbox.db
+    METROPOLE_AGENT_AUTOPROVISION      true: unknown devices of a known group are created
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.context.core import CORE_CONTEXT_URL
+from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
+
+DEFAULT_CONTEXTS: tuple[str, ...] = (SDM_ALL_CONTEXT_URL, CORE_CONTEXT_URL)
+VERSION = "0.1.0"
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Where the agents listen, what they store into, and where they deliver."""
+
+    host: str = "127.0.0.1"
+    provisioning_port: int = 4041
+    http_port: int = 7896
+    data_dir: Path = Path("./data")
+    registry_url: str = ""
+    broker_url: str = "http://127.0.0.1:1026"
+    contexts: tuple[str, ...] = DEFAULT_CONTEXTS
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    outbox_path: str = ""
+    autoprovision: bool = True
+    default_resource_json: str = "/iot/json"
+    default_resource_ul: str = "/iot/d"
+    dead_letter_payload_max: int = 4096
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_registry_url(self) -> str:
+        """The registry URL, defaulting to a SQLite file in the data folder."""
+        return self.registry_url or f"sqlite:///{(self.data_dir / 'agents.db').resolve()}"
+
+    @property
+    def resolved_outbox_path(self) -> Path:
+        return Path(self.outbox_path) if self.outbox_path else self.data_dir / "outbox.db"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "AgentSettings":
+        """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored)."""
+        env = os.environ
+        values: dict[str, object] = {}
+        simple = {
+            "host": ("METROPOLE_AGENT_HOST", str),
+            "provisioning_port": ("METROPOLE_AGENT_PROVISIONING_PORT", int),
+            "http_port": ("METROPOLE_AGENT_HTTP_PORT", int),
+            "data_dir": ("METROPOLE_AGENT_DATA", Path),
+            "registry_url": ("METROPOLE_AGENT_REGISTRY", str),
+            "broker_url": ("METROPOLE_AGENT_BROKER_URL", str),
+            "mqtt_host": ("METROPOLE_AGENT_MQTT_HOST", str),
+            "mqtt_port": ("METROPOLE_AGENT_MQTT_PORT", int),
+            "outbox_path": ("METROPOLE_AGENT_OUTBOX", str),
+            "autoprovision": ("METROPOLE_AGENT_AUTOPROVISION", _bool),
+        }
+        for attr, (var, conv) in simple.items():
+            if var in env:
+                values[attr] = conv(env[var])  # type: ignore[operator]
+        if env.get("METROPOLE_AGENT_CONTEXTS"):
+            values["contexts"] = tuple(u.strip() for u in env["METROPOLE_AGENT_CONTEXTS"].split(",") if u.strip())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("data_dir"), str):
+            values["data_dir"] = Path(values["data_dir"])  # type: ignore[arg-type]
+        if isinstance(values.get("contexts"), list):
+            values["contexts"] = tuple(values["contexts"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
