@@ -11,6 +11,10 @@ without losing data:
        columns on entities with a GIN index
     3  geo_boxes: one lng/lat bbox per GeoProperty instance, backfilled
        (SQLite keeps an R*Tree beside it, maintained by triggers)
+    4  change_log: one row per entity written (see base.ChangeRecord), the
+       before and after documents with their entity createdAt/modifiedAt
+       in columns (PostgreSQL: before as JSON text, after as jsonb);
+       starts empty (existing entities are not replayed)
 
 The side tables are derived from the document by `index_rows`, shared by
 the stores and the backfills so that both always agree.
@@ -161,7 +165,17 @@ def _sqlite_v3(conn: sqlite3.Connection) -> None:
     )
 
 
-SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sqlite_v1, _sqlite_v2, _sqlite_v3]
+def _sqlite_v4(conn: sqlite3.Connection) -> None:
+    # AUTOINCREMENT: a seq is never reused, even after trim_changes empties the log
+    conn.execute(
+        """CREATE TABLE change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL,
+               entity_id TEXT NOT NULL, at TEXT NOT NULL,
+               before_doc BLOB, before_created_at TEXT, before_modified_at TEXT,
+               after_doc BLOB, after_created_at TEXT, after_modified_at TEXT)"""
+    )
+
+
+SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sqlite_v1, _sqlite_v2, _sqlite_v3, _sqlite_v4]
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -271,7 +285,18 @@ def pg_box(b: BBox) -> Any:
     return Box((b[2], b[3]), (b[0], b[1]))
 
 
-POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3]
+async def _pg_v4(conn: Pg) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE change_log (seq bigserial PRIMARY KEY, tenant text COLLATE "C" NOT NULL,
+            entity_id text COLLATE "C" NOT NULL, at text NOT NULL,
+            before_doc text, before_created_at text, before_modified_at text,
+            after_doc jsonb, after_created_at text, after_modified_at text);
+        """
+    )
+
+
+POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4]
 
 
 async def migrate_postgres(conn: Pg, target: int | None = None) -> int:

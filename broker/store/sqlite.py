@@ -10,6 +10,10 @@ writes, and the event loop never blocks on the disk.
 
 Documents are orjson bytes in a BLOB; id sets travel as one JSON array
 parameter expanded by json_each, so no statement hits the variable limit.
+
+The change log (table change_log) is written by each write transaction
+with the very bytes it stores, before images read as raw BLOBs: no document
+is serialised twice. One writer thread means seq order is commit order.
 """
 
 from __future__ import annotations
@@ -21,12 +25,23 @@ import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from broker.store.base import Change, Doc, EntityFilter, ModifyFn, QueryPage, StoredEntity, Store, TypeSummary
+from broker.store.base import (
+    Change,
+    ChangeRecord,
+    Doc,
+    EntityFilter,
+    ModifyFn,
+    QueryPage,
+    StoredEntity,
+    Store,
+    TypeSummary,
+)
 from broker.store.migrations import has_rtree, index_rows, migrate_sqlite
 
 T = TypeVar("T")
@@ -34,6 +49,16 @@ CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
 
 _COLUMNS = "e.id, e.doc, e.created_at, e.modified_at"
+_LOG_INSERT = (
+    "INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LOG_COLUMNS = (
+    "seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at"
+)
+Image = tuple[bytes, str, str] | None
+"""A document as stored (orjson bytes, created_at, modified_at), None when absent."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -52,6 +77,27 @@ def _json_list(values: Sequence[str] | frozenset[str]) -> str:
 
 def _entity(row: tuple[Any, ...]) -> StoredEntity:
     return StoredEntity(orjson.loads(row[1]), row[2], row[3])
+
+
+def _image_doc(blob: bytes | None, created_at: str | None, modified_at: str | None) -> Doc | None:
+    if blob is None:
+        return None
+    doc: Doc = orjson.loads(blob)
+    doc["createdAt"] = created_at
+    doc["modifiedAt"] = modified_at
+    return doc
+
+
+def _record(row: tuple[Any, ...]) -> ChangeRecord:
+    return ChangeRecord(row[0], row[1], row[2], _image_doc(*row[4:7]), _image_doc(*row[7:10]), row[3])
+
+
+def _log_row(tenant: str, entity_id: str, now: str, before: Image, after: Image) -> tuple[Any, ...]:
+    return (tenant, entity_id, now, *(before or (None, None, None)), *(after or (None, None, None)))
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _clean(doc: Doc) -> Doc:
@@ -167,6 +213,15 @@ class SQLiteStore(Store):
             (tenant, _json_list(ids)),
         )
         return {r[0] for r in rows}
+
+    @staticmethod
+    def _images(conn: sqlite3.Connection, tenant: str, ids: Sequence[str]) -> dict[str, tuple[bytes, str, str]]:
+        """The stored documents among `ids`, raw (for before images), by id."""
+        rows = conn.execute(
+            "SELECT id, doc, created_at, modified_at FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))",
+            (tenant, _json_list(ids)),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     @staticmethod
     def _index(conn: sqlite3.Connection, tenant: str, docs: Sequence[tuple[str, Doc]]) -> None:
@@ -324,11 +379,13 @@ class SQLiteStore(Store):
                     conflicts.append(doc["id"])
                 else:
                     fresh[doc["id"]] = _clean(doc)
+            blobs = [orjson.dumps(d) for d in fresh.values()]
             c.executemany(
                 "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)",
-                [(tenant, i, orjson.dumps(d), now, now) for i, d in fresh.items()],
+                [(tenant, i, b, now, now) for i, b in zip(fresh, blobs)],
             )
             self._index(c, tenant, list(fresh.items()))
+            c.executemany(_LOG_INSERT, [(tenant, i, now, None, None, None, b, now, now) for i, b in zip(fresh, blobs)])
             if fresh:
                 self._ensure_tenant(c, tenant)
             return conflicts
@@ -338,14 +395,20 @@ class SQLiteStore(Store):
     async def upsert_replace(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
         def run(c: sqlite3.Connection) -> list[str]:
             latest = {d["id"]: _clean(d) for d in docs}  # the last document of an id wins
-            existing = self._existing(c, tenant, list(latest))
+            existing = self._images(c, tenant, list(latest))
+            blobs = [orjson.dumps(d) for d in latest.values()]
             c.executemany(
                 "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc, modified_at = excluded.modified_at",
-                [(tenant, i, orjson.dumps(d), now, now) for i, d in latest.items()],
+                [(tenant, i, b, now, now) for i, b in zip(latest, blobs)],
             )
             self._unindex(c, tenant, list(existing))
             self._index(c, tenant, list(latest.items()))
+            log = []
+            for i, b in zip(latest, blobs):
+                before = existing.get(i)
+                log.append(_log_row(tenant, i, now, before, (b, before[1] if before else now, now)))
+            c.executemany(_LOG_INSERT, log)
             if latest:
                 self._ensure_tenant(c, tenant)
             return [i for i in latest if i not in existing]
@@ -355,6 +418,8 @@ class SQLiteStore(Store):
     async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
         def run(c: sqlite3.Connection) -> dict[str, Any]:
             results: dict[str, Any] = {}
+            # per entity written: (image before the call, image after); a repeated id keeps its first before
+            images: dict[str, tuple[Image, Image]] = {}
             for entity_id in ids:
                 row = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone()
                 current = None if row is None else _entity(row)
@@ -362,38 +427,60 @@ class SQLiteStore(Store):
                 results[entity_id] = change.result
                 if not change.changed:
                     continue
+                before = images[entity_id][0] if entity_id in images else (None if row is None else (row[1], row[2], row[3]))
                 if current is not None:
                     self._unindex(c, tenant, [entity_id])
                 if change.doc is None:
                     if current is not None:
                         c.execute("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id))
+                    images[entity_id] = (before, None)
                     continue
                 doc = _clean(change.doc)
+                blob = orjson.dumps(doc)
                 if current is None:
                     c.execute(
                         "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)",
-                        (tenant, entity_id, orjson.dumps(doc), now, now),
+                        (tenant, entity_id, blob, now, now),
                     )
                     self._ensure_tenant(c, tenant)
                 else:
                     c.execute(
                         "UPDATE entities SET doc = ?, modified_at = ? WHERE tenant = ? AND id = ?",
-                        (orjson.dumps(doc), now, tenant, entity_id),
+                        (blob, now, tenant, entity_id),
                     )
                 self._index(c, tenant, [(entity_id, doc)])
+                images[entity_id] = (before, (blob, current.created_at if current else now, now))
+            c.executemany(
+                _LOG_INSERT,
+                [_log_row(tenant, i, now, b, a) for i, (b, a) in images.items() if b is not None or a is not None],
+            )
             return results
 
         return await self._write(run)
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
         def run(c: sqlite3.Connection) -> list[str]:
-            existing = self._existing(c, tenant, ids)
+            existing = self._images(c, tenant, ids)
             gone = list(dict.fromkeys(i for i in ids if i in existing))
             c.execute("DELETE FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", (tenant, _json_list(gone)))
             self._unindex(c, tenant, gone)
+            now = _utc_now()  # delete() is given no timestamp: the log's `at` is the store's clock
+            c.executemany(_LOG_INSERT, [_log_row(tenant, i, now, existing[i], None) for i in gone])
             return gone
 
         return await self._write(run)
+
+    # ------------------------------------------------------------ change log
+
+    async def changes_after(self, seq: int, limit: int) -> list[ChangeRecord]:
+        sql = f"SELECT {_LOG_COLUMNS} FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
+        return await self._read(lambda c: [_record(r) for r in c.execute(sql, (seq, limit))])
+
+    async def last_change_seq(self) -> int:
+        return await self._read(lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()[0]))
+
+    async def trim_changes(self, upto_seq: int) -> int:
+        return await self._write(lambda c: c.execute("DELETE FROM change_log WHERE seq <= ?", (upto_seq,)).rowcount)
 
     # ------------------------------------------------------------ contexts
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from broker.store import Change, EntityFilter, Store, StoredEntity, open_store
+from broker.store.base import ChangeRecord
 from broker.store.migrations import migrate_postgres, migrate_sqlite
 
 T = TypeVar("T")
@@ -369,6 +370,8 @@ def test_migration_from_version_1_keeps_and_indexes_data(url: str) -> None:
         assert summaries == {AQO: {NO2: {"Property"}, LOCATION: {"GeoProperty"}}, NLO: {NOISE: {"Property"}}}
         await store.upsert_replace("", [entity(3, lng=5.41)], T1)  # and the upgraded schema takes writes
         assert await query_ids(store, geo_bbox=(LOCATION, (5.4, 43.4, 5.5, 43.6))) == ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:3"]
+        # the change log starts empty on upgrade (existing entities are not replayed) and follows writes
+        assert [(r.entity_id, r.before) for r in await store.changes_after(0, 10)] == [("urn:ngsi-ld:Thing:3", None)]
 
     run(url, read)
 
@@ -391,3 +394,148 @@ def test_open_store_urls(tmp_path: Path) -> None:
 async def _roundtrip(store: Store) -> list[str]:
     await store.insert("", [entity(1, lng=5.0)], T0)
     return await query_ids(store, geo_bbox=(LOCATION, (4.0, 43.0, 6.0, 44.0)), type_dnf=[frozenset({AQO})])
+
+
+# ---------------------------------------------------------------- change log
+
+
+def _with(doc: dict[str, Any], created: str, modified: str) -> dict[str, Any]:
+    return {**doc, "createdAt": created, "modifiedAt": modified}
+
+
+def _summary(records: list[ChangeRecord]) -> list[tuple[str, str, str | None, str | None]]:
+    """(tenant, id, before modifiedAt, after modifiedAt) of each record."""
+    return [(r.tenant, r.entity_id, r.before and r.before["modifiedAt"], r.after and r.after["modifiedAt"]) for r in records]
+
+
+def test_change_log_follows_every_write_kind_in_order(url: str) -> None:
+    def fn(entity_id: str, current: StoredEntity | None) -> Change:
+        if entity_id.endswith(":1"):
+            assert current is not None
+            return Change({**current.doc, NO2: [{"type": "Property", "value": 99}]})
+        if entity_id.endswith(":2"):
+            return Change(None)
+        if entity_id.endswith(":5"):
+            return Change(entity(5, NLO))
+        return Change(None, changed=False)
+
+    async def body(store: Store) -> None:
+        assert await store.last_change_seq() == 0 and await store.changes_after(0, 10) == []
+        one, two = entity(1, no2=1), entity(2, no2=2)
+        assert await store.insert("aix", [one, two, entity(1, no2=7)], T0) == ["urn:ngsi-ld:Thing:1"]
+        assert await store.insert("aix", [entity(2, no2=20)], T0) == ["urn:ngsi-ld:Thing:2"]  # nothing written, nothing logged
+        inserted = await store.changes_after(0, 10)
+        assert [(r.before, r.after, r.at) for r in inserted] == [(None, _with(one, T0, T0), T0), (None, _with(two, T0, T0), T0)]
+
+        three = entity(3, DEVICE, name="x")
+        replaced = {**entity(1, NLO, LAeq=50), "createdAt": T2}  # a client's createdAt is never stored
+        await store.upsert_replace("aix", [replaced, three], T1)
+        upserted = await store.changes_after(inserted[-1].seq, 10)
+        assert [r.entity_id for r in upserted] == ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:3"]
+        assert upserted[0].before == _with(one, T0, T0)
+        assert upserted[0].after == _with(entity(1, NLO, LAeq=50), T0, T1)  # createdAt kept
+        assert upserted[1].before is None and upserted[1].after == _with(three, T1, T1)
+
+        await store.insert("aix", [entity(4)], T1)
+        ids_ = ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:4", "urn:ngsi-ld:Thing:5", "urn:ngsi-ld:Thing:1"]
+        await store.modify("aix", ids_, fn, T2)
+        modified = await store.changes_after(upserted[-1].seq + 1, 10)
+        # one record per entity written (Thing:1 twice in the call, once in the log), none for Thing:4
+        assert _summary(modified) == [
+            ("aix", "urn:ngsi-ld:Thing:1", T1, T2),
+            ("aix", "urn:ngsi-ld:Thing:2", T0, None),
+            ("aix", "urn:ngsi-ld:Thing:5", None, T2),
+        ]
+        assert modified[0].before is not None and modified[0].before["createdAt"] == T0
+        assert modified[0].after is not None and modified[0].after[NO2] == [{"type": "Property", "value": 99}]
+        assert modified[0].after["createdAt"] == T0 and modified[2].after == _with(entity(5, NLO), T2, T2)
+
+        assert await store.delete("aix", ["urn:ngsi-ld:Thing:3", "urn:ngsi-ld:Thing:9"]) == ["urn:ngsi-ld:Thing:3"]
+        deleted = await store.changes_after(modified[-1].seq, 10)
+        assert len(deleted) == 1 and deleted[0].before == _with(three, T1, T1) and deleted[0].after is None
+        assert deleted[0].at.endswith("Z") and deleted[0].at > T2[:4]
+
+        everything = await store.changes_after(0, 100)
+        seqs = [r.seq for r in everything]
+        assert len(everything) == 9 and seqs == sorted(set(seqs)) and await store.last_change_seq() == seqs[-1]
+        assert [r.seq for r in await store.changes_after(seqs[2], 3)] == seqs[3:6]
+
+    run(url, body)
+
+
+def test_a_rolled_back_write_logs_nothing(url: str) -> None:
+    def fn(entity_id: str, current: StoredEntity | None) -> Change:
+        if entity_id.endswith(":2"):
+            raise RuntimeError("refused")
+        return Change(entity(entity_id.rsplit(":", 1)[1], no2=50))
+
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(0)], T0)
+        last = await store.last_change_seq()
+        with pytest.raises(RuntimeError):
+            await store.modify("", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"], fn, T1)
+        with pytest.raises(Exception):
+            await store.upsert_replace("", [entity(3), {"id": "urn:ngsi-ld:Thing:4", "bad": {1, 2}}], T1)  # not serialisable
+        assert await store.last_change_seq() == last and len(await store.changes_after(0, 10)) == 1
+        await store.modify("", ["urn:ngsi-ld:Thing:1"], fn, T1)
+        assert _summary(await store.changes_after(last, 10)) == [("", "urn:ngsi-ld:Thing:1", None, T1)]
+
+    run(url, body)
+
+
+def test_trim_changes_never_reuses_a_seq(url: str) -> None:
+    async def body(store: Store) -> None:
+        for n in range(5):
+            await store.insert("", [entity(n)], T0)
+        seqs = [r.seq for r in await store.changes_after(0, 10)]
+        assert await store.trim_changes(seqs[1]) == 2
+        assert [r.seq for r in await store.changes_after(0, 10)] == seqs[2:]
+        assert await store.trim_changes(seqs[1]) == 0
+        assert await store.trim_changes(seqs[-1]) == 3
+        assert await store.changes_after(0, 10) == []
+        await store.delete("", ["urn:ngsi-ld:Thing:0"])
+        after = await store.changes_after(0, 10)
+        assert len(after) == 1 and after[0].seq > seqs[-1] and await store.last_change_seq() == after[0].seq
+
+    run(url, body)
+
+
+def test_change_log_survives_reopen(url: str) -> None:
+    async def write(store: Store) -> int:
+        await store.insert("aix", [entity(1, no2=1)], T0)
+        await store.upsert_replace("aix", [entity(1, no2=2)], T1)
+        return await store.last_change_seq()
+
+    last = run(url, write)
+    records = run(url, lambda s: s.changes_after(0, 10))
+    assert _summary(records) == [("aix", "urn:ngsi-ld:Thing:1", None, T0), ("aix", "urn:ngsi-ld:Thing:1", T0, T1)]
+    assert records[-1].seq == last and records[-1].after is not None and records[-1].after[NO2][0]["value"] == 2
+    assert run(url, lambda s: s.last_change_seq()) == last
+
+
+def test_concurrent_writes_log_in_commit_order(url: str) -> None:
+    """A reader following `seq > cursor` while writers run sees every record exactly once."""
+
+    async def body(store: Store) -> None:
+        seen: list[int] = []
+        done = False
+
+        async def follow() -> None:
+            cursor = 0
+            while True:
+                finished = done
+                batch = await store.changes_after(cursor, 50)
+                seen.extend(r.seq for r in batch)
+                if batch:
+                    cursor = batch[-1].seq
+                elif finished:
+                    return
+                await asyncio.sleep(0)
+
+        reader = asyncio.create_task(follow())
+        await asyncio.gather(*(store.upsert_replace("", [entity(n % 7), entity(100 + n)], T1) for n in range(80)))
+        done = True
+        await reader
+        assert seen == sorted(seen) and len(seen) == len(set(seen)) == 160
+
+    run(url, body)

@@ -1,0 +1,180 @@
+"""History rows and time values.
+
+An attribute instance at one time is a `HistoryRow`: the ENF instance as
+written (value, observedAt, createdAt/modifiedAt, datasetId, sub-attributes)
+beside the columns the storage indexes and aggregates. Times are kept as
+integer microseconds since the epoch, so that "2026-01-01T00:00:00Z" and
+"2026-01-01T00:00:00.000Z" compare equal, and come back as RFC 3339 UTC
+strings with millisecond precision (the precision of system attributes).
+
+Idempotency: a row's `key_us` is its observedAt, or its modifiedAt when it
+has none (deletions: deletedAt); the storage keeps one row per (tenant,
+entity, attribute, datasetId, key, kind), so an instance delivered twice
+(a change replayed after a crash, a device resending a reading) is stored once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from broker.store.base import ChangeRecord, Doc
+from models.errors import BadRequestData
+from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
+
+VALUE = 0
+DELETION = 1
+INSTANCE_PREFIX = "urn:ngsi-ld:attribute-instance:"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_us(text: str, what: str = "DateTime") -> int:
+    """An RFC 3339 / ISO 8601 date-time -> microseconds since the epoch (UTC when no offset is given)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise BadRequestData(f"{what} must be a DateTime, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> str:
+    """Microseconds since the epoch -> RFC 3339 UTC string (milliseconds, or microseconds when they matter)."""
+    seconds, micros = divmod(value, 1_000_000)
+    moment = datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+    base = moment.isoformat(timespec="seconds")
+    return f"{base}.{micros // 1000:03d}Z" if micros % 1000 == 0 else f"{base}.{micros:06d}Z"
+
+
+def instance_id(iid: int) -> str:
+    """The instanceId URI of a stored row."""
+    return f"{INSTANCE_PREFIX}{iid}"
+
+
+def parse_instance_id(text: str) -> int | None:
+    """The row number of an instanceId URI, or None when it is not one of ours."""
+    if not text.startswith(INSTANCE_PREFIX):
+        return None
+    tail = text.removeprefix(INSTANCE_PREFIX)
+    return int(tail) if tail.isdigit() else None
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    """One attribute instance at one time (or the deletion of an attribute instance)."""
+
+    tenant: str
+    entity_id: str
+    attr: str
+    dataset_id: str  # '' for the default instance
+    kind: int  # VALUE or DELETION
+    key_us: int
+    observed_us: int | None
+    created_us: int | None
+    modified_us: int | None
+    deleted_us: int | None
+    value_num: float | None
+    value_json: str  # the value member as JSON text (distinctCount, string min/max)
+    instance: bytes  # the ENF instance as orjson bytes
+
+
+@dataclass(slots=True)
+class EntityRow:
+    """An entity that has (or had) history: its types, and when it was deleted."""
+
+    tenant: str
+    entity_id: str
+    types: list[str]
+    deleted_us: int | None = None
+
+
+def _value_member(inst: Doc) -> Any:
+    for member in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList"):
+        if member in inst:
+            return inst[member]
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, list):  # arrays aggregate by their size (clause 4.5.19.1)
+        return float(len(value))
+    return None
+
+
+def _opt_us(inst: Doc, member: str) -> int | None:
+    text = inst.get(member)
+    if not isinstance(text, str):
+        return None
+    try:
+        return to_us(text, member)
+    except BadRequestData:
+        return None
+
+
+def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int) -> HistoryRow:
+    """The row of one attribute instance; `default_us` stands in for a missing modifiedAt."""
+    observed = _opt_us(inst, "observedAt")
+    modified = _opt_us(inst, "modifiedAt") or default_us
+    created = _opt_us(inst, "createdAt") or modified
+    clean = {k: v for k, v in inst.items() if k not in ("instanceId", "deletedAt")}
+    value = _value_member(inst)
+    return HistoryRow(
+        tenant, entity_id, attr, inst.get("datasetId", "") or "", VALUE,
+        observed if observed is not None else modified, observed, created, modified, None,
+        _number(value) if inst.get("type", PROPERTY) == PROPERTY else None,
+        orjson.dumps(value).decode(), orjson.dumps(clean),
+    )
+
+
+def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) -> HistoryRow:
+    """The row recording that an attribute instance was deleted at `at_us` (clause 4.5.7: value urn:ngsi-ld:null)."""
+    kind = inst.get("type", PROPERTY)
+    member = "object" if kind == "Relationship" else "value"
+    marker: Doc = {"type": kind, member: NGSI_LD_NULL, "deletedAt": from_us(at_us)}
+    if inst.get("datasetId"):
+        marker["datasetId"] = inst["datasetId"]
+    return HistoryRow(
+        tenant, entity_id, attr, inst.get("datasetId", "") or "", DELETION,
+        at_us, None, None, at_us, at_us, None, orjson.dumps(NGSI_LD_NULL).decode(), orjson.dumps(marker),
+    )
+
+
+def _by_dataset(instances: Any) -> dict[str, Doc]:
+    if isinstance(instances, dict):
+        instances = [instances]
+    if not isinstance(instances, list):
+        return {}
+    return {i.get("datasetId", "") or "": i for i in instances if isinstance(i, dict)}
+
+
+def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
+    """What a change of the store's log adds to history: new or changed instances, and deletions."""
+    before, after = record.before or {}, record.after or {}
+    at_us = to_us(record.at)
+    rows: list[HistoryRow] = []
+    for attr, instances in after.items():
+        if attr in ENTITY_CORE:
+            continue
+        old = _by_dataset(before.get(attr))
+        for ds, inst in _by_dataset(instances).items():
+            if old.get(ds) != inst:
+                rows.append(value_row(record.tenant, record.entity_id, attr, inst, at_us))
+    for attr, instances in before.items():
+        if attr in ENTITY_CORE:
+            continue
+        kept = _by_dataset(after.get(attr))
+        for ds, inst in _by_dataset(instances).items():
+            if ds not in kept:
+                rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
+    types = (record.after or record.before or {}).get("type") or []
+    entity = EntityRow(record.tenant, record.entity_id, list(types), at_us if record.after is None else None)
+    return entity, rows

@@ -1,0 +1,93 @@
+"""HistoryRecorder: follows the store's change log into the temporal history.
+
+It reads `store.changes_after(cursor)` in batches, turns each change into
+history rows (model.rows_of_change) and stores them together with the new
+cursor in one transaction: after a crash it resumes where the last
+committed batch ended, and a batch applied twice stores nothing twice (rows
+are unique on their key). `catch_up()` lets a temporal query first wait
+until history holds every write committed before it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from broker.store.base import Store
+from broker.temporal.model import EntityRow, HistoryRow, rows_of_change
+from broker.temporal.storage import HistoryStorage
+
+log = logging.getLogger("broker.temporal")
+
+
+class HistoryRecorder:
+    """A change-log consumer writing history; `.cursor` is the last seq applied."""
+
+    name = "temporal"
+
+    def __init__(self, store: Store, history: HistoryStorage, *, batch: int = 1000, idle: float = 0.2) -> None:
+        self.store = store
+        self.history = history
+        self.batch = batch
+        self.idle = idle
+        self.cursor = 0
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the saved cursor and follow the log in a background task."""
+        self.cursor = await self.history.load_cursor(self.name)
+        self._task = asyncio.create_task(self._follow(), name="history-recorder")
+
+    async def stop(self) -> None:
+        """Stop following (what is committed stays; the next start resumes from the saved cursor)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def poke(self) -> None:
+        """Tell the recorder there is something new (it also polls every `idle` seconds)."""
+        self._wake.set()
+
+    async def step(self) -> int:
+        """Apply one batch of the log; how many changes it held."""
+        async with self._lock:
+            records = await self.store.changes_after(self.cursor, self.batch)
+            if not records:
+                return 0
+            entities: list[EntityRow] = []
+            rows: list[HistoryRow] = []
+            for record in records:
+                entity, new = rows_of_change(record)
+                entities.append(entity)
+                rows.extend(new)
+            await self.history.apply(self.name, records[-1].seq, entities, rows)
+            self.cursor = records[-1].seq
+            return len(records)
+
+    async def catch_up(self) -> None:
+        """Return once history includes every change committed before this call."""
+        target = await self.store.last_change_seq()
+        while self.cursor < target:
+            if await self.step() == 0:
+                break  # trimmed past the target, nothing left
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                if await self.step() == self.batch:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not end history: log, wait, retry
+                log.exception("history recorder failed at seq %s; retrying", self.cursor)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.idle)
+            except asyncio.TimeoutError:
+                pass

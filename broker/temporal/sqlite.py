@@ -1,0 +1,204 @@
+"""History on the SQLite file of the store: its own connection and thread, WAL shared with the store.
+
+The store's writer and this one take turns on the file's write lock
+(busy_timeout); reads and writes of history run on one thread here, so the
+event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from broker.temporal.model import EntityRow, HistoryRow
+from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
+
+T = TypeVar("T")
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS temporal_instances (iid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
+           entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL, kind INTEGER NOT NULL,
+           key_us INTEGER NOT NULL, observed_us INTEGER, created_us INTEGER, modified_us INTEGER, deleted_us INTEGER,
+           value_num REAL, value_json TEXT, instance BLOB NOT NULL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_key
+           ON temporal_instances (tenant, entity_id, attr, dataset_id, key_us, kind)""",
+    "CREATE INDEX IF NOT EXISTS temporal_instances_observed ON temporal_instances (tenant, entity_id, attr, observed_us)",
+    "CREATE INDEX IF NOT EXISTS temporal_instances_modified ON temporal_instances (tenant, entity_id, attr, modified_us)",
+    """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
+           types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+)
+_INSERT = (
+    "INSERT OR IGNORE INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
+    " created_us, modified_us, deleted_us, value_num, value_json, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ENTITY = (
+    "INSERT INTO temporal_entities VALUES (?, ?, ?, ?) ON CONFLICT (tenant, entity_id) DO UPDATE SET"
+    " types = CASE WHEN excluded.types = '[]' THEN types ELSE excluded.types END, deleted_us = excluded.deleted_us"
+)
+
+
+def _row_params(r: HistoryRow) -> tuple[Any, ...]:
+    return (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us,
+            r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance)
+
+
+def _json(values: Sequence[str]) -> str:
+    return orjson.dumps(list(values)).decode()
+
+
+def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange) -> tuple[str, list[Any], str]:
+    clauses = ["tenant = ?", "entity_id IN (SELECT value FROM json_each(?))", "kind >= 0"]
+    params: list[Any] = [tenant, _json(entity_ids)]
+    if attrs is not None:
+        clauses.append("attr IN (SELECT value FROM json_each(?))")
+        params.append(_json(attrs))
+    column = rng.column or "key_us"
+    if rng.column is not None:
+        clauses.append(f"{column} IS NOT NULL")
+    if rng.start is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(rng.start)
+    if rng.end is not None:
+        clauses.append(f"{column} < ?")
+        params.append(rng.end)
+    return " AND ".join(clauses), params, column
+
+
+class SQLiteHistory(HistoryStorage):
+    """History tables in a SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._pool: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-history")
+
+        def setup() -> None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-64000")
+            conn.execute("BEGIN IMMEDIATE")
+            for sql in SCHEMA:
+                conn.execute(sql)
+            conn.execute("COMMIT")
+            self._conn = conn
+
+        await self._run(setup)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            if self._conn is not None:
+                await self._run(self._conn.close)
+            self._pool.shutdown(wait=True)
+        self._pool = None
+        self._conn = None
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        assert self._pool is not None, "history is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        def tx() -> T:
+            conn = self._conn
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run(tx)
+
+    @staticmethod
+    def _store(conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+        conn.executemany(_INSERT, [_row_params(r) for r in rows])
+        conn.executemany(_ENTITY, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities])
+
+    async def load_cursor(self, consumer: str) -> int:
+        row = await self._tx(lambda c: c.execute("SELECT seq FROM temporal_cursors WHERE consumer = ?", (consumer,)).fetchone())
+        return int(row[0]) if row else 0
+
+    async def apply(self, consumer: str, seq: int, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            self._store(c, entities, rows)
+            c.execute(
+                "INSERT INTO temporal_cursors VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET seq = max(seq, excluded.seq)",
+                (consumer, seq),
+            )
+
+        await self._tx(run, write=True)
+
+    async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+        await self._tx(lambda c: self._store(c, entities, rows), write=True)
+
+    async def entities(self, tenant: str) -> list[EntityRow]:
+        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = ? ORDER BY entity_id"
+        return await self._tx(lambda c: [EntityRow(tenant, r[0], orjson.loads(r[1]), r[2]) for r in c.execute(sql, (tenant,))])
+
+    async def instances(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool
+    ) -> list[InstanceHit]:
+        where, params, column = _where(tenant, entity_ids, attrs, rng)
+        order = "DESC" if newest else "ASC"
+        sql = (
+            f"SELECT iid, entity_id, attr, t, instance FROM (SELECT iid, entity_id, attr, {column} AS t, instance,"
+            f" row_number() OVER (PARTITION BY entity_id, attr ORDER BY {column} {order}, iid {order}) AS rn"
+            f" FROM temporal_instances WHERE {where}) WHERE rn <= ? ORDER BY entity_id, attr, t, iid"
+        )
+        return await self._tx(lambda c: [InstanceHit(*r) for r in c.execute(sql, (*params, per_attr))])
+
+    async def aggregate(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int
+    ) -> list[Bucket]:
+        where, params, column = _where(tenant, entity_ids, attrs, rng)
+        bucket = f"(({column} - ?) / ?)" if period_us > 0 else "0"
+        bparams = [origin_us, period_us] if period_us > 0 else []
+        sql = (
+            f"SELECT entity_id, attr, {bucket} AS b, count(*), count(DISTINCT value_json), count(value_num),"
+            f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
+            f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
+        )
+        return await self._tx(lambda c: [Bucket(*r) for r in c.execute(sql, (*bparams, *params))])
+
+    async def delete_entity(self, tenant: str, entity_id: str) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            c.execute("DELETE FROM temporal_instances WHERE tenant = ? AND entity_id = ?", (tenant, entity_id))
+            return c.execute("DELETE FROM temporal_entities WHERE tenant = ? AND entity_id = ?", (tenant, entity_id)).rowcount > 0
+
+        return await self._tx(run, write=True)
+
+    async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:
+        sql = "DELETE FROM temporal_instances WHERE tenant = ? AND entity_id = ? AND attr = ?"
+        params: tuple[Any, ...] = (tenant, entity_id, attr)
+        if dataset_id is not None:
+            sql += " AND dataset_id = ?"
+            params += (dataset_id,)
+        return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
+
+    async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
+        sql = "SELECT instance FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+        row = await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).fetchone())
+        return None if row is None else bytes(row[0])
+
+    async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
+        sql = (
+            "UPDATE temporal_instances SET observed_us = ?, modified_us = ?, value_num = ?, value_json = ?, instance = ?"
+            " WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+        )
+        params = (row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr)
+        return await self._tx(lambda c: c.execute(sql, params).rowcount > 0, write=True)

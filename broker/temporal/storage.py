@@ -1,0 +1,131 @@
+"""HistoryStorage: where attribute instances over time are kept, beside the broker's own Store.
+
+Both implementations hold the same tables in the store's database:
+
+    temporal_instances  one row per attribute instance at one time (model.HistoryRow),
+                        unique on (tenant, entity, attribute, datasetId, key, kind)
+                        and indexed on (tenant, entity, attribute, observedAt) and
+                        (tenant, entity, attribute, modifiedAt) for time-range scans
+    temporal_entities   (tenant, entity) -> types, deletedAt
+    temporal_cursors    consumer name -> last change-log seq applied, written in the
+                        same transaction as the rows it stands for
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from broker.store.base import Store
+from broker.temporal.model import EntityRow, HistoryRow
+
+TIME_COLUMNS = {"observedAt": "observed_us", "createdAt": "created_us", "modifiedAt": "modified_us", "deletedAt": "deleted_us"}
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """Rows whose `column` is in [start, end) (either bound optional); column None: every row, ordered by key."""
+
+    column: str | None = None
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHit:
+    """A stored instance found by a query."""
+
+    iid: int
+    entity_id: str
+    attr: str
+    time_us: int
+    instance: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregates of one attribute of one entity over one period (`index` counts periods from the origin)."""
+
+    entity_id: str
+    attr: str
+    index: int
+    total: int
+    distinct: int
+    numeric: int
+    sum: float | None
+    min: float | None
+    max: float | None
+    sumsq: float | None
+
+
+class HistoryStorage(ABC):
+    """Temporal rows of one broker database; all methods are coroutines."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create the tables if absent."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    @abstractmethod
+    async def load_cursor(self, consumer: str) -> int:
+        """The last seq a consumer applied (0 when never)."""
+
+    @abstractmethod
+    async def apply(self, consumer: str, seq: int, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+        """Store rows (ignoring ones already there) and entities, and move the cursor to `seq`, atomically."""
+
+    @abstractmethod
+    async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+        """Store rows and entities written directly through the temporal API (idempotent too)."""
+
+    @abstractmethod
+    async def entities(self, tenant: str) -> list[EntityRow]:
+        """Every entity with history in the tenant, by id."""
+
+    @abstractmethod
+    async def instances(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool
+    ) -> list[InstanceHit]:
+        """At most `per_attr` instances per (entity, attribute) in the range, the oldest (or `newest`) first chosen, in time order."""
+
+    @abstractmethod
+    async def aggregate(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int
+    ) -> list[Bucket]:
+        """Aggregates per (entity, attribute, period of `period_us` counted from `origin_us`; 0 means one period)."""
+
+    @abstractmethod
+    async def delete_entity(self, tenant: str, entity_id: str) -> bool:
+        """Forget an entity's whole history; whether it had any."""
+
+    @abstractmethod
+    async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:
+        """Forget an attribute's history (one datasetId, '' the default, None all); rows deleted."""
+
+    @abstractmethod
+    async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
+        """One stored instance, or None."""
+
+    @abstractmethod
+    async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
+        """Overwrite one stored instance (its value and members); whether it existed."""
+
+
+def open_history(store: Store) -> HistoryStorage:
+    """The history storage in the same database as `store` (not yet opened)."""
+    from broker.store.postgres import PostgresStore
+    from broker.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from broker.temporal.sqlite import SQLiteHistory
+
+        return SQLiteHistory(store.path)
+    if isinstance(store, PostgresStore):
+        from broker.temporal.postgres import PostgresHistory
+
+        return PostgresHistory(store.dsn, store.schema)
+    raise TypeError(f"no temporal storage for {type(store).__name__}")
