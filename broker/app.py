@@ -19,6 +19,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api import attributes, batch, contexts, entities, types, version
+from broker.api import subscriptions  # subscriptions
+from broker.api import temporal  # temporal
 from broker.api.deps import API
 from broker.http import JSON, MediaTypeError, problem_response
 from broker.service.batch import BatchService
@@ -54,15 +56,33 @@ def create_app(settings: BrokerSettings) -> FastAPI:
         state.queries = QueryService(store)
         state.discovery = DiscoveryService(store)
         state.identity = version.new_identity()
+        # --- subscriptions (broker.subscriptions): follows the change log; shuts down before the store
+        from broker.subscriptions.runtime import Subscriptions
+
+        state.subscriptions = Subscriptions(store, resolver)
+        await state.subscriptions.start()
+        if not hasattr(state, "change_consumers"):
+            state.change_consumers = []
+        state.change_consumers.append(state.subscriptions)
+        # --- end subscriptions
+        # --- temporal (broker.temporal): history recorder + change-log trim; stops before the store
+        from broker.temporal.runtime import start_temporal, stop_temporal
+
+        await start_temporal(state, store)
+        # --- end temporal
         try:
             yield
         finally:
+            await stop_temporal(state)  # temporal
+            await state.subscriptions.stop()  # subscriptions
             await store.close()
 
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
     for module in (entities, batch, types, attributes, contexts, version):
         app.include_router(module.router)
+    app.include_router(subscriptions.router)  # subscriptions
+    app.include_router(temporal.router)  # temporal
 
     @app.exception_handler(NgsiLdError)
     async def ngsi_ld_error(request: Request, exc: NgsiLdError) -> Response:

@@ -1,0 +1,69 @@
+"""/subscriptions and /subscriptions/{id} (clauses 6.10, 6.11): thin handlers over SubscriptionService."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from broker.api import deps
+from broker.api.deps import API, TenantDep
+from broker.http import accepted_type, no_content
+from broker.service.queries import Page
+from broker.subscriptions.service import SubscriptionService
+
+router = APIRouter(prefix=API)
+
+
+def service(request: Request) -> SubscriptionService:
+    """The subscription service of this app."""
+    value: SubscriptionService = request.app.state.subscriptions.service
+    return value
+
+
+@router.post("/subscriptions")
+async def create_subscription(request: Request, tenant: TenantDep = "") -> Response:
+    """Create Subscription (6.10.3.1): 201 + Location, 400, 409."""
+    incoming, ctx = await deps.read_entity_body(request)
+    sub_id = await service(request).create(tenant, incoming.body, incoming.context, ctx)
+    return Response(status_code=201, headers={"Location": f"{API}/subscriptions/{quote(sub_id, safe=':/')}"})
+
+
+@router.get("/subscriptions")
+async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Response:
+    """Query Subscriptions (6.10.3.2): 200 with an array; limit, offset, count."""
+    media = accepted_type(request)
+    value, ctx = await deps.read_context(request)
+    cfg = deps.settings(request)
+    page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
+    svc = service(request)
+    subs, total = await svc.query(tenant, page.limit, page.offset)
+    payload = [await svc.present(s, value, ctx) for s in subs]
+    headers = {"NGSILD-Results-Count": str(total)} if page.count else None
+    return deps.json_response(payload, media=media, context=value, headers=headers)
+
+
+@router.get("/subscriptions/{sub_id:path}")
+async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
+    """Retrieve Subscription (6.11.3.1): 200, 400, 404."""
+    media = accepted_type(request)
+    value, ctx = await deps.read_context(request)
+    svc = service(request)
+    stored = await svc.get(tenant, sub_id)
+    return deps.json_response(await svc.present(stored, value, ctx), media=media, context=value)
+
+
+@router.patch("/subscriptions/{sub_id:path}")
+async def update_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
+    """Update Subscription (6.11.3.2): 204, 400, 404."""
+    incoming, ctx = await deps.read_entity_body(request, patch=True)
+    await service(request).update(tenant, sub_id, incoming.body, incoming.context, ctx)
+    return no_content()
+
+
+@router.delete("/subscriptions/{sub_id:path}")
+async def delete_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
+    """Delete Subscription (6.11.3.3): 204, 400, 404."""
+    await service(request).delete(tenant, sub_id)
+    return no_content()

@@ -1,0 +1,158 @@
+"""The Notification (clause 5.3.1) of one trigger, rendered as clause 5.8.6 asks.
+
+The entity is taken from the change record (`after`, or `before` for a
+deletion), so it is exactly the state that triggered the notification,
+even when it is delivered much later. It is rendered with the same `View`
+as GET /entities (attributes -> attrs, pick, omit, sysAttrs, lang,
+format), in the subscription's jsonldContext, after three additions on
+ENF: deleted attributes as NGSI-LD Null, previous values (showChanges),
+and the datasetId selection. What is queued is an envelope: the media
+type, the Link header value, and the notification itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from broker.http import JSON, JSON_LD, GEO_JSON, link_header
+from broker.query.projection import parse_projection
+from broker.service.queries import View
+from broker.store.base import ChangeRecord, Doc, StoredEntity
+from broker.subscriptions.matching import DELETED, UPDATED, Trigger
+from models.context import CORE_CONTEXT_URL, Context
+from models.representation import Representation
+from models.vocabulary import ENTITY_CORE, LANGUAGE_PROPERTY, NGSI_LD_NULL, PREVIOUS_MEMBER, VALUE_MEMBER
+
+
+def view_of(doc: Doc, ctx: Context) -> View:
+    """The rendering View of a subscription's notification member (terms expanded with its context)."""
+    note = doc.get("notification") or {}
+    fmt = note.get("format", "normalized")
+    representation = Representation.SIMPLIFIED if fmt in ("keyValues", "simplified") else Representation(fmt)
+    attrs = frozenset(ctx.expand_term(a) for a in note["attributes"]) if note.get("attributes") else None
+
+    def projection(member: str) -> Any:
+        value = note.get(member)
+        if value is None:
+            return None
+        return parse_projection(",".join(value) if isinstance(value, list) else value)
+
+    return View(representation, bool(note.get("sysAttrs")), doc.get("lang"), attrs, projection("pick"), projection("omit"))
+
+
+def _null_instance(inst: dict[str, Any], at: str, *, sys_attrs: bool, show_changes: bool) -> dict[str, Any]:
+    kind = inst.get("type", "Property")
+    member = VALUE_MEMBER.get(kind, "value")
+    out: dict[str, Any] = {"type": kind, member: {"@none": NGSI_LD_NULL} if kind == LANGUAGE_PROPERTY else NGSI_LD_NULL}
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    if sys_attrs:
+        out["deletedAt"] = at
+    if show_changes and member in inst:
+        out[PREVIOUS_MEMBER[member]] = inst[member]
+    return out
+
+
+def _with_previous(instances: list[Any], previous: list[Any]) -> list[Any]:
+    by_ds = {p.get("datasetId"): p for p in previous if isinstance(p, dict)}
+    out = []
+    for inst in instances:
+        old = by_ds.get(inst.get("datasetId")) if isinstance(inst, dict) else None
+        if old is not None:
+            member = VALUE_MEMBER.get(inst.get("type", ""), "value")
+            if member in old and old.get("type") == inst.get("type"):
+                inst = {**inst, PREVIOUS_MEMBER[member]: old[member]}
+        out.append(inst)
+    return out
+
+
+def _select_datasets(doc: Doc, datasets: list[str]) -> Doc:
+    wanted = set(datasets)
+    out: Doc = {}
+    for name, value in doc.items():
+        if name in ENTITY_CORE or not isinstance(value, list):
+            out[name] = value
+            continue
+        kept = [i for i in value if isinstance(i, dict) and i.get("datasetId", "@none") in wanted]
+        if kept:
+            out[name] = kept
+    return out
+
+
+def changed_entity(doc: Doc, record: ChangeRecord, trigger: Trigger) -> tuple[Doc, str, str]:
+    """The ENF document to notify for a trigger, with its createdAt and modifiedAt."""
+    note = doc.get("notification") or {}
+    sys_attrs, show = bool(note.get("sysAttrs")), bool(note.get("showChanges"))
+    if trigger.reason == "entityDeleted":
+        before = record.before or {}
+        out: Doc = {"id": before.get("id", record.entity_id), "type": before.get("type", [])}
+        if show:
+            for name, value in before.items():
+                if name not in ENTITY_CORE and isinstance(value, list):
+                    out[name] = [_null_instance(i, record.at, sys_attrs=sys_attrs, show_changes=True) for i in value]
+        return out, before.get("createdAt", record.at), before.get("modifiedAt", record.at)
+    after = record.after or {}
+    out = dict(after)
+    before = record.before or {}
+    for name, kind in trigger.changed.items():
+        if kind == DELETED:
+            out[name] = [_null_instance(i, record.at, sys_attrs=sys_attrs, show_changes=show)
+                         for i in before.get(name, []) if isinstance(i, dict)]
+        elif kind == UPDATED and show:
+            out[name] = _with_previous(after[name], before.get(name, []))
+    return out, after.get("createdAt", record.at), after.get("modifiedAt", record.at)
+
+
+def render_entity(doc: Doc, view: View, ctx: Context, entity: Doc, created: str, modified: str,
+                  *, deleted_at: str | None = None, deleted_attrs: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One entity of a notification in the subscription's terms and format."""
+    if doc.get("datasetId"):
+        entity = _select_datasets(entity, doc["datasetId"])
+    rendered = view.render(StoredEntity(entity, created, modified), ctx)
+    if view.representation is not Representation.SIMPLIFIED:
+        for iri in deleted_attrs:
+            term = ctx.compact_iri(iri)
+            value = rendered.get(term)
+            if isinstance(value, dict) and len(value) <= 2 and NGSI_LD_NULL in (value.get("value"), value.get("object")):
+                rendered[term] = NGSI_LD_NULL
+    if deleted_at is not None:
+        rendered["deletedAt"] = deleted_at
+    return rendered
+
+
+def _feature(entity: dict[str, Any]) -> dict[str, Any]:
+    geo = entity.get("location")
+    if isinstance(geo, list):
+        geo = geo[0] if geo else None
+    if isinstance(geo, dict) and "value" in geo and "coordinates" not in geo:
+        geo = geo["value"]
+    return {"id": entity.get("id"), "type": "Feature", "geometry": geo,
+            "properties": {k: v for k, v in entity.items() if k != "id"}}
+
+
+def envelope(doc: Doc, context_value: Any, entities: list[dict[str, Any]], notified_at: str) -> bytes:
+    """The queued form of a notification: media type, Link, and the Notification of clause 5.3.1."""
+    endpoint = (doc.get("notification") or {}).get("endpoint") or {}
+    accept = endpoint.get("accept", JSON)
+    context = context_value if context_value is not None else CORE_CONTEXT_URL
+    prefer = next((kv["value"] for kv in endpoint.get("receiverInfo") or () if kv.get("key", "").lower() == "prefer"),
+                  None)
+    data: Any = entities
+    link: str | None = None
+    notification: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
+                                    "subscriptionId": doc["id"], "notifiedAt": notified_at}
+    if accept == GEO_JSON:
+        data = {"type": "FeatureCollection", "features": [_feature(e) for e in entities]}
+        if prefer == "body=json":
+            link = link_header(context_value)
+        else:
+            data["@context"] = context
+    elif accept == JSON_LD:
+        notification["@context"] = context
+    else:
+        link = link_header(context_value)
+    notification["data"] = data
+    return orjson.dumps({"contentType": accept, "link": link, "notification": notification})

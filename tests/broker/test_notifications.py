@@ -1,0 +1,327 @@
+"""Notifications end to end: a real broker, a real HTTP receiver, the real Mosquitto.
+
+The broker of this module retries fast (METROPOLE_NOTIFY_RETRY_MAX=0.5) so
+that the receiver-down tests finish quickly; the restart test runs the
+broker as a separate process (`python -m metropole broker`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from broker.settings import BrokerSettings
+from tests import services
+from tests.broker.conftest import API, RunningBroker, _drop_schema, free_port, link, new_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Receiver:
+    """An HTTP notification receiver that can be stopped and started again on the same port."""
+
+    def __init__(self, port: int | None = None, status: int = 200) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/notify"
+        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.status = status
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> "Receiver":
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if owner.status == 200:
+                    owner.received.append((dict(self.headers), json.loads(body)))
+                self.send_response(owner.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def entities(self) -> list[dict[str, Any]]:
+        return [e for _, n in self.received for e in n["data"]]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; received {len(self.received)} notifications")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def notify_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of this module (fast retries) on one store."""
+    data = tmp_path_factory.mktemp(f"notify-{request.param}")
+    schema = None
+    if request.param == "sqlite":
+        store_url = f"sqlite:///{data / 'broker.db'}"
+    else:
+        schema = f"test_notify_{uuid.uuid4().hex[:12]}"
+        store_url = f"{services.require_postgres()}?schema={schema}"
+    saved = {k: os.environ.get(k) for k in ("METROPOLE_NOTIFY_RETRY_MAX", "METROPOLE_NOTIFY_RETRY_INITIAL")}
+    os.environ.update(METROPOLE_NOTIFY_RETRY_MAX="0.5", METROPOLE_NOTIFY_RETRY_INITIAL="0.1")
+    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=store_url)
+    try:
+        with RunningBroker(settings) as broker:
+            yield broker.url
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if schema is not None:
+            _drop_schema(services.POSTGRES_DSN, schema)
+
+
+@pytest.fixture
+def api(notify_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=notify_url + API, headers={"NGSILD-Tenant": f"n{uuid.uuid4().hex[:10]}"},
+                      timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def subscribe(api: httpx.Client, uri: str, headers: dict[str, str] | None = None, **members: Any) -> str:
+    notification = members.pop("notification", {})
+    body = {"type": "Subscription", "entities": [{"type": "Thing"}], **members,
+            "notification": {**notification, "endpoint": {"uri": uri, **notification.get("endpoint", {})}}}
+    r = api.post("/subscriptions", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.headers["location"].rsplit("/", 1)[1]
+
+
+def thing(eid: str, **attrs: Any) -> dict[str, Any]:
+    return {"id": eid, "type": "Thing", **{k: {"type": "Property", "value": v} for k, v in attrs.items()}}
+
+
+def test_create_update_delete_notify_with_changes(api: httpx.Client, receiver: Receiver) -> None:
+    sid = subscribe(api, receiver.url, notificationTrigger=["entityCreated", "entityUpdated", "entityDeleted"],
+                    notification={"showChanges": True})
+    eid = new_id()
+    assert api.post("/entities", json=thing(eid, temperature=20, humidity=50)).status_code == 201
+    assert api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 21}}).status_code == 204
+    assert api.delete(f"/entities/{eid}/attrs/humidity").status_code == 204
+    assert api.delete(f"/entities/{eid}").status_code == 204
+    receiver.wait(lambda: len(receiver.entities()) >= 4)
+    headers, first = receiver.received[0]
+    assert first["type"] == "Notification" and first["subscriptionId"] == sid and first["id"].startswith("urn:")
+    assert headers["Content-Type"] == "application/json" and "rel=" in headers["Link"]
+    assert headers["NGSILD-Tenant"] == api.headers["NGSILD-Tenant"]
+    created, updated, attr_deleted, deleted = receiver.entities()[:4]  # a backlog may share a notification
+    assert created["temperature"] == {"type": "Property", "value": 20}
+    assert updated["temperature"] == {"type": "Property", "value": 21, "previousValue": 20}
+    assert attr_deleted["humidity"] == {"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": 50}
+    assert deleted["id"] == eid and "deletedAt" in deleted
+    # outcomes are written in batches, a moment after delivery
+    receiver.wait(lambda: api.get(f"/subscriptions/{sid}").json()["notification"].get("timesSent", 0) >= 4)
+    status = api.get(f"/subscriptions/{sid}").json()["notification"]
+    assert status["status"] == "ok" and "lastSuccess" in status and "lastNotification" in status
+
+
+def test_watched_attributes_q_and_default_triggers(api: httpx.Client, receiver: Receiver) -> None:
+    subscribe(api, receiver.url, watchedAttributes=["temperature"], q="temperature>25")
+    eid = new_id()
+    api.post("/entities", json=thing(eid, temperature=20, humidity=1))
+    api.patch(f"/entities/{eid}/attrs", json={"humidity": {"type": "Property", "value": 2}})      # not watched
+    api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 26}})  # watched and q
+    api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 24}})  # q fails
+    api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 30}})
+    receiver.wait(lambda: len(receiver.entities()) >= 2)
+    time.sleep(0.5)
+    assert [e["temperature"]["value"] for e in receiver.entities()] == [26, 30]
+    api.delete(f"/entities/{eid}")  # entityDeleted is not a default trigger
+    time.sleep(0.5)
+    assert len(receiver.entities()) == 2
+
+
+def test_format_attributes_context_and_receiver_info(api: httpx.Client, receiver: Receiver,
+                                                     context_server: Any) -> None:
+    url = context_server.publish({"temp": "https://example.org/ns/temperature"})
+    subscribe(api, receiver.url, headers=link(url),
+              notification={"format": "keyValues", "attributes": ["temp"],
+                            "endpoint": {"receiverInfo": [{"key": "X-Token", "value": "abc"}]}})
+    eid = new_id()
+    api.post("/entities", json=thing(eid, temp=5, other=1), headers=link(url))
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    headers, note = receiver.received[0]
+    assert note["data"] == [{"id": eid, "type": "Thing", "temp": 5}]
+    assert headers["X-Token"] == "abc" and url in headers["Link"]
+
+
+def test_json_ld_concise_and_sys_attrs(api: httpx.Client, receiver: Receiver) -> None:
+    subscribe(api, receiver.url, notification={"format": "concise", "sysAttrs": True,
+                                               "endpoint": {"accept": "application/ld+json"}})
+    eid = new_id()
+    api.post("/entities", json=thing(eid, temperature=5))
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    headers, note = receiver.received[0]
+    assert headers["Content-Type"] == "application/ld+json" and "Link" not in headers and "@context" in note
+    entity = note["data"][0]
+    assert entity["temperature"]["value"] == 5 and "createdAt" in entity and "modifiedAt" in entity
+
+
+def test_paused_subscription_does_not_notify(api: httpx.Client, receiver: Receiver) -> None:
+    sid = subscribe(api, receiver.url, isActive=False)
+    api.post("/entities", json=thing(new_id(), temperature=5))
+    time.sleep(0.6)
+    assert receiver.received == []
+    api.patch(f"/subscriptions/{sid}", json={"isActive": True})
+    time.sleep(0.3)
+    api.post("/entities", json=thing(new_id(), temperature=6))
+    receiver.wait(lambda: len(receiver.received) == 1)
+
+
+def test_periodic_time_interval(api: httpx.Client, receiver: Receiver) -> None:
+    eid = new_id()
+    api.post("/entities", json=thing(eid, temperature=5))
+    subscribe(api, receiver.url, timeInterval=1)
+    receiver.wait(lambda: len(receiver.received) >= 2, timeout=10)
+    assert all(n["data"][0]["id"] == eid for _, n in receiver.received)
+
+
+def test_failed_status_then_ok(api: httpx.Client) -> None:
+    down = Receiver(status=500).start()
+    try:
+        sid = subscribe(api, down.url)
+        api.post("/entities", json=thing(new_id(), temperature=5))
+        deadline = time.monotonic() + 10
+        while api.get(f"/subscriptions/{sid}").json()["notification"].get("status") != "failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        failed = api.get(f"/subscriptions/{sid}").json()["notification"]
+        assert failed["timesFailed"] >= 1 and "lastFailure" in failed
+        down.status = 200
+        down.wait(lambda: len(down.received) == 1)
+        time.sleep(0.3)
+        assert api.get(f"/subscriptions/{sid}").json()["notification"]["status"] == "ok"
+    finally:
+        down.stop()
+
+
+def test_receiver_killed_during_burst_gets_everything_in_order(api: httpx.Client, receiver: Receiver) -> None:
+    subscribe(api, receiver.url)
+    ids = [new_id() for _ in range(4)]
+    for eid in ids:
+        api.post("/entities", json=thing(eid, n=0))
+    rounds = 60
+    for i in range(1, rounds + 1):
+        if i == 15:
+            receiver.stop()
+        for eid in ids:
+            assert api.patch(f"/entities/{eid}/attrs", json={"n": {"type": "Property", "value": i}}).status_code == 204
+    time.sleep(1.0)
+    receiver.start()
+    expected = {(eid, i) for eid in ids for i in range(rounds + 1)}
+    receiver.wait(lambda: {(e["id"], e["n"]["value"]) for e in receiver.entities()} >= expected, timeout=60)
+    for eid in ids:  # per-subscription order kept: each entity's values arrive in increasing order
+        values = [e["n"]["value"] for e in receiver.entities() if e["id"] == eid]
+        assert values == sorted(values)
+
+
+def test_mqtt_delivery_through_mosquitto(api: httpx.Client) -> None:
+    host, port = services.require_mqtt()
+    topic = f"metropole/test/{uuid.uuid4().hex[:8]}"
+    messages: list[dict[str, Any]] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: messages.append(json.loads(m.payload))
+    client.connect(host, port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.3)
+        subscribe(api, f"mqtt://{host}:{port}/{topic}",
+                  notification={"endpoint": {"notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+                                             "receiverInfo": [{"key": "X-Token", "value": "m"}]}})
+        eid = new_id()
+        api.post("/entities", json=thing(eid, temperature=5))
+        deadline = time.monotonic() + 15
+        while not messages:
+            assert time.monotonic() < deadline, "no MQTT notification"
+            time.sleep(0.05)
+        message = messages[0]
+        assert message["metadata"]["Content-Type"] == "application/json" and "Link" in message["metadata"]
+        assert message["metadata"]["X-Token"] == "m"
+        assert message["body"]["type"] == "Notification" and message["body"]["data"][0]["id"] == eid
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _start_broker(port: int, data: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "METROPOLE_NOTIFY_RETRY_MAX": "0.5", "METROPOLE_NOTIFY_RETRY_INITIAL": "0.1",
+           "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "metropole", "broker", "--port", str(port), "--data", str(data)],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/ngsi-ld/v1/subscriptions", timeout=1)
+            return process
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, "broker did not start"
+            time.sleep(0.1)
+
+
+def test_queued_notifications_survive_a_broker_restart(tmp_path: Path) -> None:
+    port = free_port()
+    receiver = Receiver()  # not listening yet: every notification stays queued
+    process = _start_broker(port, tmp_path)
+    try:
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", timeout=30)
+        sid = subscribe(api, receiver.url)
+        ids = [new_id() for _ in range(20)]
+        for eid in ids:
+            assert api.post("/entities", json=thing(eid, temperature=1)).status_code == 201
+        deadline = time.monotonic() + 15
+        while api.get(f"/subscriptions/{sid}").json()["notification"].get("timesFailed", 0) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        process.terminate()
+        assert process.wait(timeout=30) is not None
+        receiver.start()
+        process = _start_broker(port, tmp_path)
+        receiver.wait(lambda: {e["id"] for e in receiver.entities()} >= set(ids), timeout=40)
+        assert [e["id"] for e in receiver.entities()][: len(ids)] == ids  # in order
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        receiver.stop()
