@@ -4,7 +4,8 @@ Parameters arrive as the client wrote them (terms); this module parses each
 query language (broker.query), expands its terms once with the request's
 @context, and builds the EntityFilter the store evaluates (SQL for ids,
 types, attribute presence and the geo bounding box; a Python predicate for
-q, scopeQ and the exact geo relation). Rendering turns a stored ENF
+q, scopeQ and the exact geo relation, unless the store evaluates that one
+itself: `Store.exact_geo`, PostgreSQL with PostGIS). Rendering turns a stored ENF
 document into the asked representation: projection on ENF (attribute IRIs),
 compaction with the request's @context, then normalized/concise/keyValues.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from broker.query.geo import bbox_for_prefilter, compile_geo, parse_geoquery
@@ -176,8 +177,13 @@ class QuerySpec:
         has_selector = any(s.ids or s.id_pattern or s.type_text for s in self.selectors)
         return not (has_selector or self.attrs or self.q or self.scope_q or self.geo)
 
-    def to_filter(self, ctx: TermMapper) -> EntityFilter:
-        """The EntityFilter of this query, terms expanded with `ctx`; InvalidQuery/BadRequestData on bad syntax."""
+    def to_filter(self, ctx: TermMapper, *, exact_geo: bool = False) -> EntityFilter:
+        """The EntityFilter of this query, terms expanded with `ctx`; InvalidQuery/BadRequestData on bad syntax.
+
+        `exact_geo`: the store evaluates `EntityFilter.geo` itself, so the geo
+        relation stays out of the predicate (it is still compiled: that
+        validates the reference geometry the same way on every store).
+        """
         expand = ctx.expand_term
         predicates: list[Callable[[Doc], bool]] = []
         ids = id_pattern = type_dnf = None
@@ -195,14 +201,17 @@ class QuerySpec:
         if self.scope_q:
             scope = compile_scope_query(self.scope_q)
             predicates.append(lambda d: scope.matches(d.get("scope")))
-        geo_bbox = None
+        geo_bbox = geo = None
         if self.geo is not None:
             geoquery = parse_geoquery(*self.geo)
-            predicates.append(compile_geo(geoquery, expand))
+            geo_predicate = compile_geo(geoquery, expand)
+            if not exact_geo:
+                predicates.append(geo_predicate)
+            geo = replace(geoquery, geoproperty=expand(geoquery.geoproperty))
             box = bbox_for_prefilter(geoquery)
             if box is not None:
-                geo_bbox = (expand(geoquery.geoproperty), box)
-        return EntityFilter(ids, id_pattern, type_dnf, attrs_any, geo_bbox, _all(predicates))
+                geo_bbox = (geo.geoproperty, box)
+        return EntityFilter(ids, id_pattern, type_dnf, attrs_any, geo_bbox, _all(predicates), geo)
 
 
 def _check_ids(ids: Sequence[str] | None) -> list[str] | None:
@@ -261,14 +270,14 @@ class QueryService:
         """One page of matching entities (and the total with count=true)."""
         if spec.is_empty() and not spec.local:
             raise BadRequestData("a query needs at least one of id, idPattern, type, attrs, q, scopeQ or a geo-query")
-        flt = spec.to_filter(ctx)
+        flt = spec.to_filter(ctx, exact_geo=self.store.exact_geo)
         return await self.store.query(tenant, flt, limit=page.limit, offset=page.offset, count=page.count)
 
     async def purge(self, tenant: str, spec: QuerySpec, ctx: TermMapper) -> list[str]:
         """Purge Entities (clause 5.6.21): delete every matching entity; returns the deleted ids."""
         if spec.is_empty():
             raise BadRequestData("purge needs a type, attrs, q, a geo-query or a scope query (too wide query)")
-        flt = spec.to_filter(ctx)
+        flt = spec.to_filter(ctx, exact_geo=self.store.exact_geo)
         ids: list[str] = []
         while True:
             chunk = await self.store.query(tenant, flt, limit=1000, offset=len(ids), count=False)

@@ -20,7 +20,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broker.query.geo import GeoQuery
 
 Doc = dict[str, Any]
 BBox = tuple[float, float, float, float]
@@ -44,8 +47,13 @@ class EntityFilter:
     expanded type IRIs: the entity matches when, for some set in the list, it
     has every type of that set. `geo_bbox` is (geoproperty IRI, bbox): only
     entities with an instance of that GeoProperty whose stored bbox
-    intersects the box. `predicate` is applied last, in Python, to the ENF
-    document of each candidate (q, scopeQ, exact geo relations).
+    intersects the box. `geo` is the whole geo-query, its `geoproperty`
+    expanded to the attribute IRI: a store whose `exact_geo` is True
+    evaluates it exactly and the caller leaves the geo relation out of the
+    predicate; other stores ignore it (`geo_bbox` and the predicate do the
+    work). `predicate` is applied last, in Python, to the ENF document of
+    each candidate (q, scopeQ, and the exact geo relation where the store
+    does not evaluate it).
     """
 
     ids: Sequence[str] | None = None
@@ -54,6 +62,7 @@ class EntityFilter:
     attrs_any: frozenset[str] | None = None
     geo_bbox: tuple[str, BBox] | None = None
     predicate: Callable[[Doc], bool] | None = None
+    geo: GeoQuery | None = None
 
 
 @dataclass(slots=True)
@@ -119,7 +128,13 @@ class Store(ABC):
     `modify` atomic per call (one transaction), so that a batch operation is
     either fully written or not at all at the storage level, and so that
     concurrent read-modify-write cycles never lose an update.
+
+    `exact_geo`: whether `query` evaluates `EntityFilter.geo` exactly (the
+    relations of broker.query.geo, with the same meaning), so that callers
+    need not send a geo predicate. Known once the store is open.
     """
+
+    exact_geo: bool = False
 
     @abstractmethod
     async def open(self) -> None:

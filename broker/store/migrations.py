@@ -15,6 +15,18 @@ without losing data:
        before and after documents with their entity createdAt/modifiedAt
        in columns (PostgreSQL: before as JSON text, after as jsonb);
        starts empty (existing entities are not replayed)
+    5  PostgreSQL only: the PostGIS extension and geo_boxes.geom, the GeoProperty instance as a
+       geometry(Geometry, 4326) with a GiST index, backfilled from the
+       documents. Optional: where PostGIS cannot be had (not installed, no
+       privilege) or the store disables it, the version is recorded without
+       the column, and a later open that finds PostGIS adds it
+       (`ensure_geometry`); the store then evaluates geo-queries in Python.
+
+PostGIS is never created in a store's own schema (dropping that schema
+would drop the extension, and with it the geometry columns of every other
+store in the database): it goes to `public` (or a `postgis` schema where
+`public` is missing), or stays wherever it already is, and the store puts
+that schema after its own on its connections' search_path (`postgis_schema`).
 
 The side tables are derived from the document by `index_rows`, shared by
 the stores and the backfills so that both always agree.
@@ -23,13 +35,17 @@ the stores and the backfills so that both always agree.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import logging
 
 import orjson
 
 from broker.store.base import BBox, Doc
+from models.geojson import parse_geometry
+from models.errors import InvalidGeometry
 from models.vocabulary import ENTITY_CORE, GEO_PROPERTY, PROPERTY
 
 try:
@@ -63,15 +79,23 @@ class IndexRows:
     types: list[str]
     attrs: list[tuple[str, str]]
     boxes: list[tuple[str, BBox]]
+    shapes: list[str] = field(default_factory=list)
+    """The GeoJSON text of each boxed geometry, in the order of `boxes` (PostGIS parses it)."""
 
 
 def index_rows(doc: Doc) -> IndexRows:
-    """Types, (attribute, attribute type) pairs and GeoProperty bboxes of an ENF document."""
+    """Types, (attribute, attribute type) pairs and GeoProperty bboxes and geometries of an ENF document.
+
+    A GeoProperty value is indexed when it is a valid geometry, as an object
+    or as JSON text (clause 4.7.2), the two forms the geo-query predicate
+    reads; anything else is left out of the geo side tables.
+    """
     types = doc.get("type") or []
     if isinstance(types, str):
         types = [types]
     attrs: list[tuple[str, str]] = []
     boxes: list[tuple[str, BBox]] = []
+    shapes: list[str] = []
     for name, instances in doc.items():
         if name in ENTITY_CORE:
             continue
@@ -87,13 +111,15 @@ def index_rows(doc: Doc) -> IndexRows:
             if kind not in seen:
                 seen.add(kind)
                 attrs.append((name, kind))
-            value = inst.get("value")
-            if kind == GEO_PROPERTY and isinstance(value, dict):
+            if kind == GEO_PROPERTY:
                 try:
-                    boxes.append((name, geometry_bbox(value)))
-                except (ValueError, TypeError, KeyError, IndexError):
-                    pass  # a malformed geometry is the validator's business; it simply is not indexed
-    return IndexRows(list(dict.fromkeys(types)), attrs, boxes)
+                    geometry = parse_geometry(inst.get("value"))
+                    box = geometry_bbox(geometry)
+                except (InvalidGeometry, ValueError, TypeError, KeyError, IndexError):
+                    continue  # a malformed geometry is the validator's business; it simply is not indexed
+                boxes.append((name, box))
+                shapes.append(orjson.dumps(geometry).decode())
+    return IndexRows(list(dict.fromkeys(types)), attrs, boxes, shapes)
 
 
 # ---------------------------------------------------------------- SQLite
@@ -296,11 +322,141 @@ async def _pg_v4(conn: Pg) -> None:
     )
 
 
-POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4]
+# The geo side table, written in one statement whatever the batch size: columns
+# tenant, ids, attribute IRIs, min_lng, min_lat, max_lng, max_lat (and GeoJSON texts).
+PG_GEO_INSERT = (
+    "INSERT INTO geo_boxes (tenant, id, attr, bbox) SELECT $1, i, a, box(point(x1, y1), point(x2, y2))"
+    " FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])"
+    " AS u(i, a, x1, y1, x2, y2)"
+)
+PG_GEOM_INSERT = (
+    # 2D: altitude is ignored by every relation, and the column's typmod refuses Z
+    "INSERT INTO geo_boxes (tenant, id, attr, bbox, geom) SELECT $1, i, a, box(point(x1, y1), point(x2, y2)),"
+    " ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(g), 4326))"
+    " FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::text[])"
+    " AS u(i, a, x1, y1, x2, y2, g)"
+)
 
 
-async def migrate_postgres(conn: Pg, target: int | None = None) -> int:
-    """Apply missing migrations on the connection's search_path schema; return the version reached."""
+def pg_geo_rows(tenant: str, ids: Sequence[str], index: Sequence[IndexRows], *, geom: bool) -> list[Any] | None:
+    """The parameters of PG_GEOM_INSERT (PG_GEO_INSERT without `geom`); None when there is no geometry."""
+    columns: list[list[Any]] = [[], [], [], [], [], [], []]
+    for entity_id, rows in zip(ids, index):
+        for (name, box), shape in zip(rows.boxes, rows.shapes):
+            for column, value in zip(columns, (entity_id, name, *box, shape)):
+                column.append(value)
+    if not columns[0]:
+        return None
+    return [tenant, *(columns if geom else columns[:6])]
+
+
+_log = logging.getLogger(__name__)
+_GEOMETRY_VERSION = 5
+POSTGIS_EXTENSION = "postgis"
+"""The extension's name (a test points it at one the server lacks to exercise the fallback)."""
+
+
+async def postgis_schema(conn: Pg) -> str | None:
+    """The schema the PostGIS extension lives in, None when the database has not got it."""
+    return await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace WHERE x.extname = $1",
+        POSTGIS_EXTENSION,
+    )
+
+
+async def has_geometry(conn: Pg) -> bool:
+    """Whether the search_path schema's geo_boxes has the PostGIS `geom` column."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'geo_boxes' AND column_name = 'geom')"
+        )
+    )
+
+
+async def _use_postgis(conn: Pg) -> bool:
+    """Create PostGIS where missing and put its schema on the search_path; False when it cannot be had."""
+    schema = await postgis_schema(conn)
+    if schema is None:
+        # a database-wide lock: stores of other schemas may be creating it at the same moment
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('metropole:create postgis', 0))")
+        schema = await postgis_schema(conn)
+    if schema is None:
+        home = "public" if await conn.fetchval("SELECT to_regnamespace('public') IS NOT NULL") else "postgis"
+        try:
+            async with conn.transaction():  # a savepoint: the failure must not abort the migration
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{home}"')
+                await conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{POSTGIS_EXTENSION}" SCHEMA "{home}"')
+        except Exception as error:  # asyncpg.PostgresError: not installed, no privilege, ...
+            _log.debug("cannot create PostGIS: %s", error)
+            return False
+        schema = home
+    if not await conn.fetchval("SELECT $1 = ANY(current_schemas(false))", schema):
+        # after the store's schema, so that the store's tables are always found first
+        await conn.execute(
+            "SELECT set_config('search_path', current_setting('search_path') || ', ' || quote_ident($1), false)", schema
+        )
+    return True
+
+
+async def _add_geometry(conn: Pg) -> bool:
+    """Migration 5: PostGIS, geo_boxes.geom with a GiST index, backfilled; False when PostGIS cannot be had."""
+    if not await _use_postgis(conn):
+        return False
+    await conn.execute(
+        """
+        ALTER TABLE geo_boxes ADD COLUMN geom geometry(Geometry, 4326);
+        CREATE INDEX geo_boxes_by_geom ON geo_boxes USING gist (geom);
+        """
+    )
+    # rebuilt from the documents, boxes included: one row per instance, bbox and geom side by side
+    await conn.execute("DELETE FROM geo_boxes")
+    batch: list[tuple[str, str, IndexRows]] = []
+
+    async def flush() -> None:
+        by_tenant: dict[str, list[tuple[str, IndexRows]]] = {}
+        for tenant, entity_id, rows in batch:
+            by_tenant.setdefault(tenant, []).append((entity_id, rows))
+        for tenant, items in by_tenant.items():
+            params = pg_geo_rows(tenant, [i for i, _ in items], [r for _, r in items], geom=True)
+            if params is not None:
+                await conn.execute(PG_GEOM_INSERT, *params)
+        batch.clear()
+
+    async for record in conn.cursor("SELECT tenant, id, doc::text FROM entities", prefetch=500):
+        batch.append((record[0], record[1], index_rows(orjson.loads(record[2]))))
+        if len(batch) == 500:
+            await flush()
+    await flush()
+    return True
+
+
+async def _pg_v5(conn: Pg) -> None:
+    await _add_geometry(conn)
+
+
+async def ensure_geometry(conn: Pg) -> bool:
+    """Add the geometry column to a schema that got version 5 without PostGIS, if PostGIS can now be had.
+
+    Returns whether the schema has the column; when it has, PostGIS's schema
+    is on the connection's search_path.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':migrate', 0))")
+        if await has_geometry(conn):
+            return await _use_postgis(conn)
+        return await _add_geometry(conn)
+
+
+POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5]
+
+
+async def migrate_postgres(conn: Pg, target: int | None = None, *, postgis: bool = True) -> int:
+    """Apply missing migrations on the connection's search_path schema; return the version reached.
+
+    `postgis` False records version 5 without touching PostGIS (the store's
+    fallback, and what a server without it gets anyway).
+    """
     target = len(POSTGRES_MIGRATIONS) if target is None else target
     reached = 0
     for number in range(1, target + 1):
@@ -310,7 +466,8 @@ async def migrate_postgres(conn: Pg, target: int | None = None) -> int:
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
             version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
             if version < number:
-                await POSTGRES_MIGRATIONS[number - 1](conn)
+                if number != _GEOMETRY_VERSION or postgis:
+                    await POSTGRES_MIGRATIONS[number - 1](conn)
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
             reached = max(version, number)
     return reached

@@ -20,10 +20,18 @@ again, and only Python reads them back), under a transaction-scoped advisory loc
 lock is held from the moment seqs are drawn until commit, so seq order is
 commit order and a reader of `seq > cursor` never sees seq n+1 before n;
 only that tail of write transactions is serialised.
+
+Geo-queries: with PostGIS (migration 5), each GeoProperty instance is also a
+geometry in geo_boxes.geom and `query` evaluates `EntityFilter.geo` in SQL
+(`exact_geo`): topology with the ST_ predicates in the planar lng/lat plane,
+near with ST_DWithin on the sphere, as broker.query.geo does in Python.
+Without PostGIS (absent from the server, or `postgis=False`) the bbox
+prefilter and the Python predicate answer, as on SQLite.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -43,7 +51,18 @@ from broker.store.base import (
     Store,
     TypeSummary,
 )
-from broker.store.migrations import IndexRows, index_rows, migrate_postgres
+from broker.query.geo import GeoQuery, bbox_for_prefilter
+from broker.store.migrations import (
+    PG_GEO_INSERT,
+    PG_GEOM_INSERT,
+    IndexRows,
+    ensure_geometry,
+    has_geometry,
+    index_rows,
+    migrate_postgres,
+    pg_geo_rows,
+    postgis_schema,
+)
 
 CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
@@ -71,6 +90,19 @@ _LOG_COLUMNS = (
     "seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at"
 )
+_log = logging.getLogger(__name__)
+# the relations of broker.query.geo, entity geometry first ("contains": the entity contains the reference)
+_TOPOLOGY = {
+    "within": "ST_Within",
+    "contains": "ST_Contains",
+    "intersects": "ST_Intersects",
+    "disjoint": "ST_Disjoint",
+    "equals": "ST_Equals",
+    "overlaps": "ST_Overlaps",
+}
+_DENSIFY = 0.001
+"""Longest segment, in degrees, of geometries measured on the sphere (about 100 m: a great-circle arc
+of that length strays less than a millimetre from the straight lng/lat segment at mid-latitudes)."""
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -84,6 +116,11 @@ def _decode_jsonb(data: bytes) -> Any:
 
 async def _setup_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary")
+
+
+def _geo_rows(tenant: str, geo: GeoQuery, p: "_Params", test: str) -> str:
+    """The entities with an instance of the GeoProperty `geo.geoproperty` (an IRI) that passes `test` (on g.geom)."""
+    return f"e.id IN (SELECT g.id FROM geo_boxes g WHERE g.tenant = {p(tenant)} AND g.attr = {p(geo.geoproperty)} AND {test})"
 
 
 def _entity(row: asyncpg.Record) -> StoredEntity:
@@ -130,13 +167,23 @@ class _Params:
 
 
 class PostgresStore(Store):
-    """Store on a PostgreSQL schema (created if absent)."""
+    """Store on a PostgreSQL schema (created if absent).
 
-    def __init__(self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 8) -> None:
+    `postgis` False never creates or uses PostGIS for queries (geo-queries
+    then go through the bbox prefilter and the Python predicate); a schema
+    that already has the geometry column keeps it filled on writes.
+    """
+
+    def __init__(
+        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 8, postgis: bool = True
+    ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"invalid schema name {schema!r}")
         self.dsn = dsn
         self.schema = schema
+        self.postgis = postgis
+        self.exact_geo = False
+        self._geom = False  # whether geo_boxes has the geometry column (writes fill it)
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
 
@@ -147,15 +194,25 @@ class PostgresStore(Store):
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             except asyncpg.UniqueViolationError:
                 pass  # created concurrently by another opener
-            await migrate_postgres(conn)
+            await migrate_postgres(conn, postgis=self.postgis)
+            self._geom = await ensure_geometry(conn) if self.postgis else await has_geometry(conn)
+            extension = await postgis_schema(conn) if self._geom else None
         finally:
             await conn.close()
+        self.exact_geo = self.postgis and self._geom
+        if self.postgis and not self._geom:
+            _log.warning(
+                "PostGIS cannot be created in this database (not installed or no privilege): geo-queries on schema %s"
+                " use the bounding-box prefilter and the Python predicate", self.schema,
+            )
+        # PostGIS's schema after the store's own, so that the store's tables are found first
+        path = f'"{self.schema}"' + (f', "{extension}"' if extension and extension != self.schema else "")
         self._pool = await asyncpg.create_pool(
             self.dsn,
             min_size=self._sizes[0],
             max_size=self._sizes[1],
             init=_setup_connection,
-            server_settings={"search_path": self.schema},
+            server_settings={"search_path": path},
         )
 
     async def close(self) -> None:
@@ -209,30 +266,21 @@ class PostgresStore(Store):
             [b[2] if b else None for b in befores],
         )
 
-    @staticmethod
-    async def _index(conn: asyncpg.Connection, tenant: str, ids: Sequence[str], index: Sequence[IndexRows]) -> None:
+    async def _index(self, conn: asyncpg.Connection, tenant: str, ids: Sequence[str], index: Sequence[IndexRows]) -> None:
         t_ids: list[str] = []
         t_types: list[str] = []
-        boxes: list[list[Any]] = [[], [], [], [], [], []]
         for entity_id, rows in zip(ids, index):
             for t in rows.types:
                 t_ids.append(entity_id)
                 t_types.append(t)
-            for name, box in rows.boxes:
-                for column, value in zip(boxes, (entity_id, name, *box)):
-                    column.append(value)
         if t_ids:
             await conn.execute(
                 "INSERT INTO entity_types (tenant, type, id) SELECT $1, t, i FROM unnest($2::text[], $3::text[]) AS u(t, i)",
                 tenant, t_types, t_ids,
             )
-        if boxes[0]:
-            await conn.execute(
-                "INSERT INTO geo_boxes (tenant, id, attr, bbox) SELECT $1, i, a, box(point(x1, y1), point(x2, y2))"
-                " FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])"
-                " AS u(i, a, x1, y1, x2, y2)",
-                tenant, *boxes,
-            )
+        geo = pg_geo_rows(tenant, ids, index, geom=self._geom)
+        if geo is not None:
+            await conn.execute(PG_GEOM_INSERT if self._geom else PG_GEO_INSERT, *geo)
 
     @staticmethod
     async def _unindex(conn: asyncpg.Connection, tenant: str, ids: Sequence[str]) -> None:
@@ -264,8 +312,7 @@ class PostgresStore(Store):
         rows = await self.pool.fetch(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(ids))
         return {r[0]: _entity(r) for r in rows}
 
-    @staticmethod
-    def _where(tenant: str, flt: EntityFilter, p: _Params) -> str | None:
+    def _where(self, tenant: str, flt: EntityFilter, p: _Params) -> str | None:
         """SQL conditions for everything but the predicate; None when nothing can match."""
         clauses = [f"e.tenant = {p(tenant)}"]
         if flt.ids is not None:
@@ -292,13 +339,39 @@ class PostgresStore(Store):
             clauses.append(
                 f"e.attrs && {p(sorted(flt.attrs_any))}::text[]"
             )
-        if flt.geo_bbox is not None:
+        if flt.geo is not None and self.exact_geo:
+            clauses.append(self._geo_clause(tenant, flt.geo, p))
+        elif flt.geo_bbox is not None:
             attr, (min_lng, min_lat, max_lng, max_lat) = flt.geo_bbox
             clauses.append(
                 f"e.id IN (SELECT id FROM geo_boxes WHERE tenant = {p(tenant)} AND attr = {p(attr)}"
                 f" AND bbox && box(point({p(float(min_lng))}, {p(float(min_lat))}), point({p(float(max_lng))}, {p(float(max_lat))})))"
             )
         return " AND ".join(clauses)
+
+    @staticmethod
+    def _geo_clause(tenant: str, geo: GeoQuery, p: _Params) -> str:
+        """The entities with an instance of the GeoProperty `geo.geoproperty` (an IRI) in the relation.
+
+        The reference geometry is built once per query (a scalar subquery: an InitPlan), not once per row,
+        and the GiST index on geom serves every relation but disjoint and minDistance.
+        """
+        geometry = f"ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON({p(orjson.dumps(geo.geometry).decode())}), 4326))"
+        if geo.georel != "near":
+            return _geo_rows(tenant, geo, p, f"{_TOPOLOGY[geo.georel]}(g.geom, (SELECT {geometry}))")
+        # Geography edges are great-circle arcs, broker.query.geo's are straight lng/lat segments (RFC 7946):
+        # both geometries densified to vertices _DENSIFY degrees apart make the two agree within millimetres.
+        reference = f"(SELECT ST_Segmentize({geometry}, {_DENSIFY})::geography)"
+        target = f"ST_Segmentize(g.geom, {_DENSIFY})::geography"
+        if geo.max_distance is not None:
+            near = f"ST_DWithin({target}, {reference}, {p(float(geo.max_distance))}, false)"
+            box = bbox_for_prefilter(geo)
+            if box is None:
+                return _geo_rows(tenant, geo, p, near)
+            # ST_DWithin on geography cannot use the geometry index: the prefilter box, proven safe, does
+            envelope = ", ".join(p(float(v)) for v in box)
+            return _geo_rows(tenant, geo, p, f"g.geom && ST_MakeEnvelope({envelope}, 4326) AND {near}")
+        return _geo_rows(tenant, geo, p, f"NOT ST_DWithin({target}, {reference}, {p(float(geo.min_distance or 0.0))}, false)")
 
     async def query(self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool) -> QueryPage:
         p = _Params()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,7 +16,10 @@ import pytest
 
 from broker.store import Change, EntityFilter, Store, StoredEntity, open_store
 from broker.store.base import ChangeRecord
-from broker.store.migrations import migrate_postgres, migrate_sqlite
+from broker.query.geo import GeoQuery, bbox_for_prefilter, compile_geo, distance, parse_geoquery
+from broker.store.migrations import has_geometry, index_rows, migrate_postgres, migrate_sqlite, pg_box
+from broker.store.postgres import PostgresStore
+from models.errors import InvalidQuery
 
 T = TypeVar("T")
 NS = "https://smartdatamodels.org/dataModel.Environment/"
@@ -539,3 +543,256 @@ def test_concurrent_writes_log_in_commit_order(url: str) -> None:
         assert seen == sorted(seen) and len(seen) == len(set(seen)) == 160
 
     run(url, body)
+
+
+# ---------------------------------------------------------------- PostGIS
+
+
+def _random_city(seed: int, count: int = 500) -> list[dict[str, Any]]:
+    """Entities around Marseille: points mostly, lines, polygons, two instances, none, one as JSON text."""
+    rng = random.Random(seed)
+
+    def position() -> list[float]:
+        return [round(5.30 + rng.random() * 0.16, 6), round(43.22 + rng.random() * 0.12, 6)]
+
+    def square(lng: float, lat: float, half: float) -> dict[str, Any]:
+        ring = [[lng - half, lat - half], [lng + half, lat - half], [lng + half, lat + half], [lng - half, lat + half]]
+        return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+
+    docs = []
+    for n in range(count):
+        kind = rng.random()
+        if kind < 0.6:
+            geometries: list[Any] = [{"type": "Point", "coordinates": position()}]
+        elif kind < 0.7:
+            geometries = [{"type": "LineString", "coordinates": [position() for _ in range(rng.randint(2, 4))]}]
+        elif kind < 0.85:
+            geometries = [square(*position(), rng.choice([0.001, 0.005, 0.02, 0.06]))]
+        elif kind < 0.93:
+            geometries = [{"type": "Point", "coordinates": position()}, square(*position(), 0.003)]
+        elif kind < 0.97:
+            geometries = []
+        else:
+            geometries = [orjson.dumps({"type": "Point", "coordinates": position()}).decode()]
+        doc = entity(f"{n:04d}")
+        if geometries:
+            doc[LOCATION] = [{"type": "GeoProperty", "value": g} for g in geometries]
+        docs.append(doc)
+    return docs
+
+
+# (georel, geometry, coordinates) around the Vieux-Port; the polygon is also stored as is (equals)
+_REFERENCE_POLYGON = [[[5.36, 43.28], [5.40, 43.285], [5.395, 43.31], [5.365, 43.305], [5.36, 43.28]]]
+_GEO_QUERIES = [
+    (rel, "Polygon", _REFERENCE_POLYGON) for rel in ("within", "contains", "intersects", "disjoint", "equals", "overlaps")
+] + [
+    ("contains", "Point", [5.38, 43.29]),
+    ("intersects", "LineString", [[5.31, 43.23], [5.45, 43.33]]),
+    ("overlaps", "LineString", [[5.31, 43.29], [5.45, 43.29]]),
+    ("equals", "Point", [5.38, 43.29]),
+    ("near;maxDistance==500", "Point", [5.38, 43.29]),
+    ("near;maxDistance==3000", "Point", [5.35, 43.25]),
+    ("near;minDistance==4000", "Point", [5.38, 43.29]),
+    ("near;maxDistance==800", "Polygon", _REFERENCE_POLYGON),
+    ("near;minDistance==1500", "LineString", [[5.31, 43.23], [5.45, 43.33]]),
+    # a 16 km segment: on the sphere its great-circle arc strays metres from the straight lng/lat segment
+    ("near;maxDistance==1200", "LineString", [[5.31, 43.23], [5.45, 43.33]]),
+]
+
+
+def _python_side(docs: list[dict[str, Any]], query: GeoQuery) -> tuple[set[str], set[str]]:
+    """(ids the Python predicate matches, ids within 0.5 m of a near limit: left out of the comparison)."""
+    predicate = compile_geo(query, lambda term: term)
+    matched = {d["id"] for d in docs if predicate(d)}
+    doubtful: set[str] = set()
+    limit = query.max_distance or query.min_distance
+    if limit is not None:
+        for doc in docs:
+            for instance in doc.get(LOCATION, []):
+                value = instance["value"]
+                geometry = orjson.loads(value) if isinstance(value, str) else value
+                if abs(distance(query.geometry, geometry) - limit) < 0.5:
+                    doubtful.add(doc["id"])
+    return matched, doubtful
+
+
+def _pg_store(dsn: str, schema: str, **options: Any) -> PostgresStore:
+    return PostgresStore(dsn, schema=schema, **options)
+
+
+async def _geo_ids(store: Store, query: GeoQuery) -> set[str]:
+    """What the store answers for the geo-query, the way the query service asks."""
+    box = bbox_for_prefilter(query)
+    predicate = None if store.exact_geo else compile_geo(query, lambda term: term)
+    flt = EntityFilter(geo_bbox=None if box is None else (LOCATION, box), predicate=predicate, geo=query)
+    page = await store.query("", flt, limit=1000, offset=0, count=True)
+    assert page.total == len(page.entities)
+    return set(ids(page.entities))
+
+
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
+    """(dsn, name) of a throwaway schema, dropped afterwards."""
+    schema = f"test_postgis_{uuid.uuid4().hex[:16]}"
+    yield postgres_dsn, schema
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.mark.parametrize("georel, geometry, coordinates", _GEO_QUERIES)
+def test_postgis_relations_agree_with_the_python_predicate(
+    pg_schema: tuple[str, str], georel: str, geometry: str, coordinates: Any
+) -> None:
+    dsn, schema = pg_schema
+    docs = _random_city(seed=13)
+    # exact copies of the reference polygon, one starting from another vertex: equal as point sets
+    ring = _REFERENCE_POLYGON[0]
+    for n, shifted in enumerate((ring, ring[2:-1] + ring[:3])):
+        docs.append({**entity(f"ref-{n}"), LOCATION: [{"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [shifted]}}]})
+    docs.append({**entity("ref-point"), LOCATION: [{"type": "GeoProperty", "value": {"type": "Point", "coordinates": [5.38, 43.29]}}]})
+    # a line along part of the overlaps reference line and beyond it
+    line = {"type": "LineString", "coordinates": [[5.40, 43.29], [5.50, 43.29]]}
+    docs.append({**entity("ref-line"), LOCATION: [{"type": "GeoProperty", "value": line}]})
+    query = parse_geoquery(georel, geometry, orjson.dumps(coordinates).decode(), LOCATION)
+    expected, doubtful = _python_side(docs, query)
+
+    async def body() -> tuple[set[str], set[str]]:
+        exact, fallback = _pg_store(dsn, schema), _pg_store(dsn, schema, postgis=False)
+        await exact.open()
+        await fallback.open()
+        try:
+            assert exact.exact_geo and not fallback.exact_geo
+            await exact.insert("", docs[: len(docs) // 2], T0)
+            await fallback.insert("", docs[len(docs) // 2 :], T0)  # a schema with geometries is kept whole by every writer
+            return await _geo_ids(exact, query), await _geo_ids(fallback, query)
+        finally:
+            await exact.close()
+            await fallback.close()
+
+    postgis, python = asyncio.run(body())
+    assert python == expected  # the fallback is the Python predicate over the bbox prefilter
+    assert postgis - doubtful == expected - doubtful
+    assert expected, "the query should match something"
+
+
+def test_postgis_disabled_falls_back_then_a_later_open_adds_geometries(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    docs = _random_city(seed=7, count=200)
+    query = parse_geoquery("near;maxDistance==2000", "Point", "[5.38,43.29]", LOCATION)
+    expected, doubtful = _python_side(docs, query)
+
+    async def body() -> None:
+        store = _pg_store(dsn, schema, postgis=False)
+        await store.open()
+        try:
+            assert not store.exact_geo
+            await store.insert("", docs, T0)
+            assert await _geo_ids(store, query) == expected
+            async with store.pool.acquire() as conn:
+                assert not await has_geometry(conn)  # PostGIS untouched: no geometry column
+        finally:
+            await store.close()
+        store = _pg_store(dsn, schema)
+        await store.open()  # PostGIS is there now: the column is added and backfilled
+        try:
+            assert store.exact_geo
+            async with store.pool.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FILTER (WHERE geom IS NULL) FROM geo_boxes") == 0
+            assert await _geo_ids(store, query) - doubtful == expected - doubtful
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_postgis_unavailable_keeps_the_store_working(pg_schema: tuple[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A server without PostGIS (CREATE EXTENSION fails): one warning, then bbox + Python."""
+    import broker.store.migrations as migrations
+
+    dsn, schema = pg_schema
+    monkeypatch.setattr(migrations, "POSTGIS_EXTENSION", "postgis_not_on_this_server")
+    docs = _random_city(seed=3, count=100)
+    query = parse_geoquery("within", "Polygon", orjson.dumps(_REFERENCE_POLYGON).decode(), LOCATION)
+    expected, _ = _python_side(docs, query)
+
+    async def body() -> None:
+        store = _pg_store(dsn, schema)
+        await store.open()
+        try:
+            assert not store.exact_geo
+            await store.insert("", docs, T0)
+            assert await _geo_ids(store, query) == expected
+        finally:
+            await store.close()
+
+    with caplog.at_level("WARNING", logger="broker.store.postgres"):
+        asyncio.run(body())
+    assert [r.levelname for r in caplog.records if "PostGIS" in r.getMessage()] == ["WARNING"]
+
+
+def test_upgrade_from_version_4_backfills_geometries(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    docs = _random_city(seed=5, count=120)
+
+    async def version_4() -> None:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            assert await migrate_postgres(conn, target=4) == 4
+            for doc in docs:  # entities as version 4 wrote them, with their boxes
+                await conn.execute("INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES ('', $1, $2::jsonb, $3, $3)",
+                                   doc["id"], orjson.dumps(doc).decode(), T0)
+                for attr, box in index_rows(doc).boxes:
+                    await conn.execute("INSERT INTO geo_boxes VALUES ('', $1, $2, $3)", doc["id"], attr, pg_box(box))
+        finally:
+            await conn.close()
+
+    asyncio.run(version_4())
+    query = parse_geoquery("intersects", "Polygon", orjson.dumps(_REFERENCE_POLYGON).decode(), LOCATION)
+    expected, _ = _python_side(docs, query)
+    instances = sum(len(index_rows(d).boxes) for d in docs)
+
+    async def read() -> None:
+        store = _pg_store(dsn, schema)
+        await store.open()
+        try:
+            assert store.exact_geo
+            async with store.pool.acquire() as conn:
+                assert await conn.fetchval("SELECT max(version) FROM schema_version") == 5
+                assert await conn.fetchval("SELECT count(*) FROM geo_boxes WHERE geom IS NOT NULL") == instances
+                assert await conn.fetchval("SELECT count(*) FROM geo_boxes") == instances
+            assert await _geo_ids(store, query) == expected
+        finally:
+            await store.close()
+
+    asyncio.run(read())
+
+
+def test_query_spec_leaves_the_geo_relation_to_an_exact_store() -> None:
+    from broker.service.queries import QuerySpec
+
+    class Core:
+        """The core @context's one term this test needs."""
+
+        def expand_term(self, term: str) -> str:
+            return LOCATION if term == "location" else term
+
+        def compact_iri(self, iri: str) -> str:
+            return "location" if iri == LOCATION else iri
+
+    spec = QuerySpec.from_params({"georel": "near;maxDistance==500", "geometry": "Point", "coordinates": "[5.38,43.29]"})
+    ctx = Core()
+    exact, python = spec.to_filter(ctx, exact_geo=True), spec.to_filter(ctx)
+    assert exact.predicate is None and python.predicate is not None
+    assert exact.geo is not None and exact.geo.geoproperty == LOCATION and exact.geo_bbox == python.geo_bbox
+    with pytest.raises(InvalidQuery):  # the reference geometry is validated whatever the store
+        QuerySpec.from_params(
+            {"georel": "within", "geometry": "Polygon", "coordinates": "[[[0,0],[1,1],[1,0],[0,1],[0,0]]]"}
+        ).to_filter(ctx, exact_geo=True)
