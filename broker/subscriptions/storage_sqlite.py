@@ -8,15 +8,13 @@ submission order, which also keeps `enqueue` and `record` ordered.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from broker.store.sqlite_thread import SQLiteThread
 from broker.subscriptions.storage import Outcome, QueueItem, StoredSubscription, SubscriptionStorage, apply_stats
 
 T = TypeVar("T")
@@ -47,57 +45,22 @@ class SQLiteSubscriptionStorage(SubscriptionStorage):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._pool: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._db = SQLiteThread(path, name="subscriptions-sqlite", pragmas=("busy_timeout=10000", "synchronous=NORMAL"))
 
     async def open(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="subscriptions-sqlite")
-
-        def setup() -> None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=10000")
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
+        def setup(conn: sqlite3.Connection) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO sub_meta (name, value) VALUES ('version', 0)")
-            conn.execute("COMMIT")
-            self._conn = conn
 
-        await self._run(setup)
+        await self._db.open(setup)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            conn = self._conn
-            if conn is not None:
-                await self._run(conn.close)
-            self._pool.shutdown(wait=True)
-        self._pool = None
-        self._conn = None
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        assert self._pool is not None, "subscription storage is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        await self._db.close()
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        def run() -> T:
-            conn = self._conn
-            assert conn is not None
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await self._run(run)
+        return await self._db.tx(fn, write=write)
 
     @staticmethod
     def _bump(c: sqlite3.Connection) -> None:
@@ -160,11 +123,7 @@ class SQLiteSubscriptionStorage(SubscriptionStorage):
                               write=False)
 
     async def version(self) -> int:
-        def run() -> int:
-            assert self._conn is not None
-            return int(self._conn.execute("SELECT value FROM sub_meta WHERE name = 'version'").fetchone()[0])
-
-        return await self._run(run)
+        return await self._db.run(lambda c: int(c.execute("SELECT value FROM sub_meta WHERE name = 'version'").fetchone()[0]))
 
     async def due_periodic(self, now: float) -> list[tuple[str, str]]:
         def run(c: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -180,12 +139,11 @@ class SQLiteSubscriptionStorage(SubscriptionStorage):
     # ---------------------------------------------------------------- queue and cursor
 
     async def cursor(self) -> int | None:
-        def run() -> int | None:
-            assert self._conn is not None
-            row = self._conn.execute("SELECT value FROM sub_meta WHERE name = 'cursor'").fetchone()
+        def run(c: sqlite3.Connection) -> int | None:
+            row = c.execute("SELECT value FROM sub_meta WHERE name = 'cursor'").fetchone()
             return int(row[0]) if row else None
 
-        return await self._run(run)
+        return await self._db.run(run)
 
     async def enqueue(self, items: Sequence[tuple[str, str, bytes]], cursor: int | None) -> None:
         def run(c: sqlite3.Connection) -> None:

@@ -7,15 +7,14 @@ event loop never waits on the disk.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from broker.store.sqlite_thread import SQLiteThread
 from broker.temporal.model import EntityRow, HistoryRow
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
@@ -76,53 +75,21 @@ class SQLiteHistory(HistoryStorage):
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._pool: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._db = SQLiteThread(path, name="sqlite-history",
+                                pragmas=("synchronous=NORMAL", "busy_timeout=30000", "cache_size=-64000"))
 
     async def open(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-history")
-
-        def setup() -> None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA cache_size=-64000")
-            conn.execute("BEGIN IMMEDIATE")
+        def setup(conn: sqlite3.Connection) -> None:
             for sql in SCHEMA:
                 conn.execute(sql)
-            conn.execute("COMMIT")
-            self._conn = conn
 
-        await self._run(setup)
+        await self._db.open(setup)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            if self._conn is not None:
-                await self._run(self._conn.close)
-            self._pool.shutdown(wait=True)
-        self._pool = None
-        self._conn = None
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        assert self._pool is not None, "history is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        await self._db.close()
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
-        def tx() -> T:
-            conn = self._conn
-            assert conn is not None
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await self._run(tx)
+        return await self._db.tx(fn, write=write)
 
     @staticmethod
     def _store(conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:

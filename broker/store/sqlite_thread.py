@@ -1,0 +1,87 @@
+"""One SQLite connection served by one worker thread: the shape every SQLite table owner here uses.
+
+The subscription storage and the temporal history keep their tables in the
+broker's SQLite file through a connection of their own; SQLite wants one
+writer at a time per connection and the event loop must never block, so
+each owner runs its statements on a dedicated thread, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class SQLiteThread:
+    """A connection to `path` used only from one thread; `run` and `tx` hop onto it."""
+
+    def __init__(self, path: str | Path, *, name: str, pragmas: Sequence[str] = ()) -> None:
+        self.path = str(path)
+        self.name = name
+        self.pragmas = tuple(pragmas)
+        self._pool: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        """Connect (WAL for files, the given pragmas), then run `setup` in one write transaction."""
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
+
+        def connect() -> None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            for pragma in self.pragmas:
+                conn.execute(f"PRAGMA {pragma}")
+            self._conn = conn
+
+        await self._hop(connect)
+        await self.tx(setup, write=True)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread (idempotent)."""
+        if self._pool is not None:
+            conn = self._conn
+            if conn is not None:
+                await self._hop(conn.close)
+            self._pool.shutdown(wait=True)
+        self._pool = None
+        self._conn = None
+
+    async def _hop(self, fn: Callable[[], T]) -> T:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: the SQLite connection is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` on the thread, outside any explicit transaction."""
+        return await self._hop(lambda: fn(self._connection()))
+
+    async def tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises."""
+
+        def run() -> T:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._hop(run)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"{self.name}: the SQLite connection is not open")
+        return conn
