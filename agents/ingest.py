@@ -19,6 +19,7 @@ from agents.codecs import json as json_codec
 from agents.codecs import ultralight
 from agents.mapping.engine import DeviceConfig, entity_id, map_measure, merge_config
 from agents.mapping.jexl import JexlError, evaluate
+from agents.mapping.timestamps import shifted
 from agents.messages import EntityUpdate, Inbound, Rejected
 from agents.metrics import Metrics
 from agents.registry import DeadLetter, Duplicate, Registry
@@ -57,8 +58,9 @@ class Ingestor:
             measures = self._decode(msg)
             cfg = await self._config(msg, measures[0])
             updates: list[EntityUpdate] = []
-            for measure in measures:
-                for entity in map_measure(cfg, measure, msg.received_at):
+            for index, measure in enumerate(measures):
+                received_at = msg.received_at if index == 0 else shifted(msg.received_at, index)
+                for entity in map_measure(cfg, measure, received_at):
                     updates.append(EntityUpdate(
                         tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
                         entity=entity, context=list(self.settings.contexts), device_id=msg.device_id, apikey=msg.apikey,

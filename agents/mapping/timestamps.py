@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["to_utc", "now_utc"]
+__all__ = ["to_utc", "now_utc", "shifted"]
 
 
 def now_utc() -> str:
@@ -14,9 +14,23 @@ def now_utc() -> str:
 
 
 def _format(d: datetime) -> str:
+    # Microseconds are kept when present: history keeps one instance per
+    # observedAt, so two measures a few microseconds apart must stay apart.
     d = d.astimezone(timezone.utc)
-    ms = d.microsecond // 1000
-    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}Z" if ms else "Z")
+    us = d.microsecond
+    fraction = "" if not us else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def shifted(timestamp: str, microseconds: int) -> str:
+    """An RFC 3339 time `microseconds` later, in the same UTC format.
+
+    The measures of one multi-measure message without TimeInstant share
+    their reception time; each later one is stamped a microsecond after the
+    previous, so history keeps every one of them, in the order sent.
+    """
+    d = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return _format(d + timedelta(microseconds=microseconds))
 
 
 def to_utc(value: Any, tz: str | None = None) -> str:

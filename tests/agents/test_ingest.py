@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agents.ingest import Ingestor
+from agents.mapping.timestamps import shifted
 from agents.messages import EntityUpdate, Inbound
 from agents.metrics import Metrics
 from agents.registry import Registry, open_registry
@@ -62,10 +63,12 @@ def test_multi_measure_and_ultralight(registry_url: str) -> None:
                                                 "service": "", "subservice": "/"}])
         updates = await ingestor.ingest(_msg(b'[{"t": 1}, {"t": 2}]'))
         assert [u.entity["t"]["value"] for u in updates] == [1, 2]
+        # measures of one message without TimeInstant stay distinct (and ordered) in history
+        assert [u.entity["t"]["observedAt"] for u in updates] == [AT, shifted(AT, 1)]
         updates = await ingestor.ingest(_msg(b"2026-11-26T06:00:00Z|t|20#t|21", protocol="ul"))
         assert [u.entity["t"]["value"] for u in updates] == ["20", "21"]
         assert updates[0].entity["t"]["observedAt"] == "2026-11-26T06:00:00Z"
-        assert updates[1].entity["t"]["observedAt"] == AT
+        assert updates[1].entity["t"]["observedAt"] == shifted(AT, 1)
         [single] = await ingestor.ingest(_msg(b"22.5", attribute="t"))
         assert single.entity["t"]["value"] == 22.5
         [one] = await ingestor.ingest(_msg(b'[{"t": 7}]'))
