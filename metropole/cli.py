@@ -1,7 +1,10 @@
 """The `metropole` console script.
 
-    metropole run                       the platform on embedded defaults (127.0.0.1, ./data)
+    metropole run                       the platform on embedded defaults (127.0.0.1, ./data):
+                                        NGSI-LD broker 1026, agents 4041/7896, MQTT client of :1883
     metropole broker --port P --data D  one embedded NGSI-LD broker
+    metropole agent --broker-url U      the IoT agents alone, delivering to any NGSI-LD broker
+    metropole check payload|broker ...  compliance reports (Smart Data Models, NGSI-LD)
 
 Every server runs in one asyncio loop under uvicorn, so `run` can host the
 broker, and later the agents and the history API, in one process that
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import uvicorn
 
+from agents.runtime import AgentRuntime, RuntimeOptions
+from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.settings import BrokerSettings
 
@@ -39,11 +44,22 @@ def _broker_server(settings: BrokerSettings) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve(servers: Sequence[uvicorn.Server]) -> None:
+async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if agents is not None:
+        await agents.start()
+        servers = [*servers, *agents.servers()]
+    try:
+        await _run_servers(servers, stop)
+    finally:
+        if agents is not None:
+            await agents.stop()
+
+
+async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event) -> None:
     tasks = []
     for server in servers:
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -63,10 +79,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     broker = BrokerSettings.from_env(host=args.host, port=args.broker_port, data_dir=data)
+    agents = _agent_runtime(args, data, broker_url=f"http://{broker.host}:{broker.port}")
+    a = agents.settings
     print(f"metropole: NGSI-LD broker on http://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
+    print(f"metropole: IoT agent provisioning on http://{a.host}:{a.provisioning_port}/iot/, "
+          f"HTTP measures on http://{a.host}:{a.http_port}/iot/json, MQTT {a.mqtt_host}:{a.mqtt_port} ({agents.options.mqtt})")
     print("metropole: Ctrl-C stops the platform")
-    asyncio.run(_serve([_broker_server(broker)]))
+    asyncio.run(_serve([_broker_server(broker)], agents))
     return 0
+
+
+def _agent_runtime(args: argparse.Namespace, data: Path, broker_url: str | None) -> AgentRuntime:
+    settings = AgentSettings.from_env(
+        host=args.host, data_dir=data, broker_url=broker_url,
+        provisioning_port=args.agent_provisioning_port, http_port=args.agent_http_port,
+        mqtt_host=args.agent_mqtt_host, mqtt_port=args.agent_mqtt_port,
+    )
+    options = RuntimeOptions.from_env(mqtt=args.agent_mqtt, batch_mode=args.agent_batch_mode)
+    return AgentRuntime(settings, options)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    """The IoT agents alone, delivering to the NGSI-LD broker at --broker-url."""
+    data = Path(args.data).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    agents = _agent_runtime(args, data, broker_url=args.broker_url)
+    a = agents.settings
+    print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
+          f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {a.broker_url} (outbox {a.resolved_outbox_path})")
+    asyncio.run(_serve([], agents))
+    return 0
+
+
+def _agent_flags(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """--agent-* flags (`run`) or the same without the prefix (`agent`); None = settings/env default."""
+    def flag(name: str) -> str:
+        return f"--{prefix}{name}"
+    parser.add_argument(flag("provisioning-port"), dest="agent_provisioning_port", type=int, default=None,
+                        help="provisioning API and /metrics (default 4041)")
+    parser.add_argument(flag("http-port"), dest="agent_http_port", type=int, default=None,
+                        help="southbound HTTP, /iot/json and /iot/d (default 7896)")
+    parser.add_argument(flag("mqtt-host"), dest="agent_mqtt_host", default=None, help="MQTT broker (default 127.0.0.1)")
+    parser.add_argument(flag("mqtt-port"), dest="agent_mqtt_port", type=int, default=None, help="default 1883")
+    parser.add_argument(flag("mqtt"), dest="agent_mqtt", choices=["auto", "external", "off"], default=None,
+                        help="auto: start an embedded MQTT broker when none answers (default)")
+    parser.add_argument(flag("batch-mode"), dest="agent_batch_mode", choices=["update", "merge", "replace"],
+                        default=None, help="how measures are written: batch upsert (update), merge, replace")
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -88,7 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default=os.environ.get("METROPOLE_HOST", "127.0.0.1"))
     run.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
     run.add_argument("--broker-port", type=int, default=int(os.environ.get("METROPOLE_BROKER_PORT", "1026")))
+    _agent_flags(run, "agent-")
     run.set_defaults(func=cmd_run)
+
+    agent = sub.add_parser("agent", help="run the IoT agents alone")
+    agent.add_argument("--host", default=os.environ.get("METROPOLE_AGENT_HOST", "127.0.0.1"))
+    agent.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
+    agent.add_argument("--broker-url", default=None, help="NGSI-LD broker (default http://127.0.0.1:1026)")
+    _agent_flags(agent, "")
+    agent.set_defaults(func=cmd_agent)
 
     brk = sub.add_parser("broker", help="run one embedded NGSI-LD broker")
     brk.add_argument("--host", default=os.environ.get("METROPOLE_BROKER_HOST", "127.0.0.1"))
@@ -97,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     brk.add_argument("--store", default=os.environ.get("METROPOLE_BROKER_STORE"),
                      help="sqlite:///path.db (default: DATA/broker.db) or postgresql://...")
     brk.set_defaults(func=cmd_broker)
+
+    # --- check: compliance of payloads and brokers (compliance/) ---
+    from compliance.command import add_check_parser
+
+    add_check_parser(sub)
+    # --- end of check ---
     return parser
 
 

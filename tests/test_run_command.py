@@ -22,11 +22,13 @@ def _free_port() -> int:
 
 
 def test_metropole_run_serves_the_ngsi_ld_api_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port, prov, http, mqtt_port = _free_port(), _free_port(), _free_port(), _free_port()
     data = tmp_path / "data"
     env = {**os.environ, "METROPOLE_LOG_LEVEL": "WARNING"}
+    # Free ports for the agents too; nothing answers on mqtt_port, so `run` starts its embedded MQTT broker.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metropole", "run", "--data", str(data), "--broker-port", str(port)],
+        [sys.executable, "-m", "metropole", "run", "--data", str(data), "--broker-port", str(port),
+         "--agent-provisioning-port", str(prov), "--agent-http-port", str(http), "--agent-mqtt-port", str(mqtt_port)],
         cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
@@ -49,6 +51,13 @@ def test_metropole_run_serves_the_ngsi_ld_api_and_stops_cleanly(tmp_path: Path) 
         back = httpx.get(f"{base}/entities/urn:ngsi-ld:AirQualityObserved:smoke", timeout=5)
         assert back.json()["no2"]["value"] == 41
         assert (data / "broker.db").exists(), "the embedded defaults keep data under --data"
+        assert httpx.get(f"http://127.0.0.1:{prov}/iot/about", timeout=5).status_code == 200
+        measure = httpx.post(f"http://127.0.0.1:{http}/iot/json", params={"k": "nokey", "i": "d1"},
+                             json={"no2": 1}, timeout=5)
+        assert measure.status_code == 200, "the southbound HTTP transport answers (an unknown key is a dead letter)"
+        with socket.create_connection(("127.0.0.1", mqtt_port), timeout=5):
+            pass  # the embedded MQTT broker answers where none did
+        assert (data / "outbox.db").exists()
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -1,0 +1,260 @@
+"""The durable outbox between the agents and the NGSI-LD broker: SQLite in WAL mode.
+
+A measure is *accepted* once `Outbox.append` has committed it; only then does
+a transport acknowledge it (MQTT PUBACK, HTTP 200). Delivery then takes rows
+out in order:
+
+    append(items)          one transaction for a whole batch (group commit)
+    lease(limit, skip)     the oldest deliverable rows, in `seq` order, leased to the caller
+    ack(seqs)              delivered: the rows go
+    release(seqs, delay)   not delivered: the rows come back after `delay` seconds (backoff)
+    dead_letter(seq, pb)   the broker refused the data itself: the row moves to `dead_letters`
+                           with the broker's ProblemDetails, never silently dropped
+
+Order per device: `lease` never returns a row of a device (`device` key) while
+an older row of that device is leased or backing off, so the rows of one
+device reach the broker in the order they were accepted. A `target` (a broker
+URL) that is down can be skipped as a whole, so one broker's outage does not
+hold back another's devices.
+
+Durability: WAL with `synchronous=FULL` (default) survives power loss;
+`synchronous=NORMAL` survives a crash of the process (kill -9) but may lose
+the last commits on power loss, for more throughput. Leases live in the
+database only as `not_before` times and are cleared at open: a crashed
+consumer's rows are delivered again (at least once).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+__all__ = ["DeadLetter", "Leased", "Outbox", "OutboxItem"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    target      TEXT NOT NULL,              -- broker base URL, '' = the agent's default broker
+    tenant      TEXT NOT NULL,
+    context     BLOB NOT NULL,              -- JSON array of @context URLs
+    device      TEXT NOT NULL,              -- ordering key (apikey/device_id)
+    entity      BLOB NOT NULL,              -- normalized NGSI-LD entity, JSON
+    accepted_at REAL NOT NULL,              -- unix time of acceptance (latency metric)
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    not_before  REAL NOT NULL DEFAULT 0,    -- leased or backing off until then
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_not_before ON outbox (not_before);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER NOT NULL,
+    target      TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    context     BLOB NOT NULL,
+    device      TEXT NOT NULL,
+    entity      BLOB NOT NULL,
+    accepted_at REAL NOT NULL,
+    dead_at     REAL NOT NULL,
+    attempts    INTEGER NOT NULL,
+    problem     BLOB NOT NULL               -- the broker's ProblemDetails, JSON
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One entity update to deliver."""
+
+    target: str
+    tenant: str
+    context: tuple[str, ...]
+    device: str
+    entity: Mapping[str, Any]
+    accepted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A row handed to a consumer: ack, release or dead-letter it by `seq`."""
+
+    seq: int
+    item: OutboxItem
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A measure the broker refused, with the broker's ProblemDetails."""
+
+    id: int
+    seq: int
+    item: OutboxItem
+    dead_at: float
+    attempts: int
+    problem: dict[str, Any]
+
+
+def _item(row: Sequence[Any]) -> OutboxItem:
+    target, tenant, context, device, entity, accepted_at = row
+    return OutboxItem(target, tenant, tuple(orjson.loads(context)), device, orjson.loads(entity), accepted_at)
+
+
+class Outbox:
+    """A durable FIFO of entity updates, ordered per device, in one SQLite file."""
+
+    LEASE_SECONDS = 600.0  # a lease outlives any request; leases are cleared at open anyway
+
+    def __init__(self, path: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        # Whoever held leases before us is gone (restart, crash): their rows are due again.
+        self._db.execute("UPDATE outbox SET not_before = 0 WHERE not_before > 0")
+        self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        self._listeners: list[Callable[[], None]] = []
+        self._closed = False
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from the appending thread) after every committed append."""
+        self._listeners.append(listener)
+
+    @property
+    def depth(self) -> int:
+        """Rows waiting for delivery (leased ones included)."""
+        return self._depth
+
+    def append(self, items: Iterable[OutboxItem]) -> int:
+        """Commit every item in one transaction; return how many. Once this returns they are durable."""
+        rows = [
+            (i.target, i.tenant, orjson.dumps(list(i.context)), i.device, orjson.dumps(i.entity), i.accepted_at)
+            for i in items
+        ]
+        if not rows:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO outbox (target, tenant, context, device, entity, accepted_at) VALUES (?,?,?,?,?,?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth += len(rows)
+        for listener in self._listeners:
+            listener()
+        return len(rows)
+
+    def lease(self, limit: int, *, skip_targets: Iterable[str] = (), now: float | None = None) -> list[Leased]:
+        """The oldest due rows, at most `limit`, never a row behind a leased or backing-off row of its device."""
+        now = time.time() if now is None else now
+        skip = list(skip_targets)
+        marks = ",".join("?" * len(skip))
+        target_clause = f"AND target NOT IN ({marks})" if skip else ""
+        sql = f"""
+            SELECT seq, target, tenant, context, device, entity, accepted_at, attempts FROM outbox NOT INDEXED
+            WHERE not_before <= ? {target_clause}
+              AND device NOT IN (SELECT device FROM outbox WHERE not_before > ?)
+            ORDER BY seq LIMIT ?"""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute(sql, (now, *skip, now, limit)).fetchall()
+                if rows:
+                    self._db.executemany(
+                        "UPDATE outbox SET not_before = ? WHERE seq = ?",
+                        [(now + self.LEASE_SECONDS, r[0]) for r in rows],
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [Leased(r[0], _item(r[1:7]), r[7]) for r in rows]
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """Delivered: remove the rows."""
+        keys = [(s,) for s in seqs]
+        if not keys:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", keys)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth -= cur.rowcount
+
+    def release(self, seqs: Iterable[int], *, delay: float = 0.0, error: str | None = None) -> None:
+        """Not delivered: the rows (and those of their devices behind them) wait `delay` seconds."""
+        due = time.time() + delay if delay > 0 else 0.0
+        keys = [(due, error, s) for s in seqs]
+        if not keys:
+            return
+        with self._lock:
+            self._db.executemany(
+                "UPDATE outbox SET not_before = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?", keys
+            )
+
+    def dead_letter(self, seq: int, problem: Mapping[str, Any]) -> None:
+        """Move a row the broker refused to `dead_letters`, keeping its ProblemDetails."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    """INSERT INTO dead_letters
+                         (seq, target, tenant, context, device, entity, accepted_at, dead_at, attempts, problem)
+                       SELECT seq, target, tenant, context, device, entity, accepted_at, ?, attempts + 1, ?
+                       FROM outbox WHERE seq = ?""",
+                    (time.time(), orjson.dumps(dict(problem)), seq),
+                )
+                if cur.rowcount:
+                    self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth -= cur.rowcount
+
+    def dead_letters(self, limit: int = 100, *, after_id: int = 0) -> list[DeadLetter]:
+        """Dead letters, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT id, seq, target, tenant, context, device, entity, accepted_at, dead_at, attempts, problem
+                   FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?""",
+                (after_id, limit),
+            ).fetchall()
+        return [DeadLetter(r[0], r[1], _item(r[2:8]), r[8], r[9], orjson.loads(r[10])) for r in rows]
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters are kept."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+    def oldest_accepted_at(self) -> float | None:
+        """Acceptance time of the oldest waiting row (how far behind delivery is)."""
+        with self._lock:
+            row = self._db.execute("SELECT accepted_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])

@@ -1,0 +1,285 @@
+"""Northbound delivery: outbox rows -> NGSI-LD batch writes, in order, never dropping a measure.
+
+One cycle of a worker:
+
+    lease the oldest deliverable rows (the outbox keeps per-device order)
+    group them by (broker, tenant, @context)      one batch request per group
+    split each group into waves                    an entity appears at most once per wave,
+                                                   so two measures of one entity stay in order
+    send each wave (upsert/update, merge or replace: `mode`)
+        2xx              -> ack
+        207, 4xx entity  -> dead letter with the broker's ProblemDetails
+        207, 5xx entity  -> release with backoff; later waves of that entity/device wait too
+        whole request 4xx-> bisect until the guilty entity is alone, then dead-letter it
+        broker away, 5xx -> release everything with backoff, skip that broker until then
+
+Several workers may run at once: the outbox never leases a row while an older
+row of its device is leased, so concurrency never reorders a device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.ngsild import BatchMode, NgsiLdClient, is_retryable
+from adapters.outbox import Leased, Outbox
+from agents.metrics import Metrics
+from models.errors import NgsiLdError
+
+__all__ = ["Delivery", "DeliveryOptions"]
+
+log = logging.getLogger("metropole.agents.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOptions:
+    """How delivery batches and retries."""
+
+    mode: BatchMode = "update"
+    batch_size: int = 500
+    workers: int = 2
+    backoff_initial: float = 0.2
+    backoff_max: float = 30.0
+    idle_poll: float = 1.0  # look again this often even when nobody wakes us (released rows come due)
+
+
+@dataclass(slots=True)
+class _Target:
+    failures: int = 0
+    down_until: float = 0.0
+
+
+@dataclass(slots=True)
+class _Cycle:
+    ack: list[Leased] = field(default_factory=list)
+    retry: list[tuple[Leased, float, str]] = field(default_factory=list)  # row, delay, error
+    dead: list[tuple[Leased, dict[str, Any]]] = field(default_factory=list)
+    settled: set[int] = field(default_factory=set)
+
+    def done(self, row: Leased) -> None:
+        self.ack.append(row)
+        self.settled.add(row.seq)
+
+    def again(self, row: Leased, delay: float, error: str) -> None:
+        self.retry.append((row, delay, error))
+        self.settled.add(row.seq)
+
+    def refuse(self, row: Leased, problem: dict[str, Any]) -> None:
+        self.dead.append((row, problem))
+        self.settled.add(row.seq)
+
+
+class Delivery:
+    """Moves the outbox to the NGSI-LD brokers; `run()` until `stop()`."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        default_client: NgsiLdClient,
+        *,
+        options: DeliveryOptions = DeliveryOptions(),
+        metrics: Metrics | None = None,
+        client_factory: Callable[[str], NgsiLdClient] | None = None,
+        on_dead_letter: Callable[[Leased, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.options = options
+        self._default = default_client
+        self._factory = client_factory or (lambda url: NgsiLdClient(url))
+        self._on_dead_letter = on_dead_letter
+        self._clients: dict[str, NgsiLdClient] = {}
+        self._targets: dict[str, _Target] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        m = metrics or Metrics()
+        self._m_depth = m.gauge("metropole_agent_outbox_depth", "Entity updates waiting in the outbox")
+        self._m_latency = m.histogram(
+            "metropole_agent_delivery_latency_seconds",
+            "From acceptance into the outbox to the broker's acknowledgement",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self._m_delivered = m.counter("metropole_agent_delivered_total", "Entity updates the broker accepted")
+        self._m_errors = m.counter(
+            "metropole_agent_broker_errors_total",
+            "Broker errors by kind (unavailable: retried later; rejected: dead-lettered; entity_retry)",
+            ["kind"],
+        )
+        self._m_dead = m.counter("metropole_agent_dead_letters_total", "Entity updates moved to the dead letters")
+        self._m_depth.set(outbox.depth)
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Thread-safe: new rows are in the outbox."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        """Finish the current cycle and return from `run()`."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until stopped, with `options.workers` concurrent workers."""
+        self._loop = asyncio.get_running_loop()
+        self.outbox.on_append(self.wake)
+        try:
+            await asyncio.gather(*(self._worker() for _ in range(max(1, self.options.workers))))
+        finally:
+            for client in self._clients.values():
+                await client.aclose()
+
+    async def _worker(self) -> None:
+        while not self._stopping:
+            try:
+                moved = await self.deliver_once()
+            except Exception:  # never let a bug stop delivery: rows stay in the outbox
+                log.exception("delivery cycle failed")
+                moved = 0
+            if moved == 0 and not self._stopping:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_timeout())
+                except asyncio.TimeoutError:
+                    pass
+
+    def _idle_timeout(self) -> float:
+        now = time.time()
+        pending = [t.down_until - now for t in self._targets.values() if t.down_until > now]
+        return max(0.01, min([self.options.idle_poll, *pending]))
+
+    # -- one cycle -------------------------------------------------------------------
+
+    async def deliver_once(self) -> int:
+        """Lease, send and settle one batch; return how many rows it took (0: nothing due)."""
+        now = time.time()
+        skip = [url for url, t in self._targets.items() if t.down_until > now]
+        rows = await asyncio.to_thread(self.outbox.lease, self.options.batch_size, skip_targets=skip)
+        if not rows:
+            self._m_depth.set(self.outbox.depth)
+            return 0
+        groups: dict[tuple[str, str, tuple[str, ...]], list[Leased]] = {}
+        for row in rows:
+            groups.setdefault((row.item.target, row.item.tenant, row.item.context), []).append(row)
+        cycle = _Cycle()
+        await asyncio.gather(*(self._deliver_group(key, group, cycle) for key, group in groups.items()))
+        await asyncio.to_thread(self._settle, cycle)
+        if self._on_dead_letter is not None:
+            for row, problem in cycle.dead:
+                await self._on_dead_letter(row, problem)
+        return len(rows)
+
+    def _settle(self, cycle: _Cycle) -> None:
+        now = time.time()
+        if cycle.ack:
+            self.outbox.ack([r.seq for r in cycle.ack])
+            self._m_delivered.inc(len(cycle.ack))
+            for r in cycle.ack:
+                self._m_latency.observe(max(0.0, now - r.item.accepted_at))
+        for row, problem in cycle.dead:
+            self.outbox.dead_letter(row.seq, problem)
+            self._m_dead.inc()
+            log.warning("dead letter %s (device %s): %s", row.item.entity.get("id"), row.item.device,
+                        problem.get("detail"))
+        by_delay: dict[tuple[float, str], list[int]] = {}
+        for row, delay, error in cycle.retry:
+            by_delay.setdefault((delay, error), []).append(row.seq)
+        for (delay, error), seqs in by_delay.items():
+            self.outbox.release(seqs, delay=delay, error=error)
+        self._m_depth.set(self.outbox.depth)
+
+    def _client(self, target: str) -> NgsiLdClient:
+        if not target:
+            return self._default
+        client = self._clients.get(target)
+        if client is None:
+            client = self._clients[target] = self._factory(target)
+        return client
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.options.backoff_max, self.options.backoff_initial * (2 ** max(0, failures - 1)))
+
+    async def _deliver_group(self, key: tuple[str, str, tuple[str, ...]], rows: list[Leased], cycle: _Cycle) -> None:
+        target, tenant, context = key
+        client = self._client(target)
+        state = self._targets.setdefault(target, _Target())
+        blocked_entities: set[str] = set()
+        blocked_devices: set[str] = set()
+        for wave in _waves(rows):
+            ready = []
+            for r in wave:
+                if _eid(r) in blocked_entities or r.item.device in blocked_devices:
+                    cycle.again(r, 0.0, "an earlier measure of its device is being retried")
+                else:
+                    ready.append(r)
+            if not ready:
+                continue
+            try:
+                await self._send(client, ready, tenant, context, cycle, blocked_entities, blocked_devices)
+            except NgsiLdError as exc:  # the broker is away or failing: everything left waits
+                state.failures += 1
+                delay = self._backoff(state.failures)
+                state.down_until = time.time() + delay
+                self._m_errors.labels(kind="unavailable").inc()
+                log.warning("broker %s unavailable (%s), retrying in %.1fs", target or client.base_url, exc.detail, delay)
+                for r in rows:
+                    if r.seq not in cycle.settled:
+                        cycle.again(r, delay, exc.detail[:500])
+                return
+            state.failures = 0
+            state.down_until = 0.0
+
+    async def _send(self, client: NgsiLdClient, rows: Sequence[Leased], tenant: str, context: tuple[str, ...],
+                    cycle: _Cycle, blocked_entities: set[str], blocked_devices: set[str]) -> None:
+        """Send one wave; raise only when the broker as a whole fails (retryable)."""
+        try:
+            outcome = await client.write([r.item.entity for r in rows], mode=self.options.mode,
+                                         tenant=tenant, context=list(context))
+        except NgsiLdError as exc:
+            if is_retryable(exc):
+                raise
+            if len(rows) == 1:  # the whole request failed for this one entity: its data is at fault
+                self._m_errors.labels(kind="rejected").inc()
+                cycle.refuse(rows[0], exc.to_problem())
+                return
+            half = len(rows) // 2
+            await self._send(client, rows[:half], tenant, context, cycle, blocked_entities, blocked_devices)
+            await self._send(client, rows[half:], tenant, context, cycle, blocked_entities, blocked_devices)
+            return
+        errors = dict(outcome.errors)
+        for row in rows:
+            error = errors.get(_eid(row))
+            if error is None:
+                cycle.done(row)
+            elif is_retryable(error):
+                self._m_errors.labels(kind="entity_retry").inc()
+                blocked_entities.add(_eid(row))
+                blocked_devices.add(row.item.device)
+                cycle.again(row, self._backoff(row.attempts + 1), error.detail[:500])
+            else:
+                self._m_errors.labels(kind="rejected").inc()
+                cycle.refuse(row, error.to_problem())
+
+
+def _eid(row: Leased) -> str:
+    return str(row.item.entity.get("id", ""))
+
+
+def _waves(rows: Sequence[Leased]) -> list[list[Leased]]:
+    """Split rows (in order) so that each entity id appears at most once per wave, order kept."""
+    waves: list[list[Leased]] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        n = seen.get(_eid(row), 0)
+        seen[_eid(row)] = n + 1
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(row)
+    return waves

@@ -1,0 +1,244 @@
+"""The IoT agents as one runtime: settings -> registry, ingestor, transports, outbox, delivery, APIs.
+
+    provisioning API + /metrics  :4041   (agents.provisioning)
+    HTTP southbound              :7896   (agents.transports.http)
+    MQTT southbound              client of 127.0.0.1:1883, or an embedded broker when none answers
+    intake -> outbox (SQLite WAL) -> delivery -> NGSI-LD broker (adapters.ngsild)
+
+`serve(settings)` runs it all until cancelled; `AgentRuntime` lets a host
+process (`metropole run`) start and stop it beside other servers. Transport
+and delivery options that `AgentSettings` does not carry come from
+METROPOLE_AGENT_* variables (`RuntimeOptions.from_env`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import uvicorn
+
+from adapters.ngsild import NgsiLdClient
+from adapters.outbox import Leased, Outbox
+from agents.delivery import Delivery, DeliveryOptions
+from agents.embedded_mqtt import EmbeddedMqttBroker, ensure_mqtt_broker
+from agents.ingest import Ingestor
+from agents.metrics import Metrics
+from agents.provisioning import create_provisioning_app
+from agents.registry import DeadLetter, open_registry
+from agents.settings import AgentSettings
+from agents.transports.http import create_http_app
+from agents.transports.intake import Intake
+from agents.transports.mqtt import MqttOptions, MqttTransport
+
+__all__ = ["AgentRuntime", "RuntimeOptions", "serve"]
+
+log = logging.getLogger("metropole.agents")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"METROPOLE_AGENT_{name}", default)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """Transport and delivery options (METROPOLE_AGENT_<NAME>).
+
+    MQTT            auto (default: use the broker at MQTT_HOST:MQTT_PORT, start an embedded
+                    one there when none answers on a local address), external (never embed), off
+    MQTT_PROTOCOL   5 (default) or 4 (MQTT 3.1.1; forced for the embedded broker)
+    MQTT_CLIENT_ID  the persistent session's client id (stable across restarts!)
+    MQTT_SHARE_GROUP  shared-subscription group for several replicas ('' = none)
+    MQTT_SESSION_EXPIRY  seconds the MQTT broker keeps the session while the agent is away
+    BATCH_MODE      update (batch upsert, options=update), merge, replace
+    BATCH_SIZE / DELIVERY_WORKERS  rows per batch request / concurrent delivery workers
+    OUTBOX_SYNC     FULL (default, survives power loss) or NORMAL (survives process crashes)
+    BROKER_TIMEOUT  seconds per NGSI-LD request
+    """
+
+    mqtt: str = "auto"
+    mqtt_protocol: int = 5
+    mqtt_client_id: str = "metropole-agent"
+    mqtt_share_group: str = ""
+    mqtt_session_expiry: int = 7 * 24 * 3600
+    batch_mode: str = "update"
+    batch_size: int = 500
+    delivery_workers: int = 2
+    outbox_sync: str = "FULL"
+    broker_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RuntimeOptions:
+        """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored)."""
+        d = cls()
+        values: dict[str, Any] = {
+            "mqtt": _env("MQTT", d.mqtt).lower(),
+            "mqtt_protocol": int(_env("MQTT_PROTOCOL", str(d.mqtt_protocol))),
+            "mqtt_client_id": _env("MQTT_CLIENT_ID", d.mqtt_client_id),
+            "mqtt_share_group": _env("MQTT_SHARE_GROUP", d.mqtt_share_group),
+            "mqtt_session_expiry": int(_env("MQTT_SESSION_EXPIRY", str(d.mqtt_session_expiry))),
+            "batch_mode": _env("BATCH_MODE", d.batch_mode).lower(),
+            "batch_size": int(_env("BATCH_SIZE", str(d.batch_size))),
+            "delivery_workers": int(_env("DELIVERY_WORKERS", str(d.delivery_workers))),
+            "outbox_sync": _env("OUTBOX_SYNC", d.outbox_sync).upper(),
+            "broker_timeout": float(_env("BROKER_TIMEOUT", str(d.broker_timeout))),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        options = cls(**values)
+        if options.mqtt not in {"auto", "external", "off"}:
+            raise ValueError(f"METROPOLE_AGENT_MQTT must be auto, external or off, not {options.mqtt!r}")
+        if options.batch_mode not in {"update", "merge", "replace"}:
+            raise ValueError(f"METROPOLE_AGENT_BATCH_MODE must be update, merge or replace, not {options.batch_mode!r}")
+        if options.outbox_sync not in {"FULL", "NORMAL"}:
+            raise ValueError("METROPOLE_AGENT_OUTBOX_SYNC must be FULL or NORMAL")
+        return options
+
+
+def _is_local(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on",
+                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower())
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    return server
+
+
+class AgentRuntime:
+    """Everything the agents need, started and stopped together."""
+
+    def __init__(self, settings: AgentSettings, options: RuntimeOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or RuntimeOptions.from_env()
+        self.metrics = Metrics()
+        self.registry: Any = None
+        self.outbox: Outbox | None = None
+        self.intake: Intake | None = None
+        self.delivery: Delivery | None = None
+        self.mqtt: MqttTransport | None = None
+        self.embedded_mqtt: EmbeddedMqttBroker | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
+        self._default_client: NgsiLdClient | None = None
+        self._servers: list[uvicorn.Server] = []
+
+    async def start(self) -> None:
+        """Open the stores, start intake and delivery, connect MQTT; build the HTTP servers."""
+        s, o = self.settings, self.options
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = open_registry(s.resolved_registry_url)
+        await self.registry.open()
+        ingestor = Ingestor(self.registry, self.metrics, s)
+        provisioning_app = create_provisioning_app(s, self.registry, self.metrics)
+        self.outbox = Outbox(s.resolved_outbox_path, synchronous=o.outbox_sync)  # type: ignore[arg-type]
+        self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout)
+        self.delivery = Delivery(
+            self.outbox,
+            self._default_client,
+            options=DeliveryOptions(mode=o.batch_mode, batch_size=o.batch_size,  # type: ignore[arg-type]
+                                    workers=o.delivery_workers),
+            metrics=self.metrics,
+            client_factory=lambda url: NgsiLdClient(url, timeout=o.broker_timeout),
+            on_dead_letter=self._record_dead_letter,
+        )
+        self._delivery_task = asyncio.create_task(self.delivery.run(), name="agent-delivery")
+        self.intake = Intake(ingestor.ingest, self.outbox, metrics=self.metrics)
+        await self.intake.start()
+        if o.mqtt != "off":
+            protocol = o.mqtt_protocol
+            if o.mqtt == "auto" and _is_local(s.mqtt_host):
+                self.embedded_mqtt = await ensure_mqtt_broker(s.mqtt_host, s.mqtt_port)
+                if self.embedded_mqtt is not None:
+                    log.warning("no MQTT broker answered on %s:%s: started an embedded one (Mosquitto is better)",
+                                s.mqtt_host, s.mqtt_port)
+                    protocol = 4
+            self.mqtt = MqttTransport(
+                MqttOptions(host=s.mqtt_host, port=s.mqtt_port, client_id=o.mqtt_client_id,
+                            share_group=o.mqtt_share_group, protocol=protocol,
+                            session_expiry=o.mqtt_session_expiry),
+                self.intake,
+                metrics=self.metrics,
+            )
+            self.mqtt.start()
+        http_app = create_http_app(self.intake, json_resource=s.default_resource_json,
+                                   ul_resource=s.default_resource_ul)
+        self._servers = [
+            _uvicorn(provisioning_app, s.host, s.provisioning_port),
+            _uvicorn(http_app, s.host, s.http_port),
+        ]
+
+    def servers(self) -> list[uvicorn.Server]:
+        """The uvicorn servers (provisioning, HTTP southbound) for the host process to run."""
+        return list(self._servers)
+
+    async def stop(self) -> None:
+        """Disconnect MQTT first (nothing new comes in), commit the intake, stop delivery, close."""
+        if self.mqtt is not None:
+            await asyncio.to_thread(self.mqtt.stop)
+        if self.intake is not None:
+            await self.intake.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self._delivery_task is not None:
+            await asyncio.gather(self._delivery_task, return_exceptions=True)
+        if self._default_client is not None:
+            await self._default_client.aclose()
+        if self.embedded_mqtt is not None:
+            await self.embedded_mqtt.stop()
+        if self.outbox is not None:
+            self.outbox.close()
+        if self.registry is not None:
+            await self.registry.close()
+
+    async def _record_dead_letter(self, row: Leased, problem: dict[str, Any]) -> None:
+        """Mirror a broker-refused update into the registry's dead letters, where integrators look."""
+        if self.registry is None:
+            return
+        tenant, apikey, device_id = (row.item.device.split("|", 2) + ["", ""])[:3]
+        letter = DeadLetter(
+            received_at=_iso(row.item.accepted_at),
+            reason="broker_rejected",
+            detail=orjson.dumps(problem).decode(),
+            transport="ngsi-ld",
+            apikey=apikey,
+            device_id=device_id,
+            service=tenant,
+            payload=orjson.dumps(row.item.entity).decode()[: self.settings.dead_letter_payload_max],
+        )
+        try:
+            await self.registry.add_dead_letter(letter)
+        except Exception:  # the outbox's dead_letters table keeps it anyway
+            log.exception("could not mirror a dead letter into the registry")
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def serve(settings: AgentSettings, options: RuntimeOptions | None = None) -> None:
+    """Run the agents until cancelled (or until one of their servers stops)."""
+    runtime = AgentRuntime(settings, options)
+    await runtime.start()
+    tasks = [asyncio.create_task(server.serve()) for server in runtime.servers()]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server in runtime.servers():
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runtime.stop()
+

@@ -1,0 +1,1 @@
+"""Southbound transports (MQTT, HTTP) and the intake that makes what they receive durable."""

@@ -1,0 +1,143 @@
+"""agents.delivery against a scripted NGSI-LD broker (httpx MockTransport): order, 207, bisection, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from adapters.ngsild import NgsiLdClient
+from adapters.outbox import Outbox, OutboxItem
+from agents.delivery import Delivery, DeliveryOptions, _waves
+from agents.metrics import Metrics
+
+BAD = {"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "Bad request data", "status": 400,
+       "detail": "no2 must be a number"}
+
+
+def row(device: str, n: Any) -> OutboxItem:
+    return OutboxItem("", "aix", ("https://smartdatamodels.org/context.jsonld",), device,
+                      {"id": f"urn:x:{device}", "type": "T", "no2": {"type": "Property", "value": n}}, time.time())
+
+
+def deliver(tmp_path: Path, items: list[OutboxItem], handler: Callable[[list[dict[str, Any]]], httpx.Response],
+            cycles: int = 20) -> tuple[Outbox, list[list[Any]], Metrics]:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.append(items)
+    sent: list[list[Any]] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        sent.append([(e["id"], e["no2"]["value"]) for e in body])
+        return handler(body)
+
+    metrics = Metrics()
+
+    async def go() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(transport))
+        d = Delivery(outbox, NgsiLdClient("http://broker", http=http),
+                     options=DeliveryOptions(batch_size=100, backoff_initial=0.01, backoff_max=0.05), metrics=metrics)
+        for _ in range(cycles):
+            if await d.deliver_once() == 0:
+                if outbox.depth == 0:
+                    break
+                await asyncio.sleep(0.06)
+        await http.aclose()
+
+    asyncio.run(go())
+    return outbox, sent, metrics
+
+
+def test_waves_keep_each_entity_once_per_request_in_order() -> None:
+    from adapters.outbox import Leased
+
+    rows = [Leased(i, row(d, i), 0) for i, d in enumerate(["a", "b", "a", "a", "c"])]
+    assert [[r.seq for r in w] for w in _waves(rows)] == [[0, 1, 4], [2], [3]]
+
+
+def test_measures_of_one_entity_arrive_in_order(tmp_path: Path) -> None:
+    outbox, sent, metrics = deliver(tmp_path, [row("a", 1), row("b", 1), row("a", 2), row("a", 3)],
+                                    lambda body: httpx.Response(204))
+    assert sent == [[("urn:x:a", 1), ("urn:x:b", 1)], [("urn:x:a", 2)], [("urn:x:a", 3)]]
+    assert outbox.depth == 0
+    assert metrics.get("metropole_agent_delivered_total").get() == 4  # type: ignore[union-attr]
+
+
+def test_207_dead_letters_bad_data_and_delivers_the_rest(tmp_path: Path) -> None:
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        errors = [{"entityId": e["id"], "error": BAD} for e in body if e["no2"]["value"] == "x"]
+        ok = [e["id"] for e in body if e["no2"]["value"] != "x"]
+        return httpx.Response(207, json={"success": ok, "errors": errors}) if errors else httpx.Response(204)
+
+    outbox, _, _ = deliver(tmp_path, [row("a", 1), row("b", "x"), row("c", 3)], handler)
+    assert outbox.depth == 0
+    (dead,) = outbox.dead_letters()
+    assert dead.item.device == "b" and dead.problem == BAD
+
+
+def test_a_whole_request_400_is_bisected_down_to_the_guilty_entity(tmp_path: Path) -> None:
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if any(e["no2"]["value"] == "x" for e in body):
+            return httpx.Response(400, json=BAD)
+        return httpx.Response(204)
+
+    outbox, _, _ = deliver(tmp_path, [row(d, "x" if d == "c" else 1) for d in "abcdefg"], handler)
+    assert outbox.depth == 0
+    assert [d.item.device for d in outbox.dead_letters()] == ["c"]
+
+
+def test_entity_5xx_is_retried_and_holds_back_that_device_only(tmp_path: Path) -> None:
+    failures = {"n": 2}
+
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if failures["n"] and any(e["id"] == "urn:x:a" for e in body):
+            failures["n"] -= 1
+            internal = {"type": "https://uri.etsi.org/ngsi-ld/errors/InternalError", "title": "t", "detail": "db"}
+            ok = [e["id"] for e in body if e["id"] != "urn:x:a"]
+            return httpx.Response(207, json={"success": ok, "errors": [{"entityId": "urn:x:a", "error": internal}]})
+        return httpx.Response(204)
+
+    outbox, sent, _ = deliver(tmp_path, [row("a", 1), row("b", 1), row("a", 2), row("b", 2)], handler)
+    assert outbox.depth == 0 and not outbox.dead_letters()
+    a_values = [v for batch in sent for i, v in batch if i == "urn:x:a"]
+    assert a_values[-2:] == [1, 2], "a's second measure only after its first succeeded"
+    assert a_values.index(2) > max(i for i, v in enumerate(a_values) if v == 1)
+
+
+def test_broker_outage_keeps_everything_and_drains_in_order(tmp_path: Path) -> None:
+    state = {"down": 3}
+
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if state["down"]:
+            state["down"] -= 1
+            return httpx.Response(503, text="starting")
+        return httpx.Response(204)
+
+    outbox, sent, metrics = deliver(tmp_path, [row("a", n) for n in range(5)], handler, cycles=50)
+    assert outbox.depth == 0
+    delivered = [v for batch in sent[3:] for _, v in batch]
+    assert delivered == [0, 1, 2, 3, 4]
+    assert metrics.get("metropole_agent_broker_errors_total").get(kind="unavailable") == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode,path", [("update", "/upsert"), ("replace", "/upsert"), ("merge", "/merge")])
+def test_batch_mode_picks_the_operation(tmp_path: Path, mode: str, path: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async def go() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(transport))
+        await NgsiLdClient("http://b", http=http).write([{"id": "urn:x:a", "type": "T"}], mode=mode)  # type: ignore[arg-type]
+        await http.aclose()
+
+    asyncio.run(go())
+    assert seen[0].url.path.endswith(path)
