@@ -288,6 +288,19 @@ class SQLiteStore(Store):
             if not flt.type_dnf:
                 return None
             if all(flt.type_dnf):  # an empty conjunction matches every entity
+                if flt.geo_bbox is not None or flt.ids is not None:
+                    # Another filter already narrows the candidates to a few: checking each
+                    # one's types by index beats materialising every id of the type (with a
+                    # 500 m geo box over 50,000 entities of one type: 2 ms instead of 100 ms).
+                    checks = []
+                    for conj in flt.type_dnf:
+                        checks.append(
+                            "(SELECT count(*) FROM entity_types t WHERE t.tenant = e.tenant AND t.id = e.id"
+                            " AND t.type IN (SELECT value FROM json_each(?))) = ?"
+                        )
+                        params += [_json_list(sorted(conj)), len(conj)]
+                    clauses.append(f"({' OR '.join(checks)})")
+                    return self._where_rest(tenant, flt, clauses, params)
                 parts = []
                 for conj in flt.type_dnf:
                     if len(conj) == 1:
@@ -300,6 +313,10 @@ class SQLiteStore(Store):
                         )
                         params += [tenant, _json_list(sorted(conj)), len(conj)]
                 clauses.append(f"e.id IN ({' UNION '.join(parts)})")
+        return self._where_rest(tenant, flt, clauses, params)
+
+    def _where_rest(self, tenant: str, flt: EntityFilter, clauses: list[str], params: list[Any]) -> tuple[str, list[Any]] | None:
+        """The attribute and geo conditions of `_where`."""
         if flt.attrs_any is not None:
             if not flt.attrs_any:
                 return None
@@ -308,12 +325,15 @@ class SQLiteStore(Store):
         if flt.geo_bbox is not None:
             attr, (min_lng, min_lat, max_lng, max_lat) = flt.geo_bbox
             # without an R*Tree the plain indexed columns of geo_boxes serve the same comparison
-            source, box = ("geo_boxes g JOIN geo_rtree r ON r.key = g.key", "r") if self._rtree else ("geo_boxes g", "g")
+            # CROSS JOIN makes SQLite search the R*Tree first: left to itself it walked
+            # every geo_boxes row of the attribute and probed the R*Tree by key (400 ms
+            # instead of 2 ms for a 500 m box over 50,000 points).
+            source, box = ("geo_rtree r CROSS JOIN geo_boxes g ON g.key = r.key", "r") if self._rtree else ("geo_boxes g", "g")
             clauses.append(
-                f"e.id IN (SELECT g.id FROM {source} WHERE g.tenant = ? AND g.attr = ?"
-                f" AND {box}.min_lng <= ? AND {box}.max_lng >= ? AND {box}.min_lat <= ? AND {box}.max_lat >= ?)"
+                f"e.id IN (SELECT g.id FROM {source} WHERE {box}.min_lng <= ? AND {box}.max_lng >= ?"
+                f" AND {box}.min_lat <= ? AND {box}.max_lat >= ? AND g.tenant = ? AND g.attr = ?)"
             )
-            params += [tenant, attr, max_lng, min_lng, max_lat, min_lat]
+            params += [max_lng, min_lng, max_lat, min_lat, tenant, attr]
         return " AND ".join(clauses), params
 
     async def query(self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool) -> QueryPage:

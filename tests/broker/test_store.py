@@ -255,6 +255,11 @@ def test_query_filters(url: str) -> None:
         assert await query_ids(store, geo_bbox=(NAME, aix_box)) == []
         combined = dict(type_dnf=[frozenset({NLO})], geo_bbox=(LOCATION, aix_box), id_pattern="aix")
         assert await query_ids(store, **combined) == [pre + "aix-2"]
+        # type selection checked per candidate when ids or a geo box narrow them first
+        assert await query_ids(store, type_dnf=[frozenset({AQO, NLO})], geo_bbox=(LOCATION, aix_box)) == [pre + "aix-2"]
+        assert await query_ids(store, type_dnf=[frozenset({AQO}), frozenset({DEVICE})],
+                               geo_bbox=(LOCATION, (5.0, 43.0, 5.5, 43.6))) == [pre + "aix-1", pre + "aix-2", pre + "area"]
+        assert await query_ids(store, type_dnf=[frozenset({NLO})], ids=[pre + "aix-1", pre + "aix-2", pre + "mrs-2"]) == [pre + "aix-2"]
 
     run(url, body)
 
