@@ -83,6 +83,11 @@ def create_app(settings: BrokerSettings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(subscriptions.router)  # subscriptions
     app.include_router(temporal.router)  # temporal
+    # --- quantumleap (broker.quantumleap): the /v2 history API over the same app.state (also served on 8668 by `run`)
+    from broker.quantumleap import create_quantumleap_app
+
+    app.mount("/v2", create_quantumleap_app(lambda: app.state, prefix=""))
+    # --- end quantumleap
 
     @app.exception_handler(NgsiLdError)
     async def ngsi_ld_error(request: Request, exc: NgsiLdError) -> Response:

@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -32,9 +33,9 @@ from broker.settings import BrokerSettings
 log = logging.getLogger("metropole")
 
 
-def _broker_server(settings: BrokerSettings) -> uvicorn.Server:
+def _broker_server(settings: BrokerSettings, app: Any = None) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings),
+        app if app is not None else create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
@@ -42,6 +43,25 @@ def _broker_server(settings: BrokerSettings) -> uvicorn.Server:
         lifespan="on",
     )
     return uvicorn.Server(config)
+
+
+# --- quantumleap: the QuantumLeap-compatible /v2 history API on a port of its own (8668), same process and history
+def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server | None:
+    """The /v2 API borrowing the broker app's state (started by the broker's lifespan); None if the port is taken."""
+    import socket
+
+    from broker.quantumleap import create_quantumleap_app
+
+    try:
+        with socket.socket() as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        print(f"metropole: history port {port} unavailable ({exc}); QuantumLeap API not served (see --history-port)", file=sys.stderr)
+        return None
+    config = uvicorn.Config(create_quantumleap_app(lambda: broker_app.state), host=host, port=port,
+                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(), access_log=False, lifespan="off")
+    return uvicorn.Server(config)
+# --- end quantumleap
 
 
 async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None) -> None:
@@ -84,8 +104,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"metropole: NGSI-LD broker on http://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
     print(f"metropole: IoT agent provisioning on http://{a.host}:{a.provisioning_port}/iot/, "
           f"HTTP measures on http://{a.host}:{a.http_port}/iot/json, MQTT {a.mqtt_host}:{a.mqtt_port} ({agents.options.mqtt})")
+    broker_app = create_app(broker)
+    servers = [_broker_server(broker, broker_app)]
+    history = _history_server(broker.host, args.history_port, broker_app) if args.history_port else None  # quantumleap
+    if history is not None:
+        servers.append(history)
+        print(f"metropole: QuantumLeap-compatible history API on http://{broker.host}:{args.history_port}/v2/ (QuantumLeap 1.0)")
     print("metropole: Ctrl-C stops the platform")
-    asyncio.run(_serve([_broker_server(broker)], agents))
+    asyncio.run(_serve(servers, agents))
     return 0
 
 
@@ -146,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default=os.environ.get("METROPOLE_HOST", "127.0.0.1"))
     run.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
     run.add_argument("--broker-port", type=int, default=int(os.environ.get("METROPOLE_BROKER_PORT", "1026")))
+    run.add_argument("--history-port", type=int, default=int(os.environ.get("METROPOLE_HISTORY_PORT", "8668")),
+                     help="QuantumLeap-compatible /v2 history API (default 8668; 0 disables)")
     _agent_flags(run, "agent-")
     run.set_defaults(func=cmd_run)
 
