@@ -17,8 +17,8 @@ Grammar accepted (the spec's ABNF, plus the extensions marked *):
 Attribute names stay client terms in the AST (`Query.attribute_terms()`); the
 broker expands them with the request's @context through the `expand` callable
 given to `Query.compile`, which memoises every expansion once per compiled
-predicate. The value literals and the operator semantics (`compile_test`) come first,
-the parser next, the compiler last.
+predicate. The value literals and the operator semantics (`compile_test`) are in
+q_values.py; here the AST, the parser, the printer and the compiler.
 """
 
 from __future__ import annotations
