@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -42,11 +41,6 @@ def parse_content_range(header: str | None) -> tuple[str, str, str] | None:
     """(start, end, size) of a `DateTime start-end/size` Content-Range, or None."""
     m = _RANGE.match((header or "").strip())
     return (m.group(1), m.group(2), m.group(3)) if m else None
-
-
-def _shift(text: str, micros: int) -> str:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc) + timedelta(microseconds=micros)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -147,8 +141,8 @@ class TemporalClient:
                 break
             cut = rng[1]
             params = dict(params)
-            if newest:  # the page holds instances after `cut`: ask for those up to and including it
-                upper = _shift(cut, 1)
+            if newest:  # range-end is the page's least recent time (clause 6.3.10): ask for what is before it
+                upper = cut
                 if timerel in ("after", "between") and time_at:
                     params.update(timerel="between", timeAt=time_at, endTimeAt=upper)
                 else:

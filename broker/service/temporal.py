@@ -11,7 +11,7 @@ Paging: entities by limit/offset (NGSILD-Results-Count with count=true);
 instances per attribute are capped at `max_instances`; when a cap cuts a
 response, the service returns it as partial, with the DateTime range it
 covers (clause 6.3.10: 206 + Content-Range), cut at a common time so that
-the next page (timeAt = range end) has no gap and no repeat.
+the next page (timerel=after or before the range end) has no gap and no repeat.
 """
 
 from __future__ import annotations
@@ -236,8 +236,13 @@ class TemporalService:
         if cut is not None:
             times = [h.time_us for h in hits]
             if newest:
+                # Backwards (lastN): range-end is the least recent time in the response
+                # (clause 6.3.10). The page holds only instances newer than the cut, so
+                # the next page, timerel=before (exclusive) that time, starts with the
+                # cut's own instances: no gap, no repeat.
                 start = {"before": tq.time_at, "between": tq.end_time_at}.get(tq.timerel or "") or (max(times) if times else cut)
-                result.content_range = f"DateTime {from_us(start)}-{from_us(cut)}/{tq.last_n}"
+                end = min(times) if times else cut
+                result.content_range = f"DateTime {from_us(start)}-{from_us(end)}/{tq.last_n}"
             else:
                 start = tq.time_at if tq.timerel in ("after", "between") else (min(times) if times else cut)
                 result.content_range = f"DateTime {from_us(start or cut)}-{from_us(cut)}/*"

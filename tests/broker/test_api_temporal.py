@@ -154,6 +154,10 @@ def test_partial_content_pages_forward_and_backward(client: httpx.Client) -> Non
     r = client.get(f"/temporal/entities/{eid}", params={"lastN": 1100})
     assert r.status_code == 206 and r.headers["Content-Range"].endswith("/1100")
     assert [i["value"] for i in r.json()["no2"]] == list(range(n - 1000, n))
+    # backwards: range-end is the least recent time of the page; before it (exclusive) comes the rest
+    range_end = r.headers["Content-Range"].split(" ")[1].rsplit("/", 1)[0].split("Z-")[1]
+    r = client.get(f"/temporal/entities/{eid}", params={"lastN": 100, "timerel": "before", "timeAt": range_end})
+    assert r.status_code == 200 and [i["value"] for i in r.json()["no2"]] == list(range(n - 1100, n - 1000))
 
 
 def test_delete_and_patch_history(client: httpx.Client) -> None:
