@@ -7,11 +7,19 @@ device, a value of the wrong type, a failing expression) is rejected: logged
 with device, topic and reason, counted per reason, kept as a dead letter, and
 `[]` is returned. A multi-measure payload gives one update per entity per
 measure group, in order.
+
+The ingestor caches the configuration of each (apikey, device, resource) it
+has looked up, so a known device costs no registry round trip. An entry is
+dropped as soon as anything writes groups or devices through the same
+registry object (the provisioning API shares it: see `Registry.generation`),
+and after `config_ttl` seconds in any case, for writes made by another
+process sharing the store (PostgreSQL with several agents).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from agents.codecs import CodecError, decoder_for
@@ -33,9 +41,18 @@ Doc = dict[str, Any]
 
 
 class Ingestor:
-    def __init__(self, registry: Registry, metrics: Metrics, settings: AgentSettings | None = None) -> None:
+    #: entries kept at most; beyond, the cache starts again empty
+    config_cache_max = 100_000
+
+    def __init__(self, registry: Registry, metrics: Metrics, settings: AgentSettings | None = None, *,
+                 config_ttl: float = 5.0) -> None:
         self.registry = registry
         self.settings = settings or AgentSettings()
+        self.config_ttl = config_ttl
+        # (apikey, device_id, resource) -> (expires at, config); valid for registry generation _cache_generation
+        self._configs: dict[tuple[str, str, str], tuple[float, DeviceConfig]] = {}
+        self._cache_generation = -1
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.received = metrics.counter(
             "metropole_agent_messages_received_total", "Southbound messages received", ["transport", "protocol"]
         )
@@ -52,18 +69,21 @@ class Ingestor:
 
     async def ingest(self, msg: Inbound) -> list[EntityUpdate]:
         """The updates a message gives; [] (and a recorded rejection) for bad input."""
-        self.received.labels(transport=msg.transport, protocol=msg.protocol).inc()
+        self._child("received", msg.transport, msg.protocol).inc()
         cfg: DeviceConfig | None = None
         try:
             measures = self._decode(msg)
-            cfg = await self._config(msg, measures[0])
+            cfg = self._cached_config(msg)
+            if cfg is None:
+                cfg = await self._config(msg, measures[0])
             updates: list[EntityUpdate] = []
+            contexts = self.settings.contexts
             for index, measure in enumerate(measures):
                 received_at = msg.received_at if index == 0 else shifted(msg.received_at, index)
                 for entity in map_measure(cfg, measure, received_at):
                     updates.append(EntityUpdate(
                         tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
-                        entity=entity, context=list(self.settings.contexts), device_id=msg.device_id, apikey=msg.apikey,
+                        entity=entity, context=list(contexts), device_id=msg.device_id, apikey=msg.apikey,
                     ))
         except Rejected as rejection:
             await self._record(msg, rejection, cfg)
@@ -72,9 +92,34 @@ class Ingestor:
             log.exception("agent: internal error on %s", msg.topic)
             await self._record(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), cfg)
             return []
-        self.accepted.labels(transport=msg.transport, protocol=msg.protocol).inc()
-        self.updates.labels(protocol=msg.protocol).inc(len(updates))
+        self._child("accepted", msg.transport, msg.protocol).inc()
+        self._child("updates", msg.protocol).inc(len(updates))
         return updates
+
+    def _child(self, *key: str) -> Any:
+        """The labelled child of a counter, made once per label values."""
+        child = self._children.get(key)
+        if child is None:
+            name = key[0]
+            if name == "updates":
+                child = self.updates.labels(protocol=key[1])
+            else:
+                child = getattr(self, name).labels(transport=key[1], protocol=key[2])
+            self._children[key] = child
+        return child
+
+    def _cached_config(self, msg: Inbound) -> DeviceConfig | None:
+        """The configuration cached for this device, None when there is none still valid."""
+        if self._cache_generation != self.registry.generation:
+            self._configs.clear()
+            return None
+        entry = self._configs.get((msg.apikey, msg.device_id, self._resource(msg.protocol)))
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._configs[(msg.apikey, msg.device_id, self._resource(msg.protocol))]
+            return None
+        return entry[1]
 
     def _decode(self, msg: Inbound) -> list[Doc]:
         try:
@@ -89,6 +134,9 @@ class Ingestor:
         return self.settings.default_resource_ul if protocol.lower() in ("ul", "ultralight") else self.settings.default_resource_json
 
     async def _config(self, msg: Inbound, first: Doc) -> DeviceConfig:
+        """Look the device up in the registry (autoprovisioning it if allowed) and cache its configuration."""
+        generation = self.registry.generation
+        autoprovisioned = False
         groups = await self.registry.groups_by_apikey(msg.apikey)
         resource = self._resource(msg.protocol)
         group = next((g for g in groups if g.get("resource") == resource), groups[0] if groups else None)
@@ -110,7 +158,17 @@ class Ingestor:
                 raise Rejected("unknown_device", f"device {msg.device_id!r} is not provisioned and the group of apikey"
                                f" {msg.apikey!r} does not autoprovision")
             device = await self._autoprovision(msg, group, first)
-        return merge_config(device, group, device_id=msg.device_id, apikey=msg.apikey)
+            autoprovisioned = True
+        cfg = merge_config(device, group, device_id=msg.device_id, apikey=msg.apikey)
+        # Cache only what was read with no write in between (a write bumps the generation after it
+        # commits, so an entry read before a write is never kept past it); an autoprovisioned device
+        # is read back from the registry next time.
+        if not autoprovisioned and self.registry.generation == generation:
+            if self._cache_generation != generation or len(self._configs) >= self.config_cache_max:
+                self._configs.clear()
+                self._cache_generation = generation
+            self._configs[(msg.apikey, msg.device_id, resource)] = (time.monotonic() + self.config_ttl, cfg)
+        return cfg
 
     async def _autoprovision(self, msg: Inbound, group: Doc, first: Doc) -> Doc:
         entity_type = group.get("entity_type") or group.get("type") or "Thing"

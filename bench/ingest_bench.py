@@ -216,11 +216,17 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=20000)
+    parser.add_argument("--target", choices=("both", "broker", "sink"), default="both",
+                        help="northbound targets to run: the embedded broker, the instant sink, or both (default)")
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="run the agent under pyinstrument and write its text report to FILE (one per target)")
     args = parser.parse_args()
+    targets = {"both": ("embedded broker", "instant sink"), "broker": ("embedded broker",),
+               "sink": ("instant sink",)}[args.target]
     tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     rows: list[tuple[str, str, dict[str, Any]]] = []
     try:
-        for target in ("embedded broker", "instant sink"):
+        for target in targets:
             sink = None
             broker = None
             if target == "embedded broker":
@@ -237,6 +243,10 @@ def main() -> int:
             proc, prov, _ = agent_process(tmp / f"agent-{tag}", cbroker or "", mqtt_port=MQTT_PORT,
                                           client_id=f"bench-agent-{tag}", log=tmp / f"agent-{tag}.log",
                                           extra_env={"METROPOLE_AGENT_MQTT_SESSION_EXPIRY": "60"})
+            if args.profile:
+                out = args.profile if len(targets) == 1 else f"{args.profile}.{target.split()[-1]}"
+                proc.args[1:3] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(Path(out).resolve()),
+                                  "-m", "metropole"]
             proc.start()
             agent = Agent(proc.proc, prov)
             try:

@@ -72,7 +72,24 @@ def _load(text: Any) -> Doc:
 
 
 class Registry(abc.ABC):
-    """Storage of groups, devices and dead letters; SQL written once with `?` placeholders."""
+    """Storage of groups, devices and dead letters; SQL written once with `?` placeholders.
+
+    `generation` goes up after every write to groups or devices (whether it
+    succeeded or not), so a reader that cached what it looked up (the
+    ingestor does) can tell that its copy may be stale. It counts this
+    object's writes only: writes by another process sharing the store are not
+    seen, hence the time limit on such caches.
+    """
+
+    _generation: int = 0  # class default; the first write gives the instance its own
+
+    @property
+    def generation(self) -> int:
+        """A counter bumped after each group or device write through this object."""
+        return self._generation
+
+    def _changed(self) -> None:
+        self._generation += 1
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -91,14 +108,17 @@ class Registry(abc.ABC):
 
     async def create_groups(self, service: str, subservice: str, groups: list[Doc]) -> None:
         """Insert every group or none (Duplicate names the first that exists)."""
-        for g in groups:
-            if await self.get_group_by_key(g.get("resource", ""), g.get("apikey", "")) is not None:
-                raise Duplicate(f"{g.get('resource', '')}|{g.get('apikey', '')}")
-        for g in groups:
-            await self._execute(
-                "INSERT INTO agent_groups (service, subservice, resource, apikey, doc) VALUES (?, ?, ?, ?, ?)",
-                service, subservice, g.get("resource", ""), g.get("apikey", ""), _dump(g),
-            )
+        try:
+            for g in groups:
+                if await self.get_group_by_key(g.get("resource", ""), g.get("apikey", "")) is not None:
+                    raise Duplicate(f"{g.get('resource', '')}|{g.get('apikey', '')}")
+            for g in groups:
+                await self._execute(
+                    "INSERT INTO agent_groups (service, subservice, resource, apikey, doc) VALUES (?, ?, ?, ?, ?)",
+                    service, subservice, g.get("resource", ""), g.get("apikey", ""), _dump(g),
+                )
+        finally:
+            self._changed()
 
     async def list_groups(self, service: str, subservice: str | None, limit: int | None = None, offset: int = 0) -> Page:
         where, args = "service = ?", [service]
@@ -126,26 +146,35 @@ class Registry(abc.ABC):
         return [_load(r[0]) for r in rows]
 
     async def replace_group(self, service: str, subservice: str, resource: str, apikey: str, doc: Doc) -> bool:
-        n = await self._execute(
-            "UPDATE agent_groups SET doc = ? WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
-            _dump(doc), service, subservice, resource, apikey,
-        )
-        return n > 0
+        try:
+            n = await self._execute(
+                "UPDATE agent_groups SET doc = ? WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
+                _dump(doc), service, subservice, resource, apikey,
+            )
+            return n > 0
+        finally:
+            self._changed()
 
     async def delete_group(self, service: str, subservice: str, resource: str, apikey: str) -> bool:
-        n = await self._execute(
-            "DELETE FROM agent_groups WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
-            service, subservice, resource, apikey,
-        )
-        return n > 0
+        try:
+            n = await self._execute(
+                "DELETE FROM agent_groups WHERE service = ? AND subservice = ? AND resource = ? AND apikey = ?",
+                service, subservice, resource, apikey,
+            )
+            return n > 0
+        finally:
+            self._changed()
 
     # devices ----------------------------------------------------------------
 
     async def create_device(self, doc: Doc) -> None:
-        await self._execute(
-            "INSERT INTO agent_devices (service, subservice, device_id, apikey, doc) VALUES (?, ?, ?, ?, ?)",
-            doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"], doc.get("apikey") or "", _dump(doc),
-        )
+        try:
+            await self._execute(
+                "INSERT INTO agent_devices (service, subservice, device_id, apikey, doc) VALUES (?, ?, ?, ?, ?)",
+                doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"], doc.get("apikey") or "", _dump(doc),
+            )
+        finally:
+            self._changed()
 
     async def list_devices(self, service: str, subservice: str | None, limit: int | None = None, offset: int = 0) -> Page:
         where, args = "service = ?", [service]
@@ -175,18 +204,24 @@ class Registry(abc.ABC):
         return [_load(r[0]) for r in rows]
 
     async def replace_device(self, doc: Doc) -> bool:
-        n = await self._execute(
-            "UPDATE agent_devices SET doc = ?, apikey = ? WHERE service = ? AND subservice = ? AND device_id = ?",
-            _dump(doc), doc.get("apikey") or "", doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"],
-        )
-        return n > 0
+        try:
+            n = await self._execute(
+                "UPDATE agent_devices SET doc = ?, apikey = ? WHERE service = ? AND subservice = ? AND device_id = ?",
+                _dump(doc), doc.get("apikey") or "", doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"],
+            )
+            return n > 0
+        finally:
+            self._changed()
 
     async def delete_device(self, service: str, subservice: str, device_id: str) -> bool:
-        n = await self._execute(
-            "DELETE FROM agent_devices WHERE service = ? AND subservice = ? AND device_id = ?",
-            service, subservice, device_id,
-        )
-        return n > 0
+        try:
+            n = await self._execute(
+                "DELETE FROM agent_devices WHERE service = ? AND subservice = ? AND device_id = ?",
+                service, subservice, device_id,
+            )
+            return n > 0
+        finally:
+            self._changed()
 
     # dead letters -----------------------------------------------------------
 

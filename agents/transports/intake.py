@@ -16,7 +16,9 @@ import asyncio
 import logging
 import inspect
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from adapters.outbox import Outbox, OutboxItem
 from agents.messages import EntityUpdate, Inbound
@@ -52,10 +54,15 @@ class Intake:
         self._queue: asyncio.Queue[tuple[Inbound, Done] | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        # Messages submitted from other threads wait here until one callback in the loop moves them all
+        # into the queue: one wake-up of the loop per burst, not one per message.
+        self._pending: deque[tuple[Inbound, Done]] = deque()
+        self._wake_scheduled = False
         m = metrics or Metrics()
         self._m_received = m.counter(
             "metropole_agent_intake_messages_total", "Southbound messages taken in, by transport", ["transport"]
         )
+        self._m_received_by: dict[str, Any] = {}  # transport -> its labelled child, made once
         self._m_updates = m.counter("metropole_agent_outbox_appended_total", "Entity updates committed to the outbox")
         self._m_failed = m.counter("metropole_agent_intake_failures_total", "Commits that failed (nothing acknowledged)")
         self._m_batch = m.histogram(
@@ -73,6 +80,7 @@ class Intake:
     async def stop(self) -> None:
         """Commit what is queued, then stop."""
         if self._task is not None and self._queue is not None:
+            self._drain_pending()
             self._queue.put_nowait(None)
             await self._task
             self._task = None
@@ -86,7 +94,23 @@ class Intake:
         if loop is None or q is None or loop.is_closed():
             done(False)
             return
-        loop.call_soon_threadsafe(q.put_nowait, (message, done))
+        self._pending.append((message, done))
+        if not self._wake_scheduled:
+            # Read after the append: either a drain still to run sees our message, or we schedule one.
+            self._wake_scheduled = True
+            try:
+                loop.call_soon_threadsafe(self._drain_pending)
+            except RuntimeError:  # the loop closed meanwhile
+                self._wake_scheduled = False
+                raise
+
+    def _drain_pending(self) -> None:
+        """In the loop: move what other threads submitted into the queue, in submission order."""
+        self._wake_scheduled = False  # first: a submit from now on schedules another drain
+        q, pending = self._queue, self._pending
+        assert q is not None
+        while pending:
+            q.put_nowait(pending.popleft())
 
     async def accept(self, message: Inbound) -> bool:
         """Await durability of one message (for request/response transports, in the intake's loop)."""
@@ -114,8 +138,12 @@ class Intake:
     async def _commit(self, batch: list[tuple[Inbound, Done]]) -> None:
         items: list[OutboxItem] = []
         now = time.time()
+        received = self._m_received_by
         for message, _ in batch:
-            self._m_received.labels(transport=message.transport).inc()
+            child = received.get(message.transport)
+            if child is None:
+                child = received[message.transport] = self._m_received.labels(transport=message.transport)
+            child.inc()
             try:
                 result = self._ingest(message)
                 updates = await result if inspect.isawaitable(result) else result

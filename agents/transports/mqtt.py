@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,8 +100,17 @@ def _sniff(payload: bytes) -> str:
     return "ul" if b"|" in payload else "json"
 
 
+_second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS"), rebound as a whole
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The UTC time with microseconds, as `2026-11-26T07:05:00.123456Z`; formats the date once a second."""
+    global _second
+    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{us:06d}Z"
 
 
 class MqttTransport:
