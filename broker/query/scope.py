@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from models.errors import InvalidQuery
+from broker.query.selection import OrOfAndsParser
 
 __all__ = ["ScopePattern", "ScopeQuery", "compile_scope_query", "parse_scope_query"]
 
@@ -64,23 +64,14 @@ class ScopeQuery:
         return any(all(any(p.matches_scope(s) for s in have) for p in group) for group in self.groups)
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
+class _Parser(OrOfAndsParser[ScopePattern]):
+    label = "scopeQ"
+    param = "scopeQ"
+    end = "end of scopeQ"
+    and_example = "(/A;/B)"
+    item_start = "'/', "
 
-    def error(self, expected: str) -> InvalidQuery:
-        found = repr(self.text[self.pos]) if self.pos < len(self.text) else "end of scopeQ"
-        return InvalidQuery(f"Invalid scopeQ at position {self.pos}: expected {expected}, found {found} "
-                            f"(scopeQ={self.text!r})")  # fmt: skip
-
-    def eat(self, s: str) -> bool:
-        if self.text.startswith(s, self.pos):
-            self.pos += len(s)
-            return True
-        return False
-
-    def pattern(self) -> ScopePattern:
+    def item(self) -> ScopePattern:
         self.eat("/")  # optional, see the module docstring
         if self.eat("#"):
             return ScopePattern((), True)
@@ -96,31 +87,10 @@ class _Parser:
             if self.eat("#"):
                 return ScopePattern(tuple(levels), True)
 
-    def query(self) -> tuple[tuple[ScopePattern, ...], ...]:
-        groups: list[tuple[ScopePattern, ...]] = []
-        while True:
-            if self.eat("("):
-                group = [self.pattern()]
-                while self.eat(";"):
-                    group.append(self.pattern())
-                if not self.eat(")"):
-                    raise self.error("';' or ')' closing the conjunction")
-                groups.append(tuple(group))
-            else:
-                groups.append((self.pattern(),))
-            if self.pos >= len(self.text):
-                return tuple(groups)
-            if self.text[self.pos] in ",|":
-                self.pos += 1
-                continue
-            if self.text[self.pos] == ";":
-                raise self.error("',' or '|'; ';' (and) needs parentheses, e.g. (/A;/B)")
-            raise self.error("'/', ',', '|' or end of scopeQ")
-
 
 def parse_scope_query(text: str) -> tuple[tuple[ScopePattern, ...], ...]:
     """Parse a scopeQ into its OR of AND-groups; raise InvalidQuery with the position."""
-    return _Parser(text).query()
+    return _Parser(text).groups()
 
 
 def compile_scope_query(text: str) -> ScopeQuery:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from models.errors import InvalidQuery
+from broker.query.selection import OrOfAndsParser
 
 __all__ = ["TypeSelection", "compile_type_selection", "parse_type_selection"]
 
@@ -64,18 +64,13 @@ class TypeSelection:
         return matches
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
+class _Parser(OrOfAndsParser[str]):
+    label = "type selection"
+    param = "type"
+    end = "end of selection"
+    and_example = "(A;B)"
 
-    def error(self, expected: str, pos: int | None = None) -> InvalidQuery:
-        at = self.pos if pos is None else pos
-        found = repr(self.text[at]) if at < len(self.text) else "end of selection"
-        return InvalidQuery(f"Invalid type selection at position {at}: expected {expected}, found {found} "
-                            f"(type={self.text!r})")  # fmt: skip
-
-    def entity_type(self) -> str:
+    def item(self) -> str:
         start = self.pos
         m = _TOKEN.match(self.text, self.pos)
         if m is None:
@@ -86,34 +81,10 @@ class _Parser:
         self.pos = m.end()
         return token
 
-    def selection(self) -> tuple[tuple[str, ...], ...]:
-        groups: list[tuple[str, ...]] = []
-        while True:
-            if self.text.startswith("(", self.pos):
-                self.pos += 1
-                group = [self.entity_type()]
-                while self.text.startswith(";", self.pos):
-                    self.pos += 1
-                    group.append(self.entity_type())
-                if not self.text.startswith(")", self.pos):
-                    raise self.error("';' or ')' closing the conjunction")
-                self.pos += 1
-                groups.append(tuple(group))
-            else:
-                groups.append((self.entity_type(),))
-            if self.pos >= len(self.text):
-                return tuple(groups)
-            if self.text[self.pos] in ",|":
-                self.pos += 1
-                continue
-            if self.text[self.pos] == ";":
-                raise self.error("',' or '|'; ';' (and) needs parentheses, e.g. (A;B)")
-            raise self.error("',', '|' or end of selection")
-
 
 def parse_type_selection(text: str) -> tuple[tuple[str, ...], ...]:
     """Parse a type selection into its OR of AND-groups; raise InvalidQuery with the position."""
-    return _Parser(text).selection()
+    return _Parser(text).groups()
 
 
 def compile_type_selection(text: str) -> TypeSelection:
