@@ -64,6 +64,20 @@ def _prepare(body: Any, ctx: TermMapper, result: BatchResult, **kwargs: Any) -> 
     return docs
 
 
+def _on_existing(**apply: Any) -> Any:
+    """The group function of batch update and merge: apply each fragment to an existing entity, else 404."""
+
+    def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
+        if current is None:
+            return None, [ResourceNotFound(f"entity {g['id']} not found", instance=g["id"]) for g in group]
+        doc = dict(current.doc)
+        for frag in group:
+            apply_fragment(doc, frag, now, **apply)
+        return doc, [None] * len(group)
+
+    return fn
+
+
 class BatchService:
     """The /entityOperations operations over a Store."""
 
@@ -120,32 +134,14 @@ class BatchService:
         """Batch Update (5.6.9): Append Attributes on each existing entity; noOverwrite keeps existing ones."""
         result = BatchResult()
         docs = _prepare(body, ctx, result, allow_null=True)
-
-        def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
-            if current is None:
-                return None, [ResourceNotFound(f"entity {g['id']} not found", instance=g["id"]) for g in group]
-            doc = dict(current.doc)
-            for frag in group:
-                apply_fragment(doc, frag, now, overwrite=overwrite)
-            return doc, [None] * len(group)
-
-        await self._modify_groups(tenant, docs, fn, result)
+        await self._modify_groups(tenant, docs, _on_existing(overwrite=overwrite), result)
         return result
 
     async def merge(self, tenant: str, body: Any, ctx: TermMapper) -> BatchResult:
         """Batch Merge (5.6.20): Merge Entity on each existing entity, in array order."""
         result = BatchResult()
         docs = _prepare(body, ctx, result, allow_null=True)
-
-        def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
-            if current is None:
-                return None, [ResourceNotFound(f"entity {g['id']} not found", instance=g["id"]) for g in group]
-            doc = dict(current.doc)
-            for frag in group:
-                apply_fragment(doc, frag, now, merge=True)
-            return doc, [None] * len(group)
-
-        await self._modify_groups(tenant, docs, fn, result)
+        await self._modify_groups(tenant, docs, _on_existing(merge=True), result)
         return result
 
     async def delete(self, tenant: str, body: Any) -> BatchResult:
