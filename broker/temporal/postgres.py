@@ -2,8 +2,9 @@
 
 Instances are appended roughly in time order, so a BRIN index on each time
 column is a few pages that prune whole block ranges of a month-long scan;
-the b-tree on (tenant, entity, attribute, observedAt) serves the usual
-per-entity range and lastN scans. Instance documents are bytea (orjson
+the unique b-tree on (tenant, entity, attribute, key time, ...) serves the
+usual per-entity range and lastN scans, observedAt ones included (the key
+time is observedAt wherever an instance has one). Instance documents are bytea (orjson
 bytes): only Python reads them, so the server never parses them.
 """
 
@@ -23,9 +24,10 @@ CREATE TABLE IF NOT EXISTS temporal_instances (iid bigserial PRIMARY KEY, tenant
     entity_id text COLLATE "C" NOT NULL, attr text COLLATE "C" NOT NULL, dataset_id text COLLATE "C" NOT NULL,
     kind smallint NOT NULL, key_us bigint NOT NULL, observed_us bigint, created_us bigint, modified_us bigint,
     deleted_us bigint, value_num double precision, value_json text, instance bytea NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_key
-    ON temporal_instances (tenant, entity_id, attr, dataset_id, key_us, kind);
-CREATE INDEX IF NOT EXISTS temporal_instances_observed ON temporal_instances (tenant, entity_id, attr, observed_us);
+CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_series
+    ON temporal_instances (tenant, entity_id, attr, key_us, dataset_id, kind);
+DROP INDEX IF EXISTS temporal_instances_key;
+DROP INDEX IF EXISTS temporal_instances_observed;
 CREATE INDEX IF NOT EXISTS temporal_instances_modified_brin ON temporal_instances USING brin (modified_us);
 CREATE INDEX IF NOT EXISTS temporal_instances_observed_brin ON temporal_instances USING brin (observed_us);
 CREATE TABLE IF NOT EXISTS temporal_entities (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
@@ -37,7 +39,7 @@ _INSERT = (
     " modified_us, deleted_us, value_num, value_json, instance)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int8[], $7::int8[], $8::int8[],"
     " $9::int8[], $10::int8[], $11::float8[], $12::text[], $13::bytea[])"
-    " ON CONFLICT (tenant, entity_id, attr, dataset_id, key_us, kind) DO NOTHING"
+    " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO NOTHING"
 )
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
@@ -70,6 +72,8 @@ def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, 
     column = rng.column or "key_us"
     if rng.column is not None:
         clauses.append(f"{column} IS NOT NULL")
+    if column == "observed_us":
+        column = "key_us"  # equal to observed_us on every row that has one: the key index serves
     if rng.start is not None:
         clauses.append(f"{column} >= {p(rng.start)}")
     if rng.end is not None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from broker.store.sqlite import write_lock
+from broker.store.sqlite_rows import insert_rows
 from broker.store.sqlite_thread import SQLiteThread
 from broker.temporal.model import EntityRow, HistoryRow
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
@@ -26,9 +27,13 @@ SCHEMA = (
            entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL, kind INTEGER NOT NULL,
            key_us INTEGER NOT NULL, observed_us INTEGER, created_us INTEGER, modified_us INTEGER, deleted_us INTEGER,
            value_num REAL, value_json TEXT, instance BLOB NOT NULL)""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_key
-           ON temporal_instances (tenant, entity_id, attr, dataset_id, key_us, kind)""",
-    "CREATE INDEX IF NOT EXISTS temporal_instances_observed ON temporal_instances (tenant, entity_id, attr, observed_us)",
+    # key_us before dataset_id: a time range of one attribute seeks instead of scanning its whole
+    # history, and, key_us being observedAt where there is one, this index also serves
+    # timeproperty=observedAt (see _where), so the former observedAt index is dropped
+    """CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_series
+           ON temporal_instances (tenant, entity_id, attr, key_us, dataset_id, kind)""",
+    "DROP INDEX IF EXISTS temporal_instances_key",
+    "DROP INDEX IF EXISTS temporal_instances_observed",
     "CREATE INDEX IF NOT EXISTS temporal_instances_modified ON temporal_instances (tenant, entity_id, attr, modified_us)",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
@@ -36,24 +41,15 @@ SCHEMA = (
 )
 
 
-def _extract(count: int) -> str:
-    return ", ".join(f"json_extract(value, '$[{k}]')" for k in range(count))
-
-
 _INSERT_ROWS = (
     "INSERT OR IGNORE INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
-    f" created_us, modified_us, deleted_us, value_num, value_json, instance) SELECT {_extract(12)},"
-    " CAST(json_extract(value, '$[12]') AS BLOB) FROM json_each(?)"
+    " created_us, modified_us, deleted_us, value_num, value_json, instance)"
 )
-_ENTITY_ROWS = (
-    f"INSERT INTO temporal_entities SELECT {_extract(4)} FROM json_each(?) WHERE true ON CONFLICT (tenant, entity_id) DO UPDATE SET"
+_ENTITY_ROWS = "INSERT INTO temporal_entities (tenant, entity_id, types, deleted_us)"
+_ENTITY_CONFLICT = (
+    " ON CONFLICT (tenant, entity_id) DO UPDATE SET"
     " types = CASE WHEN excluded.types = '[]' THEN types ELSE excluded.types END, deleted_us = excluded.deleted_us"
 )
-
-
-def _row_json(r: HistoryRow) -> tuple[Any, ...]:
-    return (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us,
-            r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance.decode())
 
 
 def _json(values: Sequence[str]) -> str:
@@ -69,6 +65,8 @@ def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, 
     column = rng.column or "key_us"
     if rng.column is not None:
         clauses.append(f"{column} IS NOT NULL")
+    if column == "observed_us":
+        column = "key_us"  # equal to observed_us on every row that has one: the key index serves
     if rng.start is not None:
         clauses.append(f"{column} >= ?")
         params.append(rng.start)
@@ -118,14 +116,13 @@ class SQLiteHistory(HistoryStorage):
 
     @staticmethod
     def _store(conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
-        # One statement each, the rows as one JSON array parameter: executemany releases and
-        # retakes the GIL around every row, and beside a busy event loop each retake waits
-        # its turn (10,000 rows a batch took seconds). Numbers and strings come back exactly
-        # (a float's shortest repr parses to the same double); instances travel as strings.
-        if rows:
-            conn.execute(_INSERT_ROWS, (orjson.dumps([_row_json(r) for r in rows]).decode(),))
-        if entities:
-            conn.execute(_ENTITY_ROWS, (orjson.dumps([(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities]).decode(),))
+        # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
+        insert_rows(conn, _INSERT_ROWS, [
+            (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us,
+             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance) for r in rows
+        ])
+        insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
+                    _ENTITY_CONFLICT)
 
     async def load_cursor(self, consumer: str) -> int:
         row = await self._tx(lambda c: c.execute("SELECT seq FROM temporal_cursors WHERE consumer = ?", (consumer,)).fetchone())
