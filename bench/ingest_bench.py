@@ -1,25 +1,49 @@
-"""Benchmark of the IoT agent: devices -> real Mosquitto -> agent -> NGSI-LD broker.
+"""Benchmark of the IoT agent: devices -> Mosquitto -> agent -> NGSI-LD broker.
 
     python -m bench.ingest_bench [--devices 50] [--rate 500] [--seconds 10] [--burst 20000]
+                                 [--sustain 5000 --sustain-seconds 30] [--publishers 1]
+                                 [--agent-cpus 0] [--mosquitto own|system]
 
-Needs Mosquitto on 127.0.0.1:1883 (METROPOLE_TEST_MQTT_HOST/_PORT). Starts the
-agent (`metropole agent`) in a subprocess, against two northbound targets:
+Starts the agent (`metropole agent`) in a subprocess, against two northbound targets:
 
 - the embedded NGSI-LD broker (`metropole broker`, a subprocess);
 - an instant NGSI-LD sink (a tiny HTTP server answering 204 at once), so the
   agent's own cost shows without the broker's.
 
-For each: a fixed rate (N devices, R messages/s in all, S seconds) and flat
-out (B messages as fast as paho publishes them at QoS 1). Prints messages/s
-accepted (in the outbox), entity updates/s delivered, p50/p99 end-to-end
-latency (publish -> entity visible in the broker, sampled by polling; the
-sink has none), agent CPU (% of one core) and peak RSS.
+The devices are publisher processes (bench/mqtt_load.py: raw MQTT 3.1.1 at
+QoS 1, packets encoded before the clock starts), fast enough not to be the
+limit: check the published/s column. They publish to a Mosquitto of the
+bench's own, one per target, with unbounded queues (`--mosquitto own`, the
+default), or to METROPOLE_TEST_MQTT_HOST/_PORT (`--mosquitto system`, whose
+default max_queued_messages of 1000 drops what waits beyond it for the agent).
+
+The agent runs alone on the cores of --agent-cpus (default 0); everything
+else (this process, the publishers, Mosquitto, the sink or the broker) runs on
+the other cores, when there are any.
+
+For each target: a fixed rate (N devices, R messages/s in all, S seconds),
+flat out (B messages as fast as the publishers go), and with --sustain a
+fixed rate held for --sustain-seconds, which tells whether the agent kept up.
+Columns:
+
+    published/s      messages PUBACKed by Mosquitto per second (the publishers' own rate)
+    unacked          messages Mosquitto did not PUBACK
+    accepted/s       messages accepted by the agent (committed to its outbox) per second
+    lost             messages PUBACKed by Mosquitto but never accepted by the agent
+    backlog@end      messages PUBACKed but not yet accepted when publishing ended
+                     (waiting in Mosquitto or in flight to the agent)
+    outbox@end       the agent's outbox depth (updates to deliver) when publishing ended
+    msgs/updates delivered/s   messages, and entity updates, delivered northbound per second
+    p50/p99 ms       end-to-end latency (written to the socket -> entity value visible in the
+                     broker, sampled by polling; the sink has none)
+    cpu %, rss MB    agent CPU (% of one core, over the case) and peak RSS
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -29,17 +53,15 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.agents.procs import agent_process, broker_process, free_port  # noqa: E402
+from bench.mqtt_load import Load, LoadSpec, Mosquitto  # noqa: E402
+from tests.agents.procs import Managed, agent_process, broker_process, free_port  # noqa: E402
 
 MQTT_HOST = os.environ.get("METROPOLE_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("METROPOLE_TEST_MQTT_PORT", "1883"))
@@ -91,23 +113,25 @@ class Agent:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-
-def _publisher() -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:8]}")
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect(MQTT_HOST, MQTT_PORT)
-    client.loop_start()
-    return client
+    def pin(self, cpus: set[int]) -> None:
+        """Pin every thread of the agent (sched_setaffinity acts on one thread; threads made later inherit it)."""
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
+                os.sched_setaffinity(int(task.name), cpus)
 
 
 class Watcher(threading.Thread):
-    """Polls the broker for the devices' entities; the first time value i shows, latency = now - sent[i]."""
+    """Polls the broker for the devices' entities, noting (device, value, time) when a new value shows.
 
-    def __init__(self, broker_url: str, sent: dict[tuple[str, int], float]) -> None:
+    The publishers' send times only come back once they are done, so the
+    latencies are worked out afterwards (see run_case).
+    """
+
+    def __init__(self, broker_url: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.sent, self.latencies, self.stop = broker_url, sent, [], threading.Event()
+        self.url, self.stop = broker_url, threading.Event()
         self.seen: dict[str, int] = {}
+        self.observations: list[tuple[str, int, float]] = []
 
     def run(self) -> None:
         with httpx.Client(timeout=10, headers={"NGSILD-Tenant": TENANT, "Link": LINK}) as client:
@@ -124,10 +148,7 @@ class Watcher(threading.Thread):
                         value = e.get("no2")
                         if isinstance(value, int) and self.seen.get(e["id"]) != value:
                             self.seen[e["id"]] = value
-                            device = e["id"].rsplit(":", 1)[1]
-                            t = self.sent.get((device, value))
-                            if t is not None:
-                                self.latencies.append(now - t)
+                            self.observations.append((e["id"].rsplit(":", 1)[1], value, now))
                 time.sleep(0.05)
 
 
@@ -138,39 +159,50 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
 
-def run_case(agent: Agent, apikey: str, devices: int, *, rate: float | None, total: int,
-             broker_url: str | None) -> dict[str, Any]:
-    sent: dict[tuple[str, int], float] = {}
-    watcher = Watcher(broker_url, sent) if broker_url else None
+@dataclass(slots=True)
+class Rig:
+    """One target's setup: the agent, the MQTT broker the devices publish to, the device group."""
+
+    agent: Agent
+    mqtt_host: str
+    mqtt_port: int
+    apikey: str
+    devices: int
+    publishers: int
+    broker_url: str | None  # where to poll for latency; None for the sink
+    next_value: int = 0  # no2 values already used: each case publishes new ones
+
+    def values(self, total: int) -> int:
+        """Reserve the no2 values of a case of `total` messages; returns its first."""
+        base = self.next_value
+        self.next_value += -(-total // self.devices)
+        return base
+
+
+def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) -> dict[str, Any]:
+    agent, devices = rig.agent, rig.devices
+    base = rig.values(total)
+    spec = LoadSpec(rig.mqtt_host, rig.mqtt_port, rig.apikey, devices, total, rate=rate, value_base=base,
+                    timeout=(total / rate if rate else 0) + 120)
+    load = Load(spec, rig.publishers)  # payloads built and connected before the clock starts
+    watcher = Watcher(rig.broker_url) if rig.broker_url and latency else None
     accepted0 = agent.metric("metropole_agent_intake_messages_total")
     delivered0 = agent.metric("metropole_agent_delivered_total")
     appended0 = agent.metric("metropole_agent_outbox_appended_total")
     cpu0 = agent.cpu_seconds()
-    pub = _publisher()
     if watcher:
         watcher.start()
-    t0 = time.time()
-    infos = []
-    for i in range(total):
-        device = f"d{i % devices}"
-        value = i // devices
-        if rate:
-            delay = t0 + i / rate - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        sent[(device, value)] = time.time()
-        payload = orjson.dumps({"no2": value, "TimeInstant": datetime.now(UTC).isoformat()})
-        infos.append(pub.publish(f"/json/{apikey}/{device}/attrs", payload, qos=1))
-    for info in infos:
-        info.wait_for_publish(60)
+    t0 = load.go()
+    sent = load.wait()
+    for error in sent.errors:
+        print(f"ingest_bench: {error}", file=sys.stderr)
     published = time.time()
+    accepted_then = agent.metric("metropole_agent_intake_messages_total") - accepted0
+    outbox_then = agent.metric("metropole_agent_outbox_depth")
     # Wait until acceptance and delivery stop moving for 3 s; the rates use the time of the last change.
-    # Mosquitto drops QoS 1 messages beyond max_queued_messages (default 1000) per client even while it is
-    # connected, so a burst faster than the agent loses some at the MQTT broker, before the agent sees
-    # them (the "lost" column): raise max_queued_messages in production.
-    accepted = delivered = 0.0
+    accepted = delivered = appended = 0.0
     accepted_at = done = last_change = time.time()
-    while time.time() - last_change < 3 and time.time() - t0 < 600:
+    while time.time() - last_change < 3 and time.time() - t0 < spec.timeout + 600:
         a = agent.metric("metropole_agent_intake_messages_total") - accepted0
         d = agent.metric("metropole_agent_delivered_total") - delivered0
         now = time.time()
@@ -179,28 +211,56 @@ def run_case(agent: Agent, apikey: str, devices: int, *, rate: float | None, tot
         if d != delivered:
             delivered, done, last_change = d, now, now
         appended = agent.metric("metropole_agent_outbox_appended_total") - appended0
-        if accepted >= total and appended and delivered >= appended:
+        if accepted >= sent.acked and appended and delivered >= appended:
             break
         time.sleep(0.05)
+    lat: list[float] = []
     if watcher:
         time.sleep(0.3)
         watcher.stop.set()
         watcher.join(5)
-    pub.loop_stop()
-    pub.disconnect()
-    updates = delivered
+        for device, value, seen in watcher.observations:
+            i = (value - base) * devices + int(device.removeprefix("d"))
+            if value >= base and 0 <= i < total and sent.send_times[i]:
+                lat.append(seen - sent.send_times[i])
     cpu = agent.cpu_seconds() - cpu0
     end = time.time()
-    lat = watcher.latencies if watcher else []
     return {
-        "published/s": total / max(1e-9, published - t0),
+        "published/s": sent.rate,
+        "unacked": total - sent.acked,
         "accepted/s": accepted / max(1e-9, accepted_at - t0),
-        "lost": total - accepted,
-        "updates delivered/s": updates / max(1e-9, done - t0),
+        "lost": sent.acked - accepted,
+        "backlog@end": sent.acked - accepted_then,
+        "outbox@end": outbox_then,
         "msgs delivered/s": accepted / max(1e-9, done - t0),
+        "updates delivered/s": delivered / max(1e-9, done - t0),
         "p50 ms": _pct(lat, 0.5), "p99 ms": _pct(lat, 0.99), "samples": len(lat),
         "cpu %": 100 * cpu / max(1e-9, end - t0), "rss MB": agent.rss_mb(),
+        # for the sustained verdict
+        "accepted during run/s": accepted_then / max(1e-9, published - t0),
+        "updates/msg": appended / max(1.0, accepted),
     }
+
+
+def sustain_verdict(target: str, rate: float, seconds: float, r: dict[str, Any]) -> str:
+    """Whether the agent kept up with `rate` for `seconds`: at the end, at most 1 s of load behind.
+
+    That is, at most `rate` messages waiting in Mosquitto, and at most the updates of `rate` messages
+    in the outbox (whose depth counts entity updates: here two per message). The publishers fell short
+    when their last message was PUBACKed more than 0.5 s after its time.
+    """
+    if r["unacked"] or r["published/s"] * (seconds + 0.5) < rate * seconds:
+        verdict = "the publishers fell short of the rate: they, not the agent, were the limit"
+    elif r["backlog@end"] > rate:
+        verdict = "no: intake fell behind (more than 1 s of messages waiting in Mosquitto)"
+    elif r["outbox@end"] > rate * r["updates/msg"]:
+        verdict = "no: delivery fell behind (more than 1 s of load waiting in the outbox)"
+    else:
+        verdict = "yes"
+    return (f"sustained {rate:.0f}/s x {seconds:.0f}s ({target}): publishers {r['published/s']:,.0f}/s, "
+            f"agent accepted {r['accepted during run/s']:,.0f}/s during the run, {r['backlog@end']:,.0f} behind "
+            f"and outbox {r['outbox@end']:,.0f} deep at its end, {r['msgs delivered/s']:,.0f} msgs/s delivered"
+            f" -> kept up: {verdict}")
 
 
 def provision(agent: Agent, apikey: str, cbroker: str) -> None:
@@ -210,12 +270,42 @@ def provision(agent: Agent, apikey: str, cbroker: str) -> None:
     r.raise_for_status()
 
 
+def _cpus(spec: str) -> set[int]:
+    """`--agent-cpus`: "0", "0,1", "0-1", or "none" (no pinning: the empty set)."""
+    if spec.strip().lower() in ("", "none"):
+        return set()
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a subprocess log, without the agent's start-up banner."""
+    if not path.exists():
+        return ""
+    text = [line for line in path.read_text(errors="replace").splitlines()
+            if line.strip() and not line.startswith("metropole: ")]
+    return "\n".join(text[-lines:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--burst", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=500.0, help="messages/s of the fixed-rate case")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the fixed-rate case")
+    parser.add_argument("--burst", type=int, default=20000, help="messages of the flat-out case")
+    parser.add_argument("--sustain", type=float, default=0.0, metavar="RATE",
+                        help="also hold RATE messages/s for --sustain-seconds and tell whether the agent kept up")
+    parser.add_argument("--sustain-seconds", type=float, default=30.0)
+    parser.add_argument("--publishers", type=int, default=1, help="publisher processes (default 1)")
+    parser.add_argument("--agent-cpus", default="0",
+                        help='cores for the agent alone, e.g. "0" (default) or "0,1"; the rest get everything '
+                             'else; "none": no pinning')
+    parser.add_argument("--mosquitto", choices=("own", "system"), default="own",
+                        help="own: a Mosquitto with unbounded queues per target, started by the bench (default); "
+                             f"system: {MQTT_HOST}:{MQTT_PORT} (METROPOLE_TEST_MQTT_HOST/_PORT)")
     parser.add_argument("--target", choices=("both", "broker", "sink"), default="both",
                         help="northbound targets to run: the embedded broker, the instant sink, or both (default)")
     parser.add_argument("--profile", metavar="FILE", default=None,
@@ -223,57 +313,97 @@ def main() -> int:
     args = parser.parse_args()
     targets = {"both": ("embedded broker", "instant sink"), "broker": ("embedded broker",),
                "sink": ("instant sink",)}[args.target]
+    agent_cpus = _cpus(args.agent_cpus) & os.sched_getaffinity(0)
+    others = os.sched_getaffinity(0) - agent_cpus
+    if agent_cpus and others:
+        # Everything this process starts from now on (publishers, Mosquitto, sink, broker) inherits this;
+        # the agent alone is moved to its cores once started.
+        os.sched_setaffinity(0, others)
     tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     rows: list[tuple[str, str, dict[str, Any]]] = []
+    verdicts: list[str] = []
     try:
         for target in targets:
-            sink = None
-            broker = None
-            if target == "embedded broker":
-                broker = broker_process(tmp / "broker", log=tmp / "broker.log")
-                broker.start()
-                broker_url: str | None = broker.ready_url.removesuffix("/version")
-                cbroker = broker_url
-            else:
-                port = free_port()
-                sink = multiprocessing.Process(target=_sink, args=(port,), daemon=True)
-                sink.start()
-                broker_url, cbroker = None, f"http://127.0.0.1:{port}"
+            sink: multiprocessing.Process | None = None
+            broker: Managed | None = None
+            mosquitto: Mosquitto | None = None
+            proc: Managed | None = None
             tag = uuid.uuid4().hex[:8]
-            proc, prov, _ = agent_process(tmp / f"agent-{tag}", cbroker or "", mqtt_port=MQTT_PORT,
-                                          client_id=f"bench-agent-{tag}", log=tmp / f"agent-{tag}.log",
-                                          extra_env={"METROPOLE_AGENT_MQTT_SESSION_EXPIRY": "60"})
-            if args.profile:
-                out = args.profile if len(targets) == 1 else f"{args.profile}.{target.split()[-1]}"
-                proc.args[1:3] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(Path(out).resolve()),
-                                  "-m", "metropole"]
-            proc.start()
-            agent = Agent(proc.proc, prov)
+            agent_log = tmp / f"agent-{tag}.log"
             try:
+                if target == "embedded broker":
+                    broker = broker_process(tmp / "broker", log=tmp / "broker.log")
+                    broker.start()
+                    cbroker = broker.ready_url.removesuffix("/version")
+                    broker_url: str | None = cbroker
+                else:
+                    port = free_port()
+                    sink = multiprocessing.Process(target=_sink, args=(port,), daemon=True)
+                    sink.start()
+                    broker_url, cbroker = None, f"http://127.0.0.1:{port}"
+                if args.mosquitto == "own":
+                    mosquitto = Mosquitto(tmp / f"mosquitto-{tag}")
+                    mosquitto.start()
+                    mqtt_host, mqtt_port = mosquitto.host, mosquitto.port
+                else:
+                    mqtt_host, mqtt_port = MQTT_HOST, MQTT_PORT
+                proc, prov, _ = agent_process(tmp / f"agent-{tag}", cbroker, mqtt_port=mqtt_port,
+                                              client_id=f"bench-agent-{tag}", log=agent_log,
+                                              extra_env={"METROPOLE_AGENT_MQTT_SESSION_EXPIRY": "60",
+                                                         "METROPOLE_AGENT_MQTT_HOST": mqtt_host})
+                if args.profile:
+                    out = args.profile if len(targets) == 1 else f"{args.profile}.{target.split()[-1]}"
+                    proc.args[1:3] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o",
+                                      str(Path(out).resolve()), "-m", "metropole"]
+                proc.start()
+                agent = Agent(proc.proc, prov)
+                if agent_cpus:
+                    agent.pin(agent_cpus)
                 apikey = f"bench{tag}"
                 provision(agent, apikey, cbroker)
+                rig = Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url)
                 # warm-up: autoprovision the devices
-                run_case(agent, apikey, args.devices, rate=None, total=args.devices, broker_url=None)
-                fixed = int(args.rate * args.seconds)
+                run_case(rig, rate=None, total=args.devices, latency=False)
                 rows.append((target, f"{args.rate:.0f}/s x {args.seconds:.0f}s",
-                             run_case(agent, apikey, args.devices, rate=args.rate, total=fixed, broker_url=broker_url)))
-                rows.append((target, f"flat out {args.burst}",
-                             run_case(agent, apikey, args.devices, rate=None, total=args.burst, broker_url=broker_url)))
+                             run_case(rig, rate=args.rate, total=int(args.rate * args.seconds))))
+                rows.append((target, f"flat out {args.burst}", run_case(rig, rate=None, total=args.burst)))
+                if args.sustain:
+                    r = run_case(rig, rate=args.sustain, total=int(args.sustain * args.sustain_seconds))
+                    rows.append((target, f"sustain {args.sustain:.0f}/s x {args.sustain_seconds:.0f}s", r))
+                    verdicts.append(sustain_verdict(target, args.sustain, args.sustain_seconds, r))
             finally:
-                proc.stop()
+                if proc:
+                    proc.stop()
                 if broker:
                     broker.stop()
                 if sink:
                     sink.terminate()
+                if mosquitto:
+                    mosquitto.stop()
+                logs = [("agent", agent_log), ("broker", tmp / "broker.log" if broker else None),
+                        ("mosquitto", mosquitto.log if mosquitto else None)]
+                for name, log in logs:
+                    tail = _log_tail(log) if log else ""
+                    if tail:
+                        print(f"ingest_bench: {target}: {name} log (last lines):\n{tail}", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cols = ["published/s", "accepted/s", "lost", "msgs delivered/s", "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "rss MB"]
-    print(f"\nIoT agent ingest, {args.devices} devices, MQTT QoS 1 via {MQTT_HOST}:{MQTT_PORT}"
-          f" (an update per entity: AirQualityObserved + its Device)")
-    print(f"{'target':<16} {'load':<16} " + " ".join(f"{c:>12}" for c in cols))
+    cols = ["published/s", "unacked", "accepted/s", "lost", "backlog@end", "outbox@end", "msgs delivered/s",
+            "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "rss MB"]
+    via = ("a Mosquitto of its own per target (unbounded queues)" if args.mosquitto == "own"
+           else f"{MQTT_HOST}:{MQTT_PORT}")
+    pinning = "no CPU pinning"
+    if agent_cpus:
+        pinning = f"agent on cpu {','.join(map(str, sorted(agent_cpus)))}, " + (
+            f"the rest on cpu {','.join(map(str, sorted(others)))}" if others else "sharing it with the rest")
+    print(f"\nIoT agent ingest, {args.devices} devices, MQTT QoS 1 via {via}, {args.publishers} publisher process(es),"
+          f" {pinning} (an update per entity: AirQualityObserved + its Device)")
+    print(f"{'target':<16} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
     for target, load, r in rows:
-        print(f"{target:<16} {load:<16} " + " ".join(
+        print(f"{target:<16} {load:<22} " + " ".join(
             f"{r[c]:>12.0f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}" for c in cols))
+    for verdict in verdicts:
+        print(verdict)
     return 0
 
 
