@@ -42,7 +42,11 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class EntityUpdate:
-    """What must reach the NGSI-LD broker."""
+    """What must reach the NGSI-LD broker.
+
+    `entity` is read-only: the values inside its attributes (a static attribute's, metadata sub-properties)
+    may be shared with the device's cached configuration and so with every other update of that device.
+    """
 
     tenant: str  # fiware-service ('' when none)
     service_path: str

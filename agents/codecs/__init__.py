@@ -9,6 +9,7 @@ without a measure is a :class:`CodecError` with the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 __all__ = ["CodecError", "Decoder", "decoder_for", "rename_reserved"]
@@ -32,11 +33,16 @@ def rename_reserved(measure: dict[str, Any]) -> dict[str, Any]:
 
 def decoder_for(protocol: str) -> Decoder:
     """The decode function of a protocol name ("json", "ul")."""
+    try:
+        return _decoders()[protocol.lower()]
+    except KeyError:
+        raise CodecError(f"unknown protocol {protocol!r}") from None
+
+
+@cache
+def _decoders() -> dict[str, Decoder]:
+    # Imported here, once: the codec modules import this package (CodecError) themselves.
     from agents.codecs import json as json_codec
     from agents.codecs import ultralight
 
-    table: dict[str, Decoder] = {"json": json_codec.decode, "ul": ultralight.decode, "ultralight": ultralight.decode}
-    try:
-        return table[protocol.lower()]
-    except KeyError:
-        raise CodecError(f"unknown protocol {protocol!r}") from None
+    return {"json": json_codec.decode, "ul": ultralight.decode, "ultralight": ultralight.decode}

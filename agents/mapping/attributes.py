@@ -5,12 +5,20 @@ Double, Integer), Boolean, Text/String, DateTime/Date/Time, Relationship,
 geo types (see geo), LanguageProperty, structured values; any other type
 passes the value through as a Property. ValueError means a value of the wrong
 type for its attribute, which the engine reports as `wrong_type`.
+
+    build = attribute_builder("Float", {"unitCode": {"type": "Text", "value": "CEL"}})
+    build("21.5")   # {"type": "Property", "value": 21.5, "unitCode": "CEL"}
+
+A builder is made once per provisioned attribute (the type is resolved and
+the metadata converted then), and called once per value.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -18,7 +26,10 @@ import orjson
 from agents.mapping.geo import is_geo_type, to_geojson
 from agents.mapping.timestamps import to_utc
 
-__all__ = ["to_attribute", "metadata_members"]
+__all__ = ["Builder", "attribute_builder", "metadata_members"]
+
+#: value -> a new NGSI-LD attribute dict (ValueError for a value of the wrong type)
+Builder = Callable[[Any], dict[str, Any]]
 
 _NUMBER = {"number", "float", "double", "decimal"}
 _INTEGER = {"integer", "int", "long"}
@@ -27,6 +38,7 @@ _TEXT = {"text", "string"}
 _DATETIME = {"datetime", "date", "time", "iso8601"}
 _STRUCTURED = {"structuredvalue", "object", "json", "array", "list"}
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 
 
 def _number(value: Any) -> float:
@@ -39,7 +51,7 @@ def _number(value: Any) -> float:
             number = float(value.strip())
         except ValueError:
             raise ValueError(f"{value!r} is not a number") from None
-        if number.is_integer() and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        if number.is_integer() and _INTEGER_TEXT.fullmatch(value):
             number = int(number)
     else:
         raise ValueError(f"a {type(value).__name__} is not a number")
@@ -67,6 +79,64 @@ def _boolean(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"a {type(value).__name__} is not text")
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _structured(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise ValueError(f"{value[:40]!r} is not JSON") from None
+
+
+def _datetime(value: Any) -> dict[str, str]:
+    return {"@type": "DateTime", "@value": to_utc(value)}
+
+
+def _relationship(value: Any) -> dict[str, Any]:
+    if not isinstance(value, str) or not _URI.match(value.strip()):
+        raise ValueError(f"{value!r} is not a URI for a Relationship")
+    return {"type": "Relationship", "object": value.strip()}
+
+
+def _geo_property(kind: str, value: Any) -> dict[str, Any]:
+    return {"type": "GeoProperty", "value": to_geojson(kind, value)}
+
+
+def _language_property(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a language map")
+    return {"type": "LanguageProperty", "languageMap": value}
+
+
+def _property(value: Any) -> dict[str, Any]:
+    return {"type": "Property", "value": value}
+
+
+def _property_of(convert: Callable[[Any], Any], value: Any) -> dict[str, Any]:
+    return {"type": "Property", "value": convert(value)}
+
+
+def _converter(kind: str) -> Builder:
+    """The builder of a (lower-cased) type name, before metadata."""
+    if kind == "relationship":
+        return _relationship
+    if is_geo_type(kind):
+        return partial(_geo_property, kind)
+    if kind == "languageproperty":
+        return _language_property
+    for names, convert in ((_NUMBER, _number), (_INTEGER, _integer), (_BOOLEAN, _boolean), (_TEXT, _text),
+                           (_DATETIME, _datetime), (_STRUCTURED, _structured)):
+        if kind in names:
+            return partial(_property_of, convert)
+    return _property
+
+
 def metadata_members(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """Provisioned metadata as NGSI-LD members: `unitCode` stays a member, others become sub-Properties."""
     out: dict[str, Any] = {}
@@ -83,38 +153,23 @@ def metadata_members(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def to_attribute(type_name: str | None, value: Any, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The NGSI-LD attribute for a value of a provisioned type."""
-    kind = (type_name or "").strip().lower()
-    attr: dict[str, Any]
-    if kind == "relationship":
-        if not isinstance(value, str) or not _URI.match(value.strip()):
-            raise ValueError(f"{value!r} is not a URI for a Relationship")
-        attr = {"type": "Relationship", "object": value.strip()}
-    elif is_geo_type(kind):
-        attr = {"type": "GeoProperty", "value": to_geojson(kind, value)}
-    elif kind == "languageproperty":
-        if not isinstance(value, dict):
-            raise ValueError(f"{value!r} is not a language map")
-        attr = {"type": "LanguageProperty", "languageMap": value}
-    elif kind in _NUMBER:
-        attr = {"type": "Property", "value": _number(value)}
-    elif kind in _INTEGER:
-        attr = {"type": "Property", "value": _integer(value)}
-    elif kind in _BOOLEAN:
-        attr = {"type": "Property", "value": _boolean(value)}
-    elif kind in _TEXT:
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"a {type(value).__name__} is not text")
-        attr = {"type": "Property", "value": value if isinstance(value, str) else orjson.dumps(value).decode()}
-    elif kind in _DATETIME:
-        attr = {"type": "Property", "value": {"@type": "DateTime", "@value": to_utc(value)}}
-    elif kind in _STRUCTURED and isinstance(value, str):
-        try:
-            attr = {"type": "Property", "value": orjson.loads(value)}
-        except orjson.JSONDecodeError:
-            raise ValueError(f"{value[:40]!r} is not JSON") from None
-    else:
-        attr = {"type": "Property", "value": value}
-    attr.update(metadata_members(metadata))
-    return attr
+def attribute_builder(type_name: str | None, metadata: dict[str, Any] | None = None) -> Builder:
+    """The function turning a value of a provisioned type (and metadata) into its NGSI-LD attribute."""
+    convert = _converter((type_name or "").strip().lower())
+    try:
+        members: dict[str, Any] | None = metadata_members(metadata)
+    except Exception:
+        # Provisioning does not validate metadata: a malformed one fails each value it is used with, as
+        # it always did, rather than the configuration.
+        members = None
+    if members == {}:
+        return convert
+
+    def build(value: Any) -> dict[str, Any]:
+        attr = convert(value)
+        # The members are shared by every attribute built here: their sub-Property dicts are never mutated
+        # (the engine only adds top-level members, and the outbox serialises the entity).
+        attr.update(members if members is not None else metadata_members(metadata))
+        return attr
+
+    return build

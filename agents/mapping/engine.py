@@ -8,19 +8,25 @@ results in the context, `skipValue`, multi-entity attributes (`entity_name` /
 attribute, `timestamp` adding a `TimeInstant` attribute. A Smart Data Models
 profile (the entity type names one) maps the measures the provisioning does
 not, adds `dateObserved` and `refDevice`, and a `Device` entity.
+
+What depends on the configuration alone (attribute builders, static
+attributes, the expressions' context, the profile's index) is compiled once
+into a plan kept on the `DeviceConfig`, so it lives as long as the ingestor
+caches that configuration; a measure then costs only what depends on it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from agents.mapping.attributes import to_attribute
+from agents.mapping.attributes import Builder, attribute_builder
 from agents.mapping.jexl import JexlError, evaluate, variables
 from agents.mapping.timestamps import to_utc
 from agents.messages import Rejected
-from agents.profiles import Profile, convert, device_measurement, profile_for
+from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert, device_measurement, profile_for
 
 __all__ = ["DeviceConfig", "map_measure", "entity_id", "merge_config"]
 
@@ -36,9 +42,9 @@ def entity_id(entity_type: str, name: str) -> str:
     return f"urn:ngsi-ld:{entity_type}:{name.removeprefix(entity_type + ':')}"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    """A device's effective provisioning: its own fields over its group's."""
+    """A device's effective provisioning: its own fields over its group's (read-only: a plan is compiled from it)."""
 
     device_id: str
     apikey: str
@@ -53,10 +59,20 @@ class DeviceConfig:
     timezone: str | None = None
     broker_url: str | None = None
     profile: Profile | None = None
+    _plan: _Plan | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return entity_id(self.entity_type, self.entity_name)
+
+    @property
+    def plan(self) -> _Plan:
+        """The mapping plan, compiled on first use (by the first measure, so a bad configuration fails there)."""
+        plan = self._plan
+        if plan is None:
+            plan = _compile(self)
+            object.__setattr__(self, "_plan", plan)  # a cache of the frozen fields, not a change of them
+        return plan
 
 
 def merge_config(device: Doc | None, group: Doc | None, *, device_id: str, apikey: str) -> DeviceConfig:
@@ -94,42 +110,192 @@ def _reject(reason: str, detail: str, cfg: DeviceConfig) -> Rejected:
     return Rejected(reason, detail, apikey=cfg.apikey, device_id=cfg.device_id)
 
 
-class _Entities:
-    """The entities of one update, main first, in the order they appear."""
+# -- the plan: what a configuration says, resolved once ---------------------------------------------
 
-    def __init__(self, main_id: str, main_type: str) -> None:
-        self.main_id = main_id
-        self.order: list[str] = [main_id]
-        self.docs: dict[str, Doc] = {main_id: {"id": main_id, "type": main_type}}
-
-    def get(self, eid: str | None = None, etype: str | None = None) -> Doc:
-        eid = eid or self.main_id
-        if eid not in self.docs:
-            self.docs[eid] = {"id": eid, "type": etype}
-            self.order.append(eid)
-        return self.docs[eid]
-
-    def all(self) -> list[Doc]:
-        return [self.docs[i] for i in self.order]
+#: (keep unmapped measures?, names allowed or None for all, object_ids allowed)
+Explicit = tuple[bool, frozenset[str] | None, frozenset[str]]
+_NO_SKIP: Any = object()
 
 
-def _explicit_names(cfg: DeviceConfig, ctx: Doc) -> tuple[bool, set[str] | None, set[str]]:
-    """(keep unmapped measures?, names allowed or None for all, object_ids allowed)."""
-    rule = cfg.explicit_attrs
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """The other entity a multi-entity attribute goes to."""
+
+    type: str
+    name: str  # entity_name as provisioned: a URI, or JEXL giving the name
+    id: str | None  # known at once for a URI, else evaluated per measure
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    """A provisioned attribute."""
+
+    name: str
+    key: str  # the measure it reads, and the object_id explicitAttrs may allow: object_id, else name
+    type_name: Any  # as provisioned, for rejection details
+    build: Builder
+    expression: str | None
+    skip: Any  # skipValue, _NO_SKIP when none
+    entity: _Entity | None  # None: the device's own entity
+
+
+@dataclass(frozen=True, slots=True)
+class _Static:
+    """A static attribute: its NGSI-LD attribute built once, `build` copying it per measure."""
+
+    name: str
+    type_name: Any
+    build: Builder
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _ProfilePlan:
+    """A Smart Data Models profile, indexed."""
+
+    measurements: dict[str, tuple[Measurement, Builder]]  # by lower-cased key or alias
+    controlled: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything about a configuration that does not depend on the measure."""
+
+    main_id: str
+    attributes: tuple[_Attribute, ...]
+    statics: tuple[_Static, ...]
+    context: Doc | None  # what expressions read besides the measure; None when the configuration has none
+    explicit: Explicit | str  # a str is JEXL, evaluated per measure
+    profile: _ProfilePlan | None
+    device_entity_id: str  # the Device entity of a profile, its refDevice
+
+
+def _compile(cfg: DeviceConfig) -> _Plan:
+    """The plan of a configuration, with no measure yet (a bad value in it fails the measures that use it)."""
+    main_id = cfg.id
+    attributes = tuple(_attribute(a, cfg.entity_type) for a in cfg.attributes if a.get("name"))
+    explicit = _explicit_rule(cfg.explicit_attrs)
+    evaluates = isinstance(explicit, str) or any(
+        a.expression is not None or (a.entity is not None and a.entity.id is None) for a in attributes
+    )
+    context = {
+        "id": cfg.device_id, "entity_name": main_id, "type": cfg.entity_type, "service": cfg.service,
+        "subservice": cfg.service_path, "staticAttributes": {a.get("name"): a.get("value") for a in cfg.static_attributes},
+    } if evaluates else None
+    return _Plan(
+        main_id=main_id,
+        attributes=attributes,
+        statics=tuple(_static(s) for s in cfg.static_attributes if s.get("name") and "value" in s),
+        context=context,
+        explicit=explicit,
+        profile=_profile_plan(cfg.profile) if cfg.profile is not None else None,
+        device_entity_id=entity_id("Device", cfg.device_id),
+    )
+
+
+def _attribute(attr: Doc, entity_type: str) -> _Attribute:
+    name = attr["name"]
+    expression = attr.get("expression")
+    entity = None
+    if attr.get("entity_name"):
+        etype = attr.get("entity_type") or entity_type
+        raw = str(attr["entity_name"])
+        entity = _Entity(etype, raw, entity_id(etype, raw) if _URI.match(raw) else None)
+    return _Attribute(
+        name=name, key=attr.get("object_id") or name, type_name=attr.get("type"),
+        build=attribute_builder(attr.get("type"), attr.get("metadata")),
+        expression=str(expression) if expression else None, skip=attr.get("skipValue", _NO_SKIP), entity=entity,
+    )
+
+
+def _static(static: Doc) -> _Static:
+    build = attribute_builder(static.get("type"), static.get("metadata"))
+    try:
+        # Each measure gets a shallow copy (observedAt is added to it); the value inside is shared, as a
+        # provisioned structured value always was, and nothing mutates it (the outbox serialises the entity).
+        return _Static(static["name"], static.get("type"), dict, build(static["value"]))
+    except Exception:
+        # A value of the wrong type (or malformed metadata) fails every measure that sends it, as before.
+        return _Static(static["name"], static.get("type"), build, static["value"])
+
+
+def _explicit_rule(rule: Any) -> Explicit | str:
+    """What a constant explicitAttrs lets through; the text of a JEXL one, which depends on the measure."""
     if isinstance(rule, str):
         text = rule.strip()
-        if text.lower() in ("true", "false"):
-            rule = text.lower() == "true"
-        else:
-            try:
-                rule = evaluate(text, ctx)
-            except JexlError as exc:
-                raise _reject("expression_failed", f"explicitAttrs {text!r}: {exc}", cfg) from None
+        if text.lower() not in ("true", "false"):
+            return text
+        rule = text.lower() == "true"
+    return _explicit(rule)
+
+
+def _explicit(rule: Any) -> Explicit:
+    """What an explicitAttrs value (a JEXL one once evaluated) lets through."""
     if isinstance(rule, list):
-        names = {x for x in rule if isinstance(x, str)}
-        oids = {x["object_id"] for x in rule if isinstance(x, dict) and "object_id" in x}
+        names = frozenset(x for x in rule if isinstance(x, str))
+        oids = frozenset(x["object_id"] for x in rule if isinstance(x, dict) and "object_id" in x)
         return False, names | {TIME_INSTANT}, oids
-    return (not bool(rule)), None, set()
+    return (not bool(rule)), None, frozenset()
+
+
+@cache
+def _profile_plan(profile: Profile) -> _ProfilePlan:
+    # Profile.lookup matches a key by its lower-cased form: indexing every lower-cased key and alias with
+    # what lookup answers for it gives the same answers in one dict access.
+    builders: dict[Measurement, Builder] = {}
+    measurements: dict[str, tuple[Measurement, Builder]] = {}
+    for key in (k for m in profile.measurements for k in m.keys()):
+        found = profile.lookup(key)
+        assert found is not None
+        if found not in builders:
+            unit = {"unitCode": {"type": "Text", "value": found.unit_code}} if found.unit_code else None
+            builders[found] = attribute_builder("Number", unit)
+        measurements.setdefault(key.lower(), (found, builders[found]))
+    return _ProfilePlan(measurements, tuple(profile.controlled_properties()))
+
+
+#: device_measurement by lower-cased key, which is all it matches on
+_DEVICE_MEASUREMENTS = {k.lower(): device_measurement(k) for m in DEVICE_MEASUREMENTS for k in m.keys()}
+
+
+# -- mapping one measure group ------------------------------------------------------------------------
+
+class _Update:
+    """The entities of one update while they are built: the device's own first, others in order of use."""
+
+    __slots__ = ("cfg", "observed", "allowed", "allowed_oids", "main", "others")
+
+    def __init__(self, cfg: DeviceConfig, observed: str, explicit: Explicit, main: Doc) -> None:
+        self.cfg = cfg
+        self.observed = observed
+        _, self.allowed, self.allowed_oids = explicit
+        self.main = main
+        self.others: dict[str, Doc] = {}
+
+    def entity(self, eid: str, etype: str) -> Doc:
+        """The document of an entity by id, made on first use."""
+        if eid == self.main["id"]:
+            return self.main
+        doc = self.others.get(eid)
+        if doc is None:
+            doc = self.others[eid] = {"id": eid, "type": etype}
+        return doc
+
+    def put(self, target: Doc, name: str, oid: str, type_name: Any, build: Builder, value: Any) -> None:
+        """Add an attribute (observed now unless its metadata says when) if explicitAttrs lets it through."""
+        allowed = self.allowed
+        if allowed is not None and name not in allowed and oid not in self.allowed_oids:
+            return
+        try:
+            attr = build(value)
+        except ValueError as exc:
+            raise _reject("wrong_type", f"attribute {name!r} ({type_name}): {exc}", self.cfg) from None
+        attr.setdefault("observedAt", self.observed)
+        target[name] = attr
+
+    def docs(self) -> list[Doc]:
+        """The device's entity, and the others that got an attribute."""
+        return [self.main, *(doc for doc in self.others.values() if len(doc) > 2)]
 
 
 def map_measure(cfg: DeviceConfig, measure: Doc, received_at: str) -> list[Doc]:
@@ -138,119 +304,129 @@ def map_measure(cfg: DeviceConfig, measure: Doc, received_at: str) -> list[Doc]:
         observed = to_utc(measure[TIME_INSTANT], cfg.timezone) if TIME_INSTANT in measure else to_utc(received_at)
     except ValueError as exc:
         raise _reject("wrong_type", f"TimeInstant: {exc}", cfg) from None
-    main_id = cfg.id
-    entities = _Entities(main_id, cfg.entity_type)
-    statics_ctx = {a.get("name"): a.get("value") for a in cfg.static_attributes}
-    ctx: Doc = {**measure, "id": cfg.device_id, "entity_name": main_id, "type": cfg.entity_type,
-                "service": cfg.service, "subservice": cfg.service_path, "staticAttributes": statics_ctx}
-    keep_unmapped, allowed, allowed_oids = _explicit_names(cfg, ctx)
-    consumed: set[str] = {TIME_INSTANT}
-    device_readings: dict[str, Any] = {}
-
-    def put(target: Doc, name: str, type_name: str | None, value: Any, metadata: Doc | None, oid: str) -> None:
-        if allowed is not None and name not in allowed and oid not in allowed_oids:
-            return
-        try:
-            target[name] = to_attribute(type_name, value, metadata)
-        except ValueError as exc:
-            raise _reject("wrong_type", f"attribute {name!r} ({type_name}): {exc}", cfg) from None
-
-    for attr in cfg.attributes:
-        name = attr.get("name")
-        if not name:
-            continue
-        key = attr.get("object_id") or name
-        expression = attr.get("expression")
-        if expression:
-            try:
-                if not variables(str(expression)) <= ctx.keys():
-                    continue  # iotagent-node-lib evaluates an expression only when its variables are all there
-                value = evaluate(str(expression), ctx)
-            except JexlError as exc:
-                raise _reject("expression_failed", f"attribute {name!r}: {exc}", cfg) from None
-            consumed.add(key)
-        elif key in measure:
-            value = measure[key]
-            consumed.add(key)
-        else:
-            continue
-        if value is None or ("skipValue" in attr and value == attr["skipValue"]):
-            continue
-        ctx[name] = value
-        target = entities.get()
-        if attr.get("entity_name"):
-            etype = attr.get("entity_type") or cfg.entity_type
-            raw = str(attr["entity_name"])
-            try:
-                named = evaluate(raw, ctx) if not _URI.match(raw) else raw
-            except JexlError:
-                named = raw
-            target = entities.get(entity_id(etype, named if isinstance(named, str) and named else raw), etype)
-        put(target, name, attr.get("type"), value, attr.get("metadata"), key)
-
-    for key, value in measure.items():
-        if key in consumed or value is None:
-            continue
-        device_m = device_measurement(key) if cfg.profile else None
-        if device_m is not None:
-            try:
-                device_readings[device_m.attribute] = convert(device_m, value)
-            except ValueError as exc:
-                raise _reject("wrong_type", f"measure {key!r}: {exc}", cfg) from None
-            continue
-        if not keep_unmapped and allowed is None:
-            continue
-        m = cfg.profile.lookup(key) if cfg.profile else None
-        if m is not None:
-            try:
-                number = convert(m, value)
-            except ValueError as exc:
-                raise _reject("wrong_type", f"measure {key!r} ({m.attribute}): {exc}", cfg) from None
-            meta = {"unitCode": {"type": "Text", "value": m.unit_code}} if m.unit_code else None
-            put(entities.get(), m.attribute, "Number", number, meta, key)
-        else:
-            put(entities.get(), key, _infer_type(value), value, None, key)
-
-    main = entities.get()
-    for static in cfg.static_attributes:
-        name = static.get("name")
-        if name and "value" in static:
-            put(main, name, static.get("type"), static["value"], static.get("metadata"), name)
+    plan = cfg.plan
+    ctx = None if plan.context is None else {**measure, **plan.context}
+    explicit = _evaluated_explicit(cfg, plan.explicit, ctx) if isinstance(plan.explicit, str) else plan.explicit
+    update = _Update(cfg, observed, explicit, {"id": plan.main_id, "type": cfg.entity_type})
+    consumed = _map_provisioned(plan, update, measure, ctx)
+    readings = _map_unprovisioned(plan, update, measure, consumed, keep_unmapped=explicit[0])
+    main = update.main
+    for static in plan.statics:
+        update.put(main, static.name, static.name, static.type_name, static.build, static.value)
     if cfg.timestamp:
-        main[TIME_INSTANT] = {"type": "Property", "value": {"@type": "DateTime", "@value": observed}}
-    if cfg.profile is not None:
-        _profile_members(cfg, main, observed)
-    docs = [e for e in entities.all() if len(e) > 2 or e["id"] == main_id]
-    for doc in docs:
-        for name, member in doc.items():
-            if isinstance(member, dict) and name != TIME_INSTANT:
-                member.setdefault("observedAt", observed)
-            if name == TIME_INSTANT:
-                member.setdefault("observedAt", observed)
-    if cfg.profile is not None:
-        docs.append(_device_entity(cfg, observed, device_readings))
+        main[TIME_INSTANT] = _observed_date_time(observed)
+    if plan.profile is not None:
+        main.setdefault("dateObserved", _observed_date_time(observed))
+        main.setdefault("refDevice", {"type": "Relationship", "object": plan.device_entity_id, "observedAt": observed})
+    docs = update.docs()
+    if plan.profile is not None:
+        docs.append(_device_entity(plan, observed, readings))
     return docs
 
 
-def _infer_type(value: Any) -> str:
+def _evaluated_explicit(cfg: DeviceConfig, text: str, ctx: Doc | None) -> Explicit:
+    assert ctx is not None  # a JEXL explicitAttrs makes the plan keep a context
+    try:
+        return _explicit(evaluate(text, ctx))
+    except JexlError as exc:
+        raise _reject("expression_failed", f"explicitAttrs {text!r}: {exc}", cfg) from None
+
+
+def _map_provisioned(plan: _Plan, update: _Update, measure: Doc, ctx: Doc | None) -> set[str]:
+    """Map the provisioned attributes, in order; the measure keys they consumed."""
+    consumed = {TIME_INSTANT}
+    for attr in plan.attributes:
+        if attr.expression is not None:
+            assert ctx is not None  # an expression makes the plan keep a context
+            try:
+                if not variables(attr.expression) <= ctx.keys():
+                    continue  # iotagent-node-lib evaluates an expression only when its variables are all there
+                value = evaluate(attr.expression, ctx)
+            except JexlError as exc:
+                raise _reject("expression_failed", f"attribute {attr.name!r}: {exc}", update.cfg) from None
+            consumed.add(attr.key)
+        elif attr.key in measure:
+            value = measure[attr.key]
+            consumed.add(attr.key)
+        else:
+            continue
+        if value is None or (attr.skip is not _NO_SKIP and value == attr.skip):
+            continue
+        if ctx is not None:
+            ctx[attr.name] = value  # later expressions read earlier results
+        target = update.main if attr.entity is None else _other_entity(update, attr.entity, ctx)
+        update.put(target, attr.name, attr.key, attr.type_name, attr.build, value)
+    return consumed
+
+
+def _other_entity(update: _Update, entity: _Entity, ctx: Doc | None) -> Doc:
+    if entity.id is not None:
+        return update.entity(entity.id, entity.type)
+    assert ctx is not None  # a JEXL entity_name makes the plan keep a context
+    try:
+        named = evaluate(entity.name, ctx)
+    except JexlError:
+        named = entity.name
+    return update.entity(entity_id(entity.type, named if isinstance(named, str) and named else entity.name), entity.type)
+
+
+def _map_unprovisioned(plan: _Plan, update: _Update, measure: Doc, consumed: set[str], *, keep_unmapped: bool) -> Doc:
+    """Map the measures no attribute consumed (through the profile, if any); the Device entity's readings."""
+    readings: Doc = {}
+    profile = plan.profile
+    for key, value in measure.items():
+        if key in consumed or value is None:
+            continue
+        found = None
+        if profile is not None:
+            folded = key.lower()
+            device_m = _DEVICE_MEASUREMENTS.get(folded)
+            if device_m is not None:
+                try:
+                    readings[device_m.attribute] = convert(device_m, value)
+                except ValueError as exc:
+                    raise _reject("wrong_type", f"measure {key!r}: {exc}", update.cfg) from None
+                continue
+            found = profile.measurements.get(folded)
+        if not keep_unmapped and update.allowed is None:
+            continue
+        if found is not None:
+            m, build = found
+            try:
+                number = convert(m, value)
+            except ValueError as exc:
+                raise _reject("wrong_type", f"measure {key!r} ({m.attribute}): {exc}", update.cfg) from None
+            update.put(update.main, m.attribute, key, "Number", build, number)
+        else:
+            type_name, build = _inferred(value)
+            update.put(update.main, key, key, type_name, build, value)
+    return readings
+
+
+_BOOLEAN = attribute_builder("Boolean")
+_NUMBER = attribute_builder("Number")
+_PROPERTY = attribute_builder("Property")
+
+
+def _inferred(value: Any) -> tuple[str, Builder]:
+    """The type (and its builder) of a measure no attribute provisions."""
     if isinstance(value, bool):
-        return "Boolean"
+        return "Boolean", _BOOLEAN
     if isinstance(value, (int, float)):
-        return "Number"
-    return "Property"
+        return "Number", _NUMBER
+    return "Property", _PROPERTY
 
 
-def _profile_members(cfg: DeviceConfig, main: Doc, observed: str) -> None:
-    main.setdefault("dateObserved", {"type": "Property", "value": {"@type": "DateTime", "@value": observed}})
-    main.setdefault("refDevice", {"type": "Relationship", "object": entity_id("Device", cfg.device_id)})
+def _observed_date_time(observed: str) -> Doc:
+    return {"type": "Property", "value": {"@type": "DateTime", "@value": observed}, "observedAt": observed}
 
 
-def _device_entity(cfg: DeviceConfig, observed: str, readings: Doc) -> Doc:
-    assert cfg.profile is not None
+def _device_entity(plan: _Plan, observed: str, readings: Doc) -> Doc:
+    assert plan.profile is not None
     doc: Doc = {
-        "id": entity_id("Device", cfg.device_id),
+        "id": plan.device_entity_id,
         "type": "Device",
-        "controlledProperty": {"type": "Property", "value": cfg.profile.controlled_properties()},
+        "controlledProperty": {"type": "Property", "value": list(plan.profile.controlled)},
         "dateLastValueReported": {"type": "Property", "value": {"@type": "DateTime", "@value": observed}},
     }
     for name, value in readings.items():

@@ -416,8 +416,24 @@ def _transform(name: str, subject: Node, args: list[Node]) -> Node:
     return call
 
 
-def variables(text: str) -> set[str]:
-    """The context names an expression reads (not members, transforms or object keys)."""
+#: distinct texts kept parsed (and scanned for names): expressions come from provisioning, so the bound
+#: only guards memory against an unbounded variety of them
+_CACHE_MAX = 4096
+_CACHE: dict[str, Node] = {}
+_VARIABLES: dict[str, frozenset[str]] = {}
+
+
+def variables(text: str) -> frozenset[str]:
+    """The context names an expression reads (not members, transforms or object keys); found once per text."""
+    names = _VARIABLES.get(text)
+    if names is None:
+        names = frozenset(_read_names(text))
+        if len(_VARIABLES) < _CACHE_MAX:
+            _VARIABLES[text] = names
+    return names
+
+
+def _read_names(text: str) -> set[str]:
     toks = _tokenize(text)
     names: set[str] = set()
     braces: list[str] = []
@@ -439,15 +455,12 @@ def variables(text: str) -> set[str]:
     return names
 
 
-_CACHE: dict[str, Node] = {}
-
-
 def compile_expression(text: str) -> Node:
     """Parse once; the returned function evaluates the expression on a context."""
     node = _CACHE.get(text)
     if node is None:
         node = _Parser(text).parse()
-        if len(_CACHE) < 4096:
+        if len(_CACHE) < _CACHE_MAX:
             _CACHE[text] = node
     return node
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["to_utc", "now_utc", "shifted"]
+
+# What _format writes (a four-digit year; a fraction only when not zero, in milliseconds when that is exact):
+# such a text is its own result, and the transports stamp every message so, as do most devices.
+_CANONICAL = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!000Z)\d{3}|\.(?!\d{3}000Z)\d{6})?Z", re.ASCII)
 
 
 def now_utc() -> str:
@@ -35,6 +40,8 @@ def shifted(timestamp: str, microseconds: int) -> str:
 
 def to_utc(value: Any, tz: str | None = None) -> str:
     """ISO 8601 text or epoch (s or ms) to RFC 3339 UTC; a naive time is read in the device's timezone."""
+    if isinstance(value, str) and _CANONICAL.fullmatch(value) and _is_date(value[:-1]):
+        return value
     if isinstance(value, bool):
         raise ValueError("a boolean is not a timestamp")
     if isinstance(value, (int, float)):
@@ -55,3 +62,12 @@ def to_utc(value: Any, tz: str | None = None) -> str:
         except (ZoneInfoNotFoundError, ValueError):
             d = d.replace(tzinfo=timezone.utc)
     return _format(d)
+
+
+def _is_date(text: str) -> bool:
+    """Whether an ISO 8601 date-time names a real instant (not February 30th)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

@@ -126,3 +126,49 @@ def test_group_and_device_merge() -> None:
     assert cfg.broker_url == "http://orion-ld:1026" and cfg.explicit_attrs is False
     [entity] = map_measure(cfg, {"t": 3, "other": 1}, AT)
     assert entity["temperature"]["value"] == 3 and entity["other"]["value"] == 1 and entity["category"]["value"] == "sensor"
+
+
+def test_one_config_maps_every_measure_afresh() -> None:
+    """The plan compiled from a configuration serves every measure; what a caller does to one update stays there."""
+    device = {"entity_type": "AirQualityObserved", "attributes": [
+        {"object_id": "t", "name": "temperature", "type": "Number", "metadata": {"unitCode": {"type": "Text", "value": "CEL"}}},
+        {"object_id": "h", "name": "relativeHumidity", "type": "Number", "expression": "h / 100"}],
+        "static_attributes": [{"name": "location", "type": "geo:point", "value": "43.5265, 5.4474"},
+                              {"name": "refPointOfInterest", "type": "Relationship", "value": "urn:ngsi-ld:PointOfInterest:1"}]}
+    cfg = merge_config(device, None, device_id="dev1", apikey="k")
+    measure = {"t": 21.5, "h": 45, "no2": 33}
+    first = map_measure(cfg, measure, AT)
+    for entity in first:
+        for member in entity.values():
+            if isinstance(member, dict):
+                member["observedAt"] = "tampered"
+                member["extra"] = 1
+    later = "2026-11-26T07:06:00.000001Z"
+    again = map_measure(cfg, measure, later)
+    assert again == map_measure(merge_config(device, None, device_id="dev1", apikey="k"), measure, later)
+    aq = again[0]
+    assert aq["location"] == {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [5.4474, 43.5265]},
+                              "observedAt": later}
+    assert aq["temperature"] == {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": later}
+    assert aq["relativeHumidity"]["value"] == 0.45 and aq["no2"]["unitCode"] == "GQ"
+
+
+def test_static_of_the_wrong_type_rejects_each_measure_that_sends_it() -> None:
+    device = {"entity_type": "Thing", "explicitAttrs": "send ? ['t', 'cap'] : ['t']",
+              "attributes": [{"object_id": "t", "name": "t", "type": "Number"}],
+              "static_attributes": [{"name": "cap", "type": "Number", "value": "n/a"}]}
+    cfg = merge_config(device, None, device_id="dev1", apikey="k")
+    [entity] = map_measure(cfg, {"t": 1, "send": False}, AT)
+    assert "cap" not in entity and entity["t"]["value"] == 1
+    for _ in range(2):
+        with pytest.raises(Rejected) as info:
+            map_measure(cfg, {"t": 1, "send": True}, AT)
+        assert info.value.reason == "wrong_type" and "'cap'" in info.value.detail
+
+
+def test_static_metadata_observed_at_wins() -> None:
+    device = {"entity_type": "Thing", "static_attributes": [
+        {"name": "installed", "type": "Text", "value": "2024", "metadata": {"observedAt": "2024-01-01T00:00:00Z"}}]}
+    [entity] = _map(device, {"t": 1})
+    assert entity["installed"] == {"type": "Property", "value": "2024", "observedAt": "2024-01-01T00:00:00Z"}
+    assert entity["t"]["observedAt"] == AT
