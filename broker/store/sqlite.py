@@ -45,6 +45,7 @@ from broker.store.base import (
     TypeSummary,
 )
 from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sqlite
+from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows
 
 T = TypeVar("T")
@@ -113,11 +114,27 @@ def _record(row: tuple[Any, ...]) -> ChangeRecord:
 
 
 _NO_IMAGE = (None, None, None)
+Entry = tuple[str, Image, Image, Doc | None, Doc | None]
+"""One entity's change in a write: id, stored images before and after, and the same two documents decoded."""
 
 
-def _write_log(conn: sqlite3.Connection, tenant: str, now: str, images: Sequence[tuple[str, Image, Image]]) -> None:
-    """The change-log rows of one write, (entity_id, before, after) each, in a few statements (sqlite_rows)."""
-    insert_rows(conn, _LOG_INSERT, [(tenant, i, now, *(b or _NO_IMAGE), *(a or _NO_IMAGE)) for i, b, a in images])
+def _with_times(doc: Doc | None, image: Image) -> Doc | None:
+    return None if doc is None or image is None else {**doc, "createdAt": image[1], "modifiedAt": image[2]}
+
+
+def _write_log(conn: sqlite3.Connection, tenant: str, now: str, entries: Sequence[Entry]) -> list[ChangeRecord]:
+    """The change-log rows of one write, in a few statements (sqlite_rows); the records they are, decoded.
+
+    The seqs of one write are consecutive: AUTOINCREMENT takes the next one for each row,
+    and the transaction holds the file's write lock.
+    """
+    rows = [(tenant, i, now, *(b or _NO_IMAGE), *(a or _NO_IMAGE)) for i, b, a, _, _ in entries]
+    if not rows:
+        return []
+    insert_rows(conn, _LOG_INSERT, rows)
+    first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
+    return [ChangeRecord(first + k, tenant, i, _with_times(bd, b), _with_times(ad, a), now)
+            for k, (i, b, a, bd, ad) in enumerate(entries)]
 
 
 def _utc_now() -> str:
@@ -146,6 +163,7 @@ class SQLiteStore(Store):
         self._rtree = False
         # ':memory:' is a database per connection: nothing to share a lock with
         self._wlock = threading.Lock() if self._memory else write_lock(self.path)
+        self._recent = RecentChanges()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -188,11 +206,12 @@ class SQLiteStore(Store):
         self._all_conns.clear()
         self._rconns = queue.SimpleQueue()
         self._wconn = None
+        self._recent.clear()
 
     # ------------------------------------------------------------ plumbing
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn in one BEGIN IMMEDIATE transaction on the writer thread."""
+    async def _write(self, fn: Callable[[sqlite3.Connection], tuple[T, list[ChangeRecord]]]) -> T:
+        """Run fn in one BEGIN IMMEDIATE transaction on the writer thread; fn returns (result, change records)."""
         assert self._writer is not None, "store is not open"
 
         lock = self._wlock
@@ -203,19 +222,24 @@ class SQLiteStore(Store):
             with lock:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    result = fn(conn)
+                    result, records = fn(conn)
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+            self._recent.add(records)  # only once committed: consumers must never see a rolled-back change
             return result
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, tx)
 
+    async def _write_plain(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """_write for a write that is no entity change (tenants, contexts, the log's trimming)."""
+        return await self._write(lambda c: (fn(c), []))
+
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run fn in one read transaction (a consistent snapshot) on a reader connection."""
         if self._readers is None:
-            return await self._write(fn)
+            return await self._write_plain(fn)
 
         def tx() -> T:
             conn = self._rconns.get()
@@ -283,7 +307,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ tenants
 
     async def ensure_tenant(self, tenant: str) -> None:
-        await self._write(lambda c: self._ensure_tenant(c, tenant))
+        await self._write_plain(lambda c: self._ensure_tenant(c, tenant))
 
     async def has_tenant(self, tenant: str) -> bool:
         if tenant == "":
@@ -422,7 +446,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ writes
 
     async def insert(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
-        def run(c: sqlite3.Connection) -> list[str]:
+        def run(c: sqlite3.Connection) -> tuple[list[str], list[ChangeRecord]]:
             existing = self._existing(c, tenant, [d["id"] for d in docs])
             conflicts, fresh = [], {}
             for doc in docs:
@@ -433,106 +457,117 @@ class SQLiteStore(Store):
             blobs = [orjson.dumps(d) for d in fresh.values()]
             self._put_docs(c, tenant, now, list(zip(fresh, blobs)), upsert=False)
             self._index(c, tenant, [(i, index_rows(d)) for i, d in fresh.items()])
-            _write_log(c, tenant, now, [(i, None, (b, now, now)) for i, b in zip(fresh, blobs)])
+            records = _write_log(c, tenant, now, [(i, None, (b, now, now), None, d) for (i, d), b in zip(fresh.items(), blobs)])
             if fresh:
                 self._ensure_tenant(c, tenant)
-            return conflicts
+            return conflicts, records
 
         return await self._write(run)
 
     async def upsert_replace(self, tenant: str, docs: Sequence[Doc], now: str) -> list[str]:
-        def run(c: sqlite3.Connection) -> list[str]:
+        def run(c: sqlite3.Connection) -> tuple[list[str], list[ChangeRecord]]:
             latest = {d["id"]: _clean(d) for d in docs}  # the last document of an id wins
             existing = self._images(c, tenant, list(latest))
             blobs = [orjson.dumps(d) for d in latest.values()]
             self._put_docs(c, tenant, now, list(zip(latest, blobs)), upsert=True)
             # An update of an existing entity seldom changes its types, attribute names or
             # location (a sensor's new readings): its side-table rows are kept when equal,
-            # which costs a decode of the old document and saves a dozen row deletes and inserts.
+            # which costs a decode of the old document (kept for the change record) and saves
+            # a dozen row deletes and inserts.
             reindex: list[tuple[str, IndexRows]] = []
             stale: list[str] = []
-            for i, d in latest.items():
+            entries: list[Entry] = []
+            for (i, d), b in zip(latest.items(), blobs):
                 rows = index_rows(d)
                 before = existing.get(i)
-                if before is not None:
-                    if index_rows(orjson.loads(before[0])) == rows:
+                before_doc = None if before is None else orjson.loads(before[0])
+                entries.append((i, before, (b, before[1] if before else now, now), before_doc, d))
+                if before_doc is not None:
+                    if index_rows(before_doc) == rows:
                         continue
                     stale.append(i)
                 reindex.append((i, rows))
             self._unindex(c, tenant, stale)
             self._index(c, tenant, reindex)
-            log: list[tuple[str, Image, Image]] = []
-            for i, b in zip(latest, blobs):
-                before = existing.get(i)
-                log.append((i, before, (b, before[1] if before else now, now)))
-            _write_log(c, tenant, now, log)
+            records = _write_log(c, tenant, now, entries)
             if latest:
                 self._ensure_tenant(c, tenant)
-            return [i for i in latest if i not in existing]
+            return [i for i in latest if i not in existing], records
 
         return await self._write(run)
 
     async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
-        def run(c: sqlite3.Connection) -> dict[str, Any]:
+        def run(c: sqlite3.Connection) -> tuple[dict[str, Any], list[ChangeRecord]]:
+            # One read of every entity, fn applied in order in memory (a repeated id meets the
+            # outcome of its previous call), then the final documents written in a few statements.
+            stored = self._images(c, tenant, list(dict.fromkeys(ids)))
+            current: dict[str, Image] = dict(stored)
+            written: dict[str, Doc | None] = {}  # final document per id changed (None: deleted)
             results: dict[str, Any] = {}
-            # per entity written: (image before the call, image after); a repeated id keeps its first before
-            images: dict[str, tuple[Image, Image]] = {}
             for entity_id in ids:
-                row = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone()
-                current = None if row is None else _entity(row)
-                change: Change = fn(entity_id, current)
+                image = current.get(entity_id)
+                entity = None if image is None else StoredEntity(orjson.loads(image[0]), image[1], image[2])
+                change: Change = fn(entity_id, entity)
                 results[entity_id] = change.result
                 if not change.changed:
                     continue
-                before = images[entity_id][0] if entity_id in images else (None if row is None else (row[1], row[2], row[3]))
                 if change.doc is None:
-                    if current is not None:
-                        self._unindex(c, tenant, [entity_id])
-                        c.execute("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id))
-                    images[entity_id] = (before, None)
+                    current[entity_id] = written[entity_id] = None
                     continue
                 doc = _clean(change.doc)
-                blob = orjson.dumps(doc)
+                current[entity_id] = (orjson.dumps(doc), image[1] if image else now, now)
+                written[entity_id] = doc
+            entries: list[Entry] = []
+            gone: list[str] = []
+            put: list[tuple[str, bytes]] = []
+            reindex: list[tuple[str, IndexRows]] = []
+            stale: list[str] = []
+            for entity_id, doc in written.items():
+                before = stored.get(entity_id)
+                if before is None and doc is None:
+                    continue  # created and deleted by the same call: nothing was or is stored
+                # the stored bytes, not an entity fn saw, tell what was: fn may change its doc in place
+                before_doc = None if before is None else orjson.loads(before[0])
+                entries.append((entity_id, before, current[entity_id], before_doc, doc))
+                if doc is None:
+                    gone.append(entity_id)
+                    continue
+                put.append((entity_id, current[entity_id][0]))  # type: ignore[index]
                 rows = index_rows(doc)
-                # side-table rows kept when equal (see upsert_replace); the stored bytes, not
-                # current.doc, tell what they were: fn may have changed current.doc in place
-                reindex = current is None or index_rows(orjson.loads(row[1])) != rows
-                if current is not None and reindex:
-                    self._unindex(c, tenant, [entity_id])
-                if current is None:
-                    c.execute(
-                        "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES (?, ?, ?, ?, ?)",
-                        (tenant, entity_id, blob, now, now),
-                    )
-                    self._ensure_tenant(c, tenant)
-                else:
-                    c.execute(
-                        "UPDATE entities SET doc = ?, modified_at = ? WHERE tenant = ? AND id = ?",
-                        (blob, now, tenant, entity_id),
-                    )
-                if reindex:
-                    self._index(c, tenant, [(entity_id, rows)])
-                images[entity_id] = (before, (blob, current.created_at if current else now, now))
-            _write_log(c, tenant, now, [(i, b, a) for i, (b, a) in images.items() if b is not None or a is not None])
-            return results
+                if before_doc is not None:
+                    if index_rows(before_doc) == rows:
+                        continue  # side-table rows kept when equal (see upsert_replace)
+                    stale.append(entity_id)
+                reindex.append((entity_id, rows))
+            if gone:
+                c.execute("DELETE FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", (tenant, _json_list(gone)))
+            self._put_docs(c, tenant, now, put, upsert=True)
+            self._unindex(c, tenant, stale + gone)
+            self._index(c, tenant, reindex)
+            if any(i not in stored for i, _ in put):
+                self._ensure_tenant(c, tenant)
+            return results, _write_log(c, tenant, now, entries)
 
         return await self._write(run)
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
-        def run(c: sqlite3.Connection) -> list[str]:
+        def run(c: sqlite3.Connection) -> tuple[list[str], list[ChangeRecord]]:
             existing = self._images(c, tenant, ids)
             gone = list(dict.fromkeys(i for i in ids if i in existing))
             c.execute("DELETE FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", (tenant, _json_list(gone)))
             self._unindex(c, tenant, gone)
             now = _utc_now()  # delete() is given no timestamp: the log's `at` is the store's clock
-            _write_log(c, tenant, now, [(i, existing[i], None) for i in gone])
-            return gone
+            entries: list[Entry] = [(i, existing[i], None, orjson.loads(existing[i][0]), None) for i in gone]
+            return gone, _write_log(c, tenant, now, entries)
 
         return await self._write(run)
 
     # ------------------------------------------------------------ change log
 
     async def changes_after(self, seq: int, limit: int) -> list[ChangeRecord]:
+        held = self._recent.after(seq, limit)
+        if held is not None:
+            return held
         sql = f"SELECT {_LOG_COLUMNS} FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
         return await self._read(lambda c: [_record(r) for r in c.execute(sql, (seq, limit))])
 
@@ -540,12 +575,13 @@ class SQLiteStore(Store):
         return await self._read(lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()[0]))
 
     async def trim_changes(self, upto_seq: int) -> int:
-        return await self._write(lambda c: c.execute("DELETE FROM change_log WHERE seq <= ?", (upto_seq,)).rowcount)
+        self._recent.forget(upto_seq)
+        return await self._write_plain(lambda c: c.execute("DELETE FROM change_log WHERE seq <= ?", (upto_seq,)).rowcount)
 
     # ------------------------------------------------------------ contexts
 
     async def put_context(self, local_id: str, document: Doc, kind: str, now: str) -> None:
-        await self._write(
+        await self._write_plain(
             lambda c: c.execute(
                 "INSERT INTO contexts VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (local_id) DO UPDATE SET document = excluded.document, kind = excluded.kind",
@@ -558,4 +594,4 @@ class SQLiteStore(Store):
         return await self._read(lambda c: [(r[0], orjson.loads(r[1]), r[2], r[3]) for r in c.execute(sql)])
 
     async def delete_context(self, local_id: str) -> bool:
-        return await self._write(lambda c: c.execute("DELETE FROM contexts WHERE local_id = ?", (local_id,)).rowcount > 0)
+        return await self._write_plain(lambda c: c.execute("DELETE FROM contexts WHERE local_id = ?", (local_id,)).rowcount > 0)

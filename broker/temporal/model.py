@@ -172,16 +172,19 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
     for attr, instances in after.items():
         if attr in ENTITY_CORE:
             continue
-        old = _by_dataset(before.get(attr))
-        for ds, inst in _by_dataset(instances).items():
+        previous = before.get(attr)
+        if previous == instances:
+            continue  # most attributes of an update are untouched: one comparison, no instance walk
+        old, new = _by_dataset(previous), _by_dataset(instances)
+        for ds, inst in new.items():
             if old.get(ds) != inst:
                 rows.append(value_row(record.tenant, record.entity_id, attr, inst, at_us))
+        for ds, inst in old.items():
+            if ds not in new:
+                rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
     for attr, instances in before.items():
-        if attr in ENTITY_CORE:
-            continue
-        kept = _by_dataset(after.get(attr))
-        for ds, inst in _by_dataset(instances).items():
-            if ds not in kept:
+        if attr not in ENTITY_CORE and attr not in after:
+            for inst in _by_dataset(instances).values():
                 rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
     types = (record.after or record.before or {}).get("type") or []
     entity = EntityRow(record.tenant, record.entity_id, list(types), at_us if record.after is None else None)

@@ -522,6 +522,24 @@ def test_change_log_survives_reopen(url: str) -> None:
     assert run(url, lambda s: s.last_change_seq()) == last
 
 
+def test_records_handed_over_in_process_equal_the_log(url: str) -> None:
+    """A store may serve just-committed records from memory (broker.store.recent): the same ones its log holds."""
+
+    def fn(entity_id: str, current: StoredEntity | None) -> Change:
+        return Change(None) if entity_id.endswith(":2") else Change(entity(entity_id.rsplit(":", 1)[1], no2=5))
+
+    async def write(store: Store) -> list[ChangeRecord]:
+        await store.insert("aix", [entity(1, no2=1), entity(2, no2=2)], T0)
+        await store.upsert_replace("aix", [entity(1, NLO, LAeq=50), entity(3)], T1)
+        await store.modify("aix", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:6"], fn, T2)
+        await store.delete("aix", ["urn:ngsi-ld:Thing:3"])
+        return await store.changes_after(0, 100)
+
+    held = run(url, write)
+    logged = run(url, lambda s: s.changes_after(0, 100))
+    assert len(held) == 8 and held == logged
+
+
 def test_concurrent_writes_log_in_commit_order(url: str) -> None:
     """A reader following `seq > cursor` while writers run sees every record exactly once."""
 
