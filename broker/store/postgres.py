@@ -63,6 +63,7 @@ from broker.store.migrations import (
     pg_geo_rows,
     postgis_schema,
 )
+from broker.store.recent import RecentChanges
 
 CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
@@ -140,6 +141,14 @@ def _record(row: asyncpg.Record) -> ChangeRecord:
     return ChangeRecord(row[0], row[1], row[2], _image_doc(before, row[5], row[6]), _image_doc(row[7], row[8], row[9]), row[3])
 
 
+def _with_times(doc: Doc | None, created_at: str, modified_at: str) -> Doc | None:
+    return None if doc is None else {**doc, "createdAt": created_at, "modifiedAt": modified_at}
+
+
+def _stored_doc(entity: StoredEntity | None) -> Doc | None:
+    return None if entity is None else _with_times(entity.doc, entity.created_at, entity.modified_at)
+
+
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -186,6 +195,7 @@ class PostgresStore(Store):
         self._geom = False  # whether geo_boxes has the geometry column (writes fill it)
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
+        self._recent = RecentChanges()
 
     async def open(self) -> None:
         conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
@@ -219,6 +229,7 @@ class PostgresStore(Store):
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        self._recent.clear()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -252,12 +263,20 @@ class PostgresStore(Store):
         )
 
     @staticmethod
-    async def _log(conn: asyncpg.Connection, tenant: str, now: str, ids: Sequence[str], befores: Sequence[Before]) -> None:
-        """Append one change record per id (the after image is read from `entities`); the transaction's last step."""
+    async def _log(
+        conn: asyncpg.Connection, tenant: str, now: str, ids: Sequence[str], befores: Sequence[Before],
+        docs: Sequence[tuple[Doc | None, Doc | None]],
+    ) -> list[ChangeRecord]:
+        """Append one change record per id (the after image is read from `entities`); the transaction's last step.
+
+        `docs` are the before and after documents of each id, with their timestamps, as the
+        records' consumers will read them: they are returned as the records written, for
+        RecentChanges once the transaction commits.
+        """
         if not ids:
-            return
-        await conn.execute(
-            _LOG,
+            return []
+        rows = await conn.fetch(
+            _LOG + " RETURNING seq, entity_id",
             tenant,
             now,
             list(ids),
@@ -265,6 +284,8 @@ class PostgresStore(Store):
             [b[1] if b else None for b in befores],
             [b[2] if b else None for b in befores],
         )
+        seqs = {r[1]: r[0] for r in rows}  # the ids of one write are distinct
+        return sorted((ChangeRecord(seqs[i], tenant, i, b, a, now) for i, (b, a) in zip(ids, docs)), key=lambda r: r.seq)
 
     async def _index(self, conn: asyncpg.Connection, tenant: str, ids: Sequence[str], index: Sequence[IndexRows]) -> None:
         t_ids: list[str] = []
@@ -431,7 +452,9 @@ class PostgresStore(Store):
             await self._index(conn, tenant, [i for i, _ in kept], [r for _, r in kept])
             if written:
                 await self._ensure_tenant(conn, tenant)
-            await self._log(conn, tenant, now, [i for i, _ in kept], [None] * len(kept))
+            records = await self._log(conn, tenant, now, [i for i, _ in kept], [None] * len(kept),
+                                      [(None, _with_times(fresh[i], now, now)) for i, _ in kept])
+        self._recent.add(records)  # committed
         conflicts, seen = [], set()
         for doc in docs:
             if doc["id"] in seen or doc["id"] not in written:
@@ -455,10 +478,19 @@ class PostgresStore(Store):
             sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created"
             rows = await self._write_rows(conn, sql, tenant, list(latest.items()), index, now)
             created = {r[0] for r in rows if r[1]}
-            await self._unindex(conn, tenant, [i for i in latest if i not in created])
-            await self._index(conn, tenant, list(latest), index)
+            # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
+            before_docs = {i: orjson.loads(b[0]) for i, b in befores.items() if b is not None}
+            changed = [(i, r) for i, r in zip(latest, index) if i not in before_docs or index_rows(before_docs[i]) != r]
+            await self._unindex(conn, tenant, [i for i, _ in changed if i not in created])
+            await self._index(conn, tenant, [i for i, _ in changed], [r for _, r in changed])
             await self._ensure_tenant(conn, tenant)
-            await self._log(conn, tenant, now, list(latest), [befores.get(i) for i in latest])
+            docs = []
+            for i, d in latest.items():
+                b = befores.get(i)
+                docs.append((None, _with_times(d, now, now)) if b is None else
+                            (_with_times(before_docs[i], b[1], b[2]), _with_times(d, b[1], now)))
+            records = await self._log(conn, tenant, now, list(latest), [befores.get(i) for i in latest], docs)
+        self._recent.add(records)  # committed
         return [i for i in latest if i in created]
 
     async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
@@ -504,11 +536,13 @@ class PostgresStore(Store):
             await self._unindex(conn, tenant, deleted + written)
             await self._index(conn, tenant, written, index)
             logged = [i for i in touched if i in initial or i in state]
-            await self._log(
+            records = await self._log(
                 conn, tenant, now, logged,
                 [(orjson.dumps(initial[i].doc).decode(), initial[i].created_at, initial[i].modified_at) if i in initial else None
                  for i in logged],
+                [(_stored_doc(initial.get(i)), _stored_doc(state.get(i))) for i in logged],
             )
+        self._recent.add(records)  # committed
         return results
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
@@ -521,12 +555,17 @@ class PostgresStore(Store):
             await self._unindex(conn, tenant, list(gone))
             ordered = [i for i in dict.fromkeys(ids) if i in gone]
             # delete() is given no timestamp: the log's `at` is the store's clock
-            await self._log(conn, tenant, _utc_now(), ordered, [gone[i] for i in ordered])
+            records = await self._log(conn, tenant, _utc_now(), ordered, [gone[i] for i in ordered],
+                                      [(_with_times(orjson.loads(gone[i][0]), gone[i][1], gone[i][2]), None) for i in ordered])
+        self._recent.add(records)  # committed
         return ordered
 
     # ------------------------------------------------------------ change log
 
     async def changes_after(self, seq: int, limit: int) -> list[ChangeRecord]:
+        held = self._recent.after(seq, limit)
+        if held is not None:
+            return held
         rows = await self.pool.fetch(f"SELECT {_LOG_COLUMNS} FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
         return [_record(r) for r in rows]
 
@@ -534,6 +573,7 @@ class PostgresStore(Store):
         return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM change_log"))
 
     async def trim_changes(self, upto_seq: int) -> int:
+        self._recent.forget(upto_seq)
         status = await self.pool.execute("DELETE FROM change_log WHERE seq <= $1", upto_seq)
         return int(status.split()[-1])
 

@@ -133,7 +133,9 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
     observed = _opt_us(inst, "observedAt")
     modified = _opt_us(inst, "modifiedAt") or default_us
     created = _opt_us(inst, "createdAt") or modified
-    clean = {k: v for k, v in inst.items() if k not in ("instanceId", "deletedAt")}
+    clean = inst if "instanceId" not in inst and "deletedAt" not in inst else {
+        k: v for k, v in inst.items() if k not in ("instanceId", "deletedAt")
+    }
     value = _value_member(inst)
     return HistoryRow(
         tenant, entity_id, attr, inst.get("datasetId", "") or "", VALUE,
