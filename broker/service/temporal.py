@@ -41,6 +41,9 @@ _DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d
 _VALUES_MEMBER = {PROPERTY: "values", RELATIONSHIP: "objects", "GeoProperty": "values", "LanguageProperty": "languageMaps",
                   "VocabProperty": "vocabs", "JsonProperty": "jsons", "ListProperty": "valueLists", "ListRelationship": "objectLists"}
 
+# clause 4.5.9: these kinds give each value as an object holding it under its member name
+_WRAPPED = {"LanguageProperty": "languageMap", "VocabProperty": "vocab", "JsonProperty": "json"}
+
 
 def duration_us(text: str) -> int:
     """An ISO 8601 duration (clause 4.5.19.1) in microseconds; a month counts 30 days, a year 365."""
@@ -225,13 +228,16 @@ class TemporalService:
             entity = out[h.entity_id]
             key = ctx.compact_iri(h.attr)
             if tq.mode == "temporalValues":
-                _add_value(entity, key, inst, h.time_us, tq)
+                _add_value(entity, key, inst, h.time_us, tq, ctx)
             else:
                 shown = compact_instance(inst, ctx, sys_attrs=tq.sys_attrs)
                 shown["instanceId"] = inst["instanceId"]
                 if "deletedAt" in inst:
                     shown["deletedAt"] = inst["deletedAt"]
                 entity.setdefault(key, []).append(shown)
+        if tq.mode == "temporalValues":
+            for entity in out.values():
+                _single_slots_as_objects(entity)
         result = TemporalResult(list(out.values()))
         if cut is not None:
             times = [h.time_us for h in hits]
@@ -317,10 +323,14 @@ def _head(row: EntityRow, ctx: TermMapper) -> dict[str, Any]:
     return {"id": row.entity_id, "type": types[0] if len(types) == 1 else types}
 
 
-def _add_value(entity: dict[str, Any], key: str, inst: dict[str, Any], time_us: int, tq: TemporalQuery) -> None:
+def _add_value(entity: dict[str, Any], key: str, inst: dict[str, Any], time_us: int, tq: TemporalQuery, ctx: TermMapper) -> None:
     kind = inst.get("type", PROPERTY)
     member = _VALUES_MEMBER.get(kind, "values")
     value = next((inst[m] for m in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList") if m in inst), None)
+    if kind == "VocabProperty":  # vocab values are IRIs, shown in the request's terms as elsewhere
+        value = [ctx.compact_iri(v) for v in value] if isinstance(value, list) else ctx.compact_iri(value)
+    if kind in _WRAPPED:
+        value = {_WRAPPED[kind]: value}
     stamp = inst.get(tq.timeproperty) if tq.timerel else (inst.get("observedAt") or inst.get("modifiedAt"))
     slots = entity.setdefault(key, [])
     ds = inst.get("datasetId")
@@ -331,6 +341,13 @@ def _add_value(entity: dict[str, Any], key: str, inst: dict[str, Any], time_us: 
             slot["datasetId"] = ds
         slots.append(slot)
     slot[member].append([value, stamp or from_us(time_us)])
+
+
+def _single_slots_as_objects(entity: dict[str, Any]) -> None:
+    """An attribute with one instance series is an object (clause 4.5.9); several datasetIds stay an array of them."""
+    for key, slots in entity.items():
+        if key not in ("id", "type") and isinstance(slots, list) and len(slots) == 1:
+            entity[key] = slots[0]
 
 
 def _period(b: Bucket, origin: int, tq: TemporalQuery, rng: TimeRange) -> tuple[str | None, str | None]:

@@ -38,6 +38,26 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def test_simplified_values_wrap_language_vocab_and_json_members(client: httpx.Client) -> None:
+    """Clause 4.5.9: {"languageMap": ...}, {"vocab": ...}, {"json": ...} as first elements; values and objects bare."""
+    eid = new_id()
+    body = {
+        "id": eid, "type": T,
+        "says": {"type": "LanguageProperty", "languageMap": {"en": "yes", "fr": "oui"}, "observedAt": iso(6)},
+        "gender": {"type": "VocabProperty", "vocab": "Male", "observedAt": iso(6)},
+        "tickets": {"type": "JsonProperty", "json": [{"id": "t1"}], "observedAt": iso(6)},
+        "spouse": {"type": "Relationship", "object": "urn:ngsi-ld:Person:1", "observedAt": iso(6)},
+        "speed": measure(3, iso(6)),
+    }
+    assert client.post("/entities", json=body).status_code == 201
+    got = client.get(f"/temporal/entities/{eid}", params={"format": "temporalValues"}).json()
+    assert got["says"] == {"type": "LanguageProperty", "languageMaps": [[{"languageMap": {"en": "yes", "fr": "oui"}}, iso(6)]]}
+    assert got["gender"] == {"type": "VocabProperty", "vocabs": [[{"vocab": "Male"}, iso(6)]]}
+    assert got["tickets"] == {"type": "JsonProperty", "jsons": [[{"json": [{"id": "t1"}]}, iso(6)]]}
+    assert got["spouse"] == {"type": "Relationship", "objects": [["urn:ngsi-ld:Person:1", iso(6)]]}
+    assert got["speed"] == {"type": "Property", "values": [[3, iso(6)]]}
+
+
 def test_history_follows_context_writes(client: httpx.Client) -> None:
     eid = new_id()
     r = client.post("/entities", json={"id": eid, "type": T, "no2": measure(40, iso(6)), "name": {"type": "Property", "value": "a"}})
@@ -55,7 +75,8 @@ def test_history_follows_context_writes(client: httpx.Client) -> None:
     assert [i["value"] for i in as_list(body["name"])] == ["a"]  # unchanged: recorded once
 
     r = client.get(f"/temporal/entities/{eid}", params={"options": "temporalValues", "attrs": "no2"})
-    assert r.json()["no2"] == [{"type": "Property", "values": [[40, iso(6)], [41, iso(7)], [42, iso(8)]]}]
+    # clause 4.5.9: one instance series is an object, not an array
+    assert r.json()["no2"] == {"type": "Property", "values": [[40, iso(6)], [41, iso(7)], [42, iso(8)]]}
     assert "name" not in r.json()
 
     # deleting the attribute, then the entity, is recorded as deletedAt instances
