@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from threading import get_ident
 
 __all__ = ["Metrics", "Counter", "Gauge", "Histogram", "CONTENT_TYPE"]
 
@@ -70,8 +73,50 @@ class _Metric:
         return head + "".join(line + "\n" for line in self._lines())
 
 
-class _Child:
-    def __init__(self, metric: "_Valued", key: LabelKey) -> None:
+class _Series:
+    """The value of one counter series, kept per thread and added up when read.
+
+    An increment touches only its own thread's cell, so no lock is needed and
+    none is taken: the hot paths (a few increments per message) cost a dict
+    update. Reads (scrapes, tests) sum the cells.
+    """
+
+    __slots__ = ("_cells",)
+
+    def __init__(self) -> None:
+        self._cells: dict[int, float] = {}
+
+    def add(self, amount: float) -> None:
+        cells, me = self._cells, get_ident()
+        cells[me] = cells.get(me, 0) + amount
+
+    def value(self) -> float:
+        return sum(list(self._cells.values()))  # list(): a copy taken at once, while threads may add cells
+
+
+class _CounterChild:
+    """One labelled series of a counter."""
+
+    __slots__ = ("_series",)
+
+    def __init__(self, series: _Series) -> None:
+        self._series = series
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self._series.add(amount)
+
+    def get(self) -> float:
+        return self._series.value()
+
+
+class _GaugeChild:
+    """One labelled series of a gauge."""
+
+    __slots__ = ("_metric", "_key")
+
+    def __init__(self, metric: Gauge, key: LabelKey) -> None:
         self._metric = metric
         self._key = key
 
@@ -88,55 +133,55 @@ class _Child:
         return self._metric._values.get(self._key, 0.0)
 
 
-class _Valued(_Metric):
+class Counter(_Metric):
+    """A value that only goes up (``inc``)."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, help, labelnames)
+        self._series: dict[LabelKey, _Series] = {}
+        if not self.labelnames:
+            self._series[()] = _Series()
+
+    def labels(self, **labels: object) -> _CounterChild:
+        key = self._key(labels)
+        with self._lock:
+            series = self._series.setdefault(key, _Series())
+        return _CounterChild(series)
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        if self.labelnames:
+            self._key({})  # raises: a labelled counter is incremented through labels()
+        self._series[()].add(amount)
+
+    def get(self, **labels: object) -> float:
+        series = self._series.get(self._key(labels))
+        return 0.0 if series is None else series.value()
+
+    def _lines(self) -> Iterable[str]:
+        for key, series in sorted(self._series.items(), key=lambda kv: kv[0]):
+            yield f"{self.name}{_labels(self.labelnames, key)} {_number(series.value())}"
+
+
+class Gauge(_Metric):
+    """A value that goes up and down (``set``, ``inc``, ``dec``); rarely written, so under a lock."""
+
+    kind = "gauge"
+
     def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
         super().__init__(name, help, labelnames)
         self._values: dict[LabelKey, float] = {}
         if not self.labelnames:
             self._values[()] = 0.0
 
-    def labels(self, **labels: object) -> _Child:
+    def labels(self, **labels: object) -> _GaugeChild:
         key = self._key(labels)
         with self._lock:
             self._values.setdefault(key, 0.0)
-        return _Child(self, key)
-
-    def _add(self, key: LabelKey, amount: float) -> None:
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def _set(self, key: LabelKey, value: float) -> None:
-        with self._lock:
-            self._values[key] = float(value)
-
-    def get(self, **labels: object) -> float:
-        return self._values.get(self._key(labels), 0.0)
-
-    def _lines(self) -> Iterable[str]:
-        for key, value in sorted(self._values.items()):
-            yield f"{self.name}{_labels(self.labelnames, key)} {_number(value)}"
-
-
-class Counter(_Valued):
-    """A value that only goes up (``inc``)."""
-
-    kind = "counter"
-
-    def inc(self, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        self._add(self._key({}), amount)
-
-    def _add(self, key: LabelKey, amount: float) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        super()._add(key, amount)
-
-
-class Gauge(_Valued):
-    """A value that goes up and down (``set``, ``inc``, ``dec``)."""
-
-    kind = "gauge"
+        return _GaugeChild(self, key)
 
     def set(self, value: float) -> None:
         self._set(self._key({}), value)
@@ -147,14 +192,57 @@ class Gauge(_Valued):
     def dec(self, amount: float = 1.0) -> None:
         self._add(self._key({}), -amount)
 
+    def get(self, **labels: object) -> float:
+        return self._values.get(self._key(labels), 0.0)
 
-class _HistogramChild:
-    def __init__(self, metric: "Histogram", key: LabelKey) -> None:
-        self._metric = metric
-        self._key = key
+    def _add(self, key: LabelKey, amount: float) -> None:
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def _set(self, key: LabelKey, value: float) -> None:
+        with self._lock:
+            self._values[key] = float(value)
+
+    def _lines(self) -> Iterable[str]:
+        for key, value in sorted(self._values.items()):
+            yield f"{self.name}{_labels(self.labelnames, key)} {_number(value)}"
+
+
+class _Observations:
+    """One histogram series, per thread like `_Series`: each cell is [count per bucket..., +Inf count, sum]."""
+
+    __slots__ = ("_bounds", "_cells")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._cells: dict[int, list[float]] = {}
 
     def observe(self, value: float) -> None:
-        self._metric._observe(self._key, value)
+        cell = self._cells.get(get_ident())
+        if cell is None:
+            cell = self._cells[get_ident()] = [0] * (len(self._bounds) + 1) + [0.0]
+        cell[bisect_left(self._bounds, value)] += 1  # the first bucket whose bound is >= value
+        cell[-1] += value
+
+    def totals(self) -> tuple[list[float], float]:
+        """(cumulative count per bucket, +Inf last; sum of the observations)."""
+        counts = [0.0] * (len(self._bounds) + 1)
+        total = 0.0
+        for cell in list(self._cells.values()):
+            for i in range(len(counts)):
+                counts[i] += cell[i]
+            total += cell[-1]
+        return list(accumulate(counts)), total
+
+
+class _HistogramChild:
+    __slots__ = ("_series",)
+
+    def __init__(self, series: _Observations) -> None:
+        self._series = series
+
+    def observe(self, value: float) -> None:
+        self._series.observe(value)
 
 
 class Histogram(_Metric):
@@ -165,40 +253,35 @@ class Histogram(_Metric):
     def __init__(self, name: str, help: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
         super().__init__(name, help, labelnames)
         self.buckets = tuple(sorted(float(b) for b in buckets))
-        self._series: dict[LabelKey, list[float]] = {}  # bucket counts..., sum, count
+        self._series: dict[LabelKey, _Observations] = {}
         if not self.labelnames:
-            self._series[()] = [0.0] * (len(self.buckets) + 2)
+            self._series[()] = _Observations(self.buckets)
 
     def labels(self, **labels: object) -> _HistogramChild:
         key = self._key(labels)
         with self._lock:
-            self._series.setdefault(key, [0.0] * (len(self.buckets) + 2))
-        return _HistogramChild(self, key)
+            series = self._series.setdefault(key, _Observations(self.buckets))
+        return _HistogramChild(series)
 
     def observe(self, value: float) -> None:
-        self._observe(self._key({}), value)
-
-    def _observe(self, key: LabelKey, value: float) -> None:
-        with self._lock:
-            series = self._series.setdefault(key, [0.0] * (len(self.buckets) + 2))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    series[i] += 1
-            series[-2] += value
-            series[-1] += 1
+        if self.labelnames:
+            self._key({})  # raises: a labelled histogram is observed through labels()
+        self._series[()].observe(value)
 
     def count(self, **labels: object) -> float:
-        return self._series.get(self._key(labels), [0.0])[-1]
+        series = self._series.get(self._key(labels))
+        return 0.0 if series is None else series.totals()[0][-1]
 
     def _lines(self) -> Iterable[str]:
-        for key, series in sorted(self._series.items()):
-            for bound, n in zip(self.buckets, series):
+        for key, series in sorted(self._series.items(), key=lambda kv: kv[0]):
+            cumulative, total = series.totals()
+            for bound, n in zip(self.buckets, cumulative):
                 le = 'le="' + _number(bound) + '"'
                 yield f"{self.name}_bucket{_labels(self.labelnames, key, le)} {_number(n)}"
             inf = 'le="+Inf"'
-            yield f"{self.name}_bucket{_labels(self.labelnames, key, inf)} {_number(series[-1])}"
-            yield f"{self.name}_sum{_labels(self.labelnames, key)} {_number(series[-2])}"
-            yield f"{self.name}_count{_labels(self.labelnames, key)} {_number(series[-1])}"
+            yield f"{self.name}_bucket{_labels(self.labelnames, key, inf)} {_number(cumulative[-1])}"
+            yield f"{self.name}_sum{_labels(self.labelnames, key)} {_number(total)}"
+            yield f"{self.name}_count{_labels(self.labelnames, key)} {_number(cumulative[-1])}"
 
 
 class Metrics:

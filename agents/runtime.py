@@ -186,7 +186,7 @@ class AgentRuntime:
     async def stop(self) -> None:
         """Disconnect MQTT first (nothing new comes in), commit the intake, stop delivery, close."""
         if self.mqtt is not None:
-            await asyncio.to_thread(self.mqtt.stop)
+            await self.mqtt.aclose()
         if self.intake is not None:
             await self.intake.stop()
         if self.delivery is not None:
@@ -215,7 +215,7 @@ class AgentRuntime:
             apikey=apikey,
             device_id=device_id,
             service=tenant,
-            payload=orjson.dumps(row.item.entity).decode()[: self.settings.dead_letter_payload_max],
+            payload=row.entity_json.decode()[: self.settings.dead_letter_payload_max],
         )
         try:
             await self.registry.add_dead_letter(letter)

@@ -1,9 +1,12 @@
 """The intake: where a transport's message becomes durable before it is acknowledged.
 
-Transports `submit` each `Inbound` with a callback (from any thread); one
-asyncio task takes whatever has queued up, runs the ingestor on each message
-(the registry it reads is async), appends every resulting entity update to
-the outbox in one transaction (group commit, on a worker thread) and only then
+Transports `submit` each `Inbound` with a callback (from any thread; MQTT and
+HTTP both run in the intake's loop); the intake runs the ingestor on each
+message (the registry it reads is async), appends the resulting entity
+updates of whatever has been mapped meanwhile to the outbox in one
+transaction (group commit, on a worker thread, while the next messages are
+being mapped; at most one commit starts per `commit_interval`, so a low
+rate does not pay a thread hop and an fsync per message) and only then
 calls the callbacks: MQTT sends its PUBACK, HTTP answers 200. A message the
 ingestor rejects is acknowledged too (the ingestor has recorded the rejection),
 so a bad payload never comes back forever; a failed commit acknowledges
@@ -13,8 +16,9 @@ nothing, so the device (or the MQTT broker) sends it again.
 from __future__ import annotations
 
 import asyncio
-import logging
 import inspect
+import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,30 +38,49 @@ Ingest = Callable[[Inbound], Sequence[EntityUpdate] | Awaitable[Sequence[EntityU
 
 def to_outbox_item(update: EntityUpdate, accepted_at: float) -> OutboxItem:
     """The outbox row of one entity update; the device key orders rows per device."""
-    return OutboxItem(
-        target=update.broker_url or "",
-        tenant=update.tenant,
-        context=tuple(update.context),
-        device=f"{update.tenant}|{update.apikey}|{update.device_id}",
-        entity=update.entity,
-        accepted_at=accepted_at,
-    )
+    # positional: building a named tuple from keywords costs twice as much, and this runs twice per measure
+    return OutboxItem(update.broker_url or "", update.tenant, tuple(update.context),
+                      f"{update.tenant}|{update.apikey}|{update.device_id}", update.entity, accepted_at)
 
 
 class Intake:
-    """Group-commit from transports into the outbox, as one asyncio task."""
+    """Group-commit from transports into the outbox: an ingest task and a commit task, pipelined.
 
-    def __init__(self, ingest: Ingest, outbox: Outbox, *, metrics: Metrics | None = None, max_batch: int = 1000) -> None:
+    The ingest task maps what was submitted, `INGEST_CHUNK` messages at a
+    time, and hands each chunk's entity updates to the commit task, which
+    appends everything ingested meanwhile in one transaction (at most
+    `max_batch` messages) and then acknowledges those messages. Mapping the
+    next messages thus overlaps the previous commit's fsync: the broker only
+    has so many unacknowledged messages in flight to us (receive maximum), and
+    without the overlap the agent idled during every fsync. Commits stay in
+    submission order, so the outbox keeps each device's order.
+    """
+
+    INGEST_CHUNK = 100  # messages mapped between two yields to the event loop
+
+    def __init__(self, ingest: Ingest, outbox: Outbox, *, metrics: Metrics | None = None, max_batch: int = 1000,
+                 commit_interval: float = 0.01) -> None:
         self._ingest = ingest
         self._outbox = outbox
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Inbound, Done] | None] | None = None
+        # At most one commit starts per interval (unless max_batch messages wait): at a low rate a commit
+        # (a hop to a worker thread and an fsync) per message cost more than the messages themselves.
+        self._commit_interval = commit_interval
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        # Messages submitted from other threads wait here until one callback in the loop moves them all
-        # into the queue: one wake-up of the loop per burst, not one per message.
+        self._loop_thread = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._ingesting = False
+        # Submitted messages wait here, in order, until the ingest task takes them: a plain deque rather
+        # than an asyncio.Queue (no per-message future bookkeeping), and one wake-up of the task per burst.
         self._pending: deque[tuple[Inbound, Done]] = deque()
         self._wake_scheduled = False
+        self._ingest_waiter: asyncio.Future[None] | None = None
+        # Ingested chunks waiting for the commit task: (their entity updates, one callback per message).
+        self._ingested: deque[tuple[list[OutboxItem], list[Done]]] = deque()
+        self._commit_waiter: asyncio.Future[None] | None = None
+        self._taken = 0  # messages the ingest task took from _pending whose callbacks have not run yet
+        self._commit_listeners: list[Callable[[], None]] = []
         m = metrics or Metrics()
         self._m_received = m.counter(
             "metropole_agent_intake_messages_total", "Southbound messages taken in, by transport", ["transport"]
@@ -71,46 +94,58 @@ class Intake:
         self._m_depth = m.gauge("metropole_agent_outbox_depth", "Entity updates waiting in the outbox")
 
     async def start(self) -> None:
-        """Start the intake task in the running loop."""
-        if self._task is None:
+        """Start the intake tasks in the running loop."""
+        if not self._tasks:
             self._loop = asyncio.get_running_loop()
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._run(), name="agent-intake")
+            self._loop_thread = threading.get_ident()
+            self._stopping = False
+            self._ingesting = True
+            self._tasks = [asyncio.create_task(self._ingest_all(), name="agent-intake"),
+                           asyncio.create_task(self._commit_all(), name="agent-intake-commit")]
 
     async def stop(self) -> None:
         """Commit what is queued, then stop."""
-        if self._task is not None and self._queue is not None:
-            self._drain_pending()
-            self._queue.put_nowait(None)
-            await self._task
-            self._task = None
+        if self._tasks:
+            self._stopping = True
+            self._wake_up()
+            await asyncio.gather(*self._tasks)
+            self._tasks = []
 
     def submit(self, message: Inbound, done: Done) -> None:
         """Thread-safe: take `message`; `done(True)` once durable (or rejected), `done(False)` on failure.
 
         `done` runs in the intake's event loop; it must not block.
         """
-        loop, q = self._loop, self._queue
-        if loop is None or q is None or loop.is_closed():
+        loop = self._loop
+        if loop is None or not self._tasks or loop.is_closed():
             done(False)
             return
         self._pending.append((message, done))
         if not self._wake_scheduled:
-            # Read after the append: either a drain still to run sees our message, or we schedule one.
+            # Read after the append: either a wake-up still to run sees our message, or we schedule one.
             self._wake_scheduled = True
+            if threading.get_ident() == self._loop_thread:
+                loop.call_soon(self._wake_up)  # in the loop already (MQTT, HTTP): no self-pipe write
+                return
             try:
-                loop.call_soon_threadsafe(self._drain_pending)
+                loop.call_soon_threadsafe(self._wake_up)
             except RuntimeError:  # the loop closed meanwhile
                 self._wake_scheduled = False
                 raise
 
-    def _drain_pending(self) -> None:
-        """In the loop: move what other threads submitted into the queue, in submission order."""
-        self._wake_scheduled = False  # first: a submit from now on schedules another drain
-        q, pending = self._queue, self._pending
-        assert q is not None
-        while pending:
-            q.put_nowait(pending.popleft())
+    @property
+    def backlog(self) -> int:
+        """Messages submitted whose callbacks have not run yet (a transport may stop reading beyond some)."""
+        return len(self._pending) + self._taken
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the loop) after every commit's callbacks: the backlog just went down."""
+        self._commit_listeners.append(listener)
+
+    def _wake_up(self) -> None:
+        """In the loop: let the ingest task look at what was submitted."""
+        self._wake_scheduled = False  # first: a submit from now on schedules another wake-up
+        _resolve(self._ingest_waiter)
 
     async def accept(self, message: Inbound) -> bool:
         """Await durability of one message (for request/response transports, in the intake's loop)."""
@@ -118,53 +153,98 @@ class Intake:
         self.submit(message, lambda ok: future.done() or future.set_result(ok))
         return await future
 
-    async def _run(self) -> None:
-        assert self._queue is not None
-        q = self._queue
-        stopping = False
-        while not stopping:
-            first = await q.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not q.empty():
-                nxt = q.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            await self._commit(batch)
+    # -- the ingest task -----------------------------------------------------------------------------
 
-    async def _commit(self, batch: list[tuple[Inbound, Done]]) -> None:
+    async def _ingest_all(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        pending = self._pending
+        try:
+            while pending or not self._stopping:
+                if not pending:
+                    self._ingest_waiter = loop.create_future()
+                    await self._ingest_waiter
+                    continue
+                take = min(len(pending), self.INGEST_CHUNK)
+                self._taken += take
+                self._ingested.append(await self._map([pending.popleft() for _ in range(take)]))
+                _resolve(self._commit_waiter)
+                await asyncio.sleep(0)  # let the loop read, acknowledge and start the commit between chunks
+        finally:
+            self._ingesting = False
+            _resolve(self._commit_waiter)
+
+    async def _map(self, chunk: list[tuple[Inbound, Done]]) -> tuple[list[OutboxItem], list[Done]]:
+        """The entity updates of a chunk of messages, with the messages' callbacks."""
         items: list[OutboxItem] = []
         now = time.time()
-        received = self._m_received_by
-        for message, _ in batch:
-            child = received.get(message.transport)
-            if child is None:
-                child = received[message.transport] = self._m_received.labels(transport=message.transport)
-            child.inc()
+        by_transport: dict[str, int] = {}
+        for message, _ in chunk:
+            by_transport[message.transport] = by_transport.get(message.transport, 0) + 1
             try:
                 result = self._ingest(message)
                 updates = await result if inspect.isawaitable(result) else result
             except Exception:  # the ingestor records bad input itself; this is a bug, keep going
                 log.exception("ingest failed on %s", message.topic or message.device_id)
                 continue
-            items.extend(to_outbox_item(u, now) for u in updates)
+            items.extend([to_outbox_item(u, now) for u in updates])
+        self._count_received(by_transport)
+        return items, [done for _, done in chunk]
+
+    def _count_received(self, by_transport: dict[str, int]) -> None:
+        """One counter increment per transport and chunk, not per message."""
+        for transport, n in by_transport.items():
+            child = self._m_received_by.get(transport)
+            if child is None:
+                child = self._m_received_by[transport] = self._m_received.labels(transport=transport)
+            child.inc(n)
+
+    # -- the commit task -----------------------------------------------------------------------------
+
+    async def _commit_all(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        ingested = self._ingested
+        next_commit = 0.0  # loop time before which no commit starts (unless a full batch waits)
+        while ingested or self._ingesting:
+            if not ingested:
+                self._commit_waiter = loop.create_future()
+                await self._commit_waiter
+                continue
+            pause = next_commit - loop.time()
+            if pause > 0 and self._ingesting and sum(len(d) for _, d in ingested) < self._max_batch:
+                await asyncio.sleep(pause)  # let the messages of the interval join this commit
+            next_commit = loop.time() + self._commit_interval
+            items, dones = ingested.popleft()
+            while ingested and len(dones) + len(ingested[0][1]) <= self._max_batch:
+                more, more_dones = ingested.popleft()
+                items += more
+                dones += more_dones
+            await self._commit(items, dones)
+
+    async def _commit(self, items: list[OutboxItem], dones: list[Done]) -> None:
         try:
             if items:
                 await asyncio.to_thread(self._outbox.append, items)
         except Exception:
-            log.exception("outbox commit failed: %d messages not acknowledged", len(batch))
+            log.exception("outbox commit failed: %d messages not acknowledged", len(dones))
             self._m_failed.inc()
             ok = False
         else:
             ok = True
             self._m_updates.inc(len(items))
-            self._m_batch.observe(len(batch))
+            self._m_batch.observe(len(dones))
             self._m_depth.set(self._outbox.depth)
-        for _, done in batch:
+        for done in dones:
             try:
                 done(ok)
             except Exception:
                 log.exception("acknowledgement callback failed")
+        self._taken -= len(dones)
+        for listener in self._commit_listeners:
+            listener()
+
+
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

@@ -134,3 +134,32 @@ def test_one_error_mapping(status: int, body: Any, expected: type, retry: bool) 
     assert is_retryable(error) is retry
 
 
+
+
+def test_own_http_client_reads_chunked_answers_and_survives_a_closed_keep_alive_connection() -> None:
+    """`_Http11`: a chunked 207, then the server closes the idle connection; the next request gets through."""
+    requests: list[bytes] = []
+    multi = b'{"success": ["urn:a"], "errors": []}'
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        requests.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 207 Multi-Status\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n0\r\n\r\n" % (len(multi), multi))
+        await writer.drain()
+        writer.close()  # after answering: the client's kept-alive connection is dead when it reuses it
+
+    async def go() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, NgsiLdClient(f"http://127.0.0.1:{port}") as c:
+            for _ in range(2):
+                out = await c.write_json([b'{"id":"urn:a","type":"T"}'], ["urn:a"], tenant="t", context=[SDM])
+                assert out.success == ["urn:a"] and not out.errors
+                await asyncio.sleep(0.05)
+
+    run(go())
+    assert len(requests) == 2
+    assert requests[0].startswith(b"POST /ngsi-ld/v1/entityOperations/upsert?options=update HTTP/1.1\r\n")
+    assert b"\r\nNGSILD-Tenant: t\r\n" in requests[0] and requests[0].endswith(b'[{"id":"urn:a","type":"T"}]')
