@@ -5,7 +5,8 @@ query language (broker.query), expands its terms once with the request's
 @context, and builds the EntityFilter the store evaluates (SQL for ids,
 types, attribute presence and the geo bounding box; a Python predicate for
 q, scopeQ and the exact geo relation, unless the store evaluates that one
-itself: `Store.exact_geo`, PostgreSQL with PostGIS). Rendering turns a stored ENF
+itself: `Store.exact_geo`, PostgreSQL with PostGIS; plus a SQL prefilter
+implied by q, broker.query.q_sql, which only narrows the candidates). Rendering turns a stored ENF
 document into the asked representation: projection on ENF (attribute IRIs),
 compaction with the request's @context, then normalized/concise/keyValues.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from broker.query.geo import bbox_for_prefilter, compile_geo, parse_geoquery
 from broker.query.projection import Projection, parse_attrs, parse_projection
 from broker.query.q import compile_q
+from broker.query.q_sql import Prefilter, q_prefilter
 from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
 from broker.service.entities import with_system_attrs
@@ -196,8 +198,11 @@ class QuerySpec:
         elif self.selectors:
             predicates.append(_selectors_predicate(self.selectors, expand))
         attrs_any = frozenset(expand(a) for a in self.attrs) if self.attrs else None
+        prefilter: Prefilter | None = None
         if self.q:
-            predicates.append(compile_q(self.q).compile(expand))
+            query = compile_q(self.q)
+            predicates.append(query.compile(expand))
+            prefilter = q_prefilter(query.root, expand)  # SQL the store adds: fewer candidates decoded
         if self.scope_q:
             scope = compile_scope_query(self.scope_q)
             predicates.append(lambda d: scope.matches(d.get("scope")))
@@ -211,7 +216,7 @@ class QuerySpec:
             box = bbox_for_prefilter(geoquery)
             if box is not None:
                 geo_bbox = (geo.geoproperty, box)
-        return EntityFilter(ids, id_pattern, type_dnf, attrs_any, geo_bbox, _all(predicates), geo)
+        return EntityFilter(ids, id_pattern, type_dnf, attrs_any, geo_bbox, _all(predicates), geo, prefilter)
 
 
 def _check_ids(ids: Sequence[str] | None) -> list[str] | None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from broker.query.geo import GeoQuery
+    from broker.query.q_sql import Prefilter
 
 Doc = dict[str, Any]
 BBox = tuple[float, float, float, float]
@@ -53,7 +54,11 @@ class EntityFilter:
     predicate; other stores ignore it (`geo_bbox` and the predicate do the
     work). `predicate` is applied last, in Python, to the ENF document of
     each candidate (q, scopeQ, and the exact geo relation where the store
-    does not evaluate it).
+    does not evaluate it). `prefilter` (broker.query.q_sql) is a condition
+    the predicate implies, derived from q, which the store adds to its SQL
+    so that fewer candidates are decoded: it may let through entities the
+    predicate rejects, never the reverse, so the predicate still runs on
+    every candidate and a store may ignore it.
     """
 
     ids: Sequence[str] | None = None
@@ -63,6 +68,7 @@ class EntityFilter:
     geo_bbox: tuple[str, BBox] | None = None
     predicate: Callable[[Doc], bool] | None = None
     geo: GeoQuery | None = None
+    prefilter: Prefilter | None = None
 
 
 @dataclass(slots=True)

@@ -122,6 +122,33 @@ def index_rows(doc: Doc) -> IndexRows:
     return IndexRows(list(dict.fromkeys(types)), attrs, boxes, shapes)
 
 
+def same_index(a: Doc, b: Doc) -> bool:
+    """Whether two documents certainly give equal `index_rows`, found without building them.
+
+    True when they have the same types, the same members, instance types in the same
+    order and equal GeoProperty values: what a sensor's new readings leave alone. False
+    means "maybe not" (the caller then compares index_rows): building them parses every
+    geometry, which an update of a dozen readings should not pay twice.
+    """
+    if a.get("type") != b.get("type") or list(a) != list(b):  # in order: index_rows lists members in order
+        return False
+    for name, first in a.items():
+        if name in ENTITY_CORE:
+            continue
+        second = b[name]
+        left = first if isinstance(first, list) else [first]
+        right = second if isinstance(second, list) else [second]
+        if len(left) != len(right):
+            return False
+        for x, y in zip(left, right):
+            if not isinstance(x, dict) or not isinstance(y, dict):
+                return False
+            kind = x.get("type", PROPERTY)
+            if kind != y.get("type", PROPERTY) or (kind == GEO_PROPERTY and x.get("value") != y.get("value")):
+                return False
+    return True
+
+
 # ---------------------------------------------------------------- SQLite
 
 def has_rtree(conn: sqlite3.Connection) -> bool:

@@ -44,7 +44,7 @@ from broker.store.base import (
     Store,
     TypeSummary,
 )
-from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sqlite
+from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sqlite, same_index
 from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows
 
@@ -371,7 +371,7 @@ class SQLiteStore(Store):
         return self._where_rest(tenant, flt, clauses, params)
 
     def _where_rest(self, tenant: str, flt: EntityFilter, clauses: list[str], params: list[Any]) -> tuple[str, list[Any]] | None:
-        """The attribute and geo conditions of `_where`."""
+        """The attribute, geo and q prefilter conditions of `_where`."""
         if flt.attrs_any is not None:
             if not flt.attrs_any:
                 return None
@@ -389,6 +389,9 @@ class SQLiteStore(Store):
                 f" AND {box}.min_lat <= ? AND {box}.max_lat >= ? AND g.tenant = ? AND g.attr = ?)"
             )
             params += [max_lng, min_lng, max_lat, min_lat, tenant, attr]
+        # flt.prefilter is left to the predicate: SQLite 3.40 parses the whole document per JSON
+        # condition (4-5 us a row, decoding in Python is 7), so measured over 100,000 entities it
+        # saved 10-25% on selective counts and cost up to 60% where most entities matched
         return " AND ".join(clauses), params
 
     async def query(self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool) -> QueryPage:
@@ -411,7 +414,10 @@ class SQLiteStore(Store):
             page: list[StoredEntity] = []
             matched = 0
             cursor = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE {sql} ORDER BY e.id", params)
-            while rows := cursor.fetchmany(CHUNK):
+            # Without count, first fetch only the rows the page needs, then more and more: behind a
+            # q prefilter most rows match, and each row fetched has cost SQL a walk of its JSON.
+            size = CHUNK if count else min(CHUNK, offset + limit)
+            while rows := cursor.fetchmany(size):
                 for row in rows:
                     doc = orjson.loads(row[1])
                     if not predicate(doc):
@@ -421,6 +427,7 @@ class SQLiteStore(Store):
                     matched += 1
                 if not count and matched >= offset + limit:
                     break
+                size = min(CHUNK, 2 * size)
             cursor.close()
             return QueryPage(page, matched if count else None)
 
@@ -478,10 +485,12 @@ class SQLiteStore(Store):
             stale: list[str] = []
             entries: list[Entry] = []
             for (i, d), b in zip(latest.items(), blobs):
-                rows = index_rows(d)
                 before = existing.get(i)
                 before_doc = None if before is None else orjson.loads(before[0])
                 entries.append((i, before, (b, before[1] if before else now, now), before_doc, d))
+                if before_doc is not None and same_index(before_doc, d):
+                    continue
+                rows = index_rows(d)
                 if before_doc is not None:
                     if index_rows(before_doc) == rows:
                         continue
@@ -533,6 +542,8 @@ class SQLiteStore(Store):
                     gone.append(entity_id)
                     continue
                 put.append((entity_id, current[entity_id][0]))  # type: ignore[index]
+                if before_doc is not None and same_index(before_doc, doc):
+                    continue  # side-table rows kept (see upsert_replace)
                 rows = index_rows(doc)
                 if before_doc is not None:
                     if index_rows(before_doc) == rows:
