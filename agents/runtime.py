@@ -56,6 +56,7 @@ class RuntimeOptions:
     MQTT_CLIENT_ID  the persistent session's client id (stable across restarts!)
     MQTT_SHARE_GROUP  shared-subscription group for several replicas ('' = none)
     MQTT_SESSION_EXPIRY  seconds the MQTT broker keeps the session while the agent is away
+    MQTT_USERNAME / MQTT_PASSWORD  credentials for a Mosquitto that has a password file
     BATCH_MODE      update (batch upsert, options=update), merge, replace
     BATCH_SIZE / DELIVERY_WORKERS  rows per batch request / concurrent delivery workers
     OUTBOX_SYNC     FULL (default, survives power loss) or NORMAL (survives process crashes)
@@ -67,6 +68,8 @@ class RuntimeOptions:
     mqtt_client_id: str = "metropole-agent"
     mqtt_share_group: str = ""
     mqtt_session_expiry: int = 7 * 24 * 3600
+    mqtt_username: str | None = None  # for a Mosquitto with a password file (compose/README.md, "Securing MQTT")
+    mqtt_password: str | None = None
     batch_mode: str = "update"
     batch_size: int = 500
     delivery_workers: int = 2
@@ -83,6 +86,8 @@ class RuntimeOptions:
             "mqtt_client_id": _env("MQTT_CLIENT_ID", d.mqtt_client_id),
             "mqtt_share_group": _env("MQTT_SHARE_GROUP", d.mqtt_share_group),
             "mqtt_session_expiry": int(_env("MQTT_SESSION_EXPIRY", str(d.mqtt_session_expiry))),
+            "mqtt_username": _env("MQTT_USERNAME", "") or None,
+            "mqtt_password": _env("MQTT_PASSWORD", "") or None,
             "batch_mode": _env("BATCH_MODE", d.batch_mode).lower(),
             "batch_size": int(_env("BATCH_SIZE", str(d.batch_size))),
             "delivery_workers": int(_env("DELIVERY_WORKERS", str(d.delivery_workers))),
@@ -167,7 +172,8 @@ class AgentRuntime:
             self.mqtt = MqttTransport(
                 MqttOptions(host=s.mqtt_host, port=s.mqtt_port, client_id=o.mqtt_client_id,
                             share_group=o.mqtt_share_group, protocol=protocol,
-                            session_expiry=o.mqtt_session_expiry),
+                            session_expiry=o.mqtt_session_expiry, username=o.mqtt_username,
+                            password=o.mqtt_password),
                 self.intake,
                 metrics=self.metrics,
             )
