@@ -45,6 +45,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from agents.transports.mqtt import varint
+
 __all__ = ["Load", "LoadResult", "LoadSpec", "Mosquitto", "message_indices"]
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -55,16 +57,6 @@ PUBACK = b"\x40"  # fixed header byte of a PUBACK; each one is 4 bytes: 0x40 0x0
 
 # -- MQTT 3.1.1 encoding ----------------------------------------------------------------
 
-def _varint(n: int) -> bytes:
-    """MQTT's variable-length "remaining length"."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _string(s: bytes) -> bytes:
     return len(s).to_bytes(2, "big") + s
 
@@ -72,13 +64,13 @@ def _string(s: bytes) -> bytes:
 def connect_packet(client_id: str) -> bytes:
     """CONNECT with a clean session and keep-alive 0: the broker never times out a silent publisher."""
     body = _string(b"MQTT") + bytes([4, 0x02]) + (0).to_bytes(2, "big") + _string(client_id.encode())
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + varint(len(body)) + body
 
 
 def publish_packet(topic: bytes, packet_id: int, payload: bytes) -> bytes:
     """PUBLISH at QoS 1 (fixed header 0x32)."""
     body = _string(topic) + packet_id.to_bytes(2, "big") + payload
-    return b"\x32" + _varint(len(body)) + body
+    return b"\x32" + varint(len(body)) + body
 
 
 def packet_id(j: int) -> int:

@@ -46,7 +46,7 @@ from agents.messages import Inbound
 from agents.metrics import Metrics
 from agents.transports.intake import Intake
 
-__all__ = ["MEASURE_TOPICS", "MqttOptions", "MqttTransport", "parse_topic"]
+__all__ = ["MEASURE_TOPICS", "MqttOptions", "MqttTransport", "parse_topic", "varint"]
 
 log = logging.getLogger("metropole.agents.mqtt")
 
@@ -149,7 +149,7 @@ class ProtocolError(Exception):
     """The broker sent something a QoS 1 subscriber cannot take: the connection is dropped."""
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     """MQTT's variable byte integer (remaining lengths, property lengths)."""
     out = bytearray()
     while True:
@@ -179,7 +179,7 @@ def _string(value: str | bytes) -> bytes:
 
 
 def _packet(kind: int, flags: int, body: bytes) -> bytes:
-    return bytes([kind << 4 | flags]) + _varint(len(body)) + body
+    return bytes([kind << 4 | flags]) + varint(len(body)) + body
 
 
 def connect_packet(options: MqttOptions) -> bytes:
@@ -197,7 +197,7 @@ def connect_packet(options: MqttOptions) -> bytes:
     if v5:
         props = (b"\x11" + options.session_expiry.to_bytes(4, "big")
                  + b"\x21" + min(options.receive_maximum, 65535).to_bytes(2, "big"))
-        head += _varint(len(props)) + props
+        head += varint(len(props)) + props
     return _packet(CONNECT, 0, head + payload)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.messages import Inbound
-from agents.transports.mqtt import MqttOptions, MqttTransport, _Connection, _varint
+from agents.transports.mqtt import MqttOptions, MqttTransport, _Connection, varint
 
 
 class FakeSocket(asyncio.Transport):
@@ -69,8 +69,8 @@ class FakeIntake:
 def publish(topic: bytes, mid: int, payload: bytes, *, v5: bool = True, qos: int = 1) -> bytes:
     properties = b"\x08\x01\x00\x03\x02\x00\x00\x00\x3c" if v5 else b""  # Payload Format, Message Expiry
     body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
-    body += (_varint(len(properties)) + properties if v5 else b"") + payload
-    return bytes([0x30 | qos << 1]) + _varint(len(body)) + body
+    body += (varint(len(properties)) + properties if v5 else b"") + payload
+    return bytes([0x30 | qos << 1]) + varint(len(body)) + body
 
 
 def connection(options: MqttOptions) -> tuple[_Connection, FakeSocket, FakeIntake, MqttTransport]:
