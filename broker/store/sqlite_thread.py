@@ -12,8 +12,9 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -64,19 +65,25 @@ class SQLiteThread:
         """`fn(connection)` on the thread, outside any explicit transaction."""
         return await self._hop(lambda: fn(self._connection()))
 
-    async def tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises."""
+    async def tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool,
+                 lock: AbstractContextManager[Any] | None = None) -> T:
+        """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises.
+
+        `lock` is held around the whole transaction: the in-process write lock of the file
+        (broker.store.sqlite.write_lock) that the file's other writers take too.
+        """
 
         def run() -> T:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+            with lock or nullcontext():
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
 
         return await self._hop(run)
 

@@ -96,23 +96,9 @@ class SQLiteHistory(HistoryStorage):
         await self._db.close()
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
-        if not write or self.path == ":memory:":
-            return await self._db.tx(fn, write=write)
-        lock = self._wlock
-
-        def run(conn: sqlite3.Connection) -> T:
-            # the store's writer takes the same in-process lock (broker.store.sqlite.write_lock)
-            with lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
-
-        return await self._db.run(run)
+        # a write takes the file's in-process lock, as the store's writer does (broker.store.sqlite.write_lock)
+        lock = self._wlock if write and self.path != ":memory:" else None
+        return await self._db.tx(fn, write=write, lock=lock)
 
     @staticmethod
     def _store(conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
