@@ -31,6 +31,7 @@ from broker.settings import BrokerSettings
 from broker.store import open_store
 from models.context import ContextResolver
 from models.errors import InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+from web.resources import ResourcePaths
 
 log = logging.getLogger("broker")
 
@@ -78,7 +79,8 @@ def create_app(settings: BrokerSettings) -> FastAPI:
             await store.close()
 
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
-                  openapi_url=None, docs_url=None, redoc_url=None)
+                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+    app.add_middleware(ResourcePaths)
     for module in (entities, batch, types, attributes, contexts, version):
         app.include_router(module.router)
     app.include_router(subscriptions.router)  # subscriptions

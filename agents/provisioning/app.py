@@ -19,6 +19,7 @@ from agents.provisioning import devices, errors, groups
 from agents.provisioning.deps import page
 from agents.registry import Registry
 from agents.settings import VERSION, AgentSettings
+from web.resources import ResourcePaths
 
 LIB_VERSION = "4.0.0"  # the iotagent-node-lib provisioning API this one follows
 
@@ -37,7 +38,8 @@ def create_provisioning_app(
                 await registry.close()
 
     app = FastAPI(title="metropole IoT agent provisioning", version=VERSION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    app.add_middleware(ResourcePaths)
     app.add_exception_handler(errors.ProvisioningError, errors.handle)
 
     @app.exception_handler(Exception)

@@ -39,6 +39,7 @@ from broker.temporal.model import EntityRow
 from broker.temporal.storage import TimeRange
 from models.context import SDM_ALL_CONTEXT_URL
 from models.errors import NgsiLdError
+from web.resources import ResourcePaths
 
 log = logging.getLogger("broker.quantumleap")
 QL_VERSION = "1.0.0"
@@ -73,7 +74,8 @@ class _Ctx:
 def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2") -> FastAPI:
     """The /v2 QuantumLeap API reading and writing the history of the broker whose app.state `state()` returns."""
     app = FastAPI(title="metropole QuantumLeap-compatible history API", version=QL_VERSION,
-                  openapi_url=None, docs_url=None, redoc_url=None)
+                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+    app.add_middleware(ResourcePaths)
 
     def services() -> Any:
         st = state()

@@ -187,3 +187,17 @@ def test_rejections_listed_and_filtered(agent: RunningAgent, iota: httpx.Client)
 
 
 AT_REJECT = "2026-11-26T07:00:00Z"
+
+
+def test_trailing_slash_and_options(iota: httpx.Client) -> None:
+    """The FIWARE tutorials write `/iot/services/` and `DELETE /iot/services/?resource=`; both work."""
+    group = {"services": [{"apikey": "slashkey", "entity_type": "Thing", "resource": "/iot/json"}]}
+    assert iota.post("/iot/services/", json=group).status_code == 201
+    assert [s["apikey"] for s in iota.get("/iot/services/").json()["services"]] == ["slashkey"]
+    r = iota.options("/iot/services")
+    assert r.status_code == 204
+    assert {"GET", "POST", "PUT", "DELETE", "OPTIONS"} <= {m.strip() for m in r.headers["Allow"].split(",")}
+    assert "Accept-Patch" not in r.headers
+    assert iota.delete("/iot/services/", params={"resource": "/iot/json", "apikey": "slashkey"}).status_code == 204
+    assert iota.get("/iot/services").json()["count"] == 0
+    assert iota.patch("/iot/services").status_code == 405
