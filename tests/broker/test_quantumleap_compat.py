@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -209,13 +209,13 @@ def test_subscribe_feeds_history_from_the_embedded_broker(ql: httpx.Client, clie
 
 
 class _FakeOrion(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], Any]] = []
+    received: ClassVar[list[tuple[str, dict[str, str], Any]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200)
         self.end_headers()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.path, dict(self.headers), orjson.loads(body)))
         self.send_response(201)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.context import ContextResolver, SDM_ALL_CONTEXT_URL
+from models.context import SDM_ALL_CONTEXT_URL, ContextResolver
 
 CORE_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 SDM_NO2 = "https://smart-data-models.github.io/data-models/terms.jsonld#/definitions/no2"
