@@ -4,6 +4,8 @@
     ql.notify([{"id": "Room1", "type": "Room", "temperature": {"type": "Number", "value": 21}}])
     ql.entity_attr("Room1", "temperature", last_n=10)     # {"entityId", "entityType", "attrName", "index", "values"}
     ql.series("Room1", "temperature", from_date="2026-01-01T00:00:00Z")   # [(index, value), ...]
+    ql.delete_entity("Room1", to_date="2026-01-01T00:00:00Z")
+    ql.subscribe(entity_type="AirQualityObserved", attributes="no2")  # the broker subscription feeding history
 
 Every query method returns the parsed JSON; keyword parameters are the
 QuantumLeap query parameters in snake case (from_date -> fromDate, last_n,
@@ -23,6 +25,11 @@ import requests
 
 _RENAMES = {"type_": "type", "id_": "id", "from_date": "fromDate", "to_date": "toDate", "last_n": "lastN",
             "aggr_method": "aggrMethod", "aggr_period": "aggrPeriod", "aggr_scope": "aggrScope", "id_pattern": "idPattern"}
+
+
+_SUBSCRIBE = {"orion_url": "orionUrl", "quantumleap_url": "quantumleapUrl", "entity_type": "entityType", "entity_id": "entityId",
+              "observed_attributes": "observedAttributes", "notified_attributes": "notifiedAttributes",
+              "time_index_attribute": "timeIndexAttribute"}
 
 
 class QuantumLeapError(Exception):
@@ -93,7 +100,8 @@ class QuantumLeapClient:
     def notify(self, entities: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, subscription_id: str = "ql-client",
                time_index_attribute: str | None = None) -> str:
         """POST /v2/notify: NGSI-v2 entities (a list), or a whole notification body (NGSI-v2 or NGSI-LD, a dict)."""
-        body = dict(entities) if isinstance(entities, Mapping) else {"subscriptionId": subscription_id, "data": list(entities)}
+        body: dict[str, Any] = (dict(entities) if isinstance(entities, Mapping)
+                                else {"subscriptionId": subscription_id, "data": list(entities)})
         headers = {**self._headers(), "Content-Type": "application/json"}
         if time_index_attribute:
             headers["Fiware-TimeIndex-Attribute"] = time_index_attribute
@@ -144,6 +152,33 @@ class QuantumLeapClient:
 
     def attr_value(self, attr: str, **kwargs: Any) -> Any:
         return self._get(f"/attrs/{_seg(attr)}/value", kwargs)
+
+    def attrs(self, **kwargs: Any) -> Any:
+        """GET /v2/attrs: every attribute (or attrs=...), each grouped by type."""
+        return self._get("/attrs", kwargs)
+
+    def resources(self) -> Any:
+        """GET /v2: the resource list."""
+        return self._get("", {})
+
+    def delete_entity(self, entity_id: str, **kwargs: Any) -> None:
+        """DELETE /v2/entities/{entityId} (type_=, from_date=, to_date=); QuantumLeapNotFound when nothing was deleted."""
+        self._delete(f"/entities/{_seg(entity_id)}", kwargs)
+
+    def delete_type(self, entity_type: str, *, drop_table: bool = False, **kwargs: Any) -> None:
+        """DELETE /v2/types/{entityType} (from_date=, to_date=; drop_table needs the root service path)."""
+        self._delete(f"/types/{_seg(entity_type)}", {**kwargs, "dropTable": "true" if drop_table else None})
+
+    def subscribe(self, **kwargs: Any) -> requests.Response:
+        """POST /v2/subscribe (orion_url=, quantumleap_url=, entity_type=, attributes=, throttling= ...): the broker's answer."""
+        params = _params({_SUBSCRIBE.get(k, k): v for k, v in kwargs.items()})
+        response = self.session.post(f"{self.base_url}/v2/subscribe", params=params, headers=self._headers(), timeout=self.timeout)
+        return self._check(response)
+
+    def _delete(self, path: str, kwargs: Mapping[str, Any]) -> None:
+        response = self.session.delete(f"{self.base_url}/v2{path}", params=_params(kwargs), headers=self._headers(),
+                                       timeout=self.timeout)
+        self._check(response)
 
     def series(self, entity_id: str, attr: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """(time index, value) pairs of one attribute of one entity; [] when there are no records."""

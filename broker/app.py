@@ -87,7 +87,9 @@ def create_app(settings: BrokerSettings) -> FastAPI:
     app.include_router(temporal.router)  # temporal
     # --- quantumleap (broker.quantumleap): the /v2 history API over the same app.state (also served on 8668 by `run`)
     from broker.quantumleap import create_quantumleap_app
+    from broker.quantumleap.routes.meta import list_of_api
 
+    app.add_api_route("/v2", list_of_api, methods=["GET"])  # the mount below answers only paths under /v2/
     app.mount("/v2", create_quantumleap_app(lambda: app.state, prefix=""))
     # --- end quantumleap
 

@@ -14,13 +14,21 @@ take their modifiedAt, else the notification's notifiedAt.
 
 A v2 entity id that is not a URI ("Room1") is kept as urn:ngsi-v2:<type>:<id>
 (the broker's history needs URIs) and shown back as "Room1" by the /v2 API.
+
+Values are cast as QuantumLeap casts them into its columns
+(src/translators/sql_translator.py:540-640): Number to float, Integer to
+int, Boolean from "true"/"false"/1/0, Text to text; a value that does not
+cast is not recorded (QuantumLeap stores NULL). A DateTime (or ISO8601)
+value is kept as an NGSI-LD DateTime, {"@type": "DateTime", "@value": ...},
+which the /v2 API shows back as QuantumLeap's ISO text and the NGSI-LD API
+as a DateTime.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from broker.quantumleap.series import QLError
+from broker.quantumleap.errors import QLError
 from broker.service.patch import utc_now
 from broker.temporal.model import to_us
 from models.errors import BadRequestData
@@ -46,6 +54,7 @@ def shown_id(stored: str) -> str:
 
 
 def is_ld_notification(body: dict[str, Any]) -> bool:
+    """Whether a notification body is NGSI-LD's (clause 5.3.1) rather than Orion's NGSI-v2 one."""
     return body.get("type") == "Notification" or "notifiedAt" in body or "@context" in body
 
 
@@ -104,8 +113,9 @@ def _meta_time(attr: Any, *names: str) -> str | None:
         return None
     for n in names:
         m = attr["metadata"].get(n)
-        if isinstance(m, dict) and isinstance(m.get("value"), str):
-            return m["value"]
+        value = m.get("value") if isinstance(m, dict) else None
+        if isinstance(value, str):
+            return value
     return None
 
 
@@ -128,12 +138,13 @@ def _checked_time(text: str | None) -> str | None:
 def v2_time_index(entity: dict[str, Any], header_attr: str | None, now: str) -> str:
     """The time index QuantumLeap would give this v2 entity."""
     for candidate in (_attr_time(entity, header_attr), _attr_time(entity, "TimeInstant")):
-        if _checked_time(candidate):
-            return candidate  # type: ignore[return-value]
-    metas = [_checked_time(_meta_time(a, "TimeInstant", "timestamp", "dateModified")) for k, a in entity.items() if k not in ("id", "type")]
-    metas = [m for m in metas if m]
+        checked = _checked_time(candidate)
+        if checked:
+            return checked
+    found = [_checked_time(_meta_time(a, "TimeInstant", "timestamp", "dateModified")) for k, a in entity.items() if k not in ("id", "type")]
+    metas = [m for m in found if m]
     if metas:
-        return max(metas, key=to_us)  # type: ignore[arg-type]
+        return max(metas, key=to_us)
     return _checked_time(_attr_time(entity, "dateModified")) or now
 
 
@@ -161,13 +172,40 @@ def v2_entity(entity: Any, header_attr: str | None, now: str) -> dict[str, Any]:
         elif kind in ("Relationship", "Reference") and isinstance(value, str) and is_uri(value):
             inst = {"type": "Relationship", "object": value}
         else:
-            inst = {"type": "Property", "value": value}
+            cast = cast_v2_value(kind, value)
+            if cast is None:
+                continue
+            inst = {"type": "Property", "value": cast}
         unit = (attr.get("metadata") or {}).get("unitCode") if isinstance(attr.get("metadata"), dict) else None
         if isinstance(unit, dict) and isinstance(unit.get("value"), str) and inst["type"] == "Property":
             inst["unitCode"] = unit["value"]
         inst["observedAt"] = stamp
         out[name] = inst
     return out
+
+
+def cast_v2_value(kind: Any, value: Any) -> Any:
+    """A v2 value cast as QuantumLeap casts it for its column type; None when it does not cast."""
+    try:
+        if kind == "Number":
+            return None if isinstance(value, bool) else float(value)
+        if kind == "Integer":
+            return None if isinstance(value, bool) else int(float(value))
+    except (TypeError, ValueError):
+        return None
+    if kind == "Boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        return None
+    if kind in ("DateTime", "ISO8601"):
+        return {"@type": "DateTime", "@value": value} if isinstance(value, str) and _checked_time(value) else None
+    if kind == "Text":
+        return str(value)
+    return value
 
 
 def ld_entity(entity: Any, notified_at: str) -> dict[str, Any]:
@@ -192,4 +230,5 @@ def ld_entity(entity: Any, notified_at: str) -> dict[str, Any]:
 
 
 def now() -> str:
+    """The arrival time of a notification, the time index of last resort."""
     return utc_now()

@@ -1,173 +1,106 @@
-"""Reading QuantumLeap-style time series out of the broker's temporal history.
+"""QuantumLeap's rows rebuilt from the broker's history, paged and aggregated as its SQL does.
 
-QuantumLeap keeps one table row per entity notification: a time index and
-every attribute's value at it. The broker keeps one row per attribute
-instance. `load_rows` rebuilds QuantumLeap's rows: per entity, the union of
-the instance times of the wanted attributes, each attribute's value at that
-time (None where it has no instance then). `lastN`, `limit` and `offset`
-then apply to those rows over all the selected entities together, ordered by
-time, as QuantumLeap's SQL does (ORDER BY time_index ... LIMIT ... OFFSET).
+QuantumLeap keeps one table per entity type, one row per notified entity: a
+time index and every attribute's value at it. The history here keeps one
+row per attribute instance. `load_rows` rebuilds QuantumLeap's rows for the
+entities of one type: per entity, the union of the instance times of the
+wanted attributes (of every attribute when none is named), each attribute's
+value at that time (None where it has no instance then).
 
-Aggregation (`aggrMethod` count|sum|avg|min|max, `aggrPeriod` year...second)
-is computed here over the rows in [fromDate, toDate]: calendar periods
-(months, years) are not fixed durations, so they are truncated as
-date_trunc would, in UTC.
+Then, per type as QuantumLeap runs one statement per table
+(src/translators/sql_translator.py:1098-1110):
+
+- raw rows: ORDER BY time_index (DESC with lastN) LIMIT min(lastN, limit)
+  OFFSET offset over all the type's entities together (:878-910, 1106);
+- aggregated with aggrPeriod: one row per entity and DATE_TRUNC(period)
+  bucket, ORDER BY entity_type, entity_id, time_index (DESC with lastN),
+  then the same LIMIT/OFFSET over the buckets (:750-775, 886-906);
+- aggregated without aggrPeriod: one row per entity (GROUP BY entity),
+  LIMIT/OFFSET over the entities;
+- lastN answers are given back oldest first (:1452-1454).
+
+Aggregates follow PostgreSQL on QuantumLeap's column types: count counts
+non-null values of any type; sum/avg need numbers; min/max take numbers,
+text and date-times; anything else is "AggrMethod cannot be applied" (404,
+PostgresErrorAnalyzer.is_aggregation_error).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import orjson
 
+from broker.quantumleap.errors import cannot_aggregate
+from broker.quantumleap.params import Params
 from broker.temporal.model import from_us, to_us
-from broker.temporal.storage import HistoryStorage, TimeRange
+from broker.temporal.storage import HistoryStorage
 from models.errors import BadRequestData
 
-AGGR_METHODS = ("count", "sum", "avg", "min", "max")
-AGGR_PERIODS = ("year", "month", "day", "hour", "minute", "second")
-DEFAULT_LIMIT = 10_000
 _VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
 
 
-class QLError(Exception):
-    """An error answered the QuantumLeap way: {"error": ..., "description": ...} with a status."""
+class Pick(NamedTuple):
+    """An entity chosen by a query: its history id, and its id and type as shown."""
 
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
-
-
-def not_found() -> QLError:
-    return QLError(404, "Not Found", "No records were found for such query.")
-
-
-def bad(description: str, error: str = "Bad parameters use") -> QLError:
-    return QLError(400, error, description)
-
-
-def iso(us: int) -> str:
-    """A time index as QuantumLeap prints it: 2026-01-01T00:00:00.000+00:00."""
-    text = from_us(us)
-    return text[:-1] + "+00:00" if text.endswith("Z") else text
-
-
-@dataclass(slots=True)
-class Params:
-    """The query parameters common to every QuantumLeap query endpoint, validated."""
-
-    from_us: int | None = None
-    to_us: int | None = None
-    from_text: str | None = None
-    to_text: str | None = None
-    last_n: int | None = None
-    limit: int = DEFAULT_LIMIT
-    offset: int = 0
-    aggr_method: str | None = None
-    aggr_period: str | None = None
-    aggr_scope: str = "entity"
-    geo: tuple[str, str, str] | None = None
-
-    @classmethod
-    def parse(cls, q: Any) -> "Params":
-        p = cls()
-        for name in ("fromDate", "toDate"):
-            text = q.get(name)
-            if text:
-                try:
-                    value = to_us(text, name)
-                except BadRequestData:
-                    raise bad(f"{name} must be an ISO 8601 date-time, got {text!r}", "InvalidParameterValue") from None
-                if name == "fromDate":
-                    p.from_us, p.from_text = value, text
-                else:
-                    p.to_us, p.to_text = value, text
-        p.last_n = _int(q, "lastN", None, 1)
-        p.limit = _int(q, "limit", DEFAULT_LIMIT, 1) or DEFAULT_LIMIT
-        p.offset = _int(q, "offset", 0, 0) or 0
-        method = q.get("aggrMethod") or None
-        period = q.get("aggrPeriod") or None
-        if method is not None and method not in AGGR_METHODS:
-            raise bad(f"aggrMethod must be one of {', '.join(AGGR_METHODS)}, got {method!r}")
-        if period is not None and period not in AGGR_PERIODS:
-            raise bad(f"aggrPeriod must be one of {', '.join(AGGR_PERIODS)}, got {period!r}")
-        if period and not method:
-            raise bad("aggrMethod is compulsory when using aggrPeriod.")
-        scope = q.get("aggrScope") or "entity"
-        if scope not in ("entity", "global"):
-            raise bad(f"aggrScope must be entity or global, got {scope!r}")
-        p.aggr_method, p.aggr_period, p.aggr_scope = method, period, scope
-        options = [o.strip() for o in (q.get("options") or "").split(",") if o.strip()]
-        unknown = [o for o in options if o not in ("keyValues", "values")]
-        if unknown:  # QuantumLeap answers 501 to any option; keyValues/values change nothing in these shapes
-            raise bad(f"unsupported options {unknown}: only keyValues and values are accepted")
-        georel, geometry, coords = q.get("georel"), q.get("geometry"), q.get("coords")
-        if georel or geometry or coords:
-            if not (georel and geometry and coords):
-                raise QLError(400, "ValueError", "Invalid geographical query parameters")
-            p.geo = (georel, geometry, coords)
-        return p
-
-    def time_range(self) -> TimeRange:
-        end = self.to_us + 1 if self.to_us is not None else None  # toDate is inclusive in QuantumLeap
-        return TimeRange(None, self.from_us, end)
-
-
-def _int(q: Any, name: str, default: int | None, minimum: int) -> int | None:
-    text = q.get(name)
-    if text in (None, ""):
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad(f"{name} must be an integer, got {text!r}") from None
-    if value < minimum:
-        raise bad(f"{name} must be at least {minimum}, got {value}")
-    return value
+    stored_id: str
+    shown_id: str
+    shown_type: str
 
 
 @dataclass(slots=True)
 class Series:
-    """One entity's rows: its id and type (as shown), time indexes and attribute columns."""
+    """One entity's rows: id and type as shown, time indexes (QuantumLeap ISO text) and attribute columns."""
 
     entity_id: str
     entity_type: str
-    index: list[int] = field(default_factory=list)
+    index: list[str] = field(default_factory=list)
     columns: dict[str, list[Any]] = field(default_factory=dict)
 
 
+def iso(us: int) -> str:
+    """A time as QuantumLeap prints it (timescale.py:305-310): UTC, milliseconds, '+00:00'."""
+    text = from_us(us)
+    if len(text) > 24:  # microseconds: QuantumLeap keeps milliseconds
+        text = text[:23] + "Z"
+    return text[:-1] + "+00:00"
+
+
+def ql_value(value: Any) -> Any:
+    """A stored value as QuantumLeap gives it back: an NGSI-LD DateTime as its ISO text (timescale.py:231-241)."""
+    if isinstance(value, dict) and value.get("@type") == "DateTime" and isinstance(value.get("@value"), str):
+        try:
+            return iso(to_us(value["@value"]))
+        except BadRequestData:
+            return value["@value"]
+    return value
+
+
 def _value(inst: dict[str, Any]) -> Any:
-    return next((inst[m] for m in _VALUE_MEMBERS if m in inst), None)
+    return ql_value(next((inst[m] for m in _VALUE_MEMBERS if m in inst), None))
 
 
-async def load_rows(
-    history: HistoryStorage, tenant: str, entities: list[tuple[str, str, str]],
-    attr_names: Callable[[str], str | None], p: Params, *, aggregate: bool = False,
-) -> list[Series]:
-    """The rows of the given entities (stored id, shown id, shown type), paged by lastN/limit/offset.
+async def load_rows(history: HistoryStorage, tenant: str, picks: Sequence[Pick], show: Callable[[str], str | None],
+                    p: Params) -> list[Series]:
+    """The rows of the entities of one type, paged as QuantumLeap pages raw rows (aggregation reads all of them).
 
-    `attr_names` maps a stored attribute IRI to the name to show, or None to leave it out.
-    With `aggregate`, every row in the time range is read (paging does not apply before aggregating).
+    `show` maps a stored attribute IRI to the name to show, or None to leave it out.
     """
-    if not entities:
+    if not picks:
         return []
-    stored_ids = [e[0] for e in entities]
-    newest = p.last_n is not None and not aggregate
+    aggregate = p.aggr_method is not None
     if aggregate:
-        per_attr = 10**9
-    elif p.last_n is not None:
-        per_attr = p.offset + min(p.last_n, p.limit)
-    else:
-        per_attr = p.offset + p.limit
-    hits = await history.instances(tenant, stored_ids, None, p.time_range(), per_attr, newest)
+        per_attr, newest = 10**9, False
+    else:  # the first (or last) offset + window rows overall are among each attribute's first offset + window
+        per_attr, newest = p.offset + p.window, p.last_n is not None
+    hits = await history.instances(tenant, [k.stored_id for k in picks], None, p.time_range(), per_attr, newest)
     table: dict[tuple[str, int], dict[str, Any]] = {}
     names_seen: dict[str, set[str]] = {}
     for h in hits:
-        name = attr_names(h.attr)
+        name = show(h.attr)
         if name is None:
             continue
         inst = orjson.loads(h.instance)
@@ -178,31 +111,30 @@ async def load_rows(
     keys = sorted(table, key=lambda k: (k[1], k[0]))
     if not aggregate:
         if p.last_n is not None:
-            keys = list(reversed(keys))[p.offset : p.offset + min(p.last_n, p.limit)]
-            keys.reverse()
+            keys = keys[::-1][p.offset : p.offset + p.window][::-1]
         else:
-            keys = keys[p.offset : p.offset + p.limit]
-    shown = {e[0]: e for e in entities}
+            keys = keys[p.offset : p.offset + p.window]
+    by_id = {k.stored_id: k for k in picks}
     out: dict[str, Series] = {}
     for eid, t in keys:
-        _, show_id, show_type = shown[eid]
         s = out.get(eid)
         if s is None:
-            s = out[eid] = Series(show_id, show_type, [], {n: [] for n in sorted(names_seen[eid])})
-        s.index.append(t)
+            pick = by_id[eid]
+            s = out[eid] = Series(pick.shown_id, pick.shown_type, [], {n: [] for n in sorted(names_seen[eid])})
+        s.index.append(iso(t))
         row = table[(eid, t)]
         for n, col in s.columns.items():
             col.append(row.get(n))
-    return [out[e[0]] for e in entities if e[0] in out]
+    return sorted(out.values(), key=lambda s: s.entity_id)  # sql_translator.py:1509: entities by id
 
 
-def truncate(us: int, period: str) -> int:
-    """The start (µs) of the calendar period holding `us`, in UTC."""
-    moment = datetime.fromtimestamp(us // 1_000_000, timezone.utc)
-    parts = {"year": dict(month=1, day=1, hour=0, minute=0, second=0), "month": dict(day=1, hour=0, minute=0, second=0),
-             "day": dict(hour=0, minute=0, second=0), "hour": dict(minute=0, second=0), "minute": dict(second=0), "second": {}}
-    start = moment.replace(**parts[period])  # type: ignore[arg-type]
-    return int(start.timestamp()) * 1_000_000
+def truncate(text: str, period: str) -> str:
+    """DATE_TRUNC(period, t) in UTC, as QuantumLeap ISO text."""
+    moment = datetime.fromisoformat(text)
+    keep = {"year": 1, "month": 2, "day": 3, "hour": 4, "minute": 5, "second": 6}[period]
+    parts = [moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second]
+    y, mo, d, h, mi, sec = parts[:keep] + [1, 1, 1, 0, 0, 0][keep:]
+    return datetime(y, mo, d, h, mi, sec, tzinfo=UTC).isoformat(timespec="milliseconds")
 
 
 def _is_number(v: Any) -> bool:
@@ -210,36 +142,64 @@ def _is_number(v: Any) -> bool:
 
 
 def aggregate_values(values: list[Any], method: str) -> Any:
-    """One aggregate of a column (None values skipped, as SQL does); QLError when it cannot apply."""
+    """One aggregate of a column, None values skipped as SQL does; QLError 404 when the type has none."""
     present = [v for v in values if v is not None]
     if method == "count":
         return len(present)
-    if any(not _is_number(v) for v in present):
-        raise QLError(404, "AggrMethod cannot be applied", "AggrMethod cannot be applied on type TEXT and BOOLEAN.")
+    numbers = all(_is_number(v) for v in present)
+    if method in ("sum", "avg"):
+        if not numbers:
+            raise cannot_aggregate()
+        if not present:
+            return None
+        return sum(present) if method == "sum" else sum(present) / len(present)
+    if not (numbers or all(isinstance(v, str) for v in present)):
+        raise cannot_aggregate()  # booleans, JSON and geometries have no min/max in PostgreSQL
     if not present:
         return None
-    if method == "sum":
-        return sum(present)
-    if method == "avg":
-        return sum(present) / len(present)
     return min(present) if method == "min" else max(present)
 
 
-def aggregate_series(index: list[int], column: list[Any], p: Params) -> tuple[list[str], list[Any]]:
-    """(index, values) of one column aggregated by `p.aggr_period` (or over the whole range: no index)."""
+@dataclass(slots=True)
+class Buckets:
+    """The aggregated rows of one entity (or of all, aggrScope=global): bucket starts and per-attribute values."""
+
+    series: Series
+    starts: list[str]
+    values: dict[str, list[Any]]
+
+
+def aggregate(series: Series, p: Params) -> Buckets:
+    """Every bucket of one series (one bucket, start '', without aggrPeriod)."""
     assert p.aggr_method is not None
-    if not p.aggr_period:
-        return [], [aggregate_values(column, p.aggr_method)]
-    buckets: dict[int, list[Any]] = {}
-    for t, v in zip(index, column):
-        buckets.setdefault(truncate(t, p.aggr_period), []).append(v)
-    starts = sorted(buckets)
-    return [iso(s) for s in starts], [aggregate_values(buckets[s], p.aggr_method) for s in starts]
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(series.index):
+        groups.setdefault(truncate(t, p.aggr_period) if p.aggr_period else "", []).append(i)
+    starts = sorted(groups)
+    values = {n: [aggregate_values([col[i] for i in groups[s]], p.aggr_method) for s in starts]
+              for n, col in series.columns.items()}
+    return Buckets(series, starts, values)
+
+
+def page_buckets(all_buckets: list[Buckets], p: Params) -> list[Buckets]:
+    """LIMIT/OFFSET over (entity, bucket) rows, newest first per entity with lastN, given back oldest first."""
+    rows = [(b, i) for b in sorted(all_buckets, key=lambda b: b.series.entity_id)
+            for i in (range(len(b.starts) - 1, -1, -1) if p.last_n is not None else range(len(b.starts)))]
+    kept = rows[p.offset : p.offset + p.window]
+    chosen: dict[int, list[int]] = {}
+    for b, i in kept:
+        chosen.setdefault(id(b), []).append(i)
+    out = []
+    for b in all_buckets:
+        idx = sorted(chosen.get(id(b), []))
+        if idx:
+            out.append(Buckets(b.series, [b.starts[i] for i in idx], {n: [v[i] for i in idx] for n, v in b.values.items()}))
+    return out
 
 
 def merge_global(series: list[Series]) -> Series:
-    """All the entities' rows as one series (aggrScope=global)."""
-    rows: list[tuple[int, dict[str, Any]]] = []
+    """All the entities' rows as one series (aggrScope=global, which QuantumLeap 1.0 answers 501)."""
+    rows: list[tuple[str, dict[str, Any]]] = []
     names: set[str] = set()
     for s in series:
         names.update(s.columns)

@@ -10,11 +10,10 @@ bytes): only Python reads them, so the server never parses them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
 from broker.temporal.model import EntityRow, HistoryRow
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
@@ -33,6 +32,7 @@ CREATE INDEX IF NOT EXISTS temporal_instances_observed_brin ON temporal_instance
 CREATE TABLE IF NOT EXISTS temporal_entities (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
     types text[] NOT NULL, deleted_us bigint, PRIMARY KEY (tenant, entity_id));
 CREATE TABLE IF NOT EXISTS temporal_cursors (consumer text PRIMARY KEY, seq bigint NOT NULL);
+ALTER TABLE temporal_entities ADD COLUMN IF NOT EXISTS service_path text COLLATE "C";
 """
 _INSERT = (
     "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
@@ -178,6 +178,23 @@ class PostgresHistory(HistoryStorage):
             await conn.execute("DELETE FROM temporal_instances WHERE tenant = $1 AND entity_id = $2", tenant, entity_id)
             status = await conn.execute("DELETE FROM temporal_entities WHERE tenant = $1 AND entity_id = $2", tenant, entity_id)
         return status != "DELETE 0"
+
+    async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
+        where, params, _ = _where(tenant, entity_ids, None, rng, 1)
+        return int((await self.pool.execute(f"DELETE FROM temporal_instances WHERE {where}", *params)).split()[-1])
+
+    async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
+        if paths:
+            await self.pool.execute(
+                "UPDATE temporal_entities AS e SET service_path = u.p FROM unnest($2::text[], $3::text[]) AS u(i, p)"
+                " WHERE e.tenant = $1 AND e.entity_id = u.i", tenant, list(paths), list(paths.values()),
+            )
+
+    async def service_paths(self, tenant: str) -> dict[str, str]:
+        rows = await self.pool.fetch(
+            "SELECT entity_id, service_path FROM temporal_entities WHERE tenant = $1 AND service_path IS NOT NULL", tenant
+        )
+        return {r[0]: r[1] for r in rows}
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:
         sql = "DELETE FROM temporal_instances WHERE tenant = $1 AND entity_id = $2 AND attr = $3"

@@ -89,5 +89,5 @@ class HistoryRecorder:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.idle)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

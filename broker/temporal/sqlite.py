@@ -8,7 +8,7 @@ event loop never waits on the disk.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +76,17 @@ def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, 
     return " AND ".join(clauses), params, column
 
 
+def _add_service_path(conn: sqlite3.Connection) -> None:
+    """temporal_entities.service_path, added in place to a file that predates it (SQLite has no ADD COLUMN IF NOT EXISTS)."""
+    if any(row[1] == "service_path" for row in conn.execute("PRAGMA table_info(temporal_entities)")):
+        return
+    try:
+        conn.execute("ALTER TABLE temporal_entities ADD COLUMN service_path TEXT")
+    except sqlite3.OperationalError as exc:  # another process added it between the check and here
+        if "duplicate column" not in str(exc):
+            raise
+
+
 class SQLiteHistory(HistoryStorage):
     """History tables in a SQLite file."""
 
@@ -89,6 +100,7 @@ class SQLiteHistory(HistoryStorage):
         def setup(conn: sqlite3.Connection) -> None:
             for sql in SCHEMA:
                 conn.execute(sql)
+            _add_service_path(conn)
 
         await self._db.open(setup)
 
@@ -162,6 +174,20 @@ class SQLiteHistory(HistoryStorage):
             return c.execute("DELETE FROM temporal_entities WHERE tenant = ? AND entity_id = ?", (tenant, entity_id)).rowcount > 0
 
         return await self._tx(run, write=True)
+
+    async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
+        where, params, _ = _where(tenant, entity_ids, None, rng)
+        return await self._tx(lambda c: c.execute(f"DELETE FROM temporal_instances WHERE {where}", params).rowcount, write=True)
+
+    async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
+        sql = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
+        rows = [(p, tenant, i) for i, p in paths.items()]
+        if rows:
+            await self._tx(lambda c: c.executemany(sql, rows), write=True)
+
+    async def service_paths(self, tenant: str) -> dict[str, str]:
+        sql = "SELECT entity_id, service_path FROM temporal_entities WHERE tenant = ? AND service_path IS NOT NULL"
+        return await self._tx(lambda c: {r[0]: r[1] for r in c.execute(sql, (tenant,))})
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:
         sql = "DELETE FROM temporal_instances WHERE tenant = ? AND entity_id = ? AND attr = ?"

@@ -6,7 +6,9 @@ Both implementations hold the same tables in the store's database:
                         unique on (tenant, entity, attribute, datasetId, key, kind)
                         and indexed on (tenant, entity, attribute, observedAt) and
                         (tenant, entity, attribute, modifiedAt) for time-range scans
-    temporal_entities   (tenant, entity) -> types, deletedAt
+    temporal_entities   (tenant, entity) -> types, deletedAt, and the FIWARE service path
+                        the QuantumLeap API last stored the entity under (NULL: '/'),
+                        a column added in place to older databases
     temporal_cursors    consumer name -> last change-log seq applied, written in the
                         same transaction as the rows it stands for
 """
@@ -14,7 +16,7 @@ Both implementations hold the same tables in the store's database:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.store.base import Store
@@ -101,6 +103,18 @@ class HistoryStorage(ABC):
     @abstractmethod
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
         """Forget an entity's whole history; whether it had any."""
+
+    @abstractmethod
+    async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
+        """Forget the instances of these entities whose key time is in the range; rows deleted."""
+
+    @abstractmethod
+    async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
+        """Record the FIWARE service path of entities that have history (entity id -> path)."""
+
+    @abstractmethod
+    async def service_paths(self, tenant: str) -> dict[str, str]:
+        """The recorded service path of every entity of the tenant that has one."""
 
     @abstractmethod
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:

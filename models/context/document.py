@@ -149,7 +149,10 @@ class _Definer:
                 type_value = self.expand_iri(type_value)
         prefix = value.get("@prefix")
         if prefix is None:
-            prefix = simple and not iri.startswith("@") and iri[-1:] in _GEN_DELIMS
+            # JSON-LD 1.1 API, Create Term Definition step 14.2.5: only a simple term without ':'
+            # or '/' whose IRI ends with a gen-delim serves as a prefix
+            prefix = (simple and ":" not in term and "/" not in term and not iri.startswith("@")
+                      and iri[-1:] in _GEN_DELIMS)
         return TermDefinition(
             iri=iri,
             type=type_value,
@@ -211,8 +214,18 @@ class Context:
     and again.
     """
 
-    __slots__ = ("_terms", "_vocab", "_source", "_urls", "_ignored", "_user_terms", "_expanded",
-                 "_compacted", "_inverse", "_prefixes")
+    __slots__ = (
+        "_compacted",
+        "_expanded",
+        "_ignored",
+        "_inverse",
+        "_prefixes",
+        "_source",
+        "_terms",
+        "_urls",
+        "_user_terms",
+        "_vocab",
+    )
 
     def __init__(
         self,
@@ -302,10 +315,13 @@ class Context:
     def compact_iri(self, iri: str) -> str:
         """The short name for an IRI: a term, else the @vocab-relative name, else a compact IRI, else the IRI.
 
-        The @vocab is tried before prefixes, as in JSON-LD's IRI compaction, so
+        JSON-LD 1.1 IRI Compaction: the @vocab is tried before prefixes, so
         that an undefined name comes back unchanged rather than as
-        `ngsi-ld:default-context/name`. Every candidate is checked to expand
-        back to `iri`.
+        `ngsi-ld:default-context/name`; but a vocab suffix that the context
+        defines as a term for another IRI (`no2` under the Smart Data Models
+        context, for `.../default-context/no2`) would read back as that other
+        IRI, so the compact IRI is the answer then. Every candidate is checked
+        to expand back to `iri`.
         """
         cached = self._compacted.get(iri)
         if cached is not None:
@@ -325,12 +341,18 @@ class Context:
             suffix = iri[len(vocab):]
             if suffix not in self._terms and self._expand(suffix) == iri:
                 return suffix
+        # JSON-LD 1.1 API, IRI Compaction step 5: of the compact IRIs every prefix term gives,
+        # the shortest, then the least in code-point order (not the one of the shortest prefix);
+        # a candidate that is itself a term must be a term for this very IRI
+        best: str | None = None
         for name, prefix_iri in self._prefixes:
             if iri.startswith(prefix_iri) and len(iri) > len(prefix_iri):
                 candidate = f"{name}:{iri[len(prefix_iri):]}"
-                if candidate not in self._terms and self._expand(candidate) == iri:
-                    return candidate
-        return iri
+                defined = self._terms.get(candidate)
+                shorter = best is None or (len(candidate), candidate) < (len(best), best)
+                if shorter and (defined is None or defined.iri == iri) and self._expand(candidate) == iri:
+                    best = candidate
+        return iri if best is None else best
 
     def is_vocab_coerced(self, term: str) -> bool:
         """True when the term's values are IRIs expanded like terms (`"@type": "@vocab"`)."""

@@ -138,3 +138,21 @@ def test_merge_entity_orders_pages() -> None:
     assert merged["b"] == [{"value": 0}, {"value": 1}, {"value": 2}]
     assert parse_content_range("DateTime 2026-01-01T00:00:00.000Z-2026-01-02T00:00:00.000Z/*") == (
         "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "*")
+
+
+def test_client_deletes_lists_and_subscribes(broker_url: str, ql: QuantumLeapClient) -> None:
+    """The client's resource list, /attrs, deletes and subscribe against the platform's /v2 (QuantumLeap 1.0.0 delete.py, api.py)."""
+    assert ql.resources()["entities_url"] == "/v2/entities"
+    ql.notify([{"id": "Room1", "type": "Room", "temperature": {"type": "Number", "value": 21},
+                "TimeInstant": {"type": "DateTime", "value": at(0)}}])
+    ql.notify([{"id": "Room1", "type": "Room", "temperature": {"type": "Number", "value": 22},
+                "TimeInstant": {"type": "DateTime", "value": at(5)}}])
+    assert [a["attrName"] for a in ql.attrs()["attrs"]] == ["TimeInstant", "temperature"]
+    ql.delete_entity("Room1", to_date=at(0))
+    assert [v for _, v in ql.series("Room1", "temperature")] == [22.0]
+    with pytest.raises(QuantumLeapNotFound):
+        ql.delete_entity("Room1", to_date=at(0))
+    ql.delete_type("Room", drop_table=True)
+    assert ql.series("Room1", "temperature") == []
+    created = ql.subscribe(entity_type="Room", attributes="temperature", quantumleap_url=broker_url + "/v2")
+    assert created.status_code == 201 and created.headers["Location"].startswith("/ngsi-ld/v1/subscriptions/")

@@ -138,7 +138,7 @@ def test_aggregation(ql: httpx.Client) -> None:
                                                             {"attrName": "temperature", "values": [20.0]}]
     # aggrScope=global: QuantumLeap answers 501; here one series across the entities of the type
     glob = ql.get("/types/Room/attrs/temperature", params={"aggrMethod": "max", "aggrScope": "global"}).json()
-    assert glob == {"entityType": "Room", "attrName": "temperature", "index": ["", ""], "values": [33.0]}
+    assert glob == {"entityType": "Room", "attrName": "temperature", "index": [ql_time(T[0]), ql_time(T[3])], "values": [33.0]}
     monthly = ql.get("/types/Room", params={"aggrMethod": "count", "aggrPeriod": "month", "aggrScope": "global", "attrs": "pressure"})
     assert monthly.json() == {"entityType": "Room", "index": ["2026-01-01T00:00:00.000+00:00"],
                               "attributes": [{"attrName": "pressure", "values": [8]}]}
