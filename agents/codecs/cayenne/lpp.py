@@ -32,7 +32,7 @@ from typing import Any
 
 from agents.lorawan.catalog import Codec
 from agents.lorawan.contract import PayloadError, Reader, uplink_decoder
-from agents.lorawan.units import HPA, LUX, CEL, percent
+from agents.lorawan.units import CEL, HPA, LUX, percent
 from agents.profiles import Measurement as M
 from agents.profiles import Profile
 

@@ -61,7 +61,7 @@ def decoder(sensors: tuple[Sensor, ...], model: str) -> Callable[[bytes, int, li
                 words = tuple(r.u16be(f"sensor {i} word {j}") for j in range(sensor.length))
                 for name, convert in sensor.values:
                     data[name] = convert(words)
-        r.expect_end(f"the {bin(flags).count('1')} flagged sensor(s)")
+        r.expect_end(f"the {flags.bit_count()} flagged sensor(s)")
         return data
 
     return decode

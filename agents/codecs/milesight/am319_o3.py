@@ -18,8 +18,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from agents.codecs.milesight import (BATTERY, HUMIDITY, TEMPERATURE, Channel, decoder, encoder, reboot,
-                                     report_interval)
+from agents.codecs.milesight import BATTERY, HUMIDITY, TEMPERATURE, Channel, decoder, encoder, reboot, report_interval
 from agents.lorawan.catalog import Codec
 from agents.lorawan.contract import Reader, downlink_encoder, uplink_decoder
 from agents.lorawan.units import CEL, GQ, HPA, PPM, percent

@@ -47,8 +47,9 @@ def _decode_body() -> Any:
 def weighting(command: Mapping[str, Any]) -> bytes:
     """`weighting: {"frequency": "A", "time": "F"}`: FF 1D + frequency + time (the WS302 encoder)."""
     value = command["weighting"]
-    freq = {v: k for k, v in FREQUENCY.items()}.get(value.get("frequency") if isinstance(value, Mapping) else None)
-    time = {v: k for k, v in TIME.items()}.get(value.get("time") if isinstance(value, Mapping) else None)
+    chosen = value if isinstance(value, Mapping) else {}
+    freq = {v: k for k, v in FREQUENCY.items()}.get(str(chosen.get("frequency")))
+    time = {v: k for k, v in TIME.items()}.get(str(chosen.get("time")))
     if freq is None or time is None:
         raise PayloadError('weighting must be {"frequency": "Z"|"A"|"C", "time": "I"|"F"|"S"}')
     return bytes((0xFF, 0x1D, freq, time))
