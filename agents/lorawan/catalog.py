@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from types import MappingProxyType
 
@@ -43,6 +43,7 @@ class Codec:
     not_forwarded: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # key -> why not
     encode_downlink: DownlinkEncoder | None = None
     uplink_ports: tuple[int, ...] = ()  # the FPorts the vendor documents (empty: any)
+    module: str = ""  # the module declaring it, set by the catalogue
 
     @property
     def entity_type(self) -> str:
@@ -66,7 +67,7 @@ def catalog() -> Mapping[str, Codec]:
                 raise TypeError(f"{module.__name__} declares no CODEC")
             if codec.id in table:
                 raise ValueError(f"codec id {codec.id!r} declared twice")
-            table[codec.id] = codec
+            table[codec.id] = replace(codec, module=module.__name__)
     return MappingProxyType(dict(sorted(table.items())))
 
 

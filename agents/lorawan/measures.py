@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from agents.lorawan.catalog import Codec
 from agents.mapping.engine import DeviceConfig, map_measure
+from agents.mapping.timestamps import shifted
 from agents.profiles import Measurement, Profile, convert, device_measurement
 
 __all__ = ["RANGES", "Projection", "entities", "lookup", "project"]
@@ -33,9 +34,9 @@ __all__ = ["RANGES", "Projection", "entities", "lookup", "project"]
 Doc = dict[str, Any]
 
 #: Bounds the Smart Data Models put on the attributes LoRaWAN profiles fill (minimum, maximum; None: unbounded).
-#: tests/agents/lorawan/test_profiles.py checks this table against the official schemas.
+#: tests/agents/lorawan/test_catalog.py checks this table against the official schemas (which give pm1 no minimum).
 RANGES: Mapping[str, tuple[float | None, float | None]] = {
-    **{a: (0, None) for a in ("no2", "no", "o3", "co", "co2", "so2", "pm1", "pm4", "pm10", "pm25",
+    **{a: (0, None) for a in ("no2", "no", "o3", "co", "co2", "so2", "pm4", "pm10", "pm25",
                               "volatileOrganicCompoundsTotal", "pressure", "atmosphericPressure", "illuminance")},
     "relativeHumidity": (0, 1),
 }
@@ -92,7 +93,10 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
                 warnings.append(f"{key} = {value} gives {m.attribute} {number}, outside the model's "
                                 f"{low}..{'' if high is None else high}; not sent")
                 continue
-            groups.setdefault(profile.model, {})[key] = value
+            group = groups.setdefault(profile.model, {})
+            if m.key in group:
+                warnings.append(f"{key} gives {m.attribute} again; the last value is kept")
+            group[m.key] = value  # by the profile's key, which the mapping engine knows (not `temperature_3`)
         elif device_measurement(key) is not None:
             device[key] = value
         elif key not in codec.not_forwarded and _kind(key) not in codec.not_forwarded:
@@ -101,15 +105,25 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
     return Projection(ordered, device, tuple(warnings))
 
 
+def _period(doc: Doc, observed: str, period_s: float | None) -> None:
+    """NoiseLevelObserved requires the interval its levels cover: `dateObservedFrom` .. `dateObservedTo`."""
+    start = observed if period_s is None else shifted(observed, -round(period_s * 1_000_000))
+    for name, at in (("dateObservedFrom", start), ("dateObservedTo", observed)):
+        doc[name] = {"type": "Property", "value": {"@type": "DateTime", "@value": at}, "observedAt": observed}
+
+
 def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_at: str,
-             static_attributes: list[Doc] | None = None, service: str = "", service_path: str = "/") -> tuple[
-        list[Doc], tuple[str, ...]]:
+             static_attributes: list[Doc] | None = None, period_s: float | None = None, service: str = "",
+             service_path: str = "/") -> tuple[list[Doc], tuple[str, ...]]:
     """The normalized NGSI-LD entities one decoded uplink gives (main entity first, one Device), and the warnings.
 
     `static_attributes` are provisioned attributes sent with every entity (a
-    `location` GeoProperty, say), as the FIWARE agents send them.
+    `location` GeoProperty, say), as the FIWARE agents send them. `period_s` is
+    the interval a device's levels cover (its provisioned report interval):
+    NoiseLevelObserved requires it; unknown, the interval is the instant, with a warning.
     """
     projection = project(codec, data)
+    warnings = list(projection.warnings)
     docs: list[Doc] = []
     device_doc: Doc | None = None
     statics = list(static_attributes or [])
@@ -124,6 +138,11 @@ def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_
         mapped = map_measure(cfg, {**measure, **(projection.device if i == 0 else {})}, observed_at)
         *main, device = mapped
         if not device_only:
+            for doc in main:
+                if doc["type"] == "NoiseLevelObserved":
+                    _period(doc, doc["dateObserved"]["value"]["@value"], period_s)
+                    if period_s is None:
+                        warnings.append("no observation period provisioned: dateObservedFrom = dateObservedTo")
             docs += main
         if device_doc is None:
             device_doc = device
@@ -132,4 +151,4 @@ def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_
             controlled += [c for c in device["controlledProperty"]["value"] if c not in controlled]
     if device_doc is not None:
         docs.append(device_doc)
-    return docs, projection.warnings
+    return docs, tuple(warnings)
