@@ -33,6 +33,7 @@ from agents.lorawan.envelope import (
     integer,
     json_object,
     number,
+    records,
     timestamp,
 )
 
@@ -82,7 +83,7 @@ def parse_uplink(body: bytes | str | Mapping[str, Any], topic: str | None = None
         decoded=dict(doc["object"]) if isinstance(doc.get("object"), Mapping) else None,
         received_at=timestamp(doc.get("time"), "time"),
         gateways=tuple(Gateway(str(rx.get("gatewayId") or ""), number(rx.get("rssi")), number(rx.get("snr")))
-                       for rx in doc.get("rxInfo") or () if isinstance(rx, Mapping)),
+                       for rx in records(doc.get("rxInfo"), "rxInfo")),
     )
 
 

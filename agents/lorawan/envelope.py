@@ -124,6 +124,15 @@ def integer(value: Any, where: str, low: int, high: int, default: int | None = N
     return value
 
 
+def records(value: Any, where: str) -> list[Mapping[str, Any]]:
+    """A list of objects (radio metadata): absent is empty, anything else but a list is an error."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EnvelopeError(f"{where} must be a list, not {type(value).__name__}")
+    return [item for item in value if isinstance(item, Mapping)]
+
+
 def number(value: Any) -> float | None:
     """A radio figure, None when absent or not a number."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

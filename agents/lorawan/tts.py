@@ -35,6 +35,7 @@ from agents.lorawan.envelope import (
     integer,
     json_object,
     number,
+    records,
     timestamp,
 )
 
@@ -90,7 +91,7 @@ def parse_uplink(body: bytes | str | Mapping[str, Any], topic: str | None = None
         fcnt=integer(up.get("f_cnt"), "uplink_message.f_cnt", 0, 2**32 - 1, default=0),
         decoded=dict(up["decoded_payload"]) if isinstance(up.get("decoded_payload"), Mapping) else None,
         received_at=timestamp(doc.get("received_at") or up.get("received_at"), "received_at"),
-        gateways=tuple(_gateway(rx) for rx in up.get("rx_metadata") or () if isinstance(rx, Mapping)),
+        gateways=tuple(_gateway(rx) for rx in records(up.get("rx_metadata"), "uplink_message.rx_metadata")),
     )
 
 
