@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from agents.lorawan.catalog import Codec
 from agents.mapping.engine import DeviceConfig, map_measure
 from agents.mapping.timestamps import shifted
-from agents.profiles import Measurement, Profile, convert, device_measurement
+from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert
 
 __all__ = ["RANGES", "Projection", "entities", "lookup", "project"]
 
@@ -58,13 +58,37 @@ def _kind(key: str) -> str:
     return m.group(1) if m else key
 
 
+class _Index(NamedTuple):
+    """A codec's profile resolved once: Profile.lookup scans every measurement and was 75% of a projection."""
+
+    codec: Codec
+    measurements: dict[str, tuple[Profile, Measurement]]  # by lower-cased key, alias or attribute
+    device: frozenset[str]  # lower-cased keys of the Device readings
+    unsent: frozenset[str]
+
+
+_INDEXES: dict[str, _Index] = {}
+
+
+def _index(codec: Codec) -> _Index:
+    index = _INDEXES.get(codec.id)
+    if index is None or index.codec is not codec:
+        table: dict[str, tuple[Profile, Measurement]] = {}
+        for profile in reversed(codec.profiles):  # the first profile wins a key two profiles share
+            for m in profile.measurements:
+                for k in m.keys():  # noqa: SIM118 - Measurement.keys(), not a dict
+                    found = profile.lookup(k)
+                    assert found is not None
+                    table[k.lower()] = (profile, found)
+        device = frozenset(k.lower() for m in DEVICE_MEASUREMENTS for k in m.keys())  # noqa: SIM118
+        index = _INDEXES[codec.id] = _Index(codec, table, device, frozenset(codec.not_forwarded))
+    return index
+
+
 def lookup(codec: Codec, key: str) -> tuple[Profile, Measurement] | None:
     """The profile and measurement a reading maps to, if any (first profile first)."""
-    for profile in codec.profiles:
-        found = profile.lookup(key) or profile.lookup(_kind(key))
-        if found is not None:
-            return profile, found
-    return None
+    table = _index(codec).measurements
+    return table.get(key.lower()) or table.get(_kind(key).lower())
 
 
 def _in_range(attribute: str, value: float) -> bool:
@@ -77,10 +101,13 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
     groups: dict[str, Doc] = {}
     device: Doc = {}
     warnings: list[str] = []
+    index = _index(codec)
+    table = index.measurements
     for key, value in data.items():
         if value is None:
             continue
-        found = lookup(codec, key)
+        folded = key.lower()
+        found = table.get(folded) or table.get(_kind(folded))
         if found is not None:
             profile, m = found
             try:
@@ -97,9 +124,9 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
             if m.key in group:
                 warnings.append(f"{key} gives {m.attribute} again; the last value is kept")
             group[m.key] = value  # by the profile's key, which the mapping engine knows (not `temperature_3`)
-        elif device_measurement(key) is not None:
+        elif folded in index.device:
             device[key] = value
-        elif key not in codec.not_forwarded and _kind(key) not in codec.not_forwarded:
+        elif key not in index.unsent and _kind(key) not in index.unsent:
             warnings.append(f"reading {key!r} has no attribute in the {codec.id} profile; not sent")
     ordered = tuple((p, groups[p.model]) for p in codec.profiles if p.model in groups)
     return Projection(ordered, device, tuple(warnings))
