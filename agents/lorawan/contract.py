@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "INTERNAL_ERROR", "Decoded", "DownlinkEncoder", "Encoded", "PayloadError", "Reader", "UplinkDecoder",
-    "downlink_encoder", "uplink_decoder",
+    "downlink_encoder", "integer", "unknown_port", "uplink_decoder",
 ]
 
 #: The prefix of an error that is the codec's fault, not the payload's.

@@ -63,7 +63,7 @@ class _Index(NamedTuple):
 
     codec: Codec
     measurements: dict[str, tuple[Profile, Measurement]]  # by lower-cased key, alias or attribute
-    device: frozenset[str]  # lower-cased keys of the Device readings
+    device: dict[str, Measurement]  # the Device readings by lower-cased key
     unsent: frozenset[str]
 
 
@@ -80,7 +80,7 @@ def _index(codec: Codec) -> _Index:
                     found = profile.lookup(k)
                     assert found is not None
                     table[k.lower()] = (profile, found)
-        device = frozenset(k.lower() for m in DEVICE_MEASUREMENTS for k in m.keys())  # noqa: SIM118
+        device = {k.lower(): m for m in DEVICE_MEASUREMENTS for k in m.keys()}  # noqa: SIM118
         index = _INDEXES[codec.id] = _Index(codec, table, device, frozenset(codec.not_forwarded))
     return index
 
@@ -125,6 +125,11 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
                 warnings.append(f"{key} gives {m.attribute} again; the last value is kept")
             group[m.key] = value  # by the profile's key, which the mapping engine knows (not `temperature_3`)
         elif folded in index.device:
+            try:  # checked here so that the mapping engine does not reject the whole uplink for it
+                convert(index.device[folded], value)
+            except (ValueError, TypeError) as exc:
+                warnings.append(f"{key}: {exc}; not sent")
+                continue
             device[key] = value
         elif key not in index.unsent and _kind(key) not in index.unsent:
             warnings.append(f"reading {key!r} has no attribute in the {codec.id} profile; not sent")

@@ -8,6 +8,10 @@ the provisioned device by DevEUI (the registry) and its codec (the catalogue):
     outcome.error -> a counted, logged rejection with the device and the reason
     outcome.entities -> the outbox
 
+The mapping engine may still raise `agents.messages.Rejected` (a provisioned
+static attribute of the wrong type, say), which the ingestor records as for
+any other transport.
+
 A device provisioned without a codec is not this function's: the object the
 network server's own payload formatter decoded (`Uplink.decoded`: TTS
 `decoded_payload`, ChirpStack `object`) is an ordinary JSON measure for the

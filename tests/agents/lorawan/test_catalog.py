@@ -132,3 +132,9 @@ def test_a_reading_outside_the_model_is_left_out_with_a_warning() -> None:
     assert [w.split(" ")[0] for w in projection.warnings] == ["air_humidity", "reading"]
     assert "relativeHumidity 1.012, outside the model's 0..1" in projection.warnings[0]
     assert "'firmware' has no attribute" in projection.warnings[1]
+
+
+def test_a_device_reading_that_is_not_a_number_is_left_out_not_fatal() -> None:
+    projection = project(codec_for("milesight/em300-th"), {"battery": "full", "temperature": 20.0})
+    assert projection.device == {} and [g for _, g in projection.groups] == [{"temperature": 20.0}]
+    assert projection.warnings[0].startswith("battery: ")
