@@ -1,0 +1,18 @@
+"""LoRaWAN: what a network server hands over, and the vendor codecs that read it.
+
+    network server (TTS v3, ChirpStack v4)
+        | uplink envelope (MQTT topic or webhook JSON)  -> tts.py, chirpstack.py -> envelope.Uplink
+        v
+    codec (agents/codecs/<vendor>/<model>.py)        -> contract.Decoded {data, warnings, errors}
+        | decode_uplink(payload, fport), the LoRa Alliance TS013 contract
+        v
+    device profile (data: key -> Smart Data Model attribute, unit, conversion)  -> measures.py
+        | the mapping engine (agents.mapping.engine)
+        v
+    AirQualityObserved / NoiseLevelObserved / WeatherObserved + Device entities
+
+A codec is chosen by its id (`<vendor>/<model>`, catalog.py); integrators pick a
+device by vendor and model and never write a decoder. Downlinks go the other way:
+`encode_downlink(command)` of the codec, then the network server's downlink
+envelope (`tts.downlink`, `chirpstack.downlink`).
+"""
