@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 W, H = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 34
+LEFT, RIGHT, TOP, BOTTOM = 40, 24, 10, 34
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ import httpx
 from adapters.temporal import TemporalClient, TemporalError
 from indicators.entities import PROVIDER
 from indicators.service import SENSOR_TYPES
-from indicators.timebase import iso, parse_time
+from indicators.timebase import iso, local_at, parse_time
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
 
 PAGE = 100
@@ -114,11 +114,30 @@ class BrokerSource:
         result: dict[str, Series] = self._cached(f"H{entity_id}|{','.join(attrs)}|{iso(start)}|{iso(end)}", load)
         return result
 
+    def daily(self, entity_id: str, attrs: Sequence[str], start: datetime, end: datetime) -> dict[str, Series]:
+        """A daily indicator's values by day (keyed by the day's local midnight, in UTC), oldest first: per
+        `dateObserved`, the final instance when there is one, else the latest provisional one."""
+        raw = self.history(entity_id, list(dict.fromkeys([*attrs, "dateObserved", "provisional"])), start, end)
+        days = dict(raw.get("dateObserved", []))
+        final = dict(raw.get("provisional", []))
+        chosen: dict[str, datetime] = {}
+        for moment in sorted(days):
+            day = str(days[moment])
+            current = chosen.get(day)
+            if current is None or final.get(current) is not False:  # keep a final one; else take the later one
+                chosen[day] = moment
+        out: dict[str, Series] = {}
+        for attr in attrs:
+            by_time = dict(raw.get(attr, []))
+            out[attr] = [(local_at(date.fromisoformat(day), 0), by_time[moment])
+                         for day, moment in sorted(chosen.items()) if moment in by_time]
+        return out
+
     # -- what the pages ask for ---------------------------------------------------------
 
     def indicators(self, entity_type: str, indicator: str, scope: str) -> list[dict[str, Any]]:
         """The current state of one kind of indicator entity."""
-        return self.entities(type=entity_type, q=f'indicator=="{indicator}";scope=="{scope}"')
+        return self.entities(type=entity_type, q=f'indicator=="{indicator}";indicatorPlace=="{scope}"')
 
     def sensors(self) -> list[dict[str, Any]]:
         """The measuring entities (ours left out)."""

@@ -33,8 +33,8 @@ class Mark:
 
 
 def _projection(towns: Sequence[Town]) -> tuple[float, float, float, float, float]:
-    xs = [c[0] for t in towns for c in t.outline.exterior.coords]  # type: ignore[attr-defined]
-    ys = [c[1] for t in towns for c in t.outline.exterior.coords]  # type: ignore[attr-defined]
+    xs = [c[0] for t in towns for c in t.outline.exterior.coords]
+    ys = [c[1] for t in towns for c in t.outline.exterior.coords]
     k = math.cos(math.radians((min(ys) + max(ys)) / 2))
     scale = (WIDTH - 20) / ((max(xs) - min(xs)) * k)
     return min(xs), max(ys), k, scale, (max(ys) - min(ys)) * scale + 20
@@ -50,7 +50,7 @@ def town_map(towns: Sequence[Town], colours: dict[str, str], labels: dict[str, s
 
     body = ""
     for town in towns:
-        points = " ".join("{:.1f},{:.1f}".format(*at(x, y)) for x, y in town.outline.exterior.coords)  # type: ignore[attr-defined]
+        points = " ".join("{:.1f},{:.1f}".format(*at(x, y)) for x, y in town.outline.exterior.coords)
         cx, cy = at(*town.centre)
         name = html.escape(town.name)
         body += (f'<a href="{hrefs[town.insee]}" aria-label="{html.escape(labels[town.insee])}">'

@@ -36,11 +36,12 @@ class DemoSettings:
     """Where the agents are, how much history to backfill and how often live measures go."""
 
     provisioning_url: str = "http://127.0.0.1:4041"
+    broker_url: str = "http://127.0.0.1:1026"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     days: int = 14
     step_minutes: int = 60
-    interval: float = 10.0
+    interval: float = 60.0
 
 
 def topic(device: DemoDevice) -> str:
@@ -94,6 +95,30 @@ class Player:
             await asyncio.to_thread(info.wait_for_publish, 30)
         self.sent += len(messages)
 
+    async def _first_measure_through(self, stop: asyncio.Event) -> None:
+        """Send the history's first measure until it reaches the broker: the agents' MQTT subscription is then in
+        place (a message published before an agent ever subscribed would be lost), and the path works end to end.
+        It carries the backfill's oldest time so every device's measures still arrive oldest first."""
+        device = FLEET[0]
+        headers = {"NGSILD-Tenant": SERVICE, "Accept": "application/json"}
+        url = f"{self.settings.broker_url.rstrip('/')}/ngsi-ld/v1/entities/{device.entity_id}"
+        async with httpx.AsyncClient(timeout=5) as http:
+            today = local_day(datetime.now(UTC))
+            moment = local_at(today - timedelta(days=self.settings.days), 0)
+            while not stop.is_set():
+                await self._publish([(topic(device), orjson.dumps({**measure(device, moment, today),
+                                                                    "TimeInstant": iso(moment)}))])
+                for _ in range(10):
+                    try:
+                        if (await http.get(url, headers=headers)).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=0.2)
+                    except TimeoutError:
+                        continue
+
     async def run(self, stop: asyncio.Event) -> None:
         """Play until `stop` is set."""
         s = self.settings
@@ -101,6 +126,7 @@ class Player:
         self.client.connect(s.mqtt_host, s.mqtt_port)
         self.client.loop_start()
         try:
+            await self._first_measure_through(stop)
             now = datetime.now(UTC)
             await self._publish(backfill_messages(now, s.days, s.step_minutes))
             log.info("demo: %d devices provisioned, %d days of history sent", len(FLEET), s.days)

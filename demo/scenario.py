@@ -27,7 +27,7 @@ from indicators.timebase import PARIS
 Measure = dict[str, float]
 
 _TOWN = {  # (night offset, day offset °C, traffic factor)
-    "Marseille": (1.5, 0.0, 1.4), "Aix-en-Provence": (-2.0, 1.5, 1.1),
+    "Marseille": (0.5, 0.0, 1.4), "Aix-en-Provence": (-2.0, 1.5, 1.1),
     "Martigues": (0.5, -0.5, 0.9), "Aubagne": (0.0, 1.0, 1.0),
 }
 

@@ -31,7 +31,7 @@ from indicators.entities import Entity, atmo_entity, eaqi_entity, heat_entity, n
 from indicators.heat import HeatDay, heat_day, heat_town, hourly_extremes, with_heat_waves
 from indicators.noise import NoiseDay, noise_day
 from indicators.thresholds import POLLUTANTS
-from indicators.timebase import day_span, hourly_energetic, hourly_means, local_day
+from indicators.timebase import HOUR, day_span, hourly_energetic, hourly_means, local_day, span
 from indicators.towns import Town
 
 NOISE_ATTR = "LAeq"
@@ -69,19 +69,24 @@ def compute_sensor(series: Series, days: Iterable[date], now: datetime | None = 
     for day in days:
         if now is not None and day_span(day)[0] > now:
             continue
-        if pollutants:
+        if pollutants and _any_in(pollutants.values(), *day_span(day)):
             out.atmo[day] = atmo_day(pollutants, day, now)
             out.who[day] = who_daily(pollutants, day, now)
             out.means[day] = daily_means(pollutants, day, now)
-        if laeq is not None:
+        if laeq is not None and _any_in([laeq], *span(day, 6, 6)):
             out.noise[day] = noise_day(laeq, day, now)
-        if temperature:
+        if temperature and _any_in([t_means], *day_span(day)):
             out.heat[day] = heat_day(t_means, t_extremes, day, now)
     if pollutants and days:
         start, end = day_span(days[0])[0], day_span(days[-1])[1]
         out.eaqi = {h.hour: h for h in eaqi_series(pollutants, start, min(end, now) if now else end)}
     out.heat = {d.day: d for d in with_heat_waves(sorted(out.heat.values(), key=lambda h: h.day))}
     return out
+
+
+def _any_in(series: Iterable[Mapping[datetime, float]], start: datetime, end: datetime) -> bool:
+    """Whether any of the hourly series has a value in [start, end): days without any get no indicator."""
+    return any(start <= h < end for values in series for h in values)
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,12 @@ class PlacedSensor:
     town: Town
 
 
-def sensor_entities(sensor: PlacedSensor, results: SensorResults, days: Iterable[date]) -> list[Entity]:
+def sensor_entities(sensor: PlacedSensor, results: SensorResults, days: Iterable[date],
+                    now: datetime | None = None) -> list[Entity]:
     """The sensor's indicator entities for `days` (one instance per day)."""
     key, town = sensor_key(sensor.id), sensor.town
-    where: dict[str, Any] = {"town_name": town.name, "town_code": town.insee, "location": (sensor.lon, sensor.lat)}
+    where: dict[str, Any] = {"town_name": town.name, "town_code": town.insee, "location": (sensor.lon, sensor.lat),
+                             "now": now}
     out: list[Entity] = []
     for day in sorted(days):
         if day in results.atmo:
@@ -111,10 +118,12 @@ def sensor_entities(sensor: PlacedSensor, results: SensorResults, days: Iterable
     return out
 
 
-def town_entities(town: Town, sensors: Sequence[SensorResults], days: Iterable[date]) -> list[Entity]:
-    """A town's daily ATMO and heat entities and hourly European AQI entities for `days`, from its sensors'."""
+def town_entities(town: Town, sensors: Sequence[SensorResults], days: Iterable[date],
+                  now: datetime | None = None) -> list[Entity]:
+    """A town's daily ATMO and heat entities and hourly European AQI entities for `days`, from its sensors'
+    (hours under way are left out of the European AQI)."""
     out: list[Entity] = []
-    where: dict[str, Any] = {"town_name": town.name, "town_code": town.insee, "location": town.centre}
+    where: dict[str, Any] = {"town_name": town.name, "town_code": town.insee, "location": town.centre, "now": now}
     heat_days: list[HeatDay] = []
     all_days = sorted({d for s in sensors for d in s.heat} | set(days))
     for day in all_days:
@@ -129,7 +138,8 @@ def town_entities(town: Town, sensors: Sequence[SensorResults], days: Iterable[d
             out.append(atmo_entity(atmo_town(day, atmo), scope="town", key=town.insee, **where))
         if day in heat:
             out.append(heat_entity(heat[day], scope="town", key=town.insee, **where))
-    hourly = eaqi_town([[h for h in s.eaqi.values() if local_day(h.hour) in wanted] for s in sensors])
+    hourly = eaqi_town([[h for h in s.eaqi.values() if local_day(h.hour) in wanted
+                         and (now is None or h.hour + HOUR <= now)] for s in sensors])
     out.extend(eaqi_entity(h, key=town.insee, town_name=town.name, location=town.centre) for h in hourly)
     return out
 

@@ -1,18 +1,28 @@
 """Indicator results as NGSI-LD entities (normalized), one entity per indicator and place, one instance per period.
 
-Each indicator of a place is one entity whose attributes carry `observedAt` =
-the start of the period (local midnight of the day, in UTC; the hour for the
-European AQI), so the broker's temporal API holds the indicator's history and
-other systems subscribe to and query it like any other context.
+Each indicator of a place is one entity whose history, through the broker's
+temporal API, is the indicator's series, so other systems subscribe to and
+query it like any other context. Every attribute of one instance shares one
+`observedAt`:
+
+- a final daily value (the day is over): local midnight starting the day;
+- a provisional value of a day under way: the last full hour (at most one
+  second before the day ends), so it never takes the final value's place:
+  brokers that keep the first instance written at a time (ours) keep the
+  final value once, and a reader of the history groups instances by
+  `dateObserved` (the day, YYYY-MM-DD), preferring the final one;
+- an hourly European AQI: the start of the hour, written once the hour is over.
+
+A day with no measure at all for an indicator gets no instance.
 
 | entity type (id prefix) | place | period | attributes |
 |---|---|---|---|
-| AirQualityObserved (Smart Data Models), `urn:ngsi-ld:AirQualityObserved:atmo:{town|sensor}:<key>` | town, sensor | day | airQualityIndex (0-6, 0 = indisponible), airQualityLevel (French label), subIndices, dailyStatistics, dailyMeans, responsiblePollutants, whoExceedances, provisional |
+| AirQualityObserved (Smart Data Models), `urn:ngsi-ld:AirQualityObserved:atmo:{town|sensor}:<key>` | town, sensor | day | dateObserved, airQualityIndex (0-6, 0 = indisponible), airQualityLevel (French label), subIndices, dailyStatistics, dailyMeans, responsiblePollutants, whoExceedances, provisional |
 | AirQualityObserved, `urn:ngsi-ld:AirQualityObserved:eaqi:town:<insee>` | town | hour | airQualityIndex (1-6, European AQI 2024), airQualityLevel (English label), subIndices |
-| NoiseLevelObserved (Smart Data Models), `urn:ngsi-ld:NoiseLevelObserved:lden:sensor:<key>` | sensor | day | Lday, Levening, Lnight, Lden (dB(A), unitCode 2N), exceedances, dateObservedFrom, dateObservedTo |
-| HeatIndicatorObserved (ours), `urn:ngsi-ld:HeatIndicatorObserved:{town|sensor}:<key>` | town, sensor | day | minTemperature, meanTemperature, maxTemperature (unitCode CEL), tropicalNight, heatWaveDay |
+| NoiseLevelObserved (Smart Data Models), `urn:ngsi-ld:NoiseLevelObserved:lden:sensor:<key>` | sensor | day | dateObserved, Lday, Levening, Lnight, Lden (dB(A), unitCode 2N), exceedances, dateObservedFrom, dateObservedTo, provisional |
+| HeatIndicatorObserved (ours), `urn:ngsi-ld:HeatIndicatorObserved:{town|sensor}:<key>` | town, sensor | day | dateObserved, minTemperature, meanTemperature, maxTemperature (unitCode CEL), tropicalNight, heatWaveDay, provisional |
 
-Every indicator entity has `indicator` (atmo, eaqi, noise, heat), `scope`
+Every indicator entity has `indicator` (atmo, eaqi, noise, heat), `indicatorPlace`
 (town or sensor), `areaServed` (the town's name), `townCode` (INSEE),
 `dataProvider` ("metropole-indicators"), a `location`, and for a sensor a
 `refDevice`-like Relationship `refSensor` to the measuring entity. A value the
@@ -22,14 +32,14 @@ data cannot give (an unavailable Lnight) is left out of that instance.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from indicators.air import AtmoDay, EaqiHour, Exceedance
 from indicators.heat import HeatDay
 from indicators.noise import NoiseDay
 from indicators.thresholds import ATMO_LEVELS, EAQI_LEVELS
-from indicators.timebase import iso, local_at, local_day, parse_time, span
+from indicators.timebase import hour_of, iso, local_at, span
 
 PROVIDER = "metropole-indicators"
 HEAT_TYPE = "HeatIndicatorObserved"
@@ -62,11 +72,20 @@ def _prop(value: Any, observed: str, unit: str | None = None) -> dict[str, Any]:
     return attr
 
 
+def observed_at(day: date, provisional: bool, now: datetime | None) -> str:
+    """The observedAt of a daily instance (see the module's rule)."""
+    start = local_at(day, 0)
+    if not provisional or now is None:
+        return iso(start)
+    moment = min(hour_of(now), local_at(day, 24) - timedelta(seconds=1))
+    return iso(max(moment, start + timedelta(seconds=1)))
+
+
 def _place(entity_id: str, entity_type: str, indicator: str, scope: str, town_name: str, town_code: str,
            location: Sequence[float], observed: str, sensor_id: str | None) -> Entity:
     entity: Entity = {
         "id": entity_id, "type": entity_type,
-        "indicator": _prop(indicator, observed), "scope": _prop(scope, observed),
+        "indicator": _prop(indicator, observed), "indicatorPlace": _prop(scope, observed),
         "areaServed": _prop(town_name, observed), "townCode": _prop(town_code, observed),
         "dataProvider": _prop(PROVIDER, observed),
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [location[0], location[1]]}},
@@ -82,9 +101,10 @@ def _exceedance(e: Exceedance) -> dict[str, Any]:
 
 def atmo_entity(result: AtmoDay, *, scope: str, key: str, town_name: str, town_code: str,
                 location: Sequence[float], sensor_id: str | None = None,
-                who: Sequence[Exceedance] = (), means: Mapping[str, float] | None = None) -> Entity:
+                who: Sequence[Exceedance] = (), means: Mapping[str, float] | None = None,
+                now: datetime | None = None) -> Entity:
     """The ATMO index of a day for a town or a sensor."""
-    observed = iso(local_at(result.day, 0))
+    observed = observed_at(result.day, result.provisional, now)
     entity = _place(indicator_id("AirQualityObserved", "atmo", scope, key), "AirQualityObserved", "atmo", scope,
                     town_name, town_code, location, observed, sensor_id)
     entity.update({
@@ -116,14 +136,15 @@ def eaqi_entity(result: EaqiHour, *, key: str, town_name: str, location: Sequenc
 
 
 def noise_entity(result: NoiseDay, *, key: str, town_name: str, town_code: str, location: Sequence[float],
-                 sensor_id: str) -> Entity:
+                 sensor_id: str, now: datetime | None = None) -> Entity:
     """Lday/Levening/Lnight/Lden of a day for a sensor."""
-    observed = iso(local_at(result.day, 0))
+    observed = observed_at(result.day, result.provisional, now)
     entity = _place(indicator_id("NoiseLevelObserved", "lden", "sensor", key), "NoiseLevelObserved", "noise",
                     "sensor", town_name, town_code, location, observed, sensor_id)
     start, _ = span(result.day, 6, 18)
     _, end = span(result.day, 22, 6)
     entity.update({
+        "dateObserved": _prop(result.day.isoformat(), observed),
         "dateObservedFrom": _prop(iso(start), observed), "dateObservedTo": _prop(iso(end), observed),
         "exceedances": _prop(dict(result.exceedances), observed),
         "provisional": _prop(result.provisional, observed),
@@ -136,11 +157,12 @@ def noise_entity(result: NoiseDay, *, key: str, town_name: str, town_code: str, 
 
 
 def heat_entity(result: HeatDay, *, scope: str, key: str, town_name: str, town_code: str,
-                location: Sequence[float], sensor_id: str | None = None) -> Entity:
+                location: Sequence[float], sensor_id: str | None = None, now: datetime | None = None) -> Entity:
     """The heat indicators of a day for a town or a sensor."""
-    observed = iso(local_at(result.day, 0))
+    observed = observed_at(result.day, result.provisional, now)
     entity = _place(indicator_id(HEAT_TYPE, None, scope, key), HEAT_TYPE, "heat", scope, town_name, town_code,
                     location, observed, sensor_id)
+    entity["dateObserved"] = _prop(result.day.isoformat(), observed)
     entity["provisional"] = _prop(result.provisional, observed)
     for name, value in (("minTemperature", result.tmin), ("meanTemperature", result.tmean),
                         ("maxTemperature", result.tmax)):
@@ -152,6 +174,4 @@ def heat_entity(result: HeatDay, *, scope: str, key: str, town_name: str, town_c
     return entity
 
 
-def day_of(observed: str) -> date:
-    """The local day an indicator instance stands for (its observedAt is local midnight)."""
-    return local_day(parse_time(observed))
+

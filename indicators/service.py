@@ -14,11 +14,17 @@ older than that are taken by `compute_period` (`metropole indicators compute`).
 The towns of the sensors touched are aggregated again from every sensor's
 results, which the service keeps for the lookback window.
 
-Writes go in time order, one batch upsert per period start, so each entity's
-current state is its latest period and its history one instance per period.
-An instance identical to the one already written is not sent again; today's
-provisional values are rewritten while the day goes on (readers keep the last
-instance of an observedAt).
+Completeness: a day is final once its span is over *and* the sensor's
+measures are known to cover it: a device's measures arrive oldest first, so
+while a sensor is being written to, its latest measure is the horizon (a
+backfill half way through a day leaves that day provisional); a sensor quiet
+for `QUIET` has its horizon at the present. Days before the horizon are
+written as final instances, the day at the horizon as provisional
+(`entities` says which observedAt each gets).
+
+Writes go in time order, one batch upsert per observedAt, so each entity's
+current state is its latest instance. An instance identical to the one
+already written is not sent again.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
 log = logging.getLogger("indicators")
 
 SENSOR_TYPES = ("AirQualityObserved", "NoiseLevelObserved", "WeatherObserved")
+QUIET = timedelta(minutes=30)
 PAGE = 100
 
 
@@ -107,6 +114,7 @@ class IndicatorService:
         self.sensors: dict[str, PlacedSensor] = {}
         self._seen: dict[str, _Seen] = {}
         self._written: dict[tuple[str, str], bytes] = {}
+        self._horizons: dict[str, datetime] = {}
         self.last_pass: PassReport | None = None
         self.passes = 0
 
@@ -156,27 +164,38 @@ class IndicatorService:
         town = town_of(float(coords[0]), float(coords[1]))
         return PlacedSensor(entity["id"], entity["type"], float(coords[0]), float(coords[1]), town) if town else None
 
-    def _compute(self, sensor: PlacedSensor, first: date, last: date) -> SensorResults:
+    def horizon(self, entity: dict[str, Any]) -> datetime:
+        """Until when a sensor's measures are known to be complete: its latest measure while it is still being
+        written to (measures of a device arrive oldest first, a backfill may be half way through a day), the
+        present once it has been quiet for `QUIET` (nothing more is coming for the days before)."""
         now = self.clock()
+        modified, latest = entity.get("modifiedAt"), _latest(entity)
+        if latest is None or not isinstance(modified, str) or now - parse_time(modified) >= QUIET:
+            return now
+        return min(now, latest)
+
+    def _compute(self, sensor: PlacedSensor, first: date, last: date, now: datetime) -> SensorResults:
         # Heat waves need the two days before; a Lden night and Tx reach into the day after.
-        start, end = local_at(first - timedelta(days=3), 0), min(local_at(last + timedelta(days=2), 0), now)
+        start = local_at(first - timedelta(days=3), 0)
+        end = min(local_at(last + timedelta(days=2), 0), self.clock() + timedelta(minutes=1))
         series = self.read_series(sensor.id, start, end)
         days = days_between(first - timedelta(days=2), last)
         return compute_sensor(series, days, now)
 
-    def _entities_for(self, touched: dict[str, tuple[date, date]]) -> list[Entity]:
+    def _entities_for(self, touched: dict[str, tuple[date, date, datetime]]) -> list[Entity]:
         entities: list[Entity] = []
         towns: dict[str, tuple[Town, set[date]]] = {}
-        for sensor_id, (first, last) in touched.items():
+        for sensor_id, (first, last, horizon) in touched.items():
             sensor = self.sensors[sensor_id]
+            self._horizons[sensor_id] = horizon
             days = days_between(first, last)
-            entities.extend(sensor_entities(sensor, self.results[sensor_id], days))
+            entities.extend(sensor_entities(sensor, self.results[sensor_id], days, horizon))
             slot = towns.setdefault(sensor.town.insee, (sensor.town, set()))
             slot[1].update(days)
         for town, town_days in towns.values():
-            members = [self.results[s.id] for s in self.sensors.values() if s.town.insee == town.insee
-                       and s.id in self.results]
-            entities.extend(town_entities(town, members, sorted(town_days)))
+            members = [s.id for s in self.sensors.values() if s.town.insee == town.insee and s.id in self.results]
+            horizon = min((self._horizons.get(m, self.clock()) for m in members), default=self.clock())
+            entities.extend(town_entities(town, [self.results[m] for m in members], sorted(town_days), horizon))
         return entities
 
     # -- writing ----------------------------------------------------------------------
@@ -215,7 +234,7 @@ class IndicatorService:
         async with NgsiLdClient(self.settings.broker_url) as client:
             listed = await self.list_sensors(client)
             report.sensors = len(listed)
-            touched: dict[str, tuple[date, date]] = {}
+            touched: dict[str, tuple[date, date, datetime]] = {}
             for entity in listed:
                 modified = str(entity.get("modifiedAt", ""))
                 seen = self._seen.get(entity["id"])
@@ -227,7 +246,7 @@ class IndicatorService:
                 self.sensors[sensor.id] = sensor
                 first = floor if seen is None or seen.latest is None else max(floor, local_day(seen.latest) - timedelta(days=1))
                 try:
-                    results = await asyncio.to_thread(self._compute, sensor, first, today)
+                    results = await asyncio.to_thread(self._compute, sensor, first, today, self.horizon(entity))
                 except Exception as exc:  # noqa: BLE001  one sensor's trouble must not stop the others
                     log.warning("indicators: %s not computed: %s", sensor.id, exc)
                     report.errors.append(f"{sensor.id}: {exc}")
@@ -235,7 +254,7 @@ class IndicatorService:
                 current = self.results.setdefault(sensor.id, SensorResults())
                 current.update(results)
                 self._seen[sensor.id] = _Seen(modified, _latest(entity) or (seen.latest if seen else None))
-                touched[sensor.id] = (first, today)
+                touched[sensor.id] = (first, today, self.horizon(entity))
                 report.recomputed += 1
             if touched:
                 report.written = await self.write(client, self._entities_for(touched))
@@ -249,15 +268,15 @@ class IndicatorService:
         async with NgsiLdClient(self.settings.broker_url) as client:
             listed = await self.list_sensors(client)
             report.sensors = len(listed)
-            touched: dict[str, tuple[date, date]] = {}
+            touched: dict[str, tuple[date, date, datetime]] = {}
             for entity in listed:
                 sensor = self._place(entity)
                 if sensor is None:
                     continue
                 self.sensors[sensor.id] = sensor
-                results = await asyncio.to_thread(self._compute, sensor, first, last)
+                results = await asyncio.to_thread(self._compute, sensor, first, last, self.horizon(entity))
                 self.results.setdefault(sensor.id, SensorResults()).update(results)
-                touched[sensor.id] = (first, last)
+                touched[sensor.id] = (first, last, self.horizon(entity))
                 report.recomputed += 1
             self._written.clear()
             report.written = await self.write(client, self._entities_for(touched))
