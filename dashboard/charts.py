@@ -64,9 +64,11 @@ def _y(value: float, lo: float, hi: float) -> float:
 
 
 def _x_labels(labels: Sequence[str], xs: Sequence[float]) -> str:
-    every = max(1, len(labels) // 8)
-    return "".join(f'<text x="{x:.1f}" y="{H - 14}" class="tick" text-anchor="middle">{_esc(label)}</text>'
-                   for i, (label, x) in enumerate(zip(labels, xs, strict=True)) if i % every == 0)
+    """At most about eight labels, each where its text first appears (hourly points share a day's label)."""
+    firsts = [i for i, label in enumerate(labels) if i == 0 or label != labels[i - 1]]
+    every = max(1, len(firsts) // 8)
+    return "".join(f'<text x="{xs[i]:.1f}" y="{H - 14}" class="tick" text-anchor="middle">{_esc(labels[i])}</text>'
+                   for k, i in enumerate(firsts) if k % every == 0)
 
 
 def bar_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar], top: float) -> Markup:

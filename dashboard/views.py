@@ -217,7 +217,12 @@ def sensor_page(source: BrokerSource, lang: str, sensor_id: str, now: datetime |
     latest = [{"name": NAMES[a], "value": entity.get(a), "unit": UNITS[a]} for a in attrs]
     return {"entity": entity, "name": str(entity.get("name") or sensor_key(sensor_id)), "kind": w["kind_" + KIND[entity["type"]]],
             "town": placed[2] if placed else None, "attrs": [f"{NAMES[a]} ({UNITS[a]})" for a in attrs],
-            "charts": charts, "table": table, "latest": latest, "observed": entity.get("dateObserved")}
+            "charts": charts, "table": table, "latest": latest, "observed": _text(entity.get("dateObserved"))}
+
+
+def _text(value: Any) -> Any:
+    """A keyValues value as text: a typed JSON-LD value ({"@type": "DateTime", "@value": ...}) by its @value."""
+    return value.get("@value") if isinstance(value, dict) and "@value" in value else value
 
 
 def api_towns(source: BrokerSource) -> list[dict[str, Any]]:

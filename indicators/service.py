@@ -56,6 +56,7 @@ from indicators.entities import Entity, is_indicator
 from indicators.timebase import iso, local_at, local_day, parse_time
 from indicators.towns import Town, town_of
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
+from models.errors import NgsiLdError
 
 log = logging.getLogger("indicators")
 
@@ -125,9 +126,14 @@ class IndicatorService:
         out: list[dict[str, Any]] = []
         offset = 0
         while True:
-            page = await client.query(tenant=self.settings.tenant, context=self.settings.context, params={
-                "type": ",".join(SENSOR_TYPES), "options": "sysAttrs", "limit": str(PAGE),
-                "offset": str(offset)})
+            try:
+                page = await client.query(tenant=self.settings.tenant, context=self.settings.context, params={
+                    "type": ",".join(SENSOR_TYPES), "options": "sysAttrs", "limit": str(PAGE),
+                    "offset": str(offset)})
+            except NgsiLdError as exc:
+                if exc.status == 404:  # the tenant does not exist yet: no sensor
+                    return out
+                raise
             out.extend(e for e in page if not is_indicator(e))
             if len(page) < PAGE:
                 return out
