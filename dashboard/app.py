@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from dashboard import about, opendata, report, views
 from dashboard.i18n import LANGS, PATHS, path, words
 from dashboard.source import BrokerSource
+from indicators.thresholds import ATMO_LEVELS
 from indicators.timebase import local_day
 from indicators.towns import town_by_insee, towns
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
@@ -113,7 +114,8 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
                 return page(request, lang, "report", "report.html", {
                     "place": place, "month": month, "place_name": town.name if town else words(lang)["metropole"],
                     "current": current, "before": before, "changes": report.compare(current, before),
-                    "previous": report.previous_month(month)})
+                    "previous": report.previous_month(month),
+                    "levels": {level.level: level.label(lang) for level in ATMO_LEVELS.values()}})
         routes()
 
     @app.get("/donnees/catalogue.jsonld")

@@ -89,6 +89,18 @@ def _any_in(series: Iterable[Mapping[datetime, float]], start: datetime, end: da
     return any(start <= h < end for values in series for h in values)
 
 
+def _shown(result: AtmoDay | NoiseDay | HeatDay) -> bool:
+    """Whether a day's result is worth an instance: a final day always is (even "indisponible"); a day under
+    way only once it has a value (just after midnight no hour is complete: the entity keeps yesterday's)."""
+    if not result.provisional:
+        return True
+    if isinstance(result, AtmoDay):
+        return result.index > 0
+    if isinstance(result, NoiseDay):
+        return any(v is not None for v in (result.lday, result.levening, result.lnight))
+    return any(v is not None for v in (result.tmin, result.tmean, result.tmax))
+
+
 @dataclass(frozen=True)
 class PlacedSensor:
     """A measuring entity, where it stands and the town it belongs to."""
@@ -108,12 +120,12 @@ def sensor_entities(sensor: PlacedSensor, results: SensorResults, days: Iterable
                              "now": now}
     out: list[Entity] = []
     for day in sorted(days):
-        if day in results.atmo:
+        if day in results.atmo and _shown(results.atmo[day]):
             out.append(atmo_entity(results.atmo[day], scope="sensor", key=key, sensor_id=sensor.id,
                                    who=results.who.get(day, []), means=results.means.get(day), **where))
-        if day in results.noise:
+        if day in results.noise and _shown(results.noise[day]):
             out.append(noise_entity(results.noise[day], key=key, sensor_id=sensor.id, **where))
-        if day in results.heat:
+        if day in results.heat and _shown(results.heat[day]):
             out.append(heat_entity(results.heat[day], scope="sensor", key=key, sensor_id=sensor.id, **where))
     return out
 
@@ -134,9 +146,9 @@ def town_entities(town: Town, sensors: Sequence[SensorResults], days: Iterable[d
     wanted = set(days)
     for day in sorted(wanted):
         atmo = [s.atmo[day] for s in sensors if day in s.atmo]
-        if atmo:
+        if atmo and _shown(atmo_town(day, atmo)):
             out.append(atmo_entity(atmo_town(day, atmo), scope="town", key=town.insee, **where))
-        if day in heat:
+        if day in heat and _shown(heat[day]):
             out.append(heat_entity(heat[day], scope="town", key=town.insee, **where))
     hourly = eaqi_town([[h for h in s.eaqi.values() if local_day(h.hour) in wanted
                          and (now is None or h.hour + HOUR <= now)] for s in sensors])

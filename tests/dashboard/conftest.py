@@ -1,4 +1,4 @@
-"""The demo as a newcomer starts it (`metropole run --demo`, free ports), once per session, and headless Chromium.
+"""The demo as a newcomer starts it (`metropole run --demo`, free ports), once per module, and headless Chromium.
 
 The platform runs in a subprocess with every port free and nothing on its
 MQTT port, so it starts its embedded MQTT broker and the demo's devices go
@@ -48,7 +48,7 @@ class Demo:
     towns_after: float | None = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data = tmp_path_factory.mktemp("demo-data")
     ports = {name: free_port() for name in ("broker", "prov", "http", "mqtt", "dashboard")}
@@ -89,9 +89,11 @@ def wait_for_towns(demo: Demo, deadline_s: float) -> list[dict[str, Any]]:
     pytest.fail(f"the dashboard did not show an index for every town within {deadline_s:.0f} s: {towns}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (no browser download); skips, or fails under CI, without it."""
+    """Debian's Chromium driven by Playwright (no browser download); skips, or fails under CI, without it.
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is open, and
+    later tests call asyncio.run()."""
     if not shutil.which(CHROMIUM):
         if services.in_ci():
             pytest.fail(f"{CHROMIUM} is missing; CI=true requires it (.ci/run installs it)", pytrace=False)

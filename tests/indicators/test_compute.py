@@ -39,3 +39,15 @@ def test_days_without_any_measure_get_no_indicator_and_a_town_aggregates_its_sen
                                        "urn:ngsi-ld:AirQualityObserved:eaqi:town:13055"}
     eaqi = [e for e in made if e["id"].endswith("eaqi:town:13055")]
     assert len(eaqi) == 24 and all(e["airQualityIndex"]["value"] == 4 for e in eaqi)  # NO2 95: 60 < x <= 100
+
+
+def test_just_after_midnight_today_gets_no_instance_and_the_entity_keeps_yesterdays() -> None:
+    now = local_at(DAY, 0) + timedelta(minutes=20)
+    samples = [(h, 95.0) for h in hours(local_at(DAY - timedelta(days=1), 0), now)]
+    results = compute_sensor({"no2": samples}, [DAY - timedelta(days=1), DAY], now=now)
+    assert results.atmo[DAY].provisional and results.atmo[DAY].index == 0  # no complete hour yet
+    town = town_by_insee("13055")
+    assert town is not None
+    made = [e for e in town_entities(town, [results], [DAY - timedelta(days=1), DAY], now=now)
+            if e["id"].endswith("atmo:town:13055")]
+    assert [e["dateObserved"]["value"] for e in made] == [(DAY - timedelta(days=1)).isoformat()]
