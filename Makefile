@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## make run: the whole platform on embedded defaults, in the foreground (Ctrl-C stops it)
+## make run: the whole platform on embedded defaults, in the foreground (Ctrl-C stops it);
+## make run ARGS=--demo adds the simulated fleet of four pilot towns (dashboard on http://127.0.0.1:8080/)
 run: $(STAMP)
-	$(BIN)/metropole run
+	$(BIN)/metropole run $(ARGS)
 
 ## make test: the whole test suite
 test: $(STAMP)

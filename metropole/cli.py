@@ -5,6 +5,8 @@
     metropole broker --port P --data D  one embedded NGSI-LD broker
     metropole agent --broker-url U      the IoT agents alone, delivering to any NGSI-LD broker
     metropole check payload|broker ...  compliance reports (Smart Data Models, NGSI-LD)
+    metropole demo                      `run` with the simulated fleet (dashboard on :8080)
+    metropole indicators compute ...    indicators of a past period, on demand
 
 Every server runs in one asyncio loop under uvicorn, so `run` can host the
 broker, and later the agents and the history API, in one process that
@@ -29,6 +31,7 @@ from agents.runtime import AgentRuntime, RuntimeOptions
 from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.settings import BrokerSettings
+from metropole.public import Task, add_indicators_parser, add_run_flags, public_parts
 
 log = logging.getLogger("metropole")
 
@@ -64,7 +67,8 @@ def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server | N
 # --- end quantumleap
 
 
-async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None) -> None:
+async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None,
+                 tasks: Sequence[Task] = ()) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,9 +76,12 @@ async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None 
     if agents is not None:
         await agents.start()
         servers = [*servers, *agents.servers()]
+    background = [asyncio.create_task(task(stop)) for task in tasks]  # indicators, demo: they end when stop is set
     try:
         await _run_servers(servers, stop)
     finally:
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
         if agents is not None:
             await agents.stop()
 
@@ -110,8 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if history is not None:
         servers.append(history)
         print(f"metropole: QuantumLeap-compatible history API on http://{broker.host}:{args.history_port}/v2/ (QuantumLeap 1.0)")
+    public, tasks = public_parts(args, broker.host, f"http://{broker.host}:{broker.port}", agents)  # dashboard, demo
+    servers.extend(public)
     print("metropole: Ctrl-C stops the platform")
-    asyncio.run(_serve(servers, agents))
+    asyncio.run(_serve(servers, agents, tasks))
     return 0
 
 
@@ -175,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--history-port", type=int, default=int(os.environ.get("METROPOLE_HISTORY_PORT", "8668")),
                      help="QuantumLeap-compatible /v2 history API (default 8668; 0 disables)")
     _agent_flags(run, "agent-")
+    add_run_flags(run)
     run.set_defaults(func=cmd_run)
 
     agent = sub.add_parser("agent", help="run the IoT agents alone")
@@ -191,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     brk.add_argument("--store", default=os.environ.get("METROPOLE_BROKER_STORE"),
                      help="sqlite:///path.db (default: DATA/broker.db) or postgresql://...")
     brk.set_defaults(func=cmd_broker)
+
+    # --- dashboard, indicators and demo (metropole/public.py) ---
+    demo = sub.add_parser("demo", parents=[run], add_help=False, help="the platform with the simulated fleet (run --demo)")
+    demo.set_defaults(func=cmd_run, demo=True)
+    add_indicators_parser(sub)
+    # --- end of dashboard ---
 
     # --- check: compliance of payloads and brokers (compliance/) ---
     from compliance.command import add_check_parser

@@ -1,0 +1,111 @@
+"""What `metropole run` adds for the public: the dashboard (8080), the indicators service, and the demo.
+
+    metropole run                      + dashboard on :8080 and indicators computed every minute
+    metropole run --demo               + the simulated fleet of four pilot towns (indicators every 5 s)
+    metropole demo                     the same as `run --demo`
+    metropole indicators compute --from 2026-11-01 --to 2026-11-30   recompute a past period
+
+Settings: --dashboard-port / METROPOLE_DASHBOARD_PORT (0 disables),
+--indicators-tenant / METROPOLE_INDICATORS_TENANT (default "metropole", the
+demo's fiware-service), --indicators-interval / METROPOLE_INDICATORS_INTERVAL,
+--demo / METROPOLE_DEMO=1, --demo-days / METROPOLE_DEMO_DAYS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any
+
+import uvicorn
+
+Task = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The dashboard, indicators and demo flags of `run` (and `demo`)."""
+    env = os.environ
+    parser.add_argument("--dashboard-port", type=int, default=int(env.get("METROPOLE_DASHBOARD_PORT", "8080")),
+                        help="public dashboard (default 8080; 0 disables)")
+    parser.add_argument("--indicators-tenant", default=env.get("METROPOLE_INDICATORS_TENANT", "metropole"),
+                        help="NGSILD-Tenant whose sensors get indicators (default metropole)")
+    parser.add_argument("--indicators-interval", type=float, default=None,
+                        help="seconds between indicator passes (default 60; 5 with --demo)")
+    parser.add_argument("--demo", action="store_true", default=env.get("METROPOLE_DEMO", "") in ("1", "true", "yes"),
+                        help="play the simulated fleet of four pilot towns through the agents")
+    parser.add_argument("--demo-days", type=int, default=int(env.get("METROPOLE_DEMO_DAYS", "14")),
+                        help="days of history the demo backfills (default 14)")
+
+
+def public_parts(args: argparse.Namespace, host: str, broker_url: str, agents: Any) -> tuple[list[uvicorn.Server], list[Task]]:
+    """The dashboard server and the background tasks (indicators service, demo player) `run` starts."""
+    from dashboard.app import DashboardSettings, create_dashboard_app
+    from indicators.service import IndicatorService, IndicatorSettings
+
+    servers: list[uvicorn.Server] = []
+    tasks: list[Task] = []
+    interval = args.indicators_interval or (5.0 if args.demo else None)
+    service = IndicatorService(IndicatorSettings.from_env(broker_url=broker_url, tenant=args.indicators_tenant,
+                                                          interval=interval))
+    tasks.append(service.run)
+    print(f"metropole: indicators of tenant {service.settings.tenant!r} every {service.settings.interval:g} s")
+    if args.dashboard_port and not _port_free(host, args.dashboard_port):
+        print(f"metropole: dashboard port {args.dashboard_port} unavailable; dashboard not served (see --dashboard-port)",
+              file=sys.stderr)
+    elif args.dashboard_port:
+        settings = DashboardSettings.from_env(broker_url=broker_url, tenant=args.indicators_tenant)
+        config = uvicorn.Config(create_dashboard_app(settings), host=host, port=args.dashboard_port,
+                                log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(), access_log=False,
+                                lifespan="off")
+        servers.append(uvicorn.Server(config))
+        print(f"metropole: public dashboard on http://{host}:{args.dashboard_port}/")
+    if args.demo:
+        from demo.player import DemoSettings, Player
+
+        a = agents.settings
+        player = Player(DemoSettings(provisioning_url=f"http://{a.host}:{a.provisioning_port}", broker_url=broker_url,
+                                     mqtt_host=a.mqtt_host, mqtt_port=a.mqtt_port, days=args.demo_days))
+        tasks.append(player.run)
+        print(f"metropole: demo: 12 simulated devices in 4 towns, {args.demo_days} days of history, via MQTT "
+              f"{a.mqtt_host}:{a.mqtt_port}")
+    return servers, tasks
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.socket() as probe:
+            probe.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def add_indicators_parser(sub: Any) -> None:
+    """`metropole indicators compute --from D --to D`: compute and write a past period on demand."""
+    parser = sub.add_parser("indicators", help="compute indicators on demand")
+    inner = parser.add_subparsers(dest="action", required=True)
+    compute = inner.add_parser("compute", help="compute and write every indicator of a period")
+    compute.add_argument("--from", dest="first", required=True, type=date.fromisoformat, help="first day (YYYY-MM-DD)")
+    compute.add_argument("--to", dest="last", required=True, type=date.fromisoformat, help="last day (YYYY-MM-DD)")
+    compute.add_argument("--broker-url", default=os.environ.get("METROPOLE_INDICATORS_BROKER_URL", "http://127.0.0.1:1026"))
+    compute.add_argument("--tenant", default=os.environ.get("METROPOLE_INDICATORS_TENANT", "metropole"))
+    compute.set_defaults(func=cmd_indicators_compute)
+
+
+def cmd_indicators_compute(args: argparse.Namespace) -> int:
+    """Compute a past period for every sensor of the tenant and print what was written."""
+    from indicators.service import IndicatorService, IndicatorSettings
+
+    if args.last < args.first:
+        print("metropole: --to is before --from", file=sys.stderr)
+        return 2
+    service = IndicatorService(IndicatorSettings.from_env(broker_url=args.broker_url, tenant=args.tenant))
+    report = asyncio.run(service.compute_period(args.first, args.last))
+    print(f"metropole: {report.sensors} sensors, {report.recomputed} computed, {report.written} indicator instances written")
+    return 0
