@@ -55,6 +55,7 @@ from compliance.etsi_runner import (
     RunOutcome,
     SuiteRun,
     end_session,
+    ensure_venv,
     find_conformance,
     free_port,
     run_suite,
@@ -159,8 +160,12 @@ def _run_store(run: StoreRun, suite: SuiteRun, results: dict[str, RunOutcome],
 
 
 def run_all(runs: list[StoreRun], conformance: Path, selection: tuple[str, ...], with_mqtt: bool,
-            parallel: bool, pg_dsn: str, venv: Path | None) -> dict[str, EtsiRun]:
+            parallel: bool, pg_dsn: str, venv: Path) -> dict[str, EtsiRun]:
     """Start each store's broker, run the suite against each, stop everything; the parsed runs."""
+    try:
+        ensure_venv(venv, conformance)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ConformanceError(f"could not create the runner's environment {venv}: {exc}") from exc
     outcomes: dict[str, RunOutcome] = {}
     procs: list[subprocess.Popen[str]] = []
     with ExitStack() as stack:
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         parsed = run_all(runs, conformance, selection, args.with_mqtt, not args.sequential, args.pg_dsn,
-                         Path(args.etsi_venv) if args.etsi_venv else None)
+                         Path(args.etsi_venv) if args.etsi_venv else PROJECT / ".etsi-venv")
     except ConformanceError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2

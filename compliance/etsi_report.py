@@ -23,7 +23,7 @@ _MAX_BODY = 6000  # characters of a body shown in the page; the JSON report has 
 
 _EXTRA_STYLE = """<style>
 .bar{display:inline-block;height:.7rem;background:#17703a;vertical-align:middle}
-.bar.f{background:#e4b4b0} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bar.f{background:#e4b4b0} td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 h2{font-size:1.2rem;margin-top:2rem} summary{cursor:pointer} .msg{color:#b3261e;white-space:pre-wrap}
 .passing code{margin-right:.6rem;display:inline-block}
 </style>"""
@@ -90,23 +90,27 @@ def _body(value: Any) -> str:
     return text if len(text) <= _MAX_BODY else text[:_MAX_BODY] + f"\n... ({len(text) - _MAX_BODY} more characters)"
 
 
-def _exchange(x: Exchange) -> str:
+def _exchange(x: Exchange, opened: bool = False) -> str:
+    tag = "<details open>" if opened else "<details>"
     if x.method == "NOTIFICATION":
-        return (f"<details><summary>notification received: {_e(x.title)}</summary><pre>headers: "
+        return (f"{tag}<summary>notification received: {_e(x.title)}</summary><pre>headers: "
                 f"{_e(json.dumps(x.request_headers))}\nbody: {_e(_body(x.request_body))}</pre></details>")
     phase = " <small>(suite setup)</small>" if x.phase != "test" else ""
-    return (f"<details><summary><code>{_e(x.method)} {_e(x.url)}</code> &rarr; {_e(x.status)} {_e(x.reason)}"
+    return (f"{tag}<summary><code>{_e(x.method)} {_e(x.url)}</code> &rarr; {_e(x.status)} {_e(x.reason)}"
             f"{phase}</summary><pre>{_e(x.title)}\n\nrequest headers: {_e(json.dumps(x.request_headers))}\n"
             f"request body: {_e(_body(x.request_body))}\n\nresponse headers: "
             f"{_e(json.dumps(x.response_headers))}\nresponse body: {_e(_body(x.response_body))}</pre></details>")
 
 
-def _failing(t: EtsiTest, titles: dict[str, str]) -> str:
+def _failing(t: EtsiTest, titles: dict[str, str], first: bool = False) -> str:
     clauses = ", ".join(f"{c} {titles[c]}" if c in titles else c for c in t.clauses) or "-"
-    return (f'<details class="test" id="test-{_e(t.id)}"><summary><span class="badge bad">{_e(t.status)}</span> '
+    return (f'<details class="test" id="test-{_e(t.id)}"{" open" if first else ""}><summary><span class="badge bad">{_e(t.status)}</span> '
             f"<code>{_e(t.id)}</code> {_e(t.name.split(' ', 1)[-1])} &middot; clause {_e(clauses)}</summary>"
             f"<p>{_e(t.documentation)}<br><small><code>{_e(t.path)}</code></small></p>"
-            f'<p class="msg">{_e(t.message)}</p>{"".join(_exchange(x) for x in t.exchanges)}</details>')
+            f'<p class="msg">{_e(t.message)}</p>'
+            # the last exchange is open: most failures are about the answer to the last request
+            f'{"".join(_exchange(x, first and i == len(t.exchanges) - 1) for i, x in enumerate(t.exchanges))}'
+            "</details>")
 
 
 def _bar(c: Counts) -> str:
@@ -135,16 +139,18 @@ def etsi_html(run: EtsiRun, conformance: Path | None = None) -> str:
                ("failed", "failed", c.failed, "bad" if c.failed else ""),
                ("skipped", "skipped", c.skipped, "ns" if c.skipped else ""),
                ("rate", "% passed", rate, "ok" if c.failed == 0 and c.total else "")]
-    areas = ("<h2>Per area of the suite</h2><table id=\"areas\"><tr><th>area</th><th>passed</th><th>failed</th>"
-             f"<th>tests</th><th></th></tr>{_count_rows(run.by_area())}</table>")
+    areas = ("<h2>Per area of the suite</h2><table id=\"areas\"><tr><th>area</th><th class=\"n\">passed</th>"
+             f"<th class=\"n\">failed</th><th class=\"n\">tests</th><th></th></tr>{_count_rows(run.by_area())}</table>")
     clauses = ("<h2>Per clause of ETSI GS CIM 009 V1.9.1</h2><p>A test checking two clauses counts under both.</p>"
-               "<table id=\"clauses\"><tr><th>clause</th><th>title</th><th>passed</th><th>failed</th><th>tests</th>"
-               f"<th></th></tr>{_count_rows(run.by_clause(), titles)}</table>")
+               "<table id=\"clauses\"><tr><th>clause</th><th>title</th><th class=\"n\">passed</th>"
+               f"<th class=\"n\">failed</th><th class=\"n\">tests</th><th></th></tr>{_count_rows(run.by_clause(), titles)}</table>")
     failing = [t for t in run.tests if t.status != PASS]
     by_area: dict[str, list[EtsiTest]] = {}
     for t in failing:
         by_area.setdefault(t.area, []).append(t)
-    fails = "".join(f"<h3>{_e(a)} ({len(ts)})</h3>" + "".join(_failing(t, titles) for t in ts)
+    shown = [t for a in run.by_area() for t in by_area.get(a, [])]
+    first = shown[0] if shown else None  # shown open, as an example of what a failure tells
+    fails = "".join(f"<h3>{_e(a)} ({len(ts)})</h3>" + "".join(_failing(t, titles, t is first) for t in ts)
                     for a, ts in ((a, by_area[a]) for a in run.by_area() if a in by_area))
     fail_part = (f"<h2>Tests that did not pass ({len(failing)})</h2><p>Click a test for the requests the suite "
                  f"sent and the responses it received.</p>{fails}") if failing else "<h2>Every test passed.</h2>"

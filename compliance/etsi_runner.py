@@ -106,6 +106,11 @@ class SuiteRun:
     selection: tuple[str, ...] = ()  # robot arguments and TP/... paths, e.g. ("--test", "018_01_01*")
     max_seconds: int | None = None  # wall-clock cap of the robot run (runner default 5400)
 
+    @property
+    def resolved_venv(self) -> Path:
+        """The runner's virtual environment: `venv`, else $ETSI_VENV, else ./.etsi-venv (the runner's default)."""
+        return (self.venv or Path(os.environ.get("ETSI_VENV") or Path.cwd() / ".etsi-venv")).resolve()
+
     def command(self) -> list[str]:
         """The runner's command line."""
         return ["bash", str(self.conformance / RUNNER), self.broker_url, str(self.outdir), *self.selection]
@@ -118,8 +123,7 @@ class SuiteRun:
         # so that concurrent runs (two stores, two engineers) never copy the suite over each other
         tmp = Path(os.environ.get("TMPDIR", "/tmp"))
         env["ETSI_WORK"] = str(self.work or tmp / f"metropole-etsi-work-{self.harness.ctx_port}")
-        if self.venv is not None:
-            env["ETSI_VENV"] = str(self.venv)
+        env["ETSI_VENV"] = str(self.resolved_venv)
         env["ETSI_WITH_MQTT"] = "1" if self.with_mqtt else "0"
         env["ETSI_MQTT_HOST"] = self.mqtt_host
         if self.temporal_url:
@@ -189,6 +193,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def ensure_venv(venv: Path, conformance: Path, stream: TextIO | None = sys.stderr) -> None:
+    """Create the runner's virtual environment as the runner would on first use (`python3 -m venv`, then
+    the suite's requirements.txt from PyPI), once, under a lock: two runners started at once on a fresh
+    machine (the two stores of `make conformance`) would otherwise both build it in the same folder."""
+    import fcntl
+
+    if (venv / "bin" / "robot").exists():
+        return
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.with_name(venv.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (venv / "bin" / "robot").exists():
+            return
+        if stream is not None:
+            print(f"[etsi] creating {venv} with the suite's requirements (first run only)", file=stream, flush=True)
+        python = os.environ.get("ETSI_PYTHON", "python3")
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r",
+                        str(conformance / "etsi-suite" / "requirements.txt")], check=True)
+
+
 def run_suite(run: SuiteRun, stream: TextIO | None = sys.stderr, prefix: str = "",
               on_start: Callable[[subprocess.Popen[str]], None] | None = None) -> RunOutcome:
     """Run the suite; the runner's console lines go to `stream` (None: silent) with `prefix`.
@@ -196,6 +221,7 @@ def run_suite(run: SuiteRun, stream: TextIO | None = sys.stderr, prefix: str = "
     `on_start` receives the runner's process, for a caller that must be able to stop it from
     another thread (`end_session`)."""
     run.outdir.mkdir(parents=True, exist_ok=True)
+    ensure_venv(run.resolved_venv, run.conformance, stream)
     start = time.monotonic()
     proc = subprocess.Popen(run.command(), env=run.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
