@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import shutil
 import signal
@@ -38,8 +39,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -210,15 +211,15 @@ def run_all(runs: list[StoreRun], conformance: Path, selection: tuple[str, ...],
 
 
 def store_differences(runs: dict[str, EtsiRun]) -> list[tuple[str, str, str]]:
-    """(test id, stores it passes on, stores it fails on) for every test whose result depends on the store."""
-    ids = sorted({t.id for run in runs.values() for t in run.tests})
-    status = {store: {t.id: t.status for t in run.tests} for store, run in runs.items()}
+    """(test name, stores it passes on, stores it fails on) for every test whose result depends on the store."""
+    status = {store: {t.key: t.status for t in run.tests} for store, run in runs.items()}
+    names = {t.key: t.name for run in runs.values() for t in run.tests}
     out = []
-    for i in ids:
-        passes = [s for s in runs if status[s].get(i) == PASS]
-        fails = [s for s in runs if i in status[s] and status[s][i] != PASS]
+    for key in sorted(names, key=lambda k: names[k]):
+        passes = [s for s in runs if status[s].get(key) == PASS]
+        fails = [s for s in runs if key in status[s] and status[s][key] != PASS]
         if passes and fails:
-            out.append((i, ",".join(passes), ",".join(fails)))
+            out.append((names[key], ",".join(passes), ",".join(fails)))
     return out
 
 
@@ -227,25 +228,26 @@ def overall(runs: dict[str, EtsiRun]) -> tuple[int, int]:
     status: dict[str, bool] = {}
     for run in runs.values():
         for t in run.tests:
-            status[t.id] = status.get(t.id, True) and t.status == PASS
+            status[t.key] = status.get(t.key, True) and t.status == PASS
     passed = sum(status.values())
     return passed, len(status) - passed
 
 
-def report(runs: dict[str, EtsiRun]) -> str:
-    """Side-by-side tables, store differences, per-store and overall closing lines."""
+def report(runs: dict[str, EtsiRun], notes: Sequence[str] = ()) -> str:
+    """Side-by-side tables, store differences, per-store lines, `notes`, and the overall closing line last
+    (CI reads the last `N passed, M failed` line of a run)."""
     lines = ["", area_table(runs).rstrip("\n"), ""]
     diffs = store_differences(runs)
     if len(runs) > 1:
         if diffs:
             lines.append(f"{len(diffs)} test(s) pass on one store and fail on the other (issue 11 requires none):")
-            names = {t.id: t.name for run in runs.values() for t in run.tests}
-            lines += [f"  {i:12} passes on {p}, fails on {f}: {names[i]}" for i, p, f in diffs]
+            lines += [f"  {name}: passes on {p}, fails on {f}" for name, p, f in diffs]
         else:
             lines.append("every test has the same result on every store")
         lines.append("")
     for store, run in runs.items():
         lines.append(f"{store + ':':12} {run.summary_line()}")
+    lines += notes
     passed, failed = overall(runs)
     if len(runs) > 1:
         lines.append(f"overall (a test passes when it passes on {' and '.join(runs)}):")
@@ -359,17 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("conformance: interrupted; brokers and runners stopped", file=sys.stderr)
         return 130
-    print(report(parsed), end="")
-    print(f"conformance: {time.monotonic() - started:.0f} s; per-test results in {results}/<store>/etsi-tests.tsv, "
-          f"report.html and log.html")
+    notes = [(f"conformance: {time.monotonic() - started:.0f} s; per-test results in {results}/<store>/"
+             "etsi-tests.tsv, report.html and log.html")]
     if partial:
-        print("conformance: partial run (a selection of tests, or with MQTT): floor not checked")
+        notes.append("conformance: partial run (a selection of tests, or with MQTT): floor not checked")
+        print(report(parsed, notes), end="")
         return 0
     about = {"about": "ETSI NGSI-LD conformance floor: passing tests per store and area (make conformance "
                       "fails below it; make conformance UPDATE_FLOOR=1 raises it)",
              "suite": "../shared/conformance (ETSI NGSI-LD test suite, V1.9.1 fork), default run without MQTT",
              "measured_at": _git_head()}
-    return check_floor(parsed, Path(args.floor), args.update_floor, about)
+    floor_out = io.StringIO()
+    with redirect_stdout(floor_out):
+        code = check_floor(parsed, Path(args.floor), args.update_floor, about)
+    print(report(parsed, notes + floor_out.getvalue().splitlines()), end="")
+    return code
 
 
 if __name__ == "__main__":

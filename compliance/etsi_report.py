@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,9 @@ def _exchange(x: Exchange, opened: bool = False) -> str:
             f"{_e(json.dumps(x.response_headers))}\nresponse body: {_e(_body(x.response_body))}</pre></details>")
 
 
-def _failing(t: EtsiTest, titles: dict[str, str], first: bool = False) -> str:
+def _failing(t: EtsiTest, titles: dict[str, str], anchor: str, first: bool = False) -> str:
     clauses = ", ".join(f"{c} {titles[c]}" if c in titles else c for c in t.clauses) or "-"
-    return (f'<details class="test" id="test-{_e(t.id)}"{" open" if first else ""}><summary><span class="badge bad">{_e(t.status)}</span> '
+    return (f'<details class="test" id="{_e(anchor)}"{" open" if first else ""}><summary><span class="badge bad">{_e(t.status)}</span> '
             f"<code>{_e(t.id)}</code> {_e(t.name.split(' ', 1)[-1])} &middot; clause {_e(clauses)}</summary>"
             f"<p>{_e(t.documentation)}<br><small><code>{_e(t.path)}</code></small></p>"
             f'<p class="msg">{_e(t.message)}</p>'
@@ -150,8 +151,14 @@ def etsi_html(run: EtsiRun, conformance: Path | None = None) -> str:
         by_area.setdefault(t.area, []).append(t)
     shown = [t for a in run.by_area() for t in by_area.get(a, [])]
     first = shown[0] if shown else None  # shown open, as an example of what a failure tells
-    fails = "".join(f"<h3>{_e(a)} ({len(ts)})</h3>" + "".join(_failing(t, titles, t is first) for t in ts)
-                    for a, ts in ((a, by_area[a]) for a in run.by_area() if a in by_area))
+    seen: Counter[str] = Counter()  # anchors test-<id>, test-<id>-2 ...: ids repeat in the suite
+    anchors = {}
+    for t in shown:
+        seen[t.id] += 1
+        anchors[t.key] = f"test-{t.id}" + (f"-{seen[t.id]}" if seen[t.id] > 1 else "")
+    fails = "".join(f"<h3>{_e(a)} ({len(ts)})</h3>" + "".join(
+        _failing(t, titles, anchors[t.key], t is first) for t in ts)
+        for a, ts in ((a, by_area[a]) for a in run.by_area() if a in by_area))
     fail_part = (f"<h2>Tests that did not pass ({len(failing)})</h2><p>Click a test for the requests the suite "
                  f"sent and the responses it received.</p>{fails}") if failing else "<h2>Every test passed.</h2>"
     passing = "".join(f"<code title=\"{_e(t.name)}\">{_e(t.id)}</code>" for t in run.tests if t.status == PASS)

@@ -118,6 +118,12 @@ class EtsiTest:
     elapsed: float
     exchanges: tuple[Exchange, ...] = ()
 
+    @property
+    def key(self) -> str:
+        """What tells tests apart: ids repeat in the suite (six `019_01_06 ...` in one file), full names do
+        not, and the file makes sure."""
+        return f"{self.path}::{self.name}"
+
     def to_json(self, with_exchanges: bool = True) -> dict[str, Any]:
         """The test as a JSON object; exchanges only when asked (a run has thousands)."""
         out: dict[str, Any] = {"id": self.id, "name": self.name, "status": self.status, "area": self.area,
@@ -184,8 +190,8 @@ class EtsiRun:
         return {c: clauses[c] for c in sorted(clauses, key=clause_key)}
 
     def passing(self) -> set[str]:
-        """Ids of the tests that passed."""
-        return {t.id for t in self.tests if t.status == PASS}
+        """Keys (`EtsiTest.key`) of the tests that passed."""
+        return {t.key for t in self.tests if t.status == PASS}
 
     def ok(self, min_pass: int | None = None) -> bool:
         """Every test passed, or at least `min_pass` of them did."""

@@ -77,9 +77,19 @@ def test_check_without_update_leaves_the_file(tmp_path: Path, capsys: pytest.Cap
     assert path.read_text() == before and "UPDATE_FLOOR=1" in capsys.readouterr().out
 
 
+def test_repeated_ids_are_told_apart_by_their_names() -> None:
+    # the suite has six "019_01_06 ..." tests in one file: each counts
+    a = EtsiRun([EtsiTest("019_01_06", f"019_01_06 Query{n}", PASS, "", "Consumption", "f.robot", (), "", 0)
+                 for n in range(6)])
+    b = EtsiRun([EtsiTest("019_01_06", f"019_01_06 Query{n}", PASS if n else FAIL, "", "Consumption", "f.robot",
+                          (), "", 0) for n in range(6)])
+    assert overall({"sqlite": a, "postgresql": b}) == (5, 1)
+    assert store_differences({"sqlite": a, "postgresql": b}) == [("019_01_06 Query0", "sqlite", "postgresql")]
+
+
 def test_store_differences_and_overall() -> None:
     runs = {"sqlite": SQLITE, "postgresql": POSTGRES}
-    assert store_differences(runs) == [("a2", "sqlite", "postgresql"), ("b2", "postgresql", "sqlite")]
+    assert store_differences(runs) == [("a2 name", "sqlite", "postgresql"), ("b2 name", "postgresql", "sqlite")]
     assert overall(runs) == (2, 2)  # a test passes overall only when it passes on both stores
     text = report(runs)
     assert text.rstrip().splitlines()[-1] == "ETSI: 2 passed, 2 failed"

@@ -111,6 +111,6 @@ def test_etsi_report_renders_in_chromium(tmp_path: Path) -> None:
     assert (_figure(dom, "tests"), _figure(dom, "passed"), _figure(dom, "failed")) == (c.total, c.passed, c.failed)
     assert (_figure(dom, "tests"), _figure(dom, "failed")) == (4, 1)
     # the per-area and per-clause tables, and the failing test opened with its request and response
-    assert re.search(r'<table id="areas">.*Consumption.*Subscription', dom, re.S)
-    assert re.search(r'<table id="clauses">.*5\.7\.2', dom, re.S)
-    assert re.search(r'<details class="test" id="test-019_01_04" open="">.*GET http://127\.0\.0\.1', dom, re.S)
+    assert re.search(r'<table id="areas">.*Consumption.*Subscription', dom, re.DOTALL)
+    assert re.search(r'<table id="clauses">.*5\.7\.2', dom, re.DOTALL)
+    assert re.search(r'<details class="test" id="test-019_01_04" open="">.*GET http://127\.0\.0\.1', dom, re.DOTALL)
