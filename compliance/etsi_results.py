@@ -8,7 +8,8 @@ the report needs:
 - its area: the group of the suite's folder tree it lives in (`AREAS` below,
   the same grouping as the runner's per-area table, `etsi_harness.py`);
 - the clauses of ETSI GS CIM 009 it checks: the suite tags every test with
-  them (`[Tags]  e-retrieve  5_7_1` is clause 5.7.1), and its documentation line;
+  them (`[Tags]  e-retrieve  5_7_1` is clause 5.7.1; a templated test has
+  them on its template keyword), and its documentation line;
 - the HTTP exchanges it made: the suite's `Output` keyword (libraries/logUtils.py)
   logs every request it sends and the response it gets as two JSON documents,
   and `Output Notification` every notification the harness received. The
@@ -26,7 +27,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,13 +267,17 @@ def _test(el: ET.Element, source: str, setup: tuple[Exchange, ...]) -> EtsiTest:
     name = el.get("name") or ""
     path = _below_tp(source)
     folder = path.rsplit("/", 1)[0] if "/" in path else ""
-    clauses = tuple(dict.fromkeys(c for c in (clause_of(_text(t)) for t in el.findall("tag")) if c))
+    # a templated test (`Test Template`) carries its tags and documentation on the template keyword
+    body = [kw for kw in el.findall("kw") if kw.get("type") not in ("SETUP", "TEARDOWN")]
+    tags = el.findall("tag") + [t for kw in body for t in kw.findall("tag")]
+    clauses = tuple(dict.fromkeys(c for c in (clause_of(_text(t)) for t in tags) if c))
+    doc = _text(el.find("doc")) or next((_text(kw.find("doc")) for kw in body if kw.find("doc") is not None), "")
     try:
         elapsed = float(st.get("elapsed", "0")) if st is not None else 0.0
     except ValueError:
         elapsed = 0.0
     return EtsiTest(id=name.split(" ", 1)[0], name=name, status=status, message=_text(st)[:_MAX_MESSAGE],
-                    area=area_of(folder), path=path, clauses=clauses, documentation=_text(el.find("doc")),
+                    area=area_of(folder), path=path, clauses=clauses, documentation=doc,
                     elapsed=elapsed, exchanges=(*setup, *_exchanges(el, "test")))
 
 
@@ -281,6 +286,7 @@ def read_output(xml_path: str | Path, broker: str = "", label: str = "") -> Etsi
     run = EtsiRun(tests=[], broker=broker, label=label)
     open_elements: list[ET.Element] = []
     suites: list[tuple[str, tuple[Exchange, ...]]] = []  # (source, suite-setup exchanges) of the open suites
+    firsts: list[int] = []  # index in run.tests of each open suite's first test
     try:
         for event, el in ET.iterparse(str(xml_path), events=("start", "end")):
             if event == "start":
@@ -289,6 +295,7 @@ def read_output(xml_path: str | Path, broker: str = "", label: str = "") -> Etsi
                     run.generator, run.generated = el.get("generator", ""), el.get("generated", "")
                 elif el.tag == "suite" and el.get("source"):
                     suites.append((el.get("source", ""), ()))
+                    firsts.append(len(run.tests))
                 continue
             open_elements.pop()
             parent = open_elements[-1] if open_elements else None
@@ -301,6 +308,10 @@ def read_output(xml_path: str | Path, broker: str = "", label: str = "") -> Etsi
                 el.clear()
             elif el.tag == "suite" and el.get("source"):
                 suites.pop()
+                # the .robot file's Documentation (written after its tests) for tests without one of their own
+                doc, first = _text(el.find("doc")), firsts.pop()
+                run.tests[first:] = [t if t.documentation else replace(t, documentation=doc)
+                                     for t in run.tests[first:]]
                 el.clear()
     except ET.ParseError:
         run.truncated = True

@@ -141,3 +141,34 @@ def test_areas_agree_with_the_shared_runner_on_every_file_of_the_suite() -> None
         folder = f.parent.relative_to(tp).as_posix()
         assert area_of(folder) == harness.area_of(folder.split("/")), folder
     assert list(AREA_ORDER) == list(harness.AREA_ORDER)
+
+
+# Robot's output.xml shape for a templated test (019_08_01 of the suite): its tags and documentation are
+# those of the template keyword, and the .robot file's Documentation comes after its tests.
+TEMPLATED = """<?xml version="1.0" encoding="UTF-8"?>
+<robot generator="Robot 7.4.1" generated="2026-12-05T22:46:52" rpa="false" schemaversion="5">
+<suite id="s1" name="NGSI-LD" source="/x/TP/NGSI-LD">
+<suite id="s1-s1" name="019 08" source="/x/TP/NGSI-LD/ContextInformation/Consumption/Entity/QueryEntities/019_08.robot">
+<test id="s1-s1-t1" name="019_08_01 Query With One Type" line="26">
+<kw name="Query entities using Entity Type Selection Language">
+<arg>Building</arg><tag>4_17</tag><tag>5_7_2</tag><tag>e-query</tag><tag>since_v1.5.1</tag>
+<status status="PASS" start="2026-12-05T22:46:52.347322" elapsed="0.14"/>
+</kw>
+<status status="PASS" start="2026-12-05T22:46:52.347322" elapsed="0.145236"/>
+</test>
+<doc>Query entities with Entity Type Selection Language.</doc>
+<status status="PASS" start="2026-12-05T22:46:52.3" elapsed="0.2"/>
+</suite>
+<status status="PASS" start="2026-12-05T22:46:52.3" elapsed="0.2"/>
+</suite>
+</robot>
+"""
+
+
+def test_a_templated_test_takes_its_clauses_from_the_template_and_the_file_documentation(tmp_path: Path) -> None:
+    path = tmp_path / "output.xml"
+    path.write_text(TEMPLATED, encoding="utf-8")
+    (t,) = read_output(path).tests
+    assert (t.id, t.status, t.area, t.clauses) == ("019_08_01", PASS, "Consumption", ("4.17", "5.7.2"))
+    assert t.documentation == "Query entities with Entity Type Selection Language."
+    assert t.elapsed == pytest.approx(0.145236)
