@@ -33,7 +33,8 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     brk.add_argument("--context", default=None, help="@context URL of the test entities (Smart Data Models)")
     brk.add_argument("--feature", action="append", default=None, help="only these feature groups (repeatable)")
     brk.add_argument("--notify-host", default="127.0.0.1",
-                     help="address the broker can reach this machine at, for notifications")
+                     help="address the broker can reach this machine at, for notifications "
+                          "(with --etsi: where the suite's helper servers listen)")
     brk.add_argument("--notify-timeout", type=float, default=5.0, help="seconds to wait for a notification")
     _output_flags(brk)
     brk.set_defaults(func=cmd_check_broker)

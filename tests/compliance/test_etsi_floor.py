@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,20 @@ POSTGRES = _run("postgresql", {"a1": ("Batch", PASS), "a2": ("Batch", FAIL), "b1
 
 def test_counts_per_area_and_total() -> None:
     assert etsi_floor.counts_of(SQLITE) == {"total": 3, "Batch": 2, "Subscription": 1}
+
+
+def test_unstable_tests_are_not_counted_and_every_area_of_the_run_is() -> None:
+    counts = etsi_floor.counts_of(SQLITE, frozenset({"b1 name"}))
+    assert counts == {"total": 2, "Batch": 2, "Subscription": 0}
+
+
+def test_unstable_tests_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "floor.json"
+    etsi_floor.write(path, {"sqlite": {"total": 2, "Batch": 2, "Subscription": 0}}, {"unstable": {"b1 name": "why"}})
+    assert check_floor({"sqlite": SQLITE}, path, update=True, about={}) == 0
+    assert "unstable, not counted: b1 name (sqlite PASS)" in capsys.readouterr().out
+    floor, meta = etsi_floor.load(path)
+    assert floor["sqlite"]["Subscription"] == 0 and meta["unstable"] == {"b1 name": "why"}
 
 
 def test_a_regression_in_one_area_fails_even_when_the_total_holds() -> None:
@@ -100,6 +115,7 @@ def test_store_differences_and_overall() -> None:
 def test_the_repository_floor_covers_both_stores_and_every_area() -> None:
     floor, meta = etsi_floor.load()
     assert set(floor) == {"sqlite", "postgresql"} and meta["measured_at"]
+    assert all(re.match(r"^\w+ \S", name) and why for name, why in meta.get("unstable", {}).items())
     for store, counts in floor.items():
         areas = {k: v for k, v in counts.items() if k != etsi_floor.TOTAL}
         assert set(areas) == set(AREA_ORDER) - {"Other"}, store
