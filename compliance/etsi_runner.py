@@ -17,10 +17,12 @@ binds to and advertises `host` (this machine's address as the broker sees it).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +101,6 @@ class SuiteRun:
     conformance: Path
     harness: Harness = field(default_factory=Harness)
     venv: Path | None = None  # the runner's virtual environment (default: $ETSI_VENV or ./.etsi-venv)
-    work: Path | None = None  # where a read-only suite is copied (default: one per @context port in $TMPDIR)
     with_mqtt: bool = False  # also the 12 MQTT-notification tests (an MQTT broker at mqtt_host:1883)
     mqtt_host: str = "127.0.0.1"
     temporal_url: str | None = None  # a broker whose temporal API is elsewhere
@@ -115,14 +116,12 @@ class SuiteRun:
         """The runner's command line."""
         return ["bash", str(self.conformance / RUNNER), self.broker_url, str(self.outdir), *self.selection]
 
-    def environment(self) -> dict[str, str]:
-        """The process environment of the runner."""
+    def environment(self, suite: Path | None = None) -> dict[str, str]:
+        """The process environment of the runner; `suite`: the copy of etsi-suite/ it works in."""
         env = dict(os.environ)
         env.update(self.harness.env())
-        # a work dir of its own per @context port (the key the runner already uses for its overlay),
-        # so that concurrent runs (two stores, two engineers) never copy the suite over each other
-        tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-        env["ETSI_WORK"] = str(self.work or tmp / f"metropole-etsi-work-{self.harness.ctx_port}")
+        if suite is not None:
+            env["ETSI_SUITE"] = str(suite)
         env["ETSI_VENV"] = str(self.resolved_venv)
         env["ETSI_WITH_MQTT"] = "1" if self.with_mqtt else "0"
         env["ETSI_MQTT_HOST"] = self.mqtt_host
@@ -223,23 +222,41 @@ def run_suite(run: SuiteRun, stream: TextIO | None = sys.stderr, prefix: str = "
     run.outdir.mkdir(parents=True, exist_ok=True)
     ensure_venv(run.resolved_venv, run.conformance, stream)
     start = time.monotonic()
-    proc = subprocess.Popen(run.command(), env=run.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    closing = ""
-    if on_start is not None:
-        on_start(proc)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("ETSI: "):
-                closing = line.strip()
-            if stream is not None:
-                stream.write(prefix + line)
-                stream.flush()
-        proc.wait()
-    finally:
-        end_session(proc)
+    with tempfile.TemporaryDirectory(prefix="metropole-etsi-") as tmp:
+        suite = private_suite(run.conformance, Path(tmp))
+        proc = subprocess.Popen(run.command(), env=run.environment(suite), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        closing = ""
+        if on_start is not None:
+            on_start(proc)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("ETSI: "):
+                    closing = line.strip()
+                if stream is not None:
+                    stream.write(prefix + line)
+                    stream.flush()
+            proc.wait()
+        finally:
+            end_session(proc)
     return RunOutcome(proc.returncode, time.monotonic() - start, run.outdir, closing)
+
+
+def private_suite(conformance: Path, into: Path) -> Path:
+    """A writable copy of etsi-suite/ for one run (22 MB, a second or two).
+
+    The runner lays its offline fixture overlay into the suite folder, one per @context
+    address, when it can write there (as root it always can): pointed at the shared
+    folder, every run on a new free port would leave 2.6 MB there, and two runs on the
+    same port would build it at the same time. A copy per run keeps ../shared untouched
+    and runs apart."""
+    suite = into / "etsi-suite"
+    shutil.copytree(conformance / "etsi-suite", suite, ignore=shutil.ignore_patterns(".offline"),
+                    copy_function=shutil.copyfile)
+    for folder, _dirs, _files in os.walk(suite):
+        os.chmod(folder, 0o755)  # copytree copied the read-only modes of the shared folders
+    return suite
 
 
 def selection_args(tests: Sequence[str] = (), paths: Sequence[str] = (), include: Sequence[str] = (),
