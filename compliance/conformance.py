@@ -79,7 +79,6 @@ class StoreRun:
     port: int
     harness: Harness
     outdir: Path
-    store_url: str | None  # None: the broker's default (SQLite in its data folder)
 
 
 # --- the brokers -----------------------------------------------------------------------------
@@ -138,7 +137,7 @@ def fresh_schema(dsn: str) -> Iterator[str]:
     schema = f"etsi_conformance_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
         _pg(dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    except (OSError, Exception) as exc:  # asyncpg raises its own errors besides OSError
+    except Exception as exc:  # OSError, or one of asyncpg's own errors
         raise ConformanceError(f"PostgreSQL is not reachable at {dsn} ({exc}); "
                                "run with STORES=sqlite to measure SQLite alone") from exc
     sep = "&" if urlsplit(dsn).query else "?"
@@ -354,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results).resolve()
     runs = [StoreRun(store, broker_ports[i] or free_port(),
                      Harness.from_base("127.0.0.1", b) if (b := harness_bases[i]) else Harness.free(),
-                     results / store, None) for i, store in enumerate(stores)]
+                     results / store) for i, store in enumerate(stores)]
     selection = selection_args(args.test, args.paths)
     partial = bool(selection) or args.with_mqtt
     if args.with_mqtt and not args.sequential and len(stores) > 1:
