@@ -41,10 +41,9 @@ class EtsiSuiteNotFound(RuntimeError):
 def find_conformance(explicit: str | Path | None = None) -> Path:
     """The folder holding `run-etsi.sh` and `etsi-suite/`: the given one, $METROPOLE_ETSI_DIR,
     or `shared/conformance` beside the project (or beside the current directory)."""
-    candidates = ([Path(explicit)] if explicit else []) + ([Path(os.environ[ENV_DIR])] if os.environ.get(ENV_DIR)
-                                                           else [])
-    if not candidates:
-        candidates = [PROJECT.parent / "shared" / "conformance", Path.cwd().parent / "shared" / "conformance"]
+    given = explicit or os.environ.get(ENV_DIR)
+    candidates = [Path(given)] if given else [PROJECT.parent / "shared" / "conformance",
+                                              Path.cwd().parent / "shared" / "conformance"]
     for c in candidates:
         if (c / RUNNER).is_file() and (c / "etsi-suite" / "TP" / "NGSI-LD").is_dir():
             return c.resolve()
