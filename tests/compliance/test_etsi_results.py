@@ -172,3 +172,14 @@ def test_a_templated_test_takes_its_clauses_from_the_template_and_the_file_docum
     assert (t.id, t.status, t.area, t.clauses) == ("019_08_01", PASS, "Consumption", ("4.17", "5.7.2"))
     assert t.documentation == "Query entities with Entity Type Selection Language."
     assert t.elapsed == pytest.approx(0.145236)
+
+
+def test_the_suite_is_found_where_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = tmp_path / "conformance"
+    (here / "etsi-suite" / "TP" / "NGSI-LD").mkdir(parents=True)
+    (here / "run-etsi.sh").write_text("#!/bin/sh\n")
+    assert find_conformance(here) == here.resolve()
+    monkeypatch.setenv("METROPOLE_ETSI_DIR", str(here))
+    assert find_conformance() == here.resolve()
+    with pytest.raises(EtsiSuiteNotFound, match="--etsi-suite or METROPOLE_ETSI_DIR"):
+        find_conformance(tmp_path / "elsewhere")
