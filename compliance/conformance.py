@@ -178,7 +178,7 @@ def run_all(runs: list[StoreRun], conformance: Path, selection: tuple[str, ...],
             data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"etsi-{r.store}-")))
             url = stack.enter_context(running_broker(r.port, data, store_url, r.outdir / "broker.log"))
             print(f"conformance: {r.store} broker on {url} ({store_url or data / 'broker.db'}), "
-                  f"harness {r.harness.host}:{r.harness.notify_port}-{r.harness.ctx_port}, results in {r.outdir}",
+                  f"harness {r.harness.describe()}, results in {r.outdir}",
                   flush=True)
             suites.append((r, SuiteRun(url, r.outdir, conformance, harness=r.harness, venv=venv,
                                        with_mqtt=with_mqtt, selection=selection, max_seconds=max_seconds)))

@@ -94,8 +94,8 @@ def cmd_check_broker_etsi(args: argparse.Namespace) -> int:
     run = SuiteRun(args.url, outdir, conformance, harness=harness, venv=Path(venv).resolve() if venv else None,
                    with_mqtt=args.with_mqtt, mqtt_host=args.mqtt_host, temporal_url=args.temporal_url,
                    selection=selection_args(args.test, args.suite_path))
-    print(f"metropole: ETSI suite ({conformance}) against {args.url}; helper servers on {host}:"
-          f"{harness.notify_port}-{harness.ctx_port}; files in {outdir}", file=sys.stderr)
+    print(f"metropole: ETSI suite ({conformance}) against {args.url}; helper servers on {harness.describe()}; "
+          f"files in {outdir}", file=sys.stderr)
     try:
         outcome = run_suite(run, stream=sys.stderr, prefix="  ")
     except subprocess.CalledProcessError as exc:

@@ -84,6 +84,11 @@ class Harness:
         """Ports base, base+1, base+2, base+3 (e.g. 27085 -> 27085..27088)."""
         return cls(host, base, base + 1, base + 2, base + 3)
 
+    def describe(self) -> str:
+        """`host` and the four ports, for the console."""
+        return (f"{self.host} (notifications :{self.notify_port}, context source :{self.csource_port}, "
+                f"@context :{self.ctxserver_port} and :{self.ctx_port})")
+
     def env(self) -> dict[str, str]:
         """The runner's environment knobs for these ports."""
         return {"ETSI_HOST": self.host, "ETSI_NOTIFY_PORT": str(self.notify_port),
