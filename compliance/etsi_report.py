@@ -105,7 +105,8 @@ def _exchange(x: Exchange, opened: bool = False) -> str:
 
 def _failing(t: EtsiTest, titles: dict[str, str], anchor: str, first: bool = False) -> str:
     clauses = ", ".join(f"{c} {titles[c]}" if c in titles else c for c in t.clauses) or "-"
-    return (f'<details class="test" id="{_e(anchor)}"{" open" if first else ""}><summary><span class="badge bad">{_e(t.status)}</span> '
+    opened = " open" if first else ""
+    return (f'<details class="test" id="{_e(anchor)}"{opened}><summary><span class="badge bad">{_e(t.status)}</span> '
             f"<code>{_e(t.id)}</code> {_e(t.name.split(' ', 1)[-1])} &middot; clause {_e(clauses)}</summary>"
             f"<p>{_e(t.documentation)}<br><small><code>{_e(t.path)}</code></small></p>"
             f'<p class="msg">{_e(t.message)}</p>'
@@ -141,10 +142,12 @@ def etsi_html(run: EtsiRun, conformance: Path | None = None) -> str:
                ("skipped", "skipped", c.skipped, "ns" if c.skipped else ""),
                ("rate", "% passed", rate, "ok" if c.failed == 0 and c.total else "")]
     areas = ("<h2>Per area of the suite</h2><table id=\"areas\"><tr><th>area</th><th class=\"n\">passed</th>"
-             f"<th class=\"n\">failed</th><th class=\"n\">tests</th><th></th></tr>{_count_rows(run.by_area())}</table>")
+             "<th class=\"n\">failed</th><th class=\"n\">tests</th><th></th></tr>"
+             f"{_count_rows(run.by_area())}</table>")
     clauses = ("<h2>Per clause of ETSI GS CIM 009 V1.9.1</h2><p>A test checking two clauses counts under both.</p>"
                "<table id=\"clauses\"><tr><th>clause</th><th>title</th><th class=\"n\">passed</th>"
-               f"<th class=\"n\">failed</th><th class=\"n\">tests</th><th></th></tr>{_count_rows(run.by_clause(), titles)}</table>")
+               "<th class=\"n\">failed</th><th class=\"n\">tests</th><th></th></tr>"
+               f"{_count_rows(run.by_clause(), titles)}</table>")
     failing = [t for t in run.tests if t.status != PASS]
     by_area: dict[str, list[EtsiTest]] = {}
     for t in failing:

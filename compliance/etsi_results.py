@@ -51,9 +51,10 @@ AREAS: tuple[tuple[str, str], ...] = (
 )
 OTHER = "Other"
 # The suite's areas in the order of the runner's table.
-AREA_ORDER: tuple[str, ...] = ("CommonBehaviours", "Provision", "Batch", "Consumption", "Discovery", "TemporalProvision",
-              "TemporalConsumption", "Subscription", "ContextSource/Registration", "ContextSource/Subscription",
-              "DistributedOps", "JSON-LD contexts", OTHER)
+AREA_ORDER: tuple[str, ...] = (
+    "CommonBehaviours", "Provision", "Batch", "Consumption", "Discovery", "TemporalProvision", "TemporalConsumption",
+    "Subscription", "ContextSource/Registration", "ContextSource/Subscription", "DistributedOps", "JSON-LD contexts",
+    OTHER)
 
 _CLAUSE_TAG = re.compile(r"^\d+(?:_\d+)+$|^\d+$")
 _MAX_MESSAGE = 4000
