@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench conformance clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,19 @@ test: $(STAMP)
 ## make bench: every benchmark, printing tables
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## make conformance: the ETSI NGSI-LD suite (../shared/conformance) against the broker on SQLite and on
+## PostgreSQL, side by side; fails below the floor (compliance/etsi-floor.json). Knobs (all optional):
+##   UPDATE_FLOOR=1               raise the floor to this run's counts (refused if any count went down)
+##   STORES=sqlite                one store only          TESTS='018_01_01 019_*'  a few tests (no floor check)
+##   BROKER_PORTS=27026,27027     HARNESS_PORTS=27085,27185 (first of four per store; default: free ports)
+##   SEQUENTIAL=1                 one store after the other    MQTT=1  also the 12 MQTT tests (no floor check)
+conformance: $(STAMP)
+	@$(BIN)/python -m compliance.conformance \
+	  $(if $(filter 1,$(UPDATE_FLOOR)),--update-floor) $(if $(STORES),--stores $(STORES)) \
+	  $(if $(BROKER_PORTS),--broker-ports $(BROKER_PORTS)) $(if $(HARNESS_PORTS),--harness-ports $(HARNESS_PORTS)) \
+	  $(if $(filter 1,$(SEQUENTIAL)),--sequential) $(if $(filter 1,$(MQTT)),--with-mqtt) \
+	  $(foreach t,$(TESTS),--test '$(t)') $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,8 +1,9 @@
-"""The `metropole check` subcommands: `check payload PATH...` and `check broker URL`.
+"""The `metropole check` subcommands: `check payload PATH...` and `check broker URL [--etsi]`.
 
 Exit codes: 0 when everything passed, 1 when a payload has a violation
 (or, with --strict, a warning) or a broker check failed or is not
-supported, 2 on a usage error.
+supported (with --etsi: a test failed, or fewer passed than --min-pass),
+2 on a usage error or when the ETSI suite could not run.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     brk.add_argument("--context", default=None, help="@context URL of the test entities (Smart Data Models)")
     brk.add_argument("--feature", action="append", default=None, help="only these feature groups (repeatable)")
     brk.add_argument("--notify-host", default="127.0.0.1",
-                     help="address the broker can reach this machine at, for notifications")
+                     help="address the broker can reach this machine at, for notifications "
+                          "(with --etsi: where the suite's helper servers listen)")
     brk.add_argument("--notify-timeout", type=float, default=5.0, help="seconds to wait for a notification")
     _output_flags(brk)
     brk.set_defaults(func=cmd_check_broker)
+    from compliance.etsi_command import add_etsi_flags
+
+    add_etsi_flags(brk)
 
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +67,11 @@ def cmd_check_payload(args: argparse.Namespace) -> int:
 
 
 def cmd_check_broker(args: argparse.Namespace) -> int:
-    """`metropole check broker URL`."""
+    """`metropole check broker URL` (with --etsi: the ETSI conformance suite)."""
+    if args.etsi:
+        from compliance.etsi_command import cmd_check_broker_etsi
+
+        return cmd_check_broker_etsi(args)
     from compliance.probe import DEFAULT_CONTEXT, NotificationReceiver, Probe
     from compliance.report import render
 

@@ -88,3 +88,29 @@ def test_broker_report_renders_in_chromium(probe_report: ProbeReport, tmp_path: 
     assert _figure(dom, "passed") == summary["passed"]
     assert _figure(dom, "failed") == summary["failed"]
     assert _figure(dom, "not-supported") == summary["not_supported"]
+
+
+def test_etsi_report_renders_in_chromium(tmp_path: Path) -> None:
+    """The `check broker --etsi` report of a recorded run (fixtures/etsi-output.xml.gz, four real tests)."""
+    import gzip
+
+    from compliance.etsi_report import etsi_html
+    from compliance.etsi_results import read_output
+
+    binary = chromium()
+    xml = tmp_path / "output.xml"
+    xml.write_bytes(gzip.decompress((Path(__file__).parent / "fixtures" / "etsi-output.xml.gz").read_bytes()))
+    run = read_output(xml, broker="http://127.0.0.1:1026")
+    page = tmp_path / "etsi.html"
+    page.write_text(etsi_html(run), encoding="utf-8")
+    shot = tmp_path / "etsi.png"
+    dom, log = _render(binary, page, shot)
+    _assert_clean(log)
+    assert shot.stat().st_size > 10_000
+    c = run.counts
+    assert (_figure(dom, "tests"), _figure(dom, "passed"), _figure(dom, "failed")) == (c.total, c.passed, c.failed)
+    assert (_figure(dom, "tests"), _figure(dom, "failed")) == (4, 1)
+    # the per-area and per-clause tables, and the failing test opened with its request and response
+    assert re.search(r'<table id="areas">.*Consumption.*Subscription', dom, re.DOTALL)
+    assert re.search(r'<table id="clauses">.*5\.7\.2', dom, re.DOTALL)
+    assert re.search(r'<details class="test" id="test-019_01_04" open="">.*GET http://127\.0\.0\.1', dom, re.DOTALL)
