@@ -159,7 +159,7 @@ class AgentRuntime:
             on_dead_letter=self._record_dead_letter,
         )
         self._delivery_task = asyncio.create_task(self.delivery.run(), name="agent-delivery")
-        self.intake = Intake(ingestor.ingest, self.outbox, metrics=self.metrics)
+        self.intake = Intake(ingestor.process, self.outbox, metrics=self.metrics)
         await self.intake.start()
         if o.mqtt != "off":
             protocol = o.mqtt_protocol
@@ -179,7 +179,8 @@ class AgentRuntime:
             )
             self.mqtt.start()
         http_app = create_http_app(self.intake, json_resource=s.default_resource_json,
-                                   ul_resource=s.default_resource_ul)
+                                   ul_resource=s.default_resource_ul, max_message_bytes=s.max_message_bytes,
+                                   on_refused=ingestor.record)
         self._servers = [
             _uvicorn(provisioning_app, s.host, s.provisioning_port),
             _uvicorn(http_app, s.host, s.http_port),

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Registry", "Duplicate", "Page", "DeadLetter", "SCHEMA"]
+__all__ = ["Registry", "Duplicate", "Page", "DeadLetter", "SCHEMA", "MIGRATIONS"]
 
 Doc = dict[str, Any]
 
@@ -43,6 +43,7 @@ class DeadLetter:
     service: str = ""
     service_path: str = ""
     payload: str = ""
+    attribute: str | None = None  # the one attribute refused, when the rest of the message was kept
     extra: Doc = field(default_factory=dict)
 
 
@@ -58,8 +59,14 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS agent_dead_letters (
         id {serial} PRIMARY KEY, received_at TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
         transport TEXT NOT NULL, protocol TEXT NOT NULL, apikey TEXT NOT NULL, device_id TEXT NOT NULL,
-        topic TEXT, service TEXT NOT NULL, service_path TEXT NOT NULL, payload TEXT NOT NULL)""",
+        topic TEXT, service TEXT NOT NULL, service_path TEXT NOT NULL, payload TEXT NOT NULL, attribute TEXT)""",
     "CREATE INDEX IF NOT EXISTS agent_dead_letters_reason ON agent_dead_letters (reason)",
+    "CREATE INDEX IF NOT EXISTS agent_dead_letters_service ON agent_dead_letters (service, service_path)",
+)
+
+#: columns added after a store may have been created: (table, column, SQL type), added at open when missing
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("agent_dead_letters", "attribute", "TEXT"),
 )
 
 
@@ -228,35 +235,45 @@ class Registry(abc.ABC):
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self._execute(
             "INSERT INTO agent_dead_letters (received_at, reason, detail, transport, protocol, apikey, device_id,"
-            " topic, service, service_path, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " topic, service, service_path, payload, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             letter.received_at, letter.reason, letter.detail, letter.transport, letter.protocol, letter.apikey,
-            letter.device_id, letter.topic, letter.service, letter.service_path, letter.payload,
+            letter.device_id, letter.topic, letter.service, letter.service_path, letter.payload, letter.attribute,
         )
 
-    async def list_dead_letters(
-        self, *, reason: str | None = None, apikey: str | None = None, device_id: str | None = None,
-        service: str | None = None, limit: int | None = 100, offset: int = 0,
-    ) -> Page:
+    @staticmethod
+    def _dead_letter_filter(service: str | None, service_path: str | None, **equal: str | None) -> tuple[str, list[Any]]:
         clauses, args = [], []
-        for column, value in (("reason", reason), ("apikey", apikey), ("device_id", device_id), ("service", service)):
+        for column, value in (("service", service), ("service_path", service_path), *equal.items()):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    async def list_dead_letters(
+        self, *, reason: str | None = None, apikey: str | None = None, device_id: str | None = None,
+        service: str | None = None, service_path: str | None = None, limit: int | None = 100, offset: int = 0,
+    ) -> Page:
+        """Rejected messages, newest first; `service`/`service_path` scope them to a tenant (None: any)."""
+        where, args = self._dead_letter_filter(service, service_path, reason=reason, apikey=apikey,
+                                               device_id=device_id)
         count = (await self._fetch(f"SELECT COUNT(*) FROM agent_dead_letters{where}", *args))[0][0]
         rows = await self._fetch(
             "SELECT id, received_at, reason, detail, transport, protocol, apikey, device_id, topic, service,"
-            f" service_path, payload FROM agent_dead_letters{where} ORDER BY id DESC" + _page(limit, offset),
+            f" service_path, payload, attribute FROM agent_dead_letters{where} ORDER BY id DESC" + _page(limit, offset),
             *args,
         )
         keys = ("id", "received_at", "reason", "detail", "transport", "protocol", "apikey", "device_id", "topic",
-                "service", "service_path", "payload")
+                "service", "service_path", "payload", "attribute")
         return Page(int(count), [dict(zip(keys, r)) for r in rows])
 
-    async def purge_dead_letters(self, before: str | None = None) -> int:
-        if before is None:
-            return await self._execute("DELETE FROM agent_dead_letters")
-        return await self._execute("DELETE FROM agent_dead_letters WHERE received_at < ?", before)
+    async def purge_dead_letters(self, before: str | None = None, *, service: str | None = None,
+                                 service_path: str | None = None) -> int:
+        """Delete rejected messages (of one tenant when `service` is given), those before `before` if given."""
+        where, args = self._dead_letter_filter(service, service_path)
+        if before is not None:
+            where += (" AND" if where else " WHERE") + " received_at < ?"
+            args.append(before)
+        return await self._execute(f"DELETE FROM agent_dead_letters{where}", *args)
 
 
 def _page(limit: int | None, offset: int) -> str:

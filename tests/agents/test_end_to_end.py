@@ -153,7 +153,7 @@ def test_mqtt_and_http_measures_become_smart_data_models_entities(stack: Stack) 
                    headers={"Content-Type": "text/plain"}, timeout=10)
     assert r.status_code == 200, r.text
     r = httpx.post(f"{s.http}/iot/json", params={"k": s.apikey}, json={"n": 1}, timeout=10)
-    assert r.status_code == 400 and r.json()["name"] == "MANDATORY_PARAMS_NOT_FOUND_HTTP"
+    assert r.status_code == 400 and r.json()["name"] == "MANDATORY_PARAMS_NOT_FOUND"
 
     def both() -> bool:
         aq, noise = s.entity("urn:ngsi-ld:AirQualityObserved:Aix-Mirabeau"), s.entity(
