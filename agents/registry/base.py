@@ -62,6 +62,13 @@ SCHEMA = (
         topic TEXT, service TEXT NOT NULL, service_path TEXT NOT NULL, payload TEXT NOT NULL, attribute TEXT)""",
     "CREATE INDEX IF NOT EXISTS agent_dead_letters_reason ON agent_dead_letters (reason)",
     "CREATE INDEX IF NOT EXISTS agent_dead_letters_service ON agent_dead_letters (service, service_path)",
+    # Commands on their way to devices (agents.commands): one per device and command name, as
+    # iotagent-node-lib's command registry keeps them (a newer value replaces a pending one).
+    """CREATE TABLE IF NOT EXISTS agent_commands (
+        service TEXT NOT NULL, subservice TEXT NOT NULL, device_id TEXT NOT NULL, name TEXT NOT NULL,
+        value TEXT NOT NULL, status TEXT NOT NULL, polling INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (service, subservice, device_id, name))""",
+    "CREATE INDEX IF NOT EXISTS agent_commands_expiry ON agent_commands (expires_at)",
 )
 
 #: columns added after a store may have been created: (table, column, SQL type), added at open when missing
@@ -78,7 +85,56 @@ def _load(text: Any) -> Doc:
     return orjson.loads(text)  # type: ignore[no-any-return]
 
 
-class Registry(abc.ABC):
+class CommandsMixin(abc.ABC):
+    """Pending commands: what `agents.commands` keeps between the NGSI-LD update and the device's answer."""
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
+
+    @abc.abstractmethod
+    async def _execute(self, sql: str, *args: Any) -> int: ...
+
+    async def put_command(self, service: str, subservice: str, device_id: str, name: str, value: Any, status: str,
+                          polling: bool, created_at: float, expires_at: float) -> None:
+        """Keep a command (replacing a pending one of the same name)."""
+        await self._execute("DELETE FROM agent_commands WHERE service = ? AND subservice = ? AND device_id = ?"
+                            " AND name = ?", service, subservice, device_id, name)
+        await self._execute(
+            "INSERT INTO agent_commands (service, subservice, device_id, name, value, status, polling, created_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            service, subservice, device_id, name, _dump({"v": value}), status, int(polling), created_at, expires_at)
+
+    async def commands_of(self, service: str, subservice: str, device_id: str,
+                          status: str | None = None) -> list[Doc]:
+        """A device's commands, oldest first (of one status when given)."""
+        sql = ("SELECT name, value, status, polling, created_at, expires_at FROM agent_commands WHERE service = ?"
+               " AND subservice = ? AND device_id = ?")
+        args: list[Any] = [service, subservice, device_id]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        rows = await self._fetch(sql + " ORDER BY created_at, name", *args)
+        return [{"name": r[0], "value": _load(r[1])["v"], "status": r[2], "polling": bool(r[3]), "created_at": r[4],
+                 "expires_at": r[5]} for r in rows]
+
+    async def set_command_status(self, service: str, subservice: str, device_id: str, name: str, status: str) -> bool:
+        n = await self._execute("UPDATE agent_commands SET status = ? WHERE service = ? AND subservice = ?"
+                                " AND device_id = ? AND name = ?", status, service, subservice, device_id, name)
+        return n > 0
+
+    async def remove_command(self, service: str, subservice: str, device_id: str, name: str) -> bool:
+        n = await self._execute("DELETE FROM agent_commands WHERE service = ? AND subservice = ? AND device_id = ?"
+                                " AND name = ?", service, subservice, device_id, name)
+        return n > 0
+
+    async def expired_commands(self, now: float) -> list[Doc]:
+        """Commands whose time ran out, with their device's keys."""
+        rows = await self._fetch("SELECT service, subservice, device_id, name FROM agent_commands WHERE expires_at <= ?"
+                                 " ORDER BY expires_at", now)
+        return [{"service": r[0], "subservice": r[1], "device_id": r[2], "name": r[3]} for r in rows]
+
+
+class Registry(CommandsMixin):
     """Storage of groups, devices and dead letters; SQL written once with `?` placeholders.
 
     `generation` goes up after every write to groups or devices (whether it
