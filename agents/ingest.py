@@ -236,6 +236,15 @@ class Ingestor:
             pass
         return doc
 
+    async def _tenant_of(self, msg: Inbound) -> tuple[str, str]:
+        """The tenant a rejected message belongs to, from its apikey's group: ("", "") when none has it."""
+        try:
+            groups = await self.registry.groups_by_apikey(msg.apikey)
+        except Exception:
+            return "", ""
+        group = next((g for g in groups if g.get("resource") == self._resource(msg.protocol)), groups[0] if groups else None)
+        return (str(group.get("service", "")), str(group.get("subservice", "/"))) if group else ("", "")
+
     async def record(self, msg: Inbound, rejection: Rejected) -> None:
         """Record a rejection a transport made itself (logged, counted, kept), as the ingestor records its own."""
         self._child("received", msg.transport, msg.protocol).inc()
@@ -253,6 +262,8 @@ class Ingestor:
         if counted:
             self.rejected.labels(reason=rejection.reason).inc()
         limit = self.settings.dead_letter_payload_max
+        if cfg is None and rejection.service is None:
+            rejection.service, rejection.service_path = await self._tenant_of(msg)
         letter = DeadLetter(
             received_at=msg.received_at, reason=rejection.reason, detail=rejection.detail, transport=msg.transport,
             protocol=msg.protocol, apikey=msg.apikey, device_id=msg.device_id, topic=topic,

@@ -278,6 +278,7 @@ class AgentRuntime:
             apikey=apikey,
             device_id=device_id,
             service=tenant,
+            service_path=row.item.service_path,
             payload=row.entity_json.decode()[: self.settings.dead_letter_payload_max],
         )
         try:
