@@ -11,8 +11,11 @@ handleUpdateNgsiLD at :336). That works with brokers that forward to
 registered sources: Orion-LD, Scorpio, Stellio.
 
 Brokers without registrations (our embedded broker today) get the command
-through a subscription instead: the agent subscribes, per device, to changes
-of its command attributes (`watchedAttributes`), and the broker notifies
+through a subscription instead: the agent subscribes, per device and command,
+to changes of that command attribute (`watchedAttributes` and notified
+`attributes` both the one command: a notification then says which command
+was updated, where one subscription for all would repeat the others' last
+values), and the broker notifies
 `<agent>/notify?service=&subservice=` (the tenant travels in the URL, since a
 notification carries none); the agent then acts as on a forwarded update.
 It works with any NGSI-LD broker with subscriptions.
@@ -122,9 +125,9 @@ class CommandRoutes:
 
     # -- what the agent asks of brokers -----------------------------------------------------------
 
-    def _id(self, kind: str, device: Device) -> str:
-        digest = hashlib.sha256(f"{device.service}|{device.subservice}|{device.device_id}".encode()).hexdigest()[:16]
-        return f"urn:ngsi-ld:{kind}:metropole-agent-{self.installation}-{digest}"
+    def _id(self, kind: str, device: Device, command: str = "") -> str:
+        key = f"{device.service}|{device.subservice}|{device.device_id}|{command}"
+        return f"urn:ngsi-ld:{kind}:metropole-agent-{self.installation}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
     def _headers(self, device: Device) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -154,41 +157,43 @@ class CommandRoutes:
             log.warning("commands of device %s: the broker could not be told (%s); updates of its commands will"
                         " not reach the agent until it is provisioned again", (new or old or {}).get("device_id"), exc)
 
-    async def _announce(self, device: Device) -> None:
+    def _documents(self, device: Device) -> tuple[str, list[dict[str, Any]]]:
+        """(the collection URL, the registration or the subscriptions) that bring the device's commands to us."""
         broker = (device.broker_url or self.default_broker).rstrip("/")
         names = sorted(device.commands)
         if self.mode == "registration":
-            doc: dict[str, Any] = {
+            return f"{broker}{API}/csourceRegistrations", [{
                 "id": self._id("ContextSourceRegistration", device), "type": "ContextSourceRegistration",
                 "information": [{"entities": [{"id": device.entity_id, "type": device.entity_type}],
                                  "propertyNames": names}],
                 "mode": "exclusive", "operations": ["updateOps"], "endpoint": self.provider_url,
-            }
-            url = f"{broker}{API}/csourceRegistrations"
-        else:
-            query = urlencode({"service": device.service, "subservice": device.subservice})
-            doc = {
-                "id": self._id("Subscription", device), "type": "Subscription",
-                "entities": [{"id": device.entity_id, "type": device.entity_type}],
-                "watchedAttributes": names,
-                "notification": {"attributes": names, "format": "normalized",
-                                 "endpoint": {"uri": f"{self.provider_url}/notify?{query}", "accept": "application/json"}},
-            }
-            url = f"{broker}{API}/subscriptions"
+            }]
+        query = urlencode({"service": device.service, "subservice": device.subservice})
+        return f"{broker}{API}/subscriptions", [{
+            "id": self._id("Subscription", device, name), "type": "Subscription",
+            "entities": [{"id": device.entity_id, "type": device.entity_type}],
+            "watchedAttributes": [name],
+            "notification": {"attributes": [name], "format": "normalized",
+                             "endpoint": {"uri": f"{self.provider_url}/notify?{query}", "accept": "application/json"}},
+        } for name in names]
+
+    async def _announce(self, device: Device) -> None:
+        url, docs = self._documents(device)
+        for doc in docs:
+            await self._post(url, doc, device)
+
+    async def _post(self, url: str, doc: dict[str, Any], device: Device) -> None:
         response = await self._http.post(url, content=orjson.dumps(doc), headers=self._headers(device))
         if response.status_code == 409:  # ours from an earlier provisioning: replace it
             await self._http.delete(f"{url}/{doc['id']}", headers=self._headers(device))
             response = await self._http.post(url, content=orjson.dumps(doc), headers=self._headers(device))
         if response.status_code >= 300:
-            log.warning("commands of device %s: %s answered %s to the %s: %s", device.device_id, broker,
+            log.warning("commands of device %s: %s answered %s to the %s: %s", device.device_id, url,
                         response.status_code, self.mode, response.text[:300])
         else:
-            log.info("commands %s of device %s: %s %s at %s", names, device.device_id, self.mode, doc["id"], broker)
+            log.info("commands of device %s: %s %s at %s", device.device_id, self.mode, doc["id"], url)
 
     async def _withdraw(self, device: Device) -> None:
-        broker = (device.broker_url or self.default_broker).rstrip("/")
-        if self.mode == "registration":
-            url = f"{broker}{API}/csourceRegistrations/{self._id('ContextSourceRegistration', device)}"
-        else:
-            url = f"{broker}{API}/subscriptions/{self._id('Subscription', device)}"
-        await self._http.delete(url, headers=self._headers(device))
+        url, docs = self._documents(device)
+        for doc in docs:
+            await self._http.delete(f"{url}/{doc['id']}", headers=self._headers(device))
