@@ -27,6 +27,8 @@ import orjson
 
 __all__ = ["OutboxAdmin", "device_prefix"]
 
+_LEASED_BEYOND = 300.0  # a row due later than this is leased (Outbox.LEASE_SECONDS is 600), not backing off
+
 
 def device_prefix(tenant: str, apikey: str) -> str:
     """The start of the `device` key of a group's rows (agents.transports.intake.to_outbox_item)."""
@@ -89,9 +91,10 @@ class OutboxAdmin:
         """Make the rows due now (forgetting their backoff); how many. A leased row is left to its lease."""
         where, args = _scope(tenant, service_path, seqs, "seq")
         with self._lock, self._transaction(durable=False) as db:
-            # a lease sets not_before LEASE_SECONDS ahead: rows leased right now are not touched
+            # a lease sets not_before LEASE_SECONDS (600 s) ahead, a backoff at most backoff_max (30 s):
+            # rows leased right now, due beyond half a lease, are left to their lease
             n = db.execute(f"UPDATE outbox SET not_before = 0 WHERE {where} AND not_before > 0"
-                           " AND not_before < ?", [*args, time.time() + 300]).rowcount
+                           " AND not_before < ?", [*args, time.time() + _LEASED_BEYOND]).rowcount
         self._woken()
         return int(n)
 
@@ -109,7 +112,7 @@ class OutboxAdmin:
         with self._lock, self._transaction(durable=True) as db:
             n = int(db.execute("UPDATE outbox SET target = ?, not_before = CASE WHEN not_before > ? THEN not_before"
                                " ELSE 0 END WHERE tenant = ? AND substr(device, 1, ?) = ? AND target != ?",
-                               (target, time.time() + 300, tenant, len(prefix), prefix, target)).rowcount)
+                               (target, time.time() + _LEASED_BEYOND, tenant, len(prefix), prefix, target)).rowcount)
             if n:
                 self._targets_add(target)
         self._woken()

@@ -40,8 +40,9 @@ crosses the network to us.
 
 Client id: the persistent session is the client id's. Two agents with one
 id take the session from each other (MQTT 5 DISCONNECT 0x8E "session taken
-over", or in 3.1.1 a connection the broker closes right after it opened):
-both are logged as errors naming the client id.
+over" from brokers that send it; Mosquitto 2.0.11 does not, and closes the
+connection as in 3.1.1): a 0x8E, or connections the broker closes right
+after they opened, are logged as errors naming the client id.
 """
 
 from __future__ import annotations
