@@ -106,7 +106,7 @@ class OutboxItem(NamedTuple):
 class StoredEntity(Mapping[str, Any]):
     """An entity as the outbox stored it: its JSON and its id, parsed only when read as a mapping."""
 
-    __slots__ = ("json", "id", "_doc")
+    __slots__ = ("_doc", "id", "json")
 
     def __init__(self, json: bytes, entity_id: str) -> None:
         self.json = json

@@ -36,7 +36,8 @@ def device_prefix(tenant: str, apikey: str) -> str:
 
 
 def _scope(tenant: str, service_path: str | None, ids: Sequence[int] | None, id_column: str) -> tuple[str, list[Any]]:
-    where, args = "tenant = ?", [tenant]
+    where = "tenant = ?"
+    args: list[Any] = [tenant]
     if service_path is not None:
         where += " AND service_path = ?"
         args.append(service_path)

@@ -76,7 +76,7 @@ class _Target:
 class _Lane:
     """The workers of one target and what they wait on."""
 
-    __slots__ = ("target", "wake", "settled", "quiet_until", "in_flight")
+    __slots__ = ("in_flight", "quiet_until", "settled", "target", "wake")
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -233,7 +233,7 @@ class Delivery:
         if not event.is_set():
             try:
                 await asyncio.wait_for(event.wait(), timeout=max(0.01, timeout))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # -- one cycle -------------------------------------------------------------------
@@ -302,7 +302,7 @@ class Delivery:
         return client
 
     def _backoff(self, failures: int) -> float:
-        return min(self.options.backoff_max, self.options.backoff_initial * (2 ** max(0, failures - 1)))
+        return float(min(self.options.backoff_max, self.options.backoff_initial * (2 ** max(0, failures - 1))))
 
     async def _deliver_group(self, key: tuple[str, str, tuple[str, ...]], rows: list[Leased], cycle: _Cycle) -> None:
         target, tenant, context = key

@@ -27,9 +27,8 @@ import logging
 import time
 from typing import Any
 
-from agents.codecs import CodecError, decoder_for
+from agents.codecs import CodecError, decoder_for, ultralight
 from agents.codecs import json as json_codec
-from agents.codecs import ultralight
 from agents.mapping.engine import DeviceConfig, entity_id, map_measure, merge_config
 from agents.mapping.jexl import JexlError, evaluate
 from agents.mapping.timestamps import shifted
@@ -110,9 +109,9 @@ class Ingestor:
             return Outcome([], rejection)
         except Exception as exc:  # never crash a transport: an internal fault is a rejection too
             log.exception("agent: internal error on %s", msg.topic)
-            rejection = Rejected("internal_error", f"{type(exc).__name__}: {exc}")
-            await self._record(msg, rejection, cfg)
-            return Outcome([], rejection)
+            fault = Rejected("internal_error", f"{type(exc).__name__}: {exc}")
+            await self._record(msg, fault, cfg)
+            return Outcome([], fault)
         self._child("accepted", msg.transport, msg.protocol).inc()
         self._child("updates", msg.protocol).inc(len(updates))
         if dropped:
@@ -240,7 +239,7 @@ class Ingestor:
         """The tenant a rejected message belongs to, from its apikey's group: ("", "") when none has it."""
         try:
             groups = await self.registry.groups_by_apikey(msg.apikey)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a store fault must not lose the rejection: it is kept tenantless
             return "", ""
         group = next((g for g in groups if g.get("resource") == self._resource(msg.protocol)), groups[0] if groups else None)
         return (str(group.get("service", "")), str(group.get("subservice", "/"))) if group else ("", "")

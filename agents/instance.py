@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["installation_id", "default_client_id"]
+__all__ = ["default_client_id", "installation_id"]
 
 ID_FILE = "agent-installation-id"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["Inbound", "EntityUpdate", "Outcome", "Rejected", "REASONS"]
+__all__ = ["REASONS", "EntityUpdate", "Inbound", "Outcome", "Rejected"]
 
 #: Reason codes a rejection may carry (the label of the rejected counter).
 REASONS = (

@@ -72,7 +72,7 @@ class AgentSettings:
         return Path(self.outbox_path) if self.outbox_path else self.data_dir / "outbox.db"
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "AgentSettings":
+    def from_env(cls, **overrides: object) -> AgentSettings:
         """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored)."""
         env = os.environ
         values: dict[str, object] = {}

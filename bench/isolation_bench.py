@@ -42,7 +42,7 @@ def _sink(port_out: Any, arrivals: Any, stop: Any) -> None:
     seen: dict[int, float] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
             now = time.time()
             for entity in body:

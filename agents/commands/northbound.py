@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from agents.commands.service import CommandService, Device
 from models.context import is_core_context_url
 
-__all__ = ["CommandRoutes", "MODES"]
+__all__ = ["MODES", "CommandRoutes"]
 
 log = logging.getLogger("metropole.agents.commands")
 

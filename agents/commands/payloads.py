@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["command_payload", "command_results", "CommandPayloadError"]
+__all__ = ["CommandPayloadError", "command_payload", "command_results"]
 
 
 class CommandPayloadError(ValueError):

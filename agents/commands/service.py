@@ -41,7 +41,7 @@ from agents.metrics import Metrics
 from agents.registry import Registry
 from agents.settings import AgentSettings
 
-__all__ = ["CommandService", "Device", "PENDING", "DELIVERED", "OK", "ERROR", "EXPIRED", "UNKNOWN"]
+__all__ = ["DELIVERED", "ERROR", "EXPIRED", "OK", "PENDING", "UNKNOWN", "CommandService", "Device"]
 
 log = logging.getLogger("metropole.agents.commands")
 
@@ -164,9 +164,9 @@ class CommandService:
             if doc.get("apikey") == apikey:
                 return await self.device(doc)
         for group in await self.registry.groups_by_apikey(apikey):
-            doc = await self.registry.get_device(str(group.get("service", "")), None, device_id)
-            if doc is not None:
-                return await self.device(doc)
+            found = await self.registry.get_device(str(group.get("service", "")), None, device_id)
+            if found is not None:
+                return await self.device(found)
         return None
 
     # -- northbound: a command update -------------------------------------------------------------
@@ -201,7 +201,7 @@ class CommandService:
         if self.publish is None:
             await self._finish(device, {name: (ERROR, "no MQTT connection for commands")})
             return
-        qos = int(((device.commands[name].get("mqtt") or {}).get("qos", 1)))
+        qos = int((device.commands[name].get("mqtt") or {}).get("qos", 1))
         topic = f"/{device.apikey}/{device.device_id}/cmd"
         try:
             await self.publish(topic, body, qos)
@@ -308,8 +308,8 @@ class CommandService:
         """Mark the commands whose time ran out ERROR / EXPIRED; how many."""
         expired = await self.registry.expired_commands(time.time() if now is None else now)
         for row in expired:
-            doc = await self.registry.get_device(row["service"], row["subservice"], row["device_id"])
-            device = await self.device(doc) if doc is not None else None
+            found = await self.registry.get_device(row["service"], row["subservice"], row["device_id"])
+            device = await self.device(found) if found is not None else None
             if device is None:
                 await self.registry.remove_command(row["service"], row["subservice"], row["device_id"], row["name"])
                 continue

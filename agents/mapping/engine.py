@@ -30,7 +30,7 @@ from agents.mapping.timestamps import to_utc
 from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert, device_measurement, profile_for
 
-__all__ = ["DeviceConfig", "map_measure", "entity_id", "merge_config"]
+__all__ = ["DeviceConfig", "entity_id", "map_measure", "merge_config"]
 
 Doc = dict[str, Any]
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
@@ -94,8 +94,8 @@ def merge_config(device: Doc | None, group: Doc | None, *, device_id: str, apike
     return DeviceConfig(
         device_id=device_id,
         apikey=apikey,
-        service=d.get("service", g.get("service", "")),
-        service_path=d.get("service_path", g.get("subservice", "/")),
+        service=str(d.get("service", g.get("service", "")) or ""),
+        service_path=str(d.get("service_path", g.get("subservice", "/")) or "/"),
         entity_type=entity_type,
         entity_name=d.get("entity_name") or device_id,
         attributes=attributes,
@@ -280,7 +280,7 @@ class _Update:
     the other attributes are kept, as iotagent-node-lib keeps them), and fails the whole measure when it is None.
     """
 
-    __slots__ = ("cfg", "observed", "allowed", "allowed_oids", "main", "others", "dropped", "kept", "max_length")
+    __slots__ = ("allowed", "allowed_oids", "cfg", "dropped", "kept", "main", "max_length", "observed", "others")
 
     def __init__(self, cfg: DeviceConfig, observed: str, explicit: Explicit, main: Doc,
                  dropped: list[Rejected] | None, max_length: int) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Measurement", "Profile", "PROFILES", "profile_for", "percent_to_fraction", "DEVICE_MEASUREMENTS"]
+__all__ = ["DEVICE_MEASUREMENTS", "PROFILES", "Measurement", "Profile", "percent_to_fraction", "profile_for"]
 
 
 def _identity(x: float) -> float:

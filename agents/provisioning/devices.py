@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -16,7 +18,7 @@ from agents.registry import Duplicate, Registry
 _FIXED = ("device_id", "service", "service_path")
 
 
-async def _group_of(registry: Registry, device: dict) -> dict | None:
+async def _group_of(registry: Registry, device: dict[str, Any]) -> dict[str, Any] | None:
     """The group a device's apikey names, if any (its entity_type completes the device's)."""
     apikey = device.get("apikey")
     if not apikey:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -17,13 +19,13 @@ PATHS = {"/iot/groups": "groups", "/iot/services": "services", "/iot/configGroup
 _API_TO_STORED = {"type": "entity_type"}
 
 
-def _stored(group: dict, service: str, subservice: str) -> dict:
+def _stored(group: dict[str, Any], service: str, subservice: str) -> dict[str, Any]:
     doc = {_API_TO_STORED.get(k, k): v for k, v in group.items() if k not in ("service", "subservice")}
     doc["service"], doc["subservice"] = service, subservice
     return doc
 
 
-async def _checked(group: dict, where: str, hooks: Hooks) -> None:
+async def _checked(group: dict[str, Any], where: str, hooks: Hooks) -> None:
     check_group(group, where)
     cbroker = group.get("cbroker") or group.get("cbHost")
     if cbroker and hooks.check_cbroker:

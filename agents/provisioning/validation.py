@@ -25,7 +25,7 @@ from agents.mapping.engine import entity_id
 from agents.provisioning.errors import InvalidField
 from models.validation import is_name, is_uri
 
-__all__ = ["check_group", "check_device", "check_cbroker", "TRANSPORTS"]
+__all__ = ["TRANSPORTS", "check_cbroker", "check_device", "check_group"]
 
 #: transports the agents speak, by their provisioning name (compared case-insensitively)
 TRANSPORTS = ("MQTT", "HTTP")
@@ -106,7 +106,7 @@ async def check_cbroker(url: str, field: str, timeout: float = 2.0) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise InvalidField(field, f"nothing answers on cbroker {url!r} ({type(exc).__name__}: {exc or 'timeout'});"
                            " start the broker first, or set METROPOLE_AGENT_CHECK_CBROKER=false") from None
     writer.close()

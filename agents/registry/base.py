@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Registry", "Duplicate", "Page", "DeadLetter", "SCHEMA", "MIGRATIONS"]
+__all__ = ["MIGRATIONS", "SCHEMA", "DeadLetter", "Duplicate", "Page", "Registry"]
 
 Doc = dict[str, Any]
 

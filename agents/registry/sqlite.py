@@ -53,7 +53,9 @@ class SQLiteRegistry(Registry):
             return cur.fetchall() if fetch else cur.rowcount
 
     async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return await asyncio.to_thread(self._run, sql, args, True)  # type: ignore[no-any-return]
+        rows: list[tuple[Any, ...]] = await asyncio.to_thread(self._run, sql, args, True)
+        return rows
 
     async def _execute(self, sql: str, *args: Any) -> int:
-        return await asyncio.to_thread(self._run, sql, args, False)  # type: ignore[no-any-return]
+        count: int = await asyncio.to_thread(self._run, sql, args, False)
+        return count

@@ -37,7 +37,7 @@ from fastapi.responses import Response
 
 from agents.messages import Rejected
 
-__all__ = ["HttpError", "for_rejection", "error_response", "mandatory_params", "unsupported_type"]
+__all__ = ["HttpError", "error_response", "for_rejection", "mandatory_params", "unsupported_type"]
 
 JSON = "application/json"
 

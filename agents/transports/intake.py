@@ -28,7 +28,7 @@ from adapters.outbox import Outbox, OutboxItem
 from agents.messages import EntityUpdate, Inbound, Outcome
 from agents.metrics import Metrics
 
-__all__ = ["Intake", "Done", "Waiter", "to_outbox_item"]
+__all__ = ["Done", "Intake", "Waiter", "to_outbox_item"]
 
 log = logging.getLogger("metropole.agents.intake")
 
@@ -207,7 +207,7 @@ class Intake:
             except Exception:  # the ingestor records bad input itself; this is a bug, keep going
                 log.exception("ingest failed on %s", message.topic or message.device_id)
                 continue
-            if type(updates) is Outcome:
+            if isinstance(updates, Outcome):
                 if type(done) is Waiter:
                     done.outcome = updates
                 updates = updates.updates

@@ -56,6 +56,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from agents.messages import Inbound
 from agents.metrics import Metrics
@@ -331,7 +332,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        for future in (self.connack, self.suback, *self._published.values()):
+        waiting: list[asyncio.Future[Any]] = [self.connack, self.suback, *self._published.values()]
+        for future in waiting:
             if not future.done():
                 future.set_exception(ConnectionError(f"connection lost: {exc or 'closed by the broker'}"))
         self._published.clear()
@@ -563,7 +565,7 @@ class MqttTransport:
             raise ConnectionError("not connected to the MQTT broker")
         try:
             await asyncio.wait_for(conn.publish(topic, payload, qos), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectionError(f"the MQTT broker did not acknowledge a PUBLISH on {topic} in {timeout}s") from None
 
     def start(self) -> None:
@@ -754,7 +756,7 @@ class MqttTransport:
         protocol, apikey, device_id, attribute, text, is_result = route
         if is_result:
             assert self._command_results is not None
-            task = asyncio.get_running_loop().create_task(
+            task: asyncio.Future[None] = asyncio.ensure_future(
                 self._command_results(protocol or _sniff(payload), apikey, device_id, payload))
             task.add_done_callback(lambda t: done(not t.cancelled() and t.exception() is None))
             return

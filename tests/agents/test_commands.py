@@ -23,14 +23,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.agents.test_integrator import LINK, Agent, start_agent, wait_for
+from tests.agents.test_integrator import LINK, Agent, running_agent, wait_for
 
 pytestmark = pytest.mark.mqtt
 
 
 @pytest.fixture
 def stack(mqtt_broker: tuple[str, int], tmp_path: Path) -> Iterator[Agent]:
-    yield from start_agent(tmp_path, mqtt_broker, {"METROPOLE_AGENT_COMMAND_TIMEOUT": "3"})
+    with running_agent(tmp_path, mqtt_broker, {"METROPOLE_AGENT_COMMAND_TIMEOUT": "3"}) as agent:
+        yield agent
 
 
 class Device:
@@ -40,7 +41,7 @@ class Device:
         self.received: queue.Queue[bytes] = queue.Queue()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}")
         subscribed = threading.Event()
-        self.client.on_message = lambda _c, _u, m: self.received.put(m.payload)
+        self.client.on_message = lambda _c, _u, m: self.received.put(bytes(m.payload))
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(host, port)
         self.client.loop_start()
@@ -126,7 +127,7 @@ def test_http_polling_and_push_commands(stack: Agent) -> None:
     pushed: queue.Queue[tuple[bytes, str]] = queue.Queue()
 
     class Endpoint(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             pushed.put((body, self.headers.get("fiware-service", "")))
             answer = orjson.dumps({"reboot": "rebooting"})

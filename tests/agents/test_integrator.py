@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from compliance.payload import check_entity
 from tests.agents.procs import Managed, agent_process, broker_process
@@ -62,7 +63,7 @@ class Agent:
 
     def metric(self, name: str, labels: str = "") -> float:
         text = httpx.get(f"{self.provisioning}/metrics", timeout=5).text
-        m = re.search(rf"^{name}{re.escape(labels)} (\S+)$" if labels else rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        m = re.search(rf"^{name}{re.escape(labels)} (\S+)$" if labels else rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
         return float(m.group(1)) if m else 0.0
 
     def provision(self, groups: list[dict[str, Any]], devices: list[dict[str, Any]] | None = None) -> None:
@@ -86,7 +87,8 @@ def wait_for(predicate: Any, timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
-def publish(host: str, port: int, messages: list[tuple[str, bytes]], protocol: int = mqtt.MQTTv311) -> None:
+def publish(host: str, port: int, messages: list[tuple[str, bytes]],
+            protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{uuid.uuid4().hex[:8]}", protocol=protocol)
     client.connect(host, port)
     client.loop_start()
@@ -98,8 +100,10 @@ def publish(host: str, port: int, messages: list[tuple[str, bytes]], protocol: i
         client.disconnect()
 
 
-def start_agent(tmp_path: Path, mqtt_broker: tuple[str, int], extra_env: dict[str, str] | None = None
-                ) -> Iterator[Agent]:
+@contextmanager
+def running_agent(tmp_path: Path, mqtt_broker: tuple[str, int], extra_env: dict[str, str] | None = None
+                  ) -> Iterator[Agent]:
+    """A broker and an agent for one test (the agent with the tests' size limit)."""
     broker = broker_process(tmp_path / "broker", log=tmp_path / "broker.log")
     broker.start()
     broker_url = broker.ready_url.removesuffix("/version")
@@ -117,7 +121,8 @@ def start_agent(tmp_path: Path, mqtt_broker: tuple[str, int], extra_env: dict[st
 
 @pytest.fixture
 def stack(mqtt_broker: tuple[str, int], tmp_path: Path) -> Iterator[Agent]:
-    yield from start_agent(tmp_path, mqtt_broker)
+    with running_agent(tmp_path, mqtt_broker) as agent:
+        yield agent
 
 
 def _weather_group(a: Agent, apikey: str, **extra: Any) -> dict[str, Any]:
@@ -218,7 +223,7 @@ def test_limits_refuse_oversized_messages_over_mqtt(mqtt_broker: tuple[str, int]
                                                     protocol: str) -> None:
     """MQTT 5: the broker drops what is over the Maximum Packet Size, we reject what is between; 3.1.1 has no such
     property: the agent discards a 20 MB message as it arrives, never holding it."""
-    for a in start_agent(tmp_path, mqtt_broker, {"METROPOLE_AGENT_MQTT_PROTOCOL": protocol}):
+    with running_agent(tmp_path, mqtt_broker, {"METROPOLE_AGENT_MQTT_PROTOCOL": protocol}) as a:
         key = f"k{a.tag}"
         a.provision([_weather_group(a, key)])
         wait_for(lambda: a.metric("metropole_agent_mqtt_connected") == 1, 30, "the agent's MQTT connection")

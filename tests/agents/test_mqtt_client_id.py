@@ -11,8 +11,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from adapters.outbox import Outbox
 from agents.instance import default_client_id, installation_id
@@ -64,7 +64,7 @@ def test_a_session_take_over_is_logged(mqtt_broker: tuple[str, int], tmp_path: P
                                        protocol=mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311)
                 props = None
                 if protocol == 5:
-                    props = Properties(PacketTypes.CONNECT)
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     props.SessionExpiryInterval = 60
                     intruder.connect(host, port, clean_start=False, properties=props)
                 else:
