@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from adapters.outbox import Outbox, OutboxItem
 from agents.commands.payloads import CommandPayloadError, command_payload, command_results
@@ -261,8 +262,6 @@ class CommandService:
         if protocol == "ul":
             body = b"\n".join(command_payload("ul", device_id, c["name"], c["value"])[0] for c in pending)
             return body, "text/plain"
-        import orjson
-
         return orjson.dumps({c["name"]: c["value"] for c in pending}), "application/json"
 
     # -- outcomes ---------------------------------------------------------------------------------
