@@ -110,6 +110,7 @@ class CommandService:
         self._task: asyncio.Task[None] | None = None
         self._by_entity: dict[str, dict[str, Device]] = {}  # service -> entity id -> device
         self._generation = -1
+        self._read_at = 0.0  # another replica's writes are not counted by our registry's generation: re-read
         m = metrics or Metrics()
         self._m_commands = m.counter("metropole_agent_commands_total", "Commands, by outcome", ["status"])
 
@@ -143,9 +144,10 @@ class CommandService:
 
     async def by_entity(self, service: str, subservice: str | None, entity_id: str) -> Device | None:
         """The device whose entity is `entity_id` in a service (any service path when None)."""
-        if self._generation != self.registry.generation:
+        if self._generation != self.registry.generation or time.monotonic() - self._read_at > 5.0:
             self._by_entity.clear()
             self._generation = self.registry.generation
+            self._read_at = time.monotonic()
         devices = self._by_entity.get(service)
         if devices is None:
             devices = {}

@@ -20,13 +20,14 @@ has) are kept under the empty service: `fiware-service:` (empty) with
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from adapters.outbox import Outbox
 from adapters.outbox_admin import device_prefix
+from agents.metrics import Metrics
 from agents.provisioning.deps import page, scope
 from agents.provisioning.errors import WrongSyntax
 from agents.registry import Registry
@@ -53,8 +54,6 @@ async def _body_ids(request: Request, name: str) -> list[int] | None:
     raw = await request.body()
     if not raw.strip():
         return None
-    import orjson
-
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -147,7 +146,7 @@ def router(registry: Registry, outbox: Outbox | None) -> APIRouter:
     return api
 
 
-def refresh_gauges(outbox: Outbox, metrics: Any) -> None:
+def refresh_gauges(outbox: Outbox, metrics: Metrics) -> None:
     """Outbox counts for /metrics, read when scraped: rows per target, dead letters."""
     per_target, dead = outbox.counts()
     rows = metrics.gauge("metropole_agent_outbox_rows", "Entity updates waiting, by target broker ('' = default)",
