@@ -48,10 +48,13 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from adapters.outbox_admin import OutboxAdmin
+
 __all__ = ["DeadLetter", "Leased", "Outbox", "OutboxItem", "StoredEntity"]
 
-_COLUMNS = "target, tenant, context, device, entity, accepted_at"
-_MAX_ROWS_LOG2 = 12  # at most 4096 rows per INSERT: 6 parameters a row, within SQLite's 32766
+_COLUMNS = "target, tenant, context, device, entity, accepted_at, service_path"
+_WIDTH = 7  # values per row in an INSERT
+_MAX_ROWS_LOG2 = 12  # at most 4096 rows per INSERT: 7 parameters a row, within SQLite's 32766
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -64,7 +67,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     accepted_at REAL NOT NULL,              -- unix time of acceptance (latency metric)
     attempts    INTEGER NOT NULL DEFAULT 0,
     not_before  REAL NOT NULL DEFAULT 0,    -- leased or backing off until then
-    last_error  TEXT
+    last_error  TEXT,
+    service_path TEXT NOT NULL DEFAULT '/'  -- fiware-servicepath, with tenant the scope operators see
 );
 CREATE INDEX IF NOT EXISTS outbox_not_before ON outbox (not_before);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -78,9 +82,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     accepted_at REAL NOT NULL,
     dead_at     REAL NOT NULL,
     attempts    INTEGER NOT NULL,
-    problem     BLOB NOT NULL               -- the broker's ProblemDetails, JSON
+    problem     BLOB NOT NULL,              -- the broker's ProblemDetails, JSON
+    service_path TEXT NOT NULL DEFAULT '/'
 );
 """
+#: columns added since the first release, added at open to an older file
+_MIGRATIONS = (("outbox", "service_path", "TEXT NOT NULL DEFAULT '/'"),
+               ("dead_letters", "service_path", "TEXT NOT NULL DEFAULT '/'"))
 
 
 class OutboxItem(NamedTuple):
@@ -92,12 +100,13 @@ class OutboxItem(NamedTuple):
     device: str
     entity: Mapping[str, Any]
     accepted_at: float
+    service_path: str = "/"
 
 
 class StoredEntity(Mapping[str, Any]):
     """An entity as the outbox stored it: its JSON and its id, parsed only when read as a mapping."""
 
-    __slots__ = ("json", "id", "_doc")
+    __slots__ = ("_doc", "id", "json")
 
     def __init__(self, json: bytes, entity_id: str) -> None:
         self.json = json
@@ -154,13 +163,14 @@ class DeadLetter:
 
 
 def _item(row: Sequence[Any]) -> OutboxItem:
-    target, tenant, context, device, entity, accepted_at = row
-    return OutboxItem(target, tenant, tuple(orjson.loads(context)), device, orjson.loads(entity), accepted_at)
+    target, tenant, context, device, entity, accepted_at, service_path = row
+    return OutboxItem(target, tenant, tuple(orjson.loads(context)), device, orjson.loads(entity), accepted_at,
+                      service_path)
 
 
 @cache
 def _insert_sql(rows: int) -> str:
-    return f"INSERT INTO outbox ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?)"] * rows)
+    return f"INSERT INTO outbox ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
 
 
 def _seq_list(seqs: Iterable[int]) -> bytes:
@@ -168,8 +178,8 @@ def _seq_list(seqs: Iterable[int]) -> bytes:
     return orjson.dumps(list(seqs))
 
 
-class Outbox:
-    """A durable FIFO of entity updates, ordered per device, in one SQLite file."""
+class Outbox(OutboxAdmin):
+    """A durable FIFO of entity updates, ordered per device, in one SQLite file (managed: see OutboxAdmin)."""
 
     LEASE_SECONDS = 600.0  # a lease outlives any request; leases are cleared at open anyway
 
@@ -183,9 +193,14 @@ class Outbox:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        for table, column, kind in _MIGRATIONS:
+            if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         # Whoever held leases before us is gone (restart, crash): their rows are due again.
         self._db.execute("UPDATE outbox SET not_before = 0 WHERE not_before > 0")
         self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        # Targets (broker URLs) rows have had: delivery runs a lane per target (see agents.delivery).
+        self._targets = {str(r[0]) for r in self._db.execute("SELECT DISTINCT target FROM outbox")}
         # Leases look for their rows on a connection of their own, outside `_lock`: on a deep outbox that
         # search takes milliseconds, during which appends (what the intake acknowledges) must not wait.
         # Leases are serialised by `_lease_lock` instead (see `lease`).
@@ -211,6 +226,11 @@ class Outbox:
     def depth(self) -> int:
         """Rows waiting for delivery (leased ones included)."""
         return self._depth
+
+    @property
+    def targets(self) -> frozenset[str]:
+        """Every target rows were appended for since the outbox was opened, or were waiting for then."""
+        return frozenset(self._targets)
 
     @contextmanager
     def _transaction(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
@@ -239,31 +259,42 @@ class Outbox:
             context = contexts.get(i.context)
             if context is None:
                 context = contexts[i.context] = orjson.dumps(list(i.context))
-            values += (i.target, i.tenant, context, i.device, entity_json(i.entity), i.accepted_at)
-        rows = len(values) // 6
+            values += (i.target, i.tenant, context, i.device, entity_json(i.entity), i.accepted_at, i.service_path)
+        rows = len(values) // _WIDTH
         if not rows:
             return 0
+        targets = set(values[0::_WIDTH])
         with self._lock, self._transaction(durable=True) as db:
             done = 0
             while done < rows:
                 # Statements of a power of two rows: a dozen distinct SQL texts in all, each prepared once.
                 size = 1 << min(_MAX_ROWS_LOG2, (rows - done).bit_length() - 1)
-                db.execute(_insert_sql(size), values[done * 6:(done + size) * 6])
+                db.execute(_insert_sql(size), values[done * _WIDTH:(done + size) * _WIDTH])
                 done += size
             self._depth += rows
+            if not targets <= self._targets:
+                self._targets |= targets
         for listener in self._listeners:
             listener()
         return rows
 
-    def lease(self, limit: int, *, skip_targets: Iterable[str] = (), now: float | None = None) -> list[Leased]:
-        """The oldest due rows, at most `limit`, never a row behind a leased or backing-off row of its device."""
+    def lease(self, limit: int, *, skip_targets: Iterable[str] = (), target: str | None = None,
+              now: float | None = None) -> list[Leased]:
+        """The oldest due rows, at most `limit`, never a row behind a leased or backing-off row of its device.
+
+        `target` leases the rows of that target only (a delivery lane's); `skip_targets` leaves some out.
+        """
         now = time.time() if now is None else now
         skip = list(skip_targets)
         marks = ",".join("?" * len(skip))
         target_clause = f"AND target NOT IN ({marks})" if skip else ""
+        only: tuple[str, ...] = ()
+        if target is not None:
+            target_clause += " AND target = ?"
+            only = (target,)
         sql = f"""
             SELECT seq, target, tenant, context, device, entity, json_extract(CAST(entity AS TEXT), '$.id'),
-                   accepted_at, attempts
+                   accepted_at, attempts, service_path
             FROM outbox NOT INDEXED
             WHERE not_before <= ? {target_clause}
               AND device NOT IN (SELECT device FROM outbox WHERE not_before > ?)
@@ -271,18 +302,19 @@ class Outbox:
         # The rows found on the reader's snapshot are still free when marked: only a lease takes rows
         # (and leases are serialised here), and only leased rows are acked, released or dead-lettered.
         with self._lease_lock:
-            rows = self._reader.execute(sql, (now, *skip, now, limit)).fetchall()
+            rows = self._reader.execute(sql, (now, *skip, *only, now, limit)).fetchall()
             if rows:
                 with self._lock, self._transaction(durable=False) as db:
                     db.execute("UPDATE outbox SET not_before = ? WHERE seq IN (SELECT value FROM json_each(?))",
                                (now + self.LEASE_SECONDS, _seq_list(r[0] for r in rows)))
         contexts: dict[bytes, tuple[str, ...]] = {}
         leased = []
-        for seq, target, tenant, context, device, entity, entity_id, accepted_at, attempts in rows:
+        for seq, target_url, tenant, context, device, entity, entity_id, accepted_at, attempts, path in rows:
             ctx = contexts.get(context)
             if ctx is None:
                 ctx = contexts[context] = tuple(orjson.loads(context))
-            item = OutboxItem(target, tenant, ctx, device, StoredEntity(entity, str(entity_id or "")), accepted_at)
+            item = OutboxItem(target_url, tenant, ctx, device, StoredEntity(entity, str(entity_id or "")), accepted_at,
+                              path)
             leased.append(Leased(seq, item, attempts))
         return leased
 
@@ -311,9 +343,9 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    """INSERT INTO dead_letters
-                         (seq, target, tenant, context, device, entity, accepted_at, dead_at, attempts, problem)
-                       SELECT seq, target, tenant, context, device, entity, accepted_at, ?, attempts + 1, ?
+                    """INSERT INTO dead_letters (seq, target, tenant, context, device, entity, accepted_at, dead_at,
+                                                 attempts, problem, service_path)
+                       SELECT seq, target, tenant, context, device, entity, accepted_at, ?, attempts + 1, ?, service_path
                        FROM outbox WHERE seq = ?""",
                     (time.time(), orjson.dumps(dict(problem)), seq),
                 )
@@ -329,11 +361,12 @@ class Outbox:
         """Dead letters, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                """SELECT id, seq, target, tenant, context, device, entity, accepted_at, dead_at, attempts, problem
+                """SELECT id, seq, target, tenant, context, device, entity, accepted_at, service_path, dead_at,
+                          attempts, problem
                    FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?""",
                 (after_id, limit),
             ).fetchall()
-        return [DeadLetter(r[0], r[1], _item(r[2:8]), r[8], r[9], orjson.loads(r[10])) for r in rows]
+        return [DeadLetter(r[0], r[1], _item(r[2:9]), r[9], r[10], orjson.loads(r[11])) for r in rows]
 
     def dead_letter_count(self) -> int:
         """How many dead letters are kept."""

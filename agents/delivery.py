@@ -17,6 +17,14 @@ One cycle of a worker:
 Several workers may run at once: the outbox never leases a row while an older
 row of its device is leased, so concurrency never reorders a device.
 
+Isolation: each target broker (a group's `cbroker`, or the agent's default)
+has a lane of its own, `workers` workers that lease only that target's rows.
+A broker that does not answer (a connect that times out after
+METROPOLE_AGENT_BROKER_TIMEOUT seconds) holds back its own lane only, and
+that lane sleeps through its backoff instead of leasing: before lanes, one
+dead group's broker stretched every cycle, and a healthy group's p50 went
+from 35 ms to about 1 s. A lane starts when the outbox first sees its target.
+
 Pacing: a worker that found a full page goes on at once. Once a cycle comes
 back with less (delivery caught up), no worker leases again until `linger`
 seconds after that cycle began, so that at a low rate one request carries
@@ -65,6 +73,19 @@ class _Target:
     down_until: float = 0.0
 
 
+class _Lane:
+    """The workers of one target and what they wait on."""
+
+    __slots__ = ("in_flight", "quiet_until", "settled", "target", "wake")
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.wake = asyncio.Event()  # rows were appended (for any target: cheap, and never missed)
+        self.settled = asyncio.Event()  # a cycle of this lane settled its rows
+        self.quiet_until = 0.0  # loop time before which no worker of the lane leases a partial page again
+        self.in_flight = 0  # rows leased by the lane's workers and not settled yet
+
+
 @dataclass(slots=True)
 class _Cycle:
     ack: list[Leased] = field(default_factory=list)
@@ -105,10 +126,9 @@ class Delivery:
         self._on_dead_letter = on_dead_letter
         self._clients: dict[str, NgsiLdClient] = {}
         self._targets: dict[str, _Target] = {}
-        self._wake = asyncio.Event()
-        self._quiet_until = 0.0  # loop time before which no worker leases a partial page again
-        self._settled = asyncio.Event()  # a cycle settled its rows: rows behind them may be due
-        self._in_flight = 0  # rows leased by the workers and not settled yet
+        self._lanes: dict[str, _Lane] = {}
+        self._new_target = asyncio.Event()  # the outbox may know a target that has no lane yet
+        self._stopped = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         m = metrics or Metrics()
@@ -133,21 +153,44 @@ class Delivery:
         """Thread-safe: new rows are in the outbox."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+            try:
+                loop.call_soon_threadsafe(self._appended)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def _appended(self) -> None:
+        for lane in self._lanes.values():
+            lane.wake.set()
+        if not self.outbox.targets <= self._lanes.keys():
+            self._new_target.set()
 
     def stop(self) -> None:
-        """Finish the current cycle and return from `run()`."""
+        """Finish the current cycles and return from `run()`."""
         self._stopping = True
-        self._wake.set()
-        self._settled.set()
+        self._stopped.set()
+        self._new_target.set()
+        for lane in self._lanes.values():
+            lane.wake.set()
+            lane.settled.set()
 
     async def run(self) -> None:
-        """Deliver until stopped, with `options.workers` concurrent workers."""
+        """Deliver until stopped: a lane of `options.workers` workers per target broker."""
         self._loop = asyncio.get_running_loop()
         self.outbox.on_append(self.wake)
+        workers: list[asyncio.Task[None]] = []
         try:
-            await asyncio.gather(*(self._worker() for _ in range(max(1, self.options.workers))))
+            while not self._stopping:
+                self._new_target.clear()
+                for target in sorted(self.outbox.targets - self._lanes.keys()):
+                    lane = self._lanes[target] = _Lane(target)
+                    workers += [asyncio.create_task(self._worker(lane), name=f"delivery {target or 'default'}")
+                                for _ in range(max(1, self.options.workers))]
+                await self._new_target.wait()
+            await asyncio.gather(*workers)
         finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             for client in self._clients.values():
                 await client.aclose()
 
@@ -155,18 +198,23 @@ class Delivery:
     def _page(self) -> int:
         return max(self.options.page_size, self.options.batch_size)
 
-    async def _worker(self) -> None:
+    async def _worker(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         full = False
+        state = self._targets.setdefault(lane.target, _Target())
         while not self._stopping:
-            pause = self._quiet_until - loop.time()
+            down = state.down_until - time.time()
+            if down > 0:  # the lane's broker is backing off: nothing of this lane can go meanwhile
+                await self._rest(self._stopped, down)
+                continue
+            pause = lane.quiet_until - loop.time()
             if pause > 0 and not full:
                 await asyncio.sleep(pause)
-            self._wake.clear()  # appends (and settles) from now on set these again: none goes unnoticed
-            self._settled.clear()
+            lane.wake.clear()  # appends (and settles) from now on set these again: none goes unnoticed
+            lane.settled.clear()
             started = loop.time()
             try:
-                moved = await self.deliver_once()
+                moved = await self.deliver_once(lane)
             except Exception:  # never let a bug stop delivery: rows stay in the outbox
                 log.exception("delivery cycle failed")
                 moved = 0
@@ -174,33 +222,35 @@ class Delivery:
             if full or self._stopping:
                 continue
             # Caught up: no worker leases a partial page again before `linger` has passed (see Pacing).
-            self._quiet_until = max(self._quiet_until, started + self.options.linger)
+            lane.quiet_until = max(lane.quiet_until, started + self.options.linger)
             if moved == 0:
-                # Rows left that are not in flight wait behind leased or backing-off rows of their device:
-                # only a settle frees them, an append would only wake us for another futile search.
-                event = self._settled if self.outbox.depth > self._in_flight else self._wake
-                if not event.is_set():
-                    try:
-                        await asyncio.wait_for(event.wait(), timeout=self._idle_timeout())
-                    except asyncio.TimeoutError:
-                        pass
+                # Rows left that are not in flight may wait behind leased or backing-off rows of their device:
+                # a settle frees them, an append brings new ones; either wakes the lane.
+                event = lane.settled if lane.in_flight else lane.wake
+                await self._rest(event, self.options.idle_poll)
 
-    def _idle_timeout(self) -> float:
-        now = time.time()
-        pending = [t.down_until - now for t in self._targets.values() if t.down_until > now]
-        return max(0.01, min([self.options.idle_poll, *pending]))
+    async def _rest(self, event: asyncio.Event, timeout: float) -> None:
+        if not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), timeout=max(0.01, timeout))
+            except TimeoutError:
+                pass
 
     # -- one cycle -------------------------------------------------------------------
 
-    async def deliver_once(self) -> int:
-        """Lease, send and settle one page; return how many rows it took (0: nothing due)."""
+    async def deliver_once(self, lane: _Lane | None = None) -> int:
+        """Lease, send and settle one page (of one lane's target, or of any); how many rows it took (0: none)."""
         now = time.time()
-        skip = [url for url, t in self._targets.items() if t.down_until > now]
-        rows = await asyncio.to_thread(self.outbox.lease, self._page, skip_targets=skip)
+        if lane is None:
+            skip = [url for url, t in self._targets.items() if t.down_until > now]
+            rows = await asyncio.to_thread(self.outbox.lease, self._page, skip_targets=skip)
+        else:
+            rows = await asyncio.to_thread(self.outbox.lease, self._page, target=lane.target)
         if not rows:
             self._m_depth.set(self.outbox.depth)
             return 0
-        self._in_flight += len(rows)
+        if lane is not None:
+            lane.in_flight += len(rows)
         try:
             groups: dict[tuple[str, str, tuple[str, ...]], list[Leased]] = {}
             for row in rows:
@@ -209,8 +259,9 @@ class Delivery:
             await asyncio.gather(*(self._deliver_group(key, group, cycle) for key, group in groups.items()))
             await asyncio.to_thread(self._settle, cycle)
         finally:
-            self._in_flight -= len(rows)
-            self._settled.set()
+            if lane is not None:
+                lane.in_flight -= len(rows)
+                lane.settled.set()
         self._count(cycle)
         if self._on_dead_letter is not None:
             for row, problem in cycle.dead:
@@ -251,7 +302,7 @@ class Delivery:
         return client
 
     def _backoff(self, failures: int) -> float:
-        return min(self.options.backoff_max, self.options.backoff_initial * (2 ** max(0, failures - 1)))
+        return float(min(self.options.backoff_max, self.options.backoff_initial * (2 ** max(0, failures - 1))))
 
     async def _deliver_group(self, key: tuple[str, str, tuple[str, ...]], rows: list[Leased], cycle: _Cycle) -> None:
         target, tenant, context = key

@@ -2,11 +2,16 @@
 
     updates = await Ingestor(registry, metrics, settings).ingest(inbound)
 
-`ingest` raises nothing. Bad input (malformed payload, unknown apikey or
-device, a value of the wrong type, a failing expression) is rejected: logged
-with device, topic and reason, counted per reason, kept as a dead letter, and
-`[]` is returned. A multi-measure payload gives one update per entity per
-measure group, in order.
+`ingest` (and `process`, which says what became of the message as an
+`Outcome`) raises nothing. Bad input (malformed payload, unknown apikey or
+device, a failing expression, a message over the limits) is rejected whole:
+logged with device, topic and reason, counted per reason, kept as a dead
+letter, and `[]` is returned. A value its attribute cannot take (wrong type,
+too long) is refused alone, as iotagent-node-lib refuses it: the message's
+other attributes are kept, and the refused one is recorded (reason, the
+attribute, why) and counted in `metropole_agent_attributes_rejected_total`.
+A multi-measure payload gives one update per entity per measure group, in
+order.
 
 The ingestor caches the configuration of each (apikey, device, resource) it
 has looked up, so a known device costs no registry round trip. An entry is
@@ -22,13 +27,12 @@ import logging
 import time
 from typing import Any
 
-from agents.codecs import CodecError, decoder_for
+from agents.codecs import CodecError, decoder_for, ultralight
 from agents.codecs import json as json_codec
-from agents.codecs import ultralight
 from agents.mapping.engine import DeviceConfig, entity_id, map_measure, merge_config
 from agents.mapping.jexl import JexlError, evaluate
 from agents.mapping.timestamps import shifted
-from agents.messages import EntityUpdate, Inbound, Rejected
+from agents.messages import EntityUpdate, Inbound, Outcome, Rejected
 from agents.metrics import Metrics
 from agents.registry import DeadLetter, Duplicate, Registry
 from agents.settings import AgentSettings
@@ -66,35 +70,64 @@ class Ingestor:
         self.updates = metrics.counter(
             "metropole_agent_entity_updates_total", "Entity updates produced for the broker", ["protocol"]
         )
+        self.attributes_rejected = metrics.counter(
+            "metropole_agent_attributes_rejected_total",
+            "Attributes refused while the rest of their message was kept, by reason", ["reason"],
+        )
 
     async def ingest(self, msg: Inbound) -> list[EntityUpdate]:
         """The updates a message gives; [] (and a recorded rejection) for bad input."""
+        return (await self.process(msg)).updates
+
+    async def process(self, msg: Inbound) -> Outcome:
+        """What becomes of a message: its updates, or the rejection of it, and the attributes refused."""
         self._child("received", msg.transport, msg.protocol).inc()
         cfg: DeviceConfig | None = None
+        dropped: list[Rejected] = []
         try:
+            self._check_size(msg)
             measures = self._decode(msg)
             cfg = self._cached_config(msg)
             if cfg is None:
                 cfg = await self._config(msg, measures[0])
             updates: list[EntityUpdate] = []
             contexts = self.settings.contexts
+            max_length = self.settings.max_value_length
             for index, measure in enumerate(measures):
                 received_at = msg.received_at if index == 0 else shifted(msg.received_at, index)
-                for entity in map_measure(cfg, measure, received_at):
+                for entity in map_measure(cfg, measure, received_at, dropped, max_length):
                     updates.append(EntityUpdate(
                         tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
                         entity=entity, context=list(contexts), device_id=msg.device_id, apikey=msg.apikey,
                     ))
+            if dropped and not updates:
+                # Every value was refused: the message as a whole says nothing the broker can take.
+                reason = dropped[0].reason
+                raise Rejected(reason, "every attribute was refused: " + "; ".join(d.detail for d in dropped))
         except Rejected as rejection:
             await self._record(msg, rejection, cfg)
-            return []
+            return Outcome([], rejection)
         except Exception as exc:  # never crash a transport: an internal fault is a rejection too
             log.exception("agent: internal error on %s", msg.topic)
-            await self._record(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), cfg)
-            return []
+            fault = Rejected("internal_error", f"{type(exc).__name__}: {exc}")
+            await self._record(msg, fault, cfg)
+            return Outcome([], fault)
         self._child("accepted", msg.transport, msg.protocol).inc()
         self._child("updates", msg.protocol).inc(len(updates))
-        return updates
+        if dropped:
+            for refused in dropped:
+                self.attributes_rejected.labels(reason=refused.reason).inc()
+                await self._record(msg, refused, cfg, counted=False)
+            return Outcome(updates, None, tuple(dropped))
+        return Outcome(updates)
+
+    def _check_size(self, msg: Inbound) -> None:
+        """Refuse a message over the size limit before anything reads it."""
+        size = msg.size if msg.size >= 0 else len(msg.payload)
+        limit = self.settings.max_message_bytes
+        if limit and size > limit:
+            raise Rejected("too_large", f"a message of {size} bytes, over the limit of {limit}"
+                           " (METROPOLE_AGENT_MAX_MESSAGE_BYTES)")
 
     def _child(self, *key: str) -> Any:
         """The labelled child of a counter, made once per label values."""
@@ -126,9 +159,14 @@ class Ingestor:
             if msg.attribute:
                 codec = ultralight if msg.protocol.lower() in ("ul", "ultralight") else json_codec
                 return [{msg.attribute: codec.decode_value(msg.payload)}]
-            return decoder_for(msg.protocol)(msg.payload)
+            measures = decoder_for(msg.protocol)(msg.payload)
         except CodecError as exc:
             raise Rejected("malformed_payload", str(exc)) from None
+        limit = self.settings.max_attributes
+        if limit and (len(measures) > limit or sum(len(m) for m in measures) > limit):
+            raise Rejected("too_many_attributes", f"{sum(len(m) for m in measures)} values in one message, over the"
+                           f" limit of {limit} (METROPOLE_AGENT_MAX_ATTRIBUTES)")
+        return measures
 
     def _resource(self, protocol: str) -> str:
         return self.settings.default_resource_ul if protocol.lower() in ("ul", "ultralight") else self.settings.default_resource_json
@@ -156,7 +194,8 @@ class Ingestor:
             allowed = self.settings.autoprovision if autoprovision is None else str(autoprovision).lower() != "false"
             if not allowed:
                 raise Rejected("unknown_device", f"device {msg.device_id!r} is not provisioned and the group of apikey"
-                               f" {msg.apikey!r} does not autoprovision")
+                               f" {msg.apikey!r} does not autoprovision", service=group.get("service", ""),
+                               service_path=group.get("subservice", "/"))
             device = await self._autoprovision(msg, group, first)
             autoprovisioned = True
         cfg = merge_config(device, group, device_id=msg.device_id, apikey=msg.apikey)
@@ -196,17 +235,40 @@ class Ingestor:
             pass
         return doc
 
-    async def _record(self, msg: Inbound, rejection: Rejected, cfg: DeviceConfig | None) -> None:
+    async def _tenant_of(self, msg: Inbound) -> tuple[str, str]:
+        """The tenant a rejected message belongs to, from its apikey's group: ("", "") when none has it."""
+        try:
+            groups = await self.registry.groups_by_apikey(msg.apikey)
+        except Exception:  # noqa: BLE001 - a store fault must not lose the rejection: it is kept tenantless
+            return "", ""
+        group = next((g for g in groups if g.get("resource") == self._resource(msg.protocol)), groups[0] if groups else None)
+        return (str(group.get("service", "")), str(group.get("subservice", "/"))) if group else ("", "")
+
+    async def record(self, msg: Inbound, rejection: Rejected) -> None:
+        """Record a rejection a transport made itself (logged, counted, kept), as the ingestor records its own."""
+        self._child("received", msg.transport, msg.protocol).inc()
+        await self._record(msg, rejection, None)
+
+    async def _record(self, msg: Inbound, rejection: Rejected, cfg: DeviceConfig | None, *,
+                      counted: bool = True) -> None:
         topic = rejection.topic or msg.topic
-        log.warning("agent: rejected message of device %r (apikey %r) on %s: %s: %s", msg.device_id, msg.apikey,
-                    topic, rejection.reason, rejection.detail)
-        self.rejected.labels(reason=rejection.reason).inc()
+        if rejection.attribute is None:
+            log.warning("agent: rejected message of device %r (apikey %r) on %s: %s: %s", msg.device_id, msg.apikey,
+                        topic, rejection.reason, rejection.detail)
+        else:
+            log.warning("agent: refused attribute %r of device %r (apikey %r) on %s, kept the others: %s: %s",
+                        rejection.attribute, msg.device_id, msg.apikey, topic, rejection.reason, rejection.detail)
+        if counted:
+            self.rejected.labels(reason=rejection.reason).inc()
         limit = self.settings.dead_letter_payload_max
+        if cfg is None and rejection.service is None:
+            rejection.service, rejection.service_path = await self._tenant_of(msg)
         letter = DeadLetter(
             received_at=msg.received_at, reason=rejection.reason, detail=rejection.detail, transport=msg.transport,
             protocol=msg.protocol, apikey=msg.apikey, device_id=msg.device_id, topic=topic,
-            service=cfg.service if cfg else "", service_path=cfg.service_path if cfg else "",
-            payload=msg.payload[:limit].decode("utf-8", errors="replace"),
+            service=cfg.service if cfg else (rejection.service or ""),
+            service_path=cfg.service_path if cfg else (rejection.service_path or ""),
+            payload=msg.payload[:limit].decode("utf-8", errors="replace"), attribute=rejection.attribute,
         )
         try:
             await self.registry.add_dead_letter(letter)

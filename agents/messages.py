@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["Inbound", "EntityUpdate", "Rejected", "REASONS"]
+__all__ = ["REASONS", "EntityUpdate", "Inbound", "Outcome", "Rejected"]
 
 #: Reason codes a rejection may carry (the label of the rejected counter).
 REASONS = (
@@ -24,6 +24,10 @@ REASONS = (
     "expression_failed",
     "mapping_failed",
     "internal_error",
+    "too_large",  # the message is over METROPOLE_AGENT_MAX_MESSAGE_BYTES
+    "too_many_attributes",  # over METROPOLE_AGENT_MAX_ATTRIBUTES measures in one message
+    "too_long",  # one value over METROPOLE_AGENT_MAX_VALUE_LENGTH (that attribute alone is refused)
+    "unsupported_content_type",
 )
 
 
@@ -38,6 +42,7 @@ class Inbound(NamedTuple):
     received_at: str  # RFC 3339 UTC, when the transport got it
     attribute: str | None = None  # single-attribute topics /<apikey>/<device>/attrs/<attr>
     topic: str | None = None  # MQTT topic or HTTP path, for rejection reports
+    size: int = -1  # the message's size when `payload` holds only its start (too large to read), else -1
 
 
 class EntityUpdate(NamedTuple):
@@ -57,7 +62,10 @@ class EntityUpdate(NamedTuple):
 
 
 class Rejected(Exception):
-    """Bad southbound input, with the reason code it is counted under."""
+    """Bad southbound input, with the reason code it is counted under.
+
+    `attribute` names the one attribute refused when the rest of the message was kept.
+    """
 
     def __init__(
         self,
@@ -67,6 +75,9 @@ class Rejected(Exception):
         apikey: str = "",
         device_id: str = "",
         topic: str | None = None,
+        attribute: str | None = None,
+        service: str | None = None,
+        service_path: str | None = None,
     ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
@@ -74,3 +85,15 @@ class Rejected(Exception):
         self.apikey = apikey
         self.device_id = device_id
         self.topic = topic
+        self.attribute = attribute
+        # the tenant, when known before the device's configuration is (an unknown device of a known group)
+        self.service = service
+        self.service_path = service_path
+
+
+class Outcome(NamedTuple):
+    """What became of one message: its updates, the rejection of the whole, the attributes refused."""
+
+    updates: list[EntityUpdate]
+    rejection: Rejected | None = None  # the whole message was refused (updates is empty)
+    dropped: tuple[Rejected, ...] = ()  # attributes refused while the others were kept

@@ -26,11 +26,15 @@ import uvicorn
 
 from adapters.ngsild import NgsiLdClient
 from adapters.outbox import Leased, Outbox
+from agents.commands.northbound import MODES, CommandRoutes
+from agents.commands.service import CommandService
 from agents.delivery import Delivery, DeliveryOptions
 from agents.embedded_mqtt import EmbeddedMqttBroker, ensure_mqtt_broker
 from agents.ingest import Ingestor
+from agents.instance import default_client_id, installation_id
 from agents.metrics import Metrics
 from agents.provisioning import create_provisioning_app
+from agents.provisioning.hooks import Hooks
 from agents.registry import DeadLetter, open_registry
 from agents.settings import AgentSettings
 from agents.transports.http import create_http_app
@@ -53,7 +57,8 @@ class RuntimeOptions:
     MQTT            auto (default: use the broker at MQTT_HOST:MQTT_PORT, start an embedded
                     one there when none answers on a local address), external (never embed), off
     MQTT_PROTOCOL   5 (default) or 4 (MQTT 3.1.1; forced for the embedded broker)
-    MQTT_CLIENT_ID  the persistent session's client id (stable across restarts!)
+    MQTT_CLIENT_ID  the persistent session's client id; unset: `metropole-agent-<id>`, the id drawn once
+                    and kept in the data folder (agents.instance), stable across restarts, unique per installation
     MQTT_SHARE_GROUP  shared-subscription group for several replicas ('' = none)
     MQTT_SESSION_EXPIRY  seconds the MQTT broker keeps the session while the agent is away
     MQTT_USERNAME / MQTT_PASSWORD  credentials for a Mosquitto that has a password file
@@ -61,11 +66,15 @@ class RuntimeOptions:
     BATCH_SIZE / DELIVERY_WORKERS  rows per batch request / concurrent delivery workers
     OUTBOX_SYNC     FULL (default, survives power loss) or NORMAL (survives process crashes)
     BROKER_TIMEOUT  seconds per NGSI-LD request
+    COMMANDS        how command updates reach the agent: subscription (default), registration, off
+                    (agents.commands.northbound)
+    PROVIDER_URL    where NGSI-LD brokers reach the agent (notifications, forwarded updates);
+                    default http://<host>:<provisioning port>
     """
 
     mqtt: str = "auto"
     mqtt_protocol: int = 5
-    mqtt_client_id: str = "metropole-agent"
+    mqtt_client_id: str = ""  # "" = derived from the data folder (agents.instance.default_client_id)
     mqtt_share_group: str = ""
     mqtt_session_expiry: int = 7 * 24 * 3600
     mqtt_username: str | None = None  # for a Mosquitto with a password file (compose/README.md, "Securing MQTT")
@@ -75,6 +84,8 @@ class RuntimeOptions:
     delivery_workers: int = 2
     outbox_sync: str = "FULL"
     broker_timeout: float = 10.0
+    commands: str = "subscription"
+    provider_url: str = ""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RuntimeOptions:
@@ -93,6 +104,8 @@ class RuntimeOptions:
             "delivery_workers": int(_env("DELIVERY_WORKERS", str(d.delivery_workers))),
             "outbox_sync": _env("OUTBOX_SYNC", d.outbox_sync).upper(),
             "broker_timeout": float(_env("BROKER_TIMEOUT", str(d.broker_timeout))),
+            "commands": _env("COMMANDS", d.commands).lower(),
+            "provider_url": _env("PROVIDER_URL", d.provider_url),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         options = cls(**values)
@@ -102,6 +115,8 @@ class RuntimeOptions:
             raise ValueError(f"METROPOLE_AGENT_BATCH_MODE must be update, merge or replace, not {options.batch_mode!r}")
         if options.outbox_sync not in {"FULL", "NORMAL"}:
             raise ValueError("METROPOLE_AGENT_OUTBOX_SYNC must be FULL or NORMAL")
+        if options.commands not in MODES:
+            raise ValueError(f"METROPOLE_AGENT_COMMANDS must be one of {', '.join(MODES)}, not {options.commands!r}")
         return options
 
 
@@ -136,6 +151,8 @@ class AgentRuntime:
         self.mqtt: MqttTransport | None = None
         self.embedded_mqtt: EmbeddedMqttBroker | None = None
         self._delivery_task: asyncio.Task[None] | None = None
+        self.commands: CommandService | None = None
+        self.command_routes: CommandRoutes | None = None
         self._default_client: NgsiLdClient | None = None
         self._servers: list[uvicorn.Server] = []
 
@@ -146,8 +163,15 @@ class AgentRuntime:
         self.registry = open_registry(s.resolved_registry_url)
         await self.registry.open()
         ingestor = Ingestor(self.registry, self.metrics, s)
-        provisioning_app = create_provisioning_app(s, self.registry, self.metrics)
         self.outbox = Outbox(s.resolved_outbox_path, synchronous=o.outbox_sync)  # type: ignore[arg-type]
+        self.commands = CommandService(self.registry, self.outbox, s, metrics=self.metrics, publish=self._publish)
+        self.command_routes = CommandRoutes(
+            self.commands, mode=o.commands, provider_url=o.provider_url or f"http://{s.host}:{s.provisioning_port}",
+            default_broker=s.broker_url, contexts=s.contexts, installation=installation_id(s.data_dir))
+        hooks = Hooks(group_changed=self._group_changed, device_changed=self.command_routes.device_changed,
+                      check_cbroker=s.check_cbroker)
+        provisioning_app = create_provisioning_app(s, self.registry, self.metrics, outbox=self.outbox, hooks=hooks,
+                                                   routers=[self.command_routes.router()])
         self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout)
         self.delivery = Delivery(
             self.outbox,
@@ -159,7 +183,8 @@ class AgentRuntime:
             on_dead_letter=self._record_dead_letter,
         )
         self._delivery_task = asyncio.create_task(self.delivery.run(), name="agent-delivery")
-        self.intake = Intake(ingestor.ingest, self.outbox, metrics=self.metrics)
+        self.commands.start()
+        self.intake = Intake(ingestor.process, self.outbox, metrics=self.metrics)
         await self.intake.start()
         if o.mqtt != "off":
             protocol = o.mqtt_protocol
@@ -169,17 +194,22 @@ class AgentRuntime:
                     log.warning("no MQTT broker answered on %s:%s: started an embedded one (Mosquitto is better)",
                                 s.mqtt_host, s.mqtt_port)
                     protocol = 4
+            client_id = o.mqtt_client_id or default_client_id(s.data_dir)
+            log.info("MQTT client id %s%s", client_id, "" if o.mqtt_client_id else
+                     f" (this installation's, kept in {s.data_dir}; METROPOLE_AGENT_MQTT_CLIENT_ID overrides it)")
             self.mqtt = MqttTransport(
-                MqttOptions(host=s.mqtt_host, port=s.mqtt_port, client_id=o.mqtt_client_id,
+                MqttOptions(host=s.mqtt_host, port=s.mqtt_port, client_id=client_id,
                             share_group=o.mqtt_share_group, protocol=protocol,
                             session_expiry=o.mqtt_session_expiry, username=o.mqtt_username,
-                            password=o.mqtt_password),
+                            password=o.mqtt_password, max_message_bytes=s.max_message_bytes),
                 self.intake,
                 metrics=self.metrics,
+                command_results=self._command_result,
             )
             self.mqtt.start()
         http_app = create_http_app(self.intake, json_resource=s.default_resource_json,
-                                   ul_resource=s.default_resource_ul)
+                                   ul_resource=s.default_resource_ul, max_message_bytes=s.max_message_bytes,
+                                   on_refused=ingestor.record, commands=self.commands)
         self._servers = [
             _uvicorn(provisioning_app, s.host, s.provisioning_port),
             _uvicorn(http_app, s.host, s.http_port),
@@ -193,6 +223,10 @@ class AgentRuntime:
         """Disconnect MQTT first (nothing new comes in), commit the intake, stop delivery, close."""
         if self.mqtt is not None:
             await self.mqtt.aclose()
+        if self.commands is not None:
+            await self.commands.stop()
+        if self.command_routes is not None:
+            await self.command_routes.aclose()
         if self.intake is not None:
             await self.intake.stop()
         if self.delivery is not None:
@@ -208,6 +242,29 @@ class AgentRuntime:
         if self.registry is not None:
             await self.registry.close()
 
+    async def _publish(self, topic: str, payload: bytes, qos: int) -> None:
+        """Publish a command to a device over the agents' MQTT connection."""
+        if self.mqtt is None:
+            raise ConnectionError("MQTT is off (METROPOLE_AGENT_MQTT=off)")
+        await self.mqtt.publish(topic, payload, qos)
+
+    async def _command_result(self, protocol: str, apikey: str, device_id: str, payload: bytes) -> None:
+        """A cmdexe over MQTT: taken (or refused and logged); acknowledged either way."""
+        if self.commands is not None:
+            await self.commands.result(apikey, device_id, protocol, payload)
+
+    async def _group_changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Provisioning hook: a group's new cbroker also takes the measures still waiting for the old one."""
+        if old is None or new is None or self.outbox is None:
+            return
+        before = old.get("cbroker") or old.get("cbHost") or ""
+        after = new.get("cbroker") or new.get("cbHost") or ""
+        if before != after:
+            n = await asyncio.to_thread(self.outbox.retarget, str(new.get("service", "")), str(new.get("apikey", "")),
+                                        str(after))
+            log.info("group %s of %s: cbroker %r -> %r, %d waiting measures follow it", new.get("apikey"),
+                     new.get("service"), before, after, n)
+
     async def _record_dead_letter(self, row: Leased, problem: dict[str, Any]) -> None:
         """Mirror a broker-refused update into the registry's dead letters, where integrators look."""
         if self.registry is None:
@@ -221,6 +278,7 @@ class AgentRuntime:
             apikey=apikey,
             device_id=device_id,
             service=tenant,
+            service_path=row.item.service_path,
             payload=row.entity_json.decode()[: self.settings.dead_letter_payload_max],
         )
         try:

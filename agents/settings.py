@@ -9,6 +9,12 @@
     METROPOLE_AGENT_MQTT_HOST / _PORT  127.0.0.1 / 1883
     METROPOLE_AGENT_OUTBOX             <data>/outbox.db
     METROPOLE_AGENT_AUTOPROVISION      true: unknown devices of a known group are created
+    METROPOLE_AGENT_MAX_MESSAGE_BYTES  262144: a larger message is refused whole (HTTP 413)
+    METROPOLE_AGENT_MAX_ATTRIBUTES     1000: measures in one message (all its groups) beyond which it is refused
+    METROPOLE_AGENT_MAX_VALUE_LENGTH   4096: characters of one value (a string, or a structure's JSON)
+                                       beyond which that attribute alone is refused
+    METROPOLE_AGENT_CHECK_CBROKER      true: provisioning refuses a group whose cbroker does not answer
+    METROPOLE_AGENT_COMMAND_TIMEOUT    60: seconds a command may stay PENDING/DELIVERED before EXPIRED
 """
 
 from __future__ import annotations
@@ -46,6 +52,14 @@ class AgentSettings:
     default_resource_json: str = "/iot/json"
     default_resource_ul: str = "/iot/d"
     dead_letter_payload_max: int = 4096
+    # Limits for sensor data: a message of a few readings is well under a kilobyte; a gateway's batch of a
+    # few hundred measure groups stays under these. Beyond them a message is a fault or an attack, and
+    # storing it would put megabytes into an entity and its history.
+    max_message_bytes: int = 256 * 1024
+    max_attributes: int = 1000
+    max_value_length: int = 4096
+    check_cbroker: bool = True
+    command_timeout: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,7 +72,7 @@ class AgentSettings:
         return Path(self.outbox_path) if self.outbox_path else self.data_dir / "outbox.db"
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "AgentSettings":
+    def from_env(cls, **overrides: object) -> AgentSettings:
         """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored)."""
         env = os.environ
         values: dict[str, object] = {}
@@ -73,6 +87,11 @@ class AgentSettings:
             "mqtt_port": ("METROPOLE_AGENT_MQTT_PORT", int),
             "outbox_path": ("METROPOLE_AGENT_OUTBOX", str),
             "autoprovision": ("METROPOLE_AGENT_AUTOPROVISION", _bool),
+            "max_message_bytes": ("METROPOLE_AGENT_MAX_MESSAGE_BYTES", int),
+            "max_attributes": ("METROPOLE_AGENT_MAX_ATTRIBUTES", int),
+            "max_value_length": ("METROPOLE_AGENT_MAX_VALUE_LENGTH", int),
+            "check_cbroker": ("METROPOLE_AGENT_CHECK_CBROKER", _bool),
+            "command_timeout": ("METROPOLE_AGENT_COMMAND_TIMEOUT", float),
         }
         for attr, (var, conv) in simple.items():
             if var in env:

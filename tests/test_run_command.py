@@ -54,7 +54,8 @@ def test_metropole_run_serves_the_ngsi_ld_api_and_stops_cleanly(tmp_path: Path) 
         assert httpx.get(f"http://127.0.0.1:{prov}/iot/about", timeout=5).status_code == 200
         measure = httpx.post(f"http://127.0.0.1:{http}/iot/json", params={"k": "nokey", "i": "d1"},
                              json={"no2": 1}, timeout=5)
-        assert measure.status_code == 200, "the southbound HTTP transport answers (an unknown key is a dead letter)"
+        assert measure.status_code == 404 and measure.json()["name"] == "DEVICE_GROUP_NOT_FOUND", (
+            "the southbound HTTP transport answers as iotagent-json (an unknown key is a 404 and a dead letter)")
         with socket.create_connection(("127.0.0.1", mqtt_port), timeout=5):
             pass  # the embedded MQTT broker answers where none did
         assert (data / "outbox.db").exists()

@@ -94,8 +94,9 @@ def _structured(value: Any) -> Any:
         raise ValueError(f"{value[:40]!r} is not JSON") from None
 
 
-def _datetime(value: Any) -> dict[str, str]:
-    return {"@type": "DateTime", "@value": to_utc(value)}
+def _datetime(value: Any) -> str:
+    # A plain UTC string, the "DateTime string" of NGSI-LD clause 4.6.3 (see the engine's _observed_date_time).
+    return to_utc(value)
 
 
 def _relationship(value: Any) -> dict[str, Any]:

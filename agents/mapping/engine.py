@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import orjson
+
 from agents.mapping.attributes import Builder, attribute_builder
 from agents.mapping.jexl import JexlError, evaluate, variables
 from agents.mapping.timestamps import to_utc
 from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert, device_measurement, profile_for
 
-__all__ = ["DeviceConfig", "map_measure", "entity_id", "merge_config"]
+__all__ = ["DeviceConfig", "entity_id", "map_measure", "merge_config"]
 
 Doc = dict[str, Any]
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
@@ -92,8 +94,8 @@ def merge_config(device: Doc | None, group: Doc | None, *, device_id: str, apike
     return DeviceConfig(
         device_id=device_id,
         apikey=apikey,
-        service=d.get("service", g.get("service", "")),
-        service_path=d.get("service_path", g.get("subservice", "/")),
+        service=str(d.get("service", g.get("service", "")) or ""),
+        service_path=str(d.get("service_path", g.get("subservice", "/")) or "/"),
         entity_type=entity_type,
         entity_name=d.get("entity_name") or device_id,
         attributes=attributes,
@@ -155,6 +157,8 @@ class _ProfilePlan:
 
     measurements: dict[str, tuple[Measurement, Builder]]  # by lower-cased key or alias
     controlled: tuple[str, ...]
+    period: tuple[str, ...]  # DateTime members the model requires (Profile.period)
+    units: dict[str, str]  # Smart Data Model attribute -> its unit code, for provisioned attributes without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,9 @@ class _Plan:
 def _compile(cfg: DeviceConfig) -> _Plan:
     """The plan of a configuration, with no measure yet (a bad value in it fails the measures that use it)."""
     main_id = cfg.id
-    attributes = tuple(_attribute(a, cfg.entity_type) for a in cfg.attributes if a.get("name"))
+    profile = _profile_plan(cfg.profile) if cfg.profile is not None else None
+    units = profile.units if profile is not None else {}
+    attributes = tuple(_attribute(a, cfg.entity_type, units) for a in cfg.attributes if a.get("name"))
     explicit = _explicit_rule(cfg.explicit_attrs)
     evaluates = isinstance(explicit, str) or any(
         a.expression is not None or (a.entity is not None and a.entity.id is None) for a in attributes
@@ -188,12 +194,12 @@ def _compile(cfg: DeviceConfig) -> _Plan:
         statics=tuple(_static(s) for s in cfg.static_attributes if s.get("name") and "value" in s),
         context=context,
         explicit=explicit,
-        profile=_profile_plan(cfg.profile) if cfg.profile is not None else None,
+        profile=profile,
         device_entity_id=entity_id("Device", cfg.device_id),
     )
 
 
-def _attribute(attr: Doc, entity_type: str) -> _Attribute:
+def _attribute(attr: Doc, entity_type: str, units: dict[str, str]) -> _Attribute:
     name = attr["name"]
     expression = attr.get("expression")
     entity = None
@@ -201,9 +207,15 @@ def _attribute(attr: Doc, entity_type: str) -> _Attribute:
         etype = attr.get("entity_type") or entity_type
         raw = str(attr["entity_name"])
         entity = _Entity(etype, raw, entity_id(etype, raw) if _URI.match(raw) else None)
+    metadata = attr.get("metadata")
+    unit = units.get(name) if entity is None else None
+    if unit is not None and not (isinstance(metadata, dict) and "unitCode" in metadata):
+        # A FIWARE-style mapping onto a profile's attribute ({"object_id": "l", "name": "LAeq"}) says no unit:
+        # the Smart Data Model's is the only one the value can be in, so it gets it as the profile would.
+        metadata = {**(metadata if isinstance(metadata, dict) else {}), "unitCode": {"type": "Text", "value": unit}}
     return _Attribute(
         name=name, key=attr.get("object_id") or name, type_name=attr.get("type"),
-        build=attribute_builder(attr.get("type"), attr.get("metadata")),
+        build=attribute_builder(attr.get("type"), metadata),
         expression=str(expression) if expression else None, skip=attr.get("skipValue", _NO_SKIP), entity=entity,
     )
 
@@ -251,7 +263,8 @@ def _profile_plan(profile: Profile) -> _ProfilePlan:
             unit = {"unitCode": {"type": "Text", "value": found.unit_code}} if found.unit_code else None
             builders[found] = attribute_builder("Number", unit)
         measurements.setdefault(key.lower(), (found, builders[found]))
-    return _ProfilePlan(measurements, tuple(profile.controlled_properties()))
+    units = {m.attribute: m.unit_code for m in profile.measurements if m.unit_code}
+    return _ProfilePlan(measurements, tuple(profile.controlled_properties()), profile.period, units)
 
 
 #: device_measurement by lower-cased key, which is all it matches on
@@ -261,16 +274,31 @@ _DEVICE_MEASUREMENTS = {k.lower(): device_measurement(k) for m in DEVICE_MEASURE
 # -- mapping one measure group ------------------------------------------------------------------------
 
 class _Update:
-    """The entities of one update while they are built: the device's own first, others in order of use."""
+    """The entities of one update while they are built: the device's own first, others in order of use.
 
-    __slots__ = ("cfg", "observed", "allowed", "allowed_oids", "main", "others")
+    A value that its attribute cannot take is refused alone when `dropped` is a list (it is appended there,
+    the other attributes are kept, as iotagent-node-lib keeps them), and fails the whole measure when it is None.
+    """
 
-    def __init__(self, cfg: DeviceConfig, observed: str, explicit: Explicit, main: Doc) -> None:
+    __slots__ = ("allowed", "allowed_oids", "cfg", "dropped", "kept", "main", "max_length", "observed", "others")
+
+    def __init__(self, cfg: DeviceConfig, observed: str, explicit: Explicit, main: Doc,
+                 dropped: list[Rejected] | None, max_length: int) -> None:
         self.cfg = cfg
         self.observed = observed
         _, self.allowed, self.allowed_oids = explicit
         self.main = main
         self.others: dict[str, Doc] = {}
+        self.dropped = dropped
+        self.kept = 0  # measured attributes (not static ones) put so far
+        self.max_length = max_length
+
+    def refuse(self, reason: str, detail: str, name: str) -> None:
+        """Refuse one attribute: collected when partial acceptance is on, else the whole measure fails."""
+        rejection = Rejected(reason, detail, apikey=self.cfg.apikey, device_id=self.cfg.device_id, attribute=name)
+        if self.dropped is None:
+            raise rejection
+        self.dropped.append(rejection)
 
     def entity(self, eid: str, etype: str) -> Doc:
         """The document of an entity by id, made on first use."""
@@ -281,25 +309,47 @@ class _Update:
             doc = self.others[eid] = {"id": eid, "type": etype}
         return doc
 
-    def put(self, target: Doc, name: str, oid: str, type_name: Any, build: Builder, value: Any) -> None:
+    def put(self, target: Doc, name: str, oid: str, type_name: Any, build: Builder, value: Any,
+            measured: bool = True) -> None:
         """Add an attribute (observed now unless its metadata says when) if explicitAttrs lets it through."""
         allowed = self.allowed
         if allowed is not None and name not in allowed and oid not in self.allowed_oids:
             return
+        if self.max_length and type(value) is not int and type(value) is not float and _too_long(value, self.max_length):
+            self.refuse("too_long", f"attribute {name!r}: a value of more than {self.max_length} characters", name)
+            return
         try:
             attr = build(value)
         except ValueError as exc:
-            raise _reject("wrong_type", f"attribute {name!r} ({type_name}): {exc}", self.cfg) from None
+            self.refuse("wrong_type", f"attribute {name!r} ({type_name}): {exc}", name)
+            return
         attr.setdefault("observedAt", self.observed)
         target[name] = attr
+        if measured:
+            self.kept += 1
 
     def docs(self) -> list[Doc]:
         """The device's entity, and the others that got an attribute."""
         return [self.main, *(doc for doc in self.others.values() if len(doc) > 2)]
 
 
-def map_measure(cfg: DeviceConfig, measure: Doc, received_at: str) -> list[Doc]:
-    """The normalized NGSI-LD entities (no @context) one measure group gives, main entity first."""
+def _too_long(value: Any, limit: int) -> bool:
+    """Whether a value is over the length limit: a string by its characters, a structure by its JSON."""
+    if isinstance(value, str):
+        return len(value) > limit
+    if isinstance(value, (dict, list)):
+        return len(orjson.dumps(value)) > limit
+    return False
+
+
+def map_measure(cfg: DeviceConfig, measure: Doc, received_at: str, dropped: list[Rejected] | None = None,
+                max_length: int = 0) -> list[Doc]:
+    """The normalized NGSI-LD entities (no @context) one measure group gives, main entity first.
+
+    With a `dropped` list, a value its attribute cannot take (wrong type, over `max_length` characters)
+    is refused alone and appended there; a measure all of whose values were refused gives no entity.
+    Without one, such a value raises Rejected for the whole measure.
+    """
     try:
         observed = to_utc(measure[TIME_INSTANT], cfg.timezone) if TIME_INSTANT in measure else to_utc(received_at)
     except ValueError as exc:
@@ -307,16 +357,23 @@ def map_measure(cfg: DeviceConfig, measure: Doc, received_at: str) -> list[Doc]:
     plan = cfg.plan
     ctx = None if plan.context is None else {**measure, **plan.context}
     explicit = _evaluated_explicit(cfg, plan.explicit, ctx) if isinstance(plan.explicit, str) else plan.explicit
-    update = _Update(cfg, observed, explicit, {"id": plan.main_id, "type": cfg.entity_type})
+    update = _Update(cfg, observed, explicit, {"id": plan.main_id, "type": cfg.entity_type}, dropped, max_length)
+    refused_before = len(dropped) if dropped is not None else 0
     consumed = _map_provisioned(plan, update, measure, ctx)
     readings = _map_unprovisioned(plan, update, measure, consumed, keep_unmapped=explicit[0])
+    if dropped is not None and update.kept == 0 and not readings and len(dropped) > refused_before:
+        return []  # every value of the measure was refused: nothing of it to say
     main = update.main
     for static in plan.statics:
-        update.put(main, static.name, static.name, static.type_name, static.build, static.value)
+        update.put(main, static.name, static.name, static.type_name, static.build, static.value, measured=False)
     if cfg.timestamp:
         main[TIME_INSTANT] = _observed_date_time(observed)
     if plan.profile is not None:
         main.setdefault("dateObserved", _observed_date_time(observed))
+        # NoiseLevelObserved requires the period a level covers; a measure that does not say it
+        # (dateObservedFrom/To attributes or measures) covers the instant it was observed at.
+        for member in plan.profile.period:
+            main.setdefault(member, _observed_date_time(observed))
         main.setdefault("refDevice", {"type": "Relationship", "object": plan.device_entity_id, "observedAt": observed})
     docs = update.docs()
     if plan.profile is not None:
@@ -385,7 +442,7 @@ def _map_unprovisioned(plan: _Plan, update: _Update, measure: Doc, consumed: set
                 try:
                     readings[device_m.attribute] = convert(device_m, value)
                 except ValueError as exc:
-                    raise _reject("wrong_type", f"measure {key!r}: {exc}", update.cfg) from None
+                    update.refuse("wrong_type", f"measure {key!r}: {exc}", device_m.attribute)
                 continue
             found = profile.measurements.get(folded)
         if not keep_unmapped and update.allowed is None:
@@ -395,7 +452,8 @@ def _map_unprovisioned(plan: _Plan, update: _Update, measure: Doc, consumed: set
             try:
                 number = convert(m, value)
             except ValueError as exc:
-                raise _reject("wrong_type", f"measure {key!r} ({m.attribute}): {exc}", update.cfg) from None
+                update.refuse("wrong_type", f"measure {key!r} ({m.attribute}): {exc}", m.attribute)
+                continue
             update.put(update.main, m.attribute, key, "Number", build, number)
         else:
             type_name, build = _inferred(value)
@@ -418,7 +476,9 @@ def _inferred(value: Any) -> tuple[str, Builder]:
 
 
 def _observed_date_time(observed: str) -> Doc:
-    return {"type": "Property", "value": {"@type": "DateTime", "@value": observed}, "observedAt": observed}
+    # A DateTime is a plain UTC string (clause 4.6.3, "DateTime string"), as the Smart Data Models' JSON
+    # Schemas (format date-time) and QuantumLeap's API have it: it reads back unchanged from both.
+    return {"type": "Property", "value": observed, "observedAt": observed}
 
 
 def _device_entity(plan: _Plan, observed: str, readings: Doc) -> Doc:
@@ -427,7 +487,7 @@ def _device_entity(plan: _Plan, observed: str, readings: Doc) -> Doc:
         "id": plan.device_entity_id,
         "type": "Device",
         "controlledProperty": {"type": "Property", "value": list(plan.profile.controlled)},
-        "dateLastValueReported": {"type": "Property", "value": {"@type": "DateTime", "@value": observed}},
+        "dateLastValueReported": {"type": "Property", "value": observed},
     }
     for name, value in readings.items():
         doc[name] = {"type": "Property", "value": value, "observedAt": observed}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Measurement", "Profile", "PROFILES", "profile_for", "percent_to_fraction", "DEVICE_MEASUREMENTS"]
+__all__ = ["DEVICE_MEASUREMENTS", "PROFILES", "Measurement", "Profile", "percent_to_fraction", "profile_for"]
 
 
 def _identity(x: float) -> float:
@@ -44,9 +44,14 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    """A Smart Data Model the mapping engine fills: its measurements, and the members its schema requires."""
+
     model: str
     subject: str  # dataModel.Environment, dataModel.Weather
     measurements: tuple[Measurement, ...]
+    #: DateTime members the model requires for the period a measure covers (NoiseLevelObserved's
+    #: dateObservedFrom/dateObservedTo); the engine gives them the observation time unless the measure has them
+    period: tuple[str, ...] = ()
 
     def lookup(self, key: str) -> Measurement | None:
         folded = key.lower()

@@ -14,4 +14,6 @@ PROFILE = Profile(
         M("las", "LAS", DB, controlled_property="noiseLevel"),
         M("laeq_d", "LAeq_d", DB, aliases=("lday", "ld"), controlled_property="noiseLevel"),
     ),
+    # required by NoiseLevelObserved_schema.json ("required": [..., "dateObservedFrom", "dateObservedTo", ...])
+    period=("dateObservedFrom", "dateObservedTo"),
 )

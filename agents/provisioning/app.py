@@ -1,22 +1,26 @@
-"""The provisioning app (port 4041): groups, devices, about/version, metrics, rejected messages.
+"""The provisioning app (port 4041): groups, devices, about/version, metrics, diagnostics.
 
     app = create_provisioning_app(settings, registry, metrics)
 
 The registry is opened and closed by whoever owns it (the `metropole run`
-wiring); pass ``own_registry=True`` to let the app's lifespan do it.
+wiring); pass ``own_registry=True`` to let the app's lifespan do it. The
+runtime also passes its outbox (the tenant-scoped outbox routes and counts in
+/metrics), provisioning hooks and the command service's NGSI-LD routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from adapters.outbox import Outbox
 from agents.metrics import CONTENT_TYPE, Metrics
-from agents.provisioning import devices, errors, groups
-from agents.provisioning.deps import page
+from agents.provisioning import devices, diagnostics, errors, groups
+from agents.provisioning.hooks import Hooks
 from agents.registry import Registry
 from agents.settings import VERSION, AgentSettings
 from web.resources import ResourcePaths
@@ -25,8 +29,10 @@ LIB_VERSION = "4.0.0"  # the iotagent-node-lib provisioning API this one follows
 
 
 def create_provisioning_app(
-    settings: AgentSettings, registry: Registry, metrics: Metrics, *, own_registry: bool = False
+    settings: AgentSettings, registry: Registry, metrics: Metrics, *, own_registry: bool = False,
+    outbox: Outbox | None = None, hooks: Hooks | None = None, routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
+    """The FastAPI app of the provisioning API."""
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if own_registry:
@@ -46,8 +52,12 @@ def create_provisioning_app(
     async def server_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"name": "SERVER_ERROR", "message": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
-    app.include_router(groups.router(registry))
-    app.include_router(devices.router(registry))
+    hooks = hooks or Hooks(check_cbroker=False)
+    app.include_router(groups.router(registry, hooks))
+    app.include_router(devices.router(registry, hooks))
+    app.include_router(diagnostics.router(registry, outbox))
+    for extra in routers:
+        app.include_router(extra)
 
     @app.get("/iot/about")
     async def about() -> JSONResponse:
@@ -61,22 +71,8 @@ def create_provisioning_app(
 
     @app.get("/metrics")
     async def prometheus() -> Response:
+        if outbox is not None:
+            await asyncio.to_thread(diagnostics.refresh_gauges, outbox, metrics)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    @app.get("/iot/rejections")
-    async def rejections(request: Request) -> JSONResponse:
-        """Dead letters, newest first; filter with reason, apikey, device_id, service; page with limit, offset."""
-        limit, offset = page(request)
-        q = request.query_params
-        result = await registry.list_dead_letters(
-            reason=q.get("reason"), apikey=q.get("apikey"), device_id=q.get("device_id"), service=q.get("service"),
-            limit=100 if limit is None else limit, offset=offset,
-        )
-        return JSONResponse({"count": result.count, "rejections": result.items})
-
-    @app.delete("/iot/rejections")
-    async def purge_rejections(request: Request) -> Response:
-        await registry.purge_dead_letters(request.query_params.get("before"))
-        return Response(status_code=204)
 
     return app

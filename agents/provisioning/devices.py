@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents.provisioning import schemas
 from agents.provisioning.deps import body, page, scope
 from agents.provisioning.errors import BadRequest, DeviceNotFound, DuplicateDevice
+from agents.provisioning.hooks import Hooks
+from agents.provisioning.validation import check_device
 from agents.registry import Duplicate, Registry
 
 #: fields fixed at creation: they link the device to its entity (iotagent-node-lib refuses to change them)
 _FIXED = ("device_id", "service", "service_path")
 
 
-def router(registry: Registry) -> APIRouter:
+async def _group_of(registry: Registry, device: dict[str, Any]) -> dict[str, Any] | None:
+    """The group a device's apikey names, if any (its entity_type completes the device's)."""
+    apikey = device.get("apikey")
+    if not apikey:
+        return None
+    groups = await registry.groups_by_apikey(str(apikey))
+    return groups[0] if groups else None
+
+
+def router(registry: Registry, hooks: Hooks | None = None) -> APIRouter:
+    """The device routes."""
     api = APIRouter()
+    hooks = hooks or Hooks()
 
     @api.get("/iot/devices")
     async def list_devices(request: Request) -> JSONResponse:
@@ -28,6 +43,8 @@ def router(registry: Registry) -> APIRouter:
     async def create_devices(request: Request) -> JSONResponse:
         service, subservice = scope(request)
         items = schemas.devices(await body(request))
+        for i, d in enumerate(items):
+            check_device(d, f"devices[{i}]", await _group_of(registry, d))
         seen: set[str] = set()
         for d in items:
             if d["device_id"] in seen or await registry.get_device(service, subservice, d["device_id"]) is not None:
@@ -39,6 +56,7 @@ def router(registry: Registry) -> APIRouter:
                 await registry.create_device(doc)
             except Duplicate:
                 raise DuplicateDevice(d["device_id"]) from None
+            await hooks.device_changed(None, doc)
         return JSONResponse({}, status_code=201)
 
     @api.get("/iot/devices/{device_id}")
@@ -59,14 +77,18 @@ def router(registry: Registry) -> APIRouter:
         if current is None:
             raise DeviceNotFound(device_id)
         updated = {**current, **{k: v for k, v in changes.items() if k not in _FIXED}}
+        check_device(updated, "device", await _group_of(registry, updated))
         await registry.replace_device(updated)
+        await hooks.device_changed(current, updated)
         return Response(status_code=204)
 
     @api.delete("/iot/devices/{device_id}")
     async def delete_device(device_id: str, request: Request) -> Response:
         service, subservice = scope(request)
-        if not await registry.delete_device(service, subservice, device_id):
+        current = await registry.get_device(service, subservice, device_id)
+        if current is None or not await registry.delete_device(service, subservice, device_id):
             raise DeviceNotFound(device_id)
+        await hooks.device_changed(current, None)
         return Response(status_code=204)
 
     return api

@@ -4,6 +4,7 @@
      +-- MissingHeaders      400 MISSING_HEADERS
      +-- WrongSyntax         400 WRONG_SYNTAX
      +-- BadRequest          400 BAD_REQUEST
+     |    +-- InvalidField   400 BAD_REQUEST, naming the field (`field` member)
      +-- DeviceNotFound      404 DEVICE_NOT_FOUND
      +-- GroupNotFound       404 DEVICE_GROUP_NOT_FOUND
      +-- DuplicateDevice     409 DUPLICATE_DEVICE_ID
@@ -47,6 +48,14 @@ class BadRequest(ProvisioningError):
     status, name = 400, "BAD_REQUEST"
 
 
+class InvalidField(BadRequest):
+    """A configuration that could never work, with the field at fault (agents.provisioning.validation)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
 class DeviceNotFound(ProvisioningError):
     status, name = 404, "DEVICE_NOT_FOUND"
 
@@ -80,4 +89,7 @@ class DuplicateGroup(ProvisioningError):
 
 async def handle(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProvisioningError)
-    return JSONResponse({"name": exc.name, "message": exc.message}, status_code=exc.status)
+    body = {"name": exc.name, "message": exc.message}
+    if isinstance(exc, InvalidField):
+        body["field"] = exc.field
+    return JSONResponse(body, status_code=exc.status)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents.provisioning import schemas
 from agents.provisioning.deps import body, page, query, scope
 from agents.provisioning.errors import DuplicateGroup, GroupNotFound
+from agents.provisioning.hooks import Hooks
+from agents.provisioning.validation import check_cbroker, check_group
 from agents.registry import Duplicate, Registry
 
 #: path -> the member holding the groups in bodies and answers
@@ -15,14 +19,23 @@ PATHS = {"/iot/groups": "groups", "/iot/services": "services", "/iot/configGroup
 _API_TO_STORED = {"type": "entity_type"}
 
 
-def _stored(group: dict, service: str, subservice: str) -> dict:
+def _stored(group: dict[str, Any], service: str, subservice: str) -> dict[str, Any]:
     doc = {_API_TO_STORED.get(k, k): v for k, v in group.items() if k not in ("service", "subservice")}
     doc["service"], doc["subservice"] = service, subservice
     return doc
 
 
-def router(registry: Registry) -> APIRouter:
+async def _checked(group: dict[str, Any], where: str, hooks: Hooks) -> None:
+    check_group(group, where)
+    cbroker = group.get("cbroker") or group.get("cbHost")
+    if cbroker and hooks.check_cbroker:
+        await check_cbroker(str(cbroker), f"{where}.cbroker")
+
+
+def router(registry: Registry, hooks: Hooks | None = None) -> APIRouter:
+    """The group routes, under the three paths the FIWARE agents answer on."""
     api = APIRouter()
+    hooks = hooks or Hooks()
 
     for path, key in PATHS.items():
 
@@ -35,6 +48,8 @@ def router(registry: Registry) -> APIRouter:
         async def create_groups(request: Request, key: str = key) -> JSONResponse:
             service, subservice = scope(request)
             items = [_stored(g, service, subservice) for g in schemas.groups(await body(request), key)]
+            for i, g in enumerate(items):
+                await _checked(g, f"{key}[{i}]", hooks)
             seen: set[tuple[str, str]] = set()
             for g in items:
                 pair = (g["resource"], g["apikey"])
@@ -46,6 +61,8 @@ def router(registry: Registry) -> APIRouter:
             except Duplicate as exc:
                 resource, _, apikey = str(exc).partition("|")
                 raise DuplicateGroup(resource, apikey) from None
+            for g in items:
+                await hooks.group_changed(None, g)
             return JSONResponse({}, status_code=201)
 
         async def update_group(request: Request) -> Response:
@@ -57,14 +74,21 @@ def router(registry: Registry) -> APIRouter:
                 raise GroupNotFound(["service", "subservice", "resource", "apikey"], [service, subservice, resource, apikey])
             updated = {**current, **_stored(changes, service, subservice)}
             updated["resource"], updated["apikey"] = resource, apikey  # the key of a group does not change
+            if any(k in changes for k in ("cbroker", "cbHost")):
+                await _checked(updated, "group", hooks)
+            else:
+                check_group(updated, "group")
             await registry.replace_group(service, subservice, resource, apikey, updated)
+            await hooks.group_changed(current, updated)
             return Response(status_code=204)
 
         async def delete_group(request: Request) -> Response:
             service, subservice = scope(request)
             resource, apikey = query(request, "resource", "apikey")
-            if not await registry.delete_group(service, subservice, resource, apikey):
+            current = await registry.get_group(service, subservice, resource, apikey)
+            if current is None or not await registry.delete_group(service, subservice, resource, apikey):
                 raise GroupNotFound(["service", "subservice", "resource", "apikey"], [service, subservice, resource, apikey])
+            await hooks.group_changed(current, None)
             return Response(status_code=204)
 
         api.add_api_route(path, list_groups, methods=["GET"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Registry", "Duplicate", "Page", "DeadLetter", "SCHEMA"]
+__all__ = ["MIGRATIONS", "SCHEMA", "DeadLetter", "Duplicate", "Page", "Registry"]
 
 Doc = dict[str, Any]
 
@@ -43,6 +43,7 @@ class DeadLetter:
     service: str = ""
     service_path: str = ""
     payload: str = ""
+    attribute: str | None = None  # the one attribute refused, when the rest of the message was kept
     extra: Doc = field(default_factory=dict)
 
 
@@ -58,8 +59,21 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS agent_dead_letters (
         id {serial} PRIMARY KEY, received_at TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
         transport TEXT NOT NULL, protocol TEXT NOT NULL, apikey TEXT NOT NULL, device_id TEXT NOT NULL,
-        topic TEXT, service TEXT NOT NULL, service_path TEXT NOT NULL, payload TEXT NOT NULL)""",
+        topic TEXT, service TEXT NOT NULL, service_path TEXT NOT NULL, payload TEXT NOT NULL, attribute TEXT)""",
     "CREATE INDEX IF NOT EXISTS agent_dead_letters_reason ON agent_dead_letters (reason)",
+    "CREATE INDEX IF NOT EXISTS agent_dead_letters_service ON agent_dead_letters (service, service_path)",
+    # Commands on their way to devices (agents.commands): one per device and command name, as
+    # iotagent-node-lib's command registry keeps them (a newer value replaces a pending one).
+    """CREATE TABLE IF NOT EXISTS agent_commands (
+        service TEXT NOT NULL, subservice TEXT NOT NULL, device_id TEXT NOT NULL, name TEXT NOT NULL,
+        value TEXT NOT NULL, status TEXT NOT NULL, polling INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (service, subservice, device_id, name))""",
+    "CREATE INDEX IF NOT EXISTS agent_commands_expiry ON agent_commands (expires_at)",
+)
+
+#: columns added after a store may have been created: (table, column, SQL type), added at open when missing
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("agent_dead_letters", "attribute", "TEXT"),
 )
 
 
@@ -71,7 +85,56 @@ def _load(text: Any) -> Doc:
     return orjson.loads(text)  # type: ignore[no-any-return]
 
 
-class Registry(abc.ABC):
+class CommandsMixin(abc.ABC):
+    """Pending commands: what `agents.commands` keeps between the NGSI-LD update and the device's answer."""
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
+
+    @abc.abstractmethod
+    async def _execute(self, sql: str, *args: Any) -> int: ...
+
+    async def put_command(self, service: str, subservice: str, device_id: str, name: str, value: Any, status: str,
+                          polling: bool, created_at: float, expires_at: float) -> None:
+        """Keep a command (replacing a pending one of the same name)."""
+        await self._execute("DELETE FROM agent_commands WHERE service = ? AND subservice = ? AND device_id = ?"
+                            " AND name = ?", service, subservice, device_id, name)
+        await self._execute(
+            "INSERT INTO agent_commands (service, subservice, device_id, name, value, status, polling, created_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            service, subservice, device_id, name, _dump({"v": value}), status, int(polling), created_at, expires_at)
+
+    async def commands_of(self, service: str, subservice: str, device_id: str,
+                          status: str | None = None) -> list[Doc]:
+        """A device's commands, oldest first (of one status when given)."""
+        sql = ("SELECT name, value, status, polling, created_at, expires_at FROM agent_commands WHERE service = ?"
+               " AND subservice = ? AND device_id = ?")
+        args: list[Any] = [service, subservice, device_id]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        rows = await self._fetch(sql + " ORDER BY created_at, name", *args)
+        return [{"name": r[0], "value": _load(r[1])["v"], "status": r[2], "polling": bool(r[3]), "created_at": r[4],
+                 "expires_at": r[5]} for r in rows]
+
+    async def set_command_status(self, service: str, subservice: str, device_id: str, name: str, status: str) -> bool:
+        n = await self._execute("UPDATE agent_commands SET status = ? WHERE service = ? AND subservice = ?"
+                                " AND device_id = ? AND name = ?", status, service, subservice, device_id, name)
+        return n > 0
+
+    async def remove_command(self, service: str, subservice: str, device_id: str, name: str) -> bool:
+        n = await self._execute("DELETE FROM agent_commands WHERE service = ? AND subservice = ? AND device_id = ?"
+                                " AND name = ?", service, subservice, device_id, name)
+        return n > 0
+
+    async def expired_commands(self, now: float) -> list[Doc]:
+        """Commands whose time ran out, with their device's keys."""
+        rows = await self._fetch("SELECT service, subservice, device_id, name FROM agent_commands WHERE expires_at <= ?"
+                                 " ORDER BY expires_at", now)
+        return [{"service": r[0], "subservice": r[1], "device_id": r[2], "name": r[3]} for r in rows]
+
+
+class Registry(CommandsMixin):
     """Storage of groups, devices and dead letters; SQL written once with `?` placeholders.
 
     `generation` goes up after every write to groups or devices (whether it
@@ -228,35 +291,45 @@ class Registry(abc.ABC):
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self._execute(
             "INSERT INTO agent_dead_letters (received_at, reason, detail, transport, protocol, apikey, device_id,"
-            " topic, service, service_path, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " topic, service, service_path, payload, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             letter.received_at, letter.reason, letter.detail, letter.transport, letter.protocol, letter.apikey,
-            letter.device_id, letter.topic, letter.service, letter.service_path, letter.payload,
+            letter.device_id, letter.topic, letter.service, letter.service_path, letter.payload, letter.attribute,
         )
 
-    async def list_dead_letters(
-        self, *, reason: str | None = None, apikey: str | None = None, device_id: str | None = None,
-        service: str | None = None, limit: int | None = 100, offset: int = 0,
-    ) -> Page:
+    @staticmethod
+    def _dead_letter_filter(service: str | None, service_path: str | None, **equal: str | None) -> tuple[str, list[Any]]:
         clauses, args = [], []
-        for column, value in (("reason", reason), ("apikey", apikey), ("device_id", device_id), ("service", service)):
+        for column, value in (("service", service), ("service_path", service_path), *equal.items()):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    async def list_dead_letters(
+        self, *, reason: str | None = None, apikey: str | None = None, device_id: str | None = None,
+        service: str | None = None, service_path: str | None = None, limit: int | None = 100, offset: int = 0,
+    ) -> Page:
+        """Rejected messages, newest first; `service`/`service_path` scope them to a tenant (None: any)."""
+        where, args = self._dead_letter_filter(service, service_path, reason=reason, apikey=apikey,
+                                               device_id=device_id)
         count = (await self._fetch(f"SELECT COUNT(*) FROM agent_dead_letters{where}", *args))[0][0]
         rows = await self._fetch(
             "SELECT id, received_at, reason, detail, transport, protocol, apikey, device_id, topic, service,"
-            f" service_path, payload FROM agent_dead_letters{where} ORDER BY id DESC" + _page(limit, offset),
+            f" service_path, payload, attribute FROM agent_dead_letters{where} ORDER BY id DESC" + _page(limit, offset),
             *args,
         )
         keys = ("id", "received_at", "reason", "detail", "transport", "protocol", "apikey", "device_id", "topic",
-                "service", "service_path", "payload")
+                "service", "service_path", "payload", "attribute")
         return Page(int(count), [dict(zip(keys, r)) for r in rows])
 
-    async def purge_dead_letters(self, before: str | None = None) -> int:
-        if before is None:
-            return await self._execute("DELETE FROM agent_dead_letters")
-        return await self._execute("DELETE FROM agent_dead_letters WHERE received_at < ?", before)
+    async def purge_dead_letters(self, before: str | None = None, *, service: str | None = None,
+                                 service_path: str | None = None) -> int:
+        """Delete rejected messages (of one tenant when `service` is given), those before `before` if given."""
+        where, args = self._dead_letter_filter(service, service_path)
+        if before is not None:
+            where += (" AND" if where else " WHERE") + " received_at < ?"
+            args.append(before)
+        return await self._execute(f"DELETE FROM agent_dead_letters{where}", *args)
 
 
 def _page(limit: int | None, offset: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from agents.registry.base import SCHEMA, Duplicate, Registry
+from agents.registry.base import MIGRATIONS, SCHEMA, Duplicate, Registry
 
 __all__ = ["PostgresRegistry"]
 
@@ -36,6 +36,8 @@ class PostgresRegistry(Registry):
             await conn.execute(f'SET search_path TO "{self.schema}"')
             for statement in SCHEMA:
                 await conn.execute(statement.format(serial="BIGSERIAL").replace("created_seq BIGSERIAL", "created_seq BIGSERIAL"))
+            for table, column, kind in MIGRATIONS:
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         finally:
             await conn.close()
         self._pool = await asyncpg.create_pool(

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agents.registry.base import SCHEMA, Duplicate, Registry
+from agents.registry.base import MIGRATIONS, SCHEMA, Duplicate, Registry
 
 __all__ = ["SQLiteRegistry"]
 
@@ -28,6 +28,9 @@ class SQLiteRegistry(Registry):
         conn.execute("PRAGMA busy_timeout=5000")
         for statement in SCHEMA:
             conn.execute(statement.format(serial="INTEGER"))
+        for table, column, kind in MIGRATIONS:
+            if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         conn.execute(
             "CREATE TRIGGER IF NOT EXISTS agent_devices_seq AFTER INSERT ON agent_devices BEGIN "
             "UPDATE agent_devices SET created_seq = NEW.rowid WHERE rowid = NEW.rowid; END"
@@ -50,7 +53,9 @@ class SQLiteRegistry(Registry):
             return cur.fetchall() if fetch else cur.rowcount
 
     async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return await asyncio.to_thread(self._run, sql, args, True)  # type: ignore[no-any-return]
+        rows: list[tuple[Any, ...]] = await asyncio.to_thread(self._run, sql, args, True)
+        return rows
 
     async def _execute(self, sql: str, *args: Any) -> int:
-        return await asyncio.to_thread(self._run, sql, args, False)  # type: ignore[no-any-return]
+        count: int = await asyncio.to_thread(self._run, sql, args, False)
+        return count

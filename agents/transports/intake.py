@@ -25,22 +25,37 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from adapters.outbox import Outbox, OutboxItem
-from agents.messages import EntityUpdate, Inbound
+from agents.messages import EntityUpdate, Inbound, Outcome
 from agents.metrics import Metrics
 
-__all__ = ["Intake", "Done", "to_outbox_item"]
+__all__ = ["Done", "Intake", "Waiter", "to_outbox_item"]
 
 log = logging.getLogger("metropole.agents.intake")
 
 Done = Callable[[bool], None]
-Ingest = Callable[[Inbound], Sequence[EntityUpdate] | Awaitable[Sequence[EntityUpdate]]]
+Ingest = Callable[[Inbound], Sequence[EntityUpdate] | Outcome | Awaitable[Sequence[EntityUpdate] | Outcome]]
+
+
+class Waiter:
+    """The callback of a request/response transport's message: resolves a future with what became of it."""
+
+    __slots__ = ("future", "outcome")
+
+    def __init__(self, future: asyncio.Future[bool]) -> None:
+        self.future = future
+        self.outcome: Outcome | None = None  # set when the ingestor returns an Outcome
+
+    def __call__(self, ok: bool) -> None:
+        if not self.future.done():
+            self.future.set_result(ok)
 
 
 def to_outbox_item(update: EntityUpdate, accepted_at: float) -> OutboxItem:
     """The outbox row of one entity update; the device key orders rows per device."""
     # positional: building a named tuple from keywords costs twice as much, and this runs twice per measure
     return OutboxItem(update.broker_url or "", update.tenant, tuple(update.context),
-                      f"{update.tenant}|{update.apikey}|{update.device_id}", update.entity, accepted_at)
+                      f"{update.tenant}|{update.apikey}|{update.device_id}", update.entity, accepted_at,
+                      update.service_path)
 
 
 class Intake:
@@ -149,9 +164,14 @@ class Intake:
 
     async def accept(self, message: Inbound) -> bool:
         """Await durability of one message (for request/response transports, in the intake's loop)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.submit(message, lambda ok: future.done() or future.set_result(ok))
-        return await future
+        return (await self.accept_outcome(message))[0]
+
+    async def accept_outcome(self, message: Inbound) -> tuple[bool, Outcome | None]:
+        """Await durability of one message; (durable, what the ingestor said of it when it says: an Outcome)."""
+        waiter = Waiter(asyncio.get_running_loop().create_future())
+        self.submit(message, waiter)
+        ok = await waiter.future
+        return ok, waiter.outcome
 
     # -- the ingest task -----------------------------------------------------------------------------
 
@@ -179,7 +199,7 @@ class Intake:
         items: list[OutboxItem] = []
         now = time.time()
         by_transport: dict[str, int] = {}
-        for message, _ in chunk:
+        for message, done in chunk:
             by_transport[message.transport] = by_transport.get(message.transport, 0) + 1
             try:
                 result = self._ingest(message)
@@ -187,6 +207,10 @@ class Intake:
             except Exception:  # the ingestor records bad input itself; this is a bug, keep going
                 log.exception("ingest failed on %s", message.topic or message.device_id)
                 continue
+            if isinstance(updates, Outcome):
+                if type(done) is Waiter:
+                    done.outcome = updates
+                updates = updates.updates
             items.extend([to_outbox_item(u, now) for u in updates])
         self._count_received(by_transport)
         return items, [done for _, done in chunk]

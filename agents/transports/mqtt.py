@@ -27,7 +27,22 @@ CPU at full load). Here the packets are parsed from whatever one read
 returns, in the event loop that runs the intake, and the PUBACKs of one
 commit leave in one write. Only what a QoS 1 subscriber needs is spoken:
 CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH (QoS 0 and 1) and PUBACK,
-PINGREQ/PINGRESP and DISCONNECT, in MQTT 5 and 3.1.1.
+PINGREQ/PINGRESP and DISCONNECT, in MQTT 5 and 3.1.1; and, for commands,
+PUBLISH of our own at QoS 0 or 1 with the PUBACK that answers it.
+
+Size: a message over the agent's limit (METROPOLE_AGENT_MAX_MESSAGE_BYTES)
+is never held in memory: its start (topic, packet id) is read, the rest
+discarded as it arrives, and it is rejected (`too_large`, counted, in the
+rejections) and acknowledged. In MQTT 5 the CONNECT also sets the Maximum
+Packet Size to 16 times that limit: beyond it the broker itself drops the
+message (MQTT 5 3.1.2.11.4; Mosquitto logs it), so a 20 MB message never
+crosses the network to us.
+
+Client id: the persistent session is the client id's. Two agents with one
+id take the session from each other (MQTT 5 DISCONNECT 0x8E "session taken
+over" from brokers that send it; Mosquitto 2.0.11 does not, and closes the
+connection as in 3.1.1): a 0x8E, or connections the broker closes right
+after they opened, are logged as errors naming the client id.
 """
 
 from __future__ import annotations
@@ -37,16 +52,18 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from agents.messages import Inbound
 from agents.metrics import Metrics
 from agents.transports.intake import Intake
 
-__all__ = ["MEASURE_TOPICS", "MqttOptions", "MqttTransport", "parse_topic", "varint"]
+__all__ = ["COMMAND_RESULT_TOPICS", "MEASURE_TOPICS", "MqttOptions", "MqttTransport", "parse_command_result_topic",
+           "parse_topic", "varint"]
 
 log = logging.getLogger("metropole.agents.mqtt")
 
@@ -58,6 +75,10 @@ MEASURE_TOPICS: tuple[str, ...] = (
     "/ul/+/+/attrs",
     "/ul/+/+/attrs/+",
 )
+#: where devices answer commands (iotagent-json MQTTBinding.js:360, constants CONFIGURATION_COMMAND_UPDATE)
+COMMAND_RESULT_TOPICS: tuple[str, ...] = ("/+/+/cmdexe", "/json/+/+/cmdexe", "/ul/+/+/cmdexe")
+#: a command result handler: (protocol, apikey, device_id, payload) -> awaitable, acknowledged once it returns
+CommandResults = Callable[[str, str, str, bytes], Awaitable[None]]
 _PROTOCOLS = {"json": "json", "ul": "ul"}
 
 
@@ -78,6 +99,7 @@ class MqttOptions:
     password: str | None = None
     reconnect_min: float = 1.0  # seconds before the first reconnection attempt, doubling up to reconnect_max
     reconnect_max: float = 10.0
+    max_message_bytes: int = 0  # a payload beyond is rejected unread (0: no limit); see the module's "Size"
 
 
 def parse_topic(topic: str) -> tuple[str, str, str, str | None] | None:
@@ -98,6 +120,18 @@ def parse_topic(topic: str) -> tuple[str, str, str, str | None] | None:
         return protocol, parts[1], parts[2], None
     if len(parts) == 5 and parts[4]:
         return protocol, parts[1], parts[2], parts[4]
+    return None
+
+
+def parse_command_result_topic(topic: str) -> tuple[str, str, str] | None:
+    """(protocol, apikey, device_id) of a `.../cmdexe` topic, None for any other topic."""
+    parts = topic.split("/")
+    if parts[0] != "" or parts[-1] != "cmdexe":
+        return None
+    if len(parts) == 5 and parts[1] in _PROTOCOLS and parts[2] and parts[3]:
+        return _PROTOCOLS[parts[1]], parts[2], parts[3]
+    if len(parts) == 4 and parts[1] and parts[2]:
+        return "", parts[1], parts[2]
     return None
 
 
@@ -128,7 +162,9 @@ def _now() -> str:
 
 # -- MQTT packets (what a QoS 1 subscriber sends and reads) -------------------------------------
 
-CONNECT, CONNACK, PUBLISH, SUBSCRIBE, SUBACK, PINGRESP, DISCONNECT = 1, 2, 3, 8, 9, 13, 14  # packet types
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGRESP, DISCONNECT = 1, 2, 3, 4, 8, 9, 13, 14  # packet types
+_SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason: another connection took our client id's session
+_PACKET_SLACK = 70_000  # bytes a PUBLISH may have besides its payload (topic up to 65535, properties)
 _PINGREQ = b"\xc0\x00"
 _DISCONNECT = b"\xe0\x00"  # 3.1.1; in MQTT 5 the same bytes mean "normal disconnection", session kept
 _PUBACK = struct.Struct("!BBH")  # 0x40, remaining length 2, packet id (MQTT 5: reason "success" implied)
@@ -142,7 +178,7 @@ _PROPERTY_KINDS = {
     0x1A: _UTF8, 0x1C: _UTF8, 0x1F: _UTF8, 0x21: _TWO, 0x22: _TWO, 0x23: _TWO, 0x24: _BYTE,
     0x25: _BYTE, 0x26: _PAIR, 0x27: _FOUR, 0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
 }
-_SERVER_KEEP_ALIVE, _REASON_STRING = 0x13, 0x1F
+_SERVER_KEEP_ALIVE, _REASON_STRING, _MAXIMUM_PACKET_SIZE = 0x13, 0x1F, 0x27
 
 
 class ProtocolError(Exception):
@@ -197,8 +233,17 @@ def connect_packet(options: MqttOptions) -> bytes:
     if v5:
         props = (b"\x11" + options.session_expiry.to_bytes(4, "big")
                  + b"\x21" + min(options.receive_maximum, 65535).to_bytes(2, "big"))
+        if options.max_message_bytes:
+            cap = min(options.max_message_bytes * 16 + _PACKET_SLACK, 268_435_455)
+            props += bytes([_MAXIMUM_PACKET_SIZE]) + cap.to_bytes(4, "big")
         head += varint(len(props)) + props
     return _packet(CONNECT, 0, head + payload)
+
+
+def publish_packet(topic: str, payload: bytes, qos: int, mid: int, v5: bool) -> bytes:
+    """PUBLISH at QoS 0 or 1 (a command to a device)."""
+    body = _string(topic) + (mid.to_bytes(2, "big") if qos else b"") + (b"\x00" if v5 else b"") + payload
+    return _packet(PUBLISH, qos << 1, body)
 
 
 def subscribe_packet(topics: list[str], v5: bool) -> bytes:
@@ -256,7 +301,7 @@ def _suback_codes(body: bytes, v5: bool) -> bytes:
 
 # -- one connection ---------------------------------------------------------------------------
 
-Route = tuple[str, str, str, str | None, str]  # protocol, apikey, device_id, attribute, topic
+Route = tuple[str, str, str, str | None, str, bool]  # protocol, apikey, device_id, attribute, topic, is cmdexe
 
 
 class _Connection(asyncio.Protocol):
@@ -273,6 +318,11 @@ class _Connection(asyncio.Protocol):
         self.suback: asyncio.Future[bytes] = self._loop.create_future()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self.last_received = time.monotonic()
+        self.taken_over = False  # the broker said another connection took our session (MQTT 5 0x8E)
+        self._skip = 0  # bytes of an oversized PUBLISH still to discard as they arrive
+        self._limit = owner.options.max_message_bytes
+        self._published: dict[int, asyncio.Future[None]] = {}  # our QoS 1 PUBLISHes waiting for their PUBACK
+        self._next_mid = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -282,14 +332,22 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        for future in (self.connack, self.suback):
+        waiting: list[asyncio.Future[Any]] = [self.connack, self.suback, *self._published.values()]
+        for future in waiting:
             if not future.done():
                 future.set_exception(ConnectionError(f"connection lost: {exc or 'closed by the broker'}"))
+        self._published.clear()
         if not self.closed.done():
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
+        if self._skip:  # the rest of an oversized message: dropped as it comes
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
+            if not data:
+                return
         if self._buffer:
             data = self._buffer + data
         try:
@@ -324,6 +382,10 @@ class _Connection(asyncio.Protocol):
                     break
             stop = start + length
             if stop > end:
+                if self._limit and length > self._limit + _PACKET_SLACK and data[pos] >> 4 == PUBLISH \
+                        and self._oversized(data, pos, start, stop, end):
+                    received[(data[pos] >> 1) & 1] += 1
+                    pos = end
                 break
             first = data[pos]
             if first >> 4 == PUBLISH:
@@ -335,7 +397,32 @@ class _Connection(asyncio.Protocol):
         self._owner._count(received)
         return pos
 
-    def _publish(self, first: int, data: bytes, start: int, stop: int) -> None:
+    def _oversized(self, data: bytes, pos: int, start: int, stop: int, end: int) -> bool:
+        """Take the start of a PUBLISH too large to hold and discard the rest as it arrives.
+
+        False while even its topic and packet id have not all arrived (the caller waits for more).
+        """
+        first = data[pos]
+        qos = (first >> 1) & 3
+        if end - start < 2:
+            return False
+        head = start + 2 + ((data[start] << 8) | data[start + 1]) + (2 if qos else 0)
+        if head > end:
+            return False
+        if self._v5:
+            try:
+                length, head = _read_varint(data, head)
+            except IndexError:
+                return False
+            head += length
+            if head > end:
+                return False
+        # the message goes on to the intake with its start only, and its real size: it is rejected there
+        self._skip = stop - end
+        self._publish(first, data, start, min(end, head + self._limit + 1), size=stop - head)
+        return True
+
+    def _publish(self, first: int, data: bytes, start: int, stop: int, size: int = -1) -> None:
         qos = (first >> 1) & 3
         if qos == 2:  # we subscribe at QoS 1: a broker never sends more
             raise ProtocolError("PUBLISH at QoS 2 on a QoS 1 subscription")
@@ -348,7 +435,7 @@ class _Connection(asyncio.Protocol):
         if self._v5:
             length, pos = _read_varint(data, pos)
             pos += length
-        self._owner._on_publish(self, topic, qos, mid, data[pos:stop])
+        self._owner._on_publish(self, topic, qos, mid, data[pos:stop], size)
 
     def _control(self, kind: int, body: bytes) -> None:
         if kind == CONNACK and not self.connack.done():
@@ -357,9 +444,20 @@ class _Connection(asyncio.Protocol):
             self.suback.set_result(_suback_codes(body, self._v5))
         elif kind == PINGRESP:
             pass  # last_received is all a PINGRESP is for
+        elif kind == PUBACK:
+            waiting = self._published.pop(int.from_bytes(body[:2], "big"), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
         elif kind == DISCONNECT:
             reason = body[0] if body else 0
-            log.warning("the MQTT broker disconnected us (reason 0x%02x)", reason)
+            if reason == _SESSION_TAKEN_OVER:
+                self.taken_over = True
+                log.error("the MQTT broker gave our session to another connection with the same client id %r"
+                          " (MQTT 5 reason 0x8E, session taken over): two agents use one client id; give each"
+                          " installation its own (METROPOLE_AGENT_MQTT_CLIENT_ID, or leave it unset)",
+                          self._owner.options.client_id)
+            else:
+                log.warning("the MQTT broker disconnected us (reason 0x%02x)", reason)
             self.abort()
         else:
             raise ProtocolError(f"unexpected packet type {kind}")
@@ -379,6 +477,22 @@ class _Connection(asyncio.Protocol):
         if self.open:
             assert self._transport is not None
             self._transport.write(packet)
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> asyncio.Future[None]:
+        """Send a PUBLISH; the future is done when it is on its way (QoS 0) or acknowledged (QoS 1)."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        if not self.open:
+            future.set_exception(ConnectionError("not connected to the MQTT broker"))
+            return future
+        mid = 0
+        if qos:
+            self._next_mid = self._next_mid % 65535 + 1
+            mid = self._next_mid
+            self._published[mid] = future
+        self.send(publish_packet(topic, payload, qos, mid, self._v5))
+        if not qos:
+            future.set_result(None)
+        return future
 
     def done(self, mid: int, ok: bool) -> None:
         """Intake callback of one QoS 1 message: queue its PUBACK (not ok: none, the broker sends it again)."""
@@ -417,9 +531,13 @@ class MqttTransport:
     #: topics whose parse is remembered (devices publish on the same few topics over and over)
     route_cache_max = 100_000
 
-    def __init__(self, options: MqttOptions, intake: Intake, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, options: MqttOptions, intake: Intake, *, metrics: Metrics | None = None,
+                 command_results: CommandResults | None = None) -> None:
         self.options = options
         self._intake = intake
+        self._command_results = command_results
+        self._connections = 0  # connections this process made (the first may resume a session of a past run)
+        self._short_lived = 0  # connections in a row the broker closed right after they opened
         self.connected = threading.Event()  # set while subscribed (threads may wait on it)
         m = metrics or Metrics()
         self._m_messages = m.counter("metropole_agent_mqtt_messages_total", "MQTT messages received, by QoS", ["qos"])
@@ -437,7 +555,18 @@ class MqttTransport:
     def topics(self) -> list[str]:
         """The subscription filters, with the shared-subscription prefix when configured."""
         prefix = f"$share/{self.options.share_group}/" if self.options.share_group else ""
-        return [prefix + t for t in MEASURE_TOPICS]
+        topics = MEASURE_TOPICS + (COMMAND_RESULT_TOPICS if self._command_results is not None else ())
+        return [prefix + t for t in topics]
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, timeout: float = 10.0) -> None:
+        """Publish (a command to a device); raises ConnectionError when not connected or not acknowledged."""
+        conn = self._connection
+        if conn is None or not self.connected.is_set():
+            raise ConnectionError("not connected to the MQTT broker")
+        try:
+            await asyncio.wait_for(conn.publish(topic, payload, qos), timeout)
+        except TimeoutError:
+            raise ConnectionError(f"the MQTT broker did not acknowledge a PUBLISH on {topic} in {timeout}s") from None
 
     def start(self) -> None:
         """In the running loop: connect (retrying in the background until the broker answers) and subscribe."""
@@ -511,11 +640,19 @@ class MqttTransport:
             refused = [t for t, code in zip(self.topics(), codes) if code >= 0x80]
             if refused:
                 log.warning("the MQTT broker refused the subscriptions %s", refused)
-            log.info("connected to MQTT broker %s:%s (session present: %s)", o.host, o.port, ack.session_present)
+            self._connections += 1
+            log.info("connected to MQTT broker %s:%s as %r (session present: %s)", o.host, o.port, o.client_id,
+                     ack.session_present)
+            if self._connections == 1 and ack.session_present:
+                log.warning("resumed the persistent MQTT session of client id %r that the broker kept from an earlier"
+                            " connection: the measures queued meanwhile arrive now. If no agent of this installation"
+                            " ran before, another one uses the same client id", o.client_id)
             self._set_connected(True)
+            opened = time.monotonic()
             keepalive = o.keepalive if ack.keepalive is None else ack.keepalive
             await self._keep_alive(conn, keepalive)
             if not self._closing:
+                self._closed_early(conn, time.monotonic() - opened)
                 log.warning("disconnected from MQTT broker %s:%s (reconnecting)", o.host, o.port)
         finally:
             if conn.open:  # aclose() closes it gracefully itself (PUBACKs and DISCONNECT still to flush)
@@ -523,6 +660,18 @@ class MqttTransport:
             for step in (conn.connack, conn.suback):  # a handshake cut short is reported once, by _run
                 if step.done() and not step.cancelled():
                     step.exception()
+
+    def _closed_early(self, conn: _Connection, lasted: float) -> None:
+        """Tell a session take-over in MQTT 3.1.1, where the broker just closes the connection it took over."""
+        if conn.taken_over or lasted > 5.0:
+            self._short_lived = 0
+            return
+        self._short_lived += 1
+        if self._short_lived in (2, 10, 100):
+            log.error("the MQTT broker closed %d connections in a row within seconds of opening them: another client"
+                      " probably uses our client id %r and takes the session from us (give each installation its"
+                      " own: METROPOLE_AGENT_MQTT_CLIENT_ID, or leave it unset)", self._short_lived,
+                      self.options.client_id)
 
     @staticmethod
     async def _keep_alive(conn: _Connection, keepalive: int) -> None:
@@ -579,7 +728,10 @@ class MqttTransport:
                 route = None
             else:
                 parsed = parse_topic(text)
-                route = None if parsed is None else (*parsed, text)
+                route = None if parsed is None else (*parsed, text, False)
+                if parsed is None and self._command_results is not None:
+                    command = parse_command_result_topic(text)
+                    route = None if command is None else (*command, None, text, True)
             if len(self._routes) >= self.route_cache_max:
                 self._routes.clear()
             self._routes[topic] = route
@@ -594,13 +746,20 @@ class MqttTransport:
                     count = self._m_by_qos[qos] = self._m_messages.labels(qos=qos).inc
                 count(n)
 
-    def _on_publish(self, conn: _Connection, topic: bytes, qos: int, mid: int, payload: bytes) -> None:
+    def _on_publish(self, conn: _Connection, topic: bytes, qos: int, mid: int, payload: bytes, size: int = -1) -> None:
         done = partial(conn.done, mid) if qos else _ignore_ack
         route = self._route(topic)
         if route is None:
             self._m_ignored.inc()
             done(True)
             return
-        protocol, apikey, device_id, attribute, text = route
-        inbound = Inbound("mqtt", protocol or _sniff(payload), apikey, device_id, payload, _now(), attribute, text)
+        protocol, apikey, device_id, attribute, text, is_result = route
+        if is_result:
+            assert self._command_results is not None
+            task: asyncio.Future[None] = asyncio.ensure_future(
+                self._command_results(protocol or _sniff(payload), apikey, device_id, payload))
+            task.add_done_callback(lambda t: done(not t.cancelled() and t.exception() is None))
+            return
+        inbound = Inbound("mqtt", protocol or _sniff(payload), apikey, device_id, payload, _now(), attribute, text,
+                          size)
         self._intake.submit(inbound, done)

@@ -17,6 +17,7 @@ import uvicorn
 
 from agents.metrics import Metrics
 from agents.provisioning import create_provisioning_app
+from agents.provisioning.hooks import Hooks
 from agents.registry import open_registry
 from agents.settings import AgentSettings
 from tests import services
@@ -56,12 +57,12 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 class RunningAgent:
     """The provisioning app served by uvicorn in a daemon thread."""
 
-    def __init__(self, registry_url: str) -> None:
+    def __init__(self, registry_url: str, hooks: Hooks | None = None) -> None:
         self.port = free_port()
         self.settings = AgentSettings(provisioning_port=self.port, registry_url=registry_url)
         self.metrics = Metrics()
         self.registry = open_registry(registry_url)
-        app = create_provisioning_app(self.settings, self.registry, self.metrics, own_registry=True)
+        app = create_provisioning_app(self.settings, self.registry, self.metrics, own_registry=True, hooks=hooks)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="agent-provisioning", daemon=True)

@@ -141,3 +141,68 @@ def test_batch_mode_picks_the_operation(tmp_path: Path, mode: str, path: str) ->
 
     asyncio.run(go())
     assert seen[0].url.path.endswith(path)
+
+
+def test_a_dead_target_never_delays_a_live_one(tmp_path: Path) -> None:
+    """One group's broker accepts connections and never answers; another group's broker keeps getting its measures.
+
+    Real sockets: the dead broker is a listening socket that reads and never replies, the live one a small HTTP
+    server. Delivery's request timeout (30 s) is far beyond the test's deadline: without a lane per target the
+    live broker's second batch would wait for the dead broker's timeout.
+    """
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[int] = []
+    got_second = threading.Event()
+
+    class Live(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.extend(e["no2"]["value"] for e in body)
+            if 100 in received:
+                got_second.set()
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    live = ThreadingHTTPServer(("127.0.0.1", 0), Live)
+    threading.Thread(target=live.serve_forever, daemon=True).start()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(16)
+    live_url, dead_url = f"http://127.0.0.1:{live.server_address[1]}", f"http://127.0.0.1:{dead.getsockname()[1]}"
+
+    def at(target: str, device: str, n: int) -> OutboxItem:
+        return row(device, n)._replace(target=target)
+
+    outbox = Outbox(tmp_path / "o.db")
+
+    async def go() -> None:
+        d = Delivery(outbox, NgsiLdClient(live_url), options=DeliveryOptions(workers=1),
+                     client_factory=lambda url: NgsiLdClient(url, timeout=30.0))
+        task = asyncio.create_task(d.run())
+        outbox.append([at(dead_url, "stuck", 1), at(live_url, "fine", 2)])
+        deadline = time.monotonic() + 10
+        while 2 not in received:
+            assert time.monotonic() < deadline, "the live broker's first measure did not arrive"
+            await asyncio.sleep(0.02)
+        outbox.append([at(live_url, "fine", 100)])  # while the dead broker's request is still hanging
+        assert await asyncio.to_thread(got_second.wait, 10), "the live broker waited for the dead one"
+        while outbox.rows("aix", None)[0] != 1:  # the live broker's rows acknowledged, the dead one's waiting
+            assert time.monotonic() < deadline + 10, "the live broker's measures were not acknowledged"
+            await asyncio.sleep(0.02)
+        assert [r["device_id"] for r in outbox.rows("aix", None)[1]] == ["stuck"], "nothing lost"
+        d.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(go())
+    finally:
+        live.shutdown()
+        dead.close()
+        outbox.close()

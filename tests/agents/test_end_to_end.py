@@ -153,7 +153,7 @@ def test_mqtt_and_http_measures_become_smart_data_models_entities(stack: Stack) 
                    headers={"Content-Type": "text/plain"}, timeout=10)
     assert r.status_code == 200, r.text
     r = httpx.post(f"{s.http}/iot/json", params={"k": s.apikey}, json={"n": 1}, timeout=10)
-    assert r.status_code == 400 and r.json()["name"] == "MANDATORY_PARAMS_NOT_FOUND_HTTP"
+    assert r.status_code == 400 and r.json()["name"] == "MANDATORY_PARAMS_NOT_FOUND"
 
     def both() -> bool:
         aq, noise = s.entity("urn:ngsi-ld:AirQualityObserved:Aix-Mirabeau"), s.entity(
@@ -310,24 +310,34 @@ def test_http_measure_is_acknowledged_only_once_durable(stack: Stack) -> None:
 
 
 def test_broker_refusal_goes_to_dead_letters_with_problem_details(stack: Stack) -> None:
-    """A measure the broker refuses (bad data) is dead-lettered with its ProblemDetails, the others pass."""
+    """A measure the broker refuses (bad data) is dead-lettered with its ProblemDetails, the others pass;
+    operators list, requeue and purge the tenant's dead letters over the outbox API."""
     s = stack
     _group(s)
-    r = httpx.post(f"{s.provisioning}/iot/devices", headers=s.headers(), timeout=10, json={"devices": [
-        {"device_id": "bad", "entity_name": "not a uri", "entity_type": "AirQualityObserved", "apikey": s.apikey}]})
-    assert r.status_code == 201, r.text
     pub = _publisher(*s.mqtt)
     try:
-        pub.publish(f"/json/{s.apikey}/bad/attrs", orjson.dumps({"no2": 1}), qos=1).wait_for_publish(5)
+        # "no 2" is no NGSI-LD attribute name: the broker refuses the entity (the agent passes measure keys on)
+        pub.publish(f"/json/{s.apikey}/bad/attrs", orjson.dumps({"no 2": 1}), qos=1).wait_for_publish(5)
         pub.publish(f"/json/{s.apikey}/good/attrs", orjson.dumps({"no2": 2}), qos=1).wait_for_publish(5)
     finally:
         pub.loop_stop()
         pub.disconnect()
     _wait(lambda: s.entity("urn:ngsi-ld:AirQualityObserved:good") is not None, 30, "the good measure")
+    _wait(lambda: s.metric("metropole_agent_dead_letters_total") >= 1, 30, "the refused measure's dead letter")
     letters = httpx.get(f"{s.provisioning}/iot/rejections", headers=s.headers(), timeout=5)
-    if s.metric("metropole_agent_dead_letters_total") == 0:
-        pytest.skip("the mapping already refuses this entity id before delivery: nothing reaches the broker")
     assert "broker_rejected" in letters.text
     assert "https://uri.etsi.org/ngsi-ld/errors/" in letters.text
+    dead = httpx.get(f"{s.provisioning}/iot/outbox/dead-letters", headers=s.headers(), timeout=5).json()
+    assert dead["count"] == 1 and dead["deadLetters"][0]["device_id"] == "bad"
+    assert dead["deadLetters"][0]["problem"]["type"].startswith("https://uri.etsi.org/ngsi-ld/errors/")
+    other = {"fiware-service": "someoneelse", "fiware-servicepath": "/"}
+    assert httpx.get(f"{s.provisioning}/iot/outbox/dead-letters", headers=other, timeout=5).json()["count"] == 0
+    assert s.metric("metropole_agent_outbox_dead_letters") == 1
+    requeued = httpx.post(f"{s.provisioning}/iot/outbox/dead-letters/retry", headers=s.headers(), timeout=5)
+    assert requeued.json() == {"requeued": 1}
+    _wait(lambda: s.metric("metropole_agent_dead_letters_total") >= 2, 30, "the requeued measure refused again")
+    purged = httpx.delete(f"{s.provisioning}/iot/outbox/dead-letters", headers=s.headers(), timeout=5)
+    assert purged.json() == {"purged": 1}
+    assert s.metric("metropole_agent_outbox_dead_letters") == 0
 
 

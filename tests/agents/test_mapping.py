@@ -83,7 +83,7 @@ def test_time_instant_is_observed_at_and_timestamp_flag() -> None:
     device = {"entity_type": "Thing", "timestamp": True, "timezone": "Europe/Paris"}
     [entity] = _map(device, {"t": 1, "TimeInstant": "2026-11-26T08:00:00"})
     assert entity["t"]["observedAt"] == "2026-11-26T07:00:00Z"
-    assert entity["TimeInstant"]["value"] == {"@type": "DateTime", "@value": "2026-11-26T07:00:00Z"}
+    assert entity["TimeInstant"]["value"] == "2026-11-26T07:00:00Z"  # a DateTime string (clause 4.6.3)
     with pytest.raises(Rejected) as info:
         _map(device, {"t": 1, "TimeInstant": "yesterday"})
     assert info.value.reason == "wrong_type"

@@ -122,3 +122,40 @@ def test_every_committed_append_survives_kill_9(tmp_path: Path, synchronous: str
     ids = [int(r.item.entity["id"].rsplit(":", 1)[1]) for r in rows]
     assert len(ids) >= committed
     assert ids == list(range(len(ids))), "rows come back complete and in order"
+
+
+def test_operators_list_retry_retarget_and_purge_per_tenant(outbox: Outbox) -> None:
+    """The outbox as the /iot/outbox API sees it: each tenant (and service path) its own rows only."""
+    def scoped(device: str, n: int, tenant: str, path: str = "/", target: str = "http://old:1026") -> OutboxItem:
+        return item(f"{tenant}|key-{tenant}|{device}", n, target=target, tenant=tenant)._replace(service_path=path)
+
+    outbox.append([scoped("a", 1, "aix"), scoped("b", 2, "aix", "/north"), scoped("c", 3, "marseille")])
+    count, rows = outbox.rows("aix", None)
+    assert count == 2 and [r["device_id"] for r in rows] == ["a", "b"]
+    assert outbox.rows("aix", "/north")[0] == 1
+    assert [r["device_id"] for r in outbox.rows("marseille", None)[1]] == ["c"]
+    leased = outbox.lease(10)
+    outbox.release([r.seq for r in leased], delay=60, error="broker away")
+    assert {r["state"] for r in outbox.rows("aix", None)[1]} == {"waiting"}
+    assert outbox.rows("aix", None)[1][0]["lastError"] == "broker away"
+    assert outbox.retry("aix", "/") == 1, "retry is scoped to the service path"
+    assert [r.item.device for r in outbox.lease(10)] == ["aix|key-aix|a"]
+    assert outbox.retarget("aix", "key-aix", "http://new:1026") == 2, "a group's rows follow its new cbroker"
+    assert outbox.counts()[0] == {"http://new:1026": 2, "http://old:1026": 1}
+    assert "http://new:1026" in outbox.targets
+    assert outbox.purge("marseille", None) == 1 and outbox.depth == 2
+    assert outbox.rows("marseille", None)[0] == 0
+
+
+def test_dead_letters_requeued_to_the_current_target_and_purged(outbox: Outbox) -> None:
+    outbox.append([item("aix|k|a", 1, target="http://old:1026", tenant="aix"),
+                   item("lyon|k|b", 2, target="http://old:1026", tenant="lyon")])
+    for row in outbox.lease(10):
+        outbox.dead_letter(row.seq, {"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "status": 400})
+    count, dead = outbox.dead("aix", None)
+    assert count == 1 and dead[0]["problem"]["status"] == 400 and dead[0]["entity"]["no2"]["value"] == 1
+    assert outbox.requeue("aix", None, target=lambda _tenant, _device: "http://new:1026") == 1
+    (row,) = outbox.lease(10)
+    assert row.item.target == "http://new:1026" and row.item.device == "aix|k|a"
+    assert outbox.dead_letter_count() == 1, "lyon's dead letter stays where it was"
+    assert outbox.purge_dead("aix", None) == 0 and outbox.purge_dead("lyon", None) == 1

@@ -85,7 +85,7 @@ def test_air_quality_device_maps_straight_onto_the_model() -> None:
     assert device["id"] == "urn:ngsi-ld:Device:aix-01" and device["type"] == "Device"
     assert device["batteryLevel"]["value"] == 0.8
     assert "airPollution" in device["controlledProperty"]["value"]
-    assert device["dateLastValueReported"]["value"]["@value"] == "2026-11-26T07:00:00Z"
+    assert device["dateLastValueReported"]["value"] == "2026-11-26T07:00:00Z"
 
 
 def test_noise_level_units() -> None:

@@ -159,7 +159,8 @@ def test_rejections_listing(iota: httpx.Client) -> None:
     assert iota.get("/iot/rejections").json() == {"count": 0, "rejections": []}
 
 
-def test_rejections_listed_and_filtered(agent: RunningAgent, iota: httpx.Client) -> None:
+def test_rejections_listed_filtered_and_scoped_by_tenant(agent: RunningAgent, iota: httpx.Client) -> None:
+    """Each tenant sees its own rejections only (fiware-service, and fiware-servicepath unless /*)."""
     import asyncio
 
     from agents.registry import DeadLetter, open_registry
@@ -169,7 +170,15 @@ def test_rejections_listed_and_filtered(agent: RunningAgent, iota: httpx.Client)
         await registry.open()
         try:
             await registry.add_dead_letter(DeadLetter(AT_REJECT, "malformed_payload", "invalid JSON", "mqtt", "json",
-                                                      "k1", "aix-01", "/k1/aix-01/attrs", payload='{"no2": '))
+                                                      "k1", "aix-01", "/k1/aix-01/attrs", service="openiot",
+                                                      service_path="/", payload='{"no2": '))
+            await registry.add_dead_letter(DeadLetter(AT_REJECT, "wrong_type", "attribute 't'", "http", "json",
+                                                      "k1", "aix-02", "/iot/json", service="openiot",
+                                                      service_path="/", payload='{"t": "abc", "h": 5}',
+                                                      attribute="t"))
+            await registry.add_dead_letter(DeadLetter(AT_REJECT, "wrong_type", "x", "http", "json", "k9", "ms-1",
+                                                      "/iot/json", service="someoneelse", service_path="/",
+                                                      payload='{"secret": 1}'))
             await registry.add_dead_letter(DeadLetter(AT_REJECT, "unknown_apikey", "no group", "http", "ul",
                                                       "zz", "x", "/iot/d?k=zz&i=x", payload="t|1"))
         finally:
@@ -177,13 +186,24 @@ def test_rejections_listed_and_filtered(agent: RunningAgent, iota: httpx.Client)
 
     asyncio.run(write())
     listed = iota.get("/iot/rejections").json()
-    assert listed["count"] == 2
+    assert listed["count"] == 2 and {r["device_id"] for r in listed["rejections"]} == {"aix-01", "aix-02"}
     only = iota.get("/iot/rejections", params={"reason": "malformed_payload"}).json()
     assert only["count"] == 1
     row = only["rejections"][0]
     assert row["device_id"] == "aix-01" and row["topic"] == "/k1/aix-01/attrs" and row["payload"] == '{"no2": '
+    refused = iota.get("/iot/rejections", params={"reason": "wrong_type"}).json()["rejections"]
+    assert [(r["device_id"], r["attribute"]) for r in refused] == [("aix-02", "t")]
+    other = iota.get("/iot/rejections", headers={"fiware-service": "someoneelse"}).json()
+    assert [r["apikey"] for r in other["rejections"]] == ["k9"], "another tenant's payloads and apikeys stay hidden"
+    assert iota.get("/iot/rejections", headers={"fiware-servicepath": "/elsewhere"}).json()["count"] == 0
+    assert iota.get("/iot/rejections", headers={"fiware-servicepath": "/*"}).json()["count"] == 2
+    unowned = iota.get("/iot/rejections", headers={"fiware-service": "", "fiware-servicepath": "/*"}).json()
+    assert [r["apikey"] for r in unowned["rejections"]] == ["zz"], "messages of no tenant: the empty service"
+    assert httpx.get(agent.url + "/iot/rejections").status_code == 400, "no fiware-service: MISSING_HEADERS"
     assert iota.delete("/iot/rejections").status_code == 204
     assert iota.get("/iot/rejections").json()["count"] == 0
+    assert iota.get("/iot/rejections", headers={"fiware-service": "someoneelse"}).json()["count"] == 1, (
+        "a purge forgets the tenant's own rejections only")
 
 
 AT_REJECT = "2026-11-26T07:00:00Z"
