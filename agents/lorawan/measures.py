@@ -141,7 +141,8 @@ def _period(doc: Doc, observed: str, period_s: float | None) -> None:
     """NoiseLevelObserved requires the interval its levels cover: `dateObservedFrom` .. `dateObservedTo`."""
     start = observed if period_s is None else shifted(observed, -round(period_s * 1_000_000))
     for name, at in (("dateObservedFrom", start), ("dateObservedTo", observed)):
-        doc[name] = {"type": "Property", "value": {"@type": "DateTime", "@value": at}, "observedAt": observed}
+        # a plain date-time string, as the agents' own profiles write DateTime values (clause 4.6.3)
+        doc[name] = {"type": "Property", "value": at, "observedAt": observed}
 
 
 def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_at: str,
@@ -172,7 +173,7 @@ def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_
         if not device_only:
             for doc in main:
                 if doc["type"] == "NoiseLevelObserved":
-                    _period(doc, doc["dateObserved"]["value"]["@value"], period_s)
+                    _period(doc, doc["dateObserved"]["value"], period_s)
                     if period_s is None:
                         warnings.append("no observation period provisioned: dateObservedFrom = dateObservedTo")
             docs += main
