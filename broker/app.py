@@ -13,15 +13,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from broker.api import attributes, batch, contexts, entities, types, version
 from broker.api import subscriptions  # subscriptions
 from broker.api import temporal  # temporal
 from broker.api.deps import API
+from broker.api.params import check_params
 from broker.http import JSON, MediaTypeError, problem_response
 from broker.service.batch import BatchService
 from broker.service.discovery import DiscoveryService
@@ -30,8 +32,8 @@ from broker.service.queries import QueryService
 from broker.settings import BrokerSettings
 from broker.store import open_store
 from models.context import ContextResolver
-from models.errors import InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
-from web.resources import ResourcePaths
+from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+from web.resources import TRAILING_SLASH, ResourcePaths
 
 log = logging.getLogger("broker")
 
@@ -78,8 +80,10 @@ def create_app(settings: BrokerSettings) -> FastAPI:
             await state.subscriptions.stop()  # subscriptions
             await store.close()
 
+    # check_params: URL parameters an operation does not take are refused first (clause 6.3.20)
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
-                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False,
+                  dependencies=[Depends(check_params)])
     app.add_middleware(ResourcePaths)
     for module in (entities, batch, types, attributes, contexts, version):
         app.include_router(module.router)
@@ -104,8 +108,26 @@ def create_app(settings: BrokerSettings) -> FastAPI:
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return problem_response(InvalidRequest(detail or "invalid request"))
 
+    def missing_id(request: Request) -> bool:
+        """Whether the path names an item resource with its id left empty: `/entities//attrs`, `PATCH /entities/`.
+
+        Clauses 5.6.x.4 and 5.7.1.4 answer BadRequestData when "the Entity Id is not present"; without
+        this, routing would answer 404 (no such path) or 405 (the collection takes no PATCH).
+        """
+        path = request.url.path
+        if "//" in path:
+            probe = path.replace("//", "/-/", 1)
+        elif request.scope.get(TRAILING_SLASH):
+            probe = path + "/-"
+        else:
+            return False
+        scope = {**request.scope, "path": probe}
+        return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (404, 405) and missing_id(request):
+            return problem_response(BadRequestData(f"{request.method} {request.url.path}: the id is missing"))
         if exc.status_code == 404:
             return problem_response(ResourceNotFound(f"no resource at {request.url.path}"))
         if exc.status_code == 405:

@@ -45,12 +45,12 @@ async def restore_hosted(resolver: ContextResolver, store: Store, base_url: str)
         else:
             # The resolver has no public restore yet: re-host, then give the entry back its identity.
             new_id = resolver.host(document, implicit=kind == "ImplicitlyCreated")
-            with resolver._lock:  # noqa: SLF001 - see the report: ContextResolver.restore is asked for
-                entry = resolver._by_id.pop(new_id)  # noqa: SLF001
-                resolver._by_url.pop(entry.url, None)  # noqa: SLF001
+            with resolver._lock:
+                entry = resolver._by_id.pop(new_id)
+                resolver._by_url.pop(entry.url, None)
                 entry.local_id = local_id
                 entry.url = f"{base_url}/{local_id}"
-                resolver._store(entry)  # noqa: SLF001
+                resolver._store(entry)
         restored += 1
     return restored
 
@@ -88,13 +88,15 @@ async def list_contexts(request: Request) -> Response:
 async def serve_context(context_id: str, request: Request) -> Response:
     """Serve @context (6.30.3.1): the document, or its metadata with details=true; 404, 422 for Cached."""
     resolver = deps.resolver(request)
+    media = accepted_type(request)
     if deps.flag(request, "details"):
         return Response(orjson.dumps(resolver.entry(context_id)), media_type=JSON)
     try:
         document = resolver.get(context_id)
     except OperationNotSupported as error:
         raise CachedNotServed(error.detail) from None
-    return Response(orjson.dumps(document), media_type="application/ld+json")
+    # a JSON object either way (6.30.3.1); application/json unless the client prefers JSON-LD (6.3.4's order)
+    return Response(orjson.dumps(document), media_type=media)
 
 
 @router.delete("/{context_id:path}")

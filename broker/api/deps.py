@@ -8,6 +8,7 @@ models, so the hot paths (batch upsert, GET by id) parse JSON once, with orjson.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from fastapi import Header, Request
 
@@ -64,8 +65,29 @@ def resolver(request: Request) -> ContextResolver:
 
 
 async def resolve(request: Request, value: Any) -> Context:
-    """The active context for an @context value (memoised by the resolver)."""
+    """The active context for an @context value (memoised by the resolver).
+
+    A reference to a context this broker hosts (`/ngsi-ld/v1/jsonldContexts/{id}`, relative to the
+    request's URL as JSON-LD resolves relative references, or absolute) is looked up by its local id.
+    """
+    if value is not None:
+        value = _own_references(request, value)
     return await resolver(request).aresolve(value)
+
+
+_HOSTED = f"{API}/jsonldContexts/"
+
+
+def _own_references(request: Request, value: Any) -> Any:
+    if isinstance(value, str):
+        if _HOSTED not in value:
+            return value  # nearly always: no base URL is built
+        if value.startswith((_HOSTED, str(request.base_url).rstrip("/") + _HOSTED)):
+            return unquote(value[value.index(_HOSTED) + len(_HOSTED):])
+        return value
+    if isinstance(value, list):
+        return [_own_references(request, v) for v in value]
+    return value
 
 
 async def read_context(request: Request) -> tuple[Any, Context]:
@@ -107,4 +129,4 @@ def respond(request: Request, payload: Any, context_value: Any, *, status: int =
     return json_response(payload, status=status, media=chosen, context=context_value, headers=headers)
 
 
-__all__ = ["API", "GEO_JSON", "JSON", "TenantDep", "accepted_type"]
+__all__ = ["API", "GEO_JSON", "JSON", "TenantDep", "accepted_type", "json_response"]
