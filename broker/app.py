@@ -33,7 +33,7 @@ from broker.settings import BrokerSettings
 from broker.store import open_store
 from models.context import ContextResolver
 from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
-from web.resources import TRAILING_SLASH, ResourcePaths
+from web.resources import ResourcePaths
 
 log = logging.getLogger("broker")
 
@@ -109,24 +109,21 @@ def create_app(settings: BrokerSettings) -> FastAPI:
         return problem_response(InvalidRequest(detail or "invalid request"))
 
     def missing_id(request: Request) -> bool:
-        """Whether the path names an item resource with its id left empty: `/entities//attrs`, `PATCH /entities/`.
+        """Whether the path names an item resource with an empty id segment: `/entities//attrs`.
 
-        Clauses 5.6.x.4 and 5.7.1.4 answer BadRequestData when "the Entity Id is not present"; without
-        this, routing would answer 404 (no such path) or 405 (the collection takes no PATCH).
+        Clauses 5.6.x.4 and 5.7.1.4 answer BadRequestData when "the Entity Id is not present"; routing
+        alone would answer 404 (no such path). A trailing slash is another matter: `PATCH /entities/`
+        names the collection (web.resources), which takes no PATCH: 405.
         """
         path = request.url.path
-        if "//" in path:
-            probe = path.replace("//", "/-/", 1)
-        elif request.scope.get(TRAILING_SLASH):
-            probe = path + "/-"
-        else:
+        if "//" not in path:
             return False
-        scope = {**request.scope, "path": probe}
+        scope = {**request.scope, "path": path.replace("//", "/-/", 1)}
         return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code in (404, 405) and missing_id(request):
+        if exc.status_code == 404 and missing_id(request):
             return problem_response(BadRequestData(f"{request.method} {request.url.path}: the id is missing"))
         if exc.status_code == 404:
             return problem_response(ResourceNotFound(f"no resource at {request.url.path}"))

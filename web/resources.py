@@ -28,10 +28,6 @@ PATCH_MEDIA_TYPES = "application/json, application/ld+json, application/merge-pa
 
 _ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-TRAILING_SLASH = "metropole.trailing_slash"
-"""Scope key set when the request's path ended with a slash that was stripped (an app may read it:
-`PATCH /entities/` is an entity operation with an empty id rather than a method the collection lacks)."""
-
 
 def _accepts(routes: Iterable[BaseRoute], scope: Scope) -> bool:
     """Whether some route takes the scope's path and method, descending into mounted apps."""
@@ -76,8 +72,7 @@ class ResourcePaths:
         # only a literal slash is stripped: an id ending in an encoded %2F keeps it
         if len(path) > 1 and path.endswith("/") and raw.split(b"?", 1)[0].endswith(b"/"):
             stripped = path.rstrip("/") or "/"
-            scope = {**scope, "path": stripped, "raw_path": raw.split(b"?", 1)[0].rstrip(b"/") or b"/",
-                     TRAILING_SLASH: True}
+            scope = {**scope, "path": stripped, "raw_path": raw.split(b"?", 1)[0].rstrip(b"/") or b"/"}
         if scope["method"] == "OPTIONS":
             methods = self._allowed(scope)
             if methods:

@@ -404,7 +404,10 @@ def test_unknown_route_and_method(client: httpx.Client) -> None:
     assert r.status_code == 404 and r.json()["type"].endswith("ResourceNotFound")
     assert client.post("/entities/urn:ngsi-ld:T:1").status_code == 405
     # an item operation on the collection, or with an empty id segment: the entity id is missing (clause 5.6.x.4)
-    assert client.put("/entities", json={}).status_code == 405  # the collection takes no PUT
-    for r in (client.put("/entities/", json={}), client.patch("/entities/", json={}),
-              client.post("/entities//attrs", json={"a": 1}), client.delete("/entities//attrs/a")):
+    # a trailing slash names the collection itself, which takes no PUT or PATCH
+    assert client.put("/entities", json={}).status_code == 405
+    assert client.patch("/entities/", json={}).status_code == 405
+    # an empty id segment inside the path: the entity id is missing (clauses 5.6.3.4, 5.6.5.4)
+    for r in (client.post("/entities//attrs", json={"a": 1}), client.delete("/entities//attrs/a"),
+              client.patch("/entities//attrs/a", json={"value": 1})):
         assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData"), r.text
