@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,7 +23,6 @@ from broker.api import attributes, batch, contexts, entities, types, version
 from broker.api import subscriptions  # subscriptions
 from broker.api import temporal  # temporal
 from broker.api.deps import API
-from broker.api.params import check_params
 from broker.http import JSON, MediaTypeError, problem_response
 from broker.service.batch import BatchService
 from broker.service.discovery import DiscoveryService
@@ -80,10 +79,8 @@ def create_app(settings: BrokerSettings) -> FastAPI:
             await state.subscriptions.stop()  # subscriptions
             await store.close()
 
-    # check_params: URL parameters an operation does not take are refused first (clause 6.3.20)
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
-                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False,
-                  dependencies=[Depends(check_params)])
+                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_middleware(ResourcePaths)
     for module in (entities, batch, types, attributes, contexts, version):
         app.include_router(module.router)

@@ -29,6 +29,7 @@ async def batch_body(request: Request, *, patch: bool = False) -> tuple[list[Any
     cannot be resolved, becomes that entity's error in a 207, the others go on.
     Each distinct @context is resolved once.
     """
+    deps.check_params(request)
     incoming = await read_body(request, patch=patch, batch=True)
     body = check_batch(incoming.body)
     if incoming.content_type != JSON_LD:
@@ -106,6 +107,7 @@ async def batch_merge(request: Request, tenant: TenantDep = "") -> Response:
 @router.post("/delete")
 async def batch_delete(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Delete (6.17.3.1): 204, 207, 400; the body is an array of entity ids (no @context needed)."""
+    deps.check_params(request)
     incoming = await read_body(request, batch=True)
     return _done(await deps.batch(request).delete(tenant, incoming.body))
 

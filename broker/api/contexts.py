@@ -58,6 +58,7 @@ async def restore_hosted(resolver: ContextResolver, store: Store, base_url: str)
 @router.post("")
 async def host_context(request: Request) -> Response:
     """Add @context (6.29.3.1): 201 + Location, 400."""
+    deps.check_params(request)
     # The body's "@context" is the payload here, not the request's context: no read_body rules.
     if request.headers.get("content-type", "").split(";")[0].strip().lower() not in (JSON, "application/ld+json"):
         raise MediaTypeError(415)
@@ -75,6 +76,7 @@ async def host_context(request: Request) -> Response:
 @router.get("")
 async def list_contexts(request: Request) -> Response:
     """List @contexts (6.29.3.2): URLs, or metadata objects with details=true; kind filters."""
+    deps.check_params(request)
     accepted_type(request)
     kind = request.query_params.get("kind")
     if kind is not None and kind not in _KINDS:
@@ -87,6 +89,7 @@ async def list_contexts(request: Request) -> Response:
 @router.get("/{context_id:path}")
 async def serve_context(context_id: str, request: Request) -> Response:
     """Serve @context (6.30.3.1): the document, or its metadata with details=true; 404, 422 for Cached."""
+    deps.check_params(request)
     resolver = deps.resolver(request)
     media = accepted_type(request)
     if deps.flag(request, "details"):
@@ -102,6 +105,7 @@ async def serve_context(context_id: str, request: Request) -> Response:
 @router.delete("/{context_id:path}")
 async def delete_context(context_id: str, request: Request) -> Response:
     """Delete and Reload @context (6.30.3.2): 204, 400, 404, 504 when a reload download fails."""
+    deps.check_params(request)
     resolver = deps.resolver(request)
     if deps.flag(request, "reload"):
         try:

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from fastapi import Header, Request
 
+from broker.api.params import check_params
 from broker.http import GEO_JSON, JSON, Incoming, accepted_type, json_response, link_context, read_body
 from broker.service.batch import BatchService
 from broker.service.discovery import DiscoveryService
@@ -91,13 +92,18 @@ def _own_references(request: Request, value: Any) -> Any:
 
 
 async def read_context(request: Request) -> tuple[Any, Context]:
-    """For bodiless requests: the Link header's @context value and its resolved Context."""
+    """For bodiless requests: the Link header's @context value and its resolved Context.
+
+    The URL parameters are checked first (broker.api.params), as for `read_entity_body`.
+    """
+    check_params(request)
     value = link_context(request)
     return value, await resolve(request, value)
 
 
 async def read_entity_body(request: Request, *, patch: bool = False) -> tuple[Incoming, Context]:
-    """The parsed body and the resolved @context of a request with a JSON body."""
+    """The parsed body and the resolved @context of a request with a JSON body (URL parameters checked first)."""
+    check_params(request)
     incoming = await read_body(request, patch=patch)
     return incoming, await resolve(request, incoming.context)
 
@@ -129,4 +135,4 @@ def respond(request: Request, payload: Any, context_value: Any, *, status: int =
     return json_response(payload, status=status, media=chosen, context=context_value, headers=headers)
 
 
-__all__ = ["API", "GEO_JSON", "JSON", "TenantDep", "accepted_type", "json_response"]
+__all__ = ["API", "GEO_JSON", "JSON", "TenantDep", "accepted_type", "check_params", "json_response"]

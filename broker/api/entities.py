@@ -158,6 +158,7 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
 @router.delete("/entities/{entity_id}")
 async def delete_entity(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Entity (6.5.3.2): 204, 404."""
+    deps.check_params(request)
     check_uri(entity_id, "entity id")
     await deps.entities(request).delete(tenant, entity_id)
     return no_content()

@@ -92,6 +92,7 @@ class QuerySpec:
     geo: tuple[Any, Any, Any, Any] | None = None  # georel, geometry, coordinates, geoproperty
     local: bool = False
     ordering: Ordering | None = None
+    expand_values: tuple[str, ...] = ()  # attributes whose q values are expanded like terms (expandValues)
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> QuerySpec:
@@ -107,7 +108,8 @@ class QuerySpec:
             ordering = Ordering.from_params(params["orderBy"], params.get("orderFrom"), params.get("orderGeometry"),
                                             params.get("collation"))
         return cls([selector], attrs, params.get("q") or None, params.get("scopeQ") or None, geo,
-                   params.get("local", "false").lower() == "true", ordering)
+                   params.get("local", "false").lower() == "true", ordering,
+                   tuple(parse_attrs(params["expandValues"])) if params.get("expandValues") else ())
 
     def is_empty(self) -> bool:
         """Whether the query is too wide: clauses 5.7.2.4, 5.7.4.4 and 5.6.21.4 want a type selection,
@@ -137,7 +139,7 @@ class QuerySpec:
         prefilter: Prefilter | None = None
         if self.q:
             query = compile_q(self.q)
-            predicates.append(query.compile(expand))
+            predicates.append(query.compile(expand, expand_values=self.expand_values))
             prefilter = q_prefilter(query.root, expand)  # SQL the store adds: fewer candidates decoded
         if self.scope_q:
             scope = compile_scope_query(self.scope_q)

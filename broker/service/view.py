@@ -29,7 +29,7 @@ from typing import Any
 from broker.query.projection import ENTITY_MEMBERS, Projection, ProjectionTerm, parse_attrs, parse_projection
 from broker.service.entities import with_system_attrs
 from broker.store.base import Doc, StoredEntity
-from models.errors import BadRequestData
+from models.errors import BadRequestData, OperationNotSupported
 from models.expansion import compact_entity
 from models.normalize import TermMapper
 from models.representation import Representation, convert, pick_language
@@ -128,6 +128,10 @@ class View:
         level = params.get("joinLevel")
         join_level = _positive_int(level, "joinLevel") if level else 1
         contained = frozenset(check_uri(i, "containedBy") for i in split_list(params.get("containedBy")))
+        if (params.get("entityMap") or "").lower() == "true":
+            # an EntityMap lists the registrations a distributed query used (4.5.25); this broker has none
+            raise OperationNotSupported("EntityMaps (clause 4.5.25) need context source registrations, "
+                                        "which this broker does not support")
         projection = pick or omit
         depth = _depth(projection.terms) if projection is not None else 0
         if depth and join is None:

@@ -243,3 +243,25 @@ def test_unknown_tenant_query_is_404(broker_url: str) -> None:
     with httpx.Client(base_url=broker_url + "/ngsi-ld/v1", headers={"NGSILD-Tenant": "never-written"}) as c:
         r = c.get("/entities", params={"type": "T"})
         assert r.status_code == 404 and r.json()["type"].endswith("NonexistentTenant")
+
+
+def test_expand_values_compares_q_values_as_expanded_terms(client: httpx.Client, context_server) -> None:
+    url = context_server.publish({"tourism": "https://example.org/category/tourism"})
+    entity_id = new_id("Poi")
+    body = {"id": entity_id, "type": "Poi", "category": "https://example.org/category/tourism"}
+    assert client.post("/entities", json=body).status_code == 201
+    params = {"type": "Poi", "q": 'category=="tourism"'}
+    assert query_linked(client, url, params) == []
+    # clause 6.4.3.2 expandValues: the values of these attributes are expanded with the @context first
+    assert ids_of(query_linked(client, url, {**params, "expandValues": "category"})) == {entity_id}
+
+
+def test_entity_maps_are_refused_rather_than_ignored(client: httpx.Client) -> None:
+    r = client.get("/entities", params={"type": "T", "entityMap": "true"})
+    assert r.status_code == 501 and r.json()["type"].endswith("/OperationNotSupported")
+
+
+def query_linked(client: httpx.Client, url: str, params: dict[str, str]) -> list[dict]:
+    r = client.get("/entities", params=params, headers=link(url))
+    assert r.status_code == 200, r.text
+    return r.json()
