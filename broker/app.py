@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from broker.api import attributes, batch, contexts, entities, types, version
 from broker.api import subscriptions  # subscriptions
@@ -30,7 +31,7 @@ from broker.service.queries import QueryService
 from broker.settings import BrokerSettings
 from broker.store import open_store
 from models.context import ContextResolver
-from models.errors import InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
 from web.resources import ResourcePaths
 
 log = logging.getLogger("broker")
@@ -106,8 +107,23 @@ def create_app(settings: BrokerSettings) -> FastAPI:
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return problem_response(InvalidRequest(detail or "invalid request"))
 
+    def missing_id(request: Request) -> bool:
+        """Whether the path names an item resource with an empty id segment: `/entities//attrs`.
+
+        Clauses 5.6.x.4 and 5.7.1.4 answer BadRequestData when "the Entity Id is not present"; routing
+        alone would answer 404 (no such path). A trailing slash is another matter: `PATCH /entities/`
+        names the collection (web.resources), which takes no PATCH: 405.
+        """
+        path = request.url.path
+        if "//" not in path:
+            return False
+        scope = {**request.scope, "path": path.replace("//", "/-/", 1)}
+        return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and missing_id(request):
+            return problem_response(BadRequestData(f"{request.method} {request.url.path}: the id is missing"))
         if exc.status_code == 404:
             return problem_response(ResourceNotFound(f"no resource at {request.url.path}"))
         if exc.status_code == 405:

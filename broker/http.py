@@ -67,8 +67,13 @@ def link_context(request: Request) -> str | None:
     return None
 
 
-async def read_body(request: Request, *, patch: bool = False, required: bool = True) -> Incoming:
-    """Check Content-Type, parse the JSON body and find the request's @context (clause 6.3.5)."""
+async def read_body(request: Request, *, patch: bool = False, required: bool = True, batch: bool = False) -> Incoming:
+    """Check Content-Type, parse the JSON body and find the request's @context (clause 6.3.5).
+
+    `batch`: an array body is a batch whose entities each bring their own @context (or none, with
+    application/json); the caller checks them one by one, so that one entity's fault is that entity's
+    error in a 207, not the whole request's.
+    """
     ctype = _media(request.headers.get("content-type"))
     allowed = (JSON, JSON_LD, MERGE_PATCH) if patch else (JSON, JSON_LD)
     raw = await request.body()
@@ -82,41 +87,30 @@ async def read_body(request: Request, *, patch: bool = False, required: bool = T
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) and not (batch and isinstance(body, list)):
+        # wrong content for the operation (clause 6.3.2): checked before what the @context rules say of it
+        raise InvalidRequest(f"the body must be a JSON {'array or ' if batch else ''}object, got {_json_kind(body)}")
     link = link_context(request)
+    if batch and isinstance(body, list):
+        if ctype == JSON_LD and link is not None:
+            raise BadRequestData("a JSON-LD Link header is not allowed with Content-Type application/ld+json")
+        return Incoming(body, link, ctype)
+    assert isinstance(body, dict)  # an array was a batch's, above
     if ctype == JSON_LD:
         if link is not None:
             raise BadRequestData("a JSON-LD Link header is not allowed with Content-Type application/ld+json")
-        context = _body_context(body)
+        context = body.get("@context")
         if context is None:
             raise BadRequestData("an application/ld+json body must carry an @context")
         return Incoming(body, context, ctype)
-    if _has_body_context(body):
+    if "@context" in body:
         raise BadRequestData("an application/json body must not carry an @context; use a Link header")
     return Incoming(body, link, ctype)
 
 
-def _has_body_context(body: Any) -> bool:
-    if isinstance(body, dict):
-        return "@context" in body
-    if isinstance(body, list):
-        return any(isinstance(b, dict) and "@context" in b for b in body)
-    return False
-
-
-def _body_context(body: Any) -> Any:
-    if isinstance(body, dict):
-        return body.get("@context")
-    if isinstance(body, list):
-        # Batch operations: every entity carries its own @context; they must agree
-        # for one expansion, which is what every known client sends.
-        contexts = [b.get("@context") for b in body if isinstance(b, dict)]
-        if not contexts or any(c is None for c in contexts):
-            return None
-        first = contexts[0]
-        if any(c != first for c in contexts[1:]):
-            raise BadRequestData("entities of one batch must share the same @context")
-        return first
-    return None
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
 
 
 def accepted_type(request: Request, *, geo: bool = False) -> str:
@@ -153,10 +147,16 @@ def json_response(
     media: str = JSON,
     context: Any = None,
     headers: dict[str, str] | None = None,
+    body_context: bool | None = None,
 ) -> Response:
-    """A JSON response carrying the @context as the spec asks for `media` (clause 6.3.6)."""
+    """A JSON response carrying the @context as the spec asks for `media` (clause 6.3.6).
+
+    `body_context` puts the @context in the body instead of a Link header
+    (default: for application/ld+json only); GeoJSON responses choose with
+    the Prefer header.
+    """
     out_headers = dict(headers or {})
-    if media == JSON_LD:
+    if body_context if body_context is not None else media == JSON_LD:
         payload = with_body_context(payload, context)
     elif media in (JSON, GEO_JSON):
         out_headers["Link"] = link_header(context)

@@ -366,11 +366,13 @@ def error_content_type(p: Probe) -> str:
     return "415"
 
 
-@check("errors", "4.9, 5.5.2", "Invalid query (q)", "400 InvalidRequest")
+@check("errors", "4.9, 5.7.2.4", "Invalid query (q)", "400 BadRequestData")
 def error_bad_q(p: Probe) -> str:
+    # clause 5.7.2.4: a query that is not syntactically valid is BadRequestData (InvalidRequest is for a
+    # body that is not JSON, 5.5.4, and for parameters the operation does not take, 6.3.20)
     p.create(p.entity())
     return p.expect_problem(p.request("GET", f"{API}/entities", params={"type": "AirQualityObserved", "q": "no2>>"}),
-                            400, "InvalidRequest")
+                            400, "BadRequestData")
 
 
 # --- @context (5.5.7, 6.3.5) --------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
     NgsiLdError                       (type URI, HTTP status, title)
     ├── InvalidRequest                .../InvalidRequest            400
-    │   └── InvalidQuery              .../InvalidRequest            400  (q, scopeQ, geoQ, attrs syntax)
     ├── BadRequestData                .../BadRequestData            400
+    │   ├── InvalidQuery              .../BadRequestData            400  (q, scopeQ, geoQ, attrs, pick/omit syntax)
     │   ├── InvalidUri                .../BadRequestData            400
     │   ├── InvalidGeometry           .../BadRequestData            400
     │   └── InvalidAttribute          .../BadRequestData            400
@@ -74,18 +74,22 @@ class InvalidRequest(NgsiLdError):
     title = "Invalid request"
 
 
-class InvalidQuery(InvalidRequest):
-    """A query expression (q, scopeQ, geoQ, attrs, pick/omit) does not parse."""
-
-    title = "Invalid query"
-
-
 class BadRequestData(NgsiLdError):
     """The input data does not meet the requirements of the operation."""
 
     problem_type = "BadRequestData"
     status = 400
     title = "Bad request data"
+
+
+class InvalidQuery(BadRequestData):
+    """A query expression (q, scopeQ, geoQ, idPattern, attrs, pick/omit) does not parse.
+
+    BadRequestData, as clauses 5.7.2.4, 5.7.4.4, 5.6.21.4 and 5.10.2.4 ask for
+    a query, geoquery or temporal query that is not syntactically valid.
+    """
+
+    title = "Invalid query"
 
 
 class InvalidUri(BadRequestData):

@@ -17,7 +17,6 @@ from typing import Any
 from models.normalize import TermMapper, instances_of
 from models.vocabulary import ATTRIBUTE_CORE, ENTITY_CORE
 
-
 _SYSTEM_ENTITY = ("createdAt", "modifiedAt", "deletedAt")
 
 
@@ -48,9 +47,7 @@ def expand_instance(inst: dict[str, Any], ctx: TermMapper) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in inst.items():
         if key in ATTRIBUTE_CORE:
-            if key == "vocab" or key == "previousVocab":
-                out[key] = _map_strings(value, ctx.expand_term)
-            elif key == "objectType":
+            if key == "vocab" or key == "previousVocab" or key == "objectType":
                 out[key] = _map_strings(value, ctx.expand_term)
             else:
                 out[key] = value
@@ -77,6 +74,9 @@ def compact_entity(enf: dict[str, Any], ctx: TermMapper, *, sys_attrs: bool = Fa
         elif name in _SYSTEM_ENTITY:
             if sys_attrs:
                 out[name] = value
+        elif name == "scope":
+            # like "type", one scope is written as a string, several as an array (clauses 4.18, 5.2.4)
+            out["scope"] = value[0] if isinstance(value, list) and len(value) == 1 else value
         elif name in ENTITY_CORE:
             out[name] = value
         else:

@@ -37,6 +37,7 @@ from models.vocabulary import (
     VOCAB_PROPERTY,
 )
 
+
 class TermMapper(Protocol):
     """What expansion needs of a resolved @context (models.context.Context provides it)."""
 
@@ -95,7 +96,7 @@ def normalize_entity(
         if ctx is None:
             out["type"] = types
         else:
-            out["type"] = [ctx.expand_term(t) for t in (types if isinstance(types, list) else [types])]
+            out["type"] = [_type_iri(t, ctx) for t in (types if isinstance(types, list) else [types])]
     elif require_type:
         raise BadRequestData(f"the entity {doc.get('id', '')!s} has no type")
     if "scope" in doc:
@@ -132,7 +133,9 @@ def normalize_attribute(name: str, value: object, *, allow_null: bool = False, c
 def _instance(name: str, value: object, allow_null: bool, ctx: TermMapper | None) -> dict[str, Any]:
     if not looks_like_attribute(value):
         # A bare value is a concise Property, or GeoProperty for a geometry (clause 4.7.3).
-        if value is None or value == NGSI_LD_NULL:
+        if value is None:
+            raise InvalidAttribute(_JSON_NULL.format(name))
+        if value == NGSI_LD_NULL:
             if not allow_null:
                 raise InvalidAttribute(f"attribute {name!r} has a null value")
             return {"type": PROPERTY, "value": NGSI_LD_NULL}
@@ -185,22 +188,31 @@ def _infer_type(value: dict[str, Any]) -> str:
     raise InvalidAttribute("cannot infer the attribute type")  # pragma: no cover - guarded
 
 
+_JSON_NULL = "attribute {!r}: JSON null is not an NGSI-LD value; urn:ngsi-ld:null deletes (clauses 4.5.0, 5.2.1)"
+_NULL_LANGUAGE_MAP: dict[str, str] = {"@none": NGSI_LD_NULL}
+
+
 def _is_null(v: object) -> bool:
+    """Whether a value is NGSI-LD Null: the URI, an array of it, or {"@none": it} for a languageMap (4.5.0)."""
     # Type checks first: this runs on every value of every write.
-    if v is None:
-        return True
     kind = type(v)
     if kind is str:
         return v == NGSI_LD_NULL
     if kind is list:
-        return len(v) == 1 and (v[0] is None or v[0] == NGSI_LD_NULL)  # type: ignore[arg-type,index]
+        return len(v) == 1 and v[0] == NGSI_LD_NULL  # type: ignore[arg-type,index]
+    if kind is dict:
+        return len(v) == 1 and v == _NULL_LANGUAGE_MAP  # type: ignore[arg-type]
     return False
 
 
 def _check_value(name: str, attr_type: str, v: object, allow_null: bool) -> Any:
+    if v is None:
+        raise InvalidAttribute(_JSON_NULL.format(name))
     if _is_null(v):
         if not allow_null:
             raise InvalidAttribute(f"{attr_type} {name!r} has a null value")
+        if attr_type == LANGUAGE_PROPERTY:
+            return dict(_NULL_LANGUAGE_MAP)
         return [NGSI_LD_NULL] if attr_type in (LIST_PROPERTY, LIST_RELATIONSHIP) else NGSI_LD_NULL
     if attr_type == PROPERTY:  # most values of most writes: checked first, no message built
         if type(v) is dict and "@type" in v and "@value" not in v:
@@ -280,10 +292,18 @@ def _entity_types(value: object) -> str | list[str]:
         raise BadRequestData("the entity type list is empty")
     out: list[str] = []
     for t in types:
-        check_name(t, "entity type")
-        if t not in out:
-            out.append(t)
+        name = check_name(t, "entity type")
+        if name not in out:
+            out.append(name)
     return out[0] if len(out) == 1 else out
+
+
+def _type_iri(term: str, ctx: TermMapper) -> str:
+    """An entity type's IRI; a term the @context maps to a JSON-LD keyword ("type" -> "@type") is no type."""
+    iri = ctx.expand_term(term)
+    if iri.startswith("@"):
+        raise BadRequestData(f"entity type {term!r} expands to the JSON-LD keyword {iri}, not to a type IRI")
+    return iri
 
 
 def _scopes(value: object) -> list[str]:

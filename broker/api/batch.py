@@ -10,12 +10,49 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.http import GEO_JSON, JSON, accepted_type, no_content, read_body
-from broker.service.batch import BatchResult
-from broker.service.queries import Page, QuerySpec, Selector, View
-from models.errors import BadRequestData
+from broker.api.entities import query_response
+from broker.http import JSON, JSON_LD, accepted_type, no_content, read_body
+from broker.service.batch import BatchResult, Contexts, check_batch
+from broker.service.queries import QuerySpec, Selector, View
+from models.errors import BadRequestData, NgsiLdError
+from models.normalize import TermMapper
 
 router = APIRouter(prefix=f"{API}/entityOperations")
+
+
+async def batch_body(request: Request, *, patch: bool = False) -> tuple[list[Any], Contexts]:
+    """The entities of a batch and the @context of each (clauses 5.6.7-5.6.10, 6.3.5).
+
+    With application/json every entity takes the Link header's @context and
+    one that carries an "@context" member is refused; with application/ld+json
+    every entity must carry its own. A refused entity, or one whose @context
+    cannot be resolved, becomes that entity's error in a 207, the others go on.
+    Each distinct @context is resolved once.
+    """
+    deps.check_params(request)
+    incoming = await read_body(request, patch=patch, batch=True)
+    body = check_batch(incoming.body)
+    if incoming.content_type != JSON_LD:
+        ctx = await deps.resolve(request, incoming.context)
+        if not any(isinstance(item, dict) and "@context" in item for item in body):
+            return body, ctx  # the common case: one context for all, nothing per entity
+        refused = BadRequestData("an entity sent as application/json must not carry an @context; use a Link header")
+        return body, [refused if isinstance(item, dict) and "@context" in item else ctx for item in body]
+    resolved: dict[bytes, TermMapper | NgsiLdError] = {}
+    contexts: list[TermMapper | NgsiLdError] = []
+    for item in body:
+        value = item.get("@context") if isinstance(item, dict) else None
+        if value is None:
+            contexts.append(BadRequestData("an entity sent as application/ld+json must carry an @context"))
+            continue
+        key = orjson.dumps(value)
+        if key not in resolved:
+            try:
+                resolved[key] = await deps.resolve(request, value)
+            except NgsiLdError as error:
+                resolved[key] = error
+        contexts.append(resolved[key])
+    return body, contexts
 
 
 def _multi_status(result: BatchResult) -> Response:
@@ -30,8 +67,8 @@ def _done(result: BatchResult) -> Response:
 @router.post("/create")
 async def batch_create(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Create (6.14.3.1): 201 with the created ids, 207, 400."""
-    incoming, ctx = await deps.read_entity_body(request)
-    result = await deps.batch(request).create(tenant, incoming.body, ctx)
+    body, ctx = await batch_body(request)
+    result = await deps.batch(request).create(tenant, body, ctx)
     if result.errors:
         return _multi_status(result)
     return Response(orjson.dumps(result.success), status_code=201, media_type=JSON)
@@ -43,8 +80,8 @@ async def batch_upsert(request: Request, tenant: TenantDep = "") -> Response:
     opts = deps.options(request)
     if {"replace", "update"} <= opts:
         raise BadRequestData("options replace and update exclude each other")
-    incoming, ctx = await deps.read_entity_body(request)
-    result = await deps.batch(request).upsert(tenant, incoming.body, ctx, update="update" in opts)
+    body, ctx = await batch_body(request)
+    result = await deps.batch(request).upsert(tenant, body, ctx, update="update" in opts)
     if result.errors:
         return _multi_status(result)
     if result.created:
@@ -55,22 +92,23 @@ async def batch_upsert(request: Request, tenant: TenantDep = "") -> Response:
 @router.post("/update")
 async def batch_update(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Update (6.16.3.1): 204, 207, 400; options=noOverwrite."""
-    incoming, ctx = await deps.read_entity_body(request)
+    body, ctx = await batch_body(request)
     overwrite = "noOverwrite" not in deps.options(request)
-    return _done(await deps.batch(request).update(tenant, incoming.body, ctx, overwrite=overwrite))
+    return _done(await deps.batch(request).update(tenant, body, ctx, overwrite=overwrite))
 
 
 @router.post("/merge")
 async def batch_merge(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Merge (6.31.3.1): 204, 207, 400."""
-    incoming, ctx = await deps.read_entity_body(request, patch=True)
-    return _done(await deps.batch(request).merge(tenant, incoming.body, ctx))
+    body, ctx = await batch_body(request, patch=True)
+    return _done(await deps.batch(request).merge(tenant, body, ctx))
 
 
 @router.post("/delete")
 async def batch_delete(request: Request, tenant: TenantDep = "") -> Response:
-    """Batch Delete (6.17.3.1): 204, 207, 400; the body is an array of entity ids."""
-    incoming = await read_body(request)
+    """Batch Delete (6.17.3.1): 204, 207, 400; the body is an array of entity ids (no @context needed)."""
+    deps.check_params(request)
+    incoming = await read_body(request, batch=True)
     return _done(await deps.batch(request).delete(tenant, incoming.body))
 
 
@@ -102,28 +140,21 @@ def _query_spec(body: Any) -> tuple[QuerySpec, dict[str, str]]:
     view: dict[str, str] = {}
     if attrs:
         view["attrs"] = ",".join(attrs)
-    for name in ("pick", "omit", "lang"):
+    for name in ("pick", "omit", "lang", "datasetId", "join", "containedBy"):
         if isinstance(body.get(name), str):
             view[name] = body[name]
         elif isinstance(body.get(name), list):
-            view[name] = ",".join(body[name])
+            view[name] = ",".join(str(v) for v in body[name])
+    if body.get("joinLevel") is not None:
+        view["joinLevel"] = str(body["joinLevel"])
     return spec, view
 
 
 @router.post("/query")
 async def batch_query(request: Request, tenant: TenantDep = "") -> Response:
-    """Query Entities via POST (6.23.3.1): 200 with an array, 400."""
-    media = accepted_type(request)
+    """Query Entities via POST (6.23.3.1): 200 with an array (or a GeoJSON FeatureCollection), 400."""
+    media = accepted_type(request, geo=True)
     incoming, ctx = await deps.read_entity_body(request)
     spec, view_params = _query_spec(incoming.body)
-    params = {**dict(request.query_params), **view_params}
-    view = View.from_params(params, ctx)
-    cfg = deps.settings(request)
-    page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
-    result = await deps.queries(request).query(tenant, spec, ctx, page)
-    if not result.entities:
-        await deps.entities(request).check_tenant(tenant)
-    headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else None
-    payload = [view.render(e, ctx) for e in result.entities]
-    return deps.json_response(payload, media=media if media != GEO_JSON else JSON, context=incoming.context,
-                              headers=headers)
+    view = View.from_params({**dict(request.query_params), **view_params}, ctx)
+    return await query_response(request, tenant, spec, view, ctx, incoming.context, media)

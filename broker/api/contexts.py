@@ -45,12 +45,12 @@ async def restore_hosted(resolver: ContextResolver, store: Store, base_url: str)
         else:
             # The resolver has no public restore yet: re-host, then give the entry back its identity.
             new_id = resolver.host(document, implicit=kind == "ImplicitlyCreated")
-            with resolver._lock:  # noqa: SLF001 - see the report: ContextResolver.restore is asked for
-                entry = resolver._by_id.pop(new_id)  # noqa: SLF001
-                resolver._by_url.pop(entry.url, None)  # noqa: SLF001
+            with resolver._lock:
+                entry = resolver._by_id.pop(new_id)
+                resolver._by_url.pop(entry.url, None)
                 entry.local_id = local_id
                 entry.url = f"{base_url}/{local_id}"
-                resolver._store(entry)  # noqa: SLF001
+                resolver._store(entry)
         restored += 1
     return restored
 
@@ -58,6 +58,7 @@ async def restore_hosted(resolver: ContextResolver, store: Store, base_url: str)
 @router.post("")
 async def host_context(request: Request) -> Response:
     """Add @context (6.29.3.1): 201 + Location, 400."""
+    deps.check_params(request)
     # The body's "@context" is the payload here, not the request's context: no read_body rules.
     if request.headers.get("content-type", "").split(";")[0].strip().lower() not in (JSON, "application/ld+json"):
         raise MediaTypeError(415)
@@ -75,6 +76,7 @@ async def host_context(request: Request) -> Response:
 @router.get("")
 async def list_contexts(request: Request) -> Response:
     """List @contexts (6.29.3.2): URLs, or metadata objects with details=true; kind filters."""
+    deps.check_params(request)
     accepted_type(request)
     kind = request.query_params.get("kind")
     if kind is not None and kind not in _KINDS:
@@ -87,19 +89,23 @@ async def list_contexts(request: Request) -> Response:
 @router.get("/{context_id:path}")
 async def serve_context(context_id: str, request: Request) -> Response:
     """Serve @context (6.30.3.1): the document, or its metadata with details=true; 404, 422 for Cached."""
+    deps.check_params(request)
     resolver = deps.resolver(request)
+    media = accepted_type(request)
     if deps.flag(request, "details"):
         return Response(orjson.dumps(resolver.entry(context_id)), media_type=JSON)
     try:
         document = resolver.get(context_id)
     except OperationNotSupported as error:
         raise CachedNotServed(error.detail) from None
-    return Response(orjson.dumps(document), media_type="application/ld+json")
+    # a JSON object either way (6.30.3.1); application/json unless the client prefers JSON-LD (6.3.4's order)
+    return Response(orjson.dumps(document), media_type=media)
 
 
 @router.delete("/{context_id:path}")
 async def delete_context(context_id: str, request: Request) -> Response:
     """Delete and Reload @context (6.30.3.2): 204, 400, 404, 504 when a reload download fails."""
+    deps.check_params(request)
     resolver = deps.resolver(request)
     if deps.flag(request, "reload"):
         try:

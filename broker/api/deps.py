@@ -8,9 +8,11 @@ models, so the hot paths (batch upsert, GET by id) parse JSON once, with orjson.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from fastapi import Header, Request
 
+from broker.api.params import check_params
 from broker.http import GEO_JSON, JSON, Incoming, accepted_type, json_response, link_context, read_body
 from broker.service.batch import BatchService
 from broker.service.discovery import DiscoveryService
@@ -64,18 +66,44 @@ def resolver(request: Request) -> ContextResolver:
 
 
 async def resolve(request: Request, value: Any) -> Context:
-    """The active context for an @context value (memoised by the resolver)."""
+    """The active context for an @context value (memoised by the resolver).
+
+    A reference to a context this broker hosts (`/ngsi-ld/v1/jsonldContexts/{id}`, relative to the
+    request's URL as JSON-LD resolves relative references, or absolute) is looked up by its local id.
+    """
+    if value is not None:
+        value = _own_references(request, value)
     return await resolver(request).aresolve(value)
 
 
+_HOSTED = f"{API}/jsonldContexts/"
+
+
+def _own_references(request: Request, value: Any) -> Any:
+    if isinstance(value, str):
+        if _HOSTED not in value:
+            return value  # nearly always: no base URL is built
+        if value.startswith((_HOSTED, str(request.base_url).rstrip("/") + _HOSTED)):
+            return unquote(value[value.index(_HOSTED) + len(_HOSTED):])
+        return value
+    if isinstance(value, list):
+        return [_own_references(request, v) for v in value]
+    return value
+
+
 async def read_context(request: Request) -> tuple[Any, Context]:
-    """For bodiless requests: the Link header's @context value and its resolved Context."""
+    """For bodiless requests: the Link header's @context value and its resolved Context.
+
+    The URL parameters are checked first (broker.api.params), as for `read_entity_body`.
+    """
+    check_params(request)
     value = link_context(request)
     return value, await resolve(request, value)
 
 
 async def read_entity_body(request: Request, *, patch: bool = False) -> tuple[Incoming, Context]:
-    """The parsed body and the resolved @context of a request with a JSON body."""
+    """The parsed body and the resolved @context of a request with a JSON body (URL parameters checked first)."""
+    check_params(request)
     incoming = await read_body(request, patch=patch)
     return incoming, await resolve(request, incoming.context)
 
@@ -107,4 +135,4 @@ def respond(request: Request, payload: Any, context_value: Any, *, status: int =
     return json_response(payload, status=status, media=chosen, context=context_value, headers=headers)
 
 
-__all__ = ["API", "GEO_JSON", "JSON", "TenantDep", "accepted_type"]
+__all__ = ["API", "GEO_JSON", "JSON", "TenantDep", "accepted_type", "check_params", "json_response"]

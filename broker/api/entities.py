@@ -5,34 +5,39 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.http import GEO_JSON, accepted_type, no_content
+from broker.http import GEO_JSON, JSON, accepted_type, no_content
+from broker.query.projection import parse_attrs
 from broker.service.entities import to_enf
 from broker.service.patch import UpdateResult
 from broker.service.queries import Page, QuerySpec, View
 from models.context import Context
-from models.errors import BadRequestData
+from models.errors import BadRequestData, ResourceNotFound
 from models.validation import check_uri
 
 router = APIRouter(prefix=API)
 
 
-def update_result_response(result: UpdateResult, ctx: Context) -> Response:
-    """204 when every attribute was updated, else 207 with the UpdateResult (clause 5.2.18)."""
+def update_result_response(result: UpdateResult) -> Response:
+    """204 when every attribute was updated, else 207 with the UpdateResult (clause 5.2.18).
+
+    A 207 body carries no @context, so attributes are named by their full IRIs (clause 6.3.6).
+    """
     if not result.not_updated:
         return no_content()
     body = {
-        "updated": list(dict.fromkeys(ctx.compact_iri(a) for a in result.updated)),
+        "updated": list(dict.fromkeys(result.updated)),
         "notUpdated": [
-            {"attributeName": ctx.compact_iri(a), "reason": reason, **({"datasetId": ds} if ds else {})}
+            {"attributeName": a, "reason": reason, **({"datasetId": ds} if ds else {})}
             for a, reason, ds in result.not_updated
         ],
     }
-    return deps.json_response(body, status=207)
+    return Response(orjson.dumps(body), status_code=207, media_type=JSON)
 
 
 def to_feature(entity: dict[str, Any], geometry_property: str) -> dict[str, Any]:
@@ -44,6 +49,30 @@ def to_feature(entity: dict[str, Any], geometry_property: str) -> dict[str, Any]
         geo = geo["value"]
     properties = {k: v for k, v in entity.items() if k != "id"}
     return {"id": entity.get("id"), "type": "Feature", "geometry": geo, "properties": properties}
+
+
+def attribute_body(body: Any) -> Any:
+    """The attribute of a one-attribute request: an application/ld+json body's "@context" is not a sub-attribute."""
+    if isinstance(body, dict) and "@context" in body:
+        return {k: v for k, v in body.items() if k != "@context"}
+    return body
+
+
+def geometry_property(request: Request, media: str) -> str:
+    """The GeoProperty a GeoJSON response takes its geometry from (clause 6.3.15); BadRequestData without GeoJSON."""
+    name = request.query_params.get("geometryProperty")
+    if name is None:
+        return "location"
+    if media != GEO_JSON:
+        raise BadRequestData("geometryProperty is only used with Accept: application/geo+json (clause 5.7.1.4)")
+    return name
+
+
+def geo_response(request: Request, payload: Any, context: Any, headers: dict[str, str] | None = None) -> Response:
+    """A GeoJSON response: the @context in the body, or in a Link header with `Prefer: body=json` (clause 6.3.6)."""
+    prefer = {p.strip().lower() for p in request.headers.get("prefer", "").split(",")}
+    return deps.json_response(payload, media=GEO_JSON, context=context, headers=headers,
+                              body_context="body=json" not in prefer)
 
 
 # ---------------------------------------------------------------------------- /entities
@@ -58,6 +87,27 @@ async def create_entity(request: Request, tenant: TenantDep = "") -> Response:
     return Response(status_code=201, headers={"Location": f"{API}/entities/{quote(enf['id'], safe=':/')}"})
 
 
+async def query_response(request: Request, tenant: str, spec: QuerySpec, view: View, ctx: Context,
+                         context_value: Any, media: str) -> Response:
+    """Run a Query Entities (GET /entities or POST /entityOperations/query) and answer it (clause 5.7.2)."""
+    cfg = deps.settings(request)
+    page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
+    gp = geometry_property(request, media)
+    if spec.attrs is None:
+        spec.attrs = view.picked_attributes()  # clause 5.7.2.4: an entity matches when it holds a picked attribute
+    queries = deps.queries(request)
+    result = await queries.query(tenant, spec, ctx, page)
+    if not result.entities:
+        await deps.entities(request).check_tenant(tenant)
+    headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else None
+    linked = await queries.linked(tenant, result.entities, view) if view.join else None
+    payload: Any = view.render_entities(result.entities, ctx, linked)
+    if media == GEO_JSON:
+        return geo_response(request, {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in payload]},
+                            context_value, headers)
+    return deps.json_response(payload, media=media, context=context_value, headers=headers)
+
+
 @router.get("/entities")
 async def query_entities(request: Request, tenant: TenantDep = "") -> Response:
     """Query Entities (6.4.3.2): 200 with an array (or a GeoJSON FeatureCollection)."""
@@ -65,28 +115,21 @@ async def query_entities(request: Request, tenant: TenantDep = "") -> Response:
     value, ctx = await deps.read_context(request)
     params = request.query_params
     view = View.from_params(params, ctx)
-    cfg = deps.settings(request)
-    page = Page.from_params(params, cfg.default_limit, cfg.max_limit)
     spec = QuerySpec.from_params(params)
     if spec.q is None and params.get("q") == "":
         raise BadRequestData("q must not be empty")
-    result = await deps.queries(request).query(tenant, spec, ctx, page)
-    if not result.entities:
-        await deps.entities(request).check_tenant(tenant)
-    headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else None
-    payload: Any = [view.render(e, ctx) for e in result.entities]
-    if media == GEO_JSON:
-        gp = params.get("geometryProperty", "location")
-        payload = {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in payload]}
-    return deps.json_response(payload, media=media, context=value, headers=headers)
+    return await query_response(request, tenant, spec, view, ctx, value, media)
 
 
 @router.delete("/entities")
 async def purge_entities(request: Request, tenant: TenantDep = "") -> Response:
-    """Purge Entities (6.4.3.3): 204."""
-    value, ctx = await deps.read_context(request)
+    """Purge Entities (6.4.3.3): 204; keep/drop purge attributes only."""
+    _, ctx = await deps.read_context(request)
+    params = request.query_params
+    keep = list(parse_attrs(params["keep"])) if "keep" in params else None
+    drop = list(parse_attrs(params["drop"])) if "drop" in params else None
     await deps.entities(request).check_tenant(tenant)
-    await deps.queries(request).purge(tenant, QuerySpec.from_params(request.query_params), ctx)
+    await deps.queries(request).purge(tenant, QuerySpec.from_params(params), ctx, keep=keep, drop=drop)
     return no_content()
 
 
@@ -100,16 +143,22 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
     check_uri(entity_id, "entity id")
     value, ctx = await deps.read_context(request)
     view = View.from_params(request.query_params, ctx)
-    stored = await deps.entities(request).get(tenant, entity_id)
-    entity = view.render(stored, ctx)
+    gp = geometry_property(request, media)
+    stored = await deps.entities(request).get(tenant, entity_id, request.query_params.get("type"), ctx)
+    if view.shows_nothing(stored, ctx.expand_term):
+        raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for", instance=entity_id)
+    linked = await deps.queries(request).linked(tenant, [stored], view) if view.join else None
+    entity = view.render_entity(stored, ctx, linked)
     if media == GEO_JSON:
-        entity = to_feature(entity, request.query_params.get("geometryProperty", "location"))
+        return geo_response(request, to_feature(entity, gp) if isinstance(entity, dict) else
+                            {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in entity]}, value)
     return deps.json_response(entity, media=media, context=value)
 
 
 @router.delete("/entities/{entity_id}")
 async def delete_entity(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Entity (6.5.3.2): 204, 404."""
+    deps.check_params(request)
     check_uri(entity_id, "entity id")
     await deps.entities(request).delete(tenant, entity_id)
     return no_content()
@@ -121,7 +170,7 @@ async def replace_entity(entity_id: str, request: Request, tenant: TenantDep = "
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request)
     body = incoming.body
-    if isinstance(body, dict) and "id" not in body:
+    if "id" not in body:
         body = {**body, "id": entity_id}
     await deps.entities(request).replace(tenant, entity_id, to_enf(body, ctx))
     return no_content()
@@ -157,7 +206,7 @@ async def append_attrs(entity_id: str, request: Request, tenant: TenantDep = "")
     fragment = to_enf(incoming.body, ctx, fragment=True)
     overwrite = "noOverwrite" not in deps.options(request)
     result = await deps.entities(request).append_attrs(tenant, entity_id, fragment, overwrite=overwrite)
-    return update_result_response(result, ctx)
+    return update_result_response(result)
 
 
 @router.patch("/entities/{entity_id}/attrs")
@@ -167,7 +216,7 @@ async def update_attrs(entity_id: str, request: Request, tenant: TenantDep = "")
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     fragment = to_enf(incoming.body, ctx, allow_null=True, fragment=True)
     result = await deps.entities(request).update_attrs(tenant, entity_id, fragment)
-    return update_result_response(result, ctx)
+    return update_result_response(result)
 
 
 @router.patch("/entities/{entity_id}/attrs/{attr}")
@@ -176,7 +225,8 @@ async def patch_attr(entity_id: str, attr: str, request: Request, tenant: Tenant
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     dataset_id = request.query_params.get("datasetId")
-    await deps.entities(request).patch_attr(tenant, entity_id, attr, incoming.body, ctx, dataset_id=dataset_id)
+    await deps.entities(request).patch_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx,
+                                            dataset_id=dataset_id)
     return no_content()
 
 
@@ -185,7 +235,7 @@ async def replace_attr(entity_id: str, attr: str, request: Request, tenant: Tena
     """Replace Attribute (6.7.3.3): 204, 404, 400."""
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request)
-    await deps.entities(request).replace_attr(tenant, entity_id, attr, incoming.body, ctx)
+    await deps.entities(request).replace_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx)
     return no_content()
 
 

@@ -65,5 +65,6 @@ async def update_subscription(sub_id: str, request: Request, tenant: TenantDep =
 @router.delete("/subscriptions/{sub_id:path}")
 async def delete_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Subscription (6.11.3.3): 204, 400, 404."""
+    deps.check_params(request)
     await service(request).delete(tenant, sub_id)
     return no_content()

@@ -121,6 +121,7 @@ async def retrieve_temporal(entity_id: str, request: Request, tenant: TenantDep 
 @router.delete("/temporal/entities/{entity_id}")
 async def delete_temporal(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Temporal Evolution of an Entity (6.19.3.2)."""
+    deps.check_params(request)
     await service(request).delete_entity(tenant, entity_id)
     return no_content()
 

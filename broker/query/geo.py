@@ -20,6 +20,11 @@ Interpretation choices (the spec leaves them open):
   "disjoint with" the buffer differ only on the buffer boundary.
 * Only attribute instances of type GeoProperty are targets; an entity without
   one, or whose stored geometry is unusable, does not match.
+* A reference geometry that is well-formed GeoJSON but not OGC-valid (a
+  self-intersecting "bow-tie" ring: RFC 7946 does not forbid it, and an
+  entity may hold one) is taken as GEOS repairs it (make-valid, the
+  linework method, which PostGIS's ST_MakeValid shares); `equals` compares
+  the geometry as given, so an entity equals the very polygon it holds.
 
 Prefilter contract: every entity geometry that can match has a bounding box
 (`geometry_bbox`) that intersects the box `bbox_for_prefilter` returns.
@@ -272,11 +277,10 @@ def _near_test(query: GeoQuery) -> Callable[[dict[str, Any]], bool]:
 
 def _topology_test(query: GeoQuery) -> Callable[[dict[str, Any]], bool]:
     reference = shape(query.geometry)
-    if not shapely.is_valid(reference):
-        reason = shapely.is_valid_reason(reference)
-        raise InvalidQuery(f"the reference {query.geometry_type} is not a valid geometry: {reason}")
-    shapely.prepare(reference)
     relation = query.georel
+    if relation != "equals" and not shapely.is_valid(reference):
+        reference = shapely.make_valid(reference)  # see the module docstring: a self-intersecting polygon
+    shapely.prepare(reference)
     # Point targets are the common case (sensors): test coordinates without building a geometry.
     point_tests: dict[str, Callable[[float, float], bool]] = {
         "within": lambda x, y: bool(shapely.contains_xy(reference, x, y)),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import InvalidQuery
+from models.validation import is_name
 
 __all__ = ["Projection", "ProjectionTerm", "apply_omit", "apply_pick", "parse_attrs", "parse_projection"]
 
@@ -110,11 +111,21 @@ def parse_projection(text: str) -> Projection:
 
 
 def parse_attrs(text: str) -> tuple[str, ...]:
-    """Parse the deprecated `attrs` parameter: a flat list of attribute names."""
-    projection = parse_projection(text)
-    if any(t.linked is not None for t in projection.terms):
-        raise InvalidQuery(f"Invalid attrs {text!r}: '{{...}}' is only allowed in pick and omit")
-    return projection.names()
+    """Parse the deprecated `attrs` parameter: a comma-separated list of attribute names.
+
+    Unlike pick/omit, each item is an Attribute name as clause 6.4.3.2 defines
+    it, so a fully qualified IRI is as good as a term; the entity members
+    `id`, `type` and `scope` are not attributes and are refused (6.5.3.1).
+    """
+    names = tuple(part.strip() for part in text.split(","))
+    for name in names:
+        if not name:
+            raise InvalidQuery(f"Invalid attrs {text!r}: an attribute name is empty")
+        if name in ENTITY_MEMBERS:
+            raise InvalidQuery(f"Invalid attrs {text!r}: {name!r} is an entity member, not an attribute")
+        if not is_name(name):
+            raise InvalidQuery(f"Invalid attrs {text!r}: {name!r} is not an attribute name or IRI")
+    return names
 
 
 def _key(name: str, expand: Callable[[str], str]) -> str:

@@ -9,10 +9,13 @@ every scope below it; `/#` alone matches any entity that has a scope. Like the
 type selection, the grammar is a disjunction of conjunctions, and a
 conjunction needs parentheses.
 
-Two leniencies, both from the spec's own examples: the leading `/` may be
-missing (clause 4.19 example 5 writes `|CompanyB`; a Scope, clause 4.18, is
-`[/] ScopeLevel ...`), and entity scopes are compared without it; `/#`
-(and a `/#` suffix) is also accepted inside parentheses.
+Three leniencies: the leading `/` may be missing (clause 4.19 example 5
+writes `|CompanyB`; a Scope, clause 4.18, is `[/] ScopeLevel ...`), and
+entity scopes are compared without it; `/#` (and a `/#` suffix) is also
+accepted inside parentheses; and `/A;/B` without parentheses is the
+conjunction `(/A;/B)`, `;` binding tighter than `,` and `|` as in the query
+language whose operators clause 4.19 says scopeQ shares (clause 4.9) -- the
+reading the ETSI suite (019_01_06 QueryWithAndScope) expects.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class _Parser(OrOfAndsParser[ScopePattern]):
     end = "end of scopeQ"
     and_example = "(/A;/B)"
     item_start = "'/', "
+    bare_and = True  # see the module docstring
 
     def item(self) -> ScopePattern:
         self.eat("/")  # optional, see the module docstring

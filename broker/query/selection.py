@@ -24,6 +24,7 @@ class OrOfAndsParser(Generic[T]):
     end = "end of selection"  # what the end of the text is called in errors
     and_example = "(A;B)"
     item_start = ""  # what may begin an item, for the last error ("'/', " for scopes)
+    bare_and = False  # whether "A;B" (no parentheses) is read as the conjunction "(A;B)"
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -59,7 +60,10 @@ class OrOfAndsParser(Generic[T]):
                     raise self.error("';' or ')' closing the conjunction")
                 groups.append(tuple(group))
             else:
-                groups.append((self.item(),))
+                group = [self.item()]
+                while self.bare_and and self.eat(";"):
+                    group.append(self.item())
+                groups.append(tuple(group))
             if self.pos >= len(self.text):
                 return tuple(groups)
             if self.text[self.pos] in ",|":

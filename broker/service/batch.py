@@ -11,14 +11,15 @@ one `upsert_replace` call with no read; every other mode goes through one
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from broker.service.entities import to_enf
 from broker.service.patch import apply_fragment, stamp_new, stamp_new_owned, utc_now
-from broker.store.base import Change, Doc, StoredEntity, Store
+from broker.store.base import Change, Doc, Store, StoredEntity
 from models.errors import AlreadyExists, BadRequestData, NgsiLdError, ResourceNotFound
-from models.expansion import TermMapper
+from models.normalize import TermMapper
 from models.validation import is_uri
 
 
@@ -38,7 +39,12 @@ class BatchResult:
         }
 
 
-def _check_array(body: Any) -> list[Any]:
+Contexts = TermMapper | Sequence[TermMapper | NgsiLdError]
+"""One @context for every entity of a batch, or one per entity (an error refuses that entity alone)."""
+
+
+def check_batch(body: Any) -> list[Any]:
+    """The entities of a batch body; BadRequestData for a non-array, an empty array or a null item (5.6.7.4)."""
     if not isinstance(body, list):
         raise BadRequestData("a batch operation takes a JSON array")
     if not body:
@@ -49,16 +55,20 @@ def _check_array(body: Any) -> list[Any]:
 
 
 def _entity_id(item: Any) -> str:
-    if isinstance(item, dict) and isinstance(item.get("id"), str):
-        return item["id"]
-    return ""
+    entity_id = item.get("id") if isinstance(item, dict) else None
+    return entity_id if isinstance(entity_id, str) else ""
 
 
-def _prepare(body: Any, ctx: TermMapper, result: BatchResult, **kwargs: Any) -> list[Doc]:
+def _prepare(body: Any, ctx: Contexts, result: BatchResult, **kwargs: Any) -> list[Doc]:
     docs = []
-    for item in _check_array(body):
+    items = check_batch(body)
+    shared = None if isinstance(ctx, Sequence) else ctx
+    for index, item in enumerate(items):
+        own = shared if shared is not None else ctx[index]  # type: ignore[index]
         try:
-            docs.append(to_enf(item, ctx, **kwargs))
+            if isinstance(own, NgsiLdError):
+                raise own
+            docs.append(to_enf(item, own, **kwargs))
         except NgsiLdError as error:
             result.errors.append((_entity_id(item), error))
     return docs
@@ -71,9 +81,15 @@ def _on_existing(**apply: Any) -> Any:
         if current is None:
             return None, [ResourceNotFound(f"entity {g['id']} not found", instance=g["id"]) for g in group]
         doc = dict(current.doc)
+        outcomes: list[Any] = []
         for frag in group:
-            apply_fragment(doc, frag, now, **apply)
-        return doc, [None] * len(group)
+            done = apply_fragment(doc, frag, now, **apply)
+            kept = [name for name, _, _ in done.not_updated if name != "scope"]
+            # clause 5.6.9.4: each entity is an Append Attributes; attributes noOverwrite left alone make it
+            # an entity in error (the others were appended)
+            outcomes.append(AlreadyExists(f"entity {frag['id']}: attributes {', '.join(kept)} exist and "
+                                          "noOverwrite leaves them untouched", instance=frag["id"]) if kept else None)
+        return doc, outcomes
 
     return fn
 
@@ -84,7 +100,7 @@ class BatchService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def create(self, tenant: str, body: Any, ctx: TermMapper) -> BatchResult:
+    async def create(self, tenant: str, body: Any, ctx: Contexts) -> BatchResult:
         """Batch Create (5.6.7): the first entry of an id creates it, later ones are AlreadyExists."""
         result = BatchResult()
         now = utc_now()
@@ -103,7 +119,7 @@ class BatchService:
                 result.errors.append((entity_id, AlreadyExists(f"entity {entity_id} already exists", instance=entity_id)))
         return result
 
-    async def upsert(self, tenant: str, body: Any, ctx: TermMapper, *, update: bool = False) -> BatchResult:
+    async def upsert(self, tenant: str, body: Any, ctx: Contexts, *, update: bool = False) -> BatchResult:
         """Batch Upsert (5.6.8): create or replace (default), or create or update (options=update)."""
         result = BatchResult()
         docs = _prepare(body, ctx, result)
@@ -130,14 +146,14 @@ class BatchService:
         await self._modify_groups(tenant, docs, fn, result)
         return result
 
-    async def update(self, tenant: str, body: Any, ctx: TermMapper, *, overwrite: bool = True) -> BatchResult:
+    async def update(self, tenant: str, body: Any, ctx: Contexts, *, overwrite: bool = True) -> BatchResult:
         """Batch Update (5.6.9): Append Attributes on each existing entity; noOverwrite keeps existing ones."""
         result = BatchResult()
         docs = _prepare(body, ctx, result, allow_null=True)
         await self._modify_groups(tenant, docs, _on_existing(overwrite=overwrite), result)
         return result
 
-    async def merge(self, tenant: str, body: Any, ctx: TermMapper) -> BatchResult:
+    async def merge(self, tenant: str, body: Any, ctx: Contexts) -> BatchResult:
         """Batch Merge (5.6.20): Merge Entity on each existing entity, in array order."""
         result = BatchResult()
         docs = _prepare(body, ctx, result, allow_null=True)
@@ -148,7 +164,7 @@ class BatchService:
         """Batch Delete (5.6.10): the first entry of an id deletes it, later ones are ResourceNotFound."""
         result = BatchResult()
         ids: list[str] = []
-        for item in _check_array(body):
+        for item in check_batch(body):
             if is_uri(item):
                 ids.append(item)
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from broker.query.types import compile_type_selection
 from broker.service.patch import (
     UpdateResult,
     apply_fragment,
@@ -22,10 +23,10 @@ from broker.service.patch import (
     stamp_new,
     utc_now,
 )
-from broker.store.base import Change, Doc, StoredEntity, Store
+from broker.store.base import Change, Doc, Store, StoredEntity
 from models.errors import AlreadyExists, BadRequestData, NgsiLdError, NonexistentTenant, ResourceNotFound
-from models.expansion import TermMapper, expand_instance
-from models.normalize import normalize_attribute, normalize_entity
+from models.expansion import expand_instance
+from models.normalize import TermMapper, normalize_attribute, normalize_entity
 from models.validation import check_name
 from models.vocabulary import ATTRIBUTE_TYPES, GEO_PROPERTY, VALUE_MEMBER
 
@@ -101,9 +102,13 @@ class EntityService:
         if await self.store.insert(tenant, [stamp_new(enf, now)], now):
             raise AlreadyExists(f"entity {enf['id']} already exists", instance=enf["id"])
 
-    async def get(self, tenant: str, entity_id: str) -> StoredEntity:
-        """Retrieve Entity (clause 5.7.1)."""
+    async def get(self, tenant: str, entity_id: str, type_text: str | None = None,
+                  ctx: TermMapper | None = None) -> StoredEntity:
+        """Retrieve Entity (clause 5.7.1); with a type selection (4.17), an entity of other types is not found."""
         stored = await self.store.get(tenant, entity_id)
+        if (stored is not None and type_text and type_text != "*" and ctx is not None
+                and not compile_type_selection(type_text).compile(ctx.expand_term)(stored.doc.get("type", ()))):
+            stored = None
         if stored is None:
             raise await self.not_found(tenant, entity_id)
         return stored

@@ -15,7 +15,7 @@ Every function works on one entity document in expanded normalized form
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from models.vocabulary import (
@@ -35,7 +35,7 @@ Doc = dict[str, Any]
 
 def utc_now() -> str:
     """The current time as the RFC 3339 UTC string every system attribute carries (ms precision)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -47,9 +47,12 @@ class UpdateResult:
     """(attribute IRI, reason, datasetId)"""
 
 
+_NULL_LANGUAGE_MAP = {"@none": NGSI_LD_NULL}
+
+
 def is_null(value: Any) -> bool:
-    """Whether a member value is NGSI-LD Null (clause 4.5.0)."""
-    return value == NGSI_LD_NULL or value is None or value == [NGSI_LD_NULL]
+    """Whether a member value is NGSI-LD Null (clause 4.5.0), {"@none": null} for a languageMap included."""
+    return value == NGSI_LD_NULL or value is None or value == [NGSI_LD_NULL] or value == _NULL_LANGUAGE_MAP
 
 
 def is_null_instance(inst: Doc) -> bool:
@@ -105,15 +108,18 @@ def _types_added(doc: Doc, types: list[str]) -> bool:
     return added
 
 
-def _scope(doc: Doc, scopes: list[str], overwrite: bool, only_if_present: bool) -> None:
+def _scope(doc: Doc, scopes: list[str], overwrite: bool, only_if_present: bool) -> bool:
+    """Apply a fragment's scope; False when Update Attributes finds no scope to replace (clause 5.6.2.4)."""
     if only_if_present:
-        if "scope" in doc:
-            doc["scope"] = list(scopes)
-        return
+        if "scope" not in doc:
+            return False
+        doc["scope"] = list(scopes)
+        return True
     if overwrite or "scope" not in doc:
         doc["scope"] = list(scopes)
     else:
         doc["scope"] = doc["scope"] + [s for s in scopes if s not in doc["scope"]]
+    return True
 
 
 def apply_fragment(
@@ -136,7 +142,8 @@ def apply_fragment(
             continue
         if name == "scope":
             if not is_null(value):
-                _scope(doc, value, overwrite, scope_only_if_present)
+                if not _scope(doc, value, overwrite, scope_only_if_present):
+                    result.not_updated.append(("scope", "the entity has no scope to replace", None))
             elif "scope" in doc:
                 del doc["scope"]
             continue

@@ -19,93 +19,23 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from broker.query.geo import bbox_for_prefilter, compile_geo, parse_geoquery
-from broker.query.projection import Projection, parse_attrs, parse_projection
+from broker.query.ordering import Ordering
+from broker.query.projection import parse_attrs
 from broker.query.q import compile_q
 from broker.query.q_sql import Prefilter, q_prefilter
 from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
-from broker.service.entities import with_system_attrs
-from broker.store.base import Doc, EntityFilter, QueryPage, StoredEntity, Store
-from models.errors import BadRequestData, InvalidQuery, TooManyResults
-from models.expansion import TermMapper, compact_entity
-from models.representation import Representation, convert, pick_language
+from broker.service.patch import utc_now
+from broker.service.view import View, linked_objects, split_list
+from broker.store.base import Change, Doc, EntityFilter, QueryPage, Store, StoredEntity
+from models.errors import BadRequestData, InvalidQuery, TooComplexQuery, TooManyResults
+from models.normalize import TermMapper
 from models.validation import check_uri
-from models.vocabulary import LANGUAGE_PROPERTY
 
+__all__ = ["Page", "QueryService", "QuerySpec", "Selector", "View", "split_list"]
 
-def split_list(text: str | None) -> list[str]:
-    """A comma-separated parameter as a list (empty items dropped)."""
-    return [p.strip() for p in text.split(",") if p.strip()] if text else []
-
-
-@dataclass(slots=True)
-class View:
-    """How entities are rendered: representation, sysAttrs, lang, and ENF projections."""
-
-    representation: Representation = Representation.NORMALIZED
-    sys_attrs: bool = False
-    lang: str | None = None
-    attrs: frozenset[str] | None = None  # expanded IRIs kept (clause 6.4.3.2 attrs)
-    pick: Projection | None = None
-    omit: Projection | None = None
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str], ctx: TermMapper) -> "View":
-        """Read options, format, lang, attrs, pick and omit."""
-        options = set(split_list(params.get("options")))
-        fmt = params.get("format")
-        try:
-            representation = Representation.from_options(options, fmt)
-        except ValueError:
-            raise BadRequestData(f"unknown format {fmt!r}") from None
-        if "keyValues" in options and "concise" in options:
-            raise BadRequestData("options keyValues and concise exclude each other")
-        attrs = None
-        if params.get("attrs"):
-            attrs = frozenset(ctx.expand_term(a) for a in parse_attrs(params["attrs"]))
-        pick = parse_projection(params["pick"]) if params.get("pick") else None
-        omit = parse_projection(params["omit"]) if params.get("omit") else None
-        if pick is not None and omit is not None:
-            raise BadRequestData("pick and omit cannot be used together")
-        return cls(representation, "sysAttrs" in options, params.get("lang") or None, attrs, pick, omit)
-
-    def render(self, stored: StoredEntity, ctx: TermMapper) -> dict[str, Any]:
-        """One stored entity in this view, in the terms of `ctx`."""
-        doc: Doc = with_system_attrs(stored) if self.sys_attrs else stored.doc
-        if self.attrs is not None:
-            doc = {k: v for k, v in doc.items() if k in _MEMBERS or k in self.attrs}
-        expand = ctx.expand_term
-        if self.pick is not None:
-            doc = self.pick.pick(doc, expand)
-        elif self.omit is not None:
-            doc = self.omit.omit(doc, expand)
-        entity = compact_entity(doc, ctx, sys_attrs=self.sys_attrs)
-        if self.lang is not None and self.representation is not Representation.SIMPLIFIED:
-            entity = _languages(entity, self.lang)
-        return convert(entity, self.representation, lang=self.lang)
-
-
-_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt"})
-
-
-def _languages(entity: dict[str, Any], lang: str) -> dict[str, Any]:
-    """Clause 4.15: with `lang`, a LanguageProperty is rendered as a Property in the chosen language."""
-    out = dict(entity)
-    for name, value in entity.items():
-        instances = value if isinstance(value, list) else [value]
-        if not any(isinstance(i, dict) and i.get("type") == LANGUAGE_PROPERTY for i in instances):
-            continue
-        converted = []
-        for inst in instances:
-            if isinstance(inst, dict) and inst.get("type") == LANGUAGE_PROPERTY:
-                lm = inst["languageMap"]
-                chosen = pick_language(lm, lang)
-                tag = next((t for t, v in lm.items() if v == chosen), "@none")
-                inst = {k: v for k, v in inst.items() if k != "languageMap"}
-                inst.update({"type": "Property", "value": chosen, "lang": tag})
-            converted.append(inst)
-        out[name] = converted if isinstance(value, list) else converted[0]
-    return out
+MAX_ORDERED = 50_000
+"""The most matching entities a query with orderBy sorts (all of them are read and sorted in Python)."""
 
 
 @dataclass(slots=True)
@@ -117,7 +47,7 @@ class Page:
     count: bool
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str], default_limit: int, max_limit: int) -> "Page":
+    def from_params(cls, params: Mapping[str, str], default_limit: int, max_limit: int) -> Page:
         """limit (default `default_limit`, above `max_limit` TooManyResults), offset, count."""
         limit = _int(params, "limit", default_limit)
         offset = _int(params, "offset", 0)
@@ -161,9 +91,11 @@ class QuerySpec:
     scope_q: str | None = None
     geo: tuple[Any, Any, Any, Any] | None = None  # georel, geometry, coordinates, geoproperty
     local: bool = False
+    ordering: Ordering | None = None
+    expand_values: tuple[str, ...] = ()  # attributes whose q values are expanded like terms (expandValues)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> "QuerySpec":
+    def from_params(cls, params: Mapping[str, str]) -> QuerySpec:
         """The selection parameters of GET /entities (clause 6.4.3.2) and DELETE /entities (6.4.3.3)."""
         ids = split_list(params.get("id")) or None
         selector = Selector(ids, params.get("idPattern") or None, params.get("type") or None)
@@ -171,13 +103,19 @@ class QuerySpec:
         if any(params.get(k) for k in ("georel", "geometry", "coordinates")):
             geo = (params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty"))
         attrs = list(parse_attrs(params["attrs"])) if params.get("attrs") else None
+        ordering = None
+        if params.get("orderBy"):
+            ordering = Ordering.from_params(params["orderBy"], params.get("orderFrom"), params.get("orderGeometry"),
+                                            params.get("collation"))
         return cls([selector], attrs, params.get("q") or None, params.get("scopeQ") or None, geo,
-                   params.get("local", "false").lower() == "true")
+                   params.get("local", "false").lower() == "true", ordering,
+                   tuple(parse_attrs(params["expandValues"])) if params.get("expandValues") else ())
 
     def is_empty(self) -> bool:
-        """Whether nothing restricts the query (clause 5.7.2 then wants BadRequestData, unless local)."""
-        has_selector = any(s.ids or s.id_pattern or s.type_text for s in self.selectors)
-        return not (has_selector or self.attrs or self.q or self.scope_q or self.geo)
+        """Whether the query is too wide: clauses 5.7.2.4, 5.7.4.4 and 5.6.21.4 want a type selection,
+        attribute names, q or a geo-query (or local scope); ids, idPattern and scopeQ alone are not enough."""
+        has_types = any(s.type_text for s in self.selectors)
+        return not (has_types or self.attrs or self.q or self.geo)
 
     def to_filter(self, ctx: TermMapper, *, exact_geo: bool = False) -> EntityFilter:
         """The EntityFilter of this query, terms expanded with `ctx`; InvalidQuery/BadRequestData on bad syntax.
@@ -201,7 +139,7 @@ class QuerySpec:
         prefilter: Prefilter | None = None
         if self.q:
             query = compile_q(self.q)
-            predicates.append(query.compile(expand))
+            predicates.append(query.compile(expand, expand_values=self.expand_values))
             prefilter = q_prefilter(query.root, expand)  # SQL the store adds: fewer candidates decoded
         if self.scope_q:
             scope = compile_scope_query(self.scope_q)
@@ -239,7 +177,8 @@ def _selectors_predicate(selectors: list[Selector], expand: Callable[[str], str]
     compiled = []
     for sel in selectors:
         ids = frozenset(_check_ids(sel.ids) or ()) or None
-        pattern = re.compile(_check_pattern(sel.id_pattern)) if sel.id_pattern else None
+        checked = _check_pattern(sel.id_pattern)
+        pattern = re.compile(checked) if checked is not None else None
         types = compile_type_selection(sel.type_text).compile(expand) if sel.type_text and sel.type_text != "*" else None
         compiled.append((ids, pattern, types))
 
@@ -274,14 +213,45 @@ class QueryService:
     async def query(self, tenant: str, spec: QuerySpec, ctx: TermMapper, page: Page) -> QueryPage:
         """One page of matching entities (and the total with count=true)."""
         if spec.is_empty() and not spec.local:
-            raise BadRequestData("a query needs at least one of id, idPattern, type, attrs, q, scopeQ or a geo-query")
+            raise BadRequestData("too wide query: give a type, attrs, q, a geo-query or local=true (clause 5.7.2.4)")
         flt = spec.to_filter(ctx, exact_geo=self.store.exact_geo)
-        return await self.store.query(tenant, flt, limit=page.limit, offset=page.offset, count=page.count)
+        if spec.ordering is None:
+            return await self.store.query(tenant, flt, limit=page.limit, offset=page.offset, count=page.count)
+        # clause 4.23: the order is over the whole result, before pagination; every match is read and sorted
+        # here (id order first, so ties and both stores agree)
+        everything = await self.store.query(tenant, flt, limit=MAX_ORDERED + 1, offset=0, count=False)
+        if len(everything.entities) > MAX_ORDERED:
+            raise TooComplexQuery(f"orderBy sorts at most {MAX_ORDERED} entities; narrow the query")
+        ordered = spec.ordering.sort(everything.entities, ctx.expand_term)
+        return QueryPage(ordered[page.offset:page.offset + page.limit], len(ordered) if page.count else None)
 
-    async def purge(self, tenant: str, spec: QuerySpec, ctx: TermMapper) -> list[str]:
-        """Purge Entities (clause 5.6.21): delete every matching entity; returns the deleted ids."""
-        if spec.is_empty():
-            raise BadRequestData("purge needs a type, attrs, q, a geo-query or a scope query (too wide query)")
+    async def linked(self, tenant: str, roots: Sequence[StoredEntity], view: View) -> dict[str, StoredEntity]:
+        """The entities reachable from `roots` through Relationships, up to `view.join_level` hops (clause 4.5.23).
+
+        The roots are included (a root may be linked from another); `containedBy` ids are not fetched.
+        """
+        found = {e.doc["id"]: e for e in roots}
+        if view.join is None:
+            return found
+        frontier = list(roots)
+        for _ in range(view.join_level):
+            wanted = list(dict.fromkeys(t for e in frontier for t in linked_objects(e.doc)
+                                        if t not in found and t not in view.contained_by))
+            if not wanted:
+                break
+            got = await self.store.get_many(tenant, wanted)
+            found.update(got)
+            frontier = list(got.values())
+        return found
+
+    async def purge(self, tenant: str, spec: QuerySpec, ctx: TermMapper, *, keep: list[str] | None = None,
+                    drop: list[str] | None = None) -> list[str]:
+        """Purge Entities (clause 5.6.21): delete every matching entity, or with `drop`/`keep` only some of
+        their attributes (entity members id, type and scope stay); returns the ids of the entities touched."""
+        if keep is not None and drop is not None:
+            raise BadRequestData("keep and drop cannot be used together (clause 6.4.3.3)")
+        if spec.is_empty() and not spec.local and not (keep or drop):
+            raise BadRequestData("too wide purge: give a type, attrs, q, a geo-query, keep, drop or local=true")
         flt = spec.to_filter(ctx, exact_geo=self.store.exact_geo)
         ids: list[str] = []
         while True:
@@ -289,4 +259,21 @@ class QueryService:
             ids.extend(e.doc["id"] for e in chunk.entities)
             if len(chunk.entities) < 1000:
                 break
-        return await self.store.delete(tenant, ids) if ids else []
+        if not ids:
+            return []
+        if keep is None and drop is None:
+            return await self.store.delete(tenant, ids)
+        names = {ctx.expand_term(n) for n in (keep if keep is not None else drop) or ()}
+
+        def strip(_id: str, current: StoredEntity | None) -> Change:
+            if current is None:
+                return Change(None, None, changed=False)
+            doc = {k: v for k, v in current.doc.items()
+                   if k in _KEPT or (k in names) == (keep is not None)}
+            return Change(doc, _id, changed=len(doc) != len(current.doc))
+
+        done = await self.store.modify(tenant, ids, strip, utc_now())
+        return [i for i, r in done.items() if r is not None]
+
+
+_KEPT = frozenset({"id", "type", "scope"})

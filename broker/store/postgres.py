@@ -409,8 +409,12 @@ class PostgresStore(Store):
         and the GiST index on geom serves every relation but disjoint and minDistance.
         """
         geometry = f"ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON({p(orjson.dumps(geo.geometry).decode())}), 4326))"
+        if geo.georel == "equals":
+            return _geo_rows(tenant, geo, p, f"ST_Equals(g.geom, (SELECT {geometry}))")
         if geo.georel != "near":
-            return _geo_rows(tenant, geo, p, f"{_TOPOLOGY[geo.georel]}(g.geom, (SELECT {geometry}))")
+            # an OGC-invalid reference is repaired as broker.query.geo repairs it (GEOS make-valid)
+            valid = f"(SELECT CASE WHEN ST_IsValid(r) THEN r ELSE ST_MakeValid(r) END FROM (SELECT {geometry} AS r) x)"
+            return _geo_rows(tenant, geo, p, f"{_TOPOLOGY[geo.georel]}(g.geom, {valid})")
         # Geography edges are great-circle arcs, broker.query.geo's are straight lng/lat segments (RFC 7946):
         # both geometries densified to vertices _DENSIFY degrees apart make the two agree within millimetres.
         reference = f"(SELECT ST_Segmentize({geometry}, {_DENSIFY})::geography)"

@@ -58,10 +58,11 @@ class Dispatcher:
 
     async def _compile(self, stored: StoredSubscription) -> Compiled | None:
         try:
-            ctx = await self.resolver.aresolve(stored.context)
+            # the dispatcher's own compilations are no uses of the @contexts (their numberOfHits, clause 5.13)
+            ctx = await self.resolver.aresolve(stored.context, hit=False)
             compiled = compile_subscription(stored, ctx)
             value = stored.doc.get("jsonldContext") or stored.context
-            notify_ctx = ctx if value == stored.context else await self.resolver.aresolve(value)
+            notify_ctx = ctx if value == stored.context else await self.resolver.aresolve(value, hit=False)
         except Exception:  # a context gone unavailable must not stop every other subscription
             log.exception("subscription %s cannot be compiled; skipped until it changes", stored.id)
             return None

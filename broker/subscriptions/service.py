@@ -12,7 +12,7 @@ from typing import Any
 
 from broker.store.base import Store
 from broker.subscriptions.matching import compile_subscription
-from broker.subscriptions.model import merge, new_subscription, recontext, status_of
+from broker.subscriptions.model import iso, merge, new_subscription, now_utc, recontext, status_of
 from broker.subscriptions.storage import StoredSubscription, SubscriptionStorage
 from models.context import CORE_CONTEXT_URL, Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, InvalidRequest, NonexistentTenant, ResourceNotFound
@@ -29,7 +29,7 @@ def _initial_context(value: Any) -> str | None:
         return value
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
         return value[0]
-    return None  # an inline context has no URI; notifications carry it as it is
+    return None  # an inline or several-item context gets a URL of its own: SubscriptionService._implicit_context
 
 
 def _next_periodic(doc: dict[str, Any]) -> float | None:
@@ -54,13 +54,25 @@ class SubscriptionService:
         if stored.doc.get("jsonldContext"):
             await self.resolver.aresolve(stored.doc["jsonldContext"])  # LdContextNotAvailable, BadRequestData
 
+    async def _implicit_context(self, value: Any) -> str:
+        """Host an inline or several-item @context as an ImplicitlyCreated one; its URL (clause 5.13.1).
+
+        Notifications in application/json link their @context, so it needs a URL of its own; it is
+        kept in the store like a hosted one, so that it survives a restart.
+        """
+        document = {"@context": value}
+        local_id = self.resolver.host(document, implicit=True)
+        await self.store.put_context(local_id, document, "ImplicitlyCreated", iso(now_utc()))
+        return self.resolver.url_of(local_id)
+
     async def create(self, tenant: str, body: Any, context_value: Any, ctx: Context) -> str:
         """Create Subscription (5.8.1): the new id; AlreadyExists, BadRequestData."""
         doc = new_subscription(body)
         if "jsonldContext" not in doc:
             initial = _initial_context(context_value)
-            if initial is not None:
-                doc["jsonldContext"] = initial
+            if initial is None:
+                initial = await self._implicit_context(context_value)
+            doc["jsonldContext"] = initial
         created_seq = await self.store.last_change_seq()
         stored = StoredSubscription(tenant, doc, context_value, created_seq, {})
         await self._check(stored, ctx)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import os
 import threading
@@ -24,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -62,8 +63,8 @@ class HttpFetch:
                 if response.status_code != 200:
                     raise _unavailable(url, f"HTTP status {response.status_code}")
                 content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if content_type not in ACCEPTED_CONTENT_TYPES:
-                    raise _unavailable(url, f"content type {content_type or 'missing'!r} is not JSON-LD or JSON")
+                if not _json_media(content_type):
+                    raise _unavailable(url, f"content type {content_type!r} is not JSON-LD or JSON")
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                     raise _unavailable(url, f"body of {declared} bytes exceeds the limit of {self.max_bytes}")
@@ -85,6 +86,13 @@ class HttpFetch:
             raise _unavailable(url, f"{type(exc).__name__}: {exc}") from None
 
 
+def _json_media(content_type: str) -> bool:
+    """Whether a context document's Content-Type is JSON: application/json, application/ld+json, any
+    +json type (JSON-LD 1.1 API, LoadDocumentCallback), or none at all, when the body is read as JSON
+    and refused only if it is not (RFC 7231 3.1.1.5 leaves the type to the recipient then)."""
+    return not content_type or content_type in ACCEPTED_CONTENT_TYPES or content_type.endswith("+json")
+
+
 def _unavailable(url: str, reason: str) -> LdContextNotAvailable:
     return LdContextNotAvailable(f"@context {url} is not available: {reason}", url=url, reason=reason)
 
@@ -92,7 +100,7 @@ def _unavailable(url: str, reason: str) -> LdContextNotAvailable:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -158,24 +166,28 @@ class ContextResolver:
         # str for URLs, bytes for inline values: the two can never collide.
         return value if isinstance(value, str) else orjson.dumps(value)
 
-    def _cached(self, key: Any) -> Context | None:
-        hit = self._resolved.get(key)
-        if hit is None:
+    def _cached(self, key: Any, hit: bool = True) -> Context | None:
+        found = self._resolved.get(key)
+        if found is None:
             return None
-        context, expires_at, entries = hit
+        context, expires_at, entries = found
         now = self._clock()
         if now >= expires_at:
             return None
-        for entry in entries:  # statistics only: a lost increment under contention is harmless
-            entry.hits += 1
-            entry.last_usage = now
+        if hit:
+            for entry in entries:  # statistics only: a lost increment under contention is harmless
+                entry.hits += 1
+                entry.last_usage = now
         return context
 
-    def resolve(self, value: Any = None) -> Context:
+    def resolve(self, value: Any = None, *, hit: bool = True) -> Context:
         """The active context for an @context value: None, a URL, an object, or a list of them.
 
         A dict holding an "@context" member is unwrapped (a whole JSON-LD
         document was given). The core context is always applied, protected.
+        `hit`: whether this is a use of the stored @contexts that their
+        numberOfHits counts (a request naming them, clause 5.13.3.5), not the
+        broker's own bookkeeping.
         """
         if value is None:
             return self._core
@@ -185,12 +197,12 @@ class ContextResolver:
             key = self._key(value)
         except TypeError as exc:
             raise BadRequestData(f"invalid @context value: {exc}") from None
-        context = self._cached(key)
+        context = self._cached(key, hit)
         if context is not None:
             return context
         locals_: list[dict[str, Any]] = []
         used: list[_Entry] = []
-        self._collect(value, locals_, used, depth=0, chain=())
+        self._collect(value, locals_, used, depth=0, chain=(), hit=hit)
         context = self._build(value, locals_)
         expiries = [e.expires_at for e in used if e.expires_at is not None]
         with self._lock:
@@ -199,21 +211,21 @@ class ContextResolver:
             self._resolved[key] = (context, min(expiries, default=float("inf")), tuple(used))
         return context
 
-    async def aresolve(self, value: Any = None) -> Context:
+    async def aresolve(self, value: Any = None, *, hit: bool = True) -> Context:
         """`resolve` for the event loop: immediate when cached, else fetched in a worker thread."""
         if value is None:
             return self._core
         unwrapped = value["@context"] if isinstance(value, dict) and "@context" in value else value
         try:
-            context = self._cached(self._key(unwrapped))
+            context = self._cached(self._key(unwrapped), hit)
         except TypeError:
             context = None
         if context is not None:
             return context
-        return await asyncio.to_thread(self.resolve, value)
+        return await asyncio.to_thread(functools.partial(self.resolve, value, hit=hit))
 
     def _collect(self, value: Any, out: list[dict[str, Any]], used: list[_Entry], *, depth: int,
-                 chain: tuple[str, ...]) -> None:
+                 chain: tuple[str, ...], hit: bool = True) -> None:
         if value is None:
             out.clear()  # JSON-LD: null resets the active context (the core one stays)
         elif isinstance(value, str):
@@ -224,14 +236,14 @@ class ContextResolver:
             if depth >= self.max_depth:
                 raise _unavailable(value, f"@context nested more than {self.max_depth} levels deep: "
                                    + " -> ".join((*chain, value)))
-            entry = self._entry_for(value)
+            entry = self._entry_for(value, hit)
             used.append(entry)
-            self._collect(entry.document["@context"], out, used, depth=depth + 1, chain=(*chain, value))
+            self._collect(entry.document["@context"], out, used, depth=depth + 1, chain=(*chain, value), hit=hit)
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, list):
                     raise BadRequestData("invalid @context: a list inside a list")
-                self._collect(item, out, used, depth=depth, chain=chain)
+                self._collect(item, out, used, depth=depth, chain=chain, hit=hit)
         elif isinstance(value, dict):
             out.append(value)
         else:
@@ -259,13 +271,14 @@ class ContextResolver:
             return core_document()
         return copy.deepcopy(self._entry_for(url).document)
 
-    def _entry_for(self, url: str) -> _Entry:
+    def _entry_for(self, url: str, hit: bool = True) -> _Entry:
         now = self._clock()
         with self._lock:
             entry = self._by_url.get(url) or self._by_id.get(url)
             if entry is not None and (entry.expires_at is None or now < entry.expires_at):
-                entry.hits += 1
-                entry.last_usage = now
+                if hit:
+                    entry.hits += 1
+                    entry.last_usage = now
                 return entry
         shipped = smart_data_models_document(url)
         if shipped is not None:
@@ -275,6 +288,8 @@ class ContextResolver:
         entry.last_usage = now
         with self._lock:
             self._store(entry)
+            if hit:  # the use that fetched it is its first hit
+                entry.hits += 1
         return entry
 
     def _new_entry(self, url: str, kind: Kind, document: dict[str, Any], now: float,
@@ -347,6 +362,11 @@ class ContextResolver:
         if not id_or_url:
             raise BadRequestData("no @context identifier given")
         entry = self._by_id.get(id_or_url) or self._by_url.get(id_or_url)
+        if entry is None and is_core_context_url(id_or_url):
+            # The core context is always in use (clause 4.4): every versioned URL is in the inventory,
+            # a Cached copy of the document the platform ships.
+            entry = self._new_entry(id_or_url, "Cached", core_document(), self._clock(), None, "shipped")
+            self._store(entry)
         if entry is None:
             raise ResourceNotFound(f"no stored @context {id_or_url}")
         return entry
@@ -391,9 +411,14 @@ class ContextResolver:
             return copy.deepcopy(entry.document)
 
     def delete(self, id_or_url: str) -> None:
-        """Remove a stored @context (clause 5.13.5, reload=false); resolved contexts are recomputed."""
+        """Remove a stored @context (clause 5.13.5, reload=false); resolved contexts are recomputed.
+
+        The core context cannot be removed (BadRequestData): every request uses it (clause 4.4).
+        """
         with self._lock:
             entry = self._find(id_or_url)
+            if is_core_context_url(entry.url):
+                raise BadRequestData(f"the core @context {entry.url} cannot be deleted; reload=true refreshes it")
             self._by_id.pop(entry.local_id, None)
             self._by_url.pop(entry.url, None)
             self._resolved.clear()
@@ -408,7 +433,7 @@ class ContextResolver:
         if entry.kind != "Cached":
             raise BadRequestData(f"only Cached @contexts can be reloaded; {id_or_url} is {entry.kind}")
         now = self._clock()
-        shipped = smart_data_models_document(entry.url)
+        shipped = core_document() if is_core_context_url(entry.url) else smart_data_models_document(entry.url)
         fresh = (self._new_entry(entry.url, "Cached", shipped, now, None, "shipped") if shipped is not None
                  else self._download(entry.url, now))
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 
 from tests.broker.conftest import new_id
 
@@ -83,7 +84,11 @@ def test_update_and_no_overwrite(client: httpx.Client) -> None:
     r = client.post("/entityOperations/update", json=[entity(a, LAeq=51, LAmax=80)])
     assert r.status_code == 204, r.text
     r = client.post("/entityOperations/update", params={"options": "noOverwrite"}, json=[entity(a, LAeq=99, LAmin=10)])
-    assert r.status_code == 204
+    # clause 5.6.9.4: each entity is an Append Attributes; an attribute left alone by noOverwrite is an error
+    assert r.status_code == 207, r.text
+    assert r.json()["errors"][0]["entityId"] == a and "LAeq" in r.json()["errors"][0]["error"]["detail"]
+    assert client.post("/entityOperations/update", params={"options": "noOverwrite"},
+                       json=[entity(a, LAdaily=1)]).status_code == 204
     got = get(client, a)
     assert got["LAeq"]["value"] == 51 and got["LAmax"]["value"] == 80 and got["LAmin"]["value"] == 10
     r = client.post("/entityOperations/update", json=[entity(a, LAeq=52), entity(missing, LAeq=1)])
@@ -147,3 +152,43 @@ def test_batch_upsert_throughput(client: httpx.Client) -> None:
     assert r.status_code == 201 and len(r.json()) == 2000
     r = client.get("/entities", params={"type": "NoiseLevelObserved", "count": "true", "limit": "1"})
     assert r.headers["NGSILD-Results-Count"] == "2000"
+
+
+def test_each_entity_brings_its_own_context(client: httpx.Client, context_server) -> None:
+    ld = {"Content-Type": "application/ld+json"}
+    url = context_server.publish({"Sensor": "https://example.org/Sensor"})
+    a, b, c, d = new_id(), new_id(), new_id(), new_id()
+    body = [{**entity(a), "type": "Sensor", "@context": url},
+            {**entity(b), "@context": [url]},
+            entity(c),  # application/ld+json without an @context: that entity alone is refused
+            {**entity(d), "@context": "http://127.0.0.1:1/unreachable.jsonld"}]
+    r = client.post("/entityOperations/create", content=orjson.dumps(body), headers=ld)
+    assert r.status_code == 207, r.text
+    assert sorted(r.json()["success"]) == sorted([a, b])
+    errors = {e["entityId"]: e["error"] for e in r.json()["errors"]}
+    assert errors[c]["type"].endswith("/BadRequestData")
+    assert errors[d]["type"].endswith("/LdContextNotAvailable") and errors[d]["status"] == 503
+    assert get(client, a)["type"] == "https://example.org/Sensor"
+    # application/json: an entity carrying an @context is refused, the others take the Link header's
+    e, f = new_id(), new_id()
+    r = client.post("/entityOperations/upsert", json=[{**entity(e), "@context": url}, entity(f)])
+    assert r.status_code == 207 and r.json()["success"] == [f]
+    assert r.json()["errors"][0]["entityId"] == e
+
+
+def test_delete_in_json_ld_needs_no_context(client: httpx.Client) -> None:
+    a = new_id()
+    assert client.post("/entityOperations/create", json=[entity(a)]).status_code == 201
+    r = client.post("/entityOperations/delete", content=orjson.dumps([a]),
+                    headers={"Content-Type": "application/ld+json"})
+    assert r.status_code == 204
+
+
+def test_json_null_is_an_entity_error(client: httpx.Client) -> None:
+    a = new_id()
+    assert client.post("/entityOperations/create", json=[entity(a, LAeq=50)]).status_code == 201
+    for op in ("update", "merge"):
+        r = client.post(f"/entityOperations/{op}", json=[entity(a, LAeq={"type": "Property", "value": None})])
+        assert r.status_code == 207, r.text
+        assert r.json()["errors"][0]["error"]["type"].endswith("/BadRequestData")
+    assert get(client, a)["LAeq"]["value"] == 50

@@ -58,7 +58,7 @@ def test_create_conflict_is_409(client: httpx.Client) -> None:
         ({"id": "urn:ngsi-ld:T:1"}, "BadRequestData"),
         ({"id": "urn:ngsi-ld:T:1", "type": "T", "a": {"type": "Relationship", "object": "no uri"}}, "BadRequestData"),
         ({"id": "urn:ngsi-ld:T:1", "type": "T", "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [500]}}}, "BadRequestData"),
-        ([1, 2], "BadRequestData"),
+        ([1, 2], "InvalidRequest"),  # not an object: wrong content (clause 6.3.2, ETSI 001_02_02)
     ],
 )
 def test_create_invalid_is_400(client: httpx.Client, body: object, problem: str) -> None:
@@ -189,6 +189,62 @@ def test_geojson_representation(client: httpx.Client) -> None:
     feature = r.json()
     assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Point"
     assert feature["properties"]["no2"]["value"] == 22.5
+    assert feature["@context"] == CORE and "link" not in r.headers  # clause 6.3.6: in the body unless Prefer
+    simplified = client.get(f"/entities/{entity_id}", params={"options": "keyValues", "geometryProperty": "location"},
+                            headers={"Accept": "application/geo+json", "Prefer": "body=json"})
+    assert simplified.json()["properties"]["no2"] == 22.5 and "@context" not in simplified.json()
+    assert "link" in simplified.headers
+
+
+def test_single_scope_is_a_string(client: httpx.Client) -> None:
+    entity_id = create(client, {"type": "T", "scope": "/Aix/Centre"})
+    assert get(client, entity_id)["scope"] == "/Aix/Centre"
+    assert client.post(f"/entities/{entity_id}/attrs", json={"scope": "/Aix/Nord"}).status_code == 204
+    assert get(client, entity_id)["scope"] == "/Aix/Nord"
+    assert client.patch(f"/entities/{entity_id}", json={"scope": ["/Aix/Nord", "/Aix/Sud"]}).status_code == 204
+    assert get(client, entity_id)["scope"] == ["/Aix/Nord", "/Aix/Sud"]
+
+
+def test_update_attrs_reports_a_scope_it_cannot_replace(client: httpx.Client) -> None:
+    entity_id = create(client, {"type": "T"})
+    # clause 5.6.2.4: Update Attributes replaces an existing scope only
+    r = client.patch(f"/entities/{entity_id}/attrs", json={"scope": "/Aix"})
+    assert r.status_code == 207 and r.json()["notUpdated"][0]["attributeName"] == "scope"
+    assert "scope" not in get(client, entity_id)
+
+
+def test_entity_type_must_not_be_a_json_ld_keyword(client: httpx.Client) -> None:
+    # with the core context "type" means @type: an entity of type "type" has no type IRI
+    r = client.post("/entities", json={"id": new_id(), "type": "type"})
+    assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData")
+
+
+def test_one_attribute_requests_in_json_ld(client: httpx.Client) -> None:
+    entity_id = create(client, AQO)
+    body = {"value": 30, "@context": CORE}
+    headers = {"Content-Type": JSON_LD}
+    # clause 5.6.4: the body's @context is the request's context, not a sub-attribute
+    assert client.patch(f"/entities/{entity_id}/attrs/no2", content=orjson.dumps(body), headers=headers).status_code == 204
+    assert get(client, entity_id)["no2"]["value"] == 30
+    replace = {"type": "Property", "value": 31, "@context": CORE}
+    assert client.put(f"/entities/{entity_id}/attrs/no2", content=orjson.dumps(replace), headers=headers).status_code == 204
+    assert get(client, entity_id)["no2"] == {"type": "Property", "value": 31}
+
+
+def test_language_property_null_deletes(client: httpx.Client) -> None:
+    entity_id = create(client, {**AQO, "street": [
+        {"type": "LanguageProperty", "languageMap": {"fr": "Cours Mirabeau"}},
+        {"type": "LanguageProperty", "languageMap": {"en": "Mirabeau"}, "datasetId": "urn:ngsi-ld:Dataset:en"}]})
+    null_map = {"@none": "urn:ngsi-ld:null"}
+    r = client.patch(f"/entities/{entity_id}/attrs", json={"street": {
+        "type": "LanguageProperty", "languageMap": null_map, "datasetId": "urn:ngsi-ld:Dataset:en"}})
+    assert r.status_code == 204
+    assert get(client, entity_id)["street"] == {"type": "LanguageProperty", "languageMap": {"fr": "Cours Mirabeau"}}
+    assert client.patch(f"/entities/{entity_id}", json={"street": {"languageMap": null_map}}).status_code == 204
+    assert "street" not in get(client, entity_id)
+    # NGSI-LD Null is for updates only, and JSON null is never a value (clauses 4.5.0, 5.2.1)
+    assert client.post("/entities", json={"id": new_id(), "type": "T", "l": {"languageMap": null_map}}).status_code == 400
+    assert client.patch(f"/entities/{entity_id}", json={"no2": {"value": None}}).status_code == 400
 
 
 def test_delete_entity(client: httpx.Client) -> None:
@@ -248,7 +304,11 @@ def test_append_attrs_and_no_overwrite(client: httpx.Client) -> None:
     assert got["o3"]["value"] == 10 and got["type"] == ["AirQualityObserved", "Sensor"]
     r = client.post(f"/entities/{entity_id}/attrs", params={"options": "noOverwrite"}, json={"o3": 99, "pm10": 5})
     assert r.status_code == 207
-    assert r.json() == {"updated": ["pm10"], "notUpdated": [{"attributeName": "o3", "reason": r.json()["notUpdated"][0]["reason"]}]}
+    # clause 6.3.6: a 207 body has no @context, so it names attributes by their full IRIs
+    default = "https://uri.etsi.org/ngsi-ld/default-context/"
+    assert r.json() == {"updated": [default + "pm10"],
+                        "notUpdated": [{"attributeName": default + "o3", "reason": r.json()["notUpdated"][0]["reason"]}]}
+    assert "link" not in r.headers
     assert get(client, entity_id)["o3"]["value"] == 10
     assert client.post(f"/entities/{new_id()}/attrs", json={"o3": 1}).status_code == 404
 
@@ -342,4 +402,12 @@ def test_tenant_isolation_and_unknown_tenant(client: httpx.Client, broker_url: s
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     r = client.get("/nothing-here")
     assert r.status_code == 404 and r.json()["type"].endswith("ResourceNotFound")
-    assert client.put("/entities").status_code == 405
+    assert client.post("/entities/urn:ngsi-ld:T:1").status_code == 405
+    # an item operation on the collection, or with an empty id segment: the entity id is missing (clause 5.6.x.4)
+    # a trailing slash names the collection itself, which takes no PUT or PATCH
+    assert client.put("/entities", json={}).status_code == 405
+    assert client.patch("/entities/", json={}).status_code == 405
+    # an empty id segment inside the path: the entity id is missing (clauses 5.6.3.4, 5.6.5.4)
+    for r in (client.post("/entities//attrs", json={"a": 1}), client.delete("/entities//attrs/a"),
+              client.patch("/entities//attrs/a", json={"value": 1})):
+        assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData"), r.text

@@ -105,7 +105,9 @@ def test_timerel_lastn_and_entity_selection(client: httpx.Client) -> None:
     r = client.get("/temporal/entities", params={**base, "lastN": 2, "count": "true", "limit": 1})
     assert r.headers["NGSILD-Results-Count"] == "2" and len(r.json()) == 1
     assert [i["value"] for i in r.json()[0]["no2"]] == [4, 5]
-    r = client.get("/temporal/entities", params={"idPattern": c[-6:] + "$", "timerel": "after", "timeAt": iso(5)})
+    # clause 5.7.4.4: an id pattern alone is a too wide query; local scope makes it one
+    r = client.get("/temporal/entities", params={"idPattern": c[-6:] + "$", "timerel": "after", "timeAt": iso(5),
+                                                 "local": "true"})
     assert [e["id"] for e in r.json()] == [c]
     assert client.get("/temporal/entities").status_code == 400  # no selection
     assert client.get("/temporal/entities", params={**base, "timerel": "between", "timeAt": iso(1)}).status_code == 400
@@ -118,7 +120,8 @@ def test_aggregated_values(client: httpx.Client) -> None:
     values = [(0, 10, 2), (0, 40, 4), (1, 5, 6), (1, 35, 6), (1, 50, 9)]  # (hour, minute, value)
     body = temporal_entity(eid, no2=[measure(v, iso(h, m)) for h, m, v in values])
     assert client.post("/temporal/entities", json=body).status_code == 201
-    params = {"id": eid, "timerel": "between", "timeAt": iso(0), "endTimeAt": iso(2), "options": "aggregatedValues",
+    params = {"id": eid, "local": "true", "timerel": "between", "timeAt": iso(0), "endTimeAt": iso(2),  # 5.7.4.4
+              "options": "aggregatedValues",
               "aggrMethods": "totalCount,distinctCount,sum,avg,min,max,stddev,sumsq", "aggrPeriodDuration": "PT1H"}
     r = client.get("/temporal/entities", params=params)
     assert r.status_code == 200, r.text

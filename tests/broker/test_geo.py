@@ -265,10 +265,15 @@ def test_any_instance_matching_is_enough() -> None:
     assert not predicate(entity(point(MIRABEAU), {"type": "Point", "coordinates": [5.44, 43.52]}))
 
 
-def test_an_invalid_reference_polygon_is_refused_at_compile_time() -> None:
+def test_a_self_intersecting_reference_polygon_is_repaired() -> None:
+    # two triangles touching at (5.37, 43.30): RFC 7946 does not forbid the bow-tie, GEOS repairs it
     bowtie = [[[5.36, 43.29], [5.38, 43.31], [5.38, 43.29], [5.36, 43.31], [5.36, 43.29]]]
-    with pytest.raises(InvalidQuery, match="Self-intersection"):
-        compile_geo(parse_geoquery("within", "Polygon", json.dumps(bowtie)), expand)
+    within = compile_geo(parse_geoquery("within", "Polygon", json.dumps(bowtie)), expand)
+    assert within(entity(point([5.362, 43.300])))  # in the left triangle
+    assert not within(entity(point([5.370, 43.305])))  # above the crossing: outside both triangles
+    # equals compares the geometry as given: an entity equals the very bow-tie it holds
+    equals = compile_geo(parse_geoquery("equals", "Polygon", json.dumps(bowtie)), expand)
+    assert equals(entity({"type": "Polygon", "coordinates": bowtie}))
 
 
 # ---------------------------------------------------------------- prefilter boxes

@@ -99,9 +99,12 @@ def test_omit_removes_listed_members_and_projects_linked_entities() -> None:
 
 def test_attribute_terms_and_attrs() -> None:
     assert parse_projection("id,type,a{b,c{d}}").attribute_terms() == {"a", "b", "c", "d"}
-    assert parse_attrs("a,b|c") == ("a", "b", "c")
-    with pytest.raises(InvalidQuery):
-        parse_attrs("a{b}")
+    # attrs is a comma-separated list of Attribute names: terms or full IRIs (clause 6.4.3.2)
+    assert parse_attrs("a,b,c") == ("a", "b", "c")
+    assert parse_attrs("https://example.org/ns#speed,b") == ("https://example.org/ns#speed", "b")
+    for bad in ("a{b}", "a,,b", "id,type", "a,scope", "a|b"):
+        with pytest.raises(InvalidQuery):
+            parse_attrs(bad)
 
 
 _members = st.sampled_from(["id", "type", "scope", "name", "temperature", "observation", "other"])

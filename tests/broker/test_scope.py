@@ -51,6 +51,11 @@ def test_parses_the_spec_examples(text: str, groups: object) -> None:
         ("(/Madrid/Districts;/CompanyA)", ["/Madrid/Districts"], False),
         ("(/Madrid/Districts;/CompanyA)|CompanyB", ["/CompanyB"], True),
         ("(/Madrid/Districts;/CompanyA),/CompanyB", ["/CompanyA"], False),
+        # without parentheses ';' binds tighter than ',' (the ETSI suite's reading, see broker.query.scope)
+        ("/Madrid/Districts;/CompanyA", ["/Madrid/Districts", "/CompanyA"], True),
+        ("/Madrid/Districts;/CompanyA", ["/CompanyA"], False),
+        ("/CompanyB,/Madrid/Districts;/CompanyA", ["/CompanyA"], False),
+        ("/CompanyB,/Madrid/Districts;/CompanyA", ["/CompanyB"], True),
         ("/#", ["/Anything/Below"], True),
         ("/#", [], False),
         ("/#", None, False),
@@ -66,7 +71,8 @@ def test_matches(text: str, scopes: list[str] | str | None, expected: bool) -> N
     [
         ("", 0, "a scope"),
         ("/", 1, "a scope level"),
-        ("/A;/B", 2, "needs parentheses"),
+        ("/A;", 3, "a scope"),
+        ("(/A);/B", 4, "needs parentheses"),
         ("/A/", 3, "a scope level"),
         ("/1A", 1, "a scope level"),
         ("(/A;/B", 6, "')'"),

@@ -60,7 +60,8 @@ def server() -> Iterator[ContextServer]:
             time.sleep(route.delay)
             try:
                 self.send_response(route.status)
-                self.send_header("Content-Type", route.content_type)
+                if route.content_type:
+                    self.send_header("Content-Type", route.content_type)
                 if route.location:
                     self.send_header("Location", route.location)
                 if route.declare_length:
@@ -159,6 +160,29 @@ def test_non_json_body(server: ContextServer) -> None:
 def test_wrong_content_type(server: ContextServer) -> None:
     url = server.context("/page.html", SPEED, content_type="text/html; charset=utf-8")
     assert "text/html" in _unavailable(ContextResolver(), url).detail
+
+
+def test_json_media_types_and_a_missing_one_are_read(server: ContextServer) -> None:
+    # +json types are JSON (JSON-LD 1.1 LoadDocumentCallback); with no type at all the body decides
+    for path, content_type in (("/ctx.json", "application/json"), ("/ctx.vnd", "application/vnd.x+json"),
+                               ("/ctx.none", "")):
+        url = server.context(path, SPEED, content_type=content_type)
+        assert ContextResolver().resolve(url).expand_term("speed") == "https://example.org/speed", path
+    server.routes["/html.none"] = Route(b"<html>not json</html>", content_type="")
+    assert "not JSON" in _unavailable(ContextResolver(), server.url("/html.none")).detail
+
+
+def test_bookkeeping_resolutions_are_not_hits(server: ContextServer) -> None:
+    url = server.context("/counted.jsonld", SPEED)
+    resolver = ContextResolver()
+    resolver.resolve(url, hit=False)
+    resolver.resolve(url, hit=False)
+    assert resolver.entry(url)["numberOfHits"] == 0
+    resolver.resolve(url)
+    assert resolver.entry(url)["numberOfHits"] == 1
+    other = server.context("/first-use.jsonld", SPEED)
+    resolver.resolve(other)  # the use that downloads it counts
+    assert resolver.entry(other)["numberOfHits"] == 1
 
 
 def test_document_without_context_member(server: ContextServer) -> None:

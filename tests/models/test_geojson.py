@@ -162,7 +162,8 @@ def test_geometry_from_query_builds_the_reference_geometry() -> None:
 def test_geometry_from_query_rejects_bad_parameters(geometry: str, coordinates: str, reason: str) -> None:
     with pytest.raises(InvalidQuery, match=reason) as caught:
         geometry_from_query(geometry, coordinates)
-    assert caught.value.to_problem()["type"].endswith("/InvalidRequest")
+    # clause 5.7.2.4: a geoquery that is not syntactically valid is BadRequestData
+    assert caught.value.to_problem()["type"].endswith("/BadRequestData")
 
 
 def test_positions_flattens_every_type() -> None:

@@ -112,10 +112,21 @@ def test_invalid_input_is_rejected_with_the_right_error(doc: Any, error: type[Ex
 
 
 def test_null_is_accepted_only_where_allowed() -> None:
-    doc = {"id": "urn:x:1", "type": "T", "p": {"value": None}, "r": {"object": "urn:ngsi-ld:null"}}
+    doc = {"id": "urn:x:1", "type": "T", "p": {"value": "urn:ngsi-ld:null"}, "r": {"object": "urn:ngsi-ld:null"},
+           "l": {"languageMap": {"@none": "urn:ngsi-ld:null"}}}
     out = normalize_entity(doc, allow_null=True)
     assert out["p"]["value"] == "urn:ngsi-ld:null"
     assert out["r"]["object"] == "urn:ngsi-ld:null"
+    assert out["l"]["languageMap"] == {"@none": "urn:ngsi-ld:null"}
+    with pytest.raises(InvalidAttribute, match="null"):
+        normalize_entity({"id": "urn:x:1", "type": "T", "l": {"languageMap": {"@none": "urn:ngsi-ld:null"}}})
+
+
+@pytest.mark.parametrize("attribute", [None, {"value": None}, {"type": "Property", "value": None}])
+def test_json_null_is_never_a_value(attribute: Any) -> None:
+    # clauses 4.5.0 and 5.2.1: JSON null cannot be a value, not even in a merge or partial update
+    with pytest.raises(InvalidAttribute, match="JSON null"):
+        normalize_entity({"id": "urn:x:1", "type": "T", "p": attribute}, allow_null=True)
 
 
 # --- property-based: normalized -> concise -> normalized is lossless --------------------------
