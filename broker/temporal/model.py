@@ -16,8 +16,9 @@ entity, attribute, datasetId, key, kind), so an instance delivered twice
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
 VALUE = 0
 DELETION = 1
 INSTANCE_PREFIX = "urn:ngsi-ld:attribute-instance:"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_us(text: str, what: str = "DateTime") -> int:
@@ -46,7 +47,7 @@ def _parse_us(text: str) -> int:
     # repeats the same few modifiedAt/createdAt values (a third of its CPU before the cache)
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -54,7 +55,7 @@ def _parse_us(text: str) -> int:
 def from_us(value: int) -> str:
     """Microseconds since the epoch -> RFC 3339 UTC string (milliseconds, or microseconds when they matter)."""
     seconds, micros = divmod(value, 1_000_000)
-    moment = datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+    moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
     base = moment.isoformat(timespec="seconds")
     return f"{base}.{micros // 1000:03d}Z" if micros % 1000 == 0 else f"{base}.{micros:06d}Z"
 
@@ -156,6 +157,18 @@ def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) 
         tenant, entity_id, attr, inst.get("datasetId", "") or "", DELETION,
         at_us, None, None, at_us, at_us, None, orjson.dumps(NGSI_LD_NULL).decode(), orjson.dumps(marker),
     )
+
+
+def unique_rows(rows: Sequence[HistoryRow]) -> list[HistoryRow]:
+    """The rows with one per storage key, the last of each kept, in order.
+
+    A batch may carry one instance twice (two changes of one attribute at one
+    observedAt); an upsert statement may touch a row only once (PostgreSQL).
+    """
+    seen: dict[tuple[str, str, str, int, str, int], HistoryRow] = {}
+    for r in rows:
+        seen[(r.tenant, r.entity_id, r.attr, r.key_us, r.dataset_id, r.kind)] = r
+    return list(seen.values()) if len(seen) < len(rows) else list(rows)
 
 
 def _by_dataset(instances: Any) -> dict[str, Doc]:
