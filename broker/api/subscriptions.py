@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.http import accepted_type, no_content
+from broker.api.pagination import add_links, page_links
+from broker.http import accepted_type, json_response, no_content
 from broker.service.queries import Page
 from broker.subscriptions.service import SubscriptionService
 
@@ -32,7 +33,7 @@ async def create_subscription(request: Request, tenant: TenantDep = "") -> Respo
 
 @router.get("/subscriptions")
 async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Response:
-    """Query Subscriptions (6.10.3.2): 200 with an array; limit, offset, count."""
+    """Query Subscriptions (6.10.3.2): 200 with an array; limit, offset, count; Link to the other pages (6.3.10)."""
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     cfg = deps.settings(request)
@@ -41,7 +42,8 @@ async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Respo
     subs, total = await svc.query(tenant, page.limit, page.offset)
     payload = [await svc.present(s, value, ctx) for s in subs]
     headers = {"NGSILD-Results-Count": str(total)} if page.count else None
-    return deps.json_response(payload, media=media, context=value, headers=headers)
+    response = json_response(payload, media=media, context=value, headers=headers)
+    return add_links(response, page_links(request, page, total, media))
 
 
 @router.get("/subscriptions/{sub_id:path}")
@@ -51,7 +53,7 @@ async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep
     value, ctx = await deps.read_context(request)
     svc = service(request)
     stored = await svc.get(tenant, sub_id)
-    return deps.json_response(await svc.present(stored, value, ctx), media=media, context=value)
+    return json_response(await svc.present(stored, value, ctx), media=media, context=value)
 
 
 @router.patch("/subscriptions/{sub_id:path}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from broker.store.base import Store
 from broker.subscriptions.matching import compile_subscription
-from broker.subscriptions.model import merge, new_subscription, recontext, status_of
+from broker.subscriptions.model import DEFAULT_TRIGGERS, merge, new_subscription, recontext, status_of
 from broker.subscriptions.storage import StoredSubscription, SubscriptionStorage
 from models.context import CORE_CONTEXT_URL, Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, InvalidRequest, NonexistentTenant, ResourceNotFound
@@ -110,7 +110,8 @@ class SubscriptionService:
         if context_value != stored.context:
             doc = recontext(doc, await self.resolver.aresolve(stored.context), ctx)
         out = {"id": doc["id"], "type": "Subscription", **{k: v for k, v in doc.items() if k not in ("id", "type")}}
-        out.setdefault("isActive", True)
+        # the default triggers are shown (they are what the subscription does); isActive only as written
+        out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
         out["status"] = status_of(stored.doc)
         note = dict(out["notification"])
         note.setdefault("format", "normalized")
