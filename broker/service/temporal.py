@@ -87,7 +87,7 @@ class TemporalService:
             await self.recorder.catch_up(self.catch_up_timeout)
 
     async def _known(self, tenant: str, entity_id: str) -> EntityRow | None:
-        return next((r for r in await self.history.entities(tenant) if r.entity_id == entity_id), None)
+        return await self.history.entity(tenant, entity_id)
 
     # ------------------------------------------------------------ reads
 

@@ -147,6 +147,12 @@ class PostgresHistory(HistoryStorage):
         )
         return [EntityRow(tenant, r[0], list(r[1]), r[2]) for r in rows]
 
+    async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
+        row = await self.pool.fetchrow(
+            "SELECT types, deleted_us FROM temporal_entities WHERE tenant = $1 AND entity_id = $2", tenant, entity_id
+        )
+        return None if row is None else EntityRow(tenant, entity_id, list(row[0]), row[1])
+
     async def instances(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
         *, total: int | None = None, datasets: Sequence[str] | None = None,

@@ -144,6 +144,11 @@ class SQLiteHistory(HistoryStorage):
         sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = ? ORDER BY entity_id"
         return await self._tx(lambda c: [EntityRow(tenant, r[0], orjson.loads(r[1]), r[2]) for r in c.execute(sql, (tenant,))])
 
+    async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
+        sql = "SELECT types, deleted_us FROM temporal_entities WHERE tenant = ? AND entity_id = ?"
+        row = await self._tx(lambda c: c.execute(sql, (tenant, entity_id)).fetchone())
+        return None if row is None else EntityRow(tenant, entity_id, orjson.loads(row[0]), row[1])
+
     async def instances(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
         *, total: int | None = None, datasets: Sequence[str] | None = None,

@@ -91,6 +91,10 @@ class HistoryStorage(ABC):
         """Every entity with history in the tenant, by id."""
 
     @abstractmethod
+    async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
+        """One entity with history, or None."""
+
+    @abstractmethod
     async def instances(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
         *, total: int | None = None, datasets: Sequence[str] | None = None,
