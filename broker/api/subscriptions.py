@@ -52,6 +52,7 @@ async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     svc = service(request)
+    await request.app.state.subscriptions.settle(tenant, sub_id)
     stored = await svc.get(tenant, sub_id)
     return json_response(await svc.present(stored, value, ctx), media=media, context=value)
 

@@ -83,7 +83,7 @@ class SubscriptionService:
         """Query Subscriptions (5.8.4): a page and the total count."""
         if tenant and not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"tenant {tenant!r} does not exist")
-        return await self.storage.list(tenant, limit, offset)
+        return await self.storage.page(tenant, limit, offset)
 
     async def update(self, tenant: str, sub_id: str, fragment: Any, context_value: Any, ctx: Context) -> None:
         """Update Subscription (5.8.2): merge the fragment, status follows isActive/expiresAt."""

@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class Receiver:
     """An HTTP notification receiver that can be stopped and started again on the same port."""
 
-    def __init__(self, port: int | None = None, status: int = 200) -> None:
+    def __init__(self, port: int | None = None, status: int = 200, delay: float = 0.0) -> None:
         self.port = port or free_port()
+        self.delay = delay  # seconds between taking a notification and answering it (a slow subscriber)
         self.url = f"http://127.0.0.1:{self.port}/notify"
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.status = status
@@ -51,6 +52,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if owner.status == 200:
                     owner.received.append((dict(self.headers), json.loads(body)))
+                if owner.delay:
+                    time.sleep(owner.delay)
                 self.send_response(owner.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -155,6 +158,22 @@ def test_create_update_delete_notify_with_changes(api: httpx.Client, receiver: R
     receiver.wait(lambda: api.get(f"/subscriptions/{sid}").json()["notification"].get("timesSent", 0) >= 4)
     status = api.get(f"/subscriptions/{sid}").json()["notification"]
     assert status["status"] == "ok" and "lastSuccess" in status and "lastNotification" in status
+
+
+def test_status_members_show_an_answered_notification_at_once(api: httpx.Client) -> None:
+    """A subscriber reading its subscription as it answers a notification sees that delivery (5.8.6)."""
+    slow = Receiver(delay=0.3).start()  # the subscription is read while the answer is still to come
+    try:
+        sid = subscribe(api, slow.url)
+        eid = new_id()
+        api.post("/entities", json=thing(eid, temperature=0))
+        for k in range(1, 4):
+            slow.wait(lambda: len(slow.received) >= k)
+            note = api.get(f"/subscriptions/{sid}").json()["notification"]
+            assert note["status"] == "ok" and note["timesSent"] >= k and "lastSuccess" in note
+            api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": k}})
+    finally:
+        slow.stop()
 
 
 def test_watched_attributes_q_and_default_triggers(api: httpx.Client, receiver: Receiver) -> None:
