@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
+from broker.api.params import NONE, SUBSCRIPTION_QUERY, check_params
 from broker.http import accepted_type, json_response, no_content
 from broker.service.queries import Page
 from broker.subscriptions.service import SubscriptionService
@@ -26,6 +27,7 @@ def service(request: Request) -> SubscriptionService:
 @router.post("/subscriptions")
 async def create_subscription(request: Request, tenant: TenantDep = "") -> Response:
     """Create Subscription (6.10.3.1): 201 + Location, 400, 409."""
+    check_params(request, NONE)
     incoming, ctx = await deps.read_entity_body(request)
     sub_id = await service(request).create(tenant, incoming.body, incoming.context, ctx)
     return Response(status_code=201, headers={"Location": f"{API}/subscriptions/{quote(sub_id, safe=':/')}"})
@@ -34,6 +36,7 @@ async def create_subscription(request: Request, tenant: TenantDep = "") -> Respo
 @router.get("/subscriptions")
 async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Response:
     """Query Subscriptions (6.10.3.2): 200 with an array; limit, offset, count; Link to the other pages (6.3.10)."""
+    check_params(request, SUBSCRIPTION_QUERY)
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     cfg = deps.settings(request)
@@ -49,6 +52,7 @@ async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Respo
 @router.get("/subscriptions/{sub_id:path}")
 async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Retrieve Subscription (6.11.3.1): 200, 400, 404."""
+    check_params(request, NONE)
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     svc = service(request)
@@ -60,6 +64,7 @@ async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep
 @router.patch("/subscriptions/{sub_id:path}")
 async def update_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Update Subscription (6.11.3.2): 204, 400, 404."""
+    check_params(request, NONE)
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     await service(request).update(tenant, sub_id, incoming.body, incoming.context, ctx)
     return no_content()
@@ -68,5 +73,6 @@ async def update_subscription(sub_id: str, request: Request, tenant: TenantDep =
 @router.delete("/subscriptions/{sub_id:path}")
 async def delete_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Subscription (6.11.3.3): 204, 400, 404."""
+    check_params(request, NONE)
     await service(request).delete(tenant, sub_id)
     return no_content()

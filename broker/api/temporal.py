@@ -27,6 +27,14 @@ from starlette.convertors import Convertor, register_url_convertor
 from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
+from broker.api.params import (
+    NONE,
+    TEMPORAL_DELETE_ATTR,
+    TEMPORAL_QUERY,
+    TEMPORAL_QUERY_POST,
+    TEMPORAL_RETRIEVE,
+    check_params,
+)
 from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
 from broker.service.queries import Page, QuerySpec, Selector
@@ -90,6 +98,7 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
 @router.get("/temporal/entities")
 async def query_temporal(request: Request, tenant: TenantDep = "") -> Response:
     """Query Temporal Evolution of Entities (6.18.3.2)."""
+    check_params(request, TEMPORAL_QUERY)
     accepted_type(request)
     value, ctx = await deps.read_context(request)
     params = dict(request.query_params)
@@ -99,6 +108,7 @@ async def query_temporal(request: Request, tenant: TenantDep = "") -> Response:
 @router.post("/temporal/entityOperations/query")
 async def query_temporal_post(request: Request, tenant: TenantDep = "") -> Response:
     """Query Temporal Evolution of Entities via POST (6.24.3.1): the Query in the body, paging in the URL."""
+    check_params(request, TEMPORAL_QUERY_POST)
     accepted_type(request)
     incoming, ctx = await deps.read_entity_body(request)
     body = incoming.body
@@ -133,6 +143,7 @@ async def query_temporal_post(request: Request, tenant: TenantDep = "") -> Respo
 @router.post("/temporal/entities")
 async def create_temporal(request: Request, tenant: TenantDep = "") -> Response:
     """Create or Update Temporal Evolution of an Entity (6.18.3.1): 201 when new, 204 when history was added."""
+    check_params(request, NONE)
     incoming, ctx = await deps.read_entity_body(request)
     created = await service(request).write(tenant, incoming.body, ctx)
     if created:
@@ -144,6 +155,7 @@ async def create_temporal(request: Request, tenant: TenantDep = "") -> Response:
 @router.get(ENTITY)
 async def retrieve_temporal(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Retrieve Temporal Evolution of an Entity (6.19.3.1)."""
+    check_params(request, TEMPORAL_RETRIEVE)
     accepted_type(request)
     value, ctx = await deps.read_context(request)
     params = request.query_params
@@ -156,6 +168,7 @@ async def retrieve_temporal(entity_id: str, request: Request, tenant: TenantDep 
 @router.delete(ENTITY)
 async def delete_temporal(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Temporal Evolution of an Entity (6.19.3.2)."""
+    check_params(request, NONE)
     await service(request).delete_entity(tenant, entity_id)
     return no_content()
 
@@ -163,6 +176,7 @@ async def delete_temporal(entity_id: str, request: Request, tenant: TenantDep = 
 @router.post(ENTITY + "/attrs")
 async def add_temporal_attrs(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Add Attributes to Temporal Evolution of an Entity (6.20.3.1)."""
+    check_params(request, NONE)
     incoming, ctx = await deps.read_entity_body(request)
     await service(request).write(tenant, incoming.body, ctx, entity_id=entity_id)
     return no_content()
@@ -171,6 +185,7 @@ async def add_temporal_attrs(entity_id: str, request: Request, tenant: TenantDep
 @router.delete(ENTITY + "/attrs/{attr:segment}")
 async def delete_temporal_attr(entity_id: str, attr: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Attribute from Temporal Evolution of an Entity (6.21.3.1)."""
+    check_params(request, TEMPORAL_DELETE_ATTR)
     _, ctx = await deps.read_context(request)
     params = request.query_params
     await service(request).delete_attr(tenant, entity_id, attr, ctx, params.get("datasetId"), deps.flag(request, "deleteAll"))
@@ -180,6 +195,7 @@ async def delete_temporal_attr(entity_id: str, attr: str, request: Request, tena
 @router.patch(ENTITY + "/attrs/{attr:segment}/{instance_id:segment}")
 async def patch_temporal_instance(entity_id: str, attr: str, instance_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Modify Attribute instance in Temporal Evolution of an Entity (6.22.3.1)."""
+    check_params(request, NONE)
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     await service(request).patch_instance(tenant, entity_id, attr, instance_id, incoming.body, ctx)
     return no_content()
@@ -188,6 +204,7 @@ async def patch_temporal_instance(entity_id: str, attr: str, instance_id: str, r
 @router.delete(ENTITY + "/attrs/{attr:segment}/{instance_id:segment}")
 async def delete_temporal_instance(entity_id: str, attr: str, instance_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Attribute instance from Temporal Evolution of an Entity (6.22.3.2)."""
+    check_params(request, NONE)
     _, ctx = await deps.read_context(request)
     await service(request).delete_instance(tenant, entity_id, attr, instance_id, ctx)
     return no_content()

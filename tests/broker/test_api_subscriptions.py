@@ -210,3 +210,14 @@ def test_media_types(client: httpx.Client) -> None:
     assert client.get("/subscriptions", headers={"Accept": "text/html"}).status_code == 406
     r = client.post("/subscriptions", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/subscriptions"), ("GET", "/subscriptions"),
+                                         ("GET", "/subscriptions/urn:ngsi-ld:Subscription:x"),
+                                         ("PATCH", "/subscriptions/urn:ngsi-ld:Subscription:x"),
+                                         ("DELETE", "/subscriptions/urn:ngsi-ld:Subscription:x")])
+def test_unknown_parameters_are_invalid_requests(client: httpx.Client, method: str, path: str) -> None:
+    """Clause 6.3.20: a parameter the operation does not take is InvalidRequest, before the body is read."""
+    r = client.request(method, f"{path}?invalidParams=invalidValue", content=b'"not a subscription"',
+                       headers={"Content-Type": "application/ld+json"})
+    assert r.status_code == 400 and r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest", r.text

@@ -150,3 +150,15 @@ def test_aggregation_periods_start_at_the_first_instance(client: httpx.Client) -
                                                        "aggrPeriodDuration": "PT1H"})
     assert r.json()["speed"]["sum"] == [[30.0, "2026-02-01T12:03:00Z", "2026-02-01T13:03:00Z"],
                                         [30.0, "2026-02-01T13:03:00Z", "2026-02-01T14:03:00Z"]]
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/temporal/entities?type=Bus"), ("POST", "/temporal/entities"),
+                                         ("GET", "/temporal/entities/urn:ngsi-ld:Bus:1"),
+                                         ("POST", "/temporal/entityOperations/query"),
+                                         ("DELETE", "/temporal/entities/urn:ngsi-ld:Bus:1/attrs/speed")])
+def test_unknown_parameters_are_invalid_requests(client: httpx.Client, method: str, path: str) -> None:
+    """Clause 6.3.20: a parameter the operation does not take is InvalidRequest, before the body is read."""
+    sep = "&" if "?" in path else "?"
+    r = client.request(method, f"{path}{sep}timrel=after", content=b'"not even an entity"',
+                       headers={"Content-Type": "application/ld+json"})
+    assert r.status_code == 400 and r.json()["type"] == INVALID, r.text
