@@ -29,8 +29,9 @@ import orjson
 
 from broker.query.geo import parse_geoquery
 from broker.query.q import compile_q
+from broker.query.types import compile_type_selection
 from broker.service.patch import utc_now
-from broker.service.queries import Page, QuerySpec
+from broker.service.queries import Page, QuerySpec, Selector
 from broker.store.base import Store
 from broker.temporal import render
 from broker.temporal.model import EntityRow, HistoryRow, instance_id, parse_instance_id, to_us, value_row
@@ -70,6 +71,27 @@ def _instance_uri(text: str) -> str:
     return text
 
 
+def _narrowing(spec: QuerySpec, ctx: TermMapper) -> tuple[list[str] | None, list[str] | None]:
+    """The ids and the types one of which a selected entity has (None: any), over every selector.
+
+    The storage narrows the entities by them, so that only candidates become
+    Python objects; the exact selection (idPattern, conjunctions) is checked after.
+    """
+    ids: set[str] = set()
+    types: set[str] = set()
+    any_id = any_type = False
+    for sel in spec.selectors or [Selector()]:
+        if sel.ids:
+            ids.update(sel.ids)
+        else:
+            any_id = True
+        if sel.type_text and sel.type_text != "*":
+            types.update(t for conj in compile_type_selection(sel.type_text).dnf(ctx.expand_term) for t in conj)
+        else:
+            any_type = True
+    return (None if any_id else sorted(ids)), (None if any_type else sorted(types))
+
+
 class TemporalService:
     """History reads and direct writes over a HistoryStorage kept up to date by a HistoryRecorder."""
 
@@ -94,7 +116,8 @@ class TemporalService:
     async def _select(self, tenant: str, spec: QuerySpec, ctx: TermMapper) -> list[EntityRow]:
         """The entities of history matching the entity selectors (ids, idPattern, types)."""
         flt = QuerySpec(spec.selectors).to_filter(ctx)
-        rows = await self.history.entities(tenant)
+        ids, types = _narrowing(spec, ctx)
+        rows = await self.history.entities(tenant, ids=ids, types_any=types)
         if flt.ids is not None:
             wanted = set(flt.ids)
             rows = [r for r in rows if r.entity_id in wanted]

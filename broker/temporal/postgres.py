@@ -141,10 +141,17 @@ class PostgresHistory(HistoryStorage):
         async with self.pool.acquire() as conn, conn.transaction():
             await self._store(conn, _last_per_entity(entities), rows)
 
-    async def entities(self, tenant: str) -> list[EntityRow]:
-        rows = await self.pool.fetch(
-            "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = $1 ORDER BY entity_id", tenant
-        )
+    async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
+                       types_any: Sequence[str] | None = None) -> list[EntityRow]:
+        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = $1"
+        params: list[Any] = [tenant]
+        if ids is not None:
+            params.append(list(ids))
+            sql += f" AND entity_id = ANY(${len(params)}::text[])"
+        if types_any is not None:
+            params.append(list(types_any))
+            sql += f" AND types && ${len(params)}::text[]"
+        rows = await self.pool.fetch(sql + " ORDER BY entity_id", *params)
         return [EntityRow(tenant, r[0], list(r[1]), r[2]) for r in rows]
 
     async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:

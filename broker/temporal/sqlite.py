@@ -140,9 +140,18 @@ class SQLiteHistory(HistoryStorage):
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         await self._tx(lambda c: self._store(c, entities, rows), write=True)
 
-    async def entities(self, tenant: str) -> list[EntityRow]:
-        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = ? ORDER BY entity_id"
-        return await self._tx(lambda c: [EntityRow(tenant, r[0], orjson.loads(r[1]), r[2]) for r in c.execute(sql, (tenant,))])
+    async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
+                       types_any: Sequence[str] | None = None) -> list[EntityRow]:
+        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if ids is not None:
+            sql += " AND entity_id IN (SELECT value FROM json_each(?))"
+            params.append(_json(ids))
+        if types_any is not None:  # decided in SQLite: no row of another type becomes a Python object
+            sql += " AND EXISTS (SELECT 1 FROM json_each(types) WHERE value IN (SELECT value FROM json_each(?)))"
+            params.append(_json(types_any))
+        sql += " ORDER BY entity_id"
+        return await self._tx(lambda c: [EntityRow(tenant, r[0], orjson.loads(r[1]), r[2]) for r in c.execute(sql, params)])
 
     async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
         sql = "SELECT types, deleted_us FROM temporal_entities WHERE tenant = ? AND entity_id = ?"

@@ -87,8 +87,9 @@ class HistoryStorage(ABC):
         """Store rows and entities written directly through the temporal API (idempotent too)."""
 
     @abstractmethod
-    async def entities(self, tenant: str) -> list[EntityRow]:
-        """Every entity with history in the tenant, by id."""
+    async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
+                       types_any: Sequence[str] | None = None) -> list[EntityRow]:
+        """Every entity with history in the tenant, by id; only those `ids`, only those with one of `types_any`."""
 
     @abstractmethod
     async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:

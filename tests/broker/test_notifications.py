@@ -167,8 +167,11 @@ def test_status_members_show_an_answered_notification_at_once(api: httpx.Client)
         sid = subscribe(api, slow.url)
         eid = new_id()
         api.post("/entities", json=thing(eid, temperature=0))
+        def received(n: int) -> Callable[[], bool]:
+            return lambda: len(slow.received) >= n
+
         for k in range(1, 4):
-            slow.wait(lambda: len(slow.received) >= k)
+            slow.wait(received(k))
             note = api.get(f"/subscriptions/{sid}").json()["notification"]
             assert note["status"] == "ok" and note["timesSent"] >= k and "lastSuccess" in note
             api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": k}})

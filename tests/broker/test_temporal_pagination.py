@@ -69,7 +69,7 @@ def times(body: dict[str, Any], *attrs: str) -> list[str]:
 
 def test_forward_pages_cut_at_a_common_time(api: httpx.Client) -> None:
     eid = new_id("Vehicle")
-    assert api.post("/temporal/entities", json=vehicle(eid, range(0, 20), range(0, 20))).status_code == 201
+    assert api.post("/temporal/entities", json=vehicle(eid, range(20), range(20))).status_code == 201
     r = api.get(f"/temporal/entities/{eid}")
     assert r.status_code == 206
     body = r.json()
@@ -86,7 +86,7 @@ def test_forward_pages_cut_at_a_common_time(api: httpx.Client) -> None:
 
 def test_backward_pages_with_last_n(api: httpx.Client) -> None:
     eid = new_id("Vehicle")
-    assert api.post("/temporal/entities", json=vehicle(eid, range(0, 20), range(0, 20))).status_code == 201
+    assert api.post("/temporal/entities", json=vehicle(eid, range(20), range(20))).status_code == 201
     r = api.get(f"/temporal/entities/{eid}", params={"lastN": 20})
     assert r.status_code == 206
     speed = [i["value"] for i in r.json()["speed"]]
@@ -101,7 +101,7 @@ def test_backward_pages_with_last_n(api: httpx.Client) -> None:
 def test_attributes_on_later_pages_are_listed_empty(api: httpx.Client) -> None:
     """Two attributes one after the other in time: the page ends before the second, which is there, empty."""
     eid = new_id("Vehicle")
-    assert api.post("/temporal/entities", json=vehicle(eid, range(0, 40), range(100, 140))).status_code == 201
+    assert api.post("/temporal/entities", json=vehicle(eid, range(40), range(100, 140))).status_code == 201
     r = api.get(f"/temporal/entities/{eid}", params={"timerel": "after", "timeAt": at(0)})
     assert r.status_code == 206 and r.json()["fuelLevel"] == [] and len(r.json()["speed"]) == LIMIT
     r = api.get(f"/temporal/entities/{eid}", params={"timerel": "after", "timeAt": at(0), "format": "temporalValues"})
@@ -112,8 +112,8 @@ def test_attributes_on_later_pages_are_listed_empty(api: httpx.Client) -> None:
 
 def test_budget_spans_the_entities_of_a_query_page(api: httpx.Client) -> None:
     a, b = new_id("Vehicle"), new_id("Vehicle")
-    assert api.post("/temporal/entities", json=vehicle(a, range(0, 10), range(0, 10))).status_code == 201
-    assert api.post("/temporal/entities", json=vehicle(b, range(0, 10), range(0, 10))).status_code == 201
+    assert api.post("/temporal/entities", json=vehicle(a, range(10), range(10))).status_code == 201
+    assert api.post("/temporal/entities", json=vehicle(b, range(10), range(10))).status_code == 201
     r = api.get("/temporal/entities", params={"type": "Vehicle", "timerel": "after", "timeAt": at(0)})
     assert r.status_code == 206
     assert sum(len(e["speed"]) + len(e["fuelLevel"]) for e in r.json()) <= LIMIT
@@ -123,7 +123,7 @@ def test_budget_spans_the_entities_of_a_query_page(api: httpx.Client) -> None:
 
 def test_entity_pages_link_to_each_other(api: httpx.Client) -> None:
     for _ in range(3):
-        assert api.post("/temporal/entities", json=vehicle(new_id("Vehicle"), range(0, 2), range(0, 1))).status_code == 201
+        assert api.post("/temporal/entities", json=vehicle(new_id("Vehicle"), range(2), range(1))).status_code == 201
     r = api.get("/temporal/entities", params={"type": "Vehicle", "limit": 1, "offset": 1, "count": "true"},
                 headers={"Accept": "application/ld+json"})
     assert r.status_code == 200 and r.headers["NGSILD-Results-Count"] == "3"

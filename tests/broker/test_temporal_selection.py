@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from broker.temporal.model import EntityRow
+from broker.temporal.postgres import PostgresHistory
+from broker.temporal.sqlite import SQLiteHistory
+from broker.temporal.storage import HistoryStorage
+from tests import services
 from tests.broker.conftest import new_id
 
 INVALID = "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest"
@@ -162,3 +171,35 @@ def test_unknown_parameters_are_invalid_requests(client: httpx.Client, method: s
     r = client.request(method, f"{path}{sep}timrel=after", content=b'"not even an entity"',
                        headers={"Content-Type": "application/ld+json"})
     assert r.status_code == 400 and r.json()["type"] == INVALID, r.text
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_storage_narrows_entities_by_ids_and_types(kind: str, tmp_path: Path) -> None:
+    """HistoryStorage.entities(ids=, types_any=) on both stores: the candidates a selection starts from."""
+
+    async def body() -> None:
+        schema = None
+        if kind == "sqlite":
+            history: HistoryStorage = SQLiteHistory(tmp_path / "h.db")
+        else:
+            schema = f"test_sel_{uuid.uuid4().hex[:12]}"
+            dsn = services.require_postgres()
+            conn = await asyncpg.connect(dsn)
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            await conn.close()
+            history = PostgresHistory(dsn, schema)
+        await history.open()
+        try:
+            await history.write([EntityRow("t", f"urn:x:{i}", [f"urn:T{i % 3}", "urn:All"]) for i in range(9)], [])
+            assert [r.entity_id for r in await history.entities("t", types_any=["urn:T1"])] == ["urn:x:1", "urn:x:4", "urn:x:7"]
+            got = await history.entities("t", ids=["urn:x:1", "urn:x:2", "urn:x:9"], types_any=["urn:T2", "urn:T0"])
+            assert [r.entity_id for r in got] == ["urn:x:2"]
+            assert len(await history.entities("t")) == 9 and await history.entities("other") == []
+        finally:
+            await history.close()
+            if schema is not None:
+                conn = await asyncpg.connect(services.POSTGRES_DSN)
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                await conn.close()
+
+    asyncio.run(body())
