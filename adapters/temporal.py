@@ -7,15 +7,17 @@
 
 A broker answers 206 Partial Content with a `Content-Range: DateTime
 <start>-<end>/<size>` header when it capped the instances of a response
-(clause 6.3.10); the client then asks for the rest (after `end`, or, for
-lastN, before it) and merges the pages, so the caller always gets the whole
-series. Errors raise `TemporalError` with the ProblemDetails.
+(clause 6.3.10); the client then asks for the rest (from `end` on, leaving
+out what that page already held at `end`, or, for lastN, before it) and
+merges the pages, so the caller always gets the whole series. Errors raise
+`TemporalError` with the ProblemDetails.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -73,6 +75,32 @@ def merge_entity(into: dict[str, Any], page: dict[str, Any], *, prepend: bool) -
         into[key] = [*block, *current] if prepend else [*current, *block]
 
 
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)  # Python 3.11 reads the Z
+
+
+def _without_time(payload: Any, at: datetime, timeproperty: str) -> Any:
+    """The page without the instances and values at `at` (the previous page's range-end, which held them all)."""
+    if isinstance(payload, list):
+        return [_without_time(e, at, timeproperty) for e in payload]
+    if not isinstance(payload, dict):
+        return payload
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in _CORE:
+            out[key] = value
+            continue
+        kept = []
+        for item in _as_list(value):
+            member = _member(item) if isinstance(item, dict) else None
+            if member is not None:
+                kept.append({**item, member: [v for v in item[member] if _instant(v[1]) != at]})
+            elif not (isinstance(item, dict) and isinstance(item.get(timeproperty), str) and _instant(item[timeproperty]) == at):
+                kept.append(item)
+        out[key] = kept if isinstance(value, list) else (kept[0] if kept else [])
+    return out
+
+
 class TemporalClient:
     """The temporal API of the NGSI-LD broker at `base_url` (with or without /ngsi-ld/v1), for one tenant and @context."""
 
@@ -126,6 +154,7 @@ class TemporalClient:
         pages: list[tuple[Any, bool]] = []
         timerel, time_at, end = params.get("timerel"), params.get("timeAt"), params.get("endTimeAt")
         newest = "lastN" in params
+        boundary: datetime | None = None
         for _ in range(MAX_PAGES):
             response = self.http.get(self.api + path, params=params, headers=self._headers())
             if response.status_code >= 400:
@@ -135,11 +164,14 @@ class TemporalClient:
                     problem = response.text
                 raise TemporalError(response.status_code, problem)
             payload = response.json()
+            if boundary is not None:  # a forward page starts at the last one's range-end, which it already held
+                payload = _without_time(payload, boundary, params.get("timeproperty") or "observedAt")
             pages.append((payload, newest and len(pages) > 0))
             rng = parse_content_range(response.headers.get("Content-Range")) if response.status_code == 206 else None
             if rng is None or not payload:
                 break
             cut = rng[1]
+            boundary = None if newest else _instant(cut)
             params = dict(params)
             if newest:  # range-end is the page's least recent time (clause 6.3.10): ask for what is before it
                 upper = cut
@@ -148,7 +180,7 @@ class TemporalClient:
                 else:
                     params.update(timerel="before", timeAt=upper)
                     params.pop("endTimeAt", None)
-            else:  # the page holds instances before `cut`: ask for those from it on
+            else:  # range-end is the page's most recent time (clause 6.3.10): ask from it on (after is inclusive)
                 if timerel == "between" and end:
                     params.update(timerel="between", timeAt=cut, endTimeAt=end)
                 elif timerel == "before" and time_at:

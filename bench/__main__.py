@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 BENCHMARKS = (
-    "bench.store_bench", "bench.broker_bench", "bench.temporal_bench", "bench.notify_bench", "bench.ingest_bench",
-    "bench.codec_bench",
+    "bench.store_bench", "bench.broker_bench", "bench.temporal_bench", "bench.history_bench", "bench.notify_bench",
+    "bench.ingest_bench", "bench.codec_bench",
 )
 
 

@@ -13,6 +13,8 @@ class BrokerSettings:
 
     Limits follow the spec's pagination clause (5.5.9): a default page of 20
     and a maximum the broker enforces with TooManyResults (403).
+    `temporal_limit` is the most attribute instances one temporal response
+    holds before it is cut into pages (206 + Content-Range, clause 6.3.10).
     """
 
     host: str = "127.0.0.1"
@@ -21,6 +23,7 @@ class BrokerSettings:
     store_url: str = ""
     default_limit: int = 20
     max_limit: int = 1000
+    temporal_limit: int = 10_000
     context_timeout: float = 5.0
     context_max_bytes: int = 1 << 20
 
@@ -37,6 +40,7 @@ class BrokerSettings:
             "store_url": env.get("METROPOLE_BROKER_STORE", ""),
             "default_limit": int(env.get("METROPOLE_BROKER_DEFAULT_LIMIT", "20")),
             "max_limit": int(env.get("METROPOLE_BROKER_MAX_LIMIT", "1000")),
+            "temporal_limit": int(env.get("METROPOLE_BROKER_TEMPORAL_LIMIT", "10000")),
             "context_timeout": float(env.get("METROPOLE_CONTEXT_TIMEOUT", "5")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -92,6 +92,9 @@ def running_broker(port: int, data: Path, store_url: str | None, log: Path) -> I
     if store_url:
         cmd += ["--store", store_url]
     env = {**os.environ, "METROPOLE_LOG_LEVEL": os.environ.get("METROPOLE_LOG_LEVEL", "warning")}
+    # The temporal page size is the implementation's choice (clause 6.3.10); the suite's pagination
+    # tests write 20-39 instances and expect a 206, so its broker pages at 30 (default: 10,000).
+    env.setdefault("METROPOLE_BROKER_TEMPORAL_LIMIT", "30")
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=PROJECT, start_new_session=True)

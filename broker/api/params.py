@@ -51,9 +51,9 @@ _SELECT = f"id idPattern type attrs q scopeQ csf {_GEO}"
 _LINKED = "join joinLevel containedBy entityMap entityMapLifetime"
 _QUERY_ENTITIES = (f"{_SELECT} {_LINKED} datasetId pick omit lang geometryProperty expandValues jsonKeys "
                    f"orderBy orderFrom orderGeometry collation splitEntities format options local {_PAGING}")
-_TEMPORAL_QUERY = (f"{_SELECT} datasetId pick omit lang timerel timeAt endTimeAt timeproperty lastN aggrMethods "
-                   f"aggrPeriodDuration expandValues jsonKeys orderBy collation splitEntities entityMap "
-                   f"entityMapLifetime format options local {_PAGING}")
+_TEMPORAL_SELECT = ("datasetId pick omit lang timerel timeAt endTimeAt timeproperty lastN aggrMethods aggrPeriodDuration "
+                    "expandValues jsonKeys splitEntities entityMap entityMapLifetime csf format options local")
+_TEMPORAL_QUERY = f"{_SELECT} {_TEMPORAL_SELECT} orderBy collation {_PAGING}"
 _TEMPORAL_OPTIONS = "temporalValues aggregatedValues sysAttrs"
 _TEMPORAL_FORMATS = "normalized temporalValues aggregatedValues"
 
@@ -109,17 +109,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                        _TEMPORAL_OPTIONS, _TEMPORAL_FORMATS),
     ("POST", "/temporal/entityOperations/query"): _op(
         "Query Temporal Evolution via POST (6.24.3.1)",
-        f"format options local aggrMethods aggrPeriodDuration lastN {_PAGING}", _TEMPORAL_OPTIONS, _TEMPORAL_FORMATS),
+        f"format options local aggrMethods aggrPeriodDuration lastN pick omit datasetId orderBy lang splitEntities "
+        f"entityMap entityMapLifetime {_PAGING}", _TEMPORAL_OPTIONS, _TEMPORAL_FORMATS),
     ("GET", "/temporal/entities/{entity_id}"): _op(
         "Retrieve Temporal Evolution of an Entity (6.19.3.1)",
-        "attrs pick omit datasetId lang timerel timeAt endTimeAt timeproperty lastN aggrMethods aggrPeriodDuration "
-        "type expandValues jsonKeys format options local", _TEMPORAL_OPTIONS, _TEMPORAL_FORMATS),
+        f"attrs type {_TEMPORAL_SELECT}", _TEMPORAL_OPTIONS, _TEMPORAL_FORMATS),
     ("DELETE", "/temporal/entities/{entity_id}"): _op("Delete Temporal Evolution of an Entity (6.19.3.2)", "type local"),
     ("POST", "/temporal/entities/{entity_id}/attrs"): _op("Add Attributes to Temporal Evolution (6.20.3.1)", "local"),
     ("DELETE", "/temporal/entities/{entity_id}/attrs/{attr}"): _op(
         "Delete Attribute from Temporal Evolution (6.21.3.1)", "datasetId deleteAll local"),
     ("PATCH", "/temporal/entities/{entity_id}/attrs/{attr}/{instance_id}"): _op(
         "Modify Attribute Instance in Temporal Evolution (6.22.3.1)", "local"),
+    ("DELETE", "/temporal/entities/{entity_id}/attrs/{attr}/{instance_id}"): _op(
+        "Delete Attribute Instance from Temporal Evolution (6.22.3.2)", "local"),
 }
 """Operations by (HTTP method, route path below /ngsi-ld/v1)."""
 

@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.http import accepted_type, no_content
+from broker.api.pagination import add_links, page_links
+from broker.http import accepted_type, json_response, no_content
 from broker.service.queries import Page
 from broker.subscriptions.service import SubscriptionService
 
@@ -25,6 +26,7 @@ def service(request: Request) -> SubscriptionService:
 @router.post("/subscriptions")
 async def create_subscription(request: Request, tenant: TenantDep = "") -> Response:
     """Create Subscription (6.10.3.1): 201 + Location, 400, 409."""
+    deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request)
     sub_id = await service(request).create(tenant, incoming.body, incoming.context, ctx)
     return Response(status_code=201, headers={"Location": f"{API}/subscriptions/{quote(sub_id, safe=':/')}"})
@@ -32,7 +34,8 @@ async def create_subscription(request: Request, tenant: TenantDep = "") -> Respo
 
 @router.get("/subscriptions")
 async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Response:
-    """Query Subscriptions (6.10.3.2): 200 with an array; limit, offset, count."""
+    """Query Subscriptions (6.10.3.2): 200 with an array; limit, offset, count; Link to the other pages (6.3.10)."""
+    deps.check_params(request)
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     cfg = deps.settings(request)
@@ -41,22 +44,26 @@ async def query_subscriptions(request: Request, tenant: TenantDep = "") -> Respo
     subs, total = await svc.query(tenant, page.limit, page.offset)
     payload = [await svc.present(s, value, ctx) for s in subs]
     headers = {"NGSILD-Results-Count": str(total)} if page.count else None
-    return deps.json_response(payload, media=media, context=value, headers=headers)
+    response = json_response(payload, media=media, context=value, headers=headers)
+    return add_links(response, page_links(request, page, total, media))
 
 
 @router.get("/subscriptions/{sub_id:path}")
 async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Retrieve Subscription (6.11.3.1): 200, 400, 404."""
+    deps.check_params(request)
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     svc = service(request)
+    await request.app.state.subscriptions.settle(tenant, sub_id)
     stored = await svc.get(tenant, sub_id)
-    return deps.json_response(await svc.present(stored, value, ctx), media=media, context=value)
+    return json_response(await svc.present(stored, value, ctx), media=media, context=value)
 
 
 @router.patch("/subscriptions/{sub_id:path}")
 async def update_subscription(sub_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Update Subscription (6.11.3.2): 204, 400, 404."""
+    deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     await service(request).update(tenant, sub_id, incoming.body, incoming.context, ctx)
     return no_content()

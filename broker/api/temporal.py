@@ -1,13 +1,20 @@
 """/temporal/entities... and /temporal/entityOperations/query (clauses 6.18-6.22, 6.24): thin handlers over TemporalService.
 
-    GET    /temporal/entities                                  200, 206 (Content-Range), 400
-    POST   /temporal/entities                                  201 (new, Location), 204 (history added), 400
-    GET    /temporal/entities/{id}                             200, 206, 404
-    DELETE /temporal/entities/{id}                             204, 404
-    POST   /temporal/entities/{id}/attrs                       204, 404, 400
-    DELETE /temporal/entities/{id}/attrs/{attrId}              204, 404 (datasetId, deleteAll)
-    PATCH  /temporal/entities/{id}/attrs/{attrId}/{instanceId} 204, 404, 400
-    POST   /temporal/entityOperations/query                    200, 206, 400
+    GET    /temporal/entities                                   200, 206 (Content-Range), 400
+    POST   /temporal/entities                                   201 (new, Location), 204 (history added), 400
+    GET    /temporal/entities/{id}                              200, 206, 400, 404
+    DELETE /temporal/entities/{id}                              204, 400, 404
+    POST   /temporal/entities/{id}/attrs                        204, 400, 404
+    DELETE /temporal/entities/{id}/attrs/{attrId}               204, 400, 404 (datasetId, deleteAll)
+    PATCH  /temporal/entities/{id}/attrs/{attrId}/{instanceId}  204, 400, 404
+    DELETE /temporal/entities/{id}/attrs/{attrId}/{instanceId}  204, 400, 404
+    POST   /temporal/entityOperations/query                     200, 206, 400
+
+An empty entity id, attribute name or instanceId (`/temporal/entities//attrs`)
+is BadRequestData, as clauses 5.6.13-5.6.16 ask, not a 404 of an unknown
+path: the app's 404 handler answers it for every resource (broker.app).
+Every handler first refuses URL parameters its operation does not take
+(broker.api.params, clause 6.3.20).
 """
 
 from __future__ import annotations
@@ -20,13 +27,16 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.http import accepted_type, no_content
+from broker.api.pagination import add_links, page_links
+from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
 from broker.service.queries import Page, QuerySpec, Selector
-from broker.service.temporal import TemporalQuery, TemporalResult, TemporalService
+from broker.service.temporal import TemporalResult, TemporalService
+from broker.temporal.query import TemporalQuery, check_order_by
 from models.errors import BadRequestData
 
 router = APIRouter(prefix=API)
+ENTITY = "/temporal/entities/{entity_id}"
 
 
 def service(request: Request) -> TemporalService:
@@ -35,34 +45,48 @@ def service(request: Request) -> TemporalService:
     return value
 
 
-def _respond(request: Request, result: TemporalResult, context: Any, payload: Any) -> Response:
+def _respond(request: Request, result: TemporalResult, context: Any, payload: Any, links: str | None = None) -> Response:
     headers: dict[str, str] = {}
     if result.total is not None:
         headers["NGSILD-Results-Count"] = str(result.total)
     if result.content_range is not None:
         headers["Content-Range"] = result.content_range
     status = 206 if result.content_range is not None else 200
-    return deps.json_response(payload, status=status, media=accepted_type(request), context=context, headers=headers)
+    response = json_response(payload, status=status, media=accepted_type(request), context=context, headers=headers)
+    return add_links(response, links)
+
+
+async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[str, Any], context: Any, ctx: Any) -> Response:
+    media = accepted_type(request)
+    cfg = deps.settings(request)
+    page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
+    descending = check_order_by(params.get("orderBy"), spec.local)
+    tq = TemporalQuery.from_params(params, attrs_given=bool(spec.attrs))
+    # counted always: the total also says whether there is a next page
+    result = await service(request).query(tenant, spec, ctx, tq, Page(page.limit, page.offset, True),
+                                          descending=bool(descending))
+    if not result.entities:
+        await deps.entities(request).check_tenant(tenant)
+    total = result.total or 0
+    if not page.count:
+        result.total = None
+    return _respond(request, result, context, result.entities, page_links(request, page, total, media))
 
 
 @router.get("/temporal/entities")
 async def query_temporal(request: Request, tenant: TenantDep = "") -> Response:
     """Query Temporal Evolution of Entities (6.18.3.2)."""
+    deps.check_params(request)
     accepted_type(request)
     value, ctx = await deps.read_context(request)
-    params = request.query_params
-    cfg = deps.settings(request)
-    page = Page.from_params(params, cfg.default_limit, cfg.max_limit)
-    tq = TemporalQuery.from_params(params)
-    result = await service(request).query(tenant, QuerySpec.from_params(params), ctx, tq, page)
-    if not result.entities:
-        await deps.entities(request).check_tenant(tenant)
-    return _respond(request, result, value, result.entities)
+    params = dict(request.query_params)
+    return await _query(request, tenant, QuerySpec.from_params(request.query_params), params, value, ctx)
 
 
 @router.post("/temporal/entityOperations/query")
 async def query_temporal_post(request: Request, tenant: TenantDep = "") -> Response:
     """Query Temporal Evolution of Entities via POST (6.24.3.1): the Query in the body, paging in the URL."""
+    deps.check_params(request)
     accepted_type(request)
     incoming, ctx = await deps.read_entity_body(request)
     body = incoming.body
@@ -78,27 +102,26 @@ async def query_temporal_post(request: Request, tenant: TenantDep = "") -> Respo
     if isinstance(attrs, str):
         attrs = list(parse_attrs(attrs))
     geo = body.get("geoQ")
+    local = body.get("local") is True or request.query_params.get("local", "false").lower() == "true"
     spec = QuerySpec(
         selectors, attrs or None, body.get("q") or None, body.get("scopeQ") or None,
         (geo.get("georel"), geo.get("geometry"), geo.get("coordinates"), geo.get("geoproperty")) if isinstance(geo, dict) else None,
-        False,
+        local,
     )
     params: dict[str, Any] = dict(body.get("temporalQ") or {})
-    for name in ("aggrMethods", "aggrPeriodDuration", "lastN"):
+    for name in ("aggrMethods", "aggrPeriodDuration", "lastN", "pick", "omit", "datasetId", "orderBy"):
         if name in body:
             params[name] = body[name]
-    params.update({k: v for k, v in request.query_params.items() if k in ("options", "format", "aggrMethods", "aggrPeriodDuration", "lastN")})
-    cfg = deps.settings(request)
-    page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
-    result = await service(request).query(tenant, spec, ctx, TemporalQuery.from_params(params), page)
-    if not result.entities:
-        await deps.entities(request).check_tenant(tenant)
-    return _respond(request, result, incoming.context, result.entities)
+    params.update({k: v for k, v in request.query_params.items()
+                   if k in ("options", "format", "aggrMethods", "aggrPeriodDuration", "lastN", "pick", "omit",
+                            "datasetId", "orderBy")})
+    return await _query(request, tenant, spec, params, incoming.context, ctx)
 
 
 @router.post("/temporal/entities")
 async def create_temporal(request: Request, tenant: TenantDep = "") -> Response:
     """Create or Update Temporal Evolution of an Entity (6.18.3.1): 201 when new, 204 when history was added."""
+    deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request)
     created = await service(request).write(tenant, incoming.body, ctx)
     if created:
@@ -107,18 +130,20 @@ async def create_temporal(request: Request, tenant: TenantDep = "") -> Response:
     return no_content()
 
 
-@router.get("/temporal/entities/{entity_id}")
+@router.get(ENTITY)
 async def retrieve_temporal(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Retrieve Temporal Evolution of an Entity (6.19.3.1)."""
+    deps.check_params(request)
     accepted_type(request)
     value, ctx = await deps.read_context(request)
     params = request.query_params
     attrs = list(parse_attrs(params["attrs"])) if params.get("attrs") else None
-    result = await service(request).retrieve(tenant, entity_id, attrs, ctx, TemporalQuery.from_params(params))
+    tq = TemporalQuery.from_params(params, attrs_given=attrs is not None)
+    result = await service(request).retrieve(tenant, entity_id, attrs, ctx, tq)
     return _respond(request, result, value, result.entities[0])
 
 
-@router.delete("/temporal/entities/{entity_id}")
+@router.delete(ENTITY)
 async def delete_temporal(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Temporal Evolution of an Entity (6.19.3.2)."""
     deps.check_params(request)
@@ -126,26 +151,38 @@ async def delete_temporal(entity_id: str, request: Request, tenant: TenantDep = 
     return no_content()
 
 
-@router.post("/temporal/entities/{entity_id}/attrs")
+@router.post(ENTITY + "/attrs")
 async def add_temporal_attrs(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Add Attributes to Temporal Evolution of an Entity (6.20.3.1)."""
+    deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request)
     await service(request).write(tenant, incoming.body, ctx, entity_id=entity_id)
     return no_content()
 
 
-@router.delete("/temporal/entities/{entity_id}/attrs/{attr}")
+@router.delete(ENTITY + "/attrs/{attr}")
 async def delete_temporal_attr(entity_id: str, attr: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Attribute from Temporal Evolution of an Entity (6.21.3.1)."""
+    deps.check_params(request)
     _, ctx = await deps.read_context(request)
     params = request.query_params
     await service(request).delete_attr(tenant, entity_id, attr, ctx, params.get("datasetId"), deps.flag(request, "deleteAll"))
     return no_content()
 
 
-@router.patch("/temporal/entities/{entity_id}/attrs/{attr}/{instance_id}")
+@router.patch(ENTITY + "/attrs/{attr}/{instance_id}")
 async def patch_temporal_instance(entity_id: str, attr: str, instance_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Modify Attribute instance in Temporal Evolution of an Entity (6.22.3.1)."""
+    deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     await service(request).patch_instance(tenant, entity_id, attr, instance_id, incoming.body, ctx)
+    return no_content()
+
+
+@router.delete(ENTITY + "/attrs/{attr}/{instance_id}")
+async def delete_temporal_instance(entity_id: str, attr: str, instance_id: str, request: Request, tenant: TenantDep = "") -> Response:
+    """Delete Attribute instance from Temporal Evolution of an Entity (6.22.3.2)."""
+    deps.check_params(request)
+    _, ctx = await deps.read_context(request)
+    await service(request).delete_instance(tenant, entity_id, attr, instance_id, ctx)
     return no_content()

@@ -1,133 +1,54 @@
 """TemporalService: query and write the history of entities (clauses 5.6.11-5.6.16, 5.7.3, 5.7.4).
 
-Entity selection reuses the context API's machinery (QuerySpec -> EntityFilter):
-ids, idPattern and the type selection are matched against the types kept
-with history; q, scopeQ and geo-queries are evaluated on the entities'
-current state in the store (an entity deleted since matches none of them).
-Before reading, a query waits for the recorder to catch up with the change
-log, so a client reads history of its own writes.
+Read-your-writes: every operation first lets the recorder apply what the
+change log holds (`HistoryRecorder.catch_up`), so history includes every
+write committed before the request, whichever API made it.
+
+Selection follows clause 5.7.4.4 on history alone, so an entity that only
+exists in history (written through the temporal API, or deleted since) is
+found like any other: ids, idPattern and the type selection are matched
+against the types kept with history; an entity stays only if some instance
+of the concerned attributes lies in the time range (S1); q and geo-queries
+are evaluated against the instances in the range, an entity matching when
+some instance does (S2, S3). scopeQ is evaluated on the entity's current
+scope: history keeps no scope.
 
 Paging: entities by limit/offset (NGSILD-Results-Count with count=true);
-instances per attribute are capped at `max_instances`; when a cap cuts a
-response, the service returns it as partial, with the DateTime range it
-covers (clause 6.3.10: 206 + Content-Range), cut at a common time so that
-the next page (timerel=after or before the range end) has no gap and no repeat.
+instances by a budget of `limit` per response over every entity and
+attribute of the page (render.cut), with 206 and Content-Range (clause
+6.3.10) when the budget cuts the answer.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from broker.query.geo import parse_geoquery
+from broker.query.q import compile_q
+from broker.query.types import compile_type_selection
 from broker.service.patch import utc_now
-from broker.service.queries import Page, QuerySpec, split_list
+from broker.service.queries import Page, QuerySpec, Selector
 from broker.store.base import Store
-from broker.temporal.model import EntityRow, HistoryRow, from_us, instance_id, parse_instance_id, to_us, value_row
+from broker.temporal import render
+from broker.temporal.model import EntityRow, HistoryRow, instance_id, parse_instance_id, to_us, value_row
+from broker.temporal.query import TemporalQuery
 from broker.temporal.recorder import HistoryRecorder
-from broker.temporal.storage import TIME_COLUMNS, Bucket, HistoryStorage, InstanceHit, TimeRange
+from broker.temporal.storage import HistoryStorage, InstanceHit
 from models.errors import BadRequestData, InvalidRequest, ResourceNotFound
 from models.expansion import compact_instance, expand_instance
 from models.normalize import TermMapper, normalize_attribute
-from models.validation import check_uri
-from models.vocabulary import ENTITY_CORE, PROPERTY, RELATIONSHIP
+from models.validation import check_name, check_uri, is_uri
+from models.vocabulary import ENTITY_CORE, PROPERTY
 
-AGGR_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
-_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
-_VALUES_MEMBER = {PROPERTY: "values", RELATIONSHIP: "objects", "GeoProperty": "values", "LanguageProperty": "languageMaps",
-                  "VocabProperty": "vocabs", "JsonProperty": "jsons", "ListProperty": "valueLists", "ListRelationship": "objectLists"}
+DEFAULT_LIMIT = 10_000
+"""Attribute instances in one temporal response unless configured (METROPOLE_BROKER_TEMPORAL_LIMIT)."""
 
-# clause 4.5.9: these kinds give each value as an object holding it under its member name
-_WRAPPED = {"LanguageProperty": "languageMap", "VocabProperty": "vocab", "JsonProperty": "json"}
-
-
-def duration_us(text: str) -> int:
-    """An ISO 8601 duration (clause 4.5.19.1) in microseconds; a month counts 30 days, a year 365."""
-    m = _DURATION.fullmatch(text or "")
-    if not m or text in ("P", "PT") or text.endswith("T"):
-        raise BadRequestData(f"aggrPeriodDuration must be an ISO 8601 duration, got {text!r}")
-    y, mo, w, d, h, mi = (int(g) if g else 0 for g in m.groups()[:6])
-    s = float(m.group(7) or 0)
-    days = y * 365 + mo * 30 + w * 7 + d
-    return int(((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000)
-
-
-@dataclass(slots=True)
-class TemporalQuery:
-    """The temporal part of a query (clause 4.11) and how to render it."""
-
-    timerel: str | None = None
-    time_at: int | None = None
-    end_time_at: int | None = None
-    timeproperty: str = "observedAt"
-    last_n: int | None = None
-    mode: str = "normalized"  # normalized | temporalValues | aggregatedValues
-    aggr_methods: list[str] = field(default_factory=list)
-    period_us: int = 0
-    sys_attrs: bool = False
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "TemporalQuery":
-        """Read timerel, timeAt, endTimeAt, timeproperty, lastN, options/format, aggrMethods, aggrPeriodDuration."""
-        timerel = params.get("timerel") or None
-        if timerel not in (None, "before", "after", "between"):
-            raise BadRequestData(f"timerel must be before, after or between, got {timerel!r}")
-        time_at = params.get("timeAt")
-        end = params.get("endTimeAt")
-        if timerel and not time_at:
-            raise BadRequestData("timerel needs timeAt")
-        if timerel == "between" and not end:
-            raise BadRequestData("timerel=between needs endTimeAt")
-        prop = params.get("timeproperty") or "observedAt"
-        if prop not in TIME_COLUMNS:
-            raise BadRequestData(f"timeproperty must be one of {', '.join(TIME_COLUMNS)}, got {prop!r}")
-        last_n = None
-        if params.get("lastN") not in (None, ""):
-            try:
-                last_n = int(params["lastN"])
-            except (TypeError, ValueError):
-                raise BadRequestData(f"lastN must be a positive integer, got {params['lastN']!r}") from None
-            if last_n < 1:
-                raise BadRequestData(f"lastN must be a positive integer, got {last_n}")
-        options = params.get("options")
-        opts = set(options if isinstance(options, list) else split_list(options))
-        fmt = params.get("format")
-        mode = "normalized"
-        if "temporalValues" in opts or fmt in ("temporalValues", "simplified") or "simplified" in opts:
-            mode = "temporalValues"
-        if "aggregatedValues" in opts or fmt == "aggregatedValues":
-            mode = "aggregatedValues"
-        methods: list[str] = []
-        period = 0
-        if mode == "aggregatedValues":
-            raw = params.get("aggrMethods")
-            methods = raw if isinstance(raw, list) else split_list(raw)
-            if not methods:
-                raise BadRequestData("aggregatedValues needs aggrMethods")
-            unknown = [m for m in methods if m not in AGGR_METHODS]
-            if unknown:
-                raise BadRequestData(f"unknown aggrMethods {unknown}: use {', '.join(AGGR_METHODS)}")
-            period = duration_us(params.get("aggrPeriodDuration") or "PT0S")
-        return cls(
-            timerel,
-            to_us(time_at, "timeAt") if timerel else None,
-            to_us(end, "endTimeAt") if timerel == "between" and end else None,
-            prop, last_n, mode, methods, period, "sysAttrs" in opts,
-        )
-
-    def time_range(self) -> TimeRange:
-        column = TIME_COLUMNS[self.timeproperty]
-        if self.timerel == "before":
-            return TimeRange(column, None, self.time_at)
-        if self.timerel == "after":
-            return TimeRange(column, self.time_at, None)
-        if self.timerel == "between":
-            return TimeRange(column, self.time_at, self.end_time_at)
-        return TimeRange(None)
+_ALL = 1 << 62
+"""per_attr for reads that want every instance in the range."""
 
 
 @dataclass(slots=True)
@@ -139,20 +60,64 @@ class TemporalResult:
     content_range: str | None = None
 
 
+def _attr_name(name: str) -> str:
+    """An attribute name of a path: 4.6.2 name or URI, BadRequestData otherwise (clauses 5.6.13-5.6.15)."""
+    return check_name(name, "attribute name")
+
+
+def _instance_uri(text: str) -> str:
+    if not is_uri(text):
+        raise BadRequestData(f"instanceId must be a URI, got {text!r}")
+    return text
+
+
+def _narrowing(spec: QuerySpec, ctx: TermMapper) -> tuple[list[str] | None, list[str] | None]:
+    """The ids and the types one of which a selected entity has (None: any), over every selector.
+
+    The storage narrows the entities by them, so that only candidates become
+    Python objects; the exact selection (idPattern, conjunctions) is checked after.
+    """
+    ids: set[str] = set()
+    types: set[str] = set()
+    any_id = any_type = False
+    for sel in spec.selectors or [Selector()]:
+        if sel.ids:
+            ids.update(sel.ids)
+        else:
+            any_id = True
+        if sel.type_text and sel.type_text != "*":
+            types.update(t for conj in compile_type_selection(sel.type_text).dnf(ctx.expand_term) for t in conj)
+        else:
+            any_type = True
+    return (None if any_id else sorted(ids)), (None if any_type else sorted(types))
+
+
 class TemporalService:
     """History reads and direct writes over a HistoryStorage kept up to date by a HistoryRecorder."""
 
-    def __init__(self, store: Store, history: HistoryStorage, recorder: HistoryRecorder | None, *, max_instances: int = 1000) -> None:
+    def __init__(self, store: Store, history: HistoryStorage, recorder: HistoryRecorder | None, *,
+                 limit: int = DEFAULT_LIMIT, catch_up_timeout: float = 30.0) -> None:
         self.store = store
         self.history = history
         self.recorder = recorder
-        self.max_instances = max_instances
+        self.limit = max(1, limit)
+        self.catch_up_timeout = catch_up_timeout
+
+    async def _current(self) -> None:
+        """Read-your-writes: history holds every change committed before this call."""
+        if self.recorder is not None:
+            await self.recorder.catch_up(self.catch_up_timeout)
+
+    async def _known(self, tenant: str, entity_id: str) -> EntityRow | None:
+        return await self.history.entity(tenant, entity_id)
 
     # ------------------------------------------------------------ reads
 
     async def _select(self, tenant: str, spec: QuerySpec, ctx: TermMapper) -> list[EntityRow]:
-        flt = spec.to_filter(ctx)
-        rows = await self.history.entities(tenant)
+        """The entities of history matching the entity selectors (ids, idPattern, types)."""
+        flt = QuerySpec(spec.selectors).to_filter(ctx)
+        ids, types = _narrowing(spec, ctx)
+        rows = await self.history.entities(tenant, ids=ids, types_any=types)
         if flt.ids is not None:
             wanted = set(flt.ids)
             rows = [r for r in rows if r.entity_id in wanted]
@@ -161,114 +126,160 @@ class TemporalService:
             rows = [r for r in rows if pattern.search(r.entity_id)]
         if flt.type_dnf is not None:
             rows = [r for r in rows if any(conj <= set(r.types) for conj in flt.type_dnf)]
-        if flt.predicate is not None and rows:
-            current = await self.store.get_many(tenant, [r.entity_id for r in rows])
-            rows = [r for r in rows if r.entity_id in current and flt.predicate(current[r.entity_id].doc)]
+        if flt.predicate is not None:  # several selectors
+            rows = [r for r in rows if flt.predicate({"id": r.entity_id, "type": r.types})]
         return rows
 
-    async def query(self, tenant: str, spec: QuerySpec, ctx: TermMapper, tq: TemporalQuery, page: Page) -> TemporalResult:
+    async def _filter(self, tenant: str, rows: list[EntityRow], spec: QuerySpec, ctx: TermMapper,
+                      attrs: list[str] | None, tq: TemporalQuery) -> list[EntityRow]:
+        """S1-S4 of clause 5.7.4.4: data in the range, then q and geo on those instances, then scopeQ."""
+        if not rows:
+            return rows
+        rng = tq.time_range()
+        series = await self.history.series(tenant, [r.entity_id for r in rows], attrs, rng, datasets=tq.datasets)
+        present = {e for e, _ in series}
+        rows = [r for r in rows if r.entity_id in present]
+        if rows and (spec.q or spec.geo):
+            predicate = QuerySpec([], None, spec.q, None, spec.geo).to_filter(ctx).predicate
+            needed: set[str] = set()
+            if spec.q:
+                needed |= {ctx.expand_term(t) for t in compile_q(spec.q).attribute_terms()}
+            if spec.geo:
+                needed.add(ctx.expand_term(parse_geoquery(*spec.geo).geoproperty))
+            hits = await self.history.instances(tenant, [r.entity_id for r in rows], sorted(needed), rng, _ALL, False,
+                                                datasets=tq.datasets)
+            docs: dict[str, dict[str, Any]] = {r.entity_id: {"id": r.entity_id, "type": r.types} for r in rows}
+            for h in hits:
+                inst = orjson.loads(h.instance)
+                if "deletedAt" not in inst:  # a deletion is no value to match
+                    docs[h.entity_id].setdefault(h.attr, []).append(inst)
+            rows = [r for r in rows if predicate is None or predicate(docs[r.entity_id])]
+        if rows and spec.scope_q:
+            scope = QuerySpec([], None, None, spec.scope_q).to_filter(ctx).predicate
+            current = await self.store.get_many(tenant, [r.entity_id for r in rows])
+            rows = [r for r in rows if r.entity_id in current and (scope is None or scope(current[r.entity_id].doc))]
+        return rows
+
+    @staticmethod
+    def _concerned(attrs: list[str] | None, tq: TemporalQuery, ctx: TermMapper) -> list[str] | None:
+        """The attribute IRIs a read is about: attrs, or the attributes pick names; None for all."""
+        names = attrs
+        if names is None and tq.pick is not None:
+            names = [n for n in tq.pick.names() if n not in ("id", "type", "scope")] or None
+        return [ctx.expand_term(a) for a in names] if names else None
+
+    async def query(self, tenant: str, spec: QuerySpec, ctx: TermMapper, tq: TemporalQuery, page: Page, *,
+                    descending: bool = False) -> TemporalResult:
         """Query Temporal Evolution of Entities (clause 5.7.4)."""
         if spec.is_empty() and not spec.local:
-            raise BadRequestData("a temporal query needs at least one of id, idPattern, type, attrs, q or a geo-query")
-        if self.recorder is not None:
-            await self.recorder.catch_up()
-        rows = await self._select(tenant, spec, ctx)
-        attrs = [ctx.expand_term(a) for a in spec.attrs] if spec.attrs else None
-        chosen = rows[page.offset : page.offset + page.limit]
-        result = await self._render(tenant, chosen, attrs, ctx, tq)
-        if attrs is not None:  # entities with none of the attributes in the range are not part of the answer
-            result.entities = [e for e in result.entities if len(e) > 2]
+            raise BadRequestData("a temporal query needs a type, attrs, q, a geo-query or local=true (clause 5.7.4.4)")
+        await self._current()
+        attrs = self._concerned(spec.attrs, tq, ctx)
+        rows = await self._filter(tenant, await self._select(tenant, spec, ctx), spec, ctx, attrs, tq)
+        if descending:
+            rows.reverse()
+        result = await self._render(tenant, rows[page.offset : page.offset + page.limit], attrs, ctx, tq)
         result.total = len(rows) if page.count else None
         return result
 
     async def retrieve(self, tenant: str, entity_id: str, attrs: list[str] | None, ctx: TermMapper, tq: TemporalQuery) -> TemporalResult:
-        """Retrieve Temporal Evolution of an Entity (clause 5.7.3)."""
+        """Retrieve Temporal Evolution of an Entity (clause 5.7.3): 404 when nothing of it is in the range."""
         check_uri(entity_id, "entity id")
-        if self.recorder is not None:
-            await self.recorder.catch_up()
-        rows = [r for r in await self.history.entities(tenant) if r.entity_id == entity_id]
-        if not rows:
+        await self._current()
+        row = await self._known(tenant, entity_id)
+        if row is None:
             raise ResourceNotFound(f"no temporal entity {entity_id}")
-        expanded = [ctx.expand_term(a) for a in attrs] if attrs else None
-        return await self._render(tenant, rows, expanded, ctx, tq)
+        concerned = self._concerned(attrs, tq, ctx)
+        if not await self.history.series(tenant, [entity_id], concerned, tq.time_range(), datasets=tq.datasets):
+            raise ResourceNotFound(f"temporal entity {entity_id} has no instance of the asked attributes in the asked range")
+        result = await self._render(tenant, [row], concerned, ctx, tq)
+        if not result.entities or not result.entities[0]:
+            raise ResourceNotFound(f"nothing of temporal entity {entity_id} is left after pick/omit")
+        return result
 
-    async def _render(self, tenant: str, rows: list[EntityRow], attrs: list[str] | None, ctx: TermMapper, tq: TemporalQuery) -> TemporalResult:
-        out = {r.entity_id: _head(r, ctx) for r in rows}
+    async def _render(self, tenant: str, rows: list[EntityRow], attrs: list[str] | None, ctx: TermMapper,
+                      tq: TemporalQuery) -> TemporalResult:
         if not rows:
             return TemporalResult([])
-        ids = [r.entity_id for r in rows]
+        out = {r.entity_id: render.head(r, ctx) for r in rows}
+        ids = list(out)
         rng = tq.time_range()
         if tq.mode == "aggregatedValues":
-            origin = rng.start if rng.start is not None else 0
-            buckets = await self.history.aggregate(tenant, ids, attrs, rng, origin, tq.period_us)
+            origin = rng.start
+            if origin is None:  # periods start at the first instance when the query sets no start
+                origin = await self.history.first_time(tenant, ids, attrs, rng, datasets=tq.datasets) or 0
+            buckets = await self.history.aggregate(tenant, ids, attrs, rng, origin, tq.period_us, datasets=tq.datasets)
             for b in buckets:
                 attr = out[b.entity_id].setdefault(ctx.compact_iri(b.attr), {"type": PROPERTY})
-                start, end = _period(b, origin, tq, rng)
+                start, end = render.period(b, origin, tq, rng)
                 for method in tq.aggr_methods:
-                    attr.setdefault(method, []).append([_aggregate(b, method), start, end])
-            return TemporalResult(list(out.values()))
-        cap = self.max_instances
-        newest = tq.last_n is not None
-        want = min(tq.last_n, cap) if tq.last_n is not None else cap
-        truncating = tq.last_n is None or tq.last_n > cap
-        hits = await self.history.instances(tenant, ids, attrs, rng, want + 1 if truncating else want, newest)
-        groups: dict[tuple[str, str], list[InstanceHit]] = {}
-        for h in hits:
-            groups.setdefault((h.entity_id, h.attr), []).append(h)
-        cut: int | None = None
-        for group in groups.values():
-            if truncating and len(group) > want:
-                edge = group[0].time_us if newest else group[-1].time_us
-                cut = edge if cut is None else (max(cut, edge) if newest else min(cut, edge))
-        if cut is not None:
-            hits = [h for h in hits if (h.time_us > cut if newest else h.time_us < cut)]
+                    attr.setdefault(method, []).append([render.aggregate(b, method), start, end])
+            return TemporalResult([render.project(e, tq, ctx) for e in out.values()])
+        partial = False
+        hits: list[InstanceHit] = []
+        fetched: set[tuple[str, str]] = set()
+        if tq.pick is None or attrs is not None:  # a pick of id/type alone needs no instance
+            budget = self.limit
+            newest = tq.last_n is not None
+            per_attr = tq.last_n if tq.last_n is not None else budget + 1
+            hits = await self.history.instances(tenant, ids, attrs, rng, per_attr, newest, total=budget + 1,
+                                                datasets=tq.datasets)
+            fetched = {(h.entity_id, h.attr) for h in hits}
+            hits, partial = render.cut(hits, budget, newest)
         for h in hits:
             inst = orjson.loads(h.instance)
             inst["instanceId"] = instance_id(h.iid)
             entity = out[h.entity_id]
             key = ctx.compact_iri(h.attr)
             if tq.mode == "temporalValues":
-                _add_value(entity, key, inst, h.time_us, tq, ctx)
+                render.add_value(entity, key, inst, h.time_us, tq, ctx)
             else:
                 shown = compact_instance(inst, ctx, sys_attrs=tq.sys_attrs)
                 shown["instanceId"] = inst["instanceId"]
                 if "deletedAt" in inst:
                     shown["deletedAt"] = inst["deletedAt"]
                 entity.setdefault(key, []).append(shown)
+        if partial:
+            # an attribute whose instances all fall on later pages is there, empty
+            series = await self.history.series(tenant, ids, attrs, rng, datasets=tq.datasets)
+            missing = {(e, a) for e, a in series | fetched if ctx.compact_iri(a) not in out[e]}
+            if missing and tq.mode == "temporalValues":  # an empty series still says its kind
+                firsts = await self.history.instances(tenant, sorted({e for e, _ in missing}), sorted({a for _, a in missing}),
+                                                      rng, 1, False, datasets=tq.datasets)
+                for h in firsts:
+                    if (h.entity_id, h.attr) in missing:
+                        out[h.entity_id][ctx.compact_iri(h.attr)] = render.empty_values(orjson.loads(h.instance))
+            for entity_id, attr in missing:
+                out[entity_id].setdefault(ctx.compact_iri(attr), [])
         if tq.mode == "temporalValues":
             for entity in out.values():
-                _single_slots_as_objects(entity)
-        result = TemporalResult(list(out.values()))
-        if cut is not None:
-            times = [h.time_us for h in hits]
-            if newest:
-                # Backwards (lastN): range-end is the least recent time in the response
-                # (clause 6.3.10). The page holds only instances newer than the cut, so
-                # the next page, timerel=before (exclusive) that time, starts with the
-                # cut's own instances: no gap, no repeat.
-                start = {"before": tq.time_at, "between": tq.end_time_at}.get(tq.timerel or "") or (max(times) if times else cut)
-                end = min(times) if times else cut
-                result.content_range = f"DateTime {from_us(start)}-{from_us(end)}/{tq.last_n}"
-            else:
-                start = tq.time_at if tq.timerel in ("after", "between") else (min(times) if times else cut)
-                result.content_range = f"DateTime {from_us(start or cut)}-{from_us(cut)}/*"
+                render.single_slots_as_objects(entity)
+        result = TemporalResult([render.project(e, tq, ctx) for e in out.values()])
+        if partial:
+            result.content_range = render.content_range(tq, [h.time_us for h in hits])
         return result
 
     # ------------------------------------------------------------ writes
 
     async def write(self, tenant: str, body: Any, ctx: TermMapper, *, entity_id: str | None = None) -> bool:
-        """Create or Update Temporal Representation (5.6.11) or Add Attributes (5.6.12); whether the entity is new."""
+        """Create or Update Temporal Representation (5.6.11) or Add Attributes (5.6.12); whether the entity is new.
+
+        An instance whose time (observedAt, else modifiedAt) and datasetId are
+        already stored for the attribute replaces the stored one.
+        """
         if not isinstance(body, dict):
             raise BadRequestData("a temporal entity must be a JSON object")
-        eid = entity_id or body.get("id")
-        check_uri(eid, "entity id")
-        known = {r.entity_id: r for r in await self.history.entities(tenant)}
-        if entity_id is not None and eid not in known:
+        eid = check_uri(entity_id if entity_id is not None else body.get("id"), "entity id")
+        await self._current()
+        old = await self._known(tenant, eid)
+        if entity_id is not None and old is None:
             raise ResourceNotFound(f"no temporal entity {eid}")
         types_raw = body.get("type", [])
         if entity_id is None and not types_raw:
             raise BadRequestData("a temporal entity needs a type")
         types = [ctx.expand_term(t) for t in (types_raw if isinstance(types_raw, list) else [types_raw])]
+        if old is not None:  # clause 5.6.11.4: new type names are added to the entity's
+            types = old.types + [t for t in types if t not in old.types]
         now_us = to_us(utc_now())
         rows: list[HistoryRow] = []
         for name, value in body.items():
@@ -281,32 +292,54 @@ class TemporalService:
                 inst.setdefault("createdAt", stamp)
                 inst.setdefault("modifiedAt", stamp)
                 rows.append(value_row(tenant, eid, ctx.expand_term(name), inst, now_us))
-        old = known.get(eid)
-        entity = EntityRow(tenant, eid, types or (old.types if old else []), None)
-        await self.history.write([entity], rows)
+        await self.store.ensure_tenant(tenant)  # a tenant written to through the temporal API exists (clause 4.14)
+        await self.history.write([EntityRow(tenant, eid, types, None)], rows)
         return old is None
 
     async def delete_entity(self, tenant: str, entity_id: str) -> None:
         """Delete Temporal Representation of an Entity (5.6.16)."""
         check_uri(entity_id, "entity id")
+        await self._current()
         if not await self.history.delete_entity(tenant, entity_id):
             raise ResourceNotFound(f"no temporal entity {entity_id}")
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, ctx: TermMapper, dataset_id: str | None, delete_all: bool) -> None:
         """Delete Attribute from Temporal Representation (5.6.13): the default instance, a datasetId, or all."""
         check_uri(entity_id, "entity id")
+        _attr_name(attr)
+        if dataset_id is not None:
+            check_uri(dataset_id, "datasetId")
+        await self._current()
+        if await self._known(tenant, entity_id) is None:
+            raise ResourceNotFound(f"no temporal entity {entity_id}")
         target = None if delete_all else (dataset_id or "")
         if not await self.history.delete_attr(tenant, entity_id, ctx.expand_term(attr), target):
             raise ResourceNotFound(f"no temporal attribute {attr} on {entity_id}")
 
-    async def patch_instance(self, tenant: str, entity_id: str, attr: str, iid_text: str, body: Any, ctx: TermMapper) -> None:
-        """Modify Attribute instance in Temporal Representation (5.6.14)."""
+    async def _instance(self, tenant: str, entity_id: str, attr: str, iid_text: str, ctx: TermMapper) -> tuple[str, int, bytes]:
+        """The stored instance a path names; BadRequestData for malformed parts, ResourceNotFound for absent ones."""
         check_uri(entity_id, "entity id")
-        iid = parse_instance_id(iid_text)
+        _attr_name(attr)
+        _instance_uri(iid_text)
+        await self._current()
+        if await self._known(tenant, entity_id) is None:
+            raise ResourceNotFound(f"no temporal entity {entity_id}")
         name = ctx.expand_term(attr)
+        iid = parse_instance_id(iid_text)
         stored = None if iid is None else await self.history.get_instance(tenant, entity_id, name, iid)
         if iid is None or stored is None:
             raise ResourceNotFound(f"no instance {iid_text} of {attr} on {entity_id}")
+        return name, iid, stored
+
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid_text: str, ctx: TermMapper) -> None:
+        """Delete Attribute instance from Temporal Representation (5.6.15)."""
+        name, iid, _ = await self._instance(tenant, entity_id, attr, iid_text, ctx)
+        if not await self.history.delete_instance(tenant, entity_id, name, iid):
+            raise ResourceNotFound(f"no instance {iid_text} of {attr} on {entity_id}")
+
+    async def patch_instance(self, tenant: str, entity_id: str, attr: str, iid_text: str, body: Any, ctx: TermMapper) -> None:
+        """Modify Attribute instance in Temporal Representation (5.6.14)."""
+        name, iid, stored = await self._instance(tenant, entity_id, attr, iid_text, ctx)
         if not isinstance(body, dict):
             raise BadRequestData("an attribute instance must be a JSON object")
         current = orjson.loads(stored)
@@ -316,70 +349,3 @@ class TemporalService:
             raise InvalidRequest("the datasetId of an instance cannot change")
         row = value_row(tenant, entity_id, name, merged, to_us(merged["modifiedAt"]))
         await self.history.replace_instance(tenant, entity_id, name, iid, row)
-
-
-def _head(row: EntityRow, ctx: TermMapper) -> dict[str, Any]:
-    types = [ctx.compact_iri(t) for t in row.types]
-    return {"id": row.entity_id, "type": types[0] if len(types) == 1 else types}
-
-
-def _add_value(entity: dict[str, Any], key: str, inst: dict[str, Any], time_us: int, tq: TemporalQuery, ctx: TermMapper) -> None:
-    kind = inst.get("type", PROPERTY)
-    member = _VALUES_MEMBER.get(kind, "values")
-    value = next((inst[m] for m in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList") if m in inst), None)
-    if kind == "VocabProperty":  # vocab values are IRIs, shown in the request's terms as elsewhere
-        value = [ctx.compact_iri(v) for v in value] if isinstance(value, list) else ctx.compact_iri(value)
-    if kind in _WRAPPED:
-        value = {_WRAPPED[kind]: value}
-    stamp = inst.get(tq.timeproperty) if tq.timerel else (inst.get("observedAt") or inst.get("modifiedAt"))
-    slots = entity.setdefault(key, [])
-    ds = inst.get("datasetId")
-    slot = next((s for s in slots if s.get("datasetId") == ds), None)
-    if slot is None:
-        slot = {"type": kind, member: []}
-        if ds:
-            slot["datasetId"] = ds
-        slots.append(slot)
-    slot[member].append([value, stamp or from_us(time_us)])
-
-
-def _single_slots_as_objects(entity: dict[str, Any]) -> None:
-    """An attribute with one instance series is an object (clause 4.5.9); several datasetIds stay an array of them."""
-    for key, slots in entity.items():
-        if key not in ("id", "type") and isinstance(slots, list) and len(slots) == 1:
-            entity[key] = slots[0]
-
-
-def _period(b: Bucket, origin: int, tq: TemporalQuery, rng: TimeRange) -> tuple[str | None, str | None]:
-    if tq.period_us <= 0:
-        return (from_us(rng.start) if rng.start is not None else None, from_us(rng.end) if rng.end is not None else None)
-    start = origin + b.index * tq.period_us
-    end = start + tq.period_us
-    if rng.end is not None:
-        end = min(end, rng.end)
-    return from_us(start), from_us(end)
-
-
-def _aggregate(b: Bucket, method: str) -> Any:
-    if method == "totalCount":
-        return b.total
-    if method == "distinctCount":
-        return b.distinct
-    if b.numeric == 0:
-        return None
-    if method == "sum":
-        return b.sum
-    if method == "avg":
-        return (b.sum or 0.0) / b.numeric
-    if method == "min":
-        return b.min
-    if method == "max":
-        return b.max
-    if method == "sumsq":
-        return b.sumsq
-    # stddev: the sample standard deviation, as PostgreSQL's stddev()
-    if b.numeric < 2:
-        return 0.0
-    mean = (b.sum or 0.0) / b.numeric
-    variance = max(((b.sumsq or 0.0) - b.numeric * mean * mean) / (b.numeric - 1), 0.0)
-    return math.sqrt(variance)

@@ -48,7 +48,7 @@ class DeliverySettings:
     Without it, a slow receiver would hold each change for a round trip of its own."""
 
     @classmethod
-    def from_env(cls) -> "DeliverySettings":
+    def from_env(cls) -> DeliverySettings:
         env = os.environ
         return cls(float(env.get("METROPOLE_NOTIFY_RETRY_INITIAL", "0.5")),
                    float(env.get("METROPOLE_NOTIFY_RETRY_FACTOR", "2")),
@@ -80,6 +80,7 @@ class Delivery:
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
         self._last_sent: dict[tuple[str, str], float] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Event] = {}
         self._outcomes: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._http: httpx.AsyncClient | None = None
@@ -120,6 +121,20 @@ class Delivery:
                         self.wake(tenant, sub_id)
         finally:
             await self.stop()
+
+    async def settle(self, tenant: str, sub_id: str, timeout: float = 2.0) -> None:
+        """Let the status members show every attempt already answered: wait (bounded) for the one in flight, flush.
+
+        A receiver may read the subscription as soon as it has answered a
+        notification; the attempt's outcome must then be visible (clause 5.8.6).
+        """
+        attempt = self._inflight.get((tenant, sub_id))
+        if attempt is not None:
+            try:
+                await asyncio.wait_for(attempt.wait(), timeout)
+            except TimeoutError:
+                pass  # a receiver still answering: its outcome is not known yet
+        await self.flush()
 
     def wake(self, tenant: str, sub_id: str) -> None:
         """Make sure a worker drains this subscription's queue."""
@@ -189,17 +204,23 @@ class Delivery:
                    and items[i + len(group)].attempts == 0):
                 group.append(items[i + len(group)])
             body = head.body if len(group) == 1 else merge_items(group)
-            ok = await self.send(sub, body)
-            self._last_sent[key] = time.monotonic()
-            at = iso(now_utc())
-            if ok:
-                self._outcomes.extend(Outcome(sub.tenant, sub.id, g.qid, True, at) for g in group)
-                i += len(group)
-                continue
-            attempts = head.attempts + 1
-            self._outcomes.append(Outcome(sub.tenant, sub.id, head.qid, False, at, attempts,
-                                          time.time() + self.settings.backoff(attempts, cooldown)))
-            return  # re-read the queue: the head now carries its next attempt time
+            attempt = self._inflight[key] = asyncio.Event()
+            try:
+                ok = await self.send(sub, body)
+                self._last_sent[key] = time.monotonic()
+                at = iso(now_utc())
+                if ok:
+                    self._outcomes.extend(Outcome(sub.tenant, sub.id, g.qid, True, at) for g in group)
+                    i += len(group)
+                    continue
+                attempts = head.attempts + 1
+                self._outcomes.append(Outcome(sub.tenant, sub.id, head.qid, False, at, attempts,
+                                              time.time() + self.settings.backoff(attempts, cooldown)))
+                return  # re-read the queue: the head now carries its next attempt time
+            finally:
+                attempt.set()
+                if self._inflight.get(key) is attempt:
+                    del self._inflight[key]
 
     # ---------------------------------------------------------------- bindings
 
@@ -221,7 +242,7 @@ class Delivery:
                 payload = orjson.dumps({"metadata": metadata, "body": message["notification"]})
                 return await asyncio.to_thread(self._mqtt.publish, uri, payload, notifier, timeout)
             return await self._post(uri, message, receiver, sub.tenant, timeout)
-        except Exception as exc:  # every failure of a receiver is a failed attempt, never a crash
+        except Exception as exc:  # noqa: BLE001 - every failure of a receiver is a failed attempt, never a crash
             log.info("notification of %s to %s failed: %s", sub.id, uri, exc)
             return False
 

@@ -98,7 +98,7 @@ class Dispatcher:
         doc = compiled.doc
         value, ctx = self._notify_ctx[(compiled.stored.tenant, compiled.stored.id)]
         entity, created, modified = changed_entity(doc, record, trigger)
-        deleted = frozenset(a for a, k in trigger.changed.items() if k == DELETED)
+        deleted = frozenset(a for a, k in trigger.changed.items() if DELETED in k and a not in (record.after or {}))
         rendered = render_entity(doc, view_of(doc, ctx), ctx, entity, created, modified,
                                  deleted_at=record.at if trigger.reason == "entityDeleted" else None,
                                  deleted_attrs=deleted)

@@ -7,9 +7,12 @@ here in Python on one ENF document, or by the store for periodic
 (timeInterval) notifications.
 
 Triggers: without `notificationTrigger`, attributeCreated + attributeUpdated;
-entityUpdated stands for the three attribute triggers. An attribute has
-changed when any member of any of its instances differs, system members
-(createdAt, modifiedAt) aside.
+entityUpdated stands for the three attribute triggers. Instances are
+compared by datasetId: an instance that appears, goes or whose members
+differ (system members aside) is an attribute created, deleted or updated,
+so that deleting one datasetId of an attribute is an attributeDeleted.
+Deleting an entity deletes its attributes: without entityDeleted, it is
+their attributeDeleted.
 """
 
 from __future__ import annotations
@@ -33,32 +36,50 @@ _SYSTEM = ("createdAt", "modifiedAt", "instanceId")
 
 @dataclass(slots=True)
 class Trigger:
-    """Why a record notifies: the reason and the changed attributes (IRI -> kind)."""
+    """Why a record notifies: the reason and the changed attributes (IRI -> kinds of change)."""
 
     reason: str  # entityCreated, entityUpdated, entityDeleted
-    changed: dict[str, str] = field(default_factory=dict)
+    changed: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
-def _stripped(instances: Any) -> Any:
+def _stripped(inst: Any) -> Any:
+    return {k: v for k, v in inst.items() if k not in _SYSTEM} if isinstance(inst, dict) else inst
+
+
+def _by_dataset(instances: Any) -> dict[Any, Any]:
     if not isinstance(instances, list):
-        return instances
-    return [{k: v for k, v in i.items() if k not in _SYSTEM} if isinstance(i, dict) else i for i in instances]
+        instances = [instances]
+    return {i.get("datasetId") if isinstance(i, dict) else None: _stripped(i) for i in instances}
 
 
-def attribute_changes(before: Doc | None, after: Doc | None) -> dict[str, str]:
-    """Every attribute that differs between two ENF documents, with its kind of change."""
+def attribute_changes(before: Doc | None, after: Doc | None) -> dict[str, frozenset[str]]:
+    """Every attribute that differs between two ENF documents, with the kinds of change of its instances.
+
+    Instances are told apart by datasetId (clause 4.5.5): one that appears is
+    attributeCreated, one that goes is attributeDeleted, one whose members
+    differ (system members aside) is attributeUpdated.
+    """
     b = before or {}
     a = after or {}
-    out: dict[str, str] = {}
+    out: dict[str, frozenset[str]] = {}
     for name in a.keys() | b.keys():
         if name in ENTITY_CORE:
             continue
         if name not in b:
-            out[name] = CREATED
+            out[name] = frozenset({CREATED})
         elif name not in a:
-            out[name] = DELETED
-        elif _stripped(a[name]) != _stripped(b[name]):
-            out[name] = UPDATED
+            out[name] = frozenset({DELETED})
+        elif a[name] != b[name]:
+            old, new = _by_dataset(b[name]), _by_dataset(a[name])
+            kinds = set()
+            if new.keys() - old.keys():
+                kinds.add(CREATED)
+            if old.keys() - new.keys():
+                kinds.add(DELETED)
+            if any(old[ds] != inst for ds, inst in new.items() if ds in old):
+                kinds.add(UPDATED)
+            if kinds:
+                out[name] = frozenset(kinds)
     return out
 
 
@@ -126,22 +147,28 @@ class Compiled:
         before, after = record.before, record.after
         watched = self.watched
         if after is None:
-            if before is None or "entityDeleted" not in self.triggers:
+            if before is None:
                 return None
-            if watched is not None and not (watched & _attributes(before)):
+            if "entityDeleted" in self.triggers:
+                if watched is not None and not (watched & _attributes(before)):
+                    return None
+                return Trigger("entityDeleted") if evaluate(self.filter, before) else None
+            # without entityDeleted, the deletion of an entity is the deletion of its attributes
+            gone = {a: frozenset({DELETED}) for a in _attributes(before) if watched is None or a in watched}
+            if DELETED not in self.triggers or not gone:
                 return None
-            return Trigger("entityDeleted") if evaluate(self.filter, before) else None
+            return Trigger("entityDeleted", gone) if evaluate(self.filter, before) else None
         if before is None:
             attrs = _attributes(after)
-            changed = {a: CREATED for a in attrs if watched is None or a in watched}
+            created = {a: frozenset({CREATED}) for a in attrs if watched is None or a in watched}
             if "entityCreated" in self.triggers:
-                if watched is not None and not changed:
+                if watched is not None and not created:
                     return None
-            elif CREATED not in self.triggers or not changed:
+            elif CREATED not in self.triggers or not created:
                 return None
-            return Trigger("entityCreated", changed) if evaluate(self.filter, after) else None
-        changed = {a: k for a, k in attribute_changes(before, after).items()
-                   if k in self.triggers and (watched is None or a in watched)}
+            return Trigger("entityCreated", created) if evaluate(self.filter, after) else None
+        changed = {a: kinds for a, kinds in attribute_changes(before, after).items()
+                   if kinds & self.triggers and (watched is None or a in watched)}
         if not changed:
             return None
         return Trigger("entityUpdated", changed) if evaluate(self.filter, after) else None

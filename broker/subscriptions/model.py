@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +20,7 @@ from broker.query.q import compile_q
 from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
 from models.errors import BadRequestData, InvalidRequest, OperationNotSupported
-from models.expansion import TermMapper
+from models.normalize import TermMapper
 from models.validation import check_uri
 from models.vocabulary import NGSI_LD_NULL
 
@@ -38,12 +38,12 @@ _NAME = re.compile(r"^[^\W\d][\w]*(:[\w]+)?$|^[a-z][a-z0-9+.-]*:\S+$", re.IGNORE
 
 def now_utc() -> datetime:
     """The current time, UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as the broker writes every timestamp."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_datetime(value: Any, name: str) -> datetime:
@@ -51,11 +51,11 @@ def parse_datetime(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
         raise BadRequestData(f"{name} must be a DateTime string")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequestData(f"{name} {value!r} is not a valid DateTime") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -146,7 +146,7 @@ def _endpoint(ep: Any) -> None:
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         raise BadRequestData(f"notification.endpoint.uri {uri!r} must be an http(s):// or mqtt(s):// URI")
     try:
-        parts.port
+        _ = parts.port  # raises on a port that is not a number
     except ValueError:
         raise BadRequestData(f"notification.endpoint.uri {uri!r} has an invalid port") from None
     if parts.scheme.lower().startswith("mqtt") and parts.path.strip("/") == "":
@@ -312,11 +312,13 @@ def _is_null(value: Any) -> bool:
 
 
 def merge(current: dict[str, Any], fragment: Any, rename: Any = None, *, now: datetime | None = None) -> dict[str, Any]:
-    """Apply a Subscription fragment (clause 5.8.2.4, 5.5.8): members replaced, NGSI-LD Null deletes.
+    """Apply a Subscription fragment (clauses 5.8.2.4, 5.5.8): members replaced whole, NGSI-LD Null deletes.
 
-    `notification` and its `endpoint` are merged one level deep, so that a
-    fragment changing the format keeps the endpoint. `rename(doc)` rewrites
-    the fragment's attribute terms into the subscription's own context.
+    A member of the fragment replaces the subscription's member of that name
+    as a whole, `notification` included: a fragment changing the format
+    carries the endpoint too, else the result lacks one and is refused.
+    `rename(doc)` rewrites the fragment's attribute terms into the
+    subscription's own context.
     """
     frag = clean_input(fragment)
     if "id" in frag and frag["id"] != current["id"]:
@@ -331,16 +333,6 @@ def merge(current: dict[str, Any], fragment: Any, rename: Any = None, *, now: da
     for key, value in frag.items():
         if _is_null(value):
             out.pop(key, None)
-        elif key == "notification" and isinstance(value, dict) and isinstance(out.get(key), dict):
-            note = dict(out[key])
-            for nk, nv in value.items():
-                if _is_null(nv):
-                    note.pop(nk, None)
-                elif nk == "endpoint" and isinstance(nv, dict) and isinstance(note.get(nk), dict):
-                    note[nk] = {**note[nk], **nv}
-                else:
-                    note[nk] = nv
-            out[key] = note
         else:
             out[key] = value
     validate(out, now=now, check_expiry="expiresAt" in frag)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from broker.http import JSON, JSON_LD, GEO_JSON, link_header
+from broker.http import GEO_JSON, JSON, JSON_LD, link_header
 from broker.query.projection import parse_projection
 from broker.service.queries import View
 from broker.store.base import ChangeRecord, Doc, StoredEntity
@@ -49,11 +49,29 @@ def _null_instance(inst: dict[str, Any], at: str, *, sys_attrs: bool, show_chang
     out: dict[str, Any] = {"type": kind, member: {"@none": NGSI_LD_NULL} if kind == LANGUAGE_PROPERTY else NGSI_LD_NULL}
     if "datasetId" in inst:
         out["datasetId"] = inst["datasetId"]
-    if sys_attrs:
+    if sys_attrs:  # clause 5.8.6: the system sub-attributes of the deleted instance, and when it went
+        out.update({k: inst[k] for k in ("createdAt", "modifiedAt") if k in inst})
         out["deletedAt"] = at
     if show_changes and member in inst:
         out[PREVIOUS_MEMBER[member]] = inst[member]
     return out
+
+
+def _deleted_attribute(instances: Any, at: str, *, sys_attrs: bool, show_changes: bool) -> list[dict[str, Any]]:
+    """A wholly deleted attribute: one NGSI-LD Null instance, with its datasetId if it had just that instance.
+
+    Several instances deleted together (deleteAll, the entity deleted) are the
+    deletion of the attribute itself, shown from its default instance.
+    """
+    insts = [i for i in (instances if isinstance(instances, list) else [instances]) if isinstance(i, dict)]
+    if not insts:
+        return []
+    if len(insts) == 1:
+        return [_null_instance(insts[0], at, sys_attrs=sys_attrs, show_changes=show_changes)]
+    base = next((i for i in insts if "datasetId" not in i), insts[0])
+    out = _null_instance(base, at, sys_attrs=sys_attrs, show_changes=show_changes)
+    out.pop("datasetId", None)
+    return [out]
 
 
 def _with_previous(instances: list[Any], previous: list[Any]) -> list[Any]:
@@ -83,26 +101,40 @@ def _select_datasets(doc: Doc, datasets: list[str]) -> Doc:
 
 
 def changed_entity(doc: Doc, record: ChangeRecord, trigger: Trigger) -> tuple[Doc, str, str]:
-    """The ENF document to notify for a trigger, with its createdAt and modifiedAt."""
+    """The ENF document to notify for a trigger, with its createdAt and modifiedAt.
+
+    Deleted attributes and instances are NGSI-LD Null instances (clause
+    5.8.6): an instance deleted from an attribute that remains is added to
+    the attribute's instances with its datasetId; a whole attribute is one
+    Null instance (`_deleted_attribute`).
+    """
     note = doc.get("notification") or {}
     sys_attrs, show = bool(note.get("sysAttrs")), bool(note.get("showChanges"))
+    before = record.before or {}
     if trigger.reason == "entityDeleted":
-        before = record.before or {}
         out: Doc = {"id": before.get("id", record.entity_id), "type": before.get("type", [])}
-        if show:
+        if trigger.changed:  # attributeDeleted of the deleted entity's attributes
+            for name in trigger.changed:
+                out[name] = _deleted_attribute(before.get(name, []), record.at, sys_attrs=sys_attrs, show_changes=show)
+        elif show:
             for name, value in before.items():
                 if name not in ENTITY_CORE and isinstance(value, list):
                     out[name] = [_null_instance(i, record.at, sys_attrs=sys_attrs, show_changes=True) for i in value]
         return out, before.get("createdAt", record.at), before.get("modifiedAt", record.at)
     after = record.after or {}
     out = dict(after)
-    before = record.before or {}
-    for name, kind in trigger.changed.items():
-        if kind == DELETED:
-            out[name] = [_null_instance(i, record.at, sys_attrs=sys_attrs, show_changes=show)
-                         for i in before.get(name, []) if isinstance(i, dict)]
-        elif kind == UPDATED and show:
-            out[name] = _with_previous(after[name], before.get(name, []))
+    for name, kinds in trigger.changed.items():
+        if name not in after:
+            out[name] = _deleted_attribute(before.get(name, []), record.at, sys_attrs=sys_attrs, show_changes=show)
+            continue
+        if DELETED in kinds:
+            kept = {i.get("datasetId") for i in after[name] if isinstance(i, dict)}
+            out[name] = list(after[name]) + [
+                _null_instance(i, record.at, sys_attrs=sys_attrs, show_changes=show)
+                for i in before.get(name, []) if isinstance(i, dict) and i.get("datasetId") not in kept
+            ]
+        if UPDATED in kinds and show:
+            out[name] = _with_previous(out[name], before.get(name, []))
     return out, after.get("createdAt", record.at), after.get("modifiedAt", record.at)
 
 
@@ -112,12 +144,16 @@ def render_entity(doc: Doc, view: View, ctx: Context, entity: Doc, created: str,
     if doc.get("datasetId"):
         entity = _select_datasets(entity, doc["datasetId"])
     rendered = view.render(StoredEntity(entity, created, modified), ctx)
-    if view.representation is not Representation.SIMPLIFIED:
+    if view.representation is Representation.CONCISE:
+        # clause 5.8.6: a deleted attribute is its name and the NGSI-LD Null, unless more must be said
         for iri in deleted_attrs:
             term = ctx.compact_iri(iri)
             value = rendered.get(term)
             if isinstance(value, dict) and len(value) <= 2 and NGSI_LD_NULL in (value.get("value"), value.get("object")):
                 rendered[term] = NGSI_LD_NULL
+    elif view.representation is Representation.SIMPLIFIED and view.sys_attrs:
+        # the entity's own system members, which the simplified representation otherwise leaves out (5.8.6)
+        rendered.update({"createdAt": created, "modifiedAt": modified})
     if deleted_at is not None:
         rendered["deletedAt"] = deleted_at
     return rendered
@@ -151,7 +187,10 @@ def envelope(doc: Doc, context_value: Any, entities: list[dict[str, Any]], notif
         else:
             data["@context"] = context
     elif accept == JSON_LD:
+        # at the top, as Orion-LD does (src/lib/orionld/notifications/notificationSend.cpp, notificationTree),
+        # and in each entity, as GET /entities with ld+json gives each entity of a list its @context
         notification["@context"] = context
+        data = [{**e, "@context": context} for e in entities]
     else:
         link = link_header(context_value)
     notification["data"] = data

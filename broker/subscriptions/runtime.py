@@ -60,6 +60,11 @@ class Subscriptions:
         """The last change-log seq dispatched (for the change-log trim)."""
         return self.dispatcher.cursor
 
+    async def settle(self, tenant: str, sub_id: str) -> None:
+        """Before a subscription is read: the outcomes of this process's deliveries to it are written."""
+        if self._work:  # this process delivers
+            await self.delivery.settle(tenant, sub_id)
+
     async def start(self) -> None:
         await self.storage.open()
         self.dispatcher.cursor = await self.storage.cursor() or 0

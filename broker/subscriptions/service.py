@@ -12,7 +12,7 @@ from typing import Any
 
 from broker.store.base import Store
 from broker.subscriptions.matching import compile_subscription
-from broker.subscriptions.model import iso, merge, new_subscription, now_utc, recontext, status_of
+from broker.subscriptions.model import DEFAULT_TRIGGERS, iso, merge, new_subscription, now_utc, recontext, status_of
 from broker.subscriptions.storage import StoredSubscription, SubscriptionStorage
 from models.context import CORE_CONTEXT_URL, Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, InvalidRequest, NonexistentTenant, ResourceNotFound
@@ -95,7 +95,7 @@ class SubscriptionService:
         """Query Subscriptions (5.8.4): a page and the total count."""
         if tenant and not await self.store.has_tenant(tenant):
             raise NonexistentTenant(f"tenant {tenant!r} does not exist")
-        return await self.storage.list(tenant, limit, offset)
+        return await self.storage.page(tenant, limit, offset)
 
     async def update(self, tenant: str, sub_id: str, fragment: Any, context_value: Any, ctx: Context) -> None:
         """Update Subscription (5.8.2): merge the fragment, status follows isActive/expiresAt."""
@@ -122,7 +122,8 @@ class SubscriptionService:
         if context_value != stored.context:
             doc = recontext(doc, await self.resolver.aresolve(stored.context), ctx)
         out = {"id": doc["id"], "type": "Subscription", **{k: v for k, v in doc.items() if k not in ("id", "type")}}
-        out.setdefault("isActive", True)
+        # the default triggers are shown (they are what the subscription does); isActive only as written
+        out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
         out["status"] = status_of(stored.doc)
         note = dict(out["notification"])
         note.setdefault("format", "normalized")

@@ -88,7 +88,7 @@ class SubscriptionStorage(ABC):
         """One subscription, or None."""
 
     @abstractmethod
-    async def list(self, tenant: str, limit: int, offset: int) -> tuple[list[StoredSubscription], int]:
+    async def page(self, tenant: str, limit: int, offset: int) -> tuple[list[StoredSubscription], int]:
         """A page of a tenant's subscriptions by id, and their total count."""
 
     @abstractmethod

@@ -88,7 +88,7 @@ class PostgresSubscriptionStorage(SubscriptionStorage):
                                        tenant, sub_id)
         return _sub(row) if row else None
 
-    async def list(self, tenant: str, limit: int, offset: int) -> tuple[list[StoredSubscription], int]:
+    async def page(self, tenant: str, limit: int, offset: int) -> tuple[list[StoredSubscription], int]:
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             rows = await conn.fetch(f"SELECT {_COLS} FROM subscriptions WHERE tenant = $1 ORDER BY id"
                                     " LIMIT $2 OFFSET $3", tenant, limit, offset)
@@ -182,7 +182,7 @@ class PostgresSubscriptionStorage(SubscriptionStorage):
             "INSERT INTO sub_lease AS l (name, owner, expires) VALUES ('dispatcher', $1, $2)"
             " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
             " WHERE l.owner = excluded.owner OR l.expires < $3 RETURNING owner", owner, now + ttl, now)
-        return holder == owner
+        return bool(holder == owner)
 
     async def release_lease(self, owner: str) -> None:
         await self.pool.execute("DELETE FROM sub_lease WHERE name = 'dispatcher' AND owner = $1", owner)

@@ -91,7 +91,7 @@ class SQLiteSubscriptionStorage(SubscriptionStorage):
 
         return await self._tx(run, write=False)
 
-    async def list(self, tenant: str, limit: int, offset: int) -> tuple[list[StoredSubscription], int]:
+    async def page(self, tenant: str, limit: int, offset: int) -> tuple[list[StoredSubscription], int]:
         def run(c: sqlite3.Connection) -> tuple[list[StoredSubscription], int]:
             rows = c.execute(f"SELECT {_COLS} FROM subscriptions WHERE tenant = ? ORDER BY id LIMIT ? OFFSET ?",
                              (tenant, limit, offset)).fetchall()

@@ -16,6 +16,7 @@ entity, attribute, datasetId, key, kind), so an instance delivered twice
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -156,6 +157,18 @@ def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) 
         tenant, entity_id, attr, inst.get("datasetId", "") or "", DELETION,
         at_us, None, None, at_us, at_us, None, orjson.dumps(NGSI_LD_NULL).decode(), orjson.dumps(marker),
     )
+
+
+def unique_rows(rows: Sequence[HistoryRow]) -> list[HistoryRow]:
+    """The rows with one per storage key, the last of each kept, in order.
+
+    A batch may carry one instance twice (two changes of one attribute at one
+    observedAt); an upsert statement may touch a row only once (PostgreSQL).
+    """
+    seen: dict[tuple[str, str, str, int, str, int], HistoryRow] = {}
+    for r in rows:
+        seen[(r.tenant, r.entity_id, r.attr, r.key_us, r.dataset_id, r.kind)] = r
+    return list(seen.values()) if len(seen) < len(rows) else list(rows)
 
 
 def _by_dataset(instances: Any) -> dict[str, Doc]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from broker.temporal.model import EntityRow, HistoryRow
+from broker.temporal.model import EntityRow, HistoryRow, unique_rows
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
 SCHEMA = """
@@ -39,7 +39,11 @@ _INSERT = (
     " modified_us, deleted_us, value_num, value_json, instance)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int8[], $7::int8[], $8::int8[],"
     " $9::int8[], $10::int8[], $11::float8[], $12::text[], $13::bytea[])"
-    " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO NOTHING"
+    " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO UPDATE SET observed_us = excluded.observed_us,"
+    " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
+    " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
+    # the same instance again replaces the stored one (same iid), unless nothing differs
+    " WHERE temporal_instances.instance IS DISTINCT FROM excluded.instance"
 )
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
@@ -59,7 +63,10 @@ def _columns(rows: Sequence[HistoryRow]) -> list[list[Any]]:
     return cols
 
 
-def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, first: int) -> tuple[str, list[Any], str]:
+def _where(
+    tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, first: int,
+    datasets: Sequence[str] | None = None,
+) -> tuple[str, list[Any], str]:
     params: list[Any] = [tenant, list(entity_ids)]
     clauses = [f"tenant = ${first}", f"entity_id = ANY(${first + 1}::text[])"]
 
@@ -69,6 +76,8 @@ def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, 
 
     if attrs is not None:
         clauses.append(f"attr = ANY({p(list(attrs))}::text[])")
+    if datasets is not None:
+        clauses.append(f"dataset_id = ANY({p(list(datasets))}::text[])")
     column = rng.column or "key_us"
     if rng.column is not None:
         clauses.append(f"{column} IS NOT NULL")
@@ -110,7 +119,7 @@ class PostgresHistory(HistoryStorage):
     @staticmethod
     async def _store(conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         if rows:
-            await conn.execute(_INSERT, *_columns(rows))
+            await conn.execute(_INSERT, *_columns(unique_rows(rows)))
         if entities:
             await conn.execute(
                 _ENTITY, [e.tenant for e in entities], [e.entity_id for e in entities],
@@ -133,33 +142,55 @@ class PostgresHistory(HistoryStorage):
         async with self.pool.acquire() as conn, conn.transaction():
             await self._store(conn, _last_per_entity(entities), rows)
 
-    async def entities(self, tenant: str) -> list[EntityRow]:
-        rows = await self.pool.fetch(
-            "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = $1 ORDER BY entity_id", tenant
-        )
+    async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
+                       types_any: Sequence[str] | None = None) -> list[EntityRow]:
+        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = $1"
+        params: list[Any] = [tenant]
+        if ids is not None:
+            params.append(list(ids))
+            sql += f" AND entity_id = ANY(${len(params)}::text[])"
+        if types_any is not None:
+            params.append(list(types_any))
+            sql += f" AND types && ${len(params)}::text[]"
+        rows = await self.pool.fetch(sql + " ORDER BY entity_id", *params)
         return [EntityRow(tenant, r[0], list(r[1]), r[2]) for r in rows]
 
+    async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
+        row = await self.pool.fetchrow(
+            "SELECT types, deleted_us FROM temporal_entities WHERE tenant = $1 AND entity_id = $2", tenant, entity_id
+        )
+        return None if row is None else EntityRow(tenant, entity_id, list(row[0]), row[1])
+
     async def instances(
-        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
+        *, total: int | None = None, datasets: Sequence[str] | None = None,
     ) -> list[InstanceHit]:
-        where, params, column = _where(tenant, entity_ids, attrs, rng, 1)
+        where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         order = "DESC" if newest else "ASC"
+        each = per_attr if total is None else min(per_attr, total)
         # one index range scan per (entity, attribute): LATERAL over the pairs that exist
         sql = (
             f"SELECT h.iid, h.entity_id, h.attr, h.t, h.instance FROM"
             f" (SELECT DISTINCT entity_id, attr FROM temporal_instances WHERE {where}) AS k,"
             f" LATERAL (SELECT iid, entity_id, attr, {column} AS t, instance FROM temporal_instances"
             f"  WHERE {where} AND entity_id = k.entity_id AND attr = k.attr"
-            f"  ORDER BY {column} {order}, iid {order} LIMIT {int(per_attr)}) AS h"
-            f" ORDER BY h.entity_id, h.attr, h.t, h.iid"
+            f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h"
         )
+        if total is not None:
+            sql += f" ORDER BY h.t {order}, h.iid {order} LIMIT {int(total)}"
+        else:
+            sql += " ORDER BY h.entity_id, h.attr, h.t, h.iid"
         rows = await self.pool.fetch(sql, *params)
-        return [InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+        hits = [InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+        if total is not None:
+            hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
+        return hits
 
     async def aggregate(
-        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
+        *, datasets: Sequence[str] | None = None,
     ) -> list[Bucket]:
-        where, params, column = _where(tenant, entity_ids, attrs, rng, 1)
+        where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         if period_us > 0:
             n = len(params)
             bucket = f"(({column} - ${n + 1}::int8) / ${n + 2}::int8)"
@@ -173,11 +204,27 @@ class PostgresHistory(HistoryStorage):
         )
         return [Bucket(*r) for r in await self.pool.fetch(sql, *params)]
 
+    async def series(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        *, datasets: Sequence[str] | None = None,
+    ) -> set[tuple[str, str]]:
+        where, params, _ = _where(tenant, entity_ids, attrs, rng, 1, datasets)
+        rows = await self.pool.fetch(f"SELECT DISTINCT entity_id, attr FROM temporal_instances WHERE {where}", *params)
+        return {(r[0], r[1]) for r in rows}
+
+    async def first_time(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        *, datasets: Sequence[str] | None = None,
+    ) -> int | None:
+        where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
+        value = await self.pool.fetchval(f"SELECT min({column}) FROM temporal_instances WHERE {where} AND kind = 0", *params)
+        return None if value is None else int(value)
+
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM temporal_instances WHERE tenant = $1 AND entity_id = $2", tenant, entity_id)
             status = await conn.execute("DELETE FROM temporal_entities WHERE tenant = $1 AND entity_id = $2", tenant, entity_id)
-        return status != "DELETE 0"
+        return bool(status != "DELETE 0")
 
     async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
         where, params, _ = _where(tenant, entity_ids, None, rng, 1)
@@ -204,6 +251,13 @@ class PostgresHistory(HistoryStorage):
             params.append(dataset_id)
         return int((await self.pool.execute(sql, *params)).split()[-1])
 
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
+            iid, tenant, entity_id, attr,
+        )
+        return bool(status != "DELETE 0")
+
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
         value = await self.pool.fetchval(
             "SELECT instance FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
@@ -217,7 +271,7 @@ class PostgresHistory(HistoryStorage):
             " WHERE iid = $6 AND tenant = $7 AND entity_id = $8 AND attr = $9",
             row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr,
         )
-        return status != "UPDATE 0"
+        return bool(status != "UPDATE 0")
 
 
 def _last_per_entity(entities: Sequence[EntityRow]) -> list[EntityRow]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow, rows_of_change
 from broker.temporal.storage import HistoryStorage
+from models.errors import InternalError
 
 log = logging.getLogger("broker.temporal")
 
@@ -70,12 +72,24 @@ class HistoryRecorder:
             self.cursor = records[-1].seq
             return len(records)
 
-    async def catch_up(self) -> None:
-        """Return once history includes every change committed before this call."""
+    async def catch_up(self, timeout: float = 30.0) -> None:
+        """Return once history includes every change committed before this call (read-your-writes).
+
+        The caller applies the backlog itself, batch by batch, rather than
+        waiting for the background task: a read costs one `last_change_seq`
+        when history is current, and the time to record what is missing
+        otherwise. Past `timeout` seconds of that, InternalError: an answer
+        that silently misses writes the client made is worse than none.
+        """
         target = await self.store.last_change_seq()
+        if self.cursor >= target:
+            return
+        deadline = time.monotonic() + timeout
         while self.cursor < target:
             if await self.step() == 0:
                 break  # trimmed past the target, nothing left
+            if time.monotonic() > deadline:
+                raise InternalError(f"history is {target - self.cursor} changes behind after {timeout:g} s; try again")
 
     async def _follow(self) -> None:
         while True:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from broker.service.temporal import TemporalService
+from broker.service.temporal import DEFAULT_LIMIT, TemporalService
 from broker.store.base import Store
 from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.storage import open_history
@@ -27,7 +27,9 @@ async def start_temporal(state: Any, store: Store, *, trim_interval: float = 30.
     await recorder.start()
     state.history = history
     state.recorder = recorder
-    state.temporal = TemporalService(store, history, recorder)
+    settings = getattr(state, "settings", None)
+    state.temporal = TemporalService(store, history, recorder,
+                                     limit=getattr(settings, "temporal_limit", DEFAULT_LIMIT))
     if not hasattr(state, "change_consumers"):
         state.change_consumers = []
     state.change_consumers.append(recorder)

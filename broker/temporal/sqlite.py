@@ -17,7 +17,7 @@ import orjson
 from broker.store.sqlite import write_lock
 from broker.store.sqlite_rows import insert_rows
 from broker.store.sqlite_thread import SQLiteThread
-from broker.temporal.model import EntityRow, HistoryRow
+from broker.temporal.model import EntityRow, HistoryRow, unique_rows
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
 T = TypeVar("T")
@@ -42,8 +42,16 @@ SCHEMA = (
 
 
 _INSERT_ROWS = (
-    "INSERT OR IGNORE INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
+    "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
     " created_us, modified_us, deleted_us, value_num, value_json, instance)"
+)
+# the same instance again replaces the stored one (same iid), unless nothing differs: a replayed
+# change log writes nothing
+_UPSERT = (
+    " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO UPDATE SET observed_us = excluded.observed_us,"
+    " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
+    " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
+    " WHERE instance IS NOT excluded.instance"
 )
 _ENTITY_ROWS = "INSERT INTO temporal_entities (tenant, entity_id, types, deleted_us)"
 _ENTITY_CONFLICT = (
@@ -56,12 +64,17 @@ def _json(values: Sequence[str]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
-def _where(tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange) -> tuple[str, list[Any], str]:
+def _where(
+    tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, datasets: Sequence[str] | None = None
+) -> tuple[str, list[Any], str]:
     clauses = ["tenant = ?", "entity_id IN (SELECT value FROM json_each(?))", "kind >= 0"]
     params: list[Any] = [tenant, _json(entity_ids)]
     if attrs is not None:
         clauses.append("attr IN (SELECT value FROM json_each(?))")
         params.append(_json(attrs))
+    if datasets is not None:
+        clauses.append("dataset_id IN (SELECT value FROM json_each(?))")
+        params.append(_json(datasets))
     column = rng.column or "key_us"
     if rng.column is not None:
         clauses.append(f"{column} IS NOT NULL")
@@ -117,8 +130,8 @@ class SQLiteHistory(HistoryStorage):
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
         insert_rows(conn, _INSERT_ROWS, [
             (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us,
-             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance) for r in rows
-        ])
+             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance) for r in unique_rows(rows)
+        ], _UPSERT)
         insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
                     _ENTITY_CONFLICT)
 
@@ -139,26 +152,57 @@ class SQLiteHistory(HistoryStorage):
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         await self._tx(lambda c: self._store(c, entities, rows), write=True)
 
-    async def entities(self, tenant: str) -> list[EntityRow]:
-        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = ? ORDER BY entity_id"
-        return await self._tx(lambda c: [EntityRow(tenant, r[0], orjson.loads(r[1]), r[2]) for r in c.execute(sql, (tenant,))])
+    async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
+                       types_any: Sequence[str] | None = None) -> list[EntityRow]:
+        sql = "SELECT entity_id, types, deleted_us FROM temporal_entities WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if ids is not None:
+            sql += " AND entity_id IN (SELECT value FROM json_each(?))"
+            params.append(_json(ids))
+        if types_any is not None:  # decided in SQLite: no row of another type becomes a Python object
+            sql += " AND EXISTS (SELECT 1 FROM json_each(types) WHERE value IN (SELECT value FROM json_each(?)))"
+            params.append(_json(types_any))
+        sql += " ORDER BY entity_id"
+        return await self._tx(lambda c: [EntityRow(tenant, r[0], orjson.loads(r[1]), r[2]) for r in c.execute(sql, params)])
+
+    async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
+        sql = "SELECT types, deleted_us FROM temporal_entities WHERE tenant = ? AND entity_id = ?"
+        row = await self._tx(lambda c: c.execute(sql, (tenant, entity_id)).fetchone())
+        return None if row is None else EntityRow(tenant, entity_id, orjson.loads(row[0]), row[1])
 
     async def instances(
-        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
+        *, total: int | None = None, datasets: Sequence[str] | None = None,
     ) -> list[InstanceHit]:
-        where, params, column = _where(tenant, entity_ids, attrs, rng)
+        where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
         order = "DESC" if newest else "ASC"
-        sql = (
-            f"SELECT iid, entity_id, attr, t, instance FROM (SELECT iid, entity_id, attr, {column} AS t, instance,"
-            f" row_number() OVER (PARTITION BY entity_id, attr ORDER BY {column} {order}, iid {order}) AS rn"
-            f" FROM temporal_instances WHERE {where}) WHERE rn <= ? ORDER BY entity_id, attr, t, iid"
-        )
-        return await self._tx(lambda c: [InstanceHit(*r) for r in c.execute(sql, (*params, per_attr))])
+        if total is not None and per_attr >= total:
+            # no attribute can exceed the total: one ordered scan, no window
+            sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
+                   f" ORDER BY {column} {order}, iid {order} LIMIT ?")
+            args: tuple[Any, ...] = (*params, total)
+        else:
+            sql = (
+                f"SELECT iid, entity_id, attr, t, instance FROM (SELECT iid, entity_id, attr, {column} AS t, instance,"
+                f" row_number() OVER (PARTITION BY entity_id, attr ORDER BY {column} {order}, iid {order}) AS rn"
+                f" FROM temporal_instances WHERE {where}) WHERE rn <= ?"
+            )
+            args = (*params, per_attr)
+            if total is not None:
+                sql += f" ORDER BY t {order}, iid {order} LIMIT ?"
+                args += (total,)
+            else:
+                sql += " ORDER BY entity_id, attr, t, iid"
+        hits = await self._tx(lambda c: [InstanceHit(*r) for r in c.execute(sql, args)])
+        if total is not None:
+            hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
+        return hits
 
     async def aggregate(
-        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
+        *, datasets: Sequence[str] | None = None,
     ) -> list[Bucket]:
-        where, params, column = _where(tenant, entity_ids, attrs, rng)
+        where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
         bucket = f"(({column} - ?) / ?)" if period_us > 0 else "0"
         bparams = [origin_us, period_us] if period_us > 0 else []
         sql = (
@@ -167,6 +211,23 @@ class SQLiteHistory(HistoryStorage):
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
         return await self._tx(lambda c: [Bucket(*r) for r in c.execute(sql, (*bparams, *params))])
+
+    async def series(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        *, datasets: Sequence[str] | None = None,
+    ) -> set[tuple[str, str]]:
+        where, params, _ = _where(tenant, entity_ids, attrs, rng, datasets)
+        sql = f"SELECT DISTINCT entity_id, attr FROM temporal_instances WHERE {where}"
+        return await self._tx(lambda c: {(r[0], r[1]) for r in c.execute(sql, params)})
+
+    async def first_time(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        *, datasets: Sequence[str] | None = None,
+    ) -> int | None:
+        where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
+        row = await self._tx(lambda c: c.execute(f"SELECT min({column}) FROM temporal_instances WHERE {where} AND kind = 0",
+                                                 params).fetchone())
+        return None if row is None or row[0] is None else int(row[0])
 
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
         def run(c: sqlite3.Connection) -> bool:
@@ -196,6 +257,10 @@ class SQLiteHistory(HistoryStorage):
             sql += " AND dataset_id = ?"
             params += (dataset_id,)
         return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
+
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
+        sql = "DELETE FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+        return await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).rowcount > 0, write=True)
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
         sql = "SELECT instance FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"

@@ -11,6 +11,10 @@ Both implementations hold the same tables in the store's database:
                         a column added in place to older databases
     temporal_cursors    consumer name -> last change-log seq applied, written in the
                         same transaction as the rows it stands for
+
+Writing an instance whose key is already stored replaces it (its value and
+members; the instanceId stays): a reading sent again is stored once, a
+corrected one wins (clause 5.6.11: the upsert of temporal evolution).
 """
 
 from __future__ import annotations
@@ -85,20 +89,46 @@ class HistoryStorage(ABC):
         """Store rows and entities written directly through the temporal API (idempotent too)."""
 
     @abstractmethod
-    async def entities(self, tenant: str) -> list[EntityRow]:
-        """Every entity with history in the tenant, by id."""
+    async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
+                       types_any: Sequence[str] | None = None) -> list[EntityRow]:
+        """Every entity with history in the tenant, by id; only those `ids`, only those with one of `types_any`."""
+
+    @abstractmethod
+    async def entity(self, tenant: str, entity_id: str) -> EntityRow | None:
+        """One entity with history, or None."""
 
     @abstractmethod
     async def instances(
-        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
+        *, total: int | None = None, datasets: Sequence[str] | None = None,
     ) -> list[InstanceHit]:
-        """At most `per_attr` instances per (entity, attribute) in the range, the oldest (or `newest`) first chosen, in time order."""
+        """At most `per_attr` instances per (entity, attribute) in the range, the oldest (or `newest`) first chosen.
+
+        With `total`, of those only the `total` oldest (or newest) over every
+        (entity, attribute) together. `datasets` keeps the instances of these
+        datasetIds ('' the default instance). Returned by entity, attribute, time.
+        """
 
     @abstractmethod
     async def aggregate(
-        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
+        *, datasets: Sequence[str] | None = None,
     ) -> list[Bucket]:
         """Aggregates per (entity, attribute, period of `period_us` counted from `origin_us`; 0 means one period)."""
+
+    @abstractmethod
+    async def series(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        *, datasets: Sequence[str] | None = None,
+    ) -> set[tuple[str, str]]:
+        """(entity, attribute) pairs with at least one instance (of `attrs`, of `datasets`) in the range."""
+
+    @abstractmethod
+    async def first_time(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        *, datasets: Sequence[str] | None = None,
+    ) -> int | None:
+        """The least time (of the range's column) of the matching instances, None when there are none."""
 
     @abstractmethod
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
@@ -123,6 +153,10 @@ class HistoryStorage(ABC):
     @abstractmethod
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
         """One stored instance, or None."""
+
+    @abstractmethod
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
+        """Forget one stored instance; whether it existed."""
 
     @abstractmethod
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:

@@ -29,7 +29,8 @@ START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("history-clients")
-    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=f"sqlite:///{data / 'b.db'}")
+    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=f"sqlite:///{data / 'b.db'}",
+                              temporal_limit=1000)  # pages of 1,000 instances, so 1,500 take two
     with RunningBroker(settings) as broker:
         yield broker.url
 

@@ -72,6 +72,35 @@ def test_generated_id_query_count_and_pagination(client: httpx.Client) -> None:
     assert first + second == ids
 
 
+def test_pages_link_to_each_other(client: httpx.Client) -> None:
+    """Clauses 5.5.9.1 and 6.3.10: Link next/prev with the media type of the response; none on a single page."""
+    for _ in range(3):
+        create(client, sub())
+    ld = {"Accept": "application/ld+json"}
+    r = client.get("/subscriptions/", params={"limit": 1, "offset": 1}, headers=ld)
+    assert sorted(r.headers["Link"].split(",")) == [
+        '</ngsi-ld/v1/subscriptions?limit=1&offset=0>;rel="prev";type="application/ld+json"',
+        '</ngsi-ld/v1/subscriptions?limit=1&offset=2>;rel="next";type="application/ld+json"',
+    ]
+    r = client.get("/subscriptions", params={"limit": 1, "offset": 2}, headers=ld)
+    assert r.headers["Link"] == '</ngsi-ld/v1/subscriptions?limit=1&offset=1>;rel="prev";type="application/ld+json"'
+    assert "Link" not in client.get("/subscriptions", params={"limit": 5}, headers=ld).headers
+    # application/json: the @context Link and the page links in one header
+    r = client.get("/subscriptions", params={"limit": 2, "count": "true"})
+    links = r.headers["Link"]
+    assert 'rel="http://www.w3.org/ns/json-ld#context"' in links
+    assert '</ngsi-ld/v1/subscriptions?limit=2&offset=2&count=true>;rel="next";type="application/json"' in links
+
+
+def test_defaults_shown_as_they_act(client: httpx.Client) -> None:
+    """The default notificationTrigger is shown; isActive only when the subscriber wrote it (clause 5.2.12)."""
+    got = client.get(f"/subscriptions/{create(client, sub())}").json()
+    assert got["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
+    assert "isActive" not in got and got["status"] == "active"
+    got = client.get(f"/subscriptions/{create(client, sub(isActive=False))}").json()
+    assert got["isActive"] is False and got["status"] == "paused"
+
+
 def test_terms_follow_the_readers_context(client: httpx.Client, context_server: Any) -> None:
     url = context_server.publish({"temp": "https://example.org/ns/temperature", "Sensor": "https://example.org/ns/Sensor"})
     sid = create(client, sub(entities=[{"type": "Sensor"}], watchedAttributes=["temp"]), headers=link(url))
@@ -91,7 +120,10 @@ def test_json_ld_body_and_response(client: httpx.Client) -> None:
 
 def test_update_and_status_transitions(client: httpx.Client) -> None:
     sid = create(client, sub(watchedAttributes=["a"]))
-    r = client.patch(f"/subscriptions/{sid}", json={"isActive": False, "notification": {"format": "concise"}})
+    # clause 5.5.8: a member of the fragment replaces the member whole, so a notification without endpoint is refused
+    r = client.patch(f"/subscriptions/{sid}", json={"notification": {"format": "concise"}})
+    assert r.status_code == 400 and r.json()["type"] == BAD
+    r = client.patch(f"/subscriptions/{sid}", json={"isActive": False, "notification": {"format": "concise", "endpoint": ENDPOINT}})
     assert r.status_code == 204, r.text
     got = client.get(f"/subscriptions/{sid}").json()
     assert got["status"] == "paused" and got["isActive"] is False
@@ -178,3 +210,14 @@ def test_media_types(client: httpx.Client) -> None:
     assert client.get("/subscriptions", headers={"Accept": "text/html"}).status_code == 406
     r = client.post("/subscriptions", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/subscriptions"), ("GET", "/subscriptions"),
+                                         ("GET", "/subscriptions/urn:ngsi-ld:Subscription:x"),
+                                         ("PATCH", "/subscriptions/urn:ngsi-ld:Subscription:x"),
+                                         ("DELETE", "/subscriptions/urn:ngsi-ld:Subscription:x")])
+def test_unknown_parameters_are_invalid_requests(client: httpx.Client, method: str, path: str) -> None:
+    """Clause 6.3.20: a parameter the operation does not take is InvalidRequest, before the body is read."""
+    r = client.request(method, f"{path}?invalidParams=invalidValue", content=b'"not a subscription"',
+                       headers={"Content-Type": "application/ld+json"})
+    assert r.status_code == 400 and r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest", r.text

@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class Receiver:
     """An HTTP notification receiver that can be stopped and started again on the same port."""
 
-    def __init__(self, port: int | None = None, status: int = 200) -> None:
+    def __init__(self, port: int | None = None, status: int = 200, delay: float = 0.0) -> None:
         self.port = port or free_port()
+        self.delay = delay  # seconds between taking a notification and answering it (a slow subscriber)
         self.url = f"http://127.0.0.1:{self.port}/notify"
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.status = status
@@ -51,6 +52,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if owner.status == 200:
                     owner.received.append((dict(self.headers), json.loads(body)))
+                if owner.delay:
+                    time.sleep(owner.delay)
                 self.send_response(owner.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -157,6 +160,25 @@ def test_create_update_delete_notify_with_changes(api: httpx.Client, receiver: R
     assert status["status"] == "ok" and "lastSuccess" in status and "lastNotification" in status
 
 
+def test_status_members_show_an_answered_notification_at_once(api: httpx.Client) -> None:
+    """A subscriber reading its subscription as it answers a notification sees that delivery (5.8.6)."""
+    slow = Receiver(delay=0.3).start()  # the subscription is read while the answer is still to come
+    try:
+        sid = subscribe(api, slow.url)
+        eid = new_id()
+        api.post("/entities", json=thing(eid, temperature=0))
+        def received(n: int) -> Callable[[], bool]:
+            return lambda: len(slow.received) >= n
+
+        for k in range(1, 4):
+            slow.wait(received(k))
+            note = api.get(f"/subscriptions/{sid}").json()["notification"]
+            assert note["status"] == "ok" and note["timesSent"] >= k and "lastSuccess" in note
+            api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": k}})
+    finally:
+        slow.stop()
+
+
 def test_watched_attributes_q_and_default_triggers(api: httpx.Client, receiver: Receiver) -> None:
     subscribe(api, receiver.url, watchedAttributes=["temperature"], q="temperature>25")
     eid = new_id()
@@ -197,6 +219,69 @@ def test_json_ld_concise_and_sys_attrs(api: httpx.Client, receiver: Receiver) ->
     assert headers["Content-Type"] == "application/ld+json" and "Link" not in headers and "@context" in note
     entity = note["data"][0]
     assert entity["temperature"]["value"] == 5 and "createdAt" in entity and "modifiedAt" in entity
+    assert entity["@context"] == note["@context"]  # each entity a JSON-LD document of its own too
+
+
+def test_key_values_with_sys_attrs(api: httpx.Client, receiver: Receiver) -> None:
+    """Clause 5.8.6: sysAttrs gives createdAt and modifiedAt in every format, deletedAt for a deleted entity."""
+    subscribe(api, receiver.url, notificationTrigger=["entityCreated", "entityDeleted"],
+              notification={"format": "keyValues", "sysAttrs": True})
+    eid = new_id()
+    api.post("/entities", json=thing(eid, temperature=5))
+    api.delete(f"/entities/{eid}")
+    receiver.wait(lambda: len(receiver.entities()) >= 2)
+    created, deleted = receiver.entities()[:2]
+    assert created["temperature"] == 5 and {"createdAt", "modifiedAt"} <= created.keys()
+    assert set(deleted) == {"id", "type", "createdAt", "modifiedAt", "deletedAt"}
+
+
+def test_deleted_attribute_in_each_format(api: httpx.Client, receiver: Receiver) -> None:
+    """A deleted attribute is the NGSI-LD Null: a normalized attribute keeps its type, concise is the bare URI."""
+    subscribe(api, receiver.url, watchedAttributes=["humidity"], notificationTrigger=["attributeDeleted"])
+    subscribe(api, receiver.url, watchedAttributes=["humidity"], notificationTrigger=["attributeDeleted"],
+              notification={"format": "concise"})
+    eid = new_id()
+    api.post("/entities", json={**thing(eid, humidity=50), "owner": {"type": "Relationship", "object": "urn:ngsi-ld:P:1"}})
+    assert api.delete(f"/entities/{eid}/attrs/humidity").status_code == 204
+    receiver.wait(lambda: len(receiver.entities()) >= 2)
+    forms = sorted((e["humidity"] for e in receiver.entities()), key=str)
+    assert forms == ["urn:ngsi-ld:null", {"type": "Property", "value": "urn:ngsi-ld:null"}]
+
+
+def test_deleting_one_dataset_instance_is_an_attribute_deletion(api: httpx.Client, receiver: Receiver) -> None:
+    """Instances are told apart by datasetId: deleting one notifies attributeDeleted with the rest and a Null."""
+    subscribe(api, receiver.url, watchedAttributes=["name"], notificationTrigger=["attributeDeleted"])
+    eid = new_id()
+    fr = "urn:ngsi-ld:Dataset:fr"
+    api.post("/entities", json={"id": eid, "type": "Thing", "name": [
+        {"type": "Property", "value": "Tower"}, {"type": "Property", "value": "Tour", "datasetId": fr},
+        {"type": "Property", "value": "Turm", "datasetId": "urn:ngsi-ld:Dataset:de"}]})
+    assert api.delete(f"/entities/{eid}/attrs/name", params={"datasetId": fr}).status_code == 204
+    receiver.wait(lambda: len(receiver.entities()) >= 1)
+    name = receiver.entities()[0]["name"]
+    assert sorted(name, key=lambda i: i.get("datasetId", "")) == [
+        {"type": "Property", "value": "Tower"},
+        {"type": "Property", "value": "Turm", "datasetId": "urn:ngsi-ld:Dataset:de"},
+        {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": fr},
+    ]
+    assert api.delete(f"/entities/{eid}/attrs/name", params={"deleteAll": "true"}).status_code == 204
+    receiver.wait(lambda: len(receiver.entities()) >= 2)
+    # every instance gone: the attribute itself is deleted, one Null
+    assert receiver.entities()[1]["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+
+
+def test_entity_deletion_is_the_deletion_of_its_watched_attributes(api: httpx.Client, receiver: Receiver) -> None:
+    """Without entityDeleted, deleting an entity notifies attributeDeleted for the watched attributes."""
+    subscribe(api, receiver.url, watchedAttributes=["humidity"], notificationTrigger=["attributeDeleted"],
+              notification={"sysAttrs": True})
+    eid = new_id()
+    api.post("/entities", json=thing(eid, humidity=50, temperature=5))
+    assert api.delete(f"/entities/{eid}").status_code == 204
+    receiver.wait(lambda: len(receiver.entities()) >= 1)
+    entity = receiver.entities()[0]
+    assert {"id", "type", "deletedAt", "createdAt", "modifiedAt", "humidity"} == set(entity)
+    humidity = entity["humidity"]
+    assert humidity["value"] == "urn:ngsi-ld:null" and {"createdAt", "modifiedAt", "deletedAt"} <= humidity.keys()
 
 
 def test_paused_subscription_does_not_notify(api: httpx.Client, receiver: Receiver) -> None:
