@@ -26,6 +26,7 @@ import uvicorn
 
 from adapters.ngsild import NgsiLdClient
 from adapters.outbox import Leased, Outbox
+from agents import ops as agent_ops
 from agents.delivery import Delivery, DeliveryOptions
 from agents.embedded_mqtt import EmbeddedMqttBroker, ensure_mqtt_broker
 from agents.ingest import Ingestor
@@ -115,8 +116,11 @@ def _is_local(host: str) -> bool:
 
 
 def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+    from web.tls import ServerTls  # ops: HTTPS when METROPOLE_TLS_CERT is set
+
     config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on",
-                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower())
+                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
+                            **ServerTls.from_env().uvicorn_options())
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     return server
@@ -138,6 +142,7 @@ class AgentRuntime:
         self._delivery_task: asyncio.Task[None] | None = None
         self._default_client: NgsiLdClient | None = None
         self._servers: list[uvicorn.Server] = []
+        self.authenticator: Any = None  # ops: web.auth.Authenticator shared with the host process (None: from env)
 
     async def start(self) -> None:
         """Open the stores, start intake and delivery, connect MQTT; build the HTTP servers."""
@@ -180,6 +185,7 @@ class AgentRuntime:
             self.mqtt.start()
         http_app = create_http_app(self.intake, json_resource=s.default_resource_json,
                                    ul_resource=s.default_resource_ul)
+        agent_ops.wire(provisioning_app, http_app, self, self.authenticator)  # ops: auth, /health, /ready, access log
         self._servers = [
             _uvicorn(provisioning_app, s.host, s.provisioning_port),
             _uvicorn(http_app, s.host, s.http_port),

@@ -18,10 +18,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -29,61 +31,83 @@ from agents.runtime import AgentRuntime, RuntimeOptions
 from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.settings import BrokerSettings
+from web.auth import Authenticator
+from web.ports import StartupError, bind
+from web.secrets import install_log_filter, redact_url, scrub
+from web.tls import ServerTls
 
 log = logging.getLogger("metropole")
 
 
+def _uvicorn_config(app: Any, host: str, port: int, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+    """A server of the process: no uvicorn access log (web.access_log has ours), HTTPS per METROPOLE_TLS_*."""
+    return uvicorn.Config(app, host=host, port=port, log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
+                          access_log=False, lifespan=lifespan, **ServerTls.from_env().uvicorn_options())
+
+
 def _broker_server(settings: BrokerSettings, app: Any = None) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app if app is not None else create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
-        access_log=False,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    return uvicorn.Server(_uvicorn_config(app if app is not None else create_app(settings), settings.host,
+                                          settings.port, lifespan="on"))
 
 
 # --- quantumleap: the QuantumLeap-compatible /v2 history API on a port of its own (8668), same process and history
-def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server | None:
-    """The /v2 API borrowing the broker app's state (started by the broker's lifespan); None if the port is taken."""
-    import socket
-
+def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
+    """The /v2 API borrowing the broker app's state (started by the broker's lifespan) and its authenticator."""
     from broker.quantumleap import create_quantumleap_app
 
-    try:
-        with socket.socket() as probe:
-            probe.bind((host, port))
-    except OSError as exc:
-        print(f"metropole: history port {port} unavailable ({exc}); QuantumLeap API not served (see --history-port)", file=sys.stderr)
-        return None
-    config = uvicorn.Config(create_quantumleap_app(lambda: broker_app.state), host=host, port=port,
-                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(), access_log=False, lifespan="off")
-    return uvicorn.Server(config)
+    app = create_quantumleap_app(lambda: broker_app.state, authenticator=broker_app.state.authenticator)
+    return uvicorn.Server(_uvicorn_config(app, host, port, lifespan="off"))
 # --- end quantumleap
 
 
-async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None) -> None:
+# --- ops: sockets bound before anything starts (a busy port is one line and exit status 1), shutdown logged
+Listeners = dict[int, socket.socket]
+
+
+def _listen(host: str, ports: Sequence[tuple[int, str, str]]) -> Listeners:
+    """Bind every (port, role, flag) now; close them all and raise StartupError on the first that fails."""
+    bound: Listeners = {}
+    try:
+        for port, role, flag in ports:
+            bound[port] = bind(host, port, role, flag)
+    except StartupError:
+        for sock in bound.values():
+            sock.close()
+        raise
+    return bound
+
+
+async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None,
+                 listeners: Listeners | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reason: list[str] = []
+
+    def stopping(sig: signal.Signals) -> None:
+        reason.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
+    started = time.monotonic()
     if agents is not None:
         await agents.start()
         servers = [*servers, *agents.servers()]
     try:
-        await _run_servers(servers, stop)
+        await _run_servers(servers, stop, listeners or {})
     finally:
         if agents is not None:
             await agents.stop()
+        log.info("metropole stopped (%s) after %.0fs", reason[0] if reason else "a server ended",
+                 time.monotonic() - started)
 
 
-async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event) -> None:
+async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event, listeners: Listeners) -> None:
     tasks = []
     for server in servers:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        tasks.append(asyncio.create_task(server.serve()))
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        sock = listeners.get(server.config.port)
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None)))
     done_or_stop = asyncio.create_task(stop.wait())
     finished, _ = await asyncio.wait([*tasks, done_or_stop], return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
@@ -92,6 +116,15 @@ async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event) -
     for t in finished:
         if t is not done_or_stop and t.exception() is not None:
             raise t.exception()  # type: ignore[misc]
+    for server in servers:
+        if not server.started and not stop.is_set():
+            raise StartupError(f"the server on port {server.config.port} did not start (see the log above)")
+
+
+def _features(authenticator: Authenticator) -> str:
+    auth = "+".join(authenticator.methods) if authenticator.enabled else "off"
+    return f"authentication {auth}, TLS {'on' if ServerTls.from_env().enabled else 'off'}"
+# --- end ops
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -99,19 +132,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     broker = BrokerSettings.from_env(host=args.host, port=args.broker_port, data_dir=data)
-    agents = _agent_runtime(args, data, broker_url=f"http://{broker.host}:{broker.port}")
+    tls = ServerTls.from_env()
+    agents = _agent_runtime(args, data, broker_url=f"{tls.scheme}://{broker.host}:{broker.port}")
     a = agents.settings
-    print(f"metropole: NGSI-LD broker on http://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
-    print(f"metropole: IoT agent provisioning on http://{a.host}:{a.provisioning_port}/iot/, "
-          f"HTTP measures on http://{a.host}:{a.http_port}/iot/json, MQTT {a.mqtt_host}:{a.mqtt_port} ({agents.options.mqtt})")
-    broker_app = create_app(broker)
+    ports = [(broker.port, "NGSI-LD broker", "--broker-port"),
+             (a.provisioning_port, "IoT agent provisioning API", "--agent-provisioning-port"),
+             (a.http_port, "IoT agent HTTP transport", "--agent-http-port")]
+    if args.history_port:
+        ports.append((args.history_port, "QuantumLeap-compatible history API", "--history-port (0 turns it off)"))
+    listeners = _listen(broker.host, ports)
+    authenticator = Authenticator.from_env()
+    agents.authenticator = authenticator
+    print(f"metropole: NGSI-LD broker on {tls.scheme}://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
+    print(f"metropole: IoT agent provisioning on {tls.scheme}://{a.host}:{a.provisioning_port}/iot/, "
+          f"HTTP measures on {tls.scheme}://{a.host}:{a.http_port}/iot/json, MQTT {a.mqtt_host}:{a.mqtt_port} ({agents.options.mqtt})")
+    broker_app = create_app(broker, authenticator=authenticator)
     servers = [_broker_server(broker, broker_app)]
-    history = _history_server(broker.host, args.history_port, broker_app) if args.history_port else None  # quantumleap
-    if history is not None:
-        servers.append(history)
-        print(f"metropole: QuantumLeap-compatible history API on http://{broker.host}:{args.history_port}/v2/ (QuantumLeap 1.0)")
-    print("metropole: Ctrl-C stops the platform")
-    asyncio.run(_serve(servers, agents))
+    if args.history_port:  # quantumleap
+        servers.append(_history_server(broker.host, args.history_port, broker_app))
+        print(f"metropole: QuantumLeap-compatible history API on {tls.scheme}://{broker.host}:{args.history_port}/v2/ (QuantumLeap 1.0)")
+    print(f"metropole: {_features(authenticator)}; Ctrl-C stops the platform")
+    asyncio.run(_serve(servers, agents, listeners))
     return 0
 
 
@@ -131,9 +172,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     agents = _agent_runtime(args, data, broker_url=args.broker_url)
     a = agents.settings
+    listeners = _listen(a.host, [(a.provisioning_port, "IoT agent provisioning API", "--provisioning-port"),
+                                 (a.http_port, "IoT agent HTTP transport", "--http-port")])
+    agents.authenticator = authenticator = Authenticator.from_env()
     print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
-          f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {a.broker_url} (outbox {a.resolved_outbox_path})")
-    asyncio.run(_serve([], agents))
+          f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {redact_url(a.broker_url)} (outbox {a.resolved_outbox_path})")
+    print(f"metropole: {_features(authenticator)}")
+    asyncio.run(_serve([], agents, listeners))
     return 0
 
 
@@ -158,8 +203,13 @@ def cmd_broker(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     settings = BrokerSettings.from_env(host=args.host, port=args.port, data_dir=data, store_url=args.store)
-    print(f"metropole: NGSI-LD broker on http://{settings.host}:{settings.port}/ngsi-ld/v1/ (store {settings.resolved_store_url})")
-    asyncio.run(_serve([_broker_server(settings)]))
+    listeners = _listen(settings.host, [(settings.port, "NGSI-LD broker", "--port")])
+    authenticator = Authenticator.from_env()
+    scheme = ServerTls.from_env().scheme
+    print(f"metropole: NGSI-LD broker on {scheme}://{settings.host}:{settings.port}/ngsi-ld/v1/ "
+          f"(store {redact_url(settings.resolved_store_url)})")
+    print(f"metropole: {_features(authenticator)}")
+    asyncio.run(_serve([_broker_server(settings, create_app(settings, authenticator=authenticator))], None, listeners))
     return 0
 
 
@@ -206,11 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("METROPOLE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_filter()  # ops: remembered secrets never reach a log line
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 0
+    except (StartupError, ValueError) as exc:  # a busy port, a wrong setting: one line, exit status 1
+        print(f"metropole: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"metropole: {exc}", file=sys.stderr)
+        print(f"metropole: {scrub(str(exc))}", file=sys.stderr)
         return 1
