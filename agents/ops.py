@@ -47,15 +47,26 @@ def readiness_checks(runtime: Any) -> dict[str, Check]:
     return {"registry": registry, "outbox": outbox, "mqtt": mqtt}
 
 
-def wire(provisioning_app: Any, http_app: Any, runtime: Any, authenticator: Any = None) -> None:
-    """Put authentication, health/readiness and the access log on the agents' two apps."""
-    from web.access_log import AccessLog
+def wire_provisioning(app: Any, runtime: Any, authenticator: Any = None) -> None:
+    """Authentication (the provisioning policy), health/readiness and the access log on the provisioning app."""
     from web.auth import Authenticate, Authenticator
     from web.auth.policy import PROVISIONING
-    from web.health import Health
 
     auth = authenticator if authenticator is not None else Authenticator.from_env()
-    provisioning_app.add_middleware(Authenticate, authenticator=auth, policy=PROVISIONING, render=provisioning_error)
-    for app in (provisioning_app, http_app):
-        app.add_middleware(Health, checks=lambda: readiness_checks(runtime))
-        app.add_middleware(AccessLog)
+    app.add_middleware(Authenticate, authenticator=auth, policy=PROVISIONING, render=provisioning_error)
+    wire_device_http(app, runtime)
+
+
+def wire_device_http(app: Any, runtime: Any) -> None:
+    """Health/readiness and the access log (devices authenticate with their group's API key)."""
+    from web.access_log import AccessLog
+    from web.health import Health
+
+    app.add_middleware(Health, checks=lambda: readiness_checks(runtime))
+    app.add_middleware(AccessLog)
+
+
+def wire(provisioning_app: Any, http_app: Any, runtime: Any, authenticator: Any = None) -> None:
+    """Both apps of an AgentRuntime."""
+    wire_provisioning(provisioning_app, runtime, authenticator)
+    wire_device_http(http_app, runtime)
