@@ -16,7 +16,7 @@ import orjson
 
 from web.health import Check
 
-_NAMES = {401: "UNAUTHORIZED", 403: "ACCESS_FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}
+_NAMES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "ACCESS_FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}
 
 
 def provisioning_error(status: int, title: str, detail: str) -> tuple[bytes, str]:
@@ -51,8 +51,10 @@ def wire_provisioning(app: Any, runtime: Any, authenticator: Any = None) -> None
     """Authentication (the provisioning policy), health/readiness and the access log on the provisioning app."""
     from web.auth import Authenticate, Authenticator
     from web.auth.policy import PROVISIONING
+    from web.tenants import TenantNames
 
     auth = authenticator if authenticator is not None else Authenticator.from_env()
+    app.add_middleware(TenantNames, render=provisioning_error)
     app.add_middleware(Authenticate, authenticator=auth, policy=PROVISIONING, render=provisioning_error)
     wire_device_http(app, runtime)
 

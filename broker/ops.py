@@ -121,9 +121,11 @@ def wire(app: Any, authenticator: Any = None) -> None:
     from web.auth.policy import BROKER
     from web.health import Health
     from web.metrics import HttpMetrics
+    from web.tenants import TenantNames
 
     authenticator = authenticator if authenticator is not None else Authenticator.from_env()
     app.state.authenticator = authenticator
+    app.add_middleware(TenantNames, render=bad_request_data)
     app.add_middleware(Authenticate, authenticator=authenticator, policy=BROKER, render=problem_json)
     app.add_middleware(Health, checks=lambda: readiness_checks(app.state))
     app.add_middleware(HttpMetrics, server="broker")
@@ -144,3 +146,12 @@ def operations(state: Any) -> dict[str, object]:
         tls = False
     return {"auth": methods or "off", "tls": tls, "metrics": "/metrics", "accessLog": enabled_from_env(),
             "health": "/health", "readiness": "/ready"}
+
+
+def bad_request_data(status: int, title: str, detail: str) -> tuple[bytes, str]:
+    """A BadRequestData ProblemDetails (clause 5.5.2) for input refused before the handlers."""
+    import orjson
+
+    from models.errors import BadRequestData
+
+    return orjson.dumps(BadRequestData(detail).to_problem()), "application/json"

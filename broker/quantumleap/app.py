@@ -61,7 +61,10 @@ def _operations(app: FastAPI, state: StateSource, authenticator: Any) -> None:
         await broker.store.has_tenant("")
         return None
 
+    from web.tenants import TenantNames
+
     auth = authenticator if authenticator is not None else Authenticator.from_env()
+    app.add_middleware(TenantNames, render=plain_json)
     app.add_middleware(Authenticate, authenticator=auth, policy=HISTORY, render=plain_json)
     app.add_middleware(Health, checks={"history": history}, liveness=False)  # /health stays QuantumLeap's
     app.add_middleware(HttpMetrics, server="history")
