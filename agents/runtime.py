@@ -37,6 +37,7 @@ from agents.settings import AgentSettings
 from agents.transports.http import create_http_app
 from agents.transports.intake import Intake
 from agents.transports.mqtt import MqttOptions, MqttTransport
+from web.secrets import remember
 
 __all__ = ["AgentRuntime", "RuntimeOptions", "serve"]
 
@@ -168,7 +169,9 @@ class AgentRuntime:
         await self.intake.start()
         if o.mqtt != "off":
             protocol = o.mqtt_protocol
-            if o.mqtt == "auto" and _is_local(s.mqtt_host):
+            tls = s.mqtt_tls_context()  # ops: MQTT over TLS
+            remember(o.mqtt_password)  # ops: never in a log line
+            if o.mqtt == "auto" and tls is None and _is_local(s.mqtt_host):
                 self.embedded_mqtt = await ensure_mqtt_broker(s.mqtt_host, s.mqtt_port)
                 if self.embedded_mqtt is not None:
                     log.warning("no MQTT broker answered on %s:%s: started an embedded one (Mosquitto is better)",
@@ -178,7 +181,7 @@ class AgentRuntime:
                 MqttOptions(host=s.mqtt_host, port=s.mqtt_port, client_id=o.mqtt_client_id,
                             share_group=o.mqtt_share_group, protocol=protocol,
                             session_expiry=o.mqtt_session_expiry, username=o.mqtt_username,
-                            password=o.mqtt_password),
+                            password=o.mqtt_password, tls=tls),
                 self.intake,
                 metrics=self.metrics,
             )
