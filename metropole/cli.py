@@ -213,6 +213,20 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_auth_apikey(args: argparse.Namespace) -> int:
+    """Print a new API key and the line that grants it, for METROPOLE_AUTH_API_KEYS."""
+    from web.auth.apikeys import key_line, new_key
+    from web.auth.grants import parse_grant
+
+    bad = [g for g in args.grants if parse_grant(g) is None]
+    if bad:
+        raise ValueError(f"not a grant: {', '.join(bad)} (write TENANT:read, TENANT:write or TENANT:admin)")
+    key = new_key()
+    print(f"key (give it to {args.name}; it is not stored anywhere): {key}", file=sys.stderr)
+    print(key_line(args.name, key, args.grants))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the console script."""
     parser = argparse.ArgumentParser(prog="metropole", description="Smart Metropole NGSI-LD platform")
@@ -241,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     brk.add_argument("--store", default=os.environ.get("METROPOLE_BROKER_STORE"),
                      help="sqlite:///path.db (default: DATA/broker.db) or postgresql://...")
     brk.set_defaults(func=cmd_broker)
+
+    # --- ops: `metropole auth apikey NAME GRANT...` makes an API key and its line of the key file ---
+    auth = sub.add_parser("auth", help="credentials for the APIs (web/auth)")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    apikey = auth_sub.add_parser("apikey", help="a new API key: prints the key once, and the line for the key file")
+    apikey.add_argument("name", help="who holds it (shown in the access log)")
+    apikey.add_argument("grants", nargs="+", help="TENANT:read|write|admin, * for every tenant, @default for the default one")
+    apikey.set_defaults(func=cmd_auth_apikey)
+    # --- end ops
 
     # --- check: compliance of payloads and brokers (compliance/) ---
     from compliance.command import add_check_parser
