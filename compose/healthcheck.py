@@ -2,8 +2,9 @@
 
 Exits 0 when METROPOLE_HEALTHCHECK_URL answers 2xx within
 METROPOLE_HEALTHCHECK_TIMEOUT seconds, 1 otherwise, printing why. Each compose
-service sets the URL of its own role: the broker's `/version`, the agents'
-provisioning `/iot/about`.
+service sets the URL of its own role: the broker's `/ready`, the agents'
+`/ready` on the provisioning port (readiness: the store, the registry, the
+MQTT connection; `/health` is liveness only).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
-DEFAULT_URL = "http://127.0.0.1:1026/version"
+DEFAULT_URL = "http://127.0.0.1:1026/ready"
 
 
 def check(url: str, timeout: float) -> str | None:
