@@ -69,7 +69,7 @@ class DockerIgnore:
 
     def may_hold_included(self, rel_dir: str) -> bool:
         """Whether some re-include pattern could match below an excluded folder (else the walk skips it)."""
-        return any(include and (text.startswith(rel_dir + "/") or text.startswith("**") or text == rel_dir)
+        return any(include and (text.startswith((rel_dir + "/", "**")) or text == rel_dir)
                    for include, _, text in self.patterns)
 
 

@@ -265,7 +265,7 @@ def test_every_command_the_compose_files_and_the_image_run_starts_and_answers(st
 
 def _operator_block() -> str:
     readme = (PROJECT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
     return next(b for b in blocks if "docker compose exec mosquitto mosquitto_pub" in b)
 
 
