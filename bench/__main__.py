@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.store_bench", "bench.broker_bench", "bench.temporal_bench", "bench.notify_bench", "bench.ingest_bench")
+BENCHMARKS = ("bench.store_bench", "bench.broker_bench", "bench.temporal_bench", "bench.notify_bench", "bench.ingest_bench",
+              "bench.ops_bench")
 
 
 def main() -> int:
