@@ -11,7 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("METROPOLE_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """METROPOLE_FAULTS_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin (Debian's layout)."""
+    if os.environ.get("METROPOLE_FAULTS_PG_BIN"):
+        return Path(os.environ["METROPOLE_FAULTS_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 

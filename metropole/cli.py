@@ -222,7 +222,7 @@ def cmd_auth_apikey(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"not a grant: {', '.join(bad)} (write TENANT:read, TENANT:write or TENANT:admin)")
     key = new_key()
-    print(f"key (give it to {args.name}; it is not stored anywhere): {key}", file=sys.stderr)
+    print(f"metropole: the key of {args.name}, shown once and stored nowhere:\n{key}", file=sys.stderr)
     print(key_line(args.name, key, args.grants))
     return 0
 

@@ -112,7 +112,7 @@ def test_https_and_the_access_log_from_settings(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     keys = tmp_path / "keys"
     made = _run("auth", "apikey", "aix-portal", "aix:read")
-    key = made.stderr.rsplit(" ", 1)[-1].strip()
+    key = made.stderr.strip().splitlines()[-1]
     keys.write_text(made.stdout)
     port = free_port()
     env = {"METROPOLE_TLS_CERT": str(pki.server_cert), "METROPOLE_TLS_KEY": str(pki.server_key),
