@@ -50,12 +50,13 @@ def _serve(variant: str, port: int, data: str) -> None:
     from web.metrics import HttpMetrics
 
     if variant == "bare":
-        broker.ops.instrument_store = lambda store: None  # type: ignore[assignment]
+        broker.ops.instrument_store = lambda store: None
     if variant == "metrics+accesslog":
         logging.basicConfig(filename=os.path.join(data, "access.log"), level=logging.INFO)
     app = create_app(BrokerSettings(host="127.0.0.1", port=port, data_dir=Path(data)))
     if variant == "bare":
-        app.user_middleware = [m for m in app.user_middleware if m.cls not in (HttpMetrics, AccessLog)]
+        dropped: tuple[Any, ...] = (HttpMetrics, AccessLog)
+        app.user_middleware = [m for m in app.user_middleware if m.cls not in dropped]
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -72,7 +72,7 @@ class MqttDevices:
                                   clean_session=False, protocol=mqtt.MQTTv311)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.2, 2)
+        self.client.reconnect_delay_set(1, 2)
         self._pending: dict[int, Measure] = {}
         self._lock = threading.Lock()
         self.client.on_publish = self._acked

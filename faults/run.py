@@ -201,7 +201,7 @@ def _report(ledger: Ledger, stored: dict[str, list[int]], notified: Counter[tupl
     times_sent = marks[-1][0]
     store_count: Counter[tuple[str, int]] = Counter((d, v) for d, values in stored.items() for v in values)
     rows = []
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for index, (phase, seconds) in enumerate([*timings, ("after (drain)", 0.0)]):
         measures = [m for m in ledger.measures.values() if m.phase == phase.split(" (")[0]]
         acc = [m for m in measures if m.accepted]

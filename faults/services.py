@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+
 def _pg_bin() -> Path:
     """METROPOLE_FAULTS_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin (Debian's layout)."""
     if os.environ.get("METROPOLE_FAULTS_PG_BIN"):

@@ -135,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tls = ServerTls.from_env()
     agents = _agent_runtime(args, data, broker_url=f"{tls.scheme}://{broker.host}:{broker.port}")
     a = agents.settings
+    redact_url(a.resolved_registry_url)  # remembers the registry's password: scrubbed from every log line
     ports = [(broker.port, "NGSI-LD broker", "--broker-port"),
              (a.provisioning_port, "IoT agent provisioning API", "--agent-provisioning-port"),
              (a.http_port, "IoT agent HTTP transport", "--agent-http-port")]
@@ -175,6 +176,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     listeners = _listen(a.host, [(a.provisioning_port, "IoT agent provisioning API", "--provisioning-port"),
                                  (a.http_port, "IoT agent HTTP transport", "--http-port")])
     agents.authenticator = authenticator = Authenticator.from_env()
+    redact_url(a.resolved_registry_url)  # remembers the registry's password: scrubbed from every log line
     print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
           f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {redact_url(a.broker_url)} (outbox {a.resolved_outbox_path})")
     print(f"metropole: {_features(authenticator)}")

@@ -125,7 +125,8 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     receiver = Receiver()
     try:
         with ServedTogether((broker_app, "on", port), (history_app, "off", None), (provisioning_app, "on", None)) as urls:
-            yield Platform(*urls, keys.keys, receiver, data, request.param)
+            broker_url, history_url, provisioning_url = urls
+            yield Platform(broker_url, history_url, provisioning_url, keys.keys, receiver, data, request.param)
     finally:
         receiver.close()
         for schema in schemas:

@@ -61,7 +61,7 @@ def test_a_hostile_tenant_is_just_a_tenant(platform: Platform, name: str) -> Non
     kind = f"Hostile{uuid.uuid4().hex[:6]}"
     eid = f"urn:ngsi-ld:{kind}:1"
     entity = {"id": eid, "type": kind, "no2": {"type": "Property", "value": 3, "observedAt": "2026-11-26T07:00:00Z"}}
-    headers = httpx.Headers([("X-API-Key", platform.keys["ops"]), ("NGSILD-Tenant", _header(name))])  # type: ignore[list-item]
+    headers = httpx.Headers([(b"X-API-Key", platform.keys["ops"].encode()), (b"NGSILD-Tenant", _header(name))])
     with httpx.Client(base_url=platform.broker, headers=headers, timeout=30) as c:
         created = c.post(f"{API}/entities", json=entity)
         assert created.status_code == 201, created.text
@@ -77,12 +77,12 @@ def test_a_hostile_tenant_is_just_a_tenant(platform: Platform, name: str) -> Non
                                                          "NGSILD-Tenant": "plain"}, timeout=30) as plain:
         assert plain.get(f"{API}/entities/{eid}").status_code == 404
     # the history API admits only QuantumLeap's service names: anything else is a 400, never a 500
-    hist_headers = httpx.Headers([("X-API-Key", platform.keys["ops"]), ("Fiware-Service", _header(name))])  # type: ignore[list-item]
+    hist_headers = httpx.Headers([(b"X-API-Key", platform.keys["ops"].encode()), (b"Fiware-Service", _header(name))])
     r = httpx.get(f"{platform.history}/v2/entities", headers=hist_headers, timeout=30)
     assert r.status_code in (400, 404), r.text
     # the provisioning API stores the service as data
-    prov_headers = httpx.Headers([("X-API-Key", platform.keys["ops"]), ("fiware-service", _header(name)),
-                                  ("fiware-servicepath", b"/")])  # type: ignore[list-item]
+    prov_headers = httpx.Headers([(b"X-API-Key", platform.keys["ops"].encode()), (b"fiware-service", _header(name)),
+                                  (b"fiware-servicepath", b"/")])
     apikey = uuid.uuid4().hex[:10]
     group = {"services": [{"apikey": apikey, "entity_type": kind, "resource": "/iot/json"}]}
     r = httpx.post(f"{platform.provisioning}/iot/services", json=group, headers=prov_headers, timeout=30)

@@ -170,7 +170,11 @@ def test_broker_notifications_reach_an_mqtts_endpoint_verified_against_the_confi
     received: list[bytes] = []
     got = threading.Event()
     subscriber = _paho(m, m.client_cert_port)
-    subscriber.on_message = lambda c, u, msg: (received.append(msg.payload), got.set())
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        received.append(bytes(msg.payload))
+        got.set()
+
+    subscriber.on_message = on_message
     subscriber.subscribe("city/notifications", qos=1)
     port = free_port()
     settings = BrokerSettings(host="127.0.0.1", port=port, data_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'b.db'}")

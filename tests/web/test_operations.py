@@ -64,8 +64,8 @@ def test_metrics_count_requests_by_route_store_calls_queue_and_history_lag(serve
     assert _value(text, "metropole_http_request_duration_seconds_count", route=route, method="GET") >= 2
     assert _value(text, "metropole_store_operations_total", operation="get", outcome="ok") \
         > _value(before, "metropole_store_operations_total", operation="get", outcome="ok")
-    assert re.search(r"^metropole_notification_queue_length \d", text, flags=re.M)
-    assert re.search(r"^metropole_history_lag_records \d", text, flags=re.M)
+    assert re.search(r"^metropole_notification_queue_length \d", text, flags=re.MULTILINE)
+    assert re.search(r"^metropole_history_lag_records \d", text, flags=re.MULTILINE)
     assert eid not in text, "ids never become label values"
 
 
