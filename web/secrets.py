@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 MASK = "***"
 _SECRET_PARAMS = re.compile(r"pass|secret|token|key|auth|sig", re.IGNORECASE)
@@ -39,23 +39,26 @@ def scrub(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password and secret-looking query parameters masked (and remembered)."""
+    """The URL with its password and secret-looking query parameters masked (and remembered); otherwise as given."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return scrub(url)
-    netloc = parts.netloc
+    out = url
     if parts.password:
         remember(parts.password)
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:{MASK}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        hidden = [(k, MASK if _SECRET_PARAMS.search(k) and v else v) for k, v in pairs]
-        remember(*(v for k, v in pairs if _SECRET_PARAMS.search(k)))
-        query = urlencode(hidden, safe="*/:")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        user_info, _, host = parts.netloc.rpartition("@")
+        masked = f"{user_info.split(':', 1)[0]}:{MASK}@{host}"
+        out = out.replace(parts.netloc, masked, 1)
+    if parts.query:
+        secrets = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAMS.search(k) and v]
+        remember(*secrets)
+        query = parts.query
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if value in secrets:
+                query = query.replace(f"{urlencode({name: value})}", f"{urlencode({name: ''})}{MASK}")
+        out = out.replace(parts.query, query, 1)
+    return out
 
 
 class ScrubFilter(logging.Filter):

@@ -113,6 +113,8 @@ def test_secrets_are_redacted_and_scrubbed(tmp_path: Path) -> None:
     shown = redact_url(url)
     assert "Sup3r-S3cret" not in shown and "K3yPass" not in shown and "app:***@db:5432" in shown
     assert scrub("connect failed for Sup3r-S3cret") == "connect failed for ***"
+    for plain in ("sqlite:///tmp/x/broker.db", "sqlite:////abs.db", "postgresql://postgres@127.0.0.1:5432/p?schema=x"):
+        assert redact_url(plain) == plain, "a URL without secrets is shown as given"
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "dsn %s", ("postgresql://app:Sup3r-S3cret@db",), None)
     ScrubFilter().filter(record)
     assert "Sup3r-S3cret" not in record.getMessage()
