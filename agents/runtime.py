@@ -154,14 +154,16 @@ class AgentRuntime:
         ingestor = Ingestor(self.registry, self.metrics, s)
         provisioning_app = create_provisioning_app(s, self.registry, self.metrics)
         self.outbox = Outbox(s.resolved_outbox_path, synchronous=o.outbox_sync)  # type: ignore[arg-type]
-        self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout)
+        credentials = s.broker_headers()  # ops: the broker may ask who is calling
+        remember(s.broker_api_key, s.broker_token)
+        self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout, extra_headers=credentials)
         self.delivery = Delivery(
             self.outbox,
             self._default_client,
             options=DeliveryOptions(mode=o.batch_mode, batch_size=o.batch_size,  # type: ignore[arg-type]
                                     workers=o.delivery_workers),
             metrics=self.metrics,
-            client_factory=lambda url: NgsiLdClient(url, timeout=o.broker_timeout),
+            client_factory=lambda url: NgsiLdClient(url, timeout=o.broker_timeout, extra_headers=credentials),
             on_dead_letter=self._record_dead_letter,
         )
         self._delivery_task = asyncio.create_task(self.delivery.run(), name="agent-delivery")

@@ -10,6 +10,8 @@
     METROPOLE_AGENT_MQTT_TLS           true: MQTT over TLS, the server verified (system CAs, or MQTT_CA)
     METROPOLE_AGENT_MQTT_CA            CA bundle the MQTT server's certificate is verified with (turns TLS on)
     METROPOLE_AGENT_MQTT_CERT / _KEY   client certificate and key, for a Mosquitto with require_certificate
+    METROPOLE_AGENT_BROKER_API_KEY     credential sent to the NGSI-LD broker (X-API-Key) when it asks for one
+    METROPOLE_AGENT_BROKER_TOKEN       or a bearer token (Authorization: Bearer) for a broker behind OAuth2
     METROPOLE_AGENT_OUTBOX             <data>/outbox.db
     METROPOLE_AGENT_AUTOPROVISION      true: unknown devices of a known group are created
 """
@@ -49,6 +51,8 @@ class AgentSettings:
     mqtt_ca: str = ""
     mqtt_cert: str = ""
     mqtt_key: str = ""
+    broker_api_key: str = ""  # the broker's credential (web/auth): `metropole run` makes one when auth is on
+    broker_token: str = ""
     outbox_path: str = ""
     autoprovision: bool = True
     default_resource_json: str = "/iot/json"
@@ -68,6 +72,12 @@ class AgentSettings:
         from web.tls import client_context
 
         return client_context(self.mqtt_ca or None, self.mqtt_cert or None, self.mqtt_key or None)
+
+    def broker_headers(self) -> dict[str, str]:
+        """The credential headers of every request to the NGSI-LD broker (none when none is configured)."""
+        if self.broker_token:
+            return {"Authorization": f"Bearer {self.broker_token}"}
+        return {"X-API-Key": self.broker_api_key} if self.broker_api_key else {}
 
     @property
     def resolved_outbox_path(self) -> Path:
@@ -91,6 +101,8 @@ class AgentSettings:
             "mqtt_ca": ("METROPOLE_AGENT_MQTT_CA", str),
             "mqtt_cert": ("METROPOLE_AGENT_MQTT_CERT", str),
             "mqtt_key": ("METROPOLE_AGENT_MQTT_KEY", str),
+            "broker_api_key": ("METROPOLE_AGENT_BROKER_API_KEY", str),
+            "broker_token": ("METROPOLE_AGENT_BROKER_TOKEN", str),
             "outbox_path": ("METROPOLE_AGENT_OUTBOX", str),
             "autoprovision": ("METROPOLE_AGENT_AUTOPROVISION", _bool),
         }

@@ -121,6 +121,21 @@ async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event, l
             raise StartupError(f"the server on port {server.config.port} did not start (see the log above)")
 
 
+def _agents_key(authenticator: Authenticator) -> str | None:
+    """With authentication on, a key for `run`'s own agents to write every tenant, held in memory only."""
+    if not authenticator.enabled or os.environ.get("METROPOLE_AGENT_BROKER_API_KEY") \
+            or os.environ.get("METROPOLE_AGENT_BROKER_TOKEN"):
+        return None
+    from web.auth.apikeys import ApiKeys, new_key
+    from web.auth.grants import Grant, Principal
+
+    key = new_key()
+    if authenticator.api_keys is None:
+        authenticator.api_keys = ApiKeys({})
+    authenticator.api_keys.add(key, Principal("metropole-agents", "apikey", frozenset({Grant("*", "write")})))
+    return key
+
+
 def _features(authenticator: Authenticator) -> str:
     auth = "+".join(authenticator.methods) if authenticator.enabled else "off"
     return f"authentication {auth}, TLS {'on' if ServerTls.from_env().enabled else 'off'}"
@@ -133,7 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     broker = BrokerSettings.from_env(host=args.host, port=args.broker_port, data_dir=data)
     tls = ServerTls.from_env()
-    agents = _agent_runtime(args, data, broker_url=f"{tls.scheme}://{broker.host}:{broker.port}")
+    authenticator = Authenticator.from_env()
+    agents = _agent_runtime(args, data, broker_url=f"{tls.scheme}://{broker.host}:{broker.port}",
+                            broker_api_key=_agents_key(authenticator))
     a = agents.settings
     redact_url(a.resolved_registry_url)  # remembers the registry's password: scrubbed from every log line
     ports = [(broker.port, "NGSI-LD broker", "--broker-port"),
@@ -142,7 +159,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.history_port:
         ports.append((args.history_port, "QuantumLeap-compatible history API", "--history-port (0 turns it off)"))
     listeners = _listen(broker.host, ports)
-    authenticator = Authenticator.from_env()
     agents.authenticator = authenticator
     print(f"metropole: NGSI-LD broker on {tls.scheme}://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
     print(f"metropole: IoT agent provisioning on {tls.scheme}://{a.host}:{a.provisioning_port}/iot/, "
@@ -157,8 +173,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _agent_runtime(args: argparse.Namespace, data: Path, broker_url: str | None) -> AgentRuntime:
+def _agent_runtime(args: argparse.Namespace, data: Path, broker_url: str | None,
+                   broker_api_key: str | None = None) -> AgentRuntime:
     settings = AgentSettings.from_env(
+        broker_api_key=broker_api_key,
         host=args.host, data_dir=data, broker_url=broker_url,
         provisioning_port=args.agent_provisioning_port, http_port=args.agent_http_port,
         mqtt_host=args.agent_mqtt_host, mqtt_port=args.agent_mqtt_port,

@@ -133,3 +133,31 @@ def test_https_and_the_access_log_from_settings(tmp_path: Path) -> None:
     assert re.search(r'"GET /ngsi-ld/v1/entities/urn:ngsi-ld:X:1" 404 [\d.]+ms tenant=aix principal=aix-portal', out), out
     assert re.search(r'"GET /ngsi-ld/v1/types" 401 [\d.]+ms tenant=aix principal=-', out)
     assert "hidden" not in out and key not in out, "no query string, no key in the access log"
+
+
+def test_run_with_authentication_on_still_delivers_the_agents_measures(tmp_path: Path) -> None:
+    """`metropole run` gives its own agents a key (in memory); an operator's key reads what they wrote."""
+    made = _run("auth", "apikey", "ops", "*:admin")
+    key = made.stderr.strip().splitlines()[-1]
+    (tmp_path / "keys").write_text(made.stdout)
+    broker, prov, http, history = free_port(), free_port(), free_port(), free_port()
+    env = {"METROPOLE_AUTH_API_KEYS": str(tmp_path / "keys"), "METROPOLE_LOG_LEVEL": "WARNING"}
+    args = ["run", "--data", str(tmp_path / "data"), "--broker-port", str(broker), "--agent-provisioning-port", str(prov),
+            "--agent-http-port", str(http), "--history-port", str(history), "--agent-mqtt", "off"]
+    headers = {"fiware-service": "aix", "fiware-servicepath": "/", "X-API-Key": key}
+    with _serving(args, f"http://127.0.0.1:{broker}/health", env=env):
+        assert httpx.get(f"http://127.0.0.1:{prov}/iot/services", headers={"fiware-service": "aix",
+                                                                          "fiware-servicepath": "/"}).status_code == 401
+        group = {"services": [{"apikey": "opskey", "entity_type": "AirQualityObserved", "resource": "/iot/json"}]}
+        assert httpx.post(f"http://127.0.0.1:{prov}/iot/services", json=group, headers=headers).status_code == 201
+        sent = httpx.post(f"http://127.0.0.1:{http}/iot/json", params={"k": "opskey", "i": "d1"}, json={"no2": 7})
+        assert sent.status_code == 200
+        url = f"http://127.0.0.1:{broker}/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:d1"
+        deadline = time.monotonic() + 30
+        link = '<https://smartdatamodels.org/context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"'
+        while (r := httpx.get(url, headers={"NGSILD-Tenant": "aix", "X-API-Key": key, "Link": link})).status_code != 200:
+            assert time.monotonic() < deadline, f"the agents' measure never reached the broker: {r.text}"
+            time.sleep(0.3)
+        assert r.json()["no2"]["value"] == 7
+        rejected = httpx.get(f"http://127.0.0.1:{prov}/iot/rejections", params={"service": "aix"}, headers=headers)
+        assert "broker_rejected" not in rejected.text

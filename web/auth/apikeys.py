@@ -68,6 +68,10 @@ class ApiKeys:
         """Read an API key file."""
         return cls.parse(Path(path).read_text(encoding="utf-8"), source=str(path))
 
+    def add(self, key: str, principal: Principal) -> None:
+        """Accept one more key (`metropole run` gives its in-process agents one, held in memory only)."""
+        self._by_hash[hash_key(key)] = principal
+
     def __len__(self) -> int:
         return len(self._by_hash)
 
