@@ -40,6 +40,7 @@ from broker.quantumleap.settings import QuantumLeapSettings
 from broker.quantumleap.shapes import json_response
 from models.errors import NgsiLdError
 from web.resources import ResourcePaths
+from web.secrets import scrub
 
 log = logging.getLogger("broker.quantumleap")
 
@@ -119,6 +120,6 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, "Internal Error", f"{type(exc).__name__}: {exc}")
+        return _error(500, "Internal Error", scrub(f"{type(exc).__name__}: {exc}"))  # ops: no secret in a body
 
     return app
