@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench conformance clean
+.PHONY: run test setup bench conformance faults clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(STAMP)
 ## make test: the whole test suite
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make faults: kill -9 the agent, the broker, PostgreSQL and the notification receiver, restart Mosquitto,
+## under load; every accepted measure must be in history once and notified (own PostgreSQL and Mosquitto, ~1 min)
+faults: $(STAMP)
+	$(BIN)/python -m faults
 
 ## make bench: every benchmark, printing tables
 bench: $(STAMP)

@@ -26,6 +26,7 @@ import uvicorn
 
 from adapters.ngsild import NgsiLdClient
 from adapters.outbox import Leased, Outbox
+from agents import ops as agent_ops
 from agents.commands.northbound import MODES, CommandRoutes
 from agents.commands.service import CommandService
 from agents.delivery import Delivery, DeliveryOptions
@@ -40,6 +41,7 @@ from agents.settings import AgentSettings
 from agents.transports.http import create_http_app
 from agents.transports.intake import Intake
 from agents.transports.mqtt import MqttOptions, MqttTransport
+from web.secrets import remember
 
 __all__ = ["AgentRuntime", "RuntimeOptions", "serve"]
 
@@ -130,8 +132,11 @@ def _is_local(host: str) -> bool:
 
 
 def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+    from web.tls import ServerTls  # ops: HTTPS when METROPOLE_TLS_CERT is set
+
     config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on",
-                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower())
+                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
+                            **ServerTls.from_env().uvicorn_options())
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     return server
@@ -155,6 +160,7 @@ class AgentRuntime:
         self.command_routes: CommandRoutes | None = None
         self._default_client: NgsiLdClient | None = None
         self._servers: list[uvicorn.Server] = []
+        self.authenticator: Any = None  # ops: web.auth.Authenticator shared with the host process (None: from env)
 
     async def start(self) -> None:
         """Open the stores, start intake and delivery, connect MQTT; build the HTTP servers."""
@@ -172,14 +178,16 @@ class AgentRuntime:
                       check_cbroker=s.check_cbroker)
         provisioning_app = create_provisioning_app(s, self.registry, self.metrics, outbox=self.outbox, hooks=hooks,
                                                    routers=[self.command_routes.router()])
-        self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout)
+        credentials = s.broker_headers()  # ops: the broker may ask who is calling
+        remember(s.broker_api_key, s.broker_token)
+        self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout, extra_headers=credentials)
         self.delivery = Delivery(
             self.outbox,
             self._default_client,
             options=DeliveryOptions(mode=o.batch_mode, batch_size=o.batch_size,  # type: ignore[arg-type]
                                     workers=o.delivery_workers),
             metrics=self.metrics,
-            client_factory=lambda url: NgsiLdClient(url, timeout=o.broker_timeout),
+            client_factory=lambda url: NgsiLdClient(url, timeout=o.broker_timeout, extra_headers=credentials),
             on_dead_letter=self._record_dead_letter,
         )
         self._delivery_task = asyncio.create_task(self.delivery.run(), name="agent-delivery")
@@ -188,7 +196,9 @@ class AgentRuntime:
         await self.intake.start()
         if o.mqtt != "off":
             protocol = o.mqtt_protocol
-            if o.mqtt == "auto" and _is_local(s.mqtt_host):
+            tls = s.mqtt_tls_context()  # ops: MQTT over TLS
+            remember(o.mqtt_password)  # ops: never in a log line
+            if o.mqtt == "auto" and tls is None and _is_local(s.mqtt_host):
                 self.embedded_mqtt = await ensure_mqtt_broker(s.mqtt_host, s.mqtt_port)
                 if self.embedded_mqtt is not None:
                     log.warning("no MQTT broker answered on %s:%s: started an embedded one (Mosquitto is better)",
@@ -201,7 +211,7 @@ class AgentRuntime:
                 MqttOptions(host=s.mqtt_host, port=s.mqtt_port, client_id=client_id,
                             share_group=o.mqtt_share_group, protocol=protocol,
                             session_expiry=o.mqtt_session_expiry, username=o.mqtt_username,
-                            password=o.mqtt_password, max_message_bytes=s.max_message_bytes),
+                            password=o.mqtt_password, max_message_bytes=s.max_message_bytes, tls=tls),
                 self.intake,
                 metrics=self.metrics,
                 command_results=self._command_result,
@@ -210,6 +220,7 @@ class AgentRuntime:
         http_app = create_http_app(self.intake, json_resource=s.default_resource_json,
                                    ul_resource=s.default_resource_ul, max_message_bytes=s.max_message_bytes,
                                    on_refused=ingestor.record, commands=self.commands)
+        agent_ops.wire(provisioning_app, http_app, self, self.authenticator)  # ops: auth, /health, /ready, access log
         self._servers = [
             _uvicorn(provisioning_app, s.host, s.provisioning_port),
             _uvicorn(http_app, s.host, s.http_port),

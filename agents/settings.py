@@ -7,6 +7,11 @@
     METROPOLE_AGENT_BROKER_URL         http://127.0.0.1:1026 (a group's cbroker overrides it)
     METROPOLE_AGENT_CONTEXTS           comma-separated @context URLs for the Link header
     METROPOLE_AGENT_MQTT_HOST / _PORT  127.0.0.1 / 1883
+    METROPOLE_AGENT_MQTT_TLS           true: MQTT over TLS, the server verified (system CAs, or MQTT_CA)
+    METROPOLE_AGENT_MQTT_CA            CA bundle the MQTT server's certificate is verified with (turns TLS on)
+    METROPOLE_AGENT_MQTT_CERT / _KEY   client certificate and key, for a Mosquitto with require_certificate
+    METROPOLE_AGENT_BROKER_API_KEY     credential sent to the NGSI-LD broker (X-API-Key) when it asks for one
+    METROPOLE_AGENT_BROKER_TOKEN       or a bearer token (Authorization: Bearer) for a broker behind OAuth2
     METROPOLE_AGENT_OUTBOX             <data>/outbox.db
     METROPOLE_AGENT_AUTOPROVISION      true: unknown devices of a known group are created
     METROPOLE_AGENT_MAX_MESSAGE_BYTES  262144: a larger message is refused whole (HTTP 413)
@@ -20,6 +25,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +53,12 @@ class AgentSettings:
     contexts: tuple[str, ...] = DEFAULT_CONTEXTS
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_tls: bool = False  # as iotagent-json's IOTA_MQTT_PROTOCOL=mqtts, IOTA_MQTT_CA/_CERT/_KEY (configService.js:179-193)
+    mqtt_ca: str = ""
+    mqtt_cert: str = ""
+    mqtt_key: str = ""
+    broker_api_key: str = ""  # the broker's credential (web/auth): `metropole run` makes one when auth is on
+    broker_token: str = ""
     outbox_path: str = ""
     autoprovision: bool = True
     default_resource_json: str = "/iot/json"
@@ -67,6 +79,20 @@ class AgentSettings:
         """The registry URL, defaulting to a SQLite file in the data folder."""
         return self.registry_url or f"sqlite:///{(self.data_dir / 'agents.db').resolve()}"
 
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the MQTT client, None for plain MQTT; the server is always verified."""
+        if not (self.mqtt_tls or self.mqtt_ca or self.mqtt_cert):
+            return None
+        from web.tls import client_context
+
+        return client_context(self.mqtt_ca or None, self.mqtt_cert or None, self.mqtt_key or None)
+
+    def broker_headers(self) -> dict[str, str]:
+        """The credential headers of every request to the NGSI-LD broker (none when none is configured)."""
+        if self.broker_token:
+            return {"Authorization": f"Bearer {self.broker_token}"}
+        return {"X-API-Key": self.broker_api_key} if self.broker_api_key else {}
+
     @property
     def resolved_outbox_path(self) -> Path:
         return Path(self.outbox_path) if self.outbox_path else self.data_dir / "outbox.db"
@@ -85,6 +111,12 @@ class AgentSettings:
             "broker_url": ("METROPOLE_AGENT_BROKER_URL", str),
             "mqtt_host": ("METROPOLE_AGENT_MQTT_HOST", str),
             "mqtt_port": ("METROPOLE_AGENT_MQTT_PORT", int),
+            "mqtt_tls": ("METROPOLE_AGENT_MQTT_TLS", _bool),
+            "mqtt_ca": ("METROPOLE_AGENT_MQTT_CA", str),
+            "mqtt_cert": ("METROPOLE_AGENT_MQTT_CERT", str),
+            "mqtt_key": ("METROPOLE_AGENT_MQTT_KEY", str),
+            "broker_api_key": ("METROPOLE_AGENT_BROKER_API_KEY", str),
+            "broker_token": ("METROPOLE_AGENT_BROKER_TOKEN", str),
             "outbox_path": ("METROPOLE_AGENT_OUTBOX", str),
             "autoprovision": ("METROPOLE_AGENT_AUTOPROVISION", _bool),
             "max_message_bytes": ("METROPOLE_AGENT_MAX_MESSAGE_BYTES", int),

@@ -10,8 +10,10 @@ validation errors -> InvalidRequest, anything else -> InternalError (logged).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +21,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from broker import ops
 from broker.api import attributes, batch, contexts, entities, types, version
 from broker.api import subscriptions  # subscriptions
 from broker.api import temporal  # temporal
@@ -33,17 +36,22 @@ from broker.store import open_store
 from models.context import ContextResolver
 from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
 from web.resources import ResourcePaths
+from web.secrets import redact_url, scrub
 
 log = logging.getLogger("broker")
 
 
-def create_app(settings: BrokerSettings) -> FastAPI:
-    """The broker application for these settings; the store is opened by the lifespan."""
+def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAPI:
+    """The broker application for these settings; the store is opened by the lifespan.
+
+    `authenticator` (web.auth.Authenticator) defaults to METROPOLE_AUTH_*: off unless configured.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings.resolved_store_url)
         await store.open()
+        ops.instrument_store(store)  # ops: store timings for /metrics
         base_url = f"http://{settings.host}:{settings.port}{API}/jsonldContexts"
         resolver = ContextResolver(
             timeout=settings.context_timeout, max_bytes=settings.context_max_bytes, hosted_base_url=base_url
@@ -58,6 +66,7 @@ def create_app(settings: BrokerSettings) -> FastAPI:
         state.queries = QueryService(store)
         state.discovery = DiscoveryService(store)
         state.identity = version.new_identity()
+        state.started_at = time.time()  # ops: contextSourceUptime
         # --- subscriptions (broker.subscriptions): follows the change log; shuts down before the store
         from broker.subscriptions.runtime import Subscriptions
 
@@ -78,10 +87,12 @@ def create_app(settings: BrokerSettings) -> FastAPI:
             await stop_temporal(state)  # temporal
             await state.subscriptions.stop()  # subscriptions
             await store.close()
+            log.info("broker stopped: store %s closed", redact_url(settings.resolved_store_url))  # ops
 
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_middleware(ResourcePaths)
+    ops.wire(app, authenticator)  # ops: authentication, /health, /ready, /metrics, access log
     for module in (entities, batch, types, attributes, contexts, version):
         app.include_router(module.router)
     app.include_router(subscriptions.router)  # subscriptions
@@ -136,6 +147,6 @@ def create_app(settings: BrokerSettings) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem_response(InternalError(f"{type(exc).__name__}: {exc}"))
+        return problem_response(InternalError(scrub(f"{type(exc).__name__}: {exc}")))
 
     return app

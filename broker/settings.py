@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,3 +48,16 @@ class BrokerSettings:
         if isinstance(values.get("data_dir"), str):
             values["data_dir"] = Path(values["data_dir"])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
+
+
+def notification_tls_context() -> ssl.SSLContext:
+    """TLS of `mqtts://` notification endpoints (clause 7.2): the MQTT server verified, optionally a client certificate.
+
+        METROPOLE_BROKER_MQTT_CA           CA bundle for the subscribers' MQTT servers (default: the system's)
+        METROPOLE_BROKER_MQTT_CERT / _KEY  client certificate and key, for servers that require one
+    """
+    from web.tls import client_context
+
+    env = os.environ
+    return client_context(env.get("METROPOLE_BROKER_MQTT_CA") or None, env.get("METROPOLE_BROKER_MQTT_CERT") or None,
+                          env.get("METROPOLE_BROKER_MQTT_KEY") or None)

@@ -20,10 +20,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -32,65 +34,86 @@ from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.settings import BrokerSettings
 from metropole.public import Task, add_indicators_parser, add_run_flags, public_parts
+from web.auth import Authenticator
+from web.ports import StartupError, bind
+from web.secrets import install_log_filter, redact_url, scrub
+from web.tls import ServerTls
 
 log = logging.getLogger("metropole")
 
 
+def _uvicorn_config(app: Any, host: str, port: int, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+    """A server of the process: no uvicorn access log (web.access_log has ours), HTTPS per METROPOLE_TLS_*."""
+    return uvicorn.Config(app, host=host, port=port, log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
+                          access_log=False, lifespan=lifespan, **ServerTls.from_env().uvicorn_options())
+
+
 def _broker_server(settings: BrokerSettings, app: Any = None) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app if app is not None else create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
-        access_log=False,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    return uvicorn.Server(_uvicorn_config(app if app is not None else create_app(settings), settings.host,
+                                          settings.port, lifespan="on"))
 
 
 # --- quantumleap: the QuantumLeap-compatible /v2 history API on a port of its own (8668), same process and history
-def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server | None:
-    """The /v2 API borrowing the broker app's state (started by the broker's lifespan); None if the port is taken."""
-    import socket
-
+def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
+    """The /v2 API borrowing the broker app's state (started by the broker's lifespan) and its authenticator."""
     from broker.quantumleap import create_quantumleap_app
 
-    try:
-        with socket.socket() as probe:
-            probe.bind((host, port))
-    except OSError as exc:
-        print(f"metropole: history port {port} unavailable ({exc}); QuantumLeap API not served (see --history-port)", file=sys.stderr)
-        return None
-    config = uvicorn.Config(create_quantumleap_app(lambda: broker_app.state), host=host, port=port,
-                            log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(), access_log=False, lifespan="off")
-    return uvicorn.Server(config)
+    app = create_quantumleap_app(lambda: broker_app.state, authenticator=broker_app.state.authenticator)
+    return uvicorn.Server(_uvicorn_config(app, host, port, lifespan="off"))
 # --- end quantumleap
 
 
+# --- ops: sockets bound before anything starts (a busy port is one line and exit status 1), shutdown logged
+Listeners = dict[int, socket.socket]
+
+
+def _listen(host: str, ports: Sequence[tuple[int, str, str]]) -> Listeners:
+    """Bind every (port, role, flag) now; close them all and raise StartupError on the first that fails."""
+    bound: Listeners = {}
+    try:
+        for port, role, flag in ports:
+            bound[port] = bind(host, port, role, flag)
+    except StartupError:
+        for sock in bound.values():
+            sock.close()
+        raise
+    return bound
+
+
 async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None,
-                 tasks: Sequence[Task] = ()) -> None:
+                 listeners: Listeners | None = None, tasks: Sequence[Task] = ()) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reason: list[str] = []
+
+    def stopping(sig: signal.Signals) -> None:
+        reason.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
+    started = time.monotonic()
     if agents is not None:
         await agents.start()
         servers = [*servers, *agents.servers()]
     background = [asyncio.create_task(task(stop)) for task in tasks]  # indicators, demo: they end when stop is set
     try:
-        await _run_servers(servers, stop)
+        await _run_servers(servers, stop, listeners or {})
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
         if agents is not None:
             await agents.stop()
+        log.info("metropole stopped (%s) after %.0fs", reason[0] if reason else "a server ended",
+                 time.monotonic() - started)
 
 
-async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event) -> None:
+async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event, listeners: Listeners) -> None:
     tasks = []
     for server in servers:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        tasks.append(asyncio.create_task(server.serve()))
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        sock = listeners.get(server.config.port)
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None)))
     done_or_stop = asyncio.create_task(stop.wait())
     finished, _ = await asyncio.wait([*tasks, done_or_stop], return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
@@ -99,6 +122,30 @@ async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event) -
     for t in finished:
         if t is not done_or_stop and t.exception() is not None:
             raise t.exception()  # type: ignore[misc]
+    for server in servers:
+        if not server.started and not stop.is_set():
+            raise StartupError(f"the server on port {server.config.port} did not start (see the log above)")
+
+
+def _agents_key(authenticator: Authenticator) -> str | None:
+    """With authentication on, a key for `run`'s own agents to write every tenant, held in memory only."""
+    if not authenticator.enabled or os.environ.get("METROPOLE_AGENT_BROKER_API_KEY") \
+            or os.environ.get("METROPOLE_AGENT_BROKER_TOKEN"):
+        return None
+    from web.auth.apikeys import ApiKeys, new_key
+    from web.auth.grants import Grant, Principal
+
+    key = new_key()
+    if authenticator.api_keys is None:
+        authenticator.api_keys = ApiKeys({})
+    authenticator.api_keys.add(key, Principal("metropole-agents", "apikey", frozenset({Grant("*", "write")})))
+    return key
+
+
+def _features(authenticator: Authenticator) -> str:
+    auth = "+".join(authenticator.methods) if authenticator.enabled else "off"
+    return f"authentication {auth}, TLS {'on' if ServerTls.from_env().enabled else 'off'}"
+# --- end ops
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -106,26 +153,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     broker = BrokerSettings.from_env(host=args.host, port=args.broker_port, data_dir=data)
-    agents = _agent_runtime(args, data, broker_url=f"http://{broker.host}:{broker.port}")
+    tls = ServerTls.from_env()
+    authenticator = Authenticator.from_env()
+    agents = _agent_runtime(args, data, broker_url=f"{tls.scheme}://{broker.host}:{broker.port}",
+                            broker_api_key=_agents_key(authenticator))
     a = agents.settings
-    print(f"metropole: NGSI-LD broker on http://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
-    print(f"metropole: IoT agent provisioning on http://{a.host}:{a.provisioning_port}/iot/, "
-          f"HTTP measures on http://{a.host}:{a.http_port}/iot/json, MQTT {a.mqtt_host}:{a.mqtt_port} ({agents.options.mqtt})")
-    broker_app = create_app(broker)
+    redact_url(a.resolved_registry_url)  # remembers the registry's password: scrubbed from every log line
+    ports = [(broker.port, "NGSI-LD broker", "--broker-port"),
+             (a.provisioning_port, "IoT agent provisioning API", "--agent-provisioning-port"),
+             (a.http_port, "IoT agent HTTP transport", "--agent-http-port")]
+    if args.history_port:
+        ports.append((args.history_port, "QuantumLeap-compatible history API", "--history-port (0 turns it off)"))
+    if args.dashboard_port:
+        ports.append((args.dashboard_port, "public dashboard", "--dashboard-port (0 turns it off)"))
+    listeners = _listen(broker.host, ports)
+    agents.authenticator = authenticator
+    print(f"metropole: NGSI-LD broker on {tls.scheme}://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
+    print(f"metropole: IoT agent provisioning on {tls.scheme}://{a.host}:{a.provisioning_port}/iot/, "
+          f"HTTP measures on {tls.scheme}://{a.host}:{a.http_port}/iot/json, MQTT {a.mqtt_host}:{a.mqtt_port} ({agents.options.mqtt})")
+    broker_app = create_app(broker, authenticator=authenticator)
     servers = [_broker_server(broker, broker_app)]
-    history = _history_server(broker.host, args.history_port, broker_app) if args.history_port else None  # quantumleap
-    if history is not None:
-        servers.append(history)
-        print(f"metropole: QuantumLeap-compatible history API on http://{broker.host}:{args.history_port}/v2/ (QuantumLeap 1.0)")
-    public, tasks = public_parts(args, broker.host, f"http://{broker.host}:{broker.port}", agents)  # dashboard, demo
+    if args.history_port:  # quantumleap
+        servers.append(_history_server(broker.host, args.history_port, broker_app))
+        print(f"metropole: QuantumLeap-compatible history API on {tls.scheme}://{broker.host}:{args.history_port}/v2/ (QuantumLeap 1.0)")
+    public, tasks = public_parts(args, broker.host, f"{tls.scheme}://{broker.host}:{broker.port}", agents)  # dashboard, demo
     servers.extend(public)
-    print("metropole: Ctrl-C stops the platform")
-    asyncio.run(_serve(servers, agents, tasks))
+    print(f"metropole: {_features(authenticator)}; Ctrl-C stops the platform")
+    asyncio.run(_serve(servers, agents, listeners, tasks))
     return 0
 
 
-def _agent_runtime(args: argparse.Namespace, data: Path, broker_url: str | None) -> AgentRuntime:
+def _agent_runtime(args: argparse.Namespace, data: Path, broker_url: str | None,
+                   broker_api_key: str | None = None) -> AgentRuntime:
     settings = AgentSettings.from_env(
+        broker_api_key=broker_api_key,
         host=args.host, data_dir=data, broker_url=broker_url,
         provisioning_port=args.agent_provisioning_port, http_port=args.agent_http_port,
         mqtt_host=args.agent_mqtt_host, mqtt_port=args.agent_mqtt_port,
@@ -140,9 +201,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     agents = _agent_runtime(args, data, broker_url=args.broker_url)
     a = agents.settings
+    listeners = _listen(a.host, [(a.provisioning_port, "IoT agent provisioning API", "--provisioning-port"),
+                                 (a.http_port, "IoT agent HTTP transport", "--http-port")])
+    agents.authenticator = authenticator = Authenticator.from_env()
+    redact_url(a.resolved_registry_url)  # remembers the registry's password: scrubbed from every log line
     print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
-          f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {a.broker_url} (outbox {a.resolved_outbox_path})")
-    asyncio.run(_serve([], agents))
+          f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {redact_url(a.broker_url)} (outbox {a.resolved_outbox_path})")
+    print(f"metropole: {_features(authenticator)}")
+    asyncio.run(_serve([], agents, listeners))
     return 0
 
 
@@ -167,8 +233,27 @@ def cmd_broker(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     settings = BrokerSettings.from_env(host=args.host, port=args.port, data_dir=data, store_url=args.store)
-    print(f"metropole: NGSI-LD broker on http://{settings.host}:{settings.port}/ngsi-ld/v1/ (store {settings.resolved_store_url})")
-    asyncio.run(_serve([_broker_server(settings)]))
+    listeners = _listen(settings.host, [(settings.port, "NGSI-LD broker", "--port")])
+    authenticator = Authenticator.from_env()
+    scheme = ServerTls.from_env().scheme
+    print(f"metropole: NGSI-LD broker on {scheme}://{settings.host}:{settings.port}/ngsi-ld/v1/ "
+          f"(store {redact_url(settings.resolved_store_url)})")
+    print(f"metropole: {_features(authenticator)}")
+    asyncio.run(_serve([_broker_server(settings, create_app(settings, authenticator=authenticator))], None, listeners))
+    return 0
+
+
+def cmd_auth_apikey(args: argparse.Namespace) -> int:
+    """Print a new API key and the line that grants it, for METROPOLE_AUTH_API_KEYS."""
+    from web.auth.apikeys import key_line, new_key
+    from web.auth.grants import parse_grant
+
+    bad = [g for g in args.grants if parse_grant(g) is None]
+    if bad:
+        raise ValueError(f"not a grant: {', '.join(bad)} (write TENANT:read, TENANT:write or TENANT:admin)")
+    key = new_key()
+    print(f"metropole: the key of {args.name}, shown once and stored nowhere:\n{key}", file=sys.stderr)
+    print(key_line(args.name, key, args.grants))
     return 0
 
 
@@ -207,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_run, demo=True)
     add_indicators_parser(sub)
     # --- end of dashboard ---
+    # --- ops: `metropole auth apikey NAME GRANT...` makes an API key and its line of the key file ---
+    auth = sub.add_parser("auth", help="credentials for the APIs (web/auth)")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    apikey = auth_sub.add_parser("apikey", help="a new API key: prints the key once, and the line for the key file")
+    apikey.add_argument("name", help="who holds it (shown in the access log)")
+    apikey.add_argument("grants", nargs="+", help="TENANT:read|write|admin, * for every tenant, @default for the default one")
+    apikey.set_defaults(func=cmd_auth_apikey)
+    # --- end ops
 
     # --- check: compliance of payloads and brokers (compliance/) ---
     from compliance.command import add_check_parser
@@ -222,11 +315,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("METROPOLE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_filter()  # ops: remembered secrets never reach a log line
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 0
+    except (StartupError, ValueError) as exc:  # a busy port, a wrong setting: one line, exit status 1
+        print(f"metropole: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"metropole: {exc}", file=sys.stderr)
+        print(f"metropole: {scrub(str(exc))}", file=sys.stderr)
         return 1

@@ -53,10 +53,7 @@ def public_parts(args: argparse.Namespace, host: str, broker_url: str, agents: A
                                                           interval=interval))
     tasks.append(service.run)
     print(f"metropole: indicators of tenant {service.settings.tenant!r} every {service.settings.interval:g} s")
-    if args.dashboard_port and not _port_free(host, args.dashboard_port):
-        print(f"metropole: dashboard port {args.dashboard_port} unavailable; dashboard not served (see --dashboard-port)",
-              file=sys.stderr)
-    elif args.dashboard_port:
+    if args.dashboard_port:  # bound by `run` before anything starts: a busy port stops the start (metropole.cli)
         settings = DashboardSettings.from_env(broker_url=broker_url, tenant=args.indicators_tenant)
         config = uvicorn.Config(create_dashboard_app(settings), host=host, port=args.dashboard_port,
                                 log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(), access_log=False,
@@ -73,17 +70,6 @@ def public_parts(args: argparse.Namespace, host: str, broker_url: str, agents: A
         print(f"metropole: demo: 12 simulated devices in 4 towns, {args.demo_days} days of history, via MQTT "
               f"{a.mqtt_host}:{a.mqtt_port}")
     return servers, tasks
-
-
-def _port_free(host: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.socket() as probe:
-            probe.bind((host, port))
-    except OSError:
-        return False
-    return True
 
 
 def add_indicators_parser(sub: Any) -> None:

@@ -22,13 +22,14 @@ def _free_port() -> int:
 
 
 def test_metropole_run_serves_the_ngsi_ld_api_and_stops_cleanly(tmp_path: Path) -> None:
-    port, prov, http, mqtt_port = _free_port(), _free_port(), _free_port(), _free_port()
+    port, prov, http, mqtt_port, history = _free_port(), _free_port(), _free_port(), _free_port(), _free_port()
     data = tmp_path / "data"
     env = {**os.environ, "METROPOLE_LOG_LEVEL": "WARNING"}
     # Free ports for the agents too; nothing answers on mqtt_port, so `run` starts its embedded MQTT broker.
     proc = subprocess.Popen(
         [sys.executable, "-m", "metropole", "run", "--data", str(data), "--broker-port", str(port),
-         "--agent-provisioning-port", str(prov), "--agent-http-port", str(http), "--agent-mqtt-port", str(mqtt_port)],
+         "--agent-provisioning-port", str(prov), "--agent-http-port", str(http), "--agent-mqtt-port", str(mqtt_port),
+         "--history-port", str(history)],
         cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import threading
 import time
@@ -100,6 +101,7 @@ class MqttOptions:
     reconnect_min: float = 1.0  # seconds before the first reconnection attempt, doubling up to reconnect_max
     reconnect_max: float = 10.0
     max_message_bytes: int = 0  # a payload beyond is rejected unread (0: no limit); see the module's "Size"
+    tls: ssl.SSLContext | None = None  # MQTT over TLS (mqtts, usually 8883): the server verified against its CA
 
 
 def parse_topic(topic: str) -> tuple[str, str, str, str | None] | None:
@@ -627,7 +629,8 @@ class MqttTransport:
         assert self._loop is not None
         o = self.options
         _, conn = await asyncio.wait_for(
-            self._loop.create_connection(lambda: _Connection(self, self._v5), o.host, o.port), timeout=10)
+            self._loop.create_connection(lambda: _Connection(self, self._v5), o.host, o.port, ssl=o.tls,
+                                         server_hostname=o.host if o.tls is not None else None), timeout=10)
         self._connection = conn
         try:
             conn.send(connect_packet(o))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -26,18 +28,37 @@ def _info() -> dict[str, object]:
     return {"name": NAME, "version": VERSION, "ngsildVersion": SPEC_VERSION, "features": list(FEATURES)}
 
 
+def _operations(request: Request) -> dict[str, object]:
+    """What is switched on in this process (auth, TLS, metrics, access log: broker/ops.py)."""
+    from broker.ops import operations
+
+    return operations(request.app.state)
+
+
 @router.get("/version")
-async def version() -> Response:
-    """Name, version, NGSI-LD version and implemented features."""
-    return json_response(_info(), headers={})
+async def version(request: Request) -> Response:
+    """Name, version, NGSI-LD version, implemented features and the operational ones switched on."""
+    return json_response({**_info(), "operations": _operations(request)}, headers={})
+
+
+def uptime(seconds: float) -> str:
+    """An ISO 8601 duration, as contextSourceUptime wants it: `P2DT3H4M5.25S`."""
+    days, rest = divmod(max(0.0, seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"P{int(days)}D" if days else "P"
+    return text + f"T{int(hours)}H{int(minutes)}M{secs:.3f}".rstrip("0").rstrip(".") + "S"
 
 
 @router.get(f"{API}/info/sourceIdentity")
 async def source_identity(request: Request) -> Response:
-    """A ContextSourceIdentity-like description (clause 5.15 of later versions; a cheap subset here)."""
-    identity = request.app.state.identity
-    body = {"id": identity, "type": "ContextSourceIdentity", "contextSourceAlias": NAME,
-            "contextSourceUptime": None, **_info()}
+    """The ContextSourceIdentity of this broker (clauses 5.2.40, 5.15, 6.33)."""
+    state = request.app.state
+    started = getattr(state, "started_at", time.time())
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = {"id": state.identity, "type": "ContextSourceIdentity", "contextSourceAlias": NAME,
+            "contextSourceUptime": uptime(time.time() - started), "contextSourceTimeAt": now,
+            **_info(), "contextSourceExtras": {"operations": _operations(request)}}
     return json_response(body)
 
 

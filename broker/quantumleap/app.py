@@ -24,6 +24,7 @@ in routes/, the work in service.py.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -39,17 +40,44 @@ from broker.quantumleap.settings import QuantumLeapSettings
 from broker.quantumleap.shapes import json_response
 from models.errors import NgsiLdError
 from web.resources import ResourcePaths
+from web.secrets import scrub
 
 log = logging.getLogger("broker.quantumleap")
 
 __all__ = ["QL_VERSION", "create_quantumleap_app"]
 
 
+def _operations(app: FastAPI, state: StateSource, authenticator: Any) -> None:
+    """Authentication (history policy), /ready, HTTP metrics and the access log (web/)."""
+    from web.access_log import AccessLog
+    from web.auth import Authenticate, Authenticator, plain_json
+    from web.auth.policy import HISTORY
+    from web.health import Health
+    from web.metrics import HttpMetrics
+
+    async def history() -> str | None:
+        broker = state()
+        if not hasattr(broker, "history"):
+            return "the broker's history is not open yet"
+        await broker.store.has_tenant("")
+        return None
+
+    from web.tenants import TenantNames
+
+    auth = authenticator if authenticator is not None else Authenticator.from_env()
+    app.add_middleware(TenantNames, render=plain_json)
+    app.add_middleware(Authenticate, authenticator=auth, policy=HISTORY, render=plain_json)
+    app.add_middleware(Health, checks={"history": history}, liveness=False)  # /health stays QuantumLeap's
+    app.add_middleware(HttpMetrics, server="history")
+    app.add_middleware(AccessLog)
+
+
 def _error(status: int, error: str, description: str) -> Response:
     return json_response({"error": error, "description": description}, status)
 
 
-def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings: QuantumLeapSettings | None = None) -> FastAPI:
+def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings: QuantumLeapSettings | None = None,
+                           authenticator: Any = None) -> FastAPI:
     """The /v2 QuantumLeap API reading and writing the history of the broker whose app.state `state()` returns.
 
     `prefix` "/v2" serves it on a port of its own (with /version and /health at the root);
@@ -58,6 +86,8 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
     app = FastAPI(title="metropole QuantumLeap-compatible history API", version=QL_VERSION,
                   openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_middleware(ResourcePaths)
+    if prefix:  # ops: on a port of its own; mounted in the broker, the broker's middlewares cover it
+        _operations(app, state, authenticator)
     app.state.ql_service = QuantumLeapService(state)
     app.state.ql_settings = settings or QuantumLeapSettings.from_env()
     if prefix:
@@ -90,6 +120,6 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, "Internal Error", f"{type(exc).__name__}: {exc}")
+        return _error(500, "Internal Error", scrub(f"{type(exc).__name__}: {exc}"))  # ops: no secret in a body
 
     return app

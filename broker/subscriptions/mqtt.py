@@ -10,13 +10,14 @@ PUBCOMP); QoS 0 counts as sent once written. MQTT-QoS defaults to 1
 
 from __future__ import annotations
 
-import ssl
 import threading
 import uuid
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from broker.settings import notification_tls_context
 
 Key = tuple[str, str, int, str | None, str | None, str]
 
@@ -55,7 +56,7 @@ class MqttPublisher:
             if user is not None:
                 client.username_pw_set(user, password)
             if scheme == "mqtts":
-                client.tls_set_context(ssl.create_default_context())
+                client.tls_set_context(notification_tls_context())  # ops: the CA/client cert of the settings
             connected = threading.Event()
             client.on_connect = lambda c, u, flags, rc, props=None: connected.set()
             client.connect(host, port, keepalive=30)

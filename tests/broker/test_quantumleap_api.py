@@ -252,7 +252,8 @@ def test_history_port_shares_the_broker_state(tmp_path: Any) -> None:
     import time
 
     from broker.settings import BrokerSettings
-    from metropole.cli import _history_server
+    from metropole.cli import _history_server, _listen
+    from web.ports import StartupError
     from tests.broker.conftest import RunningBroker, free_port
 
     settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'b.db'}")
@@ -267,7 +268,8 @@ def test_history_port_shares_the_broker_state(tmp_path: Any) -> None:
             while not server.started:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            assert _history_server("127.0.0.1", port, broker.server.config.app) is None  # port taken: not served, no crash
+            with pytest.raises(StartupError, match="history API cannot start"):  # port taken: the start fails
+                _listen("127.0.0.1", [(port, "QuantumLeap-compatible history API", "--history-port")])  # (issue 17)
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Fiware-Service": "city"}) as ql:
                 assert ql.get("/version").json() == {"version": "1.0.0"}
                 assert ql.get("/health").status_code == 200
