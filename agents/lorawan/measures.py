@@ -21,15 +21,16 @@ Device entities of several profiles are merged into one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from agents.lorawan.catalog import Codec
 from agents.mapping.engine import DeviceConfig, map_measure
 from agents.mapping.timestamps import shifted
+from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert
 
-__all__ = ["RANGES", "Projection", "entities", "lookup", "project"]
+__all__ = ["RANGES", "ConfigFor", "Projection", "entities", "lookup", "project"]
 
 Doc = dict[str, Any]
 
@@ -138,21 +139,35 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
 
 
 def _period(doc: Doc, observed: str, period_s: float | None) -> None:
-    """NoiseLevelObserved requires the interval its levels cover: `dateObservedFrom` .. `dateObservedTo`."""
+    """NoiseLevelObserved requires the interval its levels cover: `dateObservedFrom` .. `dateObservedTo`.
+
+    The mapping engine gives both the observation time (Profile.period); a provisioned report
+    interval moves the start back by it. DateTime values are plain UTC strings (clause 4.6.3), as the
+    engine writes them.
+    """
     start = observed if period_s is None else shifted(observed, -round(period_s * 1_000_000))
     for name, at in (("dateObservedFrom", start), ("dateObservedTo", observed)):
-        doc[name] = {"type": "Property", "value": {"@type": "DateTime", "@value": at}, "observedAt": observed}
+        doc[name] = {"type": "Property", "value": at, "observedAt": observed}
+
+
+#: The configuration of the entity of one profile: (profile) -> DeviceConfig, e.g. the ingestor's cached ones.
+ConfigFor = Callable[[Profile], DeviceConfig]
 
 
 def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_at: str,
              static_attributes: list[Doc] | None = None, period_s: float | None = None, service: str = "",
-             service_path: str = "/") -> tuple[list[Doc], tuple[str, ...]]:
+             service_path: str = "/", config_for: ConfigFor | None = None, dropped: list[Rejected] | None = None,
+             max_length: int = 0) -> tuple[list[Doc], tuple[str, ...]]:
     """The normalized NGSI-LD entities one decoded uplink gives (main entity first, one Device), and the warnings.
 
     `static_attributes` are provisioned attributes sent with every entity (a
     `location` GeoProperty, say), as the FIWARE agents send them. `period_s` is
     the interval a device's levels cover (its provisioned report interval):
     NoiseLevelObserved requires it; unknown, the interval is the instant, with a warning.
+    `config_for` gives the mapping configuration of each profile's entity (a
+    transport passes the ones it caches, whose compiled plans it keeps; without it
+    one is built per call); `dropped` and `max_length` are the mapping engine's
+    (a value its attribute cannot take is refused alone and appended to `dropped`).
     """
     projection = project(codec, data)
     warnings = list(projection.warnings)
@@ -164,15 +179,21 @@ def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_
     if device_only:  # a battery-only frame: the Device entity alone, no empty observation
         groups = [(codec.profiles[0], {})]
     for i, (profile, measure) in enumerate(groups):
-        cfg = DeviceConfig(device_id=device_id, apikey="", service=service, service_path=service_path,
-                           entity_type=profile.model, entity_name=device_id, static_attributes=statics,
-                           profile=profile)
-        mapped = map_measure(cfg, {**measure, **(projection.device if i == 0 else {})}, observed_at)
+        if config_for is not None:
+            cfg = config_for(profile)
+        else:
+            cfg = DeviceConfig(device_id=device_id, apikey="", service=service, service_path=service_path,
+                               entity_type=profile.model, entity_name=device_id, static_attributes=statics,
+                               profile=profile)
+        mapped = map_measure(cfg, {**measure, **(projection.device if i == 0 else {})}, observed_at, dropped,
+                             max_length)
+        if not mapped:
+            continue  # every value of the group was refused (they are in `dropped`)
         *main, device = mapped
         if not device_only:
             for doc in main:
                 if doc["type"] == "NoiseLevelObserved":
-                    _period(doc, doc["dateObserved"]["value"]["@value"], period_s)
+                    _period(doc, doc["dateObserved"]["value"], period_s)
                     if period_s is None:
                         warnings.append("no observation period provisioned: dateObservedFrom = dateObservedTo")
             docs += main

@@ -82,10 +82,10 @@ def test_two_profiles_make_two_entities_and_one_device() -> None:
     assert [d["type"] for d in docs] == ["NoiseLevelObserved", "WeatherObserved", "Device"]
     assert docs[0]["LAeq"]["value"] == 48 and docs[0]["LAmax"]["unitCode"] == "2N"
     assert docs[2]["controlledProperty"]["value"] == ["noiseLevel", "temperature", "humidity", "light"]
-    assert docs[0]["dateObservedTo"]["value"]["@value"] == docs[0]["dateObservedFrom"]["value"]["@value"]
+    assert docs[0]["dateObservedTo"]["value"] == docs[0]["dateObservedFrom"]["value"]
     timed, warnings = entities(codec, {"soundAvg": 48}, device_id="ers-1", observed_at="2026-11-26T07:00:00Z",
                                period_s=900)
-    assert timed[0]["dateObservedFrom"]["value"]["@value"] == "2026-11-26T06:45:00Z" and not warnings
+    assert timed[0]["dateObservedFrom"]["value"] == "2026-11-26T06:45:00Z" and not warnings
 
 
 def test_cayenne_channels_map_by_their_type() -> None:
