@@ -73,7 +73,8 @@ _INDEXES: dict[str, _Index] = {}
 
 def _index(codec: Codec) -> _Index:
     index = _INDEXES.get(codec.id)
-    if index is None or index.codec is not codec:
+    # by the codec's profiles: a device's calibrated codec (provisioning.codec_of) differs in its decoder alone
+    if index is None or index.codec.profiles is not codec.profiles or index.codec.not_forwarded is not codec.not_forwarded:
         table: dict[str, tuple[Profile, Measurement]] = {}
         for profile in reversed(codec.profiles):  # the first profile wins a key two profiles share
             for m in profile.measurements:
