@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from agents.lorawan.catalog import codec_for
 from agents.lorawan.provisioning import FIELD, LORAWAN, ConfError, conf, is_lorawan, is_lorawan_device, section
+from agents.lorawan.tts import PRIORITIES
 from agents.mapping.attributes import attribute_builder
 from agents.mapping.engine import entity_id
 from agents.provisioning.errors import InvalidField
@@ -98,6 +99,17 @@ def _lorawan(doc: dict[str, Any], where: str, group: dict[str, Any] | None, serv
         if source.get("commands") and codec.encode_downlink is None:
             raise InvalidField(f"{at}.commands", f"codec {codec.id!r} documents no downlink: its device cannot"
                                " take commands")
+        for i, command in enumerate(source.get("commands") or []):
+            options = command.get("lorawan") if isinstance(command, dict) else None
+            if options is None:
+                continue
+            field = f"{at}.commands[{i}].lorawan"
+            if not isinstance(options, dict):
+                raise InvalidField(field, 'a command\'s lorawan options are {"confirmed": bool, "priority": ...}')
+            if not isinstance(options.get("confirmed", False), bool):
+                raise InvalidField(f"{field}.confirmed", "confirmed must be true or false")
+            if options.get("priority", "NORMAL") not in PRIORITIES:
+                raise InvalidField(f"{field}.priority", f"priority must be one of {', '.join(PRIORITIES)}")
 
 
 def _names(doc: dict[str, Any], where: str) -> None:

@@ -22,7 +22,7 @@ from agents.lorawan.envelope import Uplink
 from agents.lorawan.provisioning import ConfError, LorawanConf, conf, section
 from agents.registry.base import Registry
 
-__all__ = ["Found", "group_of", "groups_listening", "matches", "uplink_device"]
+__all__ = ["Found", "group_of", "groups_listening", "matches", "pick_group", "uplink_device"]
 
 Doc = dict[str, Any]
 Servers = Mapping[str, Mapping[str, Any]]
@@ -40,20 +40,28 @@ def _application(doc: Doc | None) -> Any:
     return (section(doc) or {}).get("application_id")
 
 
-async def group_of(registry: Registry, device: Doc) -> Doc | None:
-    """The group of a LoRaWAN device: by its apikey, else the group of its service and path on its application."""
+def pick_group(device: Doc, groups: list[Doc]) -> Doc | None:
+    """A LoRaWAN device's group among `groups` (those of its apikey, or of its service and path)."""
     service = device.get("service", "")
-    apikey = device.get("apikey")
-    if apikey:
-        groups = [g for g in await registry.groups_by_apikey(str(apikey)) if g.get("service") == service]
-        return next((g for g in groups if section(g) is not None), groups[0] if groups else None)
+    if device.get("apikey"):
+        own = [g for g in groups if g.get("apikey") == device["apikey"] and g.get("service") == service]
+        return next((g for g in own if section(g) is not None), own[0] if own else None)
     application = _application(device)
     if application is None:
         return None
-    for g in (await registry.list_groups(service, device.get("service_path", "/"))).items:
-        if _application(g) == application:
-            return g
-    return None
+    return next((g for g in groups if g.get("service") == service
+                 and g.get("subservice", "/") == device.get("service_path", "/") and _application(g) == application),
+                None)
+
+
+async def group_of(registry: Registry, device: Doc) -> Doc | None:
+    """The group of a LoRaWAN device: by its apikey, else the group of its service and path on its application."""
+    if device.get("apikey"):
+        return pick_group(device, await registry.groups_by_apikey(str(device["apikey"])))
+    if _application(device) is None:
+        return None
+    service = device.get("service", "")
+    return pick_group(device, (await registry.list_groups(service, device.get("service_path", "/"))).items)
 
 
 def matches(found: LorawanConf, uplink: Uplink) -> bool:

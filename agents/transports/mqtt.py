@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import threading
 import time
@@ -100,6 +101,7 @@ class MqttOptions:
     reconnect_min: float = 1.0  # seconds before the first reconnection attempt, doubling up to reconnect_max
     reconnect_max: float = 10.0
     max_message_bytes: int = 0  # a payload beyond is rejected unread (0: no limit); see the module's "Size"
+    tls: bool = False  # TLS to the broker, its certificate checked against the system's CAs (mqtts, port 8883)
 
 
 def parse_topic(topic: str) -> tuple[str, str, str, str | None] | None:
@@ -246,11 +248,11 @@ def publish_packet(topic: str, payload: bytes, qos: int, mid: int, v5: bool) -> 
     return _packet(PUBLISH, qos << 1, body)
 
 
-def subscribe_packet(topics: list[str], v5: bool) -> bytes:
-    """SUBSCRIBE to every topic at QoS 1."""
+def subscribe_packet(topics: list[str], v5: bool, qos: list[int] | None = None) -> bytes:
+    """SUBSCRIBE to every topic at QoS 1 (or at the QoS `qos` gives each)."""
     body = _SUBSCRIBE_ID.to_bytes(2, "big") + (b"\x00" if v5 else b"")
-    for topic in topics:
-        body += _string(topic) + b"\x01"
+    for i, topic in enumerate(topics):
+        body += _string(topic) + bytes([1 if qos is None else qos[i]])
     return _packet(SUBSCRIBE, 0x02, body)
 
 
@@ -558,6 +560,10 @@ class MqttTransport:
         topics = MEASURE_TOPICS + (COMMAND_RESULT_TOPICS if self._command_results is not None else ())
         return [prefix + t for t in topics]
 
+    def topic_qos(self, topic: str) -> int:
+        """The QoS a filter is subscribed at: 1 (a subclass may ask less of a broker that offers less)."""
+        return 1
+
     async def publish(self, topic: str, payload: bytes, qos: int = 0, timeout: float = 10.0) -> None:
         """Publish (a command to a device); raises ConnectionError when not connected or not acknowledged."""
         conn = self._connection
@@ -626,8 +632,9 @@ class MqttTransport:
         """One connection: CONNECT, SUBSCRIBE, then keep it alive until it closes."""
         assert self._loop is not None
         o = self.options
+        context = ssl.create_default_context() if o.tls else None
         _, conn = await asyncio.wait_for(
-            self._loop.create_connection(lambda: _Connection(self, self._v5), o.host, o.port), timeout=10)
+            self._loop.create_connection(lambda: _Connection(self, self._v5), o.host, o.port, ssl=context), timeout=10)
         self._connection = conn
         try:
             conn.send(connect_packet(o))
@@ -635,7 +642,8 @@ class MqttTransport:
             if ack.code:
                 raise ConnectionRefusedError(f"the broker refused the connection (code 0x{ack.code:02x}"
                                              f"{': ' + ack.reason if ack.reason else ''})")
-            conn.send(subscribe_packet(self.topics(), self._v5))
+            topics = self.topics()
+            conn.send(subscribe_packet(topics, self._v5, [self.topic_qos(t) for t in topics]))
             codes = await asyncio.wait_for(conn.suback, timeout=10)
             refused = [t for t, code in zip(self.topics(), codes) if code >= 0x80]
             if refused:
