@@ -97,6 +97,11 @@ class NetworkServerLink(MqttTransport):
             "metropole_agent_lorawan_links_connected", "1 while connected to a LoRaWAN network server's broker",
             ["server"]).labels(server=str(broker))
 
+    async def aclose(self) -> None:
+        """Disconnect for good (a link is not reopened: a new one replaces it)."""
+        await super().aclose()
+        self._intake.off_commit(self._resume)
+
     def topics(self) -> list[str]:
         prefix = f"$share/{self.options.share_group}/" if self.options.share_group else ""
         return [prefix + f for f in self.filters]
