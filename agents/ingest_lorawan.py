@@ -220,25 +220,29 @@ class LorawanIngest:
                            " does not autoprovision", device_id=uplink.dev_eui, service=group.get("service", ""),
                            service_path=group.get("subservice", "/"))
         name = uplink.device_name if uplink.device_name and _DEVICE_ID.match(uplink.device_name) else None
-        device_id = name or f"eui-{uplink.dev_eui.lower()}"
+        eui_id = f"eui-{uplink.dev_eui.lower()}"  # TTS's default device id; the fallback when the name is taken
         lorawan: Doc = {"application_id": (section(group) or {}).get("application_id"), "dev_eui": uplink.dev_eui}
         if uplink.network == "tts" and uplink.device_name:
             lorawan["end_device_id"] = uplink.device_name
-        doc: Doc = {"device_id": device_id, "service": group.get("service", ""),
-                    "service_path": group.get("subservice", "/"), "apikey": group.get("apikey") or "",
-                    "transport": LORAWAN, "internal_attributes": {"lorawan": lorawan}}
         codec = codec_of(group_conf)
-        if codec is not None:
-            doc["entity_name"] = entity_id(codec.entity_type, device_id)
-        try:
-            await self.registry.create_device(doc)
-        except Duplicate:
-            again = await uplink_device(self.registry, uplink, self.servers, msg.service)
-            if again is not None:
-                return again  # another message of the device created it meanwhile
+        doc: Doc = {}
+        for device_id in dict.fromkeys(i for i in (name, eui_id) if i):
+            doc = {"device_id": device_id, "service": group.get("service", ""),
+                   "service_path": group.get("subservice", "/"), "apikey": group.get("apikey") or "",
+                   "transport": LORAWAN, "internal_attributes": {"lorawan": lorawan}}
+            if codec is not None:
+                doc["entity_name"] = entity_id(codec.entity_type, device_id)
+            try:
+                await self.registry.create_device(doc)
+                break
+            except Duplicate:
+                again = await uplink_device(self.registry, uplink, self.servers, msg.service)
+                if again is not None:
+                    return again  # another message of the device created it meanwhile
+        else:
             raise Rejected("unknown_device", f"DevEUI {uplink.dev_eui} of {where} could not be autoprovisioned:"
-                           f" device id {device_id!r} is taken", device_id=uplink.dev_eui,
-                           service=doc["service"], service_path=doc["service_path"]) from None
+                           f" device ids {name!r} and {eui_id!r} are taken", device_id=uplink.dev_eui,
+                           service=str(group.get("service", "")), service_path=str(group.get("subservice", "/")))
         log.info("lorawan: autoprovisioned device %s (DevEUI %s) in %s%s", device_id, uplink.dev_eui, doc["service"],
                  doc["service_path"])
         found = await uplink_device(self.registry, uplink, self.servers, msg.service)

@@ -178,3 +178,18 @@ def test_a_group_autoprovisions_its_application_devices_and_the_network_decoded_
         assert weather["type"] == "WeatherObserved" and weather["temperature"]["value"] == 1.0
 
     run(registry_url, body)
+
+
+def test_an_autoprovisioned_device_whose_name_is_taken_gets_its_eui_name(registry_url: str) -> None:
+    async def body(ingestor: Ingestor, registry: Registry, metrics: Metrics) -> None:
+        group = {"apikey": "", "resource": "app1", "service": "aix", "subservice": "/",
+                 "internal_attributes": {"lorawan": {"application_server": {"provider": "TTN"},
+                                                     "application_id": "app1@tenant1", "codec": "decentlab/dl-pm"}}}
+        await registry.create_groups("aix", "/", [group])
+        await registry.create_device({"device_id": "dev1", "service": "aix", "service_path": "/", "apikey": "k1"})
+        outcome = await ingestor.process(mqtt("lorawan-tts", tts_uplink(DL_PM), TTS_TOPIC))
+        assert outcome.updates[0].entity["id"] == "urn:ngsi-ld:AirQualityObserved:eui-0004a30b001c0530"
+        (created,) = await registry.devices_by_dev_eui("0004A30B001C0530")
+        assert created["internal_attributes"]["lorawan"]["end_device_id"] == "dev1"  # TTS's name, for downlinks
+
+    run(registry_url, body)
