@@ -84,6 +84,7 @@ class LorawanIngest:
         self.servers = servers
         self.config_ttl = config_ttl
         self._devices: dict[tuple[Any, ...], tuple[float, _Device]] = {}
+        self._tenants: dict[tuple[Any, ...], tuple[float, str]] = {}  # application -> the service it reports to
         self._generation = -1
         self._dropped = metrics.counter(
             "metropole_agent_lorawan_readings_dropped_total",
@@ -168,6 +169,7 @@ class LorawanIngest:
         generation = self.registry.generation
         if generation != self._generation:
             self._devices.clear()
+            self._tenants.clear()
             self._generation = generation
         entry = self._devices.get(key)
         if entry is not None and entry[0] >= time.monotonic():
@@ -252,18 +254,35 @@ class LorawanIngest:
         return found
 
     async def _tenant_of(self, uplink: Uplink | None) -> str:
-        """The service whose devices listen to an uplink's application, where its unknown DevEUI is reported."""
+        """The service whose devices listen to an uplink's application, where its unknown DevEUI is reported.
+
+        Remembered per application like the devices (an application's devices not provisioned yet keep
+        sending, and finding the tenant reads every LoRaWAN device).
+        """
         if uplink is None:
             return ""
+        key = ("tenant", uplink.network, uplink.application, uplink.tenant)
+        entry = self._tenants.get(key)
+        if entry is not None and entry[0] >= time.monotonic() and self._generation == self.registry.generation:
+            return entry[1]
+        generation = self.registry.generation
+        service = ""
         for group, _ in await groups_listening(self.registry, uplink, self.servers):
-            return str(group.get("service", ""))
-        for device in await self.registry.lorawan_devices():
-            try:
-                if matches(conf(device, await group_of(self.registry, device), self.servers), uplink):
-                    return str(device.get("service", ""))
-            except ConfError:
-                continue
-        return ""
+            service = str(group.get("service", ""))
+            break
+        else:
+            for device in await self.registry.lorawan_devices():
+                try:
+                    if matches(conf(device, await group_of(self.registry, device), self.servers), uplink):
+                        service = str(device.get("service", ""))
+                        break
+                except ConfError:
+                    continue
+        if generation == self.registry.generation:
+            if len(self._tenants) >= 10_000:
+                self._tenants.clear()
+            self._tenants[key] = (time.monotonic() + self.config_ttl, service)
+        return service
 
 
 def _tenant(msg: Inbound) -> tuple[str, str]:

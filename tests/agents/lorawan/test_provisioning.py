@@ -142,3 +142,15 @@ def test_a_lorawan_group_and_its_devices(iota: httpx.Client) -> None:
     _refused(iota.post("/iot/devices", json={"devices": [{"device_id": "lpp-1", "apikey": "lpp", "dev_eui":
                                                           "24E124136B502218", "commands": [{"name": "x"}]}]}),
              "devices[0].commands", "documents no downlink")
+
+
+def test_the_codec_catalogue(iota: httpx.Client) -> None:
+    body = iota.get("/iot/codecs").json()
+    by_id = {c["id"]: c for c in body["codecs"]}
+    assert body["count"] == len(by_id) >= 9
+    assert by_id["elsys/ers-sound"]["entities"] == ["NoiseLevelObserved", "WeatherObserved"]
+    assert by_id["milesight/em300-th"]["commands"] is True and by_id["cayenne/lpp"]["commands"] is False
+    assert by_id["decentlab/dl-pm"]["uplink_ports"] == [1]
+    assert iota.get("/iot/codecs/dragino/lht65").json()["vendor"] == by_id["dragino/lht65"]["vendor"]
+    missing = iota.get("/iot/codecs/dragino/lht99")
+    assert missing.status_code == 404 and "known: " in missing.json()["message"]
