@@ -86,10 +86,14 @@ def _lorawan(doc: dict[str, Any], where: str, group: dict[str, Any] | None, serv
         found = conf(doc if is_device else None, group if is_device else doc, servers, is_device=is_device)
     except ConfError as exc:
         raise InvalidField(f"{where}.{exc.field}", exc.message) from None
+    sources = [(doc, where)] + ([(group, "group")] if is_device and group else [])
     if found.codec_id is None:
+        for source, at in sources:
+            if source.get("commands"):
+                raise InvalidField(f"{at}.commands", "a device without a codec (data_model application_server)"
+                                   " has nothing to encode its downlinks with: name its codec")
         return
     codec = codec_for(found.codec_id)
-    sources = [(doc, where)] + ([(group, "group")] if is_device and group else [])
     for source, at in sources:
         entity_type = source.get("entity_type") or source.get("type")
         if entity_type and entity_type != codec.entity_type:

@@ -93,6 +93,10 @@ def test_what_could_never_work_is_refused_naming_the_field(iota: httpx.Client) -
     _refused(_device(iota, transport="MQTT", internal_attributes=lorawan()), "devices[0].transport", "LORAWAN")
     _refused(_device(iota, internal_attributes=lorawan(codec="cayenne/lpp"),
                      commands=[{"name": "reboot", "type": "command"}]), "devices[0].commands", "documents no downlink")
+    _refused(_device(iota, internal_attributes=lorawan(codec=None, data_model="application_server"),
+                     commands=[{"name": "reboot"}]), "devices[0].commands", "nothing to encode its downlinks")
+    _refused(_device(iota, internal_attributes=lorawan(), commands=[{"name": "x", "lorawan": {"priority": "NOW"}}]),
+             "devices[0].commands[0].lorawan.priority", "one of LOWEST")
     assert iota.get("/iot/devices").json()["count"] == 0, "nothing of a refused request is kept"
 
 
