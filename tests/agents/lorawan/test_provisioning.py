@@ -126,9 +126,10 @@ def test_a_devEUI_is_provisioned_once(iota: httpx.Client) -> None:
 
 
 def test_a_lorawan_group_and_its_devices(iota: httpx.Client) -> None:
-    group = {"apikey": "", "resource": "0000000000000000", "cbroker": "http://127.0.0.1:1026",
-             "internal_attributes": {"lorawan": {"application_server": {"name": "tts-aix"},
-                                                 "application_id": "aix-air@metropole", "codec": "milesight/em300-th"}}}
+    section = {"application_server": {"name": "tts-aix"}, "application_id": "aix-air@metropole",
+               "codec": "milesight/em300-th"}
+    group: dict[str, Any] = {"apikey": "", "resource": "0000000000000000", "cbroker": "http://127.0.0.1:1026",
+                             "internal_attributes": {"lorawan": section}}
     r = iota.post("/iot/services", json={"services": [group]})
     assert r.status_code == 201, r.text
     bad = {**group, "resource": "1", "internal_attributes": {"lorawan": {"application_server": {"provider": "TTN"}}}}
@@ -141,7 +142,7 @@ def test_a_lorawan_group_and_its_devices(iota: httpx.Client) -> None:
     assert r.status_code == 201, r.text
     # a group's codec that takes no commands refuses a device's commands
     r = iota.post("/iot/services", json={"services": [{**group, "apikey": "lpp", "resource": "2",
-        "internal_attributes": {"lorawan": {**group["internal_attributes"]["lorawan"], "codec": "cayenne/lpp"}}}]})
+        "internal_attributes": {"lorawan": {**section, "codec": "cayenne/lpp"}}}]})
     assert r.status_code == 201, r.text
     _refused(iota.post("/iot/devices", json={"devices": [{"device_id": "lpp-1", "apikey": "lpp", "dev_eui":
                                                           "24E124136B502218", "commands": [{"name": "x"}]}]}),
