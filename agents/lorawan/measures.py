@@ -140,14 +140,10 @@ def project(codec: Codec, data: Mapping[str, Any]) -> Projection:
 
 
 def _period(doc: Doc, observed: str, period_s: float | None) -> None:
-    """NoiseLevelObserved requires the interval its levels cover: `dateObservedFrom` .. `dateObservedTo`.
-
-    The mapping engine gives both the observation time (Profile.period); a provisioned report
-    interval moves the start back by it. DateTime values are plain UTC strings (clause 4.6.3), as the
-    engine writes them.
-    """
+    """NoiseLevelObserved requires the interval its levels cover: `dateObservedFrom` .. `dateObservedTo`."""
     start = observed if period_s is None else shifted(observed, -round(period_s * 1_000_000))
     for name, at in (("dateObservedFrom", start), ("dateObservedTo", observed)):
+        # a plain date-time string, as the agents' own profiles write DateTime values (clause 4.6.3)
         doc[name] = {"type": "Property", "value": at, "observedAt": observed}
 
 
