@@ -33,6 +33,8 @@ from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert
 __all__ = ["RANGES", "ConfigFor", "Projection", "entities", "lookup", "project"]
 
 Doc = dict[str, Any]
+#: The configuration of the entity of one profile: (profile) -> DeviceConfig, e.g. the ingestor's cached ones.
+ConfigFor = Callable[[Profile], DeviceConfig]
 
 #: Bounds the Smart Data Models put on the attributes LoRaWAN profiles fill (minimum, maximum; None: unbounded).
 #: tests/agents/lorawan/test_catalog.py checks this table against the official schemas (which give pm1 no minimum).
@@ -145,10 +147,6 @@ def _period(doc: Doc, observed: str, period_s: float | None) -> None:
     for name, at in (("dateObservedFrom", start), ("dateObservedTo", observed)):
         # a plain date-time string, as the agents' own profiles write DateTime values (clause 4.6.3)
         doc[name] = {"type": "Property", "value": at, "observedAt": observed}
-
-
-#: The configuration of the entity of one profile: (profile) -> DeviceConfig, e.g. the ingestor's cached ones.
-ConfigFor = Callable[[Profile], DeviceConfig]
 
 
 def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_at: str,
