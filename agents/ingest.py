@@ -29,6 +29,8 @@ from typing import Any
 
 from agents.codecs import CodecError, decoder_for, ultralight
 from agents.codecs import json as json_codec
+from agents.ingest_lorawan import LorawanIngest
+from agents.lorawan.provisioning import parse_servers
 from agents.mapping.engine import DeviceConfig, entity_id, map_measure, merge_config
 from agents.mapping.jexl import JexlError, evaluate
 from agents.mapping.timestamps import shifted
@@ -53,6 +55,8 @@ class Ingestor:
         self.registry = registry
         self.settings = settings or AgentSettings()
         self.config_ttl = config_ttl
+        self.lorawan = LorawanIngest(registry, metrics, self.settings, parse_servers(self.settings.lorawan_servers),
+                                     config_ttl=config_ttl)
         # (apikey, device_id, resource) -> (expires at, config); valid for registry generation _cache_generation
         self._configs: dict[tuple[str, str, str], tuple[float, DeviceConfig]] = {}
         self._cache_generation = -1
@@ -86,24 +90,28 @@ class Ingestor:
         dropped: list[Rejected] = []
         try:
             self._check_size(msg)
-            measures = self._decode(msg)
-            cfg = self._cached_config(msg)
-            if cfg is None:
-                cfg = await self._config(msg, measures[0])
-            updates: list[EntityUpdate] = []
-            contexts = self.settings.contexts
-            max_length = self.settings.max_value_length
-            for index, measure in enumerate(measures):
-                received_at = msg.received_at if index == 0 else shifted(msg.received_at, index)
-                for entity in map_measure(cfg, measure, received_at, dropped, max_length):
-                    updates.append(EntityUpdate(
-                        tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
-                        entity=entity, context=list(contexts), device_id=msg.device_id, apikey=msg.apikey,
-                    ))
+            if msg.protocol.startswith("lorawan"):
+                updates, cfg = await self.lorawan.updates(msg, dropped)
+            else:
+                measures = self._decode(msg)
+                cfg = self._cached_config(msg)
+                if cfg is None:
+                    cfg = await self._config(msg, measures[0])
+                updates = []
+                contexts = self.settings.contexts
+                max_length = self.settings.max_value_length
+                for index, measure in enumerate(measures):
+                    received_at = msg.received_at if index == 0 else shifted(msg.received_at, index)
+                    for entity in map_measure(cfg, measure, received_at, dropped, max_length):
+                        updates.append(EntityUpdate(
+                            tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
+                            entity=entity, context=list(contexts), device_id=msg.device_id, apikey=msg.apikey,
+                        ))
             if dropped and not updates:
                 # Every value was refused: the message as a whole says nothing the broker can take.
                 reason = dropped[0].reason
-                raise Rejected(reason, "every attribute was refused: " + "; ".join(d.detail for d in dropped))
+                raise Rejected(reason, "every attribute was refused: " + "; ".join(d.detail for d in dropped),
+                               device_id=cfg.device_id)
         except Rejected as rejection:
             await self._record(msg, rejection, cfg)
             return Outcome([], rejection)
@@ -252,20 +260,25 @@ class Ingestor:
     async def _record(self, msg: Inbound, rejection: Rejected, cfg: DeviceConfig | None, *,
                       counted: bool = True) -> None:
         topic = rejection.topic or msg.topic
+        device_id = rejection.device_id or msg.device_id  # a LoRaWAN message names its device by DevEUI only
         if rejection.attribute is None:
-            log.warning("agent: rejected message of device %r (apikey %r) on %s: %s: %s", msg.device_id, msg.apikey,
+            log.warning("agent: rejected message of device %r (apikey %r) on %s: %s: %s", device_id, msg.apikey,
                         topic, rejection.reason, rejection.detail)
         else:
             log.warning("agent: refused attribute %r of device %r (apikey %r) on %s, kept the others: %s: %s",
-                        rejection.attribute, msg.device_id, msg.apikey, topic, rejection.reason, rejection.detail)
+                        rejection.attribute, device_id, msg.apikey, topic, rejection.reason, rejection.detail)
         if counted:
             self.rejected.labels(reason=rejection.reason).inc()
         limit = self.settings.dead_letter_payload_max
         if cfg is None and rejection.service is None:
-            rejection.service, rejection.service_path = await self._tenant_of(msg)
+            if msg.protocol.startswith("lorawan"):  # no apikey to go by: the tenant a webhook named, if any
+                rejection.service = msg.service or ""
+                rejection.service_path = (msg.service_path or "/") if msg.service else ""
+            else:
+                rejection.service, rejection.service_path = await self._tenant_of(msg)
         letter = DeadLetter(
             received_at=msg.received_at, reason=rejection.reason, detail=rejection.detail, transport=msg.transport,
-            protocol=msg.protocol, apikey=msg.apikey, device_id=msg.device_id, topic=topic,
+            protocol=msg.protocol, apikey=msg.apikey, device_id=device_id, topic=topic,
             service=cfg.service if cfg else (rejection.service or ""),
             service_path=cfg.service_path if cfg else (rejection.service_path or ""),
             payload=msg.payload[:limit].decode("utf-8", errors="replace"), attribute=rejection.attribute,

@@ -28,6 +28,7 @@ REASONS = (
     "too_many_attributes",  # over METROPOLE_AGENT_MAX_ATTRIBUTES measures in one message
     "too_long",  # one value over METROPOLE_AGENT_MAX_VALUE_LENGTH (that attribute alone is refused)
     "unsupported_content_type",
+    "codec_error",  # a LoRaWAN device's codec refused the payload (agents.ingest_lorawan)
 )
 
 
@@ -35,7 +36,7 @@ class Inbound(NamedTuple):
     """One southbound message as a transport received it."""
 
     transport: str  # "mqtt" | "http"
-    protocol: str  # "json" | "ul"
+    protocol: str  # "json" | "ul" | "lorawan-tts" | "lorawan-chirpstack" (a network server's uplink envelope)
     apikey: str
     device_id: str
     payload: bytes
@@ -43,6 +44,8 @@ class Inbound(NamedTuple):
     attribute: str | None = None  # single-attribute topics /<apikey>/<device>/attrs/<attr>
     topic: str | None = None  # MQTT topic or HTTP path, for rejection reports
     size: int = -1  # the message's size when `payload` holds only its start (too large to read), else -1
+    service: str | None = None  # the tenant the transport knows it for (a LoRaWAN webhook's fiware-service)
+    service_path: str | None = None
 
 
 class EntityUpdate(NamedTuple):

@@ -33,6 +33,7 @@ from agents.delivery import Delivery, DeliveryOptions
 from agents.embedded_mqtt import EmbeddedMqttBroker, ensure_mqtt_broker
 from agents.ingest import Ingestor
 from agents.instance import default_client_id, installation_id
+from agents.lorawan.provisioning import Broker, parse_servers
 from agents.metrics import Metrics
 from agents.provisioning import create_provisioning_app
 from agents.provisioning.hooks import Hooks
@@ -40,6 +41,7 @@ from agents.registry import DeadLetter, open_registry
 from agents.settings import AgentSettings
 from agents.transports.http import create_http_app
 from agents.transports.intake import Intake
+from agents.transports.lorawan_mqtt import NetworkServers
 from agents.transports.mqtt import MqttOptions, MqttTransport
 from web.secrets import remember
 
@@ -56,6 +58,8 @@ def _env(name: str, default: str) -> str:
 class RuntimeOptions:
     """Transport and delivery options (METROPOLE_AGENT_<NAME>).
 
+    (LoRaWAN network servers' brokers are connected to as provisioning names them:
+    agents.transports.lorawan_mqtt; their client ids derive from MQTT_CLIENT_ID's)
     MQTT            auto (default: use the broker at MQTT_HOST:MQTT_PORT, start an embedded
                     one there when none answers on a local address), external (never embed), off
     MQTT_PROTOCOL   5 (default) or 4 (MQTT 3.1.1; forced for the embedded broker)
@@ -157,6 +161,7 @@ class AgentRuntime:
         self.embedded_mqtt: EmbeddedMqttBroker | None = None
         self._delivery_task: asyncio.Task[None] | None = None
         self.commands: CommandService | None = None
+        self.network_servers: NetworkServers | None = None
         self.command_routes: CommandRoutes | None = None
         self._default_client: NgsiLdClient | None = None
         self._servers: list[uvicorn.Server] = []
@@ -168,14 +173,16 @@ class AgentRuntime:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.registry = open_registry(s.resolved_registry_url)
         await self.registry.open()
+        servers = parse_servers(s.lorawan_servers)
         ingestor = Ingestor(self.registry, self.metrics, s)
         self.outbox = Outbox(s.resolved_outbox_path, synchronous=o.outbox_sync)  # type: ignore[arg-type]
-        self.commands = CommandService(self.registry, self.outbox, s, metrics=self.metrics, publish=self._publish)
+        self.commands = CommandService(self.registry, self.outbox, s, metrics=self.metrics, publish=self._publish,
+                                       lorawan_publish=self._publish_downlink)
         self.command_routes = CommandRoutes(
             self.commands, mode=o.commands, provider_url=o.provider_url or f"http://{s.host}:{s.provisioning_port}",
             default_broker=s.broker_url, contexts=s.contexts, installation=installation_id(s.data_dir))
-        hooks = Hooks(group_changed=self._group_changed, device_changed=self.command_routes.device_changed,
-                      check_cbroker=s.check_cbroker)
+        hooks = Hooks(group_changed=self._group_changed, device_changed=self._device_changed,
+                      check_cbroker=s.check_cbroker, lorawan_servers=servers)
         provisioning_app = create_provisioning_app(s, self.registry, self.metrics, outbox=self.outbox, hooks=hooks,
                                                    routers=[self.command_routes.router()])
         credentials = s.broker_headers()  # ops: the broker may ask who is calling
@@ -194,6 +201,12 @@ class AgentRuntime:
         self.commands.start()
         self.intake = Intake(ingestor.process, self.outbox, metrics=self.metrics)
         await self.intake.start()
+        client_id = o.mqtt_client_id or default_client_id(s.data_dir)
+        self.network_servers = NetworkServers(
+            self.registry, self.intake, servers, client_id=client_id, share_group=o.mqtt_share_group,
+            session_expiry=o.mqtt_session_expiry, max_message_bytes=s.max_message_bytes, metrics=self.metrics,
+            events=self.commands.lorawan_event, connected=self.commands.lorawan_connected)
+        await self.network_servers.start()
         if o.mqtt != "off":
             protocol = o.mqtt_protocol
             tls = s.mqtt_tls_context()  # ops: MQTT over TLS
@@ -204,7 +217,6 @@ class AgentRuntime:
                     log.warning("no MQTT broker answered on %s:%s: started an embedded one (Mosquitto is better)",
                                 s.mqtt_host, s.mqtt_port)
                     protocol = 4
-            client_id = o.mqtt_client_id or default_client_id(s.data_dir)
             log.info("MQTT client id %s%s", client_id, "" if o.mqtt_client_id else
                      f" (this installation's, kept in {s.data_dir}; METROPOLE_AGENT_MQTT_CLIENT_ID overrides it)")
             self.mqtt = MqttTransport(
@@ -219,7 +231,8 @@ class AgentRuntime:
             self.mqtt.start()
         http_app = create_http_app(self.intake, json_resource=s.default_resource_json,
                                    ul_resource=s.default_resource_ul, max_message_bytes=s.max_message_bytes,
-                                   on_refused=ingestor.record, commands=self.commands)
+                                   on_refused=ingestor.record, commands=self.commands,
+                                   lorawan_events=self.commands)
         agent_ops.wire(provisioning_app, http_app, self, self.authenticator)  # ops: auth, /health, /ready, access log
         self._servers = [
             _uvicorn(provisioning_app, s.host, s.provisioning_port),
@@ -234,6 +247,8 @@ class AgentRuntime:
         """Disconnect MQTT first (nothing new comes in), commit the intake, stop delivery, close."""
         if self.mqtt is not None:
             await self.mqtt.aclose()
+        if self.network_servers is not None:
+            await self.network_servers.aclose()
         if self.commands is not None:
             await self.commands.stop()
         if self.command_routes is not None:
@@ -259,6 +274,19 @@ class AgentRuntime:
             raise ConnectionError("MQTT is off (METROPOLE_AGENT_MQTT=off)")
         await self.mqtt.publish(topic, payload, qos)
 
+    async def _publish_downlink(self, broker: Broker, topic: str, payload: bytes, qos: int) -> None:
+        """Queue a LoRaWAN downlink on its network server's broker."""
+        if self.network_servers is None:
+            raise ConnectionError("no LoRaWAN network server connections")
+        await self.network_servers.publish(broker, topic, payload, qos)
+
+    async def _device_changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Provisioning hook: commands (un)subscribed, network server connections kept in step."""
+        if self.command_routes is not None:
+            await self.command_routes.device_changed(old, new)
+        if self.network_servers is not None:
+            await self.network_servers.changed(old, new)
+
     async def _command_result(self, protocol: str, apikey: str, device_id: str, payload: bytes) -> None:
         """A cmdexe over MQTT: taken (or refused and logged); acknowledged either way."""
         if self.commands is not None:
@@ -266,6 +294,8 @@ class AgentRuntime:
 
     async def _group_changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Provisioning hook: a group's new cbroker also takes the measures still waiting for the old one."""
+        if self.network_servers is not None:
+            await self.network_servers.changed(old, new)
         if old is None or new is None or self.outbox is None:
             return
         before = old.get("cbroker") or old.get("cbHost") or ""

@@ -20,6 +20,12 @@
                                        beyond which that attribute alone is refused
     METROPOLE_AGENT_CHECK_CBROKER      true: provisioning refuses a group whose cbroker does not answer
     METROPOLE_AGENT_COMMAND_TIMEOUT    60: seconds a command may stay PENDING/DELIVERED before EXPIRED
+    METROPOLE_AGENT_LORAWAN_COMMAND_TIMEOUT  3600: the same for LoRaWAN devices, which take a downlink only
+                                       after their next uplink (class A)
+    METROPOLE_AGENT_LORAWAN_SERVERS    named LoRaWAN network servers, JSON {"<name>": {"provider", "host", "port",
+                                       "protocol", "username", "password"}}: a provisioning's
+                                       `application_server: {"name": ...}` uses one (its credentials stay here,
+                                       out of the registry)
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ class AgentSettings:
     max_value_length: int = 4096
     check_cbroker: bool = True
     command_timeout: float = 60.0
+    lorawan_command_timeout: float = 3600.0
+    lorawan_servers: str = ""  # JSON, agents.lorawan.provisioning.parse_servers
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -124,6 +132,8 @@ class AgentSettings:
             "max_value_length": ("METROPOLE_AGENT_MAX_VALUE_LENGTH", int),
             "check_cbroker": ("METROPOLE_AGENT_CHECK_CBROKER", _bool),
             "command_timeout": ("METROPOLE_AGENT_COMMAND_TIMEOUT", float),
+            "lorawan_command_timeout": ("METROPOLE_AGENT_LORAWAN_COMMAND_TIMEOUT", float),
+            "lorawan_servers": ("METROPOLE_AGENT_LORAWAN_SERVERS", str),
         }
         for attr, (var, conv) in simple.items():
             if var in env:

@@ -2,7 +2,7 @@
 
     python -m bench.ingest_bench [--devices 50] [--rate 500] [--seconds 10] [--burst 20000]
                                  [--sustain 5000 --sustain-seconds 30] [--publishers 1]
-                                 [--agent-cpus 0] [--mosquitto own|system]
+                                 [--agent-cpus 0] [--mosquitto own|system] [--lorawan]
 
 Starts the agent (`metropole agent`) in a subprocess, against two northbound targets:
 
@@ -24,6 +24,13 @@ the other cores, when there are any.
 For each target: a fixed rate (N devices, R messages/s in all, S seconds),
 flat out (B messages as fast as the publishers go), and with --sustain a
 fixed rate held for --sustain-seconds, which tells whether the agent kept up.
+With --lorawan the same cases run again with LoRaWAN devices: The Things
+Stack v3 uplinks (a DL-PM frame in the documented envelope) published on
+`v3/<app>@<tenant>/devices/<dev>/up`, to which the agent subscribes as to a
+network server's broker (a LoRaWAN group: envelope, DevEUI lookup, the
+decentlab/dl-pm codec, its profile). The Things Stack's MQTT server delivers
+at QoS 0 only, and so does this case: there is no PUBACK from the agent, so
+`lost` then counts what Mosquitto or the agent dropped.
 Columns:
 
     published/s      messages PUBACKed by Mosquitto per second (the publishers' own rate)
@@ -124,12 +131,14 @@ class Watcher(threading.Thread):
     """Polls the broker for the devices' entities, noting (device, value, time) when a new value shows.
 
     The publishers' send times only come back once they are done, so the
-    latencies are worked out afterwards (see run_case).
+    latencies are worked out afterwards (see run_case). The value is `attr`
+    times `scale` (a TTS case's pm10 is the frame's word / 10).
     """
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, attr: str = "no2", scale: int = 1) -> None:
         super().__init__(daemon=True)
         self.url, self.stop = broker_url, threading.Event()
+        self.attr, self.scale = attr, scale
         self.seen: dict[str, int] = {}
         self.observations: list[tuple[str, int, float]] = []
 
@@ -139,14 +148,15 @@ class Watcher(threading.Thread):
                 try:
                     r = client.get(f"{self.url}/ngsi-ld/v1/entities",
                                    params={"type": "AirQualityObserved", "options": "keyValues", "limit": "1000",
-                                           "attrs": "no2"})
+                                           "attrs": self.attr})
                 except httpx.HTTPError:
                     continue
                 now = time.time()
                 if r.status_code == 200:
                     for e in r.json():
-                        value = e.get("no2")
-                        if isinstance(value, int) and self.seen.get(e["id"]) != value:
+                        raw = e.get(self.attr)
+                        value = round(raw * self.scale) if isinstance(raw, (int, float)) else None
+                        if value is not None and self.seen.get(e["id"]) != value:
                             self.seen[e["id"]] = value
                             self.observations.append((e["id"].rsplit(":", 1)[1], value, now))
                 time.sleep(0.05)
@@ -171,6 +181,8 @@ class Rig:
     publishers: int
     broker_url: str | None  # where to poll for latency; None for the sink
     next_value: int = 0  # no2 values already used: each case publishes new ones
+    kind: str = "json"  # or "tts": LoRaWAN uplinks of The Things Stack (mqtt_load)
+    application: str = ""  # kind "tts": `app@tenant`
 
     def values(self, total: int) -> int:
         """Reserve the no2 values of a case of `total` messages; returns its first."""
@@ -183,9 +195,10 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
     agent, devices = rig.agent, rig.devices
     base = rig.values(total)
     spec = LoadSpec(rig.mqtt_host, rig.mqtt_port, rig.apikey, devices, total, rate=rate, value_base=base,
-                    timeout=(total / rate if rate else 0) + 120)
+                    timeout=(total / rate if rate else 0) + 120, kind=rig.kind, application=rig.application)
     load = Load(spec, rig.publishers)  # payloads built and connected before the clock starts
-    watcher = Watcher(rig.broker_url) if rig.broker_url and latency else None
+    attr, scale = ("pm10", 10) if rig.kind == "tts" else ("no2", 1)
+    watcher = Watcher(rig.broker_url, attr, scale) if rig.broker_url and latency else None
     accepted0 = agent.metric("metropole_agent_intake_messages_total")
     delivered0 = agent.metric("metropole_agent_delivered_total")
     appended0 = agent.metric("metropole_agent_outbox_appended_total")
@@ -220,7 +233,7 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
         watcher.stop.set()
         watcher.join(5)
         for device, value, seen in watcher.observations:
-            i = (value - base) * devices + int(device.removeprefix("d"))
+            i = (value - base) * devices + int(device.lstrip("dt"))  # d<n>: JSON devices, t<n>: LoRaWAN
             if value >= base and 0 <= i < total and sent.send_times[i]:
                 lat.append(seen - sent.send_times[i])
     cpu = agent.cpu_seconds() - cpu0
@@ -270,6 +283,22 @@ def provision(agent: Agent, apikey: str, cbroker: str) -> None:
     r.raise_for_status()
 
 
+def provision_lorawan(agent: Agent, application: str, cbroker: str, mqtt_host: str, mqtt_port: int) -> None:
+    """A LoRaWAN group on The Things Stack application `application` (the bench's Mosquitto plays its MQTT
+    server): its devices are autoprovisioned by their first uplink, decoded with decentlab/dl-pm."""
+    lorawan = {"application_server": {"provider": "TTN", "host": mqtt_host, "port": mqtt_port},
+               "application_id": application, "codec": "decentlab/dl-pm"}
+    r = httpx.post(f"{agent.url}/iot/services", headers={"fiware-service": TENANT, "fiware-servicepath": "/"},
+                   json={"services": [{"apikey": "", "resource": application, "cbroker": cbroker, "autoprovision": True,
+                                       "internal_attributes": {"lorawan": lorawan}}]}, timeout=10)
+    r.raise_for_status()
+    deadline = time.time() + 30
+    while agent.metric("metropole_agent_lorawan_links_connected") < 1:
+        if time.time() > deadline:
+            raise TimeoutError("the agent did not subscribe on the network server's broker")
+        time.sleep(0.1)
+
+
 def _cpus(spec: str) -> set[int]:
     """`--agent-cpus`: "0", "0,1", "0-1", or "none" (no pinning: the empty set)."""
     if spec.strip().lower() in ("", "none"):
@@ -308,6 +337,8 @@ def main() -> int:
                              f"system: {MQTT_HOST}:{MQTT_PORT} (METROPOLE_TEST_MQTT_HOST/_PORT)")
     parser.add_argument("--target", choices=("both", "broker", "sink"), default="both",
                         help="northbound targets to run: the embedded broker, the instant sink, or both (default)")
+    parser.add_argument("--lorawan", action="store_true",
+                        help="also run every case with LoRaWAN devices: The Things Stack uplinks, codec decentlab/dl-pm")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="run the agent under pyinstrument and write its text report to FILE (one per target)")
     args = parser.parse_args()
@@ -361,16 +392,23 @@ def main() -> int:
                     agent.pin(agent_cpus)
                 apikey = f"bench{tag}"
                 provision(agent, apikey, cbroker)
-                rig = Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url)
-                # warm-up: autoprovision the devices
-                run_case(rig, rate=None, total=args.devices, latency=False)
-                rows.append((target, f"{args.rate:.0f}/s x {args.seconds:.0f}s",
-                             run_case(rig, rate=args.rate, total=int(args.rate * args.seconds))))
-                rows.append((target, f"flat out {args.burst}", run_case(rig, rate=None, total=args.burst)))
-                if args.sustain:
-                    r = run_case(rig, rate=args.sustain, total=int(args.sustain * args.sustain_seconds))
-                    rows.append((target, f"sustain {args.sustain:.0f}/s x {args.sustain_seconds:.0f}s", r))
-                    verdicts.append(sustain_verdict(target, args.sustain, args.sustain_seconds, r))
+                rigs = [("json", Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url))]
+                if args.lorawan:
+                    application = f"bench{tag}@bench"
+                    provision_lorawan(agent, application, cbroker, mqtt_host, mqtt_port)
+                    rigs.append(("tts", Rig(agent, mqtt_host, mqtt_port, "", args.devices, args.publishers, broker_url,
+                                            kind="tts", application=application)))
+                for kind, rig in rigs:
+                    label = target if kind == "json" else f"{target}, LoRaWAN TTS"
+                    # warm-up: autoprovision the devices
+                    run_case(rig, rate=None, total=args.devices, latency=False)
+                    rows.append((label, f"{args.rate:.0f}/s x {args.seconds:.0f}s",
+                                 run_case(rig, rate=args.rate, total=int(args.rate * args.seconds))))
+                    rows.append((label, f"flat out {args.burst}", run_case(rig, rate=None, total=args.burst)))
+                    if args.sustain:
+                        r = run_case(rig, rate=args.sustain, total=int(args.sustain * args.sustain_seconds))
+                        rows.append((label, f"sustain {args.sustain:.0f}/s x {args.sustain_seconds:.0f}s", r))
+                        verdicts.append(sustain_verdict(label, args.sustain, args.sustain_seconds, r))
             finally:
                 if proc:
                     proc.stop()
@@ -398,9 +436,10 @@ def main() -> int:
             f"the rest on cpu {','.join(map(str, sorted(others)))}" if others else "sharing it with the rest")
     print(f"\nIoT agent ingest, {args.devices} devices, MQTT QoS 1 via {via}, {args.publishers} publisher process(es),"
           f" {pinning} (an update per entity: AirQualityObserved + its Device)")
-    print(f"{'target':<16} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
+    width = max(16, *(len(t) for t, _, _ in rows)) if rows else 16
+    print(f"{'target':<{width}} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
     for target, load, r in rows:
-        print(f"{target:<16} {load:<22} " + " ".join(
+        print(f"{target:<{width}} {load:<22} " + " ".join(
             f"{r[c]:>12.0f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}" for c in cols))
     for verdict in verdicts:
         print(verdict)

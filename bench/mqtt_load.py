@@ -12,7 +12,12 @@ as paho's max_inflight_messages does).
 
 The messages are those of `ingest_bench`: message i goes to device
 `d{i % devices}` on `/json/<apikey>/<device>/attrs` with `{"no2": base + i // devices}`,
-so a value seen in the NGSI-LD broker tells which message it was. Publisher k
+so a value seen in the NGSI-LD broker tells which message it was. With
+`kind="tts"` they are The Things Stack v3 uplinks instead, on
+`v3/<application>/devices/t<n>/up`: the documented uplink envelope
+(agents/lorawan/tts_vectors.json) carrying Decentlab's DL-PM example frame
+whose PM10 word is the value (so the entity's pm10 is value / 10), DevEUI
+70B3D57E followed by the device number in hex. Publisher k
 of K sends the messages of the devices whose number is k modulo K, in order,
 so each device's measures keep their order (one connection per device). At a
 fixed rate, message i is due at t0 + i / rate (one schedule shared by all
@@ -47,7 +52,7 @@ from pathlib import Path
 
 from agents.transports.mqtt import varint
 
-__all__ = ["Load", "LoadResult", "LoadSpec", "Mosquitto", "message_indices"]
+__all__ = ["Load", "LoadResult", "LoadSpec", "Mosquitto", "dev_eui", "message_indices"]
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 BATCH = 512  # messages per socket write (about 40 kB with the bench's topics and payloads)
@@ -96,6 +101,8 @@ class LoadSpec:
     value_base: int = 0  # first no2 value, so that successive runs never repeat a (device, value)
     window: int = 1000  # unacknowledged messages allowed per publisher (at most 65535: the packet ids)
     timeout: float = 120.0  # seconds after the start at which a publisher gives up
+    kind: str = "json"  # "json": the agent's JSON measures; "tts": The Things Stack uplinks (the module's docstring)
+    application: str = ""  # kind "tts": the application, `app@tenant`
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= 65535:
@@ -125,7 +132,45 @@ def message_indices(total: int, devices: int, k: int, publishers: int) -> list[i
     return [i for i in range(total) if i % devices % publishers == k]
 
 
+#: Decentlab's DL-PM example 1 (agents/codecs/decentlab/dl_pm_vectors.json); bytes 13-14 are its PM10 word
+DL_PM = bytes.fromhex("021b50000f0c25002500270027002701f50107012c012d012d012d67bd618dbd10")
+PM10_WORD = 13
+
+
+def dev_eui(device: int) -> str:
+    """The DevEUI of bench device number `device`."""
+    return f"70B3D57E{device:08X}"
+
+
+def _tts_payloads(spec: LoadSpec, indices: list[int]) -> list[bytes]:
+    """TTS uplinks (pre-encoded: orjson once per message, before the clock starts)."""
+    import base64
+
+    import orjson
+
+    vectors = Path(__file__).resolve().parent.parent / "agents" / "lorawan" / "tts_vectors.json"
+    envelope = orjson.loads(vectors.read_bytes())["uplinks"][0]["body"]
+    app = spec.application.partition("@")[0]
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    out = []
+    for j, i in enumerate(indices):
+        device = i % spec.devices
+        frame = bytearray(DL_PM)
+        frame[PM10_WORD:PM10_WORD + 2] = ((spec.value_base + i // spec.devices) % 65536).to_bytes(2, "big")
+        body = {**envelope, "received_at": stamp,
+                "end_device_ids": {"device_id": f"t{device}", "dev_eui": dev_eui(device),
+                                   "application_ids": {"application_id": app}},
+                "uplink_message": {**envelope["uplink_message"], "f_port": 1, "f_cnt": i // spec.devices,
+                                   "frm_payload": base64.b64encode(bytes(frame)).decode(), "received_at": stamp}}
+        body["uplink_message"].pop("decoded_payload", None)
+        topic = f"v3/{spec.application}/devices/t{device}/up".encode()
+        out.append(publish_packet(topic, packet_id(j), orjson.dumps(body)))
+    return out
+
+
 def _payloads(spec: LoadSpec, indices: list[int]) -> list[bytes]:
+    if spec.kind == "tts":
+        return _tts_payloads(spec, indices)
     prefix = f"/json/{spec.apikey}/d".encode()
     # TimeInstant is the build time: the payloads are encoded before the clock starts.
     stamp = datetime.now(UTC).isoformat().encode()

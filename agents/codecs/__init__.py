@@ -1,9 +1,14 @@
-"""Payload codecs: bytes as a device sent them -> a list of measures (one dict per measure group).
+"""Payload codecs: bytes as a device sent them -> readings.
 
-Every codec module has ``decode(payload: bytes) -> list[dict[str, Any]]`` and a
-sibling ``<name>_vectors.json`` of input/output and input/error examples that
-one parametrised test runs. A codec never returns an empty list: a payload
-without a measure is a :class:`CodecError` with the reason.
+Two kinds live here. The FIWARE protocols (json.py, ultralight.py, this
+package's modules) have ``decode(payload: bytes) -> list[dict[str, Any]]`` (a
+list of measures, one dict per measure group); a payload without a measure is
+a :class:`CodecError` with the reason. The LoRaWAN vendor models (one package
+per vendor, one module per model: ``decentlab/dl_pm.py``) follow the LoRa
+Alliance TS013 contract instead and are found by the catalogue
+(agents.lorawan.catalog) under their id, ``<vendor>/<model>``. Each module has
+a sibling ``<name>_vectors.json`` of input/output and input/error examples
+that one parametrised test runs.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ The flow of iotagent-node-lib in NGSI-LD mode (commit d3dcc9f), kept here:
     timeout        no answer within METROPOLE_AGENT_COMMAND_TIMEOUT seconds: `<cmd>_status` ERROR and
                    `<cmd>_info` "EXPIRED", as commandService.js:87-130 marks an expired command
                    (constants COMMAND_STATUS_ERROR, COMMAND_EXPIRED_MESSAGE)
+    LoRaWAN        a downlink encoded by the device's codec, queued at its network server, moved on by
+                   the network server's events (agents.commands.lorawan)
 
 Status writes go through the outbox like measures: durable, in order with the
 device's measures, delivered to the group's broker.
@@ -35,11 +37,15 @@ import httpx
 import orjson
 
 from adapters.outbox import Outbox, OutboxItem
+from agents.commands.lorawan import LorawanDownlinks
+from agents.commands.lorawan import Publish as LorawanPublish
 from agents.commands.payloads import CommandPayloadError, command_payload, command_results
-from agents.mapping.engine import merge_config
+from agents.lorawan.provisioning import Broker, ConfError, LorawanConf, codec_of, conf, is_lorawan_device, parse_servers
+from agents.mapping.engine import entity_id, merge_config
 from agents.messages import Rejected
 from agents.metrics import Metrics
 from agents.registry import Registry
+from agents.registry.lorawan import group_of
 from agents.settings import AgentSettings
 
 __all__ = ["DELIVERED", "ERROR", "EXPIRED", "OK", "PENDING", "UNKNOWN", "CommandService", "Device"]
@@ -67,6 +73,7 @@ class Device:
     entity_type: str
     broker_url: str | None
     commands: dict[str, Doc]  # by name: the device's own over its group's
+    lorawan: LorawanConf | None = None  # a LoRaWAN device's provisioning: its commands are downlinks
 
     @property
     def protocol(self) -> str:
@@ -100,11 +107,14 @@ class CommandService:
     """Takes command updates, sends them to devices, follows their answers and timeouts."""
 
     def __init__(self, registry: Registry, outbox: Outbox, settings: AgentSettings, *, metrics: Metrics | None = None,
-                 publish: Publish | None = None, http: httpx.AsyncClient | None = None) -> None:
+                 publish: Publish | None = None, http: httpx.AsyncClient | None = None,
+                 lorawan_publish: LorawanPublish | None = None) -> None:
         self.registry = registry
         self.outbox = outbox
         self.settings = settings
         self.publish = publish
+        self.servers = parse_servers(settings.lorawan_servers)
+        self.lorawan = LorawanDownlinks(self, lorawan_publish)
         self._http = http or httpx.AsyncClient(timeout=10.0)
         self._own_http = http is None
         self._task: asyncio.Task[None] | None = None
@@ -134,13 +144,26 @@ class CommandService:
         apikey = str(doc.get("apikey") or "")
         groups = await self.registry.groups_by_apikey(apikey) if apikey else []
         group = next((g for g in groups if g.get("service") == doc.get("service")), groups[0] if groups else None)
+        lorawan = None
+        if is_lorawan_device(doc, group):
+            group = await group_of(self.registry, doc)
+            try:
+                lorawan = conf(doc, group, self.servers)
+            except ConfError as exc:
+                log.warning("device %s: its LoRaWAN provisioning no longer works (%s): no commands", doc["device_id"],
+                            exc)
+                return None
         commands = {c["name"]: c for c in _commands(group)}
         commands.update({c["name"]: c for c in _commands(doc)})
         if not commands:
             return None
         cfg = merge_config(doc, group, device_id=str(doc["device_id"]), apikey=apikey or str((group or {}).get("apikey", "")))
-        return Device(doc, group, cfg.service, cfg.service_path, cfg.device_id, cfg.apikey, cfg.id, cfg.entity_type,
-                      cfg.broker_url, commands)
+        entity_type, eid = cfg.entity_type, cfg.id
+        codec = codec_of(lorawan) if lorawan is not None else None
+        if codec is not None:  # the entity the codec's uplinks write (agents.ingest_lorawan)
+            entity_type, eid = codec.entity_type, entity_id(codec.entity_type, cfg.entity_name)
+        return Device(doc, group, cfg.service, cfg.service_path, cfg.device_id, cfg.apikey, eid, entity_type,
+                      cfg.broker_url, commands, lorawan)
 
     async def by_entity(self, service: str, subservice: str | None, entity_id: str) -> Device | None:
         """The device whose entity is `entity_id` in a service (any service path when None)."""
@@ -189,6 +212,9 @@ class CommandService:
         return [n for n, _ in run]
 
     async def _run(self, device: Device, name: str, value: Any) -> None:
+        if device.lorawan is not None:
+            await self.lorawan.run(device, name, value)
+            return
         now = time.time()
         await self.registry.put_command(device.service, device.subservice, device.device_id, name, value, PENDING,
                                         device.polling, now, now + self.settings.command_timeout)
@@ -231,6 +257,20 @@ class CommandService:
         await self._finish(device, {n: (OK, r) for n, r in results.items() if n in device.commands} or {name: (OK, response.text)})
 
     # -- southbound: answers and polling ----------------------------------------------------------
+
+    async def lorawan_event(self, network: str, event: str, body: bytes) -> None:
+        """A LoRaWAN network server's downlink event (MQTT or webhook); never raises."""
+        try:
+            await self.lorawan.event(network, event, body)
+        except Exception:  # a store fault: the command stays as it was, and expires if nothing else comes
+            log.exception("a %s %s downlink event could not be taken", network, event)
+
+    async def lorawan_connected(self, broker: Broker) -> None:
+        """A network server link (re)connected: its waiting downlinks go now; never raises."""
+        try:
+            await self.lorawan.resend(broker)
+        except Exception:
+            log.exception("downlinks waiting for %s could not be queued", broker)
 
     async def result(self, apikey: str, device_id: str, protocol: str, payload: bytes) -> Rejected | None:
         """A device's cmdexe; a Rejected (logged) when it cannot be taken."""

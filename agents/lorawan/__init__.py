@@ -15,4 +15,10 @@ A codec is chosen by its id (`<vendor>/<model>`, catalog.py); integrators pick a
 device by vendor and model and never write a decoder. Downlinks go the other way:
 `encode_downlink(command)` of the codec, then the network server's downlink
 envelope (`tts.downlink`, `chirpstack.downlink`).
+
+`provisioning.py` reads a device's `internal_attributes.lorawan` (IoTagent-LoRaWAN's
+shape plus the codec id). The I/O around these pure pieces is elsewhere: the
+registry lookups in agents.registry.lorawan, the ingest in agents.ingest_lorawan,
+the transports in agents.transports.lorawan_mqtt / lorawan_http, the downlinks in
+agents.commands.lorawan.
 """

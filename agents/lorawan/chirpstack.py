@@ -87,10 +87,19 @@ def parse_uplink(body: bytes | str | Mapping[str, Any], topic: str | None = None
     )
 
 
-def downlink(application: str, eui: str, fport: int, payload: bytes, *, confirmed: bool = False) -> Downlink:
-    """The MQTT message that queues one downlink."""
+def downlink(application: str, eui: str, fport: int, payload: bytes, *, confirmed: bool = False,
+             queue_id: str | None = None) -> Downlink:
+    """The MQTT message that queues one downlink.
+
+    `queue_id` (a UUID) is the DownlinkCommand's `id` (chirpstack/chirpstack api/proto/integration/
+    integration.proto, "If left blank, a random UUID will be generated"): the queue item's id, which the
+    `txack` and `ack` events carry back as `queueItemId`.
+    """
     eui = dev_eui(eui, "the DevEUI")
     if not 1 <= fport <= 223:
         raise EnvelopeError(f"a downlink FPort is 1..223 (ChirpStack: must be > 0), not {fport}")
-    body = {"devEui": eui.lower(), "confirmed": confirmed, "fPort": fport, "data": b64encode(payload)}
+    body: dict[str, object] = {"devEui": eui.lower(), "confirmed": confirmed, "fPort": fport,
+                               "data": b64encode(payload)}
+    if queue_id is not None:
+        body = {"id": queue_id, **body}
     return Downlink(f"application/{application}/device/{eui.lower()}/command/down", orjson.dumps(body))

@@ -21,17 +21,20 @@ Device entities of several profiles are merged into one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from agents.lorawan.catalog import Codec
 from agents.mapping.engine import DeviceConfig, map_measure
 from agents.mapping.timestamps import shifted
+from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert
 
-__all__ = ["RANGES", "Projection", "entities", "lookup", "project"]
+__all__ = ["RANGES", "ConfigFor", "Projection", "entities", "lookup", "project"]
 
 Doc = dict[str, Any]
+#: The configuration of the entity of one profile: (profile) -> DeviceConfig, e.g. the ingestor's cached ones.
+ConfigFor = Callable[[Profile], DeviceConfig]
 
 #: Bounds the Smart Data Models put on the attributes LoRaWAN profiles fill (minimum, maximum; None: unbounded).
 #: tests/agents/lorawan/test_catalog.py checks this table against the official schemas (which give pm1 no minimum).
@@ -72,7 +75,8 @@ _INDEXES: dict[str, _Index] = {}
 
 def _index(codec: Codec) -> _Index:
     index = _INDEXES.get(codec.id)
-    if index is None or index.codec is not codec:
+    # by the codec's profiles: a device's calibrated codec (provisioning.codec_of) differs in its decoder alone
+    if index is None or index.codec.profiles is not codec.profiles or index.codec.not_forwarded is not codec.not_forwarded:
         table: dict[str, tuple[Profile, Measurement]] = {}
         for profile in reversed(codec.profiles):  # the first profile wins a key two profiles share
             for m in profile.measurements:
@@ -147,13 +151,18 @@ def _period(doc: Doc, observed: str, period_s: float | None) -> None:
 
 def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_at: str,
              static_attributes: list[Doc] | None = None, period_s: float | None = None, service: str = "",
-             service_path: str = "/") -> tuple[list[Doc], tuple[str, ...]]:
+             service_path: str = "/", config_for: ConfigFor | None = None, dropped: list[Rejected] | None = None,
+             max_length: int = 0) -> tuple[list[Doc], tuple[str, ...]]:
     """The normalized NGSI-LD entities one decoded uplink gives (main entity first, one Device), and the warnings.
 
     `static_attributes` are provisioned attributes sent with every entity (a
     `location` GeoProperty, say), as the FIWARE agents send them. `period_s` is
     the interval a device's levels cover (its provisioned report interval):
     NoiseLevelObserved requires it; unknown, the interval is the instant, with a warning.
+    `config_for` gives the mapping configuration of each profile's entity (a
+    transport passes the ones it caches, whose compiled plans it keeps; without it
+    one is built per call); `dropped` and `max_length` are the mapping engine's
+    (a value its attribute cannot take is refused alone and appended to `dropped`).
     """
     projection = project(codec, data)
     warnings = list(projection.warnings)
@@ -165,10 +174,16 @@ def entities(codec: Codec, data: Mapping[str, Any], *, device_id: str, observed_
     if device_only:  # a battery-only frame: the Device entity alone, no empty observation
         groups = [(codec.profiles[0], {})]
     for i, (profile, measure) in enumerate(groups):
-        cfg = DeviceConfig(device_id=device_id, apikey="", service=service, service_path=service_path,
-                           entity_type=profile.model, entity_name=device_id, static_attributes=statics,
-                           profile=profile)
-        mapped = map_measure(cfg, {**measure, **(projection.device if i == 0 else {})}, observed_at)
+        if config_for is not None:
+            cfg = config_for(profile)
+        else:
+            cfg = DeviceConfig(device_id=device_id, apikey="", service=service, service_path=service_path,
+                               entity_type=profile.model, entity_name=device_id, static_attributes=statics,
+                               profile=profile)
+        mapped = map_measure(cfg, {**measure, **(projection.device if i == 0 else {})}, observed_at, dropped,
+                             max_length)
+        if not mapped:
+            continue  # every value of the group was refused (they are in `dropped`)
         *main, device = mapped
         if not device_only:
             for doc in main:

@@ -102,8 +102,13 @@ def _gateway(rx: Mapping[str, Any]) -> Gateway:
 
 
 def downlink(application: str, tenant: str | None, device_id: str, fport: int, payload: bytes, *,
-             confirmed: bool = False, priority: str = "NORMAL", replace: bool = False) -> Downlink:
-    """The MQTT message that queues one downlink (push, or replace the queue)."""
+             confirmed: bool = False, priority: str = "NORMAL", replace: bool = False,
+             correlation_id: str | None = None) -> Downlink:
+    """The MQTT message that queues one downlink (push, or replace the queue).
+
+    A `correlation_id` goes into the downlink's `correlation_ids`, which the network server's
+    events about it (`down/sent`, `down/ack` ...) carry back ("Data Formats", downlink messages).
+    """
     if not 1 <= fport <= 223:
         raise EnvelopeError(f"a downlink FPort is 1..223, not {fport}")
     if priority not in PRIORITIES:
@@ -111,5 +116,7 @@ def downlink(application: str, tenant: str | None, device_id: str, fport: int, p
     item: dict[str, Any] = {"f_port": fport, "frm_payload": b64encode(payload), "priority": priority}
     if confirmed:
         item["confirmed"] = True
+    if correlation_id is not None:
+        item["correlation_ids"] = [correlation_id]
     topic = f"v3/{_app(application, tenant)}/devices/{device_id}/down/{'replace' if replace else 'push'}"
     return Downlink(topic, orjson.dumps({"downlinks": [item]}))

@@ -1,4 +1,4 @@
-"""The provisioning app (port 4041): groups, devices, about/version, metrics, diagnostics.
+"""The provisioning app (port 4041): groups, devices, the LoRaWAN codecs, about/version, metrics, diagnostics.
 
     app = create_provisioning_app(settings, registry, metrics)
 
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from adapters.outbox import Outbox
 from agents.metrics import CONTENT_TYPE, Metrics
-from agents.provisioning import devices, diagnostics, errors, groups
+from agents.provisioning import codecs, devices, diagnostics, errors, groups
 from agents.provisioning.hooks import Hooks
 from agents.registry import Registry
 from agents.settings import VERSION, AgentSettings
@@ -56,6 +56,7 @@ def create_provisioning_app(
     app.include_router(groups.router(registry, hooks))
     app.include_router(devices.router(registry, hooks))
     app.include_router(diagnostics.router(registry, outbox))
+    app.include_router(codecs.router())
     for extra in routers:
         app.include_router(extra)
 
@@ -67,7 +68,7 @@ def create_provisioning_app(
     @app.get("/version")
     async def version() -> JSONResponse:
         return JSONResponse({"component": "metropole-iot-agent", "version": VERSION, "libVersion": LIB_VERSION,
-                             "protocols": ["IoTA-JSON", "IoTA-UL"], "ngsi": "NGSI-LD"})
+                             "protocols": ["IoTA-JSON", "IoTA-UL", "LoRaWAN"], "ngsi": "NGSI-LD"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:

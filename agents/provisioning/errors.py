@@ -8,6 +8,7 @@
      +-- DeviceNotFound      404 DEVICE_NOT_FOUND
      +-- GroupNotFound       404 DEVICE_GROUP_NOT_FOUND
      +-- DuplicateDevice     409 DUPLICATE_DEVICE_ID
+     |    +-- DuplicateDevEui  409 DUPLICATE_DEVICE_ID, a LoRaWAN DevEUI already provisioned
      +-- DuplicateGroup      409 DUPLICATE_GROUP
 
 The body is `{"name": ..., "message": ...}` as the FIWARE agent sends it.
@@ -78,6 +79,13 @@ class DuplicateDevice(ProvisioningError):
 
     def __init__(self, device_id: str) -> None:
         super().__init__("A device with the same pair (Service, DeviceId) was found:" + device_id)
+
+
+class DuplicateDevEui(DuplicateDevice):
+    """A LoRaWAN DevEUI already provisioned (in any service: an EUI-64 names one radio; which one is not said)."""
+
+    def __init__(self, dev_eui: str) -> None:
+        ProvisioningError.__init__(self, f"A device with the same DevEUI was found: {dev_eui}")
 
 
 class DuplicateGroup(ProvisioningError):

@@ -26,7 +26,7 @@ def _stored(group: dict[str, Any], service: str, subservice: str) -> dict[str, A
 
 
 async def _checked(group: dict[str, Any], where: str, hooks: Hooks) -> None:
-    check_group(group, where)
+    check_group(group, where, hooks.lorawan_servers)
     cbroker = group.get("cbroker") or group.get("cbHost")
     if cbroker and hooks.check_cbroker:
         await check_cbroker(str(cbroker), f"{where}.cbroker")
@@ -77,7 +77,7 @@ def router(registry: Registry, hooks: Hooks | None = None) -> APIRouter:
             if any(k in changes for k in ("cbroker", "cbHost")):
                 await _checked(updated, "group", hooks)
             else:
-                check_group(updated, "group")
+                check_group(updated, "group", hooks.lorawan_servers)
             await registry.replace_group(service, subservice, resource, apikey, updated)
             await hooks.group_changed(current, updated)
             return Response(status_code=204)

@@ -3,6 +3,8 @@
     group_changed(old, new)      a group's cbroker changed: its waiting outbox rows follow it
     device_changed(old, new)     a device's commands changed: the command service (un)subscribes
     check_cbroker                whether provisioning tries to connect to a group's cbroker
+    lorawan_servers              the named LoRaWAN network servers a provisioning may refer to
+                                 (METROPOLE_AGENT_LORAWAN_SERVERS, agents.lorawan.provisioning)
 
 The provisioning API works without any (the defaults do nothing), as tests
 of the API alone use it.
@@ -10,8 +12,9 @@ of the API alone use it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Hooks"]
@@ -30,3 +33,4 @@ class Hooks:
     group_changed: Callable[[Doc | None, Doc | None], Awaitable[None]] = _nothing
     device_changed: Callable[[Doc | None, Doc | None], Awaitable[None]] = _nothing
     check_cbroker: bool = False
+    lorawan_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))

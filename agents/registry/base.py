@@ -2,7 +2,8 @@
 
 Groups and devices are kept as the provisioning API documents (JSON) beside
 the columns they are looked up by; a group is unique by (resource, apikey) as
-in iotagent-node-lib, a device by (service, service path, device_id).
+in iotagent-node-lib, a device by (service, service path, device_id), and a
+LoRaWAN device also by its DevEUI (an EUI-64 names one radio in the world).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MIGRATIONS", "SCHEMA", "DeadLetter", "Duplicate", "Page", "Registry"]
+from agents.lorawan.provisioning import section
+
+__all__ = ["INDEXES", "MIGRATIONS", "SCHEMA", "DeadLetter", "Duplicate", "Page", "Registry", "dev_eui_of"]
 
 Doc = dict[str, Any]
 
@@ -74,6 +77,14 @@ SCHEMA = (
 #: columns added after a store may have been created: (table, column, SQL type), added at open when missing
 MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("agent_dead_letters", "attribute", "TEXT"),
+    ("agent_devices", "dev_eui", "TEXT"),  # a LoRaWAN device's DevEUI (upper case), NULL for the others
+    ("agent_commands", "ref", "TEXT"),  # a LoRaWAN downlink's id at the network server (its events name it)
+)
+
+#: indexes on migrated columns, made once the columns exist
+INDEXES: tuple[str, ...] = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS agent_devices_dev_eui ON agent_devices (dev_eui)",
+    "CREATE INDEX IF NOT EXISTS agent_commands_ref ON agent_commands (ref)",
 )
 
 
@@ -83,6 +94,12 @@ def _dump(doc: Doc) -> str:
 
 def _load(text: Any) -> Doc:
     return orjson.loads(text)  # type: ignore[no-any-return]
+
+
+def dev_eui_of(doc: Doc) -> str | None:
+    """The DevEUI a device document provisions (internal_attributes.lorawan.dev_eui), upper case; None if none."""
+    eui = (section(doc) or {}).get("dev_eui")
+    return eui.upper() if isinstance(eui, str) and eui else None
 
 
 class CommandsMixin(abc.ABC):
@@ -95,19 +112,36 @@ class CommandsMixin(abc.ABC):
     async def _execute(self, sql: str, *args: Any) -> int: ...
 
     async def put_command(self, service: str, subservice: str, device_id: str, name: str, value: Any, status: str,
-                          polling: bool, created_at: float, expires_at: float) -> None:
-        """Keep a command (replacing a pending one of the same name)."""
+                          polling: bool, created_at: float, expires_at: float, ref: str | None = None) -> None:
+        """Keep a command (replacing a pending one of the same name); `ref` names it at a LoRaWAN network server."""
         await self._execute("DELETE FROM agent_commands WHERE service = ? AND subservice = ? AND device_id = ?"
                             " AND name = ?", service, subservice, device_id, name)
         await self._execute(
             "INSERT INTO agent_commands (service, subservice, device_id, name, value, status, polling, created_at,"
-            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            service, subservice, device_id, name, _dump({"v": value}), status, int(polling), created_at, expires_at)
+            " expires_at, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            service, subservice, device_id, name, _dump({"v": value}), status, int(polling), created_at, expires_at,
+            ref)
+
+    async def command_by_ref(self, ref: str) -> Doc | None:
+        """The command a LoRaWAN network server's downlink event names, with its device's keys."""
+        rows = await self._fetch("SELECT service, subservice, device_id, name, value, status FROM agent_commands"
+                                 " WHERE ref = ?", ref)
+        if not rows:
+            return None
+        r = rows[0]
+        return {"service": r[0], "subservice": r[1], "device_id": r[2], "name": r[3], "value": _load(r[4])["v"],
+                "status": r[5]}
+
+    async def commands_with_status(self, status: str) -> list[Doc]:
+        """Every device's commands in one status, oldest first (LoRaWAN downlinks still to hand over, say)."""
+        rows = await self._fetch("SELECT service, subservice, device_id, name FROM agent_commands WHERE status = ?"
+                                 " ORDER BY created_at", status)
+        return [{"service": r[0], "subservice": r[1], "device_id": r[2], "name": r[3]} for r in rows]
 
     async def commands_of(self, service: str, subservice: str, device_id: str,
                           status: str | None = None) -> list[Doc]:
         """A device's commands, oldest first (of one status when given)."""
-        sql = ("SELECT name, value, status, polling, created_at, expires_at FROM agent_commands WHERE service = ?"
+        sql = ("SELECT name, value, status, polling, created_at, expires_at, ref FROM agent_commands WHERE service = ?"
                " AND subservice = ? AND device_id = ?")
         args: list[Any] = [service, subservice, device_id]
         if status is not None:
@@ -115,7 +149,7 @@ class CommandsMixin(abc.ABC):
             args.append(status)
         rows = await self._fetch(sql + " ORDER BY created_at, name", *args)
         return [{"name": r[0], "value": _load(r[1])["v"], "status": r[2], "polling": bool(r[3]), "created_at": r[4],
-                 "expires_at": r[5]} for r in rows]
+                 "expires_at": r[5], "ref": r[6]} for r in rows]
 
     async def set_command_status(self, service: str, subservice: str, device_id: str, name: str, status: str) -> bool:
         n = await self._execute("UPDATE agent_commands SET status = ? WHERE service = ? AND subservice = ?"
@@ -231,10 +265,12 @@ class Registry(CommandsMixin):
     # devices ----------------------------------------------------------------
 
     async def create_device(self, doc: Doc) -> None:
+        """Insert a device; Duplicate when its (service, path, id), or its DevEUI, is taken."""
         try:
             await self._execute(
-                "INSERT INTO agent_devices (service, subservice, device_id, apikey, doc) VALUES (?, ?, ?, ?, ?)",
-                doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"], doc.get("apikey") or "", _dump(doc),
+                "INSERT INTO agent_devices (service, subservice, device_id, apikey, doc, dev_eui) VALUES (?, ?, ?, ?, ?, ?)",
+                doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"], doc.get("apikey") or "",
+                _dump(doc), dev_eui_of(doc),
             )
         finally:
             self._changed()
@@ -261,6 +297,21 @@ class Registry(CommandsMixin):
             )
         return _load(rows[0][0]) if rows else None
 
+    async def devices_by_dev_eui(self, dev_eui: str) -> list[Doc]:
+        """The LoRaWAN device with this DevEUI (any service; at most one: the column is unique)."""
+        rows = await self._fetch("SELECT doc FROM agent_devices WHERE dev_eui = ?", dev_eui.upper())
+        return [_load(r[0]) for r in rows]
+
+    async def lorawan_devices(self) -> list[Doc]:
+        """Every LoRaWAN device of every service (the network server connections they need)."""
+        rows = await self._fetch("SELECT doc FROM agent_devices WHERE dev_eui IS NOT NULL ORDER BY created_seq")
+        return [_load(r[0]) for r in rows]
+
+    async def all_groups(self) -> list[Doc]:
+        """Every group of every service (groups are few: the LoRaWAN applications to listen to)."""
+        rows = await self._fetch("SELECT doc FROM agent_groups ORDER BY service, subservice, resource, apikey")
+        return [_load(r[0]) for r in rows]
+
     async def devices_by_id(self, device_id: str) -> list[Doc]:
         """Every device with this id, in any service (the southbound lookup narrows by apikey)."""
         rows = await self._fetch("SELECT doc FROM agent_devices WHERE device_id = ?", device_id)
@@ -269,8 +320,9 @@ class Registry(CommandsMixin):
     async def replace_device(self, doc: Doc) -> bool:
         try:
             n = await self._execute(
-                "UPDATE agent_devices SET doc = ?, apikey = ? WHERE service = ? AND subservice = ? AND device_id = ?",
-                _dump(doc), doc.get("apikey") or "", doc.get("service", ""), doc.get("service_path", "/"), doc["device_id"],
+                "UPDATE agent_devices SET doc = ?, apikey = ?, dev_eui = ? WHERE service = ? AND subservice = ?"
+                " AND device_id = ?", _dump(doc), doc.get("apikey") or "", dev_eui_of(doc), doc.get("service", ""),
+                doc.get("service_path", "/"), doc["device_id"],
             )
             return n > 0
         finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from agents.registry.base import MIGRATIONS, SCHEMA, Duplicate, Registry
+from agents.registry.base import INDEXES, MIGRATIONS, SCHEMA, Duplicate, Registry
 
 __all__ = ["PostgresRegistry"]
 
@@ -38,6 +38,8 @@ class PostgresRegistry(Registry):
                 await conn.execute(statement.format(serial="BIGSERIAL").replace("created_seq BIGSERIAL", "created_seq BIGSERIAL"))
             for table, column, kind in MIGRATIONS:
                 await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            for statement in INDEXES:
+                await conn.execute(statement)
         finally:
             await conn.close()
         self._pool = await asyncpg.create_pool(

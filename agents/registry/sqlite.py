@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agents.registry.base import MIGRATIONS, SCHEMA, Duplicate, Registry
+from agents.registry.base import INDEXES, MIGRATIONS, SCHEMA, Duplicate, Registry
 
 __all__ = ["SQLiteRegistry"]
 
@@ -31,6 +31,8 @@ class SQLiteRegistry(Registry):
         for table, column, kind in MIGRATIONS:
             if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        for statement in INDEXES:
+            conn.execute(statement)
         conn.execute(
             "CREATE TRIGGER IF NOT EXISTS agent_devices_seq AFTER INSERT ON agent_devices BEGIN "
             "UPDATE agent_devices SET created_seq = NEW.rowid WHERE rowid = NEW.rowid; END"

@@ -6,6 +6,8 @@
     GET  /iot/json?k=&i=&getCmd=1, GET /iot/d?...        the device polls its pending commands
     POST /iot/json/commands?k=&i=, POST /iot/d/commands  the device's answer to a command (cmdexe)
     GET  /iot/about                                      what the FIWARE agents answer there
+    POST /iot/lorawan/tts, /iot/lorawan/chirpstack       LoRaWAN network servers' webhooks
+                                                         (agents.transports.lorawan_http)
 
 A measure is answered 200 only once it is in the outbox (durable), and 503
 when the outbox could not take it (the device should send again). Bad input
@@ -32,6 +34,7 @@ from fastapi.responses import Response
 from agents.messages import Inbound, Rejected
 from agents.transports.http_errors import JSON, error_response, for_rejection, mandatory_params, unsupported_type
 from agents.transports.intake import Intake
+from agents.transports.lorawan_http import LorawanEvents, add_lorawan_routes
 
 __all__ = ["CommandPort", "create_http_app"]
 
@@ -76,13 +79,16 @@ async def _body(request: Request, limit: int) -> tuple[bytes, int]:
 def create_http_app(intake: Intake, *, json_resource: str = "/iot/json", ul_resource: str = "/iot/d",
                     version: str = "0.1.0", max_message_bytes: int = 0,
                     on_refused: Callable[[Inbound, Rejected], Awaitable[None]] | None = None,
-                    commands: CommandPort | None = None) -> FastAPI:
+                    commands: CommandPort | None = None, lorawan_events: LorawanEvents | None = None) -> FastAPI:
     """The FastAPI app of the southbound HTTP transport.
 
     `on_refused` records what this transport refuses before the agent core sees it (a media type it does
-    not read); `commands` serves the devices' command polling and answers.
+    not read); `commands` serves the devices' command polling and answers; `lorawan_events` takes the
+    network servers' downlink events.
     """
     app = FastAPI(title="Metropole IoT agent, HTTP southbound", version=version, docs_url=None, redoc_url=None)
+    add_lorawan_routes(app, intake, read_body=_body, now=_now, max_message_bytes=max_message_bytes,
+                       events=lorawan_events)
 
     def params(request: Request) -> tuple[str, str, Response | None]:
         apikey = request.query_params.get("k", "")

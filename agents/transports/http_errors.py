@@ -13,6 +13,8 @@ iotagent-node-lib d3dcc9f):
     malformed_payload    400     BAD_PAYLOAD                iotagent-json lib/errors.js:31-36 (see note)
     wrong_type           400     BAD_PAYLOAD                (every value refused: nothing of the message kept)
     too_long             400     BAD_PAYLOAD
+    codec_error          400     BAD_PAYLOAD                a LoRaWAN codec refused the frame (webhooks answer it 202:
+                                                            agents.transports.lorawan_http)
     expression_failed    400     INVALID_EXPRESSION         iotagent-node-lib lib/errors.js:239-245
     unknown_apikey       404     DEVICE_GROUP_NOT_FOUND     iotagent-node-lib lib/errors.js:207-224, raised by
                                                             groupRegistry*.js getSilently (no group for the apikey)
@@ -54,6 +56,7 @@ _BY_REASON: dict[str, HttpError] = {
     "wrong_type": HttpError(400, "BAD_PAYLOAD"),
     "too_long": HttpError(400, "BAD_PAYLOAD"),
     "mapping_failed": HttpError(400, "BAD_PAYLOAD"),
+    "codec_error": HttpError(400, "BAD_PAYLOAD"),
     "expression_failed": HttpError(400, "INVALID_EXPRESSION"),
     "unsupported_content_type": HttpError(400, "UNSUPPORTED_TYPE"),
     "unknown_apikey": HttpError(404, "DEVICE_GROUP_NOT_FOUND"),

@@ -157,6 +157,11 @@ class Intake:
         """Call `listener` (in the loop) after every commit's callbacks: the backlog just went down."""
         self._commit_listeners.append(listener)
 
+    def off_commit(self, listener: Callable[[], None]) -> None:
+        """Stop calling a listener `on_commit` added (a transport that closed for good)."""
+        if listener in self._commit_listeners:
+            self._commit_listeners.remove(listener)
+
     def _wake_up(self) -> None:
         """In the loop: let the ingest task look at what was submitted."""
         self._wake_scheduled = False  # first: a submit from now on schedules another wake-up

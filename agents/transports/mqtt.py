@@ -248,11 +248,11 @@ def publish_packet(topic: str, payload: bytes, qos: int, mid: int, v5: bool) -> 
     return _packet(PUBLISH, qos << 1, body)
 
 
-def subscribe_packet(topics: list[str], v5: bool) -> bytes:
-    """SUBSCRIBE to every topic at QoS 1."""
+def subscribe_packet(topics: list[str], v5: bool, qos: list[int] | None = None) -> bytes:
+    """SUBSCRIBE to every topic at QoS 1 (or at the QoS `qos` gives each)."""
     body = _SUBSCRIBE_ID.to_bytes(2, "big") + (b"\x00" if v5 else b"")
-    for topic in topics:
-        body += _string(topic) + b"\x01"
+    for i, topic in enumerate(topics):
+        body += _string(topic) + bytes([1 if qos is None else qos[i]])
     return _packet(SUBSCRIBE, 0x02, body)
 
 
@@ -560,6 +560,10 @@ class MqttTransport:
         topics = MEASURE_TOPICS + (COMMAND_RESULT_TOPICS if self._command_results is not None else ())
         return [prefix + t for t in topics]
 
+    def topic_qos(self, topic: str) -> int:
+        """The QoS a filter is subscribed at: 1 (a subclass may ask less of a broker that offers less)."""
+        return 1
+
     async def publish(self, topic: str, payload: bytes, qos: int = 0, timeout: float = 10.0) -> None:
         """Publish (a command to a device); raises ConnectionError when not connected or not acknowledged."""
         conn = self._connection
@@ -638,7 +642,8 @@ class MqttTransport:
             if ack.code:
                 raise ConnectionRefusedError(f"the broker refused the connection (code 0x{ack.code:02x}"
                                              f"{': ' + ack.reason if ack.reason else ''})")
-            conn.send(subscribe_packet(self.topics(), self._v5))
+            topics = self.topics()
+            conn.send(subscribe_packet(topics, self._v5, [self.topic_qos(t) for t in topics]))
             codes = await asyncio.wait_for(conn.suback, timeout=10)
             refused = [t for t, code in zip(self.topics(), codes) if code >= 0x80]
             if refused:

@@ -36,7 +36,8 @@ def test_devices_that_could_never_work_are_refused(checking: httpx.Client) -> No
     _refused(device(static_attributes=[{"name": "location", "type": "geo:point", "value": "abc"}]),
              "devices[0].static_attributes[0].value", "'abc' is not 'lat, lng'")
     _refused(device(entity_name="noise sensor 1"), "devices[0].entity_name", "is not a URI")
-    _refused(device(transport="LoRaWAN"), "devices[0].transport", "not supported yet")
+    _refused(device(transport="LoRaWAN"), "devices[0].internal_attributes.lorawan.application_server",
+             "application_server is required")  # LoRaWAN devices: tests/agents/lorawan/test_provisioning.py
     _refused(device(transport="AMQP"), "devices[0].transport", "is not one of MQTT, HTTP")
     _refused(device(attributes=[{"object_id": "t", "name": "temp erature", "type": "Number"}]),
              "devices[0].attributes[0].name", "not an NGSI-LD attribute name")
@@ -46,7 +47,8 @@ def test_devices_that_could_never_work_are_refused(checking: httpx.Client) -> No
     ok = device(entity_name="urn:ngsi-ld:Thing:noise-1", transport="mqtt",
                 static_attributes=[{"name": "location", "type": "geo:point", "value": "43.5, 5.4"}])
     assert ok.status_code == 201, ok.text
-    _refused(checking.put("/iot/devices/d1", json={"transport": "LoRaWAN"}), "device.transport", "not supported yet")
+    _refused(checking.put("/iot/devices/d1", json={"transport": "LoRaWAN"}),
+             "device.internal_attributes.lorawan.application_server", "application_server is required")
 
 
 def test_groups_that_could_never_work_are_refused(checking: httpx.Client) -> None:
