@@ -27,6 +27,9 @@ COPY broker ./broker
 COPY metropole ./metropole
 COPY compliance ./compliance
 COPY web ./web
+COPY indicators ./indicators
+COPY dashboard ./dashboard
+COPY demo ./demo
 # Every dependency has a binary wheel for linux/amd64 and linux/arm64, so no
 # compiler enters the image; versions come from constraints.txt.
 RUN /opt/metropole/bin/pip install --no-cache-dir -c constraints.txt . \

@@ -181,12 +181,12 @@ def test_provisioning_groups_devices_and_rejections_stay_in_their_service(platfo
         assert mars.delete(f"/iot/devices/d{apikey}", headers=aix_h).status_code == 403
         assert mars.delete("/iot/services", params={"resource": "/iot/json", "apikey": apikey},
                            headers=aix_h).status_code == 403
-        # rejections: a service must be named, and be one's own; purging is for operators of every tenant
-        assert mars.get("/iot/rejections", headers=mars_h).status_code == 403
-        assert mars.get("/iot/rejections", params={"service": "aix"}, headers=mars_h).status_code == 403
-        assert mars.get("/iot/rejections", params={"service": "marseille"}, headers=mars_h).status_code == 200
-        assert mars.get("/iot/rejections", params=[("service", "marseille"), ("service", "aix")],
-                        headers=mars_h).status_code == 403
-        assert admin.delete("/iot/rejections", headers=aix_h).status_code == 403
-        assert ops.get("/iot/rejections").status_code == 200
+        # rejections and the outbox: scoped by fiware-service like groups and devices; purging is an admin's
+        assert mars.get("/iot/rejections", headers=aix_h).status_code == 403
+        assert mars.get("/iot/rejections", headers=mars_h).status_code == 200
+        assert mars.get("/iot/outbox", headers=aix_h).status_code == 403
+        assert mars.delete("/iot/rejections", headers=mars_h).status_code == 403
+        assert aix.delete("/iot/outbox/dead-letters", headers=aix_h).status_code == 403
+        assert admin.delete("/iot/rejections", headers=aix_h).status_code == 204
+        assert ops.get("/iot/rejections", headers=mars_h).status_code == 200
         assert aix.get(f"/iot/devices/d{apikey}", headers=aix_h).status_code == 200

@@ -51,9 +51,11 @@ VECTORS: list[tuple[Policy, str, str, dict[str, str], dict[str, list[str]], str,
     (PROVISIONING, "GET", "/iot/devices/d1", {"fiware-service": "aix"}, {}, "read", ["aix"]),
     (PROVISIONING, "POST", "/iot/devices", {"fiware-service": "aix"}, {}, "write", ["aix"]),
     (PROVISIONING, "PUT", "/iot/devices/d1", {"fiware-service": "aix"}, {}, "write", ["aix"]),
-    (PROVISIONING, "GET", "/iot/rejections", {"fiware-service": "aix"}, {"service": ["aix"]}, "read", ["aix"]),
-    (PROVISIONING, "GET", "/iot/rejections", {"fiware-service": "aix"}, {}, "read", None),
-    (PROVISIONING, "DELETE", "/iot/rejections", {"fiware-service": "aix"}, {}, "admin", None),
+    (PROVISIONING, "GET", "/iot/rejections", {"fiware-service": "aix"}, {"service": ["mars"]}, "read", ["aix"]),
+    (PROVISIONING, "DELETE", "/iot/rejections", {"fiware-service": "aix"}, {}, "admin", ["aix"]),
+    (PROVISIONING, "GET", "/iot/outbox/dead-letters", {"fiware-service": "aix"}, {}, "read", ["aix"]),
+    (PROVISIONING, "POST", "/iot/outbox/retry", {"fiware-service": "aix"}, {}, "admin", ["aix"]),
+    (PROVISIONING, "GET", "/iot/codecs/decentlab/dl-pm", {}, {}, "authenticated", [""]),
 ]
 
 

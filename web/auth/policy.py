@@ -10,8 +10,7 @@ the handler to another tenant:
   `NGSILD-Tenant` before `Fiware-Service`, httputil.py:4-15; its queries
   only `Fiware-Service`); none present is the default tenant; a header sent
   twice has each of its values checked;
-- or a query parameter (`/iot/rejections?service=`), whose absence means
-  every tenant;
+- or a query parameter, whose absence means every tenant;
 - `any_tenant`: the scope on at least one tenant (hosting an @context,
   which no tenant owns), `every_tenant`: on all (`*`).
 
@@ -119,8 +118,10 @@ _SERVICE = TenantSource(headers=("fiware-service",))
 PROVISIONING = Policy((
     *OPERATIONS,
     rule("GET HEAD", "/iot/about", PUBLIC),
-    rule("GET HEAD", "/iot/rejections", "read", TenantSource(query="service")),
-    rule("DELETE", "/iot/rejections", "admin", _EVERY),  # purges every service's rejections
+    # rejections and the outbox are scoped by fiware-service, as the handlers read it (agents/provisioning/diagnostics.py)
+    rule("GET HEAD", "/iot/(rejections|outbox(/.*)?)", "read", _SERVICE),
+    rule("*", "/iot/(rejections|outbox(/.*)?)", "admin", _SERVICE),  # purge, retry, requeue: the operator's
+    rule("GET HEAD", "/iot/codecs(/.*)?", AUTHENTICATED),  # the codec catalogue: no tenant's data
     rule("GET HEAD", "/iot/(services|groups)(/.*)?", "read", _SERVICE),
     rule("*", "/iot/(services|groups)(/.*)?", "admin", _SERVICE),  # a group is an API key: who may send data
     rule("GET HEAD", "/iot/devices(/.*)?", "read", _SERVICE),
