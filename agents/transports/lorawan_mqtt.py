@@ -32,7 +32,6 @@ import hashlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 from typing import Any
 
 from agents.lorawan.provisioning import Broker, ConfError, LorawanConf, conf, section
@@ -41,7 +40,7 @@ from agents.metrics import Metrics
 from agents.registry import Registry
 from agents.registry.lorawan import pick_group
 from agents.transports.intake import Intake
-from agents.transports.mqtt import MqttOptions, MqttTransport, _Connection, _ignore_ack, _now
+from agents.transports.mqtt import MqttOptions, MqttTransport, _Connection, _now
 
 __all__ = ["NetworkServerLink", "NetworkServers", "filters_of", "route"]
 
@@ -122,8 +121,9 @@ class NetworkServerLink(MqttTransport):
         if up and not was and self._on_connected is not None and self._loop is not None:
             asyncio.ensure_future(self._on_connected(self.broker), loop=self._loop)
 
-    def _on_publish(self, conn: _Connection, topic: bytes, qos: int, mid: int, payload: bytes, size: int = -1) -> None:
-        done = partial(conn.done, mid) if qos else _ignore_ack
+    def _on_publish(self, conn: _Connection, topic: bytes, qos: int, mid: int, payload: bytes, size: int = -1,
+                    key: tuple[int, bytes, int] | None = None) -> None:
+        done = self._ack(conn, qos, mid, topic, payload, key)
         try:
             text = topic.decode()
         except UnicodeDecodeError:

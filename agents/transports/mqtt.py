@@ -38,6 +38,19 @@ Packet Size to 16 times that limit: beyond it the broker itself drops the
 message (MQTT 5 3.1.2.11.4; Mosquitto logs it), so a 20 MB message never
 crosses the network to us.
 
+Redeliveries: a QoS 1 message committed to the outbox whose PUBACK did not
+reach the broker (the connection dropped between the commit and the PUBACK,
+or the broker stopped before it read it) comes again after the reconnect,
+with the DUP flag and the same packet id (MQTT 3.1.1 4.4, MQTT 5 4.4). For
+a device that sends no TimeInstant it would be a second instance in history,
+a minute apart. The transport remembers the last `redelivery_window`
+committed messages (packet id, topic, payload) and acknowledges such a
+redelivery without taking it in again; a DUP message still being committed
+waits for its first copy's outcome. Only DUP messages are compared: a device
+sending the same reading twice is two measures. (A redelivery after the
+agent itself was killed between commit and PUBACK is not recognised: the
+memory is the process's.)
+
 Client id: the persistent session is the client id's. Two agents with one
 id take the session from each other (MQTT 5 DISCONNECT 0x8E "session taken
 over" from brokers that send it; Mosquitto 2.0.11 does not, and closes the
@@ -53,6 +66,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -437,7 +451,10 @@ class _Connection(asyncio.Protocol):
         if self._v5:
             length, pos = _read_varint(data, pos)
             pos += length
-        self._owner._on_publish(self, topic, qos, mid, data[pos:stop], size)
+        if qos and first & 0x08:  # DUP: perhaps one we committed and could not acknowledge
+            self._owner._on_redelivery(self, topic, mid, data[pos:stop], size)
+        else:
+            self._owner._on_publish(self, topic, qos, mid, data[pos:stop], size)
 
     def _control(self, kind: int, body: bytes) -> None:
         if kind == CONNACK and not self.connack.done():
@@ -532,6 +549,8 @@ class MqttTransport:
 
     #: topics whose parse is remembered (devices publish on the same few topics over and over)
     route_cache_max = 100_000
+    #: committed QoS 1 messages remembered to recognise their redelivery (above any broker's inflight window)
+    redelivery_window = 20_000
 
     def __init__(self, options: MqttOptions, intake: Intake, *, metrics: Metrics | None = None,
                  command_results: CommandResults | None = None) -> None:
@@ -545,6 +564,10 @@ class MqttTransport:
         self._m_messages = m.counter("metropole_agent_mqtt_messages_total", "MQTT messages received, by QoS", ["qos"])
         self._m_by_qos: dict[int, Callable[..., None]] = {}  # qos -> its child's inc, made on first use
         self._m_ignored = m.counter("metropole_agent_mqtt_ignored_total", "MQTT messages on topics that are not measures")
+        self._m_redelivered = m.counter("metropole_agent_mqtt_redeliveries_total",
+                                        "MQTT redeliveries (DUP) of messages already committed: acknowledged, not taken again")
+        self._committed: OrderedDict[tuple[int, bytes, int], None] = OrderedDict()  # (mid, topic, hash of the payload)
+        self._committing: dict[tuple[int, bytes, int], list[Callable[[bool], None]]] = {}
         self._m_connected = m.gauge("metropole_agent_mqtt_connected", "1 while connected to the MQTT broker")
         self._v5 = options.protocol == 5
         self._routes: dict[bytes, Route | None] = {}
@@ -754,8 +777,45 @@ class MqttTransport:
                     count = self._m_by_qos[qos] = self._m_messages.labels(qos=qos).inc
                 count(n)
 
-    def _on_publish(self, conn: _Connection, topic: bytes, qos: int, mid: int, payload: bytes, size: int = -1) -> None:
-        done = partial(conn.done, mid) if qos else _ignore_ack
+    def _on_redelivery(self, conn: _Connection, topic: bytes, mid: int, payload: bytes, size: int) -> None:
+        """A QoS 1 PUBLISH with DUP set: acknowledge it if its first copy was committed, else take it in."""
+        key = (mid, topic, hash(payload))
+        if key in self._committed:
+            self._m_redelivered.inc()
+            conn.done(mid, True)
+            return
+        waiting = self._committing.get(key)
+        if waiting is not None:  # its first copy (from the connection before) is still being committed
+            self._m_redelivered.inc()
+            waiting.append(partial(conn.done, mid))
+            return
+        self._committing[key] = []
+        self._on_publish(conn, topic, 1, mid, payload, size, key)
+
+    def _committed_done(self, conn: _Connection, mid: int, key: tuple[int, bytes, int], ok: bool) -> None:
+        waiting = self._committing.pop(key, ())
+        if ok:
+            committed = self._committed
+            committed[key] = None
+            if len(committed) > self.redelivery_window:
+                committed.popitem(last=False)
+        conn.done(mid, ok)
+        for done in waiting:
+            done(ok)
+
+    def _ack(self, conn: _Connection, qos: int, mid: int, topic: bytes, payload: bytes,
+             key: tuple[int, bytes, int] | None) -> Callable[[bool], None]:
+        """The intake callback of a message: its PUBACK, and remembering it against a redelivery."""
+        if not qos:
+            return _ignore_ack
+        if key is None:
+            key = (mid, topic, hash(payload))
+            self._committing[key] = []
+        return partial(self._committed_done, conn, mid, key)
+
+    def _on_publish(self, conn: _Connection, topic: bytes, qos: int, mid: int, payload: bytes, size: int = -1,
+                    key: tuple[int, bytes, int] | None = None) -> None:
+        done = self._ack(conn, qos, mid, topic, payload, key)
         route = self._route(topic)
         if route is None:
             self._m_ignored.inc()

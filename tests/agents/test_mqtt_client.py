@@ -66,11 +66,11 @@ class FakeIntake:
             listener()
 
 
-def publish(topic: bytes, mid: int, payload: bytes, *, v5: bool = True, qos: int = 1) -> bytes:
+def publish(topic: bytes, mid: int, payload: bytes, *, v5: bool = True, qos: int = 1, dup: bool = False) -> bytes:
     properties = b"\x08\x01\x00\x03\x02\x00\x00\x00\x3c" if v5 else b""  # Payload Format, Message Expiry
     body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
     body += (varint(len(properties)) + properties if v5 else b"") + payload
-    return bytes([0x30 | qos << 1]) + varint(len(body)) + body
+    return bytes([0x30 | qos << 1 | (0x08 if dup else 0)]) + varint(len(body)) + body
 
 
 def connection(options: MqttOptions) -> tuple[_Connection, FakeSocket, FakeIntake, MqttTransport]:
@@ -114,6 +114,48 @@ def test_a_failed_commit_or_a_lost_connection_sends_no_puback() -> None:
         intake.commit()
         await asyncio.sleep(0)
         assert sock.writes == []
+
+    asyncio.run(go())
+
+
+def test_a_redelivery_of_a_committed_message_is_acknowledged_not_taken_again() -> None:
+    """The broker sends again (DUP) what we committed but could not acknowledge: one measure, not two."""
+    async def go() -> None:
+        first, sock1, intake, transport = connection(MqttOptions(protocol=4))
+        first.data_received(publish(b"/json/k/d1/attrs", 9, b'{"no2": 1}', v5=False))
+        first.data_received(publish(b"/json/k/d1/attrs", 10, b'{"no2": 2}', v5=False))
+        first.connection_lost(None)
+        intake.got[0][1](True)  # message 9 committed after the connection dropped: no PUBACK could leave
+        intake.got = intake.got[1:]  # message 10 is still being committed
+        second = _Connection(transport, False)
+        sock2 = FakeSocket()
+        second.connection_made(sock2)
+        second.data_received(publish(b"/json/k/d1/attrs", 9, b'{"no2": 1}', v5=False, dup=True))
+        second.data_received(publish(b"/json/k/d1/attrs", 10, b'{"no2": 2}', v5=False, dup=True))
+        second.data_received(publish(b"/json/k/d1/attrs", 11, b'{"no2": 3}', v5=False, dup=True))  # never seen
+        second.data_received(publish(b"/json/k/d1/attrs", 12, b'{"no2": 1}', v5=False))  # the same reading again
+        assert [m.payload for m, _ in intake.got] == [b'{"no2": 2}', b'{"no2": 3}', b'{"no2": 1}']
+        await asyncio.sleep(0)
+        assert sock1.writes == [] and sock2.writes == [b"\x40\x02\x00\x09"], "9 acknowledged at once, once"
+        intake.commit()  # 10's first copy, 11 and 12: 10's redelivery is acknowledged with them
+        await asyncio.sleep(0)
+        assert sorted(sock2.writes[1]) == sorted(b"\x40\x02\x00\x0b\x40\x02\x00\x0c\x40\x02\x00\x0a")
+        assert len(sock2.writes[1]) == 12
+        assert transport._m_redelivered.get() == 2
+
+    asyncio.run(go())
+
+
+def test_a_redelivery_of_a_message_whose_commit_failed_is_taken_in() -> None:
+    async def go() -> None:
+        conn, sock, intake, _ = connection(MqttOptions(protocol=4))
+        conn.data_received(publish(b"/json/k/d1/attrs", 3, b"1", v5=False))
+        intake.commit(ok=False)
+        conn.data_received(publish(b"/json/k/d1/attrs", 3, b"1", v5=False, dup=True))
+        assert [m.payload for m, _ in intake.got] == [b"1"]
+        intake.commit()
+        await asyncio.sleep(0)
+        assert sock.writes == [b"\x40\x02\x00\x03"]
 
     asyncio.run(go())
 
