@@ -200,9 +200,8 @@ def _notification(n: Any) -> None:
                 raise BadRequestData(f"notification.{member}: {exc.detail}") from None
     if "pick" in n and "omit" in n:
         raise BadRequestData("notification.pick and notification.omit exclude each other")
-    if "join" in n:
-        if n["join"] not in ("flat", "inline", "@none"):
-            raise BadRequestData("notification.join must be flat, inline or @none")
+    if "join" in n and n["join"] not in ("flat", "inline", "@none"):
+        raise BadRequestData("notification.join must be flat, inline or @none")
     if "joinLevel" in n:
         _positive(n["joinLevel"], "notification.joinLevel")
 
