@@ -60,7 +60,7 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
     media = accepted_type(request)
     cfg = deps.settings(request)
     page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
-    descending = check_order_by(params.get("orderBy"), spec.local)
+    descending = check_order_by(params.get("orderBy"))
     tq = TemporalQuery.from_params(params, attrs_given=bool(spec.attrs))
     # counted always: the total also says whether there is a next page
     result = await service(request).query(tenant, spec, ctx, tq, Page(page.limit, page.offset, True),

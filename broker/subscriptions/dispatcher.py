@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from broker.store.base import ChangeRecord, Store
+from broker.service.view import View, linked_objects
+from broker.store.base import ChangeRecord, Doc, Store, StoredEntity
 from broker.subscriptions.matching import DELETED, Compiled, Trigger, compile_subscription
 from broker.subscriptions.model import iso, now_utc
 from broker.subscriptions.render import changed_entity, envelope, render_entity, view_of
@@ -94,17 +95,37 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- change log
 
-    def _render(self, compiled: Compiled, record: ChangeRecord, trigger: Trigger, notified_at: str) -> bytes:
+    async def _linked(self, tenant: str, roots: list[Doc], view: View) -> dict[str, StoredEntity]:
+        """The stored entities reachable from `roots` through Relationships, up to `view.join_level` hops
+        (clause 4.5.23), as they are now; nothing without `notification.join`."""
+        if view.join is None:
+            return {}
+        found: dict[str, StoredEntity] = {}
+        seen = {r.get("id") for r in roots}
+        frontier = roots
+        for _ in range(view.join_level):
+            wanted = list(dict.fromkeys(t for d in frontier for t in linked_objects(d) if t not in seen))
+            if not wanted:
+                break
+            seen.update(wanted)
+            got = await self.store.get_many(tenant, wanted)
+            found.update(got)
+            frontier = [e.doc for e in got.values()]
+        return found
+
+    async def _render(self, compiled: Compiled, record: ChangeRecord, trigger: Trigger, notified_at: str) -> bytes:
         doc = compiled.doc
         value, ctx = self._notify_ctx[(compiled.stored.tenant, compiled.stored.id)]
         entity, created, modified = changed_entity(doc, record, trigger)
         deleted = frozenset(a for a, k in trigger.changed.items() if DELETED in k and a not in (record.after or {}))
-        rendered = render_entity(doc, view_of(doc, ctx), ctx, entity, created, modified,
+        view = view_of(doc, ctx)
+        rendered = render_entity(doc, view, ctx, entity, created, modified,
+                                 linked=await self._linked(record.tenant, [entity], view),
                                  deleted_at=record.at if trigger.reason == "entityDeleted" else None,
                                  deleted_attrs=deleted)
-        return envelope(doc, value, [rendered], notified_at)
+        return envelope(doc, value, rendered, notified_at)
 
-    def match_page(self, records: list[ChangeRecord], now: datetime) -> list[tuple[str, str, bytes]]:
+    async def match_page(self, records: list[ChangeRecord], now: datetime) -> list[tuple[str, str, bytes]]:
         """The notifications of a page of records, in log order."""
         items: list[tuple[str, str, bytes]] = []
         notified_at = iso(now)
@@ -115,7 +136,7 @@ class Dispatcher:
                 try:
                     trigger = compiled.match(record)
                     if trigger is not None:
-                        body = self._render(compiled, record, trigger, notified_at)
+                        body = await self._render(compiled, record, trigger, notified_at)
                         items.append((record.tenant, compiled.stored.id, body))
                 except Exception:
                     log.exception("subscription %s failed on change %s", compiled.stored.id, record.seq)
@@ -141,7 +162,7 @@ class Dispatcher:
             return 0
         if await self.refresh():
             pass  # a subscription changed while the page was read: matched with the fresh set
-        items = self.match_page(records, now_utc())
+        items = await self.match_page(records, now_utc())
         last = records[-1].seq
         await self.storage.enqueue(items, last)
         self.cursor = last
@@ -188,7 +209,15 @@ class Dispatcher:
                 continue  # "If there are no matching Entities, no Notification is sent."
             value, ctx = self._notify_ctx[(tenant, sub_id)]
             view = view_of(compiled.doc, ctx)
-            entities = [render_entity(compiled.doc, view, ctx, e.doc, e.created_at, e.modified_at)
-                        for e in page.entities]
+            linked = await self._linked(tenant, [e.doc for e in page.entities], view)
+            entities: list[dict[str, Any]] = []
+            appended: dict[Any, dict[str, Any]] = {}  # flat: each Linked Entity once, after the entities
+            for e in page.entities:
+                first, *extra = render_entity(compiled.doc, view, ctx, e.doc, e.created_at, e.modified_at,
+                                              linked=linked)
+                entities.append(first)
+                appended.update((x.get("id"), x) for x in extra if x.get("id") not in appended)
+            shown = {e.doc["id"] for e in page.entities}
+            entities += [x for i, x in appended.items() if i not in shown]
             await self.storage.enqueue([(tenant, sub_id, envelope(compiled.doc, value, entities, iso(moment)))], None)
             self.wake(tenant, sub_id)

@@ -19,7 +19,7 @@ from broker.query.geo import parse_geoquery
 from broker.query.q import compile_q
 from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
-from models.errors import BadRequestData, InvalidRequest, OperationNotSupported
+from models.errors import BadRequestData, InvalidRequest
 from models.normalize import TermMapper
 from models.validation import check_uri
 from models.vocabulary import NGSI_LD_NULL
@@ -200,11 +200,8 @@ def _notification(n: Any) -> None:
                 raise BadRequestData(f"notification.{member}: {exc.detail}") from None
     if "pick" in n and "omit" in n:
         raise BadRequestData("notification.pick and notification.omit exclude each other")
-    if "join" in n:
-        if n["join"] not in ("flat", "inline", "@none"):
-            raise BadRequestData("notification.join must be flat, inline or @none")
-        if n["join"] != "@none":
-            raise OperationNotSupported("linked entity retrieval (join) in notifications is not supported")
+    if "join" in n and n["join"] not in ("flat", "inline", "@none"):
+        raise BadRequestData("notification.join must be flat, inline or @none")
     if "joinLevel" in n:
         _positive(n["joinLevel"], "notification.joinLevel")
 

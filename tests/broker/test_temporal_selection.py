@@ -88,12 +88,20 @@ def test_several_selectors_of_a_post_query(client: httpx.Client) -> None:
 
 
 def test_local_and_order_by(client: httpx.Client) -> None:
-    """Clause 5.7.4.4: local=true needs no selector; orderBy only with local, and only on id."""
+    """Clause 5.7.4.4: local=true needs no selector; orderBy only on id. Without local=true orderBy is taken
+    too: with no context source registrations every query runs on local data (clause 5.5.13), as on /entities."""
     a, b = make(client, speed=[prop(1, 1)]), make(client, speed=[prop(1, 1)])
     r = client.get("/temporal/entities", params={"local": "true", "orderBy": "id;desc", "timerel": "after", "timeAt": at(0)})
     assert [e["id"] for e in r.json()] == sorted([a, b], reverse=True)
-    assert client.get("/temporal/entities", params={"type": "Bus", "orderBy": "id"}).status_code == 400
-    assert client.get("/temporal/entities", params={"local": "true", "orderBy": "speed"}).status_code == 400
+    kind = "Bus"
+    for order, expected in (("id", sorted([a, b])), ("id;desc", sorted([a, b], reverse=True))):
+        r = client.get("/temporal/entities", params={"type": kind, "orderBy": order, "timerel": "after", "timeAt": at(0)})
+        assert r.status_code == 200, r.text
+        assert [e["id"] for e in r.json() if e["id"] in (a, b)] == expected
+    for params in ({"local": "true", "orderBy": "speed"}, {"type": kind, "orderBy": "speed"},
+                   {"type": kind, "orderBy": "id,type"}):
+        r = client.get("/temporal/entities", params=params)
+        assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), r.text
 
 
 def test_dataset_id_selects_instances(client: httpx.Client) -> None:

@@ -225,7 +225,7 @@ def test_disk_cache_survives_a_new_resolver_until_ttl(server: ContextServer, tmp
     restarted = ContextResolver(cache_dir=tmp_path, ttl=60, clock=lambda: now[0])
     assert restarted.resolve(url).expand_term("speed") == "https://example.org/speed"
     assert server.hits["/disk.jsonld"] == 1
-    assert restarted.entries()[0]["extraInfo"] == {"origin": "disk"}
+    assert restarted.entries()[0]["extraInfo"] == "origin: disk"
     now[0] += 61  # expired: both the stored document and the resolved context are refreshed
     assert restarted.resolve(url).expand_term("speed") == "https://example.org/speed"
     assert server.hits["/disk.jsonld"] == 2
@@ -339,7 +339,7 @@ def test_shipped_contexts_appear_in_the_inventory_without_fetch() -> None:
     resolver = ContextResolver(fetch=lambda url: pytest.fail(f"fetched {url}"))
     resolver.resolve("https://smartdatamodels.org/context.jsonld")
     [entry] = resolver.entries()
-    assert entry["extraInfo"] == {"origin": "shipped"} and "expiresAt" not in entry
+    assert entry["extraInfo"] == "origin: shipped" and "expiresAt" not in entry
     assert resolver.reload(entry["URL"])["URL"] == "https://smartdatamodels.org/context.jsonld"
 
 
