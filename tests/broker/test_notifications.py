@@ -28,7 +28,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.settings import BrokerSettings
 from tests import services
-from tests.broker.conftest import API, RunningBroker, _drop_schema, free_port, link, new_id
+from tests.broker.conftest import API, RunningBroker, free_port, link, new_id
+from tests.pg import store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,26 +103,19 @@ class Receiver:
 def notify_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A broker of this module (fast retries) on one store."""
     data = tmp_path_factory.mktemp(f"notify-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        store_url = f"sqlite:///{data / 'broker.db'}"
-    else:
-        schema = f"test_notify_{uuid.uuid4().hex[:12]}"
-        store_url = f"{services.require_postgres()}?schema={schema}"
     saved = {k: os.environ.get(k) for k in ("METROPOLE_NOTIFY_RETRY_MAX", "METROPOLE_NOTIFY_RETRY_INITIAL")}
     os.environ.update(METROPOLE_NOTIFY_RETRY_MAX="0.5", METROPOLE_NOTIFY_RETRY_INITIAL="0.1")
-    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=store_url)
     try:
-        with RunningBroker(settings) as broker:
-            yield broker.url
+        with store_url(request.param, data / "broker.db", "test_notify") as url:
+            settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=url)
+            with RunningBroker(settings) as broker:
+                yield broker.url
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if schema is not None:
-            _drop_schema(services.POSTGRES_DSN, schema)
 
 
 @pytest.fixture
