@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from adapters.ngsild import BrokerUnavailable, NgsiLdClient, error_from_response, is_retryable
+from bench.procs import broker_process, free_port
 from models.errors import BadRequestData, InternalError, LdContextNotAvailable, NonexistentTenant
-from tests.agents.procs import broker_process, free_port
 
 SDM = "https://smartdatamodels.org/context.jsonld"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"

@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.agents.procs import Managed, agent_process, broker_process
+from bench.procs import Managed, agent_process, broker_process
 
 pytestmark = pytest.mark.mqtt
 
