@@ -1,36 +1,45 @@
 # The README's two commands. Each one sets itself up from the project's own
-# files (a virtual environment in .venv, dependencies pinned in constraints.txt).
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# files (a virtual environment in .venv, dependencies pinned in constraints.txt):
+# `make run` installs the platform alone, `make test` also its test extras.
+PYTHON     ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test setup bench conformance faults clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	touch $(STAMP)
 
-setup: $(STAMP)
+$(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+## make setup: .venv with the test extras (what a developer works with)
+setup: $(TEST_STAMP)
 
 ## make run: the whole platform on embedded defaults, in the foreground (Ctrl-C stops it);
 ## make run ARGS=--demo adds the simulated fleet of four pilot towns (dashboard on http://127.0.0.1:8080/)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/metropole run $(ARGS)
 
 ## make test: the whole test suite
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make faults: kill -9 the agent, the broker, PostgreSQL and the notification receiver, restart Mosquitto,
 ## under load; every accepted measure must be in history once and notified (own PostgreSQL and Mosquitto, ~1 min)
-faults: $(STAMP)
+faults: $(RUN_STAMP)
 	$(BIN)/python -m faults
 
 ## make bench: every benchmark, printing tables
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python -m bench
 
 ## make conformance: the ETSI NGSI-LD suite (../shared/conformance) against the broker on SQLite and on
@@ -39,7 +48,7 @@ bench: $(STAMP)
 ##   STORES=sqlite                one store only          TESTS='018_01_01 019_*'  a few tests (no floor check)
 ##   BROKER_PORTS=27026,27027     HARNESS_PORTS=27085,27185 (first of four per store; default: free ports)
 ##   SEQUENTIAL=1                 one store after the other    MQTT=1  also the 12 MQTT tests (no floor check)
-conformance: $(STAMP)
+conformance: $(RUN_STAMP)
 	@$(BIN)/python -m compliance.conformance \
 	  $(if $(filter 1,$(UPDATE_FLOOR)),--update-floor) $(if $(STORES),--stores $(STORES)) \
 	  $(if $(BROKER_PORTS),--broker-ports $(BROKER_PORTS)) $(if $(HARNESS_PORTS),--harness-ports $(HARNESS_PORTS)) \

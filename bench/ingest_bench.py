@@ -66,9 +66,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.mqtt_load import Load, LoadSpec, Mosquitto  # noqa: E402
-from tests.agents.procs import Managed, agent_process, broker_process, free_port  # noqa: E402
+from bench.mqtt_load import Load, LoadSpec, Mosquitto
+from bench.procs import Managed, agent_process, broker_process, free_port
 
 MQTT_HOST = os.environ.get("METROPOLE_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("METROPOLE_TEST_MQTT_PORT", "1883"))

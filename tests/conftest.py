@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import services
+from tests.pg import throwaway_schema
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared"
@@ -46,6 +48,14 @@ def load_json(path: Path) -> Any:
 def postgres_dsn() -> str:
     """DSN of a real PostgreSQL; skips (or fails under CI=true) when absent."""
     return services.require_postgres()
+
+
+@pytest.fixture
+def pg_schema(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(dsn, name) of a throwaway PostgreSQL schema (not created), dropped afterwards (tests/pg.py)."""
+    module = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with throwaway_schema(f"test_{module[:20]}") as dsn_and_schema:
+        yield dsn_and_schema
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import services
+from tests.pg import throwaway_schema
 from tests.security.pki import make_pki
 from tests.web.conftest import free_port
 
@@ -89,15 +89,14 @@ def test_wrong_settings_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_the_store_password_is_never_printed(tmp_path: Path) -> None:
-    dsn = services.require_postgres()
     password = "Pa55-never-shown-" + os.urandom(4).hex()
-    store = dsn.replace("postgresql://postgres@", f"postgresql://postgres:{password}@") + \
-        f"?schema=ops_{os.urandom(4).hex()}"
     port = free_port()
-    with _serving(["broker", "--port", str(port), "--data", str(tmp_path), "--store", store],
-                  f"http://127.0.0.1:{port}/version", env={"METROPOLE_LOG_LEVEL": "INFO"}) as proc:
-        version = httpx.get(f"http://127.0.0.1:{port}/version").text
-        identity = httpx.get(f"http://127.0.0.1:{port}/ngsi-ld/v1/info/sourceIdentity").text
+    with throwaway_schema("ops") as (dsn, schema):
+        store = dsn.replace("postgresql://postgres@", f"postgresql://postgres:{password}@") + f"?schema={schema}"
+        with _serving(["broker", "--port", str(port), "--data", str(tmp_path), "--store", store],
+                      f"http://127.0.0.1:{port}/version", env={"METROPOLE_LOG_LEVEL": "INFO"}) as proc:
+            version = httpx.get(f"http://127.0.0.1:{port}/version").text
+            identity = httpx.get(f"http://127.0.0.1:{port}/ngsi-ld/v1/info/sourceIdentity").text
     out = _output(proc)
     assert password not in out + version + identity
     assert "postgres:***@" in out

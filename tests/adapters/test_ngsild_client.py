@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from adapters.ngsild import BrokerUnavailable, NgsiLdClient, error_from_response, is_retryable
+from bench.procs import broker_process, free_port
 from models.errors import BadRequestData, InternalError, LdContextNotAvailable, NonexistentTenant
-from tests.agents.procs import broker_process, free_port
 
 SDM = "https://smartdatamodels.org/context.jsonld"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
@@ -139,6 +139,7 @@ def test_one_error_mapping(status: int, body: Any, expected: type, retry: bool) 
 def test_own_http_client_reads_chunked_answers_and_survives_a_closed_keep_alive_connection() -> None:
     """`_Http11`: a chunked 207, then the server closes the idle connection; the next request gets through."""
     requests: list[bytes] = []
+    closed = asyncio.Event()  # set by the server once it has closed a connection
     multi = b'{"success": ["urn:a"], "errors": []}'
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -149,6 +150,8 @@ def test_own_http_client_reads_chunked_answers_and_survives_a_closed_keep_alive_
                      + b"%x\r\n%s\r\n0\r\n\r\n" % (len(multi), multi))
         await writer.drain()
         writer.close()  # after answering: the client's kept-alive connection is dead when it reuses it
+        await writer.wait_closed()
+        closed.set()
 
     async def go() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -157,7 +160,8 @@ def test_own_http_client_reads_chunked_answers_and_survives_a_closed_keep_alive_
             for _ in range(2):
                 out = await c.write_json([b'{"id":"urn:a","type":"T"}'], ["urn:a"], tenant="t", context=[SDM])
                 assert out.success == ["urn:a"] and not out.errors
-                await asyncio.sleep(0.05)
+                await asyncio.wait_for(closed.wait(), 10)  # the connection the client keeps is closed: reuse it
+                closed.clear()
 
     run(go())
     assert len(requests) == 2

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -20,7 +17,7 @@ from agents.provisioning import create_provisioning_app
 from agents.provisioning.hooks import Hooks
 from agents.registry import open_registry
 from agents.settings import AgentSettings
-from tests import services
+from tests.pg import store_url
 
 
 def free_port() -> int:
@@ -29,29 +26,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _drop_schema(dsn: str, schema: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A registry URL on each store; the PostgreSQL one in a schema of this test alone."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'agents.db'}"
-        return
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"test_agents_{uuid.uuid4().hex[:12]}"
-    try:
-        yield f"{dsn}?schema={schema}"
-    finally:
-        _drop_schema(services.POSTGRES_DSN, schema)
+    with store_url(request.param, tmp_path / "agents.db", "test_agents") as url:
+        yield url
 
 
 class RunningAgent:

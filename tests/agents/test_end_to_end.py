@@ -4,10 +4,8 @@ Provisioning uses the request shapes of the FIWARE IoT Agent documentation
 (`POST /iot/services`, `POST /iot/devices` with `fiware-service` headers).
 The outage tests count every measure: each counted measure comes from its own
 (autoprovisioned) device, so it is its own entity, and a few devices send
-numbered sequences whose final value shows nothing overtook the last one.
-TODO(temporal): once the embedded broker serves /ngsi-ld/v1/temporal/entities,
-count the sequences' values in each entity's history instead (`history_values`
-already uses it when it answers).
+numbered sequences whose final value shows nothing overtook the last one,
+and whose history in the broker's temporal API holds every value.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.agents.procs import Managed, agent_process, broker_process
+from bench.procs import Managed, agent_process, broker_process
 
 pytestmark = pytest.mark.mqtt
 
@@ -218,21 +216,16 @@ class Devices:
             _wait(lambda: (s.entity(f"urn:ngsi-ld:AirQualityObserved:seq{d}") or {}).get("no2", {}).get("value") == last,
                   timeout, f"seq{d} to end at {last}")
             history = history_values(s, f"urn:ngsi-ld:AirQualityObserved:seq{d}")
-            if history is not None:  # the temporal API is there: every value, in order
-                missing = sorted(set(range(last + 1)) - set(history))
-                assert not missing, f"seq{d}: values missing from the broker's history: {missing}"
+            missing = sorted(set(range(last + 1)) - set(history))
+            assert not missing, f"seq{d}: values missing from the broker's history: {missing}"
         assert s.metric("metropole_agent_dead_letters_total") == 0
 
 
-def history_values(s: Stack, entity_id: str) -> list[Any] | None:
-    """The no2 values in the entity's history, oldest first; None while the broker has no temporal API."""
-    try:
-        r = httpx.get(f"{s.broker_url}/ngsi-ld/v1/temporal/entities/{entity_id}", params={"attrs": "no2"},
-                      headers=s.ngsi(), timeout=5)
-    except httpx.TransportError:
-        return None
-    if r.status_code != 200:
-        return None
+def history_values(s: Stack, entity_id: str) -> list[Any]:
+    """The no2 values in the entity's history, oldest first (the embedded broker serves the temporal API)."""
+    r = httpx.get(f"{s.broker_url}/ngsi-ld/v1/temporal/entities/{entity_id}", params={"attrs": "no2"},
+                  headers=s.ngsi(), timeout=5)
+    assert r.status_code == 200, f"the broker's history of {entity_id}: {r.status_code} {r.text[:300]}"
     instances = r.json().get("no2", [])
     instances = instances if isinstance(instances, list) else [instances]
     values = sorted(instances, key=lambda i: (i.get("observedAt", ""), i.get("instanceId", "")))

@@ -25,8 +25,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench.procs import Managed, agent_process, broker_process
 from compliance.payload import check_entity
-from tests.agents.procs import Managed, agent_process, broker_process
 
 pytestmark = pytest.mark.mqtt
 

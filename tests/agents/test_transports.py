@@ -65,12 +65,18 @@ def _update(msg: Inbound) -> list[EntityUpdate]:
 
 
 class FailingOutbox(Outbox):
-    """An outbox whose commits fail while `failing` is set (a full disk, say)."""
+    """An outbox whose commits fail while `failing` is set (a full disk, say); `refused` holds what it refused."""
 
     failing = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused: list[str] = []  # the devices of the refused items (appended from the intake's thread)
+
     def append(self, items: Any) -> int:
         if self.failing:
+            items = list(items)
+            self.refused.extend(i.device for i in items)
             raise OSError("disk full")
         return super().append(items)
 
@@ -161,7 +167,11 @@ def test_mqtt_acknowledges_only_what_the_outbox_took(mqtt_broker: tuple[str, int
     outbox.failing = True
     t, stop = _session(outbox, options)
     _publish(host, port, f"/json/{key}/d1/attrs", b"41")
-    time.sleep(1.0)  # delivered to the agent, commit failed, no PUBACK
+    # the precondition: the message reached the agent and its commit failed (so no PUBACK)
+    deadline = time.monotonic() + 10
+    while not any(f"|{key}|" in device for device in outbox.refused):
+        assert time.monotonic() < deadline, "the message never reached the failing commit"
+        time.sleep(0.05)
     assert _rows_of(outbox, key) == 0
     stop.set()
     t.join(10)

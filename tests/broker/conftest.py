@@ -11,7 +11,6 @@ http.server thread, as remote contexts would be served.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -21,14 +20,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
 
 from broker.app import create_app
 from broker.settings import BrokerSettings
-from tests import services
+from tests.pg import store_url
 
 API = "/ngsi-ld/v1"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
@@ -66,36 +64,15 @@ class RunningBroker:
         self.thread.join(timeout=30)
 
 
-def _drop_schema(dsn: str, schema: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def broker_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running broker on one store (sqlite or postgres)."""
     data = tmp_path_factory.mktemp(f"broker-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        store_url = f"sqlite:///{data / 'broker.db'}"
-    else:
-        dsn = services.require_postgres()
-        schema = f"test_api_{uuid.uuid4().hex[:16]}"
-        store_url = f"{dsn}?schema={schema}"
-    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=store_url,
-                              max_limit=100, context_timeout=2.0)
-    try:
+    with store_url(request.param, data / "broker.db", "test_api") as url:
+        settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=url,
+                                  max_limit=100, context_timeout=2.0)
         with RunningBroker(settings) as broker:
             yield broker.url
-    finally:
-        if schema is not None:
-            _drop_schema(services.POSTGRES_DSN, schema)
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import pytest
@@ -17,6 +15,7 @@ from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.storage import TimeRange, open_history
 from tests import services
 from tests.broker.conftest import new_id
+from tests.pg import adrop_schema, schema_name
 
 T = "Thing"
 JSON = {"Content-Type": "application/json"}
@@ -194,7 +193,7 @@ def test_recorder_replay_stores_each_instance_once_and_resumes(kind: str, tmp_pa
     if kind == "sqlite":
         url, schema = f"sqlite:///{tmp_path / 'b.db'}", None
     else:
-        schema = f"test_rec_{uuid.uuid4().hex[:12]}"
+        schema = schema_name("test_rec")
         url = f"{services.require_postgres()}?schema={schema}"
 
     async def body() -> None:
@@ -220,8 +219,6 @@ def test_recorder_replay_stores_each_instance_once_and_resumes(kind: str, tmp_pa
             await history.close()
             await store.close()
             if schema is not None:
-                conn = await asyncpg.connect(services.POSTGRES_DSN)
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                await conn.close()
+                await adrop_schema(schema)
 
     asyncio.run(body())

@@ -7,8 +7,10 @@ broker as a separate process (`python -m metropole broker`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +28,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.settings import BrokerSettings
 from tests import services
-from tests.broker.conftest import API, RunningBroker, _drop_schema, free_port, link, new_id
+from tests.broker.conftest import API, RunningBroker, free_port, link, new_id
+from tests.pg import store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +44,21 @@ class Receiver:
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.status = status
         self._httpd: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
 
     def start(self) -> "Receiver":
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                owner._connections.add(self.connection)
+
+            def finish(self) -> None:
+                owner._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -67,10 +79,14 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut the kept-alive connections too (else the broker would go on delivering on them)."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        for connection in list(self._connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def entities(self) -> list[dict[str, Any]]:
         return [e for _, n in self.received for e in n["data"]]
@@ -87,26 +103,19 @@ class Receiver:
 def notify_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A broker of this module (fast retries) on one store."""
     data = tmp_path_factory.mktemp(f"notify-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        store_url = f"sqlite:///{data / 'broker.db'}"
-    else:
-        schema = f"test_notify_{uuid.uuid4().hex[:12]}"
-        store_url = f"{services.require_postgres()}?schema={schema}"
     saved = {k: os.environ.get(k) for k in ("METROPOLE_NOTIFY_RETRY_MAX", "METROPOLE_NOTIFY_RETRY_INITIAL")}
     os.environ.update(METROPOLE_NOTIFY_RETRY_MAX="0.5", METROPOLE_NOTIFY_RETRY_INITIAL="0.1")
-    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=store_url)
     try:
-        with RunningBroker(settings) as broker:
-            yield broker.url
+        with store_url(request.param, data / "broker.db", "test_notify") as url:
+            settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=url)
+            with RunningBroker(settings) as broker:
+                yield broker.url
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if schema is not None:
-            _drop_schema(services.POSTGRES_DSN, schema)
 
 
 @pytest.fixture
@@ -187,12 +196,15 @@ def test_watched_attributes_q_and_default_triggers(api: httpx.Client, receiver: 
     api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 26}})  # watched and q
     api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 24}})  # q fails
     api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 30}})
-    receiver.wait(lambda: len(receiver.entities()) >= 2)
-    time.sleep(0.5)
-    assert [e["temperature"]["value"] for e in receiver.entities()] == [26, 30]
+    api.patch(f"/entities/{eid}/attrs", json={"temperature": {"type": "Property", "value": 40}})  # sentinel
+    # notifications of one subscription arrive in order: once the sentinel is in, nothing before it is still to come
+    receiver.wait(lambda: any(e["temperature"]["value"] == 40 for e in receiver.entities()))
+    assert [e["temperature"]["value"] for e in receiver.entities()] == [26, 30, 40]
     api.delete(f"/entities/{eid}")  # entityDeleted is not a default trigger
-    time.sleep(0.5)
-    assert len(receiver.entities()) == 2
+    sentinel = new_id()
+    api.post("/entities", json=thing(sentinel, temperature=50))  # entityCreated is, and q holds
+    receiver.wait(lambda: any(e["id"] == sentinel for e in receiver.entities()))
+    assert [(e["id"], e["temperature"]["value"]) for e in receiver.entities()][3:] == [(sentinel, 50)]
 
 
 def test_format_attributes_context_and_receiver_info(api: httpx.Client, receiver: Receiver,
@@ -285,14 +297,21 @@ def test_entity_deletion_is_the_deletion_of_its_watched_attributes(api: httpx.Cl
 
 
 def test_paused_subscription_does_not_notify(api: httpx.Client, receiver: Receiver) -> None:
+    """Sentinels instead of waiting: an active subscription shows the change was dispatched while the other was
+    paused; after resuming, the paused one's first notification is of a later entity, and nothing came before it."""
     sid = subscribe(api, receiver.url, isActive=False)
-    api.post("/entities", json=thing(new_id(), temperature=5))
-    time.sleep(0.6)
-    assert receiver.received == []
-    api.patch(f"/subscriptions/{sid}", json={"isActive": True})
-    time.sleep(0.3)
-    api.post("/entities", json=thing(new_id(), temperature=6))
-    receiver.wait(lambda: len(receiver.received) == 1)
+    watcher = subscribe(api, receiver.url)
+    paused_eid, later_eid = new_id(), new_id()
+
+    def notified(sub: str) -> list[str]:
+        return [e["id"] for _, n in list(receiver.received) if n["subscriptionId"] == sub for e in n["data"]]
+
+    api.post("/entities", json=thing(paused_eid, temperature=5))
+    receiver.wait(lambda: paused_eid in notified(watcher))  # the change is dispatched, the paused one skipped
+    assert api.patch(f"/subscriptions/{sid}", json={"isActive": True}).status_code == 204
+    api.post("/entities", json=thing(later_eid, temperature=6))
+    receiver.wait(lambda: later_eid in notified(sid))
+    assert notified(sid) == [later_eid]  # in order per subscription: the paused change would have come first
 
 
 def test_periodic_time_interval(api: httpx.Client, receiver: Receiver) -> None:
@@ -316,14 +335,14 @@ def test_failed_status_then_ok(api: httpx.Client) -> None:
         assert failed["timesFailed"] >= 1 and "lastFailure" in failed
         down.status = 200
         down.wait(lambda: len(down.received) == 1)
-        time.sleep(0.3)
-        assert api.get(f"/subscriptions/{sid}").json()["notification"]["status"] == "ok"
+        # outcomes are written in batches, a moment after delivery
+        down.wait(lambda: api.get(f"/subscriptions/{sid}").json()["notification"]["status"] == "ok")
     finally:
         down.stop()
 
 
 def test_receiver_killed_during_burst_gets_everything_in_order(api: httpx.Client, receiver: Receiver) -> None:
-    subscribe(api, receiver.url)
+    sid = subscribe(api, receiver.url)
     ids = [new_id() for _ in range(4)]
     for eid in ids:
         api.post("/entities", json=thing(eid, n=0))
@@ -333,7 +352,8 @@ def test_receiver_killed_during_burst_gets_everything_in_order(api: httpx.Client
             receiver.stop()
         for eid in ids:
             assert api.patch(f"/entities/{eid}/attrs", json={"n": {"type": "Property", "value": i}}).status_code == 204
-    time.sleep(1.0)
+    # the precondition, not a pause: deliveries failed while the receiver was away
+    receiver.wait(lambda: api.get(f"/subscriptions/{sid}").json()["notification"].get("timesFailed", 0) >= 1)
     receiver.start()
     expected = {(eid, i) for eid in ids for i in range(rounds + 1)}
     receiver.wait(lambda: {(e["id"], e["n"]["value"]) for e in receiver.entities()} >= expected, timeout=60)
@@ -346,13 +366,15 @@ def test_mqtt_delivery_through_mosquitto(api: httpx.Client) -> None:
     host, port = services.require_mqtt()
     topic = f"metropole/test/{uuid.uuid4().hex[:8]}"
     messages: list[dict[str, Any]] = []
+    subscribed = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.on_message = lambda c, u, m: messages.append(json.loads(m.payload))
+    client.on_subscribe = lambda *_: subscribed.set()
     client.connect(host, port)
     client.subscribe(topic, qos=1)
     client.loop_start()
     try:
-        time.sleep(0.3)
+        assert subscribed.wait(15), "no SUBACK from the MQTT broker"
         subscribe(api, f"mqtt://{host}:{port}/{topic}",
                   notification={"endpoint": {"notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
                                              "receiverInfo": [{"key": "X-Token", "value": "m"}]}})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from broker.query.geo import GeoQuery, bbox_for_prefilter, compile_geo, distance
 from broker.store.migrations import has_geometry, index_rows, migrate_postgres, migrate_sqlite, pg_box
 from broker.store.postgres import PostgresStore
 from models.errors import InvalidQuery
+from tests.pg import store_url
 
 T = TypeVar("T")
 NS = "https://smartdatamodels.org/dataModel.Environment/"
@@ -48,21 +48,8 @@ def entity(n: int | str, *types: str, no2: float | None = None, lng: float | Non
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL naming fresh, isolated storage."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'broker.db'}"
-        return
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"test_store_{uuid.uuid4().hex[:16]}"
-    yield f"{dsn}?schema={schema}"
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    with store_url(request.param, tmp_path / "data" / "broker.db", "test_store") as url:
+        yield url
 
 
 def run(url: str, body: Callable[[Store], Awaitable[T]]) -> T:
@@ -651,22 +638,6 @@ async def _geo_ids(store: Store, query: GeoQuery) -> set[str]:
     page = await store.query("", flt, limit=1000, offset=0, count=True)
     assert page.total == len(page.entities)
     return set(ids(page.entities))
-
-
-@pytest.fixture
-def pg_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
-    """(dsn, name) of a throwaway schema, dropped afterwards."""
-    schema = f"test_postgis_{uuid.uuid4().hex[:16]}"
-    yield postgres_dsn, schema
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(postgres_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 @pytest.mark.parametrize("georel, geometry, coordinates", _GEO_QUERIES)

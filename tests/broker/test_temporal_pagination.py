@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from broker.settings import BrokerSettings
-from tests import services
-from tests.broker.conftest import API, RunningBroker, _drop_schema, free_port, new_id
+from tests.broker.conftest import API, RunningBroker, free_port, new_id
+from tests.pg import store_url
 
 LIMIT = 30
 
@@ -25,19 +25,10 @@ LIMIT = 30
 def small_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A broker answering at most LIMIT instances per temporal response, on one store."""
     data = tmp_path_factory.mktemp(f"pages-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        store_url = f"sqlite:///{data / 'broker.db'}"
-    else:
-        schema = f"test_pages_{uuid.uuid4().hex[:12]}"
-        store_url = f"{services.require_postgres()}?schema={schema}"
-    settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=store_url, temporal_limit=LIMIT)
-    try:
+    with store_url(request.param, data / "broker.db", "test_pages") as url:
+        settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=data, store_url=url, temporal_limit=LIMIT)
         with RunningBroker(settings) as broker:
             yield broker.url
-    finally:
-        if schema is not None:
-            _drop_schema(services.POSTGRES_DSN, schema)
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -17,6 +15,7 @@ from broker.temporal.sqlite import SQLiteHistory
 from broker.temporal.storage import HistoryStorage
 from tests import services
 from tests.broker.conftest import new_id
+from tests.pg import acreate_schema, adrop_schema, schema_name
 
 INVALID = "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest"
 BAD = "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
@@ -190,11 +189,9 @@ def test_storage_narrows_entities_by_ids_and_types(kind: str, tmp_path: Path) ->
         if kind == "sqlite":
             history: HistoryStorage = SQLiteHistory(tmp_path / "h.db")
         else:
-            schema = f"test_sel_{uuid.uuid4().hex[:12]}"
+            schema = schema_name("test_sel")
             dsn = services.require_postgres()
-            conn = await asyncpg.connect(dsn)
-            await conn.execute(f'CREATE SCHEMA "{schema}"')
-            await conn.close()
+            await acreate_schema(schema, dsn)
             history = PostgresHistory(dsn, schema)
         await history.open()
         try:
@@ -206,8 +203,6 @@ def test_storage_narrows_entities_by_ids_and_types(kind: str, tmp_path: Path) ->
         finally:
             await history.close()
             if schema is not None:
-                conn = await asyncpg.connect(services.POSTGRES_DSN)
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                await conn.close()
+                await adrop_schema(schema)
 
     asyncio.run(body())

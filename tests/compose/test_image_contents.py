@@ -38,6 +38,7 @@ import pytest
 from tests import services
 from tests.compose.conftest import PROJECT, environment_of, interpolate, stack
 from tests.compose.image import Image, assemble, build_context, read_image
+from tests.pg import drop_schema, schema_name
 from tests.web.conftest import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -145,7 +146,7 @@ class Stack:
         return out
 
     def schema_url(self, schema: str | None) -> str:
-        name = f"image_{uuid.uuid4().hex[:10]}" + (f"_{schema}" if schema else "")
+        name = schema_name("image") + (f"_{schema}" if schema else "")
         self.pg_schemas.append(name)
         return f"{services.POSTGRES_DSN}?schema={name}"
 
@@ -203,19 +204,8 @@ def stack_run(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
                 proc.kill()
         mosquitto.terminate()
         mosquitto.wait(timeout=10)
-        import asyncio
-
-        import asyncpg
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(services.POSTGRES_DSN)
-            try:
-                for schema in run.pg_schemas:
-                    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        for schema in run.pg_schemas:
+            drop_schema(schema)
 
 
 def _service_args(command: list[str], ports: dict[str, int], data: Path) -> list[str]:

@@ -7,10 +7,8 @@ administer every tenant. A notification receiver records what reaches it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -31,6 +28,7 @@ from broker.app import create_app
 from broker.quantumleap import create_quantumleap_app
 from broker.settings import BrokerSettings
 from tests import services
+from tests.pg import drop_schema, schema_name
 from tests.web.conftest import Keys, ServedTogether, free_port
 from web.auth import Authenticator
 from web.auth.apikeys import ApiKeys
@@ -87,17 +85,6 @@ class Platform:
         return httpx.Client(base_url=base or self.broker, headers={**auth, **named}, timeout=30)
 
 
-def _drop(schema: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(services.POSTGRES_DSN)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     data = tmp_path_factory.mktemp(f"secure-{request.param}")
@@ -106,7 +93,7 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         store_url, registry_url = f"sqlite:///{data / 'broker.db'}", f"sqlite:///{data / 'agents.db'}"
     else:
         dsn = services.require_postgres()
-        schemas = [f"sec_broker_{uuid.uuid4().hex[:12]}", f"sec_agents_{uuid.uuid4().hex[:12]}"]
+        schemas = [schema_name("sec_broker"), schema_name("sec_agents")]
         store_url, registry_url = f"{dsn}?schema={schemas[0]}", f"{dsn}?schema={schemas[1]}"
     keys = Keys(data)
     for name, grants in (("aix", ["aix:write"]), ("aix-reader", ["aix:read"]), ("aix-admin", ["aix:admin"]),
@@ -130,4 +117,4 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     finally:
         receiver.close()
         for schema in schemas:
-            _drop(schema)
+            drop_schema(schema)

@@ -13,8 +13,7 @@ import pytest
 from broker.app import create_app
 from broker.quantumleap import create_quantumleap_app
 from broker.settings import BrokerSettings
-from tests import services
-from tests.security.conftest import _drop
+from tests.pg import store_url
 from tests.web.conftest import ServedTogether, free_port
 from web.health import readiness
 
@@ -22,21 +21,12 @@ from web.health import readiness
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data = tmp_path_factory.mktemp("ops")
-    schema = None
-    if request.param == "sqlite":
-        store = f"sqlite:///{data / 'broker.db'}"
-    else:
-        schema = f"ops_{uuid.uuid4().hex[:12]}"
-        store = f"{services.require_postgres()}?schema={schema}"
-    port = free_port()
-    app = create_app(BrokerSettings(host="127.0.0.1", port=port, data_dir=data, store_url=store))
-    history = create_quantumleap_app(lambda: app.state)
-    try:
+    with store_url(request.param, data / "broker.db", "ops") as store:
+        port = free_port()
+        app = create_app(BrokerSettings(host="127.0.0.1", port=port, data_dir=data, store_url=store))
+        history = create_quantumleap_app(lambda: app.state)
         with ServedTogether((app, "on", port), (history, "off", None)) as (broker_url, history_url):
             yield broker_url, history_url
-    finally:
-        if schema:
-            _drop(schema)
 
 
 def _value(text: str, name: str, **labels: str) -> float:

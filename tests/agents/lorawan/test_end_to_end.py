@@ -33,9 +33,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.mqtt_load import MOSQUITTO, Mosquitto
+from bench.procs import free_port
 from compliance.payload import check_entity
 from tests.agents.lorawan.test_ingest import DL_PM, EM300_TH, documented
-from tests.agents.procs import free_port
 from tests.agents.test_integrator import LINK, SDM, Agent, publish, running_agent, wait_for
 from tests.services import in_ci
 

@@ -1,7 +1,8 @@
-"""Real processes for integration tests: the embedded NGSI-LD broker and the agents, as subprocesses.
+"""Real processes for benchmarks and integration tests: the embedded NGSI-LD broker and the agents.
 
-Subprocesses, so a test can stop, restart or SIGKILL them as an operator (or
-a crash) would.
+Subprocesses, so a benchmark or a test can stop, restart or SIGKILL them as
+an operator (or a crash) would. Here in bench/ so that benchmarks need
+nothing of tests/; the tests import it from here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
