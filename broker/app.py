@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from broker import ops
+from broker import limits, ops
 from broker.api import attributes, batch, contexts, entities, types, version
 from broker.api import subscriptions  # subscriptions
 from broker.api import temporal  # temporal
@@ -35,6 +35,7 @@ from broker.settings import BrokerSettings
 from broker.store import open_store
 from models.context import ContextResolver
 from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+from web.request_limits import RequestLimits
 from web.resources import ResourcePaths
 from web.secrets import redact_url, scrub
 
@@ -54,7 +55,9 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         ops.instrument_store(store)  # ops: store timings for /metrics
         base_url = f"http://{settings.host}:{settings.port}{API}/jsonldContexts"
         resolver = ContextResolver(
-            timeout=settings.context_timeout, max_bytes=settings.context_max_bytes, hosted_base_url=base_url
+            timeout=settings.context_timeout, max_bytes=settings.context_max_bytes, hosted_base_url=base_url,
+            failure_ttl=settings.context_failure_ttl, workers=settings.context_workers,
+            allowed_hosts=settings.context_allowed_hosts, refuse_private=settings.context_refuse_private,
         )
         await contexts.restore_hosted(resolver, store, base_url)
         state = app.state
@@ -87,11 +90,14 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
             await stop_temporal(state)  # temporal
             await state.subscriptions.stop()  # subscriptions
             await store.close()
+            resolver.close()
             log.info("broker stopped: store %s closed", redact_url(settings.resolved_store_url))  # ops
 
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_middleware(ResourcePaths)
+    limits.configure(settings.limits)
+    app.add_middleware(RequestLimits, max_bytes=lambda: limits.current().max_body_bytes)  # 413, %00 (issue 17)
     ops.wire(app, authenticator)  # ops: authentication, /health, /ready, /metrics, access log
     for module in (entities, batch, types, attributes, contexts, version):
         app.include_router(module.router)

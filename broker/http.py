@@ -22,6 +22,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from broker import limits
 from models.errors import BadRequestData, InvalidRequest, NgsiLdError
 
 JSON = "application/json"
@@ -90,6 +91,7 @@ async def read_body(request: Request, *, patch: bool = False, required: bool = T
     if not isinstance(body, dict) and not (batch and isinstance(body, list)):
         # wrong content for the operation (clause 6.3.2): checked before what the @context rules say of it
         raise InvalidRequest(f"the body must be a JSON {'array or ' if batch else ''}object, got {_json_kind(body)}")
+    check_limits(body, nul=b"\\u0000" in raw)
     link = link_context(request)
     if batch and isinstance(body, list):
         if ctype == JSON_LD and link is not None:
@@ -106,6 +108,45 @@ async def read_body(request: Request, *, patch: bool = False, required: bool = T
     if "@context" in body:
         raise BadRequestData("an application/json body must not carry an @context; use a Link header")
     return Incoming(body, link, ctype)
+
+
+_NOT_ATTRIBUTES = frozenset(("id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"))
+
+
+def check_limits(body: Any, *, nul: bool = True) -> None:
+    """BadRequestData when a parsed body is past a limit of broker.limits (issue 17).
+
+    A batch's entity count; each entity's (or subscription's) id length in UTF-8 bytes and its attribute
+    count; the nesting of objects and arrays; and a NUL character (U+0000) in any string or member name,
+    which PostgreSQL cannot store (refused on both stores alike). `nul=False` skips the last when the raw
+    body cannot hold one (JSON writes it `\\u0000`).
+    """
+    bound = limits.current()
+    items = body if isinstance(body, list) else [body]
+    if isinstance(body, list) and len(body) > bound.max_batch_entities:
+        raise BadRequestData(f"the batch holds {len(body)} entities; at most {bound.max_batch_entities} are allowed")
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        eid = item.get("id")
+        if isinstance(eid, str) and len(eid) * 4 > bound.max_id_bytes and len(eid.encode()) > bound.max_id_bytes:
+            raise BadRequestData(f"the id is {len(eid.encode())} bytes long; at most {bound.max_id_bytes} are allowed")
+        if len(item) > bound.max_attributes and len(item.keys() - _NOT_ATTRIBUTES) > bound.max_attributes:
+            raise BadRequestData(f"the entity has {len(item.keys() - _NOT_ATTRIBUTES)} attributes; "
+                                 f"at most {bound.max_attributes} are allowed")
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > bound.max_depth:
+            raise BadRequestData(f"the body nests objects and arrays more than {bound.max_depth} deep")
+        children = value.values() if isinstance(value, dict) else value
+        if nul and isinstance(value, dict) and any("\x00" in k for k in value):
+            raise BadRequestData("a member name holds a NUL character (U+0000)")
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+            elif nul and isinstance(child, str) and "\x00" in child:
+                raise BadRequestData("a string holds a NUL character (U+0000), which the store cannot keep")
 
 
 def _json_kind(value: Any) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from broker.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,11 @@ class BrokerSettings:
     temporal_limit: int = 10_000
     context_timeout: float = 5.0
     context_max_bytes: int = 1 << 20
+    context_failure_ttl: float = 30.0  # a failed fetch is answered from memory this long
+    context_workers: int = 4  # threads of the fetch pool (its own: never those of the rest of the process)
+    context_allowed_hosts: frozenset[str] | None = None  # only these hosts are fetched (None: any)
+    context_refuse_private: bool = False  # refuse loopback, private and link-local addresses
+    limits: Limits = field(default_factory=Limits)  # input limits (broker.limits, METROPOLE_BROKER_MAX_*)
 
     @property
     def resolved_store_url(self) -> str:
@@ -43,6 +50,13 @@ class BrokerSettings:
             "max_limit": int(env.get("METROPOLE_BROKER_MAX_LIMIT", "1000")),
             "temporal_limit": int(env.get("METROPOLE_BROKER_TEMPORAL_LIMIT", "10000")),
             "context_timeout": float(env.get("METROPOLE_CONTEXT_TIMEOUT", "5")),
+            "context_max_bytes": int(env.get("METROPOLE_CONTEXT_MAX_BYTES", str(1 << 20))),
+            "context_failure_ttl": float(env.get("METROPOLE_CONTEXT_FAILURE_TTL", "30")),
+            "context_workers": int(env.get("METROPOLE_CONTEXT_WORKERS", "4")),
+            "context_allowed_hosts": frozenset(h.strip().lower() for h in env["METROPOLE_CONTEXT_ALLOWED_HOSTS"].split(",")
+                                               if h.strip()) if env.get("METROPOLE_CONTEXT_ALLOWED_HOSTS") else None,
+            "context_refuse_private": env.get("METROPOLE_CONTEXT_REFUSE_PRIVATE", "").lower() in ("1", "true", "yes", "on"),
+            "limits": Limits.from_env(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.entities import query_response
+from broker.api.query_body import check_query_body
 from broker.http import JSON, JSON_LD, accepted_type, no_content, read_body
 from broker.service.batch import BatchResult, Contexts, check_batch
 from broker.service.queries import QuerySpec, Selector, View
@@ -116,6 +117,7 @@ def _query_spec(body: Any) -> tuple[QuerySpec, dict[str, str]]:
     """A Query (clause 5.2.23) as a QuerySpec, plus the view parameters it carries."""
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise BadRequestData('the body must be a Query: a JSON object with "type": "Query"')
+    check_query_body(body)
     selectors = []
     for item in body.get("entities") or []:
         if not isinstance(item, dict):

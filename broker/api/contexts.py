@@ -109,7 +109,7 @@ async def delete_context(context_id: str, request: Request) -> Response:
     resolver = deps.resolver(request)
     if deps.flag(request, "reload"):
         try:
-            resolver.reload(context_id)
+            await resolver.areload(context_id)
         except LdContextNotAvailable as error:
             return Response(orjson.dumps({**error.to_problem(), "status": 504}), status_code=504, media_type=JSON)
         return no_content()

@@ -28,6 +28,7 @@ from fastapi.responses import Response
 from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
+from broker.api.query_body import check_query_body
 from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
 from broker.service.queries import Page, QuerySpec, Selector
@@ -92,6 +93,7 @@ async def query_temporal_post(request: Request, tenant: TenantDep = "") -> Respo
     body = incoming.body
     if not isinstance(body, dict) or body.get("type", "Query") != "Query":
         raise BadRequestData("the body must be a Query object")
+    check_query_body(body, temporal=True)
     selectors = []
     for item in body.get("entities") or []:
         if not isinstance(item, dict):

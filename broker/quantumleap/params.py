@@ -16,9 +16,10 @@ from typing import Any
 from starlette.requests import Request
 
 from broker.quantumleap.errors import QLError, bad
+from broker.query.regex import compile_pattern
 from broker.temporal.model import to_us
 from broker.temporal.storage import TimeRange
-from models.errors import BadRequestData
+from models.errors import BadRequestData, InvalidQuery
 
 AGGR_METHODS = ("count", "sum", "avg", "min", "max")
 AGGR_PERIODS = ("year", "month", "day", "hour", "minute", "second")
@@ -88,9 +89,9 @@ class Params:
         pattern = q.get("idPattern") or None
         if pattern is not None:
             try:
-                re.compile(pattern)
-            except re.error:
-                raise bad(f"idPattern is not a regular expression: {pattern!r}") from None
+                compile_pattern(pattern, "idPattern", ignore_case=True)
+            except InvalidQuery as exc:
+                raise bad(exc.detail) from None
             p.id_pattern = pattern
         return p
 

@@ -9,7 +9,6 @@ round. The routes turn its results into QuantumLeap's answer shapes
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from broker.quantumleap.names import Names
 from broker.quantumleap.params import Params, path_matches
 from broker.quantumleap.series import Pick, Series, load_rows
 from broker.query.geo import compile_geo, parse_geoquery
+from broker.query.regex import compile_pattern
 from broker.temporal.model import EntityRow
 from broker.temporal.storage import HistoryStorage, TimeRange
 from models.context import SDM_ALL_CONTEXT_URL, Context
@@ -91,7 +91,7 @@ class QuantumLeapService:
             rows = [r for r in rows if r.entity_id in wanted or nt.shown_id(r.entity_id) in wanted]
         if sel.id_pattern:
             # sql_translator.py:829-835: entity_id ~* '<pattern>($|.*)', a case-insensitive search
-            rx = re.compile(sel.id_pattern, re.IGNORECASE)
+            rx = compile_pattern(sel.id_pattern, "idPattern", ignore_case=True)
             rows = [r for r in rows if rx.search(nt.shown_id(r.entity_id))]
         if sel.entity_type:
             rows = [r for r in rows if any(names.matches(t, sel.entity_type) for t in r.types)]

@@ -44,6 +44,7 @@ import shapely
 from shapely.errors import GEOSException
 from shapely.geometry import shape
 
+from broker import limits
 from models.errors import InvalidGeometry, InvalidQuery
 from models.geojson import geometry_from_query, positions, validate_geometry
 from models.vocabulary import GEO_PROPERTY
@@ -137,6 +138,28 @@ def parse_georel(text: str) -> tuple[str, float | None, float | None]:
     return ("near", value, None) if modifier == "maxDistance" else ("near", None, value)
 
 
+def _check_size(coordinates: Any) -> None:
+    """InvalidQuery when a reference geometry has more positions than METROPOLE_BROKER_MAX_GEOMETRY_POINTS.
+
+    Counted before the geometry is parsed or checked (a position is two numbers, or three: a text with
+    more than two numbers per allowed position is past the bound): a million-point polygon held every
+    other request for 7-10 s (issue 17).
+    """
+    bound = limits.current().max_geometry_points
+    if isinstance(coordinates, str):
+        numbers = coordinates.count(",") + 1
+    else:
+        numbers, stack = 0, [coordinates]
+        while stack and numbers <= 2 * bound:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+            else:
+                numbers += 1
+    if numbers > 2 * bound or (isinstance(coordinates, str) and len(coordinates) > 64 * bound):
+        raise InvalidQuery(f"the geo-query's geometry has more than {bound} positions")
+
+
 def parse_geoquery(
     georel: str | None,
     geometry: str | None,
@@ -151,6 +174,7 @@ def parse_geoquery(
     if not isinstance(georel, str) or not isinstance(geometry, str):
         raise InvalidQuery("georel and geometry must be strings")
     relation, max_distance, min_distance = parse_georel(georel)
+    _check_size(coordinates)
     reference = geometry_from_query(geometry, coordinates)  # type: ignore[arg-type]
     if geoproperty is None or geoproperty == "":
         geoproperty = DEFAULT_GEOPROPERTY

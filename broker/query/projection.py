@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broker import limits
 from models.errors import InvalidQuery
 from models.validation import is_name
 
@@ -83,6 +84,8 @@ class _Parser:
                             f"({self.text!r})")  # fmt: skip
 
     def terms(self, depth: int) -> tuple[ProjectionTerm, ...]:
+        if depth > limits.current().max_q_depth:
+            raise self.error(f"at most {limits.current().max_q_depth} nested '{{'")
         out: list[ProjectionTerm] = []
         while True:
             m = _NAME.match(self.text, self.pos)

@@ -29,6 +29,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from broker import limits
+from broker.query.regex import compile_pattern
 from models.errors import InvalidQuery, OperationNotSupported
 
 __all__ = [
@@ -153,8 +155,17 @@ class _Parser:
     """Recursive descent over the URL-decoded q string; positions in errors are 0-based offsets."""
 
     def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise InvalidQuery(f"q must be a string, got {type(text).__name__}")
+        bound = limits.current()
+        if len(text) > bound.max_q_length:
+            raise InvalidQuery(f"q is {len(text)} characters long; at most {bound.max_q_length} are allowed")
+        if "\x00" in text:
+            raise InvalidQuery("q holds a NUL character (U+0000)")
         self.text = text
         self.pos = 0
+        self.depth = 0
+        self.max_depth = bound.max_q_depth
 
     # -- helpers
     def error(self, expected: str, pos: int | None = None) -> InvalidQuery:
@@ -221,11 +232,16 @@ class _Parser:
     def term(self) -> Node:
         self.skip_ws()
         if self.eat("("):
+            self.depth += 1
+            if self.depth > self.max_depth:
+                raise InvalidQuery(f"Invalid q at position {self.pos - 1}: more than {self.max_depth} nested "
+                                   "parentheses")
             self.skip_ws()
             node = self.disjunction()
             self.skip_ws()
             self.expect(")", "')' closing the '(' of a term association")
             self.skip_ws()
+            self.depth -= 1
             return node
         if self.eat("!"):
             node: Node = NotExists(self.attribute())
@@ -374,9 +390,9 @@ class _Parser:
         if not pattern:
             raise self.error("a regular expression", start)
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise InvalidQuery(f"Invalid q at position {start}: invalid regular expression ({exc})") from None
+            compile_pattern(pattern, "q")
+        except InvalidQuery as exc:
+            raise InvalidQuery(f"Invalid q at position {start}: {exc.detail}") from None
         return pattern
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import operator
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from typing import Any, Literal, TypeAlias
+
+from broker.query.regex import compile_pattern
 
 Operator: TypeAlias = Literal["==", "!=", ">", ">=", "<", "<="]
 
@@ -191,7 +192,7 @@ def compile_test(op: str, operand: Any, negated: bool, expand: Callable[[str], s
     negations (an array of non-strings never matches !~=, the spec wants strings there).
     """
     if op == "~=":
-        search = re.compile(operand).search
+        search = compile_pattern(operand).search
 
         def pattern(kind: int, v: Any) -> bool:
             if kind == _REL:

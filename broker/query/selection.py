@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
+from broker import limits
 from models.errors import InvalidQuery
 
 T = TypeVar("T")
@@ -27,6 +28,11 @@ class OrOfAndsParser(Generic[T]):
     bare_and = False  # whether "A;B" (no parentheses) is read as the conjunction "(A;B)"
 
     def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise InvalidQuery(f"{self.param} must be a string, got {type(text).__name__}")
+        bound = limits.current().max_q_length
+        if len(text) > bound:
+            raise InvalidQuery(f"{self.param} is {len(text)} characters long; at most {bound} are allowed")
         self.text = text
         self.pos = 0
 

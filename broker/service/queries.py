@@ -13,7 +13,6 @@ compaction with the request's @context, then normalized/concise/keyValues.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,12 +22,13 @@ from broker.query.ordering import Ordering
 from broker.query.projection import parse_attrs
 from broker.query.q import compile_q
 from broker.query.q_sql import Prefilter, q_prefilter
+from broker.query.regex import compile_pattern
 from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
 from broker.service.patch import utc_now
 from broker.service.view import View, linked_objects, split_list
 from broker.store.base import Change, Doc, EntityFilter, QueryPage, Store, StoredEntity
-from models.errors import BadRequestData, InvalidQuery, TooComplexQuery, TooManyResults
+from models.errors import BadRequestData, TooComplexQuery, TooManyResults
 from models.normalize import TermMapper
 from models.validation import check_uri
 
@@ -166,10 +166,7 @@ def _check_ids(ids: Sequence[str] | None) -> list[str] | None:
 def _check_pattern(pattern: str | None) -> str | None:
     if pattern is None:
         return None
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise InvalidQuery(f"idPattern {pattern!r} is not a valid regular expression: {exc}") from None
+    compile_pattern(pattern, "idPattern")
     return pattern
 
 
@@ -178,7 +175,7 @@ def _selectors_predicate(selectors: list[Selector], expand: Callable[[str], str]
     for sel in selectors:
         ids = frozenset(_check_ids(sel.ids) or ()) or None
         checked = _check_pattern(sel.id_pattern)
-        pattern = re.compile(checked) if checked is not None else None
+        pattern = compile_pattern(checked) if checked is not None else None
         types = compile_type_selection(sel.type_text).compile(expand) if sel.type_text and sel.type_text != "*" else None
         compiled.append((ids, pattern, types))
 

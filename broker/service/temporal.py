@@ -21,7 +21,6 @@ attribute of the page (render.cut), with 206 and Content-Range (clause
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ import orjson
 
 from broker.query.geo import parse_geoquery
 from broker.query.q import compile_q
+from broker.query.regex import compile_pattern
 from broker.query.types import compile_type_selection
 from broker.service.patch import utc_now
 from broker.service.queries import Page, QuerySpec, Selector
@@ -122,7 +122,7 @@ class TemporalService:
             wanted = set(flt.ids)
             rows = [r for r in rows if r.entity_id in wanted]
         if flt.id_pattern is not None:
-            pattern = re.compile(flt.id_pattern)
+            pattern = compile_pattern(flt.id_pattern)
             rows = [r for r in rows if pattern.search(r.entity_id)]
         if flt.type_dnf is not None:
             rows = [r for r in rows if any(conj <= set(r.types) for conj in flt.type_dnf)]
@@ -173,6 +173,7 @@ class TemporalService:
         """Query Temporal Evolution of Entities (clause 5.7.4)."""
         if spec.is_empty() and not spec.local:
             raise BadRequestData("a temporal query needs a type, attrs, q, a geo-query or local=true (clause 5.7.4.4)")
+        spec.to_filter(ctx)  # q, scopeQ and the geo-query checked whether or not any history is there
         await self._current()
         attrs = self._concerned(spec.attrs, tq, ctx)
         rows = await self._filter(tenant, await self._select(tenant, spec, ctx), spec, ctx, attrs, tq)

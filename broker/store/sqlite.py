@@ -20,9 +20,7 @@ is serialised twice. One writer thread means seq order is commit order.
 from __future__ import annotations
 
 import asyncio
-import functools
 import queue
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -33,6 +31,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from broker.query.regex import compile_pattern
 from broker.store.base import (
     Change,
     ChangeRecord,
@@ -82,14 +81,9 @@ def write_lock(path: str | Path) -> threading.Lock:
         return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def _regexp(pattern: str, value: str | None) -> bool:
-    # search, not match: the same semantics as PostgreSQL's `~`
-    return value is not None and _compiled(pattern).search(value) is not None
+    # search, not match: the same semantics as PostgreSQL's `~`; RE2, linear time (broker.query.regex)
+    return value is not None and compile_pattern(pattern).search(value) is not None
 
 
 def _json_list(values: Sequence[str] | frozenset[str]) -> str:

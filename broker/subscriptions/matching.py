@@ -17,12 +17,12 @@ their attributeDeleted.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from broker.query.regex import compile_pattern
 from broker.service.queries import QuerySpec, Selector
 from broker.store.base import ChangeRecord, Doc, EntityFilter
 from broker.subscriptions.model import DEFAULT_TRIGGERS, parse_datetime
@@ -107,7 +107,7 @@ def evaluate(flt: EntityFilter, doc: Doc) -> bool:
     """Whether one ENF document passes an EntityFilter (what the store does in SQL, in Python)."""
     if flt.ids is not None and doc.get("id") not in flt.ids:
         return False
-    if flt.id_pattern is not None and not re.search(flt.id_pattern, doc.get("id", "")):
+    if flt.id_pattern is not None and compile_pattern(flt.id_pattern).search(doc.get("id", "")) is None:
         return False
     if flt.type_dnf is not None:
         types = set(doc.get("type") or ())

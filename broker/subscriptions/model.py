@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from broker.query.geo import parse_geoquery
 from broker.query.q import compile_q
+from broker.query.regex import compile_pattern
 from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
 from models.errors import BadRequestData, InvalidRequest
@@ -130,10 +131,7 @@ def _entity_selector(sel: Any) -> None:
             check_uri(i, "entities[].id")
     if "idPattern" in sel:
         _string(sel["idPattern"], "entities[].idPattern")
-        try:
-            re.compile(sel["idPattern"])
-        except re.error as exc:
-            raise BadRequestData(f"idPattern {sel['idPattern']!r} is not a valid regular expression: {exc}") from None
+        compile_pattern(sel["idPattern"], "idPattern")
 
 
 def _endpoint(ep: Any) -> None:

@@ -19,11 +19,13 @@ import asyncio
 import copy
 import functools
 import hashlib
+import ipaddress
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,44 +48,96 @@ _RESOLVED_LIMIT = 1024
 
 
 class HttpFetch:
-    """The default `Fetch`: a GET with timeout, size limit and redirect limit, over httpx."""
+    """The default `Fetch`: a GET with a total deadline, a size limit, a redirect limit and a host policy.
+
+    `timeout` bounds the whole fetch, connection, headers and body together: a server that sends one
+    byte a second is cut at the deadline, whatever each read's own timeout (issue 17: such a server held
+    a request 74 s). The fetch runs in an event loop of its own, so the deadline cancels it wherever it
+    waits. `allowed_hosts` (when given) lists the only hosts fetched; `refuse_private` refuses hosts whose
+    addresses are loopback, private, link-local or otherwise not public. Both are checked for every
+    redirect too, before any connection, and every refusal or connection failure reads the same whatever
+    the port's state (closed, another protocol, filtered), so the broker cannot be used to scan a host.
+    """
 
     def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
-                 max_bytes: int = 1 << 20, max_redirects: int = 5) -> None:
-        self.client = client or httpx.Client(max_redirects=max_redirects)
+                 max_bytes: int = 1 << 20, max_redirects: int = 5, allowed_hosts: frozenset[str] | None = None,
+                 refuse_private: bool = False) -> None:
+        del client  # kept for callers of the former signature: each fetch now opens its own async client
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None
+        self.refuse_private = refuse_private
 
     def __call__(self, url: str) -> bytes:
-        deadline = time.monotonic() + self.timeout
-        headers = {"Accept": "application/ld+json, application/json;q=0.9"}
         try:
-            with self.client.stream("GET", url, headers=headers, timeout=self.timeout,
-                                    follow_redirects=True) as response:
-                if response.status_code != 200:
-                    raise _unavailable(url, f"HTTP status {response.status_code}")
-                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if not _json_media(content_type):
-                    raise _unavailable(url, f"content type {content_type!r} is not JSON-LD or JSON")
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise _unavailable(url, f"body of {declared} bytes exceeds the limit of {self.max_bytes}")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:  # chunked or lying server: stop reading at the limit
-                        raise _unavailable(url, f"body exceeds the limit of {self.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise _unavailable(url, f"timed out after {self.timeout} s")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.TooManyRedirects:
-            raise _unavailable(url, "too many redirects") from None
-        except httpx.TimeoutException:
+            return asyncio.run(self._fetch_within_deadline(url))
+        except TimeoutError:
             raise _unavailable(url, f"timed out after {self.timeout} s") from None
-        except httpx.HTTPError as exc:
-            raise _unavailable(url, f"{type(exc).__name__}: {exc}") from None
+
+    async def _fetch_within_deadline(self, url: str) -> bytes:
+        async with asyncio.timeout(self.timeout):
+            return await self._fetch(url)
+
+    async def _check_host(self, original: str, url: str) -> None:
+        host = (httpx.URL(url).host or "").lower()
+        if self.allowed_hosts is not None and host not in self.allowed_hosts:
+            raise _unavailable(original, "its host is not among the allowed context hosts")
+        if self.refuse_private and not await _public(host):
+            raise _unavailable(original, "its host is not among the allowed context hosts")
+
+    async def _fetch(self, original: str) -> bytes:
+        headers = {"Accept": "application/ld+json, application/json;q=0.9"}
+        url = original
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
+            for _ in range(self.max_redirects + 1):
+                try:
+                    await self._check_host(original, url)
+                    async with client.stream("GET", url, headers=headers) as response:
+                        if response.is_redirect and response.headers.get("location"):
+                            url = str(response.url.join(response.headers["location"]))
+                            continue
+                        return await self._read(original, response)
+                except httpx.TimeoutException:
+                    raise _unavailable(original, f"timed out after {self.timeout} s") from None
+                except httpx.InvalidURL as exc:
+                    raise _unavailable(original, f"invalid URL: {exc}") from None
+                except httpx.HTTPError:
+                    # one reason for every transport failure (refused, reset, not HTTP): no port scanning
+                    raise _unavailable(original, "no HTTP answer from its server") from None
+        raise _unavailable(original, "too many redirects")
+
+    async def _read(self, url: str, response: httpx.Response) -> bytes:
+        if response.status_code != 200:
+            raise _unavailable(url, f"HTTP status {response.status_code}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not _json_media(content_type):
+            raise _unavailable(url, f"content type {content_type!r} is not JSON-LD or JSON")
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise _unavailable(url, f"body of {declared} bytes exceeds the limit of {self.max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:  # chunked or lying server: stop reading at the limit
+                raise _unavailable(url, f"body exceeds the limit of {self.max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _public(host: str) -> bool:
+    """Whether every address `host` resolves to is a public one (not loopback, private, link-local...)."""
+    try:
+        literal = ipaddress.ip_address(host.strip("[]"))
+        addresses = [literal]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return False
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    return bool(addresses) and all(a.is_global and not a.is_multicast for a in addresses)
 
 
 def _json_media(content_type: str) -> bool:
@@ -147,8 +201,21 @@ class ContextResolver:
         max_depth: int = 8,
         hosted_base_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        failure_ttl: float = 30.0,
+        workers: int = 4,
+        allowed_hosts: frozenset[str] | None = None,
+        refuse_private: bool = False,
     ) -> None:
-        self._fetch = fetch or HttpFetch(client, timeout=timeout, max_bytes=max_bytes, max_redirects=max_redirects)
+        self._fetch = fetch or HttpFetch(client, timeout=timeout, max_bytes=max_bytes, max_redirects=max_redirects,
+                                         allowed_hosts=allowed_hosts, refuse_private=refuse_private)
+        self.timeout = timeout
+        # failures are remembered for `failure_ttl` s: a dead or slow context server costs one fetch, not one
+        # per request (issue 17); fetches run on a pool of their own, so they never take the threads of
+        # anything else in the process (MQTT and HTTP measures, provisioning, the stores)
+        self.failure_ttl = failure_ttl
+        self._failures: dict[str, tuple[LdContextNotAvailable, float]] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="context-fetch")
         self.ttl = ttl
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_depth = max_depth
@@ -224,7 +291,21 @@ class ContextResolver:
             context = None
         if context is not None:
             return context
-        return await asyncio.to_thread(functools.partial(self.resolve, value, hit=hit))
+        future = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(self.resolve, value, hit=hit))
+        try:
+            # a request waits for the pool at most about two fetches' deadlines, then is told so
+            return await asyncio.wait_for(asyncio.shield(future), timeout=2 * self.timeout + 1)
+        except TimeoutError:
+            raise LdContextNotAvailable(f"@context {str(unwrapped)[:200]} is not available: every context fetch "
+                                        "is busy; try again later", reason="busy") from None
+
+    def close(self) -> None:
+        """Stop the fetch pool (fetches under way end at their deadline)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def areload(self, id_or_url: str) -> dict[str, Any]:
+        """`reload` for the event loop, on the fetch pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.reload, id_or_url)
 
     def _collect(self, value: Any, out: list[dict[str, Any]], used: list[_Entry], *, depth: int,
                  chain: tuple[str, ...], hit: bool = True) -> None:
@@ -286,7 +367,7 @@ class ContextResolver:
         if shipped is not None:
             entry = self._new_entry(url, "Cached", shipped, now, None, "shipped")
         else:
-            entry = self._from_disk(url, now) or self._download(url, now)
+            entry = self._from_disk(url, now) or self._download_once(url, now)
         entry.last_usage = now
         with self._lock:
             self._store(entry)
@@ -305,6 +386,34 @@ class ContextResolver:
             entry.local_id, entry.hits = old.local_id, old.hits  # a refresh keeps the identity
         self._by_url[entry.url] = entry
         self._by_id[entry.local_id] = entry
+
+    def _download_once(self, url: str, now: float) -> _Entry:
+        """`_download`, once at a time per URL (others wait and share its result), failures remembered."""
+        with self._lock:
+            lock = self._fetching.setdefault(url, threading.Lock())
+        with lock:
+            with self._lock:
+                failed = self._failures.get(url)
+                entry = self._by_url.get(url)
+            if failed is not None and self._clock() < failed[1]:
+                raise LdContextNotAvailable(failed[0].detail, **failed[0].extra)
+            if entry is not None and (entry.expires_at is None or self._clock() < entry.expires_at):
+                return entry  # fetched by the request this one waited for
+            try:
+                entry = self._download(url, now)
+                with self._lock:
+                    self._failures.pop(url, None)
+                return entry
+            except LdContextNotAvailable as error:
+                if self.failure_ttl > 0:
+                    with self._lock:
+                        if len(self._failures) >= _RESOLVED_LIMIT:
+                            self._failures.pop(next(iter(self._failures)))
+                        self._failures[url] = (error, self._clock() + self.failure_ttl)
+                raise
+            finally:
+                with self._lock:
+                    self._fetching.pop(url, None)
 
     def _download(self, url: str, now: float) -> _Entry:
         if not is_absolute_iri(url):

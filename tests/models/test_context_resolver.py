@@ -210,11 +210,25 @@ def test_recursive_inclusion_and_depth_limit(server: ContextServer) -> None:
     assert "nested" in _unavailable(ContextResolver(max_depth=4), server.url("/chain0.jsonld")).detail
 
 
-def test_failures_are_not_cached(server: ContextServer) -> None:
-    resolver = ContextResolver()
+def test_failures_are_cached_for_a_while(server: ContextServer) -> None:
+    # issue 17: a dead or slow context server costs one fetch per failure_ttl, not one per request
+    now = [1_000_000.0]
+    resolver = ContextResolver(failure_ttl=30, clock=lambda: now[0])
     url = server.url("/later.jsonld")
-    _unavailable(resolver, url)
+    first = _unavailable(resolver, url)
     server.context("/later.jsonld", SPEED)
+    assert _unavailable(resolver, url).detail == first.detail  # answered from memory
+    assert server.hits["/later.jsonld"] == 1
+    now[0] += 31
+    assert resolver.resolve(url).expand_term("speed") == "https://example.org/speed"
+    assert server.hits["/later.jsonld"] == 2
+
+
+def test_failures_are_not_cached_with_a_zero_ttl(server: ContextServer) -> None:
+    resolver = ContextResolver(failure_ttl=0)
+    url = server.url("/later0.jsonld")
+    _unavailable(resolver, url)
+    server.context("/later0.jsonld", SPEED)
     assert resolver.resolve(url).expand_term("speed") == "https://example.org/speed"
 
 
