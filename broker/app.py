@@ -80,7 +80,11 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         # --- federation (broker.federation): registrations and the forwarding of distributed operations
         from broker.federation.service import RegistrationService
 
+        from broker.federation.csubs import CSourceSubscriptions
+
         state.registrations = RegistrationService(store, resolver)
+        state.csource_subscriptions = CSourceSubscriptions(store, resolver, state.registrations)
+        await state.csource_subscriptions.start()
         # --- end federation
         # --- temporal (broker.temporal): history recorder + change-log trim; stops before the store
         from broker.temporal.runtime import start_temporal, stop_temporal
@@ -91,6 +95,7 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
             yield
         finally:
             await stop_temporal(state)  # temporal
+            await state.csource_subscriptions.stop()  # federation
             await state.subscriptions.stop()  # subscriptions
             await store.close()
             log.info("broker stopped: store %s closed", redact_url(settings.resolved_store_url))  # ops

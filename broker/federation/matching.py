@@ -57,12 +57,9 @@ def info_matches(item: dict[str, Any], wanted: Wanted) -> bool:
     entities = item.get("entities")
     if entities and not any(entity_info_matches(e, wanted) for e in entities):
         return False
-    if not entities and (wanted.ids or wanted.id_pattern) and not wanted.types and not wanted.attrs:
-        pass  # a registration of attributes only may hold any entity
+    # a RegistrationInfo without entities may hold any entity; without names, any attribute
     names = set(item.get("propertyNames", ())) | set(item.get("relationshipNames", ()))
-    if wanted.attrs and names and not names & wanted.attrs:
-        return False
-    return True
+    return not (wanted.attrs and names and not names & wanted.attrs)
 
 
 def matching_infos(reg: dict[str, Any], wanted: Wanted) -> list[dict[str, Any]]:

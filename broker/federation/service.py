@@ -25,7 +25,7 @@ from broker.federation.registration import (
 )
 from broker.store.base import RegistryDoc, Store
 from models.context import Context, ContextResolver
-from models.errors import AlreadyExists, BadRequestData, InvalidQuery, NonexistentTenant, ResourceNotFound
+from models.errors import AlreadyExists, BadRequestData, NonexistentTenant, ResourceNotFound
 from models.validation import check_uri
 from models.vocabulary import PROPERTY
 
@@ -207,16 +207,14 @@ def parse_query(params: Mapping[str, str], ctx: Context) -> tuple[matching.Wante
         check_uri(i, "id")
     types = [t for t in params.get("type", "").replace("|", ",").replace(";", ",").split(",") if t]
     attrs = [a for a in params.get("attrs", "").split(",") if a]
-    try:
-        q = compile_q(params["q"]) if params.get("q") else None
-        csf = compile_q(params["csf"]) if params.get("csf") else None
-        scope = compile_scope_query(params["scopeQ"]) if params.get("scopeQ") else None
-        geo = None
-        if any(k in params for k in ("georel", "geometry", "coordinates")):
-            geo = parse_geoquery(params.get("georel"), params.get("geometry"), params.get("coordinates"),
-                                 params.get("geoproperty"))
-    except InvalidQuery:
-        raise
+    # syntax errors are InvalidQuery (BadRequestData)
+    q = compile_q(params["q"]) if params.get("q") else None
+    csf = compile_q(params["csf"]) if params.get("csf") else None
+    scope = compile_scope_query(params["scopeQ"]) if params.get("scopeQ") else None
+    geo = None
+    if any(k in params for k in ("georel", "geometry", "coordinates")):
+        geo = parse_geoquery(params.get("georel"), params.get("geometry"), params.get("coordinates"),
+                             params.get("geoproperty"))
     temporal = None
     if "timerel" in params or "timeAt" in params:
         rel = params.get("timerel")
