@@ -85,6 +85,11 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         state.registrations = RegistrationService(store, resolver)
         state.csource_subscriptions = CSourceSubscriptions(store, resolver, state.registrations)
         await state.csource_subscriptions.start()
+        from broker.federation.forward import Forwarder
+
+        state.forwarder = Forwarder(state.registrations, me=f"{settings.host}:{settings.port}",
+                                    timeout=settings.federation_timeout)
+        await state.forwarder.start()
         # --- end federation
         # --- temporal (broker.temporal): history recorder + change-log trim; stops before the store
         from broker.temporal.runtime import start_temporal, stop_temporal
@@ -96,6 +101,7 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         finally:
             await stop_temporal(state)  # temporal
             await state.csource_subscriptions.stop()  # federation
+            await state.forwarder.stop()  # federation
             await state.subscriptions.stop()  # subscriptions
             await store.close()
             log.info("broker stopped: store %s closed", redact_url(settings.resolved_store_url))  # ops

@@ -27,6 +27,8 @@ class BrokerSettings:
     temporal_limit: int = 10_000
     context_timeout: float = 5.0
     context_max_bytes: int = 1 << 20
+    federation_timeout: float = 5.0
+    """seconds a registered context source has to answer a distributed operation (clause 6.3.17)"""
 
     @property
     def resolved_store_url(self) -> str:
@@ -43,6 +45,7 @@ class BrokerSettings:
             "max_limit": int(env.get("METROPOLE_BROKER_MAX_LIMIT", "1000")),
             "temporal_limit": int(env.get("METROPOLE_BROKER_TEMPORAL_LIMIT", "10000")),
             "context_timeout": float(env.get("METROPOLE_CONTEXT_TIMEOUT", "5")),
+            "federation_timeout": float(env.get("METROPOLE_BROKER_FEDERATION_TIMEOUT", "5")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):
