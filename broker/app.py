@@ -25,6 +25,7 @@ from broker import limits, ops
 from broker.api import attributes, batch, contexts, entities, types, version
 from broker.api import subscriptions  # subscriptions
 from broker.api import temporal  # temporal
+from broker.api import csources  # federation
 from broker.api.deps import API
 from broker.http import JSON, MediaTypeError, problem_response
 from broker.service.batch import BatchService
@@ -79,6 +80,20 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
             state.change_consumers = []
         state.change_consumers.append(state.subscriptions)
         # --- end subscriptions
+        # --- federation (broker.federation): registrations and the forwarding of distributed operations
+        from broker.federation.service import RegistrationService
+
+        from broker.federation.csubs import CSourceSubscriptions
+
+        state.registrations = RegistrationService(store, resolver)
+        state.csource_subscriptions = CSourceSubscriptions(store, resolver, state.registrations)
+        await state.csource_subscriptions.start()
+        from broker.federation.forward import Forwarder
+
+        state.forwarder = Forwarder(state.registrations, me=f"{settings.host}:{settings.port}",
+                                    timeout=settings.federation_timeout)
+        await state.forwarder.start()
+        # --- end federation
         # --- temporal (broker.temporal): history recorder + change-log trim; stops before the store
         from broker.temporal.runtime import start_temporal, stop_temporal
 
@@ -88,6 +103,8 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
             yield
         finally:
             await stop_temporal(state)  # temporal
+            await state.csource_subscriptions.stop()  # federation
+            await state.forwarder.stop()  # federation
             await state.subscriptions.stop()  # subscriptions
             await store.close()
             resolver.close()
@@ -103,6 +120,7 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         app.include_router(module.router)
     app.include_router(subscriptions.router)  # subscriptions
     app.include_router(temporal.router)  # temporal
+    app.include_router(csources.router)  # federation
     # --- quantumleap (broker.quantumleap): the /v2 history API over the same app.state (also served on 8668 by `run`)
     from broker.quantumleap import create_quantumleap_app
     from broker.quantumleap.routes.meta import list_of_api

@@ -34,6 +34,8 @@ class BrokerSettings:
     context_allowed_hosts: frozenset[str] | None = None  # only these hosts are fetched (None: any)
     context_refuse_private: bool = False  # refuse loopback, private and link-local addresses
     limits: Limits = field(default_factory=Limits)  # input limits (broker.limits, METROPOLE_BROKER_MAX_*)
+    federation_timeout: float = 5.0
+    """seconds a registered context source has to answer a distributed operation (clause 6.3.17)"""
 
     @property
     def resolved_store_url(self) -> str:
@@ -57,6 +59,7 @@ class BrokerSettings:
                                                if h.strip()) if env.get("METROPOLE_CONTEXT_ALLOWED_HOSTS") else None,
             "context_refuse_private": env.get("METROPOLE_CONTEXT_REFUSE_PRIVATE", "").lower() in ("1", "true", "yes", "on"),
             "limits": Limits.from_env(),
+            "federation_timeout": float(env.get("METROPOLE_BROKER_FEDERATION_TIMEOUT", "5")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):

@@ -11,11 +11,13 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
+from broker.federation import consumption
 from broker.http import GEO_JSON, JSON, accepted_type, no_content
 from broker.query.projection import parse_attrs
 from broker.service.entities import to_enf
 from broker.service.patch import UpdateResult
 from broker.service.queries import Page, QuerySpec, View
+from broker.store.base import QueryPage, StoredEntity
 from models.context import Context
 from models.errors import BadRequestData, ResourceNotFound
 from models.validation import check_uri
@@ -96,10 +98,23 @@ async def query_response(request: Request, tenant: str, spec: QuerySpec, view: V
     if spec.attrs is None:
         spec.attrs = view.picked_attributes()  # clause 5.7.2.4: an entity matches when it holds a picked attribute
     queries = deps.queries(request)
-    result = await queries.query(tenant, spec, ctx, page)
+    # federation: the first offset+limit of every source, merged, then cut to the page (clause 4.3.6.7)
+    distributed = None
+    if not spec.local:
+        distributed = await consumption.query(request, tenant, ctx, context_value, page.offset + page.limit,
+                                              params=consumption.params_of(spec, request))
+    if distributed is not None:
+        wide = Page(page.offset + page.limit, 0, page.count)
+        result = await queries.query(tenant, spec, ctx, wide)
+        entities, total = consumption.merged_page(result.entities, distributed, page.offset, page.limit, result.total)
+        result = QueryPage(entities, total)
+    else:
+        result = await queries.query(tenant, spec, ctx, page)
     if not result.entities:
         await deps.entities(request).check_tenant(tenant)
     headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else None
+    if distributed is not None and distributed.warnings:
+        headers = {**(headers or {}), **distributed.header()}
     linked = await queries.linked(tenant, result.entities, view) if view.join else None
     payload: Any = view.render_entities(result.entities, ctx, linked)
     if media == GEO_JSON:
@@ -144,15 +159,31 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
     value, ctx = await deps.read_context(request)
     view = View.from_params(request.query_params, ctx)
     gp = geometry_property(request, media)
-    stored = await deps.entities(request).get(tenant, entity_id, request.query_params.get("type"), ctx)
+    headers: dict[str, str] = {}
+    try:
+        found: StoredEntity | None = await deps.entities(request).get(tenant, entity_id,
+                                                                     request.query_params.get("type"), ctx)
+    except ResourceNotFound:
+        found = None
+    # federation: the matching registrations' sources are asked too (clauses 4.3.6, 6.3.17)
+    distributed = await consumption.retrieve(request, tenant, entity_id, ctx, value, found.doc if found else None)
+    if distributed is not None:
+        headers = distributed.header()
+        doc = distributed.entities.get(entity_id)
+        if doc is not None:
+            found = StoredEntity(doc, found.created_at if found else "", found.modified_at if found else "")
+    if found is None:
+        raise await deps.entities(request).not_found(tenant, entity_id)
+    stored = found
     if view.shows_nothing(stored, ctx.expand_term):
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for", instance=entity_id)
     linked = await deps.queries(request).linked(tenant, [stored], view) if view.join else None
     entity = view.render_entity(stored, ctx, linked)
     if media == GEO_JSON:
         return geo_response(request, to_feature(entity, gp) if isinstance(entity, dict) else
-                            {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in entity]}, value)
-    return deps.json_response(entity, media=media, context=value)
+                            {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in entity]}, value,
+                            headers or None)
+    return deps.json_response(entity, media=media, context=value, headers=headers or None)
 
 
 @router.delete("/entities/{entity_id}")

@@ -103,6 +103,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/subscriptions/{sub_id:path}"): _op("Retrieve Subscription (6.11.3.1)", "options", "sysAttrs"),
     ("PATCH", "/subscriptions/{sub_id:path}"): _op("Update Subscription (6.11.3.2)"),
     ("DELETE", "/subscriptions/{sub_id:path}"): _op("Delete Subscription (6.11.3.3)"),
+    # context source registrations (6.8, 6.9) and their subscriptions (6.12, 6.13)
+    ("POST", "/csourceRegistrations"): _op("Create Context Source Registration (6.8.3.1)"),
+    ("GET", "/csourceRegistrations"): _op(
+        "Query Context Source Registrations (6.8.3.2)",
+        f"id idPattern type attrs q csf scopeQ {_GEO} timerel timeAt endTimeAt timeproperty options {_PAGING}",
+        "sysAttrs"),
+    ("GET", "/csourceRegistrations/{reg_id:path}"): _op("Retrieve Context Source Registration (6.9.3.1)",
+                                                         "options", "sysAttrs"),
+    ("PATCH", "/csourceRegistrations/{reg_id:path}"): _op("Update Context Source Registration (6.9.3.2)"),
+    ("DELETE", "/csourceRegistrations/{reg_id:path}"): _op("Delete Context Source Registration (6.9.3.3)"),
+    ("POST", "/csourceSubscriptions"): _op("Create Context Source Registration Subscription (6.12.3.1)"),
+    ("GET", "/csourceSubscriptions"): _op("Query Context Source Registration Subscriptions (6.12.3.2)",
+                                          f"options {_PAGING}", "sysAttrs"),
+    ("GET", "/csourceSubscriptions/{sub_id:path}"): _op("Retrieve Context Source Registration Subscription (6.13.3.1)",
+                                                        "options", "sysAttrs"),
+    ("PATCH", "/csourceSubscriptions/{sub_id:path}"): _op("Update Context Source Registration Subscription (6.13.3.2)"),
+    ("DELETE", "/csourceSubscriptions/{sub_id:path}"): _op("Delete Context Source Registration Subscription (6.13.3.3)"),
     # temporal (6.18-6.22, 6.24)
     ("POST", "/temporal/entities"): _op("Create or Update Temporal Evolution (6.18.3.1)", "local"),
     ("GET", "/temporal/entities"): _op("Query Temporal Evolution of Entities (6.18.3.2)", _TEMPORAL_QUERY,

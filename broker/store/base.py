@@ -31,6 +31,19 @@ BBox = tuple[float, float, float, float]
 """(min_lng, min_lat, max_lng, max_lat)"""
 
 
+@dataclass(slots=True)
+class RegistryDoc:
+    """A context source registration or csource subscription with what is kept beside it (migration 6)."""
+
+    kind: str
+    """'csr' (registration) or 'csub' (context source subscription)"""
+    tenant: str
+    id: str
+    doc: Doc
+    context: Any
+    stats: Doc
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEntity:
     """An entity document with the system timestamps kept beside it (RFC 3339 UTC strings)."""
@@ -222,3 +235,25 @@ class Store(ABC):
     @abstractmethod
     async def delete_context(self, local_id: str) -> bool:
         """Remove a persisted @context; whether it existed."""
+
+    # ------------------------------------------------------------ registry (migration 6)
+
+    @abstractmethod
+    async def registry_put(self, item: RegistryDoc, *, create: bool) -> bool:
+        """Insert (create: False when it exists) or replace (False when it does not exist) a document."""
+
+    @abstractmethod
+    async def registry_get(self, kind: str, tenant: str, item_id: str) -> RegistryDoc | None:
+        """One document, or None."""
+
+    @abstractmethod
+    async def registry_list(self, kind: str, tenant: str | None) -> list[RegistryDoc]:
+        """Every document of a kind in a tenant (every tenant when None), by id."""
+
+    @abstractmethod
+    async def registry_delete(self, kind: str, tenant: str, item_id: str) -> bool:
+        """Delete a document; whether it existed."""
+
+    @abstractmethod
+    async def registry_stats(self, kind: str, tenant: str, item_id: str, stats: Doc) -> None:
+        """Replace the status members kept beside a document."""

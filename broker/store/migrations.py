@@ -21,6 +21,9 @@ without losing data:
        privilege) or the store disables it, the version is recorded without
        the column, and a later open that finds PostGIS adds it
        (`ensure_geometry`); the store then evaluates geo-queries in Python.
+    6  registry: context source registrations (kind 'csr') and context source
+       subscriptions (kind 'csub') of every tenant, one row per document with
+       the @context value it was written with (broker.federation)
 
 PostGIS is never created in a store's own schema (dropping that schema
 would drop the extension, and with it the geometry columns of every other
@@ -228,7 +231,19 @@ def _sqlite_v4(conn: sqlite3.Connection) -> None:
     )
 
 
-SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sqlite_v1, _sqlite_v2, _sqlite_v3, _sqlite_v4]
+def _sqlite_v6(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE registry (kind TEXT NOT NULL, tenant TEXT NOT NULL, id TEXT NOT NULL, doc BLOB NOT NULL,
+               context BLOB NOT NULL, stats BLOB NOT NULL, PRIMARY KEY (kind, tenant, id)) WITHOUT ROWID"""
+    )
+
+
+def _sqlite_v5(conn: sqlite3.Connection) -> None:
+    pass  # version 5 is PostGIS, PostgreSQL only: the numbers of both stores stay the same
+
+
+SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _sqlite_v1, _sqlite_v2, _sqlite_v3, _sqlite_v4, _sqlite_v5, _sqlite_v6]
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -475,7 +490,14 @@ async def ensure_geometry(conn: Pg) -> bool:
         return await _add_geometry(conn)
 
 
-POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5]
+async def _pg_v6(conn: Pg) -> None:
+    await conn.execute(
+        """CREATE TABLE registry (kind text NOT NULL, tenant text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL,
+               doc jsonb NOT NULL, context jsonb NOT NULL, stats jsonb NOT NULL, PRIMARY KEY (kind, tenant, id))"""
+    )
+
+
+POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5, _pg_v6]
 
 
 async def migrate_postgres(conn: Pg, target: int | None = None, *, postgis: bool = True) -> int:

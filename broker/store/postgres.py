@@ -47,6 +47,7 @@ from broker.store.base import (
     EntityFilter,
     ModifyFn,
     QueryPage,
+    RegistryDoc,
     StoredEntity,
     Store,
     TypeSummary,
@@ -644,3 +645,41 @@ class PostgresStore(Store):
 
     async def delete_context(self, local_id: str) -> bool:
         return await self.pool.fetchval("DELETE FROM contexts WHERE local_id = $1 RETURNING true", local_id) is not None
+
+    # ------------------------------------------------------------ registry (migration 6)
+    # the @context value may be JSON null, which asyncpg would bind as SQL NULL: kept wrapped
+
+    async def registry_put(self, item: RegistryDoc, *, create: bool) -> bool:
+        args = (item.doc, {"@context": item.context}, item.stats, item.kind, item.tenant, item.id)
+        if create:
+            sql = ("INSERT INTO registry (doc, context, stats, kind, tenant, id) VALUES ($1, $2, $3, $4, $5, $6)"
+                   " ON CONFLICT DO NOTHING RETURNING true")
+        else:
+            sql = "UPDATE registry SET doc = $1, context = $2, stats = $3 WHERE kind = $4 AND tenant = $5 AND id = $6 RETURNING true"
+        return await self.pool.fetchval(sql, *args) is not None
+
+    async def registry_get(self, kind: str, tenant: str, item_id: str) -> RegistryDoc | None:
+        row = await self.pool.fetchrow("SELECT kind, tenant, id, doc, context, stats FROM registry"
+                                       " WHERE kind = $1 AND tenant = $2 AND id = $3", kind, tenant, item_id)
+        return _registry(row) if row else None
+
+    async def registry_list(self, kind: str, tenant: str | None) -> list[RegistryDoc]:
+        if tenant is None:
+            rows = await self.pool.fetch("SELECT kind, tenant, id, doc, context, stats FROM registry WHERE kind = $1"
+                                         " ORDER BY tenant, id", kind)
+        else:
+            rows = await self.pool.fetch("SELECT kind, tenant, id, doc, context, stats FROM registry"
+                                         " WHERE kind = $1 AND tenant = $2 ORDER BY id", kind, tenant)
+        return [_registry(r) for r in rows]
+
+    async def registry_delete(self, kind: str, tenant: str, item_id: str) -> bool:
+        return await self.pool.fetchval("DELETE FROM registry WHERE kind = $1 AND tenant = $2 AND id = $3 RETURNING true",
+                                        kind, tenant, item_id) is not None
+
+    async def registry_stats(self, kind: str, tenant: str, item_id: str, stats: Doc) -> None:
+        await self.pool.execute("UPDATE registry SET stats = $1 WHERE kind = $2 AND tenant = $3 AND id = $4",
+                                stats, kind, tenant, item_id)
+
+
+def _registry(row: Any) -> RegistryDoc:
+    return RegistryDoc(row[0], row[1], row[2], row[3], row[4]["@context"], row[5])

@@ -39,6 +39,7 @@ from broker.store.base import (
     EntityFilter,
     ModifyFn,
     QueryPage,
+    RegistryDoc,
     StoredEntity,
     Store,
     TypeSummary,
@@ -600,3 +601,44 @@ class SQLiteStore(Store):
 
     async def delete_context(self, local_id: str) -> bool:
         return await self._write_plain(lambda c: c.execute("DELETE FROM contexts WHERE local_id = ?", (local_id,)).rowcount > 0)
+
+    # ------------------------------------------------------------ registry (migration 6)
+
+    async def registry_put(self, item: RegistryDoc, *, create: bool) -> bool:
+        row = (orjson.dumps(item.doc), orjson.dumps(item.context), orjson.dumps(item.stats), item.kind, item.tenant, item.id)
+
+        def run(c: sqlite3.Connection) -> bool:
+            if create:
+                cur = c.execute("INSERT OR IGNORE INTO registry (doc, context, stats, kind, tenant, id) VALUES (?, ?, ?, ?, ?, ?)", row)
+            else:
+                cur = c.execute("UPDATE registry SET doc = ?, context = ?, stats = ? WHERE kind = ? AND tenant = ? AND id = ?", row)
+            return cur.rowcount > 0
+
+        return await self._write_plain(run)
+
+    async def registry_get(self, kind: str, tenant: str, item_id: str) -> RegistryDoc | None:
+        sql = "SELECT kind, tenant, id, doc, context, stats FROM registry WHERE kind = ? AND tenant = ? AND id = ?"
+        rows = await self._read(lambda c: c.execute(sql, (kind, tenant, item_id)).fetchall())
+        return _registry(rows[0]) if rows else None
+
+    async def registry_list(self, kind: str, tenant: str | None) -> list[RegistryDoc]:
+        args: tuple[str, ...]
+        if tenant is None:
+            sql, args = "SELECT kind, tenant, id, doc, context, stats FROM registry WHERE kind = ? ORDER BY tenant, id", (kind,)
+        else:
+            sql, args = ("SELECT kind, tenant, id, doc, context, stats FROM registry WHERE kind = ? AND tenant = ? ORDER BY id",
+                         (kind, tenant))
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [_registry(r) for r in rows]
+
+    async def registry_delete(self, kind: str, tenant: str, item_id: str) -> bool:
+        sql = "DELETE FROM registry WHERE kind = ? AND tenant = ? AND id = ?"
+        return await self._write_plain(lambda c: c.execute(sql, (kind, tenant, item_id)).rowcount > 0)
+
+    async def registry_stats(self, kind: str, tenant: str, item_id: str, stats: Doc) -> None:
+        sql = "UPDATE registry SET stats = ? WHERE kind = ? AND tenant = ? AND id = ?"
+        await self._write_plain(lambda c: c.execute(sql, (orjson.dumps(stats), kind, tenant, item_id)))
+
+
+def _registry(row: Any) -> RegistryDoc:
+    return RegistryDoc(row[0], row[1], row[2], orjson.loads(row[3]), orjson.loads(row[4]), orjson.loads(row[5]))

@@ -16,7 +16,7 @@ import pytest
 from broker.store import Change, EntityFilter, Store, StoredEntity, open_store
 from broker.store.base import ChangeRecord
 from broker.query.geo import GeoQuery, bbox_for_prefilter, compile_geo, distance, parse_geoquery
-from broker.store.migrations import has_geometry, index_rows, migrate_postgres, migrate_sqlite, pg_box
+from broker.store.migrations import POSTGRES_MIGRATIONS, has_geometry, index_rows, migrate_postgres, migrate_sqlite, pg_box
 from broker.store.postgres import PostgresStore
 from models.errors import InvalidQuery
 from tests.pg import store_url
@@ -759,7 +759,7 @@ def test_upgrade_from_version_4_backfills_geometries(pg_schema: tuple[str, str])
         try:
             assert store.exact_geo
             async with store.pool.acquire() as conn:
-                assert await conn.fetchval("SELECT max(version) FROM schema_version") == 5
+                assert await conn.fetchval("SELECT max(version) FROM schema_version") == len(POSTGRES_MIGRATIONS)
                 assert await conn.fetchval("SELECT count(*) FROM geo_boxes WHERE geom IS NOT NULL") == instances
                 assert await conn.fetchval("SELECT count(*) FROM geo_boxes") == instances
             assert await _geo_ids(store, query) == expected

@@ -1,0 +1,270 @@
+"""Distributed operations (clauses 4.3.6, 6.3.17, 6.3.18, Annex D): which registrations a request goes to,
+the forwarded HTTP request, and the merge of what comes back.
+
+    plan(...)        the matching registrations of one operation, by mode, loop-free (Via)
+    send(...)        one forwarded request with the per-source timeout; a Reply (ok, status, body, error)
+    merge_entity()   datasetId-aware merge of ENF documents, the most recent observedAt winning
+
+Forwarded requests carry the client's own @context (Link), so that the
+terms of type, attrs, q and bodies mean what the client meant; the
+registration's restrictions are applied to them (types and attribute
+names the registration does not offer are not asked for, clause 4.3.6.1).
+Each hop appends `1.1 <host:port>` of this broker to `Via`; a registration
+whose endpoint is already in `Via` is left out, and a request that reaches
+this broker again is not forwarded (GET: NGSILD-Warning 199; unsafe
+methods: 508 Loop Detected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from broker.federation import matching
+from broker.federation.registration import operations_of
+from broker.federation.service import RegistrationService
+from broker.store.base import RegistryDoc
+
+log = logging.getLogger("broker.federation")
+API = "/ngsi-ld/v1"
+REQUEST_VALUE = "urn:ngsi-ld:request"
+_NOT_FORWARDED = frozenset({"content-length", "host", "connection", "transfer-encoding"})
+
+
+@dataclass(slots=True)
+class Target:
+    """One registration a request goes to, with what it may be asked for."""
+
+    item: RegistryDoc
+    reg: dict[str, Any]
+    mode: str
+    types: list[str]
+    """entity type IRIs the registration offers for this request (empty: any)"""
+    attrs: list[str]
+    """attribute IRIs it offers (empty: any)"""
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.reg["endpoint"]).rstrip("/")
+
+
+@dataclass(slots=True)
+class Reply:
+    """What one context source answered."""
+
+    target: Target
+    status: int = 0
+    body: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and 200 <= self.status < 300
+
+    def warning(self) -> str:
+        """The NGSILD-Warning value for an abnormal reply (Table 6.3.17-1)."""
+        code = 199 if self.status == 0 else 299
+        text = (self.error or f"HTTP {self.status}").replace('"', "'")
+        return f'{code} {self.target.endpoint} "{self.target.item.id}: {text}"'
+
+
+@dataclass(slots=True)
+class Plan:
+    """The targets of one operation and whether this broker is inside a loop."""
+
+    targets: list[Target] = field(default_factory=list)
+    loop: bool = False
+    skipped: list[Target] = field(default_factory=list)
+    """registrations left out because their endpoint is already in Via"""
+
+
+def netloc(url: str) -> str:
+    """host:port of a URL (port made explicit)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def via_hops(value: str | None) -> set[str]:
+    """The received-by pseudonyms of a Via header (RFC 7230 5.7.1): host:port or an alias."""
+    hops = set()
+    for part in (value or "").split(","):
+        words = part.strip().split()
+        if len(words) >= 2:
+            hops.add(words[1].lower())
+    return hops
+
+
+class Forwarder:
+    """Plans and sends distributed operations for one broker."""
+
+    def __init__(self, registrations: RegistrationService, *, me: str, timeout: float) -> None:
+        self.registrations = registrations
+        self.me = me.lower()
+        """this broker's host:port in Via"""
+        self.timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=self.timeout, limits=httpx.Limits(max_connections=100))
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    # ---------------------------------------------------------------- planning
+
+    async def plan(self, tenant: str, operation: str, wanted: matching.Wanted, via: str | None,
+                   *, modes: tuple[str, ...] = ("inclusive", "exclusive", "redirect", "auxiliary")) -> Plan:
+        """The registrations that take `operation` for this request (clause 4.3.6, 4.20)."""
+        out = Plan()
+        hops = via_hops(via)
+        registrations = await self.registrations.active(tenant)
+        if not registrations:
+            return out
+        out.loop = self.me in hops
+        for item, reg in registrations:
+            mode = reg.get("mode", "inclusive")
+            if mode not in modes or operation not in operations_of(reg):
+                continue
+            infos = matching.matching_infos(reg, wanted)
+            if not infos or not matching.registration_matches(reg, wanted):
+                continue
+            types: set[str] = set()
+            attrs: set[str] = set()
+            any_type = any_attr = False
+            for info in infos:
+                ents = info.get("entities") or []
+                if not ents:
+                    any_type = True
+                for e in ents:
+                    types.update(e["type"] if isinstance(e["type"], list) else [e["type"]])
+                names = list(info.get("propertyNames", ())) + list(info.get("relationshipNames", ()))
+                if not names:
+                    any_attr = True
+                attrs.update(names)
+            target = Target(item, reg, mode, [] if any_type else sorted(types), [] if any_attr else sorted(attrs))
+            alias = str(reg.get("contextSourceAlias", "")).lower()
+            if netloc(target.endpoint) in hops or (alias and alias in hops) or out.loop:
+                out.skipped.append(target)
+                continue
+            out.targets.append(target)
+        return out
+
+    # ---------------------------------------------------------------- sending
+
+    def headers(self, target: Target, request_headers: Any, context_value: Any, *, body: bool) -> dict[str, str]:
+        """The headers of a forwarded request: Link, Accept, tenant, contextSourceInfo, Via (clause 4.3.6.5)."""
+        out = {"Accept": "application/json"}
+        if isinstance(context_value, list) and len(context_value) == 1:
+            context_value = context_value[0]
+        if isinstance(context_value, str):
+            out["Link"] = f'<{context_value}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+        if body:
+            out["Content-Type"] = "application/json"
+        if target.reg.get("tenant"):
+            out["NGSILD-Tenant"] = str(target.reg["tenant"])
+        for kv in target.reg.get("contextSourceInfo") or []:
+            key, value = kv["key"], kv["value"]
+            if key in ("accept", "contentType", "jsonldContext", "ngsildConformance") or key.lower() in _NOT_FORWARDED:
+                continue
+            if value == REQUEST_VALUE:
+                value = request_headers.get(key)
+                if value is None:
+                    continue
+            out[key] = value
+        previous = request_headers.get("via")
+        out["Via"] = f"{previous}, 1.1 {self.me}" if previous else f"1.1 {self.me}"
+        return out
+
+    async def send(self, target: Target, method: str, path: str, *, params: list[tuple[str, str]] | None = None,
+                   body: Any = None, request_headers: Any, context_value: Any) -> Reply:
+        """One forwarded request; never raises (a failure is a Reply with its error)."""
+        assert self._http is not None, "forwarder not started"
+        url = target.endpoint + API + path
+        headers = self.headers(target, request_headers, context_value, body=body is not None)
+        reply = Reply(target)
+        try:
+            response = await self._http.request(method, url, params=httpx.QueryParams(params or []), headers=headers,
+                                                content=orjson.dumps(body) if body is not None else None)
+            reply.status = response.status_code
+            if response.content:
+                try:
+                    reply.body = orjson.loads(response.content)
+                except orjson.JSONDecodeError:
+                    reply.body = None
+                    if reply.status < 300:
+                        reply.error = "the answer is no JSON"
+        except httpx.TimeoutException:
+            reply.error = f"no answer within {self.timeout:g} s"
+        except (httpx.HTTPError, OSError) as exc:
+            reply.error = f"unreachable: {type(exc).__name__}"
+        ok = reply.ok or reply.status == 404  # 404 is no abnormal behaviour (6.3.17)
+        try:
+            await self.registrations.record(target.item, ok)
+        except Exception:  # the status members are a courtesy; a failed write must not fail the request
+            log.exception("could not record the status of registration %s", target.item.id)
+        return reply
+
+    async def send_all(self, targets: list[Target], method: str, path_of: Any, **kw: Any) -> list[Reply]:
+        """Send to every target at once (path_of(target) gives each its path and params)."""
+        async def one(t: Target) -> Reply:
+            path, params, body = path_of(t)
+            return await self.send(t, method, path, params=params, body=body, **kw)
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+# ---------------------------------------------------------------- merging
+
+
+def _instances(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, dict)]
+    return [value] if isinstance(value, dict) else []
+
+
+def _observed(inst: dict[str, Any]) -> str:
+    return str(inst.get("observedAt", ""))
+
+
+def merge_entity(base: dict[str, Any] | None, other: dict[str, Any], *, auxiliary: bool = False) -> dict[str, Any]:
+    """Merge two ENF documents of one entity (clauses 4.3.6.2, 4.5.5).
+
+    Attribute instances are told apart by datasetId; for the same datasetId
+    the instance with the most recent observedAt wins (the one already held
+    when neither has one). Types are united. An auxiliary source only adds
+    what is missing (it never overrides, clause 4.3.6.2).
+    """
+    if base is None:
+        return dict(other)
+    out = dict(base)
+    types = base.get("type") or []
+    types = types if isinstance(types, list) else [types]
+    more = other.get("type") or []
+    for t in more if isinstance(more, list) else [more]:
+        if t not in types:
+            types = [*types, t]
+    out["type"] = types
+    for name, value in other.items():
+        if name in ("id", "type", "@context"):
+            continue
+        if name not in out:
+            out[name] = value
+            continue
+        if auxiliary or name == "scope":
+            continue
+        held = {i.get("datasetId"): i for i in _instances(out[name])}
+        for inst in _instances(value):
+            key = inst.get("datasetId")
+            mine = held.get(key)
+            if mine is None or (_observed(inst) and _observed(inst) > _observed(mine)):
+                held[key] = inst
+        out[name] = list(held.values())  # ENF: always a list, one item per datasetId
+    return out
