@@ -19,7 +19,7 @@ from broker.quantumleap import notify as nt
 from broker.quantumleap.errors import QLError, ambiguous
 from broker.quantumleap.names import Names
 from broker.quantumleap.params import Params, path_matches
-from broker.quantumleap.series import Pick, Series, load_rows
+from broker.quantumleap.series import Pick, Series, load_buckets, load_rows
 from broker.query.geo import compile_geo, parse_geoquery
 from broker.query.regex import compile_pattern
 from broker.temporal.model import EntityRow
@@ -129,7 +129,8 @@ class QuantumLeapService:
             groups.setdefault(k.shown_type.lower(), []).append(k)
         out: list[Series] = []
         for key in sorted(groups):
-            out.extend(await load_rows(self.history, tenant, groups[key], show, p))
+            rolled = await load_buckets(self.history, tenant, groups[key], show, p)
+            out.extend(rolled if rolled is not None else await load_rows(self.history, tenant, groups[key], show, p))
         return out
 
     async def latest(self, tenant: str, picks: list[Pick], p: Params) -> list[tuple[Pick, int]]:

@@ -209,7 +209,8 @@ class TemporalService:
             origin = rng.start
             if origin is None:  # periods start at the first instance when the query sets no start
                 origin = await self.history.first_time(tenant, ids, attrs, rng, datasets=tq.datasets) or 0
-            buckets = await self.history.aggregate(tenant, ids, attrs, rng, origin, tq.period_us, datasets=tq.datasets)
+            buckets = await self.history.aggregate(tenant, ids, attrs, rng, origin, tq.period_us, datasets=tq.datasets,
+                                                   distinct="distinctCount" in tq.aggr_methods)
             for b in buckets:
                 attr = out[b.entity_id].setdefault(ctx.compact_iri(b.attr), {"type": PROPERTY})
                 start, end = render.period(b, origin, tq, rng)

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from broker.temporal.model import EntityRow, HistoryRow, unique_rows
+from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
 SCHEMA = """
@@ -34,6 +35,79 @@ CREATE TABLE IF NOT EXISTS temporal_entities (tenant text COLLATE "C" NOT NULL, 
 CREATE TABLE IF NOT EXISTS temporal_cursors (consumer text PRIMARY KEY, seq bigint NOT NULL);
 ALTER TABLE temporal_entities ADD COLUMN IF NOT EXISTS service_path text COLLATE "C";
 """
+# hourly rollups (broker.temporal.rollup), kept by statement triggers over the transition tables: inserted
+# value instances are added per hour; the hours of replaced or deleted ones are recomputed from the
+# instances. Every trigger first takes one transaction lock per schema, so that a recomputation never
+# races another transaction's additions to the same hour: history writes commit one at a time.
+_PURE = "({r}value_num IS NOT NULL AND {r}value_json NOT IN ('true', 'false') AND left({r}value_json, 1) <> '[')"
+_INT = "(" + _PURE + " AND {r}value_json !~ '[.eE]')"
+_AGGREGATES = (
+    "count(*), count({r}value_num), sum({pure}::int), sum({int}::int), sum({r}value_num), min({r}value_num),"
+    " max({r}value_num), sum({r}value_num * {r}value_num)"
+)
+_LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
+_KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
+ROLLUP_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
+    attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
+    n bigint NOT NULL, n_num bigint NOT NULL, n_pure bigint NOT NULL, n_int bigint NOT NULL, sum double precision,
+    min double precision, max double precision, sumsq double precision, PRIMARY KEY ({_KEYS}));
+CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    {_LOCK}
+    INSERT INTO temporal_rollup AS r SELECT tenant, entity_id, attr, {hour_sql("key_us")} AS h, dataset_id,
+        observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="", pure=_PURE.format(r=""), int=_INT.format(r=""))}
+        FROM added WHERE kind = 0 GROUP BY tenant, entity_id, attr, h, dataset_id, o
+        ORDER BY tenant, entity_id, attr, h, dataset_id, o
+    ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
+        n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
+        sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
+        max = greatest(r.max, excluded.max), sumsq = coalesce(r.sumsq + excluded.sumsq, r.sumsq, excluded.sumsq);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    {_LOCK}
+    CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
+        attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
+    TRUNCATE temporal_rollup_dirty;
+    INSERT INTO temporal_rollup_dirty SELECT DISTINCT tenant, entity_id, attr, {hour_sql("key_us")} FROM changed WHERE kind = 0;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO temporal_rollup_dirty SELECT DISTINCT tenant, entity_id, attr, {hour_sql("key_us")}
+            FROM replaced WHERE kind = 0;
+    END IF;
+    DELETE FROM temporal_rollup AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d
+        WHERE r.tenant = d.tenant AND r.entity_id = d.entity_id AND r.attr = d.attr AND r.hour_us = d.hour_us;
+    INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id,
+        i.observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
+        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d JOIN temporal_instances AS i
+        ON i.tenant = d.tenant AND i.entity_id = d.entity_id AND i.attr = d.attr
+        AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
+        WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id, o;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_instances
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_add();
+CREATE OR REPLACE TRIGGER temporal_rollup_update AFTER UPDATE ON temporal_instances
+    REFERENCING OLD TABLE AS changed NEW TABLE AS replaced FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_recompute();
+CREATE OR REPLACE TRIGGER temporal_rollup_delete AFTER DELETE ON temporal_instances
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_recompute();
+"""
+_ROLLUP_BACKFILL = (
+    f"INSERT INTO temporal_rollup SELECT tenant, entity_id, attr, {hour_sql('key_us')} AS h, dataset_id,"
+    f" observed_us IS NOT NULL AS o, {_AGGREGATES.format(r='', pure=_PURE.format(r=''), int=_INT.format(r=''))}"
+    " FROM temporal_instances WHERE kind = 0 GROUP BY tenant, entity_id, attr, h, dataset_id, o"
+)
+
+
+def _unit_sql(unit: str, x: str) -> str:
+    """The start of the calendar `unit` (UTC) holding the hour start `x`, in microseconds."""
+    if unit == "hour":
+        return x
+    if unit == "day":
+        return f"({x} - ((({x} % {DAY_US}) + {DAY_US}) % {DAY_US}))"
+    return (f"(extract(epoch FROM date_trunc('{unit}', to_timestamp({x} / 1000000) AT TIME ZONE 'UTC'))"
+            f" * 1000000)::bigint")
+
+
 _INSERT = (
     "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
     " modified_us, deleted_us, value_num, value_json, instance)"
@@ -90,6 +164,61 @@ def _where(
     return " AND ".join(clauses), params, column
 
 
+def _rollup_query(
+    tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, datasets: Sequence[str] | None, pl: Plan,
+    unit: str | None, origin_us: int, period_us: int,
+) -> tuple[str, list[Any]]:
+    """Rollup rows of the whole hours and instance rows of the partial ones, summed per (entity, attribute, bucket)."""
+    params: list[Any] = []
+
+    def p(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    def bucket(x: str) -> str:
+        if unit is not None:
+            return _unit_sql(unit, x)
+        if period_us > 0:
+            return f"(({x} - {p(origin_us)}::int8) / {p(period_us)}::int8)"
+        return "0::int8"
+
+    def common(prefix: str) -> list[str]:
+        clauses = [f"{prefix}tenant = {p(tenant)}", f"{prefix}entity_id = ANY({p(list(entity_ids))}::text[])"]
+        if attrs is not None:
+            clauses.append(f"{prefix}attr = ANY({p(list(attrs))}::text[])")
+        if datasets is not None:
+            clauses.append(f"{prefix}dataset_id = ANY({p(list(datasets))}::text[])")
+        return clauses
+
+    b_sql = bucket("hour_us")
+    clauses = common("")
+    if pl.observed:
+        clauses.append("observed")
+    if pl.hours_from is not None:
+        clauses.append(f"hour_us >= {p(pl.hours_from)}::int8")
+    if pl.hours_to is not None:
+        clauses.append(f"hour_us < {p(pl.hours_to)}::int8")
+    parts = [f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int,"
+             f" CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq"
+             f" FROM temporal_rollup WHERE {' AND '.join(clauses)}"]
+    for start, end in pl.edges:
+        e_sql = bucket(hour_sql("i.key_us"))
+        clauses = common("i.")
+        clauses.append("i.kind = 0")
+        if pl.observed:
+            clauses.append("i.observed_us IS NOT NULL")
+        clauses += [f"i.key_us >= {p(start)}::int8", f"i.key_us < {p(end)}::int8"]
+        parts.append(
+            f"SELECT i.entity_id, i.attr, {e_sql}, 1::int8, (i.value_num IS NOT NULL)::int::int8,"
+            f" {_PURE.format(r='i.')}::int::int8, {_INT.format(r='i.')}::int::int8, (i.dataset_id <> '')::int::int8, i.value_num, i.value_num, i.value_num,"
+            f" i.value_num * i.value_num FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
+        )
+    sql = (f"SELECT entity_id, attr, b, sum(n)::int8, sum(n_num)::int8, sum(n_pure)::int8, sum(n_int)::int8, sum(n_ds)::int8,"
+           f" sum(s), min(lo), max(hi), sum(sq) FROM ({' UNION ALL '.join(parts)}) AS u"
+           f" GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b")
+    return sql, params
+
+
 class PostgresHistory(HistoryStorage):
     """History tables in a PostgreSQL schema."""
 
@@ -105,6 +234,10 @@ class PostgresHistory(HistoryStorage):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal', 0))")
             await conn.execute(SCHEMA)
+            existed = await conn.fetchval("SELECT to_regclass('temporal_rollup') IS NOT NULL")
+            await conn.execute(ROLLUP_SCHEMA)
+            if not existed:
+                await conn.execute(_ROLLUP_BACKFILL)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -186,10 +319,24 @@ class PostgresHistory(HistoryStorage):
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
 
+    async def rollup(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        origin_us: int = 0, period_us: int = 0, *, unit: str | None = None, datasets: Sequence[str] | None = None,
+    ) -> list[RollupBucket] | None:
+        pl = plan(rng, origin_us, period_us)
+        if pl is None:
+            return None
+        sql, params = _rollup_query(tenant, entity_ids, attrs, datasets, pl, unit, origin_us, period_us)
+        return [RollupBucket(*r) for r in await self.pool.fetch(sql, *params)]
+
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
-        *, datasets: Sequence[str] | None = None,
+        *, datasets: Sequence[str] | None = None, distinct: bool = True,
     ) -> list[Bucket]:
+        if not distinct:
+            rolled = await self.rollup(tenant, entity_ids, attrs, rng, origin_us, period_us, datasets=datasets)
+            if rolled is not None:
+                return [Bucket(b.entity_id, b.attr, b.index, b.n, 0, b.n_num, b.sum, b.min, b.max, b.sumsq) for b in rolled]
         where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         if period_us > 0:
             n = len(params)

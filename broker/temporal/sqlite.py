@@ -18,6 +18,7 @@ from broker.store.sqlite import write_lock
 from broker.store.sqlite_rows import insert_rows
 from broker.store.sqlite_thread import SQLiteThread
 from broker.temporal.model import EntityRow, HistoryRow, unique_rows
+from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
 T = TypeVar("T")
@@ -39,6 +40,86 @@ SCHEMA = (
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 )
+
+# hourly rollups (broker.temporal.rollup): an inserted value instance adds itself to its hour; a replaced
+# or deleted one marks its hour dirty, recomputed from the instances before the write commits (_refresh).
+# ON CONFLICT DO NOTHING, not INSERT OR IGNORE: the outer upsert's conflict policy would override an OR IGNORE
+_PURE = "({r}.value_num IS NOT NULL AND {r}.value_json NOT IN ('true', 'false') AND substr({r}.value_json, 1, 1) <> '[')"
+_INT = "(" + _PURE + " AND {r}.value_json NOT GLOB '*[.eE]*')"
+ROLLUP_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS temporal_rollup (tenant TEXT NOT NULL, entity_id TEXT NOT NULL, attr TEXT NOT NULL,
+           hour_us INTEGER NOT NULL, dataset_id TEXT NOT NULL, observed INTEGER NOT NULL, n INTEGER NOT NULL,
+           n_num INTEGER NOT NULL, n_pure INTEGER NOT NULL, n_int INTEGER NOT NULL, sum REAL, min REAL, max REAL,
+           sumsq REAL, PRIMARY KEY (tenant, entity_id, attr, hour_us, dataset_id, observed)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS temporal_rollup_dirty (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
+           attr TEXT NOT NULL, hour_us INTEGER NOT NULL, PRIMARY KEY (tenant, entity_id, attr, hour_us)) WITHOUT ROWID""",
+    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_insert AFTER INSERT ON temporal_instances WHEN NEW.kind = 0 BEGIN
+           INSERT INTO temporal_rollup VALUES (NEW.tenant, NEW.entity_id, NEW.attr, {hour_sql("NEW.key_us")},
+               NEW.dataset_id, NEW.observed_us IS NOT NULL, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
+               {_INT.format(r="NEW")}, NEW.value_num, NEW.value_num, NEW.value_num, NEW.value_num * NEW.value_num)
+           ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
+               n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
+               min = coalesce(min(min, excluded.min), min, excluded.min),
+               max = coalesce(max(max, excluded.max), max, excluded.max),
+               sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
+       END""",
+    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_update AFTER UPDATE ON temporal_instances
+       WHEN OLD.kind = 0 OR NEW.kind = 0 BEGIN
+           INSERT INTO temporal_rollup_dirty VALUES (OLD.tenant, OLD.entity_id, OLD.attr, {hour_sql("OLD.key_us")})
+               ON CONFLICT DO NOTHING;
+           INSERT INTO temporal_rollup_dirty VALUES (NEW.tenant, NEW.entity_id, NEW.attr, {hour_sql("NEW.key_us")})
+               ON CONFLICT DO NOTHING;
+       END""",
+    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_delete AFTER DELETE ON temporal_instances WHEN OLD.kind = 0 BEGIN
+           INSERT INTO temporal_rollup_dirty VALUES (OLD.tenant, OLD.entity_id, OLD.attr, {hour_sql("OLD.key_us")})
+               ON CONFLICT DO NOTHING;
+       END""",
+)
+_ROLLUP_AGGREGATES = (
+    "count(*), count(i.value_num), sum({pure}), sum({int}), sum(i.value_num), min(i.value_num), max(i.value_num),"
+    " sum(i.value_num * i.value_num)"
+).format(pure=_PURE.format(r="i"), int=_INT.format(r="i"))
+_ROLLUP_BACKFILL = (
+    f"INSERT INTO temporal_rollup SELECT i.tenant, i.entity_id, i.attr, {hour_sql('i.key_us')} AS h, i.dataset_id,"
+    f" i.observed_us IS NOT NULL AS o, {_ROLLUP_AGGREGATES} FROM temporal_instances AS i WHERE i.kind = 0"
+    " GROUP BY i.tenant, i.entity_id, i.attr, h, i.dataset_id, o"
+)
+_ROLLUP_RECOMPUTE = (
+    "DELETE FROM temporal_rollup WHERE (tenant, entity_id, attr, hour_us) IN"
+    " (SELECT tenant, entity_id, attr, hour_us FROM temporal_rollup_dirty)",
+    f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id,"
+    f" i.observed_us IS NOT NULL AS o, {_ROLLUP_AGGREGATES} FROM temporal_rollup_dirty AS d"
+    f" JOIN temporal_instances AS i ON i.tenant = d.tenant AND i.entity_id = d.entity_id AND i.attr = d.attr"
+    f" AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US} WHERE i.kind = 0"
+    " GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id, o",
+    "DELETE FROM temporal_rollup_dirty",
+)
+
+
+def _refresh(conn: sqlite3.Connection) -> None:
+    """Recompute the hours whose instances were replaced or deleted in this transaction."""
+    if conn.execute("SELECT 1 FROM temporal_rollup_dirty LIMIT 1").fetchone() is None:
+        return
+    for sql in _ROLLUP_RECOMPUTE:
+        conn.execute(sql)
+
+
+def _setup_rollup(conn: sqlite3.Connection) -> None:
+    """The rollup tables and triggers; filled from the instances when a file that predates them gets them."""
+    existed = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'temporal_rollup'").fetchone()
+    for sql in ROLLUP_SCHEMA:
+        conn.execute(sql)
+    if existed is None:
+        conn.execute(_ROLLUP_BACKFILL)
+
+
+def _unit_sql(unit: str, x: str) -> str:
+    """The start of the calendar `unit` (UTC) holding the hour start `x`, in microseconds."""
+    if unit == "hour":
+        return x
+    if unit == "day":
+        return f"({x} - ((({x} % {DAY_US}) + {DAY_US}) % {DAY_US}))"
+    return f"(CAST(strftime('%s', {x} / 1000000, 'unixepoch', 'start of {unit}') AS INTEGER) * 1000000)"
 
 
 _INSERT_ROWS = (
@@ -89,6 +170,55 @@ def _where(
     return " AND ".join(clauses), params, column
 
 
+def _rollup_query(
+    tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, datasets: Sequence[str] | None, pl: Plan,
+    bucket: Callable[[str], tuple[str, list[Any]]],
+) -> tuple[str, list[Any]]:
+    """Rollup rows of the whole hours and instance rows of the partial ones, summed per (entity, attribute, bucket)."""
+
+    def common(prefix: str) -> tuple[list[str], list[Any]]:
+        clauses = [f"{prefix}tenant = ?", f"{prefix}entity_id IN (SELECT value FROM json_each(?))"]
+        args: list[Any] = [tenant, _json(entity_ids)]
+        if attrs is not None:
+            clauses.append(f"{prefix}attr IN (SELECT value FROM json_each(?))")
+            args.append(_json(attrs))
+        if datasets is not None:
+            clauses.append(f"{prefix}dataset_id IN (SELECT value FROM json_each(?))")
+            args.append(_json(datasets))
+        return clauses, args
+
+    b_sql, b_args = bucket("hour_us")
+    clauses, args = common("")
+    if pl.observed:
+        clauses.append("observed = 1")
+    if pl.hours_from is not None:
+        clauses.append("hour_us >= ?")
+        args.append(pl.hours_from)
+    if pl.hours_to is not None:
+        clauses.append("hour_us < ?")
+        args.append(pl.hours_to)
+    parts = [f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int, CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds,"
+             f" sum AS s, min AS lo, max AS hi, sumsq AS sq FROM temporal_rollup WHERE {' AND '.join(clauses)}"]
+    params: list[Any] = [*b_args, *args]
+    for start, end in pl.edges:
+        e_sql, e_args = bucket(hour_sql("i.key_us"))
+        clauses, args = common("i.")
+        clauses.append("i.kind = 0")
+        if pl.observed:
+            clauses.append("i.observed_us IS NOT NULL")
+        clauses += ["i.key_us >= ?", "i.key_us < ?"]
+        args += [start, end]
+        parts.append(
+            f"SELECT i.entity_id, i.attr, {e_sql}, 1, i.value_num IS NOT NULL, {_PURE.format(r='i')}, {_INT.format(r='i')},"
+            f" i.dataset_id <> '', i.value_num, i.value_num, i.value_num, i.value_num * i.value_num"
+            f" FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
+        )
+        params += [*e_args, *args]
+    sql = (f"SELECT entity_id, attr, b, sum(n), sum(n_num), sum(n_pure), sum(n_int), sum(n_ds), sum(s), min(lo), max(hi),"
+           f" sum(sq) FROM ({' UNION ALL '.join(parts)}) GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b")
+    return sql, params
+
+
 def _add_service_path(conn: sqlite3.Connection) -> None:
     """temporal_entities.service_path, added in place to a file that predates it (SQLite has no ADD COLUMN IF NOT EXISTS)."""
     if any(row[1] == "service_path" for row in conn.execute("PRAGMA table_info(temporal_entities)")):
@@ -114,6 +244,7 @@ class SQLiteHistory(HistoryStorage):
             for sql in SCHEMA:
                 conn.execute(sql)
             _add_service_path(conn)
+            _setup_rollup(conn)
 
         await self._db.open(setup)
 
@@ -123,7 +254,15 @@ class SQLiteHistory(HistoryStorage):
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         # a write takes the file's in-process lock, as the store's writer does (broker.store.sqlite.write_lock)
         lock = self._wlock if write and self.path != ":memory:" else None
-        return await self._db.tx(fn, write=write, lock=lock)
+        if not write:
+            return await self._db.tx(fn, write=False, lock=lock)
+
+        def run(conn: sqlite3.Connection) -> T:
+            result = fn(conn)
+            _refresh(conn)  # rollups exact before the commit
+            return result
+
+        return await self._db.tx(run, write=True, lock=lock)
 
     @staticmethod
     def _store(conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
@@ -198,10 +337,33 @@ class SQLiteHistory(HistoryStorage):
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
 
+    async def rollup(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        origin_us: int = 0, period_us: int = 0, *, unit: str | None = None, datasets: Sequence[str] | None = None,
+    ) -> list[RollupBucket] | None:
+        pl = plan(rng, origin_us, period_us)
+        if pl is None:
+            return None
+        if unit is not None:
+            def bucket(x: str) -> tuple[str, list[Any]]:
+                return _unit_sql(unit, x), []
+        elif period_us > 0:
+            def bucket(x: str) -> tuple[str, list[Any]]:
+                return f"(({x} - ?) / ?)", [origin_us, period_us]
+        else:
+            def bucket(x: str) -> tuple[str, list[Any]]:
+                return "0", []
+        sql, params = _rollup_query(tenant, entity_ids, attrs, datasets, pl, bucket)
+        return await self._tx(lambda c: [RollupBucket(*r) for r in c.execute(sql, params)])
+
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
-        *, datasets: Sequence[str] | None = None,
+        *, datasets: Sequence[str] | None = None, distinct: bool = True,
     ) -> list[Bucket]:
+        if not distinct:
+            rolled = await self.rollup(tenant, entity_ids, attrs, rng, origin_us, period_us, datasets=datasets)
+            if rolled is not None:
+                return [Bucket(b.entity_id, b.attr, b.index, b.n, 0, b.n_num, b.sum, b.min, b.max, b.sumsq) for b in rolled]
         where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
         bucket = f"(({column} - ?) / ?)" if period_us > 0 else "0"
         bparams = [origin_us, period_us] if period_us > 0 else []

@@ -22,9 +22,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow
+
+if TYPE_CHECKING:
+    from broker.temporal.rollup import RollupBucket
 
 TIME_COLUMNS = {"observedAt": "observed_us", "createdAt": "created_us", "modifiedAt": "modified_us", "deletedAt": "deleted_us"}
 
@@ -112,9 +116,25 @@ class HistoryStorage(ABC):
     @abstractmethod
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
-        *, datasets: Sequence[str] | None = None,
+        *, datasets: Sequence[str] | None = None, distinct: bool = True,
     ) -> list[Bucket]:
-        """Aggregates per (entity, attribute, period of `period_us` counted from `origin_us`; 0 means one period)."""
+        """Aggregates per (entity, attribute, period of `period_us` counted from `origin_us`; 0 means one period).
+
+        Without `distinct` (no distinctCount wanted: Bucket.distinct is then 0) the
+        hourly rollups answer where the periods allow (broker.temporal.rollup).
+        """
+
+    @abstractmethod
+    async def rollup(
+        self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+        origin_us: int = 0, period_us: int = 0, *, unit: str | None = None, datasets: Sequence[str] | None = None,
+    ) -> list[RollupBucket] | None:
+        """Aggregates from the hourly rollups, None when they cannot serve (broker.temporal.rollup.plan).
+
+        Buckets are periods of `period_us` from `origin_us` (0: one period), or,
+        with `unit` (hour, day, month, year), the UTC calendar periods, each given
+        by its start. By entity, attribute, bucket.
+        """
 
     @abstractmethod
     async def series(
