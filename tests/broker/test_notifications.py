@@ -505,3 +505,17 @@ def test_join_none_and_bad_join_members(api: httpx.Client, receiver: Receiver) -
     _rename(api, building)
     receiver.wait(lambda: len(receiver.received) >= 1)
     assert [e["id"] for e in receiver.received[0][1]["data"]] == [building]
+
+
+def test_join_flat_in_periodic_notifications_lists_each_linked_entity_once(api: httpx.Client,
+                                                                         receiver: Receiver) -> None:
+    """timeInterval notifications carry every matching entity, then their Linked Entities, each once."""
+    building, city, country = _linked_world(api)
+    other = new_id()
+    assert api.post("/entities", json={"id": other, "type": "Building",
+                                       "locatedAt": {"type": "Relationship", "object": city}}).status_code == 201
+    subscribe(api, receiver.url, entities=[{"type": "Building"}], timeInterval=1,
+              notification={"join": "flat", "joinLevel": 2})
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    ids = [e["id"] for e in receiver.received[0][1]["data"]]
+    assert sorted(ids[:2]) == sorted([building, other]) and ids[2:] == [city, country]
