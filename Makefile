@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench conformance faults clean
+.PHONY: run test setup bench conformance faults fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 ## under load; every accepted measure must be in history once and notified (own PostgreSQL and Mosquitto, ~1 min)
 faults: $(STAMP)
 	$(BIN)/python -m faults
+
+## make fuzz: hypothesis fuzzing of the q language, geo-queries, temporal parameters, payload codecs, API bodies
+## and every NGSI-LD OpenAPI operation, each for a bounded time (about 100 s in all; FUZZ_SCALE=0.2 for a quick run)
+## under a memory cap; prints inputs tried and failures per target, fails on any
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz $(if $(FUZZ_SCALE),--scale $(FUZZ_SCALE))
 
 ## make bench: every benchmark, printing tables
 bench: $(STAMP)
