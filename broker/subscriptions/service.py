@@ -62,7 +62,7 @@ class SubscriptionService:
         kept in the store like a hosted one, so that it survives a restart.
         """
         document = {"@context": value}
-        local_id = self.resolver.host(document, implicit=True)
+        local_id = await self.resolver.ahost(document, implicit=True)
         await self.store.put_context(local_id, document, "ImplicitlyCreated", iso(now_utc()))
         return self.resolver.url_of(local_id)
 
