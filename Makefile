@@ -7,7 +7,7 @@ BIN        := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test setup bench conformance faults clean
+.PHONY: run test setup bench conformance faults fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: $(TEST_STAMP)
 ## under load; every accepted measure must be in history once and notified (own PostgreSQL and Mosquitto, ~1 min)
 faults: $(RUN_STAMP)
 	$(BIN)/python -m faults
+
+## make fuzz: hypothesis fuzzing of the q language, geo-queries, temporal parameters, payload codecs, API bodies
+## and every NGSI-LD OpenAPI operation, each for a bounded time (about 100 s in all; FUZZ_SCALE=0.2 for a quick run)
+## under a memory cap; prints inputs tried and failures per target, fails on any
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz $(if $(FUZZ_SCALE),--scale $(FUZZ_SCALE))
 
 ## make bench: every benchmark, printing tables
 bench: $(RUN_STAMP)

@@ -132,13 +132,21 @@ def error_from_response(response: HttpReply) -> NgsiLdError:
         error = problem_error(body, status)
         if status >= 500 or status in _RETRYABLE_STATUS:
             if not is_retryable(error):  # e.g. a 503 whose body says BadRequestData: trust the status
-                return BrokerUnavailable(error.detail, instance=str(response.url), status_code=status)
-        return error
+                unavailable = BrokerUnavailable(error.detail, instance=str(response.url), status_code=status)
+                return _answered(unavailable, status)
+        return _answered(error, status)
     text = response.text[:300] if response.content else ""
     detail = f"HTTP {status} from {response.url}" + (f": {text}" if text else "")
     if status >= 500 or status in _RETRYABLE_STATUS:
-        return BrokerUnavailable(detail, instance=str(response.url))
+        return _answered(BrokerUnavailable(detail, instance=str(response.url)), status)
     return from_problem({"type": _type_for_status(status), "detail": detail})
+
+
+def _answered(error: NgsiLdError, status: int) -> NgsiLdError:
+    """`error`, remembering the HTTP status the broker answered (`http_status`): the delivery tells a broker
+    that answers 500 for one row (poison) from one that is unreachable or overloaded (502-504, 429)."""
+    error.http_status = status  # type: ignore[attr-defined]
+    return error
 
 
 def problem_error(problem: Mapping[str, Any], status: int) -> NgsiLdError:

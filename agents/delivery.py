@@ -12,6 +12,11 @@ One cycle of a worker:
         207, 4xx entity  -> dead letter with the broker's ProblemDetails
         207, 5xx entity  -> release with backoff; later waves of that entity/device wait too
         whole request 4xx-> bisect until the guilty entity is alone, then dead-letter it
+        whole request 500-> the first time, as "broker away"; when the rows were refused before,
+                            bisect: if other rows of the group get through, the ones the broker still
+                            answers 500 alone are poison: retried with backoff (their device waits),
+                            dead-lettered with the broker's answer after `poison_attempts` refusals;
+                            if nothing gets through, the broker is failing: as "broker away"
         broker away, 5xx -> release everything with backoff, skip that broker until then
 
 Several workers may run at once: the outbox never leases a row while an older
@@ -65,6 +70,7 @@ class DeliveryOptions:
     backoff_max: float = 30.0
     idle_poll: float = 1.0  # look again this often even when nobody wakes us (released rows come due)
     linger: float = 0.02  # seconds a worker that caught up waits before its next lease (see Pacing)
+    poison_attempts: int = 3  # a row the broker alone answers 500 this often is dead-lettered (issue 17)
 
 
 @dataclass(slots=True)
@@ -310,6 +316,7 @@ class Delivery:
         state = self._targets.setdefault(target, _Target())
         blocked_entities: set[str] = set()
         blocked_devices: set[str] = set()
+        probe = _Probe()
         size = max(1, self.options.batch_size)
         for wave in _waves(rows):
             ready = []
@@ -323,7 +330,10 @@ class Delivery:
             try:
                 for start in range(0, len(ready), size):
                     await self._send(client, ready[start:start + size], tenant, context, cycle, blocked_entities,
-                                     blocked_devices)
+                                     blocked_devices, probe)
+                if probe.suspects and not probe.ok and not await self._answers(client, tenant, context, probe):
+                    raise probe.suspects[0][1]  # nothing gets through: the broker fails, not these rows
+                await self._confirm(client, tenant, context, cycle, probe)
             except NgsiLdError as exc:  # the broker is away or failing: everything left waits
                 state.failures += 1
                 delay = self._backoff(state.failures)
@@ -334,26 +344,79 @@ class Delivery:
                     if r.seq not in cycle.settled:
                         cycle.again(r, delay, exc.detail[:500])
                 return
+            self._poison(probe, cycle)
             state.failures = 0
             state.down_until = 0.0
 
+    async def _answers(self, client: NgsiLdClient, tenant: str, context: tuple[str, ...], probe: _Probe) -> bool:
+        """Whether the broker answers a harmless read (the first suspect's entity): 2xx or 4xx, not 5xx."""
+        try:
+            await client.get_entity(probe.suspects[0][0].entity_id, tenant=tenant, context=list(context))
+        except NgsiLdError as exc:
+            return not is_retryable(exc)
+        return True
+
+    async def _confirm(self, client: NgsiLdClient, tenant: str, context: tuple[str, ...], cycle: _Cycle,
+                       probe: _Probe) -> None:
+        """Send each suspect alone once more, now that the broker is known to work: a broker that came back
+        mid-cycle takes it; one that answers 500 again refuses that row (a poison refusal)."""
+        suspects, probe.suspects = probe.suspects, []
+        for row, _ in suspects:
+            try:
+                outcome = await client.write_json([row.entity_json], [row.entity_id], mode=self.options.mode,
+                                                  tenant=tenant, context=list(context))
+            except NgsiLdError as exc:
+                if _answered_500(exc):
+                    probe.suspects.append((row, exc))
+                    continue
+                raise
+            error = dict(outcome.errors).get(row.entity_id)
+            if error is None:
+                cycle.done(row)
+            elif is_retryable(error):
+                cycle.again(row, self._backoff(row.attempts + 1), error.detail[:500])
+            else:
+                self._m_errors.labels(kind="rejected").inc()
+                cycle.refuse(row, error.to_problem())
+
+    def _poison(self, probe: _Probe, cycle: _Cycle) -> None:
+        """Rows the broker answered 500 alone while others got through: retry with backoff, then dead-letter."""
+        for row, error in probe.suspects:
+            self._m_errors.labels(kind="poison").inc()
+            if row.attempts + 1 >= self.options.poison_attempts:
+                problem = error.to_problem()
+                problem.setdefault("detail", error.detail)
+                cycle.refuse(row, {**problem, "attempts": row.attempts + 1})
+            else:
+                log.warning("broker answered 500 for %s (device %s) alone, attempt %d of %d: %s", row.entity_id,
+                            row.item.device, row.attempts + 1, self.options.poison_attempts, error.detail[:200])
+                cycle.again(row, self._backoff(row.attempts + 1), error.detail[:500])
+        probe.suspects.clear()
+
     async def _send(self, client: NgsiLdClient, rows: Sequence[Leased], tenant: str, context: tuple[str, ...],
-                    cycle: _Cycle, blocked_entities: set[str], blocked_devices: set[str]) -> None:
+                    cycle: _Cycle, blocked_entities: set[str], blocked_devices: set[str], probe: _Probe) -> None:
         """Send one wave; raise only when the broker as a whole fails (retryable)."""
         try:
             outcome = await client.write_json([r.entity_json for r in rows], [r.entity_id for r in rows],
                                               mode=self.options.mode, tenant=tenant, context=list(context))
         except NgsiLdError as exc:
-            if is_retryable(exc):
+            answered_500 = _answered_500(exc)
+            if is_retryable(exc) and not (answered_500 and (probe.ok or min(r.attempts for r in rows) >= 1)):
                 raise
-            if len(rows) == 1:  # the whole request failed for this one entity: its data is at fault
-                self._m_errors.labels(kind="rejected").inc()
+            if len(rows) == 1:
+                if answered_500:  # refused alone; poison only if others get through (see _poison)
+                    probe.suspects.append((rows[0], exc))
+                    blocked_entities.add(rows[0].entity_id)
+                    blocked_devices.add(rows[0].item.device)
+                    return
+                self._m_errors.labels(kind="rejected").inc()  # the whole request failed for this one entity
                 cycle.refuse(rows[0], exc.to_problem())
                 return
             half = len(rows) // 2
-            await self._send(client, rows[:half], tenant, context, cycle, blocked_entities, blocked_devices)
-            await self._send(client, rows[half:], tenant, context, cycle, blocked_entities, blocked_devices)
+            await self._send(client, rows[:half], tenant, context, cycle, blocked_entities, blocked_devices, probe)
+            await self._send(client, rows[half:], tenant, context, cycle, blocked_entities, blocked_devices, probe)
             return
+        probe.ok += 1
         errors = dict(outcome.errors)
         for row in rows:
             error = errors.get(row.entity_id)
@@ -367,6 +430,19 @@ class Delivery:
             else:
                 self._m_errors.labels(kind="rejected").inc()
                 cycle.refuse(row, error.to_problem())
+
+
+@dataclass(slots=True)
+class _Probe:
+    """What one group's requests showed: how many got through, which rows the broker answered 500 alone."""
+
+    ok: int = 0
+    suspects: list[tuple[Leased, NgsiLdError]] = field(default_factory=list)
+
+
+def _answered_500(error: NgsiLdError) -> bool:
+    """Whether the broker answered this request with an HTTP 500 (not: unreachable, 502-504, 429)."""
+    return getattr(error, "http_status", None) == 500
 
 
 def _waves(rows: Sequence[Leased]) -> list[list[Leased]]:

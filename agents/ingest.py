@@ -24,6 +24,7 @@ process sharing the store (PostgreSQL with several agents).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -37,7 +38,7 @@ from agents.mapping.timestamps import shifted
 from agents.messages import EntityUpdate, Inbound, Outcome, Rejected
 from agents.metrics import Metrics
 from agents.registry import DeadLetter, Duplicate, Registry
-from agents.settings import AgentSettings
+from agents.settings import AgentSettings, origin
 
 __all__ = ["Ingestor"]
 
@@ -46,13 +47,28 @@ log = logging.getLogger("metropole.agents")
 Doc = dict[str, Any]
 
 
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+def _nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+def autoprovisionable(device_id: str) -> bool:
+    """Whether a device id may name a device created on its first measure (issue 17: `#`, `+` and
+    `../../etc/passwd` were autoprovisioned as they were). MQTT wildcards, path separators, `..`, spaces and
+    control characters are refused; a device with such an id can still be provisioned explicitly."""
+    return _DEVICE_ID.fullmatch(device_id) is not None and ".." not in device_id
+
+
 class Ingestor:
     #: entries kept at most; beyond, the cache starts again empty
     config_cache_max = 100_000
 
     def __init__(self, registry: Registry, metrics: Metrics, settings: AgentSettings | None = None, *,
-                 config_ttl: float = 5.0) -> None:
+                 config_ttl: float = 5.0, allowed_cbrokers: frozenset[str] | None = None) -> None:
         self.registry = registry
+        self.allowed_cbrokers = allowed_cbrokers  # origins a group's cbroker may name (None: any)
         self.settings = settings or AgentSettings()
         self.config_ttl = config_ttl
         self.lorawan = LorawanIngest(registry, metrics, self.settings, parse_servers(self.settings.lorawan_servers),
@@ -90,6 +106,8 @@ class Ingestor:
         dropped: list[Rejected] = []
         try:
             self._check_size(msg)
+            if "\x00" in msg.device_id or "\x00" in msg.apikey:  # PostgreSQL cannot even look such a name up
+                raise Rejected("invalid_device_id", "the device id or apikey holds a NUL character (U+0000)")
             if msg.protocol.startswith("lorawan"):
                 updates, cfg = await self.lorawan.updates(msg, dropped)
             else:
@@ -107,6 +125,11 @@ class Ingestor:
                             tenant=cfg.service, service_path=cfg.service_path, broker_url=cfg.broker_url,
                             entity=entity, context=list(contexts), device_id=msg.device_id, apikey=msg.apikey,
                         ))
+            if (cfg is not None and cfg.broker_url and self.allowed_cbrokers is not None
+                    and origin(cfg.broker_url) not in self.allowed_cbrokers):
+                raise Rejected("cbroker_not_allowed", f"the group's cbroker {cfg.broker_url[:200]!r} is not a broker "
+                               "this agent may post device data to (METROPOLE_AGENT_CBROKER_ALLOWED)",
+                               device_id=cfg.device_id)
             if dropped and not updates:
                 # Every value was refused: the message as a whole says nothing the broker can take.
                 reason = dropped[0].reason
@@ -204,6 +227,11 @@ class Ingestor:
                 raise Rejected("unknown_device", f"device {msg.device_id!r} is not provisioned and the group of apikey"
                                f" {msg.apikey!r} does not autoprovision", service=group.get("service", ""),
                                service_path=group.get("subservice", "/"))
+            if not autoprovisionable(msg.device_id):
+                raise Rejected("invalid_device_id", f"device id {msg.device_id[:100]!r} is not autoprovisioned: "
+                               "only letters, digits and . _ - : @ (not '..', at most 128 characters) may name a "
+                               "device created on its first measure", service=group.get("service", ""),
+                               service_path=group.get("subservice", "/"))
             device = await self._autoprovision(msg, group, first)
             autoprovisioned = True
         cfg = merge_config(device, group, device_id=msg.device_id, apikey=msg.apikey)
@@ -276,12 +304,14 @@ class Ingestor:
                 rejection.service_path = (msg.service_path or "/") if msg.service else ""
             else:
                 rejection.service, rejection.service_path = await self._tenant_of(msg)
-        letter = DeadLetter(
-            received_at=msg.received_at, reason=rejection.reason, detail=rejection.detail, transport=msg.transport,
-            protocol=msg.protocol, apikey=msg.apikey, device_id=device_id, topic=topic,
+        letter = DeadLetter(  # NUL characters shown as U+FFFD: PostgreSQL cannot store them, and the letter must be kept
+            received_at=msg.received_at, reason=rejection.reason, detail=_nul(rejection.detail),
+            transport=msg.transport, protocol=msg.protocol, apikey=_nul(msg.apikey), device_id=_nul(device_id),
+            topic=_nul(topic) if topic is not None else None,
             service=cfg.service if cfg else (rejection.service or ""),
             service_path=cfg.service_path if cfg else (rejection.service_path or ""),
-            payload=msg.payload[:limit].decode("utf-8", errors="replace"), attribute=rejection.attribute,
+            payload=_nul(msg.payload[:limit].decode("utf-8", errors="replace")),
+            attribute=_nul(rejection.attribute) if rejection.attribute is not None else None,
         )
         try:
             await self.registry.add_dead_letter(letter)

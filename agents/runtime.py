@@ -174,7 +174,7 @@ class AgentRuntime:
         self.registry = open_registry(s.resolved_registry_url)
         await self.registry.open()
         servers = parse_servers(s.lorawan_servers)
-        ingestor = Ingestor(self.registry, self.metrics, s)
+        ingestor = Ingestor(self.registry, self.metrics, s, allowed_cbrokers=s.allowed_cbrokers())
         self.outbox = Outbox(s.resolved_outbox_path, synchronous=o.outbox_sync)  # type: ignore[arg-type]
         self.commands = CommandService(self.registry, self.outbox, s, metrics=self.metrics, publish=self._publish,
                                        lorawan_publish=self._publish_downlink)
@@ -182,7 +182,7 @@ class AgentRuntime:
             self.commands, mode=o.commands, provider_url=o.provider_url or f"http://{s.host}:{s.provisioning_port}",
             default_broker=s.broker_url, contexts=s.contexts, installation=installation_id(s.data_dir))
         hooks = Hooks(group_changed=self._group_changed, device_changed=self._device_changed,
-                      check_cbroker=s.check_cbroker, lorawan_servers=servers)
+                      check_cbroker=s.check_cbroker, lorawan_servers=servers, allowed_cbrokers=s.allowed_cbrokers())
         provisioning_app = create_provisioning_app(s, self.registry, self.metrics, outbox=self.outbox, hooks=hooks,
                                                    routers=[self.command_routes.router()])
         credentials = s.broker_headers()  # ops: the broker may ask who is calling

@@ -34,6 +34,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from models.context.core import CORE_CONTEXT_URL
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
@@ -44,6 +45,17 @@ VERSION = "0.1.0"
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def origin(url: str) -> str:
+    """`scheme://host:port` of a URL, lower case, the port explicit (what the cbroker allow-list compares)."""
+    parts = urlsplit(url.strip())
+    scheme = (parts.scheme or "http").lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return url
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,9 @@ class AgentSettings:
     max_attributes: int = 1000
     max_value_length: int = 4096
     check_cbroker: bool = True
+    # which brokers a service group's `cbroker` may name (issue 17): "" the configured broker_url only,
+    # "*" any, else a comma-separated list of origins (http://orion:1026,https://broker.example)
+    cbroker_allowed: str = ""
     command_timeout: float = 60.0
     lorawan_command_timeout: float = 3600.0
     lorawan_servers: str = ""  # JSON, agents.lorawan.provisioning.parse_servers
@@ -86,6 +101,13 @@ class AgentSettings:
     def resolved_registry_url(self) -> str:
         """The registry URL, defaulting to a SQLite file in the data folder."""
         return self.registry_url or f"sqlite:///{(self.data_dir / 'agents.db').resolve()}"
+
+    def allowed_cbrokers(self) -> frozenset[str] | None:
+        """The origins a group's `cbroker` may name (None: any), from `cbroker_allowed`."""
+        if self.cbroker_allowed.strip() == "*":
+            return None
+        listed = [u.strip() for u in self.cbroker_allowed.split(",") if u.strip()] or [self.broker_url]
+        return frozenset(origin(u) for u in listed)
 
     def mqtt_tls_context(self) -> ssl.SSLContext | None:
         """The TLS context of the MQTT client, None for plain MQTT; the server is always verified."""
@@ -131,6 +153,7 @@ class AgentSettings:
             "max_attributes": ("METROPOLE_AGENT_MAX_ATTRIBUTES", int),
             "max_value_length": ("METROPOLE_AGENT_MAX_VALUE_LENGTH", int),
             "check_cbroker": ("METROPOLE_AGENT_CHECK_CBROKER", _bool),
+            "cbroker_allowed": ("METROPOLE_AGENT_CBROKER_ALLOWED", str),
             "command_timeout": ("METROPOLE_AGENT_COMMAND_TIMEOUT", float),
             "lorawan_command_timeout": ("METROPOLE_AGENT_LORAWAN_COMMAND_TIMEOUT", float),
             "lorawan_servers": ("METROPOLE_AGENT_LORAWAN_SERVERS", str),

@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse, Response
 
 from agents.provisioning import schemas
 from agents.provisioning.deps import body, page, query, scope
-from agents.provisioning.errors import DuplicateGroup, GroupNotFound
+from agents.provisioning.errors import DuplicateGroup, GroupNotFound, InvalidField
 from agents.provisioning.hooks import Hooks
 from agents.provisioning.validation import check_cbroker, check_group
 from agents.registry import Duplicate, Registry
+from agents.settings import origin
 
 #: path -> the member holding the groups in bodies and answers
 PATHS = {"/iot/groups": "groups", "/iot/services": "services", "/iot/configGroups": "configGroups"}
@@ -28,6 +29,9 @@ def _stored(group: dict[str, Any], service: str, subservice: str) -> dict[str, A
 async def _checked(group: dict[str, Any], where: str, hooks: Hooks) -> None:
     check_group(group, where, hooks.lorawan_servers)
     cbroker = group.get("cbroker") or group.get("cbHost")
+    if cbroker and hooks.allowed_cbrokers is not None and origin(str(cbroker)) not in hooks.allowed_cbrokers:
+        raise InvalidField(f"{where}.cbroker", f"cbroker {str(cbroker)[:200]!r} is not a broker this agent may post "
+                           "device data to (METROPOLE_AGENT_CBROKER_ALLOWED; by default the agent's own broker only)")
     if cbroker and hooks.check_cbroker:
         await check_cbroker(str(cbroker), f"{where}.cbroker")
 

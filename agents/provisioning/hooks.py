@@ -33,4 +33,5 @@ class Hooks:
     group_changed: Callable[[Doc | None, Doc | None], Awaitable[None]] = _nothing
     device_changed: Callable[[Doc | None, Doc | None], Awaitable[None]] = _nothing
     check_cbroker: bool = False
+    allowed_cbrokers: frozenset[str] | None = None  # origins a group's cbroker may name (None: any)
     lorawan_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))

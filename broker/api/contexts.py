@@ -67,7 +67,7 @@ async def host_context(request: Request) -> Response:
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     resolver = deps.resolver(request)
-    local_id = resolver.host(body)
+    local_id = await resolver.ahost(body)
     document = {"@context": body["@context"]}
     await request.app.state.store.put_context(local_id, document, "Hosted", utc_now())
     return Response(status_code=201, headers={"Location": f"{API}/jsonldContexts/{quote(local_id, safe=':')}"})

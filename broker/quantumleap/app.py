@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broker import limits
 from broker.quantumleap.errors import QLError
 from broker.quantumleap.routes import attrs, entities, meta, notify, subscribe, types
 from broker.quantumleap.routes.meta import QL_VERSION
@@ -39,6 +41,7 @@ from broker.quantumleap.service import QuantumLeapService, StateSource
 from broker.quantumleap.settings import QuantumLeapSettings
 from broker.quantumleap.shapes import json_response
 from models.errors import NgsiLdError
+from web.request_limits import RequestLimits
 from web.resources import ResourcePaths
 from web.secrets import scrub
 
@@ -76,6 +79,12 @@ def _error(status: int, error: str, description: str) -> Response:
     return json_response({"error": error, "description": description}, status)
 
 
+def _ql_error(status: int, detail: str) -> tuple[bytes, str]:
+    """QuantumLeap's error body: {"error", "description"}."""
+    return orjson.dumps({"error": "Payload Too Large" if status == 413 else "Bad Request", "description": detail}), \
+        "application/json"
+
+
 def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings: QuantumLeapSettings | None = None,
                            authenticator: Any = None) -> FastAPI:
     """The /v2 QuantumLeap API reading and writing the history of the broker whose app.state `state()` returns.
@@ -86,6 +95,8 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
     app = FastAPI(title="metropole QuantumLeap-compatible history API", version=QL_VERSION,
                   openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_middleware(ResourcePaths)
+    if prefix:  # on its own port, the body limit of the broker's (METROPOLE_BROKER_MAX_BODY_BYTES), QuantumLeap's shape
+        app.add_middleware(RequestLimits, max_bytes=lambda: limits.current().max_body_bytes, render=_ql_error)
     if prefix:  # ops: on a port of its own; mounted in the broker, the broker's middlewares cover it
         _operations(app, state, authenticator)
     app.state.ql_service = QuantumLeapService(state)

@@ -176,6 +176,8 @@ def parse_geoquery(
     relation, max_distance, min_distance = parse_georel(georel)
     _check_size(coordinates)
     reference = geometry_from_query(geometry, coordinates)  # type: ignore[arg-type]
+    if not positions(reference):  # an empty MultiPoint/MultiLineString/MultiPolygon: nothing to measure from
+        raise InvalidQuery(f"the geo-query's {reference['type']} has no position")
     if geoproperty is None or geoproperty == "":
         geoproperty = DEFAULT_GEOPROPERTY
     if not isinstance(geoproperty, str) or any(c in geoproperty for c in " ;,"):

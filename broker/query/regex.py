@@ -57,6 +57,36 @@ def compile_pattern(pattern: str, what: str = "regular expression", *, ignore_ca
                            "linear time: no backreferences or lookaround)") from None
 
 
+_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_/@=,;~!'&%<>#\"")
+_ESCAPED = frozenset(".-:/_#")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The text every match of `pattern` starts with, when it is anchored (`^urn:ngsi-ld:Car:` -> `urn:ngsi-ld:Car:`).
+
+    "" when there is none or it cannot be told simply (no `^`, an alternation anywhere). A store may use
+    it as an index-friendly prefilter before running the pattern itself (the PostgreSQL store does: its
+    own `~` speaks another dialect than RE2's).
+    """
+    if not pattern.startswith("^") or "|" in pattern:
+        return ""
+    out: list[str] = []
+    i = 1
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in _ESCAPED:
+            out.append(pattern[i + 1])
+            i += 2
+            continue
+        if c not in _LITERAL:
+            break
+        out.append(c)
+        i += 1
+    if i < len(pattern) and pattern[i] in "*?{" and out:
+        out.pop()  # `ab*`: the b may be absent
+    return "".join(out)
+
+
 def search(pattern: str, text: str) -> bool:
     """Whether `pattern` (already checked) is found in `text`; what the SQLite store's REGEXP calls."""
     return compile_pattern(pattern).search(text) is not None

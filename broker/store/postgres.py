@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -54,6 +55,7 @@ from broker.store.base import (
 )
 from broker.query.geo import GeoQuery, bbox_for_prefilter
 from broker.query.q_sql import AllOf, AnyOf, AttrExists, Prefilter
+from broker.query.regex import compile_pattern, literal_prefix
 from broker.store.migrations import (
     PG_GEO_INSERT,
     PG_GEOM_INSERT,
@@ -342,7 +344,11 @@ class PostgresStore(Store):
         if flt.ids is not None:
             clauses.append(f"e.id = ANY({p(list(flt.ids))}::text[])")
         if flt.id_pattern is not None:
-            clauses.append(f"e.id ~ {p(flt.id_pattern)}")
+            # RE2 runs the pattern itself (query() adds it to the predicate): PostgreSQL's `~` is another
+            # dialect (\pL, (?P<n>), \z are errors there, 500s once). Its anchored literal prefix narrows in SQL.
+            prefix = literal_prefix(flt.id_pattern)
+            if prefix:
+                clauses.append(f"starts_with(e.id, {p(prefix)})")
         if flt.type_dnf is not None:
             if not flt.type_dnf:
                 return None
@@ -431,6 +437,9 @@ class PostgresStore(Store):
         return _geo_rows(tenant, geo, p, f"NOT ST_DWithin({target}, {reference}, {p(float(geo.min_distance or 0.0))}, false)")
 
     async def query(self, tenant: str, flt: EntityFilter, *, limit: int, offset: int, count: bool) -> QueryPage:
+        if flt.id_pattern is not None:
+            search, rest = compile_pattern(flt.id_pattern).search, flt.predicate
+            flt = replace(flt, predicate=lambda doc: search(doc["id"]) is not None and (rest is None or rest(doc)))
         p = _Params()
         where = self._where(tenant, flt, p)
         if where is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from broker import limits
 from broker.store.base import Store
 from broker.subscriptions.matching import compile_subscription
 from broker.subscriptions.model import DEFAULT_TRIGGERS, iso, merge, new_subscription, now_utc, recontext, status_of
@@ -61,7 +62,7 @@ class SubscriptionService:
         kept in the store like a hosted one, so that it survives a restart.
         """
         document = {"@context": value}
-        local_id = self.resolver.host(document, implicit=True)
+        local_id = await self.resolver.ahost(document, implicit=True)
         await self.store.put_context(local_id, document, "ImplicitlyCreated", iso(now_utc()))
         return self.resolver.url_of(local_id)
 
@@ -76,6 +77,10 @@ class SubscriptionService:
         created_seq = await self.store.last_change_seq()
         stored = StoredSubscription(tenant, doc, context_value, created_seq, {})
         await self._check(stored, ctx)
+        bound = limits.current().max_subscriptions
+        if (await self.storage.page(tenant, 1, 0))[1] >= bound:
+            raise BadRequestData(f"the tenant holds {bound} subscriptions, the most allowed "
+                                 "(METROPOLE_BROKER_MAX_SUBSCRIPTIONS); delete one first")
         await self.store.ensure_tenant(tenant)
         if not await self.storage.create(stored, _next_periodic(doc)):
             raise AlreadyExists(f"subscription {doc['id']} already exists")

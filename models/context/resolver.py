@@ -71,7 +71,14 @@ class HttpFetch:
 
     def __call__(self, url: str) -> bytes:
         try:
-            return asyncio.run(self._fetch_within_deadline(url))
+            asyncio.get_running_loop()
+        except RuntimeError:  # the usual case: a worker thread of the resolver's pool
+            runner = functools.partial(asyncio.run, self._fetch_within_deadline(url))
+        else:  # called from a thread that runs an event loop: the fetch gets a thread (and a loop) of its own
+            coroutine = self._fetch_within_deadline(url)
+            runner = functools.partial(_in_thread, coroutine)
+        try:
+            return runner()
         except TimeoutError:
             raise _unavailable(url, f"timed out after {self.timeout} s") from None
 
@@ -124,6 +131,23 @@ class HttpFetch:
                 raise _unavailable(url, f"body exceeds the limit of {self.max_bytes} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _in_thread(coroutine: Any) -> bytes:
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(asyncio.run(coroutine))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            box.append(exc)
+
+    thread = threading.Thread(target=run, name="context-fetch-inline", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return bytes(box[0])
 
 
 async def _public(host: str) -> bool:
@@ -302,6 +326,11 @@ class ContextResolver:
     def close(self) -> None:
         """Stop the fetch pool (fetches under way end at their deadline)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def ahost(self, document: Any, *, implicit: bool = False) -> str:
+        """`host` for the event loop, on the fetch pool (hosting resolves the document, which may fetch)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(self.host, document, implicit=implicit))
 
     async def areload(self, id_or_url: str) -> dict[str, Any]:
         """`reload` for the event loop, on the fetch pool."""

@@ -26,13 +26,20 @@ def row(device: str, n: Any) -> OutboxItem:
                       {"id": f"urn:x:{device}", "type": "T", "no2": {"type": "Property", "value": n}}, time.time())
 
 
+NOT_FOUND = {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "title": "Not found", "status": 404,
+             "detail": "no such entity"}
+
+
 def deliver(tmp_path: Path, items: list[OutboxItem], handler: Callable[[list[dict[str, Any]]], httpx.Response],
-            cycles: int = 20) -> tuple[Outbox, list[list[Any]], Metrics]:
+            cycles: int = 20, reads: Callable[[], httpx.Response] = lambda: httpx.Response(404, json=NOT_FOUND),
+            ) -> tuple[Outbox, list[list[Any]], Metrics]:
     outbox = Outbox(tmp_path / "o.db")
     outbox.append(items)
     sent: list[list[Any]] = []
 
     def transport(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the delivery's harmless read: does the broker answer at all?
+            return reads()
         body = orjson.loads(request.content)
         sent.append([(e["id"], e["no2"]["value"]) for e in body])
         return handler(body)
@@ -206,3 +213,62 @@ def test_a_dead_target_never_delays_a_live_one(tmp_path: Path) -> None:
         live.shutdown()
         dead.close()
         outbox.close()
+
+
+INTERNAL = {"type": "https://uri.etsi.org/ngsi-ld/errors/InternalError", "title": "Internal error", "status": 500,
+            "detail": "invalid byte sequence for encoding UTF8: 0x00"}
+
+
+@pytest.mark.parametrize("problem_body", [True, False], ids=["problem-details", "bare-500"])
+def test_a_row_the_broker_answers_500_alone_is_isolated_and_dead_lettered(tmp_path: Path, problem_body: bool) -> None:
+    # issue 17: a PostgreSQL-backed broker answered 500 to a measure holding \u0000; the agent retried the
+    # whole batch for ever and every later measure of the tenant waited. Now the batch is split, the rest
+    # delivered, and the poison row dead-lettered with the broker's answer after `poison_attempts` refusals.
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if any(e["no2"]["value"] == "\u0000" for e in body):
+            return httpx.Response(500, json=INTERNAL) if problem_body else httpx.Response(500, text="boom")
+        return httpx.Response(204)
+
+    items = [row(d, "\u0000" if d == "c" else 1) for d in "abcdefg"] + [row(d, 2) for d in "abdefg"]
+    outbox, sent, metrics = deliver(tmp_path, items, handler, cycles=60)
+    assert outbox.depth == 0
+    (dead,) = outbox.dead_letters()
+    assert dead.item.device == "c" and dead.attempts == 3
+    if problem_body:
+        assert dead.problem["detail"] == INTERNAL["detail"]
+    else:
+        assert "HTTP 500" in dead.problem["detail"]
+    delivered = {(i, v) for batch in sent for i, v in batch if v != "\u0000"}
+    assert {(f"urn:x:{d}", 2) for d in "abdefg"} <= delivered
+    assert metrics.get("metropole_agent_dead_letters_total").get() == 1  # type: ignore[union-attr]
+
+
+def test_a_poison_row_holds_back_its_own_device_only(tmp_path: Path) -> None:
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if any(e["no2"]["value"] == "\u0000" for e in body):
+            return httpx.Response(500, json=INTERNAL)
+        return httpx.Response(204)
+
+    outbox, sent, _ = deliver(tmp_path, [row("a", "\u0000"), row("b", 1), row("a", 2), row("b", 2)], handler,
+                              cycles=60)
+    assert outbox.depth == 0
+    assert [d.item.device for d in outbox.dead_letters()] == ["a"]
+    a_values = [v for batch in sent for i, v in batch if i == "urn:x:a"]
+    assert a_values[-1] == 2 and 2 not in a_values[:-1], "a's later measure went only after the poison one settled"
+
+
+def test_a_broker_answering_500_to_everything_loses_nothing(tmp_path: Path) -> None:
+    state = {"down": 12}
+
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if state["down"]:
+            state["down"] -= 1
+            return httpx.Response(500, json=INTERNAL)
+        return httpx.Response(204)
+
+    def reads() -> httpx.Response:
+        return httpx.Response(500, json=INTERNAL) if state["down"] else httpx.Response(404, json=NOT_FOUND)
+
+    outbox, sent, _ = deliver(tmp_path, [row(d, n) for n in range(3) for d in "abcd"], handler, cycles=80,
+                              reads=reads)
+    assert outbox.depth == 0 and not outbox.dead_letters()  # the broker failed, not the rows: all delivered

@@ -144,3 +144,33 @@ def test_entity_name_expression_on_autoprovision(registry_url: str) -> None:
         assert update.entity["id"] == "urn:ngsi-ld:Thing:d7-aix"
 
     run(registry_url, body)
+
+
+@pytest.mark.parametrize("device", ["#", "+", "../../etc/passwd", "a/b", "with space", "nul\x00", "x" * 129, ".."])
+def test_hostile_device_ids_are_not_autoprovisioned(registry_url: str, caplog: pytest.LogCaptureFixture,
+                                                    device: str) -> None:
+    # issue 17: `#`, `+` and `../../etc/passwd` were autoprovisioned as they were
+    async def body(ingestor: Ingestor, registry: Registry, metrics: Metrics) -> None:
+        await registry.create_groups("aix", "/air", [{**GROUP, "service": "aix", "subservice": "/air"}])
+        msg = Inbound("http", "json", "k1", device, b'{"no2": 1}', AT)
+        with caplog.at_level(logging.WARNING, logger="metropole.agents"):
+            assert await ingestor.ingest(msg) == []
+        assert "invalid_device_id" in caplog.text and repr(device[:100])[1:-1][:20] in caplog.text
+        assert metrics.get("metropole_agent_messages_rejected_total").get(reason="invalid_device_id") == 1  # type: ignore[union-attr]
+        letters = await registry.list_dead_letters(reason="invalid_device_id")
+        detail = letters.items[0]["detail"]
+        assert letters.count == 1 and ("is not autoprovisioned" in detail or "NUL character" in detail)
+        if "\x00" not in device:  # (PostgreSQL cannot even look that one up: refused before the registry)
+            assert await registry.devices_by_id(device) == []
+
+    run(registry_url, body)
+
+
+@pytest.mark.parametrize("device", ["aix-01", "eui-70b3d57ed0012345", "sensor_7.b", "urn:dev:1", "a@b"])
+def test_ordinary_device_ids_are_autoprovisioned(registry_url: str, device: str) -> None:
+    async def body(ingestor: Ingestor, registry: Registry, metrics: Metrics) -> None:
+        await registry.create_groups("aix", "/air", [{**GROUP, "service": "aix", "subservice": "/air"}])
+        assert await ingestor.ingest(Inbound("http", "json", "k1", device, b'{"no2": 1}', AT)) != []
+        assert await registry.get_device("aix", "/air", device) is not None
+
+    run(registry_url, body)

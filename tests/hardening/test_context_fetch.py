@@ -235,3 +235,27 @@ def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert s.context_allowed_hosts == frozenset({"contexts.example.org", "schema.example.org"})
     assert (s.context_refuse_private, s.context_failure_ttl, s.context_workers, s.context_max_bytes) == (
         True, 5.0, 3, 4096)
+
+
+def test_hosting_a_context_that_names_a_remote_one(client: httpx.Client, context_server: Any) -> None:
+    # ETSI 050_01_02 / 050_04_01: hosting resolves the document, which fetches its URLs (off the event loop)
+    url = context_server.publish({"Kiosk": "https://example.org/Kiosk"})
+    r = client.post("/jsonldContexts", json={"@context": [url, {"stock": "https://example.org/stock"}]})
+    assert r.status_code == 201, r.text
+    assert client.get("/jsonldContexts", params={"kind": "Cached"}).status_code == 200
+
+
+def test_a_fetch_from_a_thread_running_an_event_loop(servers: list[RawServer]) -> None:
+    import asyncio
+
+    def answer(server: RawServer, conn: socket.socket) -> None:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/ld+json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(BODY), BODY))
+
+    url = serve(servers, answer).url()
+
+    async def inside() -> str:
+        return ContextResolver().resolve(url).expand_term("speed")
+
+    assert asyncio.run(inside()) == "https://example.org/speed"
