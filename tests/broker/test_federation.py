@@ -266,7 +266,7 @@ def test_a_registration_loop_terminates(brokers: Brokers, api: dict[str, httpx.C
 
 def test_csource_subscription_is_notified_of_a_new_registration(brokers: Brokers, api: dict[str, httpx.Client],
                                                                 tenant: str) -> None:
-    from tests.broker.test_federation_receiver import Receiver
+    from tests.broker.federation_receiver import Receiver
 
     with Receiver() as receiver:
         r = api["M"].post("/csourceSubscriptions", json={

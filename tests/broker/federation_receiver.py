@@ -6,7 +6,7 @@ import json
 import queue
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class Receiver:
@@ -16,7 +16,7 @@ class Receiver:
         received: queue.Queue[dict[str, Any]] = queue.Queue()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 received.put(json.loads(self.rfile.read(length)))
                 self.send_response(204)
@@ -30,7 +30,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/notify"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
