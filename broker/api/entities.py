@@ -94,7 +94,7 @@ async def create_entity(request: Request, tenant: TenantDep = "") -> Response:
     response = await provision.distribute(
         request, tenant, "createEntity", entity_id=enf["id"], types=list(enf["type"]), attrs=_attrs(enf),
         method="POST", path="/entities", body=incoming.body, context_value=incoming.context, ctx=ctx,
-        local=local, local_whole=True)
+        local=local)
     if response.status_code == 201:
         response.headers.update(location)
     return response

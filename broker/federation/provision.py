@@ -6,8 +6,9 @@
     auxiliary   never takes unsafe operations (clause 4.3.6.2)
 
 All sources answered well: the local status (201/204). One or more failed
-while something else succeeded: 207 with an UpdateResult-like body whose
-`notUpdated` names each failing registration and endpoint. Everything went
+(this broker included) with more than one taking part: 207 with a
+BatchOperationResult whose `errors` name each failing registration and
+endpoint. Everything went
 to one exclusive/redirect source and it failed: 504 (no answer in time),
 502 (unreachable or another error), 404 (not found there). A request that
 comes back to this broker (its own host:port in Via) is 508 Loop Detected.
@@ -15,6 +16,7 @@ comes back to this broker (its own host:port in Via) is 508 Loop Detected.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -112,8 +114,6 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
                               body=_restrict(body, t, ctx) if body is not None and not single_attr else body,
                               request_headers=request.headers, context_value=context_value)
 
-    import asyncio
-
     local_response: Response | None = None
     local_error: NgsiLdError | None = None
     if run_local:
@@ -123,29 +123,36 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
             local_error = exc
     replies = list(await asyncio.gather(*(send(t) for t in plan.targets)))
     failed = [r for r in replies if not r.ok]
-    if not failed:
-        if local_error is not None and not replies:
-            raise local_error
-        if local_response is not None and local_error is None:
+    if not run_local and len(replies) == 1 and failed:
+        raise _single_failure(failed[0], entity_id)
+    if local_error is None and not failed:
+        if local_response is not None and local_response.status_code not in (207,):
             return local_response
-        if local_error is not None:
-            # the sources took it, this broker did not (e.g. the entity lives only there)
-            if local_error.status == 404:
-                return _status_of(replies)
-            return _multi(replies, local_error)
-        return _status_of(replies)
-    if local_response is None and local_error is None and len(replies) == 1:
-        reply = replies[0]
-        if reply.status == 404:
-            from models.errors import ResourceNotFound
+        return _status_of(replies) if local_response is None else local_response
+    return _multi(entity_id, replies, local_error)
 
-            raise ResourceNotFound(f"{entity_id} not found at {reply.target.endpoint}")
-        if reply.status == 0 and reply.error and "no answer" in reply.error:
-            raise GatewayTimeout(f"{reply.target.endpoint} did not answer in time")
-        raise GatewayError(f"{reply.target.endpoint}: {reply.error or f'HTTP {reply.status}'}")
-    if local_error is not None and not any(r.ok for r in replies):
-        raise local_error
-    return _multi(replies, local_error)
+
+def _problem(reply: Reply) -> dict[str, Any]:
+    """The ProblemDetails of a failed forwarded request (the source's own when it sent one)."""
+    body = reply.body
+    if isinstance(body, dict) and "type" in body and "status" in body:
+        return body
+    return _single_failure(reply, "").to_problem()
+
+
+def _single_failure(reply: Reply, entity_id: str) -> NgsiLdError:
+    """6.3.17: what a single exclusive/redirect source's failure is answered with."""
+    if reply.status == 404:
+        from models.errors import ResourceNotFound
+
+        return ResourceNotFound(f"{entity_id} not found at {reply.target.endpoint}")
+    if reply.status == 0 and reply.error and "no answer" in reply.error:
+        return GatewayTimeout(f"{reply.target.endpoint} did not answer in time")
+    if isinstance(reply.body, dict) and isinstance(reply.body.get("status"), int) and reply.status < 500:
+        error = GatewayError(f"{reply.target.endpoint}: {reply.body.get('detail', reply.status)}")
+        error.extra = {"status": reply.status}
+        return error
+    return GatewayError(f"{reply.target.endpoint}: {reply.error or f'HTTP {reply.status}'}")
 
 
 def _status_of(replies: list[Reply]) -> Response:
@@ -153,14 +160,15 @@ def _status_of(replies: list[Reply]) -> Response:
     return Response(status_code=status)
 
 
-def _multi(replies: list[Reply], local_error: NgsiLdError | None) -> Response:
-    """207 naming what succeeded and each failing source (clause 6.3.17)."""
-    not_updated = [
-        {"attributeName": "*", "reason": r.error or f"HTTP {r.status}", "registrationId": r.target.item.id,
-         "endpoint": r.target.endpoint}
-        for r in replies if not r.ok
-    ]
+def _multi(entity_id: str, replies: list[Reply], local_error: NgsiLdError | None) -> Response:
+    """207 with a BatchOperationResult (clause 5.2.16): the failing sources named by registration and endpoint."""
+    errors: list[dict[str, Any]] = []
     if local_error is not None:
-        not_updated.append({"attributeName": "*", "reason": f"local: {local_error.detail}"})
-    updated = [r.target.item.id for r in replies if r.ok] + ([] if local_error is not None else ["local"])
-    return Response(orjson.dumps({"updated": updated, "notUpdated": not_updated}), status_code=207, media_type=JSON)
+        errors.append({"entityId": entity_id, "error": local_error.to_problem()})
+    for r in replies:
+        if not r.ok:
+            errors.append({"entityId": entity_id, "error": _problem(r), "registrationId": r.target.item.id,
+                           "endpoint": r.target.endpoint})
+    ok = local_error is None or any(r.ok for r in replies)
+    body = {"success": [entity_id] if ok else [], "errors": errors}
+    return Response(orjson.dumps(body), status_code=207, media_type=JSON)

@@ -185,8 +185,9 @@ def test_a_source_that_is_down_is_named_and_local_data_still_answered(api: dict[
     # an unsafe operation: done here, the source that failed named in a 207
     created = api["M"].post("/entities", json=sensor("urn:ngsi-ld:Sensor:partial", no2=2))
     assert created.status_code == 207
-    failed = created.json()["notUpdated"]
+    failed = created.json()["errors"]
     assert [f["registrationId"] for f in failed] == [rid] and failed[0]["endpoint"] == down
+    assert failed[0]["error"]["status"] == 502 and created.json()["success"] == ["urn:ngsi-ld:Sensor:partial"]
     assert api["M"].get("/entities/urn:ngsi-ld:Sensor:partial", params={"local": "true"}).status_code == 200
 
 
