@@ -189,6 +189,9 @@ class Forwarder:
         assert self._http is not None, "forwarder not started"
         url = target.endpoint + API + path + (f"?{urlencode(params)}" if params else "")
         headers = self.headers(target, request_headers, context_value, body=body is not None)
+        if _carries_context(body):
+            headers.pop("Link", None)
+            headers["Content-Type"] = "application/ld+json"
         reply = Reply(target)
         try:
             response = await self._http.request(method, url, headers=headers,
@@ -219,6 +222,12 @@ class Forwarder:
             return await self.send(t, method, path, params=params, body=body, **kw)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def _carries_context(body: Any) -> bool:
+    if isinstance(body, dict):
+        return "@context" in body
+    return isinstance(body, list) and any(isinstance(i, dict) and "@context" in i for i in body)
 
 
 # ---------------------------------------------------------------- merging

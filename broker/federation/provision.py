@@ -125,6 +125,8 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
     failed = [r for r in replies if not r.ok]
     if not run_local and len(replies) == 1 and failed:
         raise _single_failure(failed[0], entity_id)
+    if local_error is not None and local_error.status == 404 and not local_whole and any(r.ok for r in replies):
+        local_error = None  # an attribute operation on an entity held by the sources only
     if local_error is None and not failed:
         if local_response is not None and local_response.status_code not in (207,):
             return local_response
@@ -137,7 +139,10 @@ def _problem(reply: Reply) -> dict[str, Any]:
     body = reply.body
     if isinstance(body, dict) and "type" in body and "status" in body:
         return body
-    return _single_failure(reply, "").to_problem()
+    problem = _single_failure(reply, "").to_problem()
+    if reply.status >= 400:  # the source's own status, even without a ProblemDetails body
+        problem["status"] = reply.status
+    return problem
 
 
 def _single_failure(reply: Reply, entity_id: str) -> NgsiLdError:

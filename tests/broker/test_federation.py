@@ -171,6 +171,25 @@ def test_redirect_sends_whole_entities_to_the_source(brokers: Brokers, api: dict
     assert api["M"].get(f"/entities/{eid}").status_code == 200
 
 
+def test_batch_operations_are_forwarded(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
+    register(api, "M", brokers.urls["A"], tenant, operations=["createBatch", "upsertBatch", "deleteBatch",
+                                                                 "retrieveOps"])
+    batch = [sensor(f"urn:ngsi-ld:Sensor:batch-{i}", no2=i) for i in range(3)]
+    r = api["M"].post("/entityOperations/upsert", json=batch)
+    assert r.status_code == 201, r.text
+    for i in range(3):
+        assert api["A"].get(f"/entities/urn:ngsi-ld:Sensor:batch-{i}").status_code == 200
+        assert api["M"].get(f"/entities/urn:ngsi-ld:Sensor:batch-{i}", params={"local": "true"}).status_code == 200
+    r = api["M"].post("/entityOperations/delete", json=[e["id"] for e in batch])
+    assert r.status_code == 204, r.text
+    assert api["A"].get("/entities/urn:ngsi-ld:Sensor:batch-0").status_code == 404
+    # a source that refuses part of a batch: its errors come back naming the registration
+    rid = register(api, "M", f"http://127.0.0.1:{free_port()}", tenant, operations=["createBatch"])
+    r = api["M"].post("/entityOperations/create", json=[sensor("urn:ngsi-ld:Sensor:batch-x", no2=1)])
+    assert r.status_code == 207, r.text
+    assert [e["registrationId"] for e in r.json()["errors"]] == [rid]
+
+
 def test_a_source_that_is_down_is_named_and_local_data_still_answered(api: dict[str, httpx.Client], tenant: str) -> None:
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     create(api["M"], sensor("urn:ngsi-ld:Sensor:local", no2=1))
