@@ -244,3 +244,31 @@ def merged_page(local: list[StoredEntity], distributed: Distributed, offset: int
     if len(local) != len(ordered):  # remote entities came in: id order, as the store pages
         ordered.sort(key=lambda e: e.doc["id"])
     return ordered[offset:offset + limit], (total + extra) if total is not None else None
+
+
+async def discovery_list(request: Request, tenant: str, context_value: Any, *, path: str, operation: str,
+                         member: str, local: list[str]) -> tuple[list[str], dict[str, str]]:
+    """/types or /attributes (clauses 5.7.5, 5.7.8) with what the registered sources answer, united.
+
+    Only the lists (not details=true) are distributed; names come back in the client's terms, as the
+    forwarded request carries its @context. A failing source is named in NGSILD-Warning.
+    """
+    fwd = forwarder(request)
+    if fwd is None or request.query_params.get("details", "false").lower() == "true":
+        return local, {}
+    plan = await fwd.plan(tenant, operation, matching.Wanted(), request.headers.get("via"))
+    if not plan.targets:
+        return local, {}
+    replies = await asyncio.gather(*(fwd.send(t, "GET", path, request_headers=request.headers,
+                                              context_value=context_value) for t in plan.targets))
+    names = list(local)
+    warnings = []
+    for reply in replies:
+        if not reply.ok:
+            warnings.append(reply.warning())
+            continue
+        values = reply.body.get(member) if isinstance(reply.body, dict) else None
+        for name in values if isinstance(values, list) else []:
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return sorted(names), ({"NGSILD-Warning": ", ".join(warnings)} if warnings else {})

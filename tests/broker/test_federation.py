@@ -102,6 +102,16 @@ def test_inclusive_query_and_retrieve_merge_both_towns(brokers: Brokers, api: di
     assert ids(api["M"].get("/entities", params={"type": "Sensor", "q": "no2>50"})) == {"urn:ngsi-ld:Sensor:marseille-1"}
 
 
+def test_types_and_attributes_include_registered_sources(brokers: Brokers, api: dict[str, httpx.Client],
+                                                         tenant: str) -> None:
+    create(api["A"], {"id": "urn:ngsi-ld:Station:aix", "type": "Station", "pm25": {"type": "Property", "value": 9}})
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:metro-2", no2=20))
+    register(api, "M", brokers.urls["A"], tenant, information=[{"entities": [{"type": "Station"}]}])
+    assert api["M"].get("/types").json()["typeList"] == ["Sensor", "Station"]
+    assert api["M"].get("/attributes").json()["attributeList"] == ["no2", "pm25"]
+    assert api["M"].get("/types", params={"local": "true"}).json()["typeList"] == ["Sensor"]
+
+
 def test_merge_is_dataset_aware_and_most_recent_observed_at_wins(brokers: Brokers, api: dict[str, httpx.Client],
                                                                  tenant: str) -> None:
     eid = "urn:ngsi-ld:Sensor:shared"
