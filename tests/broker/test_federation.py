@@ -102,6 +102,24 @@ def test_inclusive_query_and_retrieve_merge_both_towns(brokers: Brokers, api: di
     assert ids(api["M"].get("/entities", params={"type": "Sensor", "q": "no2>50"})) == {"urn:ngsi-ld:Sensor:marseille-1"}
 
 
+def test_temporal_query_includes_registered_history(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:hist-a", no2={"type": "Property", "value": 40,
+                                                             "observedAt": "2026-11-26T07:00:00Z"}))
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:hist-m", no2={"type": "Property", "value": 20,
+                                                             "observedAt": "2026-11-26T08:00:00Z"}))
+    # a registration for history: queryTemporal, with the interval the source has observations for (5.10.2.4)
+    register(api, "M", brokers.urls["A"], tenant, operations=["queryTemporal", "retrieveTemporal"],
+             observationInterval={"startAt": "2026-01-01T00:00:00Z"})
+    params = {"type": "Sensor", "timerel": "after", "timeAt": "2026-11-01T00:00:00Z"}
+    got = api["M"].get("/temporal/entities", params=params)
+    assert got.status_code == 200, got.text
+    assert {e["id"] for e in got.json()} == {"urn:ngsi-ld:Sensor:hist-a", "urn:ngsi-ld:Sensor:hist-m"}
+    local = api["M"].get("/temporal/entities", params={**params, "local": "true"}).json()
+    assert {e["id"] for e in local} == {"urn:ngsi-ld:Sensor:hist-m"}
+    # the registration for history is not one for current state
+    assert ids(api["M"].get("/entities", params={"type": "Sensor"})) == {"urn:ngsi-ld:Sensor:hist-m"}
+
+
 def test_types_and_attributes_include_registered_sources(brokers: Brokers, api: dict[str, httpx.Client],
                                                          tenant: str) -> None:
     create(api["A"], {"id": "urn:ngsi-ld:Station:aix", "type": "Station", "pm25": {"type": "Property", "value": 9}})
