@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
+from broker.federation import consumption
 from broker.http import accepted_type
 
 router = APIRouter(prefix=API)
@@ -19,7 +20,11 @@ async def list_attributes(request: Request, tenant: TenantDep = "") -> Response:
     value, ctx = await deps.read_context(request)
     await deps.entities(request).check_tenant(tenant)
     body = await deps.discovery(request).attributes(tenant, ctx, details=deps.flag(request, "details"))
-    return deps.json_response(body, media=media, context=value)
+    headers: dict[str, str] = {}
+    if isinstance(body, dict) and isinstance(body.get("attributeList"), list):  # federation: the sources' too
+        body["attributeList"], headers = await consumption.discovery_list(
+            request, tenant, value, path="/attributes", operation="retrieveAttrTypes", member="attributeList", local=body["attributeList"])
+    return deps.json_response(body, media=media, context=value, headers=headers or None)
 
 
 @router.get("/attributes/{attr:path}")

@@ -12,6 +12,7 @@ from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.entities import query_response
 from broker.api.query_body import check_query_body
+from broker.federation import batch as batch_federation
 from broker.http import JSON, JSON_LD, accepted_type, no_content, read_body
 from broker.service.batch import BatchResult, Contexts, check_batch
 from broker.service.queries import QuerySpec, Selector, View
@@ -57,7 +58,8 @@ async def batch_body(request: Request, *, patch: bool = False) -> tuple[list[Any
 
 
 def _multi_status(result: BatchResult) -> Response:
-    return Response(orjson.dumps(result.to_json()), status_code=207, media_type=JSON)
+    body = {"success": result.success, "errors": batch_federation.error_entries(result)}
+    return Response(orjson.dumps(body), status_code=207, media_type=JSON)
 
 
 def _done(result: BatchResult) -> Response:
@@ -69,7 +71,9 @@ def _done(result: BatchResult) -> Response:
 async def batch_create(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Create (6.14.3.1): 201 with the created ids, 207, 400."""
     body, ctx = await batch_body(request)
-    result = await deps.batch(request).create(tenant, body, ctx)
+    result = await batch_federation.distribute_batch(
+        request, tenant, "createBatch", "/entityOperations/create", body, ctx,
+        lambda items, c: deps.batch(request).create(tenant, items, c))
     if result.errors:
         return _multi_status(result)
     return Response(orjson.dumps(result.success), status_code=201, media_type=JSON)
@@ -82,7 +86,9 @@ async def batch_upsert(request: Request, tenant: TenantDep = "") -> Response:
     if {"replace", "update"} <= opts:
         raise BadRequestData("options replace and update exclude each other")
     body, ctx = await batch_body(request)
-    result = await deps.batch(request).upsert(tenant, body, ctx, update="update" in opts)
+    result = await batch_federation.distribute_batch(
+        request, tenant, "upsertBatch", "/entityOperations/upsert", body, ctx,
+        lambda items, c: deps.batch(request).upsert(tenant, items, c, update="update" in opts))
     if result.errors:
         return _multi_status(result)
     if result.created:
@@ -95,14 +101,18 @@ async def batch_update(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Update (6.16.3.1): 204, 207, 400; options=noOverwrite."""
     body, ctx = await batch_body(request)
     overwrite = "noOverwrite" not in deps.options(request)
-    return _done(await deps.batch(request).update(tenant, body, ctx, overwrite=overwrite))
+    return _done(await batch_federation.distribute_batch(
+        request, tenant, "updateBatch", "/entityOperations/update", body, ctx,
+        lambda items, c: deps.batch(request).update(tenant, items, c, overwrite=overwrite)))
 
 
 @router.post("/merge")
 async def batch_merge(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Merge (6.31.3.1): 204, 207, 400."""
     body, ctx = await batch_body(request, patch=True)
-    return _done(await deps.batch(request).merge(tenant, body, ctx))
+    return _done(await batch_federation.distribute_batch(
+        request, tenant, "mergeBatch", "/entityOperations/merge", body, ctx,
+        lambda items, c: deps.batch(request).merge(tenant, items, c)))
 
 
 @router.post("/delete")
@@ -110,7 +120,11 @@ async def batch_delete(request: Request, tenant: TenantDep = "") -> Response:
     """Batch Delete (6.17.3.1): 204, 207, 400; the body is an array of entity ids (no @context needed)."""
     deps.check_params(request)
     incoming = await read_body(request, batch=True)
-    return _done(await deps.batch(request).delete(tenant, incoming.body))
+    if not isinstance(incoming.body, list) or not all(isinstance(i, str) for i in incoming.body):
+        return _done(await deps.batch(request).delete(tenant, incoming.body))
+    return _done(await batch_federation.distribute_batch(
+        request, tenant, "deleteBatch", "/entityOperations/delete", incoming.body, None,
+        lambda items, c: deps.batch(request).delete(tenant, items), ids_only=True))
 
 
 def _query_spec(body: Any) -> tuple[QuerySpec, dict[str, str]]:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.federation import consumption
+from broker.federation import consumption, provision
 from broker.http import GEO_JSON, JSON, accepted_type, no_content
 from broker.query.projection import parse_attrs
 from broker.service.entities import to_enf
@@ -85,8 +85,19 @@ async def create_entity(request: Request, tenant: TenantDep = "") -> Response:
     """Create Entity (6.4.3.1): 201 + Location, 409 AlreadyExists, 400."""
     incoming, ctx = await deps.read_entity_body(request)
     enf = to_enf(incoming.body, ctx)
-    await deps.entities(request).create(tenant, enf)
-    return Response(status_code=201, headers={"Location": f"{API}/entities/{quote(enf['id'], safe=':/')}"})
+    location = {"Location": f"{API}/entities/{quote(enf['id'], safe=':/')}"}
+
+    async def local(body: Any) -> Response:
+        await deps.entities(request).create(tenant, to_enf(body, ctx) if body is not incoming.body else enf)
+        return Response(status_code=201, headers=location)
+
+    response = await provision.distribute(
+        request, tenant, "createEntity", entity_id=enf["id"], types=list(enf["type"]), attrs=_attrs(enf),
+        method="POST", path="/entities", body=incoming.body, context_value=incoming.context, ctx=ctx,
+        local=local)
+    if response.status_code == 201:
+        response.headers.update(location)
+    return response
 
 
 async def query_response(request: Request, tenant: str, spec: QuerySpec, view: View, ctx: Context,
@@ -191,8 +202,16 @@ async def delete_entity(entity_id: str, request: Request, tenant: TenantDep = ""
     """Delete Entity (6.5.3.2): 204, 404."""
     deps.check_params(request)
     check_uri(entity_id, "entity id")
-    await deps.entities(request).delete(tenant, entity_id)
-    return no_content()
+    value, ctx = await deps.read_context(request)
+
+    async def local(_: Any) -> Response:
+        await deps.entities(request).delete(tenant, entity_id)
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "deleteEntity", entity_id=entity_id, types=await _types(request, tenant, entity_id, ctx),
+        attrs=[], method="DELETE", path=f"/entities/{entity_id}", body=None, context_value=value, ctx=ctx,
+        local=local, local_whole=True)
 
 
 @router.put("/entities/{entity_id}")
@@ -203,8 +222,16 @@ async def replace_entity(entity_id: str, request: Request, tenant: TenantDep = "
     body = incoming.body
     if "id" not in body:
         body = {**body, "id": entity_id}
-    await deps.entities(request).replace(tenant, entity_id, to_enf(body, ctx))
-    return no_content()
+    enf = to_enf(body, ctx)
+
+    async def local(part: Any) -> Response:
+        await deps.entities(request).replace(tenant, entity_id, to_enf(part, ctx))
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "replaceEntity", entity_id=entity_id, types=list(enf["type"]), attrs=_attrs(enf),
+        method="PUT", path=f"/entities/{entity_id}", body=body, context_value=incoming.context, ctx=ctx,
+        local=local, local_whole=True)
 
 
 @router.patch("/entities/{entity_id}")
@@ -219,11 +246,19 @@ async def merge_entity(entity_id: str, request: Request, tenant: TenantDep = "")
         from models.validation import check_datetime
 
         check_datetime(observed_at, "observedAt")
-    await deps.entities(request).merge(
-        tenant, entity_id, fragment, keep_type=bool(opts & {"keyValues", "simplified"}),
-        lang=request.query_params.get("lang"), observed_at=observed_at,
-    )
-    return no_content()
+
+    async def local(part: Any) -> Response:
+        frag = fragment if part is incoming.body else to_enf(part, ctx, allow_null=True, fragment=True)
+        await deps.entities(request).merge(
+            tenant, entity_id, frag, keep_type=bool(opts & {"keyValues", "simplified"}),
+            lang=request.query_params.get("lang"), observed_at=observed_at,
+        )
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "mergeEntity", entity_id=entity_id, types=await _types(request, tenant, entity_id, ctx),
+        attrs=_attrs(fragment), method="PATCH", path=f"/entities/{entity_id}", body=incoming.body,
+        context_value=incoming.context, ctx=ctx, local=local)
 
 
 # ---------------------------------------------------------------------------- attributes
@@ -236,8 +271,16 @@ async def append_attrs(entity_id: str, request: Request, tenant: TenantDep = "")
     incoming, ctx = await deps.read_entity_body(request)
     fragment = to_enf(incoming.body, ctx, fragment=True)
     overwrite = "noOverwrite" not in deps.options(request)
-    result = await deps.entities(request).append_attrs(tenant, entity_id, fragment, overwrite=overwrite)
-    return update_result_response(result)
+
+    async def local(part: Any) -> Response:
+        frag = fragment if part is incoming.body else to_enf(part, ctx, fragment=True)
+        return update_result_response(
+            await deps.entities(request).append_attrs(tenant, entity_id, frag, overwrite=overwrite))
+
+    return await provision.distribute(
+        request, tenant, "appendAttrs", entity_id=entity_id, types=await _types(request, tenant, entity_id, ctx),
+        attrs=_attrs(fragment), method="POST", path=f"/entities/{entity_id}/attrs", body=incoming.body,
+        context_value=incoming.context, ctx=ctx, local=local)
 
 
 @router.patch("/entities/{entity_id}/attrs")
@@ -246,8 +289,15 @@ async def update_attrs(entity_id: str, request: Request, tenant: TenantDep = "")
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     fragment = to_enf(incoming.body, ctx, allow_null=True, fragment=True)
-    result = await deps.entities(request).update_attrs(tenant, entity_id, fragment)
-    return update_result_response(result)
+
+    async def local(part: Any) -> Response:
+        frag = fragment if part is incoming.body else to_enf(part, ctx, allow_null=True, fragment=True)
+        return update_result_response(await deps.entities(request).update_attrs(tenant, entity_id, frag))
+
+    return await provision.distribute(
+        request, tenant, "updateEntity", entity_id=entity_id, types=await _types(request, tenant, entity_id, ctx),
+        attrs=_attrs(fragment), method="PATCH", path=f"/entities/{entity_id}/attrs", body=incoming.body,
+        context_value=incoming.context, ctx=ctx, local=local)
 
 
 @router.patch("/entities/{entity_id}/attrs/{attr}")
@@ -256,9 +306,13 @@ async def patch_attr(entity_id: str, attr: str, request: Request, tenant: Tenant
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     dataset_id = request.query_params.get("datasetId")
-    await deps.entities(request).patch_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx,
-                                            dataset_id=dataset_id)
-    return no_content()
+
+    async def local(_: Any) -> Response:
+        await deps.entities(request).patch_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx,
+                                                dataset_id=dataset_id)
+        return no_content()
+
+    return await _one_attr(request, tenant, "updateAttrs", entity_id, attr, "PATCH", incoming, ctx, local)
 
 
 @router.put("/entities/{entity_id}/attrs/{attr}")
@@ -266,19 +320,58 @@ async def replace_attr(entity_id: str, attr: str, request: Request, tenant: Tena
     """Replace Attribute (6.7.3.3): 204, 404, 400."""
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request)
-    await deps.entities(request).replace_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx)
-    return no_content()
+
+    async def local(_: Any) -> Response:
+        await deps.entities(request).replace_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx)
+        return no_content()
+
+    return await _one_attr(request, tenant, "replaceAttrs", entity_id, attr, "PUT", incoming, ctx, local)
 
 
 @router.delete("/entities/{entity_id}/attrs/{attr}")
 async def delete_attr(entity_id: str, attr: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Attribute (6.7.3.2): 204, 404; datasetId and deleteAll parameters."""
     check_uri(entity_id, "entity id")
-    _, ctx = await deps.read_context(request)
+    value, ctx = await deps.read_context(request)
     dataset_id = request.query_params.get("datasetId")
     if dataset_id is not None:
         check_uri(dataset_id, "datasetId")
-    await deps.entities(request).delete_attr(
-        tenant, entity_id, attr, ctx, dataset_id=dataset_id, delete_all=deps.flag(request, "deleteAll")
-    )
-    return no_content()
+
+    async def local(_: Any) -> Response:
+        await deps.entities(request).delete_attr(
+            tenant, entity_id, attr, ctx, dataset_id=dataset_id, delete_all=deps.flag(request, "deleteAll")
+        )
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "deleteAttrs", entity_id=entity_id, types=await _types(request, tenant, entity_id, ctx),
+        attrs=[ctx.expand_term(attr)], method="DELETE", path=f"/entities/{entity_id}/attrs/{attr}", body=None,
+        context_value=value, ctx=ctx, local=local)
+
+
+# ---------------------------------------------------------------------------- federation helpers
+
+
+def _attrs(enf: dict[str, Any]) -> list[str]:
+    """The attribute IRIs of an ENF document or fragment."""
+    return [k for k in enf if k not in ("id", "type", "scope", "@context", "createdAt", "modifiedAt")]
+
+
+async def _types(request: Request, tenant: str, entity_id: str, ctx: Context) -> list[str]:
+    """The entity's type IRIs: the `type` parameter, else the local entity's, else none (any registration)."""
+    text = request.query_params.get("type")
+    if text:
+        return [ctx.expand_term(t) for t in text.split(",") if t]
+    if not getattr(request.app.state, "registrations", None):
+        return []
+    stored = await deps.entities(request).store.get(tenant, entity_id)
+    return list(stored.doc.get("type", [])) if stored is not None else []
+
+
+async def _one_attr(request: Request, tenant: str, operation: str, entity_id: str, attr: str, method: str,
+                    incoming: Any, ctx: Context, local: Any) -> Response:
+    """A one-attribute operation (PATCH or PUT /entities/{id}/attrs/{attr}) here and at the sources."""
+    return await provision.distribute(
+        request, tenant, operation, entity_id=entity_id, types=await _types(request, tenant, entity_id, ctx),
+        attrs=[ctx.expand_term(attr)], method=method, path=f"/entities/{entity_id}/attrs/{attr}",
+        body=attribute_body(incoming.body), context_value=incoming.context, ctx=ctx, local=local, single_attr=True)

@@ -29,6 +29,7 @@ from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
 from broker.api.query_body import check_query_body
+from broker.federation import consumption
 from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
 from broker.service.queries import Page, QuerySpec, Selector
@@ -69,9 +70,14 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
     if not result.entities:
         await deps.entities(request).check_tenant(tenant)
     total = result.total or 0
+    warnings: dict[str, str] = {}
+    if not spec.local and request.method == "GET":  # federation: the registered sources' history too
+        result.entities, warnings = await consumption.temporal_query(request, tenant, ctx, context, result.entities)
     if not page.count:
         result.total = None
-    return _respond(request, result, context, result.entities, page_links(request, page, total, media))
+    response = _respond(request, result, context, result.entities, page_links(request, page, total, media))
+    response.headers.update(warnings)
+    return response
 
 
 @router.get("/temporal/entities")

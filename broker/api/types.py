@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
+from broker.federation import consumption
 from broker.http import accepted_type
 
 router = APIRouter(prefix=API)
@@ -19,7 +20,11 @@ async def list_types(request: Request, tenant: TenantDep = "") -> Response:
     value, ctx = await deps.read_context(request)
     await deps.entities(request).check_tenant(tenant)
     body = await deps.discovery(request).types(tenant, ctx, details=deps.flag(request, "details"))
-    return deps.json_response(body, media=media, context=value)
+    headers: dict[str, str] = {}
+    if isinstance(body, dict) and isinstance(body.get("typeList"), list):  # federation: the sources' too
+        body["typeList"], headers = await consumption.discovery_list(
+            request, tenant, value, path="/types", operation="retrieveEntityTypes", member="typeList", local=body["typeList"])
+    return deps.json_response(body, media=media, context=value, headers=headers or None)
 
 
 @router.get("/types/{type_name:path}")

@@ -244,3 +244,93 @@ def merged_page(local: list[StoredEntity], distributed: Distributed, offset: int
     if len(local) != len(ordered):  # remote entities came in: id order, as the store pages
         ordered.sort(key=lambda e: e.doc["id"])
     return ordered[offset:offset + limit], (total + extra) if total is not None else None
+
+
+async def discovery_list(request: Request, tenant: str, context_value: Any, *, path: str, operation: str,
+                         member: str, local: list[str]) -> tuple[list[str], dict[str, str]]:
+    """/types or /attributes (clauses 5.7.5, 5.7.8) with what the registered sources answer, united.
+
+    Only the lists (not details=true) are distributed; names come back in the client's terms, as the
+    forwarded request carries its @context. A failing source is named in NGSILD-Warning.
+    """
+    fwd = forwarder(request)
+    if fwd is None or request.query_params.get("details", "false").lower() == "true":
+        return local, {}
+    plan = await fwd.plan(tenant, operation, matching.Wanted(), request.headers.get("via"))
+    if not plan.targets:
+        return local, {}
+    replies = await asyncio.gather(*(fwd.send(t, "GET", path, request_headers=request.headers,
+                                              context_value=context_value) for t in plan.targets))
+    names = list(local)
+    warnings = []
+    for reply in replies:
+        if not reply.ok:
+            warnings.append(reply.warning())
+            continue
+        values = reply.body.get(member) if isinstance(reply.body, dict) else None
+        for name in values if isinstance(values, list) else []:
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return sorted(names), ({"NGSILD-Warning": ", ".join(warnings)} if warnings else {})
+
+
+def _merge_temporal(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Two temporal representations of one entity: instance lists (or temporalValues) put together."""
+    out = dict(base)
+    for name, value in other.items():
+        if name in ("id", "type", "@context"):
+            continue
+        held = out.get(name)
+        if held is None:
+            out[name] = value
+        elif isinstance(held, list) and isinstance(value, list):
+            out[name] = held + [v for v in value if v not in held]
+        elif isinstance(held, dict) and isinstance(value, dict) and isinstance(held.get("values"), list) \
+                and isinstance(value.get("values"), list):
+            out[name] = {**held, "values": held["values"] + [v for v in value["values"] if v not in held["values"]]}
+        elif isinstance(held, dict) and isinstance(value, dict) and held != value:
+            out[name] = [held, value]
+    return out
+
+
+async def temporal_query(request: Request, tenant: str, ctx: Context, context_value: Any,
+                         local: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """GET /temporal/entities (clause 5.7.4) with the sources registered for queryTemporal whose
+    observationInterval (managementInterval for createdAt/modifiedAt) overlaps the temporal query
+    (clause 5.10.2.4); entities merged by id, their instances put together."""
+    fwd = forwarder(request)
+    params = request.query_params
+    if fwd is None or "timerel" not in params:
+        return local, {}
+    wanted = wanted_of(params, ctx)
+    try:
+        from broker.federation.service import parse_query
+
+        wanted.temporal = parse_query({**params, "type": params.get("type") or "*"}, ctx)[0].temporal
+    except NgsiLdError:
+        return local, {}
+    plan = await fwd.plan(tenant, "queryTemporal", wanted, request.headers.get("via"))
+    if not plan.targets:
+        return local, {}
+    forwarded = [(k, v) for k, v in params.multi_items() if k not in ("local", "offset", "count")]
+    replies = await asyncio.gather(*(fwd.send(t, "GET", "/temporal/entities", params=forwarded,
+                                              request_headers=request.headers, context_value=context_value)
+                                     for t in plan.targets))
+    by_id = {e["id"]: e for e in local if isinstance(e, dict) and "id" in e}
+    order = list(by_id)
+    warnings = []
+    for reply in replies:
+        if not reply.ok:
+            if reply.status != 404:
+                warnings.append(reply.warning())
+            continue
+        for entity in reply.body if isinstance(reply.body, list) else []:
+            if not isinstance(entity, dict) or "id" not in entity:
+                continue
+            entity = {k: v for k, v in entity.items() if k != "@context"}
+            if entity["id"] in by_id:
+                by_id[entity["id"]] = _merge_temporal(by_id[entity["id"]], entity)
+            else:
+                by_id[entity["id"]] = entity
+                order.append(entity["id"])
+    return [by_id[i] for i in order], ({"NGSILD-Warning": ", ".join(warnings)} if warnings else {})

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import orjson
@@ -187,11 +187,14 @@ class Forwarder:
                    body: Any = None, request_headers: Any, context_value: Any) -> Reply:
         """One forwarded request; never raises (a failure is a Reply with its error)."""
         assert self._http is not None, "forwarder not started"
-        url = target.endpoint + API + path
+        url = target.endpoint + API + path + (f"?{urlencode(params)}" if params else "")
         headers = self.headers(target, request_headers, context_value, body=body is not None)
+        if _carries_context(body):
+            headers.pop("Link", None)
+            headers["Content-Type"] = "application/ld+json"
         reply = Reply(target)
         try:
-            response = await self._http.request(method, url, params=httpx.QueryParams(params or []), headers=headers,
+            response = await self._http.request(method, url, headers=headers,
                                                 content=orjson.dumps(body) if body is not None else None)
             reply.status = response.status_code
             if response.content:
@@ -219,6 +222,12 @@ class Forwarder:
             return await self.send(t, method, path, params=params, body=body, **kw)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def _carries_context(body: Any) -> bool:
+    if isinstance(body, dict):
+        return "@context" in body
+    return isinstance(body, list) and any(isinstance(i, dict) and "@context" in i for i in body)
 
 
 # ---------------------------------------------------------------- merging
