@@ -305,6 +305,11 @@ class PostgresHistory(HistoryStorage):
         # loose scan of the series index (one seek per attribute of each entity), not by reading the
         # whole range (for a lastN without a range: the whole history) to find them
         attr_filter = "AND attr = ANY($3::text[])" if attrs is not None else ""
+        # the series by equality, not by the lists: the index then reads it backward (or forward) in
+        # time order, and LIMIT stops after `each` rows (with the lists PostgreSQL sorted it whole)
+        series_where = where.replace("entity_id = ANY($2::text[])", "entity_id = k.entity_id")
+        series_where = (series_where.replace("attr = ANY($3::text[])", "attr = k.attr") if attrs is not None
+                        else series_where + " AND attr = k.attr")
         sql = (
             f"WITH RECURSIVE k AS (SELECT e AS entity_id, (SELECT min(attr) FROM temporal_instances"
             f"  WHERE tenant = $1 AND entity_id = e {attr_filter}) AS attr FROM unnest($2::text[]) AS e"
@@ -314,7 +319,7 @@ class PostgresHistory(HistoryStorage):
             f" SELECT h.iid, h.entity_id, h.attr, h.t, h.instance FROM"
             f" (SELECT DISTINCT entity_id, attr FROM k WHERE attr IS NOT NULL) AS k,"
             f" LATERAL (SELECT iid, entity_id, attr, {column} AS t, instance FROM temporal_instances"
-            f"  WHERE {where} AND entity_id = k.entity_id AND attr = k.attr"
+            f"  WHERE {series_where}"
             f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h"
         )
         if total is not None:
