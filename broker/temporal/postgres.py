@@ -57,7 +57,6 @@ CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsq
     INSERT INTO temporal_rollup AS r SELECT tenant, entity_id, attr, {hour_sql("key_us")} AS h, dataset_id,
         observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="", pure=_PURE.format(r=""), int=_INT.format(r=""))}
         FROM added WHERE kind = 0 GROUP BY tenant, entity_id, attr, h, dataset_id, o
-        ORDER BY tenant, entity_id, attr, h, dataset_id, o
     ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
         n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
         sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),

@@ -445,7 +445,12 @@ class SQLiteHistory(HistoryStorage):
         sql = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
         rows = [(p, tenant, i) for i, p in paths.items()]
         if rows:
-            await self._tx(lambda c: c.executemany(sql, rows), write=True)
+            def run(c: sqlite3.Connection) -> None:
+                # the cursor must not leave the SQLite thread: freed on the event loop while the thread
+                # runs the next statement, it made that statement fail (SQLITE_MISUSE, a 500 under 8 clients)
+                c.executemany(sql, rows)
+
+            await self._tx(run, write=True)
 
     async def service_paths(self, tenant: str) -> dict[str, str]:
         sql = "SELECT entity_id, service_path FROM temporal_entities WHERE tenant = ? AND service_path IS NOT NULL"
