@@ -315,7 +315,10 @@ class TemporalService:
         types = [ctx.expand_term(t) for t in (types_raw if isinstance(types_raw, list) else [types_raw])]
         if old_types is not None:  # clause 5.6.11.4: new type names are added to the entity's
             types = old_types + [t for t in types if t not in old_types]
-        now_us = to_us(utc_now())
+        # one moment per entity written (millisecond text, as system attributes carry): reading the
+        # clock per instance was 7 % of a 100-entity /v2/notify's CPU (py-spy)
+        stamp = utc_now()
+        now_us = to_us(stamp)
         rows: list[HistoryRow] = []
         for name, value in body.items():
             if name in ENTITY_CORE:
@@ -323,7 +326,6 @@ class TemporalService:
             instances = value if isinstance(value, list) else [value]
             for raw in instances:
                 inst = expand_instance(normalize_attribute(name, raw), ctx)
-                stamp = utc_now()
                 inst.setdefault("createdAt", stamp)
                 inst.setdefault("modifiedAt", stamp)
                 rows.append(value_row(tenant, eid, ctx.expand_term(name), inst, now_us))
