@@ -1,13 +1,24 @@
 """Benchmark of the temporal store: time-range scans, raw and aggregated per hour over a month.
 
     python -m bench.temporal_bench [--instances 1000000] [--entities 100] [--pg postgresql://postgres@127.0.0.1/postgres]
+    python -m bench.temporal_bench --sql-load --instances 10000000 --entities 1000   # the issue's month of 10M
 
 Writes `instances` no2 readings spread evenly over January 2026 across
 `entities` AirQualityObserved entities (through HistoryStorage.write, in
 batches of 10,000), then times, for one entity: the raw instances of one
 day, the lastN=100, the hourly avg/min/max/totalCount over the month; and
-the hourly avg over the month for every entity at once. SQLite runs on a
+the hourly avg over the month for every entity at once, from the hourly
+rollups and from the instances (the path before them), and the same through
+the QuantumLeap read path (its first page, without HTTP). SQLite runs on a
 temporary file, PostgreSQL on a throwaway schema dropped after.
+
+`--sql-load` generates the instances inside the database (a recursive CTE on
+SQLite, generate_series on PostgreSQL, one day per statement, the rollup
+triggers firing as on any write) instead of through Python, so that 10M
+instances load in minutes; `--ql-python-max` skips the QuantumLeap Python
+path (minutes at 10M) above that many instances. Each timing is the best of
+a few runs: wall milliseconds, and the CPU-seconds of this process (which
+holds SQLite, not the PostgreSQL server).
 """
 
 from __future__ import annotations
@@ -54,20 +65,94 @@ async def load(history: HistoryStorage, instances: int, entities: int) -> float:
     return per_entity * entities / (time.perf_counter() - start)
 
 
-async def timed(fn, repeat: int = 5) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    best, size = float("inf"), 0
+def _sql_rows(per_entity: int, entities: int, day: int) -> tuple[int, int, int]:
+    step = (MONTH_END - MONTH_START) // per_entity
+    first = -(-(day * 86_400_000_000) // step)
+    last = min(per_entity, -(-((day + 1) * 86_400_000_000) // step))
+    return step, first, last
+
+
+async def sql_load(history: HistoryStorage, instances: int, entities: int) -> float:
+    """The same month generated in SQL, one day per statement; instances/s."""
+    from broker.temporal.postgres import PostgresHistory
+    from broker.temporal.sqlite import SQLiteHistory
+
+    per_entity = instances // entities
+    ids = [f"urn:ngsi-ld:AirQualityObserved:b-{n:04d}" for n in range(entities)]
+    await history.write([EntityRow("bench", i, [NS + "AirQualityObserved"]) for i in ids], [])
+    start = time.perf_counter()
+    for day in range(31):
+        step, first, last = _sql_rows(per_entity, entities, day)
+        if first >= last:
+            continue
+        if isinstance(history, SQLiteHistory):
+            sql = (
+                "WITH RECURSIVE k(k) AS (SELECT ? UNION ALL SELECT k + 1 FROM k WHERE k + 1 < ?),"
+                " e(e) AS (SELECT 0 UNION ALL SELECT e + 1 FROM e WHERE e + 1 < ?),"
+                " r AS (SELECT e, ? + k * ? AS t, ((k * 7919 + e * 104729) % 1201) / 10.0 AS v FROM k, e)"
+                " INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
+                " modified_us, value_num, value_json, instance)"
+                " SELECT 'bench', printf('urn:ngsi-ld:AirQualityObserved:b-%04d', e), ?, '', 0, t, t, t, t, v, v,"
+                " CAST('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
+                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB) FROM r ORDER BY t, e"
+            )
+            args = (first, last, entities, MONTH_START, step, NO2)
+            await history._tx(lambda c: c.execute(sql, args), write=True)  # noqa: SLF001 - the bench's own load
+        elif isinstance(history, PostgresHistory):
+            sql = (
+                "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
+                " modified_us, value_num, value_json, instance)"
+                " SELECT 'bench', 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0'), $1, '', 0, t, t, t, t, v, v::text,"
+                " convert_to('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
+                " || to_char(to_timestamp(t / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+                " || '\"}', 'UTF8')"
+                " FROM (SELECT e, $2::int8 + k * $3::int8 AS t, ((k * 7919 + e * 104729) % 1201) / 10.0::float8 AS v"
+                " FROM generate_series($4::int8, $5::int8 - 1) AS k, generate_series(0, $6 - 1) AS e) AS r ORDER BY t, e"
+            )
+            await history.pool.execute(sql, NO2, MONTH_START, step, first, last, entities)
+        else:
+            raise TypeError(type(history).__name__)
+    return per_entity * entities / (time.perf_counter() - start)
+
+
+async def timed(fn, repeat: int = 5) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
+    """Best wall milliseconds, the result's size, and the CPU-seconds of this process in that run."""
+    best, size, cpu = float("inf"), 0, 0.0
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         result = await fn()
-        best = min(best, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        if took < best:
+            best, cpu = took, time.process_time() - cpu0
         size = len(result)
-    return best * 1000, size
+    return best * 1000, size, cpu
 
 
-async def run(history: HistoryStorage, instances: int, entities: int) -> dict[str, tuple[float, int]]:
-    out: dict[str, tuple[float, int]] = {}
-    rate = await load(history, instances, entities)
-    out["write/s"] = (rate, instances)
+async def ql_hourly(history: HistoryStorage, ids: list[str], rolled: bool) -> list:  # type: ignore[type-arg]
+    """QuantumLeap's hourly avg of no2 over the month for every entity (1TNE1A read path, without HTTP): its first page."""
+    from broker.quantumleap.params import Params
+    from broker.quantumleap.render import views
+    from broker.quantumleap.series import Pick, load_buckets, load_rows
+
+    p = Params(from_us=MONTH_START, to_us=MONTH_END - 1, aggr_method="avg", aggr_period="hour")
+    picks = [Pick(i, i, "AirQualityObserved") for i in ids]
+
+    def show(iri: str) -> str | None:
+        return "no2" if iri == NO2 else None
+
+    series = await load_buckets(history, "bench", picks, show, p) if rolled else None
+    if series is None:
+        if rolled:
+            raise AssertionError("the rollups declined the bench's query")
+        series = await load_rows(history, "bench", picks, show, p)
+    return [v for s in views(series, p) for v in s.columns["no2"]]
+
+
+async def run(history: HistoryStorage, instances: int, entities: int, sql: bool,
+              ql_python_max: int) -> dict[str, tuple[float, int, float]]:
+    out: dict[str, tuple[float, int, float]] = {}
+    rate = await (sql_load if sql else load)(history, instances, entities)
+    out["write/s"] = (rate, instances, 0.0)
     one = ["urn:ngsi-ld:AirQualityObserved:b-0007"]
     every = [f"urn:ngsi-ld:AirQualityObserved:b-{n:04d}" for n in range(entities)]
     day = TimeRange("observed_us", to_us("2026-01-15T00:00:00Z"), to_us("2026-01-16T00:00:00Z"))
@@ -76,11 +161,17 @@ async def run(history: HistoryStorage, instances: int, entities: int) -> dict[st
     out["raw month (1000 cap)"] = await timed(lambda: history.instances("bench", one, [NO2], month, 1001, False))
     out["lastN=100"] = await timed(lambda: history.instances("bench", one, [NO2], TimeRange(), 100, True))
     out["hourly aggr, 1 entity"] = await timed(lambda: history.aggregate("bench", one, [NO2], month, MONTH_START, HOUR))
-    out["hourly aggr, all"] = await timed(lambda: history.aggregate("bench", every, [NO2], month, MONTH_START, HOUR), repeat=2)
+    out["hourly aggr, all, instances"] = await timed(
+        lambda: history.aggregate("bench", every, [NO2], month, MONTH_START, HOUR), repeat=2)
+    out["hourly aggr, all, rollups"] = await timed(
+        lambda: history.aggregate("bench", every, [NO2], month, MONTH_START, HOUR, distinct=False), repeat=3)
+    out["QL hourly avg, rollups"] = await timed(lambda: ql_hourly(history, every, True), repeat=3)
+    if instances <= ql_python_max:
+        out["QL hourly avg, Python"] = await timed(lambda: ql_hourly(history, every, False), repeat=1)
     return out
 
 
-async def main(instances: int, entities: int, pg_dsn: str) -> None:
+async def main(instances: int, entities: int, pg_dsn: str, sql: bool = False, ql_python_max: int = 2_000_000) -> None:
     from broker.temporal.postgres import PostgresHistory
     from broker.temporal.sqlite import SQLiteHistory
 
@@ -89,7 +180,7 @@ async def main(instances: int, entities: int, pg_dsn: str) -> None:
         history: HistoryStorage = SQLiteHistory(Path(folder) / "bench.db")
         await history.open()
         try:
-            results.append(("sqlite", await run(history, instances, entities)))
+            results.append(("sqlite", await run(history, instances, entities, sql, ql_python_max)))
         finally:
             await history.close()
     schema = f"bench_{uuid.uuid4().hex[:12]}"
@@ -103,21 +194,25 @@ async def main(instances: int, entities: int, pg_dsn: str) -> None:
             history = PostgresHistory(pg_dsn, schema)
             await history.open()
             try:
-                results.append(("postgres", await run(history, instances, entities)))
+                results.append(("postgres", await run(history, instances, entities, sql, ql_python_max)))
             finally:
                 await history.close()
         finally:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             await conn.close()
-    print(f"{instances:,} no2 instances over January 2026, {entities} entities ({instances // entities:,} each)")
-    names = list(results[0][1])
-    print(f"{'':<24}" + "".join(f"{name:>22}" for name, _ in results))
+    print(f"{instances:,} no2 instances over January 2026, {entities} entities ({instances // entities:,} each),"
+          f" loaded {'in SQL' if sql else 'through HistoryStorage.write'}; ms wall (best), rows, CPU-s of this process")
+    names = list(dict.fromkeys(k for _, r in results for k in r))
+    print(f"{'':<30}" + "".join(f"{name:>34}" for name, _ in results))
     for key in names:
         cells = []
         for _, r in results:
-            value, size = r[key]
-            cells.append(f"{value:>14,.0f} inst/s" if key == "write/s" else f"{value:>10.1f} ms {size:>5} rows")
-        print(f"{key:<24}" + "".join(f"{c:>22}" for c in cells))
+            if key not in r:
+                cells.append(f"{'skipped':>34}")
+                continue
+            value, size, cpu = r[key]
+            cells.append(f"{value:>26,.0f} inst/s" if key == "write/s" else f"{value:>10.1f} ms {size:>8} rows {cpu:>6.2f} s")
+        print(f"{key:<30}" + "".join(f"{c:>34}" for c in cells))
 
 
 if __name__ == "__main__":
@@ -125,5 +220,8 @@ if __name__ == "__main__":
     parser.add_argument("--instances", type=int, default=1_000_000)
     parser.add_argument("--entities", type=int, default=100)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--sql-load", action="store_true", help="generate the instances in SQL (10M in minutes)")
+    parser.add_argument("--ql-python-max", type=int, default=2_000_000,
+                        help="run the QuantumLeap Python aggregation only up to this many instances")
     args = parser.parse_args()
-    asyncio.run(main(args.instances, args.entities, args.pg))
+    asyncio.run(main(args.instances, args.entities, args.pg, args.sql_load, args.ql_python_max))

@@ -146,17 +146,21 @@ def _rolled_value(b: RollupBucket, method: str) -> Any:
     return int(value) if ints and value is not None else value
 
 
-def _servable(b: RollupBucket) -> bool:
+def _servable(b: RollupBucket, method: str) -> bool:
     """Whether the Python aggregation of this bucket's values is known from its rollup alone.
 
     Only default-dataset instances (one value per entity and time, as QuantumLeap's rows), all JSON
-    numbers, either all integers (within a double's exact range) or none.
+    numbers. A sum of integers is an integer (exact within a double's range); with a float among
+    them Python adds as floats, like the rollup. min and max give back the value itself, an int or
+    a float: known only when the bucket's numbers are all integers or all not.
     """
     if b.n_ds or b.n_pure != b.n or b.n == 0:
         return False
-    if b.n_int == 0:
+    if b.n_int == 0 or method == "count":
         return True
-    return b.n_int == b.n and all(v is None or abs(v) < _EXACT for v in (b.sum, b.min, b.max))
+    if b.n_int < b.n:
+        return method in ("sum", "avg")
+    return all(v is None or abs(v) < _EXACT for v in (b.sum, b.min, b.max))
 
 
 async def load_buckets(history: HistoryStorage, tenant: str, picks: Sequence[Pick], show: Callable[[str], str | None],
@@ -165,10 +169,38 @@ async def load_buckets(history: HistoryStorage, tenant: str, picks: Sequence[Pic
 
     Serves per-entity aggregation by hour, day, month, year or over the whole range
     when every value aggregated is a JSON number (see _servable); what `aggregate`
-    would compute from `load_rows`, without reading the instances.
+    would compute from `load_rows`, without reading the instances. Only the entities
+    that the page (offset, limit, lastN) reaches are given, in the order page_buckets keeps.
     """
     if not picks or p.aggr_method is None or p.aggr_scope != "entity" or p.aggr_period not in (None, *UNITS):
         return None
+    # page_buckets keeps the first offset + window (entity, bucket) rows, entity by entity in the
+    # order of their shown ids: read the rollups a chunk of entities at a time until those are had
+    ordered = sorted(picks, key=lambda k: (k.shown_id, k.stored_id))
+    wanted = p.offset + p.window
+    out: list[Series] = []
+    rows, done, chunk = 0, 0, 16
+    while done < len(ordered) and rows < wanted:
+        part = ordered[done : done + chunk]
+        done += len(part)
+        chunk *= 2
+        series = await _rolled_series(history, tenant, part, show, p)
+        if series is None:
+            return None
+        out.extend(series)
+        rows += sum(len(s.rolled.starts) for s in series if s.rolled is not None)
+    if done < len(ordered) and p.aggr_method != "count":
+        # an entity past the page whose values cannot be aggregated still makes the answer a 404
+        rest = await history.rollup(tenant, [k.stored_id for k in ordered[done:]], None, p.time_range())
+        if rest is None or any(b.n_pure != b.n and show(b.attr) is not None for b in rest):
+            return None
+    return out
+
+
+async def _rolled_series(history: HistoryStorage, tenant: str, picks: Sequence[Pick], show: Callable[[str], str | None],
+                         p: Params) -> list[Series] | None:
+    """load_buckets for some entities, all of their buckets."""
+    assert p.aggr_method is not None
     rolled = await history.rollup(tenant, [k.stored_id for k in picks], None, p.time_range(), unit=p.aggr_period)
     if rolled is None:
         return None
@@ -178,13 +210,14 @@ async def load_buckets(history: HistoryStorage, tenant: str, picks: Sequence[Pic
         name = show(b.attr)
         if name is None:
             continue
-        if not _servable(b) or iris.setdefault((b.entity_id, name), b.attr) != b.attr:
+        if not _servable(b, p.aggr_method) or iris.setdefault((b.entity_id, name), b.attr) != b.attr:
             return None  # text, booleans, datasets, mixed numbers; or two attributes shown under one name
         by_entity.setdefault(b.entity_id, {}).setdefault(name, {})[b.index] = b
-    by_id = {k.stored_id: k for k in picks}
     out: list[Series] = []
-    for eid, columns in by_entity.items():
-        pick = by_id[eid]
+    for pick in picks:
+        columns = by_entity.get(pick.stored_id)
+        if not columns:
+            continue
         indexes = sorted({i for col in columns.values() for i in col})
         starts = [_start(i) if p.aggr_period else "" for i in indexes]
         values = {n: [_rolled_value(col[i], p.aggr_method) if i in col else (0 if p.aggr_method == "count" else None)
@@ -192,7 +225,7 @@ async def load_buckets(history: HistoryStorage, tenant: str, picks: Sequence[Pic
         series = Series(pick.shown_id, pick.shown_type, starts, {n: [] for n in values})
         series.rolled = Buckets(series, starts, values)
         out.append(series)
-    return sorted(out, key=lambda s: s.entity_id)
+    return out
 
 
 def _start(us: int) -> str:

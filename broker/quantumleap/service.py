@@ -168,10 +168,12 @@ class QuantumLeapService:
             raise QLError(400, "InvalidHeaderValue", "Multiple servicePath are allowed only if their number match"
                           " the number of entities")
         by_entity: dict[str, str] = {}
+        items = []
         for n, (entity, ctx) in enumerate(written):
             if len(entity) > 2:  # an entity without attributes adds no row (reporter.py:113-130)
-                await st.temporal.write(tenant, entity, ctx)
+                items.append((entity, ctx))
                 by_entity[entity["id"]] = paths[n] if len(paths) > 1 else paths[0]
+        await st.temporal.write_many(tenant, items)  # one history transaction per notification
         await self.history.set_service_paths(tenant, by_entity)
 
     async def delete(self, tenant: str, paths: list[str], picks: list[Pick], p: Params) -> int:

@@ -57,7 +57,6 @@ CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsq
     INSERT INTO temporal_rollup AS r SELECT tenant, entity_id, attr, {hour_sql("key_us")} AS h, dataset_id,
         observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="", pure=_PURE.format(r=""), int=_INT.format(r=""))}
         FROM added WHERE kind = 0 GROUP BY tenant, entity_id, attr, h, dataset_id, o
-        ORDER BY tenant, entity_id, attr, h, dataset_id, o
     ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
         n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
         sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
@@ -301,12 +300,25 @@ class PostgresHistory(HistoryStorage):
         where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         order = "DESC" if newest else "ASC"
         each = per_attr if total is None else min(per_attr, total)
-        # one index range scan per (entity, attribute): LATERAL over the pairs that exist
+        # one index range scan per (entity, attribute): LATERAL over the pairs that exist, found by a
+        # loose scan of the series index (one seek per attribute of each entity), not by reading the
+        # whole range (for a lastN without a range: the whole history) to find them
+        attr_filter = "AND attr = ANY($3::text[])" if attrs is not None else ""
+        # the series by equality, not by the lists: the index then reads it backward (or forward) in
+        # time order, and LIMIT stops after `each` rows (with the lists PostgreSQL sorted it whole)
+        series_where = where.replace("entity_id = ANY($2::text[])", "entity_id = k.entity_id")
+        series_where = (series_where.replace("attr = ANY($3::text[])", "attr = k.attr") if attrs is not None
+                        else series_where + " AND attr = k.attr")
         sql = (
-            f"SELECT h.iid, h.entity_id, h.attr, h.t, h.instance FROM"
-            f" (SELECT DISTINCT entity_id, attr FROM temporal_instances WHERE {where}) AS k,"
+            f"WITH RECURSIVE k AS (SELECT e AS entity_id, (SELECT min(attr) FROM temporal_instances"
+            f"  WHERE tenant = $1 AND entity_id = e {attr_filter}) AS attr FROM unnest($2::text[]) AS e"
+            f" UNION ALL SELECT k.entity_id, (SELECT min(attr) FROM temporal_instances"
+            f"  WHERE tenant = $1 AND entity_id = k.entity_id AND attr > k.attr {attr_filter}) FROM k"
+            f"  WHERE k.attr IS NOT NULL)"
+            f" SELECT h.iid, h.entity_id, h.attr, h.t, h.instance FROM"
+            f" (SELECT DISTINCT entity_id, attr FROM k WHERE attr IS NOT NULL) AS k,"
             f" LATERAL (SELECT iid, entity_id, attr, {column} AS t, instance FROM temporal_instances"
-            f"  WHERE {where} AND entity_id = k.entity_id AND attr = k.attr"
+            f"  WHERE {series_where}"
             f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h"
         )
         if total is not None:
@@ -327,7 +339,7 @@ class PostgresHistory(HistoryStorage):
         if pl is None:
             return None
         sql, params = _rollup_query(tenant, entity_ids, attrs, datasets, pl, unit, origin_us, period_us)
-        return [RollupBucket(*r) for r in await self.pool.fetch(sql, *params)]
+        return list(map(RollupBucket._make, await self.pool.fetch(sql, *params)))
 
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
@@ -336,7 +348,7 @@ class PostgresHistory(HistoryStorage):
         if not distinct:
             rolled = await self.rollup(tenant, entity_ids, attrs, rng, origin_us, period_us, datasets=datasets)
             if rolled is not None:
-                return [Bucket(b.entity_id, b.attr, b.index, b.n, 0, b.n_num, b.sum, b.min, b.max, b.sumsq) for b in rolled]
+                return [Bucket(b[0], b[1], b[2], b[3], 0, b[4], b[8], b[9], b[10], b[11]) for b in rolled]
         where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         if period_us > 0:
             n = len(params)
@@ -349,7 +361,7 @@ class PostgresHistory(HistoryStorage):
             f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
-        return [Bucket(*r) for r in await self.pool.fetch(sql, *params)]
+        return list(map(Bucket._make, await self.pool.fetch(sql, *params)))
 
     async def series(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,

@@ -26,6 +26,7 @@ halves, quarters...), and otherwise equal up to the order of the additions
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from broker.temporal.storage import TimeRange
 
@@ -77,9 +78,8 @@ def plan(rng: TimeRange, origin_us: int = 0, period_us: int = 0) -> Plan | None:
     return Plan(first, last, tuple(edges), rng.column == "observed_us")
 
 
-@dataclass(frozen=True, slots=True)
-class RollupBucket:
-    """Aggregates of one attribute of one entity over one period, from rollups.
+class RollupBucket(NamedTuple):
+    """Aggregates of one attribute of one entity over one period, from rollups (a named tuple: many are made).
 
     `index` counts periods from the origin, or is the period's start (microseconds) for a calendar unit.
     `n_ds` counts the instances of non-default datasetIds.

@@ -219,6 +219,41 @@ def _rollup_query(
     return sql, params
 
 
+def series_attrs(conn: sqlite3.Connection, tenant: str, entity_id: str) -> list[str]:
+    """The attributes an entity has history of, one index seek each (a loose scan of the series index)."""
+    out: list[str] = []
+    sql = "SELECT min(attr) FROM temporal_instances WHERE tenant = ? AND entity_id = ? AND attr > ?"
+    attr = conn.execute(sql, (tenant, entity_id, "")).fetchone()[0]
+    while attr is not None:
+        out.append(attr)
+        attr = conn.execute(sql, (tenant, entity_id, attr)).fetchone()[0]
+    return out
+
+
+def _per_series(
+    conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
+    datasets: Sequence[str] | None, per_attr: int, newest: bool, total: int | None,
+) -> list[InstanceHit]:
+    """SQLiteHistory.instances one series at a time: each its own ORDER BY ... LIMIT on the series index."""
+    order = "DESC" if newest else "ASC"
+    hits: list[InstanceHit] = []
+    for entity_id in dict.fromkeys(entity_ids):
+        names = sorted(set(attrs)) if attrs is not None else series_attrs(conn, tenant, entity_id)
+        for attr in names:
+            where, params, column = _where(tenant, [entity_id], [attr], rng, datasets)
+            where = where.replace("entity_id IN (SELECT value FROM json_each(?))", "entity_id = ?").replace(
+                "attr IN (SELECT value FROM json_each(?))", "attr = ?")
+            params[1], params[2] = entity_id, attr
+            sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
+                   f" ORDER BY {column} {order}, iid {order} LIMIT ?")
+            hits.extend(InstanceHit(*r) for r in conn.execute(sql, (*params, per_attr)))
+    if total is not None:
+        hits.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
+        hits = hits[:total]
+    hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
+    return hits
+
+
 def _add_service_path(conn: sqlite3.Connection) -> None:
     """temporal_entities.service_path, added in place to a file that predates it (SQLite has no ADD COLUMN IF NOT EXISTS)."""
     if any(row[1] == "service_path" for row in conn.execute("PRAGMA table_info(temporal_entities)")):
@@ -320,6 +355,10 @@ class SQLiteHistory(HistoryStorage):
             sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
                    f" ORDER BY {column} {order}, iid {order} LIMIT ?")
             args: tuple[Any, ...] = (*params, total)
+        elif rng.end is None if newest else rng.start is None:
+            # lastN (or firstN) open on the side read from: per (entity, attribute), an index seek and
+            # LIMIT, instead of numbering every instance of the series (its whole history)
+            return await self._tx(lambda c: _per_series(c, tenant, entity_ids, attrs, rng, datasets, per_attr, newest, total))
         else:
             sql = (
                 f"SELECT iid, entity_id, attr, t, instance FROM (SELECT iid, entity_id, attr, {column} AS t, instance,"
@@ -354,7 +393,7 @@ class SQLiteHistory(HistoryStorage):
             def bucket(x: str) -> tuple[str, list[Any]]:
                 return "0", []
         sql, params = _rollup_query(tenant, entity_ids, attrs, datasets, pl, bucket)
-        return await self._tx(lambda c: [RollupBucket(*r) for r in c.execute(sql, params)])
+        return await self._tx(lambda c: list(map(RollupBucket._make, c.execute(sql, params))))
 
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
@@ -363,7 +402,7 @@ class SQLiteHistory(HistoryStorage):
         if not distinct:
             rolled = await self.rollup(tenant, entity_ids, attrs, rng, origin_us, period_us, datasets=datasets)
             if rolled is not None:
-                return [Bucket(b.entity_id, b.attr, b.index, b.n, 0, b.n_num, b.sum, b.min, b.max, b.sumsq) for b in rolled]
+                return [Bucket(b[0], b[1], b[2], b[3], 0, b[4], b[8], b[9], b[10], b[11]) for b in rolled]
         where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
         bucket = f"(({column} - ?) / ?)" if period_us > 0 else "0"
         bparams = [origin_us, period_us] if period_us > 0 else []
@@ -372,7 +411,7 @@ class SQLiteHistory(HistoryStorage):
             f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
-        return await self._tx(lambda c: [Bucket(*r) for r in c.execute(sql, (*bparams, *params))])
+        return await self._tx(lambda c: list(map(Bucket._make, c.execute(sql, (*bparams, *params)))))
 
     async def series(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
@@ -406,7 +445,12 @@ class SQLiteHistory(HistoryStorage):
         sql = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
         rows = [(p, tenant, i) for i, p in paths.items()]
         if rows:
-            await self._tx(lambda c: c.executemany(sql, rows), write=True)
+            def run(c: sqlite3.Connection) -> None:
+                # the cursor must not leave the SQLite thread: freed on the event loop while the thread
+                # runs the next statement, it made that statement fail (SQLITE_MISUSE, a 500 under 8 clients)
+                c.executemany(sql, rows)
+
+            await self._tx(run, write=True)
 
     async def service_paths(self, tenant: str) -> dict[str, str]:
         sql = "SELECT entity_id, service_path FROM temporal_entities WHERE tenant = ? AND service_path IS NOT NULL"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow
@@ -53,9 +53,11 @@ class InstanceHit:
     instance: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """Aggregates of one attribute of one entity over one period (`index` counts periods from the origin)."""
+class Bucket(NamedTuple):
+    """Aggregates of one attribute of one entity over one period (`index` counts periods from the origin).
+
+    A named tuple: an hourly aggregation of a month over a thousand entities makes 744,000 of them.
+    """
 
     entity_id: str
     attr: str

@@ -284,3 +284,24 @@ def test_history_port_shares_the_broker_state(tmp_path: Any) -> None:
         finally:
             server.should_exit = True
             thread.join(timeout=20)
+
+
+def test_a_notification_stores_what_its_entities_one_by_one_store(broker_url: str) -> None:
+    """One history transaction per notification (write_many) leaves the rows that one write per entity leaves:
+    an entity given twice has its later instances replace the earlier ones, and types add up."""
+    body = [v2_room("Room1", 20.0, 700, T[0]), v2_room("Room2", 30.0, 800, T[0]), v2_room("Room1", 21.0, 701, T[1]),
+            v2_room("Room1", 25.5, 705, T[0]), v2_room("Room2", 31.0, 801, T[1], etype="Office")]
+    answers = []
+    for together in (True, False):
+        tenant = f"t{new_id('x')[-12:].replace(':', '')}".lower()
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
+            if together:
+                notify_v2(c, *body)
+            else:
+                for e in body:
+                    notify_v2(c, e)
+            answers.append([c.get(path).json() for path in (
+                "/entities/Room1", "/entities/Room2?type=Room", "/entities/Room2?type=Office", "/types/Room", "/types/Office",
+                "/entities/Room1/attrs/temperature?aggrMethod=avg&aggrPeriod=hour")])
+    assert answers[0] == answers[1]
+    assert answers[0][0]["attributes"][1]["values"] == [25.5, 21.0]  # the later instance at T[0] won

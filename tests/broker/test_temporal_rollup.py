@@ -7,7 +7,8 @@ another value, deleted by range, by attribute, by entity) must leave:
 - the rollup table equal to one recomputed from the instances;
 - NGSI-LD aggregation from rollups equal to the one over the instances (distinctCount aside);
 - QuantumLeap aggregation from rollups equal to the Python one over the rebuilt rows,
-  whenever the rollups serve, and served whenever every value is a number.
+  page by page, whenever the rollups serve, and served whenever every value is an integer;
+- lastN without a time range (one index seek per series) equal to numbering every instance.
 
 Values are integers and quarters: their sums are exact in any order, so the
 results are compared for equality (see broker.temporal.rollup on sums).
@@ -28,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.quantumleap.params import Params
-from broker.quantumleap.series import Pick, aggregate, load_buckets, load_rows
+from broker.quantumleap.series import Pick, aggregate, load_buckets, load_rows, page_buckets
 from broker.temporal.model import EntityRow, from_us, to_us, value_row
 from broker.temporal.postgres import PostgresHistory
 from broker.temporal.rollup import HOUR_US, plan
@@ -108,27 +109,41 @@ async def _check(history: HistoryStorage, rollup_rows: Any, recomputed_rows: Any
                                                  distinct=False)
                 assert [_no_distinct(b) for b in rolled] == [_no_distinct(b) for b in exact]
 
+    # lastN / firstN: one seek per series (open range) equal to numbering the instances (closed range)
+    everything = TimeRange(None, -(2**62), 2**62)
+    for newest in (True, False):
+        for per_attr, total in ((1, None), (3, None), (3, 2), (2, 5)):
+            for attrs in (None, ATTRS[1:]):
+                seek = await history.instances(TENANT, ENTITIES, attrs, TimeRange(), per_attr, newest, total=total)
+                scan = await history.instances(TENANT, ENTITIES, attrs, everything, per_attr, newest, total=total)
+                assert seek == scan
+
     picks = [Pick(e, e, "T") for e in ENTITIES]
     start, end, _ = rng_spec
     for method in ("count", "sum", "avg", "min", "max"):
         for period in ("hour", "day", "month", None):
-            p = Params(aggr_method=method, aggr_period=period)
-            if start is not None:
-                p.from_us = T0 + start * MINUTE
-            if end is not None:
-                p.to_us = T0 + end * MINUTE
-            for show in (lambda iri: iri.rsplit("/", 1)[1], lambda iri: "a" if iri == ATTRS[0] else None):
-                fast = await load_buckets(history, TENANT, picks, show, p)
-                rows = await load_rows(history, TENANT, picks, show, p)
-                try:
-                    slow = [(s.entity_id, b.starts, b.values) for s in rows for b in [aggregate(s, p)]]
-                except Exception:  # cannot_aggregate: the fast path must have declined
-                    assert fast is None
-                    continue
-                if fast is not None:
-                    assert [(s.entity_id, s.rolled.starts, s.rolled.values) for s in fast if s.rolled] == slow
-                elif _integers_only(ops) and plan(p.time_range()) is not None:
-                    pytest.fail(f"rollups declined integers of default datasets ({method}, {period})")
+            for offset, limit, last_n in ((0, 10_000, None), (0, 2, None), (3, 4, None), (1, 10_000, 5)):
+                p = Params(aggr_method=method, aggr_period=period, offset=offset, limit=limit, last_n=last_n)
+                if start is not None:
+                    p.from_us = T0 + start * MINUTE
+                if end is not None:
+                    p.to_us = T0 + end * MINUTE
+                for show in (lambda iri: iri.rsplit("/", 1)[1], lambda iri: "a" if iri == ATTRS[0] else None):
+                    fast = await load_buckets(history, TENANT, picks, show, p)
+                    rows = await load_rows(history, TENANT, picks, show, p)
+                    try:
+                        slow = _pages([aggregate(s, p) for s in rows], p)
+                    except Exception:  # cannot_aggregate: the fast path must have declined
+                        assert fast is None
+                        continue
+                    if fast is not None:
+                        assert _pages([aggregate(s, p) for s in fast], p) == slow
+                    elif _integers_only(ops) and plan(p.time_range()) is not None:
+                        pytest.fail(f"rollups declined integers of default datasets ({method}, {period})")
+
+
+def _pages(buckets: list[Any], p: Params) -> list[Any]:
+    return [(b.series.entity_id, b.starts, b.values) for b in page_buckets(buckets, p)]
 
 
 def _integers_only(ops: list[Any]) -> bool:
@@ -138,8 +153,7 @@ def _integers_only(ops: list[Any]) -> bool:
 
 
 def _no_distinct(b: Any) -> Any:
-    from dataclasses import replace
-    return replace(b, distinct=0)
+    return b._replace(distinct=0)
 
 
 _SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
