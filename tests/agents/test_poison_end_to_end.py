@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests import services
-from tests.agents.procs import Managed, agent_process, free_port
+from bench.procs import Managed, agent_process, free_port
 from tests.agents.test_end_to_end import Stack, _publisher, _wait
 
 pytestmark = pytest.mark.mqtt

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agents.procs import Managed, broker_process, free_port
+from bench.procs import Managed, broker_process, free_port
 
 API = "/ngsi-ld/v1"
 TIMEOUT = "1.5"  # the metropolitan broker's per-source timeout (METROPOLE_BROKER_FEDERATION_TIMEOUT)
