@@ -6,7 +6,8 @@ start with `urn:ngsi-ld:AirQualityObserved:compliance-<run>-`; everything
 created is deleted at the end. A local HTTP receiver takes the
 notifications of the subscription checks.
 
-One check per function, registered with its clause and feature:
+One check per function (compliance/probe_checks.py), registered with its
+clause and feature (compliance/probe_registry.py):
 
     @check("entities", "5.6.1", "Create entity answers 201 with a Location header")
     def create_entity(p: Probe) -> str: ...
@@ -31,26 +32,16 @@ from typing import Any
 
 import httpx
 
+from compliance.probe_checks import CHECKS
+from compliance.probe_registry import API, ERRORS, CheckSpec, Failed, NotSupported
 from models.smart_data_models import AirQualityObserved
 
-API = "/ngsi-ld/v1"
-ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+__all__ = ["API", "CHECKS", "DEFAULT_CONTEXT", "ERRORS", "FAIL", "NOT_SUPPORTED", "PASS", "CheckResult", "CheckSpec",
+           "Exchange", "Failed", "NotSupported", "NotificationReceiver", "Probe", "ProbeReport"]
+
 DEFAULT_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
 PASS, FAIL, NOT_SUPPORTED = "pass", "fail", "not supported"
 MAX_BODY = 4000
-
-
-class Failed(Exception):
-    """The broker answered, but not as the clause requires."""
-
-    def __init__(self, expected: str, observed: str) -> None:
-        super().__init__(f"expected {expected}, observed {observed}")
-        self.expected = expected
-        self.observed = observed
-
-
-class NotSupported(Exception):
-    """The broker does not implement the operation (501, or no such route)."""
 
 
 @dataclass
@@ -78,31 +69,6 @@ class CheckResult:
     expected: str
     observed: str
     exchanges: list[Exchange] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """A registered check."""
-
-    id: str
-    feature: str
-    clause: str
-    title: str
-    expected: str
-    func: Callable[[Probe], str]
-
-
-CHECKS: list[CheckSpec] = []
-
-
-def check(feature: str, clause: str, title: str, expected: str) -> Callable[[Callable[[Probe], str]], Callable[[Probe], str]]:
-    """Register a check of `clause` in `feature`; `expected` says what the clause requires."""
-
-    def register(func: Callable[[Probe], str]) -> Callable[[Probe], str]:
-        CHECKS.append(CheckSpec(func.__name__, feature, clause, title, expected, func))
-        return func
-
-    return register
 
 
 # --- the notification receiver ------------------------------------------------------------
@@ -343,7 +309,3 @@ def _is_problem(r: httpx.Response) -> bool:
 def _short(r: httpx.Response) -> str:
     text = r.text
     return text if len(text) <= 300 else text[:300] + "..."
-
-
-# The checks live in probe_checks; importing it registers them.
-from compliance import probe_checks  # noqa: E402,F401

@@ -9,9 +9,14 @@ behaviour; a prerequisite that fails makes the check fail with the reason.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from compliance.probe import API, ERRORS, Failed, NotSupported, Probe, check
+from compliance.probe_registry import API, CHECKS, ERRORS, Failed, NotSupported, check
+
+if TYPE_CHECKING:
+    from compliance.probe import Probe
+
+__all__ = ["CHECKS"]
 
 JSONLD = "application/ld+json"
 

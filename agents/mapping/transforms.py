@@ -11,19 +11,13 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote
 
+from agents.mapping.jsvalues import UNDEFINED, js_number, js_string
+
 __all__ = ["TRANSFORMS"]
 
 
-def _s(v: Any) -> str:
-    from agents.mapping.jexl import js_string
-
-    return js_string(v)
-
-
-def _n(v: Any) -> float:
-    from agents.mapping.jexl import js_number
-
-    return js_number(v)
+_s = js_string
+_n = js_number
 
 
 def _parse_int(v: Any) -> float:
@@ -65,8 +59,6 @@ def _substr(v: Any, start: Any, length: Any = None) -> str:
 
 
 def _typeof(v: Any) -> str:
-    from agents.mapping.jexl import UNDEFINED
-
     if v is UNDEFINED:
         return "undefined"
     if isinstance(v, bool):
@@ -83,8 +75,6 @@ def _to_fixed(v: Any, decimals: Any = 0) -> str:
 
 
 def _mapper(val: Any, values: list[Any], choices: list[Any]) -> Any:
-    from agents.mapping.jexl import UNDEFINED
-
     for i, target in enumerate(values):
         if target == val:
             return choices[i] if i < len(choices) else UNDEFINED
@@ -92,8 +82,6 @@ def _mapper(val: Any, values: list[Any], choices: list[Any]) -> Any:
 
 
 def _thmapper(val: Any, values: list[Any], choices: list[Any]) -> Any:
-    from agents.mapping.jexl import UNDEFINED
-
     for i, bound in enumerate(values):
         if _n(val) <= _n(bound):
             return choices[i] if i < len(choices) else UNDEFINED

@@ -23,7 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow
 
 TIME_COLUMNS = {"observedAt": "observed_us", "createdAt": "created_us", "modifiedAt": "modified_us", "deletedAt": "deleted_us"}
@@ -161,19 +160,3 @@ class HistoryStorage(ABC):
     @abstractmethod
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         """Overwrite one stored instance (its value and members); whether it existed."""
-
-
-def open_history(store: Store) -> HistoryStorage:
-    """The history storage in the same database as `store` (not yet opened)."""
-    from broker.store.postgres import PostgresStore
-    from broker.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        from broker.temporal.sqlite import SQLiteHistory
-
-        return SQLiteHistory(store.path)
-    if isinstance(store, PostgresStore):
-        from broker.temporal.postgres import PostgresHistory
-
-        return PostgresHistory(store.dsn, store.schema)
-    raise TypeError(f"no temporal storage for {type(store).__name__}")
