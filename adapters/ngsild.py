@@ -45,6 +45,7 @@ import orjson
 
 from models.context import is_core_context_url
 from models.errors import InternalError, NgsiLdError, from_problem
+from models.media import API, JSON, JSON_LD, LINK_REL
 
 __all__ = [
     "BatchMode",
@@ -57,11 +58,6 @@ __all__ = [
     "error_from_transport",
     "is_retryable",
 ]
-
-API = "/ngsi-ld/v1"
-LINK_REL = "http://www.w3.org/ns/json-ld#context"
-JSON = "application/json"
-JSON_LD = "application/ld+json"
 
 #: How measures are written: `update` = batch upsert with options=update (creates
 #: missing entities, overwrites the attributes sent, keeps the others); `merge` =

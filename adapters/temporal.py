@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-API = "/ngsi-ld/v1"
+from models.media import API
+
 _RANGE = re.compile(r"^DateTime\s+(.+)-(\d{4}-\d{2}-\d{2}T\S+)/(\S+)$")
 _CORE = ("id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt")
 _LISTS = ("values", "objects", "languageMaps", "vocabs", "jsons", "valueLists", "objectLists")

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from models.media import API
+
 if TYPE_CHECKING:
     from compliance.probe import Probe
 
 __all__ = ["API", "CHECKS", "ERRORS", "CheckSpec", "Failed", "NotSupported", "check"]
 
-API = "/ngsi-ld/v1"
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 
 

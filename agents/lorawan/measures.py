@@ -29,10 +29,10 @@ from agents.mapping.engine import DeviceConfig, map_measure
 from agents.mapping.timestamps import shifted
 from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert
+from models.vocabulary import Doc
 
 __all__ = ["RANGES", "ConfigFor", "Projection", "entities", "lookup", "project"]
 
-Doc = dict[str, Any]
 #: The configuration of the entity of one profile: (profile) -> DeviceConfig, e.g. the ingestor's cached ones.
 ConfigFor = Callable[[Profile], DeviceConfig]
 

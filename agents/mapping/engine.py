@@ -29,10 +29,10 @@ from agents.mapping.jexl import JexlError, evaluate, variables
 from agents.mapping.timestamps import to_utc
 from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert, device_measurement, profile_for
+from models.vocabulary import Doc
 
 __all__ = ["DeviceConfig", "entity_id", "map_measure", "merge_config"]
 
-Doc = dict[str, Any]
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 TIME_INSTANT = "TimeInstant"
 

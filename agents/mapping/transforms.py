@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from agents.mapping.jsvalues import UNDEFINED, js_number, js_string
+from models.times import utc_iso
 
 __all__ = ["TRANSFORMS"]
 
@@ -44,8 +45,7 @@ def _date(v: Any) -> datetime:
 
 
 def _iso(v: Any) -> str:
-    d = _date(v).astimezone(timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    return utc_iso(_date(v))  # Date.prototype.toISOString: milliseconds
 
 
 def _substr(v: Any, start: Any, length: Any = None) -> str:

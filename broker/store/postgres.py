@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
@@ -66,6 +65,7 @@ from broker.store.migrations import (
     same_index,
 )
 from broker.store.recent import RecentChanges
+from models.times import utc_iso
 
 CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
@@ -152,7 +152,7 @@ def _stored_doc(entity: StoredEntity | None) -> Doc | None:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso()
 
 
 Before = tuple[str, str, str] | None
