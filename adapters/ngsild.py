@@ -37,7 +37,7 @@ import ssl
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -126,7 +126,7 @@ def error_from_response(response: HttpReply) -> NgsiLdError:
         body = None
     if isinstance(body, dict) and "type" in body:
         error = problem_error(body, status)
-        if status >= 500 or status in _RETRYABLE_STATUS:
+        if status >= 500 or status in _RETRYABLE_STATUS:  # noqa: SIM102 - the inner test is the exception
             if not is_retryable(error):  # e.g. a 503 whose body says BadRequestData: trust the status
                 return BrokerUnavailable(error.detail, instance=str(response.url), status_code=status)
         return error
@@ -213,7 +213,7 @@ class NgsiLdClient:
         elif self._owns_http and self._http is not None:
             await self._http.aclose()
 
-    async def __aenter__(self) -> NgsiLdClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -429,7 +429,7 @@ class _Http11:
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None,
                       params: Mapping[str, str] | None, timeout: float) -> Reply:
-        target = url[len(self._origin):] if url.startswith(self._origin) else url
+        target = url.removeprefix(self._origin)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
         head = [f"{method} {target or '/'} HTTP/1.1", f"Host: {self._host_header}"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -116,7 +116,7 @@ class TemporalClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "TemporalClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

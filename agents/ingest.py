@@ -39,11 +39,12 @@ from agents.metrics import Metrics
 from agents.protocols import decoder_for
 from agents.registry import DeadLetter, Duplicate, Registry
 from agents.settings import AgentSettings
-from models.vocabulary import Doc
 
 __all__ = ["Ingestor"]
 
 log = logging.getLogger("metropole.agents")
+
+Doc = dict[str, Any]
 
 
 class Ingestor:

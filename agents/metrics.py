@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from threading import get_ident
 
-__all__ = ["Metrics", "Counter", "Gauge", "Histogram", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -114,7 +114,7 @@ class _CounterChild:
 class _GaugeChild:
     """One labelled series of a gauge."""
 
-    __slots__ = ("_metric", "_key")
+    __slots__ = ("_key", "_metric")
 
     def __init__(self, metric: Gauge, key: LabelKey) -> None:
         self._metric = metric

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -82,7 +82,7 @@ class NotificationReceiver:
         self.received = received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 try:
@@ -100,7 +100,7 @@ class NotificationReceiver:
         self.url = f"http://{advertised_host or host}:{self.httpd.server_address[1]}/notify"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="notifications", daemon=True)
 
-    def __enter__(self) -> "NotificationReceiver":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -211,7 +211,7 @@ class Probe:
 
     # running
 
-    def run(self, features: set[str] | None = None) -> "ProbeReport":
+    def run(self, features: set[str] | None = None) -> ProbeReport:
         """Run every check (or those of `features`), then clean up."""
         started = time.time()
         results = []

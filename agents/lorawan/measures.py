@@ -80,11 +80,11 @@ def _index(codec: Codec) -> _Index:
         table: dict[str, tuple[Profile, Measurement]] = {}
         for profile in reversed(codec.profiles):  # the first profile wins a key two profiles share
             for m in profile.measurements:
-                for k in m.keys():  # noqa: SIM118 - Measurement.keys(), not a dict
+                for k in m.names():
                     found = profile.lookup(k)
                     assert found is not None
                     table[k.lower()] = (profile, found)
-        device = {k.lower(): m for m in DEVICE_MEASUREMENTS for k in m.keys()}  # noqa: SIM118
+        device = {k.lower(): m for m in DEVICE_MEASUREMENTS for k in m.names()}
         index = _INDEXES[codec.id] = _Index(codec, table, device, frozenset(codec.not_forwarded))
     return index
 

@@ -124,7 +124,7 @@ class _Parser:
             if self.at(":"):  # elvis: a ?: b
                 self.i += 1
                 other = self.ternary()
-                return lambda c: (lambda v: v if _truthy(v) else other(c))(cond(c))
+                return lambda c: v if _truthy(v := cond(c)) else other(c)
             yes = self.ternary()
             self.take(":")
             no = self.ternary()
@@ -198,7 +198,7 @@ class _Parser:
                 if t is None or t.kind != "name":
                     raise JexlError(f"expected a property name after '.' in {self.text!r}")
                 self.i += 1
-                node = _member(node, (lambda n: lambda c: n)(t.value))
+                node = _member(node, _constant(t.value))
             elif self.at("["):
                 self.i += 1
                 index = self.ternary()
@@ -221,6 +221,10 @@ class _Parser:
                 node = _transform(t.value, node, args)
             else:
                 return node
+
+
+def _constant(value: Any) -> Node:
+    return lambda c: value
 
 
 def _truthy(v: Any) -> bool:
@@ -294,9 +298,9 @@ def _compare(op: str, a: Any, b: Any) -> bool:
 
 def _binop(op: str, left: Node, right: Node) -> Node:
     if op == "&&":
-        return lambda c: (lambda v: right(c) if _truthy(v) else v)(left(c))
+        return lambda c: right(c) if _truthy(v := left(c)) else v
     if op == "||":
-        return lambda c: (lambda v: v if _truthy(v) else right(c))(left(c))
+        return lambda c: v if _truthy(v := left(c)) else right(c)
     if op == "==":
         return lambda c: _loose_eq(left(c), right(c))
     if op == "!=":
@@ -345,7 +349,7 @@ def _transform(name: str, subject: Node, args: list[Node]) -> Node:
             return fn(*values)
         except JexlError:
             raise
-        except Exception as exc:  # a JavaScript TypeError in the agent
+        except Exception as exc:  # noqa: BLE001 - a JavaScript TypeError in the agent
             raise JexlError(f"transform {name} failed on {js_string(values[0])[:60]!r}: {exc}") from None
     return call
 

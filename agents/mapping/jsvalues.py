@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["NAN", "UNDEFINED", "js_number", "js_string"]
 
@@ -16,9 +16,9 @@ __all__ = ["NAN", "UNDEFINED", "js_number", "js_string"]
 class _Undefined:
     """JavaScript's `undefined`: one instance, falsy."""
 
-    _instance: _Undefined | None = None
+    _instance: Self | None = None
 
-    def __new__(cls) -> _Undefined:
+    def __new__(cls) -> Self:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance

@@ -7,7 +7,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -38,10 +38,10 @@ def _date(v: Any) -> datetime:
     if isinstance(v, bool):
         raise ValueError("Invalid time value")
     if isinstance(v, (int, float)):
-        return datetime.fromtimestamp(v / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(v / 1000, tz=UTC)
     text = _s(v).strip()
     d = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def _iso(v: Any) -> str:
@@ -56,6 +56,11 @@ def _substr(v: Any, start: Any, length: Any = None) -> str:
     if length is None:
         return s[i:]
     return s[i : i + max(int(_n(length)), 0)]
+
+
+def _timeoffset(v: Any) -> int:
+    _date(v)  # jexlTransformsMap.js: new Date(v).getTimezoneOffset(), 0 in UTC; an unreadable date fails
+    return 0
 
 
 def _typeof(v: Any) -> str:
@@ -132,7 +137,7 @@ TRANSFORMS: dict[str, Callable[..., Any]] = {
     "parseint": _parse_int,
     "parsefloat": _parse_float,
     "toisodate": _iso,
-    "timeoffset": lambda v: 0 if _date(v) else 0,
+    "timeoffset": _timeoffset,
     "tostring": lambda v: _s(v),
     "urlencode": lambda v: quote(_s(v), safe="~@#$&()*!+=:;,.?/'-_"),
     "urldecode": lambda v: unquote(_s(v)),

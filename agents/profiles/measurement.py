@@ -33,7 +33,8 @@ class Measurement:
     aliases: tuple[str, ...] = ()
     controlled_property: str | None = None
 
-    def keys(self) -> tuple[str, ...]:
+    def names(self) -> tuple[str, ...]:
+        """Every name the reading may come under: its key, the attribute, the aliases."""
         return (self.key, self.attribute, *self.aliases)
 
 
@@ -51,7 +52,7 @@ class Profile:
     def lookup(self, key: str) -> Measurement | None:
         folded = key.lower()
         for m in self.measurements:
-            if key in m.keys() or folded in (k.lower() for k in m.keys()):
+            if key in m.names() or folded in (k.lower() for k in m.names()):
                 return m
         return None
 
@@ -69,7 +70,7 @@ DEVICE_MEASUREMENTS: tuple[Measurement, ...] = (
 def device_measurement(key: str) -> Measurement | None:
     folded = key.lower()
     for m in DEVICE_MEASUREMENTS:
-        if folded in (k.lower() for k in m.keys()):
+        if folded in (k.lower() for k in m.names()):
             return m
     return None
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
@@ -65,7 +66,6 @@ from broker.store.migrations import (
     same_index,
 )
 from broker.store.recent import RecentChanges
-from models.times import utc_iso
 
 CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
@@ -152,7 +152,7 @@ def _stored_doc(entity: StoredEntity | None) -> Doc | None:
 
 
 def _utc_now() -> str:
-    return utc_iso()
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Before = tuple[str, str, str] | None
