@@ -11,6 +11,15 @@
 
 Declaring the same name twice returns the first declaration (so two modules
 may share a metric), unless kind or labels differ, which is a programming error.
+
+Hand-written rather than prometheus_client (which the broker uses) for the
+increment's cost: `python -m bench.metrics_bench` (CPU ns per increment of a
+kept labelled child, 2026-12-06, this 2-core machine): 136 here against 283
+for prometheus_client 0.26 with one thread, 143 against 289 with four
+(`labels(...).inc()` looked up each time: 1,603 against 1,701). At a few
+increments per message that is under 1 µs of the agent's ~150-190 µs of CPU
+per message (README, Benchmarks): small; a move to the library would be
+measured again end to end with bench.ingest_bench.
 """
 
 from __future__ import annotations
