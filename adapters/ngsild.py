@@ -37,7 +37,7 @@ import ssl
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -45,6 +45,7 @@ import orjson
 
 from models.context import is_core_context_url
 from models.errors import InternalError, NgsiLdError, from_problem
+from models.media import API, JSON, JSON_LD, LINK_REL
 
 __all__ = [
     "BatchMode",
@@ -57,11 +58,6 @@ __all__ = [
     "error_from_transport",
     "is_retryable",
 ]
-
-API = "/ngsi-ld/v1"
-LINK_REL = "http://www.w3.org/ns/json-ld#context"
-JSON = "application/json"
-JSON_LD = "application/ld+json"
 
 #: How measures are written: `update` = batch upsert with options=update (creates
 #: missing entities, overwrites the attributes sent, keeps the others); `merge` =
@@ -130,7 +126,7 @@ def error_from_response(response: HttpReply) -> NgsiLdError:
         body = None
     if isinstance(body, dict) and "type" in body:
         error = problem_error(body, status)
-        if status >= 500 or status in _RETRYABLE_STATUS:
+        if status >= 500 or status in _RETRYABLE_STATUS:  # noqa: SIM102 - the inner test is the exception
             if not is_retryable(error):  # e.g. a 503 whose body says BadRequestData: trust the status
                 unavailable = BrokerUnavailable(error.detail, instance=str(response.url), status_code=status)
                 return _answered(unavailable, status)
@@ -225,7 +221,7 @@ class NgsiLdClient:
         elif self._owns_http and self._http is not None:
             await self._http.aclose()
 
-    async def __aenter__(self) -> NgsiLdClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -441,7 +437,7 @@ class _Http11:
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None,
                       params: Mapping[str, str] | None, timeout: float) -> Reply:
-        target = url[len(self._origin):] if url.startswith(self._origin) else url
+        target = url.removeprefix(self._origin)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
         head = [f"{method} {target or '/'} HTTP/1.1", f"Host: {self._host_header}"]

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from models.times import utc_iso
+
 __all__ = ["OutboxAdmin", "device_prefix"]
 
 _LEASED_BEYOND = 300.0  # a row due later than this is leased (Outbox.LEASE_SECONDS is 600), not backing off
@@ -50,7 +52,7 @@ def _scope(tenant: str, service_path: str | None, ids: Sequence[int] | None, id_
 def _iso(ts: float | None) -> str | None:
     if not ts:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+    return utc_iso(ts)
 
 
 def _device_id(device: str) -> str:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
-API = "/ngsi-ld/v1"
+from models.media import API
+
 _RANGE = re.compile(r"^DateTime\s+(.+)-(\d{4}-\d{2}-\d{2}T\S+)/(\S+)$")
 _CORE = ("id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt")
 _LISTS = ("values", "objects", "languageMaps", "vocabs", "jsons", "valueLists", "objectLists")
@@ -115,7 +116,7 @@ class TemporalClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "TemporalClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,7 +20,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["EmbeddedMqttBroker", "ensure_mqtt_broker", "broker_answers"]
+__all__ = ["EmbeddedMqttBroker", "broker_answers", "ensure_mqtt_broker"]
 
 log = logging.getLogger("metropole.agents.embedded_mqtt")
 
@@ -157,8 +157,7 @@ class EmbeddedMqttBroker:
                     break
                 self._handle(session, kind, flags, body)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, ValueError, UnicodeDecodeError,
-                asyncio.CancelledError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, UnicodeDecodeError, asyncio.CancelledError):
             pass
         finally:
             if session is not None and session.writer is writer:

@@ -28,7 +28,7 @@ import re
 import time
 from typing import Any
 
-from agents.codecs import CodecError, decoder_for, ultralight
+from agents.codecs import CodecError, ultralight
 from agents.codecs import json as json_codec
 from agents.ingest_lorawan import LorawanIngest
 from agents.lorawan.provisioning import parse_servers
@@ -37,6 +37,7 @@ from agents.mapping.jexl import JexlError, evaluate
 from agents.mapping.timestamps import shifted
 from agents.messages import EntityUpdate, Inbound, Outcome, Rejected
 from agents.metrics import Metrics
+from agents.protocols import decoder_for
 from agents.registry import DeadLetter, Duplicate, Registry
 from agents.settings import AgentSettings, origin
 

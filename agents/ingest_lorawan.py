@@ -44,12 +44,12 @@ from agents.profiles import Profile
 from agents.registry import Duplicate, Registry
 from agents.registry.lorawan import Found, group_of, groups_listening, matches, uplink_device
 from agents.settings import AgentSettings
+from models.vocabulary import Doc
 
 __all__ = ["PROTOCOLS", "LorawanIngest"]
 
 log = logging.getLogger("metropole.agents.lorawan")
 
-Doc = dict[str, Any]
 PROTOCOLS = {"lorawan-tts": tts.parse_uplink, "lorawan-chirpstack": chirpstack.parse_uplink}
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a network server's device name we take as a device_id
 

@@ -11,6 +11,15 @@
 
 Declaring the same name twice returns the first declaration (so two modules
 may share a metric), unless kind or labels differ, which is a programming error.
+
+Hand-written rather than prometheus_client (which the broker uses) for the
+increment's cost: `python -m bench.metrics_bench` (CPU ns per increment of a
+kept labelled child, 2026-12-06, this 2-core machine): 136 here against 283
+for prometheus_client 0.26 with one thread, 143 against 289 with four
+(`labels(...).inc()` looked up each time: 1,603 against 1,701). At a few
+increments per message that is under 1 µs of the agent's ~150-190 µs of CPU
+per message (README, Benchmarks): small; a move to the library would be
+measured again end to end with bench.ingest_bench.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from threading import get_ident
 
-__all__ = ["Metrics", "Counter", "Gauge", "Histogram", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -114,7 +123,7 @@ class _CounterChild:
 class _GaugeChild:
     """One labelled series of a gauge."""
 
-    __slots__ = ("_metric", "_key")
+    __slots__ = ("_key", "_metric")
 
     def __init__(self, metric: Gauge, key: LabelKey) -> None:
         self._metric = metric

@@ -43,6 +43,7 @@ from agents.transports.http import create_http_app
 from agents.transports.intake import Intake
 from agents.transports.lorawan_mqtt import NetworkServers
 from agents.transports.mqtt import MqttOptions, MqttTransport
+from models.times import utc_iso
 from web.secrets import remember
 
 __all__ = ["AgentRuntime", "RuntimeOptions", "serve"]
@@ -329,9 +330,7 @@ class AgentRuntime:
 
 
 def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso(ts)
 
 
 async def serve(settings: AgentSettings, options: RuntimeOptions | None = None) -> None:

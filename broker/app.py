@@ -95,9 +95,11 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         await state.forwarder.start()
         # --- end federation
         # --- temporal (broker.temporal): history recorder + change-log trim; stops before the store
+        from broker.service.temporal import TemporalService
         from broker.temporal.runtime import start_temporal, stop_temporal
 
         await start_temporal(state, store)
+        state.temporal = TemporalService(store, state.history, state.recorder, limit=settings.temporal_limit)
         # --- end temporal
         try:
             yield

@@ -24,12 +24,13 @@ from fastapi.responses import Response
 
 from broker import limits
 from models.errors import BadRequestData, InvalidRequest, NgsiLdError
+from models.media import GEO_JSON, JSON, JSON_LD, LINK_REL
 
-JSON = "application/json"
-JSON_LD = "application/ld+json"
-GEO_JSON = "application/geo+json"
+__all__ = ["GEO_JSON", "JSON", "JSON_LD", "LINK_REL", "MERGE_PATCH", "Incoming", "MediaTypeError", "accepted_type",
+           "json_response", "link_context", "link_header", "no_content", "problem_response", "read_body",
+           "with_body_context"]
+
 MERGE_PATCH = "application/merge-patch+json"
-LINK_REL = "http://www.w3.org/ns/json-ld#context"
 
 _LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
 

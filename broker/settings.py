@@ -43,7 +43,7 @@ class BrokerSettings:
         return self.store_url or f"sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "BrokerSettings":
+    def from_env(cls, **overrides: object) -> BrokerSettings:
         """Defaults, overridden by METROPOLE_BROKER_* variables, overridden by arguments (None ignored)."""
         env = os.environ
         values: dict[str, object] = {

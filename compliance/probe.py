@@ -6,7 +6,8 @@ start with `urn:ngsi-ld:AirQualityObserved:compliance-<run>-`; everything
 created is deleted at the end. A local HTTP receiver takes the
 notifications of the subscription checks.
 
-One check per function, registered with its clause and feature:
+One check per function (compliance/probe_checks.py), registered with its
+clause and feature (compliance/probe_registry.py):
 
     @check("entities", "5.6.1", "Create entity answers 201 with a Location header")
     def create_entity(p: Probe) -> str: ...
@@ -27,30 +28,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
+from compliance.probe_checks import CHECKS
+from compliance.probe_registry import API, ERRORS, CheckSpec, Failed, NotSupported
 from models.smart_data_models import AirQualityObserved
 
-API = "/ngsi-ld/v1"
-ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+__all__ = ["API", "CHECKS", "DEFAULT_CONTEXT", "ERRORS", "FAIL", "NOT_SUPPORTED", "PASS", "CheckResult", "CheckSpec",
+           "Exchange", "Failed", "NotSupported", "NotificationReceiver", "Probe", "ProbeReport"]
+
 DEFAULT_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
 PASS, FAIL, NOT_SUPPORTED = "pass", "fail", "not supported"
 MAX_BODY = 4000
-
-
-class Failed(Exception):
-    """The broker answered, but not as the clause requires."""
-
-    def __init__(self, expected: str, observed: str) -> None:
-        super().__init__(f"expected {expected}, observed {observed}")
-        self.expected = expected
-        self.observed = observed
-
-
-class NotSupported(Exception):
-    """The broker does not implement the operation (501, or no such route)."""
 
 
 @dataclass
@@ -80,31 +71,6 @@ class CheckResult:
     exchanges: list[Exchange] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class CheckSpec:
-    """A registered check."""
-
-    id: str
-    feature: str
-    clause: str
-    title: str
-    expected: str
-    func: Callable[[Probe], str]
-
-
-CHECKS: list[CheckSpec] = []
-
-
-def check(feature: str, clause: str, title: str, expected: str) -> Callable[[Callable[[Probe], str]], Callable[[Probe], str]]:
-    """Register a check of `clause` in `feature`; `expected` says what the clause requires."""
-
-    def register(func: Callable[[Probe], str]) -> Callable[[Probe], str]:
-        CHECKS.append(CheckSpec(func.__name__, feature, clause, title, expected, func))
-        return func
-
-    return register
-
-
 # --- the notification receiver ------------------------------------------------------------
 
 
@@ -116,7 +82,7 @@ class NotificationReceiver:
         self.received = received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 try:
@@ -134,7 +100,7 @@ class NotificationReceiver:
         self.url = f"http://{advertised_host or host}:{self.httpd.server_address[1]}/notify"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="notifications", daemon=True)
 
-    def __enter__(self) -> "NotificationReceiver":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -245,7 +211,7 @@ class Probe:
 
     # running
 
-    def run(self, features: set[str] | None = None) -> "ProbeReport":
+    def run(self, features: set[str] | None = None) -> ProbeReport:
         """Run every check (or those of `features`), then clean up."""
         started = time.time()
         results = []
@@ -343,7 +309,3 @@ def _is_problem(r: httpx.Response) -> bool:
 def _short(r: httpx.Response) -> str:
     text = r.text
     return text if len(text) <= 300 else text[:300] + "..."
-
-
-# The checks live in probe_checks; importing it registers them.
-from compliance import probe_checks  # noqa: E402,F401

@@ -9,11 +9,16 @@ behaviour; a prerequisite that fails makes the check fail with the reason.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from compliance.probe import API, ERRORS, Failed, NotSupported, Probe, check
+from compliance.probe_registry import API, CHECKS, ERRORS, Failed, NotSupported, check
+from models.media import JSON_LD
 
-JSONLD = "application/ld+json"
+if TYPE_CHECKING:
+    from compliance.probe import Probe
+
+__all__ = ["CHECKS"]
+
 
 
 def _body(r: Any) -> Any:
@@ -166,9 +171,9 @@ def concise(p: Probe) -> str:
 @check("representations", "6.3.5", "JSON-LD response", "Content-Type application/ld+json with an @context member")
 def json_ld_response(p: Probe) -> str:
     eid = p.create(p.entity())
-    r = p.request("GET", f"{API}/entities/{eid}", headers={"Accept": JSONLD})
+    r = p.request("GET", f"{API}/entities/{eid}", headers={"Accept": JSON_LD})
     p.expect_status(r, 200)
-    if JSONLD not in r.headers.get("content-type", "") or "@context" not in _body(r):
+    if JSON_LD not in r.headers.get("content-type", "") or "@context" not in _body(r):
         raise Failed("application/ld+json with @context", f"{r.headers.get('content-type')} {r.text[:150]}")
     return "ld+json with @context"
 
@@ -393,7 +398,7 @@ def context_link(p: Probe) -> str:
 @check("context", "6.3.5", "JSON-LD request with @context in the body", "201")
 def context_in_body(p: Probe) -> str:
     entity = {**p.entity(), "@context": [p.context]}
-    r = p.request("POST", f"{API}/entities", json_body=entity, link=False, headers={"Content-Type": JSONLD})
+    r = p.request("POST", f"{API}/entities", json_body=entity, link=False, headers={"Content-Type": JSON_LD})
     p.expect_status(r, 201)
     p.created.add(entity["id"])
     return "201"
@@ -401,7 +406,7 @@ def context_in_body(p: Probe) -> str:
 
 @check("context", "6.3.5", "JSON-LD request without @context", "400 BadRequestData")
 def context_missing_in_jsonld(p: Probe) -> str:
-    r = p.request("POST", f"{API}/entities", json_body=p.entity(), link=False, headers={"Content-Type": JSONLD})
+    r = p.request("POST", f"{API}/entities", json_body=p.entity(), link=False, headers={"Content-Type": JSON_LD})
     if r.status_code == 201:
         p.created.add(str(r.headers.get("location", "")).rsplit("/", 1)[-1])
     p.expect_status(r, 400)

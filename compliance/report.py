@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from compliance.payload import PayloadReport
@@ -81,7 +81,7 @@ def _page(title: str, subtitle: str, figures: list[tuple[str, str, int, str]], b
         f'<div class="figure"><span class="n {cls}" id="figure-{key}">{n}</span><span class="l">{label}</span></div>'
         for key, label, n, cls in figures
     )
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"

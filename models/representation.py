@@ -44,7 +44,7 @@ class Representation(str, Enum):
     SIMPLIFIED = "keyValues"
 
     @classmethod
-    def from_options(cls, options: set[str], fmt: str | None = None) -> "Representation":
+    def from_options(cls, options: set[str], fmt: str | None = None) -> Representation:
         """Pick the representation from the `format` parameter, else the `options` flags (clause 6.3.7)."""
         if fmt:
             if fmt in ("keyValues", "simplified"):
@@ -179,9 +179,9 @@ def pick_language(language_map: dict[str, Any], lang: str) -> Any:
             break
         if tag in language_map:
             return language_map[tag]
-        for key in language_map:  # "fr" also matches "fr-FR"
+        for key, value in language_map.items():  # "fr" also matches "fr-FR"
             if key.split("-")[0] == tag.split("-")[0]:
-                return language_map[key]
+                return value
     if "@none" in language_map:
         return language_map["@none"]
     return next(iter(language_map.values()))
@@ -214,6 +214,7 @@ def convert(entity: dict[str, Any], representation: Representation, *, lang: str
 
 
 __all__ = [
+    "RELATIONSHIP",
     "Representation",
     "convert",
     "from_simplified",
@@ -221,5 +222,4 @@ __all__ = [
     "simplified_value",
     "to_concise",
     "to_simplified",
-    "RELATIONSHIP",
 ]

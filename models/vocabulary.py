@@ -108,3 +108,6 @@ Json = Any
 
 Entity = dict[str, Any]
 """An entity in any of the representations (a JSON object)."""
+
+Doc = dict[str, Any]
+"""A JSON object as parsed: an entity, an attribute, a subscription, a provisioning body, a stored row's document."""

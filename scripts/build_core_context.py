@@ -17,7 +17,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from models.context.core import CORE_CONTEXT_FILE, build_core_document  # noqa: E402
+from models.context.core import CORE_CONTEXT_FILE, build_core_document
 
 DEFAULT_SOURCE = PROJECT.parent / "shared/reference/ngsi-ld/spec-v1.9.1/B/B.md"
 TARGET = PROJECT / "models/contexts" / CORE_CONTEXT_FILE

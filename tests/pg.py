@@ -24,22 +24,22 @@ def schema_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-async def acreate_schema(schema: str, dsn: str = services.POSTGRES_DSN) -> None:
-    """Create the (empty) schema."""
+async def _execute(statement: str, dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def acreate_schema(schema: str, dsn: str = services.POSTGRES_DSN) -> None:
+    """Create the (empty) schema."""
+    await _execute(f'CREATE SCHEMA "{schema}"', dsn)
 
 
 async def adrop_schema(schema: str, dsn: str = services.POSTGRES_DSN) -> None:
     """Drop the schema and everything in it, if it is there."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await _execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', dsn)
 
 
 def drop_schema(schema: str, dsn: str = services.POSTGRES_DSN) -> None:

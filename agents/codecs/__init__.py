@@ -8,16 +8,16 @@ per vendor, one module per model: ``decentlab/dl_pm.py``) follow the LoRa
 Alliance TS013 contract instead and are found by the catalogue
 (agents.lorawan.catalog) under their id, ``<vendor>/<model>``. Each module has
 a sibling ``<name>_vectors.json`` of input/output and input/error examples
-that one parametrised test runs.
+that one parametrised test runs. The protocols by name are in agents.protocols
+(the codec modules import this package, so it imports none of them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-__all__ = ["CodecError", "Decoder", "decoder_for", "rename_reserved"]
+__all__ = ["CodecError", "Decoder", "rename_reserved"]
 
 Decoder = Callable[[bytes], list[dict[str, Any]]]
 
@@ -34,20 +34,3 @@ def rename_reserved(measure: dict[str, Any]) -> dict[str, Any]:
     if not RESERVED_KEYS.keys() & measure.keys():
         return measure
     return {RESERVED_KEYS.get(k, k): v for k, v in measure.items()}
-
-
-def decoder_for(protocol: str) -> Decoder:
-    """The decode function of a protocol name ("json", "ul")."""
-    try:
-        return _decoders()[protocol.lower()]
-    except KeyError:
-        raise CodecError(f"unknown protocol {protocol!r}") from None
-
-
-@cache
-def _decoders() -> dict[str, Decoder]:
-    # Imported here, once: the codec modules import this package (CodecError) themselves.
-    from agents.codecs import json as json_codec
-    from agents.codecs import ultralight
-
-    return {"json": json_codec.decode, "ul": ultralight.decode, "ultralight": ultralight.decode}

@@ -30,8 +30,7 @@ def _is_timestamp(text: str) -> bool:
 
 def _group(text: str, index: int) -> dict[str, Any]:
     body = text.strip()
-    if body.startswith("|"):
-        body = body[1:]
+    body = body.removeprefix("|")
     if not body:
         raise CodecError(f"measure group {index} is empty")
     fields = [f.strip() for f in body.split("|")]

@@ -38,13 +38,13 @@ from fastapi.responses import JSONResponse, Response
 
 from agents.commands.service import CommandService, Device
 from models.context import is_core_context_url
+from models.media import API
 
 __all__ = ["MODES", "CommandRoutes"]
 
 log = logging.getLogger("metropole.agents.commands")
 
 MODES = ("subscription", "registration", "off")
-API = "/ngsi-ld/v1"
 
 
 def _value(attribute: Any) -> Any:

@@ -30,7 +30,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -47,6 +46,8 @@ from agents.metrics import Metrics
 from agents.registry import Registry
 from agents.registry.lorawan import group_of
 from agents.settings import AgentSettings
+from models.times import utc_iso
+from models.vocabulary import Doc
 
 __all__ = ["DELIVERED", "ERROR", "EXPIRED", "OK", "PENDING", "UNKNOWN", "CommandService", "Device"]
 
@@ -55,7 +56,6 @@ log = logging.getLogger("metropole.agents.commands")
 UNKNOWN, PENDING, DELIVERED, OK, ERROR = "UNKNOWN", "PENDING", "DELIVERED", "OK", "ERROR"
 EXPIRED = "EXPIRED"  # the info of a command whose time ran out (its status is ERROR)
 
-Doc = dict[str, Any]
 Publish = Callable[[str, bytes, int], Awaitable[None]]
 
 
@@ -100,7 +100,7 @@ def _commands(doc: Doc | None) -> list[Doc]:
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_iso(timespec="microseconds")
 
 
 class CommandService:

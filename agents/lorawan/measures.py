@@ -29,10 +29,10 @@ from agents.mapping.engine import DeviceConfig, map_measure
 from agents.mapping.timestamps import shifted
 from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert
+from models.vocabulary import Doc
 
 __all__ = ["RANGES", "ConfigFor", "Projection", "entities", "lookup", "project"]
 
-Doc = dict[str, Any]
 #: The configuration of the entity of one profile: (profile) -> DeviceConfig, e.g. the ingestor's cached ones.
 ConfigFor = Callable[[Profile], DeviceConfig]
 
@@ -80,11 +80,11 @@ def _index(codec: Codec) -> _Index:
         table: dict[str, tuple[Profile, Measurement]] = {}
         for profile in reversed(codec.profiles):  # the first profile wins a key two profiles share
             for m in profile.measurements:
-                for k in m.keys():  # noqa: SIM118 - Measurement.keys(), not a dict
+                for k in m.names():
                     found = profile.lookup(k)
                     assert found is not None
                     table[k.lower()] = (profile, found)
-        device = {k.lower(): m for m in DEVICE_MEASUREMENTS for k in m.keys()}  # noqa: SIM118
+        device = {k.lower(): m for m in DEVICE_MEASUREMENTS for k in m.names()}
         index = _INDEXES[codec.id] = _Index(codec, table, device, frozenset(codec.not_forwarded))
     return index
 

@@ -20,16 +20,15 @@ existing ingest path. The best gateway RSSI goes to the Device entity (`rssi`, d
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from agents.lorawan.catalog import Codec
 from agents.lorawan.envelope import Uplink
 from agents.lorawan.measures import entities
 from agents.mapping.timestamps import now_utc
+from models.vocabulary import Doc
 
 __all__ = ["Outcome", "to_entities"]
-
-Doc = dict[str, Any]
 
 
 class Outcome(NamedTuple):

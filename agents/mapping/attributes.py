@@ -159,7 +159,7 @@ def attribute_builder(type_name: str | None, metadata: dict[str, Any] | None = N
     convert = _converter((type_name or "").strip().lower())
     try:
         members: dict[str, Any] | None = metadata_members(metadata)
-    except Exception:
+    except Exception:  # noqa: BLE001 - see below
         # Provisioning does not validate metadata: a malformed one fails each value it is used with, as
         # it always did, rather than the configuration.
         members = None

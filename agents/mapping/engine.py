@@ -29,10 +29,10 @@ from agents.mapping.jexl import JexlError, evaluate, variables
 from agents.mapping.timestamps import to_utc
 from agents.messages import Rejected
 from agents.profiles import DEVICE_MEASUREMENTS, Measurement, Profile, convert, device_measurement, profile_for
+from models.vocabulary import Doc
 
 __all__ = ["DeviceConfig", "entity_id", "map_measure", "merge_config"]
 
-Doc = dict[str, Any]
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 TIME_INSTANT = "TimeInstant"
 
@@ -226,7 +226,7 @@ def _static(static: Doc) -> _Static:
         # Each measure gets a shallow copy (observedAt is added to it); the value inside is shared, as a
         # provisioned structured value always was, and nothing mutates it (the outbox serialises the entity).
         return _Static(static["name"], static.get("type"), dict, build(static["value"]))
-    except Exception:
+    except Exception:  # noqa: BLE001 - see below
         # A value of the wrong type (or malformed metadata) fails every measure that sends it, as before.
         return _Static(static["name"], static.get("type"), build, static["value"])
 
@@ -256,7 +256,7 @@ def _profile_plan(profile: Profile) -> _ProfilePlan:
     # what lookup answers for it gives the same answers in one dict access.
     builders: dict[Measurement, Builder] = {}
     measurements: dict[str, tuple[Measurement, Builder]] = {}
-    for key in (k for m in profile.measurements for k in m.keys()):
+    for key in (k for m in profile.measurements for k in m.names()):
         found = profile.lookup(key)
         assert found is not None
         if found not in builders:
@@ -268,7 +268,7 @@ def _profile_plan(profile: Profile) -> _ProfilePlan:
 
 
 #: device_measurement by lower-cased key, which is all it matches on
-_DEVICE_MEASUREMENTS = {k.lower(): device_measurement(k) for m in DEVICE_MEASUREMENTS for k in m.keys()}
+_DEVICE_MEASUREMENTS = {k.lower(): device_measurement(k) for m in DEVICE_MEASUREMENTS for k in m.names()}
 
 
 # -- mapping one measure group ------------------------------------------------------------------------

@@ -61,6 +61,6 @@ def to_geojson(type_name: str, value: Any) -> dict[str, Any]:
         raise ValueError(f"{value!r} is not a geometry")
     try:
         validate_geometry(geometry)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any invalid geometry is a bad measure
         raise ValueError(str(exc)) from None
     return geometry

@@ -23,31 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.mapping import transforms as _transforms
+from agents.mapping.jsvalues import NAN, UNDEFINED, js_number, js_string
 
-__all__ = ["JexlError", "UNDEFINED", "compile_expression", "evaluate", "js_string", "variables"]
+__all__ = ["UNDEFINED", "JexlError", "compile_expression", "evaluate", "js_number", "js_string", "variables"]
 
 
 class JexlError(ValueError):
     """An expression that does not parse, or whose evaluation fails."""
 
 
-class _Undefined:
-    _instance: "_Undefined | None" = None
-
-    def __new__(cls) -> "_Undefined":
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "undefined"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-UNDEFINED: Any = _Undefined()
-NAN = float("nan")
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -140,7 +124,7 @@ class _Parser:
             if self.at(":"):  # elvis: a ?: b
                 self.i += 1
                 other = self.ternary()
-                return lambda c: (lambda v: v if _truthy(v) else other(c))(cond(c))
+                return lambda c: v if _truthy(v := cond(c)) else other(c)
             yes = self.ternary()
             self.take(":")
             no = self.ternary()
@@ -214,7 +198,7 @@ class _Parser:
                 if t is None or t.kind != "name":
                     raise JexlError(f"expected a property name after '.' in {self.text!r}")
                 self.i += 1
-                node = _member(node, (lambda n: lambda c: n)(t.value))
+                node = _member(node, _constant(t.value))
             elif self.at("["):
                 self.i += 1
                 index = self.ternary()
@@ -239,6 +223,10 @@ class _Parser:
                 return node
 
 
+def _constant(value: Any) -> Node:
+    return lambda c: value
+
+
 def _truthy(v: Any) -> bool:
     if v is None or v is UNDEFINED:
         return False
@@ -247,56 +235,6 @@ def _truthy(v: Any) -> bool:
     if isinstance(v, (list, dict)):
         return True
     return bool(v)
-
-
-def js_number(v: Any) -> float:
-    """JavaScript Number(v)."""
-    if isinstance(v, bool):
-        return 1.0 if v else 0.0
-    if isinstance(v, (int, float)):
-        return v  # type: ignore[return-value]
-    if v is None:
-        return 0
-    if v is UNDEFINED:
-        return NAN
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return 0
-        try:
-            return int(s) if re.fullmatch(r"[+-]?\d+", s) else float(s)
-        except ValueError:
-            return NAN
-    if isinstance(v, list):
-        return js_number(v[0]) if len(v) == 1 else (0 if not v else NAN)
-    return NAN
-
-
-def js_string(v: Any) -> str:
-    """JavaScript String(v)."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if v is UNDEFINED:
-        return "undefined"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        if v.is_integer() and abs(v) < 1e21:
-            return str(int(v))
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, list):
-        return ",".join("" if x is None or x is UNDEFINED else js_string(x) for x in v)
-    if isinstance(v, dict):
-        return "[object Object]"
-    return str(v)
 
 
 def _tidy(x: float) -> float:
@@ -360,9 +298,9 @@ def _compare(op: str, a: Any, b: Any) -> bool:
 
 def _binop(op: str, left: Node, right: Node) -> Node:
     if op == "&&":
-        return lambda c: (lambda v: right(c) if _truthy(v) else v)(left(c))
+        return lambda c: right(c) if _truthy(v := left(c)) else v
     if op == "||":
-        return lambda c: (lambda v: v if _truthy(v) else right(c))(left(c))
+        return lambda c: v if _truthy(v := left(c)) else right(c)
     if op == "==":
         return lambda c: _loose_eq(left(c), right(c))
     if op == "!=":
@@ -411,7 +349,7 @@ def _transform(name: str, subject: Node, args: list[Node]) -> Node:
             return fn(*values)
         except JexlError:
             raise
-        except Exception as exc:  # a JavaScript TypeError in the agent
+        except Exception as exc:  # noqa: BLE001 - a JavaScript TypeError in the agent
             raise JexlError(f"transform {name} failed on {js_string(values[0])[:60]!r}: {exc}") from None
     return call
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["to_utc", "now_utc", "shifted"]
+__all__ = ["now_utc", "shifted", "to_utc"]
 
 # What _format writes (a four-digit year; a fraction only when not zero, in milliseconds when that is exact):
 # such a text is its own result, and the transports stamp every message so, as do most devices.
@@ -15,13 +15,13 @@ _CANONICAL = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!000Z)\d{3}|
 
 
 def now_utc() -> str:
-    return _format(datetime.now(timezone.utc))
+    return _format(datetime.now(UTC))
 
 
 def _format(d: datetime) -> str:
     # Microseconds are kept when present: history keeps one instance per
     # observedAt, so two measures a few microseconds apart must stay apart.
-    d = d.astimezone(timezone.utc)
+    d = d.astimezone(UTC)
     us = d.microsecond
     fraction = "" if not us else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
     return d.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
@@ -34,7 +34,7 @@ def shifted(timestamp: str, microseconds: int) -> str:
     their reception time; each later one is stamped a microsecond after the
     previous, so history keeps every one of them, in the order sent.
     """
-    d = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    d = datetime.fromisoformat(timestamp)
     return _format(d + timedelta(microseconds=microseconds))
 
 
@@ -46,7 +46,7 @@ def to_utc(value: Any, tz: str | None = None) -> str:
         raise ValueError("a boolean is not a timestamp")
     if isinstance(value, (int, float)):
         seconds = value / 1000 if abs(value) > 1e11 else value
-        return _format(datetime.fromtimestamp(seconds, tz=timezone.utc))
+        return _format(datetime.fromtimestamp(seconds, tz=UTC))
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a timestamp")
     text = value.strip()
@@ -58,9 +58,9 @@ def to_utc(value: Any, tz: str | None = None) -> str:
         raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
     if d.tzinfo is None:
         try:
-            d = d.replace(tzinfo=ZoneInfo(tz) if tz else timezone.utc)
+            d = d.replace(tzinfo=ZoneInfo(tz) if tz else UTC)
         except (ZoneInfoNotFoundError, ValueError):
-            d = d.replace(tzinfo=timezone.utc)
+            d = d.replace(tzinfo=UTC)
     return _format(d)
 
 

@@ -7,23 +7,18 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
+
+from agents.mapping.jsvalues import UNDEFINED, js_number, js_string
+from models.times import utc_iso
 
 __all__ = ["TRANSFORMS"]
 
 
-def _s(v: Any) -> str:
-    from agents.mapping.jexl import js_string
-
-    return js_string(v)
-
-
-def _n(v: Any) -> float:
-    from agents.mapping.jexl import js_number
-
-    return js_number(v)
+_s = js_string
+_n = js_number
 
 
 def _parse_int(v: Any) -> float:
@@ -43,15 +38,14 @@ def _date(v: Any) -> datetime:
     if isinstance(v, bool):
         raise ValueError("Invalid time value")
     if isinstance(v, (int, float)):
-        return datetime.fromtimestamp(v / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(v / 1000, tz=UTC)
     text = _s(v).strip()
     d = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def _iso(v: Any) -> str:
-    d = _date(v).astimezone(timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    return utc_iso(_date(v))  # Date.prototype.toISOString: milliseconds
 
 
 def _substr(v: Any, start: Any, length: Any = None) -> str:
@@ -64,9 +58,12 @@ def _substr(v: Any, start: Any, length: Any = None) -> str:
     return s[i : i + max(int(_n(length)), 0)]
 
 
-def _typeof(v: Any) -> str:
-    from agents.mapping.jexl import UNDEFINED
+def _timeoffset(v: Any) -> int:
+    _date(v)  # jexlTransformsMap.js: new Date(v).getTimezoneOffset(), 0 in UTC; an unreadable date fails
+    return 0
 
+
+def _typeof(v: Any) -> str:
     if v is UNDEFINED:
         return "undefined"
     if isinstance(v, bool):
@@ -83,8 +80,6 @@ def _to_fixed(v: Any, decimals: Any = 0) -> str:
 
 
 def _mapper(val: Any, values: list[Any], choices: list[Any]) -> Any:
-    from agents.mapping.jexl import UNDEFINED
-
     for i, target in enumerate(values):
         if target == val:
             return choices[i] if i < len(choices) else UNDEFINED
@@ -92,8 +87,6 @@ def _mapper(val: Any, values: list[Any], choices: list[Any]) -> Any:
 
 
 def _thmapper(val: Any, values: list[Any], choices: list[Any]) -> Any:
-    from agents.mapping.jexl import UNDEFINED
-
     for i, bound in enumerate(values):
         if _n(val) <= _n(bound):
             return choices[i] if i < len(choices) else UNDEFINED
@@ -144,7 +137,7 @@ TRANSFORMS: dict[str, Callable[..., Any]] = {
     "parseint": _parse_int,
     "parsefloat": _parse_float,
     "toisodate": _iso,
-    "timeoffset": lambda v: 0 if _date(v) else 0,
+    "timeoffset": _timeoffset,
     "tostring": lambda v: _s(v),
     "urlencode": lambda v: quote(_s(v), safe="~@#$&()*!+=:;,.?/'-_"),
     "urldecode": lambda v: unquote(_s(v)),

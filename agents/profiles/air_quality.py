@@ -1,7 +1,7 @@
 """AirQualityObserved (dataModel.Environment): pollutant concentrations and the weather beside them."""
 
-from agents.profiles import Measurement as M
-from agents.profiles import Profile, percent_to_fraction
+from agents.profiles.measurement import Measurement as M
+from agents.profiles.measurement import Profile, percent_to_fraction
 
 GQ = "GQ"  # microgram per cubic metre
 

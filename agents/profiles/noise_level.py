@@ -1,7 +1,7 @@
 """NoiseLevelObserved (dataModel.Environment): sound levels in decibels (UN/CEFACT 2N)."""
 
-from agents.profiles import Measurement as M
-from agents.profiles import Profile
+from agents.profiles.measurement import Measurement as M
+from agents.profiles.measurement import Profile
 
 DB = "2N"
 

@@ -1,7 +1,7 @@
 """WeatherObserved (dataModel.Weather): temperature, humidity, pressure, wind, rain, light."""
 
-from agents.profiles import Measurement as M
-from agents.profiles import Profile, percent_to_fraction
+from agents.profiles.measurement import Measurement as M
+from agents.profiles.measurement import Profile, percent_to_fraction
 
 PROFILE = Profile(
     model="WeatherObserved",

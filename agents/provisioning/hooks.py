@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Hooks"]
+from models.vocabulary import Doc
 
-Doc = dict[str, Any]
+__all__ = ["Hooks"]
 
 
 async def _nothing(_old: Doc | None, _new: Doc | None) -> None:

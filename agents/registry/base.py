@@ -15,10 +15,9 @@ from typing import Any
 import orjson
 
 from agents.lorawan.provisioning import section
+from models.vocabulary import Doc
 
 __all__ = ["INDEXES", "MIGRATIONS", "SCHEMA", "DeadLetter", "Duplicate", "Page", "Registry", "dev_eui_of"]
-
-Doc = dict[str, Any]
 
 
 class Duplicate(Exception):

@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 from agents.lorawan.envelope import Uplink
 from agents.lorawan.provisioning import ConfError, LorawanConf, conf, section
 from agents.registry.base import Registry
+from models.vocabulary import Doc
 
 __all__ = ["Found", "group_of", "groups_listening", "matches", "pick_group", "uplink_device"]
 
-Doc = dict[str, Any]
 Servers = Mapping[str, Mapping[str, Any]]
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
@@ -35,6 +34,7 @@ from agents.messages import Inbound, Rejected
 from agents.transports.http_errors import JSON, error_response, for_rejection, mandatory_params, unsupported_type
 from agents.transports.intake import Intake
 from agents.transports.lorawan_http import LorawanEvents, add_lorawan_routes
+from models.times import utc_iso
 
 __all__ = ["CommandPort", "create_http_app"]
 
@@ -53,7 +53,7 @@ class CommandPort(Protocol):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_iso(timespec="microseconds")
 
 
 def _ms(started: float) -> dict[str, str]:

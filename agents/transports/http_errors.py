@@ -38,10 +38,9 @@ import orjson
 from fastapi.responses import Response
 
 from agents.messages import Rejected
+from models.media import JSON
 
-__all__ = ["HttpError", "error_response", "for_rejection", "mandatory_params", "unsupported_type"]
-
-JSON = "application/json"
+__all__ = ["JSON", "HttpError", "error_response", "for_rejection", "mandatory_params", "unsupported_type"]
 
 
 class HttpError(NamedTuple):

@@ -639,7 +639,7 @@ class MqttTransport:
                 delay, failures = self.options.reconnect_min, 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # refused, unreachable, protocol error: try again later
+            except Exception as exc:  # noqa: BLE001 - refused, unreachable, protocol error: try again later
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "MQTT broker %s:%s: %s (retrying every %.0f-%.0fs)", self.options.host,

@@ -21,12 +21,12 @@ from broker.service.queries import QueryService
 from broker.settings import BrokerSettings
 from models.context import Context, ContextResolver
 from models.errors import BadRequestData
+from models.media import API
 from models.validation import check_uri
 
 TenantDep = Annotated[str, Header(alias="NGSILD-Tenant")]
 """The tenant of a request (clause 5.5.10); '' is the default tenant."""
 
-API = "/ngsi-ld/v1"
 
 
 def entities(request: Request) -> EntityService:

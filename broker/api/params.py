@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from models.errors import InvalidRequest
+from models.media import API
 
 __all__ = ["OPERATIONS", "Operation", "check_params"]
 
@@ -142,8 +143,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 """Operations by (HTTP method, route path below /ngsi-ld/v1)."""
 
-_PREFIX = "/ngsi-ld/v1"  # broker.api.deps.API, which imports this module
-_BY_ROUTE: dict[tuple[str, str], Operation] = {(m, _PREFIX + p): op for (m, p), op in OPERATIONS.items()}
+_BY_ROUTE: dict[tuple[str, str], Operation] = {(m, API + p): op for (m, p), op in OPERATIONS.items()}
 
 
 def check_params(request: Request) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.api.deps import API
 from broker.http import json_response
+from models.times import utc_iso
 
 router = APIRouter()
 
@@ -55,7 +55,7 @@ async def source_identity(request: Request) -> Response:
     """The ContextSourceIdentity of this broker (clauses 5.2.40, 5.15, 6.33)."""
     state = request.app.state
     started = getattr(state, "started_at", time.time())
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = utc_iso()
     body = {"id": state.identity, "type": "ContextSourceIdentity", "contextSourceAlias": NAME,
             "contextSourceUptime": uptime(time.time() - started), "contextSourceTimeAt": now,
             **_info(), "contextSourceExtras": {"operations": _operations(request)}}

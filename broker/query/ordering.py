@@ -30,15 +30,17 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from broker.query.geo import distance
-from broker.store.base import StoredEntity
 from models.errors import BadRequestData, InvalidQuery, OperationNotSupported
 from models.geojson import geometry_from_query
 from models.vocabulary import ATTRIBUTE_CORE, GEO_PROPERTY, NGSI_LD_NULL, RELATIONSHIP, VALUE_MEMBER
+
+if TYPE_CHECKING:  # the stores use broker.query (q and geo to SQL); the entities sorted here are only typed
+    from broker.store.base import StoredEntity
 
 __all__ = ["OrderTerm", "Ordering", "parse_order_by"]
 

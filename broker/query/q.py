@@ -44,7 +44,7 @@ SPECIAL_MEMBERS = frozenset(
     {"observedAt", "createdAt", "modifiedAt", "deletedAt", "unitCode", "datasetId", "objectType", "expiresAt"}
 )
 
-from broker.query.q_values import (  # noqa: E402 - re-exported, see __all__
+from broker.query.q_values import (  # re-exported, see __all__
     _REL,
     _VALUE,
     _VOCAB,
@@ -62,7 +62,6 @@ from broker.query.q_values import (  # noqa: E402 - re-exported, see __all__
     compile_test,
     parse_temporal,
 )
-
 
 # ----------------------------------------------------------------------------- values
 # Literals and operator semantics live in q_values.py (this module would pass 800 lines).

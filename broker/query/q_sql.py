@@ -153,7 +153,7 @@ def _bounded(intervals: tuple[Interval, ...]) -> tuple[Interval, ...] | None:
     return None if any(low is None and high is None for low, high in intervals) else intervals
 
 
-def _widen(bound: int | float) -> Interval | None:
+def _widen(bound: float) -> Interval | None:
     """[bound - d, bound + d] as finite floats (a side beyond the doubles is unbounded); None if bound is not finite."""
     try:
         x = float(bound)

@@ -12,7 +12,7 @@ import json
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any, Literal, TypeAlias
 
@@ -35,7 +35,7 @@ def parse_temporal(kind: str, text: str) -> float | None:
             if "T" not in text:
                 return None
             dt = datetime.fromisoformat(text)
-            return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+            return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
         if kind == "date":
             return float(date.fromisoformat(text).toordinal()) if len(text) == 10 else None
         t = time.fromisoformat(text)
@@ -153,15 +153,15 @@ def _equals(value: Value, expand: Callable[[str], str], expand_value: bool) -> t
     """Equality checks of one scalar target: (for ordinary values, for VocabProperty values)."""
     if isinstance(value, Number):
         n = value.value
-        number: _Check = lambda v: (type(v) is int or type(v) is float) and v == n  # noqa: E731 - bools excluded
+        number: _Check = lambda v: (type(v) is int or type(v) is float) and v == n  # bools excluded
         return number, number
     if isinstance(value, Boolean):
         b = value.value
-        boolean: _Check = lambda v: v is b  # noqa: E731
+        boolean: _Check = lambda v: v is b
         return boolean, boolean
     if isinstance(value, Temporal):
         kind, key = value.kind, value.key
-        temporal: _Check = lambda v: isinstance(v, str) and parse_temporal(kind, v) == key  # noqa: E731
+        temporal: _Check = lambda v: isinstance(v, str) and parse_temporal(kind, v) == key
         return temporal, temporal
     if isinstance(value, Range):
         coerce, low, high = _coercer(value.low), _key(value.low), _key(value.high)
@@ -178,7 +178,7 @@ def _equals(value: Value, expand: Callable[[str], str], expand_value: bool) -> t
     s = value.value
     # VocabProperty values are stored expanded, so the query value is compared expanded too.
     expanded = frozenset({s, expand(s)})
-    in_expanded: _Check = lambda v: isinstance(v, str) and v in expanded  # noqa: E731
+    in_expanded: _Check = lambda v: isinstance(v, str) and v in expanded
     return (in_expanded if expand_value else (lambda v: v == s)), in_expanded
 
 

@@ -15,9 +15,9 @@ Every function works on one entity document in expanded normalized form
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from models.times import utc_iso
 from models.vocabulary import (
     ATTRIBUTE_CORE,
     ENTITY_CORE,
@@ -28,14 +28,13 @@ from models.vocabulary import (
     PROPERTY,
     RELATIONSHIP,
     VALUE_MEMBER,
+    Doc,
 )
-
-Doc = dict[str, Any]
 
 
 def utc_now() -> str:
     """The current time as the RFC 3339 UTC string every system attribute carries (ms precision)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso()
 
 
 @dataclass(slots=True)

@@ -22,11 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from models import vocabulary
+
 if TYPE_CHECKING:
     from broker.query.geo import GeoQuery
     from broker.query.q_sql import Prefilter
 
-Doc = dict[str, Any]
+Doc = vocabulary.Doc
+"""models.vocabulary.Doc, under the name the store's users import it by."""
 BBox = tuple[float, float, float, float]
 """(min_lng, min_lat, max_lng, max_lat)"""
 

@@ -37,18 +37,17 @@ the stores and the backfills so that both always agree.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import logging
-
 import orjson
 
 from broker.store.base import BBox, Doc
-from models.geojson import parse_geometry
 from models.errors import InvalidGeometry
+from models.geojson import parse_geometry
 from models.vocabulary import ENTITY_CORE, GEO_PROPERTY, PROPERTY
 
 try:
@@ -429,7 +428,7 @@ async def _use_postgis(conn: Pg) -> bool:
             async with conn.transaction():  # a savepoint: the failure must not abort the migration
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{home}"')
                 await conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{POSTGIS_EXTENSION}" SCHEMA "{home}"')
-        except Exception as error:  # asyncpg.PostgresError: not installed, no privilege, ...
+        except Exception as error:  # noqa: BLE001 - asyncpg.PostgresError: not installed, no privilege, ...
             _log.debug("cannot create PostGIS: %s", error)
             return False
         schema = home

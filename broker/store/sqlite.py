@@ -25,7 +25,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +46,7 @@ from broker.store.base import (
 from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sqlite, same_index
 from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows
+from models.times import utc_iso
 
 T = TypeVar("T")
 CHUNK = 500
@@ -133,7 +133,7 @@ def _write_log(conn: sqlite3.Connection, tenant: str, now: str, entries: Sequenc
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso()
 
 
 def _clean(doc: Doc) -> Doc:

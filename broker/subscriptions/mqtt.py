@@ -102,7 +102,7 @@ class MqttPublisher:
             try:
                 client.disconnect()
                 client.loop_stop()
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Doc = dict[str, Any]
+from models.vocabulary import Doc
 
 
 @dataclass(slots=True)

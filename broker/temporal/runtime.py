@@ -11,25 +11,36 @@ import asyncio
 import logging
 from typing import Any
 
-from broker.service.temporal import DEFAULT_LIMIT, TemporalService
 from broker.store.base import Store
+from broker.temporal.postgres import PostgresHistory
 from broker.temporal.recorder import HistoryRecorder
-from broker.temporal.storage import open_history
+from broker.temporal.sqlite import SQLiteHistory
+from broker.temporal.storage import HistoryStorage
 
 log = logging.getLogger("broker.temporal")
 
 
+def open_history(store: Store) -> HistoryStorage:
+    """The history storage in the same database as `store` (not yet opened)."""
+    from broker.store.postgres import PostgresStore
+    from broker.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        return SQLiteHistory(store.path)
+    if isinstance(store, PostgresStore):
+        return PostgresHistory(store.dsn, store.schema)
+    raise TypeError(f"no temporal storage for {type(store).__name__}")
+
+
 async def start_temporal(state: Any, store: Store, *, trim_interval: float = 30.0) -> None:
-    """Open history, start its recorder, register it as a change consumer, start the trim task."""
+    """Open history (`state.history`), start its recorder (`state.recorder`), register it as a change consumer,
+    start the trim task. The temporal service over them is the application's to build (broker.app)."""
     history = open_history(store)
     await history.open()
     recorder = HistoryRecorder(store, history)
     await recorder.start()
     state.history = history
     state.recorder = recorder
-    settings = getattr(state, "settings", None)
-    state.temporal = TemporalService(store, history, recorder,
-                                     limit=getattr(settings, "temporal_limit", DEFAULT_LIMIT))
     if not hasattr(state, "change_consumers"):
         state.change_consumers = []
     state.change_consumers.append(recorder)

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow
 
 if TYPE_CHECKING:
@@ -183,19 +182,3 @@ class HistoryStorage(ABC):
     @abstractmethod
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         """Overwrite one stored instance (its value and members); whether it existed."""
-
-
-def open_history(store: Store) -> HistoryStorage:
-    """The history storage in the same database as `store` (not yet opened)."""
-    from broker.store.postgres import PostgresStore
-    from broker.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        from broker.temporal.sqlite import SQLiteHistory
-
-        return SQLiteHistory(store.path)
-    if isinstance(store, PostgresStore):
-        from broker.temporal.postgres import PostgresHistory
-
-        return PostgresHistory(store.dsn, store.schema)
-    raise TypeError(f"no temporal storage for {type(store).__name__}")

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -38,6 +37,7 @@ from models.context.core import core_definitions, core_document, is_core_context
 from models.context.document import Context, TermDefinition, apply_local_context, is_absolute_iri
 from models.context.smart_data_models import smart_data_models_document
 from models.errors import BadRequestData, LdContextNotAvailable, OperationNotSupported, ResourceNotFound
+from models.times import utc_iso
 
 Kind = Literal["Hosted", "Cached", "ImplicitlyCreated"]
 Fetch = Callable[[str], bytes]
@@ -178,7 +178,7 @@ def _unavailable(url: str, reason: str) -> LdContextNotAvailable:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso(timestamp)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,7 +23,7 @@ from tests.broker.conftest import RunningBroker, free_port
 
 SDM = "https://smartdatamodels.org/context.jsonld"
 LINK = {"Link": f'<{SDM}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
-START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def at(minutes: int) -> str:
 
 
 def same(series: list[tuple[str, Any]]) -> list[tuple[datetime, Any]]:
-    return [(datetime.fromisoformat(t.replace("Z", "+00:00")), v) for t, v in series]
+    return [(datetime.fromisoformat(t), v) for t, v in series]
 
 
 def test_same_series_from_the_context_api(broker_url: str, tenant: str, ql: QuantumLeapClient, tc: TemporalClient) -> None:

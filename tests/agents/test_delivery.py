@@ -165,7 +165,7 @@ def test_a_dead_target_never_delays_a_live_one(tmp_path: Path) -> None:
     got_second = threading.Event()
 
     class Live(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.extend(e["no2"]["value"] for e in body)
             if 100 in received:

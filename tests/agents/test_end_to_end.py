@@ -69,7 +69,7 @@ class Stack:
 
     def metric(self, name: str) -> float:
         text = httpx.get(f"{self.provisioning}/metrics", timeout=5).text
-        m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
         return float(m.group(1)) if m else 0.0
 
 
@@ -213,7 +213,8 @@ class Devices:
               timeout, f"{self.sent_unique} unique measures in the broker")
         for d in range(self.seq_devices):
             last = self.seq_next[d] - 1
-            _wait(lambda: (s.entity(f"urn:ngsi-ld:AirQualityObserved:seq{d}") or {}).get("no2", {}).get("value") == last,
+            _wait(lambda d=d, last=last: (s.entity(f"urn:ngsi-ld:AirQualityObserved:seq{d}") or {}).get("no2", {})
+                  .get("value") == last,
                   timeout, f"seq{d} to end at {last}")
             history = history_values(s, f"urn:ngsi-ld:AirQualityObserved:seq{d}")
             missing = sorted(set(range(last + 1)) - set(history))

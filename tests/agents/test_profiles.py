@@ -63,7 +63,7 @@ def test_every_profile_attribute_is_in_the_schema(sdm_reference: Path, model: st
     missing = [m.attribute for m in profile.measurements if m.attribute not in allowed]
     assert not missing, f"{model}: not in the official schema: {missing}"
     assert {"dateObserved", "refDevice"} <= allowed
-    keys = [k.lower() for m in profile.measurements for k in m.keys()]
+    keys = [k.lower() for m in profile.measurements for k in m.names()]
     assert len(keys) == len(set(keys)) or model, "keys are unique per profile"
     assert set(profile.controlled_properties()) <= _controlled(sdm_reference)
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 import pytest
@@ -50,7 +50,7 @@ class RunningBroker:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="broker", daemon=True)
 
-    def __enter__(self) -> "RunningBroker":
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -96,10 +96,10 @@ def raw_client(broker_url: str) -> Iterator[httpx.Client]:
 
 
 class _ContextHandler(BaseHTTPRequestHandler):
-    documents: dict[str, Any] = {}
-    hits: dict[str, int] = {}
+    documents: ClassVar[dict[str, Any]] = {}
+    hits: ClassVar[dict[str, int]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         doc = self.documents.get(self.path)
         self.hits[self.path] = self.hits.get(self.path, 0) + 1
         if doc is None:

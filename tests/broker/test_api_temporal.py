@@ -12,7 +12,8 @@ import pytest
 
 from broker.store import open_store
 from broker.temporal.recorder import HistoryRecorder
-from broker.temporal.storage import TimeRange, open_history
+from broker.temporal.runtime import open_history
+from broker.temporal.storage import TimeRange
 from tests import services
 from tests.broker.conftest import new_id
 from tests.pg import adrop_schema, schema_name

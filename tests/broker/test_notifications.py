@@ -46,7 +46,7 @@ class Receiver:
         self._httpd: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +60,7 @@ class Receiver:
                 owner._connections.discard(self.connection)
                 super().finish()
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if owner.status == 200:
                     owner.received.append((dict(self.headers), json.loads(body)))

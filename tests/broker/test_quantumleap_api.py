@@ -253,8 +253,8 @@ def test_history_port_shares_the_broker_state(tmp_path: Any) -> None:
 
     from broker.settings import BrokerSettings
     from metropole.cli import _history_server, _listen
-    from web.ports import StartupError
     from tests.broker.conftest import RunningBroker, free_port
+    from web.ports import StartupError
 
     settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'b.db'}")
     with RunningBroker(settings) as broker:

@@ -240,7 +240,7 @@ def test_query_filters(url: str) -> None:
         assert await query_ids(store, geo_bbox=(LOCATION, (5.1, 43.1, 5.15, 43.15))) == [pre + "area"]
         assert await query_ids(store, geo_bbox=(LOCATION, (6.0, 44.0, 7.0, 45.0))) == []
         assert await query_ids(store, geo_bbox=(NAME, aix_box)) == []
-        combined = dict(type_dnf=[frozenset({NLO})], geo_bbox=(LOCATION, aix_box), id_pattern="aix")
+        combined = {"type_dnf": [frozenset({NLO})], "geo_bbox": (LOCATION, aix_box), "id_pattern": "aix"}
         assert await query_ids(store, **combined) == [pre + "aix-2"]
         # type selection checked per candidate when ids or a geo box narrow them first
         assert await query_ids(store, type_dnf=[frozenset({AQO, NLO})], geo_bbox=(LOCATION, aix_box)) == [pre + "aix-2"]
@@ -470,7 +470,7 @@ def test_a_rolled_back_write_logs_nothing(url: str) -> None:
         last = await store.last_change_seq()
         with pytest.raises(RuntimeError):
             await store.modify("", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"], fn, T1)
-        with pytest.raises(Exception):
+        with pytest.raises((TypeError, asyncpg.DataError)):  # orjson.JSONEncodeError, or asyncpg's encoder
             await store.upsert_replace("", [entity(3), {"id": "urn:ngsi-ld:Thing:4", "bad": {1, 2}}], T1)  # not serialisable
         assert await store.last_change_seq() == last and len(await store.changes_after(0, 10)) == 1
         await store.modify("", ["urn:ngsi-ld:Thing:1"], fn, T1)
@@ -708,7 +708,7 @@ def test_postgis_disabled_falls_back_then_a_later_open_adds_geometries(pg_schema
 
 def test_postgis_unavailable_keeps_the_store_working(pg_schema: tuple[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A server without PostGIS (CREATE EXTENSION fails): one warning, then bbox + Python."""
-    import broker.store.migrations as migrations
+    from broker.store import migrations
 
     dsn, schema = pg_schema
     monkeypatch.setattr(migrations, "POSTGIS_EXTENSION", "postgis_not_on_this_server")

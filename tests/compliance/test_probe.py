@@ -25,7 +25,7 @@ README_WORDS = {"subscriptions": "subscriptions", "temporal": "temporal API"}
 
 def _not_yet_supported() -> str:
     text = README.read_text(encoding="utf-8")
-    match = re.search(r"Not yet supported:(.*?)\n\n", text, re.S)
+    match = re.search(r"Not yet supported:(.*?)\n\n", text, re.DOTALL)
     assert match, "the README's broker conformance section has no 'Not yet supported:' paragraph"
     return " ".join(match.group(1).split())
 

@@ -36,10 +36,10 @@ def _render(binary: str, page: Path, shot: Path) -> tuple[str, str]:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
              "--window-size=1280,1000", "--enable-logging=stderr", "--v=0"]
     url = page.resolve().as_uri()
-    shot_run = subprocess.run([binary, *flags, f"--screenshot={shot}", url], capture_output=True, text=True,
+    shot_run = subprocess.run([binary, *flags, f"--screenshot={shot}", url], check=False, capture_output=True, text=True,
                               timeout=120)
     assert shot_run.returncode == 0, shot_run.stderr[-2000:]
-    dom = subprocess.run([binary, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([binary, *flags, "--dump-dom", url], check=False, capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     return dom.stdout, shot_run.stderr + dom.stderr
 

@@ -135,7 +135,7 @@ def test_every_variable_set_in_a_container_is_documented(stack_name: str) -> Non
 def test_every_variable_of_the_init_scripts_is_documented() -> None:
     documented = first_column("Environment variables")
     script = (COMPOSE / "fiware" / "subscribe-quantumleap.sh").read_text(encoding="utf-8")
-    read = set(re.findall(r"^([A-Z][A-Z0-9_]+)=\$\{\1:-", script, flags=re.M))
+    read = set(re.findall(r"^([A-Z][A-Z0-9_]+)=\$\{\1:-", script, flags=re.MULTILINE))
     assert read, "the subscription script reads no variable?"
     assert not sorted(read - documented)
 
@@ -319,7 +319,7 @@ def test_the_readme_scaling_override_matches_the_compose_specification() -> None
     for tag in ("!reset", "!override"):
         ComposeLoader.add_constructor(tag, lambda loader, node: loader.construct_sequence(node)
                                       if isinstance(node, yaml.SequenceNode) else loader.construct_scalar(node))
-    override = yaml.load(snippet, Loader=ComposeLoader)  # noqa: S506 (SafeLoader subclass)
+    override = yaml.load(snippet, Loader=ComposeLoader)
     validator = jsonschema.Draft202012Validator(compose_schema())
     errors = list(validator.iter_errors(override))
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)

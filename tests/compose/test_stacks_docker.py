@@ -50,12 +50,12 @@ def docker_unavailable_reason() -> str | None:
         return "the docker command is not installed"
     try:
         info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=30)
+                              check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`docker info` failed: {exc}"
     if info.returncode != 0:
         return (info.stderr.strip().splitlines() or ["`docker info` failed"])[0]
-    compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+    compose = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True, text=True, timeout=30)
     if compose.returncode != 0:
         return "the Docker Compose v2 plugin (`docker compose`) is not installed"
     return None
@@ -167,7 +167,7 @@ def provisioned(running_stack: Stack) -> Stack:
 
 
 def _publish(stack: Stack, measure: dict[str, Any]) -> None:
-    import paho.mqtt.publish as publish
+    from paho.mqtt import publish
 
     publish.single(f"/{APIKEY}/{DEVICE}/attrs", json.dumps(measure), qos=1,
                    hostname="127.0.0.1", port=int(stack.urls["mqtt_port"]))

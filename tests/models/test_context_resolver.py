@@ -51,7 +51,7 @@ def server() -> Iterator[ContextServer]:
     state = ContextServer()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             state.hits[self.path] += 1
             route = state.routes.get(self.path)
             if route is None:

@@ -26,9 +26,9 @@ from referencing.exceptions import NoSuchResource
 from models.errors import InvalidUri
 from models.normalize import looks_like_attribute
 from models.representation import Representation
-from models.validation import is_uri
 from models.smart_data_models import MODELS, SmartDataModel, model_for, read_ngsi_ld
 from models.smart_data_models.fields import json_schema_rule
+from models.validation import is_uri
 
 SHARED_FILES = {
     "https://smart-data-models.github.io/data-models/common-schema.json": "common-schema.json",
@@ -171,7 +171,7 @@ def test_official_examples_agree_and_their_known_faults_show(sdm_reference: Path
         assert faults == EXPECTED_OFFICIAL_FAULTS.get(name, set()), name
 
 
-def test_official_example_writes_typeOfLocation_where_the_schema_has_typeofLocation(  # noqa: N802
+def test_official_example_writes_typeOfLocation_where_the_schema_has_typeofLocation(
     sdm_reference: Path,
 ) -> None:
     # A fault of the official files: the schema does not close its objects, so the

@@ -24,6 +24,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from models.media import API
+
 PUBLIC, AUTHENTICATED = "public", "authenticated"
 READING = frozenset({"GET", "HEAD"})
 
@@ -77,7 +79,6 @@ _FALLBACK = Rule(frozenset(), re.compile(".*"), AUTHENTICATED)
 NGSILD = TenantSource(headers=("ngsild-tenant",))
 _EVERY = TenantSource(every_tenant=True)
 _ANY = TenantSource(any_tenant=True)
-_API = "/ngsi-ld/v1"
 
 OPERATIONS = (
     rule("GET HEAD", "/(version|health|ready|metrics)", PUBLIC),
@@ -86,15 +87,15 @@ OPERATIONS = (
 
 NGSI_LD = Policy((
     *OPERATIONS,
-    rule("GET HEAD", f"{_API}/jsonldContexts", "read", _EVERY),  # the list shows every tenant's contexts
-    rule("GET HEAD", f"{_API}/jsonldContexts/.+", AUTHENTICATED),  # a context's URL is handed around in Link headers
-    rule("POST", f"{_API}/jsonldContexts", "write", _ANY),
-    rule("*", f"{_API}/jsonldContexts(/.*)?", "admin", _EVERY),  # delete, reload: shared by all tenants
-    rule("POST", f"{_API}/(temporal/)?entityOperations/query", "read", NGSILD),
-    rule("*", f"{_API}/subscriptions(/.*)?", "read", NGSILD),  # a subscription is a standing query
-    rule("DELETE", f"{_API}/entities", "admin", NGSILD),  # purge (clause 5.6.21)
-    rule("GET HEAD", f"{_API}/.*", "read", NGSILD),
-    rule("*", f"{_API}/.*", "write", NGSILD),
+    rule("GET HEAD", f"{API}/jsonldContexts", "read", _EVERY),  # the list shows every tenant's contexts
+    rule("GET HEAD", f"{API}/jsonldContexts/.+", AUTHENTICATED),  # a context's URL is handed around in Link headers
+    rule("POST", f"{API}/jsonldContexts", "write", _ANY),
+    rule("*", f"{API}/jsonldContexts(/.*)?", "admin", _EVERY),  # delete, reload: shared by all tenants
+    rule("POST", f"{API}/(temporal/)?entityOperations/query", "read", NGSILD),
+    rule("*", f"{API}/subscriptions(/.*)?", "read", NGSILD),  # a subscription is a standing query
+    rule("DELETE", f"{API}/entities", "admin", NGSILD),  # purge (clause 5.6.21)
+    rule("GET HEAD", f"{API}/.*", "read", NGSILD),
+    rule("*", f"{API}/.*", "write", NGSILD),
 ))
 """The NGSI-LD API (port 1026)."""
 
