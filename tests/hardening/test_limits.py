@@ -67,6 +67,11 @@ def test_each_limit_at_its_bound(small: httpx.Client) -> None:
     assert "nested" in _refused(small.get("/entities", params={"type": "L", "q": "((((a==1))))"}))
     assert small.get("/entities", params={"type": "L", "q": "(((a==1)))"}).status_code == 200
     assert "at most 10" in _refused(small.get("/entities", params={"type": "L", "idPattern": "urn:ngsi-ld:.*"}))
+    geo = {"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[5.0 + i * 0.01, 43.0]
+                                                                                for i in range(6)]}}
+    assert "positions" in _refused(small.post("/entities", json={**entity, "location": geo}))
+    geo["value"]["coordinates"] = geo["value"]["coordinates"][:5]  # type: ignore[index]
+    assert small.post("/entities", json={**entity, "location": geo}).status_code == 201
     ring = [[5.0 + i * 0.01, 43.0] for i in range(5)] + [[5.0, 43.0]]
     assert "positions" in _refused(small.get("/entities", params={
         "type": "L", "georel": "within", "geometry": "Polygon", "coordinates": json.dumps([ring])}))
