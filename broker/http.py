@@ -140,7 +140,7 @@ def check_limits(body: Any, *, nul: bool = True) -> None:
         if depth > bound.max_depth:
             raise BadRequestData(f"the body nests objects and arrays more than {bound.max_depth} deep")
         children = value.values() if isinstance(value, dict) else value
-        if isinstance(value, dict) and isinstance(value.get("coordinates"), list) and isinstance(value.get("type"), str):
+        if isinstance(value, dict) and isinstance(value.get("coordinates"), list) and "type" in value:
             _check_positions(value["coordinates"], bound.max_geometry_points)
         if nul and isinstance(value, dict) and any("\x00" in k for k in value):
             raise BadRequestData("a member name holds a NUL character (U+0000)")
@@ -161,7 +161,8 @@ def _check_positions(coordinates: list[Any], bound: int) -> None:
         else:
             numbers += 1
             if numbers > 2 * bound:
-                raise BadRequestData(f"a geometry has more than {bound} positions (METROPOLE_BROKER_MAX_GEOMETRY_POINTS)")
+                raise BadRequestData(f"a geometry has more than {bound} positions "
+                                     "(METROPOLE_BROKER_MAX_GEOMETRY_POINTS)")
 
 
 def _json_kind(value: Any) -> str:

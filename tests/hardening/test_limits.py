@@ -59,8 +59,8 @@ def test_each_limit_at_its_bound(small: httpx.Client) -> None:
     assert small.post("/entityOperations/upsert", json=[{"id": new_id("L"), "type": "L"} for _ in range(3)]
                       ).status_code in (201, 204)
     assert "64" in _refused(small.post("/entities", json={"id": "urn:ngsi-ld:L:" + "é" * 30, "type": "L"}))
-    assert "deep" in _refused(small.post("/entities", json={**entity, "p": {"type": "Property",
-                                                                           "value": {"a": {"b": {"c": {"d": {"e": 1}}}}}}}))
+    deep = {"a": {"b": {"c": {"d": {"e": 1}}}}}
+    assert "deep" in _refused(small.post("/entities", json={**entity, "p": {"type": "Property", "value": deep}}))
     assert "attributes" in _refused(small.post("/entities", json={**entity, **{
         f"a{i}": {"type": "Property", "value": i} for i in range(6)}}))
     assert "characters" in _refused(small.get("/entities", params={"type": "L", "q": "a==1;" * 9 + "a==1"}))
