@@ -92,6 +92,7 @@ class AgentSettings:
     # which brokers a service group's `cbroker` may name (issue 17): "" the configured broker_url only,
     # "*" any, else a comma-separated list of origins (http://orion:1026,https://broker.example)
     cbroker_allowed: str = ""
+    max_provisioning_bytes: int = 8 << 20  # a provisioning API body (groups, devices): 413 beyond
     command_timeout: float = 60.0
     lorawan_command_timeout: float = 3600.0
     lorawan_servers: str = ""  # JSON, agents.lorawan.provisioning.parse_servers
@@ -154,6 +155,7 @@ class AgentSettings:
             "max_value_length": ("METROPOLE_AGENT_MAX_VALUE_LENGTH", int),
             "check_cbroker": ("METROPOLE_AGENT_CHECK_CBROKER", _bool),
             "cbroker_allowed": ("METROPOLE_AGENT_CBROKER_ALLOWED", str),
+            "max_provisioning_bytes": ("METROPOLE_AGENT_MAX_PROVISIONING_BYTES", int),
             "command_timeout": ("METROPOLE_AGENT_COMMAND_TIMEOUT", float),
             "lorawan_command_timeout": ("METROPOLE_AGENT_LORAWAN_COMMAND_TIMEOUT", float),
             "lorawan_servers": ("METROPOLE_AGENT_LORAWAN_SERVERS", str),

@@ -141,6 +141,8 @@ def check_limits(body: Any, *, nul: bool = True) -> None:
         if depth > bound.max_depth:
             raise BadRequestData(f"the body nests objects and arrays more than {bound.max_depth} deep")
         children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, dict) and isinstance(value.get("coordinates"), list) and "type" in value:
+            _check_positions(value["coordinates"], bound.max_geometry_points)
         if nul and isinstance(value, dict) and any("\x00" in k for k in value):
             raise BadRequestData("a member name holds a NUL character (U+0000)")
         for child in children:
@@ -148,6 +150,20 @@ def check_limits(body: Any, *, nul: bool = True) -> None:
                 stack.append((child, depth + 1))
             elif nul and isinstance(child, str) and "\x00" in child:
                 raise BadRequestData("a string holds a NUL character (U+0000), which the store cannot keep")
+
+
+def _check_positions(coordinates: list[Any], bound: int) -> None:
+    """BadRequestData when a GeoJSON geometry of a body has more than `bound` positions (two numbers each)."""
+    numbers, stack = 0, [coordinates]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            numbers += 1
+            if numbers > 2 * bound:
+                raise BadRequestData(f"a geometry has more than {bound} positions "
+                                     "(METROPOLE_BROKER_MAX_GEOMETRY_POINTS)")
 
 
 def _json_kind(value: Any) -> str:

@@ -9,7 +9,7 @@
     METROPOLE_BROKER_MAX_Q_LENGTH             8192  characters of q, scopeQ, a type selection (400)
     METROPOLE_BROKER_MAX_Q_DEPTH                32  nested parentheses in q (400)
     METROPOLE_BROKER_MAX_PATTERN_LENGTH       1024  a client's regular expression (idPattern, q ~=) (400)
-    METROPOLE_BROKER_MAX_GEOMETRY_POINTS     20000  positions of a query geometry or a GeoProperty (400)
+    METROPOLE_BROKER_MAX_GEOMETRY_POINTS     20000  positions of a query geometry or a body's geometry (400)
     METROPOLE_BROKER_MAX_SUBSCRIPTIONS        1000  subscriptions of one tenant (400)
 
 Every refusal is an NGSI-LD ProblemDetails: BadRequestData (400), except a

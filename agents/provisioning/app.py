@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -23,9 +24,16 @@ from agents.provisioning import codecs, devices, diagnostics, errors, groups
 from agents.provisioning.hooks import Hooks
 from agents.registry import Registry
 from agents.settings import VERSION, AgentSettings
+from web.request_limits import RequestLimits
 from web.resources import ResourcePaths
 
 LIB_VERSION = "4.0.0"  # the iotagent-node-lib provisioning API this one follows
+
+
+def _agent_error(status: int, detail: str) -> tuple[bytes, str]:
+    """The FIWARE agents' error body, {"name", "message"}."""
+    name = "REQUEST_ENTITY_TOO_LARGE" if status == 413 else "BAD_REQUEST"
+    return orjson.dumps({"name": name, "message": detail}), "application/json"
 
 
 def create_provisioning_app(
@@ -46,6 +54,8 @@ def create_provisioning_app(
     app = FastAPI(title="metropole IoT agent provisioning", version=VERSION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.add_middleware(ResourcePaths)
+    # issue 17: a provisioning body past METROPOLE_AGENT_MAX_PROVISIONING_BYTES is a 413, never read whole
+    app.add_middleware(RequestLimits, max_bytes=lambda: settings.max_provisioning_bytes, render=_agent_error)
     app.add_exception_handler(errors.ProvisioningError, errors.handle)
 
     @app.exception_handler(Exception)

@@ -1,9 +1,11 @@
 """Which brokers a service group's `cbroker` may name (issue 17: it could be any URL, and the agent then
-posted device data there): METROPOLE_AGENT_CBROKER_ALLOWED, by default the agent's own broker only."""
+posted device data there): METROPOLE_AGENT_CBROKER_ALLOWED, by default the agent's own broker only; and
+the provisioning API's body limit (METROPOLE_AGENT_MAX_PROVISIONING_BYTES)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from agents.provisioning.hooks import Hooks
 from agents.registry import open_registry
 from agents.settings import AgentSettings
 from tests.agents.conftest import RunningAgent
+from tests.hardening.test_hostile_input import _raw_post
 
 HEADERS = {"fiware-service": "aix", "fiware-servicepath": "/"}
 
@@ -72,3 +75,13 @@ def test_a_stored_group_with_a_cbroker_not_allowed_gets_no_device_data(registry_
             await registry.close()
 
     asyncio.run(main())
+
+
+def test_a_provisioning_body_past_the_limit_is_a_413(registry_url: str) -> None:
+    # issue 17: limits on every API; the provisioning API answers in the FIWARE agents' shape, before
+    # reading the body whole (a raw socket: the server answers and closes while the client still sends)
+    with RunningAgent(registry_url) as agent, httpx.Client(base_url=agent.url, headers=HEADERS, timeout=30) as iota:
+        status, body = _raw_post(agent.url, "/iot/devices", HEADERS, b'{"devices": [', 9 << 20)
+        assert status == 413, body[:200]
+        assert json.loads(body)["name"] == "REQUEST_ENTITY_TOO_LARGE"
+        assert iota.get("/iot/devices").json()["count"] == 0

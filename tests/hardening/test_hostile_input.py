@@ -252,3 +252,11 @@ def test_patterns_run_alike_on_both_stores(seeded: httpx.Client, pattern: str) -
     assert r.status_code in (200, 400), r.text
     if r.status_code == 400:
         assert r.json()["type"].endswith("BadRequestData")
+
+
+def test_a_huge_geoproperty_is_refused(client: httpx.Client) -> None:
+    body = {"id": new_id("Hostile"), "type": "Hostile",
+            "location": {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": _polygon(20_001)}}}
+    problem(client.post("/entities", json=body), 400, "BadRequestData")
+    body["location"]["value"]["coordinates"] = _polygon(1_000)  # type: ignore[index]
+    assert client.post("/entities", json=body).status_code == 201

@@ -59,14 +59,19 @@ def test_each_limit_at_its_bound(small: httpx.Client) -> None:
     assert small.post("/entityOperations/upsert", json=[{"id": new_id("L"), "type": "L"} for _ in range(3)]
                       ).status_code in (201, 204)
     assert "64" in _refused(small.post("/entities", json={"id": "urn:ngsi-ld:L:" + "é" * 30, "type": "L"}))
-    assert "deep" in _refused(small.post("/entities", json={**entity, "p": {"type": "Property",
-                                                                           "value": {"a": {"b": {"c": {"d": {"e": 1}}}}}}}))
+    deep = {"a": {"b": {"c": {"d": {"e": 1}}}}}
+    assert "deep" in _refused(small.post("/entities", json={**entity, "p": {"type": "Property", "value": deep}}))
     assert "attributes" in _refused(small.post("/entities", json={**entity, **{
         f"a{i}": {"type": "Property", "value": i} for i in range(6)}}))
     assert "characters" in _refused(small.get("/entities", params={"type": "L", "q": "a==1;" * 9 + "a==1"}))
     assert "nested" in _refused(small.get("/entities", params={"type": "L", "q": "((((a==1))))"}))
     assert small.get("/entities", params={"type": "L", "q": "(((a==1)))"}).status_code == 200
     assert "at most 10" in _refused(small.get("/entities", params={"type": "L", "idPattern": "urn:ngsi-ld:.*"}))
+    geo = {"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[5.0 + i * 0.01, 43.0]
+                                                                                for i in range(6)]}}
+    assert "positions" in _refused(small.post("/entities", json={**entity, "location": geo}))
+    geo["value"]["coordinates"] = geo["value"]["coordinates"][:5]  # type: ignore[index]
+    assert small.post("/entities", json={**entity, "location": geo}).status_code == 201
     ring = [[5.0 + i * 0.01, 43.0] for i in range(5)] + [[5.0, 43.0]]
     assert "positions" in _refused(small.get("/entities", params={
         "type": "L", "georel": "within", "geometry": "Polygon", "coordinates": json.dumps([ring])}))
