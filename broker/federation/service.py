@@ -177,7 +177,7 @@ class RegistrationService:
         out = {"id": doc["id"], "type": "ContextSourceRegistration",
                **{k: v for k, v in doc.items() if k not in ("id", "type")}}
         out.setdefault("mode", "inclusive")
-        out.setdefault("operations", ["federationOps"])
+        out.setdefault("operations", ["retrieveOps"] if out["mode"] == "auxiliary" else ["federationOps"])
         if "status" in item.stats:  # Table 5.2.9-2: present once a distributed operation was made
             out["status"] = item.stats["status"]
         for member in STAT_MEMBERS:
