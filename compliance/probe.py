@@ -138,6 +138,7 @@ class Probe:
         self.exchanges: list[Exchange] = []
         self.created: set[str] = set()
         self.subscriptions: set[str] = set()
+        self.registrations: set[str] = set()
         self._n = 0
 
     # helpers used by the checks
@@ -240,6 +241,12 @@ class Probe:
 
     def cleanup(self) -> None:
         """Delete what the probe created (best effort; failures here change no verdict)."""
+        for rid in list(self.registrations):
+            try:
+                self.client.delete(f"{self.base_url}{API}/csourceRegistrations/{rid}",
+                                   headers={"NGSILD-Tenant": self.tenant})
+            except httpx.HTTPError:
+                pass
         for sid in list(self.subscriptions):
             try:
                 self.client.delete(f"{self.base_url}{API}/subscriptions/{sid}", headers={"NGSILD-Tenant": self.tenant})

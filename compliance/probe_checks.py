@@ -2,7 +2,7 @@
 
 Clauses are those of ETSI GS CIM 009 V1.9.1. Features group the checks as
 the README's conformance table does: entities, representations, batch,
-query, geo, errors, context, types, tenants, subscriptions, temporal.
+query, geo, errors, context, types, tenants, subscriptions, temporal, registrations.
 Every check creates what it needs (in the probe's tenant) and asserts one
 behaviour; a prerequisite that fails makes the check fail with the reason.
 """
@@ -500,6 +500,63 @@ def delete_subscription(p: Probe) -> str:
     return p.expect_problem(p.request("GET", f"{API}/subscriptions/{sid}"), 404, "ResourceNotFound")
 
 
+# --- context source registrations (5.9, 5.10) ---------------------------------------------------
+# The registered type is the probe's own, and the endpoint a closed port: no other check's query
+# matches it, and nothing of the broker's data is sent anywhere.
+
+
+def _register(p: Probe, **members: Any) -> str:
+    rid = f"urn:ngsi-ld:ContextSourceRegistration:compliance-{p.run_id}-{p._n}"
+    p._n += 1
+    body = {"id": rid, "type": "ContextSourceRegistration", "endpoint": "http://127.0.0.1:9",
+            "information": [{"entities": [{"type": "ComplianceProbeSource"}], "propertyNames": ["no2"]}], **members}
+    r = p.request("POST", f"{API}/csourceRegistrations", json_body=body)
+    p.expect_status(r, 201)
+    p.registrations.add(rid)
+    return rid
+
+
+@check("registrations", "5.9.2, 6.8.3.1", "Create registration", "201 with a Location header naming it")
+def create_registration(p: Probe) -> str:
+    rid = _register(p)
+    return f"201, {rid}"
+
+
+@check("registrations", "5.10.1, 6.9.3.1", "Retrieve registration", "200 with the endpoint and information as created")
+def retrieve_registration(p: Probe) -> str:
+    rid = _register(p, registrationName="probe")
+    r = p.request("GET", f"{API}/csourceRegistrations/{rid}")
+    p.expect_status(r, 200)
+    body = _body(r)
+    if body.get("endpoint") != "http://127.0.0.1:9" or body.get("registrationName") != "probe":
+        raise Failed("the endpoint and registrationName as created", r.text[:200])
+    return "200"
+
+
+@check("registrations", "5.9.2.4, 5.2.9", "Invalid registration", "400 BadRequestData (empty information)")
+def invalid_registration(p: Probe) -> str:
+    body = {"type": "ContextSourceRegistration", "endpoint": "http://127.0.0.1:9", "information": []}
+    return p.expect_problem(p.request("POST", f"{API}/csourceRegistrations", json_body=body), 400, "BadRequestData")
+
+
+@check("registrations", "5.10.2, 6.8.3.2", "Query registrations by type", "200 with the registration of that type")
+def query_registrations(p: Probe) -> str:
+    rid = _register(p)
+    r = p.request("GET", f"{API}/csourceRegistrations", params={"type": "ComplianceProbeSource"})
+    p.expect_status(r, 200)
+    if rid not in _ids(_body(r)):
+        raise Failed(f"a list with {rid}", r.text[:200])
+    return "200, found"
+
+
+@check("registrations", "5.9.4, 6.9.3.3", "Delete registration", "204, then 404 on retrieval")
+def delete_registration(p: Probe) -> str:
+    rid = _register(p)
+    p.expect_status(p.request("DELETE", f"{API}/csourceRegistrations/{rid}"), 204)
+    p.registrations.discard(rid)
+    return p.expect_problem(p.request("GET", f"{API}/csourceRegistrations/{rid}"), 404, "ResourceNotFound")
+
+
 # --- temporal API (5.6.11-5.6.16, 5.7.3, 5.7.4) -------------------------------------------------
 
 
@@ -556,7 +613,7 @@ def _instances(attr: Any) -> list[dict[str, Any]]:
 
 
 FEATURES = ("entities", "representations", "batch", "query", "geo", "errors", "context", "types", "tenants",
-            "subscriptions", "temporal")
+            "subscriptions", "temporal", "registrations")
 """The feature groups, in report order."""
 
 __all__ = ["FEATURES", "NotSupported"]

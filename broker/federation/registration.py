@@ -80,9 +80,11 @@ def parse_datetime(value: Any, name: str) -> datetime:
 
 
 def operations_of(doc: dict[str, Any]) -> frozenset[str]:
-    """The operation names a registration offers, groups unfolded (default federationOps, clause 4.20)."""
+    """The operation names a registration offers, groups unfolded (default federationOps, clause 4.20;
+    retrieveOps for an auxiliary registration, which takes consumption operations only, 4.3.6.2)."""
     out: set[str] = set()
-    for name in doc.get("operations") or ["federationOps"]:
+    default = ["retrieveOps"] if doc.get("mode") == "auxiliary" else ["federationOps"]
+    for name in doc.get("operations") or default:
         out.update(GROUPS.get(name, (name,)))
     return frozenset(out)
 
@@ -203,7 +205,8 @@ def validate(doc: dict[str, Any], *, now: datetime | None = None, check_expiry: 
         for op in ops:
             if op not in OPERATIONS and op not in GROUPS:
                 raise BadRequestData(f"unknown operation {op!r} (clause 4.20)")
-    if mode == "auxiliary" and not (doc.get("operations") and set(doc["operations"]) <= AUXILIARY_OPS):
+    # without operations an auxiliary registration offers retrieveOps (operations_of), never unsafe ones
+    if mode == "auxiliary" and "operations" in doc and not set(doc["operations"]) <= AUXILIARY_OPS:
         raise BadRequestData("an auxiliary registration offers only retrieveOps, retrieveEntity or queryEntity")
     if "contextSourceInfo" in doc:
         _context_source_info(doc["contextSourceInfo"])

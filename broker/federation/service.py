@@ -8,6 +8,7 @@ which asks for the matching registrations of every distributed request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from models.validation import check_uri
 from models.vocabulary import PROPERTY
 
 KIND = "csr"
+CACHE_SECONDS = 1.0
 Listener = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], Any]
 """(tenant, id, expanded doc before, expanded doc after): told of every registration write"""
 
@@ -42,6 +44,7 @@ class RegistrationService:
         self.resolver = resolver
         self.listeners: list[Listener] = []
         self._expanded: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        self._active: dict[str, tuple[float, list[RegistryDoc]]] = {}
 
     async def expanded(self, item: RegistryDoc) -> dict[str, Any]:
         """The registration in IRIs (memoised per stored document)."""
@@ -54,6 +57,7 @@ class RegistrationService:
         return doc
 
     async def _tell(self, tenant: str, reg_id: str, before: RegistryDoc | None, after: RegistryDoc | None) -> None:
+        self._active.pop(tenant, None)
         old = await self.expanded(before) if before else None
         new = await self.expanded(after) if after else None
         for listener in self.listeners:
@@ -126,9 +130,20 @@ class RegistrationService:
         await self._tell(tenant, reg_id, item, None)
 
     async def active(self, tenant: str) -> list[tuple[RegistryDoc, dict[str, Any]]]:
-        """Every unexpired registration of a tenant with its expanded form (the forwarding path)."""
+        """Every unexpired registration of a tenant with its expanded form (the forwarding path).
+
+        Every entity read asks this, so the list is held for CACHE_SECONDS: this process's own writes
+        drop it at once, another broker process's writes on the same store are seen within that time.
+        """
+        held = self._active.get(tenant)
+        now = time.monotonic()
+        if held is not None and now - held[0] < CACHE_SECONDS:
+            items = held[1]
+        else:
+            items = await self.store.registry_list(KIND, tenant)
+            self._active[tenant] = (now, items)
         out = []
-        for item in await self.store.registry_list(KIND, tenant):
+        for item in items:
             if not _expired(item.doc):
                 out.append((item, await self.expanded(item)))
         return out
@@ -177,7 +192,7 @@ class RegistrationService:
         out = {"id": doc["id"], "type": "ContextSourceRegistration",
                **{k: v for k, v in doc.items() if k not in ("id", "type")}}
         out.setdefault("mode", "inclusive")
-        out.setdefault("operations", ["federationOps"])
+        out.setdefault("operations", ["retrieveOps"] if out["mode"] == "auxiliary" else ["federationOps"])
         if "status" in item.stats:  # Table 5.2.9-2: present once a distributed operation was made
             out["status"] = item.stats["status"]
         for member in STAT_MEMBERS:
