@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, en
     attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
     n bigint NOT NULL, n_num bigint NOT NULL, n_pure bigint NOT NULL, n_int bigint NOT NULL, sum double precision,
     min double precision, max double precision, sumsq double precision, PRIMARY KEY ({_KEYS}));
+CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n;
 CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
     {_LOCK}
     INSERT INTO temporal_rollup AS r SELECT tenant, entity_id, attr, {hour_sql("key_us")} AS h, dataset_id,
@@ -362,6 +363,17 @@ class PostgresHistory(HistoryStorage):
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
         return list(map(Bucket._make, await self.pool.fetch(sql, *params)))
+
+    async def impure_attrs(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> set[str]:
+        sql = "SELECT DISTINCT attr FROM temporal_rollup WHERE tenant = $1 AND entity_id = ANY($2::text[]) AND n_pure < n"
+        args: list[Any] = [tenant, list(entity_ids)]
+        if rng.start is not None:
+            args.append(rng.start - rng.start % HOUR_US)
+            sql += f" AND hour_us >= ${len(args)}"
+        if rng.end is not None:
+            args.append(rng.end)
+            sql += f" AND hour_us < ${len(args)}"
+        return {r[0] for r in await self.pool.fetch(sql, *args)}
 
     async def series(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,

@@ -138,6 +138,11 @@ class HistoryStorage(ABC):
         """
 
     @abstractmethod
+    async def impure_attrs(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> set[str]:
+        """Attributes with a value instance that is not a JSON number in the hours `rng` touches (from the
+        rollups' partial index: a superset at the range's partial hours, never missing one)."""
+
+    @abstractmethod
     async def series(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
         *, datasets: Sequence[str] | None = None,
