@@ -22,10 +22,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from broker import limits, ops
-from broker.api import attributes, batch, contexts, entities, types, version
-from broker.api import subscriptions  # subscriptions
-from broker.api import temporal  # temporal
-from broker.api import csources  # federation
+from broker.api import (
+    attributes,
+    batch,
+    contexts,
+    csources,  # federation
+    entities,
+    subscriptions,  # subscriptions
+    temporal,  # temporal
+    types,
+    version,
+)
 from broker.api.deps import API
 from broker.http import JSON, MediaTypeError, problem_response
 from broker.service.batch import BatchService
@@ -81,9 +88,8 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
         state.change_consumers.append(state.subscriptions)
         # --- end subscriptions
         # --- federation (broker.federation): registrations and the forwarding of distributed operations
-        from broker.federation.service import RegistrationService
-
         from broker.federation.csubs import CSourceSubscriptions
+        from broker.federation.service import RegistrationService
 
         state.registrations = RegistrationService(store, resolver)
         state.csource_subscriptions = CSourceSubscriptions(store, resolver, state.registrations)

@@ -35,12 +35,15 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
+from broker.query.geo import GeoQuery, bbox_for_prefilter
+from broker.query.q_sql import AllOf, AnyOf, AttrExists, Prefilter
+from broker.query.regex import compile_pattern, literal_prefix
 from broker.store.base import (
     Change,
     ChangeRecord,
@@ -49,13 +52,10 @@ from broker.store.base import (
     ModifyFn,
     QueryPage,
     RegistryDoc,
-    StoredEntity,
     Store,
+    StoredEntity,
     TypeSummary,
 )
-from broker.query.geo import GeoQuery, bbox_for_prefilter
-from broker.query.q_sql import AllOf, AnyOf, AttrExists, Prefilter
-from broker.query.regex import compile_pattern, literal_prefix
 from broker.store.migrations import (
     PG_GEO_INSERT,
     PG_GEOM_INSERT,
@@ -124,7 +124,7 @@ async def _setup_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary")
 
 
-def _geo_rows(tenant: str, geo: GeoQuery, p: "_Params", test: str) -> str:
+def _geo_rows(tenant: str, geo: GeoQuery, p: _Params, test: str) -> str:
     """The entities with an instance of the GeoProperty `geo.geoproperty` (an IRI) that passes `test` (on g.geom)."""
     return f"e.id IN (SELECT g.id FROM geo_boxes g WHERE g.tenant = {p(tenant)} AND g.attr = {p(geo.geoproperty)} AND {test})"
 
@@ -155,7 +155,7 @@ def _stored_doc(entity: StoredEntity | None) -> Doc | None:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Before = tuple[str, str, str] | None

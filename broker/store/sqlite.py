@@ -39,8 +39,8 @@ from broker.store.base import (
     ModifyFn,
     QueryPage,
     RegistryDoc,
-    StoredEntity,
     Store,
+    StoredEntity,
     TypeSummary,
 )
 from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sqlite, same_index

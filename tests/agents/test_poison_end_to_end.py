@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from tests import services
 from bench.procs import Managed, agent_process, free_port
+from tests import services
 from tests.agents.test_end_to_end import Stack, _publisher, _wait
 
 pytestmark = pytest.mark.mqtt

@@ -13,10 +13,17 @@ import asyncpg
 import orjson
 import pytest
 
+from broker.query.geo import GeoQuery, bbox_for_prefilter, compile_geo, distance, parse_geoquery
 from broker.store import Change, EntityFilter, Store, StoredEntity, open_store
 from broker.store.base import ChangeRecord
-from broker.query.geo import GeoQuery, bbox_for_prefilter, compile_geo, distance, parse_geoquery
-from broker.store.migrations import POSTGRES_MIGRATIONS, has_geometry, index_rows, migrate_postgres, migrate_sqlite, pg_box
+from broker.store.migrations import (
+    POSTGRES_MIGRATIONS,
+    has_geometry,
+    index_rows,
+    migrate_postgres,
+    migrate_sqlite,
+    pg_box,
+)
 from broker.store.postgres import PostgresStore
 from models.errors import InvalidQuery
 from tests.pg import store_url
