@@ -1,6 +1,6 @@
 """Benchmark of QuantumLeap-compatible history ingest: POST /v2/notify into the embedded broker.
 
-    python -m bench.ql_notify_bench [--stores sqlite,postgres] [--instances 4000] [--port 25100]
+    python -m bench.ql_notify_bench [--stores sqlite,postgres] [--instances 4000] [--port 25100] [--profile DIR]
 
 Starts `metropole broker` in a subprocess per store and posts Orion-style
 NGSI-v2 notifications (AirQualityObserved, TimeInstant and five measured
@@ -42,7 +42,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _port(wanted: int) -> int:
+def _port(wanted: int | None) -> int:
+    """The first free port from `wanted` (any free port when None)."""
+    if wanted is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
     for port in range(wanted, wanted + 100):
         with socket.socket() as s:
             try:
@@ -155,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--instances", type=int, default=4000, help="entity instances per case")
-    parser.add_argument("--port", type=int, default=25100, help="first port to try for the broker")
+    parser.add_argument("--port", type=int, default=None, help="first port to try for the broker (default: any free one)")
     parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy speedscope profiles")
     args = parser.parse_args()
     if args.profile is not None:

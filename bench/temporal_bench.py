@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -97,7 +98,11 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
                 " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB) FROM r ORDER BY t, e"
             )
             args = (first, last, entities, MONTH_START, step, NO2)
-            await history._tx(lambda c: c.execute(sql, args), write=True)
+
+            def insert(c: Any, sql: str = sql, args: tuple[Any, ...] = args) -> None:
+                c.execute(sql, args)
+
+            await history._tx(insert, write=True)  # the bench's own load, in the history's write transaction
         elif isinstance(history, PostgresHistory):
             sql = (
                 "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"

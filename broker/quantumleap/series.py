@@ -212,7 +212,7 @@ async def _rolled_series(history: HistoryStorage, tenant: str, picks: Sequence[P
             continue
         if not _servable(b, p.aggr_method) or iris.setdefault((b.entity_id, name), b.attr) != b.attr:
             return None  # text, booleans, datasets, mixed numbers; or two attributes shown under one name
-        by_entity.setdefault(b.entity_id, {}).setdefault(name, {})[b.index] = b
+        by_entity.setdefault(b.entity_id, {}).setdefault(name, {})[b.period_no] = b
     out: list[Series] = []
     for pick in picks:
         columns = by_entity.get(pick.stored_id)

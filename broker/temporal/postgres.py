@@ -198,9 +198,9 @@ def _rollup_query(
         clauses.append(f"hour_us >= {p(pl.hours_from)}::int8")
     if pl.hours_to is not None:
         clauses.append(f"hour_us < {p(pl.hours_to)}::int8")
-    parts = [f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int,"
-             f" CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq"
-             f" FROM temporal_rollup WHERE {' AND '.join(clauses)}"]
+    parts = [(f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int,"
+              f" CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq"
+              f" FROM temporal_rollup WHERE {' AND '.join(clauses)}")]
     for start, end in pl.edges:
         e_sql = bucket(hour_sql("i.key_us"))
         clauses = common("i.")

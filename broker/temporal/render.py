@@ -82,7 +82,7 @@ def period(b: Bucket, origin: int, tq: TemporalQuery, rng: TimeRange) -> tuple[s
     """Start and end of the period of a bucket; with no period, the range of the query."""
     if tq.period_us <= 0:
         return (stamp(rng.start) if rng.start is not None else None, stamp(rng.end) if rng.end is not None else None)
-    start = origin + b.index * tq.period_us
+    start = origin + b.period_no * tq.period_us
     end = start + tq.period_us
     if rng.end is not None:
         end = min(end, rng.end)

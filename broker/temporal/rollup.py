@@ -81,13 +81,13 @@ def plan(rng: TimeRange, origin_us: int = 0, period_us: int = 0) -> Plan | None:
 class RollupBucket(NamedTuple):
     """Aggregates of one attribute of one entity over one period, from rollups (a named tuple: many are made).
 
-    `index` counts periods from the origin, or is the period's start (microseconds) for a calendar unit.
+    `period_no` counts periods from the origin, or is the period's start (microseconds) for a calendar unit.
     `n_ds` counts the instances of non-default datasetIds.
     """
 
     entity_id: str
     attr: str
-    index: int
+    period_no: int  # not `index`: a tuple's method
     n: int
     n_num: int
     n_pure: int

@@ -87,13 +87,13 @@ _ROLLUP_BACKFILL = (
     " GROUP BY i.tenant, i.entity_id, i.attr, h, i.dataset_id, o"
 )
 _ROLLUP_RECOMPUTE = (
-    "DELETE FROM temporal_rollup WHERE (tenant, entity_id, attr, hour_us) IN"
-    " (SELECT tenant, entity_id, attr, hour_us FROM temporal_rollup_dirty)",
-    f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id,"
+    ("DELETE FROM temporal_rollup WHERE (tenant, entity_id, attr, hour_us) IN"
+     " (SELECT tenant, entity_id, attr, hour_us FROM temporal_rollup_dirty)"),
+    (f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id,"
     f" i.observed_us IS NOT NULL AS o, {_ROLLUP_AGGREGATES} FROM temporal_rollup_dirty AS d"
     f" JOIN temporal_instances AS i ON i.tenant = d.tenant AND i.entity_id = d.entity_id AND i.attr = d.attr"
     f" AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US} WHERE i.kind = 0"
-    " GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id, o",
+     " GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id, o"),
     "DELETE FROM temporal_rollup_dirty",
 )
 
@@ -199,8 +199,8 @@ def _rollup_query(
     if pl.hours_to is not None:
         clauses.append("hour_us < ?")
         args.append(pl.hours_to)
-    parts = [f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int, CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds,"
-             f" sum AS s, min AS lo, max AS hi, sumsq AS sq FROM temporal_rollup WHERE {' AND '.join(clauses)}"]
+    parts = [(f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int, CASE WHEN dataset_id <> '' THEN n ELSE 0 END"
+              f" AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq FROM temporal_rollup WHERE {' AND '.join(clauses)}")]
     params: list[Any] = [*b_args, *args]
     for start, end in pl.edges:
         e_sql, e_args = bucket(hour_sql("i.key_us"))

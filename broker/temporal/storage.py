@@ -53,14 +53,14 @@ class InstanceHit:
 
 
 class Bucket(NamedTuple):
-    """Aggregates of one attribute of one entity over one period (`index` counts periods from the origin).
+    """Aggregates of one attribute of one entity over one period (`period_no` counts periods from the origin).
 
     A named tuple: an hourly aggregation of a month over a thousand entities makes 744,000 of them.
     """
 
     entity_id: str
     attr: str
-    index: int
+    period_no: int  # not `index`: a tuple's method
     total: int
     distinct: int
     numeric: int
