@@ -63,6 +63,14 @@ def bad_username(name: str) -> str | None:
     return None
 
 
+def _bad_apikey(apikey: str) -> str | None:
+    if bad_username(apikey):
+        return f"its apikey {apikey!r} cannot be an MQTT topic level"
+    if apikey in ("json", "ul"):  # `/json/+/attrs/+` would also grant `/json/<other apikey>/attrs/attrs`
+        return f"its apikey {apikey!r} is a topic prefix of the agents: no ACL can keep it to its own topics"
+    return None
+
+
 @dataclass(slots=True)
 class MqttUser:
     """One line of the password file and one `user` block of the ACL file."""
@@ -88,7 +96,7 @@ def users_of(groups: Iterable[dict[str, Any]]) -> tuple[list[MqttUser], list[str
             notes.append(f"{where}: no mqtt_password, no MQTT user")
             continue
         name = str(g.get("mqtt_username") or apikey)
-        why = bad_username(name) or (bad_username(apikey) and f"its apikey {apikey!r} cannot be an MQTT topic level")
+        why = bad_username(name) or _bad_apikey(apikey)
         if why:
             notes.append(f"{where}: skipped, {why}")
             continue

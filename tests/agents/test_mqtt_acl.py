@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agents.mqtt_auth import HASH_FIELD, hash_password, users_of
 from agents.transports.mqtt import COMMAND_RESULT_TOPICS, MEASURE_TOPICS
 from metropole.cli import main
 from tests.agents.conftest import RunningAgent
@@ -185,3 +186,14 @@ def test_a_new_password_holds_after_the_files_are_written_again_and_mosquitto_is
     old = Client(broker.port, "akey", "pw-of-A")
     old.close()
     assert not old.accepted
+
+
+def test_groups_that_cannot_be_confined_get_no_user() -> None:
+    hashed = hash_password("x", iterations=1)
+    groups = [{"apikey": "json", HASH_FIELD: hashed}, {"apikey": "a+b", HASH_FIELD: hashed},
+              {"apikey": "ok", "mqtt_username": "bad name", HASH_FIELD: hashed}, {"apikey": "nopw"},
+              {"apikey": "ok", HASH_FIELD: hashed}, {"apikey": "ok", "subservice": "/other", HASH_FIELD: hashed}]
+    users, notes = users_of(groups)
+    assert [(u.username, u.apikeys) for u in users] == [("ok", ["ok"])] and len(notes) == 4
+    with pytest.raises(ValueError, match="two passwords"):
+        users_of([{"apikey": "ok", HASH_FIELD: hashed}, {"apikey": "ok", HASH_FIELD: hash_password("y")}])
