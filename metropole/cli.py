@@ -4,6 +4,7 @@
                                         NGSI-LD broker 1026, agents 4041/7896, MQTT client of :1883
     metropole broker --port P --data D  one embedded NGSI-LD broker
     metropole agent --broker-url U      the IoT agents alone, delivering to any NGSI-LD broker
+    metropole agent mqtt-auth ...       Mosquitto password and ACL files, one user per service group
     metropole check payload|broker ...  compliance reports (Smart Data Models, NGSI-LD)
     metropole demo                      `run` with the simulated fleet (dashboard on :8080)
     metropole indicators compute ...    indicators of a past period, on demand
@@ -212,6 +213,38 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent_mqtt_auth(args: argparse.Namespace) -> int:
+    """Write Mosquitto's password file and ACL file from the registry's service groups (agents/mqtt_auth.py)."""
+    from agents.mqtt_auth import acl_file, agent_line, password_file, users_of, write_atomically
+    from agents.registry import open_registry
+
+    settings = AgentSettings.from_env(data_dir=Path(args.data).resolve(), registry_url=args.registry)
+
+    async def groups() -> list[dict[str, Any]]:
+        registry = open_registry(settings.resolved_registry_url)
+        await registry.open()
+        try:
+            return await registry.all_groups()
+        finally:
+            await registry.close()
+
+    users, notes = users_of(asyncio.run(groups()))
+    username = os.environ.get("METROPOLE_AGENT_MQTT_USERNAME") or None
+    password_path, acl_path = Path(args.password_file), Path(args.acl_file)
+    agent = agent_line(username, os.environ.get("METROPOLE_AGENT_MQTT_PASSWORD"), password_path) if username else None
+    if username is None:
+        notes.append("METROPOLE_AGENT_MQTT_USERNAME is not set: the agent has no user in these files")
+    elif agent is None:
+        notes.append(f"the agent's user {username!r} has no password line: set METROPOLE_AGENT_MQTT_PASSWORD")
+    write_atomically(password_path, password_file(users, agent))
+    write_atomically(acl_path, acl_file(users, username))
+    for note in notes:
+        print(f"metropole: {note}", file=sys.stderr)
+    print(f"metropole: {len(users)} service-group users{' and the agent' if agent else ''} written to "
+          f"{password_path} and {acl_path}; send Mosquitto SIGHUP to reload them", file=sys.stderr)
+    return 0
+
+
 def _agent_flags(parser: argparse.ArgumentParser, prefix: str) -> None:
     """--agent-* flags (`run`) or the same without the prefix (`agent`); None = settings/env default."""
     def flag(name: str) -> str:
@@ -278,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--broker-url", default=None, help="NGSI-LD broker (default http://127.0.0.1:1026)")
     _agent_flags(agent, "")
     agent.set_defaults(func=cmd_agent)
+    agent_sub = agent.add_subparsers(dest="agent_command", required=False)
+    mqtt_auth = agent_sub.add_parser("mqtt-auth", help="Mosquitto password and ACL files from the service groups")
+    mqtt_auth.add_argument("--password-file", required=True, help="Mosquitto's password_file, replaced whole")
+    mqtt_auth.add_argument("--acl-file", required=True, help="Mosquitto's acl_file, replaced whole")
+    mqtt_auth.add_argument("--data", default=argparse.SUPPRESS, help="as `metropole agent --data`")
+    mqtt_auth.add_argument("--registry", default=None,
+                           help="registry URL (default METROPOLE_AGENT_REGISTRY, else DATA/agents.db)")
+    mqtt_auth.set_defaults(func=cmd_agent_mqtt_auth)
 
     brk = sub.add_parser("broker", help="run one embedded NGSI-LD broker")
     brk.add_argument("--host", default=os.environ.get("METROPOLE_BROKER_HOST", "127.0.0.1"))

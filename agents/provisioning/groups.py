@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from agents.mqtt_auth import HASH_FIELD, bad_username, hash_password
 from agents.provisioning import schemas
 from agents.provisioning.deps import body, page, query, scope
 from agents.provisioning.errors import DuplicateGroup, GroupNotFound, InvalidField
@@ -21,13 +22,29 @@ _API_TO_STORED = {"type": "entity_type"}
 
 
 def _stored(group: dict[str, Any], service: str, subservice: str) -> dict[str, Any]:
-    doc = {_API_TO_STORED.get(k, k): v for k, v in group.items() if k not in ("service", "subservice")}
+    doc = {_API_TO_STORED.get(k, k): v for k, v in group.items() if k not in ("service", "subservice", HASH_FIELD)}
     doc["service"], doc["subservice"] = service, subservice
+    if "mqtt_password" in doc:  # only its hash is kept (agents/mqtt_auth.py); null removes it
+        clear = doc.pop("mqtt_password")
+        doc[HASH_FIELD] = hash_password(clear) if clear else None
     return doc
+
+
+def _shown(group: dict[str, Any]) -> dict[str, Any]:
+    """A stored group as the API answers it: never the MQTT password, nor its hash."""
+    return {k: v for k, v in group.items() if k != HASH_FIELD}
+
+
+def _check_mqtt(group: dict[str, Any], where: str) -> None:
+    name = group.get("mqtt_username")
+    why = bad_username(name) if isinstance(name, str) else None
+    if why and isinstance(name, str):
+        raise InvalidField(f"{where}.mqtt_username", f"mqtt_username {name[:200]!r} cannot be an MQTT username: {why}")
 
 
 async def _checked(group: dict[str, Any], where: str, hooks: Hooks) -> None:
     check_group(group, where, hooks.lorawan_servers)
+    _check_mqtt(group, where)
     cbroker = group.get("cbroker") or group.get("cbHost")
     if cbroker and hooks.allowed_cbrokers is not None and origin(str(cbroker)) not in hooks.allowed_cbrokers:
         raise InvalidField(f"{where}.cbroker", f"cbroker {str(cbroker)[:200]!r} is not a broker this agent may post "
@@ -47,7 +64,7 @@ def router(registry: Registry, hooks: Hooks | None = None) -> APIRouter:
             service, subservice = scope(request)
             limit, offset = page(request)
             result = await registry.list_groups(service, None if subservice == "/*" else subservice, limit, offset)
-            return JSONResponse({"count": result.count, key: result.items})
+            return JSONResponse({"count": result.count, key: [_shown(g) for g in result.items]})
 
         async def create_groups(request: Request, key: str = key) -> JSONResponse:
             service, subservice = scope(request)
@@ -82,6 +99,7 @@ def router(registry: Registry, hooks: Hooks | None = None) -> APIRouter:
                 await _checked(updated, "group", hooks)
             else:
                 check_group(updated, "group", hooks.lorawan_servers)
+                _check_mqtt(updated, "group")
             await registry.replace_group(service, subservice, resource, apikey, updated)
             await hooks.group_changed(current, updated)
             return Response(status_code=204)

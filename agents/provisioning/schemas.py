@@ -8,7 +8,8 @@ from agents.provisioning.errors import WrongSyntax
 
 _ATTRIBUTE_LISTS = ("attributes", "lazy", "commands")
 _STRING_FIELDS_GROUP = ("apikey", "resource", "entity_type", "type", "cbroker", "cbHost", "entityNameExp",
-                        "expressionLanguage", "trust", "transport", "endpoint", "protocol", "defaultEntityNameConjunction")
+                        "expressionLanguage", "trust", "transport", "endpoint", "protocol", "defaultEntityNameConjunction",
+                        "mqtt_username", "mqtt_password")
 _STRING_FIELDS_DEVICE = ("device_id", "entity_name", "entity_type", "protocol", "transport", "timezone", "apikey",
                          "endpoint", "polling")
 
