@@ -25,8 +25,9 @@ instance of an entity per request a device goes one round trip per measure.
 `repeats` > 1 lets a request carry up to that many consecutive instances of an
 entity, in order: clause 5.5.11.2 has the broker apply them in array order and
 keep every one in the entity's history. Only for brokers that do: the embedded
-broker applies them in order but records history from one change per entity
-and request, so only the last instance of a request reaches history (default 1).
+broker does (it logs one change per instance, broker.service.batch), and the
+agent's setting defaults to the batch size (METROPOLE_AGENT_BATCH_REPEATS, agents.runtime);
+this class's default stays 1, for a broker that keeps only the last instance of a request.
 The broker reports errors per entity id, not per instance: an entity sent
 more than once in a request that the broker refused has its instances sent
 again one per request, to find the bad one; a retryable error retries them all.
