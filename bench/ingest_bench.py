@@ -348,7 +348,7 @@ def main() -> int:
                         help="also run every case with LoRaWAN devices: The Things Stack uplinks, codec decentlab/dl-pm")
     parser.add_argument("--batch-repeats", type=int, default=None, metavar="N",
                         help="METROPOLE_AGENT_BATCH_REPEATS for the agent: instances of one entity per request "
-                             "(default: the agent's, 1); with --devices 1, whether one fast device goes out in batches")
+                             "(default: the agent's, the batch size; 1: one per request); with --devices 1, whether one fast device goes out in batches")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="run the agent under pyinstrument and write its text report to FILE (one per target)")
     args = parser.parse_args()
