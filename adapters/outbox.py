@@ -207,15 +207,19 @@ class Outbox(OutboxAdmin):
         self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._reader.execute("PRAGMA busy_timeout=5000")
         self._lease_lock = threading.Lock()
+        self._counter = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)  # counts()
+        self._counter.execute("PRAGMA busy_timeout=5000")
+        self._counter_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._closed = False
 
     def close(self) -> None:
         """Checkpoint and close the database."""
-        with self._lease_lock, self._lock:
+        with self._lease_lock, self._counter_lock, self._lock:
             if not self._closed:
                 self._closed = True
                 self._reader.close()
+                self._counter.close()
                 self._db.close()
 
     def on_append(self, listener: Callable[[], None]) -> None:

@@ -4,8 +4,9 @@ One cycle of a worker:
 
     lease a page of the oldest deliverable rows (the outbox keeps per-device order)
     group them by (broker, tenant, @context)      batch requests per group
-    split each group into waves                    an entity appears at most once per wave,
-                                                   so two measures of one entity stay in order
+    split each group into waves                    an entity appears at most `repeats` times
+                                                   per wave (default once), so two measures of
+                                                   one entity stay in order
     send each wave, `batch_size` entities a request at most (upsert/update, merge or
     replace: `mode`), as the JSON the outbox stored (never parsed and serialised again)
         2xx              -> ack
@@ -21,6 +22,20 @@ One cycle of a worker:
 
 Several workers may run at once: the outbox never leases a row while an older
 row of its device is leased, so concurrency never reorders a device.
+
+One fast device (a gateway forwarding a district): its rows come in a page of
+their own, but two requests touching one entity are never in flight at once
+(the broker may apply concurrent requests in either order), so with one
+instance of an entity per request a device goes one round trip per measure.
+`repeats` > 1 lets a request carry up to that many consecutive instances of an
+entity, in order: clause 5.5.11.2 has the broker apply them in array order and
+keep every one in the entity's history. Only for brokers that do: the embedded
+broker does (it logs one change per instance, broker.service.batch), and the
+agent's setting defaults to the batch size (METROPOLE_AGENT_BATCH_REPEATS, agents.runtime);
+this class's default stays 1, for a broker that keeps only the last instance of a request.
+The broker reports errors per entity id, not per instance: an entity sent
+more than once in a request that the broker refused has its instances sent
+again one per request, to find the bad one; a retryable error retries them all.
 
 Isolation: each target broker (a group's `cbroker`, or the agent's default)
 has a lane of its own, `workers` workers that lease only that target's rows.
@@ -44,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +87,7 @@ class DeliveryOptions:
     idle_poll: float = 1.0  # look again this often even when nobody wakes us (released rows come due)
     linger: float = 0.02  # seconds a worker that caught up waits before its next lease (see Pacing)
     poison_attempts: int = 3  # a row the broker alone answers 500 this often is dead-lettered (issue 17)
+    repeats: int = 1  # instances of one entity per request at most (see One fast device)
 
 
 @dataclass(slots=True)
@@ -318,19 +335,18 @@ class Delivery:
         blocked_devices: set[str] = set()
         probe = _Probe()
         size = max(1, self.options.batch_size)
-        for wave in _waves(rows):
-            ready = []
-            for r in wave:
-                if r.entity_id in blocked_entities or r.item.device in blocked_devices:
-                    cycle.again(r, 0.0, "an earlier measure of its device is being retried")
-                else:
-                    ready.append(r)
+        for wave in _waves(rows, self.options.repeats):
+            ready = [r for r in wave if not _blocked(r, cycle, blocked_entities, blocked_devices)]
             if not ready:
                 continue
             try:
                 for start in range(0, len(ready), size):
-                    await self._send(client, ready[start:start + size], tenant, context, cycle, blocked_entities,
-                                     blocked_devices, probe)
+                    chunk = ready[start:start + size]
+                    if start and (blocked_entities or blocked_devices):  # `repeats`: a later chunk may follow one
+                        chunk = [r for r in chunk if not _blocked(r, cycle, blocked_entities, blocked_devices)]
+                    if chunk:
+                        await self._send(client, chunk, tenant, context, cycle, blocked_entities, blocked_devices,
+                                         probe)
                 if probe.suspects and not probe.ok and not await self._answers(client, tenant, context, probe):
                     raise probe.suspects[0][1]  # nothing gets through: the broker fails, not these rows
                 await self._confirm(client, tenant, context, cycle, probe)
@@ -418,6 +434,17 @@ class Delivery:
             return
         probe.ok += 1
         errors = dict(outcome.errors)
+        if errors and len(rows) > 1:
+            sent = Counter(r.entity_id for r in rows)
+            # Which instance the broker refused is not told: each goes alone (at least once), in order. A
+            # retryable error leaves them all to be retried together, in order, as below.
+            again = [r for r in rows if sent[r.entity_id] > 1 and r.entity_id in errors
+                     and not is_retryable(errors[r.entity_id])]
+            for row in again:
+                if not _blocked(row, cycle, blocked_entities, blocked_devices):
+                    await self._send(client, [row], tenant, context, cycle, blocked_entities, blocked_devices, probe)
+            if again:
+                rows = [r for r in rows if r.seq not in cycle.settled]
         for row in rows:
             error = errors.get(row.entity_id)
             if error is None:
@@ -445,14 +472,23 @@ def _answered_500(error: NgsiLdError) -> bool:
     return getattr(error, "http_status", None) == 500
 
 
-def _waves(rows: Sequence[Leased]) -> list[list[Leased]]:
-    """Split rows (in order) so that each entity id appears at most once per wave, order kept."""
+def _blocked(row: Leased, cycle: _Cycle, entities: set[str], devices: set[str]) -> bool:
+    """Whether an earlier measure of the row's entity or device is being retried (the row then waits too)."""
+    if row.entity_id in entities or row.item.device in devices:
+        cycle.again(row, 0.0, "an earlier measure of its device is being retried")
+        return True
+    return False
+
+
+def _waves(rows: Sequence[Leased], repeats: int = 1) -> list[list[Leased]]:
+    """Split rows (in order) so that each entity id appears at most `repeats` times per wave, order kept."""
     waves: list[list[Leased]] = []
     seen: dict[str, int] = {}
+    repeats = max(1, repeats)
     for row in rows:
         eid = row.entity_id
-        n = seen.get(eid, 0)
-        seen[eid] = n + 1
+        n = seen.get(eid, 0) // repeats
+        seen[eid] = seen.get(eid, 0) + 1
         if n == len(waves):
             waves.append([])
         waves[n].append(row)

@@ -2,7 +2,7 @@
 
     python -m bench.ingest_bench [--devices 50] [--rate 500] [--seconds 10] [--burst 20000]
                                  [--sustain 5000 --sustain-seconds 30] [--publishers 1]
-                                 [--agent-cpus 0] [--mosquitto own|system] [--lorawan]
+                                 [--agent-cpus 0] [--mosquitto own|system] [--lorawan] [--batch-repeats N]
 
 Starts the agent (`metropole agent`) in a subprocess, against two northbound targets:
 
@@ -44,6 +44,7 @@ Columns:
     p50/p99 ms       end-to-end latency (written to the socket -> entity value visible in the
                      broker, sampled by polling; the sink has none)
     cpu %, rss MB    agent CPU (% of one core, over the case) and peak RSS
+    cpu s            agent CPU-seconds over the case (on a shared machine, steadier than the rates)
 """
 
 from __future__ import annotations
@@ -106,8 +107,13 @@ class Agent:
         self.proc, self.url = proc, f"http://127.0.0.1:{prov}"
 
     def metric(self, name: str) -> float:
+        return self.metrics(name)[0]
+
+    def metrics(self, *names: str) -> list[float]:
+        """Several metrics from one scrape (each scrape costs the agent an outbox count)."""
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+        return [sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+                for name in names]
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -198,9 +204,9 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
     load = Load(spec, rig.publishers)  # payloads built and connected before the clock starts
     attr, scale = ("pm10", 10) if rig.kind == "tts" else ("no2", 1)
     watcher = Watcher(rig.broker_url, attr, scale) if rig.broker_url and latency else None
-    accepted0 = agent.metric("metropole_agent_intake_messages_total")
-    delivered0 = agent.metric("metropole_agent_delivered_total")
-    appended0 = agent.metric("metropole_agent_outbox_appended_total")
+    names = ("metropole_agent_intake_messages_total", "metropole_agent_delivered_total",
+             "metropole_agent_outbox_appended_total")
+    accepted0, delivered0, appended0 = agent.metrics(*names)
     cpu0 = agent.cpu_seconds()
     if watcher:
         watcher.start()
@@ -209,20 +215,22 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
     for error in sent.errors:
         print(f"ingest_bench: {error}", file=sys.stderr)
     published = time.time()
-    accepted_then = agent.metric("metropole_agent_intake_messages_total") - accepted0
-    outbox_then = agent.metric("metropole_agent_outbox_depth")
-    # Wait until acceptance and delivery stop moving for 3 s; the rates use the time of the last change.
+    accepted_then, outbox_then = agent.metrics("metropole_agent_intake_messages_total", "metropole_agent_outbox_depth")
+    accepted_then -= accepted0
+    # Wait until acceptance and delivery stop moving for 3 s (30 s while the outbox holds rows: delivery counts
+    # a page when it is settled, and one device's page is a thousand round trips); the rates use the time of
+    # the last change.
     accepted = delivered = appended = 0.0
     accepted_at = done = last_change = time.time()
-    while time.time() - last_change < 3 and time.time() - t0 < spec.timeout + 600:
-        a = agent.metric("metropole_agent_intake_messages_total") - accepted0
-        d = agent.metric("metropole_agent_delivered_total") - delivered0
+    depth = 0.0
+    while time.time() - last_change < (30 if depth else 3) and time.time() - t0 < spec.timeout + 600:
+        a, d, appended, depth = agent.metrics(*names, "metropole_agent_outbox_depth")
+        a, d, appended = a - accepted0, d - delivered0, appended - appended0
         now = time.time()
         if a != accepted:
             accepted, accepted_at, last_change = a, now, now
         if d != delivered:
             delivered, done, last_change = d, now, now
-        appended = agent.metric("metropole_agent_outbox_appended_total") - appended0
         if accepted >= sent.acked and appended and delivered >= appended:
             break
         time.sleep(0.05)
@@ -247,7 +255,7 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
         "msgs delivered/s": accepted / max(1e-9, done - t0),
         "updates delivered/s": delivered / max(1e-9, done - t0),
         "p50 ms": _pct(lat, 0.5), "p99 ms": _pct(lat, 0.99), "samples": len(lat),
-        "cpu %": 100 * cpu / max(1e-9, end - t0), "rss MB": agent.rss_mb(),
+        "cpu %": 100 * cpu / max(1e-9, end - t0), "cpu s": cpu, "rss MB": agent.rss_mb(),
         # for the sustained verdict
         "accepted during run/s": accepted_then / max(1e-9, published - t0),
         "updates/msg": appended / max(1.0, accepted),
@@ -338,6 +346,9 @@ def main() -> int:
                         help="northbound targets to run: the embedded broker, the instant sink, or both (default)")
     parser.add_argument("--lorawan", action="store_true",
                         help="also run every case with LoRaWAN devices: The Things Stack uplinks, codec decentlab/dl-pm")
+    parser.add_argument("--batch-repeats", type=int, default=None, metavar="N",
+                        help="METROPOLE_AGENT_BATCH_REPEATS for the agent: instances of one entity per request "
+                             "(default: the agent's, the batch size; 1: one per request); with --devices 1, whether one fast device goes out in batches")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="run the agent under pyinstrument and write its text report to FILE (one per target)")
     args = parser.parse_args()
@@ -380,7 +391,9 @@ def main() -> int:
                 proc, prov, _ = agent_process(tmp / f"agent-{tag}", cbroker, mqtt_port=mqtt_port,
                                               client_id=f"bench-agent-{tag}", log=agent_log,
                                               extra_env={"METROPOLE_AGENT_MQTT_SESSION_EXPIRY": "60",
-                                                         "METROPOLE_AGENT_MQTT_HOST": mqtt_host})
+                                                         "METROPOLE_AGENT_MQTT_HOST": mqtt_host,
+                                                         **({} if args.batch_repeats is None else
+                                                            {"METROPOLE_AGENT_BATCH_REPEATS": str(args.batch_repeats)})})
                 if args.profile:
                     out = args.profile if len(targets) == 1 else f"{args.profile}.{target.split()[-1]}"
                     proc.args[1:3] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o",
@@ -426,20 +439,22 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cols = ["published/s", "unacked", "accepted/s", "lost", "backlog@end", "outbox@end", "msgs delivered/s",
-            "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "rss MB"]
+            "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "cpu s", "rss MB"]
     via = ("a Mosquitto of its own per target (unbounded queues)" if args.mosquitto == "own"
            else f"{MQTT_HOST}:{MQTT_PORT}")
     pinning = "no CPU pinning"
     if agent_cpus:
         pinning = f"agent on cpu {','.join(map(str, sorted(agent_cpus)))}, " + (
             f"the rest on cpu {','.join(map(str, sorted(others)))}" if others else "sharing it with the rest")
-    print(f"\nIoT agent ingest, {args.devices} devices, MQTT QoS 1 via {via}, {args.publishers} publisher process(es),"
+    repeats = "" if args.batch_repeats is None else f", up to {args.batch_repeats} instances of an entity per request"
+    print(f"\nIoT agent ingest, {args.devices} devices{repeats}, MQTT QoS 1 via {via}, {args.publishers} publisher process(es),"
           f" {pinning} (an update per entity: AirQualityObserved + its Device)")
     width = max(16, *(len(t) for t, _, _ in rows)) if rows else 16
     print(f"{'target':<{width}} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
     for target, load, r in rows:
         print(f"{target:<{width}} {load:<22} " + " ".join(
-            f"{r[c]:>12.0f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}" for c in cols))
+            f"{r[c]:>12.{1 if c == 'cpu s' else 0}f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}"
+            for c in cols))
     for verdict in verdicts:
         print(verdict)
     return 0

@@ -363,9 +363,9 @@ class Mosquitto:
     """
 
     def __init__(self, workdir: Path, binary: str = MOSQUITTO) -> None:
-        with socket.socket() as s:  # a free port
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        from tests.agents.procs import free_port  # METROPOLE_TEST_PORTS honoured, as for the bench's other servers
+
+        self.port = free_port()
         self.host, self.workdir, self.binary = "127.0.0.1", workdir, binary
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None

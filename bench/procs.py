@@ -21,9 +21,20 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port: one of METROPOLE_TEST_PORTS ("27000-27999", a shared machine's range) if set, else any."""
+    lo, _, hi = os.environ.get("METROPOLE_TEST_PORTS", "").partition("-")
+    candidates = [0] if not lo else list(range(int(lo), int(hi or lo) + 1))
+    if len(candidates) > 1:  # start at a random place in the range: parallel users rarely try the same port
+        start = int.from_bytes(os.urandom(2), "big") % len(candidates)
+        candidates = candidates[start:] + candidates[:start]
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError(f"no free port in METROPOLE_TEST_PORTS={os.environ['METROPOLE_TEST_PORTS']}")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

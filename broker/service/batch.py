@@ -4,8 +4,17 @@ Each entity of a batch succeeds or fails on its own: a malformed entity
 becomes a BatchEntityError (clause 5.2.17) beside the others' successes.
 Several entries with the same id are applied in array order, as if they had
 arrived in separate requests. Replace-mode upsert writes whole documents in
-one `upsert_replace` call with no read; every other mode goes through one
-`Store.modify` over the distinct ids, so the batch is one transaction.
+one `upsert_replace` call with no read; every other mode, and a replace-mode
+upsert that repeats an id, goes through one `Store.modify` over the distinct
+ids, so the batch is one transaction.
+
+A repeated id is applied one instance at a time, and the documents after
+the earlier instances go to the store as `Change.steps`: the store logs one
+change per instance, so temporal history keeps every instance in order
+(5.5.11.2, 5.5.11.5) and each one is notified (5.5.11.3). All instances
+share the batch's modifiedAt (5.5.11.0): history tells them apart by
+observedAt, and instances of one attribute with neither observedAt nor a
+different time share one history key, where the last one is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from broker.service.entities import to_enf
 from broker.service.patch import apply_fragment, stamp_new, stamp_new_owned, utc_now
@@ -94,6 +105,35 @@ def _on_existing(**apply: Any) -> Any:
     return fn
 
 
+def _instances(fn: Any, current: StoredEntity | None, group: list[Doc], now: str) -> Change:
+    """The change of a repeated id: `fn` applied to one instance at a time, in array order (5.5.11.0).
+
+    Each instance meets the outcome of the previous ones, as if sent in a request of its own
+    (an instance in error leaves the entity as it was). The document after each instance that
+    changed it is kept, a copy (fn changes its document in place): all but the last become
+    `Change.steps`, one change record each.
+    """
+    outcomes: list[Any] = []
+    docs: list[Doc] = []
+    last = None if current is None else orjson.loads(orjson.dumps(current.doc))
+    state = current
+    for frag in group:
+        try:
+            doc, outs = fn(state, [frag], now)
+        except NgsiLdError as error:
+            outcomes.append(error)
+            continue
+        outcomes.extend(outs)
+        if doc is None or doc == last:
+            continue  # nothing written by this instance
+        last = orjson.loads(orjson.dumps(doc))
+        docs.append(last)
+        state = StoredEntity(doc, state.created_at if state is not None else now, now)
+    if not docs:
+        return Change(None, outcomes, changed=False)
+    return Change(docs[-1], outcomes, steps=docs[:-1] or None)
+
+
 class BatchService:
     """The /entityOperations operations over a Store."""
 
@@ -126,9 +166,18 @@ class BatchService:
         if not docs:
             return result
         if not update:
-            now = utc_now()
-            result.created = await self.store.upsert_replace(tenant, [stamp_new_owned(d, now) for d in docs], now)
-            result.success = list(dict.fromkeys(d["id"] for d in docs))
+            ids = list(dict.fromkeys(d["id"] for d in docs))
+            if len(ids) == len(docs):  # no repeated id (most batches): whole documents, no read
+                now = utc_now()
+                result.created = await self.store.upsert_replace(tenant, [stamp_new_owned(d, now) for d in docs], now)
+                result.success = ids
+                return result
+
+            def replace(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
+                doc = stamp_new_owned(group[-1], now)
+                return doc, ["created" if current is None else None] * len(group)
+
+            await self._modify_groups(tenant, docs, replace, result)
             return result
 
         def fn(current: StoredEntity | None, group: list[Doc], now: str) -> tuple[Doc | None, list[Any]]:
@@ -187,10 +236,13 @@ class BatchService:
 
         def change(entity_id: str, current: StoredEntity | None) -> Change:
             now = utc_now()
+            group = groups[entity_id]
+            if len(group) > 1:
+                return _instances(fn, current, group, now)
             try:
-                doc, outcomes = fn(current, groups[entity_id], now)
+                doc, outcomes = fn(current, group, now)
             except NgsiLdError as error:
-                return Change(None, [error] * len(groups[entity_id]), changed=False)
+                return Change(None, [error], changed=False)
             return Change(doc, outcomes, changed=doc is not None)
 
         outcomes = await self.store.modify(tenant, list(groups), change, utc_now())

@@ -102,11 +102,20 @@ class Change:
     `doc` None means delete the entity; a new entity gets createdAt = the
     call's `now`, an existing one keeps its createdAt. `changed` False means
     write nothing (the result is still returned).
+
+    `steps`: when one change stands for several instances of the entity
+    applied in order (a batch with a repeated id, clause 5.5.11), the
+    documents after each instance but the last, in order; `doc` is the
+    last. The store writes only `doc`, but logs one change record per
+    instance, each record's before the previous one's after, so history
+    keeps every instance and subscriptions see each (5.5.11.2, 5.5.11.3,
+    5.5.11.5). None (the usual case) logs one record.
     """
 
     doc: Doc | None
     result: Any = None
     changed: bool = True
+    steps: list[Doc] | None = None
 
 
 ModifyFn = Callable[[str, StoredEntity | None], Change]
@@ -117,8 +126,8 @@ ModifyFn = Callable[[str, StoredEntity | None], Change]
 class ChangeRecord:
     """One committed write of one entity, from the store's change log.
 
-    Every write method appends one record per entity it changed, in the same
-    transaction as the write, so a consumer (the temporal history, the
+    Every write method appends one record per entity it changed (one per
+    instance for a `Change` with `steps`), in the same transaction as the write, so a consumer (the temporal history, the
     subscription dispatcher) that follows the log by `seq` never misses a
     change, even across crashes. `before` is the ENF document before the
     write (None: the entity was created), `after` the document after it

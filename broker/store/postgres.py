@@ -92,6 +92,15 @@ _LOG = (
     " FROM lock, unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS u(i, b, bc, bm, n)"
     " LEFT JOIN entities e ON e.tenant = $1 AND e.id = u.i ORDER BY u.n"
 )
+_LOG_STEPS = (
+    # the earlier instances of a repeated id (Change.steps): the after image is given, not read
+    "WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
+    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at)"
+    " SELECT $1, u.i, $2, u.b, u.bc, u.bm, u.a::jsonb, u.ac, u.am"
+    " FROM lock, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+    " WITH ORDINALITY AS u(i, b, bc, bm, a, ac, am, n) ORDER BY u.n"
+)
 _LOG_COLUMNS = (
     "seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at"
@@ -291,6 +300,39 @@ class PostgresStore(Store):
         )
         seqs = {r[1]: r[0] for r in rows}  # the ids of one write are distinct
         return sorted((ChangeRecord(seqs[i], tenant, i, b, a, now) for i, (b, a) in zip(ids, docs)), key=lambda r: r.seq)
+
+    @staticmethod
+    async def _log_steps(
+        conn: asyncpg.Connection, tenant: str, now: str, befores: dict[str, Before],
+        before_docs: dict[str, Doc | None], steps: dict[str, list[Doc]],
+    ) -> list[ChangeRecord]:
+        """Append one change record per earlier instance of each repeated id (Change.steps), in order.
+
+        Each record's before is the previous one's after; `befores` and `before_docs`
+        are moved on to the last step, for the record of the final document (`_log`).
+        """
+        ids: list[str] = []
+        rows: list[tuple[Before, Before]] = []
+        docs: list[tuple[Doc | None, Doc | None]] = []
+        for entity_id, chain in steps.items():
+            before, before_doc = befores[entity_id], before_docs[entity_id]
+            created = before[1] if before is not None else now
+            for step in chain:
+                doc = _clean(step)
+                after: Before = (orjson.dumps(doc).decode(), created, now)
+                ids.append(entity_id)
+                rows.append((before, after))
+                docs.append((before_doc, _with_times(doc, created, now)))
+                before, before_doc = after, docs[-1][1]
+            befores[entity_id], before_docs[entity_id] = before, before_doc
+        if not ids:
+            return []
+        seqs = sorted(r[0] for r in await conn.fetch(
+            _LOG_STEPS + " RETURNING seq", tenant, now, ids,
+            *([(b[k] if b else None) for b, _ in rows] for k in range(3)),
+            *([a[k] for _, a in rows] for k in range(3)),  # type: ignore[index]
+        ))
+        return [ChangeRecord(q, tenant, i, b, a, now) for q, i, (b, a) in zip(seqs, ids, docs)]
 
     async def _index(self, conn: asyncpg.Connection, tenant: str, ids: Sequence[str], index: Sequence[IndexRows]) -> None:
         t_ids: list[str] = []
@@ -571,12 +613,15 @@ class PostgresStore(Store):
             initial = {r[0]: _entity(r) for r in rows}
             state: dict[str, StoredEntity] = dict(initial)
             touched: dict[str, None] = {}
+            steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
             for entity_id in ids:  # a repeated id sees the change made before it
                 change: Change = fn(entity_id, state.get(entity_id))
                 results[entity_id] = change.result
                 if not change.changed:
                     continue
                 touched[entity_id] = None
+                if change.steps:
+                    steps[entity_id] = change.steps
                 if change.doc is None:
                     state.pop(entity_id, None)
                 else:
@@ -598,11 +643,22 @@ class PostgresStore(Store):
             await self._unindex(conn, tenant, deleted + written)
             await self._index(conn, tenant, written, index)
             logged = [i for i in touched if i in initial or i in state]
-            records = await self._log(
-                conn, tenant, now, logged,
-                [(orjson.dumps(initial[i].doc).decode(), initial[i].created_at, initial[i].modified_at) if i in initial else None
-                 for i in logged],
-                [(_stored_doc(initial.get(i)), _stored_doc(state.get(i))) for i in logged],
+            befores: list[Before] = [
+                (orjson.dumps(initial[i].doc).decode(), initial[i].created_at, initial[i].modified_at) if i in initial else None
+                for i in logged
+            ]
+            before_docs = [_stored_doc(initial.get(i)) for i in logged]
+            records: list[ChangeRecord] = []
+            if steps:  # logged before the final documents, so an id's records are in instance order
+                chained_befores = dict(zip(logged, befores))
+                chained_docs = dict(zip(logged, before_docs))
+                records = await self._log_steps(conn, tenant, now, chained_befores, chained_docs,
+                                                {i: steps[i] for i in logged if i in steps})
+                befores = [chained_befores[i] for i in logged]
+                before_docs = [chained_docs[i] for i in logged]
+            records += await self._log(
+                conn, tenant, now, logged, befores,
+                [(b, _stored_doc(state.get(i))) for i, b in zip(logged, before_docs)],
             )
         self._recent.add(records)  # committed
         return results

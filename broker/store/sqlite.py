@@ -132,6 +132,18 @@ def _write_log(conn: sqlite3.Connection, tenant: str, now: str, entries: Sequenc
             for k, (i, b, a, bd, ad) in enumerate(entries)]
 
 
+def _step_entries(entity_id: str, before: Image, before_doc: Doc | None, steps: Sequence[Doc], now: str) -> list[Entry]:
+    """The log entries of the earlier instances of a repeated id (Change.steps), chained from the stored image."""
+    created = before[1] if before is not None else now
+    entries: list[Entry] = []
+    for step in steps:
+        doc = _clean(step)
+        image = (orjson.dumps(doc), created, now)
+        entries.append((entity_id, before, image, before_doc, doc))
+        before, before_doc = image, doc
+    return entries
+
+
 def _utc_now() -> str:
     return utc_iso()
 
@@ -507,6 +519,7 @@ class SQLiteStore(Store):
             stored = self._images(c, tenant, list(dict.fromkeys(ids)))
             current: dict[str, Image] = dict(stored)
             written: dict[str, Doc | None] = {}  # final document per id changed (None: deleted)
+            steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
             results: dict[str, Any] = {}
             for entity_id in ids:
                 image = current.get(entity_id)
@@ -515,6 +528,8 @@ class SQLiteStore(Store):
                 results[entity_id] = change.result
                 if not change.changed:
                     continue
+                if change.steps:
+                    steps[entity_id] = change.steps
                 if change.doc is None:
                     current[entity_id] = written[entity_id] = None
                     continue
@@ -532,7 +547,12 @@ class SQLiteStore(Store):
                     continue  # created and deleted by the same call: nothing was or is stored
                 # the stored bytes, not an entity fn saw, tell what was: fn may change its doc in place
                 before_doc = None if before is None else orjson.loads(before[0])
-                entries.append((entity_id, before, current[entity_id], before_doc, doc))
+                if entity_id in steps:
+                    entries.extend(_step_entries(entity_id, before, before_doc, steps[entity_id], now))
+                    last = entries[-1]
+                    entries.append((entity_id, last[2], current[entity_id], last[4], doc))
+                else:
+                    entries.append((entity_id, before, current[entity_id], before_doc, doc))
                 if doc is None:
                     gone.append(entity_id)
                     continue

@@ -32,7 +32,7 @@ NOT_FOUND = {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "ti
 
 def deliver(tmp_path: Path, items: list[OutboxItem], handler: Callable[[list[dict[str, Any]]], httpx.Response],
             cycles: int = 20, reads: Callable[[], httpx.Response] = lambda: httpx.Response(404, json=NOT_FOUND),
-            ) -> tuple[Outbox, list[list[Any]], Metrics]:
+            repeats: int = 1) -> tuple[Outbox, list[list[Any]], Metrics]:
     outbox = Outbox(tmp_path / "o.db")
     outbox.append(items)
     sent: list[list[Any]] = []
@@ -49,7 +49,8 @@ def deliver(tmp_path: Path, items: list[OutboxItem], handler: Callable[[list[dic
     async def go() -> None:
         http = httpx.AsyncClient(transport=httpx.MockTransport(transport))
         d = Delivery(outbox, NgsiLdClient("http://broker", http=http),
-                     options=DeliveryOptions(batch_size=100, backoff_initial=0.01, backoff_max=0.05), metrics=metrics)
+                     options=DeliveryOptions(batch_size=100, backoff_initial=0.01, backoff_max=0.05, repeats=repeats),
+                     metrics=metrics)
         for _ in range(cycles):
             if await d.deliver_once() == 0:
                 if outbox.depth == 0:
@@ -66,6 +67,48 @@ def test_waves_keep_each_entity_once_per_request_in_order() -> None:
 
     rows = [Leased(i, row(d, i), 0) for i, d in enumerate(["a", "b", "a", "a", "c"])]
     assert [[r.seq for r in w] for w in _waves(rows)] == [[0, 1, 4], [2], [3]]
+
+
+def test_waves_with_repeats_carry_consecutive_instances_of_an_entity_in_order() -> None:
+    from adapters.outbox import Leased
+
+    rows = [Leased(i, row(d, i), 0) for i, d in enumerate(["a", "b", "a", "a", "c"])]
+    assert [[r.seq for r in w] for w in _waves(rows, 2)] == [[0, 1, 2, 4], [3]]
+
+
+def test_one_fast_device_goes_out_in_one_request_with_repeats(tmp_path: Path) -> None:
+    outbox, sent, _ = deliver(tmp_path, [row("a", n) for n in range(5)] + [row("b", 0)],
+                              lambda body: httpx.Response(204), repeats=10)
+    assert sent == [[("urn:x:a", n) for n in range(5)] + [("urn:x:b", 0)]]
+    assert outbox.depth == 0
+
+
+def test_an_error_for_a_repeated_entity_sends_its_instances_again_one_by_one(tmp_path: Path) -> None:
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        errors = [{"entityId": e["id"], "error": BAD} for e in body if e["no2"]["value"] == "x"]
+        ok = [e["id"] for e in body if e["no2"]["value"] != "x"]
+        return httpx.Response(207, json={"success": ok, "errors": errors}) if errors else httpx.Response(204)
+
+    outbox, sent, _ = deliver(tmp_path, [row("a", 1), row("a", "x"), row("a", 3), row("b", 1)], handler, repeats=10)
+    assert sent == [[("urn:x:a", 1), ("urn:x:a", "x"), ("urn:x:a", 3), ("urn:x:b", 1)],
+                    [("urn:x:a", 1)], [("urn:x:a", "x")], [("urn:x:a", 3)]]  # b is not sent again
+    assert outbox.depth == 0
+    assert [d.item.entity["no2"]["value"] for d in outbox.dead_letters()] == ["x"]
+
+
+def test_a_retryable_error_for_a_repeated_entity_retries_its_instances_together(tmp_path: Path) -> None:
+    failures = {"n": 1}
+    internal = {"type": "https://uri.etsi.org/ngsi-ld/errors/InternalError", "title": "t", "detail": "db"}
+
+    def handler(body: list[dict[str, Any]]) -> httpx.Response:
+        if failures["n"] and any(e["no2"]["value"] == 2 for e in body):
+            failures["n"] -= 1
+            return httpx.Response(207, json={"success": [], "errors": [{"entityId": "urn:x:a", "error": internal}]})
+        return httpx.Response(204)
+
+    outbox, sent, _ = deliver(tmp_path, [row("a", n) for n in range(1, 5)], handler, repeats=10)
+    assert outbox.depth == 0 and not outbox.dead_letters()
+    assert sent == [[("urn:x:a", n) for n in range(1, 5)]] * 2  # again, in order, none overtaking another
 
 
 def test_measures_of_one_entity_arrive_in_order(tmp_path: Path) -> None:
@@ -269,6 +312,6 @@ def test_a_broker_answering_500_to_everything_loses_nothing(tmp_path: Path) -> N
     def reads() -> httpx.Response:
         return httpx.Response(500, json=INTERNAL) if state["down"] else httpx.Response(404, json=NOT_FOUND)
 
-    outbox, sent, _ = deliver(tmp_path, [row(d, n) for n in range(3) for d in "abcd"], handler, cycles=80,
+    outbox, _sent, _ = deliver(tmp_path, [row(d, n) for n in range(3) for d in "abcd"], handler, cycles=80,
                               reads=reads)
     assert outbox.depth == 0 and not outbox.dead_letters()  # the broker failed, not the rows: all delivered

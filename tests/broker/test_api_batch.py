@@ -192,3 +192,74 @@ def test_json_null_is_an_entity_error(client: httpx.Client) -> None:
         assert r.status_code == 207, r.text
         assert r.json()["errors"][0]["error"]["type"].endswith("/BadRequestData")
     assert get(client, a)["LAeq"]["value"] == 50
+
+
+def _at(second: int) -> str:
+    return f"2026-03-01T08:00:{second:02d}.000Z"
+
+
+def _instance(entity_id: str, value: int, second: int) -> dict:
+    return {"id": entity_id, "type": "Thing", "no2": {"type": "Property", "value": value, "observedAt": _at(second)}}
+
+
+def _history(client: httpx.Client, entity_id: str) -> list:
+    r = client.get(f"/temporal/entities/{entity_id}", params={"format": "temporalValues", "attrs": "no2"})
+    assert r.status_code == 200, r.text
+    return r.json()["no2"]["values"]
+
+
+def test_repeated_id_keeps_every_instance_in_history(client: httpx.Client) -> None:
+    """Clause 5.5.11.2: an upsert with one entity 5 times: current state the last, history all 5 in order."""
+    for params in ({}, {"options": "update"}):
+        eid = new_id()
+        r = client.post("/entityOperations/upsert", params=params, json=[_instance(eid, 40 + k, k) for k in range(5)])
+        assert r.status_code == 201, r.text
+        assert get(client, eid)["no2"] == {"type": "Property", "value": 44, "observedAt": _at(4)}
+        assert _history(client, eid) == [[40 + k, _at(k)] for k in range(5)], params
+        # a second batch on the now existing entity: its instances follow the first batch's
+        r = client.post("/entityOperations/upsert", params=params, json=[_instance(eid, 50 + k, 10 + k) for k in range(3)])
+        assert r.status_code == 204, r.text
+        assert _history(client, eid) == [[40 + k, _at(k)] for k in range(5)] + [[50 + k, _at(10 + k)] for k in range(3)]
+        assert get(client, eid)["no2"]["value"] == 52
+
+
+def test_repeated_id_in_update_and_merge_keeps_every_instance(client: httpx.Client) -> None:
+    """Clauses 5.5.11.3 and 5.5.11.5: each instance of a batch update or merge is a change of its own."""
+    for op in ("update", "merge"):
+        eid = new_id()
+        assert client.post("/entities", json=_instance(eid, 1, 0)).status_code == 201
+        body = [{"id": eid, "type": "Thing", "no2": {"type": "Property", "value": 10 + k, "observedAt": _at(1 + k)}}
+                for k in range(4)]
+        r = client.post(f"/entityOperations/{op}", json=body)
+        assert r.status_code == 204, r.text
+        assert _history(client, eid) == [[1, _at(0)]] + [[10 + k, _at(1 + k)] for k in range(4)], op
+        assert get(client, eid)["no2"]["value"] == 13
+
+
+def test_repeated_id_with_an_instance_in_error_keeps_the_others(client: httpx.Client) -> None:
+    """An instance refused (noOverwrite) changes nothing; those around it are each recorded, in order."""
+    eid = new_id()
+    assert client.post("/entities", json=_instance(eid, 1, 0)).status_code == 201
+    body = [{"id": eid, "type": "Thing", "pm10": {"type": "Property", "value": 7, "observedAt": _at(1)}},
+            {"id": eid, "type": "Thing", "pm10": {"type": "Property", "value": 8, "observedAt": _at(2)}},
+            {"id": eid, "type": "Thing", "pm25": {"type": "Property", "value": 3, "observedAt": _at(3)}}]
+    r = client.post("/entityOperations/update", params={"options": "noOverwrite"}, json=body)
+    assert r.status_code == 207, r.text
+    assert [e["entityId"] for e in r.json()["errors"]] == [eid]
+    got = get(client, eid)
+    assert got["pm10"]["value"] == 7 and got["pm25"]["value"] == 3
+    r = client.get(f"/temporal/entities/{eid}", params={"format": "temporalValues", "attrs": "pm10,pm25"})
+    assert r.json()["pm10"]["values"] == [[7, _at(1)]] and r.json()["pm25"]["values"] == [[3, _at(3)]]
+
+
+def test_repeated_id_without_observed_at_shares_one_history_key(client: httpx.Client) -> None:
+    """Clause 5.5.11.0: every instance of a batch has the same modifiedAt, and history keys on time.
+
+    Instances with no observedAt of their own are all kept by the change log (and notified),
+    but they land on one history key: the last instance is the one history keeps.
+    """
+    eid = new_id()
+    body = [{"id": eid, "type": "Thing", "no2": {"type": "Property", "value": k}} for k in range(3)]
+    assert client.post("/entityOperations/upsert", json=body).status_code == 201
+    values = _history(client, eid)
+    assert [v for v, _ in values] == [2]

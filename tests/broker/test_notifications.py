@@ -341,6 +341,22 @@ def test_failed_status_then_ok(api: httpx.Client) -> None:
         down.stop()
 
 
+def test_each_instance_of_a_repeated_id_is_notified_in_order(api: httpx.Client, receiver: Receiver) -> None:
+    """Clauses 5.5.11.2, 5.5.11.3: one entity 5 times in a batch upsert is 5 notifications, in array order."""
+    subscribe(api, receiver.url, notificationTrigger=["entityCreated", "entityUpdated"])
+    eid, sentinel = new_id(), new_id()
+    body = [{"id": eid, "type": "Thing",
+             "no2": {"type": "Property", "value": k, "observedAt": f"2026-03-01T08:00:0{k}.000Z"}} for k in range(5)]
+    for params in ({}, {"options": "update"}):
+        assert api.post("/entityOperations/upsert", params=params, json=body).status_code in (201, 204)
+    # a later change of another entity: once it is notified, everything before it was
+    assert api.post("/entities", json=thing(sentinel, no2=-1)).status_code == 201
+    receiver.wait(lambda: any(e["id"] == sentinel for e in receiver.entities()))
+    got = [(e["no2"]["value"], e["no2"]["observedAt"]) for e in receiver.entities() if e["id"] == eid]
+    assert got == [(k, f"2026-03-01T08:00:0{k}.000Z") for k in range(5)] * 2
+    assert api.get(f"/entities/{eid}").json()["no2"]["value"] == 4
+
+
 def test_receiver_killed_during_burst_gets_everything_in_order(api: httpx.Client, receiver: Receiver) -> None:
     sid = subscribe(api, receiver.url)
     ids = [new_id() for _ in range(4)]
