@@ -429,7 +429,9 @@ class _Http11:
         if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
             return False
         proxies = urllib.request.getproxies_environment()
-        return parts.scheme not in proxies or bool(urllib.request.proxy_bypass_environment(parts.hostname))
+        # proxy_bypass_environment: in the standard library (urllib/request.py), not in typeshed's stubs
+        bypass = urllib.request.proxy_bypass_environment(parts.hostname)  # type: ignore[attr-defined]
+        return parts.scheme not in proxies or bool(bypass)
 
     def close(self) -> None:
         while self._idle:

@@ -15,8 +15,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from agents.codecs import CodecError, decoder_for
+from agents.codecs import CodecError
 from agents.lorawan.catalog import catalog
+from agents.protocols import decoder_for
 from broker.query.geo import compile_geo, parse_geoquery
 from broker.query.q import compile_q
 from broker.service.entities import to_enf

@@ -200,7 +200,8 @@ def haversine(lng1: float, lat1: float, lng2: float, lat2: float) -> float:
 def _haversine_many(lng: float, lat: float, lngs: np.ndarray, lats: np.ndarray) -> np.ndarray:
     phi, phis = math.radians(lat), np.radians(lats)
     a = np.sin((phis - phi) / 2) ** 2 + math.cos(phi) * np.cos(phis) * np.sin(np.radians(lngs - lng) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    distances: np.ndarray = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))  # numpy's ufuncs: Any
+    return distances
 
 
 @dataclass(frozen=True)

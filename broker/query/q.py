@@ -52,6 +52,7 @@ from broker.query.q_values import (  # re-exported, see __all__
     Number,
     Operator,
     Range,
+    Scalar,
     String,
     Target,
     Temporal,
@@ -243,9 +244,9 @@ class _Parser:
             self.depth -= 1
             return node
         if self.eat("!"):
-            node: Node = NotExists(self.attribute())
+            negation = NotExists(self.attribute())
             self.skip_ws()
-            return node
+            return negation
         path = self.attribute()
         self.skip_ws()
         op = next((o for o in _OPERATORS if self.peek(o)), None)
@@ -315,20 +316,21 @@ class _Parser:
         first = self.value()
         if self.eat(".."):
             high = self.value()
-            if not isinstance(first, (Number, String, Temporal)) or type(first) is not type(high):
+            bounds = (Number, String, Temporal)
+            if not isinstance(first, bounds) or not isinstance(high, bounds) or type(first) is not type(high):
                 raise self.error("a range of two numbers, strings, dates or times of the same type", start)
-            if isinstance(first, Temporal) and first.kind != high.kind:  # type: ignore[union-attr]
+            if isinstance(first, Temporal) and isinstance(high, Temporal) and first.kind != high.kind:
                 raise self.error("range bounds of the same temporal type", start)
-            return Range(first, high)  # type: ignore[arg-type]
+            return Range(first, high)
         if not self.peek(","):
             return first
-        items = [first]
+        items: list[Scalar] = [first]
         while self.eat(","):
             self.skip_ws()
             items.append(self.value())
         return ValueList(tuple(items))
 
-    def value(self) -> Value:
+    def value(self) -> Scalar:
         start = self.pos
         text = self.text
         if self.peek('"'):
