@@ -141,7 +141,7 @@ def error_from_response(response: HttpReply) -> NgsiLdError:
 def _answered(error: NgsiLdError, status: int) -> NgsiLdError:
     """`error`, remembering the HTTP status the broker answered (`http_status`): the delivery tells a broker
     that answers 500 for one row (poison) from one that is unreachable or overloaded (502-504, 429)."""
-    error.http_status = status  # type: ignore[attr-defined]
+    error.http_status = status
     return error
 
 

@@ -121,8 +121,9 @@ async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event, l
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     for t in finished:
-        if t is not done_or_stop and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
+        failure = t.exception()
+        if t is not done_or_stop and failure is not None:
+            raise failure
     for server in servers:
         if not server.started and not stop.is_set():
             raise StartupError(f"the server on port {server.config.port} did not start (see the log above)")
