@@ -7,7 +7,7 @@ BIN        := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test setup bench conformance faults fuzz clean
+.PHONY: run test lint setup bench conformance faults fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,15 @@ setup: $(TEST_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/metropole run $(ARGS)
 
-## make test: the whole test suite
-test: $(TEST_STAMP)
+## make test: lint first (ruff, then mypy --strict), then the whole test suite
+test: $(TEST_STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff over the checkout and mypy --strict over the project's own packages
+## (strict and the package list are [tool.mypy] in pyproject.toml); any finding fails
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## make faults: kill -9 the agent, the broker, PostgreSQL and the notification receiver, restart Mosquitto,
 ## under load; every accepted measure must be in history once and notified (own PostgreSQL and Mosquitto, ~1 min)
@@ -41,7 +47,7 @@ faults: $(RUN_STAMP)
 ## make fuzz: hypothesis fuzzing of the q language, geo-queries, temporal parameters, payload codecs, API bodies
 ## and every NGSI-LD OpenAPI operation, each for a bounded time (about 100 s in all; FUZZ_SCALE=0.2 for a quick run)
 ## under a memory cap; prints inputs tried and failures per target, fails on any
-fuzz: $(STAMP)
+fuzz: $(TEST_STAMP)
 	$(BIN)/python -m fuzz $(if $(FUZZ_SCALE),--scale $(FUZZ_SCALE))
 
 ## make bench: every benchmark, printing tables
@@ -62,4 +68,4 @@ conformance: $(RUN_STAMP)
 	  $(foreach t,$(TESTS),--test '$(t)') $(CONFORMANCE_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

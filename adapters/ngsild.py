@@ -141,7 +141,7 @@ def error_from_response(response: HttpReply) -> NgsiLdError:
 def _answered(error: NgsiLdError, status: int) -> NgsiLdError:
     """`error`, remembering the HTTP status the broker answered (`http_status`): the delivery tells a broker
     that answers 500 for one row (poison) from one that is unreachable or overloaded (502-504, 429)."""
-    error.http_status = status  # type: ignore[attr-defined]
+    error.http_status = status
     return error
 
 
@@ -429,7 +429,9 @@ class _Http11:
         if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
             return False
         proxies = urllib.request.getproxies_environment()
-        return parts.scheme not in proxies or bool(urllib.request.proxy_bypass_environment(parts.hostname))
+        # proxy_bypass_environment: in the standard library (urllib/request.py), not in typeshed's stubs
+        bypass = urllib.request.proxy_bypass_environment(parts.hostname)  # type: ignore[attr-defined]
+        return parts.scheme not in proxies or bool(bypass)
 
     def close(self) -> None:
         while self._idle:

@@ -87,7 +87,7 @@ class _Session:
     inflight: dict[int, _Message] = field(default_factory=dict)
     queued: deque[_Message] = field(default_factory=deque)
     writer: asyncio.StreamWriter | None = None
-    mids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    mids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_mid(self) -> int:
         while True:

@@ -307,7 +307,7 @@ class Metrics:
                 if type(existing) is not cls or existing.labelnames != tuple(labelnames):
                     raise ValueError(f"metric {name} already declared as {existing.kind} {existing.labelnames}")
                 return existing
-            metric = cls(name, help, labelnames, **kw)  # type: ignore[arg-type]
+            metric = cls(name, help, labelnames, **kw)
             self._metrics[name] = metric
             return metric
 

@@ -45,6 +45,7 @@ from agents.transports.lorawan_mqtt import NetworkServers
 from agents.transports.mqtt import MqttOptions, MqttTransport
 from models.times import utc_iso
 from web.secrets import remember
+from web.serving import EmbeddedServer
 
 __all__ = ["AgentRuntime", "RuntimeOptions", "serve"]
 
@@ -148,9 +149,7 @@ def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on",
                             log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(),
                             **ServerTls.from_env().uvicorn_options())
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
+    return EmbeddedServer(config)
 
 
 class AgentRuntime:

@@ -42,7 +42,10 @@ def air_quality(i: int) -> dict[str, Any]:
     rnd = random.Random(i)
     lng, lat = 5.0 + rnd.random() * 0.8, 43.2 + rnd.random() * 0.5
     observed = f"2026-11-26T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00Z"
-    prop = lambda v, unit=None: {"type": "Property", "value": v, "observedAt": observed, **({"unitCode": unit} if unit else {})}
+
+    def prop(v: Any, unit: str | None = None) -> dict[str, Any]:
+        return {"type": "Property", "value": v, "observedAt": observed, **({"unitCode": unit} if unit else {})}
+
     return {
         "id": f"urn:ngsi-ld:AirQualityObserved:bench-{i:06d}",
         "type": "AirQualityObserved",

@@ -29,6 +29,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
     return rate
 
 
-async def timed(fn, repeat: int = 5) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
+async def timed(fn: Callable[[], Awaitable[Sized]], repeat: int = 5) -> tuple[float, int, float]:
     """Best wall milliseconds, the result's size, and the CPU-seconds of this process in that run."""
     best, size, cpu = float("inf"), 0, 0.0
     for _ in range(repeat):
@@ -136,7 +137,7 @@ async def timed(fn, repeat: int = 5) -> tuple[float, int, float]:  # type: ignor
     return best * 1000, size, cpu
 
 
-async def ql_hourly(history: HistoryStorage, ids: list[str], rolled: bool) -> list:  # type: ignore[type-arg]
+async def ql_hourly(history: HistoryStorage, ids: list[str], rolled: bool) -> list[Any]:
     """QuantumLeap's hourly avg of no2 over the month for every entity (1TNE1A read path, without HTTP): its first page."""
     from broker.quantumleap.params import Params
     from broker.quantumleap.render import views

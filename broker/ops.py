@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,13 +59,17 @@ def _timed(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Aw
     return call
 
 
+_INSTRUMENTED: weakref.WeakSet[Callable[..., Awaitable[Any]]] = weakref.WeakSet()
+"""The timing wrappers made by instrument_store: a store instrumented twice is timed once."""
+
+
 def instrument_store(store: Any) -> None:
     """Time the store's calls (instance attributes shadow the class's methods)."""
     for name in TIMED:
         method = getattr(store, name, None)
-        if method is not None and not getattr(method, "__metropole_timed__", False):
+        if method is not None and method not in _INSTRUMENTED:
             wrapped = _timed(name, method)
-            wrapped.__metropole_timed__ = True  # type: ignore[attr-defined]
+            _INSTRUMENTED.add(wrapped)
             setattr(store, name, wrapped)
 
 

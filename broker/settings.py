@@ -6,6 +6,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker.limits import Limits
 
@@ -46,7 +47,7 @@ class BrokerSettings:
     def from_env(cls, **overrides: object) -> BrokerSettings:
         """Defaults, overridden by METROPOLE_BROKER_* variables, overridden by arguments (None ignored)."""
         env = os.environ
-        values: dict[str, object] = {
+        values: dict[str, Any] = {  # field name -> value, each of the field's type (checked by the tests)
             "store_url": env.get("METROPOLE_BROKER_STORE", ""),
             "default_limit": int(env.get("METROPOLE_BROKER_DEFAULT_LIMIT", "20")),
             "max_limit": int(env.get("METROPOLE_BROKER_MAX_LIMIT", "1000")),
@@ -63,8 +64,8 @@ class BrokerSettings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):
-            values["data_dir"] = Path(values["data_dir"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
 
 
 def notification_tls_context() -> ssl.SSLContext:

@@ -15,7 +15,7 @@ from pathlib import Path
 from models.representation import Representation
 
 
-def add_check_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `check payload` and `check broker` to the console script's subcommands."""
     chk = sub.add_parser("check", help="compliance checks: payloads (Smart Data Models) and brokers (NGSI-LD)")
     kinds = chk.add_subparsers(dest="check_kind", required=True)

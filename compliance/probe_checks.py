@@ -36,7 +36,12 @@ def _value(entity: Any, attribute: str) -> Any:
 def _ids(body: Any) -> set[str]:
     if not isinstance(body, list):
         raise Failed("a JSON array of entities", repr(body)[:200])
-    return {e.get("id") for e in body if isinstance(e, dict)}
+    ids = set()
+    for e in body:
+        if not (isinstance(e, dict) and isinstance(e.get("id"), str)):
+            raise Failed("every element an object with a string id", repr(e)[:200])
+        ids.add(e["id"])
+    return ids
 
 
 # --- entities (5.6, 5.7.1) ------------------------------------------------------------------
@@ -448,14 +453,15 @@ def unknown_tenant(p: Probe) -> str:
 def _subscribe(p: Probe, eid: str) -> str:
     if p.receiver is None:
         raise Failed("a notification receiver", "none configured")
-    sub = {"id": f"urn:ngsi-ld:Subscription:compliance-{p.run_id}-{p._n}", "type": "Subscription",
+    sid = f"urn:ngsi-ld:Subscription:compliance-{p.run_id}-{p._n}"
+    sub = {"id": sid, "type": "Subscription",
            "entities": [{"id": eid, "type": "AirQualityObserved"}], "watchedAttributes": ["no2"],
            "notification": {"attributes": ["no2"], "format": "normalized",
                             "endpoint": {"uri": p.receiver.url, "accept": "application/json"}}}
     r = p.request("POST", f"{API}/subscriptions", json_body=sub)
     p.expect_status(r, 201)
-    p.subscriptions.add(sub["id"])
-    return sub["id"]
+    p.subscriptions.add(sid)
+    return sid
 
 
 @check("subscriptions", "5.8.1, 6.10.3.1", "Create subscription", "201 with a Location header")

@@ -48,8 +48,8 @@ def lden(lday: float, levening: float, lnight: float) -> float:
 def exceedances(lden_value: float | None, lnight_value: float | None) -> dict[str, bool]:
     """`<reference>:<indicator>` -> whether the level is strictly above the reference value."""
     values = {"Lden": lden_value, "Lnight": lnight_value}
-    return {f"{ref}:{ind}": values[ind] > limit  # type: ignore[operator]
-            for (ref, ind), limit in noise_limits().items() if values.get(ind) is not None}
+    return {f"{ref}:{ind}": level > limit
+            for (ref, ind), limit in noise_limits().items() if (level := values.get(ind)) is not None}
 
 
 def noise_day(hourly: Hourly, day: date, now: datetime | None = None) -> NoiseDay:

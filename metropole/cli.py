@@ -38,6 +38,7 @@ from metropole.public import Task, add_indicators_parser, add_run_flags, public_
 from web.auth import Authenticator
 from web.ports import StartupError, bind
 from web.secrets import install_log_filter, redact_url, scrub
+from web.serving import EmbeddedServer
 from web.tls import ServerTls
 
 log = logging.getLogger("metropole")
@@ -50,7 +51,7 @@ def _uvicorn_config(app: Any, host: str, port: int, *, lifespan: Literal["on", "
 
 
 def _broker_server(settings: BrokerSettings, app: Any = None) -> uvicorn.Server:
-    return uvicorn.Server(_uvicorn_config(app if app is not None else create_app(settings), settings.host,
+    return EmbeddedServer(_uvicorn_config(app if app is not None else create_app(settings), settings.host,
                                           settings.port, lifespan="on"))
 
 
@@ -60,7 +61,7 @@ def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
     from broker.quantumleap import create_quantumleap_app
 
     app = create_quantumleap_app(lambda: broker_app.state, authenticator=broker_app.state.authenticator)
-    return uvicorn.Server(_uvicorn_config(app, host, port, lifespan="off"))
+    return EmbeddedServer(_uvicorn_config(app, host, port, lifespan="off"))
 # --- end quantumleap
 
 
@@ -112,7 +113,6 @@ async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None 
 async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event, listeners: Listeners) -> None:
     tasks = []
     for server in servers:
-        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         sock = listeners.get(server.config.port)
         tasks.append(asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None)))
     done_or_stop = asyncio.create_task(stop.wait())
@@ -121,8 +121,9 @@ async def _run_servers(servers: Sequence[uvicorn.Server], stop: asyncio.Event, l
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     for t in finished:
-        if t is not done_or_stop and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
+        failure = t.exception()
+        if t is not done_or_stop and failure is not None:
+            raise failure
     for server in servers:
         if not server.started and not stop.is_set():
             raise StartupError(f"the server on port {server.config.port} did not start (see the log above)")

@@ -17,13 +17,16 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Any
 
 import uvicorn
 
-Task = Callable[[asyncio.Event], Awaitable[None]]
+from web.serving import EmbeddedServer
+
+Task = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+"""A part run beside the servers until the event is set (an async function: asyncio.create_task runs it)."""
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +61,7 @@ def public_parts(args: argparse.Namespace, host: str, broker_url: str, agents: A
         config = uvicorn.Config(create_dashboard_app(settings), host=host, port=args.dashboard_port,
                                 log_level=os.environ.get("METROPOLE_LOG_LEVEL", "warning").lower(), access_log=False,
                                 lifespan="off")
-        servers.append(uvicorn.Server(config))
+        servers.append(EmbeddedServer(config))
         print(f"metropole: public dashboard on http://{host}:{args.dashboard_port}/")
     if args.demo:
         from demo.player import DemoSettings, Player

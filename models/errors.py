@@ -37,6 +37,8 @@ class NgsiLdError(Exception):
     problem_type: ClassVar[str] = "InternalError"
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    http_status: int | None = None
+    """The status a remote broker answered, on an error read from its answer (adapters.ngsild); None otherwise."""
 
     def __init__(self, detail: str, *, instance: str | None = None, **extra: Any) -> None:
         super().__init__(detail)

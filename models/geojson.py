@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from models.errors import InvalidGeometry, InvalidQuery
 
@@ -150,7 +150,7 @@ def validate_geometry(value: Any) -> None:
             raise InvalidGeometry(f'"bbox" must be an array of 4 or 6 numbers, got {bbox!r}')
 
 
-def is_geometry(value: Any) -> bool:
+def is_geometry(value: Any) -> TypeGuard[dict[str, Any]]:
     """True when `value` is a supported GeoJSON geometry object (used to infer GeoProperty, clause 4.7.3)."""
     # Cheap rejection first: most concise values are scalars or objects without a geometry type.
     if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES or "coordinates" not in value:
@@ -178,7 +178,8 @@ def parse_geometry(value: Any) -> dict[str, Any]:
         except ValueError as error:
             raise InvalidGeometry(f"a string-encoded GeoJSON geometry must be a JSON object: {error}") from None
     validate_geometry(value)
-    return value  # type: ignore[no-any-return]
+    geometry: dict[str, Any] = value
+    return geometry
 
 
 def parse_coordinates(text: str) -> list[Any]:

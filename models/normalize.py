@@ -195,13 +195,12 @@ _NULL_LANGUAGE_MAP: dict[str, str] = {"@none": NGSI_LD_NULL}
 def _is_null(v: object) -> bool:
     """Whether a value is NGSI-LD Null: the URI, an array of it, or {"@none": it} for a languageMap (4.5.0)."""
     # Type checks first: this runs on every value of every write.
-    kind = type(v)
-    if kind is str:
+    if type(v) is str:
         return v == NGSI_LD_NULL
-    if kind is list:
-        return len(v) == 1 and v[0] == NGSI_LD_NULL  # type: ignore[arg-type,index]
-    if kind is dict:
-        return len(v) == 1 and v == _NULL_LANGUAGE_MAP  # type: ignore[arg-type]
+    if type(v) is list:
+        return len(v) == 1 and v[0] == NGSI_LD_NULL
+    if type(v) is dict:
+        return len(v) == 1 and v == _NULL_LANGUAGE_MAP
     return False
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeGuard
 
 from models.errors import BadRequestData, InvalidUri
 
@@ -28,7 +29,7 @@ _DATETIME = re.compile(
 _LANGUAGE_TAG = re.compile(r"^(@none|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)$")
 
 
-def is_uri(value: object) -> bool:
+def is_uri(value: object) -> TypeGuard[str]:
     """Whether value is an absolute URI (RFC 3986), as entity ids and objects must be."""
     return isinstance(value, str) and _URI.match(value) is not None
 
@@ -37,7 +38,7 @@ def check_uri(value: object, what: str) -> str:
     """Return value if it is an absolute URI, else raise InvalidUri naming `what`."""
     if not is_uri(value):
         raise InvalidUri(f"{what} must be a URI, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 @lru_cache(maxsize=65536)
@@ -66,10 +67,11 @@ def parse_datetime(value: object, what: str) -> datetime:
 
 def check_datetime(value: object, what: str) -> str:
     """Return value if it is an ISO 8601 date-time string, else BadRequestData."""
-    if isinstance(value, str) and _is_datetime(value):
-        return value
-    parse_datetime(value, what)  # raises with the member named
-    return value  # type: ignore[return-value]
+    if not isinstance(value, str):
+        raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {value!r}")
+    if not _is_datetime(value):
+        parse_datetime(value, what)  # raises with the member named
+    return value
 
 
 @lru_cache(maxsize=16384)

@@ -45,7 +45,7 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, *, server: str) -> None:
         self.app = app
         self.server = server
-        self._children: dict[tuple[str, str, int], tuple[object, object]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,5 +73,5 @@ class HttpMetrics:
             if len(self._children) < 10_000:
                 self._children[key] = children
         counter, histogram = children
-        counter.inc()  # type: ignore[attr-defined]
-        histogram.observe(seconds)  # type: ignore[attr-defined]
+        counter.inc()
+        histogram.observe(seconds)

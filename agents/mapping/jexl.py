@@ -293,7 +293,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
         a, b = js_number(a), js_number(b)
         if isinstance(a, float) and math.isnan(a) or isinstance(b, float) and math.isnan(b):
             return False
-    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
 
 
 def _binop(op: str, left: Node, right: Node) -> Node:

@@ -39,7 +39,7 @@ def js_number(v: Any) -> float:
     if isinstance(v, bool):
         return 1.0 if v else 0.0
     if isinstance(v, (int, float)):
-        return v  # type: ignore[return-value]
+        return v
     if v is None:
         return 0
     if v is UNDEFINED:

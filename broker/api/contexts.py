@@ -20,11 +20,12 @@ from broker.http import JSON, MediaTypeError, accepted_type, no_content
 from broker.service.patch import utc_now
 from broker.store.base import Store
 from models.context import ContextResolver
+from models.context.resolver import Kind
 from models.errors import BadRequestData, InvalidRequest, LdContextNotAvailable, NgsiLdError, OperationNotSupported
 
 router = APIRouter(prefix=f"{API}/jsonldContexts")
 
-_KINDS = ("Cached", "Hosted", "ImplicitlyCreated")
+_KINDS: tuple[Kind, ...] = ("Cached", "Hosted", "ImplicitlyCreated")
 
 
 class CachedNotServed(NgsiLdError):
@@ -79,9 +80,10 @@ async def list_contexts(request: Request) -> Response:
     deps.check_params(request)
     accepted_type(request)
     kind = request.query_params.get("kind")
-    if kind is not None and kind not in _KINDS:
+    selected = next((k for k in _KINDS if k == kind), None)
+    if kind is not None and selected is None:
         raise BadRequestData(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
-    entries = deps.resolver(request).entries(kind)  # type: ignore[arg-type]
+    entries = deps.resolver(request).entries(selected)
     body: Any = entries if deps.flag(request, "details") else [e["URL"] for e in entries]
     return Response(orjson.dumps(body), media_type=JSON)
 

@@ -88,7 +88,7 @@ def v2_geometry(kind: str, value: Any, name: str) -> dict[str, Any]:
     if kind == "geo:json":
         if not is_geometry(value):
             raise _bad(f"{what} must hold a GeoJSON geometry")
-        return value  # type: ignore[no-any-return]
+        return value
     points = _pairs(value, what)
     if kind == "geo:point":
         if len(points) != 1:

@@ -27,7 +27,12 @@ class QuantumLeapSettings:
     @classmethod
     def from_env(cls) -> QuantumLeapSettings:
         """Defaults overridden by the environment; an unknown shape is an error at start-up, not at a request."""
-        shapes = os.environ.get("METROPOLE_HISTORY_SHAPES", "1.0").strip() or "1.0"
-        if shapes not in ("1.0", "master"):
-            raise ValueError(f"METROPOLE_HISTORY_SHAPES must be 1.0 or master, got {shapes!r}")
-        return cls(shapes, os.environ.get("METROPOLE_HISTORY_BROKER_URL") or None)  # type: ignore[arg-type]
+        name = os.environ.get("METROPOLE_HISTORY_SHAPES", "1.0").strip() or "1.0"
+        shapes: Shapes
+        if name == "1.0":
+            shapes = "1.0"
+        elif name == "master":
+            shapes = "master"
+        else:
+            raise ValueError(f"METROPOLE_HISTORY_SHAPES must be 1.0 or master, got {name!r}")
+        return cls(shapes, os.environ.get("METROPOLE_HISTORY_BROKER_URL") or None)

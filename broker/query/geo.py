@@ -169,13 +169,13 @@ def parse_geoquery(
     """Validate the four geo-query parameters of clause 4.10 into a `GeoQuery`; `InvalidQuery` with the reason."""
     given = (("georel", georel), ("geometry", geometry), ("coordinates", coordinates))
     missing = [name for name, value in given if value is None]
-    if missing:
+    if missing or coordinates is None:
         raise InvalidQuery(f"a geo-query needs georel, geometry and coordinates together; missing {', '.join(missing)}")
     if not isinstance(georel, str) or not isinstance(geometry, str):
         raise InvalidQuery("georel and geometry must be strings")
     relation, max_distance, min_distance = parse_georel(georel)
     _check_size(coordinates)
-    reference = geometry_from_query(geometry, coordinates)  # type: ignore[arg-type]
+    reference = geometry_from_query(geometry, coordinates)
     if not positions(reference):  # an empty MultiPoint/MultiLineString/MultiPolygon: nothing to measure from
         raise InvalidQuery(f"the geo-query's {reference['type']} has no position")
     if geoproperty is None or geoproperty == "":
@@ -200,7 +200,8 @@ def haversine(lng1: float, lat1: float, lng2: float, lat2: float) -> float:
 def _haversine_many(lng: float, lat: float, lngs: np.ndarray, lats: np.ndarray) -> np.ndarray:
     phi, phis = math.radians(lat), np.radians(lats)
     a = np.sin((phis - phi) / 2) ** 2 + math.cos(phi) * np.cos(phis) * np.sin(np.radians(lngs - lng) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    distances: np.ndarray = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))  # numpy's ufuncs: Any
+    return distances
 
 
 @dataclass(frozen=True)

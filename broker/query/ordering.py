@@ -177,16 +177,16 @@ class Ordering:
             return _member_key(head)
         iri = expand(head)
         subs = tuple(m if m in ATTRIBUTE_CORE else expand(m) for m in rest)
-        by_distance = term.direction.startswith("dist-") and self.reference is not None
         reference = self.reference
+        by_distance = term.direction.startswith("dist-") and reference is not None
 
         def key(entity: StoredEntity) -> Any:
             inst = _instance(entity.doc, iri)
             if inst is None:
                 return None
-            if by_distance and not subs and inst.get("type") == GEO_PROPERTY:
+            if by_distance and reference is not None and not subs and inst.get("type") == GEO_PROPERTY:
                 try:
-                    return (0, distance(reference, inst["value"]))  # type: ignore[arg-type]
+                    return (0, distance(reference, inst["value"]))
                 except (KeyError, TypeError, ValueError):
                     return None
             value, dated = _attribute_value(inst, subs)

@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from broker import limits
 from broker.query.regex import compile_pattern
@@ -52,6 +52,7 @@ from broker.query.q_values import (  # re-exported, see __all__
     Number,
     Operator,
     Range,
+    Scalar,
     String,
     Target,
     Temporal,
@@ -140,12 +141,14 @@ Resolver: TypeAlias = Callable[[str], Mapping[str, Any] | None]
 
 _NAME = re.compile(r"[^\W\d_]\w*")
 _SEGMENT = re.compile(r"\*|[\w$][\w$-]*")
-_OPERATORS = ("!~=", "==", "!=", "~=", ">=", "<=", ">", "<")  # longest first
+_OPERATORS: tuple[Literal["!~=", "~="] | Operator, ...] = ("!~=", "==", "!=", "~=", ">=", "<=", ">", "<")  # longest first
 _JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+_TEMPORALS: tuple[tuple[re.Pattern[str], Literal["dateTime", "date", "time"]], ...] = (
+    (_DATETIME, "dateTime"), (_DATE, "date"), (_TIME, "time"))
 _URI = re.compile(r"[^\W\d_][^;|),\s]*")  # scheme-led URI or a bare term (expandValues, VocabProperty)
 _END_OF_VALUE = ";|),"
 
@@ -243,9 +246,9 @@ class _Parser:
             self.depth -= 1
             return node
         if self.eat("!"):
-            node: Node = NotExists(self.attribute())
+            negation = NotExists(self.attribute())
             self.skip_ws()
-            return node
+            return negation
         path = self.attribute()
         self.skip_ws()
         op = next((o for o in _OPERATORS if self.peek(o)), None)
@@ -253,16 +256,16 @@ class _Parser:
             return Exists(path)
         self.pos += len(op)
         self.skip_ws()
-        if op in ("~=", "!~="):
+        if op == "~=" or op == "!~=":
             result: Node = Pattern(path, self.regex(), op == "!~=")
         elif op in ("==", "!="):
-            result = Comparison(path, op, self.equality_value())  # type: ignore[arg-type]
+            result = Comparison(path, op, self.equality_value())
         else:
             start = self.pos
             value = self.value()
             if not isinstance(value, (Number, String, Temporal)):
                 raise self.error(f"a number, quoted string, date or time after {op!r}", start)
-            result = Comparison(path, op, value)  # type: ignore[arg-type]
+            result = Comparison(path, op, value)
         self.skip_ws()
         return result
 
@@ -315,20 +318,21 @@ class _Parser:
         first = self.value()
         if self.eat(".."):
             high = self.value()
-            if not isinstance(first, (Number, String, Temporal)) or type(first) is not type(high):
+            bounds = (Number, String, Temporal)
+            if not isinstance(first, bounds) or not isinstance(high, bounds) or type(first) is not type(high):
                 raise self.error("a range of two numbers, strings, dates or times of the same type", start)
-            if isinstance(first, Temporal) and first.kind != high.kind:  # type: ignore[union-attr]
+            if isinstance(first, Temporal) and isinstance(high, Temporal) and first.kind != high.kind:
                 raise self.error("range bounds of the same temporal type", start)
-            return Range(first, high)  # type: ignore[arg-type]
+            return Range(first, high)
         if not self.peek(","):
             return first
-        items = [first]
+        items: list[Scalar] = [first]
         while self.eat(","):
             self.skip_ws()
             items.append(self.value())
         return ValueList(tuple(items))
 
-    def value(self) -> Value:
+    def value(self) -> Scalar:
         start = self.pos
         text = self.text
         if self.peek('"'):
@@ -336,13 +340,13 @@ class _Parser:
             if token is None:
                 raise self.error("a JSON string closed by '\"'", start)
             return String(json.loads(token))
-        for pattern, kind in ((_DATETIME, "dateTime"), (_DATE, "date"), (_TIME, "time")):
+        for pattern, kind in _TEMPORALS:
             m = pattern.match(text, start)
             if m and self._boundary(m.end()):
                 if parse_temporal(kind, m.group()) is None:
                     raise self.error(f"a valid {kind}", start)
                 self.pos = m.end()
-                return Temporal(kind, m.group())  # type: ignore[arg-type]
+                return Temporal(kind, m.group())
         m = _NUMBER.match(text, start)
         if m and self._boundary(m.end()):
             self.pos = m.end()

@@ -73,9 +73,8 @@ def _entity_id(item: Any) -> str:
 def _prepare(body: Any, ctx: Contexts, result: BatchResult, **kwargs: Any) -> list[Doc]:
     docs = []
     items = check_batch(body)
-    shared = None if isinstance(ctx, Sequence) else ctx
     for index, item in enumerate(items):
-        own = shared if shared is not None else ctx[index]  # type: ignore[index]
+        own = ctx[index] if isinstance(ctx, Sequence) else ctx
         try:
             if isinstance(own, NgsiLdError):
                 raise own

@@ -13,7 +13,7 @@ from typing import Any
 
 from broker.store.base import EntityFilter, Store, TypeSummary
 from models.errors import ResourceNotFound
-from models.expansion import TermMapper
+from models.normalize import TermMapper
 
 
 def _urn(kind: str) -> str:

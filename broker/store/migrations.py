@@ -173,7 +173,7 @@ def _sqlite_v1(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-def _sqlite_backfill(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection, str, str, IndexRows], None]) -> None:
+def _sqlite_backfill(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection, str, str, IndexRows], object]) -> None:
     cursor = conn.execute("SELECT tenant, id, doc FROM entities")
     while rows := cursor.fetchmany(500):
         for tenant, entity_id, blob in rows:
@@ -399,10 +399,11 @@ POSTGIS_EXTENSION = "postgis"
 
 async def postgis_schema(conn: Pg) -> str | None:
     """The schema the PostGIS extension lives in, None when the database has not got it."""
-    return await conn.fetchval(
+    schema: str | None = await conn.fetchval(
         "SELECT n.nspname FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace WHERE x.extname = $1",
         POSTGIS_EXTENSION,
     )
+    return schema
 
 
 async def has_geometry(conn: Pg) -> bool:

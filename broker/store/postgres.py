@@ -266,7 +266,7 @@ class PostgresStore(Store):
         Attribute lists travel joined by the unit separator (a character no
         IRI holds) because unnest would flatten an array of arrays.
         """
-        return await conn.fetch(
+        records: list[asyncpg.Record] = await conn.fetch(
             sql,
             tenant,
             [i for i, _ in docs],
@@ -275,6 +275,7 @@ class PostgresStore(Store):
             ["\x1f".join(a for a, _ in r.attrs) for r in rows],
             ["\x1f".join(k for _, k in r.attrs) for r in rows],
         )
+        return records
 
     @staticmethod
     async def _log(
@@ -365,7 +366,8 @@ class PostgresStore(Store):
     async def has_tenant(self, tenant: str) -> bool:
         if tenant == "":
             return True
-        return await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE name = $1)", tenant)
+        exists: bool = await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE name = $1)", tenant)
+        return exists
 
     async def tenants(self) -> list[str]:
         return [r[0] for r in await self.pool.fetch("SELECT name FROM tenants ORDER BY name")]
@@ -588,12 +590,12 @@ class PostgresStore(Store):
             await self._unindex(conn, tenant, [i for i, _ in changed if i not in created])
             await self._index(conn, tenant, [i for i, _ in changed], [r for _, r in changed])
             await self._ensure_tenant(conn, tenant)
-            docs = []
+            images: list[tuple[Doc | None, Doc | None]] = []  # (before, after) per id; `docs` is the argument
             for i, d in latest.items():
                 b = befores.get(i)
-                docs.append((None, _with_times(d, now, now)) if b is None else
+                images.append((None, _with_times(d, now, now)) if b is None else
                             (_with_times(before_docs[i], b[1], b[2]), _with_times(d, b[1], now)))
-            records = await self._log(conn, tenant, now, list(latest), [befores.get(i) for i in latest], docs)
+            records = await self._log(conn, tenant, now, list(latest), [befores.get(i) for i in latest], images)
         self._recent.add(records)  # committed
         return [i for i in latest if i in created]
 

@@ -339,7 +339,8 @@ class SQLiteStore(Store):
 
     def _where(self, tenant: str, flt: EntityFilter) -> tuple[str, list[Any]] | None:
         """SQL conditions for everything but the predicate; None when nothing can match."""
-        clauses, params = ["e.tenant = ?"], [tenant]
+        clauses: list[str] = ["e.tenant = ?"]
+        params: list[Any] = [tenant]
         if flt.ids is not None:
             clauses.append("e.id IN (SELECT value FROM json_each(?))")
             params.append(_json_list(flt.ids))
@@ -533,7 +534,7 @@ class SQLiteStore(Store):
                 if change.doc is None:
                     current[entity_id] = written[entity_id] = None
                     continue
-                doc = _clean(change.doc)
+                doc: Doc | None = _clean(change.doc)
                 current[entity_id] = (orjson.dumps(doc), image[1] if image else now, now)
                 written[entity_id] = doc
             entries: list[Entry] = []

@@ -10,7 +10,7 @@ in the official example.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -19,7 +19,7 @@ from models.smart_data_models.fields import DateTime, EntityId, Number, Text, in
 from models.smart_data_models.geometry import Location
 
 _UG_M3 = "GQ"
-_NON_NEGATIVE = number(minimum=0)
+_NON_NEGATIVE = Annotated[Any, number(minimum=0)]
 
 
 class AirQualityObserved(LocatedModel):
@@ -46,9 +46,9 @@ class AirQualityObserved(LocatedModel):
 
     dateObserved: DateTime
     location: Location  # required here, unlike in Location-Commons
-    airQualityIndex: integer(minimum=0) = None
-    airQualityLevel: text(min_length=2) = None  # Environment-schema.json
-    reliability: number(minimum=0, maximum=1) = None
+    airQualityIndex: Annotated[Any, integer(minimum=0)] = None
+    airQualityLevel: Annotated[Any, text(min_length=2)] = None  # Environment-schema.json
+    reliability: Annotated[Any, number(minimum=0, maximum=1)] = None
     as_: _NON_NEGATIVE = Field(None, alias="as")
     c6h6: _NON_NEGATIVE = None
     cd: _NON_NEGATIVE = None
@@ -66,18 +66,18 @@ class AirQualityObserved(LocatedModel):
     pm4: _NON_NEGATIVE = None
     pb: _NON_NEGATIVE = None
     precipitation: _NON_NEGATIVE = None
-    relativeHumidity: number(minimum=0, maximum=1) = None
+    relativeHumidity: Annotated[Any, number(minimum=0, maximum=1)] = None
     sh2: _NON_NEGATIVE = None
     so2: _NON_NEGATIVE = None
-    typeofLocation: text_enum("indoor", "outdoor") = None
+    typeofLocation: Annotated[Any, text_enum("indoor", "outdoor")] = None
     volatileOrganicCompoundsTotal: _NON_NEGATIVE = None
     refDevice: EntityId = None
     refPointOfInterest: EntityId = None
     refWeatherObserved: EntityId = None
     temperature: Number = None
-    windDirection: number(minimum=-180, maximum=180) = None
+    windDirection: Annotated[Any, number(minimum=-180, maximum=180)] = None
     windSpeed: _NON_NEGATIVE = None
-    tpc: integer(minimum=0) = None
-    tsp: integer(minimum=0) = None
+    tpc: Annotated[Any, integer(minimum=0)] = None
+    tsp: Annotated[Any, integer(minimum=0)] = None
     pressure: _NON_NEGATIVE = None
     charge: _NON_NEGATIVE = None

@@ -12,7 +12,7 @@ as the vendor wrote it.
 
     class AirQualityObserved(SmartDataModel):
         ENTITY_TYPE = "AirQualityObserved"; SUBJECT = "dataModel.Environment"
-        no2: number(minimum=0) = None
+        no2: Annotated[Any, number(minimum=0)] = None
         ...
 
 Unknown attributes are kept (`extra="allow"`): the schemas do not close
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +35,7 @@ from models.smart_data_models.fields import (
     Address,
     DateTime,
     EntityId,
+    Rule,
     SeeAlso,
     Text,
     _date_time,
@@ -82,7 +83,7 @@ class SmartDataModel(BaseModel):
     alternateName: Text = None
     description: Text = None
     dataProvider: Text = None
-    owner: array(entity_id_item) = None
+    owner: Annotated[Any, array(entity_id_item)] = None
     seeAlso: SeeAlso = None
 
     # An optional attribute may be absent, never null: defaults are not validated, an explicit
@@ -179,7 +180,7 @@ def _attribute_names(cls: type[SmartDataModel]) -> frozenset[str]:
 def _date_time_attributes(cls: type[SmartDataModel]) -> frozenset[str]:
     out = set()
     for name, f in cls.model_fields.items():
-        if any(getattr(m, "func", None) is _date_time for m in f.metadata):
+        if any(isinstance(m, Rule) and m.check is _date_time for m in f.metadata):
             out.add(f.alias or name)
     return frozenset(out)
 
@@ -236,8 +237,8 @@ def read_ngsi_ld(doc: dict[str, Any], representation: Representation | None = No
     if representation is Representation.SIMPLIFIED:
         # A concise entity whose every attribute is a bare value looks simplified;
         # its JSON-LD typed values ({"@type", "@value"}) still mean their @value.
-        kv = {k: _typed_value(v) for k, v in doc.items() if k != "@context"}
-        return ReadEntity(kv, representation, {k: f"$.{k}" for k in kv}, {}, context)
+        simple = {k: _typed_value(v) for k, v in doc.items() if k != "@context"}
+        return ReadEntity(simple, representation, {k: f"$.{k}" for k in simple}, {}, context)
     normalized = normalize_entity(doc)
     kv: dict[str, Any] = {}
     paths: dict[str, str] = {}

@@ -68,11 +68,11 @@ class Device(LocatedModel):
     supportedProtocol: SupportedProtocol = None
     macAddress: MacAddress = None
     # Device
-    controlledAsset: array(entity_id_item) = None
+    controlledAsset: Annotated[Any, array(entity_id_item)] = None
     mnc: Text = None
     mcc: Text = None
-    ipAddress: array(ip_item) = None
-    configuration: array(_configuration_item) = None
+    ipAddress: Annotated[Any, array(ip_item)] = None
+    configuration: Annotated[Any, array(_configuration_item)] = None
     dateInstalled: DateTime = None
     dateFirstUsed: DateTime = None
     dateManufactured: DateTime = None
@@ -84,7 +84,7 @@ class Device(LocatedModel):
     dstAware: Boolean = None
     depth: Number = None
     relativePosition: Text = None
-    direction: text_enum("Inlet", "Outlet", "Entry", "Exit") = None
+    direction: Annotated[Any, text_enum("Inlet", "Outlet", "Entry", "Exit")] = None
     dateLastCalibration: DateTime = None
     serialNumber: Text = None
     provider: Text = None

@@ -31,9 +31,9 @@ SUPPORTED_PROTOCOLS = (
     "lte-m", "mqtt", "nb-iot", "onem2m", "sigfox", "ul20", "websocket",
 )
 
-Category = array(enum_item(*CATEGORIES))
-ControlledProperty = array(enum_item(*CONTROLLED_PROPERTIES))
-SupportedProtocol = array(enum_item(*SUPPORTED_PROTOCOLS))
+Category = Annotated[Any, array(enum_item(*CATEGORIES))]
+ControlledProperty = Annotated[Any, array(enum_item(*CONTROLLED_PROPERTIES))]
+SupportedProtocol = Annotated[Any, array(enum_item(*SUPPORTED_PROTOCOLS))]
 
 
 def _mac(v: Any) -> Any:

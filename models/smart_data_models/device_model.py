@@ -8,7 +8,7 @@ and no location.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 from models.smart_data_models.base import SmartDataModel
 from models.smart_data_models.device_common import Category, ControlledProperty, MacAddress, SupportedProtocol
@@ -33,14 +33,14 @@ class DeviceModel(SmartDataModel):
     # PhysicalObject-Commons
     color: Text = None
     image: Uri = None
-    annotations: array(string_item) = None
+    annotations: Annotated[Any, array(string_item)] = None
     # Device-Commons
     deviceCategory: Category = None
     supportedProtocol: SupportedProtocol = None
     macAddress: MacAddress = None
     # DeviceModel
-    deviceClass: text_enum("C0", "C1", "C2") = None
-    function: array(enum_item(*FUNCTIONS)) = None
-    supportedUnits: array(string_item) = None
-    energyLimitationClass: text_enum("E0", "E1", "E2", "E9") = None
+    deviceClass: Annotated[Any, text_enum("C0", "C1", "C2")] = None
+    function: Annotated[Any, array(enum_item(*FUNCTIONS))] = None
+    supportedUnits: Annotated[Any, array(string_item)] = None
+    energyLimitationClass: Annotated[Any, text_enum("E0", "E1", "E2", "E9")] = None
     documentation: Uri = None

@@ -19,9 +19,11 @@ import calendar
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
@@ -69,14 +71,30 @@ def _raw(v: Any) -> Any:
     return v
 
 
-def number(minimum: float | None = None, maximum: float | None = None) -> Any:
+@dataclass(frozen=True)
+class Rule(GroupedMetadata):
+    """The check of one value type as `Annotated` metadata: a field is declared `Annotated[Any, number(minimum=0)]`.
+
+    Pydantic expands it into the two validators every value type here has: the value is kept as given
+    (no coercion), then `check` raises the JSON Schema keyword's error or returns it. A rule built by a
+    call sits in the metadata, where a type checker accepts any expression, not in the type itself.
+    """
+
+    check: Callable[[Any], Any]
+
+    def __iter__(self) -> Iterator[object]:
+        yield BeforeValidator(_raw)
+        yield AfterValidator(self.check)
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Rule:
     """A JSON number with optional inclusive bounds, kept as given (int or float)."""
-    return Annotated[Any, BeforeValidator(_raw), AfterValidator(_number_check(minimum, maximum, False))]
+    return Rule(_number_check(minimum, maximum, False))
 
 
-def integer(minimum: float | None = None, maximum: float | None = None) -> Any:
+def integer(minimum: float | None = None, maximum: float | None = None) -> Rule:
     """A JSON integer (3.0 included, as JSON Schema counts it) with optional bounds."""
-    return Annotated[Any, BeforeValidator(_raw), AfterValidator(_number_check(minimum, maximum, True))]
+    return Rule(_number_check(minimum, maximum, True))
 
 
 def _boolean(v: Any) -> Any:
@@ -85,8 +103,8 @@ def _boolean(v: Any) -> Any:
     return v
 
 
-Number = number()
-Boolean = Annotated[Any, BeforeValidator(_raw), AfterValidator(_boolean)]
+Number = Annotated[Any, number()]
+Boolean = Annotated[Any, Rule(_boolean)]
 
 
 def json_schema_rule(error_type: str) -> str:
@@ -98,7 +116,7 @@ def json_schema_rule(error_type: str) -> str:
     return error_type
 
 
-def text(min_length: int | None = None) -> Any:
+def text(min_length: int | None = None) -> Rule:
     """A JSON string, optionally of at least `min_length` characters."""
 
     def check(v: Any) -> Any:
@@ -107,13 +125,13 @@ def text(min_length: int | None = None) -> Any:
             raise fail("minLength", f"{v!r} is shorter than {min_length} characters")
         return v
 
-    return Annotated[Any, BeforeValidator(_raw), AfterValidator(check)]
+    return Rule(check)
 
 
-Text = text()
+Text = Annotated[Any, text()]
 
 
-def text_enum(*values: str) -> Any:
+def text_enum(*values: str) -> Rule:
     """A string among `values` (JSON Schema `enum`)."""
 
     def check(v: Any) -> Any:
@@ -121,7 +139,7 @@ def text_enum(*values: str) -> Any:
             raise fail("enum", f"{v!r} is not one of {list(values)}")
         return v
 
-    return Annotated[Any, BeforeValidator(_raw), AfterValidator(check)]
+    return Rule(check)
 
 
 # --- formats --------------------------------------------------------------------------
@@ -208,8 +226,8 @@ def _uri(v: Any, path: Path = []) -> Any:  # noqa: B006
     return v
 
 
-DateTime = Annotated[Any, BeforeValidator(_raw), AfterValidator(_date_time)]
-Uri = Annotated[Any, BeforeValidator(_raw), AfterValidator(_uri)]
+DateTime = Annotated[Any, Rule(_date_time)]
+Uri = Annotated[Any, Rule(_uri)]
 
 # The common schema's EntityIdentifierType: a short identifier or a URI.
 _IDENTIFIER = re.compile(r"^[\w\-\.\{\}\$\+\*\[\]`|~^@!,:\\]+$")
@@ -230,7 +248,7 @@ def _entity_id(v: Any, path: Path = []) -> Any:  # noqa: B006
     return v
 
 
-EntityId = Annotated[Any, BeforeValidator(_raw), AfterValidator(_entity_id)]
+EntityId = Annotated[Any, Rule(_entity_id)]
 
 
 def array_of(item: Callable[[Any, Path], Any], min_items: int = 0) -> Callable[[Any], Any]:
@@ -248,9 +266,9 @@ def array_of(item: Callable[[Any, Path], Any], min_items: int = 0) -> Callable[[
     return check
 
 
-def array(item: Callable[[Any, Path], Any], min_items: int = 0) -> Any:
-    """The annotated type of a JSON array of items checked by `item`."""
-    return Annotated[Any, BeforeValidator(_raw), AfterValidator(array_of(item, min_items))]
+def array(item: Callable[[Any, Path], Any], min_items: int = 0) -> Rule:
+    """The rule of a JSON array of items checked by `item`."""
+    return Rule(array_of(item, min_items))
 
 
 def enum_item(*values: str) -> Callable[[Any, Path], Any]:
@@ -295,7 +313,7 @@ def _see_also(v: Any) -> Any:
     return v
 
 
-SeeAlso = Annotated[Any, BeforeValidator(_raw), AfterValidator(_see_also)]
+SeeAlso = Annotated[Any, Rule(_see_also)]
 
 
 def object_with_strings(*names: str) -> Callable[[Any], Any]:
@@ -330,4 +348,4 @@ ADDRESS_MEMBERS = (
     "streetAddress", "addressLocality", "addressRegion", "addressCountry", "postalCode",
     "postOfficeBoxNumber", "streetNr", "district",
 )
-Address = Annotated[Any, BeforeValidator(_raw), AfterValidator(object_with_strings(*ADDRESS_MEMBERS))]
+Address = Annotated[Any, Rule(object_with_strings(*ADDRESS_MEMBERS))]

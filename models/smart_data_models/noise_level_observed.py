@@ -9,7 +9,7 @@ observation period's end (`dateObservedTo`) gives observedAt.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 from models.smart_data_models.base import LocatedModel
 from models.smart_data_models.fields import DateTime, EntityId, Number, Text, text_enum
@@ -33,7 +33,7 @@ class NoiseLevelObserved(LocatedModel):
     dateObservedTo: DateTime
     location: Location
     dateObserved: Text = None
-    sonometerClass: text_enum("0", "1", "2") = None
+    sonometerClass: Annotated[Any, text_enum("0", "1", "2")] = None
     refDevice: EntityId = None
     refPointOfInterest: EntityId = None
     refWeatherObserved: EntityId = None

@@ -50,7 +50,7 @@ TimeSeriesAggregation = Annotated[
     AfterValidator(object_with_numbers("instValue", "minOverTime", "maxOverTime", "averageValue")),
 ]
 
-_NON_NEGATIVE = number(minimum=0)
+_NON_NEGATIVE = Annotated[Any, number(minimum=0)]
 
 
 class WeatherObserved(LocatedModel):
@@ -74,7 +74,7 @@ class WeatherObserved(LocatedModel):
     # Weather-Commons (weather-schema.json)
     weatherType: Text = None
     visibility: Visibility = None
-    windDirection: number(minimum=0, maximum=360) = None
+    windDirection: Annotated[Any, number(minimum=0, maximum=360)] = None
     windSpeed: _NON_NEGATIVE = None
     gustSpeed: Number = None
     refPointOfInterest: Text = None
@@ -82,7 +82,7 @@ class WeatherObserved(LocatedModel):
     illuminance: _NON_NEGATIVE = None
     temperature: Number = None
     feelsLikeTemperature: Number = None
-    relativeHumidity: number(minimum=0, maximum=1) = None
+    relativeHumidity: Annotated[Any, number(minimum=0, maximum=1)] = None
     # WeatherObserved's own attributes
     precipitation: _NON_NEGATIVE = None
     solarRadiation: _NON_NEGATIVE = None
