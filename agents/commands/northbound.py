@@ -162,12 +162,17 @@ class CommandRoutes:
         broker = (device.broker_url or self.default_broker).rstrip("/")
         names = sorted(device.commands)
         if self.mode == "registration":
-            return f"{broker}{API}/csourceRegistrations", [{
+            registration: dict[str, Any] = {
                 "id": self._id("ContextSourceRegistration", device), "type": "ContextSourceRegistration",
                 "information": [{"entities": [{"id": device.entity_id, "type": device.entity_type}],
                                  "propertyNames": names}],
                 "mode": "exclusive", "operations": ["updateOps"], "endpoint": self.provider_url,
-            }]
+            }
+            if device.service:
+                # the tenant the broker names in what it forwards (clause 5.2.9 `tenant`): without it the
+                # update reaches the agent with no NGSILD-Tenant, and the device is not found
+                registration["tenant"] = device.service
+            return f"{broker}{API}/csourceRegistrations", [registration]
         query = urlencode({"service": device.service, "subservice": device.subservice})
         return f"{broker}{API}/subscriptions", [{
             "id": self._id("Subscription", device, name), "type": "Subscription",

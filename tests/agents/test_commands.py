@@ -1,10 +1,11 @@
 """Commands end to end: an NGSI-LD update of a command attribute -> the device -> `<cmd>_status`/`<cmd>_info`.
 
-The real embedded broker (which has subscriptions but no registrations yet),
+The real embedded broker,
 the real agent, Mosquitto; devices are paho clients and small HTTP servers.
 The update goes to the broker (`PATCH /entities/{id}/attrs/{cmd}`), which
 notifies the agent (subscription path); the registration path is driven as a
-broker that forwards would drive it (`PATCH` on the agent's NGSI-LD API).
+broker that forwards would drive it (`PATCH` on the agent's NGSI-LD API), and
+through the embedded broker's own forwarding to an exclusive registration.
 """
 
 from __future__ import annotations
@@ -197,3 +198,35 @@ def test_registration_path_forwarded_update(stack: Agent) -> None:
         assert r.status_code == 404 and r.json()["type"].endswith("ResourceNotFound")
     finally:
         device.close()
+
+
+def test_registration_mode_through_the_embedded_broker(mqtt_broker: tuple[str, int], tmp_path: Path) -> None:
+    """METROPOLE_AGENT_COMMANDS=registration against our own broker: the agent registers the device's commands
+    as an exclusive context source (iotagent-node-lib's way), and the broker forwards the update to it."""
+    with running_agent(tmp_path, mqtt_broker, {"METROPOLE_AGENT_COMMANDS": "registration",
+                                               "METROPOLE_AGENT_COMMAND_TIMEOUT": "3"}) as a:
+        key = f"g{a.tag}"
+        _group(a, key)
+        r = httpx.post(f"{a.provisioning}/iot/devices", headers=a.headers(), timeout=10, json={"devices": [
+            {"device_id": "sono3", "apikey": key, "entity_type": "NoiseLevelObserved",
+             "commands": [{"name": "reboot", "type": "command"}]}]})
+        assert r.status_code == 201, r.text
+        eid = "urn:ngsi-ld:NoiseLevelObserved:sono3"
+        _status(a, eid, "reboot", "UNKNOWN")
+        registrations = wait_for(lambda: httpx.get(
+            f"{a.broker_url}/ngsi-ld/v1/csourceRegistrations?type=NoiseLevelObserved",
+            headers={"NGSILD-Tenant": a.service, "Link": LINK},
+            timeout=10).json() or None, 30, "the agent's registration at the broker")
+        assert isinstance(registrations, list), registrations
+        assert [reg["mode"] for reg in registrations] == ["exclusive"]
+        device = Device(*a.mqtt, f"/{key}/sono3/cmd")
+        try:
+            r = httpx.patch(f"{a.broker_url}/ngsi-ld/v1/entities/{eid}/attrs",
+                            json={"reboot": {"type": "Property", "value": "now"}},
+                            headers={"NGSILD-Tenant": a.service, "Link": LINK}, timeout=10)
+            assert r.status_code in (204, 207), r.text
+            assert orjson.loads(device.received.get(timeout=30)) == {"reboot": "now"}
+            device.answer(f"/{key}/sono3/cmdexe", orjson.dumps({"reboot": "done"}))
+            assert _status(a, eid, "reboot", "OK")["reboot_info"]["value"] == "done"
+        finally:
+            device.close()
