@@ -363,7 +363,7 @@ class Mosquitto:
     """
 
     def __init__(self, workdir: Path, binary: str = MOSQUITTO) -> None:
-        from tests.agents.procs import free_port  # METROPOLE_TEST_PORTS honoured, as for the bench's other servers
+        from bench.procs import free_port  # METROPOLE_TEST_PORTS honoured, as for the bench's other servers
 
         self.port = free_port()
         self.host, self.workdir, self.binary = "127.0.0.1", workdir, binary
