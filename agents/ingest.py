@@ -62,6 +62,18 @@ def autoprovisionable(device_id: str) -> bool:
     return _DEVICE_ID.fullmatch(device_id) is not None and ".." not in device_id
 
 
+def _mark_status(updates: list[EntityUpdate], cfg: DeviceConfig) -> list[EntityUpdate]:
+    """Mark the device's own Device entity (a profile adds it to every measure) as a status update.
+
+    Never the entity the measures themselves go to (a device provisioned with that very id keeps every update).
+    """
+    status_id = entity_id("Device", cfg.device_id)
+    if cfg.id == status_id or not any(u.entity.get("id") == status_id and u.entity.get("type") == "Device" for u in updates):
+        return updates
+    return [u._replace(status=True) if u.entity.get("id") == status_id and u.entity.get("type") == "Device" else u
+            for u in updates]
+
+
 class Ingestor:
     #: entries kept at most; beyond, the cache starts again empty
     config_cache_max = 100_000
@@ -144,6 +156,8 @@ class Ingestor:
             fault = Rejected("internal_error", f"{type(exc).__name__}: {exc}")
             await self._record(msg, fault, cfg)
             return Outcome([], fault)
+        if cfg is not None and updates:
+            updates = _mark_status(updates, cfg)
         self._child("accepted", msg.transport, msg.protocol).inc()
         self._child("updates", msg.protocol).inc(len(updates))
         if dropped:

@@ -62,6 +62,9 @@ class EntityUpdate(NamedTuple):
     context: list[str]  # @context URLs to send in the Link header (Smart Data Models + core)
     device_id: str
     apikey: str
+    # True for the device's own status entity (a profile's `Device`: dateLastValueReported, battery, rssi),
+    # which the intake may coalesce per device (METROPOLE_AGENT_DEVICE_STATUS_INTERVAL); never a measure's entity
+    status: bool = False
 
 
 class Rejected(Exception):

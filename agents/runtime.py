@@ -76,6 +76,10 @@ class RuntimeOptions:
                     fast device goes out in batches, not one round trip per measure (agents.delivery,
                     One fast device). Safe for a broker that keeps each instance in history (clause
                     5.5.11.2: the embedded broker, as of issue 16); 1 for one that keeps only the last
+    DEVICE_STATUS_INTERVAL  seconds: a device's status entity (the profile's Device entity:
+                    dateLastValueReported, battery, rssi...) is sent at most once per interval per device,
+                    the latest one (agents.transports.intake.StatusCoalescer); default 10; 0 = with every
+                    measure. Measures are never coalesced
     OUTBOX_SYNC     FULL (default, survives power loss) or NORMAL (survives process crashes)
     BROKER_TIMEOUT  seconds per NGSI-LD request
     COMMANDS        how command updates reach the agent: subscription (default), registration, off
@@ -95,6 +99,7 @@ class RuntimeOptions:
     batch_size: int = 500
     delivery_workers: int = 2
     batch_repeats: int = 0  # 0 = batch_size
+    device_status_interval: float = 10.0  # 0 = a Device status update with every measure
     outbox_sync: str = "FULL"
     broker_timeout: float = 10.0
     commands: str = "subscription"
@@ -116,6 +121,7 @@ class RuntimeOptions:
             "batch_size": int(_env("BATCH_SIZE", str(d.batch_size))),
             "delivery_workers": int(_env("DELIVERY_WORKERS", str(d.delivery_workers))),
             "batch_repeats": int(_env("BATCH_REPEATS", str(d.batch_repeats))),
+            "device_status_interval": float(_env("DEVICE_STATUS_INTERVAL", str(d.device_status_interval))),
             "outbox_sync": _env("OUTBOX_SYNC", d.outbox_sync).upper(),
             "broker_timeout": float(_env("BROKER_TIMEOUT", str(d.broker_timeout))),
             "commands": _env("COMMANDS", d.commands).lower(),
@@ -127,6 +133,8 @@ class RuntimeOptions:
             raise ValueError(f"METROPOLE_AGENT_MQTT must be auto, external or off, not {options.mqtt!r}")
         if options.batch_mode not in {"update", "merge", "replace"}:
             raise ValueError(f"METROPOLE_AGENT_BATCH_MODE must be update, merge or replace, not {options.batch_mode!r}")
+        if not options.device_status_interval >= 0:  # also refuses nan
+            raise ValueError("METROPOLE_AGENT_DEVICE_STATUS_INTERVAL must be a number of seconds, 0 or more")
         if options.outbox_sync not in {"FULL", "NORMAL"}:
             raise ValueError("METROPOLE_AGENT_OUTBOX_SYNC must be FULL or NORMAL")
         if options.commands not in MODES:
@@ -205,7 +213,8 @@ class AgentRuntime:
         )
         self._delivery_task = asyncio.create_task(self.delivery.run(), name="agent-delivery")
         self.commands.start()
-        self.intake = Intake(ingestor.process, self.outbox, metrics=self.metrics)
+        self.intake = Intake(ingestor.process, self.outbox, metrics=self.metrics,
+                             status_interval=o.device_status_interval)
         await self.intake.start()
         client_id = o.mqtt_client_id or default_client_id(s.data_dir)
         self.network_servers = NetworkServers(

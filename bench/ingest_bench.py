@@ -45,6 +45,14 @@ Columns:
                      broker, sampled by polling; the sink has none)
     cpu %, rss MB    agent CPU (% of one core, over the case) and peak RSS
     cpu s            agent CPU-seconds over the case (on a shared machine, steadier than the rates)
+    broker cpu s     the embedded broker's CPU-seconds over the case (all its threads)
+    cpu s/1k msgs    agent + broker CPU-seconds per 1,000 messages accepted (embedded broker only)
+
+The broker's store is METROPOLE_BROKER_STORE (default SQLite in the bench's
+temporary folder; e.g. postgresql://postgres@127.0.0.1:5432/<db>, a fresh
+database). The agent runs with its defaults, so the Device entity's status
+is coalesced per device (METROPOLE_AGENT_DEVICE_STATUS_INTERVAL, 10 s): a
+measure is one entity update, plus a Device update per device and interval.
 """
 
 from __future__ import annotations
@@ -102,6 +110,12 @@ def _sink(port: int) -> None:
 
 # -- measuring the agent -------------------------------------------------------------------
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU-seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
 class Agent:
     def __init__(self, proc: Any, prov: int) -> None:
         self.proc, self.url = proc, f"http://127.0.0.1:{prov}"
@@ -116,8 +130,7 @@ class Agent:
                 for name in names]
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK
+        return _cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -188,6 +201,7 @@ class Rig:
     next_value: int = 0  # no2 values already used: each case publishes new ones
     kind: str = "json"  # or "tts": LoRaWAN uplinks of The Things Stack (mqtt_load)
     application: str = ""  # kind "tts": `app@tenant`
+    broker_pid: int | None = None  # the embedded broker's process, for its CPU-seconds; None for the sink
 
     def values(self, total: int) -> int:
         """Reserve the no2 values of a case of `total` messages; returns its first."""
@@ -208,6 +222,7 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
              "metropole_agent_outbox_appended_total")
     accepted0, delivered0, appended0 = agent.metrics(*names)
     cpu0 = agent.cpu_seconds()
+    bcpu0 = _cpu_seconds(rig.broker_pid) if rig.broker_pid else 0.0
     if watcher:
         watcher.start()
     t0 = load.go()
@@ -244,6 +259,7 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
             if value >= base and 0 <= i < total and sent.send_times[i]:
                 lat.append(seen - sent.send_times[i])
     cpu = agent.cpu_seconds() - cpu0
+    bcpu = _cpu_seconds(rig.broker_pid) - bcpu0 if rig.broker_pid else float("nan")
     end = time.time()
     return {
         "published/s": sent.rate,
@@ -256,6 +272,9 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
         "updates delivered/s": delivered / max(1e-9, done - t0),
         "p50 ms": _pct(lat, 0.5), "p99 ms": _pct(lat, 0.99), "samples": len(lat),
         "cpu %": 100 * cpu / max(1e-9, end - t0), "cpu s": cpu, "rss MB": agent.rss_mb(),
+        "broker cpu s": bcpu,
+        # agent + broker CPU-seconds per 1,000 messages accepted (the sink's own CPU is not counted)
+        "cpu s/1k msgs": (cpu + bcpu) * 1000 / max(1.0, accepted) if rig.broker_pid else float("nan"),
         # for the sustained verdict
         "accepted during run/s": accepted_then / max(1e-9, published - t0),
         "updates/msg": appended / max(1.0, accepted),
@@ -335,6 +354,8 @@ def main() -> int:
     parser.add_argument("--sustain", type=float, default=0.0, metavar="RATE",
                         help="also hold RATE messages/s for --sustain-seconds and tell whether the agent kept up")
     parser.add_argument("--sustain-seconds", type=float, default=30.0)
+    parser.add_argument("--sustain-only", action="store_true",
+                        help="with --sustain: skip the fixed-rate and flat-out cases")
     parser.add_argument("--publishers", type=int, default=1, help="publisher processes (default 1)")
     parser.add_argument("--agent-cpus", default="0",
                         help='cores for the agent alone, e.g. "0" (default) or "0,1"; the rest get everything '
@@ -404,19 +425,22 @@ def main() -> int:
                     agent.pin(agent_cpus)
                 apikey = f"bench{tag}"
                 provision(agent, apikey, cbroker)
-                rigs = [("json", Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url))]
+                rigs = [("json", Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url,
+                                     broker_pid=broker.proc.pid if broker and broker.proc else None))]
                 if args.lorawan:
                     application = f"bench{tag}@bench"
                     provision_lorawan(agent, application, cbroker, mqtt_host, mqtt_port)
                     rigs.append(("tts", Rig(agent, mqtt_host, mqtt_port, "", args.devices, args.publishers, broker_url,
-                                            kind="tts", application=application)))
+                                            kind="tts", application=application,
+                                            broker_pid=broker.proc.pid if broker and broker.proc else None)))
                 for kind, rig in rigs:
                     label = target if kind == "json" else f"{target}, LoRaWAN TTS"
                     # warm-up: autoprovision the devices
                     run_case(rig, rate=None, total=args.devices, latency=False)
-                    rows.append((label, f"{args.rate:.0f}/s x {args.seconds:.0f}s",
-                                 run_case(rig, rate=args.rate, total=int(args.rate * args.seconds))))
-                    rows.append((label, f"flat out {args.burst}", run_case(rig, rate=None, total=args.burst)))
+                    if not args.sustain_only:
+                        rows.append((label, f"{args.rate:.0f}/s x {args.seconds:.0f}s",
+                                     run_case(rig, rate=args.rate, total=int(args.rate * args.seconds))))
+                        rows.append((label, f"flat out {args.burst}", run_case(rig, rate=None, total=args.burst)))
                     if args.sustain:
                         r = run_case(rig, rate=args.sustain, total=int(args.sustain * args.sustain_seconds))
                         rows.append((label, f"sustain {args.sustain:.0f}/s x {args.sustain_seconds:.0f}s", r))
@@ -439,7 +463,8 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cols = ["published/s", "unacked", "accepted/s", "lost", "backlog@end", "outbox@end", "msgs delivered/s",
-            "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "cpu s", "rss MB"]
+            "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "cpu s", "rss MB", "broker cpu s",
+            "cpu s/1k msgs"]
     via = ("a Mosquitto of its own per target (unbounded queues)" if args.mosquitto == "own"
            else f"{MQTT_HOST}:{MQTT_PORT}")
     pinning = "no CPU pinning"
@@ -448,12 +473,13 @@ def main() -> int:
             f"the rest on cpu {','.join(map(str, sorted(others)))}" if others else "sharing it with the rest")
     repeats = "" if args.batch_repeats is None else f", up to {args.batch_repeats} instances of an entity per request"
     print(f"\nIoT agent ingest, {args.devices} devices{repeats}, MQTT QoS 1 via {via}, {args.publishers} publisher process(es),"
-          f" {pinning} (an update per entity: AirQualityObserved + its Device)")
+          f" {pinning} (an update per entity: AirQualityObserved, and its Device as the agent's"
+          f" METROPOLE_AGENT_DEVICE_STATUS_INTERVAL lets it)")
     width = max(16, *(len(t) for t, _, _ in rows)) if rows else 16
     print(f"{'target':<{width}} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
     for target, load, r in rows:
         print(f"{target:<{width}} {load:<22} " + " ".join(
-            f"{r[c]:>12.{1 if c == 'cpu s' else 0}f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}"
+            f"{r[c]:>12.{1 if c in ('cpu s', 'broker cpu s') else 2 if c == 'cpu s/1k msgs' else 0}f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}"
             for c in cols))
     for verdict in verdicts:
         print(verdict)

@@ -16,6 +16,7 @@ nothing, so the device (or the MQTT broker) sends it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
@@ -28,7 +29,7 @@ from adapters.outbox import Outbox, OutboxItem
 from agents.messages import EntityUpdate, Inbound, Outcome
 from agents.metrics import Metrics
 
-__all__ = ["Done", "Intake", "Waiter", "to_outbox_item"]
+__all__ = ["Done", "Intake", "StatusCoalescer", "Waiter", "to_outbox_item"]
 
 log = logging.getLogger("metropole.agents.intake")
 
@@ -58,6 +59,67 @@ def to_outbox_item(update: EntityUpdate, accepted_at: float) -> OutboxItem:
                       update.service_path)
 
 
+class StatusCoalescer:
+    """At most one status update per entity per `interval` seconds; the latest one is held meanwhile.
+
+    A device's status entity (the profile's `Device`: dateLastValueReported, controlledProperty and readings
+    such as batteryLevel or rssi) comes with every measure, which doubled the broker's entity updates;
+    iotagent-json never writes one. The first status of an entity (or the first after a quiet interval)
+    goes out at once, so the Device entity appears with the device's first measure; the ones after it
+    within the interval are merged (the latest value of each attribute wins, so an attribute only an
+    earlier measure carried is kept) and go out when the interval since the last one sent has passed,
+    and at shutdown. Held updates live in memory only: a crash loses at most the last interval's status
+    of a device, never a measure, and the device's next measure sends a fresh one.
+    """
+
+    __slots__ = ("_held", "_sent", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        # key -> (due at, merged outbox item), in order of first holding; key -> monotonic time of the last send
+        self._held: dict[tuple[str, str, str, str], tuple[float, OutboxItem]] = {}
+        self._sent: dict[tuple[str, str, str, str], float] = {}
+
+    def offer(self, item: OutboxItem, now: float) -> bool:
+        """True: send `item` now; False: it is held (merged into what is held for its entity)."""
+        key = (item.target, item.tenant, item.service_path, str(item.entity.get("id")))
+        held = self._held.get(key)
+        if held is not None:
+            entity = {**held[1].entity, **item.entity}
+            self._held[key] = (held[0], item._replace(entity=entity))
+            return False
+        sent = self._sent.get(key)
+        if sent is None or now - sent >= self.interval:
+            self._sent[key] = now
+            return True
+        self._held[key] = (sent + self.interval, item)
+        return False
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def next_due(self) -> float | None:
+        """When the earliest held update falls due (monotonic), None when nothing is held."""
+        return min((due for due, _ in self._held.values()), default=None)
+
+    def take_due(self, now: float) -> list[OutboxItem]:
+        """The held updates due by `now`, which count as sent now; forgets entities quiet for an interval."""
+        due = [key for key, (at, _) in self._held.items() if at <= now]
+        items = [self._held.pop(key)[1] for key in due]
+        for key in due:
+            self._sent[key] = now
+        if len(self._sent) > 2 * len(self._held) + 1024:  # keep memory to the devices heard from lately
+            self._sent = {k: t for k, t in self._sent.items() if now - t < self.interval or k in self._held}
+        return items
+
+    def take_all(self) -> list[OutboxItem]:
+        """Everything held, at once (shutdown)."""
+        items = [item for _, item in self._held.values()]
+        self._held.clear()
+        return items
+
+
 class Intake:
     """Group-commit from transports into the outbox: an ingest task and a commit task, pipelined.
 
@@ -74,8 +136,14 @@ class Intake:
     INGEST_CHUNK = 100  # messages mapped between two yields to the event loop
 
     def __init__(self, ingest: Ingest, outbox: Outbox, *, metrics: Metrics | None = None, max_batch: int = 1000,
-                 commit_interval: float = 0.01) -> None:
+                 commit_interval: float = 0.01, status_interval: float = 0.0) -> None:
         self._ingest = ingest
+        # Device status updates (EntityUpdate.status) go out at most once per status_interval per entity;
+        # 0 = every one, as the measures (which are never coalesced). See StatusCoalescer.
+        self._status = StatusCoalescer(status_interval) if status_interval > 0 else None
+        self._status_task: asyncio.Task[None] | None = None
+        self._mapping = False  # the ingest task is mapping a chunk (not yet in _ingested)
+        self._status_wake = asyncio.Event()  # set when the coalescer starts holding something
         self._outbox = outbox
         self._max_batch = max_batch
         # At most one commit starts per interval (unless max_batch messages wait): at a low rate a commit
@@ -117,13 +185,20 @@ class Intake:
             self._ingesting = True
             self._tasks = [asyncio.create_task(self._ingest_all(), name="agent-intake"),
                            asyncio.create_task(self._commit_all(), name="agent-intake-commit")]
+            if self._status is not None:
+                self._status_task = asyncio.create_task(self._status_all(), name="agent-intake-status")
 
     async def stop(self) -> None:
         """Commit what is queued, then stop."""
         if self._tasks:
             self._stopping = True
+            if self._status_task is not None:
+                self._status_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._status_task
+                self._status_task = None
             self._wake_up()
-            await asyncio.gather(*self._tasks)
+            await asyncio.gather(*self._tasks)  # the ingest task hands the held status updates over last
             self._tasks = []
 
     def submit(self, message: Inbound, done: Done) -> None:
@@ -192,12 +267,39 @@ class Intake:
                     continue
                 take = min(len(pending), self.INGEST_CHUNK)
                 self._taken += take
-                self._ingested.append(await self._map([pending.popleft() for _ in range(take)]))
+                self._mapping = True
+                try:
+                    self._ingested.append(await self._map([pending.popleft() for _ in range(take)]))
+                finally:
+                    self._mapping = False
                 _resolve(self._commit_waiter)
                 await asyncio.sleep(0)  # let the loop read, acknowledge and start the commit between chunks
         finally:
+            if self._status is not None:  # stopping: what is held goes out now, after every message
+                held = self._status.take_all()
+                if held:
+                    self._ingested.append((held, []))
             self._ingesting = False
             _resolve(self._commit_waiter)
+
+    async def _status_all(self) -> None:
+        """Hand the held status updates that are due to the commit task, as they fall due."""
+        status, loop = self._status, self._loop
+        assert status is not None and loop is not None
+        while True:
+            due = status.next_due()
+            if due is None:  # nothing held: wait for the ingest task to hold something
+                self._status_wake.clear()
+                await self._status_wake.wait()
+                continue
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if self._mapping:  # a chunk being mapped may hold an earlier update of the same entity: after it
+                await asyncio.sleep(0.01)
+                continue
+            items = status.take_due(time.monotonic())
+            if items:
+                self._ingested.append((items, []))
+                _resolve(self._commit_waiter)
 
     async def _map(self, chunk: list[tuple[Inbound, Done]]) -> tuple[list[OutboxItem], list[Done]]:
         """The entity updates of a chunk of messages, with the messages' callbacks."""
@@ -216,7 +318,15 @@ class Intake:
                 if type(done) is Waiter:
                     done.outcome = updates
                 updates = updates.updates
-            items.extend([to_outbox_item(u, now) for u in updates])
+            status = self._status
+            if status is None:
+                items.extend([to_outbox_item(u, now) for u in updates])
+            else:
+                clock = time.monotonic()
+                items.extend([to_outbox_item(u, now) for u in updates
+                              if not u.status or status.offer(to_outbox_item(u, now), clock)])
+                if status.holding and not self._status_wake.is_set():
+                    self._status_wake.set()
         self._count_received(by_transport)
         return items, [done for _, done in chunk]
 
