@@ -150,6 +150,13 @@ def _features(authenticator: Authenticator) -> str:
 # --- end ops
 
 
+#: rows per batch request of the agents `metropole run` starts beside its own broker: with 500 (the agents'
+#: default, safe for any broker's request size limit) the agents keep about one request in flight and the
+#: embedded broker idles half the time at 5,000 measures/s; 2,000 kept up there on SQLite (README, Benchmarks).
+#: The embedded broker takes 8 MiB bodies and 10,000 entities per batch. METROPOLE_AGENT_BATCH_SIZE overrides it.
+EMBEDDED_AGENT_BATCH_SIZE = 2000
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole platform on embedded defaults, in the foreground."""
     data = Path(args.data).resolve()
@@ -158,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tls = ServerTls.from_env()
     authenticator = Authenticator.from_env()
     agents = _agent_runtime(args, data, broker_url=f"{tls.scheme}://{broker.host}:{broker.port}",
+                            batch_size=None if os.environ.get("METROPOLE_AGENT_BATCH_SIZE") else EMBEDDED_AGENT_BATCH_SIZE,
                             broker_api_key=_agents_key(authenticator))
     a = agents.settings
     redact_url(a.resolved_registry_url)  # remembers the registry's password: scrubbed from every log line
@@ -186,14 +194,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _agent_runtime(args: argparse.Namespace, data: Path, broker_url: str | None,
-                   broker_api_key: str | None = None) -> AgentRuntime:
+                   broker_api_key: str | None = None, batch_size: int | None = None) -> AgentRuntime:
     settings = AgentSettings.from_env(
         broker_api_key=broker_api_key,
         host=args.host, data_dir=data, broker_url=broker_url,
         provisioning_port=args.agent_provisioning_port, http_port=args.agent_http_port,
         mqtt_host=args.agent_mqtt_host, mqtt_port=args.agent_mqtt_port,
     )
-    options = RuntimeOptions.from_env(mqtt=args.agent_mqtt, batch_mode=args.agent_batch_mode)
+    options = RuntimeOptions.from_env(mqtt=args.agent_mqtt, batch_mode=args.agent_batch_mode, batch_size=batch_size)
     return AgentRuntime(settings, options)
 
 
