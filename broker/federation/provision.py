@@ -128,10 +128,39 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
     if local_error is not None and local_error.status == 404 and not local_whole and any(r.ok for r in replies):
         local_error = None  # an attribute operation on an entity held by the sources only
     if local_error is None and not failed:
-        if local_response is not None and local_response.status_code not in (207,):
-            return local_response
+        partial = [r for r in replies if r.status == 207]
+        if partial or (local_response is not None and local_response.status_code == 207):
+            return _partial(local_response, partial, kept, ctx)
         return _status_of(replies) if local_response is None else local_response
     return _multi(entity_id, replies, local_error)
+
+
+def _partial(local_response: Response | None, partial: list[Reply], kept: Any, ctx: Context) -> Response:
+    """207: this broker or a source did only part of the operation (5.6.2.4, 5.6.3.4: UpdateResult, 5.2.18).
+
+    The local UpdateResult (the attributes kept here when this broker did all its part) with the sources'
+    `updated`/`notUpdated` added, each not-updated attribute of a source naming its registration and endpoint.
+    """
+    result: dict[str, list[Any]] = {"updated": [], "notUpdated": []}
+    if local_response is not None and local_response.status_code < 300 and isinstance(kept, dict):
+        result["updated"] = [ctx.expand_term(k) for k in kept if k not in _CORE]  # as the local result names them
+    if local_response is not None and local_response.status_code == 207:
+        try:
+            local_body = orjson.loads(bytes(local_response.body))
+        except orjson.JSONDecodeError:
+            local_body = None
+        if isinstance(local_body, dict):
+            result = {**local_body, "updated": list(local_body.get("updated") or []),
+                      "notUpdated": list(local_body.get("notUpdated") or [])}
+    for r in partial:
+        if isinstance(r.body, dict):
+            result["updated"] += [a for a in r.body.get("updated") or [] if a not in result["updated"]]
+            result["notUpdated"] += [{**n, "registrationId": r.target.item.id, "endpoint": r.target.endpoint}
+                                     if isinstance(n, dict) else n for n in r.body.get("notUpdated") or []]
+        else:
+            result["notUpdated"].append({"reason": f"{r.target.endpoint} answered 207 without a result",
+                                         "registrationId": r.target.item.id, "endpoint": r.target.endpoint})
+    return Response(orjson.dumps(result), status_code=207, media_type=JSON)
 
 
 def _problem(reply: Reply) -> dict[str, Any]:

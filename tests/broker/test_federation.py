@@ -190,6 +190,25 @@ def test_exclusive_attributes_live_at_the_source_only(brokers: Brokers, api: dic
     assert merged["no2"] == 7 and merged["pm10"] == 6
 
 
+def test_a_partial_success_at_a_source_is_a_partial_success_here(brokers: Brokers, api: dict[str, httpx.Client],
+                                                                 tenant: str) -> None:
+    # append with noOverwrite (5.6.3.4): the source holds no2 already, so it answers 207; M must not say 204
+    eid = "urn:ngsi-ld:Sensor:partial"
+    create(api["M"], sensor(eid, pm10=5))
+    create(api["A"], sensor(eid, no2=1))
+    register(api, "M", brokers.urls["A"], tenant, mode="exclusive", operations=["redirectionOps"],
+             information=[{"entities": [{"type": "Sensor", "id": eid}], "propertyNames": ["no2"]}])
+    r = api["M"].post(f"/entities/{eid}/attrs", params={"options": "noOverwrite"},
+                      json={"no2": {"type": "Property", "value": 9}, "pm25": {"type": "Property", "value": 3}})
+    assert r.status_code == 207, r.text
+    result = r.json()
+    core = "https://uri.etsi.org/ngsi-ld/default-context/"  # UpdateResult names attributes by IRI, here as at A
+    assert result["updated"] == [core + "pm25"]
+    assert [(n["attributeName"], n["registrationId"]) for n in result["notUpdated"]] == [
+        (core + "no2", api["M"].get("/csourceRegistrations", params={"type": "Sensor"}).json()[0]["id"])]
+    assert api["A"].get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 1
+
+
 def test_redirect_sends_whole_entities_to_the_source(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
     register(api, "M", brokers.urls["B"], tenant, mode="redirect", operations=["redirectionOps"])
     eid = "urn:ngsi-ld:Sensor:redirected"
