@@ -25,7 +25,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broker.federation import matching
-from broker.federation.consumption import forwarder
+from broker.federation.consumption import forwarder, wanted_of
 from broker.federation.forward import Reply, Target
 from broker.http import JSON
 from models.context import Context
@@ -206,3 +206,40 @@ def _multi(entity_id: str, replies: list[Reply], local_error: NgsiLdError | None
     ok = local_error is None or any(r.ok for r in replies)
     body = {"success": [entity_id] if ok else [], "errors": errors}
     return Response(orjson.dumps(body), status_code=207, media_type=JSON)
+
+
+async def distribute_purge(request: Request, tenant: str, *, context_value: Any, ctx: Context,
+                           local: Callable[[], Awaitable[None]]) -> Response:
+    """Purge Entities (5.6.21, 6.4.3.3) here and at the sources registered for purgeEntity (Table 4.20-2).
+
+    The selection (type, id, idPattern, q, keep, drop...) goes to every matching inclusive, exclusive or
+    redirect source as the client sent it; this broker purges its own entities as well (a purge only removes,
+    so entities held elsewhere are simply not found here). All done: 204; a part failed: 207 whose `errors`
+    name each failing registration and endpoint (a failure here has no registration).
+    """
+    fwd = forwarder(request)
+    if fwd is None:
+        await local()
+        return Response(status_code=204)
+    plan = await fwd.plan(tenant, "purgeEntity", wanted_of(request.query_params, ctx), request.headers.get("via"),
+                          modes=("inclusive", "exclusive", "redirect"))
+    if plan.loop and plan.skipped:
+        raise LoopDetected(f"DELETE /entities came back to this broker (Via: {request.headers.get('via')})")
+    local_error: NgsiLdError | None = None
+    try:
+        await local()
+    except NgsiLdError as exc:
+        if not plan.targets or exc.status == 400:  # bad input stays bad input, sent nowhere
+            raise
+        local_error = None if exc.status == 404 else exc  # a tenant unknown here may be known there
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "local"]
+    replies = list(await asyncio.gather(*(
+        fwd.send(t, "DELETE", "/entities", params=params, body=None, request_headers=request.headers,
+                 context_value=context_value) for t in plan.targets)))
+    failed = [r for r in replies if not r.ok and r.status != 404]  # nothing to purge there is no failure
+    if local_error is None and not failed:
+        return Response(status_code=204)
+    errors: list[dict[str, Any]] = [{"error": local_error.to_problem()}] if local_error is not None else []
+    errors += [{"error": _problem(r), "registrationId": r.target.item.id, "endpoint": r.target.endpoint}
+               for r in failed]
+    return Response(orjson.dumps({"success": [], "errors": errors}), status_code=207, media_type=JSON)

@@ -209,6 +209,22 @@ def test_a_partial_success_at_a_source_is_a_partial_success_here(brokers: Broker
     assert api["A"].get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 1
 
 
+def test_purge_is_forwarded_to_the_sources_registered_for_it(brokers: Brokers, api: dict[str, httpx.Client],
+                                                             tenant: str) -> None:
+    # 5.6.21 with 4.3.6: DELETE /entities?type= purges here and at the sources offering purgeEntity
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:purge-m", no2=1))
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:purge-a", no2=2))
+    create(api["B"], sensor("urn:ngsi-ld:Sensor:purge-b", no2=3))
+    register(api, "M", brokers.urls["A"], tenant, operations=["redirectionOps"])  # includes purgeEntity
+    register(api, "M", brokers.urls["B"], tenant, operations=["retrieveOps"])  # does not
+    r = api["M"].delete("/entities", params={"type": "Sensor"})
+    assert r.status_code == 204, r.text
+    assert api["M"].get("/entities/urn:ngsi-ld:Sensor:purge-m", params={"local": "true"}).status_code == 404
+    assert api["A"].get("/entities/urn:ngsi-ld:Sensor:purge-a").status_code == 404
+    assert api["B"].get("/entities/urn:ngsi-ld:Sensor:purge-b").status_code == 200
+    assert api["M"].delete("/entities", params={"type": "Sensor", "q": "no2=="}).status_code == 400
+
+
 def test_redirect_sends_whole_entities_to_the_source(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
     register(api, "M", brokers.urls["B"], tenant, mode="redirect", operations=["redirectionOps"])
     eid = "urn:ngsi-ld:Sensor:redirected"
