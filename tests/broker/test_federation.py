@@ -225,6 +225,16 @@ def test_purge_is_forwarded_to_the_sources_registered_for_it(brokers: Brokers, a
     assert api["M"].delete("/entities", params={"type": "Sensor", "q": "no2=="}).status_code == 400
 
 
+def test_retrieve_asks_a_source_offering_only_query_batch(brokers: Brokers, api: dict[str, httpx.Client],
+                                                          tenant: str) -> None:
+    # 4.3.6.2: retrieveEntity may be served by a queryBatch source (POST /entityOperations/query with the id)
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:batch-only", no2=8))
+    register(api, "M", brokers.urls["A"], tenant, operations=["queryBatch"])
+    got = api["M"].get("/entities/urn:ngsi-ld:Sensor:batch-only", params={"options": "keyValues"})
+    assert got.status_code == 200, got.text
+    assert got.json()["no2"] == 8
+
+
 def test_redirect_sends_whole_entities_to_the_source(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
     register(api, "M", brokers.urls["B"], tenant, mode="redirect", operations=["redirectionOps"])
     eid = "urn:ngsi-ld:Sensor:redirected"
