@@ -373,3 +373,40 @@ def test_csource_subscription_is_notified_of_a_new_registration(brokers: Brokers
         assert api["M"].delete(f"/csourceRegistrations/{rid}").status_code == 204
         gone = receiver.next()
         assert gone["triggerReason"] == "noLongerMatching" and gone["data"][0]["id"] == rid
+
+
+def test_a_subscription_at_the_metropolis_is_notified_of_both_towns(brokers: Brokers, api: dict[str, httpx.Client],
+                                                                    tenant: str) -> None:
+    # 5.8.1.4 (localOnly=false): copies of the subscription at the sources offering createSubscription
+    # (federationOps, the default), their notifications relayed to the subscriber under the original id
+    from tests.broker.federation_receiver import Receiver
+
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:sub-aix", no2=1))
+    create(api["B"], sensor("urn:ngsi-ld:Sensor:sub-marseille", no2=2))
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:sub-metro", no2=3))
+    register(api, "M", brokers.urls["A"], tenant)
+    register(api, "M", brokers.urls["B"], tenant)
+    with Receiver() as receiver:
+        r = api["M"].post("/subscriptions", json={
+            "type": "Subscription", "entities": [{"type": "Sensor"}], "watchedAttributes": ["no2"],
+            "notification": {"format": "keyValues", "endpoint": {"uri": receiver.url, "accept": "application/json"}}})
+        assert r.status_code == 201, r.text
+        sub_id = r.headers["location"].rsplit("/", 1)[1]
+        copies = api["A"].get("/subscriptions").json()
+        assert len(copies) == 1 and copies[0]["notification"]["endpoint"]["uri"].startswith(brokers.urls["M"])
+        for town, eid, value in (("A", "urn:ngsi-ld:Sensor:sub-aix", 77), ("B", "urn:ngsi-ld:Sensor:sub-marseille", 88),
+                                 ("M", "urn:ngsi-ld:Sensor:sub-metro", 99)):
+            assert api[town].patch(f"/entities/{eid}/attrs", json={"no2": {"type": "Property", "value": value}}
+                                   ).status_code == 204
+        wanted = {"urn:ngsi-ld:Sensor:sub-aix": 77, "urn:ngsi-ld:Sensor:sub-marseille": 88,
+                  "urn:ngsi-ld:Sensor:sub-metro": 99}
+        seen: dict[str, Any] = {}
+        for _ in range(12):  # initial notifications (old values) may come first
+            note = receiver.next()
+            assert note["subscriptionId"] == sub_id
+            seen.update({e["id"]: e["no2"] for e in note["data"]})
+            if all(seen.get(k) == v for k, v in wanted.items()):
+                break
+        assert {k: seen.get(k) for k in wanted} == wanted
+    assert api["M"].delete(f"/subscriptions/{sub_id}").status_code == 204
+    assert api["A"].get("/subscriptions").json() == [] and api["B"].get("/subscriptions").json() == []
