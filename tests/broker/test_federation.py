@@ -410,3 +410,23 @@ def test_a_subscription_at_the_metropolis_is_notified_of_both_towns(brokers: Bro
         assert {k: seen.get(k) for k in wanted} == wanted
     assert api["M"].delete(f"/subscriptions/{sub_id}").status_code == 204
     assert api["A"].get("/subscriptions").json() == [] and api["B"].get("/subscriptions").json() == []
+
+
+def test_csource_notification_holds_only_the_matching_registration_infos(brokers: Brokers,
+                                                                          api: dict[str, httpx.Client],
+                                                                          tenant: str) -> None:
+    # 5.11.7: "only matching RegistrationInfo elements" of the registration are notified
+    from tests.broker.federation_receiver import Receiver
+
+    with Receiver() as receiver:
+        r = api["M"].post("/csourceSubscriptions", json={
+            "type": "Subscription", "entities": [{"type": "Sensor"}],
+            "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}}})
+        assert r.status_code == 201, r.text
+        rid = register(api, "M", brokers.urls["A"], tenant, information=[
+            {"entities": [{"type": "Station"}]}, {"entities": [{"type": "Sensor"}], "propertyNames": ["no2"]}])
+        note = receiver.next()
+        assert note["triggerReason"] == "newlyMatching" and note["data"][0]["id"] == rid
+        assert note["data"][0]["information"] == [{"entities": [{"type": "Sensor"}], "propertyNames": ["no2"]}]
+        # the registration itself is unchanged
+        assert len(api["M"].get(f"/csourceRegistrations/{rid}").json()["information"]) == 2
