@@ -129,6 +129,9 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     app.include_router(subscriptions.router)  # subscriptions
     app.include_router(temporal.router)  # temporal
     app.include_router(csources.router)  # federation
+    from broker.federation import subs as federated_subs
+
+    app.include_router(federated_subs.router)  # federation: relayed notifications of copied subscriptions
     # --- quantumleap (broker.quantumleap): the /v2 history API over the same app.state (also served on 8668 by `run`)
     from broker.quantumleap import create_quantumleap_app
     from broker.quantumleap.routes.meta import list_of_api

@@ -150,13 +150,18 @@ async def query_entities(request: Request, tenant: TenantDep = "") -> Response:
 @router.delete("/entities")
 async def purge_entities(request: Request, tenant: TenantDep = "") -> Response:
     """Purge Entities (6.4.3.3): 204; keep/drop purge attributes only."""
-    _, ctx = await deps.read_context(request)
+    value, ctx = await deps.read_context(request)
     params = request.query_params
     keep = list(parse_attrs(params["keep"])) if "keep" in params else None
     drop = list(parse_attrs(params["drop"])) if "drop" in params else None
-    await deps.entities(request).check_tenant(tenant)
-    await deps.queries(request).purge(tenant, QuerySpec.from_params(params), ctx, keep=keep, drop=drop)
-    return no_content()
+    spec = QuerySpec.from_params(params)
+
+    async def local() -> None:
+        await deps.entities(request).check_tenant(tenant)
+        await deps.queries(request).purge(tenant, spec, ctx, keep=keep, drop=drop)
+
+    # federation: the sources registered for purgeEntity purge too (clauses 4.3.6, 5.6.21)
+    return await provision.distribute_purge(request, tenant, context_value=value, ctx=ctx, local=local)
 
 
 # ---------------------------------------------------------------------------- /entities/{id}

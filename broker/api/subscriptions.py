@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
+from broker.federation.subs import relay_of
 from broker.http import accepted_type, json_response, no_content
 from broker.service.queries import Page
 from broker.subscriptions.service import SubscriptionService
@@ -29,6 +30,9 @@ async def create_subscription(request: Request, tenant: TenantDep = "") -> Respo
     deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request)
     sub_id = await service(request).create(tenant, incoming.body, incoming.context, ctx)
+    # federation: copies at the registered sources offering createSubscription (5.8.1.4)
+    if isinstance(incoming.body, dict):
+        await relay_of(request).created(request, tenant, sub_id, incoming.body, incoming.context, ctx)
     return Response(status_code=201, headers={"Location": f"{API}/subscriptions/{quote(sub_id, safe=':/')}"})
 
 
@@ -74,4 +78,5 @@ async def delete_subscription(sub_id: str, request: Request, tenant: TenantDep =
     """Delete Subscription (6.11.3.3): 204, 400, 404."""
     deps.check_params(request)
     await service(request).delete(tenant, sub_id)
+    await relay_of(request).deleted(request, tenant, sub_id)  # federation: the copies at the sources
     return no_content()

@@ -146,11 +146,12 @@ async def retrieve(request: Request, tenant: str, entity_id: str, ctx: Context, 
     params = request.query_params
     wanted = wanted_of({**params, "id": entity_id}, ctx)
     plan = await fwd.plan(tenant, "retrieveEntity", wanted, request.headers.get("via"))
-    more = await fwd.plan(tenant, "queryEntity", wanted, request.headers.get("via"))
-    known = {t.item.id for t in plan.targets}
-    plan.targets += [t for t in more.targets if t.item.id not in known]
-    plan.skipped += more.skipped
-    plan.loop = plan.loop or more.loop
+    for operation in ("queryEntity", "queryBatch"):  # a source offering only queries is asked by one
+        more = await fwd.plan(tenant, operation, wanted, request.headers.get("via"))
+        known = {t.item.id for t in plan.targets}
+        plan.targets += [t for t in more.targets if t.item.id not in known]
+        plan.skipped += [t for t in more.skipped if t.item.id not in {s.item.id for s in plan.skipped}]
+        plan.loop = plan.loop or more.loop
     if not plan.targets and not plan.skipped:
         return None
     out = Distributed()

@@ -240,15 +240,17 @@ class CSourceSubscriptions:
                 log.exception("periodic csource notification failed")
 
     async def _notify(self, item: RegistryDoc, regs: list[RegistryDoc], reason: str | None) -> None:
-        ctx = await self.resolver.aresolve(item.context)
+        ctx, wanted = await self._wanted(item)
         data = []
         for reg in regs:
             if reg.context is None and reg.doc.get("type") is None:
                 data.append({"id": reg.id, "type": "ContextSourceRegistration"})
-            elif reg.context is None:
-                data.append(recontext_registration(reg.doc, ctx))
+                continue
+            if reg.context is None:
+                shown = recontext_registration(reg.doc, ctx)
             else:
-                data.append(await self.registrations.present(reg, item.context, ctx))
+                shown = await self.registrations.present(reg, item.context, ctx)
+            data.append(_relevant(shown, ctx, wanted))
         endpoint = item.doc["notification"]["endpoint"]
         accept = endpoint.get("accept", "application/json")
         body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "ContextSourceNotification",
@@ -292,3 +294,34 @@ def recontext_registration(doc: dict[str, Any], ctx: Context) -> dict[str, Any]:
     from broker.federation.registration import map_terms
 
     return map_terms(doc, ctx.compact_iri)
+
+
+def _relevant(shown: dict[str, Any], ctx: Context, wanted: list[matching.Wanted]) -> dict[str, Any]:
+    """5.11.7: the registration with only the RegistrationInfo elements matching the subscription.
+
+    `shown` is the registration in the subscriber's terms (`ctx`); each element is matched in IRIs.
+    When no element matches on its own (the registration matched as a whole), all are kept.
+    """
+    infos = shown.get("information")
+    if not isinstance(infos, list):
+        return shown
+    keep = [info for info in infos if isinstance(info, dict) and any(matching.info_matches(_iris(info, ctx), w)
+                                                                     for w in wanted)]
+    if not keep or len(keep) == len(infos):
+        return shown
+    return {**shown, "information": keep}
+
+
+def _iris(info: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A RegistrationInfo in the subscriber's terms with its types and attribute names as IRIs."""
+    def iri(t: Any) -> Any:
+        return [ctx.expand_term(x) for x in t] if isinstance(t, list) else ctx.expand_term(t) if isinstance(t, str) else t
+    out = dict(info)
+    out["entities"] = [{**e, "type": iri(e.get("type"))} if isinstance(e, dict) else e
+                       for e in info.get("entities") or []]
+    for key in ("propertyNames", "relationshipNames"):
+        if isinstance(info.get(key), list):
+            out[key] = [ctx.expand_term(n) for n in info[key] if isinstance(n, str)]
+    if not info.get("entities"):
+        out.pop("entities")
+    return out

@@ -187,7 +187,8 @@ class Forwarder:
                    body: Any = None, request_headers: Any, context_value: Any) -> Reply:
         """One forwarded request; never raises (a failure is a Reply with its error)."""
         assert self._http is not None, "forwarder not started"
-        url = target.endpoint + API + path + (f"?{urlencode(params)}" if params else "")
+        # ':' ',' '*' are allowed as they are in a query (RFC 3986 3.4): ids and lists go as the client wrote them
+        url = target.endpoint + API + path + (f"?{urlencode(params, safe=':,*')}" if params else "")
         headers = self.headers(target, request_headers, context_value, body=body is not None)
         if _carries_context(body):
             headers.pop("Link", None)

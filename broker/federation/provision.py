@@ -25,7 +25,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broker.federation import matching
-from broker.federation.consumption import forwarder
+from broker.federation.consumption import forwarder, wanted_of
 from broker.federation.forward import Reply, Target
 from broker.http import JSON
 from models.context import Context
@@ -128,10 +128,39 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
     if local_error is not None and local_error.status == 404 and not local_whole and any(r.ok for r in replies):
         local_error = None  # an attribute operation on an entity held by the sources only
     if local_error is None and not failed:
-        if local_response is not None and local_response.status_code not in (207,):
-            return local_response
+        partial = [r for r in replies if r.status == 207]
+        if partial or (local_response is not None and local_response.status_code == 207):
+            return _partial(local_response, partial, kept, ctx)
         return _status_of(replies) if local_response is None else local_response
     return _multi(entity_id, replies, local_error)
+
+
+def _partial(local_response: Response | None, partial: list[Reply], kept: Any, ctx: Context) -> Response:
+    """207: this broker or a source did only part of the operation (5.6.2.4, 5.6.3.4: UpdateResult, 5.2.18).
+
+    The local UpdateResult (the attributes kept here when this broker did all its part) with the sources'
+    `updated`/`notUpdated` added, each not-updated attribute of a source naming its registration and endpoint.
+    """
+    result: dict[str, list[Any]] = {"updated": [], "notUpdated": []}
+    if local_response is not None and local_response.status_code < 300 and isinstance(kept, dict):
+        result["updated"] = [ctx.expand_term(k) for k in kept if k not in _CORE]  # as the local result names them
+    if local_response is not None and local_response.status_code == 207:
+        try:
+            local_body = orjson.loads(bytes(local_response.body))
+        except orjson.JSONDecodeError:
+            local_body = None
+        if isinstance(local_body, dict):
+            result = {**local_body, "updated": list(local_body.get("updated") or []),
+                      "notUpdated": list(local_body.get("notUpdated") or [])}
+    for r in partial:
+        if isinstance(r.body, dict):
+            result["updated"] += [a for a in r.body.get("updated") or [] if a not in result["updated"]]
+            result["notUpdated"] += [{**n, "registrationId": r.target.item.id, "endpoint": r.target.endpoint}
+                                     if isinstance(n, dict) else n for n in r.body.get("notUpdated") or []]
+        else:
+            result["notUpdated"].append({"reason": f"{r.target.endpoint} answered 207 without a result",
+                                         "registrationId": r.target.item.id, "endpoint": r.target.endpoint})
+    return Response(orjson.dumps(result), status_code=207, media_type=JSON)
 
 
 def _problem(reply: Reply) -> dict[str, Any]:
@@ -177,3 +206,40 @@ def _multi(entity_id: str, replies: list[Reply], local_error: NgsiLdError | None
     ok = local_error is None or any(r.ok for r in replies)
     body = {"success": [entity_id] if ok else [], "errors": errors}
     return Response(orjson.dumps(body), status_code=207, media_type=JSON)
+
+
+async def distribute_purge(request: Request, tenant: str, *, context_value: Any, ctx: Context,
+                           local: Callable[[], Awaitable[None]]) -> Response:
+    """Purge Entities (5.6.21, 6.4.3.3) here and at the sources registered for purgeEntity (Table 4.20-2).
+
+    The selection (type, id, idPattern, q, keep, drop...) goes to every matching inclusive, exclusive or
+    redirect source as the client sent it; this broker purges its own entities as well (a purge only removes,
+    so entities held elsewhere are simply not found here). All done: 204; a part failed: 207 whose `errors`
+    name each failing registration and endpoint (a failure here has no registration).
+    """
+    fwd = forwarder(request)
+    if fwd is None:
+        await local()
+        return Response(status_code=204)
+    plan = await fwd.plan(tenant, "purgeEntity", wanted_of(request.query_params, ctx), request.headers.get("via"),
+                          modes=("inclusive", "exclusive", "redirect"))
+    if plan.loop and plan.skipped:
+        raise LoopDetected(f"DELETE /entities came back to this broker (Via: {request.headers.get('via')})")
+    local_error: NgsiLdError | None = None
+    try:
+        await local()
+    except NgsiLdError as exc:
+        if not plan.targets or exc.status == 400:  # bad input stays bad input, sent nowhere
+            raise
+        local_error = None if exc.status == 404 else exc  # a tenant unknown here may be known there
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "local"]
+    replies = list(await asyncio.gather(*(
+        fwd.send(t, "DELETE", "/entities", params=params, body=None, request_headers=request.headers,
+                 context_value=context_value) for t in plan.targets)))
+    failed = [r for r in replies if not r.ok and r.status != 404]  # nothing to purge there is no failure
+    if local_error is None and not failed:
+        return Response(status_code=204)
+    errors: list[dict[str, Any]] = [{"error": local_error.to_problem()}] if local_error is not None else []
+    errors += [{"error": _problem(r), "registrationId": r.target.item.id, "endpoint": r.target.endpoint}
+               for r in failed]
+    return Response(orjson.dumps({"success": [], "errors": errors}), status_code=207, media_type=JSON)

@@ -190,6 +190,51 @@ def test_exclusive_attributes_live_at_the_source_only(brokers: Brokers, api: dic
     assert merged["no2"] == 7 and merged["pm10"] == 6
 
 
+def test_a_partial_success_at_a_source_is_a_partial_success_here(brokers: Brokers, api: dict[str, httpx.Client],
+                                                                 tenant: str) -> None:
+    # append with noOverwrite (5.6.3.4): the source holds no2 already, so it answers 207; M must not say 204
+    eid = "urn:ngsi-ld:Sensor:partial"
+    create(api["M"], sensor(eid, pm10=5))
+    create(api["A"], sensor(eid, no2=1))
+    register(api, "M", brokers.urls["A"], tenant, mode="exclusive", operations=["redirectionOps"],
+             information=[{"entities": [{"type": "Sensor", "id": eid}], "propertyNames": ["no2"]}])
+    r = api["M"].post(f"/entities/{eid}/attrs", params={"options": "noOverwrite"},
+                      json={"no2": {"type": "Property", "value": 9}, "pm25": {"type": "Property", "value": 3}})
+    assert r.status_code == 207, r.text
+    result = r.json()
+    core = "https://uri.etsi.org/ngsi-ld/default-context/"  # UpdateResult names attributes by IRI, here as at A
+    assert result["updated"] == [core + "pm25"]
+    assert [(n["attributeName"], n["registrationId"]) for n in result["notUpdated"]] == [
+        (core + "no2", api["M"].get("/csourceRegistrations", params={"type": "Sensor"}).json()[0]["id"])]
+    assert api["A"].get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 1
+
+
+def test_purge_is_forwarded_to_the_sources_registered_for_it(brokers: Brokers, api: dict[str, httpx.Client],
+                                                             tenant: str) -> None:
+    # 5.6.21 with 4.3.6: DELETE /entities?type= purges here and at the sources offering purgeEntity
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:purge-m", no2=1))
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:purge-a", no2=2))
+    create(api["B"], sensor("urn:ngsi-ld:Sensor:purge-b", no2=3))
+    register(api, "M", brokers.urls["A"], tenant, operations=["redirectionOps"])  # includes purgeEntity
+    register(api, "M", brokers.urls["B"], tenant, operations=["retrieveOps"])  # does not
+    r = api["M"].delete("/entities", params={"type": "Sensor"})
+    assert r.status_code == 204, r.text
+    assert api["M"].get("/entities/urn:ngsi-ld:Sensor:purge-m", params={"local": "true"}).status_code == 404
+    assert api["A"].get("/entities/urn:ngsi-ld:Sensor:purge-a").status_code == 404
+    assert api["B"].get("/entities/urn:ngsi-ld:Sensor:purge-b").status_code == 200
+    assert api["M"].delete("/entities", params={"type": "Sensor", "q": "no2=="}).status_code == 400
+
+
+def test_retrieve_asks_a_source_offering_only_query_batch(brokers: Brokers, api: dict[str, httpx.Client],
+                                                          tenant: str) -> None:
+    # 4.3.6.2: retrieveEntity may be served by a queryBatch source (POST /entityOperations/query with the id)
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:batch-only", no2=8))
+    register(api, "M", brokers.urls["A"], tenant, operations=["queryBatch"])
+    got = api["M"].get("/entities/urn:ngsi-ld:Sensor:batch-only", params={"options": "keyValues"})
+    assert got.status_code == 200, got.text
+    assert got.json()["no2"] == 8
+
+
 def test_redirect_sends_whole_entities_to_the_source(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
     register(api, "M", brokers.urls["B"], tenant, mode="redirect", operations=["redirectionOps"])
     eid = "urn:ngsi-ld:Sensor:redirected"
@@ -328,3 +373,60 @@ def test_csource_subscription_is_notified_of_a_new_registration(brokers: Brokers
         assert api["M"].delete(f"/csourceRegistrations/{rid}").status_code == 204
         gone = receiver.next()
         assert gone["triggerReason"] == "noLongerMatching" and gone["data"][0]["id"] == rid
+
+
+def test_a_subscription_at_the_metropolis_is_notified_of_both_towns(brokers: Brokers, api: dict[str, httpx.Client],
+                                                                    tenant: str) -> None:
+    # 5.8.1.4 (localOnly=false): copies of the subscription at the sources offering createSubscription
+    # (federationOps, the default), their notifications relayed to the subscriber under the original id
+    from tests.broker.federation_receiver import Receiver
+
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:sub-aix", no2=1))
+    create(api["B"], sensor("urn:ngsi-ld:Sensor:sub-marseille", no2=2))
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:sub-metro", no2=3))
+    register(api, "M", brokers.urls["A"], tenant)
+    register(api, "M", brokers.urls["B"], tenant)
+    with Receiver() as receiver:
+        r = api["M"].post("/subscriptions", json={
+            "type": "Subscription", "entities": [{"type": "Sensor"}], "watchedAttributes": ["no2"],
+            "notification": {"format": "keyValues", "endpoint": {"uri": receiver.url, "accept": "application/json"}}})
+        assert r.status_code == 201, r.text
+        sub_id = r.headers["location"].rsplit("/", 1)[1]
+        copies = api["A"].get("/subscriptions").json()
+        assert len(copies) == 1 and copies[0]["notification"]["endpoint"]["uri"].startswith(brokers.urls["M"])
+        for town, eid, value in (("A", "urn:ngsi-ld:Sensor:sub-aix", 77), ("B", "urn:ngsi-ld:Sensor:sub-marseille", 88),
+                                 ("M", "urn:ngsi-ld:Sensor:sub-metro", 99)):
+            assert api[town].patch(f"/entities/{eid}/attrs", json={"no2": {"type": "Property", "value": value}}
+                                   ).status_code == 204
+        wanted = {"urn:ngsi-ld:Sensor:sub-aix": 77, "urn:ngsi-ld:Sensor:sub-marseille": 88,
+                  "urn:ngsi-ld:Sensor:sub-metro": 99}
+        seen: dict[str, Any] = {}
+        for _ in range(12):  # initial notifications (old values) may come first
+            note = receiver.next()
+            assert note["subscriptionId"] == sub_id
+            seen.update({e["id"]: e["no2"] for e in note["data"]})
+            if all(seen.get(k) == v for k, v in wanted.items()):
+                break
+        assert {k: seen.get(k) for k in wanted} == wanted
+    assert api["M"].delete(f"/subscriptions/{sub_id}").status_code == 204
+    assert api["A"].get("/subscriptions").json() == [] and api["B"].get("/subscriptions").json() == []
+
+
+def test_csource_notification_holds_only_the_matching_registration_infos(brokers: Brokers,
+                                                                          api: dict[str, httpx.Client],
+                                                                          tenant: str) -> None:
+    # 5.11.7: "only matching RegistrationInfo elements" of the registration are notified
+    from tests.broker.federation_receiver import Receiver
+
+    with Receiver() as receiver:
+        r = api["M"].post("/csourceSubscriptions", json={
+            "type": "Subscription", "entities": [{"type": "Sensor"}],
+            "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}}})
+        assert r.status_code == 201, r.text
+        rid = register(api, "M", brokers.urls["A"], tenant, information=[
+            {"entities": [{"type": "Station"}]}, {"entities": [{"type": "Sensor"}], "propertyNames": ["no2"]}])
+        note = receiver.next()
+        assert note["triggerReason"] == "newlyMatching" and note["data"][0]["id"] == rid
+        assert note["data"][0]["information"] == [{"entities": [{"type": "Sensor"}], "propertyNames": ["no2"]}]
+        # the registration itself is unchanged
+        assert len(api["M"].get(f"/csourceRegistrations/{rid}").json()["information"]) == 2
