@@ -121,6 +121,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                                         "options", "sysAttrs"),
     ("PATCH", "/csourceSubscriptions/{sub_id:path}"): _op("Update Context Source Registration Subscription (6.13.3.2)"),
     ("DELETE", "/csourceSubscriptions/{sub_id:path}"): _op("Delete Context Source Registration Subscription (6.13.3.3)"),
+    # federation: where the copies of a subscription at registered sources notify (broker/federation/subs.py)
+    ("POST", "/federation/notify/{token}"): _op("Relay of a notification from a registered source (5.8.1.4)"),
     # temporal (6.18-6.22, 6.24)
     ("POST", "/temporal/entities"): _op("Create or Update Temporal Evolution (6.18.3.1)", "local"),
     ("GET", "/temporal/entities"): _op("Query Temporal Evolution of Entities (6.18.3.2)", _TEMPORAL_QUERY,

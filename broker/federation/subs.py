@@ -26,11 +26,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from broker.api.deps import API
 from broker.federation import matching
 from broker.federation.consumption import forwarder
 from broker.federation.forward import Target
 from models.context import Context
+from models.media import API
 
 log = logging.getLogger(__name__)
 
