@@ -169,6 +169,8 @@ class Stack:
         deadline = time.monotonic() + 60
         while True:
             log = (self.work / f"{name}.log").read_text()
+            if proc.poll() is not None and "is already in use" in log:
+                raise PortTaken(log[-500:])
             assert proc.poll() is None, f"{name} exited ({proc.returncode}):\n{log[-3000:]}"
             check = subprocess.run(command, env={"PATH": str(self.installed.bin), **env}, capture_output=True,
                                    text=True, check=False, timeout=30)
@@ -176,6 +178,11 @@ class Stack:
                 return
             assert time.monotonic() < deadline, f"{name} never became healthy: {check.stderr}\n{log[-3000:]}"
             time.sleep(0.5)
+
+
+class PortTaken(Exception):
+    """A port free_port() handed out was taken before the command bound it (another process of this machine):
+    the command said so in one line and stopped, as it must; the test starts it again on other ports."""
 
 
 @pytest.fixture(scope="module")
@@ -244,16 +251,23 @@ def test_every_command_the_compose_files_and_the_image_run_starts_and_answers(st
         assert httpx.get(env["METROPOLE_HEALTHCHECK_URL"].replace("/ready", "/health"), timeout=10).status_code == 200
         started.setdefault(service, (ports["4041"] if service == "agents" else broker_port, ports))
     # the image's own CMD (`metropole run`), on free ports through its variables
-    data = stack_run.work / "image-cmd"
-    data.mkdir()
-    ports = {"1026": free_port(), "4041": free_port(), "7896": free_port(), "8668": free_port()}
-    env = {"METROPOLE_BROKER_PORT": str(ports["1026"]), "METROPOLE_HISTORY_PORT": str(ports["8668"]),
-           "METROPOLE_AGENT_PROVISIONING_PORT": str(ports["4041"]), "METROPOLE_AGENT_HTTP_PORT": str(ports["7896"]),
-           "METROPOLE_AGENT_MQTT_PORT": str(stack_run.mqtt_port), "METROPOLE_AGENT_MQTT": "external",
-           "METROPOLE_AGENT_MQTT_CLIENT_ID": f"image-cmd-{uuid.uuid4().hex[:6]}",
-           "METROPOLE_HEALTHCHECK_URL": f"http://127.0.0.1:{ports['1026']}/ready"}
-    proc = stack_run.start("image-cmd", _service_args(stack_run.installed.image.cmd, ports, data), env, data)
-    stack_run.healthy("image-cmd", proc, env, data)
+    for attempt in range(3):
+        data = stack_run.work / f"image-cmd-{attempt}"
+        data.mkdir()
+        ports = {"1026": free_port(), "4041": free_port(), "7896": free_port(), "8668": free_port()}
+        env = {"METROPOLE_BROKER_PORT": str(ports["1026"]), "METROPOLE_HISTORY_PORT": str(ports["8668"]),
+               "METROPOLE_AGENT_PROVISIONING_PORT": str(ports["4041"]), "METROPOLE_AGENT_HTTP_PORT": str(ports["7896"]),
+               "METROPOLE_AGENT_MQTT_PORT": str(stack_run.mqtt_port), "METROPOLE_AGENT_MQTT": "external",
+               "METROPOLE_AGENT_MQTT_CLIENT_ID": f"image-cmd-{uuid.uuid4().hex[:6]}",
+               "METROPOLE_HEALTHCHECK_URL": f"http://127.0.0.1:{ports['1026']}/ready"}
+        proc = stack_run.start(f"image-cmd-{attempt}", _service_args(stack_run.installed.image.cmd, ports, data),
+                               env, data)
+        try:
+            stack_run.healthy(f"image-cmd-{attempt}", proc, env, data)
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     for port, path in ((ports["8668"], "/v2"), (ports["4041"], "/ready"), (ports["7896"], "/ready")):
         assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).status_code == 200, (port, path)
     stack_run.ports = started  # type: ignore[attr-defined]
