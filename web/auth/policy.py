@@ -91,6 +91,9 @@ NGSI_LD = Policy((
     rule("GET HEAD", f"{API}/jsonldContexts/.+", AUTHENTICATED),  # a context's URL is handed around in Link headers
     rule("POST", f"{API}/jsonldContexts", "write", _ANY),
     rule("*", f"{API}/jsonldContexts(/.*)?", "admin", _EVERY),  # delete, reload: shared by all tenants
+    # a registered source's notification for a subscription copied to it (broker/federation/subs.py): the path's
+    # 128-bit token, made for that copy alone, is the credential (a source holds none of ours); unknown: 404
+    rule("POST", f"{API}/federation/notify/[A-Za-z0-9_-]{{16,}}", PUBLIC),
     rule("POST", f"{API}/(temporal/)?entityOperations/query", "read", NGSILD),
     rule("*", f"{API}/subscriptions(/.*)?", "read", NGSILD),  # a subscription is a standing query
     rule("DELETE", f"{API}/entities", "admin", NGSILD),  # purge (clause 5.6.21)
