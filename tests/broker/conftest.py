@@ -12,8 +12,6 @@ http.server thread, as remote contexts would be served.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 import time
 import uuid
@@ -25,6 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
+from bench.procs import free_port
 from broker.app import create_app
 from broker.settings import BrokerSettings
 from tests.pg import store_url
@@ -33,21 +32,6 @@ API = "/ngsi-ld/v1"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now: one of METROPOLE_TEST_PORTS ("28000-28999") if set, else any."""
-    lo, _, hi = os.environ.get("METROPOLE_TEST_PORTS", "").partition("-")
-    candidates = [0] if not lo else list(range(int(lo), int(hi or lo) + 1))
-    if len(candidates) > 1:  # start at a random place in the range: parallel users rarely try the same port
-        start = int.from_bytes(os.urandom(2), "big") % len(candidates)
-        candidates = candidates[start:] + candidates[:start]
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise OSError(f"no free port in METROPOLE_TEST_PORTS={os.environ['METROPOLE_TEST_PORTS']}")
 
 
 class RunningBroker:
