@@ -74,6 +74,7 @@ class MqttDevices:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 2)
         self._pending: dict[int, Measure] = {}
+        self._early_acks: set[int] = set()
         self._lock = threading.Lock()
         self.client.on_publish = self._acked
         self._stop = threading.Event()
@@ -82,6 +83,8 @@ class MqttDevices:
     def _acked(self, client: mqtt.Client, userdata: object, mid: int, reason: object = None, props: object = None) -> None:
         with self._lock:
             measure = self._pending.pop(mid, None)
+            if measure is None:  # acknowledged before _run recorded its mid
+                self._early_acks.add(mid)
         if measure is not None:
             measure.accepted = True
 
@@ -94,10 +97,17 @@ class MqttDevices:
         n = 0
         while not self._stop.is_set():
             measure = self.ledger.new(f"m{n % self.devices}", "mqtt")
-            with self._lock:  # paho keeps unacknowledged messages and sends them again after a reconnect
-                stamped = n % 2 == 0  # odd devices send no TimeInstant: a replay would then be a second instance
-                info = self.client.publish(f"/{APIKEY}/{measure.device}/attrs", payload(measure, stamped), qos=1)
-                self._pending[info.mid] = measure
+            stamped = n % 2 == 0  # odd devices send no TimeInstant: a replay would then be a second instance
+            # paho keeps unacknowledged messages and sends them again after a reconnect. publish() is called
+            # without our lock held: paho calls _acked holding its own out-message lock, which publish() takes
+            # too, so holding ours around publish() deadlocked both threads (seen as a CI run that never ended)
+            info = self.client.publish(f"/{APIKEY}/{measure.device}/attrs", payload(measure, stamped), qos=1)
+            with self._lock:
+                if info.mid in self._early_acks:
+                    self._early_acks.discard(info.mid)
+                    measure.accepted = True
+                else:
+                    self._pending[info.mid] = measure
             n += 1
             self.ledger.attempts += 1
             time.sleep(1 / self.rate)
@@ -105,7 +115,7 @@ class MqttDevices:
     def stop(self, wait: float = 60) -> None:
         """Stop sending; wait for the acknowledgements still due."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(30)
         deadline = time.monotonic() + wait
         while self._pending and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -146,4 +156,4 @@ class HttpDevices:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(30)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -125,11 +127,39 @@ def _notified(p: Platform) -> Counter[tuple[str, int]]:
     return seen
 
 
-def run(phase_seconds: float, downtime: float, drain_seconds: float, report_path: Path | None) -> int:
+def _watchdog(seconds: float, work: Path, parts: list[Platform]) -> threading.Timer:
+    """Past `seconds`, print every thread's stack and the logs' tails, stop the parts and exit 2.
+
+    A run that never ends is the worst outcome for CI (its time runs out with nothing said); this makes a
+    hang a failure that names where it was."""
+    def fire() -> None:
+        print(f"faults: no result after {seconds:.0f}s; every thread's stack follows, then the logs' tails",
+              file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        for log in sorted(work.rglob("*.log")):
+            tail = log.read_bytes()[-2000:].decode(errors="replace")
+            print(f"--- {log.relative_to(work)} (tail)\n{tail}", file=sys.stderr, flush=True)
+        for platform in parts:
+            try:
+                platform.stop()
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; say what could not be stopped
+                print(f"faults: stopping the platform failed: {exc!r}", file=sys.stderr)
+        os._exit(2)
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def run(phase_seconds: float, downtime: float, drain_seconds: float, report_path: Path | None,
+        deadline_seconds: float = 600.0) -> int:
     work = Path(tempfile.mkdtemp(prefix="metropole-faults-"))
     os.chmod(work, 0o755)  # the PostgreSQL cluster runs as the postgres user
     started = time.monotonic()
+    parts: list[Platform] = []
+    watchdog = _watchdog(deadline_seconds, work, parts)
     platform = start(work)
+    parts.append(platform)
     ledger = Ledger()
     mqtt_devices = MqttDevices(ledger, platform.mqtt.port, devices=8, rate=60)
     http_devices = HttpDevices(ledger, platform.agent_http, devices=4, rate=15)
@@ -139,6 +169,7 @@ def run(phase_seconds: float, downtime: float, drain_seconds: float, report_path
         mqtt_devices.start()
         http_devices.start()
         for name, inject in faults(platform, downtime):
+            print(f"faults: phase {name} ({time.monotonic() - started:.0f}s)", flush=True)
             ledger.phase = name
             t0 = time.monotonic()
             inject()
@@ -164,6 +195,7 @@ def run(phase_seconds: float, downtime: float, drain_seconds: float, report_path
     finally:
         mqtt_devices.client.loop_stop()
         platform.stop()
+        watchdog.cancel()
     print(report)
     if report_path is not None:
         report_path.write_text(report)
@@ -243,5 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--downtime", type=float, default=2.0, help="seconds a killed part stays down (default 2)")
     parser.add_argument("--drain-seconds", type=float, default=180.0, help="deadline for the backlog to drain")
     parser.add_argument("--report", type=Path, default=None, help="also write the report (Markdown) here")
+    parser.add_argument("--deadline", type=float, default=600.0,
+                        help="fail (exit 2) with every thread's stack if the run has not ended after this (default 600)")
     args = parser.parse_args(argv)
-    return run(args.phase_seconds, args.downtime, args.drain_seconds, args.report)
+    return run(args.phase_seconds, args.downtime, args.drain_seconds, args.report, args.deadline)
