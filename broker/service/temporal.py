@@ -313,7 +313,8 @@ class TemporalService:
         types_raw = body.get("type", [])
         if not adding and not types_raw:
             raise BadRequestData("a temporal entity needs a type")
-        types = [ctx.expand_term(t) for t in (types_raw if isinstance(types_raw, list) else [types_raw])]
+        types = [ctx.expand_term(check_name(t, "entity type"))  # a dict or list is a 400, not a 500 (fuzz)
+                 for t in (types_raw if isinstance(types_raw, list) else [types_raw])]
         if old_types is not None:  # clause 5.6.11.4: new type names are added to the entity's
             types = old_types + [t for t in types if t not in old_types]
         # one moment per entity written (millisecond text, as system attributes carry): reading the

@@ -80,3 +80,10 @@ def test_malformed_path_parts_are_bad_request_data(client: httpx.Client, method:
     body = {"speed": [prop(2, 2)]} if method == "POST" else {"value": 3} if method == "PATCH" else None
     r = client.request(method, path.replace("{eid}", eid), json=body)
     assert r.status_code == 400 and r.json()["type"] == BAD, r.text
+
+
+@pytest.mark.parametrize("type_", [[{"a": 1}], ["Bus", []], {"a": 1}, "invalid(name", 7])
+def test_a_temporal_entity_type_that_is_not_a_name_is_bad_request_data(client: httpx.Client, type_: Any) -> None:
+    """Clause 5.6.11 with 4.6.2: the type member holds names; anything else is a 400 (a dict inside a list was a 500)."""
+    r = client.post("/temporal/entities", json={"id": new_id("Bus"), "type": type_, "speed": [prop(1, 1)]})
+    assert r.status_code == 400 and r.json()["type"] == BAD, r.text
