@@ -45,10 +45,11 @@ faults: $(RUN_STAMP)
 	$(BIN)/python -m faults
 
 ## make fuzz: hypothesis fuzzing of the q language, geo-queries, temporal parameters, payload codecs, API bodies
-## and every NGSI-LD OpenAPI operation, each for a bounded time (about 100 s in all; FUZZ_SCALE=0.2 for a quick run)
+## and every NGSI-LD OpenAPI operation, each for a bounded time (about 100 s in all; FUZZ_SCALE=0.2 for a quick run;
+## FUZZ_SEED=N tries the inputs of an earlier run again: each run prints its seed)
 ## under a memory cap; prints inputs tried and failures per target, fails on any
 fuzz: $(TEST_STAMP)
-	$(BIN)/python -m fuzz $(if $(FUZZ_SCALE),--scale $(FUZZ_SCALE))
+	$(BIN)/python -m fuzz $(if $(FUZZ_SCALE),--scale $(FUZZ_SCALE)) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 ## make bench: every benchmark, printing tables
 bench: $(RUN_STAMP)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from fuzz.targets import Failure
@@ -35,16 +35,16 @@ def limit_memory(megabytes: int) -> None:
 
 
 def fuzz(name: str, strategy: st.SearchStrategy[tuple[Any, ...]], run: Callable[..., None], seconds: float,
-         max_failures: int = 10) -> Result:
-    """Feed `run` inputs drawn from `strategy` for `seconds`; failures are recorded (not shrunk) and the run goes on."""
+         max_failures: int = 10, first_seed: int = 0) -> Result:
+    """Feed `run` inputs drawn from `strategy` for `seconds`; failures are recorded (not shrunk) and the run goes on.
+
+    Round i of 250 inputs draws them from seed first_seed + i: the same seed gives the same inputs in the same
+    order, so a failure is found again with --seed (a slower machine tries a prefix of the same sequence)."""
     result = Result(name)
     started = time.monotonic()
     deadline = started + seconds
     seen: set[str] = set()
 
-    @settings(max_examples=250, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
     def one(args: tuple[Any, ...]) -> None:
         if time.monotonic() > deadline or len(result.failures) >= max_failures:
             return
@@ -59,8 +59,13 @@ def fuzz(name: str, strategy: st.SearchStrategy[tuple[Any, ...]], run: Callable[
         except MemoryError:
             result.failures.append(f"MemoryError on {str(args)[:300]}")
 
+    rounds = 0
     while time.monotonic() < deadline and len(result.failures) < max_failures:
-        one()
+        round_ = seed(first_seed + rounds)(settings(max_examples=250, deadline=None, database=None,
+                                                    phases=[Phase.generate], suppress_health_check=list(HealthCheck))(
+            given(strategy)(one)))
+        round_()
+        rounds += 1
     result.seconds = time.monotonic() - started
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
