@@ -119,7 +119,7 @@ def _coordinates(kind: str, coordinates: Any, where: str = "coordinates") -> Non
 def _type_name(kind: Any) -> str:
     if kind == "GeometryCollection":
         raise InvalidGeometry("GeometryCollection is not supported by NGSI-LD (clause 4.7.1)")
-    if kind not in GEOMETRY_TYPES:
+    if not isinstance(kind, str) or kind not in GEOMETRY_TYPES:  # a list or dict is unhashable: test the type first
         hint = ""
         if isinstance(kind, str) and kind.lower() in _TYPES_BY_LOWER:
             hint = f" (GeoJSON type names are case-sensitive: did you mean {_TYPES_BY_LOWER[kind.lower()]!r}?)"
@@ -153,7 +153,8 @@ def validate_geometry(value: Any) -> None:
 def is_geometry(value: Any) -> TypeGuard[dict[str, Any]]:
     """True when `value` is a supported GeoJSON geometry object (used to infer GeoProperty, clause 4.7.3)."""
     # Cheap rejection first: most concise values are scalars or objects without a geometry type.
-    if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES or "coordinates" not in value:
+    if not isinstance(value, dict) or not isinstance(kind := value.get("type"), str) or kind not in GEOMETRY_TYPES \
+            or "coordinates" not in value:
         return False
     try:
         validate_geometry(value)

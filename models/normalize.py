@@ -144,7 +144,7 @@ def _instance(name: str, value: object, allow_null: bool, ctx: TermMapper | None
     attr_type = value.get("type")
     if attr_type is None:
         attr_type = _infer_type(value)
-    elif attr_type not in ATTRIBUTE_TYPES:
+    elif not isinstance(attr_type, str) or attr_type not in ATTRIBUTE_TYPES:  # a list or dict: 400, not 500
         # A concise GeoProperty's geometry carries a GeoJSON "type" (clause 4.7.3).
         if is_geometry(value):
             return {"type": GEO_PROPERTY, "value": value}

@@ -100,7 +100,7 @@ def _concise_instance(inst: dict[str, Any], *, in_list: bool) -> Any:
 def _is_attribute(sub: Any) -> bool:
     if isinstance(sub, list):
         return bool(sub) and all(isinstance(s, dict) and "type" in s for s in sub)
-    return isinstance(sub, dict) and sub.get("type") in VALUE_MEMBER
+    return isinstance(sub, dict) and isinstance(sub.get("type"), str) and sub["type"] in VALUE_MEMBER
 
 
 def _bare_value_reads_back(attr_type: str, value: Any) -> bool:

@@ -219,7 +219,7 @@ def ld_entity(entity: Any, notified_at: str) -> dict[str, Any]:
         instances = attr if isinstance(attr, list) else [attr]
         shown = []
         for inst in instances:
-            if not isinstance(inst, dict) or inst.get("type") not in ATTRIBUTE_TYPES:
+            if not isinstance(inst, dict) or not isinstance(inst.get("type"), str) or inst["type"] not in ATTRIBUTE_TYPES:
                 inst = {"type": "GeoProperty" if is_geometry(inst) else "Property", "value": inst}
             inst = dict(inst)
             if not _checked_time(inst.get("observedAt")):

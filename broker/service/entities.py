@@ -250,7 +250,7 @@ def _fragment_instance(attr: str, raw: dict[str, Any], target_type: str, ctx: Te
     """One attribute fragment of a partial patch, validated and expanded; its value may be absent."""
     raw = dict(raw)
     given = raw.get("type")
-    if given is not None and given in ATTRIBUTE_TYPES and given != target_type and not (
+    if isinstance(given, str) and given in ATTRIBUTE_TYPES and given != target_type and not (
         {given, target_type} == {"Property", GEO_PROPERTY}
     ):
         raise BadRequestData(f"attribute {attr} is a {target_type}; its type cannot change to {given}")

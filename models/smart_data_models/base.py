@@ -223,7 +223,7 @@ def detect_representation(doc: dict[str, Any]) -> Representation:
 def _is_typed(v: Any) -> bool:
     if isinstance(v, list):
         return bool(v) and all(_is_typed(i) for i in v)
-    return isinstance(v, dict) and v.get("type") in ATTRIBUTE_TYPES
+    return isinstance(v, dict) and isinstance(v.get("type"), str) and v["type"] in ATTRIBUTE_TYPES
 
 
 def _is_concise(v: Any) -> bool:
