@@ -85,7 +85,7 @@ def test_a_rotated_key_is_fetched_once_and_unknown_kids_do_not_hammer_the_issuer
 
 
 @pytest.mark.parametrize("case", ["expired", "other issuer", "other audience", "tampered", "alg none",
-                                  "hs256 with the public key", "no exp"])
+                                  "hs256 with the public key", "no exp", "kid a list", "kid an object"])
 def test_bad_tokens_are_refused(issuer: Issuer, case: str) -> None:
     oidc = OidcIssuer(issuer.url, audience="metropole-api")
     good = {"aud": "metropole-api"}
@@ -108,6 +108,11 @@ def test_bad_tokens_are_refused(issuer: Issuer, case: str) -> None:
         public = issuer.jwk(issuer.published[-1])
         token = jwt.encode({"iss": issuer.url, "exp": int(time.time()) + 60, **good},
                            json.dumps(public).encode() * 2, algorithm="HS256")
+    elif case.startswith("kid"):  # an unhashable kid was a TypeError (a 500) where a refusal is due
+        kid = [issuer.published[-1]] if case == "kid a list" else {"k": issuer.published[-1]}
+        head, body, sig = issuer.token(good).split(".")
+        forged = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "kid": kid}).encode()).rstrip(b"=").decode()
+        token = f"{forged}.{body}.{sig}"
     else:
         token = jwt.encode({"iss": issuer.url, **good}, issuer.keys[issuer.published[-1]], algorithm="RS256",
                            headers={"kid": issuer.published[-1]})

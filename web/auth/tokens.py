@@ -162,7 +162,9 @@ class OidcIssuer:
                 key = jwt.PyJWK(entry)
             except jwt.exceptions.PyJWKError:  # a key type or algorithm we do not verify with
                 continue
-            keys[entry.get("kid")] = key
+            kid = entry.get("kid")
+            if kid is None or isinstance(kid, str):  # a key set entry whose kid is no string cannot be named
+                keys[kid] = key
         self._keys = keys
         self._fetched_at = time.monotonic()
 
@@ -190,6 +192,8 @@ class OidcIssuer:
             header = jwt.get_unverified_header(token)
         except jwt.exceptions.DecodeError:
             raise InvalidToken("the token is not a JWT") from None
+        except jwt.exceptions.InvalidTokenError as exc:  # e.g. a kid that is not a string: refused, not a 500
+            raise InvalidToken(f"the token's header is invalid: {exc}") from None
         if header.get("alg") not in ASYMMETRIC:
             raise InvalidToken(f"tokens signed with {header.get('alg')!r} are not accepted from {self.issuer}")
         key = await self._key(header.get("kid"))
@@ -236,6 +240,8 @@ async def verify_token(issuers: list[Issuer], token: str) -> Principal:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.exceptions.DecodeError:
         raise InvalidToken("the token is not a JWT") from None
+    except jwt.exceptions.InvalidTokenError as exc:  # a header PyJWT refuses (a kid that is no string): 401, not 500
+        raise InvalidToken(f"the token's header is invalid: {exc}") from None
     iss = unverified.get("iss")
     for issuer in issuers:
         if isinstance(issuer, OidcIssuer) and iss == issuer.issuer:
