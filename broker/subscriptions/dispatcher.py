@@ -40,7 +40,7 @@ class Dispatcher:
     """Follows the change log for one broker process (while it holds the lease).
 
     `cursor` is the last change-log seq whose notifications are queued; the
-    change-log trim reads it (app.state.change_consumers).
+    change-log trim reads it (BrokerState.change_consumers).
     """
 
     def __init__(self, store: Store, storage: SubscriptionStorage, resolver: ContextResolver,
