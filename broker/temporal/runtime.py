@@ -18,6 +18,7 @@ from broker.temporal.postgres import PostgresHistory
 from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.sqlite import SQLiteHistory
 from broker.temporal.storage import HistoryStorage
+from storage.backends import Backends
 
 log = logging.getLogger("broker.temporal")
 
@@ -29,16 +30,13 @@ class ChangeConsumer(Protocol):
     def cursor(self) -> int: ...
 
 
+HISTORIES: Backends[HistoryStorage] = Backends("history storage", sqlite=lambda db: SQLiteHistory(db.path),
+                                                postgresql=lambda db: PostgresHistory(db.dsn, db.schema))
+"""The history storage implementations by database kind."""
+
 def open_history(store: Store) -> HistoryStorage:
     """The history storage in the same database as `store` (not yet opened)."""
-    from broker.store.postgres import PostgresStore
-    from broker.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        return SQLiteHistory(store.path)
-    if isinstance(store, PostgresStore):
-        return PostgresHistory(store.dsn, store.schema)
-    raise TypeError(f"no temporal storage for {type(store).__name__}")
+    return HISTORIES.open(store.database)
 
 
 @dataclass(slots=True)
