@@ -7,9 +7,10 @@ before the lifespan has opened it (readiness checks, /metrics, the /v2
 history API mounted or served on its own port) uses `opened(app)`, None
 until then.
 
-Two other names live on `app.state`, not here: `authenticator` (set when the
-app is built, before any lifespan: broker.ops) and `forwarder`, a copy of
-`BrokerState.forwarder` that broker.federation reads by that name.
+Other names on `app.state` are not part of it: `authenticator` (set when the
+app is built, before any lifespan: broker.ops), and two that broker.federation
+reads by name: `forwarder` (a copy of `BrokerState.forwarder`) and
+`subscription_relay` (made there on first use).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from models.context import ContextResolver
 
 @dataclass(slots=True, kw_only=True)
 class BrokerState:
-    """The components of one broker process, in start order (stopped in reverse, the store last)."""
+    """The components of one broker process (broker.app.open_broker starts them, close_broker stops them)."""
 
     settings: BrokerSettings
     store: Store
