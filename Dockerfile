@@ -27,6 +27,7 @@ COPY broker ./broker
 COPY metropole ./metropole
 COPY compliance ./compliance
 COPY web ./web
+COPY storage ./storage
 COPY indicators ./indicators
 COPY dashboard ./dashboard
 COPY demo ./demo

@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broker.state import BrokerState, opened
 from web.health import Check
 
 log = logging.getLogger("broker")
@@ -73,33 +74,30 @@ def instrument_store(store: Any) -> None:
             setattr(store, name, wrapped)
 
 
-async def refresh_gauges(state: Any) -> None:
-    """Read the notification queue length and the history lag (at scrape time)."""
-    subscriptions = getattr(state, "subscriptions", None)
-    if subscriptions is not None:
-        QUEUE.set(await subscriptions.storage.queue_size())
-    recorder, store = getattr(state, "recorder", None), getattr(state, "store", None)
-    if recorder is not None and store is not None:
-        HISTORY_LAG.set(max(0, await store.last_change_seq() - int(recorder.cursor)))
+async def refresh_gauges(state: BrokerState | None) -> None:
+    """Read the notification queue length and the history lag (at scrape time; nothing before the broker opened)."""
+    if state is not None:
+        QUEUE.set(await state.subscriptions.storage.queue_size())
+        HISTORY_LAG.set(max(0, await state.store.last_change_seq() - int(state.recorder.cursor)))
 
 
-def readiness_checks(state: Any) -> dict[str, Check]:
+def readiness_checks(app: Any) -> dict[str, Check]:
     """The parts a broker needs to serve: the store, the subscription storage, history."""
 
     async def store() -> str | None:
-        if not hasattr(state, "store"):
+        if (state := opened(app)) is None:
             return "not open yet"
         await state.store.has_tenant("")
         return None
 
     async def subscriptions() -> str | None:
-        if not hasattr(state, "subscriptions"):
+        if (state := opened(app)) is None:
             return "not started yet"
         await state.subscriptions.storage.queue_size()
         return None
 
     async def history() -> str | None:
-        if not hasattr(state, "recorder"):
+        if (state := opened(app)) is None:
             return "not started yet"
         task = getattr(state.recorder, "_task", None)
         return "the history recorder stopped" if task is not None and task.done() else None
@@ -112,7 +110,7 @@ async def metrics(request: Request) -> Response:
     from web.metrics import CONTENT_TYPE, exposition
 
     try:
-        await refresh_gauges(request.app.state)
+        await refresh_gauges(opened(request.app))
     except Exception:  # a scrape during an outage still gets the counters
         log.warning("could not read the notification queue or history lag for /metrics", exc_info=True)
     return Response(exposition(), media_type=CONTENT_TYPE)
@@ -132,7 +130,7 @@ def wire(app: Any, authenticator: Any = None) -> None:
     app.state.authenticator = authenticator
     app.add_middleware(TenantNames, render=bad_request_data)
     app.add_middleware(Authenticate, authenticator=authenticator, policy=BROKER, render=problem_json)
-    app.add_middleware(Health, checks=lambda: readiness_checks(app.state))
+    app.add_middleware(Health, checks=lambda: readiness_checks(app))
     app.add_middleware(HttpMetrics, server="broker")
     app.add_middleware(AccessLog)
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)

@@ -59,8 +59,9 @@ def _broker_server(settings: BrokerSettings, app: Any = None) -> uvicorn.Server:
 def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
     """The /v2 API borrowing the broker app's state (started by the broker's lifespan) and its authenticator."""
     from broker.quantumleap import create_quantumleap_app
+    from broker.state import state_source
 
-    app = create_quantumleap_app(lambda: broker_app.state, authenticator=broker_app.state.authenticator)
+    app = create_quantumleap_app(state_source(broker_app), authenticator=broker_app.state.authenticator)
     return EmbeddedServer(_uvicorn_config(app, host, port, lifespan="off"))
 # --- end quantumleap
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 PACKAGES = ("models", "adapters", "agents", "broker", "metropole", "compliance", "web", "indicators", "dashboard",
-            "demo")
+            "demo", "storage")
 """The packages pyproject.toml installs."""
 
 

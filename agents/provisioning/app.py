@@ -3,7 +3,9 @@
     app = create_provisioning_app(settings, registry, metrics)
 
 The registry is opened and closed by whoever owns it (the `metropole run`
-wiring); pass ``own_registry=True`` to let the app's lifespan do it. The
+wiring); pass ``own_registry=True`` to let the app's lifespan do it. What the
+handlers share is one ProvisioningState on `app.state.provisioning`
+(state.py); the routers are module-level, one module per resource. The
 runtime also passes its outbox (the tenant-scoped outbox routes and counts in
 /metrics), provisioning hooks and the command service's NGSI-LD routes.
 """
@@ -11,8 +13,8 @@ runtime also passes its outbox (the tenant-scoped outbox routes and counts in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -22,6 +24,7 @@ from adapters.outbox import Outbox
 from agents.metrics import CONTENT_TYPE, Metrics
 from agents.provisioning import codecs, devices, diagnostics, errors, groups
 from agents.provisioning.hooks import Hooks
+from agents.provisioning.state import ProvisioningState, provisioning_state
 from agents.registry import Registry
 from agents.settings import VERSION, AgentSettings
 from web.request_limits import RequestLimits
@@ -36,11 +39,41 @@ def _agent_error(status: int, detail: str) -> tuple[bytes, str]:
     return orjson.dumps({"name": name, "message": detail}), "application/json"
 
 
-def create_provisioning_app(
-    settings: AgentSettings, registry: Registry, metrics: Metrics, *, own_registry: bool = False,
-    outbox: Outbox | None = None, hooks: Hooks | None = None, routers: Sequence[APIRouter] = (),
-) -> FastAPI:
-    """The FastAPI app of the provisioning API."""
+meta = APIRouter()
+"""/iot/about, /version and /metrics."""
+
+
+@meta.get("/iot/about")
+async def about(request: Request) -> JSONResponse:
+    """iotagent-node-lib's about: the provisioning API version this one follows, the port."""
+    port = provisioning_state(request).settings.provisioning_port
+    return JSONResponse({"libVersion": LIB_VERSION, "port": str(port), "baseRoot": "/", "version": VERSION})
+
+
+@meta.get("/version")
+async def version() -> JSONResponse:
+    """The agent's version, protocols and northbound API."""
+    return JSONResponse({"component": "metropole-iot-agent", "version": VERSION, "libVersion": LIB_VERSION,
+                         "protocols": ["IoTA-JSON", "IoTA-UL", "LoRaWAN"], "ngsi": "NGSI-LD"})
+
+
+@meta.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    """The agent's metrics in the Prometheus text format (outbox counts read now)."""
+    state = provisioning_state(request)
+    if state.outbox is not None:
+        await asyncio.to_thread(diagnostics.refresh_gauges, state.outbox, state.metrics)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def server_error(_: Request, exc: Exception) -> JSONResponse:
+    """Anything unexpected: 500 SERVER_ERROR, as the FIWARE agents answer it."""
+    return JSONResponse({"name": "SERVER_ERROR", "message": f"{type(exc).__name__}: {exc}"}, status_code=500)
+
+
+def lifespan_of(registry: Registry, own_registry: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open and close the registry with the app when it owns it; nothing otherwise."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if own_registry:
@@ -51,39 +84,23 @@ def create_provisioning_app(
             if own_registry:
                 await registry.close()
 
-    app = FastAPI(title="metropole IoT agent provisioning", version=VERSION, lifespan=lifespan,
+    return lifespan
+
+
+def create_provisioning_app(
+    settings: AgentSettings, registry: Registry, metrics: Metrics, *, own_registry: bool = False,
+    outbox: Outbox | None = None, hooks: Hooks | None = None, routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The FastAPI app of the provisioning API."""
+    app = FastAPI(title="metropole IoT agent provisioning", version=VERSION, lifespan=lifespan_of(registry, own_registry),
                   docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    app.state.provisioning = ProvisioningState(settings, registry, metrics, hooks or Hooks(check_cbroker=False), outbox)
     app.add_middleware(ResourcePaths)
     # issue 17: a provisioning body past METROPOLE_AGENT_MAX_PROVISIONING_BYTES is a 413, never read whole
     app.add_middleware(RequestLimits, max_bytes=lambda: settings.max_provisioning_bytes, render=_agent_error)
     app.add_exception_handler(errors.ProvisioningError, errors.handle)
-
-    @app.exception_handler(Exception)
-    async def server_error(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"name": "SERVER_ERROR", "message": f"{type(exc).__name__}: {exc}"}, status_code=500)
-
-    hooks = hooks or Hooks(check_cbroker=False)
-    app.include_router(groups.router(registry, hooks))
-    app.include_router(devices.router(registry, hooks))
-    app.include_router(diagnostics.router(registry, outbox))
-    app.include_router(codecs.router())
-    for extra in routers:
-        app.include_router(extra)
-
-    @app.get("/iot/about")
-    async def about() -> JSONResponse:
-        return JSONResponse({"libVersion": LIB_VERSION, "port": str(settings.provisioning_port), "baseRoot": "/",
-                             "version": VERSION})
-
-    @app.get("/version")
-    async def version() -> JSONResponse:
-        return JSONResponse({"component": "metropole-iot-agent", "version": VERSION, "libVersion": LIB_VERSION,
-                             "protocols": ["IoTA-JSON", "IoTA-UL", "LoRaWAN"], "ngsi": "NGSI-LD"})
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        if outbox is not None:
-            await asyncio.to_thread(diagnostics.refresh_gauges, outbox, metrics)
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
+    app.add_exception_handler(Exception, server_error)
+    outbox_routes = [diagnostics.outbox_router] if outbox is not None else []
+    for router in (groups.router, devices.router, diagnostics.router, *outbox_routes, codecs.router, *routers, meta):
+        app.include_router(router)
     return app

@@ -26,20 +26,21 @@ def _describe(codec: Codec) -> dict[str, Any]:
             "uplink_ports": list(codec.uplink_ports), "documents": list(codec.documents)}
 
 
-def router() -> APIRouter:
-    """The catalogue routes."""
-    api = APIRouter()
+router = APIRouter()
+"""The catalogue routes."""
 
-    @api.get("/iot/codecs")
-    async def list_codecs() -> JSONResponse:
-        codecs = [_describe(c) for c in catalog().values()]
-        return JSONResponse({"count": len(codecs), "codecs": codecs})
 
-    @api.get("/iot/codecs/{vendor}/{model}")
-    async def get_codec(vendor: str, model: str) -> JSONResponse:
-        try:
-            return JSONResponse(_describe(codec_for(f"{vendor}/{model}")))
-        except UnknownCodec as exc:
-            return JSONResponse({"name": "CODEC_NOT_FOUND", "message": str(exc)}, status_code=404)
+@router.get("/iot/codecs")
+async def list_codecs() -> JSONResponse:
+    """Every codec of the catalogue."""
+    codecs = [_describe(c) for c in catalog().values()]
+    return JSONResponse({"count": len(codecs), "codecs": codecs})
 
-    return api
+
+@router.get("/iot/codecs/{vendor}/{model}")
+async def get_codec(vendor: str, model: str) -> JSONResponse:
+    """One codec, by vendor and model (404 CODEC_NOT_FOUND)."""
+    try:
+        return JSONResponse(_describe(codec_for(f"{vendor}/{model}")))
+    except UnknownCodec as exc:
+        return JSONResponse({"name": "CODEC_NOT_FOUND", "message": str(exc)}, status_code=404)

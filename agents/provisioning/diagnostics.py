@@ -20,6 +20,8 @@ has) are kept under the empty service: `fiware-service:` (empty) with
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -30,9 +32,9 @@ from adapters.outbox_admin import device_prefix
 from agents.metrics import Metrics
 from agents.provisioning.deps import page, scope
 from agents.provisioning.errors import WrongSyntax
-from agents.registry import Registry
+from agents.provisioning.state import provisioning_state
 
-__all__ = ["router"]
+__all__ = ["outbox_router", "refresh_gauges", "router"]
 
 
 def _tenant(request: Request) -> tuple[str, str | None]:
@@ -66,84 +68,106 @@ async def _body_ids(request: Request, name: str) -> list[int] | None:
     return ids
 
 
-def router(registry: Registry, outbox: Outbox | None) -> APIRouter:
-    """The diagnostic routes; the outbox ones only when the agent has an outbox (not in API-only tests)."""
-    api = APIRouter()
+router = APIRouter()
+"""The rejection routes (every agent)."""
+outbox_router = APIRouter()
+"""The outbox routes: included only when the agent has an outbox (not in API-only tests)."""
 
-    @api.get("/iot/rejections")
-    async def rejections(request: Request) -> JSONResponse:
-        """Rejections of this tenant, newest first; filter with reason, apikey, device_id; page with limit, offset."""
-        service, path = _tenant(request)
-        limit, offset = page(request)
-        q = request.query_params
-        result = await registry.list_dead_letters(
-            reason=q.get("reason"), apikey=q.get("apikey"), device_id=q.get("device_id"), service=service,
-            service_path=path, limit=100 if limit is None else limit, offset=offset,
-        )
-        return JSONResponse({"count": result.count, "rejections": result.items})
 
-    @api.delete("/iot/rejections")
-    async def purge_rejections(request: Request) -> Response:
-        service, path = _tenant(request)
-        await registry.purge_dead_letters(request.query_params.get("before"), service=service, service_path=path)
-        return Response(status_code=204)
+async def _page(request: Request, read: Callable[..., tuple[int, list[dict[str, Any]]]], member: str) -> JSONResponse:
+    """A page of the tenant's outbox rows (`read`: Outbox.rows or Outbox.dead), 100 unless ?limit= says."""
+    service, path = _tenant(request)
+    limit, offset = page(request)
+    count, rows = await asyncio.to_thread(read, service, path, limit=100 if limit is None else limit, offset=offset)
+    return JSONResponse({"count": count, member: rows})
 
-    if outbox is None:
-        return api
 
-    @api.get("/iot/outbox")
-    async def waiting(request: Request) -> JSONResponse:
-        """The tenant's measures waiting for delivery, oldest first."""
-        service, path = _tenant(request)
-        limit, offset = page(request)
-        count, rows = await asyncio.to_thread(outbox.rows, service, path, limit=100 if limit is None else limit,
-                                              offset=offset)
-        return JSONResponse({"count": count, "rows": rows})
+def _outbox(request: Request) -> Outbox:
+    outbox = provisioning_state(request).outbox
+    if outbox is None:  # outbox_router is included only with an outbox
+        raise RuntimeError("this provisioning app has no outbox")
+    return outbox
 
-    @api.post("/iot/outbox/retry")
-    async def retry(request: Request) -> JSONResponse:
-        service, path = _tenant(request)
-        seqs = await _body_ids(request, "seqs")
-        return JSONResponse({"retried": await asyncio.to_thread(outbox.retry, service, path, seqs)})
 
-    @api.delete("/iot/outbox")
-    async def purge(request: Request) -> JSONResponse:
-        service, path = _tenant(request)
-        return JSONResponse({"purged": await asyncio.to_thread(outbox.purge, service, path, _ids(request, "seq"))})
+@router.get("/iot/rejections")
+async def rejections(request: Request) -> JSONResponse:
+    """Rejections of this tenant, newest first; filter with reason, apikey, device_id; page with limit, offset."""
+    service, path = _tenant(request)
+    registry = provisioning_state(request).registry
+    limit, offset = page(request)
+    q = request.query_params
+    result = await registry.list_dead_letters(
+        reason=q.get("reason"), apikey=q.get("apikey"), device_id=q.get("device_id"), service=service,
+        service_path=path, limit=100 if limit is None else limit, offset=offset,
+    )
+    return JSONResponse({"count": result.count, "rejections": result.items})
 
-    @api.get("/iot/outbox/dead-letters")
-    async def dead(request: Request) -> JSONResponse:
-        """What the brokers refused for this tenant, newest first, with their ProblemDetails."""
-        service, path = _tenant(request)
-        limit, offset = page(request)
-        count, rows = await asyncio.to_thread(outbox.dead, service, path, limit=100 if limit is None else limit,
-                                              offset=offset)
-        return JSONResponse({"count": count, "deadLetters": rows})
 
-    @api.post("/iot/outbox/dead-letters/retry")
-    async def requeue(request: Request) -> JSONResponse:
-        service, path = _tenant(request)
-        ids = await _body_ids(request, "ids")
-        groups = (await registry.list_groups(service, None)).items
-        current: dict[str, str] = {
-            device_prefix(service, str(g.get("apikey", ""))): str(g.get("cbroker") or g.get("cbHost") or "")
-            for g in groups
-        }
+@router.delete("/iot/rejections")
+async def purge_rejections(request: Request) -> Response:
+    """Forget the tenant's rejections (those before ?before=, or all)."""
+    service, path = _tenant(request)
+    registry = provisioning_state(request).registry
+    await registry.purge_dead_letters(request.query_params.get("before"), service=service, service_path=path)
+    return Response(status_code=204)
 
-        def target(_tenant: str, device: str) -> str | None:
-            head = device.rsplit("|", 1)[0] + "|"
-            return current.get(head)  # the group's broker now; None (group gone): the row's own
 
-        n = await asyncio.to_thread(outbox.requeue, service, path, ids, target)
-        return JSONResponse({"requeued": n})
+@outbox_router.get("/iot/outbox")
+async def waiting(request: Request) -> JSONResponse:
+    """The tenant's measures waiting for delivery, oldest first."""
+    return await _page(request, _outbox(request).rows, "rows")
 
-    @api.delete("/iot/outbox/dead-letters")
-    async def purge_dead(request: Request) -> JSONResponse:
-        service, path = _tenant(request)
-        n = await asyncio.to_thread(outbox.purge_dead, service, path, _ids(request, "id"))
-        return JSONResponse({"purged": n})
 
-    return api
+@outbox_router.post("/iot/outbox/retry")
+async def retry(request: Request) -> JSONResponse:
+    """Make the tenant's waiting measures due now: {"seqs": [...]} or all."""
+    service, path = _tenant(request)
+    outbox = _outbox(request)
+    seqs = await _body_ids(request, "seqs")
+    return JSONResponse({"retried": await asyncio.to_thread(outbox.retry, service, path, seqs)})
+
+
+@outbox_router.delete("/iot/outbox")
+async def purge(request: Request) -> JSONResponse:
+    """Drop the tenant's waiting measures (?seq=1,2 or all): lost, an operator's decision."""
+    service, path = _tenant(request)
+    outbox = _outbox(request)
+    return JSONResponse({"purged": await asyncio.to_thread(outbox.purge, service, path, _ids(request, "seq"))})
+
+
+@outbox_router.get("/iot/outbox/dead-letters")
+async def dead(request: Request) -> JSONResponse:
+    """What the brokers refused for this tenant, newest first, with their ProblemDetails."""
+    return await _page(request, _outbox(request).dead, "deadLetters")
+
+
+@outbox_router.post("/iot/outbox/dead-letters/retry")
+async def requeue(request: Request) -> JSONResponse:
+    """Dead letters back into the outbox, to their group's current cbroker."""
+    service, path = _tenant(request)
+    outbox = _outbox(request)
+    ids = await _body_ids(request, "ids")
+    groups = (await provisioning_state(request).registry.list_groups(service, None)).items
+    current: dict[str, str] = {
+        device_prefix(service, str(g.get("apikey", ""))): str(g.get("cbroker") or g.get("cbHost") or "")
+        for g in groups
+    }
+
+    def target(_tenant: str, device: str) -> str | None:
+        head = device.rsplit("|", 1)[0] + "|"
+        return current.get(head)  # the group's broker now; None (group gone): the row's own
+
+    n = await asyncio.to_thread(outbox.requeue, service, path, ids, target)
+    return JSONResponse({"requeued": n})
+
+
+@outbox_router.delete("/iot/outbox/dead-letters")
+async def purge_dead(request: Request) -> JSONResponse:
+    """Forget the tenant's dead letters (?id=1,2 or all)."""
+    service, path = _tenant(request)
+    outbox = _outbox(request)
+    n = await asyncio.to_thread(outbox.purge_dead, service, path, _ids(request, "id"))
+    return JSONResponse({"purged": n})
 
 
 def refresh_gauges(outbox: Outbox, metrics: Metrics) -> None:

@@ -12,8 +12,9 @@ from agents.provisioning import schemas
 from agents.provisioning.deps import body, page, query, scope
 from agents.provisioning.errors import DuplicateGroup, GroupNotFound, InvalidField
 from agents.provisioning.hooks import Hooks
+from agents.provisioning.state import provisioning_state
 from agents.provisioning.validation import check_cbroker, check_group
-from agents.registry import Duplicate, Registry
+from agents.registry import Duplicate
 from agents.settings import origin
 
 #: path -> the member holding the groups in bodies and answers
@@ -53,68 +54,80 @@ async def _checked(group: dict[str, Any], where: str, hooks: Hooks) -> None:
         await check_cbroker(str(cbroker), f"{where}.cbroker")
 
 
-def router(registry: Registry, hooks: Hooks | None = None) -> APIRouter:
-    """The group routes, under the three paths the FIWARE agents answer on."""
-    api = APIRouter()
-    hooks = hooks or Hooks()
+def _key(request: Request) -> str:
+    """The member holding the groups on the path this request came by (the route's, whatever the URL's form)."""
+    return PATHS[request.scope["route"].path]
 
-    for path, key in PATHS.items():
 
-        async def list_groups(request: Request, key: str = key) -> JSONResponse:
-            service, subservice = scope(request)
-            limit, offset = page(request)
-            result = await registry.list_groups(service, None if subservice == "/*" else subservice, limit, offset)
-            return JSONResponse({"count": result.count, key: [_shown(g) for g in result.items]})
+async def list_groups(request: Request) -> JSONResponse:
+    """The groups of the service (of its path, or every path for `/*`), paged."""
+    service, subservice = scope(request)
+    key, registry = _key(request), provisioning_state(request).registry
+    limit, offset = page(request)
+    result = await registry.list_groups(service, None if subservice == "/*" else subservice, limit, offset)
+    return JSONResponse({"count": result.count, key: [_shown(g) for g in result.items]})
 
-        async def create_groups(request: Request, key: str = key) -> JSONResponse:
-            service, subservice = scope(request)
-            items = [_stored(g, service, subservice) for g in schemas.groups(await body(request), key)]
-            for i, g in enumerate(items):
-                await _checked(g, f"{key}[{i}]", hooks)
-            seen: set[tuple[str, str]] = set()
-            for g in items:
-                pair = (g["resource"], g["apikey"])
-                if pair in seen:
-                    raise DuplicateGroup(*pair)
-                seen.add(pair)
-            try:
-                await registry.create_groups(service, subservice, items)
-            except Duplicate as exc:
-                resource, _, apikey = str(exc).partition("|")
-                raise DuplicateGroup(resource, apikey) from None
-            for g in items:
-                await hooks.group_changed(None, g)
-            return JSONResponse({}, status_code=201)
+async def create_groups(request: Request) -> JSONResponse:
+    """Create groups (all or none: 409 on a (resource, apikey) taken, here or in the body)."""
+    service, subservice = scope(request)
+    key, state = _key(request), provisioning_state(request)
+    registry, hooks = state.registry, state.hooks
+    items = [_stored(g, service, subservice) for g in schemas.groups(await body(request), key)]
+    for i, g in enumerate(items):
+        await _checked(g, f"{key}[{i}]", hooks)
+    seen: set[tuple[str, str]] = set()
+    for g in items:
+        pair = (g["resource"], g["apikey"])
+        if pair in seen:
+            raise DuplicateGroup(*pair)
+        seen.add(pair)
+    try:
+        await registry.create_groups(service, subservice, items)
+    except Duplicate as exc:
+        resource, _, apikey = str(exc).partition("|")
+        raise DuplicateGroup(resource, apikey) from None
+    for g in items:
+        await hooks.group_changed(None, g)
+    return JSONResponse({}, status_code=201)
 
-        async def update_group(request: Request) -> Response:
-            service, subservice = scope(request)
-            resource, apikey = query(request, "resource", "apikey")
-            changes = schemas.group_update(await body(request))
-            current = await registry.get_group(service, subservice, resource, apikey)
-            if current is None:
-                raise GroupNotFound(["service", "subservice", "resource", "apikey"], [service, subservice, resource, apikey])
-            updated = {**current, **_stored(changes, service, subservice)}
-            updated["resource"], updated["apikey"] = resource, apikey  # the key of a group does not change
-            if any(k in changes for k in ("cbroker", "cbHost")):
-                await _checked(updated, "group", hooks)
-            else:
-                check_group(updated, "group", hooks.lorawan_servers)
-                _check_mqtt(updated, "group")
-            await registry.replace_group(service, subservice, resource, apikey, updated)
-            await hooks.group_changed(current, updated)
-            return Response(status_code=204)
+async def update_group(request: Request) -> Response:
+    """Change the group ?resource=&apikey= (its key stays)."""
+    service, subservice = scope(request)
+    state = provisioning_state(request)
+    registry, hooks = state.registry, state.hooks
+    resource, apikey = query(request, "resource", "apikey")
+    changes = schemas.group_update(await body(request))
+    current = await registry.get_group(service, subservice, resource, apikey)
+    if current is None:
+        raise GroupNotFound(["service", "subservice", "resource", "apikey"], [service, subservice, resource, apikey])
+    updated = {**current, **_stored(changes, service, subservice)}
+    updated["resource"], updated["apikey"] = resource, apikey  # the key of a group does not change
+    if any(k in changes for k in ("cbroker", "cbHost")):
+        await _checked(updated, "group", hooks)
+    else:
+        check_group(updated, "group", hooks.lorawan_servers)
+        _check_mqtt(updated, "group")
+    await registry.replace_group(service, subservice, resource, apikey, updated)
+    await hooks.group_changed(current, updated)
+    return Response(status_code=204)
 
-        async def delete_group(request: Request) -> Response:
-            service, subservice = scope(request)
-            resource, apikey = query(request, "resource", "apikey")
-            current = await registry.get_group(service, subservice, resource, apikey)
-            if current is None or not await registry.delete_group(service, subservice, resource, apikey):
-                raise GroupNotFound(["service", "subservice", "resource", "apikey"], [service, subservice, resource, apikey])
-            await hooks.group_changed(current, None)
-            return Response(status_code=204)
+async def delete_group(request: Request) -> Response:
+    """Delete the group ?resource=&apikey=."""
+    service, subservice = scope(request)
+    state = provisioning_state(request)
+    registry, hooks = state.registry, state.hooks
+    resource, apikey = query(request, "resource", "apikey")
+    current = await registry.get_group(service, subservice, resource, apikey)
+    if current is None or not await registry.delete_group(service, subservice, resource, apikey):
+        raise GroupNotFound(["service", "subservice", "resource", "apikey"], [service, subservice, resource, apikey])
+    await hooks.group_changed(current, None)
+    return Response(status_code=204)
 
-        api.add_api_route(path, list_groups, methods=["GET"])
-        api.add_api_route(path, create_groups, methods=["POST"])
-        api.add_api_route(path, update_group, methods=["PUT"])
-        api.add_api_route(path, delete_group, methods=["DELETE"])
-    return api
+
+router = APIRouter()
+"""The group routes, under the three paths the FIWARE agents answer on."""
+for _path in PATHS:
+    router.add_api_route(_path, list_groups, methods=["GET"])
+    router.add_api_route(_path, create_groups, methods=["POST"])
+    router.add_api_route(_path, update_group, methods=["PUT"])
+    router.add_api_route(_path, delete_group, methods=["DELETE"])

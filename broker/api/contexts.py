@@ -18,6 +18,7 @@ from broker.api import deps
 from broker.api.deps import API
 from broker.http import JSON, MediaTypeError, accepted_type, no_content
 from broker.service.patch import utc_now
+from broker.state import broker_state
 from broker.store.base import Store
 from models.context import ContextResolver
 from models.context.resolver import Kind
@@ -70,7 +71,7 @@ async def host_context(request: Request) -> Response:
     resolver = deps.resolver(request)
     local_id = await resolver.ahost(body)
     document = {"@context": body["@context"]}
-    await request.app.state.store.put_context(local_id, document, "Hosted", utc_now())
+    await broker_state(request).store.put_context(local_id, document, "Hosted", utc_now())
     return Response(status_code=201, headers={"Location": f"{API}/jsonldContexts/{quote(local_id, safe=':')}"})
 
 
@@ -117,5 +118,5 @@ async def delete_context(context_id: str, request: Request) -> Response:
         return no_content()
     entry = resolver.entry(context_id)
     resolver.delete(context_id)
-    await request.app.state.store.delete_context(entry["localId"])
+    await broker_state(request).store.delete_context(entry["localId"])
     return no_content()

@@ -14,14 +14,14 @@ from broker.federation.csubs import CSourceSubscriptions
 from broker.federation.service import RegistrationService
 from broker.http import accepted_type, json_response, no_content
 from broker.service.queries import Page
+from broker.state import broker_state
 
 router = APIRouter(prefix=API)
 
 
 def registrations(request: Request) -> RegistrationService:
     """The registration service of this app."""
-    value: RegistrationService = request.app.state.registrations
-    return value
+    return broker_state(request).registrations
 
 
 @router.post("/csourceRegistrations")
@@ -79,8 +79,7 @@ async def delete_registration(reg_id: str, request: Request, tenant: TenantDep =
 
 def csubs(request: Request) -> CSourceSubscriptions:
     """The csource subscription service of this app."""
-    value: CSourceSubscriptions = request.app.state.csource_subscriptions
-    return value
+    return broker_state(request).csource_subscriptions
 
 
 @router.post("/csourceSubscriptions")

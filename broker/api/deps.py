@@ -1,6 +1,6 @@
 """What every handler needs: the tenant, the services, the request's resolved @context, rendering.
 
-The services live on `app.state` (set by the lifespan in broker.app);
+The services live on `app.state.broker` (broker.state, set by the lifespan in broker.app);
 handlers take the raw `Request` and use these helpers rather than pydantic
 models, so the hot paths (batch upsert, GET by id) parse JSON once, with orjson.
 """
@@ -19,6 +19,7 @@ from broker.service.discovery import DiscoveryService
 from broker.service.entities import EntityService
 from broker.service.queries import QueryService
 from broker.settings import BrokerSettings
+from broker.state import broker_state
 from models.context import Context, ContextResolver
 from models.errors import BadRequestData
 from models.media import API
@@ -31,38 +32,32 @@ TenantDep = Annotated[str, Header(alias="NGSILD-Tenant")]
 
 def entities(request: Request) -> EntityService:
     """The entity service of this app."""
-    service: EntityService = request.app.state.entities
-    return service
+    return broker_state(request).entities
 
 
 def batch(request: Request) -> BatchService:
     """The batch service of this app."""
-    service: BatchService = request.app.state.batch
-    return service
+    return broker_state(request).batch
 
 
 def queries(request: Request) -> QueryService:
     """The query service of this app."""
-    service: QueryService = request.app.state.queries
-    return service
+    return broker_state(request).queries
 
 
 def discovery(request: Request) -> DiscoveryService:
     """The discovery service of this app."""
-    service: DiscoveryService = request.app.state.discovery
-    return service
+    return broker_state(request).discovery
 
 
 def settings(request: Request) -> BrokerSettings:
     """The settings of this app."""
-    value: BrokerSettings = request.app.state.settings
-    return value
+    return broker_state(request).settings
 
 
 def resolver(request: Request) -> ContextResolver:
     """The @context resolver of this app."""
-    value: ContextResolver = request.app.state.resolver
-    return value
+    return broker_state(request).resolver
 
 
 async def resolve(request: Request, value: Any) -> Context:

@@ -367,8 +367,6 @@ async def _types(request: Request, tenant: str, entity_id: str, ctx: Context) ->
     text = request.query_params.get("type")
     if text:
         return [ctx.expand_term(t) for t in text.split(",") if t]
-    if not getattr(request.app.state, "registrations", None):
-        return []
     stored = await deps.entities(request).store.get(tenant, entity_id)
     return list(stored.doc.get("type", [])) if stored is not None else []
 

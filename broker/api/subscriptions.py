@@ -13,6 +13,7 @@ from broker.api.pagination import add_links, page_links
 from broker.federation.subs import relay_of
 from broker.http import accepted_type, json_response, no_content
 from broker.service.queries import Page
+from broker.state import broker_state
 from broker.subscriptions.service import SubscriptionService
 
 router = APIRouter(prefix=API)
@@ -20,8 +21,7 @@ router = APIRouter(prefix=API)
 
 def service(request: Request) -> SubscriptionService:
     """The subscription service of this app."""
-    value: SubscriptionService = request.app.state.subscriptions.service
-    return value
+    return broker_state(request).subscriptions.service
 
 
 @router.post("/subscriptions")
@@ -59,7 +59,7 @@ async def retrieve_subscription(sub_id: str, request: Request, tenant: TenantDep
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     svc = service(request)
-    await request.app.state.subscriptions.settle(tenant, sub_id)
+    await broker_state(request).subscriptions.settle(tenant, sub_id)
     stored = await svc.get(tenant, sub_id)
     return json_response(await svc.present(stored, value, ctx), media=media, context=value)
 

@@ -34,6 +34,7 @@ from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
 from broker.service.queries import Page, QuerySpec, Selector
 from broker.service.temporal import TemporalResult, TemporalService
+from broker.state import broker_state
 from broker.temporal.query import TemporalQuery, check_order_by
 from models.errors import BadRequestData
 
@@ -43,8 +44,7 @@ ENTITY = "/temporal/entities/{entity_id}"
 
 def service(request: Request) -> TemporalService:
     """The temporal service of this app."""
-    value: TemporalService = request.app.state.temporal
-    return value
+    return broker_state(request).temporal
 
 
 def _respond(request: Request, result: TemporalResult, context: Any, payload: Any, links: str | None = None) -> Response:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from broker.api.deps import API
 from broker.http import json_response
+from broker.state import broker_state
 from models.times import utc_iso
 
 router = APIRouter()
@@ -53,11 +54,10 @@ def uptime(seconds: float) -> str:
 @router.get(f"{API}/info/sourceIdentity")
 async def source_identity(request: Request) -> Response:
     """The ContextSourceIdentity of this broker (clauses 5.2.40, 5.15, 6.33)."""
-    state = request.app.state
-    started = getattr(state, "started_at", time.time())
+    state = broker_state(request)
     now = utc_iso()
     body = {"id": state.identity, "type": "ContextSourceIdentity", "contextSourceAlias": NAME,
-            "contextSourceUptime": uptime(time.time() - started), "contextSourceTimeAt": now,
+            "contextSourceUptime": uptime(time.time() - state.started_at), "contextSourceTimeAt": now,
             **_info(), "contextSourceExtras": {"operations": _operations(request)}}
     return json_response(body)
 

@@ -22,12 +22,12 @@ import httpx
 import orjson
 
 from broker.federation import matching
-from broker.federation.registration import iso, now_utc, parse_datetime
 from broker.federation.service import RegistrationService
 from broker.store.base import RegistryDoc, Store
 from broker.subscriptions.model import geo_query, merge, new_subscription, recontext, status_of
 from models.context import CORE_CONTEXT_URL, Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, NonexistentTenant, ResourceNotFound
+from models.times import now_utc, parse_utc, utc_iso
 from models.validation import check_uri
 
 log = logging.getLogger("broker.federation")
@@ -41,8 +41,8 @@ def _temporal_q(value: Any) -> tuple[str, str, Any, Any]:
     rel = value.get("timerel")
     if rel not in ("before", "after", "between") or "timeAt" not in value:
         raise BadRequestData("temporalQ needs timerel (before, after, between) and timeAt")
-    at = parse_datetime(value["timeAt"], "temporalQ.timeAt")
-    end = parse_datetime(value["endTimeAt"], "temporalQ.endTimeAt") if "endTimeAt" in value else None
+    at = parse_utc(value["timeAt"], "temporalQ.timeAt")
+    end = parse_utc(value["endTimeAt"], "temporalQ.endTimeAt") if "endTimeAt" in value else None
     if rel == "between" and end is None:
         raise BadRequestData("temporalQ between needs endTimeAt")
     prop = value.get("timeproperty", "observedAt")
@@ -254,7 +254,7 @@ class CSourceSubscriptions:
         endpoint = item.doc["notification"]["endpoint"]
         accept = endpoint.get("accept", "application/json")
         body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "ContextSourceNotification",
-                                "subscriptionId": item.id, "notifiedAt": iso(now_utc()), "data": data}
+                                "subscriptionId": item.id, "notifiedAt": utc_iso(now_utc()), "data": data}
         if reason is not None:
             body["triggerReason"] = reason
         context = item.doc.get("jsonldContext") or (item.context if isinstance(item.context, str) else CORE_CONTEXT_URL)
@@ -278,7 +278,7 @@ class CSourceSubscriptions:
         if current is None:
             return
         stats = dict(current.stats)
-        at = iso(now_utc())
+        at = utc_iso(now_utc())
         stats["timesSent"] = int(stats.get("timesSent", 0)) + 1
         stats["lastNotification"] = at
         if ok:

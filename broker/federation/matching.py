@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from broker.federation.registration import parse_datetime
+from models.times import parse_utc
 
 
 @dataclass(slots=True)
@@ -70,8 +70,8 @@ def matching_infos(reg: dict[str, Any], wanted: Wanted) -> list[dict[str, Any]]:
 def _overlaps(interval: dict[str, Any] | None, rel: str, at: datetime, end: datetime | None) -> bool:
     if interval is None:
         return False
-    start = parse_datetime(interval["startAt"], "startAt")
-    stop = parse_datetime(interval["endAt"], "endAt") if "endAt" in interval else None
+    start = parse_utc(interval["startAt"], "startAt")
+    stop = parse_utc(interval["endAt"], "endAt") if "endAt" in interval else None
     if rel == "before":
         return start <= at
     if rel == "after":
@@ -83,7 +83,7 @@ def _overlaps(interval: dict[str, Any] | None, rel: str, at: datetime, end: date
 
 def registration_matches(reg: dict[str, Any], wanted: Wanted, *, now: datetime | None = None) -> bool:
     """Clause 5.10.2.4: entities, attributes, geo-query, time intervals (not csf or scopeQ: see the service)."""
-    if "expiresAt" in reg and now is not None and parse_datetime(reg["expiresAt"], "expiresAt") <= now:
+    if "expiresAt" in reg and now is not None and parse_utc(reg["expiresAt"], "expiresAt") <= now:
         return False
     if not matching_infos(reg, wanted):
         return False

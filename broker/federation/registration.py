@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from models.errors import BadRequestData, InvalidGeometry
 from models.geojson import parse_geometry
 from models.normalize import TermMapper
+from models.times import now_utc, parse_utc
 from models.validation import check_uri
 from models.vocabulary import NGSI_LD_NULL
 
@@ -56,27 +57,6 @@ OPERATIONS = frozenset((*PROVISION_OPS, *CONSUMPTION_OPS, *SUBSCRIPTION_OPS, *SU
 AUXILIARY_OPS = frozenset({"retrieveOps", "retrieveEntity", "queryEntity"})
 _MIME = frozenset({"application/json", "application/ld+json"})
 _VERSION = re.compile(r"^\d+\.\d+$")
-
-
-def now_utc() -> datetime:
-    """The current time, UTC."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_datetime(value: Any, name: str) -> datetime:
-    """A DateTime member (clause 4.6.3), BadRequestData otherwise."""
-    if not isinstance(value, str):
-        raise BadRequestData(f"{name} must be a DateTime string")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequestData(f"{name} {value!r} is not a valid DateTime") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def operations_of(doc: dict[str, Any]) -> frozenset[str]:
@@ -146,8 +126,8 @@ def _information(value: Any) -> None:
 def _interval(value: Any, member: str) -> None:
     if not isinstance(value, dict) or "startAt" not in value or set(value) - {"startAt", "endAt"}:
         raise BadRequestData(f"{member} must be a TimeInterval {{startAt, endAt}}")
-    start = parse_datetime(value["startAt"], f"{member}.startAt")
-    if "endAt" in value and parse_datetime(value["endAt"], f"{member}.endAt") < start:
+    start = parse_utc(value["startAt"], f"{member}.startAt")
+    if "endAt" in value and parse_utc(value["endAt"], f"{member}.endAt") < start:
         raise BadRequestData(f"{member}.endAt is before its startAt")
 
 
@@ -231,7 +211,7 @@ def validate(doc: dict[str, Any], *, now: datetime | None = None, check_expiry: 
     if "management" in doc and not isinstance(doc["management"], dict):
         raise BadRequestData("management must be a RegistrationManagementInfo object")
     if "expiresAt" in doc:
-        moment = parse_datetime(doc["expiresAt"], "expiresAt")
+        moment = parse_utc(doc["expiresAt"], "expiresAt")
         if check_expiry and moment <= (now or now_utc()):
             raise BadRequestData("expiresAt is in the past")
 

@@ -17,16 +17,14 @@ from broker.federation.registration import (
     CORE_MEMBERS,
     STAT_MEMBERS,
     expand,
-    iso,
     merge,
     new_registration,
-    now_utc,
-    parse_datetime,
     recontext,
 )
 from broker.store.base import RegistryDoc, Store
 from models.context import Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, NonexistentTenant, ResourceNotFound
+from models.times import now_utc, parse_utc, utc_iso
 from models.validation import check_uri
 from models.vocabulary import PROPERTY
 
@@ -172,7 +170,7 @@ class RegistrationService:
     async def record(self, item: RegistryDoc, ok: bool) -> None:
         """The status members after one distributed operation (Table 5.2.9-2)."""
         stats = dict(item.stats)
-        at = iso(now_utc())
+        at = utc_iso(now_utc())
         stats["timesSent"] = int(stats.get("timesSent", 0)) + 1
         if ok:
             stats["lastSuccess"] = at
@@ -202,7 +200,7 @@ class RegistrationService:
 
 
 def _expired(doc: dict[str, Any]) -> bool:
-    return "expiresAt" in doc and parse_datetime(doc["expiresAt"], "expiresAt") <= now_utc()
+    return "expiresAt" in doc and parse_utc(doc["expiresAt"], "expiresAt") <= now_utc()
 
 
 def _as_entity(doc: dict[str, Any]) -> dict[str, Any]:
@@ -235,8 +233,8 @@ def parse_query(params: Mapping[str, str], ctx: Context) -> tuple[matching.Wante
         rel = params.get("timerel")
         if rel not in ("before", "after", "between") or "timeAt" not in params:
             raise BadRequestData("a temporal query needs timerel (before, after, between) and timeAt")
-        at = parse_datetime(params["timeAt"], "timeAt")
-        end = parse_datetime(params["endTimeAt"], "endTimeAt") if "endTimeAt" in params else None
+        at = parse_utc(params["timeAt"], "timeAt")
+        end = parse_utc(params["endTimeAt"], "endTimeAt") if "endTimeAt" in params else None
         if rel == "between" and end is None:
             raise BadRequestData("timerel=between needs endTimeAt")
         prop = params.get("timeproperty", "observedAt")

@@ -14,8 +14,8 @@
     GET    /v2/attrs/{attr}[/value]                NTNE1A  every entity with the attribute, by type
 
 `create_quantumleap_app(state)` builds the app; `state` is a callable giving
-the broker app's `app.state` (history, temporal, recorder, resolver,
-subscriptions): the broker mounts it at /v2 on its own port, and `metropole
+the broker app's state (broker.state.state_source: history, temporal,
+recorder, resolver, subscriptions; None until the broker's lifespan opened it): the broker mounts it at /v2 on its own port, and `metropole
 run` serves it on 8668 too, borrowing the same state, so both read and
 write the very history storage the NGSI-LD temporal API uses. Handlers live
 in routes/, the work in service.py.
@@ -60,7 +60,7 @@ def _operations(app: FastAPI, state: StateSource, authenticator: Any) -> None:
 
     async def history() -> str | None:
         broker = state()
-        if not hasattr(broker, "history"):
+        if broker is None:
             return "the broker's history is not open yet"
         await broker.store.has_tenant("")
         return None

@@ -1,7 +1,7 @@
 """QuantumLeapService: the history reads, writes and deletes behind the /v2 routes.
 
-It works on the broker's own history (app.state.history, temporal, recorder,
-resolver), so what the NGSI-LD API writes is read here and the other way
+It works on the broker's own history (broker.state.BrokerState: history,
+temporal, recorder, resolver), so what the NGSI-LD API writes is read here and the other way
 round. The routes turn its results into QuantumLeap's answer shapes
 (shapes.py); this module holds no HTTP.
 """
@@ -22,12 +22,14 @@ from broker.quantumleap.params import Params, path_matches
 from broker.quantumleap.series import Pick, Series, load_buckets, load_rows
 from broker.query.geo import compile_geo, parse_geoquery
 from broker.query.regex import compile_pattern
+from broker.state import BrokerState
 from broker.temporal.model import EntityRow
 from broker.temporal.storage import HistoryStorage, TimeRange
 from models.context import SDM_ALL_CONTEXT_URL, Context
 from models.errors import NgsiLdError
 
-StateSource = Callable[[], Any]
+StateSource = Callable[[], BrokerState | None]
+"""The state of the broker whose history this serves, None until its lifespan has opened it (broker.state)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +50,16 @@ class QuantumLeapService:
 
     # ------------------------------------------------------------ plumbing
 
-    def broker(self) -> Any:
+    def broker(self) -> BrokerState:
         """The broker app's state; 503 until its lifespan has opened history."""
         st = self._state()
-        if getattr(st, "temporal", None) is None:
+        if st is None:
             raise QLError(503, "Service Unavailable", "history storage is not ready")
         return st
 
     @property
     def history(self) -> HistoryStorage:
-        value: HistoryStorage = self.broker().history
-        return value
+        return self.broker().history
 
     async def context(self) -> Context:
         """The platform's default context (core + every Smart Data Models subject)."""
@@ -70,9 +71,7 @@ class QuantumLeapService:
 
     async def catch_up(self) -> None:
         """Wait until history holds every write the broker committed before this call (read-your-writes)."""
-        recorder = getattr(self.broker(), "recorder", None)
-        if recorder is not None:
-            await recorder.catch_up()
+        await self.broker().recorder.catch_up()
 
     # ------------------------------------------------------------ selection
 

@@ -4,11 +4,11 @@
     sqlite:////var/lib/broker.db    an absolute path (four slashes, as in SQLAlchemy)
     sqlite://:memory:               a private in-memory database (tests, trials)
     postgresql://user@host:5432/db?schema=broker   PostgreSQL; `schema` defaults to public
+
+The URL is read by storage.urls; the implementation is chosen in STORES (storage.backends).
 """
 
 from __future__ import annotations
-
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from broker.store.base import (
     BBox,
@@ -21,8 +21,13 @@ from broker.store.base import (
     StoredEntity,
     TypeSummary,
 )
+from broker.store.postgres import PostgresStore
+from broker.store.sqlite import SQLiteStore
+from storage.backends import Backends
+from storage.urls import parse_database_url
 
 __all__ = [
+    "STORES",
     "BBox",
     "Change",
     "Doc",
@@ -36,23 +41,10 @@ __all__ = [
 ]
 
 
+STORES: Backends[Store] = Backends("store", sqlite=lambda db: SQLiteStore(db.path),
+                                   postgresql=lambda db: PostgresStore(db.dsn, schema=db.schema))
+"""The entity store implementations by database kind."""
+
 def open_store(url: str) -> Store:
     """The store a URL names, not yet opened (await `open()` on it)."""
-    if url.startswith("sqlite:"):
-        from broker.store.sqlite import SQLiteStore
-
-        path = url.removeprefix("sqlite:").removeprefix("//")
-        path = path.removeprefix("/") if path != "/:memory:" else ":memory:"
-        if not path:
-            raise ValueError(f"no file in store URL {url!r}")
-        return SQLiteStore(path)
-    if url.startswith(("postgresql:", "postgres:")):
-        from broker.store.postgres import PostgresStore
-
-        # asyncpg would pass an unknown query parameter on as a server setting: take `schema` out
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        schema = next((v for k, v in query if k == "schema"), "public")
-        dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
-        return PostgresStore(dsn, schema=schema)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path/file.db or postgresql://...")
+    return STORES.open(parse_database_url(url, "store"))

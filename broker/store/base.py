@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from models import vocabulary
+from storage.urls import DatabaseUrl
 
 if TYPE_CHECKING:
     from broker.query.geo import GeoQuery
@@ -166,6 +167,11 @@ class Store(ABC):
     """
 
     exact_geo: bool = False
+
+    @property
+    @abstractmethod
+    def database(self) -> DatabaseUrl:
+        """The database this store is in: history and subscription storage open beside it, by its kind."""
 
     @abstractmethod
     async def open(self) -> None:

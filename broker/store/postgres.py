@@ -69,6 +69,7 @@ from broker.store.migrations import (
     same_index,
 )
 from broker.store.recent import RecentChanges
+from storage.urls import DatabaseUrl
 
 CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
@@ -210,6 +211,10 @@ class PostgresStore(Store):
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
         self._recent = RecentChanges()
+
+    @property
+    def database(self) -> DatabaseUrl:
+        return DatabaseUrl.postgresql(self.dsn, self.schema)
 
     async def open(self) -> None:
         conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})

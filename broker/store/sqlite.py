@@ -47,6 +47,7 @@ from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sq
 from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows
 from models.times import utc_iso
+from storage.urls import DatabaseUrl
 
 T = TypeVar("T")
 CHUNK = 500
@@ -171,6 +172,10 @@ class SQLiteStore(Store):
         # ':memory:' is a database per connection: nothing to share a lock with
         self._wlock = threading.Lock() if self._memory else write_lock(self.path)
         self._recent = RecentChanges()
+
+    @property
+    def database(self) -> DatabaseUrl:
+        return DatabaseUrl.sqlite(self.path)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 import orjson
 
-from broker.subscriptions.model import iso, now_utc, status_of
+from broker.subscriptions.model import status_of
 from broker.subscriptions.mqtt import MqttPublisher
 from broker.subscriptions.storage import Outcome, QueueItem, StoredSubscription, SubscriptionStorage
+from models.times import now_utc, utc_iso
 
 log = logging.getLogger("broker.subscriptions")
 
@@ -208,7 +209,7 @@ class Delivery:
             try:
                 ok = await self.send(sub, body)
                 self._last_sent[key] = time.monotonic()
-                at = iso(now_utc())
+                at = utc_iso(now_utc())
                 if ok:
                     self._outcomes.extend(Outcome(sub.tenant, sub.id, g.qid, True, at) for g in group)
                     i += len(group)

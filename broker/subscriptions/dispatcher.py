@@ -25,10 +25,10 @@ from typing import Any
 from broker.service.view import View, linked_objects
 from broker.store.base import ChangeRecord, Doc, Store, StoredEntity
 from broker.subscriptions.matching import DELETED, Compiled, Trigger, compile_subscription
-from broker.subscriptions.model import iso, now_utc
 from broker.subscriptions.render import changed_entity, envelope, render_entity, view_of
 from broker.subscriptions.storage import StoredSubscription, SubscriptionStorage
 from models.context import Context, ContextResolver
+from models.times import now_utc, utc_iso
 
 log = logging.getLogger("broker.subscriptions")
 
@@ -40,7 +40,7 @@ class Dispatcher:
     """Follows the change log for one broker process (while it holds the lease).
 
     `cursor` is the last change-log seq whose notifications are queued; the
-    change-log trim reads it (app.state.change_consumers).
+    change-log trim reads it (BrokerState.change_consumers).
     """
 
     def __init__(self, store: Store, storage: SubscriptionStorage, resolver: ContextResolver,
@@ -128,7 +128,7 @@ class Dispatcher:
     async def match_page(self, records: list[ChangeRecord], now: datetime) -> list[tuple[str, str, bytes]]:
         """The notifications of a page of records, in log order."""
         items: list[tuple[str, str, bytes]] = []
-        notified_at = iso(now)
+        notified_at = utc_iso(now)
         for record in records:
             for compiled in self._subs.get(record.tenant, ()):
                 if not compiled.is_active(now):
@@ -219,5 +219,5 @@ class Dispatcher:
                 appended.update((x.get("id"), x) for x in extra if x.get("id") not in appended)
             shown = {e.doc["id"] for e in page.entities}
             entities += [x for i, x in appended.items() if i not in shown]
-            await self.storage.enqueue([(tenant, sub_id, envelope(compiled.doc, value, entities, iso(moment)))], None)
+            await self.storage.enqueue([(tenant, sub_id, envelope(compiled.doc, value, entities, utc_iso(moment)))], None)
             self.wake(tenant, sub_id)

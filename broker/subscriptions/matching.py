@@ -25,9 +25,10 @@ from typing import Any
 from broker.query.regex import compile_pattern
 from broker.service.queries import QuerySpec, Selector
 from broker.store.base import ChangeRecord, Doc, EntityFilter
-from broker.subscriptions.model import DEFAULT_TRIGGERS, parse_datetime
+from broker.subscriptions.model import DEFAULT_TRIGGERS
 from broker.subscriptions.storage import StoredSubscription
 from models.context import Context
+from models.times import parse_utc
 from models.vocabulary import ENTITY_CORE
 
 CREATED, UPDATED, DELETED = "attributeCreated", "attributeUpdated", "attributeDeleted"
@@ -182,6 +183,6 @@ def compile_subscription(stored: StoredSubscription, ctx: Context) -> Compiled:
     if "entityUpdated" in triggers:
         triggers |= {CREATED, UPDATED, DELETED}
     watched = frozenset(expand(a) for a in doc["watchedAttributes"]) if doc.get("watchedAttributes") else None
-    expires = parse_datetime(doc["expiresAt"], "expiresAt") if doc.get("expiresAt") else None
+    expires = parse_utc(doc["expiresAt"], "expiresAt") if doc.get("expiresAt") else None
     return Compiled(stored, ctx, query_spec(doc).to_filter(ctx), watched, frozenset(triggers), expires,
                     bool(doc.get("isActive", True)))

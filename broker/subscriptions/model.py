@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +22,7 @@ from broker.query.scope import compile_scope_query
 from broker.query.types import compile_type_selection
 from models.errors import BadRequestData, InvalidRequest
 from models.normalize import TermMapper
+from models.times import now_utc, parse_utc
 from models.validation import check_uri
 from models.vocabulary import NGSI_LD_NULL
 
@@ -37,29 +38,6 @@ NOTIFICATION_READ_ONLY = frozenset({"timesSent", "timesFailed", "lastNotificatio
 _NAME = re.compile(r"^[^\W\d][\w]*(:[\w]+)?$|^[a-z][a-z0-9+.-]*:\S+$", re.IGNORECASE)
 
 
-def now_utc() -> datetime:
-    """The current time, UTC."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """RFC 3339 UTC with milliseconds, as the broker writes every timestamp."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_datetime(value: Any, name: str) -> datetime:
-    """A DateTime member (clause 4.6.3), BadRequestData otherwise."""
-    if not isinstance(value, str):
-        raise BadRequestData(f"{name} must be a DateTime string")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequestData(f"{name} {value!r} is not a valid DateTime") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
-
-
 def new_subscription_id() -> str:
     """A locally unique subscription id (clause 5.8.1.4)."""
     return f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
@@ -68,7 +46,7 @@ def new_subscription_id() -> str:
 def status_of(doc: dict[str, Any], now: datetime | None = None) -> str:
     """Clause 5.2.12 / 5.8.2.4: expired once expiresAt is past (whatever isActive), else paused or active."""
     expires = doc.get("expiresAt")
-    if expires is not None and parse_datetime(expires, "expiresAt") <= (now or now_utc()):
+    if expires is not None and parse_utc(expires, "expiresAt") <= (now or now_utc()):
         return "expired"
     return "active" if doc.get("isActive", True) else "paused"
 
@@ -247,7 +225,7 @@ def validate(doc: dict[str, Any], *, now: datetime | None = None, check_expiry: 
         geo_query(doc["geoQ"])
     _notification(doc.get("notification"))
     if "expiresAt" in doc:
-        moment = parse_datetime(doc["expiresAt"], "expiresAt")
+        moment = parse_utc(doc["expiresAt"], "expiresAt")
         if check_expiry and moment <= (now or now_utc()):
             raise BadRequestData("expiresAt is in the past")
     for member in ("isActive", "localOnly", "splitEntities"):

@@ -20,27 +20,24 @@ from broker.subscriptions.delivery import Delivery, DeliverySettings
 from broker.subscriptions.dispatcher import Dispatcher
 from broker.subscriptions.service import SubscriptionService
 from broker.subscriptions.storage import SubscriptionStorage
+from broker.subscriptions.storage_postgres import PostgresSubscriptionStorage
+from broker.subscriptions.storage_sqlite import SQLiteSubscriptionStorage
 from models.context import ContextResolver
+from storage.backends import Backends
 
 log = logging.getLogger("broker.subscriptions")
 
 LEASE_TTL = 10.0
 
 
+STORAGES: Backends[SubscriptionStorage] = Backends(
+    "subscription storage", sqlite=lambda db: SQLiteSubscriptionStorage(db.path),
+    postgresql=lambda db: PostgresSubscriptionStorage(db.dsn, db.schema))
+"""The subscription storage implementations by database kind."""
+
 def open_storage(store: Store) -> SubscriptionStorage:
     """Subscription storage in the same database as the entity store."""
-    from broker.store.postgres import PostgresStore
-    from broker.store.sqlite import SQLiteStore
-
-    if isinstance(store, PostgresStore):
-        from broker.subscriptions.storage_postgres import PostgresSubscriptionStorage
-
-        return PostgresSubscriptionStorage(store.dsn, store.schema)
-    if isinstance(store, SQLiteStore):
-        from broker.subscriptions.storage_sqlite import SQLiteSubscriptionStorage
-
-        return SQLiteSubscriptionStorage(store.path)
-    raise TypeError(f"no subscription storage for {type(store).__name__}")
+    return STORAGES.open(store.database)
 
 
 class Subscriptions:

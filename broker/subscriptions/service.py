@@ -13,10 +13,11 @@ from typing import Any
 from broker import limits
 from broker.store.base import Store
 from broker.subscriptions.matching import compile_subscription
-from broker.subscriptions.model import DEFAULT_TRIGGERS, iso, merge, new_subscription, now_utc, recontext, status_of
+from broker.subscriptions.model import DEFAULT_TRIGGERS, merge, new_subscription, recontext, status_of
 from broker.subscriptions.storage import StoredSubscription, SubscriptionStorage
 from models.context import CORE_CONTEXT_URL, Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, InvalidRequest, NonexistentTenant, ResourceNotFound
+from models.times import now_utc, utc_iso
 from models.validation import check_uri
 
 STAT_MEMBERS = ("timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure", "status")
@@ -63,7 +64,7 @@ class SubscriptionService:
         """
         document = {"@context": value}
         local_id = await self.resolver.ahost(document, implicit=True)
-        await self.store.put_context(local_id, document, "ImplicitlyCreated", iso(now_utc()))
+        await self.store.put_context(local_id, document, "ImplicitlyCreated", utc_iso(now_utc()))
         return self.resolver.url_of(local_id)
 
     async def create(self, tenant: str, body: Any, context_value: Any, ctx: Context) -> str:

@@ -1,68 +1,79 @@
 """Starting and stopping history inside the broker's lifespan, and trimming the change log.
 
 The log is trimmed, every `interval` seconds, up to the smallest cursor of
-the consumers registered in `app.state.change_consumers` (anything with a
-`.cursor`): a record goes once every consumer is past it.
+the broker's change consumers (anything with a `.cursor`: the history
+recorder, the subscription dispatcher): a record goes once every consumer
+is past it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol
 
 from broker.store.base import Store
 from broker.temporal.postgres import PostgresHistory
 from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.sqlite import SQLiteHistory
 from broker.temporal.storage import HistoryStorage
+from storage.backends import Backends
 
 log = logging.getLogger("broker.temporal")
 
 
+class ChangeConsumer(Protocol):
+    """A follower of the change log: the log is trimmed up to the smallest `cursor` of them all."""
+
+    @property
+    def cursor(self) -> int: ...
+
+
+HISTORIES: Backends[HistoryStorage] = Backends("history storage", sqlite=lambda db: SQLiteHistory(db.path),
+                                                postgresql=lambda db: PostgresHistory(db.dsn, db.schema))
+"""The history storage implementations by database kind."""
+
 def open_history(store: Store) -> HistoryStorage:
     """The history storage in the same database as `store` (not yet opened)."""
-    from broker.store.postgres import PostgresStore
-    from broker.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        return SQLiteHistory(store.path)
-    if isinstance(store, PostgresStore):
-        return PostgresHistory(store.dsn, store.schema)
-    raise TypeError(f"no temporal storage for {type(store).__name__}")
+    return HISTORIES.open(store.database)
 
 
-async def start_temporal(state: Any, store: Store, *, trim_interval: float = 30.0) -> None:
-    """Open history (`state.history`), start its recorder (`state.recorder`), register it as a change consumer,
-    start the trim task. The temporal service over them is the application's to build (broker.app)."""
+@dataclass(slots=True)
+class TemporalRuntime:
+    """History as the broker runs it: the storage, the recorder following the change log, the log trim task."""
+
+    history: HistoryStorage
+    recorder: HistoryRecorder
+    trimmer: asyncio.Task[None]
+
+
+async def start_temporal(store: Store, consumers: list[ChangeConsumer], *,
+                         trim_interval: float = 30.0) -> TemporalRuntime:
+    """Open history, start its recorder, add it to `consumers` (the broker's change consumers, a list the trim
+    task reads each round) and start the trim task. The temporal service over them is the application's to build
+    (broker.app)."""
     history = open_history(store)
     await history.open()
     recorder = HistoryRecorder(store, history)
     await recorder.start()
-    state.history = history
-    state.recorder = recorder
-    if not hasattr(state, "change_consumers"):
-        state.change_consumers = []
-    state.change_consumers.append(recorder)
-    state.change_trimmer = asyncio.create_task(trim_forever(store, state, trim_interval), name="change-log-trim")
+    consumers.append(recorder)
+    trimmer = asyncio.create_task(trim_forever(store, consumers, trim_interval), name="change-log-trim")
+    return TemporalRuntime(history, recorder, trimmer)
 
 
-async def stop_temporal(state: Any) -> None:
+async def stop_temporal(runtime: TemporalRuntime) -> None:
     """Stop the trim task and the recorder, close history (before the store closes)."""
-    for task in (getattr(state, "change_trimmer", None),):
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-    if getattr(state, "recorder", None) is not None:
-        await state.recorder.stop()
-    if getattr(state, "history", None) is not None:
-        await state.history.close()
+    runtime.trimmer.cancel()
+    try:
+        await runtime.trimmer
+    except asyncio.CancelledError:
+        pass
+    await runtime.recorder.stop()
+    await runtime.history.close()
 
 
-async def trim_once(store: Store, consumers: list[Any]) -> int:
+async def trim_once(store: Store, consumers: list[ChangeConsumer]) -> int:
     """Trim the log up to the smallest consumer cursor; records removed (none without consumers)."""
     if not consumers:
         return 0
@@ -70,11 +81,12 @@ async def trim_once(store: Store, consumers: list[Any]) -> int:
     return await store.trim_changes(upto) if upto > 0 else 0
 
 
-async def trim_forever(store: Store, state: Any, interval: float) -> None:
+async def trim_forever(store: Store, consumers: list[ChangeConsumer], interval: float) -> None:
+    """Trim every `interval` seconds, up to the consumers of that moment."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await trim_once(store, list(getattr(state, "change_consumers", [])))
+            await trim_once(store, list(consumers))
         except asyncio.CancelledError:
             raise
         except Exception:

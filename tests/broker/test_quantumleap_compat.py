@@ -256,10 +256,11 @@ def test_master_shapes(tmp_path: Any) -> None:
     from broker.quantumleap import create_quantumleap_app
     from broker.quantumleap.settings import QuantumLeapSettings
     from broker.settings import BrokerSettings
+    from broker.state import state_source
 
     settings = BrokerSettings(host="127.0.0.1", port=free_port(), data_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'b.db'}")
     with RunningBroker(settings) as broker:
-        app = create_quantumleap_app(lambda: broker.server.config.app.state, settings=QuantumLeapSettings("master"))
+        app = create_quantumleap_app(state_source(broker.server.config.app), settings=QuantumLeapSettings("master"))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
         thread = threading.Thread(target=server.run, daemon=True)

@@ -27,6 +27,7 @@ from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.quantumleap import create_quantumleap_app
 from broker.settings import BrokerSettings
+from broker.state import state_source
 from tests import services
 from tests.pg import drop_schema, schema_name
 from tests.web.conftest import Keys, ServedTogether, free_port
@@ -103,7 +104,7 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     port = free_port()
     settings = BrokerSettings(host="127.0.0.1", port=port, data_dir=data, store_url=store_url)
     broker_app = create_app(settings, authenticator=authenticator)
-    history_app = create_quantumleap_app(lambda: broker_app.state, authenticator=authenticator)
+    history_app = create_quantumleap_app(state_source(broker_app), authenticator=authenticator)
     registry = open_registry(registry_url)
     agent_settings = AgentSettings(data_dir=data, registry_url=registry_url)
     provisioning_app = create_provisioning_app(agent_settings, registry, Metrics(), own_registry=True)

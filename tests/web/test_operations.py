@@ -13,6 +13,7 @@ import pytest
 from broker.app import create_app
 from broker.quantumleap import create_quantumleap_app
 from broker.settings import BrokerSettings
+from broker.state import state_source
 from tests.pg import store_url
 from tests.web.conftest import ServedTogether, free_port
 from web.health import readiness
@@ -24,7 +25,7 @@ def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     with store_url(request.param, data / "broker.db", "ops") as store:
         port = free_port()
         app = create_app(BrokerSettings(host="127.0.0.1", port=port, data_dir=data, store_url=store))
-        history = create_quantumleap_app(lambda: app.state)
+        history = create_quantumleap_app(state_source(app))
         with ServedTogether((app, "on", port), (history, "off", None)) as (broker_url, history_url):
             yield broker_url, history_url
 
