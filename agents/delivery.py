@@ -37,6 +37,20 @@ The broker reports errors per entity id, not per instance: an entity sent
 more than once in a request that the broker refused has its instances sent
 again one per request, to find the bad one; a retryable error retries them all.
 
+Requests in flight: a wave larger than `batch_size` goes out as several
+requests at once, up to `in_flight` (METROPOLE_AGENT_REQUESTS_IN_FLIGHT).
+All instances of one entity in a wave go in the same request (or, when there
+are more of them than `batch_size`, in consecutive requests of their own,
+one after the other), so two requests touching one entity are still never
+in flight at once and an entity's instances reach the broker in order.
+Entities of one device may go in concurrent requests, as they already went
+in one request: the broker keeps no order between entities. A request
+started after an entity or device was held back leaves that entity's or
+device's rows out (they wait, released without delay, as before); one
+already in flight is settled by its own answer. A request that fails as
+"broker away" waits for the group's other requests to be answered, so every
+row is settled once: delivered by its own request, or released with the rest.
+
 Isolation: each target broker (a group's `cbroker`, or the agent's default)
 has a lane of its own, `workers` workers that lease only that target's rows.
 A broker that does not answer (a connect that times out after
@@ -88,6 +102,7 @@ class DeliveryOptions:
     linger: float = 0.02  # seconds a worker that caught up waits before its next lease (see Pacing)
     poison_attempts: int = 3  # a row the broker alone answers 500 this often is dead-lettered (issue 17)
     repeats: int = 1  # instances of one entity per request at most (see One fast device)
+    in_flight: int = 4  # requests of one page's group in flight at once (see Requests in flight)
 
 
 @dataclass(slots=True)
@@ -340,13 +355,8 @@ class Delivery:
             if not ready:
                 continue
             try:
-                for start in range(0, len(ready), size):
-                    chunk = ready[start:start + size]
-                    if start and (blocked_entities or blocked_devices):  # `repeats`: a later chunk may follow one
-                        chunk = [r for r in chunk if not _blocked(r, cycle, blocked_entities, blocked_devices)]
-                    if chunk:
-                        await self._send(client, chunk, tenant, context, cycle, blocked_entities, blocked_devices,
-                                         probe)
+                await self._send_wave(client, _streams(ready, size), tenant, context, cycle, blocked_entities,
+                                      blocked_devices, probe)
                 if probe.suspects and not probe.ok and not await self._answers(client, tenant, context, probe):
                     raise probe.suspects[0][1]  # nothing gets through: the broker fails, not these rows
                 await self._confirm(client, tenant, context, cycle, probe)
@@ -363,6 +373,38 @@ class Delivery:
             self._poison(probe, cycle)
             state.failures = 0
             state.down_until = 0.0
+
+    async def _send_wave(self, client: NgsiLdClient, streams: list[list[list[Leased]]], tenant: str,
+                         context: tuple[str, ...], cycle: _Cycle, blocked_entities: set[str],
+                         blocked_devices: set[str], probe: _Probe) -> None:
+        """Send a wave's streams, up to `in_flight` requests at once; each stream's requests one after another.
+
+        Every request is answered before this returns or raises, so no row is settled twice (see Requests
+        in flight); the first "broker away" error is raised then."""
+        gate = asyncio.Semaphore(max(1, self.options.in_flight))
+        away: list[NgsiLdError] = []  # the first "broker away": no further request starts
+
+        async def stream(chunks: list[list[Leased]]) -> None:
+            for chunk in chunks:
+                async with gate:
+                    if away:
+                        return
+                    if blocked_entities or blocked_devices:  # held back since the wave began: those rows wait
+                        chunk = [r for r in chunk if not _blocked(r, cycle, blocked_entities, blocked_devices)]
+                    if chunk:
+                        try:
+                            await self._send(client, chunk, tenant, context, cycle, blocked_entities,
+                                             blocked_devices, probe)
+                        except NgsiLdError as exc:
+                            away.append(exc)
+                            return
+
+        outcomes = await asyncio.gather(*(stream(s) for s in streams), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if away:
+            raise away[0]
 
     async def _answers(self, client: NgsiLdClient, tenant: str, context: tuple[str, ...], probe: _Probe) -> bool:
         """Whether the broker answers a harmless read (the first suspect's entity): 2xx or 4xx, not 5xx."""
@@ -493,3 +535,32 @@ def _waves(rows: Sequence[Leased], repeats: int = 1) -> list[list[Leased]]:
             waves.append([])
         waves[n].append(row)
     return waves
+
+
+def _streams(rows: Sequence[Leased], size: int) -> list[list[list[Leased]]]:
+    """Split a wave (rows in order) into requests of at most `size` rows that may be in flight at once.
+
+    Each entity's rows go in one request, or, when there are more than `size` of them, in consecutive
+    requests of one stream (sent one after another); the rows keep their order within each request."""
+    counts = Counter(r.entity_id for r in rows)
+    where: dict[str, int] = {}  # entity -> its request (index into `requests`)
+    requests: list[list[Leased]] = []
+    room = 0  # rows left in the last shared request
+    big: dict[str, list[Leased]] = {}  # entities with more than `size` rows: a stream of their own
+    for row in rows:
+        eid = row.entity_id
+        n = counts[eid]
+        if n > size:
+            big.setdefault(eid, []).append(row)
+            continue
+        index = where.get(eid)
+        if index is None:
+            if n > room:
+                requests.append([])
+                room = size
+            index = where[eid] = len(requests) - 1
+            room -= n
+        requests[index].append(row)
+    streams = [[request] for request in requests]
+    streams += [[own[i:i + size] for i in range(0, len(own), size)] for own in big.values()]
+    return streams

@@ -72,6 +72,8 @@ class RuntimeOptions:
     MQTT_USERNAME / MQTT_PASSWORD  credentials for a Mosquitto that has a password file
     BATCH_MODE      update (batch upsert, options=update), merge, replace
     BATCH_SIZE / DELIVERY_WORKERS  rows per batch request / concurrent delivery workers
+    REQUESTS_IN_FLIGHT  batch requests of one worker's page in flight at once (default 4; an entity's
+                    instances never in two of them: agents.delivery, Requests in flight); 1 = one at a time
     BATCH_REPEATS   instances of one entity per batch request at most; 0 (default) = BATCH_SIZE, so a
                     fast device goes out in batches, not one round trip per measure (agents.delivery,
                     One fast device). Safe for a broker that keeps each instance in history (clause
@@ -98,6 +100,7 @@ class RuntimeOptions:
     batch_mode: str = "update"
     batch_size: int = 500
     delivery_workers: int = 2
+    requests_in_flight: int = 4
     batch_repeats: int = 0  # 0 = batch_size
     device_status_interval: float = 10.0  # 0 = a Device status update with every measure
     outbox_sync: str = "FULL"
@@ -120,6 +123,7 @@ class RuntimeOptions:
             "batch_mode": _env("BATCH_MODE", d.batch_mode).lower(),
             "batch_size": int(_env("BATCH_SIZE", str(d.batch_size))),
             "delivery_workers": int(_env("DELIVERY_WORKERS", str(d.delivery_workers))),
+            "requests_in_flight": int(_env("REQUESTS_IN_FLIGHT", str(d.requests_in_flight))),
             "batch_repeats": int(_env("BATCH_REPEATS", str(d.batch_repeats))),
             "device_status_interval": float(_env("DEVICE_STATUS_INTERVAL", str(d.device_status_interval))),
             "outbox_sync": _env("OUTBOX_SYNC", d.outbox_sync).upper(),
@@ -206,7 +210,8 @@ class AgentRuntime:
             self.outbox,
             self._default_client,
             options=DeliveryOptions(mode=o.batch_mode, batch_size=o.batch_size,  # type: ignore[arg-type]
-                                    workers=o.delivery_workers, repeats=o.batch_repeats or o.batch_size),
+                                    workers=o.delivery_workers, repeats=o.batch_repeats or o.batch_size,
+                                    in_flight=o.requests_in_flight),
             metrics=self.metrics,
             client_factory=lambda url: NgsiLdClient(url, timeout=o.broker_timeout, extra_headers=credentials),
             on_dead_letter=self._record_dead_letter,

@@ -3,12 +3,14 @@
     python -m bench.ingest_bench [--devices 50] [--rate 500] [--seconds 10] [--burst 20000]
                                  [--sustain 5000 --sustain-seconds 30] [--publishers 1]
                                  [--agent-cpus 0] [--mosquitto own|system] [--lorawan] [--batch-repeats N]
+                                 [--target both|broker|sink] [--sink-delay MS]
 
 Starts the agent (`metropole agent`) in a subprocess, against two northbound targets:
 
 - the embedded NGSI-LD broker (`metropole broker`, a subprocess);
 - an instant NGSI-LD sink (a tiny HTTP server answering 204 at once), so the
-  agent's own cost shows without the broker's.
+  agent's own cost shows without the broker's; with --sink-delay MS it answers
+  each request after MS milliseconds, as a broker across a network would.
 
 The devices are publisher processes (bench/mqtt_load.py: raw MQTT 3.1.1 at
 QoS 1, packets encoded before the clock starts), fast enough not to be the
@@ -88,7 +90,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 # -- the instant sink ---------------------------------------------------------------------
 
-def _sink(port: int) -> None:
+def _sink(port: int, delay: float = 0.0) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -96,6 +98,8 @@ def _sink(port: int) -> None:
                 m = re.search(rb"(?i)content-length:\s*(\d+)", head)
                 if m:
                     await reader.readexactly(int(m.group(1)))
+                if delay:  # a broker across a network, or one slow per request with room for more at once
+                    await asyncio.sleep(delay)
                 writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -363,6 +367,8 @@ def main() -> int:
     parser.add_argument("--mosquitto", choices=("own", "system"), default="own",
                         help="own: a Mosquitto with unbounded queues per target, started by the bench (default); "
                              f"system: {MQTT_HOST}:{MQTT_PORT} (METROPOLE_TEST_MQTT_HOST/_PORT)")
+    parser.add_argument("--sink-delay", type=float, default=0.0, metavar="MS",
+                        help="the sink answers each request after MS milliseconds (default 0: at once)")
     parser.add_argument("--target", choices=("both", "broker", "sink"), default="both",
                         help="northbound targets to run: the embedded broker, the instant sink, or both (default)")
     parser.add_argument("--lorawan", action="store_true",
@@ -400,7 +406,8 @@ def main() -> int:
                     broker_url: str | None = cbroker
                 else:
                     port = free_port()
-                    sink = multiprocessing.Process(target=_sink, args=(port,), daemon=True)
+                    sink = multiprocessing.Process(target=_sink, args=(port, args.sink_delay / 1000),
+                                                   daemon=True)
                     sink.start()
                     broker_url, cbroker = None, f"http://127.0.0.1:{port}"
                 if args.mosquitto == "own":

@@ -315,3 +315,87 @@ def test_a_broker_answering_500_to_everything_loses_nothing(tmp_path: Path) -> N
     outbox, _sent, _ = deliver(tmp_path, [row(d, n) for n in range(3) for d in "abcd"], handler, cycles=80,
                               reads=reads)
     assert outbox.depth == 0 and not outbox.dead_letters()  # the broker failed, not the rows: all delivered
+
+
+def test_streams_keep_each_entity_in_one_request_and_split_only_an_entity_larger_than_a_request() -> None:
+    from adapters.outbox import Leased
+    from agents.delivery import _streams
+
+    devices = ["a", "b", "a", "c", "d", "b", "e"] + ["g"] * 5
+    rows = [Leased(i, row(d, i), 0) for i, d in enumerate(devices)]
+    streams = _streams(rows, 3)
+    as_seqs = [[[r.seq for r in request] for request in s] for s in streams]
+    assert as_seqs == [[[0, 2]], [[1, 3, 5]], [[4, 6]], [[7, 8, 9], [10, 11]]]
+    for s in streams:
+        for request in s:
+            assert len(request) <= 3
+            assert [r.seq for r in request] == sorted(r.seq for r in request), "rows keep their order"
+    where = {r.entity_id: i for i, s in enumerate(streams) for request in s for r in request}
+    assert all(where[r.entity_id] == i for i, s in enumerate(streams) for request in s for r in request)
+
+
+def _concurrent(tmp_path: Path, items: list[OutboxItem], fail_first: int = 0,
+                in_flight: int = 4) -> tuple[Outbox, list[list[Any]], list[int]]:
+    """Deliver through an async scripted broker that answers after a pause; what overlapped in flight."""
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.append(items)
+    sent: list[list[Any]] = []
+    flying: list[int] = []  # requests in flight, each time one arrives
+    now: list[set[str]] = []
+    fails = {"n": fail_first}
+
+    async def transport(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        ids = {e["id"] for e in body}
+        now.append(ids)
+        flying.append(len(now))
+        assert sum(len(s) for s in now) == len(set().union(*now)), "an entity in two requests in flight"
+        await asyncio.sleep(0.02)
+        now.remove(ids)
+        if fails["n"]:
+            fails["n"] -= 1
+            return httpx.Response(503, text="restarting")
+        sent.append([(e["id"], e["no2"]["value"]) for e in body])
+        return httpx.Response(204)
+
+    async def go() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(transport))
+        d = Delivery(outbox, NgsiLdClient("http://broker", http=http),
+                     options=DeliveryOptions(batch_size=10, page_size=100, backoff_initial=0.01, backoff_max=0.05,
+                                             repeats=10, in_flight=in_flight))
+        for _ in range(50):
+            if await d.deliver_once() == 0:
+                if outbox.depth == 0:
+                    break
+                await asyncio.sleep(0.06)
+        await http.aclose()
+
+    asyncio.run(go())
+    return outbox, sent, flying
+
+
+def test_a_page_goes_out_in_several_requests_at_once_each_entity_in_order(tmp_path: Path) -> None:
+    items = [row(f"d{n % 20}", n) for n in range(100)]  # 20 entities, 5 measures each
+    outbox, sent, flying = _concurrent(tmp_path, items)
+    assert outbox.depth == 0
+    assert max(flying) > 1, "more than one request of the page was in flight"
+    for d in range(20):
+        values = [v for batch in sent for i, v in batch if i == f"urn:x:d{d}"]
+        assert values == list(range(d, 100, 20)), "each entity's measures in order, each once"
+
+
+def test_one_request_in_flight_when_told(tmp_path: Path) -> None:
+    outbox, _, flying = _concurrent(tmp_path, [row(f"d{n % 20}", n) for n in range(100)], in_flight=1)
+    assert outbox.depth == 0
+    assert max(flying) == 1
+
+
+def test_a_broker_away_during_concurrent_requests_loses_nothing_and_delivers_each_row_once(tmp_path: Path) -> None:
+    items = [row(f"d{n % 20}", n) for n in range(100)]
+    outbox, sent, _ = _concurrent(tmp_path, items, fail_first=1)  # one of the first requests in flight: 503
+    assert outbox.depth == 0 and not outbox.dead_letters()
+    delivered = sorted(v for batch in sent for _, v in batch)
+    assert delivered == list(range(100)), "every measure delivered, none twice"
+    for d in range(20):
+        values = [v for batch in sent for i, v in batch if i == f"urn:x:d{d}"]
+        assert values == list(range(d, 100, 20))

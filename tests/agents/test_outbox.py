@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.outbox import Outbox, OutboxItem
+from adapters.outbox import Leased, Outbox, OutboxItem
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +91,7 @@ def test_on_append_listeners_are_called_after_commit(outbox: Outbox) -> None:
 
 _WRITER = """
 import sys, time
-from adapters.outbox import Outbox, OutboxItem
+from adapters.outbox import Leased, Outbox, OutboxItem
 box = Outbox(sys.argv[1], synchronous=sys.argv[2])
 n = 0
 while True:
@@ -159,3 +159,45 @@ def test_dead_letters_requeued_to_the_current_target_and_purged(outbox: Outbox) 
     assert row.item.target == "http://new:1026" and row.item.device == "aix|k|a"
     assert outbox.dead_letter_count() == 1, "lyon's dead letter stays where it was"
     assert outbox.purge_dead("aix", None) == 0 and outbox.purge_dead("lyon", None) == 1
+
+
+def _lease_with_plan(box: Outbox, target: str) -> tuple[list[Leased], list[str]]:
+    """A lease, and the EXPLAIN QUERY PLAN lines of the statements it ran on the outbox's reader connection."""
+    statements: list[str] = []
+    box._reader.set_trace_callback(statements.append)
+    try:
+        rows = box.lease(10, target=target)
+    finally:
+        box._reader.set_trace_callback(None)
+    return rows, [row[3] for sql in statements for row in box._reader.execute("EXPLAIN QUERY PLAN " + sql)]
+
+
+def test_a_lanes_lease_walks_the_lease_index_not_the_table(outbox: Outbox) -> None:
+    outbox.append([item(f"d{i}", i, target="http://down:1026") for i in range(50)] + [item("b", 1, target="http://up:1026")])
+    rows, plan = _lease_with_plan(outbox, "http://up:1026")
+    assert any("USING INDEX outbox_lease (target=?)" in line for line in plan), plan
+    assert not any(line.startswith("SCAN outbox") for line in plan), plan
+    assert [r.item.device for r in rows] == ["b"]
+
+
+def test_an_outbox_file_from_before_the_lease_index_gets_it_at_open(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL,
+        tenant TEXT NOT NULL, context BLOB NOT NULL, device TEXT NOT NULL, entity BLOB NOT NULL,
+        accepted_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0,
+        last_error TEXT);
+        CREATE INDEX outbox_not_before ON outbox (not_before);""")
+    db.execute("INSERT INTO outbox (target, tenant, context, device, entity, accepted_at) VALUES"
+               " ('', '', '[]', 'a', '{\"id\": \"urn:a\"}', 0)")
+    db.commit()
+    db.close()
+    box = Outbox(path)
+    try:
+        indexes = {r[1] for r in box._db.execute("PRAGMA index_list(outbox)")}
+        assert "outbox_lease" in indexes
+        assert [r.entity_id for r in box.lease(10, target="")] == ["urn:a"]
+    finally:
+        box.close()
