@@ -4,7 +4,9 @@ Each entity of the batch is planned like a single-entity operation
 (provision.distribute): inclusive sources get it as well, exclusive ones
 take their registered attributes, redirect ones the whole entity (or their
 attributes). Every source receives one batch with its share; this broker
-runs the rest. The BatchOperationResult unites both: an entity a source
+runs the rest. A batch delete names ids only: every id is deleted here too
+(clause 5.6.10.4), and one this broker does not hold is no error when a
+source deleted it. The BatchOperationResult unites both: an entity a source
 refused is an error naming the registration (`registrationId`, `endpoint`).
 """
 
@@ -79,8 +81,9 @@ async def distribute_batch(request: Request, tenant: str, operation: str, path: 
         for t in plan.targets:
             share = item if ids_only else _restrict(item, t, c)
             shares.setdefault(t.item.id, (t, []))[1].append(share)
-            if t.mode in ("exclusive", "redirect"):
-                if not t.attrs or ids_only:
+            # a delete (ids only) runs here for every id as well (5.6.10.4): unregistered attributes may be held here
+            if t.mode in ("exclusive", "redirect") and not ids_only:
+                if not t.attrs:
                     remote_only = True
                 else:
                     kept = _without(kept, set(t.attrs), c)
@@ -106,6 +109,9 @@ async def distribute_batch(request: Request, tenant: str, operation: str, path: 
         result = await local(kept_items, local_ctx)
     else:
         result = BatchResult()
+    if ids_only:  # an entity a source deleted and this broker did not hold (redirect) was deleted, not missed
+        deleted_there = {i for t, share, reply in results for i in _deleted(share, reply)}
+        result.errors = [(i, e) for i, e in result.errors if not (i in deleted_there and e.status == 404)]
     failed_ids = {i for i, _ in result.errors}
     for target, share, reply in results:
         ids = [s if ids_only else s.get("id") for s in share]
@@ -128,6 +134,15 @@ async def distribute_batch(request: Request, tenant: str, operation: str, path: 
                     result.created.append(entity_id)
     result.success = [i for i in result.success if i not in failed_ids]
     return result
+
+
+def _deleted(share: list[Any], reply: Reply) -> list[str]:
+    """The ids of a forwarded batch delete that the source reports deleted."""
+    if reply.ok and reply.status != 207:
+        return [i for i in share if isinstance(i, str)]
+    if reply.status == 207 and isinstance(reply.body, dict):
+        return [i for i in reply.body.get("success") or [] if isinstance(i, str)]
+    return []
 
 
 def _context_value(request: Request) -> Any:

@@ -263,6 +263,31 @@ def test_batch_operations_are_forwarded(brokers: Brokers, api: dict[str, httpx.C
     assert [e["registrationId"] for e in r.json()["errors"]] == [rid]
 
 
+def test_batch_delete_deletes_here_and_at_exclusive_and_redirect_sources(brokers: Brokers,
+                                                                         api: dict[str, httpx.Client],
+                                                                         tenant: str) -> None:
+    # 5.6.10.4: every id of a batch delete is deleted locally as well as forwarded; with an exclusive
+    # registration the unregistered attributes are held here (4.3.6.3), so the entity goes here too
+    held = [f"urn:ngsi-ld:Sensor:exc-del-{i}" for i in range(2)]
+    for eid in held:
+        create(api["M"], sensor(eid, pm10=5))
+        create(api["A"], sensor(eid, no2=1))
+    register(api, "M", brokers.urls["A"], tenant, mode="exclusive", operations=["deleteBatch", "retrieveOps"],
+             information=[{"entities": [{"type": "Sensor", "id": eid} for eid in held], "propertyNames": ["no2"]}])
+    # a redirect registration for a whole entity held at B only: not held here is no error when B deleted it
+    away = "urn:ngsi-ld:Sensor:red-del"
+    create(api["B"], sensor(away, no2=2))
+    register(api, "M", brokers.urls["B"], tenant, mode="redirect", operations=["deleteBatch", "retrieveOps"],
+             information=[{"entities": [{"type": "Sensor", "id": away}]}])
+    r = api["M"].post("/entityOperations/delete", json=[*held, away])
+    assert r.status_code == 204, r.text
+    for eid in held:
+        assert api["M"].get(f"/entities/{eid}", params={"local": "true"}).status_code == 404
+        assert api["A"].get(f"/entities/{eid}").status_code == 404
+    assert api["B"].get(f"/entities/{away}").status_code == 404
+    assert ids(api["M"].get("/entities", params={"type": "Sensor"})) == set()
+
+
 def test_a_source_that_is_down_is_named_and_local_data_still_answered(api: dict[str, httpx.Client], tenant: str) -> None:
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     create(api["M"], sensor("urn:ngsi-ld:Sensor:local", no2=1))
