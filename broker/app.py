@@ -85,7 +85,8 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
     registrations = RegistrationService(store, resolver)
     csource_subscriptions = CSourceSubscriptions(store, resolver, registrations)
     await csource_subscriptions.start()
-    forwarder = Forwarder(registrations, me=f"{settings.host}:{settings.port}", timeout=settings.federation_timeout)
+    forwarder = Forwarder(registrations, me=f"{settings.host}:{settings.port}", timeout=settings.federation_timeout,
+                          public_url=settings.public_url)
     await forwarder.start()
     # temporal (broker.temporal): history recorder + change-log trim; stops before the store
     history = await start_temporal(store, consumers)

@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from broker.limits import Limits
 
@@ -37,6 +38,16 @@ class BrokerSettings:
     limits: Limits = field(default_factory=Limits)  # input limits (broker.limits, METROPOLE_BROKER_MAX_*)
     federation_timeout: float = 5.0
     """seconds a registered context source has to answer a distributed operation (clause 6.3.17)"""
+    public_url: str = ""
+    """the broker's base URL as context sources reach it (behind a proxy, another host name, https): the relay
+    endpoint of subscription copies is built on it; empty: http://HOST:PORT"""
+
+    def __post_init__(self) -> None:
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError(f"the public URL (--public-url, METROPOLE_BROKER_PUBLIC_URL) must be an http(s) URL "
+                                 f"without query or fragment, got {self.public_url!r}")
 
     @property
     def resolved_store_url(self) -> str:
@@ -61,6 +72,7 @@ class BrokerSettings:
             "context_refuse_private": env.get("METROPOLE_CONTEXT_REFUSE_PRIVATE", "").lower() in ("1", "true", "yes", "on"),
             "limits": Limits.from_env(),
             "federation_timeout": float(env.get("METROPOLE_BROKER_FEDERATION_TIMEOUT", "5")),
+            "public_url": env.get("METROPOLE_BROKER_PUBLIC_URL", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):

@@ -275,7 +275,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     """One embedded NGSI-LD broker instance."""
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    settings = BrokerSettings.from_env(host=args.host, port=args.port, data_dir=data, store_url=args.store)
+    settings = BrokerSettings.from_env(host=args.host, port=args.port, data_dir=data, store_url=args.store,
+                                       public_url=args.public_url)
     listeners = _listen(settings.host, [(settings.port, "NGSI-LD broker", "--port")])
     authenticator = Authenticator.from_env()
     scheme = ServerTls.from_env().scheme
@@ -336,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     brk.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
     brk.add_argument("--store", default=os.environ.get("METROPOLE_BROKER_STORE"),
                      help="sqlite:///path.db (default: DATA/broker.db) or postgresql://...")
+    brk.add_argument("--public-url", default=None,
+                     help="base URL context sources reach this broker at, for the relay of subscription copies "
+                          "(default METROPOLE_BROKER_PUBLIC_URL, else http://HOST:PORT)")
     brk.set_defaults(func=cmd_broker)
 
     # --- dashboard, indicators and demo (metropole/public.py) ---

@@ -104,10 +104,12 @@ def via_hops(value: str | None) -> set[str]:
 class Forwarder:
     """Plans and sends distributed operations for one broker."""
 
-    def __init__(self, registrations: RegistrationService, *, me: str, timeout: float) -> None:
+    def __init__(self, registrations: RegistrationService, *, me: str, timeout: float, public_url: str = "") -> None:
         self.registrations = registrations
         self.me = me.lower()
         """this broker's host:port in Via"""
+        self.public_url = public_url.rstrip("/") or f"http://{self.me}"
+        """the base URL sources reach this broker at (relay endpoint of subscription copies)"""
         self.timeout = timeout
         self._http: httpx.AsyncClient | None = None
 

@@ -2,7 +2,8 @@
 
 A subscription created here is also created at every registered source whose registration
 matches its entities and offers createSubscription (federationOps does): a copy of the
-subscription, with an id of its own and this broker's relay endpoint as notification endpoint.
+subscription, with an id of its own and this broker's relay endpoint as notification endpoint
+(on the public URL, METROPOLE_BROKER_PUBLIC_URL, when set; else http://HOST:PORT).
 Notifications arriving at the relay endpoint are sent on to the original subscriber with the
 original subscription id; deleting the subscription here deletes the copies.
 
@@ -71,7 +72,7 @@ class SubscriptionRelay:
             return
         token = secrets.token_urlsafe(16)
         relayed = Relayed(tenant, sub_id, dict(endpoint))
-        relay_uri = f"http://{fwd.me}{API}{RELAY_PATH}/{token}"
+        relay_uri = f"{fwd.public_url}{API}{RELAY_PATH}/{token}"
         copy_base = {k: v for k, v in body.items() if k not in ("id", "localOnly")}
         copy_base["notification"] = {**(body.get("notification") or {}),
                                      "endpoint": {"uri": relay_uri, "accept": endpoint.get("accept",

@@ -455,3 +455,53 @@ def test_csource_notification_holds_only_the_matching_registration_infos(brokers
         assert note["data"][0]["information"] == [{"entities": [{"type": "Sensor"}], "propertyNames": ["no2"]}]
         # the registration itself is unchanged
         assert len(api["M"].get(f"/csourceRegistrations/{rid}").json()["information"]) == 2
+
+
+def test_subscription_copies_are_relayed_through_the_public_url(brokers: Brokers, api: dict[str, httpx.Client],
+                                                               tenant: str, tmp_path: Any) -> None:
+    # METROPOLE_BROKER_PUBLIC_URL: the relay endpoint a copy notifies is built on it, not on --host (127.0.0.1);
+    # `localhost` reaches the same broker, so the relayed notification still arrives
+    from tests.broker.federation_receiver import Receiver
+
+    port = free_port()
+    public = f"http://localhost:{port}"
+    proc = broker_process(tmp_path / "public", port, log=tmp_path / "public.log")
+    proc.env = {"METROPOLE_BROKER_FEDERATION_TIMEOUT": TIMEOUT, "METROPOLE_BROKER_PUBLIC_URL": public + "/"}
+    proc.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", headers={"NGSILD-Tenant": tenant},
+                          timeout=30) as metro, Receiver() as receiver:
+            create(api["A"], sensor("urn:ngsi-ld:Sensor:pub-aix", no2=1))
+            r = metro.post("/csourceRegistrations", json={
+                "type": "ContextSourceRegistration", "endpoint": brokers.urls["A"], "tenant": tenant,
+                "information": [{"entities": [{"type": "Sensor"}]}]})
+            assert r.status_code == 201, r.text
+            r = metro.post("/subscriptions", json={
+                "type": "Subscription", "entities": [{"type": "Sensor"}], "watchedAttributes": ["no2"],
+                "notification": {"format": "keyValues",
+                                 "endpoint": {"uri": receiver.url, "accept": "application/json"}}})
+            assert r.status_code == 201, r.text
+            sub_id = r.headers["location"].rsplit("/", 1)[1]
+            copies = api["A"].get("/subscriptions").json()
+            assert len(copies) == 1
+            assert copies[0]["notification"]["endpoint"]["uri"].startswith(f"{public}{API}/federation/notify/")
+            assert api["A"].patch("/entities/urn:ngsi-ld:Sensor:pub-aix/attrs",
+                                  json={"no2": {"type": "Property", "value": 42}}).status_code == 204
+            for _ in range(6):  # the initial notification (old value) may come first
+                note = receiver.next()
+                assert note["subscriptionId"] == sub_id
+                if note["data"][0]["no2"] == 42:
+                    break
+            assert note["data"][0]["no2"] == 42
+            assert metro.delete(f"/subscriptions/{sub_id}").status_code == 204
+    finally:
+        proc.stop()
+
+
+def test_a_public_url_that_is_no_http_url_is_refused() -> None:
+    from broker.settings import BrokerSettings
+
+    assert BrokerSettings(public_url="https://metropole.example/broker").public_url.endswith("/broker")
+    for bad in ("metropole.example", "ftp://metropole.example", "http://metropole.example/?a=1", "http://"):
+        with pytest.raises(ValueError, match="public URL"):
+            BrokerSettings(public_url=bad)
