@@ -23,7 +23,7 @@ from broker.federation.registration import (
 )
 from broker.store.base import RegistryDoc, Store
 from models.context import Context, ContextResolver
-from models.errors import AlreadyExists, BadRequestData, NonexistentTenant, ResourceNotFound
+from models.errors import AlreadyExists, BadRequestData, Conflict, NonexistentTenant, ResourceNotFound
 from models.times import now_utc, parse_utc, utc_iso
 from models.validation import check_uri
 from models.vocabulary import PROPERTY
@@ -62,14 +62,22 @@ class RegistrationService:
             await listener(tenant, reg_id, old, new)
 
     async def _check_conflicts(self, tenant: str, doc: dict[str, Any], ctx: Context) -> None:
-        """Clause 5.9.2.4: an exclusive registration may not overlap an exclusive or redirect one.
+        """Clause 5.9.2.4: an exclusive registration may not overlap an exclusive or redirect one, nor name
+        an attribute that an entity held here with the registered entity id already has (Conflict).
 
-        Only the case this broker can decide from registrations alone is checked (same entity id,
-        a shared attribute); the checks against local entities are not made.
+        Checked: the same entity id with a shared attribute, against registrations and against local entities.
+        Not checked: a redirect registration matching an existing entity.
         """
         if doc.get("mode") != "exclusive":
             return
         mine = expand(doc, ctx)
+        for info in mine["information"]:
+            names = set(info.get("propertyNames", ())) | set(info.get("relationshipNames", ()))
+            for entity_id in {e["id"] for e in info.get("entities", ()) if e.get("id")} if names else ():
+                held = await self.store.get(tenant, entity_id)
+                if held is not None and names & set(held.doc):
+                    raise Conflict(f"entity {entity_id} is held here with {sorted(names & set(held.doc))}: "
+                                   f"an exclusive registration may not take them (clause 5.9.2.4)")
         for other in await self.store.registry_list(KIND, tenant):
             if other.id == doc["id"] or other.doc.get("mode") not in ("exclusive", "redirect"):
                 continue
@@ -81,8 +89,6 @@ class RegistrationService:
                     names_a = set(a.get("propertyNames", ())) | set(a.get("relationshipNames", ()))
                     names_b = set(b.get("propertyNames", ())) | set(b.get("relationshipNames", ()))
                     if ids_a & ids_b and names_a & names_b:
-                        from models.errors import Conflict
-
                         raise Conflict(f"registration {other.id} already holds {sorted(names_a & names_b)} "
                                        f"of {sorted(ids_a & ids_b)} exclusively")
 

@@ -124,6 +124,26 @@ def test_exclusive_overlap_is_a_conflict(client: httpx.Client) -> None:
     assert r.status_code == 409 and r.json()["type"].endswith("/Conflict")
 
 
+def test_exclusive_over_an_attribute_held_here_is_a_conflict(client: httpx.Client) -> None:
+    # 5.9.2.4: an entity exists for the registered id and holds one of the registered attributes: Conflict
+    eid = "urn:ngsi-ld:Sensor:held"
+    r = client.post("/entities", json={"id": eid, "type": "Sensor", "t": {"type": "Property", "value": 1},
+                                      "rel": {"type": "Relationship", "object": "urn:ngsi-ld:Thing:1"}})
+    assert r.status_code == 201, r.text
+    for names in ({"propertyNames": ["t"]}, {"relationshipNames": ["rel"]}):
+        info = [{"entities": [{"type": "Sensor", "id": eid}], **names}]
+        r = client.post("/csourceRegistrations", json=reg(mode="exclusive", information=info))
+        assert r.status_code == 409 and r.json()["type"].endswith("/Conflict"), r.text
+    # an attribute the entity does not hold, or an inclusive registration: accepted
+    rid = create(client, reg(mode="exclusive", information=[{"entities": [{"type": "Sensor", "id": eid}],
+                                                             "propertyNames": ["u"]}]))
+    create(client, reg(information=[{"entities": [{"type": "Sensor", "id": eid}], "propertyNames": ["t"]}]))
+    # an update that makes the exclusive registration take a held attribute is refused too
+    r = client.patch(f"/csourceRegistrations/{rid}", json={"information": [
+        {"entities": [{"type": "Sensor", "id": eid}], "propertyNames": ["u", "t"]}]})
+    assert r.status_code == 409 and r.json()["type"].endswith("/Conflict"), r.text
+
+
 def test_query_by_type_attrs_geo_csf_and_pages(client: httpx.Client) -> None:
     a = create(client, reg(registrationName="a", location={"type": "Point", "coordinates": [5.44, 43.52]}))
     b = create(client, reg(registrationName="b", information=[{"entities": [{"type": "NoiseLevelObserved"}]}]))
