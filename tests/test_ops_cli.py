@@ -92,6 +92,7 @@ def test_wrong_settings_are_one_line(tmp_path: Path) -> None:
     ("broker", "METROPOLE_BROKER_DEFAULT_LIMIT", "many", "METROPOLE_BROKER_DEFAULT_LIMIT='many' is not a whole number"),
     ("broker", "METROPOLE_AUTH", "maybe", "METROPOLE_AUTH='maybe' must be auto, on or off"),
     ("agent", "METROPOLE_AGENT_HTTP_PORT", "http", "METROPOLE_AGENT_HTTP_PORT='http' is not a whole number"),
+    ("broker", "METROPOLE_BROKER_PORT", "http", "METROPOLE_BROKER_PORT='http' is not a whole number"),  # a flag's default
 ])
 def test_a_bad_value_is_one_line_naming_its_variable(tmp_path: Path, command: str, variable: str, raw: str,
                                                      line: str) -> None:
