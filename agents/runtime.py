@@ -19,10 +19,11 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import uvicorn
+from pydantic import BeforeValidator
 
 from adapters.ngsild import NgsiLdClient
 from adapters.outbox import Leased, Outbox
@@ -46,14 +47,45 @@ from agents.transports.mqtt import MqttOptions, MqttTransport
 from models.times import utc_iso
 from web.secrets import remember
 from web.serving import EmbeddedServer
+from web.settings import EnvFloat, EnvInt, EnvSettings, load, var
 
 __all__ = ["AgentRuntime", "RuntimeOptions", "serve"]
 
 log = logging.getLogger("metropole.agents")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"METROPOLE_AGENT_{name}", default)
+def _lower(raw: object) -> object:
+    return raw.lower() if isinstance(raw, str) else raw  # not stripped, as before
+
+
+def _upper(raw: object) -> object:
+    return raw.upper() if isinstance(raw, str) else raw
+
+
+def _unset_if_empty(raw: object) -> object:
+    return raw or None
+
+
+class RuntimeEnv(EnvSettings):
+    """The variables of `RuntimeOptions`; the choices are checked on the final options (flags included)."""
+
+    mqtt: Annotated[str, BeforeValidator(_lower)] = var("METROPOLE_AGENT_MQTT")
+    mqtt_protocol: EnvInt = var("METROPOLE_AGENT_MQTT_PROTOCOL")
+    mqtt_client_id: str = var("METROPOLE_AGENT_MQTT_CLIENT_ID")
+    mqtt_share_group: str = var("METROPOLE_AGENT_MQTT_SHARE_GROUP")
+    mqtt_session_expiry: EnvInt = var("METROPOLE_AGENT_MQTT_SESSION_EXPIRY")
+    mqtt_username: Annotated[str | None, BeforeValidator(_unset_if_empty)] = var("METROPOLE_AGENT_MQTT_USERNAME")
+    mqtt_password: Annotated[str | None, BeforeValidator(_unset_if_empty)] = var("METROPOLE_AGENT_MQTT_PASSWORD")
+    batch_mode: Annotated[str, BeforeValidator(_lower)] = var("METROPOLE_AGENT_BATCH_MODE")
+    batch_size: EnvInt = var("METROPOLE_AGENT_BATCH_SIZE")
+    delivery_workers: EnvInt = var("METROPOLE_AGENT_DELIVERY_WORKERS")
+    requests_in_flight: EnvInt = var("METROPOLE_AGENT_REQUESTS_IN_FLIGHT")
+    batch_repeats: EnvInt = var("METROPOLE_AGENT_BATCH_REPEATS")
+    device_status_interval: EnvFloat = var("METROPOLE_AGENT_DEVICE_STATUS_INTERVAL")
+    outbox_sync: Annotated[str, BeforeValidator(_upper)] = var("METROPOLE_AGENT_OUTBOX_SYNC")
+    broker_timeout: EnvFloat = var("METROPOLE_AGENT_BROKER_TIMEOUT")
+    commands: Annotated[str, BeforeValidator(_lower)] = var("METROPOLE_AGENT_COMMANDS")
+    provider_url: str = var("METROPOLE_AGENT_PROVIDER_URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,26 +143,7 @@ class RuntimeOptions:
     @classmethod
     def from_env(cls, **overrides: Any) -> RuntimeOptions:
         """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored)."""
-        d = cls()
-        values: dict[str, Any] = {
-            "mqtt": _env("MQTT", d.mqtt).lower(),
-            "mqtt_protocol": int(_env("MQTT_PROTOCOL", str(d.mqtt_protocol))),
-            "mqtt_client_id": _env("MQTT_CLIENT_ID", d.mqtt_client_id),
-            "mqtt_share_group": _env("MQTT_SHARE_GROUP", d.mqtt_share_group),
-            "mqtt_session_expiry": int(_env("MQTT_SESSION_EXPIRY", str(d.mqtt_session_expiry))),
-            "mqtt_username": _env("MQTT_USERNAME", "") or None,
-            "mqtt_password": _env("MQTT_PASSWORD", "") or None,
-            "batch_mode": _env("BATCH_MODE", d.batch_mode).lower(),
-            "batch_size": int(_env("BATCH_SIZE", str(d.batch_size))),
-            "delivery_workers": int(_env("DELIVERY_WORKERS", str(d.delivery_workers))),
-            "requests_in_flight": int(_env("REQUESTS_IN_FLIGHT", str(d.requests_in_flight))),
-            "batch_repeats": int(_env("BATCH_REPEATS", str(d.batch_repeats))),
-            "device_status_interval": float(_env("DEVICE_STATUS_INTERVAL", str(d.device_status_interval))),
-            "outbox_sync": _env("OUTBOX_SYNC", d.outbox_sync).upper(),
-            "broker_timeout": float(_env("BROKER_TIMEOUT", str(d.broker_timeout))),
-            "commands": _env("COMMANDS", d.commands).lower(),
-            "provider_url": _env("PROVIDER_URL", d.provider_url),
-        }
+        values: dict[str, Any] = load(RuntimeEnv)
         values.update({k: v for k, v in overrides.items() if v is not None})
         options = cls(**values)
         if options.mqtt not in {"auto", "external", "off"}:

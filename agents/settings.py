@@ -30,21 +30,21 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 from models.context.core import CORE_CONTEXT_URL
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
+from web.settings import EnvFlag, EnvFloat, EnvInt, EnvSettings, load, var
 
 DEFAULT_CONTEXTS: tuple[str, ...] = (SDM_ALL_CONTEXT_URL, CORE_CONTEXT_URL)
 VERSION = "0.1.0"
-
-
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def origin(url: str) -> str:
@@ -56,6 +56,44 @@ def origin(url: str) -> str:
     except ValueError:
         return url
     return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _urls(raw: object) -> object:
+    # "a, b" -> ("a", "b"); "" leaves the default contexts; "," is no context at all, as before
+    if not isinstance(raw, str):
+        return raw
+    return tuple(u.strip() for u in raw.split(",") if u.strip()) if raw else None
+
+
+class AgentEnv(EnvSettings):
+    """The variables of `AgentSettings` (see the module docstring). Set but empty, a text is "" and a flag off."""
+
+    host: str = var("METROPOLE_AGENT_HOST")
+    provisioning_port: EnvInt = var("METROPOLE_AGENT_PROVISIONING_PORT")
+    http_port: EnvInt = var("METROPOLE_AGENT_HTTP_PORT")
+    data_dir: Path = var("METROPOLE_AGENT_DATA")
+    registry_url: str = var("METROPOLE_AGENT_REGISTRY")
+    broker_url: str = var("METROPOLE_AGENT_BROKER_URL")
+    contexts: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_urls)] = var("METROPOLE_AGENT_CONTEXTS")
+    mqtt_host: str = var("METROPOLE_AGENT_MQTT_HOST")
+    mqtt_port: EnvInt = var("METROPOLE_AGENT_MQTT_PORT")
+    mqtt_tls: EnvFlag = var("METROPOLE_AGENT_MQTT_TLS")
+    mqtt_ca: str = var("METROPOLE_AGENT_MQTT_CA")
+    mqtt_cert: str = var("METROPOLE_AGENT_MQTT_CERT")
+    mqtt_key: str = var("METROPOLE_AGENT_MQTT_KEY")
+    broker_api_key: str = var("METROPOLE_AGENT_BROKER_API_KEY")
+    broker_token: str = var("METROPOLE_AGENT_BROKER_TOKEN")
+    outbox_path: str = var("METROPOLE_AGENT_OUTBOX")
+    autoprovision: EnvFlag = var("METROPOLE_AGENT_AUTOPROVISION")
+    max_message_bytes: EnvInt = var("METROPOLE_AGENT_MAX_MESSAGE_BYTES")
+    max_attributes: EnvInt = var("METROPOLE_AGENT_MAX_ATTRIBUTES")
+    max_value_length: EnvInt = var("METROPOLE_AGENT_MAX_VALUE_LENGTH")
+    check_cbroker: EnvFlag = var("METROPOLE_AGENT_CHECK_CBROKER")
+    cbroker_allowed: str = var("METROPOLE_AGENT_CBROKER_ALLOWED")
+    max_provisioning_bytes: EnvInt = var("METROPOLE_AGENT_MAX_PROVISIONING_BYTES")
+    command_timeout: EnvFloat = var("METROPOLE_AGENT_COMMAND_TIMEOUT")
+    lorawan_command_timeout: EnvFloat = var("METROPOLE_AGENT_LORAWAN_COMMAND_TIMEOUT")
+    lorawan_servers: str = var("METROPOLE_AGENT_LORAWAN_SERVERS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,44 +168,13 @@ class AgentSettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> AgentSettings:
-        """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored)."""
-        env = os.environ
-        values: dict[str, object] = {}
-        simple = {
-            "host": ("METROPOLE_AGENT_HOST", str),
-            "provisioning_port": ("METROPOLE_AGENT_PROVISIONING_PORT", int),
-            "http_port": ("METROPOLE_AGENT_HTTP_PORT", int),
-            "data_dir": ("METROPOLE_AGENT_DATA", Path),
-            "registry_url": ("METROPOLE_AGENT_REGISTRY", str),
-            "broker_url": ("METROPOLE_AGENT_BROKER_URL", str),
-            "mqtt_host": ("METROPOLE_AGENT_MQTT_HOST", str),
-            "mqtt_port": ("METROPOLE_AGENT_MQTT_PORT", int),
-            "mqtt_tls": ("METROPOLE_AGENT_MQTT_TLS", _bool),
-            "mqtt_ca": ("METROPOLE_AGENT_MQTT_CA", str),
-            "mqtt_cert": ("METROPOLE_AGENT_MQTT_CERT", str),
-            "mqtt_key": ("METROPOLE_AGENT_MQTT_KEY", str),
-            "broker_api_key": ("METROPOLE_AGENT_BROKER_API_KEY", str),
-            "broker_token": ("METROPOLE_AGENT_BROKER_TOKEN", str),
-            "outbox_path": ("METROPOLE_AGENT_OUTBOX", str),
-            "autoprovision": ("METROPOLE_AGENT_AUTOPROVISION", _bool),
-            "max_message_bytes": ("METROPOLE_AGENT_MAX_MESSAGE_BYTES", int),
-            "max_attributes": ("METROPOLE_AGENT_MAX_ATTRIBUTES", int),
-            "max_value_length": ("METROPOLE_AGENT_MAX_VALUE_LENGTH", int),
-            "check_cbroker": ("METROPOLE_AGENT_CHECK_CBROKER", _bool),
-            "cbroker_allowed": ("METROPOLE_AGENT_CBROKER_ALLOWED", str),
-            "max_provisioning_bytes": ("METROPOLE_AGENT_MAX_PROVISIONING_BYTES", int),
-            "command_timeout": ("METROPOLE_AGENT_COMMAND_TIMEOUT", float),
-            "lorawan_command_timeout": ("METROPOLE_AGENT_LORAWAN_COMMAND_TIMEOUT", float),
-            "lorawan_servers": ("METROPOLE_AGENT_LORAWAN_SERVERS", str),
-        }
-        for attr, (var, conv) in simple.items():
-            if var in env:
-                values[attr] = conv(env[var])  # type: ignore[operator]
-        if env.get("METROPOLE_AGENT_CONTEXTS"):
-            values["contexts"] = tuple(u.strip() for u in env["METROPOLE_AGENT_CONTEXTS"].split(",") if u.strip())
+        """Defaults, overridden by METROPOLE_AGENT_* variables, overridden by arguments (None ignored).
+
+        A bad value is a `web.settings.SettingsError` (a ValueError) naming its variable."""
+        values: dict[str, Any] = load(AgentEnv)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):
-            values["data_dir"] = Path(values["data_dir"])  # type: ignore[arg-type]
+            values["data_dir"] = Path(values["data_dir"])
         if isinstance(values.get("contexts"), list):
-            values["contexts"] = tuple(values["contexts"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+            values["contexts"] = tuple(values["contexts"])
+        return cls(**values)

@@ -22,8 +22,12 @@ ask `current()` instead of threading settings through every call.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+from web.settings import EnvSettings, load, var, whole_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,20 +48,35 @@ class Limits:
     @classmethod
     def from_env(cls) -> Limits:
         """Defaults overridden by METROPOLE_BROKER_<FIELD> (upper case); a bad value is a ValueError naming it."""
-        values: dict[str, int] = {}
-        for f in fields(cls):
-            name = "METROPOLE_BROKER_" + f.name.upper()
-            raw = os.environ.get(name)
-            if raw is None or raw == "":
-                continue
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a whole number") from None
-            if value < 1:
-                raise ValueError(f"{name}={raw!r} must be at least 1")
-            values[f.name] = value
-        return cls(**values)
+        return cls(**load(LimitsEnv))
+
+
+def _limit(raw: object) -> object:
+    # empty is unset (the default holds), as before; 0 and below would refuse every request
+    if raw == "":
+        return None
+    value = whole_number(raw)
+    if isinstance(value, int) and value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+Limit = Annotated[int | None, BeforeValidator(_limit)]
+
+
+class LimitsEnv(EnvSettings):
+    """The variables of `Limits`: METROPOLE_BROKER_ and the field's name in upper case (test_limits checks the pairs)."""
+
+    max_body_bytes: Limit = var("METROPOLE_BROKER_MAX_BODY_BYTES")
+    max_batch_entities: Limit = var("METROPOLE_BROKER_MAX_BATCH_ENTITIES")
+    max_id_bytes: Limit = var("METROPOLE_BROKER_MAX_ID_BYTES")
+    max_depth: Limit = var("METROPOLE_BROKER_MAX_DEPTH")
+    max_attributes: Limit = var("METROPOLE_BROKER_MAX_ATTRIBUTES")
+    max_q_length: Limit = var("METROPOLE_BROKER_MAX_Q_LENGTH")
+    max_q_depth: Limit = var("METROPOLE_BROKER_MAX_Q_DEPTH")
+    max_pattern_length: Limit = var("METROPOLE_BROKER_MAX_PATTERN_LENGTH")
+    max_geometry_points: Limit = var("METROPOLE_BROKER_MAX_GEOMETRY_POINTS")
+    max_subscriptions: Limit = var("METROPOLE_BROKER_MAX_SUBSCRIPTIONS")
 
 
 _current = Limits()

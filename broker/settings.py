@@ -1,15 +1,52 @@
-"""Settings of one embedded broker instance, from arguments and METROPOLE_BROKER_* variables."""
+"""Settings of one embedded broker instance, from arguments and METROPOLE_BROKER_* variables.
+
+`BrokerEnv` reads the variables (pydantic-settings, web/settings.py); `BrokerSettings`
+is the plain dataclass the broker reads at every request.
+"""
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
+
 from broker.limits import Limits
+from web.settings import TRUE_WORDS, EnvFloat, EnvInt, EnvSettings, load, var
+
+
+def _hosts(raw: object) -> object:
+    # "a, B" -> {"a", "b"}; "" leaves the default (any host); "," is an empty allow-list (no host), as before
+    if not isinstance(raw, str):
+        return raw
+    return frozenset(h.strip().lower() for h in raw.split(",") if h.strip()) if raw else None
+
+
+def _unstripped_flag(raw: object) -> object:
+    # this variable never stripped its value: " true" is off (web.settings.EnvFlag strips)
+    return raw.lower() in TRUE_WORDS if isinstance(raw, str) else raw
+
+
+class BrokerEnv(EnvSettings):
+    """The variables of `BrokerSettings` (the limits are `broker.limits.LimitsEnv`)."""
+
+    store_url: str = var("METROPOLE_BROKER_STORE")
+    default_limit: EnvInt = var("METROPOLE_BROKER_DEFAULT_LIMIT")
+    max_limit: EnvInt = var("METROPOLE_BROKER_MAX_LIMIT")
+    temporal_limit: EnvInt = var("METROPOLE_BROKER_TEMPORAL_LIMIT")
+    context_timeout: EnvFloat = var("METROPOLE_CONTEXT_TIMEOUT")
+    context_max_bytes: EnvInt = var("METROPOLE_CONTEXT_MAX_BYTES")
+    context_failure_ttl: EnvFloat = var("METROPOLE_CONTEXT_FAILURE_TTL")
+    context_workers: EnvInt = var("METROPOLE_CONTEXT_WORKERS")
+    context_allowed_hosts: Annotated[frozenset[str] | None, NoDecode, BeforeValidator(_hosts)] = var(
+        "METROPOLE_CONTEXT_ALLOWED_HOSTS")
+    context_refuse_private: Annotated[bool, BeforeValidator(_unstripped_flag)] = var("METROPOLE_CONTEXT_REFUSE_PRIVATE")
+    federation_timeout: EnvFloat = var("METROPOLE_BROKER_FEDERATION_TIMEOUT")
+    public_url: str = var("METROPOLE_BROKER_PUBLIC_URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,28 +93,22 @@ class BrokerSettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> BrokerSettings:
-        """Defaults, overridden by METROPOLE_BROKER_* variables, overridden by arguments (None ignored)."""
-        env = os.environ
-        values: dict[str, Any] = {  # field name -> value, each of the field's type (checked by the tests)
-            "store_url": env.get("METROPOLE_BROKER_STORE", ""),
-            "default_limit": int(env.get("METROPOLE_BROKER_DEFAULT_LIMIT", "20")),
-            "max_limit": int(env.get("METROPOLE_BROKER_MAX_LIMIT", "1000")),
-            "temporal_limit": int(env.get("METROPOLE_BROKER_TEMPORAL_LIMIT", "10000")),
-            "context_timeout": float(env.get("METROPOLE_CONTEXT_TIMEOUT", "5")),
-            "context_max_bytes": int(env.get("METROPOLE_CONTEXT_MAX_BYTES", str(1 << 20))),
-            "context_failure_ttl": float(env.get("METROPOLE_CONTEXT_FAILURE_TTL", "30")),
-            "context_workers": int(env.get("METROPOLE_CONTEXT_WORKERS", "4")),
-            "context_allowed_hosts": frozenset(h.strip().lower() for h in env["METROPOLE_CONTEXT_ALLOWED_HOSTS"].split(",")
-                                               if h.strip()) if env.get("METROPOLE_CONTEXT_ALLOWED_HOSTS") else None,
-            "context_refuse_private": env.get("METROPOLE_CONTEXT_REFUSE_PRIVATE", "").lower() in ("1", "true", "yes", "on"),
-            "limits": Limits.from_env(),
-            "federation_timeout": float(env.get("METROPOLE_BROKER_FEDERATION_TIMEOUT", "5")),
-            "public_url": env.get("METROPOLE_BROKER_PUBLIC_URL", ""),
-        }
+        """Defaults, overridden by METROPOLE_BROKER_* variables, overridden by arguments (None ignored).
+
+        A bad value is a `web.settings.SettingsError` (a ValueError) naming its variable."""
+        values: dict[str, Any] = {**load(BrokerEnv), "limits": Limits.from_env()}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("data_dir"), str):
             values["data_dir"] = Path(values["data_dir"])
         return cls(**values)
+
+
+class NotificationTlsEnv(EnvSettings):
+    """The variables of `notification_tls_context` (unset or empty: not used)."""
+
+    ca: str = var("METROPOLE_BROKER_MQTT_CA")
+    cert: str = var("METROPOLE_BROKER_MQTT_CERT")
+    key: str = var("METROPOLE_BROKER_MQTT_KEY")
 
 
 def notification_tls_context() -> ssl.SSLContext:
@@ -88,6 +119,5 @@ def notification_tls_context() -> ssl.SSLContext:
     """
     from web.tls import client_context
 
-    env = os.environ
-    return client_context(env.get("METROPOLE_BROKER_MQTT_CA") or None, env.get("METROPOLE_BROKER_MQTT_CERT") or None,
-                          env.get("METROPOLE_BROKER_MQTT_KEY") or None)
+    tls = load(NotificationTlsEnv)
+    return client_context(tls.get("ca") or None, tls.get("cert") or None, tls.get("key") or None)

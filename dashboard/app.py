@@ -9,7 +9,6 @@ Responses are gzip-compressed; the one stylesheet is cached a day.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +26,17 @@ from indicators.thresholds import ATMO_LEVELS
 from indicators.timebase import local_day
 from indicators.towns import town_by_insee, towns
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
+from web.settings import EnvSettings, load, var
 
 HERE = Path(__file__).resolve().parent
 STYLE = (HERE / "static" / "style.css").read_bytes()
+
+
+class DashboardEnv(EnvSettings):
+    """The variables of `DashboardSettings` (pydantic-settings, web/settings.py)."""
+
+    broker_url: str = var("METROPOLE_DASHBOARD_BROKER_URL")
+    tenant: str = var("METROPOLE_DASHBOARD_TENANT")
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,7 @@ class DashboardSettings:
     @classmethod
     def from_env(cls, **overrides: Any) -> DashboardSettings:
         """Defaults, then METROPOLE_DASHBOARD_{BROKER_URL,TENANT}, then overrides."""
-        values: dict[str, Any] = {}
-        for name in ("broker_url", "tenant"):
-            raw = os.environ.get(f"METROPOLE_DASHBOARD_{name.upper()}")
-            if raw is not None:
-                values[name] = raw
+        values: dict[str, Any] = load(DashboardEnv)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,12 +56,23 @@ from indicators.timebase import iso, local_at, local_day, parse_time
 from indicators.towns import Town, town_of
 from models.context.smart_data_models import SDM_ALL_CONTEXT_URL
 from models.errors import NgsiLdError
+from web.settings import EnvFloat, EnvInt, EnvSettings, load, var
 
 log = logging.getLogger("indicators")
 
 SENSOR_TYPES = ("AirQualityObserved", "NoiseLevelObserved", "WeatherObserved")
 QUIET = timedelta(minutes=30)
 PAGE = 100
+
+
+class IndicatorEnv(EnvSettings):
+    """The variables of `IndicatorSettings` (pydantic-settings, web/settings.py)."""
+
+    broker_url: str = var("METROPOLE_INDICATORS_BROKER_URL")
+    tenant: str = var("METROPOLE_INDICATORS_TENANT")
+    context: str = var("METROPOLE_INDICATORS_CONTEXT")
+    interval: EnvFloat = var("METROPOLE_INDICATORS_INTERVAL")
+    lookback_days: EnvInt = var("METROPOLE_INDICATORS_LOOKBACK_DAYS")
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,7 @@ class IndicatorSettings:
     @classmethod
     def from_env(cls, **overrides: Any) -> IndicatorSettings:
         """Defaults, then METROPOLE_INDICATORS_{BROKER_URL,TENANT,CONTEXT,INTERVAL,LOOKBACK_DAYS}, then overrides."""
-        env = os.environ
-        values: dict[str, Any] = {}
-        for name, kind in (("broker_url", str), ("tenant", str), ("context", str), ("interval", float),
-                           ("lookback_days", int)):
-            raw = env.get(f"METROPOLE_INDICATORS_{name.upper()}")
-            if raw is not None:
-                values[name] = kind(raw)
+        values: dict[str, Any] = load(IndicatorEnv)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -35,6 +35,7 @@ from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.settings import BrokerSettings
 from metropole.public import Task, add_indicators_parser, add_run_flags, public_parts
+from metropole.settings import command_env
 from web.auth import Authenticator
 from web.ports import StartupError, bind
 from web.secrets import install_log_filter, redact_url, scrub
@@ -302,23 +303,24 @@ def cmd_auth_apikey(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the console script."""
+    """The argument parser of the console script; its defaults come from METROPOLE_* (metropole/settings.py)."""
+    env = command_env()
     parser = argparse.ArgumentParser(prog="metropole", description="Smart Metropole NGSI-LD platform")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the whole platform on embedded defaults")
-    run.add_argument("--host", default=os.environ.get("METROPOLE_HOST", "127.0.0.1"))
-    run.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
-    run.add_argument("--broker-port", type=int, default=int(os.environ.get("METROPOLE_BROKER_PORT", "1026")))
-    run.add_argument("--history-port", type=int, default=int(os.environ.get("METROPOLE_HISTORY_PORT", "8668")),
+    run.add_argument("--host", default=env.host)
+    run.add_argument("--data", default=env.data)
+    run.add_argument("--broker-port", type=int, default=env.broker_port)
+    run.add_argument("--history-port", type=int, default=env.history_port,
                      help="QuantumLeap-compatible /v2 history API (default 8668; 0 disables)")
     _agent_flags(run, "agent-")
-    add_run_flags(run)
+    add_run_flags(run, env)
     run.set_defaults(func=cmd_run)
 
     agent = sub.add_parser("agent", help="run the IoT agents alone")
-    agent.add_argument("--host", default=os.environ.get("METROPOLE_AGENT_HOST", "127.0.0.1"))
-    agent.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
+    agent.add_argument("--host", default=env.agent_host)
+    agent.add_argument("--data", default=env.data)
     agent.add_argument("--broker-url", default=None, help="NGSI-LD broker (default http://127.0.0.1:1026)")
     _agent_flags(agent, "")
     agent.set_defaults(func=cmd_agent)
@@ -332,10 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt_auth.set_defaults(func=cmd_agent_mqtt_auth)
 
     brk = sub.add_parser("broker", help="run one embedded NGSI-LD broker")
-    brk.add_argument("--host", default=os.environ.get("METROPOLE_BROKER_HOST", "127.0.0.1"))
-    brk.add_argument("--port", type=int, default=int(os.environ.get("METROPOLE_BROKER_PORT", "1026")))
-    brk.add_argument("--data", default=os.environ.get("METROPOLE_DATA", "./data"))
-    brk.add_argument("--store", default=os.environ.get("METROPOLE_BROKER_STORE"),
+    brk.add_argument("--host", default=env.broker_host)
+    brk.add_argument("--port", type=int, default=env.broker_port)
+    brk.add_argument("--data", default=env.data)
+    brk.add_argument("--store", default=env.broker_store,
                      help="sqlite:///path.db (default: DATA/broker.db) or postgresql://...")
     brk.add_argument("--public-url", default=None,
                      help="base URL context sources reach this broker at, for the relay of subscription copies "
@@ -345,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- dashboard, indicators and demo (metropole/public.py) ---
     demo = sub.add_parser("demo", parents=[run], add_help=False, help="the platform with the simulated fleet (run --demo)")
     demo.set_defaults(func=cmd_run, demo=True)
-    add_indicators_parser(sub)
+    add_indicators_parser(sub, env)
     # --- end of dashboard ---
     # --- ops: `metropole auth apikey NAME GRANT...` makes an API key and its line of the key file ---
     auth = sub.add_parser("auth", help="credentials for the APIs (web/auth)")
@@ -371,7 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     install_log_filter()  # ops: remembered secrets never reach a log line
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ValueError as exc:  # a bad METROPOLE_* behind a flag's default: one line, as every wrong setting
+        print(f"metropole: {scrub(str(exc))}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

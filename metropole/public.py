@@ -23,24 +23,24 @@ from typing import Any
 
 import uvicorn
 
+from metropole.settings import CommandEnv
 from web.serving import EmbeddedServer
 
 Task = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 """A part run beside the servers until the event is set (an async function: asyncio.create_task runs it)."""
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The dashboard, indicators and demo flags of `run` (and `demo`)."""
-    env = os.environ
-    parser.add_argument("--dashboard-port", type=int, default=int(env.get("METROPOLE_DASHBOARD_PORT", "8080")),
+def add_run_flags(parser: argparse.ArgumentParser, env: CommandEnv) -> None:
+    """The dashboard, indicators and demo flags of `run` (and `demo`), their defaults from `env`."""
+    parser.add_argument("--dashboard-port", type=int, default=env.dashboard_port,
                         help="public dashboard (default 8080; 0 disables)")
-    parser.add_argument("--indicators-tenant", default=env.get("METROPOLE_INDICATORS_TENANT", "metropole"),
+    parser.add_argument("--indicators-tenant", default=env.indicators_tenant,
                         help="NGSILD-Tenant whose sensors get indicators (default metropole)")
     parser.add_argument("--indicators-interval", type=float, default=None,
                         help="seconds between indicator passes (default 60; 5 with --demo)")
-    parser.add_argument("--demo", action="store_true", default=env.get("METROPOLE_DEMO", "") in ("1", "true", "yes"),
+    parser.add_argument("--demo", action="store_true", default=env.demo,
                         help="play the simulated fleet of four pilot towns through the agents")
-    parser.add_argument("--demo-days", type=int, default=int(env.get("METROPOLE_DEMO_DAYS", "14")),
+    parser.add_argument("--demo-days", type=int, default=env.demo_days,
                         help="days of history the demo backfills (default 14)")
 
 
@@ -75,15 +75,15 @@ def public_parts(args: argparse.Namespace, host: str, broker_url: str, agents: A
     return servers, tasks
 
 
-def add_indicators_parser(sub: Any) -> None:
+def add_indicators_parser(sub: Any, env: CommandEnv) -> None:
     """`metropole indicators compute --from D --to D`: compute and write a past period on demand."""
     parser = sub.add_parser("indicators", help="compute indicators on demand")
     inner = parser.add_subparsers(dest="action", required=True)
     compute = inner.add_parser("compute", help="compute and write every indicator of a period")
     compute.add_argument("--from", dest="first", required=True, type=date.fromisoformat, help="first day (YYYY-MM-DD)")
     compute.add_argument("--to", dest="last", required=True, type=date.fromisoformat, help="last day (YYYY-MM-DD)")
-    compute.add_argument("--broker-url", default=os.environ.get("METROPOLE_INDICATORS_BROKER_URL", "http://127.0.0.1:1026"))
-    compute.add_argument("--tenant", default=os.environ.get("METROPOLE_INDICATORS_TENANT", "metropole"))
+    compute.add_argument("--broker-url", default=env.indicators_broker_url)
+    compute.add_argument("--tenant", default=env.indicators_tenant)
     compute.set_defaults(func=cmd_indicators_compute)
 
 

@@ -87,6 +87,21 @@ def test_wrong_settings_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1 and "cannot read" in result.stderr and "Traceback" not in result.stderr
 
 
+
+@pytest.mark.parametrize(("command", "variable", "raw", "line"), [
+    ("broker", "METROPOLE_BROKER_DEFAULT_LIMIT", "many", "METROPOLE_BROKER_DEFAULT_LIMIT='many' is not a whole number"),
+    ("broker", "METROPOLE_AUTH", "maybe", "METROPOLE_AUTH='maybe' must be auto, on or off"),
+    ("agent", "METROPOLE_AGENT_HTTP_PORT", "http", "METROPOLE_AGENT_HTTP_PORT='http' is not a whole number"),
+    ("broker", "METROPOLE_BROKER_PORT", "http", "METROPOLE_BROKER_PORT='http' is not a whole number"),  # a flag's default
+])
+def test_a_bad_value_is_one_line_naming_its_variable(tmp_path: Path, command: str, variable: str, raw: str,
+                                                     line: str) -> None:
+    """Settings are validated by pydantic-settings (web/settings.py); its errors reach the operator as one line."""
+    ports = ["--port", str(free_port())] if command == "broker" else \
+        ["--provisioning-port", str(free_port()), "--http-port", str(free_port())]  # none of the defaults, were it to start
+    result = _run(command, "--data", str(tmp_path), *ports, env={variable: raw}, timeout=30)
+    assert (result.returncode, result.stderr) == (1, f"metropole: {line}\n")
+
 @pytest.mark.postgres
 def test_the_store_password_is_never_printed(tmp_path: Path) -> None:
     password = "Pa55-never-shown-" + os.urandom(4).hex()

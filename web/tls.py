@@ -21,6 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from web.secrets import remember
+from web.settings import EnvSettings, load, var
+
+
+class ServerTlsEnv(EnvSettings):
+    """The METROPOLE_TLS_* variables of `ServerTls` (pydantic-settings, web/settings.py)."""
+
+    cert: str = var("METROPOLE_TLS_CERT")
+    key: str = var("METROPOLE_TLS_KEY")
+    key_password: str = var("METROPOLE_TLS_KEY_PASSWORD")
+    client_ca: str = var("METROPOLE_TLS_CLIENT_CA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +49,7 @@ class ServerTls:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerTls:
         """METROPOLE_TLS_*; ValueError when a certificate comes without its key or a file is missing."""
-        env = os.environ if env is None else env
-        tls = cls(env.get("METROPOLE_TLS_CERT", ""), env.get("METROPOLE_TLS_KEY", ""),
-                  env.get("METROPOLE_TLS_KEY_PASSWORD", ""), env.get("METROPOLE_TLS_CLIENT_CA", ""))
+        tls = cls(**load(ServerTlsEnv, env))
         if bool(tls.cert) != bool(tls.key):
             raise ValueError("METROPOLE_TLS_CERT and METROPOLE_TLS_KEY go together")
         for name, path in (("METROPOLE_TLS_CERT", tls.cert), ("METROPOLE_TLS_KEY", tls.key),

@@ -10,11 +10,31 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
+
+from web.settings import EnvSettings, load, var
 
 Shapes = Literal["1.0", "master"]
+
+
+def _shapes(raw: object) -> object:
+    # surrounding blanks ignored and empty is the default, as before; anything else is an error at start-up
+    if not isinstance(raw, str):
+        return raw
+    name = raw.strip() or "1.0"
+    if name not in ("1.0", "master"):
+        raise ValueError("must be 1.0 or master")
+    return name
+
+
+class QuantumLeapEnv(EnvSettings):
+    """The variables of `QuantumLeapSettings`."""
+
+    shapes: Annotated[Shapes, BeforeValidator(_shapes)] = var("METROPOLE_HISTORY_SHAPES")
+    broker_url: str = var("METROPOLE_HISTORY_BROKER_URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +47,5 @@ class QuantumLeapSettings:
     @classmethod
     def from_env(cls) -> QuantumLeapSettings:
         """Defaults overridden by the environment; an unknown shape is an error at start-up, not at a request."""
-        name = os.environ.get("METROPOLE_HISTORY_SHAPES", "1.0").strip() or "1.0"
-        shapes: Shapes
-        if name == "1.0":
-            shapes = "1.0"
-        elif name == "master":
-            shapes = "master"
-        else:
-            raise ValueError(f"METROPOLE_HISTORY_SHAPES must be 1.0 or master, got {name!r}")
-        return cls(shapes, os.environ.get("METROPOLE_HISTORY_BROKER_URL") or None)
+        values = load(QuantumLeapEnv)
+        return cls(values.get("shapes", "1.0"), values.get("broker_url") or None)

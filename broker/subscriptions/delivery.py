@@ -19,20 +19,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import orjson
+from pydantic import BeforeValidator
 
 from broker.subscriptions.model import status_of
 from broker.subscriptions.mqtt import MqttPublisher
 from broker.subscriptions.storage import Outcome, QueueItem, StoredSubscription, SubscriptionStorage
 from models.times import now_utc, utc_iso
+from web.settings import EnvFloat, EnvSettings, load, var, whole_number
 
 log = logging.getLogger("broker.subscriptions")
+
+
+def _batch(raw: object) -> object:
+    value = whole_number(raw)
+    return max(1, value) if isinstance(value, int) else value  # 0 and below mean one, as before: never an error
+
+
+class DeliveryEnv(EnvSettings):
+    """The variables of `DeliverySettings` (pydantic-settings, web/settings.py)."""
+
+    retry_initial: EnvFloat = var("METROPOLE_NOTIFY_RETRY_INITIAL")
+    retry_factor: EnvFloat = var("METROPOLE_NOTIFY_RETRY_FACTOR")
+    retry_max: EnvFloat = var("METROPOLE_NOTIFY_RETRY_MAX")
+    timeout: EnvFloat = var("METROPOLE_NOTIFY_TIMEOUT")
+    max_batch: Annotated[int, BeforeValidator(_batch)] = var("METROPOLE_NOTIFY_MAX_BATCH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +66,8 @@ class DeliverySettings:
 
     @classmethod
     def from_env(cls) -> DeliverySettings:
-        env = os.environ
-        return cls(float(env.get("METROPOLE_NOTIFY_RETRY_INITIAL", "0.5")),
-                   float(env.get("METROPOLE_NOTIFY_RETRY_FACTOR", "2")),
-                   float(env.get("METROPOLE_NOTIFY_RETRY_MAX", "30")),
-                   float(env.get("METROPOLE_NOTIFY_TIMEOUT", "10")),
-                   max(1, int(env.get("METROPOLE_NOTIFY_MAX_BATCH", "50"))))
+        """Defaults overridden by METROPOLE_NOTIFY_* (DeliveryEnv); a bad value is a ValueError naming it."""
+        return cls(**load(DeliveryEnv))
 
     def backoff(self, attempts: int, cooldown_ms: float | None) -> float:
         """Seconds to wait before attempt number `attempts + 1`."""

@@ -20,12 +20,40 @@ source refuses to start, since nobody could then call.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
 
 from web.auth.apikeys import ApiKeys
 from web.auth.tokens import Issuer, KeyrockIssuer, OidcIssuer
+from web.settings import EnvSettings, read, var
+
+
+def _mode(raw: object) -> object:
+    # any case, blanks around ignored, empty is auto, as before
+    if not isinstance(raw, str):
+        return raw
+    mode = raw.strip().lower() or "auto"
+    if mode not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
+    return mode
+
+
+class AuthEnv(EnvSettings):
+    """The METROPOLE_AUTH_* variables; an empty one counts as unset."""
+
+    mode: Annotated[Literal["auto", "on", "off"] | None, BeforeValidator(_mode)] = var("METROPOLE_AUTH")
+    api_keys: str | None = var("METROPOLE_AUTH_API_KEYS")
+    oidc_issuer: str | None = var("METROPOLE_AUTH_OIDC_ISSUER")
+    oidc_jwks_url: str | None = var("METROPOLE_AUTH_OIDC_JWKS_URL")
+    oidc_audience: str | None = var("METROPOLE_AUTH_OIDC_AUDIENCE")
+    oidc_client_id: str | None = var("METROPOLE_AUTH_OIDC_CLIENT_ID")
+    oidc_roles_claim: str | None = var("METROPOLE_AUTH_OIDC_ROLES_CLAIM")
+    oidc_ca: str | None = var("METROPOLE_AUTH_OIDC_CA")
+    keyrock_secret: str | None = var("METROPOLE_AUTH_KEYROCK_SECRET")
+    keyrock_app_id: str | None = var("METROPOLE_AUTH_KEYROCK_APP_ID")
 
 
 @dataclass(slots=True)
@@ -45,34 +73,30 @@ class Authenticator:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Authenticator:
-        """Read METROPOLE_AUTH_*; ValueError with the variable's name for anything wrong."""
-        env = os.environ if env is None else env
-        mode = env.get("METROPOLE_AUTH", "auto").strip().lower() or "auto"
-        if mode not in ("auto", "on", "off"):
-            raise ValueError(f"METROPOLE_AUTH must be auto, on or off, not {mode!r}")
-        if mode == "off":
+        """Read METROPOLE_AUTH_* from `env` (default os.environ); ValueError with the variable's name for anything wrong."""
+        e = read(AuthEnv, env)
+        if (e.mode or "auto") == "off":
             return cls()
         api_keys = None
-        if env.get("METROPOLE_AUTH_API_KEYS"):
+        if e.api_keys:
             try:
-                api_keys = ApiKeys.load(env["METROPOLE_AUTH_API_KEYS"])
+                api_keys = ApiKeys.load(e.api_keys)
             except OSError as exc:
                 raise ValueError(f"METROPOLE_AUTH_API_KEYS: cannot read {exc.filename}: {exc.strerror}") from None
         issuers: list[Issuer] = []
-        if env.get("METROPOLE_AUTH_OIDC_ISSUER"):
+        if e.oidc_issuer:
             issuers.append(OidcIssuer(
-                env["METROPOLE_AUTH_OIDC_ISSUER"],
-                jwks_url=env.get("METROPOLE_AUTH_OIDC_JWKS_URL") or None,
-                audience=env.get("METROPOLE_AUTH_OIDC_AUDIENCE") or None,
-                client_id=env.get("METROPOLE_AUTH_OIDC_CLIENT_ID") or "metropole",
-                roles_claim=env.get("METROPOLE_AUTH_OIDC_ROLES_CLAIM") or None,
-                verify_tls=env.get("METROPOLE_AUTH_OIDC_CA") or True,
+                e.oidc_issuer,
+                jwks_url=e.oidc_jwks_url or None,
+                audience=e.oidc_audience or None,
+                client_id=e.oidc_client_id or "metropole",
+                roles_claim=e.oidc_roles_claim or None,
+                verify_tls=e.oidc_ca or True,
             ))
-        if env.get("METROPOLE_AUTH_KEYROCK_SECRET"):
-            issuers.append(KeyrockIssuer(env["METROPOLE_AUTH_KEYROCK_SECRET"],
-                                         app_id=env.get("METROPOLE_AUTH_KEYROCK_APP_ID") or None))
+        if e.keyrock_secret:
+            issuers.append(KeyrockIssuer(e.keyrock_secret, app_id=e.keyrock_app_id or None))
         configured = api_keys is not None or bool(issuers)
-        if mode == "on" and not configured:
+        if e.mode == "on" and not configured:
             raise ValueError("METROPOLE_AUTH=on needs METROPOLE_AUTH_API_KEYS, METROPOLE_AUTH_OIDC_ISSUER "
                              "or METROPOLE_AUTH_KEYROCK_SECRET")
         return cls(enabled=configured, api_keys=api_keys, issuers=issuers)
