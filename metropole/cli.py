@@ -159,6 +159,12 @@ def _features(authenticator: Authenticator) -> str:
 EMBEDDED_AGENT_BATCH_SIZE = 2000
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`metropole demo`: `run` with the simulated fleet."""
+    args.demo = True
+    return cmd_run(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole platform on embedded defaults, in the foreground."""
     data = Path(args.data).resolve()
@@ -346,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- dashboard, indicators and demo (metropole/public.py) ---
     demo = sub.add_parser("demo", parents=[run], add_help=False, help="the platform with the simulated fleet (run --demo)")
-    demo.set_defaults(func=cmd_run, demo=True)
+    # not set_defaults(demo=True): `demo` shares run's --demo action (parents=[run]), and argparse's
+    # set_defaults also rewrites that action's default, which made a plain `metropole run` start the demo
+    demo.set_defaults(func=cmd_demo)
     add_indicators_parser(sub, env)
     # --- end of dashboard ---
     # --- ops: `metropole auth apikey NAME GRANT...` makes an API key and its line of the key file ---

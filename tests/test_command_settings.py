@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from metropole.cli import build_parser
+from metropole.cli import build_parser, cmd_demo
 from metropole.settings import CommandEnv
 from web.settings import read
 
@@ -36,8 +36,6 @@ PARSED: list[tuple[str, str, list[str], str, Any]] = [
     ("METROPOLE_DEMO_DAYS", "3", ["run", "--demo-days", "5"], "demo_days", 5),
 ]
 
-# METROPOLE_DEMO read alone: `run`'s parsed --demo cannot show it, since `demo`'s set_defaults(demo=True) also
-# sets the default of the action it shares with `run` (argparse parents=[run]); see the report of branch settings14
 DEMO: list[tuple[str, bool]] = [("1", True), ("true", True), ("yes", True), ("", False), ("0", False),
                                 ("on", False),  # this switch never took "on"
                                 ("TRUE", False), (" yes", False)]  # nor any case, nor blanks
@@ -69,8 +67,22 @@ def test_each_variable(monkeypatch: pytest.MonkeyPatch, variable: str, raw: str,
 
 
 @pytest.mark.parametrize(("raw", "expected"), DEMO)
-def test_the_demo_switch(raw: str, expected: bool) -> None:
+def test_the_demo_switch(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
     assert read(CommandEnv, {"METROPOLE_DEMO": raw}).demo is expected
+    monkeypatch.setenv("METROPOLE_DEMO", raw)
+    assert build_parser().parse_args(["run"]).demo is expected
+
+
+def test_run_starts_the_demo_only_when_asked() -> None:
+    """`metropole run` (the README's `make run`) is the platform alone; `run --demo` and `demo` add the fleet.
+
+    `demo` once set its default with set_defaults(demo=True) on the --demo action it shares with `run`
+    (argparse parents=[run]), so every `metropole run` started the demo."""
+    parser = build_parser()
+    assert parser.parse_args(["run"]).demo is False
+    assert parser.parse_args(["run", "--demo"]).demo is True
+    demo = parser.parse_args(["demo"])
+    assert demo.func is cmd_demo and demo.demo is False  # cmd_demo turns it on, then runs `run`
 
 
 @pytest.mark.parametrize(("variable", "raw", "message"), REFUSED)
