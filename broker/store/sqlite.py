@@ -6,7 +6,11 @@ single-thread executor, in submission order, each in a BEGIN IMMEDIATE
 transaction: concurrent `modify` calls from many tasks are serialised
 without lost updates and never meet SQLITE_BUSY. Reads run on a small pool
 of other connections in threads; WAL lets them proceed while the writer
-writes, and the event loop never blocks on the disk.
+writes, and the event loop never blocks on them. The exception is `get`
+(one entity by key): it reads on the calling thread, on a connection of its
+own that never waits for a lock (`_read_inline`), because the hand-over to
+a thread cost more CPU than the read; when its few pages are not in the
+page cache, the loop waits for them.
 
 Documents are orjson bytes in a BLOB; id sets travel as one JSON array
 parameter expanded by json_each, so no statement hits the variable limit;
