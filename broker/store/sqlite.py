@@ -6,7 +6,11 @@ single-thread executor, in submission order, each in a BEGIN IMMEDIATE
 transaction: concurrent `modify` calls from many tasks are serialised
 without lost updates and never meet SQLITE_BUSY. Reads run on a small pool
 of other connections in threads; WAL lets them proceed while the writer
-writes, and the event loop never blocks on the disk.
+writes, and the event loop never blocks on them. The exception is `get`
+(one entity by key): it reads on the calling thread, on a connection of its
+own that never waits for a lock (`_read_inline`), because the hand-over to
+a thread cost more CPU than the read; when its few pages are not in the
+page cache, the loop waits for them.
 
 Documents are orjson bytes in a BLOB; id sets travel as one JSON array
 parameter expanded by json_each, so no statement hits the variable limit;
@@ -168,6 +172,9 @@ class SQLiteStore(Store):
         self._wconn: sqlite3.Connection | None = None
         self._rconns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_conns: list[sqlite3.Connection] = []
+        # point reads by key run on the calling thread, on a connection of their own (see _read_inline)
+        self._inline: sqlite3.Connection | None = None
+        self._inline_lock = threading.Lock()
         self._rtree = False
         # ':memory:' is a database per connection: nothing to share a lock with
         self._wlock = threading.Lock() if self._memory else write_lock(self.path)
@@ -203,6 +210,10 @@ class SQLiteStore(Store):
             )
             for _ in range(self._reader_count):
                 self._rconns.put(self._connect())
+            if self._reader_count:
+                inline = self._connect()
+                inline.execute("PRAGMA busy_timeout=0")  # never wait on the event loop: fall back to a reader
+                self._inline = inline
 
         await asyncio.get_running_loop().run_in_executor(self._writer, setup)
         if self._reader_count:
@@ -213,6 +224,8 @@ class SQLiteStore(Store):
             if pool is not None:
                 pool.shutdown(wait=True)
         self._readers = self._writer = None
+        with self._inline_lock:
+            self._inline = None
         for conn in self._all_conns:
             conn.close()
         self._all_conns.clear()
@@ -265,6 +278,33 @@ class SQLiteStore(Store):
                 self._rconns.put(conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, tx)
+
+    async def _read_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """_read for a point read by key (one entity): run at once on the calling thread, no thread hop.
+
+        Handing a read of one row to a reader thread cost more CPU than the read itself: about 150 us
+        of the broker's 330 us per GET by id (issue 16, bench.api_bench and the in-process profile). The
+        inline connection is this thread's alone while it reads (a lock, never waited for), reads one
+        snapshot like the readers do, and never waits for a lock in SQLite (busy_timeout 0): when it is
+        in use by another thread, or SQLite answers busy, the read goes to a reader thread as before.
+        Only key lookups come here; scans and queries keep the reader threads.
+        """
+        conn = self._inline
+        if conn is not None and self._inline_lock.acquire(blocking=False):
+            try:
+                if self._inline is conn:
+                    try:
+                        conn.execute("BEGIN")
+                        try:
+                            return fn(conn)
+                        finally:
+                            conn.execute("COMMIT")
+                    except sqlite3.OperationalError:  # busy: a reader thread runs it, waiting as readers do
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+            finally:
+                self._inline_lock.release()
+        return await self._read(fn)
 
     @staticmethod
     def _ensure_tenant(conn: sqlite3.Connection, tenant: str) -> None:
@@ -336,7 +376,7 @@ class SQLiteStore(Store):
             row = c.execute(f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone()
             return None if row is None else _entity(row)
 
-        return await self._read(run)
+        return await self._read_inline(run)
 
     async def get_many(self, tenant: str, ids: Sequence[str]) -> dict[str, StoredEntity]:
         sql = f"SELECT {_COLUMNS} FROM entities e WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))"

@@ -183,3 +183,22 @@ def test_registrations_are_tenant_scoped(broker_url: str, client: httpx.Client) 
     rid = create(client, reg())
     with httpx.Client(base_url=broker_url + "/ngsi-ld/v1", headers={"NGSILD-Tenant": client.headers["NGSILD-Tenant"] + "x"}) as other:
         assert other.get(f"/csourceRegistrations/{rid}").status_code == 404
+
+
+def test_one_attribute_patch_chooses_registrations_by_the_stored_type(client: httpx.Client) -> None:
+    """A PATCH naming no `type` matches registrations on the local entity's type (read only once one exists)."""
+    eid = "urn:ngsi-ld:AirQualityObserved:patch-by-type"
+    r = client.post("/entities", json={"id": eid, "type": "AirQualityObserved", "no2": {"type": "Property", "value": 1}})
+    assert r.status_code == 201, r.text
+    assert client.patch(f"/entities/{eid}/attrs/no2", json={"value": 2}).status_code == 204  # no registration
+    # an exclusive registration of another type does not take it: the entity's type was read
+    create(client, reg(mode="exclusive", operations=["updateOps"],
+                       information=[{"entities": [{"type": "Vehicle"}], "propertyNames": ["no2"]}]))
+    assert client.patch(f"/entities/{eid}/attrs/no2", json={"value": 3}).status_code == 204
+    assert client.get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 3
+    # one of the entity's type does: the update goes to its source only, which is unreachable
+    create(client, reg(mode="exclusive", operations=["updateOps"],
+                       information=[{"entities": [{"type": "AirQualityObserved"}], "propertyNames": ["no2"]}]))
+    r = client.patch(f"/entities/{eid}/attrs/no2", json={"value": 4})
+    assert r.status_code in (502, 504), r.text
+    assert client.get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 3

@@ -797,3 +797,23 @@ def test_query_spec_leaves_the_geo_relation_to_an_exact_store() -> None:
         QuerySpec.from_params(
             {"georel": "within", "geometry": "Polygon", "coordinates": "[[[0,0],[1,1],[0,0]]]"}
         ).to_filter(ctx, exact_geo=True)
+
+
+def test_sqlite_point_read_on_the_calling_thread_and_its_fallback(tmp_path: Path) -> None:
+    """A get by id reads on the calling thread and sees the last write; while another thread holds that
+    connection, the read goes to a reader thread and answers the same."""
+    from broker.store.sqlite import SQLiteStore
+
+    async def body(store: Store) -> None:
+        assert isinstance(store, SQLiteStore)
+        await store.insert("", [entity(1, no2=1.0)], T0)
+        await store.modify("", [entity(1)["id"]], lambda _id, current: Change(entity(1, no2=2.0)), T1)
+        got = await store.get("", entity(1)["id"])  # right after a write: that write is seen
+        assert got is not None and got.doc[NO2][0]["value"] == 2.0
+        with store._inline_lock:  # in use elsewhere: never waited for
+            held = await store.get("", entity(1)["id"])
+            assert held is not None and held.doc == got.doc and held.modified_at == T1
+            assert await store.get("", "urn:ngsi-ld:Thing:none") is None
+        assert await store.get("", "urn:ngsi-ld:Thing:none") is None
+
+    run(f"sqlite:///{tmp_path / 'broker.db'}", body)
