@@ -24,8 +24,16 @@ from broker.service.patch import (
     utc_now,
 )
 from broker.store.base import Change, Doc, Store, StoredEntity
-from models.errors import AlreadyExists, BadRequestData, NgsiLdError, NonexistentTenant, ResourceNotFound
+from models.errors import (
+    AlreadyExists,
+    BadRequestData,
+    InvalidAttribute,
+    NgsiLdError,
+    NonexistentTenant,
+    ResourceNotFound,
+)
 from models.expansion import expand_instance
+from models.geojson import is_geometry
 from models.normalize import TermMapper, normalize_attribute, normalize_entity
 from models.validation import check_name
 from models.vocabulary import ATTRIBUTE_TYPES, GEO_PROPERTY, VALUE_MEMBER
@@ -165,7 +173,8 @@ class EntityService:
         if attr == "scope":
             raise BadRequestData("scope is not an attribute that can be patched")
         iri = ctx.expand_term(attr)
-        raw = body if isinstance(body, dict) else {"value": body}
+        # A bare value, or a GeoJSON geometry (its "type" is not the attribute's), is the concise value (clause 4.7.3).
+        raw = body if isinstance(body, dict) and not is_geometry(body) else {"value": body}
 
         def fn(current: StoredEntity) -> Change:
             try:
@@ -250,7 +259,10 @@ def _fragment_instance(attr: str, raw: dict[str, Any], target_type: str, ctx: Te
     """One attribute fragment of a partial patch, validated and expanded; its value may be absent."""
     raw = dict(raw)
     given = raw.get("type")
-    if isinstance(given, str) and given in ATTRIBUTE_TYPES and given != target_type and not (
+    if given is not None and not (isinstance(given, str) and given in ATTRIBUTE_TYPES):
+        # Not the target's type, so refused (clause 5.6.4), as every other write refuses it (clause 5.5.4).
+        raise InvalidAttribute(f"attribute {attr!r} has unknown type {given!r}")
+    if given is not None and given != target_type and not (
         {given, target_type} == {"Property", GEO_PROPERTY}
     ):
         raise BadRequestData(f"attribute {attr} is a {target_type}; its type cannot change to {given}")

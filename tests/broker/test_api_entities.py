@@ -337,6 +337,33 @@ def test_partial_attribute_update(client: httpx.Client) -> None:
     assert "no2" not in get(client, entity_id)
 
 
+@pytest.mark.parametrize("attr_type", [[], {"x": 1}, "Foo", 3, "property"])
+def test_partial_attribute_update_refuses_an_unknown_type(client: httpx.Client, attr_type: object) -> None:
+    """A type that is not an attribute type is a 400 naming the attribute, as on every other write (clauses 5.5.4, 5.6.4)."""
+    entity_id = create(client, AQO)
+    before = get(client, entity_id, options="sysAttrs")["no2"]
+    r = client.patch(f"/entities/{entity_id}/attrs/no2", json={"type": attr_type, "value": 1})
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert "no2" in r.json()["detail"]
+    assert get(client, entity_id, options="sysAttrs")["no2"] == before
+
+
+def test_partial_attribute_update_type_may_be_absent_or_the_same(client: httpx.Client) -> None:
+    entity_id = create(client, AQO)
+    assert client.patch(f"/entities/{entity_id}/attrs/no2", json={"type": "Property", "value": 5}).status_code == 204
+    assert client.patch(f"/entities/{entity_id}/attrs/no2", json={"value": 6}).status_code == 204
+    assert get(client, entity_id)["no2"]["value"] == 6
+    point = {"type": "Point", "coordinates": [5.5, 43.5]}
+    r = client.patch(f"/entities/{entity_id}/attrs/location", json={"type": "GeoProperty", "value": point})
+    assert r.status_code == 204, r.text
+    assert get(client, entity_id)["location"] == {"type": "GeoProperty", "value": point}
+    moved = {"type": "Point", "coordinates": [5.6, 43.6]}
+    r = client.patch(f"/entities/{entity_id}/attrs/location", json=moved)  # a concise GeoProperty: its GeoJSON type is no attribute type
+    assert r.status_code == 204, r.text
+    assert get(client, entity_id)["location"] == {"type": "GeoProperty", "value": moved}
+
+
 def test_replace_attribute(client: httpx.Client) -> None:
     entity_id = create(client, AQO)
     before = get(client, entity_id, options="sysAttrs")["no2"]
