@@ -118,7 +118,6 @@ def lifespan_of(settings: BrokerSettings) -> Callable[[FastAPI], AbstractAsyncCo
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await open_broker(settings)
         app.state.broker = state
-        app.state.forwarder = state.forwarder  # read by that name in broker.federation.consumption
         try:
             yield
         finally:

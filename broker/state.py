@@ -8,9 +8,11 @@ history API mounted or served on its own port) uses `opened(app)`, None
 until then.
 
 Other names on `app.state` are not part of it: `authenticator` (set when the
-app is built, before any lifespan: broker.ops), and two that broker.federation
-reads by name: `forwarder` (a copy of `BrokerState.forwarder`) and
-`subscription_relay` (made there on first use).
+app is built, before any lifespan: broker.ops), and `subscription_relay`
+(broker.federation.subs, made there on first use). broker.federation reads
+`forwarder` off this record (broker.federation.consumption.app_forwarder)
+with a TYPE_CHECKING-only import of it: this module imports broker.federation,
+so a run-time import back would be a package cycle (tests/test_architecture.py).
 """
 
 from __future__ import annotations

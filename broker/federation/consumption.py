@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import Request
@@ -24,6 +24,9 @@ from broker.service.entities import to_enf
 from broker.store.base import StoredEntity
 from models.context import Context
 from models.errors import NgsiLdError
+
+if TYPE_CHECKING:  # broker.state imports broker.federation: a runtime import here would be a package cycle
+    from broker.state import BrokerState
 
 _MODE_ORDER = {"inclusive": 0, "exclusive": 0, "redirect": 0, "auxiliary": 1}
 
@@ -76,8 +79,16 @@ def forwarder(request: Request) -> Forwarder | None:
     """The app's forwarder, None for a request that must stay local (local=true)."""
     if request.query_params.get("local", "false").lower() == "true":
         return None
-    value: Forwarder | None = getattr(request.app.state, "forwarder", None)
-    return value
+    return app_forwarder(request)
+
+
+def app_forwarder(request: Request) -> Forwarder | None:
+    """`BrokerState.forwarder` of the app serving the request, None before its lifespan has opened it.
+
+    Read off `app.state.broker` as `broker.state.opened` does, without importing broker.state at run time.
+    """
+    state: BrokerState | None = getattr(request.app.state, "broker", None)
+    return state.forwarder if state is not None else None
 
 
 def _terms(text: str | None) -> list[str]:

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.federation import matching
-from broker.federation.consumption import forwarder
+from broker.federation.consumption import app_forwarder, forwarder
 from broker.federation.forward import Target
 from models.context import Context
 from models.media import API
@@ -97,7 +97,7 @@ class SubscriptionRelay:
         """Delete the copies of a deleted subscription at their sources."""
         token = self.by_sub.pop((tenant, sub_id), None)
         relayed = self.by_token.pop(token, None) if token else None
-        fwd = request.app.state.forwarder if relayed else None
+        fwd = app_forwarder(request) if relayed else None
         if relayed is None or fwd is None:
             return
         await asyncio.gather(*(fwd.send(t, "DELETE", f"/subscriptions/{copy_id}", request_headers=request.headers,
