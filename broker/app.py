@@ -95,7 +95,8 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
         started_at=time.time(),  # ops: contextSourceUptime
         entities=EntityService(store), batch=BatchService(store), queries=QueryService(store),
         discovery=DiscoveryService(store), subscriptions=subs, registrations=registrations,
-        csource_subscriptions=csource_subscriptions, forwarder=forwarder, history_runtime=history,
+        csource_subscriptions=csource_subscriptions, forwarder=forwarder,
+        subscription_relay=federated_subs.SubscriptionRelay(), history_runtime=history,
         temporal=TemporalService(store, history.history, history.recorder, limit=settings.temporal_limit),
         change_consumers=consumers)
 

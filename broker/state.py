@@ -8,9 +8,9 @@ history API mounted or served on its own port) uses `opened(app)`, None
 until then.
 
 Other names on `app.state` are not part of it: `authenticator` (set when the
-app is built, before any lifespan: broker.ops), and `subscription_relay`
-(broker.federation.subs, made there on first use). broker.federation reads
-`forwarder` off this record (broker.federation.consumption.app_forwarder)
+app is built, before any lifespan: broker.ops). broker.federation reads
+`forwarder` and `subscription_relay` off this record
+(broker.federation.consumption.app_forwarder, broker.federation.subs.relay_of)
 with a TYPE_CHECKING-only import of it: this module imports broker.federation,
 so a run-time import back would be a package cycle (tests/test_architecture.py).
 """
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from broker.federation.csubs import CSourceSubscriptions
 from broker.federation.forward import Forwarder
 from broker.federation.service import RegistrationService
+from broker.federation.subs import SubscriptionRelay
 from broker.service.batch import BatchService
 from broker.service.discovery import DiscoveryService
 from broker.service.entities import EntityService
@@ -59,6 +60,8 @@ class BrokerState:
     registrations: RegistrationService
     csource_subscriptions: CSourceSubscriptions
     forwarder: Forwarder
+    subscription_relay: SubscriptionRelay
+    """The copies of this broker's subscriptions at registered sources (broker.federation.subs)."""
     history_runtime: TemporalRuntime
     """History, its recorder and the change-log trim (broker.temporal.runtime)."""
     temporal: TemporalService

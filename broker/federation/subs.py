@@ -20,7 +20,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -32,6 +32,9 @@ from broker.federation.consumption import app_forwarder, forwarder
 from broker.federation.forward import Target
 from models.context import Context
 from models.media import API
+
+if TYPE_CHECKING:  # broker.state imports this module: a run-time import back would be a cycle
+    from broker.state import BrokerState
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +137,9 @@ def _types(value: Any) -> list[str]:
 
 
 def relay_of(request: Request) -> SubscriptionRelay:
-    """The app's relay (made on first use)."""
-    state = request.app.state
-    relay: SubscriptionRelay | None = getattr(state, "subscription_relay", None)
-    if relay is None:
-        relay = state.subscription_relay = SubscriptionRelay()
-    return relay
+    """`BrokerState.subscription_relay` of the app serving the request (as broker.state.broker_state reads it)."""
+    state: BrokerState = request.app.state.broker
+    return state.subscription_relay
 
 
 router = APIRouter(prefix=API)
