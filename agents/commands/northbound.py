@@ -151,7 +151,7 @@ class CommandRoutes:
                 after = await self.service.device(new)
                 if after is not None:
                     if old is None:
-                        await self.service.initial(after)
+                        await self.service.initial(after, command_attributes=self.mode != "registration")
                     await self._announce(after)
         except httpx.HTTPError as exc:
             log.warning("commands of device %s: the broker could not be told (%s); updates of its commands will"

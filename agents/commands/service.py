@@ -324,11 +324,17 @@ class CommandService:
                 entity[f"{name}_info"] = {"type": "Property", "value": info, "observedAt": now}
         await self._append(device, entity)
 
-    async def initial(self, device: Device) -> None:
-        """The command attributes a newly provisioned device's entity starts with (node-lib: UNKNOWN, " ")."""
+    async def initial(self, device: Device, *, command_attributes: bool = True) -> None:
+        """The command attributes a newly provisioned device's entity starts with (node-lib: UNKNOWN, " ").
+
+        `command_attributes=False` (commands by registration) leaves `<cmd>` itself out, as node-lib's
+        registration mode does: the agent's exclusive registration provides it, and a broker refuses an
+        exclusive registration over an attribute the entity already holds (clause 5.9.2.4: 409 Conflict),
+        which made the registration depend on whether this write or the registration came first."""
         entity: Doc = {"id": device.entity_id, "type": device.entity_type}
         for name in device.commands:
-            entity[name] = {"type": "Property", "value": ""}
+            if command_attributes:  # by subscription: the broker holds <cmd>, and the subscription watches it
+                entity[name] = {"type": "Property", "value": ""}
             entity[f"{name}_status"] = {"type": "Property", "value": UNKNOWN}
             entity[f"{name}_info"] = {"type": "Property", "value": " "}
         await self._append(device, entity)

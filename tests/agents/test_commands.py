@@ -212,7 +212,10 @@ def test_registration_mode_through_the_embedded_broker(mqtt_broker: tuple[str, i
              "commands": [{"name": "reboot", "type": "command"}]}]})
         assert r.status_code == 201, r.text
         eid = "urn:ngsi-ld:NoiseLevelObserved:sono3"
-        _status(a, eid, "reboot", "UNKNOWN")
+        # the registration provides `reboot`: the entity holds only its status and info (node-lib's registration
+        # mode). Holding `reboot` too made the broker refuse the exclusive registration (5.9.2.4, 409) whenever
+        # the entity's first write arrived before it: a race this test lost once in CI
+        assert "reboot" not in _status(a, eid, "reboot", "UNKNOWN")
         registrations = wait_for(lambda: httpx.get(
             f"{a.broker_url}/ngsi-ld/v1/csourceRegistrations?type=NoiseLevelObserved",
             headers={"NGSILD-Tenant": a.service, "Link": LINK},
