@@ -21,7 +21,7 @@ from broker.federation.registration import (
     new_registration,
     recontext,
 )
-from broker.store.base import RegistryDoc, Store
+from broker.store.base import EntityFilter, RegistryDoc, Store
 from models.context import Context, ContextResolver
 from models.errors import AlreadyExists, BadRequestData, Conflict, NonexistentTenant, ResourceNotFound
 from models.times import now_utc, parse_utc, utc_iso
@@ -66,8 +66,10 @@ class RegistrationService:
         an attribute that an entity held here with the registered entity id already has (Conflict).
 
         Checked: the same entity id with a shared attribute, against registrations and against local entities.
-        Not checked: a redirect registration matching an existing entity.
+        A redirect registration that an entity held here matches is a Conflict too (`_check_redirect`).
         """
+        if doc.get("mode") == "redirect":
+            await self._check_redirect(tenant, expand(doc, ctx))
         if doc.get("mode") != "exclusive":
             return
         mine = expand(doc, ctx)
@@ -91,6 +93,26 @@ class RegistrationService:
                     if ids_a & ids_b and names_a & names_b:
                         raise Conflict(f"registration {other.id} already holds {sorted(names_a & names_b)} "
                                        f"of {sorted(ids_a & ids_b)} exclusively")
+
+    async def _check_redirect(self, tenant: str, mine: dict[str, Any]) -> None:
+        """Clause 5.9.2.4: a redirect registration that an existing entity already matches is a Conflict.
+
+        An entity matches a RegistrationInfo as in 5.12: one of its EntityInfo (id, idPattern, type), or any
+        entity when it has none, and one of its propertyNames/relationshipNames, or any when it names none.
+        """
+        for info in mine["information"]:
+            names = frozenset(info.get("propertyNames", ())) | frozenset(info.get("relationshipNames", ()))
+            for selector in info.get("entities") or [{}]:
+                types = selector.get("type")
+                types = types if isinstance(types, list) else [types] if types else []
+                flt = EntityFilter(ids=[selector["id"]] if selector.get("id") else None,
+                                   id_pattern=selector.get("idPattern") or None,
+                                   type_dnf=[frozenset([t]) for t in types] or None,
+                                   attrs_any=names or None)
+                found = await self.store.query(tenant, flt, limit=1, offset=0, count=False)
+                if found.entities:
+                    raise Conflict(f"entity {found.entities[0].doc['id']} is held here and matches the registration: "
+                                   f"a redirect registration may not take it (clause 5.9.2.4)")
 
     async def create(self, tenant: str, body: Any, context_value: Any, ctx: Context) -> str:
         """Create (5.9.2): the new id; BadRequestData, AlreadyExists, Conflict."""
