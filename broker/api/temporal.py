@@ -29,14 +29,14 @@ from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
 from broker.api.query_body import check_query_body
-from broker.federation import consumption
+from broker.federation import temporal as distributed
 from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
 from broker.service.queries import Page, QuerySpec, Selector
 from broker.service.temporal import TemporalResult, TemporalService
 from broker.state import broker_state
 from broker.temporal.query import TemporalQuery, check_order_by
-from models.errors import BadRequestData
+from models.errors import BadRequestData, ResourceNotFound
 
 router = APIRouter(prefix=API)
 ENTITY = "/temporal/entities/{entity_id}"
@@ -58,7 +58,8 @@ def _respond(request: Request, result: TemporalResult, context: Any, payload: An
     return add_links(response, links)
 
 
-async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[str, Any], context: Any, ctx: Any) -> Response:
+async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[str, Any], context: Any, ctx: Any,
+                 body: dict[str, Any] | None = None) -> Response:
     media = accepted_type(request)
     cfg = deps.settings(request)
     page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
@@ -71,8 +72,8 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
         await deps.entities(request).check_tenant(tenant)
     total = result.total or 0
     warnings: dict[str, str] = {}
-    if not spec.local and request.method == "GET":  # federation: the registered sources' history too
-        result.entities, warnings = await consumption.temporal_query(request, tenant, ctx, context, result.entities)
+    if not spec.local:  # federation: the registered sources' history too (5.7.4.4)
+        result.entities, warnings = await distributed.query(request, tenant, ctx, context, result.entities, body)
     if not page.count:
         result.total = None
     response = _respond(request, result, context, result.entities, page_links(request, page, total, media))
@@ -123,7 +124,7 @@ async def query_temporal_post(request: Request, tenant: TenantDep = "") -> Respo
     params.update({k: v for k, v in request.query_params.items()
                    if k in ("options", "format", "aggrMethods", "aggrPeriodDuration", "lastN", "pick", "omit",
                             "datasetId", "orderBy")})
-    return await _query(request, tenant, spec, params, incoming.context, ctx)
+    return await _query(request, tenant, spec, params, incoming.context, ctx, body)
 
 
 @router.post("/temporal/entities")
@@ -147,8 +148,25 @@ async def retrieve_temporal(entity_id: str, request: Request, tenant: TenantDep 
     params = request.query_params
     attrs = list(parse_attrs(params["attrs"])) if params.get("attrs") else None
     tq = TemporalQuery.from_params(params, attrs_given=attrs is not None)
-    result = await service(request).retrieve(tenant, entity_id, attrs, ctx, tq)
-    return _respond(request, result, value, result.entities[0])
+    missing: ResourceNotFound | None = None
+    try:
+        result: TemporalResult | None = await service(request).retrieve(tenant, entity_id, attrs, ctx, tq)
+    except ResourceNotFound as exc:
+        result, missing = None, exc
+    # federation: the sources registered for retrieveTemporal are asked too (5.7.3.4)
+    merged = await distributed.retrieve(request, tenant, entity_id, ctx, value,
+                                        result.entities[0] if result is not None else None)
+    if merged is None:  # no registration matches: the local answer stands
+        if missing is not None:
+            raise missing
+        assert result is not None
+        return _respond(request, result, value, result.entities[0])
+    entity, warnings = merged
+    if entity is None:
+        raise ResourceNotFound(f"no temporal entity {entity_id} here nor at the registered sources")
+    response = _respond(request, result or TemporalResult([entity]), value, entity)
+    response.headers.update(warnings)
+    return response
 
 
 @router.delete(ENTITY)

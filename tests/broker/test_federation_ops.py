@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from tests.broker.test_federation import api, brokers, create, sensor, tenant
+from bench.procs import free_port
+from tests.broker.test_federation import Brokers, api, brokers, create, register, sensor, tenant
 
 __all__ = ["api", "brokers", "tenant"]  # the fixtures, imported for pytest
 
@@ -32,6 +33,74 @@ def prop(value: Any, at: str, dataset: str | None = None) -> dict[str, Any]:
 
 def instances(entity: dict[str, Any], attr: str) -> list[tuple[Any, str, str | None]]:
     return sorted((i["value"], i["observedAt"], i.get("datasetId")) for i in entity[attr])
+
+
+def test_temporal_retrieve_merges_local_and_registered_history(brokers: Brokers, api: dict[str, httpx.Client],
+                                                               tenant: str) -> None:
+    history(api["M"], EID, no2=[prop(10, "2026-11-26T07:00:00Z")])
+    history(api["A"], EID, no2=[prop(10, "2026-11-26T07:00:00Z"), prop(12, "2026-11-26T08:00:00Z"),
+                                prop(30, "2026-11-26T07:30:00Z", "urn:ngsi-ld:Dataset:lab")],
+            pm10=[prop(5, "2026-11-26T08:00:00Z")])
+    history(api["A"], "urn:ngsi-ld:Sensor:only-a", no2=[prop(40, "2026-11-26T09:00:00Z")])
+    register(api, "M", brokers.urls["A"], tenant, operations=["retrieveTemporal"], **HISTORY)
+    got = api["M"].get(f"/temporal/entities/{EID}")
+    assert got.status_code == 200, got.text
+    entity = got.json()
+    # the same instance (default datasetId, same observedAt) once; the lab's instance beside it
+    assert instances(entity, "no2") == [(10, "2026-11-26T07:00:00Z", None), (12, "2026-11-26T08:00:00Z", None),
+                                        (30, "2026-11-26T07:30:00Z", "urn:ngsi-ld:Dataset:lab")]
+    assert instances(entity, "pm10") == [(5, "2026-11-26T08:00:00Z", None)]
+    values = api["M"].get(f"/temporal/entities/{EID}", params={"options": "temporalValues", "attrs": "no2"}).json()
+    slots = {s.get("datasetId"): s["values"] for s in values["no2"]}
+    assert slots == {None: [[10, "2026-11-26T07:00:00Z"], [12, "2026-11-26T08:00:00Z"]],
+                     "urn:ngsi-ld:Dataset:lab": [[30, "2026-11-26T07:30:00Z"]]}
+    assert "pm10" not in values
+    last = api["M"].get(f"/temporal/entities/{EID}", params={"lastN": "1", "attrs": "no2"}).json()
+    assert instances(last, "no2") == [(12, "2026-11-26T08:00:00Z", None)]  # the last timestamp of all sources
+    assert api["M"].get("/temporal/entities/urn:ngsi-ld:Sensor:only-a").status_code == 200
+    local = api["M"].get(f"/temporal/entities/{EID}", params={"local": "true"}).json()
+    assert instances(local, "no2") == [(10, "2026-11-26T07:00:00Z", None)]
+    assert api["M"].get("/temporal/entities/urn:ngsi-ld:Sensor:only-a", params={"local": "true"}).status_code == 404
+    assert api["M"].get("/temporal/entities/urn:ngsi-ld:Sensor:nowhere").status_code == 404
+
+
+def test_temporal_post_query_asks_the_registered_sources(brokers: Brokers, api: dict[str, httpx.Client],
+                                                         tenant: str) -> None:
+    history(api["M"], "urn:ngsi-ld:Sensor:m", no2=[prop(1, "2026-11-26T07:00:00Z")])
+    history(api["A"], "urn:ngsi-ld:Sensor:a", no2=[prop(2, "2026-11-26T07:00:00Z")], pm10=[prop(3, "2026-11-26T07:00:00Z")])
+    history(api["A"], "urn:ngsi-ld:Sensor:m", no2=[prop(4, "2026-11-26T08:00:00Z")])
+    # a registration for no2 only: the source is not asked for pm10 (clause 4.3.6.1)
+    register(api, "M", brokers.urls["A"], tenant, operations=["queryTemporal"], **HISTORY,
+             information=[{"entities": [{"type": "Sensor"}], "propertyNames": ["no2"]}])
+    query = {"type": "Query", "entities": [{"type": "Sensor"}],
+             "temporalQ": {"timerel": "after", "timeAt": "2026-11-01T00:00:00Z"}}
+    got = api["M"].post("/temporal/entityOperations/query", json=query)
+    assert got.status_code == 200, got.text
+    by_id = {e["id"]: e for e in got.json()}
+    assert set(by_id) == {"urn:ngsi-ld:Sensor:m", "urn:ngsi-ld:Sensor:a"}
+    assert instances(by_id["urn:ngsi-ld:Sensor:m"], "no2") == [(1, "2026-11-26T07:00:00Z", None),
+                                                              (4, "2026-11-26T08:00:00Z", None)]
+    assert "pm10" not in by_id["urn:ngsi-ld:Sensor:a"]
+    local = api["M"].post("/temporal/entityOperations/query", json={**query, "local": True}).json()
+    assert [e["id"] for e in local] == ["urn:ngsi-ld:Sensor:m"]
+    # the query's interval does not overlap the registration's: not asked (5.10.2.4)
+    before = api["M"].post("/temporal/entityOperations/query",
+                           json={**query, "temporalQ": {"timerel": "before", "timeAt": "2025-06-01T00:00:00Z"}}).json()
+    assert before == []
+
+
+def test_temporal_reads_name_a_source_that_is_down(api: dict[str, httpx.Client], tenant: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    history(api["M"], EID, no2=[prop(10, "2026-11-26T07:00:00Z")])
+    rid = register(api, "M", down, tenant, operations=["retrieveTemporal", "queryTemporal"], **HISTORY)
+    got = api["M"].get(f"/temporal/entities/{EID}")
+    assert got.status_code == 200 and instances(got.json(), "no2") == [(10, "2026-11-26T07:00:00Z", None)]
+    assert down in got.headers["NGSILD-Warning"] and rid in got.headers["NGSILD-Warning"]
+    queried = api["M"].post("/temporal/entityOperations/query", json={
+        "type": "Query", "entities": [{"type": "Sensor"}],
+        "temporalQ": {"timerel": "after", "timeAt": "2026-11-01T00:00:00Z"}})
+    assert queried.status_code == 200 and [e["id"] for e in queried.json()] == [EID]
+    assert down in queried.headers["NGSILD-Warning"] and rid in queried.headers["NGSILD-Warning"]
 
 
 def test_a_redirect_registration_matching_an_entity_held_here_is_a_conflict(api: dict[str, httpx.Client],
