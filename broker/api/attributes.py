@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.federation import consumption
+from broker.federation import discovery as distributed
 from broker.http import accepted_type
+from models.errors import ResourceNotFound
 
 router = APIRouter(prefix=API)
 
@@ -21,9 +24,12 @@ async def list_attributes(request: Request, tenant: TenantDep = "") -> Response:
     await deps.entities(request).check_tenant(tenant)
     body = await deps.discovery(request).attributes(tenant, ctx, details=deps.flag(request, "details"))
     headers: dict[str, str] = {}
-    if isinstance(body, dict) and isinstance(body.get("attributeList"), list):  # federation: the sources' too
-        body["attributeList"], headers = await consumption.discovery_list(
-            request, tenant, value, path="/attributes", operation="retrieveAttrTypes", member="attributeList", local=body["attributeList"])
+    if isinstance(body, dict):  # federation: the sources' too (5.7.11)
+        body["attributeList"], headers = await distributed.names(
+            request, tenant, value, ctx, path="/attributes", operation="retrieveAttrTypes", member="attributeList", local=body["attributeList"])
+    else:
+        body, headers = await distributed.details(
+            request, tenant, value, ctx, path="/attributes", operation="retrieveAttrTypeDetails", key="attributeName", local=body)
     return deps.json_response(body, media=media, context=value, headers=headers or None)
 
 
@@ -33,5 +39,15 @@ async def attribute_info(attr: str, request: Request, tenant: TenantDep = "") ->
     media = accepted_type(request)
     value, ctx = await deps.read_context(request)
     await deps.entities(request).check_tenant(tenant)
-    body = await deps.discovery(request).attribute_info(tenant, attr, ctx)
-    return deps.json_response(body, media=media, context=value)
+    missing: ResourceNotFound | None = None
+    try:
+        body: dict[str, Any] | None = await deps.discovery(request).attribute_info(tenant, attr, ctx)
+    except ResourceNotFound as exc:
+        body, missing = None, exc
+    merged = await distributed.info(request, tenant, value, ctx, kind="attributes", name=attr, local=body)
+    headers: dict[str, str] = {}
+    if merged is not None:  # federation: the matching sources' answers too (5.7.11)
+        body, headers = merged
+    if body is None:
+        raise missing or ResourceNotFound(f"{attr!r} is known neither here nor at the registered sources")
+    return deps.json_response(body, media=media, context=value, headers=headers or None)

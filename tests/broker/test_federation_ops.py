@@ -122,3 +122,47 @@ def test_a_redirect_registration_matching_an_entity_held_here_is_a_conflict(api:
     # an inclusive registration over the same entity stays allowed
     assert api["M"].post("/csourceRegistrations", json={**body, "mode": "inclusive", "information": [
         {"entities": [{"type": "Sensor", "id": "urn:ngsi-ld:Sensor:held"}]}]}).status_code == 201
+
+
+def station(entity_id: str, **attrs: Any) -> dict[str, Any]:
+    return {**sensor(entity_id, **attrs), "type": "Station"}
+
+
+def test_type_and_attribute_details_and_info_include_registered_sources(brokers: Brokers,
+                                                                       api: dict[str, httpx.Client],
+                                                                       tenant: str) -> None:
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:m", no2=1))
+    create(api["M"], station("urn:ngsi-ld:Station:m", pm25=4))
+    for i in range(2):
+        create(api["A"], station(f"urn:ngsi-ld:Station:a{i}", pm25=9, name="Aix"))
+    create(api["A"], {"id": "urn:ngsi-ld:Building:a", "type": "Building", "height": {"type": "Property", "value": 30}})
+    # A is registered for its stations only (default operations: federationOps, every discovery operation)
+    register(api, "M", brokers.urls["A"], tenant, information=[{"entities": [{"type": "Station"}]}])
+    assert api["M"].get("/types").json()["typeList"] == ["Sensor", "Station"]  # not A's Building
+    got = api["M"].get("/types", params={"details": "true"})
+    assert got.status_code == 200, got.text
+    assert [(t["typeName"], t["attributeNames"]) for t in got.json()] == [("Sensor", ["no2"]),
+                                                                          ("Station", ["name", "pm25"])]
+    info = api["M"].get("/types/Station").json()
+    assert info["entityCount"] == 3 and [a["attributeName"] for a in info["attributeDetails"]] == ["name", "pm25"]
+    assert api["M"].get("/types/Building").status_code == 404
+    attrs = api["M"].get("/attributes", params={"details": "true"}).json()
+    assert [(a["attributeName"], a["typeNames"]) for a in attrs] == [("name", ["Station"]), ("no2", ["Sensor"]),
+                                                                     ("pm25", ["Station"])]
+    name = api["M"].get("/attributes/name")
+    assert name.status_code == 200 and name.json()["attributeCount"] == 2 and name.json()["typeNames"] == ["Station"]
+    assert api["M"].get("/attributes/pm25").json()["attributeCount"] == 3
+    assert api["M"].get("/attributes/name", params={"local": "true"}).status_code == 404
+    assert api["M"].get("/types/Station", params={"local": "true"}).json()["entityCount"] == 1
+
+
+def test_discovery_names_a_source_that_is_down(api: dict[str, httpx.Client], tenant: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:m", no2=1))
+    rid = register(api, "M", down, tenant)
+    for path, params in (("/types", {"details": "true"}), ("/types/Sensor", {}), ("/attributes", {"details": "true"}),
+                         ("/attributes/no2", {})):
+        r = api["M"].get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+        assert down in r.headers["NGSILD-Warning"] and rid in r.headers["NGSILD-Warning"], path
+    assert api["M"].get("/types/Sensor").json()["entityCount"] == 1
