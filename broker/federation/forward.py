@@ -27,9 +27,11 @@ import httpx
 import orjson
 
 from broker.federation import matching
+from broker.federation.recontext import Recontext
 from broker.federation.registration import operations_of
 from broker.federation.service import RegistrationService
 from broker.store.base import RegistryDoc
+from models.errors import NgsiLdError
 
 log = logging.getLogger("broker.federation")
 API = "/ngsi-ld/v1"
@@ -189,13 +191,29 @@ class Forwarder:
                    body: Any = None, request_headers: Any, context_value: Any) -> Reply:
         """One forwarded request; never raises (a failure is a Reply with its error)."""
         assert self._http is not None, "forwarder not started"
+        info = source_info(target)
+        reply = Reply(target)
+        rewrite: Recontext | None = None
+        if "jsonldContext" in info:  # clause 4.3.6.6: the request in the registration's terms
+            try:
+                rewrite = Recontext(await self.registrations.resolver.aresolve(context_value),
+                                    await self.registrations.resolver.aresolve(info["jsonldContext"]))
+            except NgsiLdError as exc:
+                reply.error = f"jsonldContext {info['jsonldContext']}: {exc.detail}"
+                await self._record(target, False)
+                return reply
+            params, body = rewrite.params(params), rewrite.payload(body)
+            context_value = info["jsonldContext"]
+        elif body is not None:
+            body = _as_content_type(body, info.get("contentType"), context_value)
         # ':' ',' '*' are allowed as they are in a query (RFC 3986 3.4): ids and lists go as the client wrote them
         url = target.endpoint + API + path + (f"?{urlencode(params, safe=':,*')}" if params else "")
         headers = self.headers(target, request_headers, context_value, body=body is not None)
         if _carries_context(body):
             headers.pop("Link", None)
             headers["Content-Type"] = "application/ld+json"
-        reply = Reply(target)
+        if info.get("accept"):
+            headers["Accept"] = info["accept"]
         try:
             response = await self._http.request(method, url, headers=headers,
                                                 content=orjson.dumps(body) if body is not None else None)
@@ -211,12 +229,16 @@ class Forwarder:
             reply.error = f"no answer within {self.timeout:g} s"
         except (httpx.HTTPError, OSError) as exc:
             reply.error = f"unreachable: {type(exc).__name__}"
-        ok = reply.ok or reply.status == 404  # 404 is no abnormal behaviour (6.3.17)
+        if rewrite is not None and reply.body is not None:
+            reply.body = rewrite.back().payload(reply.body)
+        await self._record(target, reply.ok or reply.status == 404)  # 404 is no abnormal behaviour (6.3.17)
+        return reply
+
+    async def _record(self, target: Target, ok: bool) -> None:
         try:
             await self.registrations.record(target.item, ok)
         except Exception:  # the status members are a courtesy; a failed write must not fail the request
             log.exception("could not record the status of registration %s", target.item.id)
-        return reply
 
     async def send_all(self, targets: list[Target], method: str, path_of: Any, **kw: Any) -> list[Reply]:
         """Send to every target at once (path_of(target) gives each its path and params)."""
@@ -225,6 +247,25 @@ class Forwarder:
             return await self.send(t, method, path, params=params, body=body, **kw)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def source_info(target: Target) -> dict[str, str]:
+    """The registration's contextSourceInfo as a dict (clauses 4.3.6.5, 4.3.6.6)."""
+    pairs = target.reg.get("contextSourceInfo") or []
+    return {str(kv["key"]): str(kv["value"]) for kv in pairs if isinstance(kv, dict) and "key" in kv and "value" in kv}
+
+
+def _as_content_type(body: Any, content_type: str | None, context_value: Any) -> Any:
+    """The payload as contextSourceInfo `contentType` asks (clause 4.3.6.6): application/ld+json carries its
+    @context in the payload, application/json in Link (so only a context given by URL can leave the payload)."""
+    items = body if isinstance(body, list) else [body]
+    if content_type == "application/ld+json" and context_value is not None and not _carries_context(body):
+        with_context = [{**i, "@context": context_value} if isinstance(i, dict) else i for i in items]
+        return with_context if isinstance(body, list) else with_context[0]
+    if content_type == "application/json" and _carries_context(body) and isinstance(context_value, str):
+        without = [{k: v for k, v in i.items() if k != "@context"} if isinstance(i, dict) else i for i in items]
+        return without if isinstance(body, list) else without[0]
+    return body
 
 
 def _carries_context(body: Any) -> bool:

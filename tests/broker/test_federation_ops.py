@@ -8,7 +8,7 @@ closed port.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -166,3 +166,110 @@ def test_discovery_names_a_source_that_is_down(api: dict[str, httpx.Client], ten
         assert r.status_code == 200, (path, r.text)
         assert down in r.headers["NGSILD-Warning"] and rid in r.headers["NGSILD-Warning"], path
     assert api["M"].get("/types/Sensor").json()["entityCount"] == 1
+
+
+class StubSource:
+    """A context source on a real socket: serves two @contexts, records every NGSI-LD request it gets and
+    answers GETs with `answer` (in its own terms), POSTs with 201."""
+
+    CONTEXTS: ClassVar[dict[str, dict[str, str]]] = {
+        "/client.jsonld": {"no2": "https://example.org/ns/nitrogenDioxide", "Sensor": "https://example.org/ns/Sensor"},
+        "/source.jsonld": {"NO2": "https://example.org/ns/nitrogenDioxide", "AirSensor": "https://example.org/ns/Sensor"}}
+
+    def __init__(self, answer: Any) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qsl, urlsplit
+
+        requests: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, status: int, payload: Any, media: str = "application/json") -> None:
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", media)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                requests.append({"method": self.command, "path": parts.path, "query": dict(parse_qsl(parts.query)),
+                                 "headers": dict(self.headers.items()),
+                                 "body": json.loads(self.rfile.read(length)) if length else None})
+
+            def do_GET(self) -> None:
+                if self.path in StubSource.CONTEXTS:
+                    self._reply(200, {"@context": StubSource.CONTEXTS[self.path]}, "application/ld+json")
+                    return
+                self._record()
+                self._reply(200, answer)
+
+            def do_POST(self) -> None:
+                self._record()
+                self._reply(201, None)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.requests = requests
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def link(self, name: str) -> str:
+        return f'<{self.url}/{name}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_context_source_info_headers_accept_and_json_ld_context(api: dict[str, httpx.Client], tenant: str) -> None:
+    # clause 4.3.6.5/4.3.6.6: key-value pairs as headers (urn:ngsi-ld:request copies the client's), accept,
+    # and jsonldContext: the request compacted with the registration's @context, the answer read with it
+    stub = StubSource([{"id": "urn:ngsi-ld:Sensor:stub", "type": "AirSensor", "NO2": {"type": "Property", "value": 42}}])
+    try:
+        link = {"Link": stub.link("client.jsonld")}
+        r = api["M"].post("/csourceRegistrations", headers=link, json={
+            "type": "ContextSourceRegistration", "endpoint": stub.url, "information": [{"entities": [{"type": "Sensor"}]}],
+            "contextSourceInfo": [{"key": "jsonldContext", "value": f"{stub.url}/source.jsonld"},
+                                  {"key": "accept", "value": "application/ld+json"},
+                                  {"key": "X-Auth-Token", "value": "secret"},
+                                  {"key": "Fiware-User", "value": "urn:ngsi-ld:request"}]})
+        assert r.status_code == 201, r.text
+        got = api["M"].get("/entities", headers={**link, "Fiware-User": "alice"},
+                           params={"type": "Sensor", "attrs": "no2", "q": "no2>10", "options": "keyValues"})
+        assert got.status_code == 200 and "NGSILD-Warning" not in got.headers, (got.text, got.headers)
+        assert got.json() == [{"id": "urn:ngsi-ld:Sensor:stub", "type": "Sensor", "no2": 42}]
+        [sent] = stub.requests
+        assert sent["path"] == "/ngsi-ld/v1/entities"
+        assert sent["query"]["type"] == "AirSensor" and sent["query"]["attrs"] == "NO2" and sent["query"]["q"] == "NO2>10"
+        headers = {k.lower(): v for k, v in sent["headers"].items()}
+        assert f"{stub.url}/source.jsonld" in headers["link"] and headers["accept"] == "application/ld+json"
+        assert headers["x-auth-token"] == "secret" and headers["fiware-user"] == "alice"
+    finally:
+        stub.close()
+
+
+def test_context_source_info_content_type_puts_the_context_in_the_payload(api: dict[str, httpx.Client],
+                                                                          tenant: str) -> None:
+    stub = StubSource([])
+    try:
+        link = {"Link": stub.link("client.jsonld")}
+        r = api["M"].post("/csourceRegistrations", headers=link, json={
+            "type": "ContextSourceRegistration", "endpoint": stub.url, "operations": ["createEntity"],
+            "information": [{"entities": [{"type": "Sensor"}]}],
+            "contextSourceInfo": [{"key": "contentType", "value": "application/ld+json"}]})
+        assert r.status_code == 201, r.text
+        created = api["M"].post("/entities", headers=link, json={"id": "urn:ngsi-ld:Sensor:ld", "type": "Sensor",
+                                                                 "no2": {"type": "Property", "value": 1}})
+        assert created.status_code == 201, created.text
+        [sent] = stub.requests
+        headers = {k.lower(): v for k, v in sent["headers"].items()}
+        assert headers["content-type"] == "application/ld+json" and "link" not in headers
+        assert sent["body"]["@context"] == f"{stub.url}/client.jsonld" and sent["body"]["no2"]["value"] == 1
+    finally:
+        stub.close()
