@@ -31,7 +31,7 @@ from fastapi import Request
 from broker.federation.consumption import forwarder, restricted, wanted_of
 from broker.federation.forward import Plan, Reply, Target
 from broker.query.projection import parse_attrs
-from broker.temporal.query import TemporalQuery
+from broker.temporal.query import AGGR_METHODS, TemporalQuery
 from models.context import Context
 from models.errors import NgsiLdError
 
@@ -59,30 +59,32 @@ def _merge_attribute(held: Any, value: Any, *, auxiliary: bool, timeprop: str, l
     mine, theirs = _slots(held), _slots(value)
     if mine and _pairs_member(mine[0]) or theirs and _pairs_member(theirs[0]):
         return _merge_simplified(mine, theirs, auxiliary=auxiliary, last_n=last_n)
-    if any("value" not in i and "object" not in i and _has_aggregate(i) for i in mine + theirs):
+    if any(_has_aggregate(i) for i in mine + theirs):
         # aggregatedValues: periods of different sources cannot be recombined; a datasetId not held is added
         known = {i.get("datasetId") for i in mine}
-        merged = mine + [i for i in theirs if i.get("datasetId") not in known]
-    else:
-        def key(i: dict[str, Any]) -> tuple[Any, ...]:
-            return (i.get(timeprop),) if auxiliary else (i.get("datasetId"), i.get(timeprop))
+        slots = mine + [i for i in theirs if i.get("datasetId") not in known]
+        return slots[0] if len(slots) == 1 else slots
 
-        seen = {key(i) for i in mine}
-        times = {i.get(timeprop) for i in mine}
-        merged = list(mine)
-        for inst in theirs:
-            if key(inst) in seen or (auxiliary and inst.get(timeprop) in times):
-                continue
-            seen.add(key(inst))
-            merged.append(inst)
-        merged.sort(key=lambda i: str(i.get(timeprop) or ""))
-        if last_n is not None:
-            merged = _last_n(merged, last_n, lambda i: str(i.get(timeprop) or ""))
+    def key(i: dict[str, Any]) -> tuple[Any, ...]:
+        return (i.get(timeprop),) if auxiliary else (i.get("datasetId"), i.get(timeprop))
+
+    seen = {key(i) for i in mine}
+    times = {i.get(timeprop) for i in mine}
+    merged = list(mine)
+    for inst in theirs:
+        if key(inst) in seen or (auxiliary and inst.get(timeprop) in times):
+            continue
+        seen.add(key(inst))
+        merged.append(inst)
+    merged.sort(key=lambda i: str(i.get(timeprop) or ""))
+    if last_n is not None:
+        merged = _last_n(merged, last_n, lambda i: str(i.get(timeprop) or ""))
     return merged
 
 
 def _has_aggregate(inst: dict[str, Any]) -> bool:
-    return any(isinstance(v, list) and k not in ("type",) for k, v in inst.items())
+    """An aggregatedValues slot (clause 4.5.19): a member named after an aggregation method."""
+    return any(k in AGGR_METHODS and isinstance(v, list) for k, v in inst.items())
 
 
 def _last_n(items: list[Any], n: int, time_of: Any) -> list[Any]:
