@@ -29,6 +29,7 @@ from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
 from broker.api.query_body import check_query_body
+from broker.federation import provision
 from broker.federation import temporal as distributed
 from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
@@ -37,6 +38,7 @@ from broker.service.temporal import TemporalResult, TemporalService
 from broker.state import broker_state
 from broker.temporal.query import TemporalQuery, check_order_by
 from models.errors import BadRequestData, ResourceNotFound
+from models.validation import check_uri
 
 router = APIRouter(prefix=API)
 ENTITY = "/temporal/entities/{entity_id}"
@@ -132,11 +134,33 @@ async def create_temporal(request: Request, tenant: TenantDep = "") -> Response:
     """Create or Update Temporal Evolution of an Entity (6.18.3.1): 201 when new, 204 when history was added."""
     deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request)
-    created = await service(request).write(tenant, incoming.body, ctx)
-    if created:
-        entity_id = incoming.body["id"]
-        return Response(status_code=201, headers={"Location": f"{API}/temporal/entities/{quote(entity_id, safe=':/')}"})
-    return no_content()
+    body = incoming.body
+    entity_id = check_uri(body.get("id") if isinstance(body, dict) else None, "entity id")
+    location = {"Location": f"{API}/temporal/entities/{quote(entity_id, safe=':/')}"}
+
+    async def local(part: Any) -> Response:
+        if await service(request).write(tenant, part, ctx):
+            return Response(status_code=201, headers=location)
+        return no_content()
+
+    # federation: the registered sources' share goes to them (5.6.11.4, by registration mode as for entities)
+    response = await provision.distribute(
+        request, tenant, "upsertTemporal", entity_id=entity_id, types=_types_of(body, ctx), attrs=_attrs_of(body, ctx),
+        method="POST", path="/temporal/entities", body=body, context_value=incoming.context, ctx=ctx, local=local, history=True)
+    if response.status_code == 201:
+        response.headers.update(location)
+    return response
+
+
+def _types_of(body: dict[str, Any], ctx: Any) -> list[str]:
+    types = body.get("type")
+    return [ctx.expand_term(t) for t in (types if isinstance(types, list) else [types]) if isinstance(t, str)]
+
+
+def _attrs_of(body: Any, ctx: Any) -> list[str]:
+    """The attribute IRIs of a temporal entity or fragment."""
+    core = ("id", "type", "scope", "@context", "createdAt", "modifiedAt")
+    return [ctx.expand_term(k) for k in body if k not in core] if isinstance(body, dict) else []
 
 
 @router.get(ENTITY)
@@ -173,27 +197,53 @@ async def retrieve_temporal(entity_id: str, request: Request, tenant: TenantDep 
 async def delete_temporal(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Temporal Evolution of an Entity (6.19.3.2)."""
     deps.check_params(request)
-    await service(request).delete_entity(tenant, entity_id)
-    return no_content()
+    check_uri(entity_id, "entity id")
+    value, ctx = await deps.read_context(request)
+
+    async def local(_: Any) -> Response:
+        await service(request).delete_entity(tenant, entity_id)
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "deleteTemporal", entity_id=entity_id, types=[], attrs=[], method="DELETE",
+        path=f"/temporal/entities/{entity_id}", body=None, context_value=value, ctx=ctx, local=local, local_whole=True,
+        history=True)
 
 
 @router.post(ENTITY + "/attrs")
 async def add_temporal_attrs(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
     """Add Attributes to Temporal Evolution of an Entity (6.20.3.1)."""
     deps.check_params(request)
+    check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request)
-    await service(request).write(tenant, incoming.body, ctx, entity_id=entity_id)
-    return no_content()
+
+    async def local(part: Any) -> Response:
+        await service(request).write(tenant, part, ctx, entity_id=entity_id)
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "appendAttrsTemporal", entity_id=entity_id, types=[], attrs=_attrs_of(incoming.body, ctx),
+        method="POST", path=f"/temporal/entities/{entity_id}/attrs", body=incoming.body,
+        context_value=incoming.context, ctx=ctx, local=local, history=True)
 
 
 @router.delete(ENTITY + "/attrs/{attr}")
 async def delete_temporal_attr(entity_id: str, attr: str, request: Request, tenant: TenantDep = "") -> Response:
     """Delete Attribute from Temporal Evolution of an Entity (6.21.3.1)."""
     deps.check_params(request)
-    _, ctx = await deps.read_context(request)
+    check_uri(entity_id, "entity id")
+    value, ctx = await deps.read_context(request)
     params = request.query_params
-    await service(request).delete_attr(tenant, entity_id, attr, ctx, params.get("datasetId"), deps.flag(request, "deleteAll"))
-    return no_content()
+
+    async def local(_: Any) -> Response:
+        await service(request).delete_attr(tenant, entity_id, attr, ctx, params.get("datasetId"),
+                                           deps.flag(request, "deleteAll"))
+        return no_content()
+
+    return await provision.distribute(
+        request, tenant, "deleteAttrsTemporal", entity_id=entity_id, types=[], attrs=[ctx.expand_term(attr)],
+        method="DELETE", path=f"/temporal/entities/{entity_id}/attrs/{attr}", body=None, context_value=value,
+        ctx=ctx, local=local, single_attr=True, history=True)
 
 
 @router.patch(ENTITY + "/attrs/{attr}/{instance_id}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -79,7 +80,7 @@ def _has_attrs(body: Any) -> bool:
 async def distribute(request: Request, tenant: str, operation: str, *, entity_id: str, types: list[str],
                      attrs: list[str], method: str, path: str, body: Any, context_value: Any, ctx: Context,
                      local: Callable[[Any], Awaitable[Response]], local_whole: bool = False,
-                     single_attr: bool = False) -> Response:
+                     single_attr: bool = False, history: bool = False) -> Response:
     """Run a single-entity provision operation here and at the registered sources it concerns.
 
     `types` and `attrs` are IRIs; `body` is the request body in the client's terms (None when bodiless);
@@ -87,6 +88,8 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
     answers its response. `local_whole`: the operation concerns the whole entity (create, delete,
     replace), so an exclusive/redirect registration naming attributes does not take it from here.
     `single_attr`: the body is one attribute (PATCH/PUT .../attrs/{attr}), sent as it is.
+    `history`: a temporal write (5.6.11-5.6.16): registrations for history (with an observationInterval or
+    managementInterval, 5.10.2.4) take it as well as those without.
     """
     fwd = forwarder(request)
     if fwd is None:
@@ -94,6 +97,15 @@ async def distribute(request: Request, tenant: str, operation: str, *, entity_id
     wanted = matching.Wanted(ids=frozenset([entity_id]), types=frozenset(types), attrs=frozenset(attrs))
     plan = await fwd.plan(tenant, operation, wanted, request.headers.get("via"),
                           modes=("inclusive", "exclusive", "redirect"))
+    if history:  # the whole time: any observationInterval (observedAt) or managementInterval (modifiedAt)
+        known = {t.item.id for t in plan.targets}
+        for prop in ("observedAt", "modifiedAt"):
+            wanted.temporal = (prop, "after", datetime(1, 1, 1, tzinfo=UTC), None)
+            more = await fwd.plan(tenant, operation, wanted, request.headers.get("via"),
+                                  modes=("inclusive", "exclusive", "redirect"))
+            plan.targets += [t for t in more.targets if t.item.id not in known]
+            plan.skipped += more.skipped
+            known |= {t.item.id for t in more.targets}
     if plan.loop and plan.skipped:
         raise LoopDetected(f"{method} {path} came back to this broker (Via: {request.headers.get('via')})")
     if not plan.targets:

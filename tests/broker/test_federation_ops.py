@@ -273,3 +273,44 @@ def test_context_source_info_content_type_puts_the_context_in_the_payload(api: d
         assert sent["body"]["@context"] == f"{stub.url}/client.jsonld" and sent["body"]["no2"]["value"] == 1
     finally:
         stub.close()
+
+
+WRITES = ["upsertTemporal", "appendAttrsTemporal", "deleteAttrsTemporal", "deleteTemporal", "retrieveTemporal"]
+
+
+def test_temporal_writes_are_forwarded_by_registration_mode(brokers: Brokers, api: dict[str, httpx.Client],
+                                                            tenant: str) -> None:
+    # 5.6.11.4-5.6.16.4: inclusive: here and at the source; exclusive: the registered attributes at the source only
+    register(api, "M", brokers.urls["A"], tenant, operations=WRITES, **HISTORY)
+    register(api, "M", brokers.urls["B"], tenant, mode="exclusive", operations=WRITES, **HISTORY,
+             information=[{"entities": [{"type": "Sensor", "id": EID}], "propertyNames": ["pm10"]}])
+    r = api["M"].post("/temporal/entities", json={"id": EID, "type": "Sensor", "no2": [prop(1, "2026-11-26T07:00:00Z")],
+                                                  "pm10": [prop(7, "2026-11-26T07:00:00Z")]})
+    assert r.status_code == 201, r.text
+    assert r.headers["location"].endswith(f"/temporal/entities/{EID}")
+    here = api["M"].get(f"/temporal/entities/{EID}", params={"local": "true"}).json()
+    at_a = api["A"].get(f"/temporal/entities/{EID}").json()
+    at_b = api["B"].get(f"/temporal/entities/{EID}").json()
+    assert set(here) - {"id", "type"} == {"no2"} and set(at_a) - {"id", "type"} == {"no2", "pm10"}
+    assert set(at_b) - {"id", "type"} == {"pm10"}
+    r = api["M"].post(f"/temporal/entities/{EID}/attrs", json={"no2": [prop(2, "2026-11-26T08:00:00Z")]})
+    assert r.status_code == 204, r.text
+    assert len(api["A"].get(f"/temporal/entities/{EID}", params={"attrs": "no2"}).json()["no2"]) == 2
+    assert api["M"].delete(f"/temporal/entities/{EID}/attrs/no2").status_code == 204
+    assert "no2" not in api["A"].get(f"/temporal/entities/{EID}").json()
+    assert api["M"].delete(f"/temporal/entities/{EID}").status_code == 204
+    for town in ("A", "B"):
+        assert api[town].get(f"/temporal/entities/{EID}").status_code == 404
+    assert api["M"].get(f"/temporal/entities/{EID}").status_code == 404
+
+
+def test_a_temporal_write_to_a_source_that_is_down_is_a_partial_success(api: dict[str, httpx.Client],
+                                                                        tenant: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    rid = register(api, "M", down, tenant, operations=WRITES, **HISTORY)
+    r = api["M"].post("/temporal/entities", json={"id": EID, "type": "Sensor", "no2": [prop(1, "2026-11-26T07:00:00Z")]})
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == [EID]
+    [error] = r.json()["errors"]
+    assert error["registrationId"] == rid and error["endpoint"] == down and error["error"]["status"] == 502
+    assert api["M"].get(f"/temporal/entities/{EID}", params={"local": "true"}).status_code == 200
