@@ -76,6 +76,8 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
     warnings: dict[str, str] = {}
     if not spec.local:  # federation: the registered sources' history too (5.7.4.4)
         result.entities, warnings = await distributed.query(request, tenant, ctx, context, result.entities, body)
+        if descending is not None:  # orderBy=id: the sources' entities sorted in
+            result.entities.sort(key=lambda e: str(e.get("id")), reverse=descending)
     if not page.count:
         result.total = None
     response = _respond(request, result, context, result.entities, page_links(request, page, total, media))

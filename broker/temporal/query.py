@@ -169,8 +169,9 @@ def check_order_by(value: str | None) -> bool | None:
     """Clause 5.7.4.4: orderBy only on "id"; whether descending (None without orderBy).
 
     The clause also refuses orderBy when the query is not limited to the local scope; this broker
-    has no context source registrations, so every query runs on local data alone (clause 5.5.13:
-    no registration is used), with or without local=true, as Query Entities takes orderBy.
+    takes it with or without local=true, as Query Entities takes orderBy: without registrations every
+    query runs on local data alone, and with them the entities the sources add are sorted in by id
+    (broker.api.temporal).
     """
     if not value:
         return None

@@ -81,6 +81,10 @@ def test_temporal_post_query_asks_the_registered_sources(brokers: Brokers, api: 
     assert instances(by_id["urn:ngsi-ld:Sensor:m"], "no2") == [(1, "2026-11-26T07:00:00Z", None),
                                                               (4, "2026-11-26T08:00:00Z", None)]
     assert "pm10" not in by_id["urn:ngsi-ld:Sensor:a"]
+    ordered = api["M"].post("/temporal/entityOperations/query", params={"orderBy": "id;desc"}, json=query).json()
+    assert [e["id"] for e in ordered] == ["urn:ngsi-ld:Sensor:m", "urn:ngsi-ld:Sensor:a"]
+    ordered = api["M"].post("/temporal/entityOperations/query", params={"orderBy": "id"}, json=query).json()
+    assert [e["id"] for e in ordered] == ["urn:ngsi-ld:Sensor:a", "urn:ngsi-ld:Sensor:m"]
     local = api["M"].post("/temporal/entityOperations/query", json={**query, "local": True}).json()
     assert [e["id"] for e in local] == ["urn:ngsi-ld:Sensor:m"]
     # the query's interval does not overlap the registration's: not asked (5.10.2.4)
