@@ -137,7 +137,9 @@ async def create_temporal(request: Request, tenant: TenantDep = "") -> Response:
     deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request)
     body = incoming.body
-    entity_id = check_uri(body.get("id") if isinstance(body, dict) else None, "entity id")
+    if not isinstance(body, dict):
+        raise BadRequestData("a temporal entity must be a JSON object")
+    entity_id = check_uri(body.get("id"), "entity id")
     location = {"Location": f"{API}/temporal/entities/{quote(entity_id, safe=':/')}"}
 
     async def local(part: Any) -> Response:
