@@ -27,6 +27,7 @@ from bench.procs import free_port
 from broker.app import create_app
 from broker.settings import BrokerSettings
 from web.fastroutes import FastRoutes
+from web.metrics import route_of
 from web.serving import EmbeddedServer
 
 API = "/ngsi-ld/v1"
@@ -40,6 +41,19 @@ JSON = {"Content-Type": "application/json"}
 def _without_fast_routes(app: Any) -> Any:
     app.user_middleware = [m for m in app.user_middleware if m.cls is not FastRoutes]
     return app
+
+
+class Labels:
+    """Wraps an app and keeps the route label HttpMetrics gives each request it served (web.metrics.route_of)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            self.seen.append(route_of(scope))
 
 
 def _middlewares(app: Any) -> list[Any]:
@@ -59,9 +73,10 @@ class Pair:
         self.fast_app = create_app(settings)
         self.slow_app = _without_fast_routes(create_app(settings))
         self.slow_port = free_port()
-        self.fast = EmbeddedServer(uvicorn.Config(self.fast_app, host="127.0.0.1", port=settings.port,
+        self.labels = (Labels(self.fast_app), Labels(self.slow_app))
+        self.fast = EmbeddedServer(uvicorn.Config(self.labels[0], host="127.0.0.1", port=settings.port,
                                                   log_level="warning", lifespan="on"))
-        self.slow = EmbeddedServer(uvicorn.Config(self.slow_app, host="127.0.0.1", port=self.slow_port,
+        self.slow = EmbeddedServer(uvicorn.Config(self.labels[1], host="127.0.0.1", port=self.slow_port,
                                                   log_level="warning", lifespan="off"))
         self.ports = (settings.port, self.slow_port)
         self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
@@ -118,12 +133,24 @@ def _exchange(port: int, method: str, path: str, body: bytes | None, headers: li
     return answer
 
 
+def _label(labels: Labels, before: int) -> str:
+    """The label of the request after the first `before`: the app may still be finishing when the client has read."""
+    deadline = time.monotonic() + 10
+    while len(labels.seen) <= before:
+        assert time.monotonic() < deadline, "the request was not labelled"
+        time.sleep(0.001)
+    return labels.seen[before]
+
+
 def same(pair: Pair, method: str, path: str, body: bytes | None = None,
          headers: list[tuple[str, str]] | None = None) -> Any:
-    """Send the request to the normal app, then to the fast one; both answers must be the same bytes."""
+    """Send the request to the normal app, then to the fast one; same bytes back, same metrics route label."""
+    counts = [len(labels.seen) for labels in pair.labels]
     slow = _exchange(pair.ports[1], method, path, body, headers or [])
     fast = _exchange(pair.ports[0], method, path, body, headers or [])
     assert fast == slow, f"{method} {path}"
+    if not any(ord(c) < 0x20 for _, value in headers or [] for c in value):  # else uvicorn answered, not the app
+        assert _label(pair.labels[0], counts[0]) == _label(pair.labels[1], counts[1]), f"{method} {path}"
     return fast
 
 
