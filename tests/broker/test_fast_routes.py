@@ -22,6 +22,7 @@ from typing import Any, Self
 import orjson
 import pytest
 import uvicorn
+from starlette.routing import Mount
 
 from bench.procs import free_port
 from broker.app import create_app
@@ -155,12 +156,15 @@ def same(pair: Pair, method: str, path: str, body: bytes | None = None,
 
 
 def test_the_fast_routes_are_in_the_broker_and_the_history_api(pair: Pair) -> None:
-    _exchange(pair.ports[0], "GET", f"{API}/entities/{EID}", None, [])
-    _exchange(pair.ports[0], "POST", "/v2/notify", b"{}", [("Content-Type", "application/json")])
+    same(pair, "GET", f"{API}/entities/{EID}")
+    same(pair, "POST", "/v2/notify", b"{}", [("Content-Type", "application/json")])
     fast = [m for m in _middlewares(pair.fast_app) if isinstance(m, FastRoutes)]
     assert [r.route.path for r in fast[0].fast] == [f"{API}/entities/{{entity_id}}",
                                                       f"{API}/entities/{{entity_id}}/attrs/{{attr}}", "/v2"]
     assert not [m for m in _middlewares(pair.slow_app) if isinstance(m, FastRoutes)]
+    history = next(r.app for r in pair.fast_app.router.routes if isinstance(r, Mount) and r.path == "/v2")
+    inner = [m for m in _middlewares(history) if isinstance(m, FastRoutes)]
+    assert [r.route.path for r in inner[0].fast] == ["/notify"]
 
 
 GETS = [
