@@ -22,8 +22,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from broker import limits, ops
 from broker.api import (
@@ -57,6 +58,7 @@ from broker.subscriptions.runtime import Subscriptions
 from broker.temporal.runtime import ChangeConsumer, start_temporal, stop_temporal
 from models.context import ContextResolver
 from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+from web.fastroutes import FastRoute, FastRoutes, plan
 from web.request_limits import RequestLimits
 from web.resources import ResourcePaths
 from web.secrets import redact_url, scrub
@@ -134,6 +136,7 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     """
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan_of(settings),
                   exception_handlers=exception_handlers(), openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+    app.add_middleware(FastRoutes, routes=lambda: hot_routes(app), router=app.router)  # innermost (issue 16)
     app.add_middleware(ResourcePaths)
     limits.configure(settings.limits)
     app.add_middleware(RequestLimits, max_bytes=lambda: limits.current().max_body_bytes)  # 413, %00 (issue 17)
@@ -148,6 +151,13 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     app.add_api_route("/v2", list_of_api, methods=["GET"])  # the mount below answers only paths under /v2/
     app.mount("/v2", create_quantumleap_app(state_source(app), prefix=""))
     return app
+
+
+def hot_routes(app: FastAPI) -> list[FastRoute]:
+    """The routes web.fastroutes serves directly: GET one entity, PATCH one attribute, the /v2 mount (issue 16)."""
+    by_endpoint = {r.endpoint: r for r in entities.router.routes if isinstance(r, APIRoute)}
+    v2 = next(r for r in app.router.routes if isinstance(r, Mount) and r.path == "/v2")
+    return [plan(by_endpoint[entities.retrieve_entity]), plan(by_endpoint[entities.patch_attr]), plan(v2)]
 
 
 async def ngsi_ld_error(request: Request, exc: NgsiLdError) -> Response:

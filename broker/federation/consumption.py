@@ -152,8 +152,8 @@ async def retrieve(request: Request, tenant: str, entity_id: str, ctx: Context, 
                    local: dict[str, Any] | None) -> Distributed | None:
     """Ask the matching sources for one entity; None when no registration matches (the local answer stands)."""
     fwd = forwarder(request)
-    if fwd is None:
-        return None
+    if fwd is None or not await fwd.registrations.active(tenant):
+        return None  # no registration in the tenant (the usual case): nothing to plan (issue 16)
     params = request.query_params
     wanted = wanted_of({**params, "id": entity_id}, ctx)
     plan = await fwd.plan(tenant, "retrieveEntity", wanted, request.headers.get("via"))

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +42,7 @@ from broker.quantumleap.service import QuantumLeapService, StateSource
 from broker.quantumleap.settings import QuantumLeapSettings
 from broker.quantumleap.shapes import json_response
 from models.errors import NgsiLdError
+from web.fastroutes import FastRoutes, plan
 from web.request_limits import RequestLimits
 from web.resources import ResourcePaths
 from web.secrets import scrub
@@ -94,6 +96,9 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
     """
     app = FastAPI(title="metropole QuantumLeap-compatible history API", version=QL_VERSION,
                   openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+    # innermost: POST /notify without FastAPI's router and dependency solver (web.fastroutes, issue 16)
+    hot = next(r for r in notify.router.routes if isinstance(r, APIRoute) and r.endpoint is notify.notify)
+    app.add_middleware(FastRoutes, routes=lambda: [plan(hot, prefix)], router=app.router)
     app.add_middleware(ResourcePaths)
     if prefix:  # on its own port, the body limit of the broker's (METROPOLE_BROKER_MAX_BODY_BYTES), QuantumLeap's shape
         app.add_middleware(RequestLimits, max_bytes=lambda: limits.current().max_body_bytes, render=_ql_error)

@@ -103,6 +103,13 @@ class TemporalService:
         self.recorder = recorder
         self.limit = max(1, limit)
         self.catch_up_timeout = catch_up_timeout
+        self._tenants: set[str] = set()  # tenants this service saw committed; a tenant is never deleted
+
+    async def _ensure_tenant(self, tenant: str) -> None:
+        """store.ensure_tenant once per tenant: it was a write transaction per /v2/notify (issue 16)."""
+        if tenant not in self._tenants:
+            await self.store.ensure_tenant(tenant)  # its own transaction, committed when it returns
+            self._tenants.add(tenant)
 
     async def _current(self) -> None:
         """Read-your-writes: history holds every change committed before this call."""
@@ -279,7 +286,7 @@ class TemporalService:
             raise ResourceNotFound(f"no temporal entity {eid}")
         types, rows = self._temporal_rows(tenant, eid, body, ctx, old.types if old is not None else None,
                                           adding=entity_id is not None)
-        await self.store.ensure_tenant(tenant)  # a tenant written to through the temporal API exists (clause 4.14)
+        await self._ensure_tenant(tenant)  # a tenant written to through the temporal API exists (clause 4.14)
         await self.history.write([EntityRow(tenant, eid, types, None)], rows)
         return old is None
 
@@ -303,7 +310,7 @@ class TemporalService:
             rows.extend(more)
         if not entities:
             return
-        await self.store.ensure_tenant(tenant)
+        await self._ensure_tenant(tenant)
         await self.history.write(entities, rows)
 
     @staticmethod
