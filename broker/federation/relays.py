@@ -36,6 +36,8 @@ class Copy:
     copy_id: str
     source: dict[str, Any]
     """the registration members of SOURCE_MEMBERS (expanded form) when the copy was made"""
+    entities: list[Any] | None = None
+    """the copy's entities (the subscription's, reduced to the types the registration offers)"""
 
     @property
     def endpoint(self) -> str:
@@ -56,13 +58,13 @@ class RelayRecord:
 
     def to_doc(self) -> dict[str, Any]:
         return {"token": self.token, "pending": dict(self.pending),
-                "copies": [{"registration": c.registration, "copy": c.copy_id, "source": c.source}
-                           for c in self.copies.values()]}
+                "copies": [{"registration": c.registration, "copy": c.copy_id, "source": c.source,
+                            "entities": c.entities} for c in self.copies.values()]}
 
     @classmethod
     def from_item(cls, item: RegistryDoc) -> RelayRecord:
         doc = item.doc
-        copies = {c["registration"]: Copy(c["registration"], c["copy"], dict(c.get("source") or {}))
+        copies = {c["registration"]: Copy(c["registration"], c["copy"], dict(c.get("source") or {}), c.get("entities"))
                   for c in doc.get("copies") or []}
         return cls(item.tenant, item.id, str(doc["token"]), copies, {str(k): int(v) for k, v in
                                                                   (doc.get("pending") or {}).items()})

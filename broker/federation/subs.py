@@ -13,17 +13,20 @@ registration subscription:
     subscription updated (PATCH)    the fragment forwarded to each copy (updateSubscription); copies
                                     made or deleted where the update changes what matches
     subscription deleted            the copies deleted (deleteSubscription)
-    registration created/updated    newlyMatching: a copy made; an endpoint moved: the copy moved
+    registration created/updated    newlyMatching: a copy made; updated: its entities follow the
+                                    registration's types; an endpoint moved: the copy moved
     registration deleted, or no     noLongerMatching: its copy deleted (best effort, logged)
     longer matching
 
 The map (subscription -> token, copies) is kept in the store (broker.federation.relays), so relaying
 goes on after a restart. A source that cannot be reached (or answers 5xx) when its copy is made is
 tried again on a capped backoff (RETRY_FIRST doubling up to RETRY_CAP seconds); a 4xx answer is
-logged and not retried. Simplifications (see the README "Federation" section): the copy is the whole
-subscription (not reduced to what the registration matches), a forwarded update or delete that fails
-is logged, not retried, and the relay posts once over HTTP(S) (no durable queue; an MQTT subscriber
-endpoint is not relayed).
+logged and not retried. A copy holds the subscription's entity selectors of the types its registration
+offers (kept in the record: a changed registration PATCHes them); splitEntities=true drops q, geoQ,
+scopeQ and the notification's attributes, pick, omit (not splitting is this deployment's default).
+Simplifications (see the README "Federation" section): watchedAttributes are not reduced to the
+registration's names, a forwarded update or delete that fails is logged, not retried, and the relay
+posts once over HTTP(S) (no durable queue; an MQTT subscriber endpoint is not relayed).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from broker.federation.service import RegistrationService
 from broker.store.base import RegistryDoc, Store
 from broker.subscriptions.model import status_of
 from broker.subscriptions.storage import StoredSubscription, SubscriptionStorage
-from models.context import ContextResolver
+from models.context import Context, ContextResolver
 from models.media import API
 
 if TYPE_CHECKING:  # broker.state imports this module: a run-time import back would be a cycle
@@ -61,6 +64,8 @@ RETRY_FIRST = 1.0
 RETRY_CAP = 60.0
 _MODES = ("inclusive", "exclusive", "redirect")
 _NOT_COPIED = ("id", "localOnly", "status")
+_SPLIT_MEMBERS = ("q", "geoQ", "scopeQ")
+_SPLIT_NOTIFICATION = ("attributes", "pick", "omit")
 
 
 def relayed(doc: dict[str, Any]) -> bool:
@@ -152,7 +157,8 @@ class SubscriptionRelay:
                 await self.relays.drop(record)
             self._retry.pop((tenant, sub_id), None)
             return False
-        plan = await self.forwarder.plan(tenant, "createSubscription", await self._wanted(stored),
+        ctx = await self.resolver.aresolve(stored.context)
+        plan = await self.forwarder.plan(tenant, "createSubscription", _wanted(stored, ctx),
                                          request_headers.get("via"), modes=_MODES)
         matched = {t.item.id: t for t in plan.targets + plan.skipped}
         if record is None:
@@ -174,15 +180,22 @@ class SubscriptionRelay:
             if reg_id not in matched:
                 del record.pending[reg_id]
                 changed = True
-        # updated: the fragment to each copy kept
+        # updated: the fragment to each copy kept; its entities follow the subscription's and the registration's
         if fragment is not None and record.copies:
             await asyncio.gather(*(self._update_copy(matched[reg_id], copy, record, stored, fragment, request_headers,
                                                      context_value) for reg_id, copy in record.copies.items()))
+        for reg_id, copy in record.copies.items():
+            entities = _reduced_entities(stored.doc, matched[reg_id], ctx)
+            if entities is not None and entities != copy.entities:
+                await self._update_copy(matched[reg_id], copy, record, stored, {"entities": entities}, request_headers,
+                                        _terms_context(stored), own=True)
+                copy.entities = entities
+                changed = True
         # newlyMatching (or still to be made): a copy made
         missing = [t for t in plan.targets if t.item.id not in record.copies]
         if missing:
             await self.relays.save(record)  # the token is known before a source can notify it
-            await asyncio.gather(*(self._create_copy(t, record, stored, request_headers) for t in missing))
+            await asyncio.gather(*(self._create_copy(t, record, stored, ctx, request_headers) for t in missing))
             changed = True
         if not record.copies and not record.pending:
             await self.relays.drop(record)
@@ -194,29 +207,28 @@ class SubscriptionRelay:
             self._retry.pop((tenant, sub_id), None)
         return bool(record.pending)
 
-    async def _wanted(self, stored: StoredSubscription) -> matching.Wanted:
-        ctx = await self.resolver.aresolve(stored.context)
-        ents = [e for e in stored.doc.get("entities") or [] if isinstance(e, dict)]
-        types = {ctx.expand_term(t) for e in ents for t in _types(e.get("type"))}
-        ids = {e["id"] for e in ents if isinstance(e.get("id"), str)}
-        patterns = [e["idPattern"] for e in ents if isinstance(e.get("idPattern"), str)]
-        return matching.Wanted(ids=frozenset(ids), types=frozenset(types),
-                               id_pattern=patterns[0] if len(patterns) == 1 and len(ents) == 1 else None)
-
     def _relay_endpoint(self, record: RelayRecord, stored: StoredSubscription) -> dict[str, Any]:
         endpoint = (stored.doc.get("notification") or {}).get("endpoint") or {}
         return {"uri": f"{self.forwarder.public_url}{API}{RELAY_PATH}/{record.token}",
                 "accept": endpoint.get("accept", "application/json")}
 
-    async def _create_copy(self, t: Target, record: RelayRecord, stored: StoredSubscription, headers: Any) -> None:
+    async def _create_copy(self, t: Target, record: RelayRecord, stored: StoredSubscription, ctx: Context,
+                           headers: Any) -> None:
+        """POST the copy (5.8.1.4 newlyMatching): the subscription reduced to the types the registration offers,
+        without q, geoQ, scopeQ and the notification's attributes, pick, omit when it allows split entities."""
         copy_id = f"urn:ngsi-ld:Subscription:relay-{uuid.uuid4()}"
-        body = {k: v for k, v in stored.doc.items() if k not in _NOT_COPIED}
-        body["notification"] = {**(stored.doc.get("notification") or {}),
-                                "endpoint": self._relay_endpoint(record, stored)}
+        doc = stored.doc
+        body = {k: v for k, v in doc.items() if k not in _NOT_COPIED and not (_split(doc) and k in _SPLIT_MEMBERS)}
+        entities = _reduced_entities(doc, t, ctx)
+        if entities is not None:
+            body["entities"] = entities
+        note = {k: v for k, v in (doc.get("notification") or {}).items()
+                if not (_split(doc) and k in _SPLIT_NOTIFICATION)}
+        body["notification"] = {**note, "endpoint": self._relay_endpoint(record, stored)}
         reply = await self.forwarder.send(t, "POST", "/subscriptions", body={"id": copy_id, **body},
                                           request_headers=headers, context_value=_terms_context(stored))
         if reply.status == 201:
-            record.copies[t.item.id] = Copy(t.item.id, copy_id, source_of(t.reg))
+            record.copies[t.item.id] = Copy(t.item.id, copy_id, source_of(t.reg), entities)
             record.pending.pop(t.item.id, None)
             return
         log.warning("subscription %s not created at %s (registration %s): %s", record.sub_id, t.endpoint,
@@ -227,14 +239,19 @@ class SubscriptionRelay:
             record.pending.pop(t.item.id, None)
 
     async def _update_copy(self, t: Target, copy: Copy, record: RelayRecord, stored: StoredSubscription,
-                           fragment: dict[str, Any], headers: Any, context_value: Any) -> None:
+                           fragment: dict[str, Any], headers: Any, context_value: Any, *, own: bool = False) -> None:
+        """PATCH a copy (5.8.1.4 updated, 5.8.2.4) with a client's fragment (its entities are sent reduced,
+        separately: `own`), or with this broker's own fragment."""
         if "updateSubscription" not in operations_of(t.reg):
             log.info("registration %s does not offer updateSubscription: copy %s of %s left as it is", t.item.id,
                      copy.copy_id, record.sub_id)
             return
-        frag = {k: v for k, v in fragment.items() if k not in _NOT_COPIED}
+        split = _split(stored.doc)
+        frag = fragment if own else {k: v for k, v in fragment.items() if k not in (*_NOT_COPIED, "entities")
+                                     and not (split and k in _SPLIT_MEMBERS)}
         if isinstance(frag.get("notification"), dict):  # the copy keeps notifying the relay endpoint
-            frag["notification"] = {**frag["notification"], "endpoint": self._relay_endpoint(record, stored)}
+            note = {k: v for k, v in frag["notification"].items() if not (split and k in _SPLIT_NOTIFICATION)}
+            frag["notification"] = {**note, "endpoint": self._relay_endpoint(record, stored)}
         if not set(frag) - {"type", "@context"}:
             return
         reply = await self.forwarder.send(t, "PATCH", f"/subscriptions/{copy.copy_id}", body=frag,
@@ -300,6 +317,33 @@ class SubscriptionRelay:
         except (httpx.HTTPError, OSError, KeyError):
             log.warning("relayed notification of %s to %s failed", stored.id, endpoint.get("uri"))
         return True
+
+
+def _wanted(stored: StoredSubscription, ctx: Context) -> matching.Wanted:
+    """The entities of a subscription as a request for matching registrations."""
+    ents = [e for e in stored.doc.get("entities") or [] if isinstance(e, dict)]
+    types = {ctx.expand_term(t) for e in ents for t in _types(e.get("type"))}
+    ids = {e["id"] for e in ents if isinstance(e.get("id"), str)}
+    patterns = [e["idPattern"] for e in ents if isinstance(e.get("idPattern"), str)]
+    return matching.Wanted(ids=frozenset(ids), types=frozenset(types),
+                           id_pattern=patterns[0] if len(patterns) == 1 and len(ents) == 1 else None)
+
+
+def _split(doc: dict[str, Any]) -> bool:
+    """Whether the subscription allows split entities (5.8.1.4): only when it says so (this deployment's
+    default is no: a source is asked with the whole q, as distributed queries are)."""
+    return doc.get("splitEntities") is True
+
+
+def _reduced_entities(doc: dict[str, Any], t: Target, ctx: Context) -> list[Any] | None:
+    """The subscription's entity selectors the registration offers a type of (all when it offers any type)."""
+    entities = doc.get("entities")
+    if not isinstance(entities, list) or not t.types:
+        return entities if isinstance(entities, list) else None
+    offered = set(t.types)
+    kept = [e for e in entities
+            if not isinstance(e, dict) or {ctx.expand_term(x) for x in _types(e.get("type"))} & offered]
+    return kept or entities
 
 
 def _where(source: dict[str, Any]) -> tuple[Any, ...]:

@@ -201,3 +201,22 @@ def test_a_town_down_at_subscription_gets_its_copy_when_it_is_back(metro: tuple[
             assert copies(b) == []
         finally:
             proc.stop()
+
+
+def test_a_copy_holds_what_its_registration_offers_and_follows_its_updates(metro: tuple[Managed, str], town: str,
+                                                                          tenant: str) -> None:
+    # 5.8.1.4: the copy is "reduced to what is matched by the registration information"; splitEntities=true
+    # drops q, geoQ, scopeQ (and the notification's attributes); an updated registration updates the copy
+    _, m_url = metro
+    with client(m_url, tenant) as m, client(town, tenant) as a, Receiver() as receiver:
+        reg_id = register(m, town, tenant)
+        sub_id = subscribe(m, receiver, entities=[{"type": "Sensor"}, {"type": "Station"}], q="no2>0",
+                           splitEntities=True)
+        (copy,) = copies(a)
+        assert copy["entities"] == [{"type": "Sensor"}] and "q" not in copy
+        ok(m.patch(f"/csourceRegistrations/{reg_id}", json={
+            "information": [{"entities": [{"type": "Sensor"}, {"type": "Station"}]}]}), 204)
+        (copy,) = copies(a)
+        assert copy["entities"] == [{"type": "Sensor"}, {"type": "Station"}]
+        ok(m.delete(f"/subscriptions/{sub_id}"), 204)
+        assert copies(a) == []
