@@ -8,8 +8,8 @@ schema change is needed:
                    the source's endpoint, tenant, contextSourceInfo and
                    operations as they were when the copy was made, so that a
                    copy can still be deleted after its registration is gone)
-                   and the registrations whose copy is still to be made
-                   (source unreachable: retried)
+                   the registrations whose copy is still to be made and the
+                   copies still to be deleted (source unreachable: retried)
     'relay-token'  tenant '' (the relay endpoint names no tenant), id = the
                    token; doc = {tenant, subscription}: what a notification
                    arriving at /federation/notify/<token> is for
@@ -55,19 +55,28 @@ class RelayRecord:
     """by registration id"""
     pending: dict[str, int] = field(default_factory=dict)
     """registration id -> failed attempts at making its copy"""
+    orphans: list[Copy] = field(default_factory=list)
+    """copies to delete whose source could not be reached (tried again)"""
 
     def to_doc(self) -> dict[str, Any]:
         return {"token": self.token, "pending": dict(self.pending),
-                "copies": [{"registration": c.registration, "copy": c.copy_id, "source": c.source,
-                            "entities": c.entities} for c in self.copies.values()]}
+                "copies": [_copy_doc(c) for c in self.copies.values()], "orphans": [_copy_doc(c) for c in self.orphans]}
 
     @classmethod
     def from_item(cls, item: RegistryDoc) -> RelayRecord:
         doc = item.doc
-        copies = {c["registration"]: Copy(c["registration"], c["copy"], dict(c.get("source") or {}), c.get("entities"))
-                  for c in doc.get("copies") or []}
-        return cls(item.tenant, item.id, str(doc["token"]), copies, {str(k): int(v) for k, v in
-                                                                  (doc.get("pending") or {}).items()})
+        copies = {c.registration: c for c in map(_copy_of, doc.get("copies") or [])}
+        return cls(item.tenant, item.id, str(doc["token"]), copies,
+                   {str(k): int(v) for k, v in (doc.get("pending") or {}).items()},
+                   [_copy_of(c) for c in doc.get("orphans") or []])
+
+
+def _copy_doc(c: Copy) -> dict[str, Any]:
+    return {"registration": c.registration, "copy": c.copy_id, "source": c.source, "entities": c.entities}
+
+
+def _copy_of(c: dict[str, Any]) -> Copy:
+    return Copy(c["registration"], c["copy"], dict(c.get("source") or {}), c.get("entities"))
 
 
 def source_of(reg: dict[str, Any]) -> dict[str, Any]:

@@ -15,17 +15,18 @@ registration subscription:
     subscription deleted            the copies deleted (deleteSubscription)
     registration created/updated    newlyMatching: a copy made; updated: its entities follow the
                                     registration's types; an endpoint moved: the copy moved
-    registration deleted, or no     noLongerMatching: its copy deleted (best effort, logged)
+    registration deleted, or no     noLongerMatching: its copy deleted
     longer matching
 
 The map (subscription -> token, copies) is kept in the store (broker.federation.relays), so relaying
-goes on after a restart. A source that cannot be reached (or answers 5xx) when its copy is made is
-tried again on a capped backoff (RETRY_FIRST doubling up to RETRY_CAP seconds); a 4xx answer is
-logged and not retried. A copy holds the subscription's entity selectors of the types its registration
+goes on after a restart. A source that cannot be reached (or answers 5xx) when its copy is made,
+updated or deleted is tried again on a capped backoff (RETRY_FIRST doubling up to RETRY_CAP seconds,
+resumed from the store at start): a copy an update did not reach is deleted and made anew from the
+subscription as it is then; a 4xx answer is logged and not retried. A copy holds the subscription's entity selectors of the types its registration
 offers (kept in the record: a changed registration PATCHes them); splitEntities=true drops q, geoQ,
 scopeQ and the notification's attributes, pick, omit (not splitting is this deployment's default).
 Simplifications (see the README "Federation" section): watchedAttributes are not reduced to the
-registration's names, a forwarded update or delete that fails is logged, not retried, and the relay
+registration's names, two broker processes on one store each retry what they know of, and the relay
 posts once over HTTP(S) (no durable queue; an MQTT subscriber endpoint is not relayed).
 """
 
@@ -94,7 +95,7 @@ class SubscriptionRelay:
     async def start(self) -> None:
         """Resume the copies still to be made (kept in the store), then follow the retry schedule."""
         for record in await self.relays.all():
-            if record.pending:
+            if record.pending or record.orphans:
                 self._retry[(record.tenant, record.sub_id)] = (time.monotonic(), 0)
         self._loop = asyncio.create_task(self._retry_loop(), name="subscription-relay-retry")
 
@@ -151,12 +152,16 @@ class SubscriptionRelay:
                          context_value: Any) -> bool:
         stored = await self.storage.get(tenant, sub_id)
         record = await self.relays.load(tenant, sub_id)
+        if record is not None and record.orphans:  # copies whose delete failed: tried again first
+            record.orphans = [o for o in record.orphans if not await self._delete_copy(tenant, o, request_headers)]
         if stored is None or not relayed(stored.doc):
             if record is not None:
-                await asyncio.gather(*(self._delete_copy(tenant, c, request_headers) for c in record.copies.values()))
-                await self.relays.drop(record)
-            self._retry.pop((tenant, sub_id), None)
-            return False
+                gone = list(record.copies.values())
+                record.copies, record.pending = {}, {}
+                done = await asyncio.gather(*(self._delete_copy(tenant, c, request_headers) for c in gone))
+                record.orphans += [c for c, ok in zip(gone, done, strict=True) if not ok]
+                await self._settle(record)
+            return bool(record and record.orphans)
         ctx = await self.resolver.aresolve(stored.context)
         plan = await self.forwarder.plan(tenant, "createSubscription", _wanted(stored, ctx),
                                          request_headers.get("via"), modes=_MODES)
@@ -165,47 +170,57 @@ class SubscriptionRelay:
             if not plan.targets:
                 return False
             record = RelayRecord(tenant, sub_id, secrets.token_urlsafe(16))
-        changed = False
         # noLongerMatching (or the registration gone), or the source moved: the copy goes
         for reg_id, copy in list(record.copies.items()):
             target = matched.get(reg_id)
             if target is None or _where(source_of(target.reg)) != _where(copy.source):
-                await self._delete_copy(tenant, copy, request_headers)
                 del record.copies[reg_id]
-                changed = True
+                if not await self._delete_copy(tenant, copy, request_headers):
+                    record.orphans.append(copy)
             elif source_of(target.reg) != copy.source:  # same source, other operations or mode
                 copy.source = source_of(target.reg)
-                changed = True
-        for reg_id in list(record.pending):
-            if reg_id not in matched:
-                del record.pending[reg_id]
-                changed = True
+        record.pending = {k: v for k, v in record.pending.items() if k in matched}
         # updated: the fragment to each copy kept; its entities follow the subscription's and the registration's
         if fragment is not None and record.copies:
-            await asyncio.gather(*(self._update_copy(matched[reg_id], copy, record, stored, fragment, request_headers,
-                                                     context_value) for reg_id, copy in record.copies.items()))
-        for reg_id, copy in record.copies.items():
+            kept = list(record.copies.items())
+            done = await asyncio.gather(*(self._update_copy(matched[reg_id], copy, record, stored, fragment,
+                                                            request_headers, context_value) for reg_id, copy in kept))
+            for (reg_id, copy), ok in zip(kept, done, strict=True):
+                if not ok:
+                    self._redo(record, reg_id, copy)
+        for reg_id, copy in list(record.copies.items()):
             entities = _reduced_entities(stored.doc, matched[reg_id], ctx)
             if entities is not None and entities != copy.entities:
-                await self._update_copy(matched[reg_id], copy, record, stored, {"entities": entities}, request_headers,
-                                        _terms_context(stored), own=True)
-                copy.entities = entities
-                changed = True
+                if await self._update_copy(matched[reg_id], copy, record, stored, {"entities": entities},
+                                           request_headers, _terms_context(stored), own=True):
+                    copy.entities = entities
+                else:
+                    self._redo(record, reg_id, copy)
         # newlyMatching (or still to be made): a copy made
         missing = [t for t in plan.targets if t.item.id not in record.copies]
         if missing:
             await self.relays.save(record)  # the token is known before a source can notify it
             await asyncio.gather(*(self._create_copy(t, record, stored, ctx, request_headers) for t in missing))
-            changed = True
-        if not record.copies and not record.pending:
+        await self._settle(record)
+        return bool(record.pending or record.orphans)
+
+    def _redo(self, record: RelayRecord, reg_id: str, copy: Copy) -> None:
+        """A copy that could not be updated (its source unreachable): deleted and made anew once it answers."""
+        del record.copies[reg_id]
+        record.orphans.append(copy)
+        record.pending[reg_id] = record.pending.get(reg_id, 0)
+
+    async def _settle(self, record: RelayRecord) -> None:
+        """Keep the record (or drop it when it holds nothing) and (un)schedule its retry."""
+        key = (record.tenant, record.sub_id)
+        if not record.copies and not record.pending and not record.orphans:
             await self.relays.drop(record)
-        elif changed:
-            await self.relays.save(record)
-        if record.pending:
-            self._retry.setdefault((tenant, sub_id), (time.monotonic() + RETRY_FIRST, 0))
         else:
-            self._retry.pop((tenant, sub_id), None)
-        return bool(record.pending)
+            await self.relays.save(record)
+        if record.pending or record.orphans:
+            self._retry.setdefault(key, (time.monotonic() + RETRY_FIRST, 0))
+        else:
+            self._retry.pop(key, None)
 
     def _relay_endpoint(self, record: RelayRecord, stored: StoredSubscription) -> dict[str, Any]:
         endpoint = (stored.doc.get("notification") or {}).get("endpoint") or {}
@@ -233,19 +248,20 @@ class SubscriptionRelay:
             return
         log.warning("subscription %s not created at %s (registration %s): %s", record.sub_id, t.endpoint,
                     t.item.id, reply.error or reply.status)
-        if reply.status == 0 or reply.status >= 500:  # unreachable, timed out, failing: tried again later
+        if _transient(reply.status):  # unreachable, timed out, failing: tried again later
             record.pending[t.item.id] = record.pending.get(t.item.id, 0) + 1
         else:
             record.pending.pop(t.item.id, None)
 
     async def _update_copy(self, t: Target, copy: Copy, record: RelayRecord, stored: StoredSubscription,
-                           fragment: dict[str, Any], headers: Any, context_value: Any, *, own: bool = False) -> None:
+                           fragment: dict[str, Any], headers: Any, context_value: Any, *, own: bool = False) -> bool:
         """PATCH a copy (5.8.1.4 updated, 5.8.2.4) with a client's fragment (its entities are sent reduced,
-        separately: `own`), or with this broker's own fragment."""
+        separately: `own`), or with this broker's own fragment; False when the source could not be reached
+        (or failed, 5xx): the copy is then made anew."""
         if "updateSubscription" not in operations_of(t.reg):
             log.info("registration %s does not offer updateSubscription: copy %s of %s left as it is", t.item.id,
                      copy.copy_id, record.sub_id)
-            return
+            return True
         split = _split(stored.doc)
         frag = fragment if own else {k: v for k, v in fragment.items() if k not in (*_NOT_COPIED, "entities")
                                      and not (split and k in _SPLIT_MEMBERS)}
@@ -253,17 +269,19 @@ class SubscriptionRelay:
             note = {k: v for k, v in frag["notification"].items() if not (split and k in _SPLIT_NOTIFICATION)}
             frag["notification"] = {**note, "endpoint": self._relay_endpoint(record, stored)}
         if not set(frag) - {"type", "@context"}:
-            return
+            return True
         reply = await self.forwarder.send(t, "PATCH", f"/subscriptions/{copy.copy_id}", body=frag,
                                           request_headers=headers, context_value=context_value)
         if not reply.ok:
             log.warning("update of subscription %s not forwarded to copy %s at %s: %s", record.sub_id, copy.copy_id,
                         t.endpoint, reply.error or reply.status)
+        return not _transient(reply.status)
 
-    async def _delete_copy(self, tenant: str, copy: Copy, headers: Any) -> None:
-        """DELETE the copy at the source it was made at (best effort: a failure is logged)."""
+    async def _delete_copy(self, tenant: str, copy: Copy, headers: Any) -> bool:
+        """DELETE the copy at the source it was made at; False when the source could not be reached (or failed,
+        5xx): the delete is tried again. Another failure is logged."""
         if "deleteSubscription" not in operations_of(copy.source):
-            return
+            return True
         item = await self.store.registry_get("csr", tenant, copy.registration)
         target = Target(item or RegistryDoc("csr", tenant, copy.registration, {}, None, {}), copy.source,
                         str(copy.source.get("mode", "inclusive")), [], [])
@@ -272,6 +290,7 @@ class SubscriptionRelay:
         if not reply.ok and reply.status != 404:
             log.warning("copy %s at %s (registration %s) not deleted: %s", copy.copy_id, copy.endpoint,
                         copy.registration, reply.error or reply.status)
+        return not _transient(reply.status)
 
     async def _retry_loop(self) -> None:
         while True:
@@ -317,6 +336,11 @@ class SubscriptionRelay:
         except (httpx.HTTPError, OSError, KeyError):
             log.warning("relayed notification of %s to %s failed", stored.id, endpoint.get("uri"))
         return True
+
+
+def _transient(status: int) -> bool:
+    """A reply worth trying again: no answer (0) or a failing source (5xx)."""
+    return status == 0 or status >= 500
 
 
 def _wanted(stored: StoredSubscription, ctx: Context) -> matching.Wanted:

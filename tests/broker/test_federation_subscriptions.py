@@ -220,3 +220,28 @@ def test_a_copy_holds_what_its_registration_offers_and_follows_its_updates(metro
         assert copy["entities"] == [{"type": "Sensor"}, {"type": "Station"}]
         ok(m.delete(f"/subscriptions/{sub_id}"), 204)
         assert copies(a) == []
+
+
+def test_an_update_and_a_delete_reach_a_town_that_was_down(metro: tuple[Managed, str], tenant: str,
+                                                           tmp_path: Path) -> None:
+    # the copy a PATCH could not reach is made anew when the town is back; a delete is tried again
+    _, m_url = metro
+    port = free_port()
+    b_url = f"http://127.0.0.1:{port}"
+    proc = town_process(tmp_path, port)
+    proc.start()
+    try:
+        with client(m_url, tenant) as m, client(b_url, tenant) as b, Receiver() as receiver:
+            register(m, b_url, tenant)
+            sub_id = subscribe(m, receiver)
+            assert [c["watchedAttributes"] for c in copies(b)] == [["no2"]]
+            proc.stop()
+            ok(m.patch(f"/subscriptions/{sub_id}", json={"watchedAttributes": ["pm10"]}), 204)
+            proc.start()
+            eventually(lambda: [c["watchedAttributes"] for c in copies(b)] == [["pm10"]])
+            proc.stop()
+            ok(m.delete(f"/subscriptions/{sub_id}"), 204)
+            proc.start()
+            eventually(lambda: copies(b) == [])
+    finally:
+        proc.stop()
