@@ -98,6 +98,10 @@ class RelayStore:
         """Every record of every tenant (what a starting broker resumes)."""
         return [RelayRecord.from_item(i) for i in await self.store.registry_list(KIND, None)]
 
+    async def of_tenant(self, tenant: str) -> list[RelayRecord]:
+        """Every record of one tenant."""
+        return [RelayRecord.from_item(i) for i in await self.store.registry_list(KIND, tenant)]
+
     async def save(self, record: RelayRecord) -> None:
         """Insert or replace the record; the token's entry is written first, so a copy never names
         a token this broker would not know."""

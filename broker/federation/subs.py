@@ -129,11 +129,17 @@ class SubscriptionRelay:
                                    after: dict[str, Any] | None) -> None:
         """A registration was created, updated or deleted: copies made, moved or deleted for every subscription
         of the tenant it concerns (the newlyMatching / updated / noLongerMatching of 5.8.1.4)."""
+        # one read of the tenant's records, then a check in memory: a store round trip per subscription
+        # made a registration write take 0.7 s at 1,000 subscriptions matching none
+        recorded = {r.sub_id for r in await self.relays.of_tenant(tenant)}
+        offers = (after is not None and after.get("mode", "inclusive") in _MODES
+                  and "createSubscription" in operations_of(after))
         offset, page = 0, 500
         while True:
             subs, total = await self.storage.page(tenant, page, offset)
             for sub in subs:
-                if relayed(sub.doc) or await self.relays.load(tenant, sub.id) is not None:
+                if sub.id in recorded or (offers and after is not None and relayed(sub.doc) and matching.registration_matches(
+                        after, _wanted(sub, await self.resolver.aresolve(sub.context)))):
                     await self.reconcile(tenant, sub.id, {})
             offset += page
             if offset >= total or not subs:
