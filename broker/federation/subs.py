@@ -158,6 +158,7 @@ class SubscriptionRelay:
                          context_value: Any) -> bool:
         stored = await self.storage.get(tenant, sub_id)
         record = await self.relays.load(tenant, sub_id)
+        loaded = record.to_doc() if record is not None else None
         if record is not None and record.orphans:  # copies whose delete failed: tried again first
             record.orphans = [o for o in record.orphans if not await self._delete_copy(tenant, o, request_headers)]
         if stored is None or not relayed(stored.doc):
@@ -166,7 +167,7 @@ class SubscriptionRelay:
                 record.copies, record.pending = {}, {}
                 done = await asyncio.gather(*(self._delete_copy(tenant, c, request_headers) for c in gone))
                 record.orphans += [c for c, ok in zip(gone, done, strict=True) if not ok]
-                await self._settle(record)
+                await self._settle(record, loaded)
             return bool(record and record.orphans)
         ctx = await self.resolver.aresolve(stored.context)
         plan = await self.forwarder.plan(tenant, "createSubscription", _wanted(stored, ctx),
@@ -207,7 +208,7 @@ class SubscriptionRelay:
         if missing:
             await self.relays.save(record)  # the token is known before a source can notify it
             await asyncio.gather(*(self._create_copy(t, record, stored, ctx, request_headers) for t in missing))
-        await self._settle(record)
+        await self._settle(record, loaded)
         return bool(record.pending or record.orphans)
 
     def _redo(self, record: RelayRecord, reg_id: str, copy: Copy) -> None:
@@ -216,12 +217,12 @@ class SubscriptionRelay:
         record.orphans.append(copy)
         record.pending[reg_id] = record.pending.get(reg_id, 0)
 
-    async def _settle(self, record: RelayRecord) -> None:
-        """Keep the record (or drop it when it holds nothing) and (un)schedule its retry."""
+    async def _settle(self, record: RelayRecord, loaded: dict[str, Any] | None) -> None:
+        """Keep the record if it changed since `loaded` (or drop it when it holds nothing); (un)schedule its retry."""
         key = (record.tenant, record.sub_id)
         if not record.copies and not record.pending and not record.orphans:
             await self.relays.drop(record)
-        else:
+        elif record.to_doc() != loaded:
             await self.relays.save(record)
         if record.pending or record.orphans:
             self._retry.setdefault(key, (time.monotonic() + RETRY_FIRST, 0))
