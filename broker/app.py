@@ -90,6 +90,8 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
     forwarder = Forwarder(registrations, me=f"{settings.host}:{settings.port}", timeout=settings.federation_timeout,
                           public_url=settings.public_url)
     await forwarder.start()
+    relay = federated_subs.SubscriptionRelay(store, subs.storage, registrations, forwarder, resolver)
+    await relay.start()  # resumes the copies still to be made
     # temporal (broker.temporal): history recorder + change-log trim; stops before the store
     history = await start_temporal(store, consumers)
     return BrokerState(
@@ -98,7 +100,7 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
         entities=EntityService(store), batch=BatchService(store), queries=QueryService(store),
         discovery=DiscoveryService(store), subscriptions=subs, registrations=registrations,
         csource_subscriptions=csource_subscriptions, forwarder=forwarder,
-        subscription_relay=federated_subs.SubscriptionRelay(), history_runtime=history,
+        subscription_relay=relay, history_runtime=history,
         temporal=TemporalService(store, history.history, history.recorder, limit=settings.temporal_limit),
         change_consumers=consumers)
 
@@ -107,6 +109,7 @@ async def close_broker(state: BrokerState) -> None:
     """Stop what `open_broker` started, in reverse: history, federation, subscriptions, then the store."""
     await stop_temporal(state.history_runtime)
     await state.csource_subscriptions.stop()
+    await state.subscription_relay.stop()
     await state.forwarder.stop()
     await state.subscriptions.stop()
     await state.store.close()

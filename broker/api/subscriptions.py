@@ -70,6 +70,7 @@ async def update_subscription(sub_id: str, request: Request, tenant: TenantDep =
     deps.check_params(request)
     incoming, ctx = await deps.read_entity_body(request, patch=True)
     await service(request).update(tenant, sub_id, incoming.body, incoming.context, ctx)
+    await relay_of(request).updated(request, tenant, sub_id, incoming.body, incoming.context)  # federation: 5.8.2.4
     return no_content()
 
 

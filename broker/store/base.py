@@ -40,7 +40,7 @@ class RegistryDoc:
     """A context source registration or csource subscription with what is kept beside it (migration 6)."""
 
     kind: str
-    """'csr' (registration) or 'csub' (context source subscription)"""
+    """'csr' (registration), 'csub' (context source subscription), 'relay'/'relay-token' (broker.federation.relays)"""
     tenant: str
     id: str
     doc: Doc

@@ -23,7 +23,9 @@ without losing data:
        (`ensure_geometry`); the store then evaluates geo-queries in Python.
     6  registry: context source registrations (kind 'csr') and context source
        subscriptions (kind 'csub') of every tenant, one row per document with
-       the @context value it was written with (broker.federation)
+       the @context value it was written with (broker.federation); also the
+       copies of distributed subscriptions (kinds 'relay', 'relay-token',
+       broker.federation.relays), which needed no schema change
 
 PostGIS is never created in a store's own schema (dropping that schema
 would drop the extension, and with it the geometry columns of every other
