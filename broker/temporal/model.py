@@ -90,6 +90,12 @@ class HistoryRow:
     value_num: float | None
     value_json: str  # the value member as JSON text (distinctCount, string min/max)
     instance: bytes  # the ENF instance as orjson bytes
+    packed: bytes = b""  # what the storage keeps of it (compact_instance), b"" when not made: `instance`
+
+    @property
+    def stored(self) -> bytes:
+        """The instance as the storage keeps it."""
+        return self.packed or self.instance
 
 
 @dataclass(slots=True)
@@ -138,12 +144,14 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
         k: v for k, v in inst.items() if k not in ("instanceId", "deletedAt")
     }
     value = _value_member(inst)
-    return HistoryRow(
+    row = HistoryRow(
         tenant, entity_id, attr, inst.get("datasetId", "") or "", VALUE,
         observed if observed is not None else modified, observed, created, modified, None,
         _number(value) if inst.get("type", PROPERTY) == PROPERTY else None,
         orjson.dumps(value).decode(), orjson.dumps(clean),
     )
+    row.packed = compact_instance(clean, row)
+    return row
 
 
 def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) -> HistoryRow:
@@ -153,10 +161,12 @@ def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) 
     marker: Doc = {"type": kind, member: NGSI_LD_NULL, "deletedAt": from_us(at_us)}
     if inst.get("datasetId"):
         marker["datasetId"] = inst["datasetId"]
-    return HistoryRow(
+    row = HistoryRow(
         tenant, entity_id, attr, inst.get("datasetId", "") or "", DELETION,
         at_us, None, None, at_us, at_us, None, orjson.dumps(NGSI_LD_NULL).decode(), orjson.dumps(marker),
     )
+    row.packed = compact_instance(marker, row)
+    return row
 
 
 def unique_rows(rows: Sequence[HistoryRow]) -> list[HistoryRow]:
@@ -204,3 +214,94 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
     types = (record.after or record.before or {}).get("type") or []
     entity = EntityRow(record.tenant, record.entity_id, list(types), at_us if record.after is None else None)
     return entity, rows
+
+
+# --- compact instance documents ---------------------------------------------------------------
+#
+# Most of an instance document repeats the row's own columns: its value is value_json, its
+# observedAt/createdAt/modifiedAt/deletedAt are the time columns, its type is mostly "Property".
+# The stored `instance` is then a layout string (one letter per member rebuilt from the columns,
+# '*' where the members kept as JSON go, all together) followed by the JSON object of the members
+# that cannot be rebuilt: b'TVOcm{}' for {"type":"Property","value":20.0,"observedAt":..,...}.
+# A document whose members do not fit (kept members that are not one run) is stored whole; a
+# document stored whole (every row written before this layout) starts with '{' (an empty layout:
+# the JSON object is the document). The bytes rebuilt are the bytes of orjson.dumps(document).
+
+_FIXED = {"T": b'"type":"Property"', "L": b'"type":"Relationship"'}
+_TIME_LETTERS = {"observedAt": ("o", "O"), "createdAt": ("c", "C"), "modifiedAt": ("m", "M"), "deletedAt": ("d", "D")}
+_TIME_KEYS = {"o": b'"observedAt":"', "O": b'"observedAt":"', "c": b'"createdAt":"', "C": b'"createdAt":"',
+              "m": b'"modifiedAt":"', "M": b'"modifiedAt":"', "d": b'"deletedAt":"', "D": b'"deletedAt":"'}
+
+
+@functools.lru_cache(maxsize=8192)
+def _stamp_ms(value: int) -> str:
+    return from_us(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stamp_s(value: int) -> str | None:
+    """Whole seconds without a fraction ("2026-03-01T00:00:00Z"), None when the value has a fraction."""
+    if value % 1_000_000:
+        return None
+    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def compact_instance(inst: Doc, row: HistoryRow, *, created: bool = True) -> bytes:
+    """The stored form of `inst` in `row` (row.instance is orjson.dumps(inst)); `created`: whether the
+    row's created_us column is written with it (an UPDATE that keeps created_us passes False)."""
+    times = {"observedAt": row.observed_us, "createdAt": row.created_us if created else None,
+             "modifiedAt": row.modified_us, "deletedAt": row.deleted_us}
+    layout: list[str] = []
+    kept: dict[str, Any] = {}
+    run = 0  # 0: no kept member yet, 1: in the run of kept members, 2: after it
+    for key, value in inst.items():
+        letter = None
+        if key == "type":
+            letter = "T" if value == PROPERTY else "L" if value == "Relationship" else None
+        elif key == "value" or (key == "object" and "value" not in inst):
+            letter = "V"
+        elif key in _TIME_LETTERS and isinstance(value, str):
+            us = times[key]
+            if us is not None:
+                ms, s = _TIME_LETTERS[key]
+                letter = ms if value == _stamp_ms(us) else s if value == _stamp_s(us) else None
+        if letter is None:
+            if run == 2:
+                return row.instance  # kept members in two runs: whole
+            if run == 0:
+                layout.append("*")
+                run = 1
+            kept[key] = value
+        else:
+            if key == "object":
+                letter = "R"
+            if run == 1:
+                run = 2
+            layout.append(letter)
+    return "".join(layout).encode() + orjson.dumps(kept)
+
+
+def rebuild_instance(stored: bytes, value_json: str | None, observed_us: int | None, created_us: int | None,
+                     modified_us: int | None, deleted_us: int | None) -> bytes:
+    """orjson.dumps of the instance document of a stored row (compact_instance undone)."""
+    if stored[:1] == b"{":
+        return stored  # stored whole
+    start = stored.index(b"{")
+    parts: list[bytes] = []
+    for letter in stored[:start].decode():
+        if letter in _FIXED:
+            parts.append(_FIXED[letter])
+        elif letter == "V":
+            parts.append(b'"value":' + (value_json or "null").encode())
+        elif letter == "R":
+            parts.append(b'"object":' + (value_json or "null").encode())
+        elif letter == "*":
+            inner = stored[start + 1:-1]
+            if inner:
+                parts.append(inner)
+        else:
+            us = {"o": observed_us, "c": created_us, "m": modified_us, "d": deleted_us}[letter.lower()]
+            assert us is not None
+            text = _stamp_ms(us) if letter.islower() else _stamp_s(us)
+            parts.append(_TIME_KEYS[letter] + (text or "").encode() + b'"')
+    return b"{" + b",".join(parts) + b"}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from broker.temporal.model import EntityRow, HistoryRow, unique_rows
+from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
@@ -52,7 +52,14 @@ CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, en
     attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
     n bigint NOT NULL, n_num bigint NOT NULL, n_pure bigint NOT NULL, n_int bigint NOT NULL, sum double precision,
     min double precision, max double precision, sumsq double precision, PRIMARY KEY ({_KEYS}));
-CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n;
+-- an hour's row is updated by every write to it: with free room on its page (fillfactor) and no indexed
+-- column changed, the update is HOT (no new index entries, the old version pruned on the page). The
+-- partial index's predicate was on n_pure < n, columns every update changes, which made each update a
+-- new tuple in every index; `impure` (a stored column) changes only when the hour turns impure
+ALTER TABLE temporal_rollup ADD COLUMN IF NOT EXISTS impure boolean GENERATED ALWAYS AS (n_pure < n) STORED;
+ALTER TABLE temporal_rollup SET (fillfactor = 70);
+DROP INDEX IF EXISTS temporal_rollup_impure;
+CREATE INDEX IF NOT EXISTS temporal_rollup_impure_hot ON temporal_rollup (tenant, entity_id, attr) WHERE impure;
 CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
     {_LOCK}
     INSERT INTO temporal_rollup AS r SELECT tenant, entity_id, attr, {hour_sql("key_us")} AS h, dataset_id,
@@ -117,7 +124,11 @@ _INSERT = (
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
     # the same instance again replaces the stored one (same iid), unless nothing differs
-    " WHERE temporal_instances.instance IS DISTINCT FROM excluded.instance"
+    # the stored instance leaves out what the columns hold (model.compact_instance): they are compared too
+    " WHERE (temporal_instances.instance, temporal_instances.value_json, temporal_instances.observed_us,"
+    " temporal_instances.created_us, temporal_instances.modified_us, temporal_instances.deleted_us)"
+    " IS DISTINCT FROM (excluded.instance, excluded.value_json, excluded.observed_us, excluded.created_us,"
+    " excluded.modified_us, excluded.deleted_us)"
 )
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
@@ -128,11 +139,15 @@ _ENTITY = (
 )
 
 
+# what a read selects to rebuild an instance document (model.rebuild_instance)
+STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
+
+
 def _columns(rows: Sequence[HistoryRow]) -> list[list[Any]]:
     cols: list[list[Any]] = [[] for _ in range(13)]
     for r in rows:
         for col, v in zip(cols, (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us,
-                                  r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance)):
+                                  r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored)):
             col.append(v)
     return cols
 
@@ -316,9 +331,10 @@ class PostgresHistory(HistoryStorage):
             f" UNION ALL SELECT k.entity_id, (SELECT min(attr) FROM temporal_instances"
             f"  WHERE tenant = $1 AND entity_id = k.entity_id AND attr > k.attr {attr_filter}) FROM k"
             f"  WHERE k.attr IS NOT NULL)"
-            f" SELECT h.iid, h.entity_id, h.attr, h.t, h.instance FROM"
+            f" SELECT h.iid, h.entity_id, h.attr, h.t, h.instance, h.value_json, h.observed_us, h.created_us,"
+            f" h.modified_us, h.deleted_us FROM"
             f" (SELECT DISTINCT entity_id, attr FROM k WHERE attr IS NOT NULL) AS k,"
-            f" LATERAL (SELECT iid, entity_id, attr, {column} AS t, instance FROM temporal_instances"
+            f" LATERAL (SELECT iid, entity_id, attr, {column} AS t, {STORED} FROM temporal_instances"
             f"  WHERE {series_where}"
             f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h"
         )
@@ -327,7 +343,8 @@ class PostgresHistory(HistoryStorage):
         else:
             sql += " ORDER BY h.entity_id, h.attr, h.t, h.iid"
         rows = await self.pool.fetch(sql, *params)
-        hits = [InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+        hits = [InstanceHit(r[0], r[1], r[2], r[3], rebuild_instance(bytes(r[4]), r[5], r[6], r[7], r[8], r[9]))
+                for r in rows]
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
@@ -365,7 +382,7 @@ class PostgresHistory(HistoryStorage):
         return list(map(Bucket._make, await self.pool.fetch(sql, *params)))
 
     async def impure_attrs(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> set[str]:
-        sql = "SELECT DISTINCT attr FROM temporal_rollup WHERE tenant = $1 AND entity_id = ANY($2::text[]) AND n_pure < n"
+        sql = "SELECT DISTINCT attr FROM temporal_rollup WHERE tenant = $1 AND entity_id = ANY($2::text[]) AND impure"
         args: list[Any] = [tenant, list(entity_ids)]
         if rng.start is not None:
             args.append(rng.start - rng.start % HOUR_US)
@@ -430,11 +447,11 @@ class PostgresHistory(HistoryStorage):
         return bool(status != "DELETE 0")
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
-        value = await self.pool.fetchval(
-            "SELECT instance FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
+        row = await self.pool.fetchrow(
+            f"SELECT {STORED} FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
             iid, tenant, entity_id, attr,
         )
-        return None if value is None else bytes(value)
+        return None if row is None else rebuild_instance(bytes(row[0]), row[1], row[2], row[3], row[4], row[5])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         status = await self.pool.execute(

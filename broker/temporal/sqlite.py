@@ -17,7 +17,7 @@ import orjson
 from broker.store.sqlite import write_lock
 from broker.store.sqlite_rows import insert_rows
 from broker.store.sqlite_thread import SQLiteThread
-from broker.temporal.model import EntityRow, HistoryRow, unique_rows
+from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
@@ -134,7 +134,10 @@ _UPSERT = (
     " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO UPDATE SET observed_us = excluded.observed_us,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
-    " WHERE instance IS NOT excluded.instance"
+    # the stored instance leaves out what the columns hold (model.compact_instance): they are compared too
+    " WHERE instance IS NOT excluded.instance OR value_json IS NOT excluded.value_json"
+    " OR observed_us IS NOT excluded.observed_us OR created_us IS NOT excluded.created_us"
+    " OR modified_us IS NOT excluded.modified_us OR deleted_us IS NOT excluded.deleted_us"
 )
 _ENTITY_ROWS = "INSERT INTO temporal_entities (tenant, entity_id, types, deleted_us)"
 _ENTITY_CONFLICT = (
@@ -221,6 +224,14 @@ def _rollup_query(
     return sql, params
 
 
+# what a read selects to rebuild an instance document (model.rebuild_instance)
+STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
+
+
+def _hit(r: tuple[Any, ...]) -> InstanceHit:
+    return InstanceHit(r[0], r[1], r[2], r[3], rebuild_instance(r[4], r[5], r[6], r[7], r[8], r[9]))
+
+
 def series_attrs(conn: sqlite3.Connection, tenant: str, entity_id: str) -> list[str]:
     """The attributes an entity has history of, one index seek each (a loose scan of the series index)."""
     out: list[str] = []
@@ -246,9 +257,9 @@ def _per_series(
             where = where.replace("entity_id IN (SELECT value FROM json_each(?))", "entity_id = ?").replace(
                 "attr IN (SELECT value FROM json_each(?))", "attr = ?")
             params[1], params[2] = entity_id, attr
-            sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
+            sql = (f"SELECT iid, entity_id, attr, {column}, {STORED} FROM temporal_instances WHERE {where}"
                    f" ORDER BY {column} {order}, iid {order} LIMIT ?")
-            hits.extend(InstanceHit(*r) for r in conn.execute(sql, (*params, per_attr)))
+            hits.extend(map(_hit, conn.execute(sql, (*params, per_attr))))
     if total is not None:
         hits.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
         hits = hits[:total]
@@ -306,7 +317,7 @@ class SQLiteHistory(HistoryStorage):
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
         insert_rows(conn, _INSERT_ROWS, [
             (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us,
-             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance) for r in unique_rows(rows)
+             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in unique_rows(rows)
         ], _UPSERT)
         insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
                     _ENTITY_CONFLICT)
@@ -354,7 +365,7 @@ class SQLiteHistory(HistoryStorage):
         order = "DESC" if newest else "ASC"
         if total is not None and per_attr >= total:
             # no attribute can exceed the total: one ordered scan, no window
-            sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
+            sql = (f"SELECT iid, entity_id, attr, {column}, {STORED} FROM temporal_instances WHERE {where}"
                    f" ORDER BY {column} {order}, iid {order} LIMIT ?")
             args: tuple[Any, ...] = (*params, total)
         elif rng.end is None if newest else rng.start is None:
@@ -363,7 +374,7 @@ class SQLiteHistory(HistoryStorage):
             return await self._tx(lambda c: _per_series(c, tenant, entity_ids, attrs, rng, datasets, per_attr, newest, total))
         else:
             sql = (
-                f"SELECT iid, entity_id, attr, t, instance FROM (SELECT iid, entity_id, attr, {column} AS t, instance,"
+                f"SELECT iid, entity_id, attr, t, {STORED} FROM (SELECT iid, entity_id, attr, {column} AS t, {STORED},"
                 f" row_number() OVER (PARTITION BY entity_id, attr ORDER BY {column} {order}, iid {order}) AS rn"
                 f" FROM temporal_instances WHERE {where}) WHERE rn <= ?"
             )
@@ -373,7 +384,7 @@ class SQLiteHistory(HistoryStorage):
                 args += (total,)
             else:
                 sql += " ORDER BY entity_id, attr, t, iid"
-        hits = await self._tx(lambda c: [InstanceHit(*r) for r in c.execute(sql, args)])
+        hits = await self._tx(lambda c: list(map(_hit, c.execute(sql, args))))
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
@@ -483,9 +494,9 @@ class SQLiteHistory(HistoryStorage):
         return await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).rowcount > 0, write=True)
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
-        sql = "SELECT instance FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+        sql = f"SELECT {STORED} FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
         row = await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).fetchone())
-        return None if row is None else bytes(row[0])
+        return None if row is None else rebuild_instance(bytes(row[0]), *row[1:])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         sql = (
