@@ -1,9 +1,10 @@
-"""Compact history rows (broker.temporal.model.compact_instance), on real SQLite and PostgreSQL.
+"""Compact history rows (broker.temporal.model.compact_instance, SQLite's series ids), on real SQLite and PostgreSQL.
 
 - a stored instance keeps only what its columns cannot rebuild: a plain reading is a few bytes;
 - the rebuilt document is byte for byte the one written (any document: a generated property);
-- a database written in the former layout (every instance stored whole, PostgreSQL's rollup
-  without its `impure` column) opens and reads back every instance unchanged, and takes new rows;
+- a database written in the former layout (every instance stored whole; on SQLite text keys in
+  every row, on PostgreSQL the rollup without its `impure` column) opens and reads back every
+  instance unchanged under its iid, and takes new rows;
 - an instance written again with another value (same key, same compact bytes) still replaces it.
 """
 
@@ -155,25 +156,45 @@ def _legacy_params(rows: list[HistoryRow]) -> list[tuple[Any, ...]]:
              r.deleted_us, r.value_num, r.value_json, r.instance) for r in rows]
 
 
+# the history tables, indexes, rollup table and triggers of SQLite as main created them at 37a0dc1
+# (broker.temporal.sqlite SCHEMA + ROLLUP_SCHEMA): text keys in every row, documents stored whole
+FORMER_SQLITE = Path(__file__).with_name("former_history_schema_sqlite.json")
+
+
 def test_a_former_layout_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     rows = _rows()
+    others = [value_row(TENANT, f"urn:e:{n}", f"https://x/a{n % 3}", _reading(n, n), T0) for n in range(20)]
+    with sqlite3.connect(path) as conn:  # the former layout, filled as the former code wrote it
+        for sql in orjson.loads(FORMER_SQLITE.read_bytes()):
+            conn.execute(sql)
+        conn.executemany(MAIN_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _legacy_params(rows + others))
+        conn.execute("DELETE FROM temporal_instances WHERE entity_id = 'urn:e:3'")  # iids with a gap
+        before = conn.execute("SELECT * FROM temporal_instances ORDER BY iid").fetchall()
+        rollup_before = conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
 
     async def run() -> None:
-        history = SQLiteHistory(path)
-        await history.open()  # the tables (the same columns as the former layout's)
-        await history.close()
-        with sqlite3.connect(path) as conn:  # rows as the former code wrote them: documents whole
-            conn.executemany(MAIN_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _legacy_params(rows))
         history = SQLiteHistory(path)
         await history.open()
         try:
             assert await _read_all(history) == _expected(rows)
+            with sqlite3.connect(path) as conn:  # every row kept under its iid, through the view; rollups as they were
+                assert conn.execute("SELECT iid, tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
+                                    " created_us, modified_us, deleted_us, value_num, value_json, instance"
+                                    " FROM temporal_instances ORDER BY iid").fetchall() == before
+                assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
+                assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone() == ("view",)
             newer = value_row(TENANT, ENTITY, NO2, _reading(60, 1.5), T0)
             await history.write([], [*rows, newer])  # a replayed change log, and a new reading
             assert await _read_all(history) == {**_expected(rows), newer.key_us: newer.instance}
             buckets = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
             assert buckets[0].total == 9  # the rollup counts the former rows and the new one (kind 0)
+        finally:
+            await history.close()
+        history = SQLiteHistory(path)  # opened again: nothing more to move
+        await history.open()
+        try:
+            assert len(await _read_all(history)) == len(rows) + 1
         finally:
             await history.close()
 
