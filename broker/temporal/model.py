@@ -228,9 +228,10 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
 # the JSON object is the document). The bytes rebuilt are the bytes of orjson.dumps(document).
 
 _FIXED = {"T": b'"type":"Property"', "L": b'"type":"Relationship"'}
-_TIME_LETTERS = {"observedAt": ("o", "O"), "createdAt": ("c", "C"), "modifiedAt": ("m", "M"), "deletedAt": ("d", "D")}
 _TIME_KEYS = {"o": b'"observedAt":"', "O": b'"observedAt":"', "c": b'"createdAt":"', "C": b'"createdAt":"',
               "m": b'"modifiedAt":"', "M": b'"modifiedAt":"', "d": b'"deletedAt":"', "D": b'"deletedAt":"'}
+_MEMBER_LETTER = {"type": "T", "value": "V", "object": "R", "observedAt": "o", "createdAt": "c", "modifiedAt": "m",
+                  "deletedAt": "d"}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -246,39 +247,72 @@ def _stamp_s(value: int) -> str | None:
     return datetime.fromtimestamp(value // 1_000_000, UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
+@functools.lru_cache(maxsize=8192)
+def _stamp_bytes(value: int, seconds: bool) -> bytes:
+    return ((_stamp_s(value) or "") if seconds else _stamp_ms(value)).encode()
+
+
+def _time_letter(letter: str, text: Any, us: int | None) -> str | None:
+    if us is None or not isinstance(text, str):
+        return None
+    if text == _stamp_ms(us):
+        return letter
+    return letter.upper() if text == _stamp_s(us) else None
+
+
 def compact_instance(inst: Doc, row: HistoryRow, *, created: bool = True) -> bytes:
     """The stored form of `inst` in `row` (row.instance is orjson.dumps(inst)); `created`: whether the
     row's created_us column is written with it (an UPDATE that keeps created_us passes False)."""
-    times = {"observedAt": row.observed_us, "createdAt": row.created_us if created else None,
-             "modifiedAt": row.modified_us, "deletedAt": row.deleted_us}
-    layout: list[str] = []
+    layout = ""
     kept: dict[str, Any] = {}
     run = 0  # 0: no kept member yet, 1: in the run of kept members, 2: after it
     for key, value in inst.items():
-        letter = None
-        if key == "type":
-            letter = "T" if value == PROPERTY else "L" if value == "Relationship" else None
-        elif key == "value" or (key == "object" and "value" not in inst):
-            letter = "V"
-        elif key in _TIME_LETTERS and isinstance(value, str):
-            us = times[key]
-            if us is not None:
-                ms, s = _TIME_LETTERS[key]
-                letter = ms if value == _stamp_ms(us) else s if value == _stamp_s(us) else None
+        letter = _MEMBER_LETTER.get(key)
+        if letter is not None:
+            if letter == "T":
+                letter = "T" if value == PROPERTY else "L" if value == "Relationship" else None
+            elif letter == "R":
+                letter = None if "value" in inst else "R"
+            elif letter == "o":
+                letter = _time_letter("o", value, row.observed_us)
+            elif letter == "c":
+                letter = _time_letter("c", value, row.created_us) if created else None
+            elif letter == "m":
+                letter = _time_letter("m", value, row.modified_us)
+            elif letter == "d":
+                letter = _time_letter("d", value, row.deleted_us)
         if letter is None:
             if run == 2:
                 return row.instance  # kept members in two runs: whole
             if run == 0:
-                layout.append("*")
+                layout += "*"
                 run = 1
             kept[key] = value
         else:
-            if key == "object":
-                letter = "R"
             if run == 1:
                 run = 2
-            layout.append(letter)
-    return "".join(layout).encode() + orjson.dumps(kept)
+            layout += letter
+    return layout.encode() + (orjson.dumps(kept) if kept else b"{}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(layout: bytes) -> tuple[bytes, str]:
+    """A layout's document as a bytes %-template, and what fills each %b (v: value_json, *: kept, else a time)."""
+    parts: list[bytes] = []
+    fills = ""
+    for letter in layout.decode():
+        if letter in _FIXED:
+            parts.append(_FIXED[letter])
+        elif letter in "VR":
+            parts.append(b'"value":%b' if letter == "V" else b'"object":%b')
+            fills += "v"
+        elif letter == "*":
+            parts.append(b"%b")
+            fills += "*"
+        else:
+            parts.append(_TIME_KEYS[letter] + b'%b"')
+            fills += letter
+    return b"{" + b",".join(parts) + b"}", fills
 
 
 def rebuild_instance(stored: bytes, value_json: str | None, observed_us: int | None, created_us: int | None,
@@ -287,21 +321,19 @@ def rebuild_instance(stored: bytes, value_json: str | None, observed_us: int | N
     if stored[:1] == b"{":
         return stored  # stored whole
     start = stored.index(b"{")
-    parts: list[bytes] = []
-    for letter in stored[:start].decode():
-        if letter in _FIXED:
-            parts.append(_FIXED[letter])
-        elif letter == "V":
-            parts.append(b'"value":' + (value_json or "null").encode())
-        elif letter == "R":
-            parts.append(b'"object":' + (value_json or "null").encode())
-        elif letter == "*":
-            inner = stored[start + 1:-1]
-            if inner:
-                parts.append(inner)
+    template, fills = _template(stored[:start])
+    args: list[bytes] = []
+    for f in fills:
+        if f == "v":
+            args.append((value_json or "null").encode())
+        elif f == "*":
+            args.append(stored[start + 1:-1])
+        elif f in "oO":
+            args.append(_stamp_bytes(observed_us or 0, f == "O"))
+        elif f in "cC":
+            args.append(_stamp_bytes(created_us or 0, f == "C"))
+        elif f in "mM":
+            args.append(_stamp_bytes(modified_us or 0, f == "M"))
         else:
-            us = {"o": observed_us, "c": created_us, "m": modified_us, "d": deleted_us}[letter.lower()]
-            assert us is not None
-            text = _stamp_ms(us) if letter.islower() else _stamp_s(us)
-            parts.append(_TIME_KEYS[letter] + (text or "").encode() + b'"')
-    return b"{" + b",".join(parts) + b"}"
+            args.append(_stamp_bytes(deleted_us or 0, f == "D"))
+    return template % tuple(args)
