@@ -1,10 +1,10 @@
-"""Compact history rows (broker.temporal.model.compact_instance, SQLite's series ids), on real SQLite and PostgreSQL.
+"""Compact history rows (series ids, broker.temporal.model.compact_instance), on real SQLite and PostgreSQL.
 
 - a stored instance keeps only what its columns cannot rebuild: a plain reading is a few bytes;
 - the rebuilt document is byte for byte the one written (any document: a generated property);
-- a database written in the former layout (every instance stored whole; on SQLite text keys in
-  every row, on PostgreSQL the rollup without its `impure` column) opens and reads back every
-  instance unchanged under its iid, and takes new rows;
+- a database written in the former layout (text keys in every row, every instance stored whole,
+  PostgreSQL's rollup without its `impure` column) opens and reads back every instance unchanged
+  under its iid, its rollups unchanged, and takes new rows;
 - an instance written again with another value (same key, same compact bytes) still replaces it.
 """
 
@@ -201,36 +201,52 @@ def test_a_former_layout_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+FORMER_POSTGRES = Path(__file__).with_name("former_history_schema_postgres.json")  # likewise, SCHEMA + ROLLUP_SCHEMA
+
+
 def test_a_former_layout_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
     schema = f"test_compact_old_{uuid.uuid4().hex[:12]}"
     rows = _rows()
+    others = [value_row(TENANT, f"urn:e:{n}", f"https://x/a{n % 3}", _reading(n, n), T0) for n in range(20)]
 
     async def run() -> None:
         conn = await asyncpg.connect(pg_dsn)
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
         try:
-            history = PostgresHistory(pg_dsn, schema)
-            await history.open()
-            await history.close()
-            # back to the former layout: the rollup without `impure`, its partial index on n_pure < n
-            await conn.execute("DROP INDEX temporal_rollup_impure_hot; ALTER TABLE temporal_rollup DROP COLUMN impure;"
-                               " ALTER TABLE temporal_rollup RESET (fillfactor);"
-                               " CREATE INDEX temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr)"
-                               " WHERE n_pure < n")
+            for sql in orjson.loads(FORMER_POSTGRES.read_bytes()):  # the former layout, filled as the former code did
+                await conn.execute(sql)
             await conn.executemany(MAIN_INSERT + " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                                   _legacy_params(rows))
+                                   _legacy_params(rows + others))
+            await conn.execute("DELETE FROM temporal_instances WHERE entity_id = 'urn:e:3'")
+            before = [tuple(r) for r in await conn.fetch("SELECT * FROM temporal_instances ORDER BY iid")]
+            rollup_before = [tuple(r) for r in await conn.fetch("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6")]
             history = PostgresHistory(pg_dsn, schema)
             await history.open()
             try:
                 assert await _read_all(history) == _expected(rows)
+                assert [tuple(r) for r in await conn.fetch(
+                    "SELECT iid, tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us, modified_us,"
+                    " deleted_us, value_num, value_json, instance FROM temporal_instances ORDER BY iid")] == before
+                assert [tuple(r) for r in await conn.fetch(
+                    "SELECT tenant, entity_id, attr, hour_us, dataset_id, observed, n, n_num, n_pure, n_int, sum, min, max,"
+                    " sumsq FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6")] == rollup_before
                 newer = value_row(TENANT, ENTITY, NO2, _reading(60, 1.5), T0)
-                await history.write([], [*rows, newer])
-                assert await _read_all(history) == {**_expected(rows), newer.key_us: newer.instance}
+                await history.write([], [*rows, newer])  # a replayed change log, and a new reading
+                got = await _read_all(history)
+                assert got == {**_expected(rows), newer.key_us: newer.instance}
+                assert max(r[0] for r in before) < await conn.fetchval("SELECT max(iid) FROM temporal_rows")  # no iid reused
                 # the LanguageProperty's hour is impure; found through the new partial index's column
                 assert await history.impure_attrs(TENANT, [ENTITY], TimeRange()) == {NO2}
-                names = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rollup'", schema)}
+                names = {r[0] for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rollup'", schema)}
                 assert "temporal_rollup_impure" not in names and "temporal_rollup_impure_hot" in names
+            finally:
+                await history.close()
+            history = PostgresHistory(pg_dsn, schema)  # opened again: nothing more to move
+            await history.open()
+            try:
+                assert len(await _read_all(history)) == len(rows) + 1
             finally:
                 await history.close()
         finally:
