@@ -136,20 +136,21 @@ def _unit_sql(unit: str, x: str) -> str:
 
 
 # a batch's new series first (a statement of its own: the rows' statement must see them), then its rows
+# under their sids; the sids of committed series are kept in the process (series rows are never deleted)
 _SERIES = (
     "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
     " SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING"
 )
+_SERIES_IDS = (
+    "SELECT s.tenant, s.entity_id, s.attr, s.dataset_id, s.sid FROM temporal_series AS s"
+    " JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, e, a, d)"
+    " ON s.tenant = u.t AND s.entity_id = u.e AND s.attr = u.a AND s.dataset_id = u.d"
+)
 _INSERT = (
     "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
     " value_json, instance)"
-    " SELECT s.sid, u.kind, u.key_us, u.observed_us, u.created_us, u.modified_us, u.deleted_us, u.value_num,"
-    " u.value_json, u.instance FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int8[],"
-    " $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::float8[], $12::text[], $13::bytea[]) WITH ORDINALITY"
-    " AS u(tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us, modified_us, deleted_us,"
-    " value_num, value_json, instance, n)"
-    " JOIN temporal_series AS s ON s.tenant = u.tenant AND s.entity_id = u.entity_id AND s.attr = u.attr"
-    " AND s.dataset_id = u.dataset_id ORDER BY u.n"
+    " SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],"
+    " $8::float8[], $9::text[], $10::bytea[])"
     " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
@@ -160,6 +161,7 @@ _INSERT = (
     " IS DISTINCT FROM (excluded.instance, excluded.value_json, excluded.observed_us, excluded.created_us,"
     " excluded.modified_us, excluded.deleted_us)"
 )
+SeriesKey = tuple[str, str, str, str]
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(t, i, ty, d)"
@@ -173,10 +175,10 @@ _ENTITY = (
 STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
 
 
-def _columns(rows: Sequence[HistoryRow]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(13)]
+def _columns(rows: Sequence[HistoryRow], sids: Mapping[SeriesKey, int]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(10)]
     for r in rows:
-        for col, v in zip(cols, (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us,
+        for col, v in zip(cols, (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us,
                                   r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored)):
             col.append(v)
     return cols
@@ -272,6 +274,7 @@ class PostgresHistory(HistoryStorage):
         self.schema = schema
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._series: dict[SeriesKey, int] = {}  # series key -> sid, of committed series (never deleted)
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_size,
@@ -297,33 +300,42 @@ class PostgresHistory(HistoryStorage):
         assert self._pool is not None, "history is not open"
         return self._pool
 
-    @staticmethod
-    async def _store(conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+    async def _store(self, conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> dict[SeriesKey, int]:
+        """Write in the caller's transaction; the sids of the series it made, to keep once it commits."""
+        fresh: dict[SeriesKey, int] = {}
         if rows:
-            columns = _columns(unique_rows(rows))
-            await conn.execute(_SERIES, *columns[:4])
-            await conn.execute(_INSERT, *columns)
+            rows = unique_rows(rows)
+            known = self._series
+            missing = list(dict.fromkeys(k for r in rows if (k := (r.tenant, r.entity_id, r.attr, r.dataset_id)) not in known))
+            if missing:
+                keys = [list(c) for c in zip(*missing, strict=True)]
+                await conn.execute(_SERIES, *keys)
+                fresh = {(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)}
+            await conn.execute(_INSERT, *_columns(rows, {**known, **fresh} if fresh else known))
         if entities:
             await conn.execute(
                 _ENTITY, [e.tenant for e in entities], [e.entity_id for e in entities],
                 ["\x1f".join(e.types) for e in entities], [e.deleted_us for e in entities],
             )
+        return fresh
 
     async def load_cursor(self, consumer: str) -> int:
         return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $1", consumer))
 
     async def apply(self, consumer: str, seq: int, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._store(conn, _last_per_entity(entities), rows)
+            fresh = await self._store(conn, _last_per_entity(entities), rows)
             await conn.execute(
                 "INSERT INTO temporal_cursors VALUES ($1, $2) ON CONFLICT (consumer)"
                 " DO UPDATE SET seq = greatest(temporal_cursors.seq, excluded.seq)",
                 consumer, seq,
             )
+        self._series.update(fresh)  # committed
 
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._store(conn, _last_per_entity(entities), rows)
+            fresh = await self._store(conn, _last_per_entity(entities), rows)
+        self._series.update(fresh)  # committed
 
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
                        types_any: Sequence[str] | None = None) -> list[EntityRow]:

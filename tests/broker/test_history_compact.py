@@ -254,3 +254,30 @@ def test_a_former_layout_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def test_a_failed_write_leaves_no_series_id_behind_on_postgres(pg_dsn: str) -> None:
+    """The sids of series made by a transaction that rolls back are not kept: the next write makes them anew."""
+    schema = f"test_compact_tx_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            good = value_row(TENANT, ENTITY, NO2, _reading(0, 1.0), T0)
+            bad = value_row(TENANT, ENTITY, "https://x/other", _reading(1, 2.0), T0)
+            bad.key_us = 2**63  # out of bigint: the rows' statement fails, after the series were inserted
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OverflowError)):
+                await history.write([], [good, bad])
+            other = value_row(TENANT, ENTITY, "https://x/other", _reading(1, 2.0), T0)
+            await history.write([], [good, other])
+            hits = await history.instances(TENANT, [ENTITY], None, TimeRange(), 1000, False)
+            assert sorted((h.attr, h.instance) for h in hits) == sorted([(NO2, good.instance), (other.attr, other.instance)])
+        finally:
+            await history.close()
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
