@@ -450,9 +450,10 @@ class SQLiteHistory(HistoryStorage):
             sql = (f"SELECT iid, entity_id, attr, {column}, {STORED} FROM temporal_instances WHERE {where}"
                    f" ORDER BY {column} {order}, iid {order} LIMIT ?")
             args: tuple[Any, ...] = (*params, total)
-        elif rng.end is None if newest else rng.start is None:
+        elif (rng.end is None if newest else rng.start is None) or len(set(entity_ids)) <= 4:
             # lastN (or firstN) open on the side read from: per (entity, attribute), an index seek and
-            # LIMIT, instead of numbering every instance of the series (its whole history)
+            # LIMIT, instead of numbering every instance of the series (its whole history); and so for
+            # a few entities in any range (a page of one entity: LIMIT reads the page, not the range)
             return await self._tx(lambda c: _per_series(c, tenant, entity_ids, attrs, rng, datasets, per_attr, newest, total))
         else:
             sql = (
