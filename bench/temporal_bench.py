@@ -92,23 +92,36 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
                 "WITH RECURSIVE k(k) AS (SELECT ? UNION ALL SELECT k + 1 FROM k WHERE k + 1 < ?),"
                 " e(e) AS (SELECT 0 UNION ALL SELECT e + 1 FROM e WHERE e + 1 < ?),"
                 " r AS (SELECT e, ? + k * ? AS t, ((k * 7919 + e * 104729) % 1201) / 10.0 AS v FROM k, e)"
-                " INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
-                " modified_us, value_num, value_json, instance)"
-                " SELECT 'bench', printf('urn:ngsi-ld:AirQualityObserved:b-%04d', e), ?, '', 0, t, t, t, t, v, v,"
+                # rows under their series ids (broker.temporal.sqlite: temporal_series, temporal_rows)
+                " INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, value_num, value_json,"
+                " instance) SELECT s.sid, 0, t, t, t, t, v, v,"
                 " CAST('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
-                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB) FROM r ORDER BY t, e"
+                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB) FROM r"
+                " JOIN temporal_series AS s ON s.tenant = 'bench'"
+                " AND s.entity_id = printf('urn:ngsi-ld:AirQualityObserved:b-%04d', e) AND s.attr = ? AND s.dataset_id = ''"
+                " ORDER BY t, e"
             )
             args = (first, last, entities, MONTH_START, step, NO2)
+            series = ("WITH RECURSIVE e(e) AS (SELECT 0 UNION ALL SELECT e + 1 FROM e WHERE e + 1 < ?)"
+                      " INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
+                      " SELECT 'bench', printf('urn:ngsi-ld:AirQualityObserved:b-%04d', e), ?, '' FROM e WHERE true"
+                      " ON CONFLICT DO NOTHING")
 
-            def insert(c: Any, sql: str = sql, args: tuple[Any, ...] = args) -> None:
+            def insert(c: Any, sql: str = sql, args: tuple[Any, ...] = args, series: str = series) -> None:
+                c.execute(series, (entities, NO2))
                 c.execute(sql, args)
 
             await history._tx(insert, write=True)  # the bench's own load, in the history's write transaction
         elif isinstance(history, PostgresHistory):
-            sql = (
-                "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
-                " modified_us, value_num, value_json, instance)"
-                " SELECT 'bench', 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0'), $1, '', 0, t, t, t, t, v, v::text,"
+            await history.pool.execute(
+                "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id) SELECT 'bench',"
+                " 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0'), $1, '' FROM generate_series(0, $2 - 1) AS e"
+                " ON CONFLICT DO NOTHING", NO2, entities)
+            sql = (  # rows under their series ids (broker.temporal.postgres: temporal_series, temporal_rows)
+                "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, value_num, value_json,"
+                " instance)"
+                " SELECT (SELECT sid FROM temporal_series WHERE tenant = 'bench' AND attr = $1 AND dataset_id = ''"
+                " AND entity_id = 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0')), 0, t, t, t, t, v, v::text,"
                 " convert_to('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
                 " || to_char(to_timestamp(t / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
                 " || '\"}', 'UTF8')"
@@ -120,7 +133,7 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
             raise TypeError(type(history).__name__)
     rate = per_entity * entities / (time.perf_counter() - start)
     if isinstance(history, PostgresHistory):  # statistics, as autovacuum would gather on a live database
-        await history.pool.execute("ANALYZE temporal_instances; ANALYZE temporal_rollup")
+        await history.pool.execute("ANALYZE temporal_series; ANALYZE temporal_rows; ANALYZE temporal_rollup")
     return rate
 
 

@@ -90,6 +90,12 @@ class HistoryRow:
     value_num: float | None
     value_json: str  # the value member as JSON text (distinctCount, string min/max)
     instance: bytes  # the ENF instance as orjson bytes
+    packed: bytes = b""  # what the storage keeps of it (compact_instance), b"" when not made: `instance`
+
+    @property
+    def stored(self) -> bytes:
+        """The instance as the storage keeps it."""
+        return self.packed or self.instance
 
 
 @dataclass(slots=True)
@@ -138,12 +144,14 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
         k: v for k, v in inst.items() if k not in ("instanceId", "deletedAt")
     }
     value = _value_member(inst)
-    return HistoryRow(
+    row = HistoryRow(
         tenant, entity_id, attr, inst.get("datasetId", "") or "", VALUE,
         observed if observed is not None else modified, observed, created, modified, None,
         _number(value) if inst.get("type", PROPERTY) == PROPERTY else None,
         orjson.dumps(value).decode(), orjson.dumps(clean),
     )
+    row.packed = compact_instance(clean, row)
+    return row
 
 
 def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) -> HistoryRow:
@@ -153,10 +161,12 @@ def deletion_row(tenant: str, entity_id: str, attr: str, inst: Doc, at_us: int) 
     marker: Doc = {"type": kind, member: NGSI_LD_NULL, "deletedAt": from_us(at_us)}
     if inst.get("datasetId"):
         marker["datasetId"] = inst["datasetId"]
-    return HistoryRow(
+    row = HistoryRow(
         tenant, entity_id, attr, inst.get("datasetId", "") or "", DELETION,
         at_us, None, None, at_us, at_us, None, orjson.dumps(NGSI_LD_NULL).decode(), orjson.dumps(marker),
     )
+    row.packed = compact_instance(marker, row)
+    return row
 
 
 def unique_rows(rows: Sequence[HistoryRow]) -> list[HistoryRow]:
@@ -204,3 +214,126 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
     types = (record.after or record.before or {}).get("type") or []
     entity = EntityRow(record.tenant, record.entity_id, list(types), at_us if record.after is None else None)
     return entity, rows
+
+
+# --- compact instance documents ---------------------------------------------------------------
+#
+# Most of an instance document repeats the row's own columns: its value is value_json, its
+# observedAt/createdAt/modifiedAt/deletedAt are the time columns, its type is mostly "Property".
+# The stored `instance` is then a layout string (one letter per member rebuilt from the columns,
+# '*' where the members kept as JSON go, all together) followed by the JSON object of the members
+# that cannot be rebuilt: b'TVOcm{}' for {"type":"Property","value":20.0,"observedAt":..,...}.
+# A document whose members do not fit (kept members that are not one run) is stored whole; a
+# document stored whole (every row written before this layout) starts with '{' (an empty layout:
+# the JSON object is the document). The bytes rebuilt are the bytes of orjson.dumps(document).
+
+_FIXED = {"T": b'"type":"Property"', "L": b'"type":"Relationship"'}
+_TIME_KEYS = {"o": b'"observedAt":"', "O": b'"observedAt":"', "c": b'"createdAt":"', "C": b'"createdAt":"',
+              "m": b'"modifiedAt":"', "M": b'"modifiedAt":"', "d": b'"deletedAt":"', "D": b'"deletedAt":"'}
+_MEMBER_LETTER = {"type": "T", "value": "V", "object": "R", "observedAt": "o", "createdAt": "c", "modifiedAt": "m",
+                  "deletedAt": "d"}
+
+
+@functools.lru_cache(maxsize=8192)
+def _stamp_ms(value: int) -> str:
+    return from_us(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stamp_s(value: int) -> str | None:
+    """Whole seconds without a fraction ("2026-03-01T00:00:00Z"), None when the value has a fraction."""
+    if value % 1_000_000:
+        return None
+    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+@functools.lru_cache(maxsize=8192)
+def _stamp_bytes(value: int, seconds: bool) -> bytes:
+    return ((_stamp_s(value) or "") if seconds else _stamp_ms(value)).encode()
+
+
+def _time_letter(letter: str, text: Any, us: int | None) -> str | None:
+    if us is None or not isinstance(text, str):
+        return None
+    if text == _stamp_ms(us):
+        return letter
+    return letter.upper() if text == _stamp_s(us) else None
+
+
+def compact_instance(inst: Doc, row: HistoryRow, *, created: bool = True) -> bytes:
+    """The stored form of `inst` in `row` (row.instance is orjson.dumps(inst)); `created`: whether the
+    row's created_us column is written with it (an UPDATE that keeps created_us passes False)."""
+    layout = ""
+    kept: dict[str, Any] = {}
+    run = 0  # 0: no kept member yet, 1: in the run of kept members, 2: after it
+    for key, value in inst.items():
+        letter = _MEMBER_LETTER.get(key)
+        if letter is not None:
+            if letter == "T":
+                letter = "T" if value == PROPERTY else "L" if value == "Relationship" else None
+            elif letter == "R":
+                letter = None if "value" in inst else "R"
+            elif letter == "o":
+                letter = _time_letter("o", value, row.observed_us)
+            elif letter == "c":
+                letter = _time_letter("c", value, row.created_us) if created else None
+            elif letter == "m":
+                letter = _time_letter("m", value, row.modified_us)
+            elif letter == "d":
+                letter = _time_letter("d", value, row.deleted_us)
+        if letter is None:
+            if run == 2:
+                return row.instance  # kept members in two runs: whole
+            if run == 0:
+                layout += "*"
+                run = 1
+            kept[key] = value
+        else:
+            if run == 1:
+                run = 2
+            layout += letter
+    return layout.encode() + (orjson.dumps(kept) if kept else b"{}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(layout: bytes) -> tuple[bytes, str]:
+    """A layout's document as a bytes %-template, and what fills each %b (v: value_json, *: kept, else a time)."""
+    parts: list[bytes] = []
+    fills = ""
+    for letter in layout.decode():
+        if letter in _FIXED:
+            parts.append(_FIXED[letter])
+        elif letter in "VR":
+            parts.append(b'"value":%b' if letter == "V" else b'"object":%b')
+            fills += "v"
+        elif letter == "*":
+            parts.append(b"%b")
+            fills += "*"
+        else:
+            parts.append(_TIME_KEYS[letter] + b'%b"')
+            fills += letter
+    return b"{" + b",".join(parts) + b"}", fills
+
+
+def rebuild_instance(stored: bytes, value_json: str | None, observed_us: int | None, created_us: int | None,
+                     modified_us: int | None, deleted_us: int | None) -> bytes:
+    """orjson.dumps of the instance document of a stored row (compact_instance undone)."""
+    if stored[:1] == b"{":
+        return stored  # stored whole
+    start = stored.index(b"{")
+    template, fills = _template(stored[:start])
+    args: list[bytes] = []
+    for f in fills:
+        if f == "v":
+            args.append((value_json or "null").encode())
+        elif f == "*":
+            args.append(stored[start + 1:-1])
+        elif f in "oO":
+            args.append(_stamp_bytes(observed_us or 0, f == "O"))
+        elif f in "cC":
+            args.append(_stamp_bytes(created_us or 0, f == "C"))
+        elif f in "mM":
+            args.append(_stamp_bytes(modified_us or 0, f == "M"))
+        else:
+            args.append(_stamp_bytes(deleted_us or 0, f == "D"))
+    return template % tuple(args)

@@ -2,8 +2,8 @@
 
 Instances are appended roughly in time order, so a BRIN index on each time
 column is a few pages that prune whole block ranges of a month-long scan;
-the unique b-tree on (tenant, entity, attribute, key time, ...) serves the
-usual per-entity range and lastN scans, observedAt ones included (the key
+the unique b-tree on (series id, key time, kind) serves the usual
+per-series range and lastN scans, observedAt ones included (the key
 time is observedAt wherever an instance has one). Instance documents are bytea (orjson
 bytes): only Python reads them, so the server never parses them.
 """
@@ -15,25 +15,43 @@ from typing import Any
 
 import asyncpg
 
-from broker.temporal.model import EntityRow, HistoryRow, unique_rows
+from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
+# The instances of a series (tenant, entity, attribute, datasetId) are rows of temporal_rows under its
+# integer sid (temporal_series): the text keys once per series instead of in every row and index entry.
+# temporal_instances is a view of both with the former table's columns, which the reads query.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS temporal_instances (iid bigserial PRIMARY KEY, tenant text COLLATE "C" NOT NULL,
+CREATE TABLE IF NOT EXISTS temporal_series (sid serial PRIMARY KEY, tenant text COLLATE "C" NOT NULL,
     entity_id text COLLATE "C" NOT NULL, attr text COLLATE "C" NOT NULL, dataset_id text COLLATE "C" NOT NULL,
-    kind smallint NOT NULL, key_us bigint NOT NULL, observed_us bigint, created_us bigint, modified_us bigint,
-    deleted_us bigint, value_num double precision, value_json text, instance bytea NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_series
-    ON temporal_instances (tenant, entity_id, attr, key_us, dataset_id, kind);
-DROP INDEX IF EXISTS temporal_instances_key;
-DROP INDEX IF EXISTS temporal_instances_observed;
-CREATE INDEX IF NOT EXISTS temporal_instances_modified_brin ON temporal_instances USING brin (modified_us);
-CREATE INDEX IF NOT EXISTS temporal_instances_observed_brin ON temporal_instances USING brin (observed_us);
+    UNIQUE (tenant, entity_id, attr, dataset_id));
+CREATE TABLE IF NOT EXISTS temporal_rows (iid bigserial PRIMARY KEY, sid integer NOT NULL, kind smallint NOT NULL,
+    key_us bigint NOT NULL, observed_us bigint, created_us bigint, modified_us bigint, deleted_us bigint,
+    value_num double precision, value_json text, instance bytea NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS temporal_rows_series ON temporal_rows (sid, key_us, kind);
+CREATE INDEX IF NOT EXISTS temporal_rows_modified_brin ON temporal_rows USING brin (modified_us);
+CREATE INDEX IF NOT EXISTS temporal_rows_observed_brin ON temporal_rows USING brin (observed_us);
 CREATE TABLE IF NOT EXISTS temporal_entities (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
     types text[] NOT NULL, deleted_us bigint, PRIMARY KEY (tenant, entity_id));
 CREATE TABLE IF NOT EXISTS temporal_cursors (consumer text PRIMARY KEY, seq bigint NOT NULL);
 ALTER TABLE temporal_entities ADD COLUMN IF NOT EXISTS service_path text COLLATE "C";
+"""
+# a schema of the former layout (temporal_instances a table, text keys in every row): its rows move under
+# series ids, iids kept (they are the instanceIds); its rollups stay, the same keys
+_MIGRATE = """
+INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)
+    SELECT DISTINCT tenant, entity_id, attr, dataset_id FROM temporal_instances ORDER BY 1, 2, 3, 4;
+INSERT INTO temporal_rows SELECT i.iid, s.sid, i.kind, i.key_us, i.observed_us, i.created_us, i.modified_us,
+    i.deleted_us, i.value_num, i.value_json, i.instance FROM temporal_instances AS i JOIN temporal_series AS s
+    ON s.tenant = i.tenant AND s.entity_id = i.entity_id AND s.attr = i.attr AND s.dataset_id = i.dataset_id ORDER BY i.iid;
+SELECT setval(pg_get_serial_sequence('temporal_rows', 'iid'), coalesce((SELECT max(iid) FROM temporal_rows), 0) + 1, false);
+DROP TABLE temporal_instances;
+"""
+_VIEW = """
+CREATE OR REPLACE VIEW temporal_instances AS SELECT r.iid, s.tenant, s.entity_id, s.attr, s.dataset_id, r.kind, r.key_us,
+    r.observed_us, r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance, r.sid
+    FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid;
 """
 # hourly rollups (broker.temporal.rollup), kept by statement triggers over the transition tables: inserted
 # value instances are added per hour; the hours of replaced or deleted ones are recomputed from the
@@ -52,12 +70,20 @@ CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, en
     attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
     n bigint NOT NULL, n_num bigint NOT NULL, n_pure bigint NOT NULL, n_int bigint NOT NULL, sum double precision,
     min double precision, max double precision, sumsq double precision, PRIMARY KEY ({_KEYS}));
-CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n;
+-- an hour's row is updated by every write to it: with free room on its page (fillfactor) and no indexed
+-- column changed, the update is HOT (no new index entries, the old version pruned on the page). The
+-- partial index's predicate was on n_pure < n, columns every update changes, which made each update a
+-- new tuple in every index; `impure` (a stored column) changes only when the hour turns impure
+ALTER TABLE temporal_rollup ADD COLUMN IF NOT EXISTS impure boolean GENERATED ALWAYS AS (n_pure < n) STORED;
+ALTER TABLE temporal_rollup SET (fillfactor = 70);
+DROP INDEX IF EXISTS temporal_rollup_impure;
+CREATE INDEX IF NOT EXISTS temporal_rollup_impure_hot ON temporal_rollup (tenant, entity_id, attr) WHERE impure;
 CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
     {_LOCK}
-    INSERT INTO temporal_rollup AS r SELECT tenant, entity_id, attr, {hour_sql("key_us")} AS h, dataset_id,
-        observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="", pure=_PURE.format(r=""), int=_INT.format(r=""))}
-        FROM added WHERE kind = 0 GROUP BY tenant, entity_id, attr, h, dataset_id, o
+    INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h, s.dataset_id,
+        a.observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
+        FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0
+        GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
     ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
         n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
         sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
@@ -69,26 +95,27 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
     CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
         attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
     TRUNCATE temporal_rollup_dirty;
-    INSERT INTO temporal_rollup_dirty SELECT DISTINCT tenant, entity_id, attr, {hour_sql("key_us")} FROM changed WHERE kind = 0;
+    INSERT INTO temporal_rollup_dirty SELECT DISTINCT s.tenant, s.entity_id, s.attr, {hour_sql("c.key_us")}
+        FROM changed AS c JOIN temporal_series AS s ON s.sid = c.sid WHERE c.kind = 0;
     IF TG_OP = 'UPDATE' THEN
-        INSERT INTO temporal_rollup_dirty SELECT DISTINCT tenant, entity_id, attr, {hour_sql("key_us")}
-            FROM replaced WHERE kind = 0;
+        INSERT INTO temporal_rollup_dirty SELECT DISTINCT s.tenant, s.entity_id, s.attr, {hour_sql("c.key_us")}
+            FROM replaced AS c JOIN temporal_series AS s ON s.sid = c.sid WHERE c.kind = 0;
     END IF;
     DELETE FROM temporal_rollup AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d
         WHERE r.tenant = d.tenant AND r.entity_id = d.entity_id AND r.attr = d.attr AND r.hour_us = d.hour_us;
-    INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id,
+    INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id,
         i.observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
-        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d JOIN temporal_instances AS i
-        ON i.tenant = d.tenant AND i.entity_id = d.entity_id AND i.attr = d.attr
-        AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
-        WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id, o;
+        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d JOIN temporal_series AS s
+        ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr JOIN temporal_rows AS i
+        ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
+        WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, o;
     RETURN NULL;
 END $$;
-CREATE OR REPLACE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_instances
+CREATE OR REPLACE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_rows
     REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_add();
-CREATE OR REPLACE TRIGGER temporal_rollup_update AFTER UPDATE ON temporal_instances
+CREATE OR REPLACE TRIGGER temporal_rollup_update AFTER UPDATE ON temporal_rows
     REFERENCING OLD TABLE AS changed NEW TABLE AS replaced FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_recompute();
-CREATE OR REPLACE TRIGGER temporal_rollup_delete AFTER DELETE ON temporal_instances
+CREATE OR REPLACE TRIGGER temporal_rollup_delete AFTER DELETE ON temporal_rows
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_recompute();
 """
 _ROLLUP_BACKFILL = (
@@ -108,17 +135,33 @@ def _unit_sql(unit: str, x: str) -> str:
             f" * 1000000)::bigint")
 
 
+# a batch's new series first (a statement of its own: the rows' statement must see them), then its rows
+# under their sids; the sids of committed series are kept in the process (series rows are never deleted)
+_SERIES = (
+    "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
+    " SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING"
+)
+_SERIES_IDS = (
+    "SELECT s.tenant, s.entity_id, s.attr, s.dataset_id, s.sid FROM temporal_series AS s"
+    " JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, e, a, d)"
+    " ON s.tenant = u.t AND s.entity_id = u.e AND s.attr = u.a AND s.dataset_id = u.d"
+)
 _INSERT = (
-    "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us,"
-    " modified_us, deleted_us, value_num, value_json, instance)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int8[], $7::int8[], $8::int8[],"
-    " $9::int8[], $10::int8[], $11::float8[], $12::text[], $13::bytea[])"
-    " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO UPDATE SET observed_us = excluded.observed_us,"
+    "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+    " value_json, instance)"
+    " SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],"
+    " $8::float8[], $9::text[], $10::bytea[])"
+    " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
-    # the same instance again replaces the stored one (same iid), unless nothing differs
-    " WHERE temporal_instances.instance IS DISTINCT FROM excluded.instance"
+    # the same instance again replaces the stored one (same iid), unless nothing differs; the stored
+    # instance leaves out what the columns hold (model.compact_instance): they are compared too
+    " WHERE (temporal_rows.instance, temporal_rows.value_json, temporal_rows.observed_us,"
+    " temporal_rows.created_us, temporal_rows.modified_us, temporal_rows.deleted_us)"
+    " IS DISTINCT FROM (excluded.instance, excluded.value_json, excluded.observed_us, excluded.created_us,"
+    " excluded.modified_us, excluded.deleted_us)"
 )
+SeriesKey = tuple[str, str, str, str]
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(t, i, ty, d)"
@@ -128,11 +171,15 @@ _ENTITY = (
 )
 
 
-def _columns(rows: Sequence[HistoryRow]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(13)]
+# what a read selects to rebuild an instance document (model.rebuild_instance)
+STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
+
+
+def _columns(rows: Sequence[HistoryRow], sids: Mapping[SeriesKey, int]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(10)]
     for r in rows:
-        for col, v in zip(cols, (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us,
-                                  r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance)):
+        for col, v in zip(cols, (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us,
+                                  r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored)):
             col.append(v)
     return cols
 
@@ -227,6 +274,7 @@ class PostgresHistory(HistoryStorage):
         self.schema = schema
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._series: dict[SeriesKey, int] = {}  # series key -> sid, of committed series (never deleted)
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_size,
@@ -234,6 +282,9 @@ class PostgresHistory(HistoryStorage):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal', 0))")
             await conn.execute(SCHEMA)
+            if await conn.fetchval("SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass('temporal_instances')"):
+                await conn.execute(_MIGRATE)
+            await conn.execute(_VIEW)
             existed = await conn.fetchval("SELECT to_regclass('temporal_rollup') IS NOT NULL")
             await conn.execute(ROLLUP_SCHEMA)
             if not existed:
@@ -249,31 +300,42 @@ class PostgresHistory(HistoryStorage):
         assert self._pool is not None, "history is not open"
         return self._pool
 
-    @staticmethod
-    async def _store(conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+    async def _store(self, conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> dict[SeriesKey, int]:
+        """Write in the caller's transaction; the sids of the series it made, to keep once it commits."""
+        fresh: dict[SeriesKey, int] = {}
         if rows:
-            await conn.execute(_INSERT, *_columns(unique_rows(rows)))
+            rows = unique_rows(rows)
+            known = self._series
+            missing = list(dict.fromkeys(k for r in rows if (k := (r.tenant, r.entity_id, r.attr, r.dataset_id)) not in known))
+            if missing:
+                keys = [list(c) for c in zip(*missing, strict=True)]
+                await conn.execute(_SERIES, *keys)
+                fresh = {(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)}
+            await conn.execute(_INSERT, *_columns(rows, {**known, **fresh} if fresh else known))
         if entities:
             await conn.execute(
                 _ENTITY, [e.tenant for e in entities], [e.entity_id for e in entities],
                 ["\x1f".join(e.types) for e in entities], [e.deleted_us for e in entities],
             )
+        return fresh
 
     async def load_cursor(self, consumer: str) -> int:
         return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $1", consumer))
 
     async def apply(self, consumer: str, seq: int, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._store(conn, _last_per_entity(entities), rows)
+            fresh = await self._store(conn, _last_per_entity(entities), rows)
             await conn.execute(
                 "INSERT INTO temporal_cursors VALUES ($1, $2) ON CONFLICT (consumer)"
                 " DO UPDATE SET seq = greatest(temporal_cursors.seq, excluded.seq)",
                 consumer, seq,
             )
+        self._series.update(fresh)  # committed
 
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._store(conn, _last_per_entity(entities), rows)
+            fresh = await self._store(conn, _last_per_entity(entities), rows)
+        self._series.update(fresh)  # committed
 
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
                        types_any: Sequence[str] | None = None) -> list[EntityRow]:
@@ -298,36 +360,45 @@ class PostgresHistory(HistoryStorage):
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, per_attr: int, newest: bool,
         *, total: int | None = None, datasets: Sequence[str] | None = None,
     ) -> list[InstanceHit]:
-        where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         order = "DESC" if newest else "ASC"
         each = per_attr if total is None else min(per_attr, total)
-        # one index range scan per (entity, attribute): LATERAL over the pairs that exist, found by a
-        # loose scan of the series index (one seek per attribute of each entity), not by reading the
-        # whole range (for a lastN without a range: the whole history) to find them
-        attr_filter = "AND attr = ANY($3::text[])" if attrs is not None else ""
-        # the series by equality, not by the lists: the index then reads it backward (or forward) in
-        # time order, and LIMIT stops after `each` rows (with the lists PostgreSQL sorted it whole)
-        series_where = where.replace("entity_id = ANY($2::text[])", "entity_id = k.entity_id")
-        series_where = (series_where.replace("attr = ANY($3::text[])", "attr = k.attr") if attrs is not None
-                        else series_where + " AND attr = k.attr")
+        params: list[Any] = [tenant, list(entity_ids)]
+
+        def p(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        series = ["tenant = $1", "entity_id = ANY($2::text[])"]
+        if attrs is not None:
+            series.append(f"attr = ANY({p(list(attrs))}::text[])")
+        if datasets is not None:
+            series.append(f"dataset_id = ANY({p(list(datasets))}::text[])")
+        column = rng.column or "key_us"
+        clauses = ["sid = k.sid", "kind >= 0"]
+        if rng.column is not None:
+            clauses.append(f"{column} IS NOT NULL")
+        if column == "observed_us":
+            column = "key_us"  # equal to observed_us on every row that has one: the key index serves
+        if rng.start is not None:
+            clauses.append(f"{column} >= {p(rng.start)}")
+        if rng.end is not None:
+            clauses.append(f"{column} < {p(rng.end)}")
+        # one index range scan per series id (LATERAL, LIMIT: for a lastN without a range, not the whole
+        # history), the series of one attribute (one per datasetId) then cut to `each` together
         sql = (
-            f"WITH RECURSIVE k AS (SELECT e AS entity_id, (SELECT min(attr) FROM temporal_instances"
-            f"  WHERE tenant = $1 AND entity_id = e {attr_filter}) AS attr FROM unnest($2::text[]) AS e"
-            f" UNION ALL SELECT k.entity_id, (SELECT min(attr) FROM temporal_instances"
-            f"  WHERE tenant = $1 AND entity_id = k.entity_id AND attr > k.attr {attr_filter}) FROM k"
-            f"  WHERE k.attr IS NOT NULL)"
-            f" SELECT h.iid, h.entity_id, h.attr, h.t, h.instance FROM"
-            f" (SELECT DISTINCT entity_id, attr FROM k WHERE attr IS NOT NULL) AS k,"
-            f" LATERAL (SELECT iid, entity_id, attr, {column} AS t, instance FROM temporal_instances"
-            f"  WHERE {series_where}"
-            f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h"
+            f"SELECT iid, entity_id, attr, t, {STORED} FROM (SELECT h.*, k.entity_id, k.attr, row_number() OVER"
+            f" (PARTITION BY k.entity_id, k.attr ORDER BY h.t {order}, h.iid {order}) AS rn"
+            f" FROM (SELECT sid, entity_id, attr FROM temporal_series WHERE {' AND '.join(series)}) AS k,"
+            f" LATERAL (SELECT iid, {column} AS t, {STORED} FROM temporal_rows WHERE {' AND '.join(clauses)}"
+            f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h) AS x WHERE rn <= {int(each)}"
         )
         if total is not None:
-            sql += f" ORDER BY h.t {order}, h.iid {order} LIMIT {int(total)}"
+            sql += f" ORDER BY t {order}, iid {order} LIMIT {int(total)}"
         else:
-            sql += " ORDER BY h.entity_id, h.attr, h.t, h.iid"
+            sql += " ORDER BY entity_id, attr, t, iid"
         rows = await self.pool.fetch(sql, *params)
-        hits = [InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+        hits = [InstanceHit(r[0], r[1], r[2], r[3], rebuild_instance(bytes(r[4]), r[5], r[6], r[7], r[8], r[9]))
+                for r in rows]
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
@@ -365,7 +436,7 @@ class PostgresHistory(HistoryStorage):
         return list(map(Bucket._make, await self.pool.fetch(sql, *params)))
 
     async def impure_attrs(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> set[str]:
-        sql = "SELECT DISTINCT attr FROM temporal_rollup WHERE tenant = $1 AND entity_id = ANY($2::text[]) AND n_pure < n"
+        sql = "SELECT DISTINCT attr FROM temporal_rollup WHERE tenant = $1 AND entity_id = ANY($2::text[]) AND impure"
         args: list[Any] = [tenant, list(entity_ids)]
         if rng.start is not None:
             args.append(rng.start - rng.start % HOUR_US)
@@ -393,13 +464,15 @@ class PostgresHistory(HistoryStorage):
 
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM temporal_instances WHERE tenant = $1 AND entity_id = $2", tenant, entity_id)
+            await conn.execute("DELETE FROM temporal_rows WHERE sid IN (SELECT sid FROM temporal_series"
+                               " WHERE tenant = $1 AND entity_id = $2)", tenant, entity_id)
             status = await conn.execute("DELETE FROM temporal_entities WHERE tenant = $1 AND entity_id = $2", tenant, entity_id)
         return bool(status != "DELETE 0")
 
     async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
         where, params, _ = _where(tenant, entity_ids, None, rng, 1)
-        return int((await self.pool.execute(f"DELETE FROM temporal_instances WHERE {where}", *params)).split()[-1])
+        sql = f"DELETE FROM temporal_rows WHERE iid IN (SELECT iid FROM temporal_instances WHERE {where})"
+        return int((await self.pool.execute(sql, *params)).split()[-1])
 
     async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
         if paths:
@@ -415,31 +488,33 @@ class PostgresHistory(HistoryStorage):
         return {r[0]: r[1] for r in rows}
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:
-        sql = "DELETE FROM temporal_instances WHERE tenant = $1 AND entity_id = $2 AND attr = $3"
+        series = "SELECT sid FROM temporal_series WHERE tenant = $1 AND entity_id = $2 AND attr = $3"
         params: list[Any] = [tenant, entity_id, attr]
         if dataset_id is not None:
-            sql += " AND dataset_id = $4"
+            series += " AND dataset_id = $4"
             params.append(dataset_id)
+        sql = f"DELETE FROM temporal_rows WHERE sid IN ({series})"
         return int((await self.pool.execute(sql, *params)).split()[-1])
 
     async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
         status = await self.pool.execute(
-            "DELETE FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
+            "DELETE FROM temporal_rows WHERE iid = $1 AND sid IN"
+            " (SELECT sid FROM temporal_series WHERE tenant = $2 AND entity_id = $3 AND attr = $4)",
             iid, tenant, entity_id, attr,
         )
         return bool(status != "DELETE 0")
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
-        value = await self.pool.fetchval(
-            "SELECT instance FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
+        row = await self.pool.fetchrow(
+            f"SELECT {STORED} FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
             iid, tenant, entity_id, attr,
         )
-        return None if value is None else bytes(value)
+        return None if row is None else rebuild_instance(bytes(row[0]), row[1], row[2], row[3], row[4], row[5])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         status = await self.pool.execute(
-            "UPDATE temporal_instances SET observed_us = $1, modified_us = $2, value_num = $3, value_json = $4, instance = $5"
-            " WHERE iid = $6 AND tenant = $7 AND entity_id = $8 AND attr = $9",
+            "UPDATE temporal_rows SET observed_us = $1, modified_us = $2, value_num = $3, value_json = $4, instance = $5"
+            " WHERE iid = $6 AND sid IN (SELECT sid FROM temporal_series WHERE tenant = $7 AND entity_id = $8 AND attr = $9)",
             row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr,
         )
         return bool(status != "UPDATE 0")

@@ -17,29 +17,57 @@ import orjson
 from broker.store.sqlite import write_lock
 from broker.store.sqlite_rows import insert_rows
 from broker.store.sqlite_thread import SQLiteThread
-from broker.temporal.model import EntityRow, HistoryRow, unique_rows
+from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
 
 T = TypeVar("T")
 
+# The instances of a series (tenant, entity, attribute, datasetId) are rows of temporal_rows under its
+# integer sid (temporal_series): the text keys once per series instead of in every row and index entry.
+# temporal_instances is a view of both with the former table's columns, which the reads query.
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS temporal_instances (iid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
-           entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL, kind INTEGER NOT NULL,
+    """CREATE TABLE IF NOT EXISTS temporal_series (sid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
+           entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL,
+           UNIQUE (tenant, entity_id, attr, dataset_id))""",
+    """CREATE TABLE IF NOT EXISTS temporal_rows (iid INTEGER PRIMARY KEY, sid INTEGER NOT NULL, kind INTEGER NOT NULL,
            key_us INTEGER NOT NULL, observed_us INTEGER, created_us INTEGER, modified_us INTEGER, deleted_us INTEGER,
            value_num REAL, value_json TEXT, instance BLOB NOT NULL)""",
-    # key_us before dataset_id: a time range of one attribute seeks instead of scanning its whole
-    # history, and, key_us being observedAt where there is one, this index also serves
-    # timeproperty=observedAt (see _where), so the former observedAt index is dropped
-    """CREATE UNIQUE INDEX IF NOT EXISTS temporal_instances_series
-           ON temporal_instances (tenant, entity_id, attr, key_us, dataset_id, kind)""",
-    "DROP INDEX IF EXISTS temporal_instances_key",
-    "DROP INDEX IF EXISTS temporal_instances_observed",
-    "CREATE INDEX IF NOT EXISTS temporal_instances_modified ON temporal_instances (tenant, entity_id, attr, modified_us)",
+    # key_us first after the series: a time range of one series seeks instead of scanning its whole history,
+    # and, key_us being observedAt where there is one, this index also serves timeproperty=observedAt (_where)
+    "CREATE UNIQUE INDEX IF NOT EXISTS temporal_rows_series ON temporal_rows (sid, key_us, kind)",
+    "CREATE INDEX IF NOT EXISTS temporal_rows_modified ON temporal_rows (sid, modified_us)",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 )
+_VIEW = (
+    "CREATE VIEW IF NOT EXISTS temporal_instances AS SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
+    " s.attr AS attr, s.dataset_id AS dataset_id, r.kind AS kind, r.key_us AS key_us, r.observed_us AS observed_us,"
+    " r.created_us AS created_us, r.modified_us AS modified_us, r.deleted_us AS deleted_us, r.value_num AS value_num,"
+    " r.value_json AS value_json, r.instance AS instance, r.sid AS sid FROM temporal_rows AS r"
+    " JOIN temporal_series AS s ON s.sid = r.sid"
+)
+# a file of the former layout (temporal_instances a table, text keys in every row): its rows move under
+# series ids, iids kept (they are the instanceIds); its rollups stay, the same keys
+_MIGRATE = (
+    ("INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
+     " SELECT DISTINCT tenant, entity_id, attr, dataset_id FROM temporal_instances ORDER BY 1, 2, 3, 4"),
+    ("INSERT INTO temporal_rows SELECT i.iid, s.sid, i.kind, i.key_us, i.observed_us, i.created_us, i.modified_us,"
+     " i.deleted_us, i.value_num, i.value_json, i.instance FROM temporal_instances AS i JOIN temporal_series AS s"
+     " ON s.tenant = i.tenant AND s.entity_id = i.entity_id AND s.attr = i.attr AND s.dataset_id = i.dataset_id"),
+    "DROP TABLE temporal_instances",
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """The former layout's rows under series ids (in the setup transaction, before the rollup triggers exist)."""
+    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone()
+    if kind is not None and kind[0] == "table":
+        for sql in _MIGRATE:
+            conn.execute(sql)
+    conn.execute(_VIEW)
+
 
 # hourly rollups (broker.temporal.rollup): an inserted value instance adds itself to its hour; a replaced
 # or deleted one marks its hour dirty, recomputed from the instances before the write commits (_refresh).
@@ -55,26 +83,27 @@ ROLLUP_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n",
     """CREATE TABLE IF NOT EXISTS temporal_rollup_dirty (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            attr TEXT NOT NULL, hour_us INTEGER NOT NULL, PRIMARY KEY (tenant, entity_id, attr, hour_us)) WITHOUT ROWID""",
-    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_insert AFTER INSERT ON temporal_instances WHEN NEW.kind = 0 BEGIN
-           INSERT INTO temporal_rollup VALUES (NEW.tenant, NEW.entity_id, NEW.attr, {hour_sql("NEW.key_us")},
-               NEW.dataset_id, NEW.observed_us IS NOT NULL, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
-               {_INT.format(r="NEW")}, NEW.value_num, NEW.value_num, NEW.value_num, NEW.value_num * NEW.value_num)
+    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_insert AFTER INSERT ON temporal_rows WHEN NEW.kind = 0 BEGIN
+           INSERT INTO temporal_rollup SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")},
+               s.dataset_id, NEW.observed_us IS NOT NULL, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
+               {_INT.format(r="NEW")}, NEW.value_num, NEW.value_num, NEW.value_num, NEW.value_num * NEW.value_num
+               FROM temporal_series AS s WHERE s.sid = NEW.sid
            ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
                n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
                min = coalesce(min(min, excluded.min), min, excluded.min),
                max = coalesce(max(max, excluded.max), max, excluded.max),
                sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
        END""",
-    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_update AFTER UPDATE ON temporal_instances
+    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_update AFTER UPDATE ON temporal_rows
        WHEN OLD.kind = 0 OR NEW.kind = 0 BEGIN
-           INSERT INTO temporal_rollup_dirty VALUES (OLD.tenant, OLD.entity_id, OLD.attr, {hour_sql("OLD.key_us")})
-               ON CONFLICT DO NOTHING;
-           INSERT INTO temporal_rollup_dirty VALUES (NEW.tenant, NEW.entity_id, NEW.attr, {hour_sql("NEW.key_us")})
-               ON CONFLICT DO NOTHING;
+           INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("OLD.key_us")}
+               FROM temporal_series WHERE sid = OLD.sid ON CONFLICT DO NOTHING;
+           INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("NEW.key_us")}
+               FROM temporal_series WHERE sid = NEW.sid ON CONFLICT DO NOTHING;
        END""",
-    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_delete AFTER DELETE ON temporal_instances WHEN OLD.kind = 0 BEGIN
-           INSERT INTO temporal_rollup_dirty VALUES (OLD.tenant, OLD.entity_id, OLD.attr, {hour_sql("OLD.key_us")})
-               ON CONFLICT DO NOTHING;
+    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_delete AFTER DELETE ON temporal_rows WHEN OLD.kind = 0 BEGIN
+           INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("OLD.key_us")}
+               FROM temporal_series WHERE sid = OLD.sid ON CONFLICT DO NOTHING;
        END""",
 )
 _ROLLUP_AGGREGATES = (
@@ -89,11 +118,13 @@ _ROLLUP_BACKFILL = (
 _ROLLUP_RECOMPUTE = (
     ("DELETE FROM temporal_rollup WHERE (tenant, entity_id, attr, hour_us) IN"
      " (SELECT tenant, entity_id, attr, hour_us FROM temporal_rollup_dirty)"),
-    (f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id,"
+    (f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id,"
     f" i.observed_us IS NOT NULL AS o, {_ROLLUP_AGGREGATES} FROM temporal_rollup_dirty AS d"
-    f" JOIN temporal_instances AS i ON i.tenant = d.tenant AND i.entity_id = d.entity_id AND i.attr = d.attr"
-    f" AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US} WHERE i.kind = 0"
-     " GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, i.dataset_id, o"),
+    # CROSS JOIN: in this order (SQLite keeps it), the few dirty hours first, then their series, then the
+    # rows of each by (sid, key_us); left to the planner on a file without statistics, it scanned every row
+    f" CROSS JOIN temporal_series AS s ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr"
+    f" CROSS JOIN temporal_rows AS i ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}"
+     " WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, o"),
     "DELETE FROM temporal_rollup_dirty",
 )
 
@@ -125,17 +156,44 @@ def _unit_sql(unit: str, x: str) -> str:
 
 
 _INSERT_ROWS = (
-    "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
-    " created_us, modified_us, deleted_us, value_num, value_json, instance)"
+    "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+    " value_json, instance)"
 )
 # the same instance again replaces the stored one (same iid), unless nothing differs: a replayed
 # change log writes nothing
 _UPSERT = (
-    " ON CONFLICT (tenant, entity_id, attr, key_us, dataset_id, kind) DO UPDATE SET observed_us = excluded.observed_us,"
+    " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
-    " WHERE instance IS NOT excluded.instance"
+    # the stored instance leaves out what the columns hold (model.compact_instance): they are compared too
+    " WHERE instance IS NOT excluded.instance OR value_json IS NOT excluded.value_json"
+    " OR observed_us IS NOT excluded.observed_us OR created_us IS NOT excluded.created_us"
+    " OR modified_us IS NOT excluded.modified_us OR deleted_us IS NOT excluded.deleted_us"
 )
+_SERIES_ROWS = "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
+_SERIES_LOOKUP = "SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ? AND dataset_id = ?"
+SeriesKey = tuple[str, str, str, str]
+
+
+def _sids(conn: sqlite3.Connection, known: dict[SeriesKey, int], keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
+    """The series ids of `keys` (`known` caches them), making the series that are new (series rows are never deleted)."""
+    out: dict[SeriesKey, int] = {}
+    missing: list[SeriesKey] = []
+    for k in keys:
+        if k not in out:
+            sid = known.get(k)
+            if sid is None:
+                missing.append(k)
+                out[k] = 0
+            else:
+                out[k] = sid
+    if missing:
+        insert_rows(conn, _SERIES_ROWS, missing, " ON CONFLICT DO NOTHING")
+        for k in missing:
+            out[k] = known[k] = conn.execute(_SERIES_LOOKUP, k).fetchone()[0]
+    return out
+
+
 _ENTITY_ROWS = "INSERT INTO temporal_entities (tenant, entity_id, types, deleted_us)"
 _ENTITY_CONFLICT = (
     " ON CONFLICT (tenant, entity_id) DO UPDATE SET"
@@ -221,34 +279,56 @@ def _rollup_query(
     return sql, params
 
 
-def series_attrs(conn: sqlite3.Connection, tenant: str, entity_id: str) -> list[str]:
-    """The attributes an entity has history of, one index seek each (a loose scan of the series index)."""
-    out: list[str] = []
-    sql = "SELECT min(attr) FROM temporal_instances WHERE tenant = ? AND entity_id = ? AND attr > ?"
-    attr = conn.execute(sql, (tenant, entity_id, "")).fetchone()[0]
-    while attr is not None:
-        out.append(attr)
-        attr = conn.execute(sql, (tenant, entity_id, attr)).fetchone()[0]
-    return out
+# what a read selects to rebuild an instance document (model.rebuild_instance)
+STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
+
+
+def _hit(r: tuple[Any, ...]) -> InstanceHit:
+    return InstanceHit(r[0], r[1], r[2], r[3], rebuild_instance(r[4], r[5], r[6], r[7], r[8], r[9]))
 
 
 def _per_series(
     conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
     datasets: Sequence[str] | None, per_attr: int, newest: bool, total: int | None,
 ) -> list[InstanceHit]:
-    """SQLiteHistory.instances one series at a time: each its own ORDER BY ... LIMIT on the series index."""
+    """SQLiteHistory.instances one series at a time: each its own ORDER BY ... LIMIT on the (sid, key) index,
+    the series of one attribute (one per datasetId) then merged."""
     order = "DESC" if newest else "ASC"
+    column = rng.column or "key_us"
+    clauses = ["sid = ?", "kind >= 0"]
+    bounds: list[Any] = []
+    if rng.column is not None:
+        clauses.append(f"{column} IS NOT NULL")
+    if column == "observed_us":
+        column = "key_us"  # equal to observed_us on every row that has one: the key index serves
+    if rng.start is not None:
+        clauses.append(f"{column} >= ?")
+        bounds.append(rng.start)
+    if rng.end is not None:
+        clauses.append(f"{column} < ?")
+        bounds.append(rng.end)
+    rows_sql = (f"SELECT iid, {column}, {STORED} FROM temporal_rows WHERE {' AND '.join(clauses)}"
+                f" ORDER BY {column} {order}, iid {order} LIMIT ?")
+    series_sql = "SELECT attr, sid FROM temporal_series WHERE tenant = ? AND entity_id = ?"
+    series_args: list[Any] = []
+    if attrs is not None:
+        series_sql += " AND attr IN (SELECT value FROM json_each(?))"
+        series_args.append(_json(attrs))
+    if datasets is not None:
+        series_sql += " AND dataset_id IN (SELECT value FROM json_each(?))"
+        series_args.append(_json(datasets))
     hits: list[InstanceHit] = []
     for entity_id in dict.fromkeys(entity_ids):
-        names = sorted(set(attrs)) if attrs is not None else series_attrs(conn, tenant, entity_id)
-        for attr in names:
-            where, params, column = _where(tenant, [entity_id], [attr], rng, datasets)
-            where = where.replace("entity_id IN (SELECT value FROM json_each(?))", "entity_id = ?").replace(
-                "attr IN (SELECT value FROM json_each(?))", "attr = ?")
-            params[1], params[2] = entity_id, attr
-            sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
-                   f" ORDER BY {column} {order}, iid {order} LIMIT ?")
-            hits.extend(InstanceHit(*r) for r in conn.execute(sql, (*params, per_attr)))
+        by_attr: dict[str, list[int]] = {}
+        for attr, sid in conn.execute(series_sql, (tenant, entity_id, *series_args)):
+            by_attr.setdefault(attr, []).append(sid)
+        for attr, sids in by_attr.items():
+            found = [InstanceHit(r[0], entity_id, attr, r[1], rebuild_instance(r[2], r[3], r[4], r[5], r[6], r[7]))
+                     for sid in sids for r in conn.execute(rows_sql, (sid, *bounds, per_attr))]
+            if len(sids) > 1:
+                found.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
+                del found[per_attr:]
+            hits.extend(found)
     if total is not None:
         hits.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
         hits = hits[:total]
@@ -275,11 +355,15 @@ class SQLiteHistory(HistoryStorage):
         self._wlock = write_lock(self.path)
         self._db = SQLiteThread(path, name="sqlite-history",
                                 pragmas=("synchronous=NORMAL", "busy_timeout=30000", "cache_size=-64000"))
+        # series key -> sid, as committed (series rows are never deleted; emptied when a write fails, whose
+        # new series rolled back); read and written on the SQLite thread only
+        self._series: dict[SeriesKey, int] = {}
 
     async def open(self) -> None:
         def setup(conn: sqlite3.Connection) -> None:
             for sql in SCHEMA:
                 conn.execute(sql)
+            _migrate(conn)
             _add_service_path(conn)
             _setup_rollup(conn)
 
@@ -295,18 +379,27 @@ class SQLiteHistory(HistoryStorage):
             return await self._db.tx(fn, write=False, lock=lock)
 
         def run(conn: sqlite3.Connection) -> T:
-            result = fn(conn)
-            _refresh(conn)  # rollups exact before the commit
+            try:
+                result = fn(conn)
+                _refresh(conn)  # rollups exact before the commit
+            except BaseException:
+                self._series.clear()
+                raise
             return result
 
-        return await self._db.tx(run, write=True, lock=lock)
+        try:
+            return await self._db.tx(run, write=True, lock=lock)
+        except BaseException:
+            self._series.clear()  # the commit failed: series made in it are gone
+            raise
 
-    @staticmethod
-    def _store(conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+    def _store(self, conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
+        rows = unique_rows(rows)
+        known = _sids(conn, self._series, [(r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows])
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
         insert_rows(conn, _INSERT_ROWS, [
-            (r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us,
-             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance) for r in unique_rows(rows)
+            (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us, r.created_us,
+             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in rows
         ], _UPSERT)
         insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
                     _ENTITY_CONFLICT)
@@ -354,16 +447,17 @@ class SQLiteHistory(HistoryStorage):
         order = "DESC" if newest else "ASC"
         if total is not None and per_attr >= total:
             # no attribute can exceed the total: one ordered scan, no window
-            sql = (f"SELECT iid, entity_id, attr, {column}, instance FROM temporal_instances WHERE {where}"
+            sql = (f"SELECT iid, entity_id, attr, {column}, {STORED} FROM temporal_instances WHERE {where}"
                    f" ORDER BY {column} {order}, iid {order} LIMIT ?")
             args: tuple[Any, ...] = (*params, total)
-        elif rng.end is None if newest else rng.start is None:
+        elif (rng.end is None if newest else rng.start is None) or len(set(entity_ids)) <= 4:
             # lastN (or firstN) open on the side read from: per (entity, attribute), an index seek and
-            # LIMIT, instead of numbering every instance of the series (its whole history)
+            # LIMIT, instead of numbering every instance of the series (its whole history); and so for
+            # a few entities in any range (a page of one entity: LIMIT reads the page, not the range)
             return await self._tx(lambda c: _per_series(c, tenant, entity_ids, attrs, rng, datasets, per_attr, newest, total))
         else:
             sql = (
-                f"SELECT iid, entity_id, attr, t, instance FROM (SELECT iid, entity_id, attr, {column} AS t, instance,"
+                f"SELECT iid, entity_id, attr, t, {STORED} FROM (SELECT iid, entity_id, attr, {column} AS t, {STORED},"
                 f" row_number() OVER (PARTITION BY entity_id, attr ORDER BY {column} {order}, iid {order}) AS rn"
                 f" FROM temporal_instances WHERE {where}) WHERE rn <= ?"
             )
@@ -373,7 +467,7 @@ class SQLiteHistory(HistoryStorage):
                 args += (total,)
             else:
                 sql += " ORDER BY entity_id, attr, t, iid"
-        hits = await self._tx(lambda c: [InstanceHit(*r) for r in c.execute(sql, args)])
+        hits = await self._tx(lambda c: list(map(_hit, c.execute(sql, args))))
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
@@ -446,14 +540,16 @@ class SQLiteHistory(HistoryStorage):
 
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
         def run(c: sqlite3.Connection) -> bool:
-            c.execute("DELETE FROM temporal_instances WHERE tenant = ? AND entity_id = ?", (tenant, entity_id))
+            c.execute("DELETE FROM temporal_rows WHERE sid IN (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ?)",
+                      (tenant, entity_id))
             return c.execute("DELETE FROM temporal_entities WHERE tenant = ? AND entity_id = ?", (tenant, entity_id)).rowcount > 0
 
         return await self._tx(run, write=True)
 
     async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
         where, params, _ = _where(tenant, entity_ids, None, rng)
-        return await self._tx(lambda c: c.execute(f"DELETE FROM temporal_instances WHERE {where}", params).rowcount, write=True)
+        sql = f"DELETE FROM temporal_rows WHERE iid IN (SELECT iid FROM temporal_instances WHERE {where})"
+        return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
 
     async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
         sql = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
@@ -471,26 +567,28 @@ class SQLiteHistory(HistoryStorage):
         return await self._tx(lambda c: {r[0]: r[1] for r in c.execute(sql, (tenant,))})
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, dataset_id: str | None) -> int:
-        sql = "DELETE FROM temporal_instances WHERE tenant = ? AND entity_id = ? AND attr = ?"
+        series = "SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?"
         params: tuple[Any, ...] = (tenant, entity_id, attr)
         if dataset_id is not None:
-            sql += " AND dataset_id = ?"
+            series += " AND dataset_id = ?"
             params += (dataset_id,)
+        sql = f"DELETE FROM temporal_rows WHERE sid IN ({series})"
         return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
 
     async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
-        sql = "DELETE FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+        sql = ("DELETE FROM temporal_rows WHERE iid = ? AND sid IN"
+               " (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?)")
         return await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).rowcount > 0, write=True)
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
-        sql = "SELECT instance FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+        sql = f"SELECT {STORED} FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
         row = await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).fetchone())
-        return None if row is None else bytes(row[0])
+        return None if row is None else rebuild_instance(bytes(row[0]), *row[1:])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         sql = (
-            "UPDATE temporal_instances SET observed_us = ?, modified_us = ?, value_num = ?, value_json = ?, instance = ?"
-            " WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
+            "UPDATE temporal_rows SET observed_us = ?, modified_us = ?, value_num = ?, value_json = ?, instance = ?"
+            " WHERE iid = ? AND sid IN (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?)"
         )
         params = (row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr)
         return await self._tx(lambda c: c.execute(sql, params).rowcount > 0, write=True)

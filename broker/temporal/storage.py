@@ -6,6 +6,10 @@ Both implementations hold the same tables in the store's database:
                         unique on (tenant, entity, attribute, datasetId, key, kind)
                         and indexed on (tenant, entity, attribute, observedAt) and
                         (tenant, entity, attribute, modifiedAt) for time-range scans
+    (both keep the instances as temporal_rows under an integer series id, temporal_series:
+    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind), with (sid, modifiedAt)
+    on SQLite and BRIN indexes on PostgreSQL; temporal_instances is a view with the columns above)
+    (the stored instance document leaves out what the row's columns rebuild: model.compact_instance)
     temporal_entities   (tenant, entity) -> types, deletedAt, and the FIWARE service path
                         the QuantumLeap API last stored the entity under (NULL: '/'),
                         a column added in place to older databases

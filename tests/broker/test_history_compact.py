@@ -1,0 +1,283 @@
+"""Compact history rows (series ids, broker.temporal.model.compact_instance), on real SQLite and PostgreSQL.
+
+- a stored instance keeps only what its columns cannot rebuild: a plain reading is a few bytes;
+- the rebuilt document is byte for byte the one written (any document: a generated property);
+- a database written in the former layout (text keys in every row, every instance stored whole,
+  PostgreSQL's rollup without its `impure` column) opens and reads back every instance unchanged
+  under its iid, its rollups unchanged, and takes new rows;
+- an instance written again with another value (same key, same compact bytes) still replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.temporal.model import EntityRow, HistoryRow, deletion_row, from_us, rebuild_instance, to_us, value_row
+from broker.temporal.postgres import PostgresHistory
+from broker.temporal.sqlite import SQLiteHistory
+from broker.temporal.storage import HistoryStorage, TimeRange
+from tests import services
+
+TENANT = "compact"
+ENTITY = "urn:ngsi-ld:AirQualityObserved:c-1"
+NO2 = "https://smartdatamodels.org/dataModel.Environment/no2"
+T0 = to_us("2026-03-01T00:00:00Z")
+MAIN_INSERT = (  # the INSERT of the former layout: the document stored whole
+    "INSERT INTO temporal_instances (tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
+    " created_us, modified_us, deleted_us, value_num, value_json, instance)"
+)
+
+
+def _reading(second: int, value: Any, **extra: Any) -> dict[str, Any]:
+    at = from_us(T0 + second * 1_000_000).replace(".000Z", "Z")  # as QuantumLeap's notify writes TimeInstant
+    return {"type": "Property", "value": value, **extra, "observedAt": at,
+            "createdAt": "2026-12-06T09:16:15.928Z", "modifiedAt": "2026-12-06T09:16:15.928Z"}
+
+
+def _rows() -> list[HistoryRow]:
+    docs = [_reading(s, 20.0 + s) for s in range(5)]
+    docs.append(_reading(5, 7, unitCode="GQ", datasetId="urn:ds:1"))
+    docs.append({"type": "Relationship", "object": "urn:x:1", "observedAt": "2026-03-01T00:00:06.5+01:00",
+                 "modifiedAt": "2026-12-06T09:16:15.928Z", "sub": {"type": "Property", "value": {"a": [1, None]}}})
+    docs.append({"type": "LanguageProperty", "languageMap": {"en": "x", "fr": "y"}, "observedAt": "2026-03-01T00:00:07Z"})
+    rows = [value_row(TENANT, ENTITY, NO2, d, T0) for d in docs]
+    rows.append(deletion_row(TENANT, ENTITY, NO2, {"type": "Property", "value": 1}, T0 + 9_000_000))
+    return rows
+
+
+async def _read_all(history: HistoryStorage) -> dict[int, bytes]:
+    hits = await history.instances(TENANT, [ENTITY], None, TimeRange(), 1000, False)
+    return {h.time_us: h.instance for h in hits}
+
+
+def _expected(rows: list[HistoryRow]) -> dict[int, bytes]:
+    return {r.key_us: r.instance for r in rows}
+
+
+documents = st.dictionaries(
+    st.sampled_from(["type", "value", "object", "languageMap", "observedAt", "createdAt", "modifiedAt", "datasetId",
+                     "unitCode", "deletedAt", "instanceId", "sub"]),
+    st.one_of(
+        st.sampled_from(["Property", "Relationship", "GeoProperty", "2026-03-01T00:00:00Z", "2026-03-01T00:00:00.000Z",
+                         "2026-03-01T00:00:00.250Z", "2026-03-01T00:00:00.000001Z", "2026-03-01T01:00:00+01:00",
+                         "1970-01-01T00:00:00Z", "not a time"]),
+        st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+                     | st.text(max_size=5), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                     max_leaves=6),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=documents, default_us=st.sampled_from([0, T0, T0 + 123_456, T0 + 250_000]))
+def test_a_rebuilt_instance_is_the_document_written(doc: dict[str, Any], default_us: int) -> None:
+    for row in (value_row(TENANT, ENTITY, NO2, doc, default_us), deletion_row(TENANT, ENTITY, NO2, doc, default_us)):
+        rebuilt = rebuild_instance(row.stored, row.value_json, row.observed_us, row.created_us, row.modified_us,
+                                   row.deleted_us)
+        assert rebuilt == row.instance == orjson.dumps(orjson.loads(row.instance))
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    yield services.require_postgres()
+
+
+async def _exercise(history: HistoryStorage, stored: Any) -> None:
+    rows = _rows()
+    await history.write([EntityRow(TENANT, ENTITY, ["https://x/T"])], rows)
+    assert await _read_all(history) == _expected(rows)
+    sizes = await stored()
+    assert max(sizes[:5]) <= 8, sizes  # b'TVOcm{}': the value and times are the columns'
+    iid = next(h.iid for h in await history.instances(TENANT, [ENTITY], None, TimeRange(), 1000, False) if h.time_us == T0)
+    assert await history.get_instance(TENANT, ENTITY, NO2, iid) == rows[0].instance
+    # the same key again with another value: same compact bytes, the value column differs; it replaces
+    corrected = value_row(TENANT, ENTITY, NO2, _reading(0, 99.5), T0)
+    assert corrected.stored == rows[0].stored
+    await history.write([], [corrected])
+    got = await _read_all(history)
+    assert orjson.loads(got[T0])["value"] == 99.5
+    assert len(got) == len(rows)
+
+
+def test_compact_rows_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+
+    async def stored() -> list[int]:
+        with sqlite3.connect(path) as conn:
+            return [r[0] for r in conn.execute("SELECT length(instance) FROM temporal_instances ORDER BY iid")]
+
+    async def run() -> None:
+        history = SQLiteHistory(path)
+        await history.open()
+        try:
+            await _exercise(history, stored)
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+def test_compact_rows_on_postgres(pg_dsn: str) -> None:
+    schema = f"test_compact_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+
+        async def stored() -> list[int]:
+            return [r[0] for r in await conn.fetch("SELECT length(instance) FROM temporal_instances ORDER BY iid")]
+
+        try:
+            await history.open()
+            await _exercise(history, stored)
+        finally:
+            await history.close()
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _legacy_params(rows: list[HistoryRow]) -> list[tuple[Any, ...]]:
+    return [(r.tenant, r.entity_id, r.attr, r.dataset_id, r.kind, r.key_us, r.observed_us, r.created_us, r.modified_us,
+             r.deleted_us, r.value_num, r.value_json, r.instance) for r in rows]
+
+
+# the history tables, indexes, rollup table and triggers of SQLite as main created them at 37a0dc1
+# (broker.temporal.sqlite SCHEMA + ROLLUP_SCHEMA): text keys in every row, documents stored whole
+FORMER_SQLITE = Path(__file__).with_name("former_history_schema_sqlite.json")
+
+
+def test_a_former_layout_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    rows = _rows()
+    others = [value_row(TENANT, f"urn:e:{n}", f"https://x/a{n % 3}", _reading(n, n), T0) for n in range(20)]
+    with sqlite3.connect(path) as conn:  # the former layout, filled as the former code wrote it
+        for sql in orjson.loads(FORMER_SQLITE.read_bytes()):
+            conn.execute(sql)
+        conn.executemany(MAIN_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _legacy_params(rows + others))
+        conn.execute("DELETE FROM temporal_instances WHERE entity_id = 'urn:e:3'")  # iids with a gap
+        before = conn.execute("SELECT * FROM temporal_instances ORDER BY iid").fetchall()
+        rollup_before = conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+
+    async def run() -> None:
+        history = SQLiteHistory(path)
+        await history.open()
+        try:
+            assert await _read_all(history) == _expected(rows)
+            with sqlite3.connect(path) as conn:  # every row kept under its iid, through the view; rollups as they were
+                assert conn.execute("SELECT iid, tenant, entity_id, attr, dataset_id, kind, key_us, observed_us,"
+                                    " created_us, modified_us, deleted_us, value_num, value_json, instance"
+                                    " FROM temporal_instances ORDER BY iid").fetchall() == before
+                assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
+                assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone() == ("view",)
+            newer = value_row(TENANT, ENTITY, NO2, _reading(60, 1.5), T0)
+            await history.write([], [*rows, newer])  # a replayed change log, and a new reading
+            assert await _read_all(history) == {**_expected(rows), newer.key_us: newer.instance}
+            buckets = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
+            assert buckets[0].total == 9  # the rollup counts the former rows and the new one (kind 0)
+        finally:
+            await history.close()
+        history = SQLiteHistory(path)  # opened again: nothing more to move
+        await history.open()
+        try:
+            assert len(await _read_all(history)) == len(rows) + 1
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+FORMER_POSTGRES = Path(__file__).with_name("former_history_schema_postgres.json")  # likewise, SCHEMA + ROLLUP_SCHEMA
+
+
+def test_a_former_layout_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
+    schema = f"test_compact_old_{uuid.uuid4().hex[:12]}"
+    rows = _rows()
+    others = [value_row(TENANT, f"urn:e:{n}", f"https://x/a{n % 3}", _reading(n, n), T0) for n in range(20)]
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        try:
+            for sql in orjson.loads(FORMER_POSTGRES.read_bytes()):  # the former layout, filled as the former code did
+                await conn.execute(sql)
+            await conn.executemany(MAIN_INSERT + " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                   _legacy_params(rows + others))
+            await conn.execute("DELETE FROM temporal_instances WHERE entity_id = 'urn:e:3'")
+            before = [tuple(r) for r in await conn.fetch("SELECT * FROM temporal_instances ORDER BY iid")]
+            rollup_before = [tuple(r) for r in await conn.fetch("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6")]
+            history = PostgresHistory(pg_dsn, schema)
+            await history.open()
+            try:
+                assert await _read_all(history) == _expected(rows)
+                assert [tuple(r) for r in await conn.fetch(
+                    "SELECT iid, tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us, modified_us,"
+                    " deleted_us, value_num, value_json, instance FROM temporal_instances ORDER BY iid")] == before
+                assert [tuple(r) for r in await conn.fetch(
+                    "SELECT tenant, entity_id, attr, hour_us, dataset_id, observed, n, n_num, n_pure, n_int, sum, min, max,"
+                    " sumsq FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6")] == rollup_before
+                newer = value_row(TENANT, ENTITY, NO2, _reading(60, 1.5), T0)
+                await history.write([], [*rows, newer])  # a replayed change log, and a new reading
+                got = await _read_all(history)
+                assert got == {**_expected(rows), newer.key_us: newer.instance}
+                assert max(r[0] for r in before) < await conn.fetchval("SELECT max(iid) FROM temporal_rows")  # no iid reused
+                # the LanguageProperty's hour is impure; found through the new partial index's column
+                assert await history.impure_attrs(TENANT, [ENTITY], TimeRange()) == {NO2}
+                names = {r[0] for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rollup'", schema)}
+                assert "temporal_rollup_impure" not in names and "temporal_rollup_impure_hot" in names
+            finally:
+                await history.close()
+            history = PostgresHistory(pg_dsn, schema)  # opened again: nothing more to move
+            await history.open()
+            try:
+                assert len(await _read_all(history)) == len(rows) + 1
+            finally:
+                await history.close()
+        finally:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_a_failed_write_leaves_no_series_id_behind_on_postgres(pg_dsn: str) -> None:
+    """The sids of series made by a transaction that rolls back are not kept: the next write makes them anew."""
+    schema = f"test_compact_tx_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            good = value_row(TENANT, ENTITY, NO2, _reading(0, 1.0), T0)
+            bad = value_row(TENANT, ENTITY, "https://x/other", _reading(1, 2.0), T0)
+            bad.key_us = 2**63  # out of bigint: the rows' statement fails, after the series were inserted
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OverflowError)):
+                await history.write([], [good, bad])
+            other = value_row(TENANT, ENTITY, "https://x/other", _reading(1, 2.0), T0)
+            await history.write([], [good, other])
+            hits = await history.instances(TENANT, [ENTITY], None, TimeRange(), 1000, False)
+            assert sorted((h.attr, h.instance) for h in hits) == sorted([(NO2, good.instance), (other.attr, other.instance)])
+        finally:
+            await history.close()
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
