@@ -39,6 +39,8 @@ class Distributed:
     """ENF documents by id, in the order they came"""
     warnings: list[str] = field(default_factory=list)
     asked: int = 0
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    """entity id -> the registrations that answered it (an EntityMap's entityMap, broker.federation.entitymaps)"""
 
     def header(self) -> dict[str, str]:
         """The NGSILD-Warning header, when a source failed."""
@@ -146,6 +148,7 @@ def _gather(distributed: Distributed, plan: Plan, replies: list[Reply], ctx: Con
         for enf in _entities_of(reply, ctx):
             held = distributed.entities.get(enf["id"])
             distributed.entities[enf["id"]] = merge_entity(held, enf, auxiliary=auxiliary and held is not None)
+            distributed.sources.setdefault(enf["id"], []).append(reply.target.item.id)
 
 
 async def retrieve(request: Request, tenant: str, entity_id: str, ctx: Context, context_value: Any,
