@@ -168,7 +168,7 @@ async def _mapped_page(request: Request, tenant: str, spec: QuerySpec, ctx: Cont
     else:
         assert lifetime is not None
         ids = entitymaps.build([e.doc["id"] for e in result.entities], gathered.sources)
-        made = await entitymaps.maps(request).create(tenant, ids, {}, lifetime)
+        made = await entitymaps.maps(request).create(tenant, ids, dict(sorted(gathered.linked.items())), lifetime)
         map_id = made["id"]
     total = len(merged) if page.count else None
     page_entities = merged[page.offset:page.offset + page.limit]

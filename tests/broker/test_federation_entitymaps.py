@@ -38,6 +38,11 @@ def test_query_with_entity_map_lists_local_and_registered_entities(brokers: Brok
     body = retrieved.json()
     assert body["type"] == "EntityMap" and path.endswith(body["id"]) and body["expiresAt"].endswith("Z")
     assert body["entityMap"] == {"urn:ngsi-ld:Sensor:aix-1": [reg], "urn:ngsi-ld:Sensor:metro-1": ["@none"]}
+    # the town made an EntityMap of its own (createEntityMapQueryEntity is in federationOps): linkedMaps names it
+    linked = body["linkedMaps"][reg]
+    assert linked.startswith(f"{brokers.urls['A']}{API}/entityMaps/urn:ngsi-ld:EntityMap:")
+    town = httpx.get(linked, headers={"NGSILD-Tenant": tenant})
+    assert town.status_code == 200 and town.json()["entityMap"] == {"urn:ngsi-ld:Sensor:aix-1": ["@none"]}
     # POST /entityOperations/query makes one too
     posted = api["M"].post("/entityOperations/query", params={"entityMap": "true"},
                            json={"type": "Query", "entities": [{"type": "Sensor"}]})
