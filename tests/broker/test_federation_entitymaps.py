@@ -95,6 +95,10 @@ def test_unknown_invalid_and_other_tenant_maps(brokers: Brokers, api: dict[str, 
     assert r.status_code == 404, r.text
     r = api["M"].get("/entities", params={"type": "Sensor", "entityMap": "true", "entityMapLifetime": "soon"})
     assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData")
+    r = api["M"].get("/entities", params={"type": "Sensor", "entityMap": "maybe"})
+    assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData")
+    r = api["M"].get("/entities/urn:ngsi-ld:Sensor:metro-1", params={"entityMap": "true"})
+    assert r.status_code == 501  # Retrieve Entity makes no EntityMap here (README)
 
 
 def test_an_expired_map_is_gone(api: dict[str, httpx.Client]) -> None:
