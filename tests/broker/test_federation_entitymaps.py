@@ -7,10 +7,14 @@ each test in a tenant of its own.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
+from bench.procs import broker_process, free_port
 from tests.broker.test_federation import API, Brokers, api, brokers, create, ids, register, sensor, tenant
+from tests.pg import store_url
 
 __all__ = ["api", "brokers", "tenant"]  # the fixtures, imported to be used here
 
@@ -114,3 +118,24 @@ def test_an_expired_map_is_gone(api: dict[str, httpx.Client]) -> None:
     path = map_path(api["M"].get("/entities", params={"type": "Sensor", "entityMap": "true"}))
     assert api["M"].patch(path, json={"expiresAt": "2000-01-01T00:00:00Z"}).status_code == 204
     assert api["M"].get(path).status_code == 404
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_map_survives_a_restart(store: str, tmp_path: Path) -> None:
+    with store_url(store, tmp_path / "broker.db", "test_entitymaps") as url:
+        port = free_port()
+        proc = broker_process(tmp_path, port, log=tmp_path / "broker.log")
+        proc.env = {"METROPOLE_BROKER_STORE": url}
+        proc.start()
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", headers={"NGSILD-Tenant": "maps"},
+                              timeout=30) as client:
+                create(client, sensor("urn:ngsi-ld:Sensor:metro-1", no2=20))
+                path = map_path(client.get("/entities", params={"type": "Sensor", "entityMap": "true"}))
+                proc.stop()
+                proc.start()
+                r = client.get(path)
+                assert r.status_code == 200, r.text
+                assert r.json()["entityMap"] == {"urn:ngsi-ld:Sensor:metro-1": ["@none"]}
+        finally:
+            proc.stop()
