@@ -39,6 +39,7 @@ from broker.api import (
     version,
 )
 from broker.api.deps import API
+from broker.federation import entitymaps
 from broker.federation import subs as federated_subs
 from broker.federation.csubs import CSourceSubscriptions
 from broker.federation.forward import Forwarder
@@ -150,6 +151,7 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     app.include_router(temporal.router)  # temporal
     app.include_router(csources.router)  # federation
     app.include_router(federated_subs.router)  # federation: relayed notifications of copied subscriptions
+    app.include_router(entitymaps.router)  # federation: /entityMaps/{id} (6.32)
     # quantumleap (broker.quantumleap): the /v2 history API over the same state (also served on 8668 by `run`)
     app.add_api_route("/v2", list_of_api, methods=["GET"])  # the mount below answers only paths under /v2/
     app.mount("/v2", create_quantumleap_app(state_source(app), prefix=""))

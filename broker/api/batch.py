@@ -172,5 +172,5 @@ async def batch_query(request: Request, tenant: TenantDep = "") -> Response:
     media = accepted_type(request, geo=True)
     incoming, ctx = await deps.read_entity_body(request)
     spec, view_params = _query_spec(incoming.body)
-    view = View.from_params({**dict(request.query_params), **view_params}, ctx)
+    view = View.from_params({**dict(request.query_params), **view_params}, ctx, entity_maps=True)
     return await query_response(request, tenant, spec, view, ctx, incoming.context, media)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from broker.api import deps
 from broker.api.deps import API, TenantDep
-from broker.federation import consumption, provision
+from broker.federation import consumption, entitymaps, provision
 from broker.http import GEO_JSON, JSON, accepted_type, no_content
 from broker.query.projection import parse_attrs
 from broker.service.entities import to_enf
@@ -109,12 +109,18 @@ async def query_response(request: Request, tenant: str, spec: QuerySpec, view: V
     if spec.attrs is None:
         spec.attrs = view.picked_attributes()  # clause 5.7.2.4: an entity matches when it holds a picked attribute
     queries = deps.queries(request)
+    # EntityMaps (clause 5.14.4): entityMap=true makes one, an NGSILD-EntityMap header names one to answer from
+    make_map, used = await _entity_map_of(request, tenant)
     # federation: the first offset+limit of every source, merged, then cut to the page (clause 4.3.6.7)
+    fetch = cfg.max_limit if make_map or used is not None else page.offset + page.limit
     distributed = None
     if not spec.local:
-        distributed = await consumption.query(request, tenant, ctx, context_value, page.offset + page.limit,
+        distributed = await consumption.query(request, tenant, ctx, context_value, fetch,
                                               params=consumption.params_of(spec, request))
-    if distributed is not None:
+    map_header: dict[str, str] = {}
+    if make_map or used is not None:
+        result, map_header = await _mapped_page(request, tenant, spec, ctx, page, fetch, distributed, used)
+    elif distributed is not None:
         wide = Page(page.offset + page.limit, 0, page.count)
         result = await queries.query(tenant, spec, ctx, wide)
         entities, total = consumption.merged_page(result.entities, distributed, page.offset, page.limit, result.total)
@@ -126,6 +132,8 @@ async def query_response(request: Request, tenant: str, spec: QuerySpec, view: V
     headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else None
     if distributed is not None and distributed.warnings:
         headers = {**(headers or {}), **distributed.header()}
+    if map_header:
+        headers = {**(headers or {}), **map_header}
     linked = await queries.linked(tenant, result.entities, view) if view.join else None
     payload: Any = view.render_entities(result.entities, ctx, linked)
     if media == GEO_JSON:
@@ -134,13 +142,46 @@ async def query_response(request: Request, tenant: str, spec: QuerySpec, view: V
     return deps.json_response(payload, media=media, context=context_value, headers=headers)
 
 
+async def _entity_map_of(request: Request, tenant: str) -> tuple[bool, dict[str, Any] | None]:
+    """(entityMap=true, the EntityMap an NGSILD-EntityMap request header names); 404 for an unknown one."""
+    make_map = entitymaps.wanted(request.query_params)
+    header = request.headers.get(entitymaps.HEADER)
+    used = None
+    if header and not make_map:
+        used = await entitymaps.maps(request).get(tenant, entitymaps.id_of_header(header))
+    return make_map, used
+
+
+async def _mapped_page(request: Request, tenant: str, spec: QuerySpec, ctx: Context, page: Page, fetch: int,
+                       distributed: consumption.Distributed | None,
+                       used: dict[str, Any] | None) -> tuple[QueryPage, dict[str, str]]:
+    """The page of a query that makes an EntityMap (its ids: every match here and at the sources, up to
+    `fetch` each) or answers from one (the matches the map lists)."""
+    lifetime = entitymaps.lifetime_of(request.query_params) if used is None else None
+    result = await deps.queries(request).query(tenant, spec, ctx, Page(fetch, 0, False))
+    gathered = distributed if distributed is not None else consumption.Distributed()
+    merged, _ = consumption.merged_page(result.entities, gathered, 0, 2 * fetch, None)
+    if used is not None:
+        listed = used["entityMap"]
+        merged = [e for e in merged if e.doc["id"] in listed]
+        map_id = used["id"]
+    else:
+        assert lifetime is not None
+        ids = entitymaps.build([e.doc["id"] for e in result.entities], gathered.sources)
+        made = await entitymaps.maps(request).create(tenant, ids, dict(sorted(gathered.linked.items())), lifetime)
+        map_id = made["id"]
+    total = len(merged) if page.count else None
+    page_entities = merged[page.offset:page.offset + page.limit]
+    return QueryPage(page_entities, total), {entitymaps.HEADER: entitymaps.location(map_id)}
+
+
 @router.get("/entities")
 async def query_entities(request: Request, tenant: TenantDep = "") -> Response:
     """Query Entities (6.4.3.2): 200 with an array (or a GeoJSON FeatureCollection)."""
     media = accepted_type(request, geo=True)
     value, ctx = await deps.read_context(request)
     params = request.query_params
-    view = View.from_params(params, ctx)
+    view = View.from_params(params, ctx, entity_maps=True)
     spec = QuerySpec.from_params(params)
     if spec.q is None and params.get("q") == "":
         raise BadRequestData("q must not be empty")

@@ -121,6 +121,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                                         "options", "sysAttrs"),
     ("PATCH", "/csourceSubscriptions/{sub_id:path}"): _op("Update Context Source Registration Subscription (6.13.3.2)"),
     ("DELETE", "/csourceSubscriptions/{sub_id:path}"): _op("Delete Context Source Registration Subscription (6.13.3.3)"),
+    # federation: EntityMaps (6.32, broker/federation/entitymaps.py)
+    ("GET", "/entityMaps/{map_id:path}"): _op("Retrieve EntityMap (6.32.3.1)"),
+    ("PATCH", "/entityMaps/{map_id:path}"): _op("Update EntityMap (6.32.3.2)"),
+    ("DELETE", "/entityMaps/{map_id:path}"): _op("Delete EntityMap (6.32.3.3)"),
     # federation: where the copies of a subscription at registered sources notify (broker/federation/subs.py)
     ("POST", "/federation/notify/{token}"): _op("Relay of a notification from a registered source (5.8.1.4)"),
     # temporal (6.18-6.22, 6.24)

@@ -39,6 +39,10 @@ class Distributed:
     """ENF documents by id, in the order they came"""
     warnings: list[str] = field(default_factory=list)
     asked: int = 0
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    linked: dict[str, str] = field(default_factory=dict)
+    """registration id -> the EntityMap the source made for it (an EntityMap's linkedMaps)"""
+    """entity id -> the registrations that answered it (an EntityMap's entityMap, broker.federation.entitymaps)"""
 
     def header(self) -> dict[str, str]:
         """The NGSILD-Warning header, when a source failed."""
@@ -70,8 +74,9 @@ def params_of(spec: Any, request: Request) -> dict[str, str]:
         for key, value in zip(("georel", "geometry", "coordinates", "geoproperty"), spec.geo, strict=True):
             if value is not None:
                 out[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
-    if request.query_params.get("lang"):
-        out["lang"] = request.query_params["lang"]
+    for key in ("lang", "entityMap", "entityMapLifetime"):
+        if request.query_params.get(key):
+            out[key] = request.query_params[key]
     return out
 
 
@@ -146,6 +151,9 @@ def _gather(distributed: Distributed, plan: Plan, replies: list[Reply], ctx: Con
         for enf in _entities_of(reply, ctx):
             held = distributed.entities.get(enf["id"])
             distributed.entities[enf["id"]] = merge_entity(held, enf, auxiliary=auxiliary and held is not None)
+            distributed.sources.setdefault(enf["id"], []).append(reply.target.item.id)
+        if reply.entity_map:
+            distributed.linked[reply.target.item.id] = reply.entity_map
 
 
 async def retrieve(request: Request, tenant: str, entity_id: str, ctx: Context, context_value: Any,
@@ -216,6 +224,9 @@ async def query(request: Request, tenant: str, ctx: Context, context_value: Any,
         query_params = [(k, str(params[k])) for k in passed if params.get(k)]
         query_params += [(k, v) for k, v in (("type", type_param), ("attrs", attrs_param)) if v]
         query_params.append(("limit", str(max(1, min(fetch, 1000)))))
+        if str(params.get("entityMap") or "").lower() == "true" and "createEntityMapQueryEntity" in operations_of(t.reg):
+            # clause 5.14.4.4: a source offering it makes an EntityMap of its own (linkedMaps)
+            query_params += [(k, str(params[k])) for k in ("entityMap", "entityMapLifetime") if params.get(k)]
         if "queryEntity" in operations_of(t.reg) or "queryBatch" not in operations_of(t.reg):
             return "/entities", query_params, None
         body: dict[str, Any] = {"type": "Query"}

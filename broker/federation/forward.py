@@ -21,7 +21,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 import orjson
@@ -64,6 +64,8 @@ class Reply:
     status: int = 0
     body: Any = None
     error: str | None = None
+    entity_map: str | None = None
+    """the source's NGSILD-EntityMap answer header, absolute (broker.federation.entitymaps: linkedMaps)"""
 
     @property
     def ok(self) -> bool:
@@ -218,6 +220,8 @@ class Forwarder:
             response = await self._http.request(method, url, headers=headers,
                                                 content=orjson.dumps(body) if body is not None else None)
             reply.status = response.status_code
+            if "ngsild-entitymap" in response.headers:
+                reply.entity_map = urljoin(url, response.headers["ngsild-entitymap"])
             if response.content:
                 try:
                     reply.body = orjson.loads(response.content)

@@ -99,8 +99,11 @@ class View:
     contained_by: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str], ctx: TermMapper) -> View:
-        """Read options, format, lang, attrs, pick, omit, datasetId, join, joinLevel and containedBy."""
+    def from_params(cls, params: Mapping[str, str], ctx: TermMapper, *, entity_maps: bool = False) -> View:
+        """Read options, format, lang, attrs, pick, omit, datasetId, join, joinLevel and containedBy.
+
+        `entity_maps`: the caller makes the EntityMap of `entityMap=true` (broker.federation.entitymaps).
+        """
         options = set(split_list(params.get("options")))
         fmt = params.get("format") or None
         try:
@@ -128,10 +131,9 @@ class View:
         level = params.get("joinLevel")
         join_level = _positive_int(level, "joinLevel") if level else 1
         contained = frozenset(check_uri(i, "containedBy") for i in split_list(params.get("containedBy")))
-        if (params.get("entityMap") or "").lower() == "true":
-            # an EntityMap lists the registrations a distributed query used (4.5.25); this broker has none
-            raise OperationNotSupported("EntityMaps (clause 4.5.25) need context source registrations, "
-                                        "which this broker does not support")
+        if not entity_maps and (params.get("entityMap") or "").lower() == "true":
+            # an EntityMap is made by Query Entities only (clause 5.14.4, broker.federation.entitymaps)
+            raise OperationNotSupported("EntityMaps (clause 4.5.25) are made by Query Entities only")
         projection = pick or omit
         depth = _depth(projection.terms) if projection is not None else 0
         if depth and join is None:

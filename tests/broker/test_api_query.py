@@ -256,9 +256,12 @@ def test_expand_values_compares_q_values_as_expanded_terms(client: httpx.Client,
     assert ids_of(query_linked(client, url, {**params, "expandValues": "category"})) == {entity_id}
 
 
-def test_entity_maps_are_refused_rather_than_ignored(client: httpx.Client) -> None:
+def test_entity_map_of_a_broker_without_registrations_lists_its_own_entities(client: httpx.Client) -> None:
+    assert client.post("/entities", json={"id": "urn:ngsi-ld:T:map-1", "type": "T"}).status_code == 201
     r = client.get("/entities", params={"type": "T", "entityMap": "true"})
-    assert r.status_code == 501 and r.json()["type"].endswith("/OperationNotSupported")
+    assert r.status_code == 200, r.text
+    held = client.get(r.headers["NGSILD-EntityMap"].removeprefix("/ngsi-ld/v1")).json()["entityMap"]
+    assert held == {e["id"]: ["@none"] for e in r.json()} and "urn:ngsi-ld:T:map-1" in held
 
 
 def query_linked(client: httpx.Client, url: str, params: dict[str, str]) -> list[dict]:
