@@ -215,7 +215,7 @@ class AgentRuntime:
         hooks = Hooks(group_changed=self._group_changed, device_changed=self._device_changed,
                       check_cbroker=s.check_cbroker, lorawan_servers=servers, allowed_cbrokers=s.allowed_cbrokers())
         provisioning_app = create_provisioning_app(s, self.registry, self.metrics, outbox=self.outbox, hooks=hooks,
-                                                   routers=[self.command_routes.router()])
+                                                   command_service=self.commands)
         credentials = s.broker_headers()  # ops: the broker may ask who is calling
         remember(s.broker_api_key, s.broker_token)
         self._default_client = NgsiLdClient(s.broker_url, timeout=o.broker_timeout, extra_headers=credentials)

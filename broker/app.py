@@ -54,11 +54,13 @@ from broker.service.queries import QueryService
 from broker.service.temporal import TemporalService
 from broker.settings import BrokerSettings
 from broker.state import BrokerState, state_source
-from broker.store import open_store
+from broker.store import STORES
 from broker.subscriptions.runtime import Subscriptions
-from broker.temporal.runtime import ChangeConsumer, start_temporal, stop_temporal
+from broker.temporal.runtime import ChangeConsumer, open_history, start_temporal, stop_temporal
 from models.context import ContextResolver
 from models.errors import BadRequestData, InternalError, InvalidRequest, NgsiLdError, ResourceNotFound
+from storage.database import open_database
+from storage.urls import parse_database_url
 from web.fastroutes import FastRoute, FastRoutes, plan
 from web.request_limits import RequestLimits
 from web.resources import ResourcePaths
@@ -68,20 +70,26 @@ log = logging.getLogger("broker")
 
 
 async def open_broker(settings: BrokerSettings) -> BrokerState:
-    """Open the store and the context resolver, then start subscriptions, federation and history on them."""
-    store = open_store(settings.resolved_store_url)
-    await store.open()
-    ops.instrument_store(store)  # ops: store timings for /metrics
+    """Open the database once (its connections, every owner's migrations), then the store and the context
+    resolver, then start subscriptions, federation and history on the same connections."""
+    database = open_database(parse_database_url(settings.resolved_store_url, "store"))
+    store = STORES.open(database)
     base_url = f"http://{settings.host}:{settings.port}{API}/jsonldContexts"
     resolver = ContextResolver(
         timeout=settings.context_timeout, max_bytes=settings.context_max_bytes, hosted_base_url=base_url,
         failure_ttl=settings.context_failure_ttl, workers=settings.context_workers,
         allowed_hosts=settings.context_allowed_hosts, refuse_private=settings.context_refuse_private,
     )
+    # subscriptions (broker.subscriptions) and history (broker.temporal) on the store's database backend
+    subs = Subscriptions(store, resolver)
+    history_storage = open_history(store)
+    # storage.migrate: every owner's tables, in one place, before any of them opens
+    await database.open([store.tables, history_storage.tables, subs.storage.tables])
+    await store.open()
+    ops.instrument_store(store)  # ops: store timings for /metrics
     await contexts.restore_hosted(resolver, store, base_url)
     consumers: list[ChangeConsumer] = []
-    # subscriptions (broker.subscriptions): follows the change log; shuts down before the store
-    subs = Subscriptions(store, resolver)
+    # subscriptions: follows the change log; shuts down before the store
     await subs.start()
     consumers.append(subs)
     # federation (broker.federation): registrations and the forwarding of distributed operations
@@ -94,9 +102,9 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
     relay = federated_subs.SubscriptionRelay(store, subs.storage, registrations, forwarder, resolver)
     await relay.start()  # resumes the copies still to be made
     # temporal (broker.temporal): history recorder + change-log trim; stops before the store
-    history = await start_temporal(store, consumers)
+    history = await start_temporal(store, consumers, history=history_storage)
     return BrokerState(
-        settings=settings, store=store, resolver=resolver, identity=version.new_identity(),
+        settings=settings, database=database, store=store, resolver=resolver, identity=version.new_identity(),
         started_at=time.time(),  # ops: contextSourceUptime
         entities=EntityService(store), batch=BatchService(store), queries=QueryService(store),
         discovery=DiscoveryService(store), subscriptions=subs, registrations=registrations,
@@ -107,13 +115,14 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
 
 
 async def close_broker(state: BrokerState) -> None:
-    """Stop what `open_broker` started, in reverse: history, federation, subscriptions, then the store."""
+    """Stop what `open_broker` started, in reverse: history, federation, subscriptions, the store, the database."""
     await stop_temporal(state.history_runtime)
     await state.csource_subscriptions.stop()
     await state.subscription_relay.stop()
     await state.forwarder.stop()
     await state.subscriptions.stop()
     await state.store.close()
+    await state.database.close()  # the last of its users: its connections close
     state.resolver.close()
     log.info("broker stopped: store %s closed", redact_url(state.settings.resolved_store_url))  # ops
 

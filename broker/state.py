@@ -39,6 +39,7 @@ from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.runtime import ChangeConsumer, TemporalRuntime
 from broker.temporal.storage import HistoryStorage
 from models.context import ContextResolver
+from storage.database import Database
 
 
 @dataclass(slots=True, kw_only=True)
@@ -46,6 +47,8 @@ class BrokerState:
     """The components of one broker process (broker.app.open_broker starts them, close_broker stops them)."""
 
     settings: BrokerSettings
+    database: Database
+    """The store's database backend (storage.database): the connections store, history and subscriptions share."""
     store: Store
     resolver: ContextResolver
     identity: str

@@ -33,21 +33,19 @@ from urllib.parse import urlencode
 
 import httpx
 import orjson
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
 
 from agents.commands.service import CommandService, Device
 from models.context import is_core_context_url
 from models.media import API
 
-__all__ = ["MODES", "CommandRoutes"]
+__all__ = ["MODES", "CommandRoutes", "value_of"]
 
 log = logging.getLogger("metropole.agents.commands")
 
 MODES = ("subscription", "registration", "off")
 
 
-def _value(attribute: Any) -> Any:
+def value_of(attribute: Any) -> Any:
     """The value of an attribute as an update or notification carries it (normalized, concise or keyValues)."""
     if isinstance(attribute, dict) and "value" in attribute:
         return attribute["value"]
@@ -56,13 +54,11 @@ def _value(attribute: Any) -> Any:
     return attribute
 
 
-def _problem(status: int, kind: str, detail: str) -> JSONResponse:
-    return JSONResponse({"type": f"https://uri.etsi.org/ngsi-ld/errors/{kind}", "title": kind, "detail": detail},
-                        status_code=status, media_type="application/problem+json")
-
-
 class CommandRoutes:
-    """The agent's NGSI-LD face for commands, and the broker-side subscriptions or registrations."""
+    """The broker-side subscriptions or registrations that bring command updates to the agent.
+
+    What brokers then call (PATCH/PUT of command attributes, POST /notify) is agents.provisioning.commands.
+    """
 
     def __init__(self, service: CommandService, *, mode: str, provider_url: str, default_broker: str,
                  contexts: tuple[str, ...], installation: str, http: httpx.AsyncClient | None = None) -> None:
@@ -78,50 +74,6 @@ class CommandRoutes:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    # -- what brokers call ------------------------------------------------------------------------
-
-    def router(self) -> APIRouter:
-        """PATCH/PUT /ngsi-ld/v1/entities/{id}/attrs[/{attr}] (registrations) and POST /notify (subscriptions)."""
-        api = APIRouter()
-
-        async def update(request: Request, entity_id: str, attr: str | None = None) -> Response:
-            tenant = request.headers.get("NGSILD-Tenant") or request.headers.get("fiware-service") or ""
-            path = request.headers.get("NGSILD-Path") or request.headers.get("fiware-servicepath")
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                return _problem(400, "InvalidRequest", "the body is not JSON")
-            if not isinstance(body, dict):
-                return _problem(400, "BadRequestData", "the body must be a JSON object")
-            values = {attr: _value(body)} if attr is not None else {
-                k: _value(v) for k, v in body.items() if k not in ("id", "type", "@context")}
-            ran = await self.service.execute(tenant, path if path not in (None, "/*") else None, entity_id, values)
-            if not ran:
-                return _problem(404, "ResourceNotFound", f"no command of a device of entity {entity_id!r} in {sorted(values)}")
-            return Response(status_code=204)
-
-        for method in ("PATCH", "PUT"):
-            api.add_api_route(API + "/entities/{entity_id}/attrs", update, methods=[method])
-            api.add_api_route(API + "/entities/{entity_id}/attrs/{attr}", update, methods=[method])
-
-        @api.post("/notify")
-        async def notify(request: Request) -> Response:
-            """A notification of a subscription the agent made on a device's command attributes."""
-            tenant = request.query_params.get("service", "")
-            path = request.query_params.get("subservice")
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                return _problem(400, "InvalidRequest", "the body is not JSON")
-            data = body.get("data") if isinstance(body, dict) else None
-            for entity in data if isinstance(data, list) else []:
-                if isinstance(entity, dict) and isinstance(entity.get("id"), str):
-                    values = {k: _value(v) for k, v in entity.items() if k not in ("id", "type", "@context")}
-                    await self.service.execute(tenant, path, entity["id"], values)
-            return Response(status_code=204)
-
-        return api
 
     # -- what the agent asks of brokers -----------------------------------------------------------
 

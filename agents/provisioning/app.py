@@ -7,13 +7,13 @@ wiring); pass ``own_registry=True`` to let the app's lifespan do it. What the
 handlers share is one ProvisioningState on `app.state.provisioning`
 (state.py); the routers are module-level, one module per resource. The
 runtime also passes its outbox (the tenant-scoped outbox routes and counts in
-/metrics), provisioning hooks and the command service's NGSI-LD routes.
+/metrics), provisioning hooks and the command service (agents.provisioning.commands: what brokers call).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
@@ -21,8 +21,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from adapters.outbox import Outbox
+from agents.commands.service import CommandService
 from agents.metrics import CONTENT_TYPE, Metrics
-from agents.provisioning import codecs, devices, diagnostics, errors, groups
+from agents.provisioning import codecs, commands, devices, diagnostics, errors, groups
 from agents.provisioning.hooks import Hooks
 from agents.provisioning.state import ProvisioningState, provisioning_state
 from agents.registry import Registry
@@ -89,18 +90,22 @@ def lifespan_of(registry: Registry, own_registry: bool) -> Callable[[FastAPI], A
 
 def create_provisioning_app(
     settings: AgentSettings, registry: Registry, metrics: Metrics, *, own_registry: bool = False,
-    outbox: Outbox | None = None, hooks: Hooks | None = None, routers: Sequence[APIRouter] = (),
+    outbox: Outbox | None = None, hooks: Hooks | None = None, command_service: CommandService | None = None,
 ) -> FastAPI:
-    """The FastAPI app of the provisioning API."""
+    """The FastAPI app of the provisioning API; with `command_service`, also what brokers call for commands
+    (agents.provisioning.commands)."""
     app = FastAPI(title="metropole IoT agent provisioning", version=VERSION, lifespan=lifespan_of(registry, own_registry),
                   docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
-    app.state.provisioning = ProvisioningState(settings, registry, metrics, hooks or Hooks(check_cbroker=False), outbox)
+    app.state.provisioning = ProvisioningState(settings, registry, metrics, hooks or Hooks(check_cbroker=False), outbox,
+                                                command_service)
     app.add_middleware(ResourcePaths)
     # issue 17: a provisioning body past METROPOLE_AGENT_MAX_PROVISIONING_BYTES is a 413, never read whole
     app.add_middleware(RequestLimits, max_bytes=lambda: settings.max_provisioning_bytes, render=_agent_error)
     app.add_exception_handler(errors.ProvisioningError, errors.handle)
     app.add_exception_handler(Exception, server_error)
     outbox_routes = [diagnostics.outbox_router] if outbox is not None else []
-    for router in (groups.router, devices.router, diagnostics.router, *outbox_routes, codecs.router, *routers, meta):
+    command_routes = [commands.router] if command_service is not None else []
+    for router in (groups.router, devices.router, diagnostics.router, *outbox_routes, codecs.router, *command_routes,
+                   meta):
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from adapters.outbox import Outbox
+from agents.commands.service import CommandService
 from agents.metrics import Metrics
 from agents.provisioning.hooks import Hooks
 from agents.registry import Registry
@@ -15,13 +16,15 @@ from agents.settings import AgentSettings
 
 @dataclass(frozen=True, slots=True)
 class ProvisioningState:
-    """The registry the API provisions, the agent's settings, metrics, hooks and (when the agent runs one) outbox."""
+    """The registry the API provisions, the agent's settings, metrics, hooks and (when the agent runs them) outbox
+    and command service (agents.provisioning.commands)."""
 
     settings: AgentSettings
     registry: Registry
     metrics: Metrics
     hooks: Hooks
     outbox: Outbox | None = None
+    commands: CommandService | None = None
 
 
 def provisioning_state(request: Request) -> ProvisioningState:

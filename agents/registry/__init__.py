@@ -9,19 +9,28 @@ REGISTRIES (storage.backends).
 
 from __future__ import annotations
 
+from typing import Any
+
 from agents.registry.base import DeadLetter, Duplicate, Page, Registry
 from agents.registry.postgres import PostgresRegistry
 from agents.registry.sqlite import SQLiteRegistry
 from storage.backends import Backends
-from storage.urls import parse_database_url
+from storage.database import open_database
+from storage.urls import Kind, parse_database_url
 
 __all__ = ["REGISTRIES", "DeadLetter", "Duplicate", "Page", "Registry", "open_registry"]
 
 
-REGISTRIES: Backends[Registry] = Backends("registry", sqlite=lambda db: SQLiteRegistry(db.path),
-                                         postgresql=lambda db: PostgresRegistry(db.dsn, schema=db.schema))
+REGISTRIES: Backends[Registry] = Backends("registry", sqlite=lambda db: SQLiteRegistry(db.path, db=db),
+                                         postgresql=lambda db: PostgresRegistry(db.dsn, schema=db.schema, db=db))
 """The registry implementations by database kind."""
+
+_CONNECTIONS: dict[Kind, dict[str, Any]] = {"sqlite": {"pragmas": ("busy_timeout=5000",)},
+                                            "postgresql": {"min_size": 1, "max_size": 4}}
+"""The registry's own connection settings (storage.database): a short SQLite busy wait, a pool of 1 to 4."""
+
 
 def open_registry(url: str) -> Registry:
     """The registry a URL names, not yet opened (await ``open()`` on it)."""
-    return REGISTRIES.open(parse_database_url(url, "registry"))
+    db = parse_database_url(url, "registry")
+    return REGISTRIES.open(open_database(db, **_CONNECTIONS[db.kind]))

@@ -1,4 +1,4 @@
-"""The registry on PostgreSQL (production), in one schema reached through the search_path."""
+"""The registry on PostgreSQL (production), in one schema reached through the search_path of its pool."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any
 import asyncpg
 
 from agents.registry.base import INDEXES, MIGRATIONS, SCHEMA, Duplicate, Registry
+from storage.database import PostgresDatabase
+from storage.migrate import Schema
+from storage.urls import DatabaseUrl
 
 __all__ = ["PostgresRegistry"]
 
@@ -20,36 +23,39 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
+async def _migrate(conn: asyncpg.Connection) -> None:
+    """The registry's tables, in one transaction of the migration runner (storage.migrate)."""
+    for statement in SCHEMA:
+        await conn.execute(statement.format(serial="BIGSERIAL"))
+    for table, column, kind in MIGRATIONS:
+        await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+    for statement in INDEXES:
+        await conn.execute(statement)
+
+
 class PostgresRegistry(Registry):
-    def __init__(self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 4) -> None:
+    """The registry's tables in a schema, through the schema's pool (storage.database)."""
+
+    tables = Schema("registry", postgres=_migrate)
+
+    def __init__(self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 4,
+                 db: PostgresDatabase | None = None) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"invalid schema name {schema!r}")
         self.dsn = dsn
         self.schema = schema
-        self._sizes = (min_size, max_size)
+        self._db = db if db is not None else PostgresDatabase(DatabaseUrl.postgresql(dsn, schema),
+                                                               min_size=min_size, max_size=max_size)
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(f'SET search_path TO "{self.schema}"')
-            for statement in SCHEMA:
-                await conn.execute(statement.format(serial="BIGSERIAL").replace("created_seq BIGSERIAL", "created_seq BIGSERIAL"))
-            for table, column, kind in MIGRATIONS:
-                await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
-            for statement in INDEXES:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-        self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings={"search_path": self.schema}
-        )
+        await self._db.open([self.tables])
+        self._pool = self._db.pool
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
             self._pool = None
+            await self._db.close()
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -24,6 +24,7 @@ in routes/, the work in service.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -49,7 +50,7 @@ from web.secrets import scrub
 
 log = logging.getLogger("broker.quantumleap")
 
-__all__ = ["QL_VERSION", "create_quantumleap_app"]
+__all__ = ["QL_VERSION", "create_quantumleap_app", "exception_handlers"]
 
 
 def _operations(app: FastAPI, state: StateSource, authenticator: Any) -> None:
@@ -87,6 +88,45 @@ def _ql_error(status: int, detail: str) -> tuple[bytes, str]:
         "application/json"
 
 
+async def ql_error(request: Request, exc: QLError) -> Response:
+    """An error of the history API, in QuantumLeap's shape."""
+    return _error(exc.status, exc.error, exc.description)
+
+
+async def ngsi_ld_error(request: Request, exc: NgsiLdError) -> Response:
+    """An NGSI-LD error raised below (the temporal service), in QuantumLeap's shape."""
+    return _error(exc.status if 400 <= exc.status < 500 else 500, type(exc).__name__, exc.detail)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """A parameter FastAPI refused."""
+    return _error(400, "Bad Request", str(exc))
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own errors (no such route, method not allowed)."""
+    if exc.status_code == 404:
+        return _error(404, "Not Found", f"no resource at {request.url.path}")
+    response = _error(exc.status_code, "Bad Request" if exc.status_code < 500 else "Internal Error", str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    """Anything else: logged, a 500 without secrets."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _error(500, "Internal Error", scrub(f"{type(exc).__name__}: {exc}"))  # ops: no secret in a body
+
+
+Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
+
+
+def exception_handlers() -> dict[int | type[Exception], Handler]:
+    """Every error in QuantumLeap's {"error", "description"} shape (FastAPI's own defaults replaced)."""
+    return {QLError: ql_error, NgsiLdError: ngsi_ld_error, RequestValidationError: validation_error,
+            StarletteHTTPException: http_error, Exception: unexpected}
+
+
 def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings: QuantumLeapSettings | None = None,
                            authenticator: Any = None) -> FastAPI:
     """The /v2 QuantumLeap API reading and writing the history of the broker whose app.state `state()` returns.
@@ -95,7 +135,8 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
     "" when the broker mounts it at /v2.
     """
     app = FastAPI(title="metropole QuantumLeap-compatible history API", version=QL_VERSION,
-                  openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+                  exception_handlers=exception_handlers(), openapi_url=None, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     # innermost: POST /notify without FastAPI's router and dependency solver (web.fastroutes, issue 16)
     hot = next(r for r in notify.router.routes if isinstance(r, APIRoute) and r.endpoint is notify.notify)
     app.add_middleware(FastRoutes, routes=lambda: [plan(hot, prefix)], router=app.router)
@@ -112,30 +153,4 @@ def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings:
         app.include_router(module.router, prefix=prefix)
     if prefix:
         app.include_router(meta.root)
-
-    @app.exception_handler(QLError)
-    async def ql_error(request: Request, exc: QLError) -> Response:
-        return _error(exc.status, exc.error, exc.description)
-
-    @app.exception_handler(NgsiLdError)
-    async def ngsi_ld_error(request: Request, exc: NgsiLdError) -> Response:
-        return _error(exc.status if 400 <= exc.status < 500 else 500, type(exc).__name__, exc.detail)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _error(400, "Bad Request", str(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404:
-            return _error(404, "Not Found", f"no resource at {request.url.path}")
-        response = _error(exc.status_code, "Bad Request" if exc.status_code < 500 else "Internal Error", str(exc.detail))
-        response.headers.update(exc.headers or {})
-        return response
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, "Internal Error", scrub(f"{type(exc).__name__}: {exc}"))  # ops: no secret in a body
-
     return app

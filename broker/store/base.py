@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from models import vocabulary
+from storage.database import Database
+from storage.migrate import Schema
 from storage.urls import DatabaseUrl
 
 if TYPE_CHECKING:
@@ -172,6 +174,14 @@ class Store(ABC):
     @abstractmethod
     def database(self) -> DatabaseUrl:
         """The database this store is in: history and subscription storage open beside it, by its kind."""
+
+    @property
+    @abstractmethod
+    def backend(self) -> Database:
+        """The backend of that database (storage.database), whose connections history and subscriptions share."""
+
+    tables: Schema
+    """The store's tables, for its database's migration runner (storage.migrate)."""
 
     @abstractmethod
     async def open(self) -> None:

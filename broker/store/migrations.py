@@ -51,6 +51,7 @@ from broker.store.base import BBox, Doc
 from models.errors import InvalidGeometry
 from models.geojson import parse_geometry
 from models.vocabulary import ENTITY_CORE, GEO_PROPERTY, PROPERTY
+from storage.migrate import Schema
 
 try:
     from broker.query.geo import geometry_bbox
@@ -522,3 +523,24 @@ async def migrate_postgres(conn: Pg, target: int | None = None, *, postgis: bool
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
             reached = max(version, number)
     return reached
+
+
+# ---------------------------------------------------------------- as owner of tables (storage.migrate)
+
+SQLITE_SCHEMA = Schema("store", sqlite=migrate_sqlite, own_transactions=True)
+"""The SQLite store's tables for the migration runner: its versions commit one by one."""
+
+
+def postgres_schema(*, postgis: bool = True) -> Schema:
+    """The PostgreSQL store's tables for the migration runner: the versions, then PostGIS's geometry column
+    when it can be had; PostGIS's schema joins the shared connections' search_path when the store uses it."""
+
+    async def migrate(conn: Pg) -> None:
+        await migrate_postgres(conn, postgis=postgis)
+        if postgis:
+            await ensure_geometry(conn)
+
+    async def search_path(conn: Pg) -> str | None:
+        return await postgis_schema(conn) if await has_geometry(conn) else None
+
+    return Schema("store", postgres=migrate, own_transactions=True, search_path=search_path)

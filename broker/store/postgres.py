@@ -1,4 +1,4 @@
-"""The production store: PostgreSQL through an asyncpg pool, documents as JSONB.
+"""The production store: PostgreSQL through its schema's shared asyncpg pool (storage.database), documents as JSONB.
 
 Everything lives in one schema (the `schema` query parameter of the URL,
 default `public`), reached through the connections' search_path, so tests
@@ -60,15 +60,14 @@ from broker.store.migrations import (
     PG_GEO_INSERT,
     PG_GEOM_INSERT,
     IndexRows,
-    ensure_geometry,
     has_geometry,
     index_rows,
-    migrate_postgres,
     pg_geo_rows,
-    postgis_schema,
+    postgres_schema,
     same_index,
 )
 from broker.store.recent import RecentChanges
+from storage.database import PostgresDatabase
 from storage.urls import DatabaseUrl
 
 CHUNK = 500
@@ -120,18 +119,6 @@ _DENSIFY = 0.001
 """Longest segment, in degrees, of geometries measured on the sphere (about 100 m: a great-circle arc
 of that length strays less than a millimetre from the straight lng/lat segment at mid-latitudes)."""
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def _encode_jsonb(value: Any) -> bytes:
-    return b"\x01" + orjson.dumps(value)
-
-
-def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(data[1:])
-
-
-async def _setup_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary")
 
 
 def _geo_rows(tenant: str, geo: GeoQuery, p: _Params, test: str) -> str:
@@ -199,7 +186,8 @@ class PostgresStore(Store):
     """
 
     def __init__(
-        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 8, postgis: bool = True
+        self, dsn: str, *, schema: str = "public", min_size: int = 3, max_size: int = 16, postgis: bool = True,
+        db: PostgresDatabase | None = None,
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"invalid schema name {schema!r}")
@@ -208,7 +196,11 @@ class PostgresStore(Store):
         self.postgis = postgis
         self.exact_geo = False
         self._geom = False  # whether geo_boxes has the geometry column (writes fill it)
-        self._sizes = (min_size, max_size)
+        # the pool is the database's, shared with history and subscription storage (storage.database)
+        self._db = db if db is not None else PostgresDatabase(DatabaseUrl.postgresql(dsn, schema),
+                                                               min_size=min_size, max_size=max_size)
+        self.tables = postgres_schema(postgis=postgis)
+        """The store's tables, migrated by its database when it opens."""
         self._pool: asyncpg.Pool | None = None
         self._recent = RecentChanges()
 
@@ -216,38 +208,31 @@ class PostgresStore(Store):
     def database(self) -> DatabaseUrl:
         return DatabaseUrl.postgresql(self.dsn, self.schema)
 
+    @property
+    def backend(self) -> PostgresDatabase:
+        """The database whose pool this store uses (history and subscriptions open on it too)."""
+        return self._db
+
     async def open(self) -> None:
-        conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+        await self._db.open([self.tables])
+        self._pool = self._db.pool
         try:
-            try:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            except asyncpg.UniqueViolationError:
-                pass  # created concurrently by another opener
-            await migrate_postgres(conn, postgis=self.postgis)
-            self._geom = await ensure_geometry(conn) if self.postgis else await has_geometry(conn)
-            extension = await postgis_schema(conn) if self._geom else None
-        finally:
-            await conn.close()
+            async with self._pool.acquire() as conn:
+                self._geom = await has_geometry(conn)
+        except BaseException:
+            await self.close()
+            raise
         self.exact_geo = self.postgis and self._geom
         if self.postgis and not self._geom:
             _log.warning(
                 "PostGIS cannot be created in this database (not installed or no privilege): geo-queries on schema %s"
                 " use the bounding-box prefilter and the Python predicate", self.schema,
             )
-        # PostGIS's schema after the store's own, so that the store's tables are found first
-        path = f'"{self.schema}"' + (f', "{extension}"' if extension and extension != self.schema else "")
-        self._pool = await asyncpg.create_pool(
-            self.dsn,
-            min_size=self._sizes[0],
-            max_size=self._sizes[1],
-            init=_setup_connection,
-            server_settings={"search_path": path},
-        )
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
             self._pool = None
+            await self._db.close()  # the last owner to close closes the pool
         self._recent.clear()
 
     @property

@@ -47,10 +47,12 @@ from broker.store.base import (
     StoredEntity,
     TypeSummary,
 )
-from broker.store.migrations import IndexRows, has_rtree, index_rows, migrate_sqlite, same_index
+from broker.store.migrations import SQLITE_SCHEMA, IndexRows, has_rtree, index_rows, same_index
 from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows
 from models.times import utc_iso
+from storage.database import SQLiteDatabase
+from storage.migrate import Schema
 from storage.urls import DatabaseUrl
 
 T = TypeVar("T")
@@ -68,23 +70,6 @@ _LOG_INSERT = (
 )
 Image = tuple[bytes, str, str] | None
 """A document as stored (orjson bytes, created_at, modified_at), None when absent."""
-
-
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def write_lock(path: str | Path) -> threading.Lock:
-    """The in-process lock that this process's writers of one SQLite file take around each write transaction.
-
-    The store's writer and the history's writer share the file's write lock; waiting for
-    it in SQLite's busy handler polls with sleeps of up to 100 ms, so the next writer
-    often started long after the lock was free. Queueing here first hands the file over
-    at once. Other processes still meet the busy handler, as before.
-    """
-    key = str(path) if str(path) == ":memory:" else str(Path(path).resolve())
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 def _regexp(pattern: str, value: str | None) -> bool:
@@ -163,8 +148,13 @@ def _clean(doc: Doc) -> Doc:
 class SQLiteStore(Store):
     """Store on a SQLite file (or ':memory:', where reads share the writer connection)."""
 
-    def __init__(self, path: str | Path, *, readers: int = 3) -> None:
+    tables: Schema = SQLITE_SCHEMA
+    """The store's tables, migrated by its database (storage.database) when it opens."""
+
+    def __init__(self, path: str | Path, *, readers: int = 3, db: SQLiteDatabase | None = None) -> None:
         self.path = str(path)
+        # the file's writer thread is the database's, shared with history and subscription storage
+        self._db = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(self.path))
         self._memory = self.path == ":memory:"
         self._reader_count = 0 if self._memory else readers
         self._writer: ThreadPoolExecutor | None = None
@@ -176,8 +166,7 @@ class SQLiteStore(Store):
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()
         self._rtree = False
-        # ':memory:' is a database per connection: nothing to share a lock with
-        self._wlock = threading.Lock() if self._memory else write_lock(self.path)
+        self._wlock = self._db.write_lock
         self._recent = RecentChanges()
 
     @property
@@ -185,6 +174,11 @@ class SQLiteStore(Store):
         return DatabaseUrl.sqlite(self.path)
 
     # ------------------------------------------------------------ lifecycle
+
+    @property
+    def backend(self) -> SQLiteDatabase:
+        """The database whose writer this store writes through (history and subscriptions open on it too)."""
+        return self._db
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -198,13 +192,12 @@ class SQLiteStore(Store):
         return conn
 
     async def open(self) -> None:
-        if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        await self._db.open([self.tables])
+        self._writer = self._db.writer.executor
 
         def setup() -> None:
-            self._wconn = self._connect()
-            migrate_sqlite(self._wconn)
+            self._wconn = self._db.writer.connection
+            self._wconn.create_function("REGEXP", 2, _regexp, deterministic=True)
             self._rtree = has_rtree(self._wconn) and bool(
                 self._wconn.execute("SELECT 1 FROM sqlite_master WHERE name = 'geo_rtree'").fetchone()
             )
@@ -215,22 +208,28 @@ class SQLiteStore(Store):
                 inline.execute("PRAGMA busy_timeout=0")  # never wait on the event loop: fall back to a reader
                 self._inline = inline
 
-        await asyncio.get_running_loop().run_in_executor(self._writer, setup)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._writer, setup)
+        except BaseException:
+            await self.close()
+            raise
         if self._reader_count:
             self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="sqlite-reader")
 
     async def close(self) -> None:
-        for pool in (self._readers, self._writer):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._readers = self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        self._readers = None
         with self._inline_lock:
             self._inline = None
         for conn in self._all_conns:
             conn.close()
         self._all_conns.clear()
         self._rconns = queue.SimpleQueue()
-        self._wconn = None
+        if self._writer is not None:
+            self._writer = None
+            self._wconn = None
+            await self._db.close()  # the last owner to close stops the writer thread
         self._recent.clear()
 
     # ------------------------------------------------------------ plumbing

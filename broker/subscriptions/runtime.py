@@ -31,13 +31,13 @@ LEASE_TTL = 10.0
 
 
 STORAGES: Backends[SubscriptionStorage] = Backends(
-    "subscription storage", sqlite=lambda db: SQLiteSubscriptionStorage(db.path),
-    postgresql=lambda db: PostgresSubscriptionStorage(db.dsn, db.schema))
+    "subscription storage", sqlite=lambda db: SQLiteSubscriptionStorage(db.path, db=db),
+    postgresql=lambda db: PostgresSubscriptionStorage(db.dsn, db.schema, db=db))
 """The subscription storage implementations by database kind."""
 
 def open_storage(store: Store) -> SubscriptionStorage:
-    """Subscription storage in the same database as the entity store."""
-    return STORAGES.open(store.database)
+    """Subscription storage in the same database as the entity store, on its connections."""
+    return STORAGES.open(store.backend)
 
 
 class Subscriptions:

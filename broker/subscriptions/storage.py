@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.vocabulary import Doc
+from storage.migrate import Schema
 
 
 @dataclass(slots=True)
@@ -68,6 +69,9 @@ class Outcome:
 
 class SubscriptionStorage(ABC):
     """Durable state of subscriptions and notifications; every method is a coroutine."""
+
+    tables: Schema
+    """Its tables, for its database's migration runner (storage.migrate)."""
 
     @abstractmethod
     async def open(self) -> None:

@@ -1,4 +1,4 @@
-"""Subscription storage in the entity store's PostgreSQL schema, through a small pool of its own.
+"""Subscription storage in the entity store's PostgreSQL schema, through the schema's shared pool (storage.database).
 
 Documents are JSONB (orjson codec, as in the entity store). Tables are
 created under a transaction-scoped advisory lock, so several broker
@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
 from broker.subscriptions.storage import Outcome, QueueItem, StoredSubscription, SubscriptionStorage, apply_stats
+from storage.database import PostgresDatabase
+from storage.migrate import Schema
+from storage.urls import DatabaseUrl
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS subscriptions (
@@ -32,9 +34,11 @@ _LOCK = 0x5B5C21  # advisory lock key of the schema setup
 _COLS = "tenant, doc, context, created_seq, stats"
 
 
-async def _setup(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=lambda v: b"\x01" + orjson.dumps(v),
-                              decoder=lambda b: orjson.loads(b[1:]), format="binary")
+async def _migrate(conn: asyncpg.Connection) -> None:
+    """The tables, in one transaction of the migration runner (storage.migrate)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+    for statement in SCHEMA:
+        await conn.execute(statement)
 
 
 def _sub(row: asyncpg.Record) -> StoredSubscription:
@@ -45,23 +49,24 @@ def _sub(row: asyncpg.Record) -> StoredSubscription:
 class PostgresSubscriptionStorage(SubscriptionStorage):
     """Subscriptions, queue and cursor in a PostgreSQL schema."""
 
-    def __init__(self, dsn: str, schema: str = "public") -> None:
+    tables = Schema("subscriptions", postgres=_migrate)
+
+    def __init__(self, dsn: str, schema: str = "public", *, db: PostgresDatabase | None = None) -> None:
         self.dsn = dsn
         self.schema = schema
+        # documents are jsonb through the database's orjson codec (storage.database)
+        self._db = db if db is not None else PostgresDatabase(DatabaseUrl.postgresql(dsn, schema),
+                                                               min_size=1, max_size=4)
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4, init=_setup,
-                                               server_settings={"search_path": self.schema})
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-            for statement in SCHEMA:
-                await conn.execute(statement)
+        await self._db.open([self.tables])
+        self._pool = self._db.pool
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
             self._pool = None
+            await self._db.close()
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -1,9 +1,9 @@
-"""Subscription storage in the entity store's SQLite file: own connection, own writer thread.
+"""Subscription storage in the entity store's SQLite file, on the file's one writer thread.
 
-The entity store has its own writer connection; SQLite lets one of them
-write at a time, and every transaction here is short (a few rows), so the
-busy timeout absorbs the overlap. All statements run on one thread in
-submission order, which also keeps `enqueue` and `record` ordered.
+Every transaction here is short (a few rows): all statements, reads too,
+run on the file's writer thread (storage.database.SQLiteDatabase) in
+submission order, which keeps `enqueue` and `record` ordered; writes take
+the file's write lock like the store's and history's.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from broker.store.sqlite_thread import SQLiteThread
 from broker.subscriptions.storage import Outcome, QueueItem, StoredSubscription, SubscriptionStorage, apply_stats
+from storage.database import SQLiteDatabase
+from storage.migrate import Schema
+from storage.sqlite_thread import SQLiteThread
+from storage.urls import DatabaseUrl
 
 T = TypeVar("T")
 
@@ -33,6 +36,14 @@ CREATE TABLE IF NOT EXISTS sub_lease (name TEXT PRIMARY KEY, owner TEXT NOT NULL
 """
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """The tables, in one transaction of the migration runner (storage.migrate)."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO sub_meta (name, value) VALUES ('version', 0)")
+
+
 def _sub(row: tuple[Any, ...]) -> StoredSubscription:
     return StoredSubscription(row[0], orjson.loads(row[1]), orjson.loads(row[2]), row[3], orjson.loads(row[4]))
 
@@ -43,24 +54,30 @@ _COLS = "tenant, doc, context, created_seq, stats"
 class SQLiteSubscriptionStorage(SubscriptionStorage):
     """Subscriptions, queue and cursor in a SQLite file (WAL, busy_timeout)."""
 
-    def __init__(self, path: str) -> None:
+    tables = Schema("subscriptions", sqlite=_migrate)
+
+    def __init__(self, path: str, *, db: SQLiteDatabase | None = None) -> None:
         self.path = path
-        self._db = SQLiteThread(path, name="subscriptions-sqlite", pragmas=("busy_timeout=10000", "synchronous=NORMAL"))
+        self._file = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(path))
+        self._open = False
 
     async def open(self) -> None:
-        def setup(conn: sqlite3.Connection) -> None:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT OR IGNORE INTO sub_meta (name, value) VALUES ('version', 0)")
-
-        await self._db.open(setup)
+        await self._file.open([self.tables])
+        self._open = True
 
     async def close(self) -> None:
-        await self._db.close()
+        if self._open:
+            self._open = False
+            await self._file.close()
+
+    @property
+    def _db(self) -> SQLiteThread:
+        """The file's writer thread: every statement here runs on it, in submission order."""
+        return self._file.writer
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        return await self._db.tx(fn, write=write)
+        # writes under the file's write lock, in turn with the store's and history's
+        return await (self._file.write(fn) if write else self._db.tx(fn, write=False))
 
     @staticmethod
     def _bump(c: sqlite3.Connection) -> None:

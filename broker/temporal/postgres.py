@@ -1,4 +1,4 @@
-"""History on the PostgreSQL schema of the store, through a pool of its own.
+"""History on the PostgreSQL schema of the store, through the schema's shared pool (storage.database).
 
 Instances are appended roughly in time order, so a BRIN index on each time
 column is a few pages that prune whole block ranges of a month-long scan;
@@ -18,6 +18,9 @@ import asyncpg
 from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
+from storage.database import PostgresDatabase
+from storage.migrate import Schema
+from storage.urls import DatabaseUrl
 
 # The instances of a series (tenant, entity, attribute, datasetId) are rows of temporal_rows under its
 # integer sid (temporal_series): the text keys once per series instead of in every row and index entry.
@@ -266,34 +269,42 @@ def _rollup_query(
     return sql, params
 
 
-class PostgresHistory(HistoryStorage):
-    """History tables in a PostgreSQL schema."""
+async def _migrate(conn: asyncpg.Connection) -> None:
+    """History's tables, in one transaction of the migration runner (storage.migrate)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal', 0))")
+    await conn.execute(SCHEMA)
+    if await conn.fetchval("SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass('temporal_instances')"):
+        await conn.execute(_MIGRATE)  # the layout before integer series ids (histcompact16)
+    await conn.execute(_VIEW)
+    existed = await conn.fetchval("SELECT to_regclass('temporal_rollup') IS NOT NULL")
+    await conn.execute(ROLLUP_SCHEMA)
+    if not existed:
+        await conn.execute(_ROLLUP_BACKFILL)
 
-    def __init__(self, dsn: str, schema: str = "public", *, max_size: int = 4) -> None:
+
+class PostgresHistory(HistoryStorage):
+    """History tables in a PostgreSQL schema, on the schema's shared pool (storage.database)."""
+
+    tables = Schema("history", postgres=_migrate)
+
+    def __init__(self, dsn: str, schema: str = "public", *, max_size: int = 4,
+                 db: PostgresDatabase | None = None) -> None:
         self.dsn = dsn
         self.schema = schema
         self.max_size = max_size
+        self._db = db if db is not None else PostgresDatabase(DatabaseUrl.postgresql(dsn, schema),
+                                                               min_size=1, max_size=max_size)
         self._pool: asyncpg.Pool | None = None
         self._series: dict[SeriesKey, int] = {}  # series key -> sid, of committed series (never deleted)
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_size,
-                                               server_settings={"search_path": self.schema})
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal', 0))")
-            await conn.execute(SCHEMA)
-            if await conn.fetchval("SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass('temporal_instances')"):
-                await conn.execute(_MIGRATE)
-            await conn.execute(_VIEW)
-            existed = await conn.fetchval("SELECT to_regclass('temporal_rollup') IS NOT NULL")
-            await conn.execute(ROLLUP_SCHEMA)
-            if not existed:
-                await conn.execute(_ROLLUP_BACKFILL)
+        await self._db.open([self.tables])
+        self._pool = self._db.pool
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
             self._pool = None
+            await self._db.close()
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -30,13 +30,13 @@ class ChangeConsumer(Protocol):
     def cursor(self) -> int: ...
 
 
-HISTORIES: Backends[HistoryStorage] = Backends("history storage", sqlite=lambda db: SQLiteHistory(db.path),
-                                                postgresql=lambda db: PostgresHistory(db.dsn, db.schema))
+HISTORIES: Backends[HistoryStorage] = Backends("history storage", sqlite=lambda db: SQLiteHistory(db.path, db=db),
+                                                postgresql=lambda db: PostgresHistory(db.dsn, db.schema, db=db))
 """The history storage implementations by database kind."""
 
 def open_history(store: Store) -> HistoryStorage:
-    """The history storage in the same database as `store` (not yet opened)."""
-    return HISTORIES.open(store.database)
+    """The history storage in the same database as `store`, on its connections (not yet opened)."""
+    return HISTORIES.open(store.backend)
 
 
 @dataclass(slots=True)
@@ -49,11 +49,11 @@ class TemporalRuntime:
 
 
 async def start_temporal(store: Store, consumers: list[ChangeConsumer], *,
-                         trim_interval: float = 30.0) -> TemporalRuntime:
+                         trim_interval: float = 30.0, history: HistoryStorage | None = None) -> TemporalRuntime:
     """Open history, start its recorder, add it to `consumers` (the broker's change consumers, a list the trim
     task reads each round) and start the trim task. The temporal service over them is the application's to build
     (broker.app)."""
-    history = open_history(store)
+    history = open_history(store) if history is None else history
     await history.open()
     recorder = HistoryRecorder(store, history)
     await recorder.start()

@@ -1,8 +1,9 @@
-"""History on the SQLite file of the store: its own connection and thread, WAL shared with the store.
+"""History on the SQLite file of the store: writes on the file's one writer thread, reads on a thread of their own.
 
-The store's writer and this one take turns on the file's write lock
-(busy_timeout); reads and writes of history run on one thread here, so the
-event loop never waits on the disk.
+Writes go through the file's backend (storage.database.SQLiteDatabase), in
+turn with the store's; reads run on a connection and thread of history's
+own (WAL), so the event loop never waits on the disk and a long history
+query never holds up a write.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any, TypeVar
 
 import orjson
 
-from broker.store.sqlite import write_lock
 from broker.store.sqlite_rows import insert_rows
-from broker.store.sqlite_thread import SQLiteThread
 from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
+from storage.database import SQLiteDatabase
+from storage.migrate import Schema
+from storage.sqlite_thread import SQLiteThread
+from storage.urls import DatabaseUrl
 
 T = TypeVar("T")
 
@@ -60,7 +63,7 @@ _MIGRATE = (
 )
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate_former_layout(conn: sqlite3.Connection) -> None:
     """The former layout's rows under series ids (in the setup transaction, before the rollup triggers exist)."""
     kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone()
     if kind is not None and kind[0] == "table":
@@ -347,36 +350,48 @@ def _add_service_path(conn: sqlite3.Connection) -> None:
             raise
 
 
-class SQLiteHistory(HistoryStorage):
-    """History tables in a SQLite file."""
+def _migrate(conn: sqlite3.Connection) -> None:
+    """History's tables, in one transaction of the migration runner (storage.migrate)."""
+    for sql in SCHEMA:
+        conn.execute(sql)
+    _migrate_former_layout(conn)
+    _add_service_path(conn)
+    _setup_rollup(conn)
 
-    def __init__(self, path: str | Path) -> None:
+
+class SQLiteHistory(HistoryStorage):
+    """History tables in a SQLite file: writes on the file's writer thread, reads on a thread of their own."""
+
+    tables = Schema("history", sqlite=_migrate)
+
+    def __init__(self, path: str | Path, *, db: SQLiteDatabase | None = None) -> None:
         self.path = str(path)
-        self._wlock = write_lock(self.path)
-        self._db = SQLiteThread(path, name="sqlite-history",
-                                pragmas=("synchronous=NORMAL", "busy_timeout=30000", "cache_size=-64000"))
+        self._db = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(self.path))
+        self._reads: SQLiteThread | None = None
         # series key -> sid, as committed (series rows are never deleted; emptied when a write fails, whose
-        # new series rolled back); read and written on the SQLite thread only
+        # new series rolled back); read and written on the file's writer thread only
         self._series: dict[SeriesKey, int] = {}
 
     async def open(self) -> None:
-        def setup(conn: sqlite3.Connection) -> None:
-            for sql in SCHEMA:
-                conn.execute(sql)
-            _migrate(conn)
-            _add_service_path(conn)
-            _setup_rollup(conn)
-
-        await self._db.open(setup)
+        await self._db.open([self.tables])
+        try:
+            self._reads = await self._db.open_reader(
+                "sqlite-history", pragmas=("synchronous=NORMAL", "busy_timeout=30000", "cache_size=-64000"))
+        except BaseException:
+            await self._db.close()
+            raise
 
     async def close(self) -> None:
-        await self._db.close()
+        if self._reads is not None:
+            reads, self._reads = self._reads, None
+            await self._db.close_reader(reads)
+            await self._db.close()
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
-        # a write takes the file's in-process lock, as the store's writer does (broker.store.sqlite.write_lock)
-        lock = self._wlock if write and self.path != ":memory:" else None
         if not write:
-            return await self._db.tx(fn, write=False, lock=lock)
+            if self._reads is None:
+                raise RuntimeError("history is not open")
+            return await self._reads.tx(fn, write=False)
 
         def run(conn: sqlite3.Connection) -> T:
             try:
@@ -387,8 +402,9 @@ class SQLiteHistory(HistoryStorage):
                 raise
             return result
 
+        # the file's writer, under its in-process write lock, in turn with the store's writes
         try:
-            return await self._db.tx(run, write=True, lock=lock)
+            return await self._db.write(run)
         except BaseException:
             self._series.clear()  # the commit failed: series made in it are gone
             raise

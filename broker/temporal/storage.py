@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from broker.temporal.model import EntityRow, HistoryRow
+from storage.migrate import Schema
 
 if TYPE_CHECKING:
     from broker.temporal.rollup import RollupBucket
@@ -76,6 +77,9 @@ class Bucket(NamedTuple):
 
 class HistoryStorage(ABC):
     """Temporal rows of one broker database; all methods are coroutines."""
+
+    tables: Schema
+    """Its tables, for its database's migration runner (storage.migrate)."""
 
     @abstractmethod
     async def open(self) -> None:

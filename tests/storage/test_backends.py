@@ -15,6 +15,7 @@ from broker.temporal.postgres import PostgresHistory
 from broker.temporal.runtime import HISTORIES, open_history
 from broker.temporal.sqlite import SQLiteHistory
 from storage.backends import Backends
+from storage.database import open_database
 from storage.urls import DatabaseUrl
 
 SQLITE = DatabaseUrl.sqlite("data/b.db")
@@ -23,14 +24,14 @@ POSTGRES = DatabaseUrl.postgresql("postgresql://u@h:5432/db?sslmode=disable", "b
 
 def test_open_builds_the_implementation_registered_for_the_kind() -> None:
     names: Backends[str] = Backends("name", sqlite=lambda db: f"file {db.path}")
-    assert names.open(SQLITE) == "file data/b.db"
+    assert names.open(open_database(SQLITE)) == "file data/b.db"
     assert names.kinds == {"sqlite"}
 
 
 def test_a_kind_without_an_implementation_is_refused_naming_both() -> None:
     names: Backends[str] = Backends("name")
     with pytest.raises(ValueError, match="no name for postgresql databases"):
-        names.open(POSTGRES)
+        names.open(open_database(POSTGRES))
 
 
 def test_a_kind_is_registered_once() -> None:

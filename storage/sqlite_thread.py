@@ -1,9 +1,9 @@
-"""One SQLite connection served by one worker thread: the shape every SQLite table owner here uses.
+"""One SQLite connection served by one worker thread.
 
-The subscription storage and the temporal history keep their tables in the
-broker's SQLite file through a connection of their own; SQLite wants one
-writer at a time per connection and the event loop must never block, so
-each owner runs its statements on a dedicated thread, in order.
+SQLite wants one writer at a time and the event loop must never block, so a
+file's writes run in order on one thread (storage.database.SQLiteDatabase.writer,
+shared by every table owner in the file); the history and subscription storage
+also read on a thread of their own (SQLiteDatabase.open_reader).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class SQLiteThread:
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
-    async def open(self, setup: Callable[[sqlite3.Connection], None]) -> None:
-        """Connect (WAL for files, the given pragmas), then run `setup` in one write transaction."""
+    async def open(self, setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Connect (WAL for files, the given pragmas), then run `setup` (if any) in one write transaction."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
 
         def connect() -> None:
@@ -44,7 +44,8 @@ class SQLiteThread:
             self._conn = conn
 
         await self._hop(connect)
-        await self.tx(setup, write=True)
+        if setup is not None:
+            await self.tx(setup, write=True)
 
     async def close(self) -> None:
         """Close the connection and stop the thread (idempotent)."""
@@ -55,6 +56,18 @@ class SQLiteThread:
             self._pool.shutdown(wait=True)
         self._pool = None
         self._conn = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The thread (an executor of one) the connection is used on."""
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: the SQLite connection is not open")
+        return self._pool
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection: use it only on `executor`."""
+        return self._connection()
 
     async def _hop(self, fn: Callable[[], T]) -> T:
         if self._pool is None:
@@ -70,7 +83,7 @@ class SQLiteThread:
         """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises.
 
         `lock` is held around the whole transaction: the in-process write lock of the file
-        (broker.store.sqlite.write_lock) that the file's other writers take too.
+        (storage.database.write_lock) that the file's other writers take too.
         """
 
         def run() -> T:
