@@ -111,7 +111,7 @@ async def _mapped_query(request: Request, tenant: str, spec: QuerySpec, ctx: Any
     merged: list[dict[str, Any]] = result.entities
     warnings: dict[str, str] = {}
     if not spec.local:  # federation: the registered sources' history too (5.7.4.4, 5.14.5.4)
-        merged, warnings = await distributed.query(request, tenant, ctx, context, result.entities, body, found)
+        merged, warnings = await distributed.query(request, tenant, ctx, context, result.entities, body, found, used)
     if used is None:
         assert found is not None
         made = await entitymaps.maps(request).create(

@@ -258,13 +258,16 @@ async def retrieve(request: Request, tenant: str, entity_id: str, ctx: Context, 
 
 async def query(request: Request, tenant: str, ctx: Context, context_value: Any, local: list[dict[str, Any]],
                 body: dict[str, Any] | None = None,
-                found: EntityMapParts | None = None) -> tuple[list[dict[str, Any]], Warnings]:
+                found: EntityMapParts | None = None,
+                used: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], Warnings]:
     """Query Temporal Evolution of Entities at the sources registered for queryTemporal (5.7.4.4): the local
     entities merged with theirs by id (new ones after the local ones), and the warning header.
 
     `body` is the Query of POST /temporal/entityOperations/query: it goes to each source as a POST too,
     its attrs and entity types narrowed to what the source registered. `found` (an EntityMap is made,
-    5.14.5.4) collects the registrations that answered each entity and the sources' own maps.
+    5.14.5.4) collects the registrations that answered each entity and the sources' own maps. `used` (the
+    EntityMap the request names): "only the retrieved EntityMap shall be used to determine which Context Source
+    Registrations match", and a source with a linked map is sent its location (5.7.4.4).
     """
     params: dict[str, Any] = dict(request.query_params)
     if body is not None:
@@ -274,6 +277,14 @@ async def query(request: Request, tenant: str, ctx: Context, context_value: Any,
         return local, {}
     fwd = forwarder(request)
     assert fwd is not None
+    linked: dict[str, str] = {}
+    if used is not None:
+        linked = used.get("linkedMaps") or {}
+        listed = {r for regs in (used.get("entityMap") or {}).values() for r in regs} | set(linked)
+        plan.targets = [t for t in plan.targets if t.item.id in listed]
+
+    def extra(t: Target) -> dict[str, str] | None:
+        return {"NGSILD-EntityMap": linked[t.item.id]} if t.item.id in linked else None
 
     def paged(items: list[tuple[str, str]], t: Target) -> list[tuple[str, str]]:
         skip = _map_params(t, found)
@@ -284,7 +295,7 @@ async def query(request: Request, tenant: str, ctx: Context, context_value: Any,
         if body is None:
             return fwd.send(t, "GET", "/temporal/entities",
                             params=paged(_restricted_params(t, params, ctx, keep_type=True), t),
-                            request_headers=request.headers, context_value=context_value)
+                            request_headers=request.headers, context_value=context_value, extra_headers=extra(t))
         type_param, attrs_param = _narrowed(t, params, ctx)
         forwarded = {k: v for k, v in body.items() if k not in ("local", "@context", *_map_params(t, found))}
         if attrs_param:
@@ -294,7 +305,7 @@ async def query(request: Request, tenant: str, ctx: Context, context_value: Any,
                                      for s in forwarded.get("entities") or [{}]]
         url = [(k, str(v)) for k, v in request.query_params.items() if k not in ("local", "offset", "count")]
         return fwd.send(t, "POST", "/temporal/entityOperations/query", params=paged(url, t), body=forwarded,
-                        request_headers=request.headers, context_value=context_value)
+                        request_headers=request.headers, context_value=context_value, extra_headers=extra(t))
 
     replies = await asyncio.gather(*(send(t) for t in plan.targets))
     by_id = {e["id"]: e for e in local if isinstance(e, dict) and "id" in e}

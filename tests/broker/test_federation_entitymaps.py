@@ -214,3 +214,22 @@ def test_retrieve_entity_with_entity_map(brokers: Brokers, api: dict[str, httpx.
     assert map_path(fresh) != unknown[len(API):]
     assert api["M"].get("/entities/urn:ngsi-ld:Sensor:both", params={"entityMap": "maybe"}).status_code == 400
     assert api["M"].get("/entities/urn:ngsi-ld:Sensor:nowhere", params={"entityMap": "true"}).status_code == 404
+
+
+def test_temporal_query_with_a_map_asks_only_the_registrations_it_lists(brokers: Brokers,
+                                                                        api: dict[str, httpx.Client],
+                                                                        tenant: str) -> None:
+    history(api["A"], "urn:ngsi-ld:Sensor:aix-1", 41)
+    register(api, "M", brokers.urls["A"], tenant, operations=["queryTemporal", "createEntityMapQueryTemporal"],
+             **HISTORY)
+    made = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER, "entityMap": "true"})
+    location = made.headers[HEADER]
+    assert "NGSILD-Warning" not in made.headers
+    down = f"http://127.0.0.1:{free_port()}"  # registered after the map was made; nothing listens there
+    register(api, "M", down, tenant, operations=["queryTemporal"], **HISTORY)
+    fresh = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER})
+    assert down in fresh.headers["NGSILD-Warning"]  # asked when no map is used
+    # 5.7.4.4: "only the retrieved EntityMap shall be used to determine which Context Source Registrations match"
+    used = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER}, headers={HEADER: location})
+    assert ids(used) == {"urn:ngsi-ld:Sensor:aix-1"} and used.headers[HEADER] == location
+    assert "NGSILD-Warning" not in used.headers
