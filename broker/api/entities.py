@@ -214,7 +214,8 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
     media = accepted_type(request, geo=True)
     check_uri(entity_id, "entity id")
     value, ctx = await deps.read_context(request)
-    view = View.from_params(request.query_params, ctx)
+    view = View.from_params(request.query_params, ctx, entity_maps=True)
+    make_map, used = await entitymaps.asked_for(request, tenant, request.query_params)  # 5.7.1.4
     gp = geometry_property(request, media)
     headers: dict[str, str] = {}
     try:
@@ -222,6 +223,7 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
                                                                      request.query_params.get("type"), ctx)
     except ResourceNotFound:
         found = None
+    held_here = found is not None
     # federation: the matching registrations' sources are asked too (clauses 4.3.6, 6.3.17)
     distributed = await consumption.retrieve(request, tenant, entity_id, ctx, value, found.doc if found else None)
     if distributed is not None:
@@ -231,6 +233,14 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
             found = StoredEntity(doc, found.created_at if found else "", found.modified_at if found else "")
     if found is None:
         raise await deps.entities(request).not_found(tenant, entity_id)
+    if used is not None:  # 6.5.3.1: the location of the EntityMap used is returned
+        headers[entitymaps.HEADER] = entitymaps.location(used["id"])
+    elif make_map:  # 5.7.1.4: the entity id with "@none" (held here) and the registrations that answered it
+        made = await entitymaps.maps(request).create(
+            tenant, entitymaps.build([entity_id] if held_here else [], distributed.sources if distributed else {}),
+            dict(sorted(distributed.linked.items())) if distributed else {},
+            entitymaps.lifetime_of(request.query_params))
+        headers[entitymaps.HEADER] = entitymaps.location(made["id"])
     stored = found
     if view.shows_nothing(stored, ctx.expand_term):
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for", instance=entity_id)

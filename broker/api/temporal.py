@@ -29,7 +29,7 @@ from broker.api import deps
 from broker.api.deps import API, TenantDep
 from broker.api.pagination import add_links, page_links
 from broker.api.query_body import check_query_body
-from broker.federation import provision
+from broker.federation import entitymaps, provision
 from broker.federation import temporal as distributed
 from broker.http import accepted_type, json_response, no_content
 from broker.query.projection import parse_attrs
@@ -67,6 +67,13 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
     page = Page.from_params(request.query_params, cfg.default_limit, cfg.max_limit)
     descending = check_order_by(params.get("orderBy"))
     tq = TemporalQuery.from_params(params, attrs_given=bool(spec.attrs))
+    given = body or {}
+    map_params: dict[str, Any] = {k: given[k] for k in ("entityMap", "entityMapLifetime") if k in given}
+    map_params.update(request.query_params)
+    make_map, used = await entitymaps.asked_for(request, tenant, map_params)
+    if make_map or used is not None:
+        return await _mapped_query(request, tenant, spec, ctx, tq, page, descending, context, body, used,
+                                   entitymaps.lifetime_of(map_params))
     # counted always: the total also says whether there is a next page
     result = await service(request).query(tenant, spec, ctx, tq, Page(page.limit, page.offset, True),
                                           descending=bool(descending))
@@ -82,6 +89,46 @@ async def _query(request: Request, tenant: str, spec: QuerySpec, params: dict[st
         result.total = None
     response = _respond(request, result, context, result.entities, page_links(request, page, total, media))
     response.headers.update(warnings)
+    return response
+
+
+async def _mapped_query(request: Request, tenant: str, spec: QuerySpec, ctx: Any, tq: TemporalQuery, page: Page,
+                        descending: bool | None, context: Any, body: dict[str, Any] | None,
+                        used: dict[str, Any] | None, lifetime: Any) -> Response:
+    """A temporal query that makes an EntityMap (5.14.5) or is answered from one (5.7.4.4, NGSILD-EntityMap header).
+
+    Every candidate (up to max_limit here and at each source) is fetched once; a new map lists them (entity id ->
+    "@none" and/or the registrations that answered it, linkedMaps: the sources' own maps); a used map keeps only
+    the entities it lists. The page (offset, limit) is cut from that set in id order (orderBy=id;desc: reversed);
+    count is its size."""
+    cfg = deps.settings(request)
+    result = await service(request).query(tenant, spec, ctx, tq, Page(cfg.max_limit, 0, False),
+                                          descending=bool(descending))
+    if not result.entities:
+        await deps.entities(request).check_tenant(tenant)
+    local_ids = [str(e.get("id")) for e in result.entities]
+    found = distributed.EntityMapParts(limit=cfg.max_limit) if used is None else None
+    merged: list[dict[str, Any]] = result.entities
+    warnings: dict[str, str] = {}
+    if not spec.local:  # federation: the registered sources' history too (5.7.4.4, 5.14.5.4)
+        merged, warnings = await distributed.query(request, tenant, ctx, context, result.entities, body, found, used)
+    if used is None:
+        assert found is not None
+        made = await entitymaps.maps(request).create(
+            tenant, entitymaps.build(local_ids, found.sources), dict(sorted(found.linked.items())),
+            lifetime)
+        map_id = made["id"]
+    else:
+        listed = used["entityMap"]
+        merged = [e for e in merged if e.get("id") in listed]
+        map_id = used["id"]
+    merged.sort(key=lambda e: str(e.get("id")), reverse=bool(descending))  # the map's order: a stable set of pages
+    total = len(merged)
+    shown = TemporalResult(merged[page.offset:page.offset + page.limit], total if page.count else None)
+    response = _respond(request, shown, context, shown.entities,
+                        page_links(request, page, total, accepted_type(request)))
+    response.headers.update(warnings)
+    response.headers[entitymaps.HEADER] = entitymaps.location(map_id)
     return response
 
 

@@ -5,7 +5,8 @@ creates an EntityMap: every entity id the query found, each with the ids of the
 registrations that answered it, "@none" for this broker's own store (Table
 5.2.39-2). The response names it in an `NGSILD-EntityMap` header (the resource
 path /ngsi-ld/v1/entityMaps/{id}). A later query sending that header is answered
-from the entities the map lists only. /entityMaps/{id} is retrieved, updated
+from the entities the map lists only. Temporal queries make and use maps the same
+way (5.14.5, broker.api.temporal). /entityMaps/{id} is retrieved, updated
 (expiresAt; output-only members are ignored, clause 5.14.2.4) and deleted (6.32).
 
 Maps are kept in the store's registry (migration 6, both stores) under the kind
@@ -154,6 +155,20 @@ def build(local_ids: list[str], sources: dict[str, list[str]]) -> dict[str, list
 def maps(request: Request) -> EntityMaps:
     """The EntityMaps of the app serving the request."""
     return EntityMaps(broker_state(request).store)
+
+
+async def asked_for(request: Request, tenant: str, params: Any) -> tuple[bool, dict[str, Any] | None]:
+    """(make a new EntityMap, the EntityMap the NGSILD-EntityMap request header names) for the operations whose
+    text says a named map that "cannot be found, or the data has expired" is replaced by a new one (5.7.1.4
+    Retrieve Entity, 5.7.4.4 Query Temporal); BadRequestData for an entityMap value not a boolean."""
+    make_map = wanted(params)
+    header = request.headers.get(HEADER)
+    if header is None:
+        return make_map, None
+    try:
+        return make_map, await maps(request).get(tenant, id_of_header(header))
+    except ResourceNotFound:
+        return True, None
 
 
 # ---------------------------------------------------------------------------- /entityMaps/{id} (6.32)

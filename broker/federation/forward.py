@@ -190,8 +190,10 @@ class Forwarder:
         return out
 
     async def send(self, target: Target, method: str, path: str, *, params: list[tuple[str, str]] | None = None,
-                   body: Any = None, request_headers: Any, context_value: Any) -> Reply:
-        """One forwarded request; never raises (a failure is a Reply with its error)."""
+                   body: Any = None, request_headers: Any, context_value: Any,
+                   extra_headers: dict[str, str] | None = None) -> Reply:
+        """One forwarded request; never raises (a failure is a Reply with its error). `extra_headers`: more
+        headers for this source (the linked EntityMap of a query that uses a map, 5.7.4.4)."""
         assert self._http is not None, "forwarder not started"
         info = source_info(target)
         reply = Reply(target)
@@ -211,6 +213,7 @@ class Forwarder:
         # ':' ',' '*' are allowed as they are in a query (RFC 3986 3.4): ids and lists go as the client wrote them
         url = target.endpoint + API + path + (f"?{urlencode(params, safe=':,*')}" if params else "")
         headers = self.headers(target, request_headers, context_value, body=body is not None)
+        headers.update(extra_headers or {})
         if _carries_context(body):
             headers.pop("Link", None)
             headers["Content-Type"] = "application/ld+json"

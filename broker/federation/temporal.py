@@ -23,6 +23,7 @@ NGSILD-Warning; 404 from a source is no failure.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from fastapi import Request
 
 from broker.federation.consumption import forwarder, restricted, wanted_of
 from broker.federation.forward import Plan, Reply, Target
+from broker.federation.registration import operations_of
 from broker.query.projection import parse_attrs
 from broker.temporal.query import AGGR_METHODS, TemporalQuery
 from models.context import Context
@@ -38,6 +40,27 @@ from models.errors import NgsiLdError
 _EVER = datetime(1, 1, 1, tzinfo=UTC)
 _PAIRS = ("values", "objects", "languageMaps", "vocabs", "jsons", "valueLists", "objectLists")
 Warnings = dict[str, str]
+_MAP_PARAMS = ("entityMap", "entityMapLifetime")
+
+
+@dataclass
+class EntityMapParts:
+    """What a temporal query that makes an EntityMap learns from the sources (5.14.5.4)."""
+
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    """entity id -> the registrations that answered it"""
+    linked: dict[str, str] = field(default_factory=dict)
+    """registration id -> the EntityMap the source made (offering createEntityMapQueryTemporal)"""
+    limit: int | None = None
+    """the sources are asked for up to this many entities (every candidate, not the client's page)"""
+
+
+def _map_params(target: Target, found: EntityMapParts | None) -> tuple[str, ...]:
+    """The EntityMap URL parameters NOT to pass to a source: all unless a map is being made and the source
+    offers createEntityMapQueryTemporal (5.14.5.4: then it makes its own map, kept in linkedMaps)."""
+    if found is not None and "createEntityMapQueryTemporal" in operations_of(target.reg):
+        return ()
+    return _MAP_PARAMS
 
 
 def _slots(value: Any) -> list[dict[str, Any]]:
@@ -166,8 +189,10 @@ async def _plan(request: Request, tenant: str, operation: str, params: Any, ctx:
     return plan if plan.targets or plan.skipped else None
 
 
-def _gather(plan: Plan, replies: list[Reply], by_id: dict[str, dict[str, Any]], params: Any) -> Warnings:
-    """Merge the sources' entities into by_id (local first, auxiliary sources last); the warning header."""
+def _gather(plan: Plan, replies: list[Reply], by_id: dict[str, dict[str, Any]], params: Any,
+            found: EntityMapParts | None = None) -> Warnings:
+    """Merge the sources' entities into by_id (local first, auxiliary sources last); the warning header.
+    `found` collects which registration answered which entity id, and the sources' own EntityMaps."""
     timeprop = str(params.get("timeproperty") or "observedAt")
     last_n = int(params["lastN"]) if str(params.get("lastN") or "").isdigit() else None
     warnings = ['199 - "registration loop detected: not forwarded again"'] if plan.loop or plan.skipped else []
@@ -176,11 +201,15 @@ def _gather(plan: Plan, replies: list[Reply], by_id: dict[str, dict[str, Any]], 
             if reply.status != 404:
                 warnings.append(reply.warning())
             continue
+        if found is not None and reply.entity_map:
+            found.linked[reply.target.item.id] = reply.entity_map
         body = reply.body
         for entity in body if isinstance(body, list) else [body] if isinstance(body, dict) else []:
             if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
                 continue
             entity = {k: v for k, v in entity.items() if k != "@context"}
+            if found is not None:
+                found.sources.setdefault(entity["id"], []).append(reply.target.item.id)
             held = by_id.get(entity["id"])
             by_id[entity["id"]] = entity if held is None else merge(
                 held, entity, auxiliary=reply.target.mode == "auxiliary", timeprop=timeprop, last_n=last_n)
@@ -228,12 +257,17 @@ async def retrieve(request: Request, tenant: str, entity_id: str, ctx: Context, 
 
 
 async def query(request: Request, tenant: str, ctx: Context, context_value: Any, local: list[dict[str, Any]],
-                body: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], Warnings]:
+                body: dict[str, Any] | None = None,
+                found: EntityMapParts | None = None,
+                used: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], Warnings]:
     """Query Temporal Evolution of Entities at the sources registered for queryTemporal (5.7.4.4): the local
     entities merged with theirs by id (new ones after the local ones), and the warning header.
 
     `body` is the Query of POST /temporal/entityOperations/query: it goes to each source as a POST too,
-    its attrs and entity types narrowed to what the source registered.
+    its attrs and entity types narrowed to what the source registered. `found` (an EntityMap is made,
+    5.14.5.4) collects the registrations that answered each entity and the sources' own maps. `used` (the
+    EntityMap the request names): "only the retrieved EntityMap shall be used to determine which Context Source
+    Registrations match", and a source with a linked map is sent its location (5.7.4.4).
     """
     params: dict[str, Any] = dict(request.query_params)
     if body is not None:
@@ -243,25 +277,39 @@ async def query(request: Request, tenant: str, ctx: Context, context_value: Any,
         return local, {}
     fwd = forwarder(request)
     assert fwd is not None
+    linked: dict[str, str] = {}
+    if used is not None:
+        linked = used.get("linkedMaps") or {}
+        listed = {r for regs in (used.get("entityMap") or {}).values() for r in regs} | set(linked)
+        plan.targets = [t for t in plan.targets if t.item.id in listed]
+
+    def extra(t: Target) -> dict[str, str] | None:
+        return {"NGSILD-EntityMap": linked[t.item.id]} if t.item.id in linked else None
+
+    def paged(items: list[tuple[str, str]], t: Target) -> list[tuple[str, str]]:
+        skip = _map_params(t, found)
+        out = [(k, v) for k, v in items if k not in skip and not (found is not None and found.limit and k == "limit")]
+        return out + [("limit", str(found.limit))] if found is not None and found.limit else out
 
     def send(t: Target) -> Any:
         if body is None:
-            return fwd.send(t, "GET", "/temporal/entities", params=_restricted_params(t, params, ctx, keep_type=True),
-                            request_headers=request.headers, context_value=context_value)
+            return fwd.send(t, "GET", "/temporal/entities",
+                            params=paged(_restricted_params(t, params, ctx, keep_type=True), t),
+                            request_headers=request.headers, context_value=context_value, extra_headers=extra(t))
         type_param, attrs_param = _narrowed(t, params, ctx)
-        forwarded = {k: v for k, v in body.items() if k not in ("local", "@context")}
+        forwarded = {k: v for k, v in body.items() if k not in ("local", "@context", *_map_params(t, found))}
         if attrs_param:
             forwarded["attrs"] = attrs_param.split(",")
         if type_param:
             forwarded["entities"] = [{**s, "type": type_param} if isinstance(s, dict) and _simple_type(s) else s
                                      for s in forwarded.get("entities") or [{}]]
         url = [(k, str(v)) for k, v in request.query_params.items() if k not in ("local", "offset", "count")]
-        return fwd.send(t, "POST", "/temporal/entityOperations/query", params=url, body=forwarded,
-                        request_headers=request.headers, context_value=context_value)
+        return fwd.send(t, "POST", "/temporal/entityOperations/query", params=paged(url, t), body=forwarded,
+                        request_headers=request.headers, context_value=context_value, extra_headers=extra(t))
 
     replies = await asyncio.gather(*(send(t) for t in plan.targets))
     by_id = {e["id"]: e for e in local if isinstance(e, dict) and "id" in e}
-    warnings = _gather(plan, list(replies), by_id, params)
+    warnings = _gather(plan, list(replies), by_id, params, found)
     return list(by_id.values()), warnings
 
 

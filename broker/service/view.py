@@ -132,8 +132,8 @@ class View:
         join_level = _positive_int(level, "joinLevel") if level else 1
         contained = frozenset(check_uri(i, "containedBy") for i in split_list(params.get("containedBy")))
         if not entity_maps and (params.get("entityMap") or "").lower() == "true":
-            # an EntityMap is made by Query Entities only (clause 5.14.4, broker.federation.entitymaps)
-            raise OperationNotSupported("EntityMaps (clause 4.5.25) are made by Query Entities only")
+            # an EntityMap is made by Query Entities, Retrieve Entity and the temporal queries (5.14.4, 5.7.1.4, 5.14.5)
+            raise OperationNotSupported("EntityMaps (clause 4.5.25) are made by the query and retrieve operations only")
         projection = pick or omit
         depth = _depth(projection.terms) if projection is not None else 0
         if depth and join is None:

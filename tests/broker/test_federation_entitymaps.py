@@ -101,8 +101,6 @@ def test_unknown_invalid_and_other_tenant_maps(brokers: Brokers, api: dict[str, 
     assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData")
     r = api["M"].get("/entities", params={"type": "Sensor", "entityMap": "maybe"})
     assert r.status_code == 400 and r.json()["type"].endswith("/BadRequestData")
-    r = api["M"].get("/entities/urn:ngsi-ld:Sensor:metro-1", params={"entityMap": "true"})
-    assert r.status_code == 501  # Retrieve Entity makes no EntityMap here (README)
 
 
 def test_an_expired_map_is_gone(api: dict[str, httpx.Client]) -> None:
@@ -139,3 +137,99 @@ def test_a_map_survives_a_restart(store: str, tmp_path: Path) -> None:
                 assert r.json()["entityMap"] == {"urn:ngsi-ld:Sensor:metro-1": ["@none"]}
         finally:
             proc.stop()
+
+
+# ---------------------------------------------------------------------------- temporal queries (5.14.5, 5.7.4.4)
+
+HISTORY = {"observationInterval": {"startAt": "2026-01-01T00:00:00Z"}}
+AFTER = {"timerel": "after", "timeAt": "2026-11-01T00:00:00Z"}
+
+
+def history(client: httpx.Client, entity_id: str, value: int) -> None:
+    r = client.post("/temporal/entities", json={"id": entity_id, "type": "Sensor", "no2": [
+        {"type": "Property", "value": value, "observedAt": "2026-11-26T07:00:00Z"}]})
+    assert r.status_code in (201, 204), r.text
+
+
+def test_temporal_query_with_entity_map_lists_local_and_registered_entities(brokers: Brokers,
+                                                                             api: dict[str, httpx.Client],
+                                                                             tenant: str) -> None:
+    history(api["A"], "urn:ngsi-ld:Sensor:aix-1", 41)
+    history(api["M"], "urn:ngsi-ld:Sensor:metro-1", 20)
+    reg = register(api, "M", brokers.urls["A"], tenant, operations=["queryTemporal", "createEntityMapQueryTemporal"],
+                   **HISTORY)
+    got = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER, "entityMap": "true", "limit": "1"})
+    assert ids(got) == {"urn:ngsi-ld:Sensor:aix-1"}  # a page of the map's entities
+    path = map_path(got)
+    body = api["M"].get(path).json()
+    assert body["entityMap"] == {"urn:ngsi-ld:Sensor:aix-1": [reg], "urn:ngsi-ld:Sensor:metro-1": ["@none"]}
+    # the town offers createEntityMapQueryTemporal: it made a map of its own, named in linkedMaps (5.14.5.4)
+    town = httpx.get(body["linkedMaps"][reg], headers={"NGSILD-Tenant": tenant})
+    assert town.status_code == 200 and town.json()["entityMap"] == {"urn:ngsi-ld:Sensor:aix-1": ["@none"]}
+    # the next page is answered from the map: an entity created since is left out
+    history(api["M"], "urn:ngsi-ld:Sensor:metro-2", 5)
+    second = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER, "limit": "1", "offset": "1",
+                                                        "count": "true"}, headers={HEADER: got.headers[HEADER]})
+    assert ids(second) == {"urn:ngsi-ld:Sensor:metro-1"}
+    assert second.headers["NGSILD-Results-Count"] == "2" and second.headers[HEADER] == got.headers[HEADER]
+    # POST /temporal/entityOperations/query makes one too (entityMap in the Query, 5.2.23)
+    posted = api["M"].post("/temporal/entityOperations/query", json={
+        "type": "Query", "entities": [{"type": "Sensor"}], "temporalQ": AFTER, "entityMap": True})
+    assert set(api["M"].get(map_path(posted)).json()["entityMap"]) == {
+        "urn:ngsi-ld:Sensor:aix-1", "urn:ngsi-ld:Sensor:metro-1", "urn:ngsi-ld:Sensor:metro-2"}
+
+
+def test_temporal_query_with_an_unknown_map_makes_a_new_one(brokers: Brokers, api: dict[str, httpx.Client],
+                                                            tenant: str) -> None:
+    history(api["A"], "urn:ngsi-ld:Sensor:aix-1", 41)
+    reg = register(api, "M", brokers.urls["A"], tenant, operations=["queryTemporal"], **HISTORY)
+    unknown = f"{API}/entityMaps/urn:ngsi-ld:EntityMap:gone"
+    got = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER}, headers={HEADER: unknown})
+    assert ids(got) == {"urn:ngsi-ld:Sensor:aix-1"}
+    assert got.headers[HEADER] != unknown  # 5.7.4.4: "a new EntityMap shall be created"
+    body = api["M"].get(map_path(got)).json()
+    # the source does not offer createEntityMapQueryTemporal: not asked for a map of its own
+    assert body["entityMap"] == {"urn:ngsi-ld:Sensor:aix-1": [reg]} and body["linkedMaps"] == {}
+    assert api["A"].get("/temporal/entities", params={"type": "Sensor", **AFTER}).status_code == 200
+    bad = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER, "entityMap": "maybe"})
+    assert bad.status_code == 400, bad.text
+
+
+# ---------------------------------------------------------------------------- Retrieve Entity (5.7.1.4, 6.5.3.1)
+
+
+def test_retrieve_entity_with_entity_map(brokers: Brokers, api: dict[str, httpx.Client], tenant: str) -> None:
+    create(api["M"], sensor("urn:ngsi-ld:Sensor:both", no2=20))
+    create(api["A"], sensor("urn:ngsi-ld:Sensor:both", no2=20, pm10=3))
+    reg = register(api, "M", brokers.urls["A"], tenant)
+    got = api["M"].get("/entities/urn:ngsi-ld:Sensor:both", params={"entityMap": "true"})
+    path = map_path(got)  # 6.5.3.1: the NGSILD-EntityMap header of the map made (5.7.1.4)
+    assert got.json()["pm10"]["value"] == 3
+    assert api["M"].get(path).json()["entityMap"] == {"urn:ngsi-ld:Sensor:both": ["@none", reg]}
+    again = api["M"].get("/entities/urn:ngsi-ld:Sensor:both", headers={HEADER: got.headers[HEADER]})
+    assert again.status_code == 200 and again.headers[HEADER] == got.headers[HEADER]  # the map used
+    # a map that cannot be found: "a new EntityMap shall be created" (5.7.1.4)
+    unknown = f"{API}/entityMaps/urn:ngsi-ld:EntityMap:gone"
+    fresh = api["M"].get("/entities/urn:ngsi-ld:Sensor:both", headers={HEADER: unknown})
+    assert map_path(fresh) != unknown[len(API):]
+    assert api["M"].get("/entities/urn:ngsi-ld:Sensor:both", params={"entityMap": "maybe"}).status_code == 400
+    assert api["M"].get("/entities/urn:ngsi-ld:Sensor:nowhere", params={"entityMap": "true"}).status_code == 404
+
+
+def test_temporal_query_with_a_map_asks_only_the_registrations_it_lists(brokers: Brokers,
+                                                                        api: dict[str, httpx.Client],
+                                                                        tenant: str) -> None:
+    history(api["A"], "urn:ngsi-ld:Sensor:aix-1", 41)
+    register(api, "M", brokers.urls["A"], tenant, operations=["queryTemporal", "createEntityMapQueryTemporal"],
+             **HISTORY)
+    made = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER, "entityMap": "true"})
+    location = made.headers[HEADER]
+    assert "NGSILD-Warning" not in made.headers
+    down = f"http://127.0.0.1:{free_port()}"  # registered after the map was made; nothing listens there
+    register(api, "M", down, tenant, operations=["queryTemporal"], **HISTORY)
+    fresh = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER})
+    assert down in fresh.headers["NGSILD-Warning"]  # asked when no map is used
+    # 5.7.4.4: "only the retrieved EntityMap shall be used to determine which Context Source Registrations match"
+    used = api["M"].get("/temporal/entities", params={"type": "Sensor", **AFTER}, headers={HEADER: location})
+    assert ids(used) == {"urn:ngsi-ld:Sensor:aix-1"} and used.headers[HEADER] == location
+    assert "NGSILD-Warning" not in used.headers
