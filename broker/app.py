@@ -33,13 +33,13 @@ from broker.api import (
     contexts,
     csources,  # federation
     entities,
+    entitymaps,  # federation
     subscriptions,  # subscriptions
     temporal,  # temporal
     types,
     version,
 )
 from broker.api.deps import API
-from broker.federation import entitymaps
 from broker.federation import subs as federated_subs
 from broker.federation.csubs import CSourceSubscriptions
 from broker.federation.forward import Forwarder

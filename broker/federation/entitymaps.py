@@ -7,7 +7,8 @@ registrations that answered it, "@none" for this broker's own store (Table
 path /ngsi-ld/v1/entityMaps/{id}). A later query sending that header is answered
 from the entities the map lists only. Temporal queries make and use maps the same
 way (5.14.5, broker.api.temporal). /entityMaps/{id} is retrieved, updated
-(expiresAt; output-only members are ignored, clause 5.14.2.4) and deleted (6.32).
+(expiresAt; output-only members are ignored, clause 5.14.2.4) and deleted (6.32) by the
+routes of broker.api.entitymaps.
 
 Maps are kept in the store's registry (migration 6, both stores) under the kind
 'entitymap', per tenant: doc = {expiresAt, entityMap, linkedMaps}. A map past its
@@ -20,20 +21,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import Request
 
-from broker.api import deps
-from broker.api.deps import API, TenantDep
-from broker.http import accepted_type, json_response, no_content
-from broker.state import broker_state
 from broker.store.base import RegistryDoc, Store
 from broker.temporal.query import duration_us
 from models.errors import BadRequestData, ResourceNotFound
+from models.media import API
 from models.validation import check_uri, parse_datetime
+
+if TYPE_CHECKING:  # broker.state imports broker.federation: a run-time import back would be a cycle
+    from broker.state import BrokerState
 
 KIND = "entitymap"
 HEADER = "NGSILD-EntityMap"
@@ -41,8 +41,6 @@ LOCAL = "@none"
 DEFAULT_LIFETIME = timedelta(hours=1)
 MAX_LIFETIME = timedelta(days=1)
 PATH = f"{API}/entityMaps/"
-
-router = APIRouter(prefix=API)
 
 
 def _now() -> datetime:
@@ -154,7 +152,8 @@ def build(local_ids: list[str], sources: dict[str, list[str]]) -> dict[str, list
 
 def maps(request: Request) -> EntityMaps:
     """The EntityMaps of the app serving the request."""
-    return EntityMaps(broker_state(request).store)
+    state: BrokerState = request.app.state.broker  # as broker.state.broker_state reads it
+    return EntityMaps(state.store)
 
 
 async def asked_for(request: Request, tenant: str, params: Any) -> tuple[bool, dict[str, Any] | None]:
@@ -169,31 +168,3 @@ async def asked_for(request: Request, tenant: str, params: Any) -> tuple[bool, d
         return make_map, await maps(request).get(tenant, id_of_header(header))
     except ResourceNotFound:
         return True, None
-
-
-# ---------------------------------------------------------------------------- /entityMaps/{id} (6.32)
-
-
-@router.get("/entityMaps/{map_id:path}")
-async def retrieve_entity_map(map_id: str, request: Request, tenant: TenantDep = "") -> Response:
-    """Retrieve EntityMap (6.32.3.1): 200, 400, 404."""
-    media = accepted_type(request)
-    deps.check_params(request)
-    value, _ = await deps.read_context(request)
-    return json_response(await maps(request).get(tenant, map_id), media=media, context=value)
-
-
-@router.patch("/entityMaps/{map_id:path}")
-async def update_entity_map(map_id: str, request: Request, tenant: TenantDep = "") -> Response:
-    """Update EntityMap (6.32.3.2): 204, 400, 404."""
-    incoming, _ = await deps.read_entity_body(request, patch=True)
-    await maps(request).update(tenant, map_id, incoming.body)
-    return no_content()
-
-
-@router.delete("/entityMaps/{map_id:path}")
-async def delete_entity_map(map_id: str, request: Request, tenant: TenantDep = "") -> Response:
-    """Delete EntityMap (6.32.3.3): 204, 400, 404."""
-    deps.check_params(request)
-    await maps(request).delete(tenant, map_id)
-    return no_content()
