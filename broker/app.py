@@ -99,7 +99,7 @@ async def open_broker(settings: BrokerSettings) -> BrokerState:
     forwarder = Forwarder(registrations, me=f"{settings.host}:{settings.port}", timeout=settings.federation_timeout,
                           public_url=settings.public_url)
     await forwarder.start()
-    relay = federated_subs.SubscriptionRelay(store, subs.storage, registrations, forwarder, resolver)
+    relay = federated_subs.SubscriptionRelay(store, subs.storage, registrations, forwarder, resolver, subs.enqueue)
     await relay.start()  # resumes the copies still to be made
     # temporal (broker.temporal): history recorder + change-log trim; stops before the store
     history = await start_temporal(store, consumers, history=history_storage)

@@ -26,8 +26,13 @@ subscription as it is then; a 4xx answer is logged and not retried. A copy holds
 offers (kept in the record: a changed registration PATCHes them); splitEntities=true drops q, geoQ,
 scopeQ and the notification's attributes, pick, omit (not splitting is this deployment's default).
 Simplifications (see the README "Federation" section): watchedAttributes are not reduced to the
-registration's names, two broker processes on one store each retry what they know of, and the relay
-posts once over HTTP(S) (no durable queue; an MQTT subscriber endpoint is not relayed).
+registration's names, and two broker processes on one store each retry what they know of.
+
+A relayed notification goes the way of the broker's own (broker.subscriptions.delivery): rewritten
+(subscriptionId the original one) and queued durably for the original subscription, then delivered at
+least once, in order with its other notifications, retried on a capped backoff, over HTTP(S) or MQTT
+with the endpoint's receiverInfo, and counted in its notification status members. The relay endpoint
+answers 204 only once the notification is queued, 503 when it could not be (the source retries).
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -69,18 +74,23 @@ _SPLIT_MEMBERS = ("q", "geoQ", "scopeQ")
 _SPLIT_NOTIFICATION = ("attributes", "pick", "omit")
 
 
+Enqueue = Callable[[str, str, bytes], Awaitable[None]]
+"""Queue one notification (render.envelope's form) of (tenant, subscription) durably (Subscriptions.enqueue)."""
+
+
 def relayed(doc: dict[str, Any]) -> bool:
-    """Whether a subscription is copied to sources: not localOnly, notified over HTTP(S)."""
+    """Whether a subscription is copied to sources: not localOnly, notified over HTTP(S) or MQTT."""
     endpoint = (doc.get("notification") or {}).get("endpoint") or {}
-    return doc.get("localOnly") is not True and str(endpoint.get("uri", "")).startswith("http")
+    return doc.get("localOnly") is not True and str(endpoint.get("uri", "")).lower().startswith(("http", "mqtt"))
 
 
 class SubscriptionRelay:
     """The copies of this broker's subscriptions at registered sources, and the relay of their notifications."""
 
     def __init__(self, store: Store, storage: SubscriptionStorage, registrations: RegistrationService,
-                 forwarder: Forwarder, resolver: ContextResolver) -> None:
+                 forwarder: Forwarder, resolver: ContextResolver, enqueue: Enqueue) -> None:
         self.relays = RelayStore(store)
+        self.enqueue = enqueue
         self.store = store
         self.storage = storage
         self.registrations = registrations
@@ -318,30 +328,26 @@ class SubscriptionRelay:
 
     # ---------------------------------------------------------------- relaying
 
-    async def relay(self, token: str, body: bytes, content_type: str) -> bool:
-        """Send a source's notification on to the original subscriber; False for an unknown token."""
+    async def relay(self, token: str, body: bytes, content_type: str, link: str | None = None) -> bool:
+        """Queue a source's notification for the original subscriber (its delivery is the subscription's own);
+        False for an unknown token. Raises when the queue could not be written (the source is to retry)."""
         found = await self.relays.by_token(token)
         stored = await self.storage.get(*found) if found is not None else None
         if stored is None:
             return False
         if status_of(stored.doc) != "active":
             return True  # paused or expired here: nothing is sent on
-        endpoint = (stored.doc.get("notification") or {}).get("endpoint") or {}
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return True  # nothing to relay; the source is not asked to retry garbage
-        if isinstance(doc, dict):
-            doc["subscriptionId"] = stored.id
-        headers = {"Content-Type": content_type or "application/json"}
-        for info in endpoint.get("receiverInfo") or []:
-            if isinstance(info, dict) and isinstance(info.get("key"), str):
-                headers[info["key"]] = str(info.get("value", ""))
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                await client.post(endpoint["uri"], content=orjson.dumps(doc), headers=headers)
-        except (httpx.HTTPError, OSError, KeyError):
-            log.warning("relayed notification of %s to %s failed", stored.id, endpoint.get("uri"))
+        if not isinstance(doc, dict):
+            return True
+        doc["subscriptionId"] = stored.id
+        media = (content_type or "application/json").split(";")[0].strip() or "application/json"
+        message = {"contentType": media, "link": link if media != "application/ld+json" else None,
+                   "notification": doc}
+        await self.enqueue(stored.tenant, stored.id, orjson.dumps(message))
         return True
 
 
@@ -411,6 +417,12 @@ router = APIRouter(prefix=API)
 
 @router.post(RELAY_PATH + "/{token}", include_in_schema=False)
 async def relay_notification(token: str, request: Request) -> Response:
-    """A source's notification for a copied subscription: sent on to the subscriber (204), 404 if unknown."""
-    known = await relay_of(request).relay(token, await request.body(), request.headers.get("content-type", ""))
+    """A source's notification for a copied subscription: queued for the subscriber (204), 404 if unknown,
+    503 when it could not be queued (the source is to send it again)."""
+    try:
+        known = await relay_of(request).relay(token, await request.body(), request.headers.get("content-type", ""),
+                                              request.headers.get("link"))
+    except Exception:  # whatever kept it from the queue, the source must not take it as delivered
+        log.exception("relayed notification for token %s not queued", token[:6])
+        return Response(status_code=503)
     return Response(status_code=204 if known else 404)

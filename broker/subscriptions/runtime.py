@@ -62,6 +62,14 @@ class Subscriptions:
         if self._work:  # this process delivers
             await self.delivery.settle(tenant, sub_id)
 
+    async def enqueue(self, tenant: str, sub_id: str, body: bytes) -> None:
+        """Queue one rendered notification (render.envelope's form) of a subscription durably, as the dispatcher
+        does, and wake its delivery worker when this process delivers (else the leader's rescan finds it).
+        Returns once the queue row is written; raises when it could not be."""
+        await self.storage.enqueue([(tenant, sub_id, body)], None)
+        if self._work:
+            self.delivery.wake(tenant, sub_id)
+
     async def start(self) -> None:
         await self.storage.open()
         self.dispatcher.cursor = await self.storage.cursor() or 0

@@ -12,7 +12,7 @@ from typing import Any, Self
 class Receiver:
     """Collects POSTed JSON bodies; `next()` waits for the next one (an event, not a sleep)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         received: queue.Queue[dict[str, Any]] = queue.Queue()
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,7 +26,7 @@ class Receiver:
                 pass
 
         self.received = received
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/notify"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

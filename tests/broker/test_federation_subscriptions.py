@@ -8,6 +8,8 @@ the town until it is there; nothing asserts how long it took.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,14 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.procs import Managed, broker_process, free_port
+from tests import services
 from tests.broker.federation_receiver import Receiver
 from tests.pg import store_url
 
 API = "/ngsi-ld/v1"
-ENV = {"METROPOLE_BROKER_FEDERATION_TIMEOUT": "1.5"}
+ENV = {"METROPOLE_BROKER_FEDERATION_TIMEOUT": "1.5", "METROPOLE_NOTIFY_RETRY_MAX": "1"}
 T = TypeVar("T")
 
 
@@ -245,3 +250,62 @@ def test_an_update_and_a_delete_reach_a_town_that_was_down(metro: tuple[Managed,
             eventually(lambda: copies(b) == [])
     finally:
         proc.stop()
+
+
+def test_a_relayed_notification_waits_for_a_subscriber_that_is_down(metro: tuple[Managed, str], town: str,
+                                                                      tenant: str) -> None:
+    _, m_url = metro
+    port = free_port()  # the subscriber's address; nothing listens there yet
+    with client(m_url, tenant) as m, client(town, tenant) as a:
+        register(m, town, tenant)
+        r = ok(m.post("/subscriptions", json={
+            "type": "Subscription", "entities": [{"type": "Sensor"}], "watchedAttributes": ["no2"],
+            "notification": {"format": "keyValues",
+                             "endpoint": {"uri": f"http://127.0.0.1:{port}/notify", "accept": "application/json"}}}),
+               201)
+        sub_id = r.headers["location"].rsplit("/", 1)[1]
+        assert len(copies(a)) == 1
+        ok(a.post("/entities", json=sensor("urn:ngsi-ld:Sensor:down-aix", no2=7)), 201)
+        # the town has handed its notification to the relay endpoint (its copy counts a success)
+        eventually(lambda: copies(a)[0]["notification"].get("lastSuccess"))
+        with Receiver(port) as receiver:  # the subscriber is back: the queued notification reaches it
+            relayed_value(receiver, sub_id, "urn:ngsi-ld:Sensor:down-aix", "no2", 7)
+        note = ok(m.get(f"/subscriptions/{sub_id}"), 200).json()["notification"]
+        assert note["timesFailed"] >= 1 and "lastFailure" in note
+        ok(m.delete(f"/subscriptions/{sub_id}"), 204)
+
+
+def test_an_mqtt_subscriber_gets_relayed_notifications(metro: tuple[Managed, str], town: str, tenant: str) -> None:
+    host, mqtt_port = services.require_mqtt()
+    _, m_url = metro
+    topic = f"metropole/fedsubs/{uuid.uuid4().hex[:8]}"
+    messages: list[dict[str, Any]] = []
+    subscribed = threading.Event()
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2)
+    listener.on_message = lambda c, u, msg: messages.append(json.loads(msg.payload))
+    listener.on_subscribe = lambda *_: subscribed.set()
+    listener.connect(host, mqtt_port)
+    listener.subscribe(topic, qos=1)
+    listener.loop_start()
+    try:
+        assert subscribed.wait(15), "no SUBACK from the MQTT broker"
+        with client(m_url, tenant) as m, client(town, tenant) as a:
+            register(m, town, tenant)
+            r = ok(m.post("/subscriptions", json={
+                "type": "Subscription", "entities": [{"type": "Sensor"}], "watchedAttributes": ["no2"],
+                "notification": {"format": "keyValues", "endpoint": {
+                    "uri": f"mqtt://{host}:{mqtt_port}/{topic}", "accept": "application/json",
+                    "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+                    "receiverInfo": [{"key": "X-Token", "value": "m"}]}}}), 201)
+            sub_id = r.headers["location"].rsplit("/", 1)[1]
+            assert len(copies(a)) == 1  # an MQTT subscriber's subscription is copied too
+            ok(a.post("/entities", json=sensor("urn:ngsi-ld:Sensor:mqtt-aix", no2=9)), 201)
+            message = eventually(lambda: messages[0] if messages else None)
+            assert message["metadata"]["X-Token"] == "m" and message["metadata"]["NGSILD-Tenant"] == tenant
+            body = message["body"]
+            assert body["subscriptionId"] == sub_id
+            assert [(e["id"], e["no2"]) for e in body["data"]] == [("urn:ngsi-ld:Sensor:mqtt-aix", 9)]
+            ok(m.delete(f"/subscriptions/{sub_id}"), 204)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
