@@ -75,12 +75,21 @@ class DeliverySettings:
         return max(delay, (cooldown_ms or 0) / 1000.0)
 
 
-def merge_items(items: list[QueueItem]) -> bytes:
-    """Several queued notifications of one subscription as one (their data concatenated, in order)."""
+def merge_items(items: list[QueueItem]) -> bytes | None:
+    """Several queued notifications of one subscription as one (their data concatenated, in order): the
+    entity arrays joined, or the features of GeoJSON FeatureCollections (format application/geo+json,
+    clause 5.3.1); None when they cannot be joined, and each then goes alone."""
     first = orjson.loads(items[0].body)
     data = first["notification"]["data"]
     for item in items[1:]:
-        data.extend(orjson.loads(item.body)["notification"]["data"])
+        more = orjson.loads(item.body)["notification"]["data"]
+        if isinstance(data, list) and isinstance(more, list):
+            data.extend(more)
+        elif (isinstance(data, dict) and isinstance(more, dict) and isinstance(data.get("features"), list)
+              and isinstance(more.get("features"), list)):
+            data["features"].extend(more["features"])
+        else:
+            return None
     return orjson.dumps(first)
 
 
@@ -216,7 +225,10 @@ class Delivery:
             while (len(group) < self.settings.max_batch and i + len(group) < len(items)
                    and items[i + len(group)].attempts == 0):
                 group.append(items[i + len(group)])
-            body = head.body if len(group) == 1 else merge_items(group)
+            merged = merge_items(group) if len(group) > 1 else None
+            if merged is None:
+                group = [head]
+            body = head.body if merged is None else merged
             attempt = self._inflight[key] = asyncio.Event()
             try:
                 ok = await self.send(sub, body)

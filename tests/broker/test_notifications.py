@@ -378,6 +378,30 @@ def test_receiver_killed_during_burst_gets_everything_in_order(api: httpx.Client
         assert values == sorted(values)
 
 
+def test_geojson_backlog_reaches_a_receiver_that_comes_back(api: httpx.Client, receiver: Receiver) -> None:
+    """A backlog of GeoJSON notifications (data: a FeatureCollection, not an array) is delivered once the
+    receiver is back; joining it as an array stopped the subscription's delivery worker at every attempt."""
+    sid = subscribe(api, receiver.url, notification={"endpoint": {"accept": "application/geo+json"}})
+    eid = new_id()
+    api.post("/entities", json={**thing(eid, n=0), "location": {"type": "GeoProperty",
+                                                               "value": {"type": "Point", "coordinates": [5.4, 43.3]}}})
+    receiver.wait(lambda: len(receiver.received) >= 1)
+    receiver.stop()
+    for i in range(1, 6):
+        assert api.patch(f"/entities/{eid}/attrs", json={"n": {"type": "Property", "value": i}}).status_code == 204
+    # the precondition, not a pause: deliveries failed while the receiver was away, so a backlog exists
+    receiver.wait(lambda: api.get(f"/subscriptions/{sid}").json()["notification"].get("timesFailed", 0) >= 1)
+    receiver.start()
+
+    def values() -> list[int]:
+        return [f["properties"]["n"]["value"] for _, n in receiver.received
+                for f in n["data"]["features"]]
+
+    receiver.wait(lambda: values()[-1:] == [5], timeout=30)
+    assert all(n["data"]["type"] == "FeatureCollection" for _, n in receiver.received)
+    assert values() == sorted(values()) and set(values()) == set(range(6))
+
+
 def test_mqtt_delivery_through_mosquitto(api: httpx.Client) -> None:
     host, port = services.require_mqtt()
     topic = f"metropole/test/{uuid.uuid4().hex[:8]}"
