@@ -32,16 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import orjson
-
 from broker.quantumleap.errors import cannot_aggregate
 from broker.quantumleap.params import Params
 from broker.temporal.model import from_us, to_us
 from broker.temporal.rollup import UNITS, RollupBucket
 from broker.temporal.storage import HistoryStorage
 from models.errors import BadRequestData
-
-_VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
 
 
 class Pick(NamedTuple):
@@ -81,10 +77,6 @@ def ql_value(value: Any) -> Any:
     return value
 
 
-def _value(inst: dict[str, Any]) -> Any:
-    return ql_value(next((inst[m] for m in _VALUE_MEMBERS if m in inst), None))
-
-
 async def load_rows(history: HistoryStorage, tenant: str, picks: Sequence[Pick], show: Callable[[str], str | None],
                     p: Params) -> list[Series]:
     """The rows of the entities of one type, paged as QuantumLeap pages raw rows (aggregation reads all of them).
@@ -105,10 +97,10 @@ async def load_rows(history: HistoryStorage, tenant: str, picks: Sequence[Pick],
         name = show(h.attr)
         if name is None:
             continue
-        inst = orjson.loads(h.instance)
-        if "deletedAt" in inst:
+        deleted, value = h.value()  # from the columns: no document rebuilt and parsed again
+        if deleted:
             continue
-        table.setdefault((h.entity_id, h.time_us), {})[name] = _value(inst)
+        table.setdefault((h.entity_id, h.time_us), {})[name] = ql_value(value)
         names_seen.setdefault(h.entity_id, set()).add(name)
     keys = sorted(table, key=lambda k: (k[1], k[0]))
     if not aggregate:
