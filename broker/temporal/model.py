@@ -344,6 +344,9 @@ def stored_value(stored: bytes, value_json: str | None) -> tuple[bool, Any]:
     languageMap, vocab, json, valueList, objectList; None without one): what
     orjson.loads(rebuild_instance(...)) would give, read from the layout, value_json and the kept
     members without building the document (a reading `TVOcm{}` parses only value_json)."""
+    if stored[-2:] == b"{}" and stored[:1] != b"{":  # no kept members (every plain reading): letters only
+        deleted = b"d" in stored or b"D" in stored
+        return deleted, orjson.loads(value_json or "null") if b"V" in stored or b"R" in stored else None
     if stored[:1] == b"{":
         whole = orjson.loads(stored)
         return "deletedAt" in whole, _value_member(whole)
