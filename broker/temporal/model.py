@@ -337,3 +337,27 @@ def rebuild_instance(stored: bytes, value_json: str | None, observed_us: int | N
         else:
             args.append(_stamp_bytes(deleted_us or 0, f == "D"))
     return template % tuple(args)
+
+
+def stored_value(stored: bytes, value_json: str | None) -> tuple[bool, Any]:
+    """Whether a stored row's document has deletedAt, and its value member (the first of value, object,
+    languageMap, vocab, json, valueList, objectList; None without one): what
+    orjson.loads(rebuild_instance(...)) would give, read from the layout, value_json and the kept
+    members without building the document (a reading `TVOcm{}` parses only value_json)."""
+    if stored[-2:] == b"{}" and stored[:1] != b"{":  # no kept members (every plain reading): letters only
+        deleted = b"d" in stored or b"D" in stored
+        return deleted, orjson.loads(value_json or "null") if b"V" in stored or b"R" in stored else None
+    if stored[:1] == b"{":
+        whole = orjson.loads(stored)
+        return "deletedAt" in whole, _value_member(whole)
+    start = stored.index(b"{")
+    layout = stored[:start]
+    kept = orjson.loads(stored[start:]) if len(stored) - start > 2 else {}
+    deleted = b"d" in layout or b"D" in layout or "deletedAt" in kept
+    if b"V" in layout:  # "value" comes first among the members
+        return deleted, orjson.loads(value_json or "null")
+    if "value" in kept:
+        return deleted, kept["value"]
+    if b"R" in layout:
+        return deleted, orjson.loads(value_json or "null")
+    return deleted, _value_member(kept)

@@ -408,7 +408,7 @@ class PostgresHistory(HistoryStorage):
         else:
             sql += " ORDER BY entity_id, attr, t, iid"
         rows = await self.pool.fetch(sql, *params)
-        hits = [InstanceHit(r[0], r[1], r[2], r[3], rebuild_instance(bytes(r[4]), r[5], r[6], r[7], r[8], r[9]))
+        hits = [InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8], r[9])
                 for r in rows]
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))

@@ -287,7 +287,7 @@ STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us
 
 
 def _hit(r: tuple[Any, ...]) -> InstanceHit:
-    return InstanceHit(r[0], r[1], r[2], r[3], rebuild_instance(r[4], r[5], r[6], r[7], r[8], r[9]))
+    return InstanceHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
 
 def _per_series(
@@ -326,7 +326,7 @@ def _per_series(
         for attr, sid in conn.execute(series_sql, (tenant, entity_id, *series_args)):
             by_attr.setdefault(attr, []).append(sid)
         for attr, sids in by_attr.items():
-            found = [InstanceHit(r[0], entity_id, attr, r[1], rebuild_instance(r[2], r[3], r[4], r[5], r[6], r[7]))
+            found = [InstanceHit(r[0], entity_id, attr, r[1], r[2], r[3], r[4], r[5], r[6], r[7])
                      for sid in sids for r in conn.execute(rows_sql, (sid, *bounds, per_attr))]
             if len(sids) > 1:
                 found.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)

@@ -26,9 +26,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from broker.temporal.model import EntityRow, HistoryRow
+from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, stored_value
 from storage.migrate import Schema
 
 if TYPE_CHECKING:
@@ -54,7 +54,22 @@ class InstanceHit:
     entity_id: str
     attr: str
     time_us: int
-    instance: bytes
+    stored: bytes  # the stored row's document and the columns that rebuild it (model.rebuild_instance)
+    value_json: str | None
+    observed_us: int | None
+    created_us: int | None
+    modified_us: int | None
+    deleted_us: int | None
+
+    @property
+    def instance(self) -> bytes:
+        """The instance document, orjson.dumps of it (rebuilt on each access)."""
+        return rebuild_instance(self.stored, self.value_json, self.observed_us, self.created_us, self.modified_us,
+                                self.deleted_us)
+
+    def value(self) -> tuple[bool, Any]:
+        """Whether the instance is a deletion (deletedAt), and its value member, without the document."""
+        return stored_value(self.stored, self.value_json)
 
 
 class Bucket(NamedTuple):

@@ -23,7 +23,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.temporal.model import EntityRow, HistoryRow, deletion_row, from_us, rebuild_instance, to_us, value_row
+from broker.temporal.model import (
+    EntityRow,
+    HistoryRow,
+    deletion_row,
+    from_us,
+    rebuild_instance,
+    stored_value,
+    to_us,
+    value_row,
+)
 from broker.temporal.postgres import PostgresHistory
 from broker.temporal.sqlite import SQLiteHistory
 from broker.temporal.storage import HistoryStorage, TimeRange
@@ -86,6 +95,22 @@ def test_a_rebuilt_instance_is_the_document_written(doc: dict[str, Any], default
         rebuilt = rebuild_instance(row.stored, row.value_json, row.observed_us, row.created_us, row.modified_us,
                                    row.deleted_us)
         assert rebuilt == row.instance == orjson.dumps(orjson.loads(row.instance))
+
+
+_VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=documents, default_us=st.sampled_from([0, T0, T0 + 123_456]))
+def test_the_value_read_from_the_columns_is_the_documents(doc: dict[str, Any], default_us: int) -> None:
+    # what the QuantumLeap Python path reads without rebuilding the document: deletedAt and the value member
+    for row in (value_row(TENANT, ENTITY, NO2, doc, default_us), deletion_row(TENANT, ENTITY, NO2, doc, default_us)):
+        parsed = orjson.loads(row.instance)
+        expected = ("deletedAt" in parsed, next((parsed[m] for m in _VALUE_MEMBERS if m in parsed), None))
+        got = stored_value(row.stored, row.value_json)
+        assert got == expected and [type(x) for x in got] == [type(x) for x in expected]
+    whole = orjson.dumps(doc)  # a row stored before the compact layout
+    assert stored_value(whole, None) == ("deletedAt" in doc, next((doc[m] for m in _VALUE_MEMBERS if m in doc), None))
 
 
 @pytest.fixture

@@ -144,6 +144,35 @@ def test_aggregation(ql: httpx.Client) -> None:
                               "attributes": [{"attrName": "pressure", "values": [8]}]}
 
 
+def test_values_that_are_not_numbers_through_the_python_path(ql: httpx.Client) -> None:
+    # text, booleans, structured values and date-times: the rollups cannot serve them, the values are read
+    # from the stored rows (series.load_rows); the answers are QuantumLeap's (and this broker's before)
+    for i, at in enumerate(T):
+        meta = {"TimeInstant": {"type": "DateTime", "value": at}}
+        notify_v2(ql, {"id": "Dev1", "type": "Device",
+                       "name": {"type": "Text", "value": "bdac"[i], "metadata": meta},
+                       "on": {"type": "Boolean", "value": i % 2 == 0, "metadata": meta},
+                       "shape": {"type": "StructuredValue", "value": {"k": i, "l": [i, "x"]}, "metadata": meta},
+                       "when": {"type": "DateTime", "value": f"2026-02-0{4 - i}T00:00:00.000Z", "metadata": meta}})
+    raw = ql.get("/entities/Dev1").json()
+    assert raw["index"] == [ql_time(t) for t in T]
+    assert {a["attrName"]: a["values"] for a in raw["attributes"]} == {
+        "name": ["b", "d", "a", "c"], "on": [True, False, True, False],
+        "shape": [{"k": i, "l": [i, "x"]} for i in range(4)],
+        "when": [f"2026-02-0{4 - i}T00:00:00.000+00:00" for i in range(4)]}
+
+    def aggr(attr: str, method: str, **more: str) -> Any:
+        r = ql.get(f"/entities/Dev1/attrs/{attr}", params={"aggrMethod": method, **more})
+        return r.json()["values"] if r.status_code == 200 else r.status_code
+
+    assert [aggr("name", m) for m in ("count", "min", "max", "avg", "sum")] == [[4], ["a"], ["d"], 404, 404]
+    assert [aggr("when", m) for m in ("min", "max")] == [["2026-02-01T00:00:00.000+00:00"], ["2026-02-04T00:00:00.000+00:00"]]
+    assert [aggr("on", m) for m in ("count", "max", "avg")] == [[4], 404, 404]
+    assert [aggr("shape", m) for m in ("count", "min", "sum")] == [[4], 404, 404]
+    assert aggr("name", "max", aggrPeriod="hour") == ["b", "d", "a", "c"][:2][::-1][:1] + ["a", "c"]
+    assert aggr("on", "count", aggrPeriod="day") == [3, 1]
+
+
 def test_errors(ql: httpx.Client) -> None:
     seed_rooms(ql)
     notify_v2(ql, {"id": "Room1", "type": "Room", "name": {"type": "Text", "value": "kitchen",
