@@ -39,11 +39,13 @@ async def _held(thread: SQLiteThread, jobs: list[Job]) -> list[Any]:
         release.wait()
 
     holder = asyncio.ensure_future(thread.run(hold))
-    await asyncio.to_thread(started.wait)
-    tasks = [asyncio.ensure_future(job(thread)) for job in jobs]
-    while len(thread._jobs) < len(jobs):  # each task queues its job before its first wait
-        await asyncio.sleep(0)
-    release.set()
+    try:
+        await asyncio.to_thread(started.wait)
+        tasks = [asyncio.ensure_future(job(thread)) for job in jobs]
+        while len(thread._jobs) < len(jobs):  # each task queues its job before its first wait
+            await asyncio.sleep(0)
+    finally:
+        release.set()  # never leave the writer held (the thread could not be closed)
     await holder
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
