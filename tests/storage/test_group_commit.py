@@ -168,15 +168,17 @@ def test_a_cancelled_caller_s_job_is_skipped(tmp_path: Path) -> None:
     async def body(thread: SQLiteThread) -> None:
         started, release = threading.Event(), threading.Event()
         holder = asyncio.ensure_future(thread.run(lambda _: (started.set(), release.wait())))
-        await asyncio.to_thread(started.wait)
-        first = asyncio.ensure_future(_insert(path, 1)(thread))
-        second = asyncio.ensure_future(_insert(path, 2)(thread))
-        while len(thread._jobs) < 2:
-            await asyncio.sleep(0)
-        first.cancel()
-        while not thread._jobs[0].future.cancelled():  # the cancel reaches the queued job through the loop
-            await asyncio.sleep(0)
-        release.set()
+        try:
+            await asyncio.to_thread(started.wait)
+            first = asyncio.ensure_future(_insert(path, 1)(thread))
+            second = asyncio.ensure_future(_insert(path, 2)(thread))
+            while len(thread._jobs) < 2:
+                await asyncio.sleep(0)
+            first.cancel()
+            while not thread._jobs[0].future.cancelled():  # the cancel reaches the queued job through the loop
+                await asyncio.sleep(0)
+        finally:
+            release.set()
         await holder
         assert await second == 2
         with pytest.raises(asyncio.CancelledError):
