@@ -149,9 +149,16 @@ class SQLiteDatabase(Database):
     async def _disconnect(self) -> None:
         await self.writer.close()
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn(connection)` in one BEGIN IMMEDIATE transaction on the writer, under the file's write lock."""
-        return await self.writer.tx(fn, write=True, lock=self.write_lock)
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, group: bool = True,
+                    after: Callable[[T], None] | None = None) -> T:
+        """`fn(connection)` in a BEGIN IMMEDIATE transaction on the writer, under the file's write lock.
+
+        By default the write is group-committed with the writes queued with it (SQLiteThread.tx:
+        a SAVEPOINT each, one COMMIT, answers after it). A write that ends or inspects the
+        transaction itself passes `group=False` and runs alone. `after(result)` runs on the writer
+        once the write is committed (for in-memory state that must follow only committed data).
+        """
+        return await self.writer.tx(fn, write=True, lock=self.write_lock, group=group, after=after)
 
     async def open_reader(self, name: str, pragmas: Sequence[str] = ()) -> SQLiteThread:
         """A read connection on a thread of its own (':memory:': the writer, which is the only view of it).

@@ -10,13 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+GROUP_MAX = 64
+"""The most write jobs one group commit runs (a bound on how long the first of them waits for its answer)."""
+
+
+class _Job:
+    """One queued `tx`/`run`: what to run, how, and the future its caller awaits."""
+
+    __slots__ = ("after", "fn", "future", "group", "lock", "tx", "write")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], *, tx: bool, write: bool, group: bool,
+                 lock: AbstractContextManager[Any] | None, after: Callable[[Any], None] | None) -> None:
+        self.fn = fn
+        self.tx = tx
+        self.write = write
+        self.group = group
+        self.lock = lock
+        self.after = after
+        self.future: Future[Any] = Future()
 
 
 class SQLiteThread:
@@ -28,6 +49,8 @@ class SQLiteThread:
         self.pragmas = tuple(pragmas)
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._jobs: deque[_Job] = deque()
+        self._jobs_guard = threading.Lock()
 
     async def open(self, setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
         """Connect (WAL for files, the given pragmas), then run `setup` (if any) in one write transaction."""
@@ -75,30 +98,157 @@ class SQLiteThread:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn(connection)` on the thread, outside any explicit transaction."""
-        return await self._hop(lambda: fn(self._connection()))
+        """`fn(connection)` on the thread, outside any explicit transaction (alone: never in a group)."""
+        result: T = await self._submit(_Job(fn, tx=False, write=False, group=False, lock=None, after=None))
+        return result
 
     async def tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool,
-                 lock: AbstractContextManager[Any] | None = None) -> T:
+                 lock: AbstractContextManager[Any] | None = None, group: bool = False,
+                 after: Callable[[T], None] | None = None) -> T:
         """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises.
 
         `lock` is held around the whole transaction: the in-process write lock of the file
         (storage.database.write_lock) that the file's other writers take too.
+
+        `group=True` (writes only) lets the job share its transaction with the write jobs queued
+        right after it (group commit): each runs in a SAVEPOINT of its own, so one that raises
+        rolls back only its own writes and gets its own exception, and the group ends in one COMMIT.
+        Every job's answer (and its `after(result)`, run on the thread) comes only once that COMMIT
+        succeeded; if it fails, every job of the group gets its error. So a grouped `fn` must not
+        end the transaction itself (COMMIT, ROLLBACK, BEGIN, VACUUM, most PRAGMAs) nor rely on
+        being alone in it (`total_changes`); those keep `group=False` and run alone. Jobs always
+        run in the order they were submitted, grouped or not.
         """
+        result: T = await self._submit(_Job(fn, tx=True, write=write, group=group and write, lock=lock, after=after))
+        return result
 
-        def run() -> T:
-            conn = self._connection()
-            with lock or nullcontext():
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    async def _submit(self, job: _Job) -> Any:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: the SQLite connection is not open")
+        with self._jobs_guard:
+            self._jobs.append(job)
+        # one drain per job: a drain runs at least the oldest queued job, so none is left behind
+        self._pool.submit(self._drain)
+        return await asyncio.wrap_future(job.future)
+
+    def _take(self) -> list[_Job]:
+        """The oldest queued job, with the groupable jobs right behind it if it is groupable too."""
+        with self._jobs_guard:
+            jobs = self._jobs
+            if not jobs:
+                return []
+            first = jobs.popleft()
+            taken = [first]
+            if first.group:
+                while jobs and len(taken) < GROUP_MAX and jobs[0].group and jobs[0].lock is first.lock:
+                    taken.append(jobs.popleft())
+        # a caller that gave up (cancelled) before its job started: skip it, as an executor would
+        return [j for j in taken if j.future.set_running_or_notify_cancel()]
+
+    def _drain(self) -> None:
+        jobs = self._take()
+        if not jobs:
+            return
+        conn = self._connection()
+        if len(jobs) == 1:
+            self._alone(conn, jobs[0])
+            return
+        taken = jobs
+        try:
+            with jobs[0].lock or nullcontext():
+                while jobs:
+                    jobs = self._group(conn, jobs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's caller, the connection failed under us: no job may wait for ever
+            if conn.in_transaction:
                 try:
-                    result = fn(conn)
-                except BaseException:
                     conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
+                except sqlite3.Error:
+                    pass
+            for job in taken:
+                if not job.future.done():
+                    job.future.set_exception(exc)
 
-        return await self._hop(run)
+    @staticmethod
+    def _alone(conn: sqlite3.Connection, job: _Job, *, locked: bool = False) -> None:
+        """Run one job by itself: `run` outside a transaction, `tx` in one of its own."""
+        try:
+            with nullcontext() if locked else job.lock or nullcontext():
+                if job.tx:
+                    conn.execute("BEGIN IMMEDIATE" if job.write else "BEGIN")
+                    try:
+                        result = job.fn(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:  # fn failed, or the COMMIT did (a deferred constraint)
+                            conn.execute("ROLLBACK")
+                        raise
+                else:
+                    result = job.fn(conn)
+            if job.after is not None:
+                job.after(result)
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's caller, as an executor does
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    @staticmethod
+    def _group(conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Job]:
+        """Run `jobs` in one transaction, a SAVEPOINT each, one COMMIT; answer them. Returns the jobs not run."""
+        if len(jobs) == 1:  # nothing to share: no savepoint
+            SQLiteThread._alone(conn, jobs[0], locked=True)
+            return []
+        done: list[tuple[_Job, Any]] = []  # ran and released: committed with the group
+        failed: list[tuple[_Job, BaseException]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's caller, as an executor does
+            for job in jobs:
+                job.future.set_exception(exc)
+            return []
+        for i, job in enumerate(jobs):
+            conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(conn)
+            except BaseException as exc:  # noqa: BLE001 - handed to the job's caller, as an executor does
+                failed.append((job, exc))
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                        continue
+                    except sqlite3.Error:
+                        pass
+                # SQLite ended the whole transaction (or cannot undo the savepoint): the jobs before
+                # this one are lost with it; those after it start a group of their own
+                lost = sqlite3.OperationalError("the group's transaction was rolled back by a failing write")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for other, _ in done:
+                    other.future.set_exception(lost)
+                for other, err in failed:
+                    other.future.set_exception(err)
+                return jobs[i + 1:]
+            conn.execute("RELEASE job")
+            done.append((job, result))
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's caller, as an executor does
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                job.future.set_exception(exc)
+            return []
+        for job, result in done:
+            try:
+                if job.after is not None:
+                    job.after(result)
+            except BaseException as exc:  # noqa: BLE001 - handed to the job's caller, as an executor does
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+        for job, err in failed:
+            job.future.set_exception(err)
+        return []
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn

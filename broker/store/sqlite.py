@@ -235,26 +235,18 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ plumbing
 
     async def _write(self, fn: Callable[[sqlite3.Connection], tuple[T, list[ChangeRecord]]]) -> T:
-        """Run fn in one BEGIN IMMEDIATE transaction on the writer thread; fn returns (result, change records)."""
+        """Run fn in a BEGIN IMMEDIATE transaction on the writer thread; fn returns (result, change records).
+
+        Group-committed with the file's other queued writes (SQLiteDatabase.write): fn runs in a
+        SAVEPOINT of its own, and its records reach the recent-changes buffer only once committed.
+        """
         assert self._writer is not None, "store is not open"
 
-        lock = self._wlock
+        def after(done: tuple[T, list[ChangeRecord]]) -> None:
+            self._recent.add(done[1])  # only once committed: consumers must never see a rolled-back change
 
-        def tx() -> T:
-            conn = self._wconn
-            assert conn is not None
-            with lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result, records = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            self._recent.add(records)  # only once committed: consumers must never see a rolled-back change
-            return result
-
-        return await asyncio.get_running_loop().run_in_executor(self._writer, tx)
+        result, _ = await self._db.write(fn, after=after)
+        return result
 
     async def _write_plain(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """_write for a write that is no entity change (tenants, contexts, the log's trimming)."""
