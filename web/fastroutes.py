@@ -17,8 +17,12 @@ A `Mount` may be listed too: a request under it is handed to the mounted app wit
 trying the routes before it.
 
 Routes are listed by the app that owns them, in the order its router tries them; a fast
-route must not be shadowed by an earlier route of the app (tests/web/test_fastroutes.py
+route must not be shadowed by an earlier route of the app (tests/broker/test_fast_routes.py
 compares every case with the normal route over a real socket).
+
+Two private helpers of Starlette (`wrap_app_handling_exceptions`, `get_route_path`) are
+used so that errors and paths are handled exactly as its router handles them; Starlette
+is pinned in constraints.txt, and that test fails if either changes behaviour.
 """
 
 from __future__ import annotations
