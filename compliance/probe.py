@@ -4,7 +4,9 @@ Non-destructive: every request carries a test tenant of its own
 (`NGSILD-Tenant: compliance-<random>`) and touches only entities whose ids
 start with `urn:ngsi-ld:AirQualityObserved:compliance-<run>-`; everything
 created is deleted at the end. A local HTTP receiver takes the
-notifications of the subscription checks.
+notifications of the subscription checks, and a local context source
+(`ContextSource`, on the same host) answers the forwarded requests of the
+distributed-operation checks: the broker must be able to reach this host.
 
 One check per function (compliance/probe_checks.py), registered with its
 clause and feature (compliance/probe_registry.py):
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
@@ -37,7 +40,7 @@ from compliance.probe_registry import API, ERRORS, CheckSpec, Failed, NotSupport
 from models.smart_data_models import AirQualityObserved
 
 __all__ = ["API", "CHECKS", "DEFAULT_CONTEXT", "ERRORS", "FAIL", "NOT_SUPPORTED", "PASS", "CheckResult", "CheckSpec",
-           "Exchange", "Failed", "NotSupported", "NotificationReceiver", "Probe", "ProbeReport"]
+           "ContextSource", "Exchange", "Failed", "NotSupported", "NotificationReceiver", "Probe", "ProbeReport"]
 
 DEFAULT_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
 PASS, FAIL, NOT_SUPPORTED = "pass", "fail", "not supported"
@@ -119,6 +122,69 @@ class NotificationReceiver:
         return None
 
 
+# --- the context source of the distributed-operation checks ----------------------------------
+
+
+class ContextSource:
+    """A tiny NGSI-LD context source on a local HTTP server: it answers GET /ngsi-ld/v1/entities/{id} and
+    GET /ngsi-ld/v1/entities?type=... from the entities in `entities`, and records every request it gets.
+
+    The broker under test must reach it at `url` (as it must reach the notification receiver).
+    `answer` is what it sends back for an entity it holds (the entity itself; a test can make it lie).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", advertised_host: str | None = None) -> None:
+        self.entities: dict[str, dict[str, Any]] = {}
+        self.requests: list[dict[str, Any]] = []
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                split = urlsplit(self.path)
+                source.requests.append({"path": split.path, "query": parse_qs(split.query),
+                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
+                prefix = API + "/entities"
+                body: Any = {"type": ERRORS + "ResourceNotFound", "title": "not held here"}
+                status = 404
+                if split.path == prefix:
+                    wanted = {t for v in parse_qs(split.query).get("type", []) for t in v.split(",")}
+                    status, body = 200, [source.answer(e) for e in source.entities.values()
+                                         if not wanted or any(_same_term(e["type"], t) for t in wanted)]
+                elif split.path.startswith(prefix + "/"):
+                    held = source.entities.get(unquote(split.path[len(prefix) + 1:]))
+                    if held is not None:
+                        status, body = 200, source.answer(held)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if status == 200 else "application/problem+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{advertised_host or host}:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="context-source", daemon=True)
+
+    def answer(self, entity: dict[str, Any]) -> dict[str, Any]:
+        return entity
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _same_term(held: str, asked: str) -> bool:
+    """Whether an asked type (a term, or an IRI expanded from it) names the held type term."""
+    return asked == held or asked.endswith(("/" + held, "#" + held, ":" + held))
+
+
 # --- the probe ----------------------------------------------------------------------------
 
 
@@ -127,7 +193,8 @@ class Probe:
 
     def __init__(self, base_url: str, *, tenant: str | None = None, context: str = DEFAULT_CONTEXT,
                  client: httpx.Client | None = None, receiver: NotificationReceiver | None = None,
-                 notification_timeout: float = 5.0, timeout: float = 15.0) -> None:
+                 notification_timeout: float = 5.0, timeout: float = 15.0,
+                 source: ContextSource | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.run_id = uuid.uuid4().hex[:8]
         self.tenant = tenant or f"compliance-{self.run_id}"
@@ -139,6 +206,8 @@ class Probe:
         self.created: set[str] = set()
         self.subscriptions: set[str] = set()
         self.registrations: set[str] = set()
+        self._source = source
+        self._source_started = False
         self._n = 0
 
     # helpers used by the checks
@@ -146,6 +215,17 @@ class Probe:
     def new_id(self) -> str:
         self._n += 1
         return f"urn:ngsi-ld:AirQualityObserved:compliance-{self.run_id}-{self._n}"
+
+    def source(self) -> ContextSource:
+        """The probe's context source, started on first use (where the notification receiver listens)."""
+        if self._source is None:
+            host = self.receiver.httpd.server_address[0] if self.receiver else "127.0.0.1"
+            advertised = self.receiver.url.split("//", 1)[1].rsplit(":", 1)[0] if self.receiver else None
+            self._source = ContextSource(str(host), advertised)
+        if not self._source_started:
+            self._source.__enter__()
+            self._source_started = True
+        return self._source
 
     def link(self) -> dict[str, str]:
         return {"Link": f'<{self.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
@@ -257,6 +337,9 @@ class Probe:
                 self.client.delete(f"{self.base_url}{API}/entities/{eid}", headers={"NGSILD-Tenant": self.tenant})
             except httpx.HTTPError:
                 pass
+        if self._source is not None and self._source_started:
+            self._source.__exit__(None, None, None)
+            self._source_started = False
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Clauses are those of ETSI GS CIM 009 V1.9.1. Features group the checks as
 the README's conformance table does: entities, representations, batch,
-query, geo, errors, context, types, tenants, subscriptions, temporal, registrations.
+query, geo, errors, context, types, tenants, subscriptions, temporal, registrations,
+distributed operations.
 Every check creates what it needs (in the probe's tenant) and asserts one
 behaviour; a prerequisite that fails makes the check fail with the reason.
 """
@@ -563,6 +564,116 @@ def delete_registration(p: Probe) -> str:
     return p.expect_problem(p.request("GET", f"{API}/csourceRegistrations/{rid}"), 404, "ResourceNotFound")
 
 
+# --- distributed operations (4.3.6, 5.7.1.4, 5.7.2.4, 6.3.18) ---------------------------------------
+# The probe runs a tiny context source of its own (ContextSource in compliance/probe.py) and registers it,
+# inclusively, for a type of its own: the broker under test must be able to reach the probe's host (as for
+# notifications, --notify-host). Each check deletes its registration before the next check runs, so no
+# other check's request is ever forwarded.
+
+DISTRIBUTED_TYPE = "ComplianceProbeDistributed"
+
+
+def _distributed(p: Probe) -> tuple[str, str]:
+    """Register the probe's context source for DISTRIBUTED_TYPE, holding one entity: (registration, entity id)."""
+    source = p.source()
+    eid = p.new_id()
+    source.entities = {eid: {"id": eid, "type": DISTRIBUTED_TYPE, "no2": {"type": "Property", "value": 7}}}
+    source.requests.clear()
+    rid = f"urn:ngsi-ld:ContextSourceRegistration:compliance-{p.run_id}-{p._n}"
+    p._n += 1
+    body = {"id": rid, "type": "ContextSourceRegistration", "endpoint": source.url, "mode": "inclusive",
+            "information": [{"entities": [{"type": DISTRIBUTED_TYPE}]}]}
+    p.expect_status(p.request("POST", f"{API}/csourceRegistrations", json_body=body), 201)
+    p.registrations.add(rid)
+    return rid, eid
+
+
+def _unregister(p: Probe, rid: str) -> None:
+    p.request("DELETE", f"{API}/csourceRegistrations/{rid}")
+    p.registrations.discard(rid)
+
+
+def _source_called(p: Probe, what: str) -> None:
+    """NotSupported when the broker never called the source: it does not forward (or cannot reach this host)."""
+    if not p.source().requests:
+        raise NotSupported(f"the broker never called the registered context source at {p.source().url} for "
+                           f"{what} (no distributed operations, or it cannot reach this host: see --notify-host)")
+
+
+@check("distributed operations", "4.3.6, 5.7.1.4, 6.5.3.1", "Distributed retrieve",
+       "200 with the entity only the registered context source holds")
+def distributed_retrieve(p: Probe) -> str:
+    rid, eid = _distributed(p)
+    try:
+        r = p.request("GET", f"{API}/entities/{eid}", params={"type": DISTRIBUTED_TYPE})
+        if r.status_code != 200:
+            _source_called(p, "a retrieval")
+        p.expect_status(r, 200)
+        body = _body(r)
+        if not isinstance(body, dict) or body.get("id") != eid or _value(body, "no2") != 7:
+            raise Failed(f"the source's entity {eid} with no2 = 7", r.text[:200])
+        return "200, the source's entity"
+    finally:
+        _unregister(p, rid)
+
+
+@check("distributed operations", "4.3.6.2, 5.7.2.4, 6.4.3.2", "Distributed query merges local and remote",
+       "200 with both the local entity and the context source's entity of the type")
+def distributed_query(p: Probe) -> str:
+    rid, remote = _distributed(p)
+    try:
+        local = p.create({"id": p.new_id(), "type": DISTRIBUTED_TYPE, "no2": {"type": "Property", "value": 3}})
+        r = p.request("GET", f"{API}/entities", params={"type": DISTRIBUTED_TYPE})
+        p.expect_status(r, 200)
+        ids = _ids(_body(r))
+        if remote not in ids:
+            _source_called(p, "a query")
+        if not {local, remote} <= ids:
+            raise Failed(f"{local} (local) and {remote} (context source)", repr(sorted(ids)))
+        return "200, local and remote merged"
+    finally:
+        _unregister(p, rid)
+
+
+@check("distributed operations", "5.5.13, 6.3.18", "local=true limits a query to the broker",
+       "200 with the local entity only, the context source not asked (it is without local=true)")
+def local_scope(p: Probe) -> str:
+    rid, remote = _distributed(p)
+    try:
+        local = p.create({"id": p.new_id(), "type": DISTRIBUTED_TYPE, "no2": {"type": "Property", "value": 3}})
+        distributed = p.request("GET", f"{API}/entities", params={"type": DISTRIBUTED_TYPE})
+        p.expect_status(distributed, 200)
+        if remote not in _ids(_body(distributed)):
+            _source_called(p, "a query")
+            raise Failed(f"{remote} in the query without local=true (the reference)", distributed.text[:200])
+        p.source().requests.clear()
+        r = p.request("GET", f"{API}/entities", params={"type": DISTRIBUTED_TYPE, "local": "true"})
+        p.expect_status(r, 200)
+        ids = _ids(_body(r))
+        if local not in ids or remote in ids:
+            raise Failed(f"{local} (local) without {remote} (context source)", repr(sorted(ids)))
+        if p.source().requests:
+            raise Failed("no request to the context source", f"{len(p.source().requests)} request(s)")
+        return "200, local only"
+    finally:
+        _unregister(p, rid)
+
+
+@check("distributed operations", "4.3.6.4", "Forwarded request lists the broker in Via",
+       "the context source's request carries a Via header (loop detection)")
+def forwarded_via(p: Probe) -> str:
+    rid, eid = _distributed(p)
+    try:
+        p.request("GET", f"{API}/entities/{eid}", params={"type": DISTRIBUTED_TYPE})
+        _source_called(p, "a retrieval")
+        via = [q["headers"].get("via") for q in p.source().requests]
+        if not all(via):
+            raise Failed("a Via header on every forwarded request", repr(via))
+        return f"Via: {via[0]}"
+    finally:
+        _unregister(p, rid)
+
+
 # --- temporal API (5.6.11-5.6.16, 5.7.3, 5.7.4) -------------------------------------------------
 
 
@@ -619,7 +730,7 @@ def _instances(attr: Any) -> list[dict[str, Any]]:
 
 
 FEATURES = ("entities", "representations", "batch", "query", "geo", "errors", "context", "types", "tenants",
-            "subscriptions", "temporal", "registrations")
+            "subscriptions", "temporal", "registrations", "distributed operations")
 """The feature groups, in report order."""
 
 __all__ = ["FEATURES", "NotSupported"]

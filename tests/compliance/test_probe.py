@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from compliance.probe import CHECKS, FAIL, NOT_SUPPORTED, PASS, ProbeReport
+from compliance.probe import CHECKS, FAIL, NOT_SUPPORTED, PASS, ContextSource, Probe, ProbeReport
 from compliance.probe_checks import FEATURES
 from metropole.cli import main
 
@@ -87,3 +88,53 @@ def test_command_writes_json_and_html(embedded_broker: str, tmp_path: Path) -> N
     main(["check", "broker", embedded_broker, "--feature", "errors", "--format", "html", "-o", str(html_out)])
     page = html_out.read_text()
     assert 'id="figure-checks">5<' in page and "5.5.2" in page
+
+
+DISTRIBUTED = "distributed operations"
+
+
+def test_the_distributed_operation_checks_pass_against_the_embedded_broker(probe_report: ProbeReport) -> None:
+    results = {r.id: r for r in probe_report.results if r.feature == DISTRIBUTED}
+    assert set(results) == {"distributed_retrieve", "distributed_query", "local_scope", "forwarded_via"}
+    assert all(r.status == PASS for r in results.values()), [(r.id, r.observed) for r in results.values()]
+
+
+class LyingSource(ContextSource):
+    """A context source that answers every entity under another id (and so never the one asked for)."""
+
+    def answer(self, entity: dict[str, Any]) -> dict[str, Any]:
+        return {**entity, "id": entity["id"] + "-other"}
+
+
+def test_the_distributed_checks_fail_when_the_source_answers_with_another_entity(embedded_broker: str) -> None:
+    report = Probe(embedded_broker, source=LyingSource()).run({DISTRIBUTED})  # the probe starts and stops it
+    by_id = {r.id: r for r in report.results}
+    for check_id in ("distributed_retrieve", "distributed_query", "local_scope"):
+        # local_scope: the reference query (without local=true) lacks the source's entity
+        assert by_id[check_id].status == FAIL, (check_id, by_id[check_id].observed)
+        assert "never called" not in by_id[check_id].observed  # the source was asked, and its answer judged
+    assert by_id["forwarded_via"].status == PASS  # the broker did forward, with Via
+    assert all(r.exchanges for r in report.results)
+
+
+def test_the_distributed_checks_say_not_supported_when_the_broker_never_calls_the_source(
+        embedded_broker: str) -> None:
+    source = ContextSource()
+    source.url = "http://127.0.0.1:9"  # registered where nothing listens: the broker cannot reach the source
+    report = Probe(embedded_broker, source=source).run({DISTRIBUTED})
+    by_id = {r.id: r for r in report.results}
+    for check_id in ("distributed_retrieve", "distributed_query", "local_scope", "forwarded_via"):
+        assert by_id[check_id].status == NOT_SUPPORTED, (check_id, by_id[check_id].observed)
+        assert "never called the registered context source" in by_id[check_id].observed
+    assert by_id["distributed_query"].exchanges
+
+
+def test_the_distributed_checks_leave_no_registration_behind(embedded_broker: str) -> None:
+    probe = Probe(embedded_broker)
+    report = probe.run({DISTRIBUTED})
+    assert report.ok, [(r.id, r.observed) for r in report.results]
+    for path, params in (("csourceRegistrations", {"type": "ComplianceProbeDistributed"}),
+                         ("entities", {"type": "ComplianceProbeDistributed", "local": "true"})):
+        r = httpx.get(f"{embedded_broker}/ngsi-ld/v1/{path}", params=params,
+                      headers={"NGSILD-Tenant": report.tenant})
+        assert r.status_code == 200 and r.json() == [], (path, r.text)
