@@ -305,13 +305,7 @@ def merge_entity(base: dict[str, Any] | None, other: dict[str, Any], *, auxiliar
     if base is None:
         return dict(other)
     out = dict(base)
-    types = base.get("type") or []
-    types = types if isinstance(types, list) else [types]
-    more = other.get("type") or []
-    for t in more if isinstance(more, list) else [more]:
-        if t not in types:
-            types = [*types, t]
-    out["type"] = types
+    out["type"] = matching.united_types(base.get("type"), other.get("type"))
     for name, value in other.items():
         if name in ("id", "type", "@context"):
             continue

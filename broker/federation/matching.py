@@ -118,3 +118,19 @@ def geo_matches(query: Any, location: dict[str, Any]) -> bool:
     if query.georel in ("disjoint", "equals"):
         return False
     return bool(shapely.intersects(shape(query.geometry), shape(location)))
+
+
+def united_types(first: Any, second: Any) -> list[str]:
+    """The types of two documents of one entity, united in order (clause 4.3.6.2: a distributed entity has every
+    type any source gives it). Each side is a type, a list of types, or None."""
+    types = list(_as_list(first))
+    for t in _as_list(second):
+        if t not in types:
+            types.append(t)
+    return types
+
+
+def _as_list(value: Any) -> list[Any]:
+    if not value:
+        return []
+    return value if isinstance(value, list) else [value]

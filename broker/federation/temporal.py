@@ -31,6 +31,7 @@ from fastapi import Request
 
 from broker.federation.consumption import forwarder, restricted, wanted_of
 from broker.federation.forward import Plan, Reply, Target
+from broker.federation.matching import united_types
 from broker.federation.registration import operations_of
 from broker.query.projection import parse_attrs
 from broker.temporal.query import AGGR_METHODS, TemporalQuery
@@ -148,12 +149,7 @@ def merge(base: dict[str, Any], other: dict[str, Any], *, auxiliary: bool = Fals
     """Two temporal representations of one entity (clause 4.5.5 per instance): types united, instances merged
     per attribute and datasetId."""
     out = dict(base)
-    types = base.get("type") or []
-    types = types if isinstance(types, list) else [types]
-    more = other.get("type") or []
-    for t in more if isinstance(more, list) else [more]:
-        if t not in types:
-            types = [*types, t]
+    types = united_types(base.get("type"), other.get("type"))
     out["type"] = types[0] if len(types) == 1 else types
     for name, value in other.items():
         if name in ("id", "type", "@context"):
