@@ -7,9 +7,11 @@ Both implementations hold the same tables in the store's database:
                         and indexed on (tenant, entity, attribute, observedAt) and
                         (tenant, entity, attribute, modifiedAt) for time-range scans
     (both keep the instances as temporal_rows under an integer series id, temporal_series:
-    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind), with (sid, modifiedAt)
-    on SQLite and BRIN indexes on PostgreSQL; temporal_instances is a view with the columns above)
-    (the stored instance document leaves out what the row's columns rebuild: model.compact_instance)
+    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind), with BRIN indexes
+    on PostgreSQL (iid, observedAt, modifiedAt); temporal_instances is a view with the columns above)
+    (the stored instance document leaves out what the row's columns rebuild: model.compact_instance;
+    a row's columns leave out what another column holds, as NULL, which the view reads back:
+    createdAt = modifiedAt, the text of a float value, on SQLite observedAt = the key)
     temporal_entities   (tenant, entity) -> types, deletedAt, and the FIWARE service path
                         the QuantumLeap API last stored the entity under (NULL: '/'),
                         a column added in place to older databases
