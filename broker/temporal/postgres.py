@@ -93,6 +93,18 @@ _AGGREGATES = (
 )
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
 _KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
+_ADD = f"""INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h,
+        s.dataset_id, a.observed_us IS NOT NULL AS o,
+        {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
+        FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0{{skip}}
+        GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
+    ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
+        n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
+        sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
+        max = greatest(r.max, excluded.max), sumsq = coalesce(r.sumsq + excluded.sumsq, r.sumsq, excluded.sumsq);"""
+_REDONE = f"""
+        AND NOT EXISTS (SELECT 1 FROM temporal_rollup_dirty AS d WHERE d.tenant = s.tenant AND d.entity_id = s.entity_id
+            AND d.attr = s.attr AND d.hour_us = {hour_sql("a.key_us")})"""
 ROLLUP_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
     attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
@@ -106,16 +118,16 @@ ALTER TABLE temporal_rollup ADD COLUMN IF NOT EXISTS impure boolean GENERATED AL
 ALTER TABLE temporal_rollup SET (fillfactor = 70);
 DROP INDEX IF EXISTS temporal_rollup_impure;
 CREATE INDEX IF NOT EXISTS temporal_rollup_impure_hot ON temporal_rollup (tenant, entity_id, attr) WHERE impure;
+-- an INSERT ... ON CONFLICT DO UPDATE fires its UPDATE statement trigger first: the hours it recomputed
+-- (temporal_rollup_dirty, marked with the statement's start in metropole.rollup_redone) already count the
+-- rows this statement inserted, which are then not added again (they were counted twice before histbytes16)
 CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
     {_LOCK}
-    INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h, s.dataset_id,
-        a.observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
-        FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0
-        GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
-    ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
-        n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
-        sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
-        max = greatest(r.max, excluded.max), sumsq = coalesce(r.sumsq + excluded.sumsq, r.sumsq, excluded.sumsq);
+    IF current_setting('metropole.rollup_redone', true) IS NOT DISTINCT FROM statement_timestamp()::text THEN
+        {_ADD.format(skip=_REDONE)}
+    ELSE
+        {_ADD.format(skip="")}
+    END IF;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
@@ -137,6 +149,7 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
         ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr JOIN temporal_rows AS i
         ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
         WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, o;
+    PERFORM set_config('metropole.rollup_redone', statement_timestamp()::text, true);
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_rows

@@ -537,3 +537,49 @@ def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+async def _replace_and_add_in_one_hour(history: HistoryStorage) -> None:
+    first = value_row(TENANT, ENTITY, NO2, _reading(1, 1.5), T0)
+    await history.write([EntityRow(TENANT, ENTITY, ["https://x/T"])], [first])
+    # one statement replaces an instance and inserts another in the same hour (PostgreSQL: its UPDATE trigger
+    # recomputes the hour, the new row with it, before its INSERT trigger runs)
+    await history.write([], [value_row(TENANT, ENTITY, NO2, _reading(1, 2.5), T0),
+                             value_row(TENANT, ENTITY, NO2, _reading(2, 4.5), T0)])
+    rows = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0)
+    rolled = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
+    assert (rows[0].total, rows[0].sum) == (2, 7.0)
+    assert (rolled[0].total, rolled[0].sum, rolled[0].sumsq) == (2, 7.0, 2.5 * 2.5 + 4.5 * 4.5)
+    await history.write([], [value_row(TENANT, ENTITY, NO2, _reading(3, 1.0), T0)])  # a later statement adds
+    rolled = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
+    assert (rolled[0].total, rolled[0].sum) == (3, 8.0)
+
+
+def test_a_replaced_and_an_added_instance_count_once_in_the_rollups_on_sqlite(tmp_path: Path) -> None:
+    async def run() -> None:
+        history = SQLiteHistory(tmp_path / "h.db")
+        await history.open()
+        try:
+            await _replace_and_add_in_one_hour(history)
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+def test_a_replaced_and_an_added_instance_count_once_in_the_rollups_on_postgres(pg_dsn: str) -> None:
+    schema = f"test_compact_roll_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            await _replace_and_add_in_one_hour(history)
+        finally:
+            await history.close()
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
