@@ -92,11 +92,12 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
                 "WITH RECURSIVE k(k) AS (SELECT ? UNION ALL SELECT k + 1 FROM k WHERE k + 1 < ?),"
                 " e(e) AS (SELECT 0 UNION ALL SELECT e + 1 FROM e WHERE e + 1 < ?),"
                 " r AS (SELECT e, ? + k * ? AS t, ((k * 7919 + e * 104729) % 1201) / 10.0 AS v FROM k, e)"
-                # rows under their series ids (broker.temporal.sqlite: temporal_series, temporal_rows)
+                # rows under their series ids (broker.temporal.sqlite: temporal_series, temporal_rows), as the
+                # broker writes them: observedAt the key (obs_key), createdAt the modifiedAt, the float's text value_num's
                 " INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, value_num, value_json,"
-                " instance) SELECT s.sid, 0, t, t, t, t, v, v,"
+                " instance, obs_key) SELECT s.sid, 0, t, NULL, NULL, t, v, NULL,"
                 " CAST('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
-                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB) FROM r"
+                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB), 1 FROM r"
                 " JOIN temporal_series AS s ON s.tenant = 'bench'"
                 " AND s.entity_id = printf('urn:ngsi-ld:AirQualityObserved:b-%04d', e) AND s.attr = ? AND s.dataset_id = ''"
                 " ORDER BY t, e"
@@ -117,11 +118,12 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
                 "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id) SELECT 'bench',"
                 " 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0'), $1, '' FROM generate_series(0, $2 - 1) AS e"
                 " ON CONFLICT DO NOTHING", NO2, entities)
-            sql = (  # rows under their series ids (broker.temporal.postgres: temporal_series, temporal_rows)
+            sql = (  # rows under their series ids (broker.temporal.postgres: temporal_series, temporal_rows), as
+                # the broker writes them: createdAt the modifiedAt, the float's text value_num's
                 "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, value_num, value_json,"
                 " instance)"
                 " SELECT (SELECT sid FROM temporal_series WHERE tenant = 'bench' AND attr = $1 AND dataset_id = ''"
-                " AND entity_id = 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0')), 0, t, t, t, t, v, v::text,"
+                " AND entity_id = 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0')), 0, t, t, NULL, t, v, NULL,"
                 " convert_to('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
                 " || to_char(to_timestamp(t / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
                 " || '\"}', 'UTF8')"

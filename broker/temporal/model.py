@@ -98,6 +98,35 @@ class HistoryRow:
         return self.packed or self.instance
 
 
+def float_text(value_num: float) -> str:
+    """The JSON text of a float value, as value_row writes it (orjson)."""
+    return orjson.dumps(value_num).decode()
+
+
+def packed_value_json(row: HistoryRow) -> str | None:
+    """The value_json column as stored: NULL where value_num gives it back exactly (a JSON float: `value_text`).
+
+    -0.0 is kept as text: SQLite may store a REAL without a fraction as an integer, which reads back as 0.0.
+    """
+    vj = row.value_json
+    if row.value_num is not None and vj != "-0.0" and vj == float_text(row.value_num):
+        return None
+    return vj
+
+
+def value_text(value_json: str | None, value_num: float | None) -> str | None:
+    """A stored row's value_json (packed_value_json undone)."""
+    if value_json is None and value_num is not None:
+        return float_text(value_num)
+    return value_json
+
+
+def packed_created(row: HistoryRow) -> int | None:
+    """The created_us column as stored: NULL on a value row whose createdAt is its modifiedAt (read back as
+    `coalesce(created_us, CASE WHEN kind = 0 THEN modified_us END)`; a deletion row has no createdAt)."""
+    return None if row.kind == VALUE and row.created_us == row.modified_us else row.created_us
+
+
 @dataclass(slots=True)
 class EntityRow:
     """An entity that has (or had) history: its types, and when it was deleted."""

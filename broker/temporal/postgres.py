@@ -15,9 +15,17 @@ from typing import Any
 
 import asyncpg
 
-from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
+from broker.temporal.model import (
+    EntityRow,
+    HistoryRow,
+    packed_created,
+    packed_value_json,
+    rebuild_instance,
+    unique_rows,
+    value_text,
+)
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
-from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
+from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange, time_clauses
 from storage.database import PostgresDatabase
 from storage.migrate import Schema
 from storage.urls import DatabaseUrl
@@ -25,16 +33,30 @@ from storage.urls import DatabaseUrl
 # The instances of a series (tenant, entity, attribute, datasetId) are rows of temporal_rows under its
 # integer sid (temporal_series): the text keys once per series instead of in every row and index entry.
 # temporal_instances is a view of both with the former table's columns, which the reads query.
+# A row leaves out what another of its columns holds (histbytes16), the view reads it back:
+#   created_us   NULL on a value row (kind 0) whose createdAt is its modifiedAt
+#   value_json   NULL where value_num gives it back exactly (a JSON float: model.packed_value_json)
+# A row written before keeps every column and reads the same. (observed_us = key_us is kept: NULL there
+# would need a flag column, and the 8 bytes saved go to the row's padding to 8 bytes, measured no smaller.)
+# iid has no b-tree (there was its primary key, 10 % of the history's bytes): iids grow with the rows'
+# place in the heap, so a BRIN index finds an instance by its id in a few pages (EXPLAIN ANALYZE, 1M rows:
+# 4 heap pages, 1.5 ms), the series id beside it; pages written since autovacuum last summarized them
+# (autosummarize: each range of 8 pages as it fills) are read whole.
+CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
+_ROW_TIMES = {"created_us": CREATED.format(r="")}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS temporal_series (sid serial PRIMARY KEY, tenant text COLLATE "C" NOT NULL,
     entity_id text COLLATE "C" NOT NULL, attr text COLLATE "C" NOT NULL, dataset_id text COLLATE "C" NOT NULL,
     UNIQUE (tenant, entity_id, attr, dataset_id));
-CREATE TABLE IF NOT EXISTS temporal_rows (iid bigserial PRIMARY KEY, sid integer NOT NULL, kind smallint NOT NULL,
+CREATE TABLE IF NOT EXISTS temporal_rows (iid bigserial, sid integer NOT NULL, kind smallint NOT NULL,
     key_us bigint NOT NULL, observed_us bigint, created_us bigint, modified_us bigint, deleted_us bigint,
     value_num double precision, value_json text, instance bytea NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS temporal_rows_series ON temporal_rows (sid, key_us, kind);
 CREATE INDEX IF NOT EXISTS temporal_rows_modified_brin ON temporal_rows USING brin (modified_us);
 CREATE INDEX IF NOT EXISTS temporal_rows_observed_brin ON temporal_rows USING brin (observed_us);
+ALTER TABLE temporal_rows DROP CONSTRAINT IF EXISTS temporal_rows_pkey;
+CREATE INDEX IF NOT EXISTS temporal_rows_iid_brin ON temporal_rows USING brin (iid)
+    WITH (pages_per_range = 8, autosummarize = on);
 CREATE TABLE IF NOT EXISTS temporal_entities (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
     types text[] NOT NULL, deleted_us bigint, PRIMARY KEY (tenant, entity_id));
 CREATE TABLE IF NOT EXISTS temporal_cursors (consumer text PRIMARY KEY, seq bigint NOT NULL);
@@ -53,21 +75,36 @@ DROP TABLE temporal_instances;
 """
 _VIEW = """
 CREATE OR REPLACE VIEW temporal_instances AS SELECT r.iid, s.tenant, s.entity_id, s.attr, s.dataset_id, r.kind, r.key_us,
-    r.observed_us, r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.instance, r.sid
-    FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid;
+    r.observed_us, """ + CREATED.format(r="r.") + """ AS created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json,
+    r.instance, r.sid FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid;
 """
 # hourly rollups (broker.temporal.rollup), kept by statement triggers over the transition tables: inserted
 # value instances are added per hour; the hours of replaced or deleted ones are recomputed from the
 # instances. Every trigger first takes one transaction lock per schema, so that a recomputation never
 # races another transaction's additions to the same hour: history writes commit one at a time.
-_PURE = "({r}value_num IS NOT NULL AND {r}value_json NOT IN ('true', 'false') AND left({r}value_json, 1) <> '[')"
-_INT = "(" + _PURE + " AND {r}value_json !~ '[.eE]')"
+# (a NULL value_json is a JSON float: pure, not an integer)
+_PURE = ("({r}value_num IS NOT NULL AND ({r}value_json IS NULL OR ({r}value_json NOT IN ('true', 'false')"
+         " AND left({r}value_json, 1) <> '[')))")
+_INT = ("({r}value_num IS NOT NULL AND {r}value_json IS NOT NULL AND {r}value_json NOT IN ('true', 'false')"
+        " AND left({r}value_json, 1) <> '[' AND {r}value_json !~ '[.eE]')")
 _AGGREGATES = (
     "count(*), count({r}value_num), sum({pure}::int), sum({int}::int), sum({r}value_num), min({r}value_num),"
     " max({r}value_num), sum({r}value_num * {r}value_num)"
 )
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
 _KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
+_ADD = f"""INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h,
+        s.dataset_id, a.observed_us IS NOT NULL AS o,
+        {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
+        FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0{{skip}}
+        GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
+    ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
+        n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
+        sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
+        max = greatest(r.max, excluded.max), sumsq = coalesce(r.sumsq + excluded.sumsq, r.sumsq, excluded.sumsq);"""
+_REDONE = f"""
+        AND NOT EXISTS (SELECT 1 FROM temporal_rollup_dirty AS d WHERE d.tenant = s.tenant AND d.entity_id = s.entity_id
+            AND d.attr = s.attr AND d.hour_us = {hour_sql("a.key_us")})"""
 ROLLUP_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
     attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
@@ -81,16 +118,16 @@ ALTER TABLE temporal_rollup ADD COLUMN IF NOT EXISTS impure boolean GENERATED AL
 ALTER TABLE temporal_rollup SET (fillfactor = 70);
 DROP INDEX IF EXISTS temporal_rollup_impure;
 CREATE INDEX IF NOT EXISTS temporal_rollup_impure_hot ON temporal_rollup (tenant, entity_id, attr) WHERE impure;
+-- an INSERT ... ON CONFLICT DO UPDATE fires its UPDATE statement trigger first: the hours it recomputed
+-- (temporal_rollup_dirty, marked with the statement's start in metropole.rollup_redone) already count the
+-- rows this statement inserted, which are then not added again (they were counted twice before histbytes16)
 CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
     {_LOCK}
-    INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h, s.dataset_id,
-        a.observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
-        FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0
-        GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
-    ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
-        n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
-        sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
-        max = greatest(r.max, excluded.max), sumsq = coalesce(r.sumsq + excluded.sumsq, r.sumsq, excluded.sumsq);
+    IF current_setting('metropole.rollup_redone', true) IS NOT DISTINCT FROM statement_timestamp()::text THEN
+        {_ADD.format(skip=_REDONE)}
+    ELSE
+        {_ADD.format(skip="")}
+    END IF;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
@@ -112,6 +149,7 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
         ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr JOIN temporal_rows AS i
         ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
         WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, o;
+    PERFORM set_config('metropole.rollup_redone', statement_timestamp()::text, true);
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_rows
@@ -149,8 +187,12 @@ _SERIES_IDS = (
     " JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, e, a, d)"
     " ON s.tenant = u.t AND s.entity_id = u.e AND s.attr = u.a AND s.dataset_id = u.d"
 )
+# count(DISTINCT value_json) and the upsert's comparison: value_json is NULL on the rows that are JSON floats
+# (and text on the rows written before histbytes16): a float is one double (value_num) per text
+FLOATISH = ("({r}value_json IS NULL OR ({r}value_num IS NOT NULL AND {r}value_json <> '-0.0'"
+            " AND {r}value_json ~ '^-?[0-9].*[.eE]'))")
 _INSERT = (
-    "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+    "INSERT INTO temporal_rows AS t (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
     " value_json, instance)"
     " SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],"
     " $8::float8[], $9::text[], $10::bytea[])"
@@ -158,13 +200,16 @@ _INSERT = (
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
     # the same instance again replaces the stored one (same iid), unless nothing differs; the stored
-    # instance leaves out what the columns hold (model.compact_instance): they are compared too
-    " WHERE (temporal_rows.instance, temporal_rows.value_json, temporal_rows.observed_us,"
-    " temporal_rows.created_us, temporal_rows.modified_us, temporal_rows.deleted_us)"
-    " IS DISTINCT FROM (excluded.instance, excluded.value_json, excluded.observed_us, excluded.created_us,"
-    " excluded.modified_us, excluded.deleted_us)"
+    # instance leaves out what the columns hold (model.compact_instance): they are compared too, as read
+    # (a row written before histbytes16 keeps every column: the same instance again leaves it as it is)
+    " WHERE (t.instance, t.observed_us, t.modified_us, t.deleted_us, t.value_num, " + CREATED.format(r="t.") + ")"
+    " IS DISTINCT FROM (excluded.instance, excluded.observed_us, excluded.modified_us, excluded.deleted_us,"
+    " excluded.value_num, " + CREATED.format(r="excluded.") + ")"
+    " OR NOT (t.value_json IS NOT DISTINCT FROM excluded.value_json OR (excluded.value_json IS NULL"
+    " AND " + FLOATISH.format(r="t.") + "))"
 )
 SeriesKey = tuple[str, str, str, str]
+_FEW_SERIES = 8  # instances() reads up to this many series one at a time
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(t, i, ty, d)"
@@ -174,22 +219,37 @@ _ENTITY = (
 )
 
 
-# what a read selects to rebuild an instance document (model.rebuild_instance)
-STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
+# what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
+# the same from temporal_rows
+STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
+_ROW_STORED = (f"instance, value_json, observed_us, {_ROW_TIMES['created_us']} AS created_us, modified_us, deleted_us,"
+               " value_num")
+# count(DISTINCT value_json), value_json NULL on the rows that are JSON floats (and text on the rows
+# written before histbytes16): the floats counted by value_num (one double per float text), the rest by text
+_DISTINCT = (f"count(DISTINCT CASE WHEN {FLOATISH.format(r='')} THEN NULL ELSE value_json END)"
+             f" + count(DISTINCT CASE WHEN {FLOATISH.format(r='')} THEN value_num END)")
+
+
+def _hit(r: Any, entity_id: str | None = None, attr: str | None = None) -> InstanceHit:
+    """An InstanceHit of a row (iid, entity_id, attr, time, STORED...), or (iid, time, STORED...) of one series."""
+    if entity_id is None or attr is None:
+        return InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4]), value_text(r[5], r[10]), r[6], r[7], r[8], r[9])
+    return InstanceHit(r[0], entity_id, attr, r[1], bytes(r[2]), value_text(r[3], r[8]), r[4], r[5], r[6], r[7])
 
 
 def _columns(rows: Sequence[HistoryRow], sids: Mapping[SeriesKey, int]) -> list[list[Any]]:
     cols: list[list[Any]] = [[] for _ in range(10)]
     for r in rows:
         for col, v in zip(cols, (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us,
-                                  r.created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored)):
+                                  packed_created(r), r.modified_us, r.deleted_us, r.value_num, packed_value_json(r),
+                                  r.stored)):
             col.append(v)
     return cols
 
 
 def _where(
     tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, first: int,
-    datasets: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None, exprs: Mapping[str, str] | None = None,
 ) -> tuple[str, list[Any], str]:
     params: list[Any] = [tenant, list(entity_ids)]
     clauses = [f"tenant = ${first}", f"entity_id = ANY(${first + 1}::text[])"]
@@ -202,16 +262,8 @@ def _where(
         clauses.append(f"attr = ANY({p(list(attrs))}::text[])")
     if datasets is not None:
         clauses.append(f"dataset_id = ANY({p(list(datasets))}::text[])")
-    column = rng.column or "key_us"
-    if rng.column is not None:
-        clauses.append(f"{column} IS NOT NULL")
-    if column == "observed_us":
-        column = "key_us"  # equal to observed_us on every row that has one: the key index serves
-    if rng.start is not None:
-        clauses.append(f"{column} >= {p(rng.start)}")
-    if rng.end is not None:
-        clauses.append(f"{column} < {p(rng.end)}")
-    return " AND ".join(clauses), params, column
+    times, column = time_clauses(rng, p, exprs)
+    return " AND ".join(clauses + times), params, column
 
 
 def _rollup_query(
@@ -373,43 +425,59 @@ class PostgresHistory(HistoryStorage):
     ) -> list[InstanceHit]:
         order = "DESC" if newest else "ASC"
         each = per_attr if total is None else min(per_attr, total)
-        params: list[Any] = [tenant, list(entity_ids)]
-
-        def p(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        series = ["tenant = $1", "entity_id = ANY($2::text[])"]
+        sparams: list[Any] = [tenant, list(entity_ids)]
+        series = "SELECT sid, entity_id, attr FROM temporal_series WHERE tenant = $1 AND entity_id = ANY($2::text[])"
         if attrs is not None:
-            series.append(f"attr = ANY({p(list(attrs))}::text[])")
+            sparams.append(list(attrs))
+            series += f" AND attr = ANY(${len(sparams)}::text[])"
         if datasets is not None:
-            series.append(f"dataset_id = ANY({p(list(datasets))}::text[])")
-        column = rng.column or "key_us"
-        clauses = ["sid = k.sid", "kind >= 0"]
-        if rng.column is not None:
-            clauses.append(f"{column} IS NOT NULL")
-        if column == "observed_us":
-            column = "key_us"  # equal to observed_us on every row that has one: the key index serves
-        if rng.start is not None:
-            clauses.append(f"{column} >= {p(rng.start)}")
-        if rng.end is not None:
-            clauses.append(f"{column} < {p(rng.end)}")
-        # one index range scan per series id (LATERAL, LIMIT: for a lastN without a range, not the whole
-        # history), the series of one attribute (one per datasetId) then cut to `each` together
-        sql = (
-            f"SELECT iid, entity_id, attr, t, {STORED} FROM (SELECT h.*, k.entity_id, k.attr, row_number() OVER"
-            f" (PARTITION BY k.entity_id, k.attr ORDER BY h.t {order}, h.iid {order}) AS rn"
-            f" FROM (SELECT sid, entity_id, attr FROM temporal_series WHERE {' AND '.join(series)}) AS k,"
-            f" LATERAL (SELECT iid, {column} AS t, {STORED} FROM temporal_rows WHERE {' AND '.join(clauses)}"
-            f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h) AS x WHERE rn <= {int(each)}"
-        )
-        if total is not None:
-            sql += f" ORDER BY t {order}, iid {order} LIMIT {int(total)}"
-        else:
-            sql += " ORDER BY entity_id, attr, t, iid"
-        rows = await self.pool.fetch(sql, *params)
-        hits = [InstanceHit(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8], r[9])
-                for r in rows]
+            sparams.append(list(datasets))
+            series += f" AND dataset_id = ANY(${len(sparams)}::text[])"
+        # the time bounds and series ids are written in the SQL (integers): as parameters, a statement run a
+        # sixth time got PostgreSQL's generic plan, which guessed 50 rows in the range and read and sorted all
+        # of them (a month page of one series: 10,000 rows, 20 ms, against 2 ms by the index in its order)
+        times, column = time_clauses(rng, lambda us: str(int(us)), _ROW_TIMES)
+        clauses = " AND ".join(["kind >= 0", *times])
+        async with self.pool.acquire() as conn:
+            found = await conn.fetch(series, *sparams)
+            if not found:
+                return []
+            if len(found) <= _FEW_SERIES:
+                # one ordered LIMIT per series, read in the (sid, key, kind) index's order, no sort: a page of one
+                # entity's attribute is its index range. Ties of key_us (a value and a deletion) are put in iid
+                # order here: one row more than the page holds the whole tie at its end
+                tie = f"kind {order}" if column == "key_us" else f"iid {order}"
+                by_series: dict[tuple[str, str], list[InstanceHit]] = {}
+                for sid, entity_id, attr in found:
+                    sql = (f"SELECT iid, {column}, {_ROW_STORED} FROM temporal_rows WHERE sid = {int(sid)} AND {clauses}"
+                           f" ORDER BY {column} {order}, {tie} LIMIT {int(each) + 1}")
+                    by_series.setdefault((entity_id, attr), []).extend(
+                        _hit(r, entity_id, attr) for r in await conn.fetch(sql))
+                hits = []
+                for got in by_series.values():
+                    got.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
+                    hits += got[:each]
+                if total is not None:
+                    hits.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
+                    del hits[total:]
+                hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
+                return hits
+            # one index range scan per series id (LATERAL, LIMIT: for a lastN without a range, not the whole
+            # history), the series of one attribute (one per datasetId) then cut to `each` together
+            sql = (
+                f"SELECT iid, entity_id, attr, t, {STORED} FROM (SELECT h.*, k.entity_id, k.attr, row_number() OVER"
+                f" (PARTITION BY k.entity_id, k.attr ORDER BY h.t {order}, h.iid {order}) AS rn"
+                f" FROM unnest($1::int4[], $2::text[], $3::text[]) AS k(sid, entity_id, attr),"
+                f" LATERAL (SELECT iid, {column} AS t, {_ROW_STORED}"
+                f"  FROM temporal_rows WHERE sid = k.sid AND {clauses}"
+                f"  ORDER BY {column} {order}, iid {order} LIMIT {int(each)}) AS h) AS x WHERE rn <= {int(each)}"
+            )
+            if total is not None:
+                sql += f" ORDER BY t {order}, iid {order} LIMIT {int(total)}"
+            else:
+                sql += " ORDER BY entity_id, attr, t, iid"
+            rows = await conn.fetch(sql, [r[0] for r in found], [r[1] for r in found], [r[2] for r in found])
+        hits = [_hit(r) for r in rows]
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
@@ -440,7 +508,7 @@ class PostgresHistory(HistoryStorage):
         else:
             bucket = "0::int8"
         sql = (
-            f"SELECT entity_id, attr, {bucket} AS b, count(*), count(DISTINCT value_json), count(value_num),"
+            f"SELECT entity_id, attr, {bucket} AS b, count(*), {_DISTINCT}, count(value_num),"
             f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
@@ -481,8 +549,9 @@ class PostgresHistory(HistoryStorage):
         return bool(status != "DELETE 0")
 
     async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
-        where, params, _ = _where(tenant, entity_ids, None, rng, 1)
-        sql = f"DELETE FROM temporal_rows WHERE iid IN (SELECT iid FROM temporal_instances WHERE {where})"
+        # the rows by their series (no b-tree on iid to find them by): each clause's column is in one table only
+        where, params, _ = _where(tenant, entity_ids, None, rng, 1, exprs=_ROW_TIMES)
+        sql = f"DELETE FROM temporal_rows AS r USING temporal_series AS s WHERE r.sid = s.sid AND {where}"
         return int((await self.pool.execute(sql, *params)).split()[-1])
 
     async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
@@ -520,12 +589,14 @@ class PostgresHistory(HistoryStorage):
             f"SELECT {STORED} FROM temporal_instances WHERE iid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
             iid, tenant, entity_id, attr,
         )
-        return None if row is None else rebuild_instance(bytes(row[0]), row[1], row[2], row[3], row[4], row[5])
+        return None if row is None else rebuild_instance(bytes(row[0]), value_text(row[1], row[6]), row[2], row[3], row[4],
+                                                         row[5])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         status = await self.pool.execute(
-            "UPDATE temporal_rows SET observed_us = $1, modified_us = $2, value_num = $3, value_json = $4, instance = $5"
-            " WHERE iid = $6 AND sid IN (SELECT sid FROM temporal_series WHERE tenant = $7 AND entity_id = $8 AND attr = $9)",
+            # every column as is; a createdAt read from modified_us (NULL) kept
+            "UPDATE temporal_rows SET observed_us = $1, modified_us = $2, value_num = $3, value_json = $4, instance = $5,"
+            " created_us = CASE WHEN kind = 0 THEN coalesce(created_us, modified_us) ELSE created_us END WHERE iid = $6 AND sid IN (SELECT sid FROM temporal_series WHERE tenant = $7 AND entity_id = $8 AND attr = $9)",
             row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr,
         )
         return bool(status != "UPDATE 0")

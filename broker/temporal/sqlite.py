@@ -16,9 +16,17 @@ from typing import Any, TypeVar
 import orjson
 
 from broker.store.sqlite_rows import insert_rows
-from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, unique_rows
+from broker.temporal.model import (
+    EntityRow,
+    HistoryRow,
+    packed_created,
+    packed_value_json,
+    rebuild_instance,
+    unique_rows,
+    value_text,
+)
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
-from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange
+from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange, time_clauses
 from storage.database import SQLiteDatabase
 from storage.migrate import Schema
 from storage.sqlite_thread import SQLiteThread
@@ -29,26 +37,37 @@ T = TypeVar("T")
 # The instances of a series (tenant, entity, attribute, datasetId) are rows of temporal_rows under its
 # integer sid (temporal_series): the text keys once per series instead of in every row and index entry.
 # temporal_instances is a view of both with the former table's columns, which the reads query.
+# A row leaves out what another of its columns holds (histbytes16), the view reads it back:
+#   observed_us  NULL with obs_key = 1 where observedAt is key_us (every row that has one, until replaced)
+#   created_us   NULL on a value row (kind 0) whose createdAt is its modifiedAt
+#   value_json   NULL where value_num gives it back exactly (a JSON float: model.packed_value_json)
+# A row written before keeps every column (obs_key NULL) and reads the same.
+OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key IS NOT NULL THEN {r}key_us END)"
+CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
+# the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
+_ROW_TIMES = {"observed_us": OBSERVED.format(r=""), "created_us": CREATED.format(r="")}
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_series (sid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
            entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL,
            UNIQUE (tenant, entity_id, attr, dataset_id))""",
     """CREATE TABLE IF NOT EXISTS temporal_rows (iid INTEGER PRIMARY KEY, sid INTEGER NOT NULL, kind INTEGER NOT NULL,
            key_us INTEGER NOT NULL, observed_us INTEGER, created_us INTEGER, modified_us INTEGER, deleted_us INTEGER,
-           value_num REAL, value_json TEXT, instance BLOB NOT NULL)""",
+           value_num REAL, value_json TEXT, instance BLOB NOT NULL, obs_key INTEGER)""",
     # key_us first after the series: a time range of one series seeks instead of scanning its whole history,
-    # and, key_us being observedAt where there is one, this index also serves timeproperty=observedAt (_where)
+    # and, key_us being observedAt where there is one, this index also serves timeproperty=observedAt (_where).
+    # No index on modified_us (there was one, 17 % of the history's bytes): timeproperty=modifiedAt reads
+    # each series' rows by this index, as on PostgreSQL
     "CREATE UNIQUE INDEX IF NOT EXISTS temporal_rows_series ON temporal_rows (sid, key_us, kind)",
-    "CREATE INDEX IF NOT EXISTS temporal_rows_modified ON temporal_rows (sid, modified_us)",
+    "DROP INDEX IF EXISTS temporal_rows_modified",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 )
 _VIEW = (
-    "CREATE VIEW IF NOT EXISTS temporal_instances AS SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
-    " s.attr AS attr, s.dataset_id AS dataset_id, r.kind AS kind, r.key_us AS key_us, r.observed_us AS observed_us,"
-    " r.created_us AS created_us, r.modified_us AS modified_us, r.deleted_us AS deleted_us, r.value_num AS value_num,"
-    " r.value_json AS value_json, r.instance AS instance, r.sid AS sid FROM temporal_rows AS r"
+    "CREATE VIEW temporal_instances AS SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
+    f" s.attr AS attr, s.dataset_id AS dataset_id, r.kind AS kind, r.key_us AS key_us, {OBSERVED.format(r='r.')}"
+    f" AS observed_us, {CREATED.format(r='r.')} AS created_us, r.modified_us AS modified_us, r.deleted_us AS deleted_us,"
+    " r.value_num AS value_num, r.value_json AS value_json, r.instance AS instance, r.sid AS sid FROM temporal_rows AS r"
     " JOIN temporal_series AS s ON s.sid = r.sid"
 )
 # a file of the former layout (temporal_instances a table, text keys in every row): its rows move under
@@ -57,7 +76,7 @@ _MIGRATE = (
     ("INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
      " SELECT DISTINCT tenant, entity_id, attr, dataset_id FROM temporal_instances ORDER BY 1, 2, 3, 4"),
     ("INSERT INTO temporal_rows SELECT i.iid, s.sid, i.kind, i.key_us, i.observed_us, i.created_us, i.modified_us,"
-     " i.deleted_us, i.value_num, i.value_json, i.instance FROM temporal_instances AS i JOIN temporal_series AS s"
+     " i.deleted_us, i.value_num, i.value_json, i.instance, NULL FROM temporal_instances AS i JOIN temporal_series AS s"
      " ON s.tenant = i.tenant AND s.entity_id = i.entity_id AND s.attr = i.attr AND s.dataset_id = i.dataset_id"),
     "DROP TABLE temporal_instances",
 )
@@ -69,14 +88,21 @@ def _migrate_former_layout(conn: sqlite3.Connection) -> None:
     if kind is not None and kind[0] == "table":
         for sql in _MIGRATE:
             conn.execute(sql)
+    if not any(row[1] == "obs_key" for row in conn.execute("PRAGMA table_info(temporal_rows)")):
+        conn.execute("ALTER TABLE temporal_rows ADD COLUMN obs_key INTEGER")  # rows of histcompact16 keep NULL
+    conn.execute("DROP VIEW IF EXISTS temporal_instances")  # the view of this version
     conn.execute(_VIEW)
 
 
 # hourly rollups (broker.temporal.rollup): an inserted value instance adds itself to its hour; a replaced
 # or deleted one marks its hour dirty, recomputed from the instances before the write commits (_refresh).
 # ON CONFLICT DO NOTHING, not INSERT OR IGNORE: the outer upsert's conflict policy would override an OR IGNORE
-_PURE = "({r}.value_num IS NOT NULL AND {r}.value_json NOT IN ('true', 'false') AND substr({r}.value_json, 1, 1) <> '[')"
-_INT = "(" + _PURE + " AND {r}.value_json NOT GLOB '*[.eE]*')"
+# (a NULL value_json is a JSON float: pure, not an integer)
+_PURE = ("({r}.value_num IS NOT NULL AND ({r}.value_json IS NULL OR ({r}.value_json NOT IN ('true', 'false')"
+         " AND substr({r}.value_json, 1, 1) <> '[')))")
+_INT = ("({r}.value_num IS NOT NULL AND {r}.value_json IS NOT NULL AND {r}.value_json NOT IN ('true', 'false')"
+        " AND substr({r}.value_json, 1, 1) <> '[' AND {r}.value_json NOT GLOB '*[.eE]*')")
+_HAS_OBSERVED = "({r}.observed_us IS NOT NULL OR {r}.obs_key IS NOT NULL)"
 ROLLUP_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_rollup (tenant TEXT NOT NULL, entity_id TEXT NOT NULL, attr TEXT NOT NULL,
            hour_us INTEGER NOT NULL, dataset_id TEXT NOT NULL, observed INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -86,9 +112,13 @@ ROLLUP_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n",
     """CREATE TABLE IF NOT EXISTS temporal_rollup_dirty (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            attr TEXT NOT NULL, hour_us INTEGER NOT NULL, PRIMARY KEY (tenant, entity_id, attr, hour_us)) WITHOUT ROWID""",
-    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_insert AFTER INSERT ON temporal_rows WHEN NEW.kind = 0 BEGIN
+    # dropped and made again at each open: the versions before histbytes16 read value_json and observed_us
+    "DROP TRIGGER IF EXISTS temporal_rollup_insert",
+    "DROP TRIGGER IF EXISTS temporal_rollup_update",
+    "DROP TRIGGER IF EXISTS temporal_rollup_delete",
+    f"""CREATE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_rows WHEN NEW.kind = 0 BEGIN
            INSERT INTO temporal_rollup SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")},
-               s.dataset_id, NEW.observed_us IS NOT NULL, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
+               s.dataset_id, {_HAS_OBSERVED.format(r="NEW")}, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
                {_INT.format(r="NEW")}, NEW.value_num, NEW.value_num, NEW.value_num, NEW.value_num * NEW.value_num
                FROM temporal_series AS s WHERE s.sid = NEW.sid
            ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
@@ -97,14 +127,14 @@ ROLLUP_SCHEMA = (
                max = coalesce(max(max, excluded.max), max, excluded.max),
                sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
        END""",
-    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_update AFTER UPDATE ON temporal_rows
+    f"""CREATE TRIGGER temporal_rollup_update AFTER UPDATE ON temporal_rows
        WHEN OLD.kind = 0 OR NEW.kind = 0 BEGIN
            INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("OLD.key_us")}
                FROM temporal_series WHERE sid = OLD.sid ON CONFLICT DO NOTHING;
            INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("NEW.key_us")}
                FROM temporal_series WHERE sid = NEW.sid ON CONFLICT DO NOTHING;
        END""",
-    f"""CREATE TRIGGER IF NOT EXISTS temporal_rollup_delete AFTER DELETE ON temporal_rows WHEN OLD.kind = 0 BEGIN
+    f"""CREATE TRIGGER temporal_rollup_delete AFTER DELETE ON temporal_rows WHEN OLD.kind = 0 BEGIN
            INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("OLD.key_us")}
                FROM temporal_series WHERE sid = OLD.sid ON CONFLICT DO NOTHING;
        END""",
@@ -122,7 +152,7 @@ _ROLLUP_RECOMPUTE = (
     ("DELETE FROM temporal_rollup WHERE (tenant, entity_id, attr, hour_us) IN"
      " (SELECT tenant, entity_id, attr, hour_us FROM temporal_rollup_dirty)"),
     (f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id,"
-    f" i.observed_us IS NOT NULL AS o, {_ROLLUP_AGGREGATES} FROM temporal_rollup_dirty AS d"
+    f" {_HAS_OBSERVED.format(r='i')} AS o, {_ROLLUP_AGGREGATES} FROM temporal_rollup_dirty AS d"
     # CROSS JOIN: in this order (SQLite keeps it), the few dirty hours first, then their series, then the
     # rows of each by (sid, key_us); left to the planner on a file without statistics, it scanned every row
     f" CROSS JOIN temporal_series AS s ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr"
@@ -149,6 +179,8 @@ def _setup_rollup(conn: sqlite3.Connection) -> None:
         conn.execute(_ROLLUP_BACKFILL)
 
 
+
+
 def _unit_sql(unit: str, x: str) -> str:
     """The start of the calendar `unit` (UTC) holding the hour start `x`, in microseconds."""
     if unit == "hour":
@@ -158,19 +190,32 @@ def _unit_sql(unit: str, x: str) -> str:
     return f"(CAST(strftime('%s', {x} / 1000000, 'unixepoch', 'start of {unit}') AS INTEGER) * 1000000)"
 
 
+# count(DISTINCT value_json), value_json NULL on the rows that are JSON floats (and text on the rows
+# written before histbytes16): the floats counted by value_num (one double per float text), the rest by text
+FLOATISH = ("({r}value_json IS NULL OR ({r}value_num IS NOT NULL AND {r}value_json <> '-0.0'"
+            " AND (substr({r}value_json, 1, 1) BETWEEN '0' AND '9' OR substr({r}value_json, 1, 1) = '-')"
+            " AND {r}value_json GLOB '*[.eE]*'))")
+_DISTINCT = (f"count(DISTINCT CASE WHEN {FLOATISH.format(r='')} THEN NULL ELSE value_json END)"
+             f" + count(DISTINCT CASE WHEN {FLOATISH.format(r='')} THEN value_num END)")
+
+
 _INSERT_ROWS = (
     "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
-    " value_json, instance)"
+    " value_json, instance, obs_key)"
 )
 # the same instance again replaces the stored one (same iid), unless nothing differs: a replayed
 # change log writes nothing
 _UPSERT = (
     " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
-    " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
-    # the stored instance leaves out what the columns hold (model.compact_instance): they are compared too
-    " WHERE instance IS NOT excluded.instance OR value_json IS NOT excluded.value_json"
-    " OR observed_us IS NOT excluded.observed_us OR created_us IS NOT excluded.created_us"
+    " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance,"
+    " obs_key = excluded.obs_key"
+    # the stored instance leaves out what the columns hold (model.compact_instance): they are compared too, as
+    # read (a row written before histbytes16 keeps every column: the same instance again leaves it as it is)
+    " WHERE instance IS NOT excluded.instance OR value_num IS NOT excluded.value_num"
+    " OR NOT (value_json IS excluded.value_json OR (excluded.value_json IS NULL AND " + FLOATISH.format(r="") + "))"
+    f" OR {OBSERVED.format(r='')} IS NOT {OBSERVED.format(r='excluded.')}"
+    f" OR {CREATED.format(r='')} IS NOT {CREATED.format(r='excluded.')}"
     " OR modified_us IS NOT excluded.modified_us OR deleted_us IS NOT excluded.deleted_us"
 )
 _SERIES_ROWS = "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
@@ -219,18 +264,16 @@ def _where(
     if datasets is not None:
         clauses.append("dataset_id IN (SELECT value FROM json_each(?))")
         params.append(_json(datasets))
-    column = rng.column or "key_us"
-    if rng.column is not None:
-        clauses.append(f"{column} IS NOT NULL")
-    if column == "observed_us":
-        column = "key_us"  # equal to observed_us on every row that has one: the key index serves
-    if rng.start is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(rng.start)
-    if rng.end is not None:
-        clauses.append(f"{column} < ?")
-        params.append(rng.end)
-    return " AND ".join(clauses), params, column
+    times, column = time_clauses(rng, _param(params))
+    return " AND ".join(clauses + times), params, column
+
+
+def _param(params: list[Any]) -> Callable[[int], str]:
+    def place(value: int) -> str:
+        params.append(value)
+        return "?"
+
+    return place
 
 
 def _rollup_query(
@@ -282,12 +325,14 @@ def _rollup_query(
     return sql, params
 
 
-# what a read selects to rebuild an instance document (model.rebuild_instance)
-STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us"
+# what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
+# the same from temporal_rows
+STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
+_ROW_STORED = f"instance, value_json, {_ROW_TIMES['observed_us']}, {_ROW_TIMES['created_us']}, modified_us, deleted_us, value_num"
 
 
 def _hit(r: tuple[Any, ...]) -> InstanceHit:
-    return InstanceHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+    return InstanceHit(r[0], r[1], r[2], r[3], r[4], value_text(r[5], r[10]), r[6], r[7], r[8], r[9])
 
 
 def _per_series(
@@ -297,20 +342,10 @@ def _per_series(
     """SQLiteHistory.instances one series at a time: each its own ORDER BY ... LIMIT on the (sid, key) index,
     the series of one attribute (one per datasetId) then merged."""
     order = "DESC" if newest else "ASC"
-    column = rng.column or "key_us"
-    clauses = ["sid = ?", "kind >= 0"]
     bounds: list[Any] = []
-    if rng.column is not None:
-        clauses.append(f"{column} IS NOT NULL")
-    if column == "observed_us":
-        column = "key_us"  # equal to observed_us on every row that has one: the key index serves
-    if rng.start is not None:
-        clauses.append(f"{column} >= ?")
-        bounds.append(rng.start)
-    if rng.end is not None:
-        clauses.append(f"{column} < ?")
-        bounds.append(rng.end)
-    rows_sql = (f"SELECT iid, {column}, {STORED} FROM temporal_rows WHERE {' AND '.join(clauses)}"
+    times, column = time_clauses(rng, _param(bounds), _ROW_TIMES)
+    clauses = ["sid = ?", "kind >= 0", *times]
+    rows_sql = (f"SELECT iid, {column}, {_ROW_STORED} FROM temporal_rows WHERE {' AND '.join(clauses)}"
                 f" ORDER BY {column} {order}, iid {order} LIMIT ?")
     series_sql = "SELECT attr, sid FROM temporal_series WHERE tenant = ? AND entity_id = ?"
     series_args: list[Any] = []
@@ -326,7 +361,7 @@ def _per_series(
         for attr, sid in conn.execute(series_sql, (tenant, entity_id, *series_args)):
             by_attr.setdefault(attr, []).append(sid)
         for attr, sids in by_attr.items():
-            found = [InstanceHit(r[0], entity_id, attr, r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+            found = [InstanceHit(r[0], entity_id, attr, r[1], r[2], value_text(r[3], r[8]), r[4], r[5], r[6], r[7])
                      for sid in sids for r in conn.execute(rows_sql, (sid, *bounds, per_attr))]
             if len(sids) > 1:
                 found.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
@@ -414,8 +449,9 @@ class SQLiteHistory(HistoryStorage):
         known = _sids(conn, self._series, [(r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows])
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
         insert_rows(conn, _INSERT_ROWS, [
-            (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us, r.created_us,
-             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in rows
+            (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
+             None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
+             r.value_num, packed_value_json(r), r.stored, 1 if r.observed_us == r.key_us else None) for r in rows
         ], _UPSERT)
         insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
                     _ENTITY_CONFLICT)
@@ -519,7 +555,7 @@ class SQLiteHistory(HistoryStorage):
         bucket = f"(({column} - ?) / ?)" if period_us > 0 else "0"
         bparams = [origin_us, period_us] if period_us > 0 else []
         sql = (
-            f"SELECT entity_id, attr, {bucket} AS b, count(*), count(DISTINCT value_json), count(value_num),"
+            f"SELECT entity_id, attr, {bucket} AS b, count(*), {_DISTINCT}, count(value_num),"
             f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
@@ -599,11 +635,13 @@ class SQLiteHistory(HistoryStorage):
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
         sql = f"SELECT {STORED} FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
         row = await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).fetchone())
-        return None if row is None else rebuild_instance(bytes(row[0]), *row[1:])
+        return None if row is None else rebuild_instance(bytes(row[0]), value_text(row[1], row[6]), *row[2:6])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         sql = (
-            "UPDATE temporal_rows SET observed_us = ?, modified_us = ?, value_num = ?, value_json = ?, instance = ?"
+            # every column as is (obs_key NULL); a createdAt read from modified_us (NULL) kept
+            "UPDATE temporal_rows SET observed_us = ?, obs_key = NULL, modified_us = ?, value_num = ?, value_json = ?,"
+            " instance = ?, created_us = CASE WHEN kind = 0 THEN coalesce(created_us, modified_us) ELSE created_us END"
             " WHERE iid = ? AND sid IN (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?)"
         )
         params = (row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr)

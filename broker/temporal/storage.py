@@ -7,9 +7,11 @@ Both implementations hold the same tables in the store's database:
                         and indexed on (tenant, entity, attribute, observedAt) and
                         (tenant, entity, attribute, modifiedAt) for time-range scans
     (both keep the instances as temporal_rows under an integer series id, temporal_series:
-    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind), with (sid, modifiedAt)
-    on SQLite and BRIN indexes on PostgreSQL; temporal_instances is a view with the columns above)
-    (the stored instance document leaves out what the row's columns rebuild: model.compact_instance)
+    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind), with BRIN indexes
+    on PostgreSQL (iid, observedAt, modifiedAt); temporal_instances is a view with the columns above)
+    (the stored instance document leaves out what the row's columns rebuild: model.compact_instance;
+    a row's columns leave out what another column holds, as NULL, which the view reads back:
+    createdAt = modifiedAt, the text of a float value, on SQLite observedAt = the key)
     temporal_entities   (tenant, entity) -> types, deletedAt, and the FIWARE service path
                         the QuantumLeap API last stored the entity under (NULL: '/'),
                         a column added in place to older databases
@@ -24,7 +26,7 @@ corrected one wins (clause 5.6.11: the upsert of temporal evolution).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -44,6 +46,25 @@ class TimeRange:
     column: str | None = None
     start: int | None = None
     end: int | None = None
+
+
+def time_clauses(rng: TimeRange, param: Callable[[int], str], exprs: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+    """The WHERE clauses of a time range on instance rows, and the SQL of the time they are ordered by.
+
+    `param` places a bound and returns its placeholder ("?", "$3"); `exprs` maps a time column to the SQL
+    that reads it where the column is not stored as is (temporal_rows: a NULL standing for another column).
+    observedAt is read on key_us, equal to it on every row that has one: the (sid, key) index serves.
+    """
+    column = rng.column or "key_us"
+    clauses: list[str] = []
+    if rng.column is not None:
+        clauses.append(f"{(exprs or {}).get(column, column)} IS NOT NULL")
+    time = "key_us" if column in ("key_us", "observed_us") else (exprs or {}).get(column, column)
+    if rng.start is not None:
+        clauses.append(f"{time} >= {param(rng.start)}")
+    if rng.end is not None:
+        clauses.append(f"{time} < {param(rng.end)}")
+    return clauses, time
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -24,14 +25,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.temporal.model import (
+    VALUE,
     EntityRow,
     HistoryRow,
     deletion_row,
     from_us,
+    packed_created,
+    packed_value_json,
     rebuild_instance,
     stored_value,
     to_us,
     value_row,
+    value_text,
 )
 from broker.temporal.postgres import PostgresHistory
 from broker.temporal.sqlite import SQLiteHistory
@@ -95,6 +100,16 @@ def test_a_rebuilt_instance_is_the_document_written(doc: dict[str, Any], default
         rebuilt = rebuild_instance(row.stored, row.value_json, row.observed_us, row.created_us, row.modified_us,
                                    row.deleted_us)
         assert rebuilt == row.instance == orjson.dumps(orjson.loads(row.instance))
+        # the columns as stored (a NULL where another column holds the value) and read back as the stores do
+        value_json = value_text(packed_value_json(row), row.value_num)
+        created = packed_created(row)
+        if created is None and row.kind == VALUE:
+            created = row.modified_us
+        assert value_json == row.value_json and created == row.created_us
+        assert rebuild_instance(row.stored, value_json, row.observed_us, created, row.modified_us,
+                                row.deleted_us) == row.instance
+        if row.value_num is not None and isinstance(orjson.loads(row.value_json), float) and row.value_json != "-0.0":
+            assert packed_value_json(row) is None  # every JSON float but -0.0 is read from value_num
 
 
 _VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
@@ -300,6 +315,268 @@ def test_a_failed_write_leaves_no_series_id_behind_on_postgres(pg_dsn: str) -> N
             await history.write([], [good, other])
             hits = await history.instances(TENANT, [ENTITY], None, TimeRange(), 1000, False)
             assert sorted((h.attr, h.instance) for h in hits) == sorted([(NO2, good.instance), (other.attr, other.instance)])
+        finally:
+            await history.close()
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
+
+
+# --- the columns a row leaves out (histbytes16), through the real stores ------------------------------------
+
+
+def _instances_of(docs: list[dict[str, Any]], entity: str) -> list[HistoryRow]:
+    docs = [{k: v for k, v in d.items() if k != "datasetId"} for d in docs]  # one series: datasetId a text
+    rows = [value_row(TENANT, entity, NO2, d, T0 + n * 1000) for n, d in enumerate(docs)]
+    rows += [deletion_row(TENANT, entity, NO2, d, 7 + n) for n, d in enumerate(docs[:2])]
+    return list({(r.key_us, r.kind): r for r in rows}.values())  # the last of a key, as the store keeps
+
+
+async def _round_trip(history: HistoryStorage, entity: str, rows: list[HistoryRow]) -> None:
+    await history.write([EntityRow(TENANT, entity, ["https://x/T"])], rows)
+    hits = await history.instances(TENANT, [entity], None, TimeRange(), 1000, False)
+    by_key = {(r.key_us, r.instance) for r in rows}
+    assert {(h.time_us, h.instance) for h in hits} == by_key
+    expected_values = sorted((r.key_us, orjson.dumps(stored_value(r.stored, r.value_json))) for r in rows)
+    assert sorted((h.time_us, orjson.dumps(h.value())) for h in hits) == expected_values
+    for h in hits[:3]:
+        assert await history.get_instance(TENANT, entity, NO2, h.iid) == h.instance
+    # the time columns a row may leave out, as a query on them sees them
+    for column, present in (("observed_us", [r for r in rows if r.observed_us is not None]),
+                            ("created_us", [r for r in rows if r.created_us is not None])):
+        got = await history.instances(TENANT, [entity], None, TimeRange(column, 0, 2**62), 1000, False)
+        assert len(got) == len(present), column
+    values = [r for r in rows if r.kind == VALUE]
+    buckets = await history.aggregate(TENANT, [entity], [NO2], TimeRange(), 0, 0)
+    assert (buckets[0].total, buckets[0].distinct) == (len(values), len({r.value_json for r in values}))
+
+
+def _check_round_trips(history: HistoryStorage, loop: asyncio.AbstractEventLoop, examples: int) -> None:
+    numbers = itertools.count()
+    # below 1e150: PostgreSQL's rollup squares a value (sumsq), and float8 overflow is an error there
+    floats = st.floats(min_value=-1e150, max_value=1e150)
+    plain = documents.filter(lambda d: not any(isinstance(v, float) and abs(v) > 1e150 for v in d.values()))
+    some_docs = st.lists(plain | st.builds(lambda v: _reading(1, v), floats), min_size=1, max_size=6)
+
+    @settings(max_examples=examples, deadline=None)
+    @given(docs=some_docs)
+    def check(docs: list[dict[str, Any]]) -> None:
+        entity = f"urn:e:rt{next(numbers)}"
+        loop.run_until_complete(_round_trip(history, entity, _instances_of(docs, entity)))
+
+    check()
+
+
+def test_rows_read_back_as_written_on_sqlite(tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()
+    history = SQLiteHistory(tmp_path / "h.db")
+    loop.run_until_complete(history.open())
+    try:
+        _check_round_trips(history, loop, 150)
+    finally:
+        loop.run_until_complete(history.close())
+        loop.close()
+
+
+def test_rows_read_back_as_written_on_postgres(pg_dsn: str) -> None:
+    schema = f"test_compact_rt_{uuid.uuid4().hex[:12]}"
+    loop = asyncio.new_event_loop()
+
+    async def make() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+    loop.run_until_complete(make())
+    history = PostgresHistory(pg_dsn, schema)
+    try:
+        loop.run_until_complete(history.open())
+        _check_round_trips(history, loop, 60)
+    finally:
+        loop.run_until_complete(history.close())
+        loop.run_until_complete(drop())
+        loop.close()
+
+
+# the history tables of histcompact16 (integ at b0f14de: SCHEMA, _VIEW, ROLLUP_SCHEMA of broker.temporal.sqlite
+# and .postgres): every column stored, SQLite's (sid, modified_us) index, PostgreSQL's primary key on iid
+COMPACT16_SQLITE = Path(__file__).with_name("histcompact16_schema_sqlite.json")
+COMPACT16_POSTGRES = Path(__file__).with_name("histcompact16_schema_postgres.json")
+COMPACT16_SERIES = "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id) VALUES "
+COMPACT16_ROWS = ("INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+                  " value_json, instance) VALUES ")
+VIEW_ROWS = ("SELECT iid, tenant, entity_id, attr, dataset_id, kind, key_us, observed_us, created_us, modified_us,"
+             " deleted_us, value_num, value_json, instance FROM temporal_instances ORDER BY iid")
+
+
+def _compact16_rows() -> tuple[list[HistoryRow], list[HistoryRow]]:
+    rows = _rows()
+    others = [value_row(TENANT, f"urn:e:{n}", f"https://x/a{n % 3}", _reading(n, n + 0.5), T0) for n in range(20)]
+    return rows, others
+
+
+async def _after_compact16(history: HistoryStorage, rows: list[HistoryRow]) -> None:
+    """What a history of histcompact16 must still do once opened: read, take rows, find instances by id."""
+    assert await _read_all(history) == _expected(rows)
+    old = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0)
+    again = value_row(TENANT, ENTITY, NO2, _reading(61, 21.0), T0)  # 21.0: a value a former row has (text there)
+    newer = value_row(TENANT, ENTITY, NO2, _reading(60, 1.5), T0)
+    await history.write([], [*rows, newer, again])  # a replayed change log, and new readings
+    assert await _read_all(history) == {**_expected(rows), newer.key_us: newer.instance, again.key_us: again.instance}
+    now = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0)
+    assert (now[0].total, now[0].distinct) == (old[0].total + 2, old[0].distinct + 1)  # 21.0 counted once
+    rolled = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
+    assert rolled[0].total == now[0].total and rolled[0].sum == now[0].sum
+    hits = {h.time_us: h for h in await history.instances(TENANT, [ENTITY], None, TimeRange(), 1000, False)}
+    first = hits[T0]  # a former row, found by its instanceId
+    assert await history.get_instance(TENANT, ENTITY, NO2, first.iid) == rows[0].instance
+    fixed = value_row(TENANT, ENTITY, NO2, {**orjson.loads(rows[0].instance), "value": 5.25,
+                                            "modifiedAt": "2026-12-07T00:00:00Z"}, T0)
+    assert await history.replace_instance(TENANT, ENTITY, NO2, first.iid, fixed)
+    assert await history.get_instance(TENANT, ENTITY, NO2, first.iid) == fixed.instance
+    created = await history.instances(TENANT, [ENTITY], [NO2], TimeRange("created_us", T0, None), 1000, False)
+    assert first.iid in {h.iid for h in created}  # its createdAt kept (2026-12-06), not its new modifiedAt
+    assert await history.delete_instance(TENANT, ENTITY, NO2, hits[T0 + 1_000_000].iid)
+    assert await history.get_instance(TENANT, ENTITY, NO2, hits[T0 + 1_000_000].iid) is None
+    assert await history.delete_instances(TENANT, ["urn:e:4"], TimeRange()) == 1
+
+
+def test_a_histcompact16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "compact16.db"
+    rows, others = _compact16_rows()
+    with sqlite3.connect(path) as conn:  # the layout of histcompact16, filled as its code wrote it
+        for sql in orjson.loads(COMPACT16_SQLITE.read_bytes()):
+            conn.execute(sql)
+        keys = list(dict.fromkeys((r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows + others))
+        conn.executemany(COMPACT16_SERIES + "(?, ?, ?, ?)", keys)
+        sids = {k: n + 1 for n, k in enumerate(keys)}
+        conn.executemany(COMPACT16_ROWS + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us, r.created_us,
+             r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in rows + others])
+        conn.execute("DELETE FROM temporal_rows WHERE sid = (SELECT sid FROM temporal_series WHERE entity_id = 'urn:e:3')")
+        before = conn.execute(VIEW_ROWS).fetchall()
+        rollup_before = conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+
+    async def run() -> None:
+        history = SQLiteHistory(path)
+        await history.open()
+        try:
+            with sqlite3.connect(path) as conn:  # every row as it was, through the view; rollups as they were
+                assert conn.execute(VIEW_ROWS).fetchall() == before
+                assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
+                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'temporal_rows'")}
+                assert "temporal_rows_modified" not in names and "temporal_rows_series" in names
+            await _after_compact16(history, rows)
+            with sqlite3.connect(path) as conn:  # the new rows leave out what their other columns hold
+                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key FROM temporal_rows"
+                                      " ORDER BY iid DESC LIMIT 1").fetchone()
+                assert newest == (None, None, None, 1)
+        finally:
+            await history.close()
+        history = SQLiteHistory(path)  # opened again: the same
+        await history.open()
+        try:
+            assert len(await _read_all(history)) == len(rows) + 1
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
+    schema = f"test_compact16_{uuid.uuid4().hex[:12]}"
+    rows, others = _compact16_rows()
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        try:
+            for sql in orjson.loads(COMPACT16_POSTGRES.read_bytes()):
+                await conn.execute(sql)
+            keys = list(dict.fromkeys((r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows + others))
+            await conn.executemany(COMPACT16_SERIES + "($1, $2, $3, $4)", keys)
+            sids = {(r[1], r[2], r[3], r[4]): r[0] for r in await conn.fetch("SELECT sid, tenant, entity_id, attr,"
+                                                                              " dataset_id FROM temporal_series")}
+            await conn.executemany(COMPACT16_ROWS + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", [
+                (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us, r.created_us,
+                 r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in rows + others])
+            await conn.execute("DELETE FROM temporal_rows WHERE sid = (SELECT sid FROM temporal_series"
+                               " WHERE entity_id = 'urn:e:3')")
+            before = [tuple(r) for r in await conn.fetch(VIEW_ROWS)]
+            rollup_sql = ("SELECT tenant, entity_id, attr, hour_us, dataset_id, observed, n, n_num, n_pure, n_int, sum, min,"
+                          " max, sumsq FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6")
+            rollup_before = [tuple(r) for r in await conn.fetch(rollup_sql)]
+            history = PostgresHistory(pg_dsn, schema)
+            await history.open()
+            try:
+                assert [tuple(r) for r in await conn.fetch(VIEW_ROWS)] == before
+                assert [tuple(r) for r in await conn.fetch(rollup_sql)] == rollup_before
+                names = {r[0] for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rows'", schema)}
+                assert "temporal_rows_pkey" not in names and "temporal_rows_iid_brin" in names
+                await _after_compact16(history, rows)
+                newest = await conn.fetchrow("SELECT iid, created_us, value_json FROM temporal_rows ORDER BY iid DESC LIMIT 1")
+                assert newest[0] > max(r[0] for r in before) and (newest[1], newest[2]) == (None, None)
+            finally:
+                await history.close()
+            history = PostgresHistory(pg_dsn, schema)  # opened again: the same
+            await history.open()
+            try:
+                assert len(await _read_all(history)) == len(rows) + 1
+            finally:
+                await history.close()
+        finally:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(run())
+
+
+async def _replace_and_add_in_one_hour(history: HistoryStorage) -> None:
+    first = value_row(TENANT, ENTITY, NO2, _reading(1, 1.5), T0)
+    await history.write([EntityRow(TENANT, ENTITY, ["https://x/T"])], [first])
+    # one statement replaces an instance and inserts another in the same hour (PostgreSQL: its UPDATE trigger
+    # recomputes the hour, the new row with it, before its INSERT trigger runs)
+    await history.write([], [value_row(TENANT, ENTITY, NO2, _reading(1, 2.5), T0),
+                             value_row(TENANT, ENTITY, NO2, _reading(2, 4.5), T0)])
+    rows = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0)
+    rolled = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
+    assert (rows[0].total, rows[0].sum) == (2, 7.0)
+    assert (rolled[0].total, rolled[0].sum, rolled[0].sumsq) == (2, 7.0, 2.5 * 2.5 + 4.5 * 4.5)
+    await history.write([], [value_row(TENANT, ENTITY, NO2, _reading(3, 1.0), T0)])  # a later statement adds
+    rolled = await history.aggregate(TENANT, [ENTITY], [NO2], TimeRange(), 0, 0, distinct=False)
+    assert (rolled[0].total, rolled[0].sum) == (3, 8.0)
+
+
+def test_a_replaced_and_an_added_instance_count_once_in_the_rollups_on_sqlite(tmp_path: Path) -> None:
+    async def run() -> None:
+        history = SQLiteHistory(tmp_path / "h.db")
+        await history.open()
+        try:
+            await _replace_and_add_in_one_hour(history)
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+def test_a_replaced_and_an_added_instance_count_once_in_the_rollups_on_postgres(pg_dsn: str) -> None:
+    schema = f"test_compact_roll_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            await _replace_and_add_in_one_hour(history)
         finally:
             await history.close()
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
