@@ -34,6 +34,7 @@ entities cached first are dropped first.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -49,6 +50,11 @@ __all__ = ["CachedResponse", "Entry", "RenderedEntities", "cache_of", "variant_o
 Variant = tuple[bytes, bytes | None, bytes | None, bytes | None]
 """(query string, Accept, Link, Prefer) of a request, raw."""
 
+log = logging.getLogger("broker")
+
+DEFAULT_MB = 64
+"""The default bound of the bodies held, in MiB."""
+
 TOUCHED = 65_536
 """Invalidated entities remembered with their generation; a GET older than the oldest one forgotten keeps nothing."""
 
@@ -57,12 +63,14 @@ ENTRY_OVERHEAD = 256
 
 
 def budget_from_env() -> int:
-    """The cache's bound in bytes: METROPOLE_BROKER_RENDER_CACHE_MB (default 64, 0: no cache)."""
-    text = os.environ.get("METROPOLE_BROKER_RENDER_CACHE_MB", "64").strip()
+    """The cache's bound in bytes: METROPOLE_BROKER_RENDER_CACHE_MB (default 64, 0: no cache; not a number: 64,
+    logged)."""
+    text = os.environ.get("METROPOLE_BROKER_RENDER_CACHE_MB", "").strip() or str(DEFAULT_MB)
     try:
         megabytes = float(text)
     except ValueError:
-        raise ValueError(f"METROPOLE_BROKER_RENDER_CACHE_MB must be a number, got {text!r}") from None
+        log.warning("METROPOLE_BROKER_RENDER_CACHE_MB=%r is not a number: %d MB are used", text, DEFAULT_MB)
+        megabytes = DEFAULT_MB
     return max(0, int(megabytes * 1024 * 1024))
 
 

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from bench.procs import free_port
-from broker.api.rendered import Entry, RenderedEntities
+from broker.api.rendered import Entry, RenderedEntities, budget_from_env
 from broker.app import create_app
 from broker.settings import BrokerSettings
 from broker.store.base import ChangeRecord
@@ -249,3 +249,9 @@ def test_a_reloaded_context_is_not_answered_with_the_former_one(pair: Pair, cont
     answer = pair.send("cached", "GET", path, headers=headers)
     assert answer == pair.send("plain", "GET", path, headers=headers)
     assert orjson.loads(answer[2])["dioxide"] == 21.5
+
+
+@pytest.mark.parametrize(("text", "budget"), [("", 64 << 20), ("0", 0), ("0.5", 1 << 19), ("lots", 64 << 20)])
+def test_the_budget_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, text: str, budget: int) -> None:
+    monkeypatch.setenv("METROPOLE_BROKER_RENDER_CACHE_MB", text)
+    assert budget_from_env() == budget
