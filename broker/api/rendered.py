@@ -25,7 +25,8 @@ entity's answers. A GET that read the store before a write committed could other
 what it read after the write's invalidation: `keep` refuses an answer when its entity (or,
 past what `_touched` remembers, any entity) was invalidated since the GET's `generation()`,
 taken before its read. A write is thus seen by every GET answered after the write's own
-response. The cache is this process's: only writes made through this process's store reach
+response. (A PostgreSQL write cancelled between its COMMIT and that hand-over, which only a
+server's shutdown does to a write, would not reach it: the store's own consumers then read the log.) The cache is this process's: only writes made through this process's store reach
 it (one broker process per store, as today; METROPOLE_BROKER_RENDER_CACHE_MB=0 turns it off).
 
 Bounded by the bytes of the bodies held (METROPOLE_BROKER_RENDER_CACHE_MB, default 64): the
