@@ -255,3 +255,48 @@ def test_a_reloaded_context_is_not_answered_with_the_former_one(pair: Pair, cont
 def test_the_budget_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, text: str, budget: int) -> None:
     monkeypatch.setenv("METROPOLE_BROKER_RENDER_CACHE_MB", text)
     assert budget_from_env() == budget
+
+
+def test_no_answer_older_than_an_acknowledged_write_under_concurrent_reads(pair: Pair) -> None:
+    # one client PATCHes increasing values; four read the entity meanwhile: a GET sent after a PATCH was
+    # answered must show that value or a later one, whether it was answered from the cache or not
+    path = f"{API}/entities/{EID}?options=keyValues&attrs=no2"
+    acked = [0]
+    stale: list[tuple[int, Any]] = []
+    done = threading.Event()
+    hits = [0]
+
+    def read() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", pair.ports["cached"], timeout=30)
+        while not done.is_set():
+            floor = acked[0]
+            conn.request("GET", path)
+            response = conn.getresponse()
+            value = orjson.loads(response.read())["no2"]
+            if value < floor:
+                stale.append((floor, value))
+            hits[0] += 1
+        conn.close()
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    conn = http.client.HTTPConnection("127.0.0.1", pair.ports["cached"], timeout=30)
+    try:
+        for value in range(1, 151):
+            conn.request("PATCH", f"{API}/entities/{EID}/attrs/no2", orjson.dumps({"value": value}),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 204
+            acked[0] = value
+            time.sleep(0.002)  # let the readers keep answers between the writes
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join(timeout=30)
+        conn.close()
+    assert not stale, f"answers older than an acknowledged write: {stale[:5]}"
+    assert hits[0] > 300
+    final = pair.send("cached", "GET", path)
+    assert final == pair.send("plain", "GET", path) and orjson.loads(final[2])["no2"] == 150
