@@ -234,14 +234,16 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
     else:
         deps.check_params(request)  # passed when the entry was kept: the query string is part of its variant
         value, ctx = resolved
-    view = View.from_params(request.query_params, ctx, entity_maps=True)
-    make_map, used = await entitymaps.asked_for(request, tenant, request.query_params)  # 5.7.1.4
+    # a plain dict (the last value of a repeated name, as QueryParams.get): a Starlette mapping's get of an
+    # absent name raises and catches a KeyError inside, and a GET asks for about fifteen absent names
+    params: dict[str, str] = dict(request.query_params) if scope["query_string"] else {}
+    view = View.from_params(params, ctx, entity_maps=True)
+    make_map, used = await entitymaps.asked_for(request, tenant, params)  # 5.7.1.4
     gp = geometry_property(request, media)
     headers: dict[str, str] = {}
     generation = cache.generation() if cache is not None else 0  # before the read: see rendered.keep
     try:
-        found: StoredEntity | None = await deps.entities(request).get(tenant, entity_id,
-                                                                     request.query_params.get("type"), ctx)
+        found: StoredEntity | None = await deps.entities(request).get(tenant, entity_id, params.get("type"), ctx)
     except ResourceNotFound:
         found = None
     held_here = found is not None
@@ -260,7 +262,7 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
         made = await entitymaps.maps(request).create(
             tenant, entitymaps.build([entity_id] if held_here else [], distributed.sources if distributed else {}),
             dict(sorted(distributed.linked.items())) if distributed else {},
-            entitymaps.lifetime_of(request.query_params))
+            entitymaps.lifetime_of(params))
         headers[entitymaps.HEADER] = entitymaps.location(made["id"])
     stored = found
     if view.shows_nothing(stored, ctx.expand_term):

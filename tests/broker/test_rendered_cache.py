@@ -25,8 +25,10 @@ import uvicorn
 from bench.procs import free_port
 from broker.api.rendered import Entry, RenderedEntities, budget_from_env
 from broker.app import create_app
+from broker.service.view import View
 from broker.settings import BrokerSettings
 from broker.store.base import ChangeRecord
+from models.context import ContextResolver
 from tests.pg import store_url
 from web.serving import EmbeddedServer
 
@@ -300,3 +302,10 @@ def test_no_answer_older_than_an_acknowledged_write_under_concurrent_reads(pair:
     assert hits[0] > 300
     final = pair.send("cached", "GET", path)
     assert final == pair.send("plain", "GET", path) and orjson.loads(final[2])["no2"] == 150
+
+
+def test_no_parameters_is_the_view_the_parameters_give_when_none_applies() -> None:
+    # View.from_params answers an empty mapping without reading it: the same view as a full read finds
+    ctx = ContextResolver().resolve(None)
+    assert View.from_params({}, ctx, entity_maps=True) == View.from_params({"local": "true"}, ctx) == View()
+    assert View.from_params({"options": "keyValues"}, ctx) != View()
