@@ -56,8 +56,9 @@ log = logging.getLogger("broker")
 DEFAULT_MB = 64
 """The default bound of the bodies held, in MiB."""
 
-TOUCHED = 65_536
-"""Invalidated entities remembered with their generation; a GET older than the oldest one forgotten keeps nothing."""
+TOUCHED = 16_384
+"""Invalidated entities remembered with their generation (a few MB at most); a GET whose read began before the
+newest one forgotten keeps nothing (a read takes milliseconds: thousands of writes cannot pass it unseen)."""
 
 ENTRY_OVERHEAD = 256
 """Bytes counted for an entry besides its body (its headers and keys)."""
