@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 
 from bench.procs import free_port
+from broker.api import rendered
 from broker.api.rendered import Entry, RenderedEntities, budget_from_env
 from broker.app import create_app
 from broker.service.view import View
@@ -309,3 +310,16 @@ def test_no_parameters_is_the_view_the_parameters_give_when_none_applies() -> No
     ctx = ContextResolver().resolve(None)
     assert View.from_params({}, ctx, entity_maps=True) == View.from_params({"local": "true"}, ctx) == View()
     assert View.from_params({"options": "keyValues"}, ctx) != View()
+
+
+def test_a_read_older_than_what_the_cache_remembers_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rendered, "TOUCHED", 2)
+    cache = RenderedEntities(1 << 20)
+    variant = (b"", None, None, None)
+    generation = cache.generation()
+    cache.invalidate([_record("", "urn:x:1"), _record("", "urn:x:2"), _record("", "urn:x:3")])  # urn:x:1 forgotten
+    cache.keep("", "urn:x:1", variant, _entry(), generation)  # it may have changed after this read: not kept
+    cache.keep("", "urn:x:9", variant, _entry(), generation)  # nor anything else read that early
+    assert cache.get("", "urn:x:1", variant) is None and cache.get("", "urn:x:9", variant) is None
+    cache.keep("", "urn:x:9", variant, _entry(), cache.generation())
+    assert cache.get("", "urn:x:9", variant) is not None
