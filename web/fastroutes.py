@@ -10,7 +10,9 @@ parameters (str), header parameters with an alias and a string default, and the
 handler with those values, under the same exception handlers as the app's
 (`starlette.exception_handlers`, read from the ExceptionMiddleware it wraps) and with the
 scope the router would have left (`route`, `endpoint`, `path_params`, `router`), so the
-HTTP metrics label and every response byte stay those of the normal route. Anything else
+HTTP metrics label and every response byte stay those of the normal route (the handlers are
+wrapped only when the handler raises: the exception is then answered through the same two
+levels of wrappers as the router's path, and a response that returned sends as it would). Anything else
 (another path or method, a route taking more than that) goes the normal way.
 
 A `Mount` may be listed too: a request under it is handed to the mounted app without
@@ -142,10 +144,17 @@ class FastRoutes:
                     kwargs[name] = value.decode("latin-1")
                     break
 
-        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
             response = await fast.call(**kwargs)
-            await response(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - answered by the app's handlers, as on the router's path
+            failure = exc
 
-        # two levels, as ExceptionMiddleware around request_response: a handler's own failure meets the outer one
-        inner = wrap_app_handling_exceptions(endpoint, request)
-        await wrap_app_handling_exceptions(inner, request)(scope, receive, send)
+            async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+                raise failure
+
+            # two levels, as ExceptionMiddleware around request_response: a handler's own failure meets the outer one
+            inner = wrap_app_handling_exceptions(endpoint, request)
+            await wrap_app_handling_exceptions(inner, request)(scope, receive, send)
+            return
+        # a Response sends its head first: nothing it raises could still be answered by a handler
+        await response(scope, receive, send)

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from broker.api import deps
+from broker.api import deps, rendered
 from broker.api.deps import API, TenantDep
 from broker.federation import consumption, entitymaps, provision
 from broker.http import GEO_JSON, JSON, accepted_type, no_content
@@ -210,17 +210,40 @@ async def purge_entities(request: Request, tenant: TenantDep = "") -> Response:
 
 @router.get("/entities/{entity_id}")
 async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = "") -> Response:
-    """Retrieve Entity (6.5.3.1): 200, 404, 400."""
+    """Retrieve Entity (6.5.3.1): 200, 404, 400.
+
+    A 200 answer is kept as bytes until the entity changes (broker.api.rendered) and sent again to a
+    request of the same variant and @context, unless the tenant has context source registrations.
+    """
+    scope = request.scope
+    state = request.app.state
+    cache = rendered.cache_of(state, deps.entities(request).store)
+    variant = rendered.variant_of(scope["headers"], scope["query_string"]) if cache is not None else None
+    resolved: tuple[Any, Context] | None = None
+    if variant is not None and cache is not None:
+        entry = cache.get(tenant, entity_id, variant)
+        if entry is not None and not await _has_registrations(request, tenant):
+            ctx = await deps.resolve(request, entry.context_value)  # counts the context's hit, as below
+            if ctx is entry.ctx:
+                return rendered.CachedResponse(entry)
+            resolved = entry.context_value, ctx  # the same Link, another Context: render again with it
     media = accepted_type(request, geo=True)
     check_uri(entity_id, "entity id")
-    value, ctx = await deps.read_context(request)
-    view = View.from_params(request.query_params, ctx, entity_maps=True)
-    make_map, used = await entitymaps.asked_for(request, tenant, request.query_params)  # 5.7.1.4
+    if resolved is None:
+        value, ctx = await deps.read_context(request)
+    else:
+        deps.check_params(request)  # passed when the entry was kept: the query string is part of its variant
+        value, ctx = resolved
+    # a plain dict (the last value of a repeated name, as QueryParams.get): a Starlette mapping's get of an
+    # absent name raises and catches a KeyError inside, and a GET asks for about fifteen absent names
+    params: dict[str, str] = dict(request.query_params) if scope["query_string"] else {}
+    view = View.from_params(params, ctx, entity_maps=True)
+    make_map, used = await entitymaps.asked_for(request, tenant, params)  # 5.7.1.4
     gp = geometry_property(request, media)
     headers: dict[str, str] = {}
+    generation = cache.generation() if cache is not None else 0  # before the read: see rendered.keep
     try:
-        found: StoredEntity | None = await deps.entities(request).get(tenant, entity_id,
-                                                                     request.query_params.get("type"), ctx)
+        found: StoredEntity | None = await deps.entities(request).get(tenant, entity_id, params.get("type"), ctx)
     except ResourceNotFound:
         found = None
     held_here = found is not None
@@ -239,7 +262,7 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
         made = await entitymaps.maps(request).create(
             tenant, entitymaps.build([entity_id] if held_here else [], distributed.sources if distributed else {}),
             dict(sorted(distributed.linked.items())) if distributed else {},
-            entitymaps.lifetime_of(request.query_params))
+            entitymaps.lifetime_of(params))
         headers[entitymaps.HEADER] = entitymaps.location(made["id"])
     stored = found
     if view.shows_nothing(stored, ctx.expand_term):
@@ -247,10 +270,23 @@ async def retrieve_entity(entity_id: str, request: Request, tenant: TenantDep = 
     linked = await deps.queries(request).linked(tenant, [stored], view) if view.join else None
     entity = view.render_entity(stored, ctx, linked)
     if media == GEO_JSON:
-        return geo_response(request, to_feature(entity, gp) if isinstance(entity, dict) else
-                            {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in entity]}, value,
-                            headers or None)
-    return deps.json_response(entity, media=media, context=value, headers=headers or None)
+        response = geo_response(request, to_feature(entity, gp) if isinstance(entity, dict) else
+                                {"type": "FeatureCollection", "features": [to_feature(e, gp) for e in entity]}, value,
+                                headers or None)
+    else:
+        response = deps.json_response(entity, media=media, context=value, headers=headers or None)
+    if (cache is not None and variant is not None and distributed is None and not make_map and used is None
+            and view.join is None and not await _has_registrations(request, tenant)):
+        cache.keep(tenant, entity_id, variant, rendered.Entry(ctx, value, response.status_code,
+                                                              tuple(response.raw_headers), bytes(response.body)),
+                   generation)
+    return response
+
+
+async def _has_registrations(request: Request, tenant: str) -> bool:
+    """Whether the tenant has a context source registration (then Retrieve Entity may forward: nothing is kept)."""
+    fwd = consumption.app_forwarder(request)
+    return fwd is not None and bool(await fwd.registrations.active(tenant))
 
 
 @router.delete("/entities/{entity_id}")

@@ -103,7 +103,10 @@ class View:
         """Read options, format, lang, attrs, pick, omit, datasetId, join, joinLevel and containedBy.
 
         `entity_maps`: the caller makes the EntityMap of `entityMap=true` (broker.federation.entitymaps).
+        No parameters at all (most reads) is the default view, made without reading them one by one.
         """
+        if not params:
+            return cls()
         options = set(split_list(params.get("options")))
         fmt = params.get("format") or None
         try:

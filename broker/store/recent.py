@@ -11,12 +11,16 @@ seqs starting right after the consumer's cursor, and None otherwise (a
 record written by another process, one evicted, a restart), so the caller
 then reads the log as before. Records are shared by every consumer and with
 the store: nobody may change them.
+
+`listeners` are called with each committed batch, in commit order, right after it
+is held here (on the thread that committed it): the rendered-entity cache of
+broker.api.rendered drops what a write changed through this hook.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from broker.store.base import ChangeRecord
 
@@ -31,9 +35,10 @@ class RecentChanges:
         self.capacity = capacity
         self._records: dict[int, ChangeRecord] = {}
         self._lock = threading.Lock()  # the writer thread adds, consumers' tasks read
+        self.listeners: list[Callable[[Sequence[ChangeRecord]], None]] = []
 
     def add(self, records: Sequence[ChangeRecord]) -> None:
-        """Remember records just committed (in seq order)."""
+        """Remember records just committed (in seq order), then tell the listeners."""
         if not records:
             return
         with self._lock:
@@ -43,6 +48,8 @@ class RecentChanges:
             if excess > 0:
                 for seq in list(self._records)[:excess]:
                     del self._records[seq]
+        for listener in self.listeners:
+            listener(records)
 
     def after(self, seq: int, limit: int) -> list[ChangeRecord] | None:
         """Records seq+1, seq+2, ... (at most `limit`) when held without a gap up to the newest or to `limit`; else None."""
