@@ -1,4 +1,4 @@
-"""History rows of notified entities, written by group commit (POST /v2/notify, issue 16).
+"""History rows of notified entities and their write (POST /v2/notify, issue 16).
 
 `prepare` turns one notified entity (broker.quantumleap.notify: v2_entity or
 ld_entity) into its history rows: the rows TemporalService.write_many stores
@@ -6,27 +6,20 @@ for it. An instance of the shape NGSI-v2 notifications carry, a Property
 with a plain value (number, text, boolean, DateTime), a unitCode and the
 notification's observedAt, is already normalized and expanded: its ENF
 instance is itself with createdAt and modifiedAt added, so the per-instance
-normalize_attribute and expand_instance are skipped (a fifth of a
-100-entity notification's CPU). Anything else, and anything such an instance
+normalize_attribute and expand_instance are skipped (8 % of a 100-entity
+notification's broker CPU in py-spy). Anything else, and anything such an instance
 would be refused for (a name that is not an NGSI-LD name, a value of
 urn:ngsi-ld:null, an empty unitCode, an observedAt that is not a DateTime),
 takes the general path, TemporalService._temporal_rows, which answers as before.
 
-`NotifyWriter.write` stores the prepared entities of one notification.
-Notifications that arrive while a write is under way wait, and the next
-write takes all of them together: one read-your-writes check with one read
-of the entities' known types, one history transaction, one service-path
-update, instead of four round trips each. Every notification is answered
-after the transaction holding its rows committed; types add up and rows
-replace one another in arrival order, as one write after the other would
-leave them. A group that fails is retried notification by notification, so
-that one notification's failure is only its own.
+`NotifyWriter.write` stores the prepared entities of one notification as
+write_many did (one history transaction) and then their service paths, with
+the read-your-writes check (HistoryRecorder.read_current) run together with
+the read of the entities' known types rather than before it.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +28,7 @@ from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow, to_us, value_row
-from models.errors import BadRequestData, InternalError
+from models.errors import BadRequestData
 from models.normalize import TermMapper
 from models.validation import check_datetime, is_name
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
@@ -120,74 +113,17 @@ def prepare(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Pre
     return Prepared(eid, types, rows)
 
 
-def _fail(jobs: Sequence[_Job], exc: BaseException) -> None:
-    for job in jobs:
-        if not job.done.done():
-            job.done.set_exception(exc)
-
-
-@dataclass(slots=True)
-class _Job:
-    tenant: str
-    entities: list[Prepared]
-    paths: dict[str, str]
-    done: asyncio.Future[None]
-
-
 class NotifyWriter:
-    """Writes notifications' rows, those that arrive during a write together in the next one (module docstring)."""
+    """Writes a notification's rows: the read-your-writes check together with the read of the known types, then
+    one history transaction and the service paths (TemporalService.write_many and set_service_paths)."""
 
     def __init__(self) -> None:
-        self._queue: list[_Job] = []
-        self._busy = False
         self._tenants: dict[str, Store] = {}  # tenant -> the store it is known to exist in
-        self.groups = 0  # transactions made (for tests)
 
     async def write(self, st: BrokerState, tenant: str, entities: list[Prepared], paths: dict[str, str]) -> None:
         """Store one notification's entities and their service paths; returns once committed."""
-        job = _Job(tenant, entities, paths, asyncio.get_running_loop().create_future())
-        self._queue.append(job)
-        if not self._busy:
-            self._busy = True
-            asyncio.ensure_future(self._drain(st))
-        await job.done
-
-    async def _drain(self, st: BrokerState) -> None:
-        try:
-            while self._queue:
-                jobs, self._queue = self._queue, []
-                try:
-                    await self._flush(st, jobs)
-                except Exception as exc:  # noqa: BLE001 - any failure is the writers' answer, handed to them
-                    if len(jobs) == 1 or isinstance(exc, InternalError):  # history behind: it would be for each
-                        _fail(jobs, exc)
-                        continue
-                    for job in jobs:  # one notification's failure is only its own
-                        try:
-                            await self._flush(st, [job])
-                        except Exception as one:  # noqa: BLE001 - that notification's own answer
-                            _fail([job], one)
-                except BaseException as exc:
-                    _fail(jobs, exc)
-                    raise
-        finally:
-            self._busy = False
-            _fail(self._queue, RuntimeError("history writer stopped"))  # cancelled while draining
-            self._queue = []
-
-    async def _flush(self, st: BrokerState, jobs: Sequence[_Job]) -> None:
-        by_tenant: dict[str, list[_Job]] = {}
-        for job in jobs:
-            by_tenant.setdefault(job.tenant, []).append(job)
-        for tenant, group in by_tenant.items():
-            await self._flush_tenant(st, tenant, group)
-        for job in jobs:
-            if not job.done.done():
-                job.done.set_result(None)
-
-    async def _flush_tenant(self, st: BrokerState, tenant: str, jobs: Sequence[_Job]) -> None:
         history = st.history
-        ids = list(dict.fromkeys(p.entity_id for job in jobs for p in job.entities))
+        ids = list(dict.fromkeys(p.entity_id for p in entities))
         known: dict[str, list[str]] = {}
         if ids:
             found = await st.recorder.read_current(lambda: history.entities(tenant, ids=ids),
@@ -195,23 +131,18 @@ class NotifyWriter:
             known = {r.entity_id: r.types for r in found}
         else:
             await st.recorder.catch_up(st.temporal.catch_up_timeout)
-        entities: dict[str, EntityRow] = {}
-        rows: list[HistoryRow] = []
-        paths: dict[str, str] = {}
-        for job in jobs:
-            for p in job.entities:
-                old = known.get(p.entity_id)
-                types = p.types if old is None else old + [t for t in p.types if t not in old]
-                known[p.entity_id] = types
-                entities.pop(p.entity_id, None)  # the last one, with every type so far, in arrival order
-                entities[p.entity_id] = EntityRow(tenant, p.entity_id, types, None)
-                rows.extend(p.rows)
-            paths.update(job.paths)
-        if entities:
+        rows: list[EntityRow] = []
+        history_rows: list[HistoryRow] = []
+        for p in entities:
+            old = known.get(p.entity_id)
+            types = p.types if old is None else old + [t for t in p.types if t not in old]
+            known[p.entity_id] = types  # an entity given twice: its types add up, its later rows replace
+            rows.append(EntityRow(tenant, p.entity_id, types, None))
+            history_rows.extend(p.rows)
+        if rows:
             if self._tenants.get(tenant) is not st.store:  # a tenant written to through history exists (4.14)
                 await st.store.ensure_tenant(tenant)
                 self._tenants[tenant] = st.store
-            await history.write(list(entities.values()), rows)
+            await history.write(rows, history_rows)
         if paths:
             await history.set_service_paths(tenant, paths)
-        self.groups += 1

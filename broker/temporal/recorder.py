@@ -104,7 +104,11 @@ class HistoryRecorder:
         read ran); otherwise the backlog is applied (`catch_up`) and it reads again.
         """
         start = self.cursor
-        target, value = await asyncio.gather(self.store.last_change_seq(), read())
+        check = asyncio.ensure_future(self.store.last_change_seq())
+        try:
+            value = await read()
+        finally:
+            target = await check
         if start >= target:
             return value
         await self.catch_up(timeout)
