@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from broker.quantumleap import ingest
 from broker.quantumleap import notify as nt
 from broker.quantumleap.errors import QLError, ambiguous
 from broker.quantumleap.names import Names
@@ -27,6 +28,7 @@ from broker.temporal.model import EntityRow
 from broker.temporal.storage import HistoryStorage, TimeRange
 from models.context import SDM_ALL_CONTEXT_URL, Context
 from models.errors import NgsiLdError
+from models.validation import check_uri
 
 StateSource = Callable[[], BrokerState | None]
 """The state of the broker whose history this serves, None until its lifespan has opened it (broker.state)."""
@@ -47,6 +49,7 @@ class QuantumLeapService:
 
     def __init__(self, state: StateSource) -> None:
         self._state = state
+        self._writer = ingest.NotifyWriter()
 
     # ------------------------------------------------------------ plumbing
 
@@ -172,8 +175,10 @@ class QuantumLeapService:
             if len(entity) > 2:  # an entity without attributes adds no row (reporter.py:113-130)
                 items.append((entity, ctx))
                 by_entity[entity["id"]] = paths[n] if len(paths) > 1 else paths[0]
-        await st.temporal.write_many(tenant, items)  # one history transaction per notification
-        await self.history.set_service_paths(tenant, by_entity)
+        # as TemporalService.write_many: every id checked, then the rows of each entity in turn
+        eids = [check_uri(entity.get("id"), "entity id") for entity, _ in items]
+        prepared = [ingest.prepare(tenant, eid, entity, ctx) for eid, (entity, ctx) in zip(eids, items, strict=True)]
+        await self._writer.write(st, tenant, prepared, by_entity)  # one history transaction, with others arriving
 
     async def delete(self, tenant: str, paths: list[str], picks: list[Pick], p: Params) -> int:
         """Delete the picked entities' rows in [fromDate, toDate] (all of them without dates); rows deleted."""

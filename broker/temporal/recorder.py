@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow, rows_of_change
@@ -20,6 +22,8 @@ from broker.temporal.storage import HistoryStorage
 from models.errors import InternalError
 
 log = logging.getLogger("broker.temporal")
+
+T = TypeVar("T")
 
 
 class HistoryRecorder:
@@ -90,6 +94,25 @@ class HistoryRecorder:
                 break  # trimmed past the target, nothing left
             if time.monotonic() > deadline:
                 raise InternalError(f"history is {target - self.cursor} changes behind after {timeout:g} s; try again")
+
+    async def read_current(self, read: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+        """`read()` of history once it includes every change committed before this call (as after `catch_up`).
+
+        The check and the read run together, one round trip instead of two in a
+        row: the read stands when the cursor was already at the log's last seq
+        before either started (history then held every earlier commit while the
+        read ran); otherwise the backlog is applied (`catch_up`) and it reads again.
+        """
+        start = self.cursor
+        check = asyncio.ensure_future(self.store.last_change_seq())
+        try:
+            value = await read()
+        finally:
+            target = await check
+        if start >= target:
+            return value
+        await self.catch_up(timeout)
+        return await read()
 
     async def _follow(self) -> None:
         while True:
