@@ -231,7 +231,7 @@ def test_a_group_is_answered_with_one_wake_up_of_the_loop(tmp_path: Path) -> Non
 
     with asyncio.Runner(loop_factory=_CountingLoop) as runner:
         runner.run(main())
-    assert counted["wakeups"] == 2  # the holder's answer, then the group's (before: 1 + 20)
+    assert 1 <= counted["wakeups"] <= 2  # the holder's answer and the group's, or both in one (before: 1 + 20)
 
 
 def test_jobs_of_two_loops_in_one_group_are_answered_on_their_own_loop(tmp_path: Path) -> None:
