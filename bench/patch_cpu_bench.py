@@ -1,9 +1,10 @@
 """CPU per single-attribute PATCH inside the broker process, without sockets: the steadier figure on a shared machine.
 
-    python -m bench.patch_cpu_bench [--requests 8000] [--clients 8] [--entities 1000]
+    python -m bench.patch_cpu_bench [--requests 8000] [--clients 8] [--entities 1000] [--store sqlite|postgres]
 
-Builds the broker app (`broker.app.create_app`, SQLite store in a temporary
-folder, its lifespan run: history recorder, dispatcher and all), upserts
+Builds the broker app (`broker.app.create_app`, a SQLite store in a temporary
+folder or a fresh schema of METROPOLE_BENCH_PG_DSN, its lifespan run: history
+recorder, dispatcher and all), upserts
 --entities AirQualityObserved entities, then --clients tasks send PATCH
 /ngsi-ld/v1/entities/{id}/attrs/no2 (one Property, 204) as ASGI calls
 straight into the app, ids in turn. Printed: CPU-microseconds per request
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
 from bench.broker_bench import air_quality
@@ -34,6 +37,7 @@ from broker.app import create_app
 from broker.settings import BrokerSettings
 
 API = "/ngsi-ld/v1"
+POSTGRES_DSN = os.environ.get("METROPOLE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -62,10 +66,14 @@ async def call(app: Any, method: str, path: str, body: bytes, headers: list[tupl
     return status[0]
 
 
-async def measure(requests: int, clients: int, entities: int) -> dict[str, float]:
+async def measure(requests: int, clients: int, entities: int, store: str) -> dict[str, float]:
     data = Path(tempfile.mkdtemp(prefix="patch-cpu-bench-"))
+    schema = f"patch_cpu_bench_{os.getpid()}"
     try:
-        settings = BrokerSettings(host="127.0.0.1", port=1, data_dir=data, store_url=f"sqlite:///{data / 'broker.db'}")
+        url = f"sqlite:///{data / 'broker.db'}"
+        if store == "postgres":
+            url = POSTGRES_DSN + ("&" if "?" in POSTGRES_DSN else "?") + f"schema={schema}"
+        settings = BrokerSettings(host="127.0.0.1", port=1, data_dir=data, store_url=url)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             for start in range(0, entities, 500):
@@ -94,6 +102,12 @@ async def measure(requests: int, clients: int, entities: int) -> dict[str, float
         return {"requests": done, "cpu_us": cpu / done * 1e6, "loop_us": loop_cpu / done * 1e6, "rps": done / wall}
     finally:
         shutil.rmtree(data, ignore_errors=True)
+        if store == "postgres":
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
 
 
 def main() -> int:
@@ -101,10 +115,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--entities", type=int, default=1000)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
-    r = asyncio.run(measure(args.requests, args.clients, args.entities))
-    print(f"{'store':<7} {'requests':>8} {'clients':>7} {'CPU us/req':>11} {'loop thread us/req':>19} {'req/s':>7}")
-    print(f"{'sqlite':<7} {r['requests']:>8,.0f} {args.clients:>7} {r['cpu_us']:>11.0f} {r['loop_us']:>19.0f} {r['rps']:>7,.0f}")
+    r = asyncio.run(measure(args.requests, args.clients, args.entities, args.store))
+    print(f"{'store':<8} {'requests':>8} {'clients':>7} {'CPU us/req':>11} {'loop thread us/req':>19} {'req/s':>7}")
+    print(f"{args.store:<8} {r['requests']:>8,.0f} {args.clients:>7} {r['cpu_us']:>11.0f} {r['loop_us']:>19.0f} {r['rps']:>7,.0f}")
     return 0
 
 
