@@ -404,6 +404,11 @@ async def patch_attr(entity_id: str, attr: str, request: Request, tenant: Tenant
                                                 dataset_id=dataset_id)
         return no_content()
 
+    # A tenant without registrations (the usual case): provision.distribute would plan nothing and
+    # run `local`; going there directly saves the plan and its second look at the registrations (issue 16).
+    fwd = consumption.forwarder(request)
+    if fwd is None or not await fwd.registrations.active(tenant):
+        return await local(None)
     return await _one_attr(request, tenant, "updateAttrs", entity_id, attr, "PATCH", incoming, ctx, local)
 
 

@@ -49,7 +49,7 @@ from broker.store.base import (
 )
 from broker.store.migrations import SQLITE_SCHEMA, IndexRows, has_rtree, index_rows, same_index
 from broker.store.recent import RecentChanges
-from broker.store.sqlite_rows import insert_rows
+from broker.store.sqlite_rows import insert_rows, insert_rows_last_id
 from models.times import utc_iso
 from storage.database import SQLiteDatabase
 from storage.migrate import Schema
@@ -116,8 +116,7 @@ def _write_log(conn: sqlite3.Connection, tenant: str, now: str, entries: Sequenc
     rows = [(tenant, i, now, *(b or _NO_IMAGE), *(a or _NO_IMAGE)) for i, b, a, _, _ in entries]
     if not rows:
         return []
-    insert_rows(conn, _LOG_INSERT, rows)
-    first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
+    first = insert_rows_last_id(conn, _LOG_INSERT, rows) - len(rows) + 1
     return [ChangeRecord(first + k, tenant, i, _with_times(bd, b), _with_times(ad, a), now)
             for k, (i, b, a, bd, ad) in enumerate(entries)]
 
@@ -313,6 +312,11 @@ class SQLiteStore(Store):
     @staticmethod
     def _images(conn: sqlite3.Connection, tenant: str, ids: Sequence[str]) -> dict[str, tuple[bytes, str, str]]:
         """The stored documents among `ids`, raw (for before images), by id."""
+        if len(ids) == 1:  # one entity (a PATCH of one attribute): a plain key look-up, no JSON array
+            rows = conn.execute(
+                "SELECT id, doc, created_at, modified_at FROM entities WHERE tenant = ? AND id = ?", (tenant, ids[0])
+            )
+            return {r[0]: (r[1], r[2], r[3]) for r in rows}
         rows = conn.execute(
             "SELECT id, doc, created_at, modified_at FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))",
             (tenant, _json_list(ids)),

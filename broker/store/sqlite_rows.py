@@ -37,15 +37,30 @@ def insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any
     " ON CONFLICT ..." clause. Rows go in their order, so a later row of the
     same key meets the earlier one as a conflict, as it would row by row.
     """
+    return _insert(conn, head, rows, tail)[0]
+
+
+def insert_rows_last_id(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]]) -> int:
+    """`insert_rows` for plain INSERTs; the rowid of the last row inserted (0 when `rows` is empty).
+
+    It is the statement's own `lastrowid`: no `SELECT last_insert_rowid()` after it.
+    """
+    return _insert(conn, head, rows, "")[1]
+
+
+def _insert(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], tail: str) -> tuple[int, int]:
     if not rows:
-        return 0
+        return 0, 0
     width = len(rows[0])
     changed = 0
     start = 0
+    last = 0
     for size in _LADDER:
         sql = _statement(head, width, size, tail)
         while len(rows) - start >= size:
             part = rows[start:start + size]
-            changed += conn.execute(sql, [v for row in part for v in row]).rowcount
+            cursor = conn.execute(sql, [v for row in part for v in row] if size > 1 else part[0])
+            changed += cursor.rowcount
+            last = cursor.lastrowid or last
             start += size
-    return changed
+    return changed, last

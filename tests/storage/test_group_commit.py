@@ -186,3 +186,93 @@ def test_a_cancelled_caller_s_job_is_skipped(tmp_path: Path) -> None:
         assert _committed(path) == [2]
 
     _run(body, path)
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the thread-safe wake-ups other threads make (asyncio's own, not ours)."""
+
+    wakeups = 0
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+        self.wakeups += 1
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+def test_a_group_is_answered_with_one_wake_up_of_the_loop(tmp_path: Path) -> None:
+    # every job of a group is answered by one callback on the callers' loop, not one per job (issue 16)
+    path = tmp_path / "w.db"
+    counted: dict[str, int] = {}
+
+    async def body(thread: SQLiteThread) -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, _CountingLoop)
+        started, release = threading.Event(), threading.Event()
+        holder = asyncio.ensure_future(thread.run(lambda _: (started.set(), release.wait())))
+        try:
+            await asyncio.to_thread(started.wait)
+            tasks = [asyncio.ensure_future(_insert(path, n)(thread)) for n in range(20)]
+            while len(thread._jobs) < 20:
+                await asyncio.sleep(0)
+            before = loop.wakeups
+        finally:
+            release.set()
+        await holder
+        assert await asyncio.gather(*tasks) == list(range(20))
+        counted["wakeups"] = loop.wakeups - before
+        assert _committed(path) == list(range(20))
+
+    async def main() -> None:
+        thread = SQLiteThread(path, name="test-writer")
+        await thread.open(lambda c: c.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+        try:
+            await body(thread)
+        finally:
+            await thread.close()
+
+    with asyncio.Runner(loop_factory=_CountingLoop) as runner:
+        runner.run(main())
+    assert 1 <= counted["wakeups"] <= 2  # the holder's answer and the group's, or both in one (before: 1 + 20)
+
+
+def test_jobs_of_two_loops_in_one_group_are_answered_on_their_own_loop(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    answered_on: dict[int, int] = {}
+
+    def job(n: int) -> Job:
+        async def submit(thread: SQLiteThread) -> int:
+            result: int = await _insert(path, n)(thread)
+            answered_on[n] = threading.get_ident()
+            return result
+        return submit
+
+    async def body(thread: SQLiteThread) -> None:
+        started, release = threading.Event(), threading.Event()
+        holder = asyncio.ensure_future(thread.run(lambda _: (started.set(), release.wait())))
+        other: list[Any] = []
+        try:
+            await asyncio.to_thread(started.wait)
+            mine = [asyncio.ensure_future(job(n)(thread)) for n in (0, 2)]
+            while len(thread._jobs) < 2:
+                await asyncio.sleep(0)
+
+            def elsewhere() -> None:  # another thread's loop queues jobs 1 and 3 behind them
+                async def run() -> list[int]:
+                    return list(await asyncio.gather(job(1)(thread), job(3)(thread)))
+                other.append(threading.get_ident())
+                other.append(asyncio.run(run()))
+
+            runner = threading.Thread(target=elsewhere)
+            runner.start()
+            while len(thread._jobs) < 4:
+                await asyncio.sleep(0.001)
+        finally:
+            release.set()
+        await holder
+        assert await asyncio.gather(*mine) == [0, 2]
+        await asyncio.to_thread(runner.join)
+        assert other[1] == [1, 3]
+        here = threading.get_ident()
+        assert answered_on == {0: here, 2: here, 1: other[0], 3: other[0]}
+        assert _committed(path) == [0, 1, 2, 3]
+
+    _run(body, path)
