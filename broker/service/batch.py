@@ -73,8 +73,9 @@ def _entity_id(item: Any) -> str:
 def _prepare(body: Any, ctx: Contexts, result: BatchResult, **kwargs: Any) -> list[Doc]:
     docs = []
     items = check_batch(body)
+    per_entity = isinstance(ctx, Sequence)  # once per batch: an ABC check is not free
     for index, item in enumerate(items):
-        own = ctx[index] if isinstance(ctx, Sequence) else ctx
+        own = ctx[index] if per_entity else ctx
         try:
             if isinstance(own, NgsiLdError):
                 raise own
