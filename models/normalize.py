@@ -541,7 +541,7 @@ def _is_plain_point(v: Any) -> bool:
                 return False
         elif t is not int or not -(2**53) < number < 2**53:
             return False
-    return -180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0
+    return bool(-180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0)
 
 
 def _member_check(attr_type: str, key: str, what: str) -> Any:

@@ -73,9 +73,9 @@ def _entity_id(item: Any) -> str:
 def _prepare(body: Any, ctx: Contexts, result: BatchResult, **kwargs: Any) -> list[Doc]:
     docs = []
     items = check_batch(body)
-    per_entity = isinstance(ctx, Sequence)  # once per batch: an ABC check is not free
-    for index, item in enumerate(items):
-        own = ctx[index] if per_entity else ctx
+    # the @context of each entity, told once per batch (an ABC isinstance per entity is not free)
+    contexts: Sequence[TermMapper | NgsiLdError] = ctx if isinstance(ctx, Sequence) else [ctx] * len(items)
+    for item, own in zip(items, contexts, strict=True):
         try:
             if isinstance(own, NgsiLdError):
                 raise own
