@@ -15,11 +15,13 @@ multi-instance attributes as lists, nothing inferred left implicit.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from models.errors import BadRequestData, InvalidAttribute
+from models.errors import BadRequestData, InvalidAttribute, NgsiLdError
 from models.geojson import is_geometry, validate_geometry
-from models.validation import check_datetime, check_language_map, check_name, check_uri, is_uri
+from models.validation import check_datetime, check_language_map, check_name, check_uri, is_datetime, is_name, is_uri
 from models.vocabulary import (
     ATTRIBUTE_CORE,
     ATTRIBUTE_TYPES,
@@ -83,7 +85,33 @@ def normalize_entity(
     objectType values expanded, every attribute a list of instances): the
     same as `expansion.expand_entity(normalize_entity(doc), ctx)` in one
     pass, which is what the broker's write path uses.
+
+    Entities of one shape (the same members, attributes of the same form,
+    the same @context) take a plan compiled once (`_entity_plan`): the
+    result is the same; any entity the plan finds in error is normalized
+    again here, so the error is the one this function raises.
     """
+    if type(doc) is dict:
+        plan = _entity_plan(doc, ctx, require_id, require_type, allow_null)
+        if plan is not None:
+            try:
+                return plan(doc)
+            except NgsiLdError:
+                pass
+    return normalize_entity_uncompiled(
+        doc, require_id=require_id, require_type=require_type, allow_null=allow_null, ctx=ctx
+    )
+
+
+def normalize_entity_uncompiled(
+    doc: object,
+    *,
+    require_id: bool = True,
+    require_type: bool = True,
+    allow_null: bool = False,
+    ctx: TermMapper | None = None,
+) -> dict[str, Any]:
+    """`normalize_entity` member by member, with no compiled plan: the reference the plans must equal."""
     if not isinstance(doc, dict):
         raise BadRequestData("an entity must be a JSON object")
     out: dict[str, Any] = {}
@@ -321,3 +349,230 @@ def instances_of(attribute: Any) -> list[dict[str, Any]]:
 def is_relationship_uri(value: object) -> bool:
     """Whether a keyValues value could be a Relationship object (a URI)."""
     return is_uri(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled plans: what normalize_entity decides from an entity's shape alone (its members, each
+# attribute's members and type, names, their expansion by the @context) is decided once per
+# shape; a plan then only runs the checks that depend on values (URIs, date-times, geometries,
+# nulls), with the same functions and in the same order as normalize_entity_uncompiled. A plan
+# never decides an error: whatever it cannot take (another shape, a static error such as an
+# invalid name or a member an attribute type must not have) goes to the uncompiled code, which
+# builds the same result or raises the error it always raised.
+
+_Plan = Callable[[dict[str, Any]], dict[str, Any]]
+_Step = Callable[[Any], Any]
+_FALLBACK: Any = object()  # a step's answer for a value not of its shape
+_NO_PLAN: Any = object()
+_PLANS: dict[tuple[Any, ...], Any] = {}
+_PLAN_LIMIT = 512  # entity shapes x contexts kept; all forgotten when full (cheap to rebuild)
+_VARIANTS_LIMIT = 8  # shapes compiled per attribute name of one entity plan; more take the uncompiled code
+_ENTITY_TIMES = ("createdAt", "modifiedAt", "deletedAt")
+
+
+def _entity_plan(doc: dict[str, Any], ctx: TermMapper | None, require_id: bool, require_type: bool,
+                 allow_null: bool) -> _Plan | None:
+    """The compiled plan for entities with `doc`'s members under `ctx`, None when there is none."""
+    try:
+        key = (ctx, require_id, require_type, allow_null, *doc)
+        plan = _PLANS.get(key, _NO_PLAN)
+    except TypeError:  # a TermMapper that cannot be hashed: no plans for it
+        return None
+    if plan is _NO_PLAN:
+        plan = _compile_entity(tuple(doc), ctx, require_id, require_type, allow_null)
+        if len(_PLANS) >= _PLAN_LIMIT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan  # type: ignore[no-any-return]
+
+
+def _compile_entity(keys: tuple[str, ...], ctx: TermMapper | None, require_id: bool, require_type: bool,
+                    allow_null: bool) -> _Plan | None:
+    if ("id" not in keys and require_id) or ("type" not in keys and require_type):
+        return None  # always an error: the uncompiled code raises it
+    has_id, has_type, has_scope = "id" in keys, "type" in keys, "scope" in keys
+    times = tuple(k for k in _ENTITY_TIMES if k in keys)
+    keep_context = "@context" in keys and ctx is None
+    attributes: list[tuple[str, str, dict[tuple[Any, ...], _Step | None]]] = []
+    for name in keys:
+        if name in ENTITY_CORE:
+            continue
+        if not isinstance(name, str) or not is_name(name):
+            return None  # an invalid attribute name: the uncompiled code raises its error
+        attributes.append((name, name if ctx is None else ctx.expand_term(name), {}))
+    type_iris: dict[str, list[str] | str | None] = {}
+
+    def entity_type(value: Any) -> Any:
+        if type(value) is str:  # one type (nearly always): its check and expansion done once
+            known = type_iris.get(value, _NO_PLAN)
+            if known is _NO_PLAN:
+                try:
+                    types = _entity_types(value)
+                    known = types if ctx is None else _type_iri(value, ctx)
+                except NgsiLdError:
+                    known = None
+                if len(type_iris) < 64:
+                    type_iris[value] = known
+            if known is None:
+                raise BadRequestData("")  # the uncompiled code raises the real error
+            return known if ctx is None else [known]
+        types = _entity_types(value)
+        if ctx is None:
+            return types
+        return [_type_iri(t, ctx) for t in (types if isinstance(types, list) else [types])]
+
+    def plan(doc: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if has_id:
+            out["id"] = check_uri(doc["id"], "entity id")
+        if has_type:
+            out["type"] = entity_type(doc["type"])
+        if has_scope:
+            out["scope"] = _scopes(doc["scope"])
+        for key in times:
+            out[key] = check_datetime(doc[key], f"entity {key}")
+        if keep_context:
+            out["@context"] = doc["@context"]
+        for name, iri, variants in attributes:
+            value = doc[name]
+            attribute = _FALLBACK
+            if type(value) is dict and type(kind := value.get("type")) is str:
+                shape = (kind, *value)
+                step = variants.get(shape, _NO_PLAN)
+                if step is _NO_PLAN:
+                    step = _compile_instance(name, value, allow_null, ctx) if len(variants) < _VARIANTS_LIMIT else None
+                    variants[shape] = step
+                if step is not None:
+                    attribute = step(value)
+            if attribute is _FALLBACK:
+                attribute = normalize_attribute(name, value, allow_null=allow_null, ctx=ctx)
+            if ctx is None:
+                out[name] = attribute
+            else:
+                out[iri] = attribute if isinstance(attribute, list) else [attribute]
+        return out
+
+    return plan
+
+
+def _compile_instance(name: str, sample: dict[str, Any], allow_null: bool, ctx: TermMapper | None) -> _Step | None:
+    """The step normalizing one attribute instance of `sample`'s members and type (a dict with a known
+    "type"); None when that shape is not compiled (it is then normalized uncompiled)."""
+    attr_type = sample.get("type")
+    if type(attr_type) is not str or attr_type not in ATTRIBUTE_TYPES:
+        return None  # concise forms infer their type from values: left to the uncompiled code
+    member = VALUE_MEMBER[attr_type]
+    if member not in sample or any(k in sample for k in _OTHER_VALUE_KEYS[member]):
+        return None
+    what = f"{attr_type} {name!r}"
+    expand_value = ctx is not None and member == "vocab"
+    members: list[tuple[str, str, Callable[[Any], Any] | None, bool, _Step | None]] = []
+    for key, sub in sample.items():
+        if key == "type" or key == member:
+            continue
+        if key in ATTRIBUTE_CORE:
+            check = _member_check(attr_type, key, what)
+            if check is _FALLBACK:
+                return None
+            members.append((key, key, check, ctx is not None and key == "objectType", None))
+        else:
+            if not isinstance(key, str) or not is_name(key):
+                return None
+            sub_step = _compile_instance(key, sub, allow_null, ctx) if type(sub) is dict else None
+            members.append((key, key if ctx is None else ctx.expand_term(key), None, False,
+                            None if sub_step is None else _guarded((sub.get("type"), *sub), sub_step)))
+    check_value = _value_check(attr_type, name, allow_null)
+
+    def step(value: dict[str, Any]) -> Any:
+        """`value` has the sample's type and members, in the sample's order (the caller checked)."""
+        out: dict[str, Any] = {"type": attr_type}
+        checked = check_value(value[member])
+        out[member] = _expand_strings(checked, ctx) if expand_value else checked  # type: ignore[arg-type]
+        for key, out_key, check, expand, sub_step in members:
+            v = value[key]
+            if check is not None:
+                v = check(v)
+                out[out_key] = _expand_strings(v, ctx) if expand else v  # type: ignore[arg-type]
+                continue
+            done = _FALLBACK if sub_step is None else sub_step(v)
+            out[out_key] = done if done is not _FALLBACK else normalize_attribute(key, v, allow_null=allow_null, ctx=ctx)
+        return out
+
+    return step
+
+
+def _guarded(shape: tuple[Any, ...], step: _Step) -> _Step:
+    """`step` for values of `shape` (their "type", then their members in order); others get `_FALLBACK`."""
+    def guarded(value: Any) -> Any:
+        return step(value) if type(value) is dict and (value.get("type"), *value) == shape else _FALLBACK
+
+    return guarded
+
+
+def _value_check(attr_type: str, name: str, allow_null: bool) -> Callable[[Any], Any]:
+    """`_check_value` for one attribute, with the common values taken without a call."""
+    if attr_type == PROPERTY:
+        def check_property(v: Any) -> Any:
+            t = type(v)
+            if t is float or t is int or t is bool:
+                return v
+            return _check_value(name, attr_type, v, allow_null)
+
+        return check_property
+    if attr_type == GEO_PROPERTY:
+        def check_geo(v: Any) -> Any:
+            return v if _is_plain_point(v) else _check_value(name, attr_type, v, allow_null)
+
+        return check_geo
+    return lambda v: _check_value(name, attr_type, v, allow_null)
+
+
+def _is_plain_point(v: Any) -> bool:
+    """Whether v is a GeoJSON Point validate_geometry accepts, told without it (False: ask it)."""
+    if type(v) is not dict or v.get("type") != "Point" or "bbox" in v:
+        return False
+    position = v.get("coordinates")
+    if type(position) is not list or not 2 <= len(position) <= 3:
+        return False
+    for number in position:
+        t = type(number)
+        if t is float:
+            if not math.isfinite(number):
+                return False
+        elif t is not int or not -(2**53) < number < 2**53:
+            return False
+    return bool(-180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0)
+
+
+def _member_check(attr_type: str, key: str, what: str) -> Any:
+    """`_check_member` for one member of one attribute: None when the member is taken as it is,
+    `_FALLBACK` when it is always an error (left to the uncompiled code)."""
+    if key in _DATETIME_MEMBERS:
+        label = f"{what} {key}"
+
+        def date_time(v: Any) -> Any:
+            return v if type(v) is str and is_datetime(v) else check_datetime(v, label)
+
+        return date_time
+    if key == "datasetId" or key == "instanceId":
+        label = f"{what} {key}"
+        return lambda v: check_uri(v, label)
+    if key == "unitCode":
+        if attr_type in (RELATIONSHIP, LIST_RELATIONSHIP, VOCAB_PROPERTY, LANGUAGE_PROPERTY):
+            return _FALLBACK
+
+        def unit_code(v: Any) -> Any:
+            if not isinstance(v, str) or not v:
+                raise InvalidAttribute(f"{what}: unitCode must be a non-empty string")
+            return v
+
+        return unit_code
+    if key == "objectType":
+        if attr_type not in (RELATIONSHIP, LIST_RELATIONSHIP):
+            return _FALLBACK
+        return lambda v: _check_member("", attr_type, key, v)
+    return _identity
+
+
+def _identity(v: Any) -> Any:
+    return v

@@ -69,13 +69,14 @@ def check_datetime(value: object, what: str) -> str:
     """Return value if it is an ISO 8601 date-time string, else BadRequestData."""
     if not isinstance(value, str):
         raise BadRequestData(f"{what} must be an ISO 8601 date-time, got {value!r}")
-    if not _is_datetime(value):
+    if not is_datetime(value):
         parse_datetime(value, what)  # raises with the member named
     return value
 
 
 @lru_cache(maxsize=16384)
-def _is_datetime(value: str) -> bool:
+def is_datetime(value: str) -> bool:
+    """Whether a string is an ISO 8601 date-time `check_datetime` accepts (memoised)."""
     # Measures of one batch share their timestamps: validating each distinct
     # string once took date-time checks off the write path's profile.
     try:

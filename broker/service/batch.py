@@ -73,8 +73,9 @@ def _entity_id(item: Any) -> str:
 def _prepare(body: Any, ctx: Contexts, result: BatchResult, **kwargs: Any) -> list[Doc]:
     docs = []
     items = check_batch(body)
-    for index, item in enumerate(items):
-        own = ctx[index] if isinstance(ctx, Sequence) else ctx
+    # the @context of each entity, told once per batch (an ABC isinstance per entity is not free)
+    contexts: Sequence[TermMapper | NgsiLdError] = ctx if isinstance(ctx, Sequence) else [ctx] * len(items)
+    for item, own in zip(items, contexts, strict=True):
         try:
             if isinstance(own, NgsiLdError):
                 raise own
