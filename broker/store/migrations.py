@@ -28,7 +28,10 @@ without losing data:
        broker.federation.relays), which needed no schema change
     7  PostgreSQL only: change_log.after_doc becomes JSON text, as before_doc
        already was (the store writes the text it encoded for the entity row;
-       parsing every logged instance into jsonb was most of the log's cost)
+       parsing every logged instance into jsonb was most of the log's cost);
+       entities gets fillfactor 70, so that a sensor's new readings, which
+       leave the indexed columns alone, are HOT updates (no new index entries;
+       pages written from then on)
 
 PostGIS is never created in a store's own schema (dropping that schema
 would drop the extension, and with it the geometry columns of every other
@@ -509,6 +512,7 @@ async def _pg_v6(conn: Pg) -> None:
 
 async def _pg_v7(conn: Pg) -> None:
     await conn.execute("ALTER TABLE change_log ALTER COLUMN after_doc TYPE text USING after_doc::text")
+    await conn.execute("ALTER TABLE entities SET (fillfactor = 70)")
 
 
 POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [

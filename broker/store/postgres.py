@@ -147,6 +147,21 @@ def _stored_doc(entity: StoredEntity | None) -> Doc | None:
     return None if entity is None else _with_times(entity.doc, entity.created_at, entity.modified_at)
 
 
+def _same_side_rows(before: Doc, after: Doc, rows: IndexRows) -> bool:
+    """Whether the side tables (entity_types, geo_boxes) already hold what `after` gives (`rows`, its index_rows).
+
+    A document read back from jsonb has its members in jsonb's order (shorter keys first), not the
+    client's: the quick test (same_index) is asked with `after`'s members in `before`'s order, and the
+    rows are compared as what the tables hold, sets of types and of (attribute, box, geometry) rows,
+    whatever their order in the documents.
+    """
+    if before.keys() == after.keys() and same_index(before, {k: after[k] for k in before}):
+        return True
+    old = index_rows(before)
+    return set(old.types) == set(rows.types) and (
+        sorted(zip(old.boxes, old.shapes or [""] * len(old.boxes))) == sorted(zip(rows.boxes, rows.shapes or [""] * len(rows.boxes))))
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -560,7 +575,7 @@ class PostgresStore(Store):
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
             before_docs = {i: orjson.loads(b[0]) for i, b in befores.items() if b is not None}
             changed = [(i, r) for (i, d), r in zip(latest.items(), index)
-                       if i not in before_docs or not (same_index(before_docs[i], d) or index_rows(before_docs[i]) == r)]
+                       if i not in before_docs or not _same_side_rows(before_docs[i], d, r)]
             await self._unindex(conn, tenant, [i for i, _ in changed if i not in created])
             await self._index(conn, tenant, [i for i, _ in changed], [r for _, r in changed])
             await self._ensure_tenant(conn, tenant)
@@ -620,8 +635,7 @@ class PostgresStore(Store):
                     conn, _UNNEST + _REPLACE + " RETURNING id, created_at", tenant, list(texts.items()), index, now)}
                 # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
                 reindex = [(i, r) for i, r in zip(written, index)
-                           if i not in initial or not (same_index(initial[i].doc, state[i].doc)
-                                                       or index_rows(initial[i].doc) == r)]
+                           if i not in initial or not _same_side_rows(initial[i].doc, state[i].doc, r)]
             else:
                 reindex = []
             if created:

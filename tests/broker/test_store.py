@@ -583,7 +583,7 @@ def test_modify_keeps_side_rows_of_unchanged_types_and_geometry(url: str) -> Non
     run(url, body)
 
 
-def test_postgres_modify_of_readings_does_not_rewrite_side_rows(pg_schema: tuple[str, str]) -> None:
+def test_postgres_new_readings_do_not_rewrite_side_rows(pg_schema: tuple[str, str]) -> None:
     dsn, schema = pg_schema
 
     def reading(entity_id: str, current: StoredEntity | None) -> Change:
@@ -600,8 +600,16 @@ def test_postgres_modify_of_readings_does_not_rewrite_side_rows(pg_schema: tuple
                 rows = await conn.fetchval(side)
                 await store.modify("", ["urn:ngsi-ld:Thing:1"], reading, T1)
                 assert await conn.fetchval(side) == rows  # the same row versions: nothing deleted and rewritten
+                # a client's document has its members in its own order, not jsonb's: still the same rows
+                client = entity(1, no2=2, lng=5.0)
+                await store.upsert_replace("", [dict(reversed(list(client.items())))], T1)
+                assert await conn.fetchval(side) == rows
                 await store.modify("", ["urn:ngsi-ld:Thing:1"], lambda i, c: Change(entity(1, NLO, lng=6.0)), T2)
                 assert await conn.fetchval(side) != rows
+                moved = await conn.fetchval(side)
+                await store.upsert_replace("", [entity(1, NLO, lng=6.5)], T2)
+                assert await conn.fetchval(side) != moved
+                assert await query_ids(store, geo_bbox=(LOCATION, (6.4, 43.0, 6.6, 44.0))) == ["urn:ngsi-ld:Thing:1"]
         finally:
             await store.close()
 
@@ -635,6 +643,7 @@ def test_upgrade_from_version_6_turns_the_change_log_after_images_into_text(pg_s
                 assert await conn.fetchval("SELECT max(version) FROM schema_version") == len(POSTGRES_MIGRATIONS) == 7
                 assert await conn.fetchval("SELECT data_type FROM information_schema.columns WHERE table_schema = $1"
                                            " AND table_name = 'change_log' AND column_name = 'after_doc'", schema) == "text"
+                assert await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'entities'::regclass") == ["fillfactor=70"]
             [old] = await store.changes_after(0, 10)
             assert old.before is None and old.after == _with(doc, T0, T0)
             await store.upsert_replace("", [entity(1, no2=4)], T1)
