@@ -380,7 +380,7 @@ def test_migration_from_version_1_keeps_and_indexes_data(url: str) -> None:
 
 
 def test_open_store_urls(tmp_path: Path) -> None:
-    from broker.store.postgres import PostgresStore, _record
+    from broker.store.postgres import PostgresStore
     from broker.store.sqlite import SQLiteStore
 
     memory = open_store("sqlite://:memory:")
