@@ -49,6 +49,9 @@ Columns:
     cpu s            agent CPU-seconds over the case (on a shared machine, steadier than the rates)
     broker cpu s     the embedded broker's CPU-seconds over the case (all its threads)
     cpu s/1k msgs    agent + broker CPU-seconds per 1,000 messages accepted (embedded broker only)
+    pg cpu s, pg cpu s/1k    PostgreSQL's CPU-seconds over the case, and per 1,000 messages accepted:
+                     the client backends of the broker's database (PostgreSQL store only, server on
+                     this machine; give the bench a database of its own)
 
 The broker's store is METROPOLE_BROKER_STORE (default SQLite in the bench's
 temporary folder; e.g. postgresql://postgres@127.0.0.1:5432/<db>, a fresh
@@ -75,10 +78,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from bench.mqtt_load import Load, LoadSpec, Mosquitto
 from bench.procs import Managed, agent_process, broker_process, free_port
+from storage.urls import parse_database_url
 
 MQTT_HOST = os.environ.get("METROPOLE_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("METROPOLE_TEST_MQTT_PORT", "1883"))
@@ -118,6 +123,43 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU-seconds of a process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK
+
+
+class PgBackends:
+    """CPU-seconds of the PostgreSQL server processes serving the broker's database (METROPOLE_BROKER_STORE).
+
+    The client backends connected to that database (pg_stat_activity), read from /proc: PostgreSQL
+    must run on this machine, and the database should be the bench's alone (other clients of it
+    are counted too). Background processes (WAL writer, checkpointer, autovacuum) are not counted.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.dsn = parse_database_url(url).dsn
+
+    def _pids(self) -> list[int]:
+        async def query() -> list[int]:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+                return [int(r[0]) for r in rows]
+            finally:
+                await conn.close()
+
+        return asyncio.run(query())
+
+    def cpu(self) -> dict[int, float]:
+        """CPU-seconds so far of each backend."""
+        out: dict[int, float] = {}
+        for pid in self._pids():
+            with contextlib.suppress(OSError, IndexError):
+                out[pid] = _cpu_seconds(pid)
+        return out
+
+    @staticmethod
+    def since(start: dict[int, float], end: dict[int, float]) -> float:
+        """CPU-seconds between two readings (a backend gone meanwhile is lost, a new one counts whole)."""
+        return sum(v - start.get(pid, 0.0) for pid, v in end.items())
 
 
 class Agent:
@@ -206,6 +248,7 @@ class Rig:
     kind: str = "json"  # or "tts": LoRaWAN uplinks of The Things Stack (mqtt_load)
     application: str = ""  # kind "tts": `app@tenant`
     broker_pid: int | None = None  # the embedded broker's process, for its CPU-seconds; None for the sink
+    pg: PgBackends | None = None  # the broker's PostgreSQL backends, when its store is PostgreSQL
 
     def values(self, total: int) -> int:
         """Reserve the no2 values of a case of `total` messages; returns its first."""
@@ -227,6 +270,7 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
     accepted0, delivered0, appended0 = agent.metrics(*names)
     cpu0 = agent.cpu_seconds()
     bcpu0 = _cpu_seconds(rig.broker_pid) if rig.broker_pid else 0.0
+    pg0 = rig.pg.cpu() if rig.pg else {}
     if watcher:
         watcher.start()
     t0 = load.go()
@@ -264,6 +308,7 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
                 lat.append(seen - sent.send_times[i])
     cpu = agent.cpu_seconds() - cpu0
     bcpu = _cpu_seconds(rig.broker_pid) - bcpu0 if rig.broker_pid else float("nan")
+    pgcpu = PgBackends.since(pg0, rig.pg.cpu()) if rig.pg else float("nan")
     end = time.time()
     return {
         "published/s": sent.rate,
@@ -279,6 +324,8 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
         "broker cpu s": bcpu,
         # agent + broker CPU-seconds per 1,000 messages accepted (the sink's own CPU is not counted)
         "cpu s/1k msgs": (cpu + bcpu) * 1000 / max(1.0, accepted) if rig.broker_pid else float("nan"),
+        "pg cpu s": pgcpu,
+        "pg cpu s/1k": pgcpu * 1000 / max(1.0, accepted),
         # for the sustained verdict
         "accepted during run/s": accepted_then / max(1e-9, published - t0),
         "updates/msg": appended / max(1.0, accepted),
@@ -404,12 +451,15 @@ def main() -> int:
                     broker.start()
                     cbroker = broker.ready_url.removesuffix("/version")
                     broker_url: str | None = cbroker
+                    store = os.environ.get("METROPOLE_BROKER_STORE", "")
+                    pg = PgBackends(store) if store.startswith(("postgresql:", "postgres:")) else None
                 else:
                     port = free_port()
                     sink = multiprocessing.Process(target=_sink, args=(port, args.sink_delay / 1000),
                                                    daemon=True)
                     sink.start()
                     broker_url, cbroker = None, f"http://127.0.0.1:{port}"
+                    pg = None
                 if args.mosquitto == "own":
                     mosquitto = Mosquitto(tmp / f"mosquitto-{tag}")
                     mosquitto.start()
@@ -433,13 +483,13 @@ def main() -> int:
                 apikey = f"bench{tag}"
                 provision(agent, apikey, cbroker)
                 rigs = [("json", Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url,
-                                     broker_pid=broker.proc.pid if broker and broker.proc else None))]
+                                     broker_pid=broker.proc.pid if broker and broker.proc else None, pg=pg))]
                 if args.lorawan:
                     application = f"bench{tag}@bench"
                     provision_lorawan(agent, application, cbroker, mqtt_host, mqtt_port)
                     rigs.append(("tts", Rig(agent, mqtt_host, mqtt_port, "", args.devices, args.publishers, broker_url,
                                             kind="tts", application=application,
-                                            broker_pid=broker.proc.pid if broker and broker.proc else None)))
+                                            broker_pid=broker.proc.pid if broker and broker.proc else None, pg=pg)))
                 for kind, rig in rigs:
                     label = target if kind == "json" else f"{target}, LoRaWAN TTS"
                     # warm-up: autoprovision the devices
@@ -471,7 +521,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     cols = ["published/s", "unacked", "accepted/s", "lost", "backlog@end", "outbox@end", "msgs delivered/s",
             "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "cpu s", "rss MB", "broker cpu s",
-            "cpu s/1k msgs"]
+            "cpu s/1k msgs", "pg cpu s", "pg cpu s/1k"]
     via = ("a Mosquitto of its own per target (unbounded queues)" if args.mosquitto == "own"
            else f"{MQTT_HOST}:{MQTT_PORT}")
     pinning = "no CPU pinning"
@@ -486,7 +536,7 @@ def main() -> int:
     print(f"{'target':<{width}} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
     for target, load, r in rows:
         print(f"{target:<{width}} {load:<22} " + " ".join(
-            f"{r[c]:>12.{1 if c in ('cpu s', 'broker cpu s') else 2 if c == 'cpu s/1k msgs' else 0}f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}"
+            f"{r[c]:>12.{1 if c in ('cpu s', 'broker cpu s', 'pg cpu s') else 2 if c in ('cpu s/1k msgs', 'pg cpu s/1k') else 0}f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}"
             for c in cols))
     for verdict in verdicts:
         print(verdict)

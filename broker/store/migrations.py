@@ -26,6 +26,12 @@ without losing data:
        the @context value it was written with (broker.federation); also the
        copies of distributed subscriptions (kinds 'relay', 'relay-token',
        broker.federation.relays), which needed no schema change
+    7  PostgreSQL only: change_log.after_doc becomes JSON text, as before_doc
+       already was (the store writes the text it encoded for the entity row;
+       parsing every logged instance into jsonb was most of the log's cost);
+       entities gets fillfactor 70, so that a sensor's new readings, which
+       leave the indexed columns alone, are HOT updates (no new index entries;
+       pages written from then on)
 
 PostGIS is never created in a store's own schema (dropping that schema
 would drop the extension, and with it the geometry columns of every other
@@ -244,8 +250,12 @@ def _sqlite_v5(conn: sqlite3.Connection) -> None:
     pass  # version 5 is PostGIS, PostgreSQL only: the numbers of both stores stay the same
 
 
+def _sqlite_v7(conn: sqlite3.Connection) -> None:
+    pass  # version 7 is PostgreSQL's change log column type; SQLite's after_doc is already a BLOB of JSON text
+
+
 SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _sqlite_v1, _sqlite_v2, _sqlite_v3, _sqlite_v4, _sqlite_v5, _sqlite_v6]
+    _sqlite_v1, _sqlite_v2, _sqlite_v3, _sqlite_v4, _sqlite_v5, _sqlite_v6, _sqlite_v7]
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -500,7 +510,13 @@ async def _pg_v6(conn: Pg) -> None:
     )
 
 
-POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [_pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5, _pg_v6]
+async def _pg_v7(conn: Pg) -> None:
+    await conn.execute("ALTER TABLE change_log ALTER COLUMN after_doc TYPE text USING after_doc::text")
+    await conn.execute("ALTER TABLE entities SET (fillfactor = 70)")
+
+
+POSTGRES_MIGRATIONS: list[Callable[[Pg], Awaitable[None]]] = [
+    _pg_v1, _pg_v2, _pg_v3, _pg_v4, _pg_v5, _pg_v6, _pg_v7]
 
 
 async def migrate_postgres(conn: Pg, target: int | None = None, *, postgis: bool = True) -> int:

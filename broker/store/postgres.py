@@ -12,11 +12,14 @@ Read-modify-write: `modify` takes a transaction-scoped advisory lock per
 entity also serialise, then reads the rows with SELECT ... FOR UPDATE,
 which makes concurrent upserts and deletes of existing rows wait.
 
-Change log: a write appends its records last, by one INSERT ... SELECT that
-copies the after images from the rows it just wrote (no document crosses
-the wire twice) and stores the before images as the JSON text read from
-the old rows (text, not jsonb: measured 30% cheaper than parsing them
-again, and only Python reads them back), under a transaction-scoped advisory lock on the log. The
+Change log: a write appends its records last, by one INSERT ... SELECT over
+arrays, one row per record (the earlier instances of a repeated id, then
+the final documents), under a transaction-scoped advisory lock on the log.
+Both images are stored as JSON text (migration 7: after_doc was jsonb),
+which only Python reads back: the after images are the texts the write
+encoded once for its entity rows, so PostgreSQL no longer parses every
+instance of a batch into jsonb for a log row read once and trimmed
+(measured: two thirds of the log insert's server CPU). The
 lock is held from the moment seqs are drawn until commit, so seq order is
 commit order and a reader of `seq > cursor` never sees seq n+1 before n;
 only that tail of write transactions is serialised.
@@ -75,9 +78,10 @@ CHUNK = 500
 
 _COLUMNS = "e.id, e.doc, e.created_at, e.modified_at"
 _UNNEST = (
+    # documents travel as JSON text, encoded once: the same text is the change record's after image
     "INSERT INTO entities AS e (tenant, id, doc, created_at, modified_at, attrs, attr_types)"
-    " SELECT $1, i, d, $4, $4, string_to_array(a, E'\\x1f'), string_to_array(k, E'\\x1f')"
-    " FROM unnest($2::text[], $3::jsonb[], $5::text[], $6::text[]) AS u(i, d, a, k)"
+    " SELECT $1, i, d::jsonb, $4, $4, string_to_array(a, E'\\x1f'), string_to_array(k, E'\\x1f')"
+    " FROM unnest($2::text[], $3::text[], $5::text[], $6::text[]) AS u(i, d, a, k)"
 )
 _REPLACE = (
     " ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc, modified_at = excluded.modified_at,"
@@ -88,18 +92,9 @@ _LOG = (
     "WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
     " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at)"
-    " SELECT $1, u.i, $2, u.b, u.bc, u.bm, e.doc, e.created_at, e.modified_at"
-    " FROM lock, unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS u(i, b, bc, bm, n)"
-    " LEFT JOIN entities e ON e.tenant = $1 AND e.id = u.i ORDER BY u.n"
-)
-_LOG_STEPS = (
-    # the earlier instances of a repeated id (Change.steps): the after image is given, not read
-    "WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
-    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
-    " after_doc, after_created_at, after_modified_at)"
-    " SELECT $1, u.i, $2, u.b, u.bc, u.bm, u.a::jsonb, u.ac, u.am"
+    " SELECT $1, u.i, $2, u.b, u.bc, u.bm, u.a, u.ac, u.am"
     " FROM lock, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
-    " WITH ORDINALITY AS u(i, b, bc, bm, a, ac, am, n) ORDER BY u.n"
+    " WITH ORDINALITY AS u(i, b, bc, bm, a, ac, am, n) ORDER BY u.n RETURNING seq"
 )
 _LOG_COLUMNS = (
     "seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
@@ -140,7 +135,8 @@ def _image_doc(doc: Doc | None, created_at: str | None, modified_at: str | None)
 
 def _record(row: asyncpg.Record) -> ChangeRecord:
     before = None if row[4] is None else orjson.loads(row[4])
-    return ChangeRecord(row[0], row[1], row[2], _image_doc(before, row[5], row[6]), _image_doc(row[7], row[8], row[9]), row[3])
+    after = None if row[7] is None else orjson.loads(row[7])
+    return ChangeRecord(row[0], row[1], row[2], _image_doc(before, row[5], row[6]), _image_doc(after, row[8], row[9]), row[3])
 
 
 def _with_times(doc: Doc | None, created_at: str, modified_at: str) -> Doc | None:
@@ -149,6 +145,21 @@ def _with_times(doc: Doc | None, created_at: str, modified_at: str) -> Doc | Non
 
 def _stored_doc(entity: StoredEntity | None) -> Doc | None:
     return None if entity is None else _with_times(entity.doc, entity.created_at, entity.modified_at)
+
+
+def _same_side_rows(before: Doc, after: Doc, rows: IndexRows) -> bool:
+    """Whether the side tables (entity_types, geo_boxes) already hold what `after` gives (`rows`, its index_rows).
+
+    A document read back from jsonb has its members in jsonb's order (shorter keys first), not the
+    client's: the quick test (same_index) is asked with `after`'s members in `before`'s order, and the
+    rows are compared as what the tables hold, sets of types and of (attribute, box, geometry) rows,
+    whatever their order in the documents.
+    """
+    if before.keys() == after.keys() and same_index(before, {k: after[k] for k in before}):
+        return True
+    old = index_rows(before)
+    return set(old.types) == set(rows.types) and (
+        sorted(zip(old.boxes, old.shapes or [""] * len(old.boxes))) == sorted(zip(rows.boxes, rows.shapes or [""] * len(rows.boxes))))
 
 
 def _utc_now() -> str:
@@ -249,9 +260,9 @@ class PostgresStore(Store):
 
     @staticmethod
     async def _write_rows(
-        conn: asyncpg.Connection, sql: str, tenant: str, docs: Sequence[tuple[str, Doc]], rows: Sequence[IndexRows], now: str
+        conn: asyncpg.Connection, sql: str, tenant: str, docs: Sequence[tuple[str, str]], rows: Sequence[IndexRows], now: str
     ) -> list[asyncpg.Record]:
-        """Run an INSERT ... SELECT over `_UNNEST` with the documents and their attribute arrays.
+        """Run an INSERT ... SELECT over `_UNNEST` with the documents (id, JSON text) and their attribute arrays.
 
         Attribute lists travel joined by the unit separator (a character no
         IRI holds) because unnest would flatten an array of arrays.
@@ -269,42 +280,35 @@ class PostgresStore(Store):
 
     @staticmethod
     async def _log(
-        conn: asyncpg.Connection, tenant: str, now: str, ids: Sequence[str], befores: Sequence[Before],
+        conn: asyncpg.Connection, tenant: str, now: str, ids: Sequence[str], images: Sequence[tuple[Before, Before]],
         docs: Sequence[tuple[Doc | None, Doc | None]],
     ) -> list[ChangeRecord]:
-        """Append one change record per id (the after image is read from `entities`); the transaction's last step.
+        """Append one change record per entry, in order, by one statement; the transaction's last step.
 
-        `docs` are the before and after documents of each id, with their timestamps, as the
-        records' consumers will read them: they are returned as the records written, for
-        RecentChanges once the transaction commits.
+        `images` are the (before, after) images as stored (JSON text and timestamps, None when
+        created or deleted); `docs` the same documents, with their timestamps, as the records'
+        consumers will read them: they are returned as the records written, for RecentChanges
+        once the transaction commits. An id may repeat (Change.steps): its entries are in order.
         """
         if not ids:
             return []
-        rows = await conn.fetch(
-            _LOG + " RETURNING seq, entity_id",
-            tenant,
-            now,
-            list(ids),
-            [b[0] if b else None for b in befores],
-            [b[1] if b else None for b in befores],
-            [b[2] if b else None for b in befores],
-        )
-        seqs = {r[1]: r[0] for r in rows}  # the ids of one write are distinct
-        return sorted((ChangeRecord(seqs[i], tenant, i, b, a, now) for i, (b, a) in zip(ids, docs)), key=lambda r: r.seq)
+        seqs = sorted(r[0] for r in await conn.fetch(
+            _LOG, tenant, now, list(ids),
+            *([(b[k] if b else None) for b, _ in images] for k in range(3)),
+            *([(a[k] if a else None) for _, a in images] for k in range(3)),
+        ))
+        return [ChangeRecord(q, tenant, i, b, a, now) for q, i, (b, a) in zip(seqs, ids, docs)]
 
     @staticmethod
-    async def _log_steps(
-        conn: asyncpg.Connection, tenant: str, now: str, befores: dict[str, Before],
-        before_docs: dict[str, Doc | None], steps: dict[str, list[Doc]],
-    ) -> list[ChangeRecord]:
-        """Append one change record per earlier instance of each repeated id (Change.steps), in order.
+    def _steps(
+        now: str, befores: dict[str, Before], before_docs: dict[str, Doc | None], steps: dict[str, list[Doc]],
+        ids: list[str], images: list[tuple[Before, Before]], docs: list[tuple[Doc | None, Doc | None]],
+    ) -> None:
+        """Add to `ids`, `images`, `docs` one entry per earlier instance of each repeated id (Change.steps), in order.
 
-        Each record's before is the previous one's after; `befores` and `before_docs`
-        are moved on to the last step, for the record of the final document (`_log`).
+        Each entry's before is the previous one's after; `befores` and `before_docs`
+        are moved on to the last step, for the entry of the final document.
         """
-        ids: list[str] = []
-        rows: list[tuple[Before, Before]] = []
-        docs: list[tuple[Doc | None, Doc | None]] = []
         for entity_id, chain in steps.items():
             before, before_doc = befores[entity_id], before_docs[entity_id]
             created = before[1] if before is not None else now
@@ -312,18 +316,10 @@ class PostgresStore(Store):
                 doc = _clean(step)
                 after: Before = (orjson.dumps(doc).decode(), created, now)
                 ids.append(entity_id)
-                rows.append((before, after))
+                images.append((before, after))
                 docs.append((before_doc, _with_times(doc, created, now)))
                 before, before_doc = after, docs[-1][1]
             befores[entity_id], before_docs[entity_id] = before, before_doc
-        if not ids:
-            return []
-        seqs = sorted(r[0] for r in await conn.fetch(
-            _LOG_STEPS + " RETURNING seq", tenant, now, ids,
-            *([(b[k] if b else None) for b, _ in rows] for k in range(3)),
-            *([a[k] for _, a in rows] for k in range(3)),  # type: ignore[index]
-        ))
-        return [ChangeRecord(q, tenant, i, b, a, now) for q, i, (b, a) in zip(seqs, ids, docs)]
 
     async def _index(self, conn: asyncpg.Connection, tenant: str, ids: Sequence[str], index: Sequence[IndexRows]) -> None:
         t_ids: list[str] = []
@@ -539,15 +535,16 @@ class PostgresStore(Store):
         fresh: dict[str, Doc] = {}
         for doc in docs:
             fresh.setdefault(doc["id"], _clean(doc))  # the first document of an id is the one tried
+        texts = {i: orjson.dumps(d).decode() for i, d in fresh.items()}
         async with self.pool.acquire() as conn, conn.transaction():
             index = [index_rows(d) for d in fresh.values()]
             sql = _UNNEST + " ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
-            written = {r[0] for r in await self._write_rows(conn, sql, tenant, list(fresh.items()), index, now)}
+            written = {r[0] for r in await self._write_rows(conn, sql, tenant, list(texts.items()), index, now)}
             kept = [(i, r) for i, r in zip(fresh, index) if i in written]
             await self._index(conn, tenant, [i for i, _ in kept], [r for _, r in kept])
             if written:
                 await self._ensure_tenant(conn, tenant)
-            records = await self._log(conn, tenant, now, [i for i, _ in kept], [None] * len(kept),
+            records = await self._log(conn, tenant, now, [i for i, _ in kept], [(None, (texts[i], now, now)) for i, _ in kept],
                                       [(None, _with_times(fresh[i], now, now)) for i, _ in kept])
         self._recent.add(records)  # committed
         conflicts, seen = [], set()
@@ -561,6 +558,7 @@ class PostgresStore(Store):
         latest = {d["id"]: _clean(d) for d in docs}  # the last document of an id wins
         if not latest:
             return []
+        texts = {i: orjson.dumps(d).decode() for i, d in latest.items()}
         async with self.pool.acquire() as conn, conn.transaction():
             # the before images, locked so that they are what this call replaces
             old = await conn.fetch(
@@ -568,15 +566,16 @@ class PostgresStore(Store):
                 tenant, list(latest),
             )
             befores: dict[str, Before] = {r[0]: (r[1], r[2], r[3]) for r in old}
-            # xmax is 0 on a freshly inserted row version
+            # xmax is 0 on a freshly inserted row version; created_at is the row's (an existing row keeps its own)
             index = [index_rows(d) for d in latest.values()]
-            sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created"
-            rows = await self._write_rows(conn, sql, tenant, list(latest.items()), index, now)
+            sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created, created_at"
+            rows = await self._write_rows(conn, sql, tenant, list(texts.items()), index, now)
             created = {r[0] for r in rows if r[1]}
+            created_at = {r[0]: r[2] for r in rows}
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
             before_docs = {i: orjson.loads(b[0]) for i, b in befores.items() if b is not None}
             changed = [(i, r) for (i, d), r in zip(latest.items(), index)
-                       if i not in before_docs or not (same_index(before_docs[i], d) or index_rows(before_docs[i]) == r)]
+                       if i not in before_docs or not _same_side_rows(before_docs[i], d, r)]
             await self._unindex(conn, tenant, [i for i, _ in changed if i not in created])
             await self._index(conn, tenant, [i for i, _ in changed], [r for _, r in changed])
             await self._ensure_tenant(conn, tenant)
@@ -585,7 +584,8 @@ class PostgresStore(Store):
                 b = befores.get(i)
                 images.append((None, _with_times(d, now, now)) if b is None else
                             (_with_times(before_docs[i], b[1], b[2]), _with_times(d, b[1], now)))
-            records = await self._log(conn, tenant, now, list(latest), [befores.get(i) for i in latest], images)
+            records = await self._log(conn, tenant, now, list(latest),
+                                      [(befores.get(i), (texts[i], created_at[i], now)) for i in latest], images)
         self._recent.add(records)  # committed
         return [i for i in latest if i in created]
 
@@ -625,33 +625,39 @@ class PostgresStore(Store):
             if deleted:
                 await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, deleted)
             written = created + updated
-            index = [index_rows(state[i].doc) for i in written]
+            texts = {i: orjson.dumps(state[i].doc).decode() for i in written}
+            created_at: dict[str, str] = {}
             if written:
                 # one upsert for both: it keeps created_at of existing rows, and an
                 # insert() racing this call on a new id loses to it rather than failing it
-                await self._write_rows(conn, _UNNEST + _REPLACE, tenant, [(i, state[i].doc) for i in written], index, now)
+                index = [index_rows(state[i].doc) for i in written]
+                created_at = {r[0]: r[1] for r in await self._write_rows(
+                    conn, _UNNEST + _REPLACE + " RETURNING id, created_at", tenant, list(texts.items()), index, now)}
+                # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
+                reindex = [(i, r) for i, r in zip(written, index)
+                           if i not in initial or not _same_side_rows(initial[i].doc, state[i].doc, r)]
+            else:
+                reindex = []
             if created:
                 await self._ensure_tenant(conn, tenant)
-            await self._unindex(conn, tenant, deleted + written)
-            await self._index(conn, tenant, written, index)
+            await self._unindex(conn, tenant, deleted + [i for i, _ in reindex])
+            await self._index(conn, tenant, [i for i, _ in reindex], [r for _, r in reindex])
             logged = [i for i in touched if i in initial or i in state]
-            befores: list[Before] = [
-                (orjson.dumps(initial[i].doc).decode(), initial[i].created_at, initial[i].modified_at) if i in initial else None
+            befores: dict[str, Before] = {
+                i: (orjson.dumps(initial[i].doc).decode(), initial[i].created_at, initial[i].modified_at) if i in initial else None
                 for i in logged
-            ]
-            before_docs = [_stored_doc(initial.get(i)) for i in logged]
-            records: list[ChangeRecord] = []
+            }
+            before_docs = {i: _stored_doc(initial.get(i)) for i in logged}
+            log_ids: list[str] = []
+            images: list[tuple[Before, Before]] = []
+            docs: list[tuple[Doc | None, Doc | None]] = []
             if steps:  # logged before the final documents, so an id's records are in instance order
-                chained_befores = dict(zip(logged, befores))
-                chained_docs = dict(zip(logged, before_docs))
-                records = await self._log_steps(conn, tenant, now, chained_befores, chained_docs,
-                                                {i: steps[i] for i in logged if i in steps})
-                befores = [chained_befores[i] for i in logged]
-                before_docs = [chained_docs[i] for i in logged]
-            records += await self._log(
-                conn, tenant, now, logged, befores,
-                [(b, _stored_doc(state.get(i))) for i, b in zip(logged, before_docs)],
-            )
+                self._steps(now, befores, before_docs, {i: steps[i] for i in logged if i in steps}, log_ids, images, docs)
+            for i in logged:
+                log_ids.append(i)
+                images.append((befores[i], (texts[i], created_at[i], now) if i in texts else None))
+                docs.append((before_docs[i], _stored_doc(state.get(i))))
+            records = await self._log(conn, tenant, now, log_ids, images, docs)
         self._recent.add(records)  # committed
         return results
 
@@ -665,7 +671,7 @@ class PostgresStore(Store):
             await self._unindex(conn, tenant, list(gone))
             ordered = [i for i in dict.fromkeys(ids) if i in gone]
             # delete() is given no timestamp: the log's `at` is the store's clock
-            records = await self._log(conn, tenant, _utc_now(), ordered, [gone[i] for i in ordered],
+            records = await self._log(conn, tenant, _utc_now(), ordered, [(gone[i], None) for i in ordered],
                                       [(_with_times(orjson.loads(gone[i][0]), gone[i][1], gone[i][2]), None) for i in ordered])
         self._recent.add(records)  # committed
         return ordered

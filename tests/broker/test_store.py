@@ -24,7 +24,7 @@ from broker.store.migrations import (
     migrate_sqlite,
     pg_box,
 )
-from broker.store.postgres import PostgresStore
+from broker.store.postgres import PostgresStore, _record
 from models.errors import InvalidQuery
 from tests.pg import store_url
 
@@ -532,6 +532,130 @@ def test_records_handed_over_in_process_equal_the_log(url: str) -> None:
     held = run(url, write)
     logged = run(url, lambda s: s.changes_after(0, 100))
     assert len(held) == 8 and held == logged
+
+
+def test_repeated_instances_are_logged_in_order_and_read_back_from_the_log(url: str) -> None:
+    """A modify with Change.steps logs one record per instance, each before the previous after; the log read
+    after reopening (not the in-memory records) gives the same images, timestamps included."""
+
+    def fn(entity_id: str, current: StoredEntity | None) -> Change:
+        if entity_id.endswith(":1"):  # existing: two earlier instances, then the final one
+            return Change(entity(1, no2=12), steps=[entity(1, no2=10), entity(1, no2=11)])
+        return Change(entity(2, no2=21), steps=[entity(2, no2=20)])  # created by its first instance
+
+    async def write(store: Store) -> list[ChangeRecord]:
+        await store.insert("aix", [entity(1, no2=1)], T0)
+        await store.modify("aix", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"], fn, T1)
+        return await store.changes_after(1, 100)
+
+    held = run(url, write)
+    logged = run(url, lambda s: s.changes_after(1, 100))
+    assert held == logged
+    by_entity = sorted(logged, key=lambda r: r.entity_id)  # stable: each entity's records in seq order
+    assert [(r.entity_id.rsplit(":", 1)[1], r.before and r.before[NO2][0]["value"], r.after and r.after[NO2][0]["value"])
+            for r in by_entity] == [("1", 1, 10), ("1", 10, 11), ("1", 11, 12), ("2", None, 20), ("2", 20, 21)]
+    assert all(r.after is not None and r.after["modifiedAt"] == T1 for r in logged)
+    assert [r.after["createdAt"] for r in by_entity if r.after is not None] == [T0, T0, T0, T1, T1]
+    assert logged[0].before is not None and (logged[0].before["createdAt"], logged[0].before["modifiedAt"]) == (T0, T0)
+
+
+def test_modify_keeps_side_rows_of_unchanged_types_and_geometry(url: str) -> None:
+    """A new reading leaves the type and geometry rows alone; a moved entity or a new type is reindexed."""
+
+    def reading(entity_id: str, current: StoredEntity | None) -> Change:
+        assert current is not None
+        return Change({**current.doc, NO2: [{"type": "Property", "value": 50}]})
+
+    def moved(entity_id: str, current: StoredEntity | None) -> Change:
+        return Change(entity(entity_id.rsplit(":", 1)[1], NLO, no2=60, lng=7.0))
+
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, no2=1, lng=5.0), entity(2, no2=2, lng=5.5)], T0)
+        await store.modify("", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"], reading, T1)
+        assert await query_ids(store, type_dnf=[frozenset({AQO})]) == ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (4.9, 43.0, 5.1, 44.0))) == ["urn:ngsi-ld:Thing:1"]
+        await store.modify("", ["urn:ngsi-ld:Thing:2"], moved, T2)
+        assert await query_ids(store, type_dnf=[frozenset({AQO})]) == ["urn:ngsi-ld:Thing:1"]
+        assert await query_ids(store, type_dnf=[frozenset({NLO})]) == ["urn:ngsi-ld:Thing:2"]
+        assert await query_ids(store, geo_bbox=(LOCATION, (5.4, 43.0, 5.6, 44.0))) == []
+        assert await query_ids(store, geo_bbox=(LOCATION, (6.9, 43.0, 7.1, 44.0))) == ["urn:ngsi-ld:Thing:2"]
+
+    run(url, body)
+
+
+def test_postgres_new_readings_do_not_rewrite_side_rows(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+
+    def reading(entity_id: str, current: StoredEntity | None) -> Change:
+        assert current is not None
+        return Change({**current.doc, NO2: [{"type": "Property", "value": 50}]})
+
+    async def body() -> None:
+        store = _pg_store(dsn, schema)
+        await store.open()
+        try:
+            await store.insert("", [entity(1, no2=1, lng=5.0)], T0)
+            side = "SELECT array_agg(ctid::text ORDER BY ctid) FROM (SELECT ctid FROM entity_types UNION ALL SELECT ctid FROM geo_boxes) s"
+            async with store.pool.acquire() as conn:
+                rows = await conn.fetchval(side)
+                await store.modify("", ["urn:ngsi-ld:Thing:1"], reading, T1)
+                assert await conn.fetchval(side) == rows  # the same row versions: nothing deleted and rewritten
+                # a client's document has its members in its own order, not jsonb's: still the same rows
+                client = entity(1, no2=2, lng=5.0)
+                await store.upsert_replace("", [dict(reversed(list(client.items())))], T1)
+                assert await conn.fetchval(side) == rows
+                await store.modify("", ["urn:ngsi-ld:Thing:1"], lambda i, c: Change(entity(1, NLO, lng=6.0)), T2)
+                assert await conn.fetchval(side) != rows
+                moved = await conn.fetchval(side)
+                await store.upsert_replace("", [entity(1, NLO, lng=6.5)], T2)
+                assert await conn.fetchval(side) != moved
+                assert await query_ids(store, geo_bbox=(LOCATION, (6.4, 43.0, 6.6, 44.0))) == ["urn:ngsi-ld:Thing:1"]
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_upgrade_from_version_6_turns_the_change_log_after_images_into_text(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    doc = entity(1, no2=3)
+
+    async def version_6() -> None:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            assert await migrate_postgres(conn, target=6) == 6
+            # a record as version 6 wrote it: the after image as jsonb, not yet read by history
+            await conn.execute("INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES ('', $1, $2::jsonb, $3, $3)",
+                               doc["id"], orjson.dumps(doc).decode(), T0)
+            await conn.execute("INSERT INTO change_log (tenant, entity_id, at, after_doc, after_created_at, after_modified_at)"
+                               " VALUES ('', $1, $2, $3::jsonb, $2, $2)", doc["id"], T0, orjson.dumps(doc).decode())
+        finally:
+            await conn.close()
+
+    asyncio.run(version_6())
+
+    async def read() -> None:
+        store = _pg_store(dsn, schema)
+        await store.open()
+        try:
+            async with store.pool.acquire() as conn:
+                assert await conn.fetchval("SELECT max(version) FROM schema_version") == len(POSTGRES_MIGRATIONS) == 7
+                assert await conn.fetchval("SELECT data_type FROM information_schema.columns WHERE table_schema = $1"
+                                           " AND table_name = 'change_log' AND column_name = 'after_doc'", schema) == "text"
+                assert await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'entities'::regclass") == ["fillfactor=70"]
+            [old] = await store.changes_after(0, 10)
+            assert old.before is None and old.after == _with(doc, T0, T0)
+            await store.upsert_replace("", [entity(1, no2=4)], T1)
+            async with store.pool.acquire() as conn:
+                rows = await conn.fetch("SELECT seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+                                        " after_doc, after_created_at, after_modified_at FROM change_log ORDER BY seq")
+            new = _record(rows[1])
+            assert new.before == _with(doc, T0, T0) and new.after == _with(entity(1, no2=4), T0, T1)
+        finally:
+            await store.close()
+
+    asyncio.run(read())
 
 
 def test_concurrent_writes_log_in_commit_order(url: str) -> None:
