@@ -34,6 +34,7 @@ from agents.runtime import AgentRuntime, RuntimeOptions
 from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.settings import BrokerSettings
+from metropole import gc_tuning
 from metropole.public import Task, add_indicators_parser, add_run_flags, public_parts
 from metropole.settings import command_env
 from web.auth import Authenticator
@@ -86,6 +87,7 @@ def _listen(host: str, ports: Sequence[tuple[int, str, str]]) -> Listeners:
 
 async def _serve(servers: Sequence[uvicorn.Server], agents: AgentRuntime | None = None,
                  listeners: Listeners | None = None, tasks: Sequence[Task] = ()) -> None:
+    gc_tuning.tune_for_serving()  # a long-running process from here on (issue 16)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reason: list[str] = []
