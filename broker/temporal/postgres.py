@@ -87,9 +87,16 @@ _PURE = ("({r}value_num IS NOT NULL AND ({r}value_json IS NULL OR ({r}value_json
          " AND left({r}value_json, 1) <> '[')))")
 _INT = ("({r}value_num IS NOT NULL AND {r}value_json IS NOT NULL AND {r}value_json NOT IN ('true', 'false')"
         " AND left({r}value_json, 1) <> '[' AND {r}value_json !~ '[.eE]')")
+# PostgreSQL refuses a float8 product that overflows or underflows to zero ("value out of range"), where
+# IEEE arithmetic (SQLite, Python) gives inf or 0: one reading of 1e200 or 2e-308 failed the whole history
+# write, and every later one behind it. A square is taken only where it is safe: above 1e150 it counts as
+# inf (1e8 squares of 1e150 still sum below float8's maximum, so r.sumsq + excluded.sumsq cannot overflow
+# either), below 1e-160 as 0 (its true square is under 1e-320: nothing a sum of squares can show).
+_SQUARE = ("CASE WHEN abs({v}) > 1e150 THEN 'Infinity'::float8 WHEN abs({v}) < 1e-160 THEN 0::float8"
+           " ELSE {v} * {v} END")
 _AGGREGATES = (
     "count(*), count({r}value_num), sum({pure}::int), sum({int}::int), sum({r}value_num), min({r}value_num),"
-    " max({r}value_num), sum({r}value_num * {r}value_num)"
+    " max({r}value_num), sum(" + _SQUARE.format(v="{r}value_num") + ")"
 )
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
 _KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
@@ -313,7 +320,7 @@ def _rollup_query(
         parts.append(
             f"SELECT i.entity_id, i.attr, {e_sql}, 1::int8, (i.value_num IS NOT NULL)::int::int8,"
             f" {_PURE.format(r='i.')}::int::int8, {_INT.format(r='i.')}::int::int8, (i.dataset_id <> '')::int::int8, i.value_num, i.value_num, i.value_num,"
-            f" i.value_num * i.value_num FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
+            f" {_SQUARE.format(v='i.value_num')} FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
         )
     sql = (f"SELECT entity_id, attr, b, sum(n)::int8, sum(n_num)::int8, sum(n_pure)::int8, sum(n_int)::int8, sum(n_ds)::int8,"
            f" sum(s), min(lo), max(hi), sum(sq) FROM ({' UNION ALL '.join(parts)}) AS u"
@@ -509,7 +516,7 @@ class PostgresHistory(HistoryStorage):
             bucket = "0::int8"
         sql = (
             f"SELECT entity_id, attr, {bucket} AS b, count(*), {_DISTINCT}, count(value_num),"
-            f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
+            f" sum(value_num), min(value_num), max(value_num), sum({_SQUARE.format(v='value_num')})"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
         return list(map(Bucket._make, await self.pool.fetch(sql, *params)))
