@@ -92,11 +92,14 @@ _INT = ("({r}value_num IS NOT NULL AND {r}value_json IS NOT NULL AND {r}value_js
 # write, and every later one behind it. A square is taken only where it is safe: above 1e150 it counts as
 # inf (1e8 squares of 1e150 still sum below float8's maximum, so r.sumsq + excluded.sumsq cannot overflow
 # either), below 1e-160 as 0 (its true square is under 1e-320: nothing a sum of squares can show).
+# A sum overflows the same way (two readings of 1e308 in one hour): a value above 1e300 is summed as
+# +-inf, so that 1e8 of the others cannot reach float8's maximum (its min, max and instances are kept).
 _SQUARE = ("CASE WHEN abs({v}) > 1e150 THEN 'Infinity'::float8 WHEN abs({v}) < 1e-160 THEN 0::float8"
            " ELSE {v} * {v} END")
+_SUMMAND = "CASE WHEN abs({v}) > 1e300 THEN sign({v}) * 'Infinity'::float8 ELSE {v} END"
 _AGGREGATES = (
-    "count(*), count({r}value_num), sum({pure}::int), sum({int}::int), sum({r}value_num), min({r}value_num),"
-    " max({r}value_num), sum(" + _SQUARE.format(v="{r}value_num") + ")"
+    "count(*), count({r}value_num), sum({pure}::int), sum({int}::int), sum(" + _SUMMAND.format(v="{r}value_num")
+    + "), min({r}value_num), max({r}value_num), sum(" + _SQUARE.format(v="{r}value_num") + ")"
 )
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
 _KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
@@ -319,7 +322,8 @@ def _rollup_query(
         clauses += [f"i.key_us >= {p(start)}::int8", f"i.key_us < {p(end)}::int8"]
         parts.append(
             f"SELECT i.entity_id, i.attr, {e_sql}, 1::int8, (i.value_num IS NOT NULL)::int::int8,"
-            f" {_PURE.format(r='i.')}::int::int8, {_INT.format(r='i.')}::int::int8, (i.dataset_id <> '')::int::int8, i.value_num, i.value_num, i.value_num,"
+            f" {_PURE.format(r='i.')}::int::int8, {_INT.format(r='i.')}::int::int8, (i.dataset_id <> '')::int::int8, {_SUMMAND.format(v='i.value_num')},"
+            f" i.value_num, i.value_num,"
             f" {_SQUARE.format(v='i.value_num')} FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
         )
     sql = (f"SELECT entity_id, attr, b, sum(n)::int8, sum(n_num)::int8, sum(n_pure)::int8, sum(n_int)::int8, sum(n_ds)::int8,"
@@ -516,7 +520,7 @@ class PostgresHistory(HistoryStorage):
             bucket = "0::int8"
         sql = (
             f"SELECT entity_id, attr, {bucket} AS b, count(*), {_DISTINCT}, count(value_num),"
-            f" sum(value_num), min(value_num), max(value_num), sum({_SQUARE.format(v='value_num')})"
+            f" sum({_SUMMAND.format(v='value_num')}), min(value_num), max(value_num), sum({_SQUARE.format(v='value_num')})"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
         return list(map(Bucket._make, await self.pool.fetch(sql, *params)))

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from broker.temporal.model import (
@@ -358,10 +358,12 @@ def _check_round_trips(history: HistoryStorage, loop: asyncio.AbstractEventLoop,
     # are errors, and 1e200 or 2.2e-308 once failed the whole write
     floats = st.floats(allow_nan=False, allow_infinity=False)
     extremes = st.sampled_from([1e200, -1e300, 1.7976931348623157e308, 2.2250738585072014e-308, 5e-324, -1e-170])
+    # several readings of one hour: their sum and sum of squares must not overflow either
     some_docs = st.lists(documents | st.builds(lambda v: _reading(1, v), floats | extremes), min_size=1, max_size=6)
 
     @settings(max_examples=examples, deadline=None)
     @given(docs=some_docs)
+    @example(docs=[_reading(1, 1.7976931348623157e308), _reading(2, 1.7976931348623157e308), _reading(3, 5e-324)])
     def check(docs: list[dict[str, Any]]) -> None:
         entity = f"urn:e:rt{next(numbers)}"
         loop.run_until_complete(_round_trip(history, entity, _instances_of(docs, entity)))
