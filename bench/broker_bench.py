@@ -25,7 +25,6 @@ import http.client
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from typing import Any
 
 import httpx
 import orjson
+
+from bench.procs import free_port
 
 POSTGRES_DSN = os.environ.get("METROPOLE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONTEXT = "https://smartdatamodels.org/context.jsonld"
@@ -78,21 +79,8 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def _free_port() -> int:
-    """A free port, in METROPOLE_TEST_PORTS ("37000-37999") when that is set."""
-    lo, _, hi = os.environ.get("METROPOLE_TEST_PORTS", "").partition("-")
-    for port in ([0] if not lo else random.sample(range(int(lo), int(hi or lo) + 1), int(hi or lo) + 1 - int(lo))):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise OSError("no free port")
-
-
 def _start_broker(store: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "metropole", "broker", "--port", str(port), "--data", str(data)]
     if store == "postgres":
         args += ["--store", POSTGRES_DSN + ("&" if "?" in POSTGRES_DSN else "?") + f"schema=bench_{os.getpid()}"]
