@@ -20,9 +20,9 @@ published 2-CPU figures: GET 7,700/s and PATCH 3,500/s with 8 clients.
 
 --load wrk sends the same requests with wrk (Debian's package; one thread, one
 connection per client) instead of Python threads: the Python client costs about as
-much CPU per request as a cached GET costs the broker, so on 2 shared cores it is
-the limit near 5,000-6,000 GET/s. Orion-LD's figures were measured with a C load
-generator too.
+much CPU per request as a cached GET costs the broker, so it takes a core from the
+broker: with other work on the 2 cores it was the limit near 5,000-6,000 GET/s.
+Orion-LD's figures were measured with a C load generator too.
 
 --py-spy DIR records each phase of the broker with py-spy (raw collapsed stacks,
 one file per phase) when py-spy is installed.
