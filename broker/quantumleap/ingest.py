@@ -28,9 +28,8 @@ from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
 from broker.temporal.model import EntityRow, HistoryRow, to_us, value_row
-from models.errors import BadRequestData
 from models.normalize import TermMapper
-from models.validation import check_datetime, is_name
+from models.validation import is_datetime, is_name
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
 
 _PLAIN = (str, int, float, bool)
@@ -58,14 +57,6 @@ def _name(name: str) -> bool:
     return True
 
 
-def _valid_time(text: Any) -> bool:
-    try:
-        check_datetime(text, "observedAt")
-    except BadRequestData:
-        return False
-    return True
-
-
 def _fast(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Prepared | None:
     """The rows of an entity whose every instance is a plain Property (see the module docstring); None otherwise."""
     kind = body.get("type")
@@ -89,7 +80,7 @@ def _fast(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Prepa
             return None
         observed = inst["observedAt"]
         if observed != checked:
-            if not _valid_time(observed):
+            if not (isinstance(observed, str) and is_datetime(observed)):
                 return None
             checked = observed
         instances.append((name, inst))
