@@ -20,21 +20,36 @@ import httpx
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+_GIVEN: list[int] = []
+"""Ports free_port handed out lately: a caller often asks for two before binding either (a broker and
+its second listener), and nothing else stops the second call from finding the first port still free."""
+
+
 def free_port() -> int:
-    """A free port: one of METROPOLE_TEST_PORTS ("27000-27999", a shared machine's range) if set, else any."""
+    """A free port: one of METROPOLE_TEST_PORTS ("27000-27999", a shared machine's range) if set, else any.
+
+    Never one of the last 64 it returned in this process, bound yet or not.
+    """
     lo, _, hi = os.environ.get("METROPOLE_TEST_PORTS", "").partition("-")
-    candidates = [0] if not lo else list(range(int(lo), int(hi or lo) + 1))
-    if len(candidates) > 1:  # start at a random place in the range: parallel users rarely try the same port
+    candidates = [0] * 64 if not lo else list(range(int(lo), int(hi or lo) + 1))
+    if len(candidates) > 1 and lo:  # start at a random place in the range: parallel users rarely try the same port
         start = int.from_bytes(os.urandom(2), "big") % len(candidates)
         candidates = candidates[start:] + candidates[:start]
     for port in candidates:
+        if port and port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
-    raise OSError(f"no free port in METROPOLE_TEST_PORTS={os.environ['METROPOLE_TEST_PORTS']}")
+            got = int(s.getsockname()[1])
+        if got in _GIVEN:
+            continue  # the kernel's pick, given out a moment ago: ask again
+        _GIVEN.append(got)
+        del _GIVEN[:-64]
+        return got
+    raise OSError(f"no free port in METROPOLE_TEST_PORTS={os.environ.get('METROPOLE_TEST_PORTS', '(any)')}")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
