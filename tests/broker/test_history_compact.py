@@ -182,6 +182,10 @@ def test_compact_rows_on_postgres(pg_dsn: str) -> None:
 
         try:
             await history.open()
+            # hist17's column order: obs_key in kind's padding, before key_us (8 bytes of each row)
+            names = [r[0] for r in await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'temporal_rows'::regclass"
+                                                    " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+            assert names[:5] == ["iid", "sid", "kind", "obs_key", "key_us"]
             await _exercise(history, stored)
         finally:
             await history.close()
@@ -473,13 +477,12 @@ def test_a_histcompact16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
             with sqlite3.connect(path) as conn:  # every row as it was, through the view; rollups as they were
                 assert conn.execute(VIEW_ROWS).fetchall() == before
                 assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
-                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'temporal_rows'")}
-                assert "temporal_rows_modified" not in names and "temporal_rows_series" in names
+                _assert_clustered(conn)
             await _after_compact16(history, rows)
             with sqlite3.connect(path) as conn:  # the new rows leave out what their other columns hold
-                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key FROM temporal_rows"
+                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key, instance, iid FROM temporal_rows"
                                       " ORDER BY iid DESC LIMIT 1").fetchone()
-                assert newest == (None, None, None, 1)
+                assert newest[:5] == (None, None, None, 1, None) and newest[5] > max(r[0] for r in before)
         finally:
             await history.close()
         history = SQLiteHistory(path)  # opened again: the same
@@ -492,24 +495,96 @@ def test_a_histcompact16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
+def _assert_clustered(conn: sqlite3.Connection) -> None:
+    """temporal_rows of hist17: one WITHOUT ROWID b-tree on (sid, key_us, kind), no other index."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'temporal_rows' AND type <> 'trigger'")}
+    assert names == {"temporal_rows"}  # no (sid, modified_us), no (sid, key_us, kind) index beside the table
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'temporal_rows'").fetchone()[0]
+    assert "WITHOUT ROWID" in sql and "PRIMARY KEY (sid, key_us, kind)" in sql
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'temporal_rows_rowid'").fetchone() == (0,)
+
+
+# the history tables of histbytes16 (main at 706e4d8: SCHEMA, _VIEW, ROLLUP_SCHEMA of broker.temporal.sqlite): a rowid
+# table with its (sid, key_us, kind) index, columns left NULL where another holds them (obs_key)
+BYTES16_SQLITE = Path(__file__).with_name("histbytes16_schema_sqlite.json")
+BYTES16_ROWS = ("INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+                " value_json, instance, obs_key) VALUES ")
+
+
+def test_a_histbytes16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "bytes16.db"
+    rows, others = _compact16_rows()
+    with sqlite3.connect(path) as conn:  # the layout of histbytes16, filled as its code wrote it
+        for sql in orjson.loads(BYTES16_SQLITE.read_bytes()):
+            conn.execute(sql)
+        keys = list(dict.fromkeys((r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows + others))
+        conn.executemany(COMPACT16_SERIES + "(?, ?, ?, ?)", keys)
+        sids = {k: n + 1 for n, k in enumerate(keys)}
+        conn.executemany(BYTES16_ROWS + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
+             None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
+             r.value_num, packed_value_json(r), r.stored, 1 if r.observed_us == r.key_us else None) for r in rows + others])
+        conn.execute("DELETE FROM temporal_rows WHERE sid = (SELECT sid FROM temporal_series WHERE entity_id = 'urn:e:3')")
+        conn.execute("DELETE FROM temporal_rows WHERE iid = (SELECT max(iid) FROM temporal_rows)")  # a rowid reused next
+        before = conn.execute(VIEW_ROWS).fetchall()
+        rollup_before = conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+        assert {r[0] for r in conn.execute("SELECT instance FROM temporal_rows")} >= {b"TVOcm{}"}
+
+    async def run() -> None:
+        history = SQLiteHistory(path)
+        await history.open()
+        try:
+            with sqlite3.connect(path) as conn:  # every row as it was, under its iid, through the view; rollups too
+                assert conn.execute(VIEW_ROWS).fetchall() == before
+                assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
+                _assert_clustered(conn)
+                assert conn.execute("SELECT next FROM temporal_next_iid").fetchone() == (max(r[0] for r in before) + 1,)
+            await _after_compact16(history, rows)
+            with sqlite3.connect(path) as conn:
+                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key, instance, iid FROM temporal_rows"
+                                      " ORDER BY iid DESC LIMIT 1").fetchone()
+                assert newest[:5] == (None, None, None, 1, None) and newest[5] > max(r[0] for r in before)
+                # a former row of the plain layout keeps its bytes (read the same as NULL)
+                assert conn.execute("SELECT count(*) FROM temporal_rows WHERE instance = ?", (b"TVOcm{}",)).fetchone()[0] > 0
+        finally:
+            await history.close()
+        history = SQLiteHistory(path)  # opened again: the same
+        await history.open()
+        try:
+            assert len(await _read_all(history)) == len(rows) + 1
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+BYTES16_POSTGRES = Path(__file__).with_name("histbytes16_schema_postgres.json")  # main at 706e4d8: instance NOT NULL
+
+
+@pytest.mark.parametrize("layout", ["histcompact16", "histbytes16"])
+def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str, layout: str) -> None:
+    """The layouts of histcompact16 (every column stored) and histbytes16 (NULL where another column holds the
+    value, the iid's primary key dropped for BRIN), each filled as its code wrote it."""
     schema = f"test_compact16_{uuid.uuid4().hex[:12]}"
     rows, others = _compact16_rows()
+    packed = layout == "histbytes16"
 
     async def run() -> None:
         conn = await asyncpg.connect(pg_dsn)
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
         try:
-            for sql in orjson.loads(COMPACT16_POSTGRES.read_bytes()):
+            for sql in orjson.loads((BYTES16_POSTGRES if packed else COMPACT16_POSTGRES).read_bytes()):
                 await conn.execute(sql)
             keys = list(dict.fromkeys((r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows + others))
             await conn.executemany(COMPACT16_SERIES + "($1, $2, $3, $4)", keys)
             sids = {(r[1], r[2], r[3], r[4]): r[0] for r in await conn.fetch("SELECT sid, tenant, entity_id, attr,"
                                                                               " dataset_id FROM temporal_series")}
             await conn.executemany(COMPACT16_ROWS + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", [
-                (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us, r.created_us,
-                 r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in rows + others])
+                (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us,
+                 packed_created(r) if packed else r.created_us, r.modified_us, r.deleted_us, r.value_num,
+                 packed_value_json(r) if packed else r.value_json, r.stored) for r in rows + others])
+            assert await conn.fetchval("SELECT count(*) FROM temporal_rows WHERE instance = $1", b"TVOcm{}") > 0
             await conn.execute("DELETE FROM temporal_rows WHERE sid = (SELECT sid FROM temporal_series"
                                " WHERE entity_id = 'urn:e:3')")
             before = [tuple(r) for r in await conn.fetch(VIEW_ROWS)]
@@ -525,8 +600,15 @@ def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
                     "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rows'", schema)}
                 assert "temporal_rows_pkey" not in names and "temporal_rows_iid_brin" in names
                 await _after_compact16(history, rows)
-                newest = await conn.fetchrow("SELECT iid, created_us, value_json FROM temporal_rows ORDER BY iid DESC LIMIT 1")
-                assert newest[0] > max(r[0] for r in before) and (newest[1], newest[2]) == (None, None)
+                newest = await conn.fetchrow("SELECT iid, created_us, value_json, instance, observed_us, obs_key"
+                                             " FROM temporal_rows ORDER BY iid DESC LIMIT 1")
+                assert newest[0] > max(r[0] for r in before) and tuple(newest[1:]) == (None, None, None, None, True)
+                # obs_key added at the end of the former table (made again, it would sit after kind)
+                names = [r[0] for r in await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'temporal_rows'::regclass"
+                                                        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+                assert names[-1] == "obs_key"
+                # the former rows of the plain layout keep their bytes (read the same as NULL: VIEW_ROWS above)
+                assert await conn.fetchval("SELECT count(*) FROM temporal_rows WHERE instance = $1", b"TVOcm{}") > 0
             finally:
                 await history.close()
             history = PostgresHistory(pg_dsn, schema)  # opened again: the same
