@@ -19,7 +19,6 @@ from broker.temporal.model import (
     EntityRow,
     HistoryRow,
     packed_created,
-    packed_value_json,
     rebuild_instance,
     unique_rows,
     value_text,
@@ -32,6 +31,7 @@ from broker.temporal.storage import (
     InstanceHit,
     TimeRange,
     packed_instance,
+    packed_value,
     time_clauses,
 )
 from storage.database import PostgresDatabase
@@ -45,6 +45,7 @@ from storage.urls import DatabaseUrl
 # A row leaves out what another of its columns holds (histbytes16), the view reads it back:
 #   created_us   NULL on a value row (kind 0) whose createdAt is its modifiedAt
 #   value_json   NULL where value_num gives it back exactly (a JSON float: model.packed_value_json)
+#   value_json   '' for a DateTime value that is key_us in whole seconds (storage.KEY_DATETIME, hist17)
 #   instance     NULL for the stored document of a plain reading (storage.PLAIN_INSTANCE, hist17: 8 bytes of
 #                a row of 88; the column's NOT NULL dropped in place, a metadata change)
 #   observed_us  NULL with obs_key true where observedAt is key_us (hist17). obs_key sits after kind, in the
@@ -61,6 +62,10 @@ def instance_sql(column: str) -> str:
     return f"coalesce({column}, '\\x{PLAIN_INSTANCE.hex()}'::bytea)"
 
 
+# value_json as read: the text of storage.key_datetime_json for KEY_DATETIME ('' is no JSON text); the rollup
+# triggers and _PURE/_INT read the stored column: '' there is, as the text it stands for, no number
+VALUE_JSON = ("CASE WHEN {r}value_json = '' THEN '{{\"@type\":\"DateTime\",\"@value\":\"' || to_char(to_timestamp({r}key_us"
+              " / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || '\"}}' ELSE {r}value_json END")
 CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
 OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key THEN {r}key_us END)"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
@@ -99,7 +104,8 @@ DROP TABLE temporal_instances;
 """
 _VIEW = """
 CREATE OR REPLACE VIEW temporal_instances AS SELECT r.iid, s.tenant, s.entity_id, s.attr, s.dataset_id, r.kind, r.key_us,
-    """ + OBSERVED.format(r="r.") + """ AS observed_us, """ + CREATED.format(r="r.") + """ AS created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json,
+    """ + OBSERVED.format(r="r.") + """ AS observed_us, """ + CREATED.format(r="r.") + """ AS created_us, r.modified_us, r.deleted_us, r.value_num,
+    """ + VALUE_JSON.format(r="r.") + """ AS value_json,
     """ + instance_sql("r.instance") + """ AS instance, r.sid FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid;
 """
 # hourly rollups (broker.temporal.rollup), kept by statement triggers over the transition tables: inserted
@@ -257,7 +263,8 @@ _ENTITY = (
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
 STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
-_ROW_STORED = (f"{instance_sql('instance')} AS instance, value_json, {_ROW_TIMES['observed_us']} AS observed_us,"
+_ROW_STORED = (f"{instance_sql('instance')} AS instance, {VALUE_JSON.format(r='')} AS value_json,"
+               f" {_ROW_TIMES['observed_us']} AS observed_us,"
                f" {_ROW_TIMES['created_us']} AS created_us, modified_us, deleted_us, value_num")
 # count(DISTINCT value_json), value_json NULL on the rows that are JSON floats (and text on the rows
 # written before histbytes16): the floats counted by value_num (one double per float text), the rest by text
@@ -278,7 +285,7 @@ def _columns(rows: Sequence[HistoryRow], sids: Mapping[SeriesKey, int]) -> list[
         key = r.observed_us == r.key_us  # observedAt is the key: NULL and obs_key (OBSERVED)
         for col, v in zip(cols, (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
                                   None if key else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
-                                  r.value_num, packed_value_json(r), packed_instance(r.stored), True if key else None)):
+                                  r.value_num, packed_value(r), packed_instance(r.stored), True if key else None)):
             col.append(v)
     return cols
 

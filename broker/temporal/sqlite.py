@@ -20,7 +20,6 @@ from broker.temporal.model import (
     EntityRow,
     HistoryRow,
     packed_created,
-    packed_value_json,
     rebuild_instance,
     unique_rows,
     value_text,
@@ -33,6 +32,7 @@ from broker.temporal.storage import (
     InstanceHit,
     TimeRange,
     packed_instance,
+    packed_value,
     time_clauses,
 )
 from storage.database import SQLiteDatabase
@@ -50,8 +50,13 @@ T = TypeVar("T")
 #   created_us   NULL on a value row (kind 0) whose createdAt is its modifiedAt
 #   value_json   NULL where value_num gives it back exactly (a JSON float: model.packed_value_json)
 #   instance     NULL for the stored document of a plain reading (storage.PLAIN_INSTANCE, hist17)
+#   value_json   '' for a DateTime value that is key_us in whole seconds (storage.KEY_DATETIME, hist17)
 # A row written before keeps every column (obs_key NULL) and reads the same.
 INSTANCE = f"coalesce({{r}}instance, X'{PLAIN_INSTANCE.hex()}')"
+# value_json as read: the text of storage.key_datetime_json for KEY_DATETIME ('' is no JSON text); the rollup
+# triggers and _PURE/_INT read the stored column: '' there is, as the text it stands for, no number
+VALUE_JSON = ("CASE WHEN {r}value_json = '' THEN '{{\"@type\":\"DateTime\",\"@value\":\"' || strftime('%Y-%m-%dT%H:%M:%SZ',"
+              " {r}key_us / 1000000, 'unixepoch') || '\"}}' ELSE {r}value_json END")
 OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key IS NOT NULL THEN {r}key_us END)"
 CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
@@ -79,7 +84,8 @@ _VIEW = (
     "CREATE VIEW temporal_instances AS SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
     f" s.attr AS attr, s.dataset_id AS dataset_id, r.kind AS kind, r.key_us AS key_us, {OBSERVED.format(r='r.')}"
     f" AS observed_us, {CREATED.format(r='r.')} AS created_us, r.modified_us AS modified_us, r.deleted_us AS deleted_us,"
-    f" r.value_num AS value_num, r.value_json AS value_json, {INSTANCE.format(r='r.')} AS instance, r.sid AS sid"
+    f" r.value_num AS value_num, {VALUE_JSON.format(r='r.')} AS value_json, {INSTANCE.format(r='r.')} AS instance,"
+    " r.sid AS sid"
     " FROM temporal_rows AS r"
     " JOIN temporal_series AS s ON s.sid = r.sid"
 )
@@ -368,7 +374,7 @@ def _rollup_query(
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
 STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
-_ROW_STORED = f"{INSTANCE.format(r='')}, value_json, {_ROW_TIMES['observed_us']}, {_ROW_TIMES['created_us']}, modified_us, deleted_us, value_num"
+_ROW_STORED = f"{INSTANCE.format(r='')}, {VALUE_JSON.format(r='')}, {_ROW_TIMES['observed_us']}, {_ROW_TIMES['created_us']}, modified_us, deleted_us, value_num"
 
 
 def _hit(r: tuple[Any, ...]) -> InstanceHit:
@@ -497,7 +503,7 @@ class SQLiteHistory(HistoryStorage):
         insert_rows(conn, _INSERT_ROWS, [
             (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
              None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
-             r.value_num, packed_value_json(r), packed_instance(r.stored), 1 if r.observed_us == r.key_us else None,
+             r.value_num, packed_value(r), packed_instance(r.stored), 1 if r.observed_us == r.key_us else None,
              first + n)
             for n, r in enumerate(rows)
         ], _UPSERT)

@@ -150,6 +150,46 @@ async def _exercise(history: HistoryStorage, stored: Any) -> None:
     assert len(got) == len(rows)
 
 
+TIME_INSTANT = "https://uri.etsi.org/ngsi-ld/default-context/TimeInstant"
+
+
+def _time_instant(second: int, value_at: str | None = None) -> dict[str, Any]:
+    """QuantumLeap's TimeInstant: a DateTime value, its own time the observedAt of the entity's attributes."""
+    doc = _reading(second, None)
+    doc["value"] = {"@type": "DateTime", "@value": value_at or doc["observedAt"]}
+    return doc
+
+
+async def _exercise_key_datetime(history: HistoryStorage, raw: Any) -> None:
+    """A DateTime value that is the row's key in whole seconds is stored as '' (and NULL for the plain document)
+    and reads back as written: the instances, their value text, instanceId, distinctCount, a replayed write."""
+    docs = [_time_instant(0), _time_instant(1), _time_instant(2, "2026-03-01T00:00:02.000Z"),  # ms text: kept
+            _time_instant(3, "2026-03-01T00:00:04Z"), {**_time_instant(5), "observedAt": "2026-03-01T00:00:05.250Z"},
+            _time_instant(6, "2026-03-01T00:00:00Z"), _time_instant(7)]
+    docs[5]["value"] = {"@value": "2026-03-01T00:00:07Z", "@type": "DateTime"}  # another member order: kept
+    rows = [value_row(TENANT, ENTITY, TIME_INSTANT, d, T0) for d in docs]
+    rows[6] = value_row(TENANT, ENTITY, TIME_INSTANT, {**docs[6], "value": {"@type": "DateTime", "@value": "1969-12-31T23:59:59Z"},
+                                                       "observedAt": "1969-12-31T23:59:59Z"}, T0)  # before 1970: kept
+    await history.write([EntityRow(TENANT, ENTITY, ["https://x/T"])], rows)
+    hits = await history.instances(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 1000, False)
+    assert [h.instance for h in hits] == [r.instance for r in sorted(rows, key=lambda r: r.key_us)]
+    assert [h.value_json for h in hits] == [r.value_json for r in sorted(rows, key=lambda r: r.key_us)]
+    stored = {k: v for k, v in zip(sorted(r.key_us for r in rows), await raw())}
+    assert stored[rows[0].key_us] == ("", None) and stored[rows[1].key_us] == ("", None)
+    assert all(stored[r.key_us][0] == r.value_json for r in rows[2:])
+    second = next(h.iid for h in hits if h.time_us == rows[1].key_us)
+    assert await history.get_instance(TENANT, ENTITY, TIME_INSTANT, second) == rows[1].instance
+    # every value differs as text (2 is 02.000Z, 6 is 00Z with another member order): distinctCount 7
+    buckets = await history.aggregate(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 0, 0)
+    assert (buckets[0].total, buckets[0].distinct, buckets[0].numeric) == (7, 7, 0)
+    again = value_row(TENANT, ENTITY, TIME_INSTANT, _time_instant(8, "2026-03-01T00:00:00Z"), T0)  # value of row 0's time
+    await history.write([], [*rows, again])  # replayed, and one more
+    buckets = await history.aggregate(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 0, 0)
+    assert (buckets[0].total, buckets[0].distinct) == (8, 7)  # its text is row 0's (stored '' there): counted once
+    assert [h.instance for h in await history.instances(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 1000, False)] == [
+        r.instance for r in sorted([*rows, again], key=lambda r: r.key_us)]
+
+
 def test_compact_rows_on_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
 
@@ -162,6 +202,13 @@ def test_compact_rows_on_sqlite(tmp_path: Path) -> None:
         await history.open()
         try:
             await _exercise(history, stored)
+
+            async def raw() -> list[tuple[str, bytes | None]]:
+                with sqlite3.connect(path) as conn:
+                    return conn.execute("SELECT r.value_json, r.instance FROM temporal_rows AS r JOIN temporal_series AS s"
+                                        " ON s.sid = r.sid WHERE s.attr = ? ORDER BY r.key_us", (TIME_INSTANT,)).fetchall()
+
+            await _exercise_key_datetime(history, raw)
         finally:
             await history.close()
 
@@ -187,6 +234,13 @@ def test_compact_rows_on_postgres(pg_dsn: str) -> None:
                                                     " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
             assert names[:5] == ["iid", "sid", "kind", "obs_key", "key_us"]
             await _exercise(history, stored)
+
+            async def raw() -> list[tuple[str, bytes | None]]:
+                return [(r[0], r[1]) for r in await conn.fetch(
+                    "SELECT r.value_json, r.instance FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid"
+                    " WHERE s.attr = $1 ORDER BY r.key_us", TIME_INSTANT)]
+
+            await _exercise_key_datetime(history, raw)
         finally:
             await history.close()
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
