@@ -1,6 +1,6 @@
 """History storage per instance: bytes on disk and the broker's peak RSS while ingesting, per store.
 
-    python -m bench.storage_bench [--stores sqlite,postgres] [--instances 50000] [--no-quantumleap]
+    python -m bench.storage_bench [--stores sqlite,postgres] [--instances 50000] [--no-quantumleap] [--keep DIR]
 
 Starts `metropole broker` in a subprocess per store and ingests `--instances`
 entity instances through the QuantumLeap-compatible `POST /v2/notify` (the
@@ -14,6 +14,9 @@ prints, per store:
     MB per 1M measures   history bytes per million measured values (5 per instance)
     broker peak RSS      VmHWM of the broker process at the end of the ingest; RSS after warm-up
     CPU ms/instance      the broker process's CPU (PostgreSQL's server processes not included)
+
+`--keep DIR` keeps the SQLite file (DIR/broker.db) and the PostgreSQL schema
+(qlbench_<pid>, to drop by hand) for a look at their columns.
 
 SQLite sizes come from the `dbstat` table of the broker's file (after a WAL
 checkpoint), PostgreSQL's from pg_total_relation_size (tables with their
