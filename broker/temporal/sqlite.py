@@ -160,8 +160,11 @@ ROLLUP_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n",
     """CREATE TABLE IF NOT EXISTS temporal_rollup_dirty (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            attr TEXT NOT NULL, hour_us INTEGER NOT NULL, PRIMARY KEY (tenant, entity_id, attr, hour_us)) WITHOUT ROWID""",
-    # (the triggers are dropped and made again at each open, _migrate_former_layout: the versions before
-    # histbytes16 read value_json and observed_us, those before hist17 were on a rowid table)
+    # dropped and made again at each open (and already by _migrate_former_layout, before a rowid table of the
+    # versions before hist17 is renamed): the versions before histbytes16 read value_json and observed_us
+    "DROP TRIGGER IF EXISTS temporal_rollup_insert",
+    "DROP TRIGGER IF EXISTS temporal_rollup_update",
+    "DROP TRIGGER IF EXISTS temporal_rollup_delete",
     f"""CREATE TRIGGER temporal_rollup_insert AFTER INSERT ON temporal_rows WHEN NEW.kind = 0 BEGIN
            INSERT INTO temporal_rollup SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")},
                s.dataset_id, {_HAS_OBSERVED.format(r="NEW")}, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
