@@ -1,6 +1,6 @@
 """History storage per instance: bytes on disk and the broker's peak RSS while ingesting, per store.
 
-    python -m bench.storage_bench [--stores sqlite,postgres] [--instances 50000] [--no-quantumleap]
+    python -m bench.storage_bench [--stores sqlite,postgres] [--instances 50000] [--no-quantumleap] [--keep DIR]
 
 Starts `metropole broker` in a subprocess per store and ingests `--instances`
 entity instances through the QuantumLeap-compatible `POST /v2/notify` (the
@@ -14,6 +14,9 @@ prints, per store:
     MB per 1M measures   history bytes per million measured values (5 per instance)
     broker peak RSS      VmHWM of the broker process at the end of the ingest; RSS after warm-up
     CPU ms/instance      the broker process's CPU (PostgreSQL's server processes not included)
+
+`--keep DIR` keeps the SQLite file (DIR/broker.db) and the PostgreSQL schema
+(qlbench_<pid>, to drop by hand) for a look at their columns.
 
 SQLite sizes come from the `dbstat` table of the broker's file (after a WAL
 checkpoint), PostgreSQL's from pg_total_relation_size (tables with their
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -118,7 +122,7 @@ async def _quantumleap_layout(instances: int, entities: int) -> int:
         await conn.close()
 
 
-def run_store(store: str, instances: int) -> tuple[dict[str, float], dict[str, int]]:
+def run_store(store: str, instances: int, keep: Path | None = None) -> tuple[dict[str, float], dict[str, int]]:
     with tempfile.TemporaryDirectory(prefix="storage-bench-") as folder:
         proc, base = start_broker(store, Path(folder), _port(None))
         schema = f"qlbench_{os.getpid()}"
@@ -140,8 +144,11 @@ def run_store(store: str, instances: int) -> tuple[dict[str, float], dict[str, i
                 history, whole, parts = asyncio.run(_pg_sizes(schema))
             else:
                 history, whole, parts = _sqlite_sizes(Path(folder) / "broker.db")
+                if keep is not None:  # the file itself, for a look at its layout (after the checkpoint)
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(Path(folder) / "broker.db", keep / "broker.db")
         finally:
-            if store == "postgres":
+            if store == "postgres" and keep is None:
                 subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
                                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     count = notifications * PER_NOTIFICATION
@@ -153,12 +160,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--instances", type=int, default=50_000, help="entity instances to ingest per store")
+    parser.add_argument("--keep", type=Path, help="keep the SQLite file in this folder and the PostgreSQL schema"
+                        " (qlbench_<pid>) instead of dropping them")
     parser.add_argument("--no-quantumleap", action="store_true", help="skip the QuantumLeap layout estimate")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     details: dict[str, dict[str, int]] = {}
     for store in args.stores.split(","):
-        results[store], details[store] = run_store(store, args.instances)
+        results[store], details[store] = run_store(store, args.instances, args.keep)
     if not args.no_quantumleap:
         ql = asyncio.run(_quantumleap_layout(args.instances, ENTITIES))
         results["QuantumLeap layout (estimate, PostgreSQL heap)"] = {"history": ql, "whole": ql,

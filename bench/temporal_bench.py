@@ -94,10 +94,12 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
                 " r AS (SELECT e, ? + k * ? AS t, ((k * 7919 + e * 104729) % 1201) / 10.0 AS v FROM k, e)"
                 # rows under their series ids (broker.temporal.sqlite: temporal_series, temporal_rows), as the
                 # broker writes them: observedAt the key (obs_key), createdAt the modifiedAt, the float's text value_num's
+                # (iids from its counter, in the order written: hist17)
                 " INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, value_num, value_json,"
-                " instance, obs_key) SELECT s.sid, 0, t, NULL, NULL, t, v, NULL,"
+                " instance, obs_key, iid) SELECT s.sid, 0, t, NULL, NULL, t, v, NULL,"
                 " CAST('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
-                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB), 1 FROM r"
+                " || strftime('%Y-%m-%dT%H:%M:%fZ', t / 1000000.0, 'unixepoch') || '\"}' AS BLOB), 1,"
+                " (SELECT next FROM temporal_next_iid) + row_number() OVER (ORDER BY t, e) - 1 FROM r"
                 " JOIN temporal_series AS s ON s.tenant = 'bench'"
                 " AND s.entity_id = printf('urn:ngsi-ld:AirQualityObserved:b-%04d', e) AND s.attr = ? AND s.dataset_id = ''"
                 " ORDER BY t, e"
@@ -110,7 +112,8 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
 
             def insert(c: Any, sql: str = sql, args: tuple[Any, ...] = args, series: str = series) -> None:
                 c.execute(series, (entities, NO2))
-                c.execute(sql, args)
+                added = c.execute(sql, args).rowcount
+                c.execute("UPDATE temporal_next_iid SET next = next + ?", (added,))
 
             await history._tx(insert, write=True)  # the bench's own load, in the history's write transaction
         elif isinstance(history, PostgresHistory):
@@ -119,14 +122,15 @@ async def sql_load(history: HistoryStorage, instances: int, entities: int) -> fl
                 " 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0'), $1, '' FROM generate_series(0, $2 - 1) AS e"
                 " ON CONFLICT DO NOTHING", NO2, entities)
             sql = (  # rows under their series ids (broker.temporal.postgres: temporal_series, temporal_rows), as
-                # the broker writes them: createdAt the modifiedAt, the float's text value_num's
+                # the broker writes them: createdAt the modifiedAt, the float's text value_num's, observedAt the key
+                # (obs_key, hist17)
                 "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, value_num, value_json,"
-                " instance)"
+                " instance, obs_key)"
                 " SELECT (SELECT sid FROM temporal_series WHERE tenant = 'bench' AND attr = $1 AND dataset_id = ''"
-                " AND entity_id = 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0')), 0, t, t, NULL, t, v, NULL,"
+                " AND entity_id = 'urn:ngsi-ld:AirQualityObserved:b-' || lpad(e::text, 4, '0')), 0, t, NULL, NULL, t, v, NULL,"
                 " convert_to('{\"type\":\"Property\",\"value\":' || v || ',\"unitCode\":\"GQ\",\"observedAt\":\"'"
                 " || to_char(to_timestamp(t / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-                " || '\"}', 'UTF8')"
+                " || '\"}', 'UTF8'), true"
                 " FROM (SELECT e, $2::int8 + k * $3::int8 AS t, ((k * 7919 + e * 104729) % 1201) / 10.0::float8 AS v"
                 " FROM generate_series($4::int8, $5::int8 - 1) AS k, generate_series(0, $6 - 1) AS e) AS r ORDER BY t, e"
             )

@@ -19,16 +19,25 @@ from broker.temporal.model import (
     EntityRow,
     HistoryRow,
     packed_created,
-    packed_value_json,
     rebuild_instance,
     unique_rows,
     value_text,
 )
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
-from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange, time_clauses
+from broker.temporal.storage import (
+    PLAIN_INSTANCE,
+    Bucket,
+    HistoryStorage,
+    InstanceHit,
+    TimeRange,
+    packed_instance,
+    packed_value,
+    time_clauses,
+)
 from storage.database import PostgresDatabase
 from storage.migrate import Schema
 from storage.urls import DatabaseUrl
+
 
 # The instances of a series (tenant, entity, attribute, datasetId) are rows of temporal_rows under its
 # integer sid (temporal_series): the text keys once per series instead of in every row and index entry.
@@ -36,21 +45,40 @@ from storage.urls import DatabaseUrl
 # A row leaves out what another of its columns holds (histbytes16), the view reads it back:
 #   created_us   NULL on a value row (kind 0) whose createdAt is its modifiedAt
 #   value_json   NULL where value_num gives it back exactly (a JSON float: model.packed_value_json)
-# A row written before keeps every column and reads the same. (observed_us = key_us is kept: NULL there
-# would need a flag column, and the 8 bytes saved go to the row's padding to 8 bytes, measured no smaller.)
+#   value_json   '' for a DateTime value that is key_us in whole seconds (storage.KEY_DATETIME, hist17)
+#   instance     NULL for the stored document of a plain reading (storage.PLAIN_INSTANCE, hist17: 8 bytes of
+#                a row of 88; the column's NOT NULL dropped in place, a metadata change)
+#   observed_us  NULL with obs_key true where observedAt is key_us (hist17). obs_key sits after kind, in the
+#                2 bytes of padding before key_us: the row is 8 bytes smaller. A table made before has obs_key
+#                added at its end, where the flag and the 8 bytes saved share one padding to 8 bytes: no
+#                smaller, no larger (histbytes16 measured that), until the table is made again
+# A row written before keeps every column and reads the same.
 # iid has no b-tree (there was its primary key, 10 % of the history's bytes): iids grow with the rows'
 # place in the heap, so a BRIN index finds an instance by its id in a few pages (EXPLAIN ANALYZE, 1M rows:
 # 4 heap pages, 1.5 ms), the series id beside it; pages written since autovacuum last summarized them
 # (autosummarize: each range of 8 pages as it fills) are read whole.
+def instance_sql(column: str) -> str:
+    """The SQL that reads `column` (temporal_rows.instance) back as the stored document (NULL: PLAIN_INSTANCE)."""
+    return f"coalesce({column}, '\\x{PLAIN_INSTANCE.hex()}'::bytea)"
+
+
+# value_json as read: the text of storage.key_datetime_json for KEY_DATETIME ('' is no JSON text); the rollup
+# triggers and _PURE/_INT read the stored column: '' there is, as the text it stands for, no number
+VALUE_JSON = ("CASE WHEN {r}value_json = '' THEN '{{\"@type\":\"DateTime\",\"@value\":\"' || to_char(to_timestamp({r}key_us"
+              " / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || '\"}}' ELSE {r}value_json END")
 CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
-_ROW_TIMES = {"created_us": CREATED.format(r="")}
+OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key THEN {r}key_us END)"
+# the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
+_ROW_TIMES = {"created_us": CREATED.format(r=""), "observed_us": OBSERVED.format(r="")}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS temporal_series (sid serial PRIMARY KEY, tenant text COLLATE "C" NOT NULL,
     entity_id text COLLATE "C" NOT NULL, attr text COLLATE "C" NOT NULL, dataset_id text COLLATE "C" NOT NULL,
     UNIQUE (tenant, entity_id, attr, dataset_id));
-CREATE TABLE IF NOT EXISTS temporal_rows (iid bigserial, sid integer NOT NULL, kind smallint NOT NULL,
+CREATE TABLE IF NOT EXISTS temporal_rows (iid bigserial, sid integer NOT NULL, kind smallint NOT NULL, obs_key boolean,
     key_us bigint NOT NULL, observed_us bigint, created_us bigint, modified_us bigint, deleted_us bigint,
-    value_num double precision, value_json text, instance bytea NOT NULL);
+    value_num double precision, value_json text, instance bytea);
+ALTER TABLE temporal_rows ALTER COLUMN instance DROP NOT NULL;
+ALTER TABLE temporal_rows ADD COLUMN IF NOT EXISTS obs_key boolean;
 CREATE UNIQUE INDEX IF NOT EXISTS temporal_rows_series ON temporal_rows (sid, key_us, kind);
 CREATE INDEX IF NOT EXISTS temporal_rows_modified_brin ON temporal_rows USING brin (modified_us);
 CREATE INDEX IF NOT EXISTS temporal_rows_observed_brin ON temporal_rows USING brin (observed_us);
@@ -67,7 +95,8 @@ ALTER TABLE temporal_entities ADD COLUMN IF NOT EXISTS service_path text COLLATE
 _MIGRATE = """
 INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)
     SELECT DISTINCT tenant, entity_id, attr, dataset_id FROM temporal_instances ORDER BY 1, 2, 3, 4;
-INSERT INTO temporal_rows SELECT i.iid, s.sid, i.kind, i.key_us, i.observed_us, i.created_us, i.modified_us,
+INSERT INTO temporal_rows (iid, sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,
+    value_json, instance) SELECT i.iid, s.sid, i.kind, i.key_us, i.observed_us, i.created_us, i.modified_us,
     i.deleted_us, i.value_num, i.value_json, i.instance FROM temporal_instances AS i JOIN temporal_series AS s
     ON s.tenant = i.tenant AND s.entity_id = i.entity_id AND s.attr = i.attr AND s.dataset_id = i.dataset_id ORDER BY i.iid;
 SELECT setval(pg_get_serial_sequence('temporal_rows', 'iid'), coalesce((SELECT max(iid) FROM temporal_rows), 0) + 1, false);
@@ -75,8 +104,9 @@ DROP TABLE temporal_instances;
 """
 _VIEW = """
 CREATE OR REPLACE VIEW temporal_instances AS SELECT r.iid, s.tenant, s.entity_id, s.attr, s.dataset_id, r.kind, r.key_us,
-    r.observed_us, """ + CREATED.format(r="r.") + """ AS created_us, r.modified_us, r.deleted_us, r.value_num, r.value_json,
-    r.instance, r.sid FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid;
+    """ + OBSERVED.format(r="r.") + """ AS observed_us, """ + CREATED.format(r="r.") + """ AS created_us, r.modified_us, r.deleted_us, r.value_num,
+    """ + VALUE_JSON.format(r="r.") + """ AS value_json,
+    """ + instance_sql("r.instance") + """ AS instance, r.sid FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid;
 """
 # hourly rollups (broker.temporal.rollup), kept by statement triggers over the transition tables: inserted
 # value instances are added per hour; the hours of replaced or deleted ones are recomputed from the
@@ -104,7 +134,7 @@ _AGGREGATES = (
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
 _KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
 _ADD = f"""INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h,
-        s.dataset_id, a.observed_us IS NOT NULL AS o,
+        s.dataset_id, (a.observed_us IS NOT NULL OR a.obs_key IS NOT NULL) AS o,
         {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
         FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0{{skip}}
         GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
@@ -154,7 +184,7 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
     DELETE FROM temporal_rollup AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d
         WHERE r.tenant = d.tenant AND r.entity_id = d.entity_id AND r.attr = d.attr AND r.hour_us = d.hour_us;
     INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id,
-        i.observed_us IS NOT NULL AS o, {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
+        (i.observed_us IS NOT NULL OR i.obs_key IS NOT NULL) AS o, {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
         FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d JOIN temporal_series AS s
         ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr JOIN temporal_rows AS i
         ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
@@ -203,17 +233,18 @@ FLOATISH = ("({r}value_json IS NULL OR ({r}value_num IS NOT NULL AND {r}value_js
             " AND {r}value_json ~ '^-?[0-9].*[.eE]'))")
 _INSERT = (
     "INSERT INTO temporal_rows AS t (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
-    " value_json, instance)"
+    " value_json, instance, obs_key)"
     " SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],"
-    " $8::float8[], $9::text[], $10::bytea[])"
-    " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us,"
+    " $8::float8[], $9::text[], $10::bytea[], $11::bool[])"
+    " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us, obs_key = excluded.obs_key,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
     # the same instance again replaces the stored one (same iid), unless nothing differs; the stored
     # instance leaves out what the columns hold (model.compact_instance): they are compared too, as read
     # (a row written before histbytes16 keeps every column: the same instance again leaves it as it is)
-    " WHERE (t.instance, t.observed_us, t.modified_us, t.deleted_us, t.value_num, " + CREATED.format(r="t.") + ")"
-    " IS DISTINCT FROM (excluded.instance, excluded.observed_us, excluded.modified_us, excluded.deleted_us,"
+    " WHERE (" + instance_sql("t.instance") + ", " + OBSERVED.format(r="t.") + ", t.modified_us, t.deleted_us, t.value_num, " + CREATED.format(r="t.") + ")"
+    " IS DISTINCT FROM (" + instance_sql("excluded.instance") + ", " + OBSERVED.format(r="excluded.") + ", excluded.modified_us,"
+    " excluded.deleted_us,"
     " excluded.value_num, " + CREATED.format(r="excluded.") + ")"
     " OR NOT (t.value_json IS NOT DISTINCT FROM excluded.value_json OR (excluded.value_json IS NULL"
     " AND " + FLOATISH.format(r="t.") + "))"
@@ -232,8 +263,9 @@ _ENTITY = (
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
 STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
-_ROW_STORED = (f"instance, value_json, observed_us, {_ROW_TIMES['created_us']} AS created_us, modified_us, deleted_us,"
-               " value_num")
+_ROW_STORED = (f"{instance_sql('instance')} AS instance, {VALUE_JSON.format(r='')} AS value_json,"
+               f" {_ROW_TIMES['observed_us']} AS observed_us,"
+               f" {_ROW_TIMES['created_us']} AS created_us, modified_us, deleted_us, value_num")
 # count(DISTINCT value_json), value_json NULL on the rows that are JSON floats (and text on the rows
 # written before histbytes16): the floats counted by value_num (one double per float text), the rest by text
 _DISTINCT = (f"count(DISTINCT CASE WHEN {FLOATISH.format(r='')} THEN NULL ELSE value_json END)"
@@ -248,11 +280,12 @@ def _hit(r: Any, entity_id: str | None = None, attr: str | None = None) -> Insta
 
 
 def _columns(rows: Sequence[HistoryRow], sids: Mapping[SeriesKey, int]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(10)]
+    cols: list[list[Any]] = [[] for _ in range(11)]
     for r in rows:
-        for col, v in zip(cols, (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us,
-                                  packed_created(r), r.modified_us, r.deleted_us, r.value_num, packed_value_json(r),
-                                  r.stored)):
+        key = r.observed_us == r.key_us  # observedAt is the key: NULL and obs_key (OBSERVED)
+        for col, v in zip(cols, (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
+                                  None if key else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
+                                  r.value_num, packed_value(r), packed_instance(r.stored), True if key else None)):
             col.append(v)
     return cols
 
@@ -606,7 +639,7 @@ class PostgresHistory(HistoryStorage):
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         status = await self.pool.execute(
             # every column as is; a createdAt read from modified_us (NULL) kept
-            "UPDATE temporal_rows SET observed_us = $1, modified_us = $2, value_num = $3, value_json = $4, instance = $5,"
+            "UPDATE temporal_rows SET observed_us = $1, obs_key = NULL, modified_us = $2, value_num = $3, value_json = $4, instance = $5,"
             " created_us = CASE WHEN kind = 0 THEN coalesce(created_us, modified_us) ELSE created_us END WHERE iid = $6 AND sid IN (SELECT sid FROM temporal_series WHERE tenant = $7 AND entity_id = $8 AND attr = $9)",
             row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr,
         )

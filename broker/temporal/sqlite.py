@@ -20,13 +20,21 @@ from broker.temporal.model import (
     EntityRow,
     HistoryRow,
     packed_created,
-    packed_value_json,
     rebuild_instance,
     unique_rows,
     value_text,
 )
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
-from broker.temporal.storage import Bucket, HistoryStorage, InstanceHit, TimeRange, time_clauses
+from broker.temporal.storage import (
+    PLAIN_INSTANCE,
+    Bucket,
+    HistoryStorage,
+    InstanceHit,
+    TimeRange,
+    packed_instance,
+    packed_value,
+    time_clauses,
+)
 from storage.database import SQLiteDatabase
 from storage.migrate import Schema
 from storage.sqlite_thread import SQLiteThread
@@ -41,7 +49,14 @@ T = TypeVar("T")
 #   observed_us  NULL with obs_key = 1 where observedAt is key_us (every row that has one, until replaced)
 #   created_us   NULL on a value row (kind 0) whose createdAt is its modifiedAt
 #   value_json   NULL where value_num gives it back exactly (a JSON float: model.packed_value_json)
+#   instance     NULL for the stored document of a plain reading (storage.PLAIN_INSTANCE, hist17)
+#   value_json   '' for a DateTime value that is key_us in whole seconds (storage.KEY_DATETIME, hist17)
 # A row written before keeps every column (obs_key NULL) and reads the same.
+INSTANCE = f"coalesce({{r}}instance, X'{PLAIN_INSTANCE.hex()}')"
+# value_json as read: the text of storage.key_datetime_json for KEY_DATETIME ('' is no JSON text); the rollup
+# triggers and _PURE/_INT read the stored column: '' there is, as the text it stands for, no number
+VALUE_JSON = ("CASE WHEN {r}value_json = '' THEN '{{\"@type\":\"DateTime\",\"@value\":\"' || strftime('%Y-%m-%dT%H:%M:%SZ',"
+              " {r}key_us / 1000000, 'unixepoch') || '\"}}' ELSE {r}value_json END")
 OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key IS NOT NULL THEN {r}key_us END)"
 CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
@@ -50,15 +65,17 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_series (sid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
            entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL,
            UNIQUE (tenant, entity_id, attr, dataset_id))""",
-    """CREATE TABLE IF NOT EXISTS temporal_rows (iid INTEGER PRIMARY KEY, sid INTEGER NOT NULL, kind INTEGER NOT NULL,
-           key_us INTEGER NOT NULL, observed_us INTEGER, created_us INTEGER, modified_us INTEGER, deleted_us INTEGER,
-           value_num REAL, value_json TEXT, instance BLOB NOT NULL, obs_key INTEGER)""",
-    # key_us first after the series: a time range of one series seeks instead of scanning its whole history,
-    # and, key_us being observedAt where there is one, this index also serves timeproperty=observedAt (_where).
-    # No index on modified_us (there was one, 17 % of the history's bytes): timeproperty=modifiedAt reads
-    # each series' rows by this index, as on PostgreSQL
-    "CREATE UNIQUE INDEX IF NOT EXISTS temporal_rows_series ON temporal_rows (sid, key_us, kind)",
-    "DROP INDEX IF EXISTS temporal_rows_modified",
+    # WITHOUT ROWID, clustered on the series key (hist17): the row and its key are one b-tree, where a rowid
+    # table kept the rows by iid and a second b-tree on (sid, key_us, kind) -> iid (a quarter of the history's
+    # bytes). A time range of one series seeks as the index did; key_us being observedAt where there is one,
+    # the key also serves timeproperty=observedAt (_where), and timeproperty=modifiedAt reads each series by it.
+    # iid (the instanceId) is a column given from temporal_next_iid (as a rowid was: 1, 2, ...), without an
+    # index: an instance is found by its id within its series (delete, replace by instanceId: rare writes)
+    """CREATE TABLE IF NOT EXISTS temporal_rows (sid INTEGER NOT NULL, key_us INTEGER NOT NULL, kind INTEGER NOT NULL,
+           iid INTEGER NOT NULL, observed_us INTEGER, created_us INTEGER, modified_us INTEGER, deleted_us INTEGER,
+           value_num REAL, value_json TEXT, instance BLOB, obs_key INTEGER,
+           PRIMARY KEY (sid, key_us, kind)) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS temporal_next_iid (next INTEGER NOT NULL)",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
@@ -67,30 +84,61 @@ _VIEW = (
     "CREATE VIEW temporal_instances AS SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
     f" s.attr AS attr, s.dataset_id AS dataset_id, r.kind AS kind, r.key_us AS key_us, {OBSERVED.format(r='r.')}"
     f" AS observed_us, {CREATED.format(r='r.')} AS created_us, r.modified_us AS modified_us, r.deleted_us AS deleted_us,"
-    " r.value_num AS value_num, r.value_json AS value_json, r.instance AS instance, r.sid AS sid FROM temporal_rows AS r"
+    f" r.value_num AS value_num, {VALUE_JSON.format(r='r.')} AS value_json, {INSTANCE.format(r='r.')} AS instance,"
+    " r.sid AS sid"
+    " FROM temporal_rows AS r"
     " JOIN temporal_series AS s ON s.sid = r.sid"
 )
+_ROW_COLUMNS = ("sid, key_us, kind, iid, observed_us, created_us, modified_us, deleted_us, value_num, value_json,"
+                " instance, obs_key")
 # a file of the former layout (temporal_instances a table, text keys in every row): its rows move under
 # series ids, iids kept (they are the instanceIds); its rollups stay, the same keys
 _MIGRATE = (
     ("INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
      " SELECT DISTINCT tenant, entity_id, attr, dataset_id FROM temporal_instances ORDER BY 1, 2, 3, 4"),
-    ("INSERT INTO temporal_rows SELECT i.iid, s.sid, i.kind, i.key_us, i.observed_us, i.created_us, i.modified_us,"
-     " i.deleted_us, i.value_num, i.value_json, i.instance, NULL FROM temporal_instances AS i JOIN temporal_series AS s"
-     " ON s.tenant = i.tenant AND s.entity_id = i.entity_id AND s.attr = i.attr AND s.dataset_id = i.dataset_id"),
+    (f"INSERT INTO temporal_rows ({_ROW_COLUMNS}) SELECT s.sid, i.key_us, i.kind, i.iid, i.observed_us, i.created_us,"
+     " i.modified_us, i.deleted_us, i.value_num, i.value_json, i.instance, NULL FROM temporal_instances AS i"
+     " JOIN temporal_series AS s ON s.tenant = i.tenant AND s.entity_id = i.entity_id AND s.attr = i.attr"
+     " AND s.dataset_id = i.dataset_id ORDER BY s.sid, i.key_us, i.kind"),
     "DROP TABLE temporal_instances",
 )
+_ROWID_TABLE = "temporal_rows_rowid"  # temporal_rows of histcompact16 / histbytes16, renamed while copied
 
 
 def _migrate_former_layout(conn: sqlite3.Connection) -> None:
-    """The former layout's rows under series ids (in the setup transaction, before the rollup triggers exist)."""
+    """The former layouts' rows in this one (in the setup transaction, before the rollup triggers exist).
+
+    A rowid temporal_rows (histcompact16, histbytes16: rows by iid, an index on (sid, key_us, kind)) is
+    copied into the WITHOUT ROWID table in key order, every column as it was (iids kept: they are the
+    instanceIds; obs_key NULL on the rows of histcompact16, which had no such column) and dropped with its
+    indexes. Runs before SCHEMA, which then makes the new table."""
+    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone()
+    if kind is not None and kind[0] == "view":
+        conn.execute("DROP VIEW temporal_instances")  # made again by _copy_former_rows (it reads temporal_rows)
+    for trigger in ("insert", "update", "delete"):  # likewise (_setup_rollup): they are on temporal_rows
+        conn.execute(f"DROP TRIGGER IF EXISTS temporal_rollup_{trigger}")
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'temporal_rows'").fetchone()
+    if row is not None and "WITHOUT ROWID" not in str(row[0]).upper():
+        conn.execute(f"ALTER TABLE temporal_rows RENAME TO {_ROWID_TABLE}")
+
+
+def _copy_former_rows(conn: sqlite3.Connection) -> None:
+    """After SCHEMA: the rows of a former layout into temporal_rows, and the next iid after theirs."""
+    renamed = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_ROWID_TABLE,)).fetchone()
+    if renamed is not None:
+        has_flag = any(r[1] == "obs_key" for r in conn.execute(f"PRAGMA table_info({_ROWID_TABLE})"))
+        conn.execute(
+            f"INSERT INTO temporal_rows ({_ROW_COLUMNS}) SELECT sid, key_us, kind, iid, observed_us, created_us,"
+            f" modified_us, deleted_us, value_num, value_json, instance, {'obs_key' if has_flag else 'NULL'}"
+            f" FROM {_ROWID_TABLE} ORDER BY sid, key_us, kind")
+        conn.execute(f"DROP TABLE {_ROWID_TABLE}")
     kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone()
     if kind is not None and kind[0] == "table":
         for sql in _MIGRATE:
             conn.execute(sql)
-    if not any(row[1] == "obs_key" for row in conn.execute("PRAGMA table_info(temporal_rows)")):
-        conn.execute("ALTER TABLE temporal_rows ADD COLUMN obs_key INTEGER")  # rows of histcompact16 keep NULL
-    conn.execute("DROP VIEW IF EXISTS temporal_instances")  # the view of this version
+    if conn.execute("SELECT 1 FROM temporal_next_iid").fetchone() is None:
+        # a rowid table gave max(rowid) + 1: the same here (one scan, when the counter is made)
+        conn.execute("INSERT INTO temporal_next_iid SELECT coalesce(max(iid), 0) + 1 FROM temporal_rows")
     conn.execute(_VIEW)
 
 
@@ -112,7 +160,8 @@ ROLLUP_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS temporal_rollup_impure ON temporal_rollup (tenant, entity_id, attr) WHERE n_pure < n",
     """CREATE TABLE IF NOT EXISTS temporal_rollup_dirty (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            attr TEXT NOT NULL, hour_us INTEGER NOT NULL, PRIMARY KEY (tenant, entity_id, attr, hour_us)) WITHOUT ROWID""",
-    # dropped and made again at each open: the versions before histbytes16 read value_json and observed_us
+    # dropped and made again at each open (and already by _migrate_former_layout, before a rowid table of the
+    # versions before hist17 is renamed): the versions before histbytes16 read value_json and observed_us
     "DROP TRIGGER IF EXISTS temporal_rollup_insert",
     "DROP TRIGGER IF EXISTS temporal_rollup_update",
     "DROP TRIGGER IF EXISTS temporal_rollup_delete",
@@ -201,7 +250,7 @@ _DISTINCT = (f"count(DISTINCT CASE WHEN {FLOATISH.format(r='')} THEN NULL ELSE v
 
 _INSERT_ROWS = (
     "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
-    " value_json, instance, obs_key)"
+    " value_json, instance, obs_key, iid)"
 )
 # the same instance again replaces the stored one (same iid), unless nothing differs: a replayed
 # change log writes nothing
@@ -212,7 +261,7 @@ _UPSERT = (
     " obs_key = excluded.obs_key"
     # the stored instance leaves out what the columns hold (model.compact_instance): they are compared too, as
     # read (a row written before histbytes16 keeps every column: the same instance again leaves it as it is)
-    " WHERE instance IS NOT excluded.instance OR value_num IS NOT excluded.value_num"
+    f" WHERE {INSTANCE.format(r='')} IS NOT {INSTANCE.format(r='excluded.')} OR value_num IS NOT excluded.value_num"
     " OR NOT (value_json IS excluded.value_json OR (excluded.value_json IS NULL AND " + FLOATISH.format(r="") + "))"
     f" OR {OBSERVED.format(r='')} IS NOT {OBSERVED.format(r='excluded.')}"
     f" OR {CREATED.format(r='')} IS NOT {CREATED.format(r='excluded.')}"
@@ -328,7 +377,7 @@ def _rollup_query(
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
 STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
-_ROW_STORED = f"instance, value_json, {_ROW_TIMES['observed_us']}, {_ROW_TIMES['created_us']}, modified_us, deleted_us, value_num"
+_ROW_STORED = f"{INSTANCE.format(r='')}, {VALUE_JSON.format(r='')}, {_ROW_TIMES['observed_us']}, {_ROW_TIMES['created_us']}, modified_us, deleted_us, value_num"
 
 
 def _hit(r: tuple[Any, ...]) -> InstanceHit:
@@ -387,9 +436,10 @@ def _add_service_path(conn: sqlite3.Connection) -> None:
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """History's tables, in one transaction of the migration runner (storage.migrate)."""
+    _migrate_former_layout(conn)
     for sql in SCHEMA:
         conn.execute(sql)
-    _migrate_former_layout(conn)
+    _copy_former_rows(conn)
     _add_service_path(conn)
     _setup_rollup(conn)
 
@@ -447,11 +497,18 @@ class SQLiteHistory(HistoryStorage):
     def _store(self, conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         rows = unique_rows(rows)
         known = _sids(conn, self._series, [(r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows])
+        # iids from the counter, read and moved in this transaction (so also with another process writing);
+        # a row that meets a stored one keeps the stored iid (the upsert does not set it), its number unused
+        first = conn.execute("SELECT next FROM temporal_next_iid").fetchone()[0]
+        if rows:
+            conn.execute("UPDATE temporal_next_iid SET next = ?", (first + len(rows),))
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
         insert_rows(conn, _INSERT_ROWS, [
             (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
              None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
-             r.value_num, packed_value_json(r), r.stored, 1 if r.observed_us == r.key_us else None) for r in rows
+             r.value_num, packed_value(r), packed_instance(r.stored), 1 if r.observed_us == r.key_us else None,
+             first + n)
+            for n, r in enumerate(rows)
         ], _UPSERT)
         insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
                     _ENTITY_CONFLICT)
@@ -600,7 +657,9 @@ class SQLiteHistory(HistoryStorage):
 
     async def delete_instances(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> int:
         where, params, _ = _where(tenant, entity_ids, None, rng)
-        sql = f"DELETE FROM temporal_rows WHERE iid IN (SELECT iid FROM temporal_instances WHERE {where})"
+        # by the rows' keys (iid has no index: `iid IN (...)` would read every row of the file)
+        sql = (f"DELETE FROM temporal_rows WHERE (sid, key_us, kind) IN"
+               f" (SELECT sid, key_us, kind FROM temporal_instances WHERE {where})")
         return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
 
     async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:

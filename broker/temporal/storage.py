@@ -7,11 +7,13 @@ Both implementations hold the same tables in the store's database:
                         and indexed on (tenant, entity, attribute, observedAt) and
                         (tenant, entity, attribute, modifiedAt) for time-range scans
     (both keep the instances as temporal_rows under an integer series id, temporal_series:
-    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind), with BRIN indexes
-    on PostgreSQL (iid, observedAt, modifiedAt); temporal_instances is a view with the columns above)
+    tenant, entity, attribute, datasetId -> sid, unique on (sid, key, kind): on SQLite a WITHOUT
+    ROWID table clustered on that key, iids from a counter; on PostgreSQL a heap with a b-tree on it
+    and BRIN indexes (iid, observedAt, modifiedAt); temporal_instances is a view with the columns above)
     (the stored instance document leaves out what the row's columns rebuild: model.compact_instance;
     a row's columns leave out what another column holds, as NULL, which the view reads back:
-    createdAt = modifiedAt, the text of a float value, on SQLite observedAt = the key)
+    createdAt = modifiedAt, the text of a float value, on SQLite observedAt = the key, the document of
+    a plain reading: PLAIN_INSTANCE, a DateTime value that is the key time: KEY_DATETIME)
     temporal_entities   (tenant, entity) -> types, deletedAt, and the FIWARE service path
                         the QuantumLeap API last stored the entity under (NULL: '/'),
                         a column added in place to older databases
@@ -25,16 +27,57 @@ corrected one wins (clause 5.6.11: the upsert of temporal evolution).
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from broker.temporal.model import EntityRow, HistoryRow, rebuild_instance, stored_value
+from broker.temporal.model import EntityRow, HistoryRow, packed_value_json, rebuild_instance, stored_value
 from storage.migrate import Schema
 
 if TYPE_CHECKING:
     from broker.temporal.rollup import RollupBucket
+
+# the stored document of a plain reading (model.compact_instance: type Property, value, observedAt, createdAt,
+# modifiedAt, each rebuilt from the row's columns), nearly every row of a QuantumLeap-fed history: both stores
+# keep NULL for it in temporal_rows.instance and read it back as these bytes (hist17: 7 of a row's bytes on
+# SQLite, 8 on PostgreSQL)
+PLAIN_INSTANCE = b"TVOcm{}"
+
+
+def packed_instance(stored: bytes) -> bytes | None:
+    """temporal_rows.instance as stored: NULL for PLAIN_INSTANCE."""
+    return None if stored == PLAIN_INSTANCE else stored
+
+
+# A DateTime value equal to the row's own key time in whole seconds (QuantumLeap's TimeInstant: the
+# observedAt of every attribute of the notified entity, and an attribute of its own) is stored as the
+# empty text, which no JSON text is, and read back from key_us (KEY_DATETIME_SQL of each store):
+# about 52 bytes of such a row (hist17). Only from 1970 to 9999, where SQLite's and Python's
+# formatting agree.
+KEY_DATETIME = ""
+_MAX_KEY_US = 253_402_300_800_000_000  # 10000-01-01
+
+
+@functools.lru_cache(maxsize=4096)
+def key_datetime_json(key_us: int) -> str | None:
+    """The value_json of a DateTime value at `key_us` in whole seconds, as orjson writes it."""
+    if key_us < 0 or key_us >= _MAX_KEY_US or key_us % 1_000_000:
+        return None
+    stamp = datetime.fromtimestamp(key_us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f'{{"@type":"DateTime","@value":"{stamp}"}}'
+
+
+def packed_value(row: HistoryRow) -> str | None:
+    """temporal_rows.value_json as stored: model.packed_value_json, and KEY_DATETIME for a DateTime value
+    that is the row's key time."""
+    text = packed_value_json(row)
+    if text is not None and row.value_num is None and text[:1] == "{" and text == key_datetime_json(row.key_us):
+        return KEY_DATETIME
+    return text
+
 
 TIME_COLUMNS = {"observedAt": "observed_us", "createdAt": "created_us", "modifiedAt": "modified_us", "deletedAt": "deleted_us"}
 

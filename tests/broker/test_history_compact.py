@@ -150,6 +150,46 @@ async def _exercise(history: HistoryStorage, stored: Any) -> None:
     assert len(got) == len(rows)
 
 
+TIME_INSTANT = "https://uri.etsi.org/ngsi-ld/default-context/TimeInstant"
+
+
+def _time_instant(second: int, value_at: str | None = None) -> dict[str, Any]:
+    """QuantumLeap's TimeInstant: a DateTime value, its own time the observedAt of the entity's attributes."""
+    doc = _reading(second, None)
+    doc["value"] = {"@type": "DateTime", "@value": value_at or doc["observedAt"]}
+    return doc
+
+
+async def _exercise_key_datetime(history: HistoryStorage, raw: Any) -> None:
+    """A DateTime value that is the row's key in whole seconds is stored as '' (and NULL for the plain document)
+    and reads back as written: the instances, their value text, instanceId, distinctCount, a replayed write."""
+    docs = [_time_instant(0), _time_instant(1), _time_instant(2, "2026-03-01T00:00:02.000Z"),  # ms text: kept
+            _time_instant(3, "2026-03-01T00:00:04Z"), {**_time_instant(5), "observedAt": "2026-03-01T00:00:05.250Z"},
+            _time_instant(6, "2026-03-01T00:00:00Z"), _time_instant(7)]
+    docs[5]["value"] = {"@value": "2026-03-01T00:00:07Z", "@type": "DateTime"}  # another member order: kept
+    rows = [value_row(TENANT, ENTITY, TIME_INSTANT, d, T0) for d in docs]
+    rows[6] = value_row(TENANT, ENTITY, TIME_INSTANT, {**docs[6], "value": {"@type": "DateTime", "@value": "1969-12-31T23:59:59Z"},
+                                                       "observedAt": "1969-12-31T23:59:59Z"}, T0)  # before 1970: kept
+    await history.write([EntityRow(TENANT, ENTITY, ["https://x/T"])], rows)
+    hits = await history.instances(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 1000, False)
+    assert [h.instance for h in hits] == [r.instance for r in sorted(rows, key=lambda r: r.key_us)]
+    assert [h.value_json for h in hits] == [r.value_json for r in sorted(rows, key=lambda r: r.key_us)]
+    stored = {k: v for k, v in zip(sorted(r.key_us for r in rows), await raw())}
+    assert stored[rows[0].key_us] == ("", None) and stored[rows[1].key_us] == ("", None)
+    assert all(stored[r.key_us][0] == r.value_json for r in rows[2:])
+    second = next(h.iid for h in hits if h.time_us == rows[1].key_us)
+    assert await history.get_instance(TENANT, ENTITY, TIME_INSTANT, second) == rows[1].instance
+    # every value differs as text (2 is 02.000Z, 6 is 00Z with another member order): distinctCount 7
+    buckets = await history.aggregate(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 0, 0)
+    assert (buckets[0].total, buckets[0].distinct, buckets[0].numeric) == (7, 7, 0)
+    again = value_row(TENANT, ENTITY, TIME_INSTANT, _time_instant(8, "2026-03-01T00:00:00Z"), T0)  # value of row 0's time
+    await history.write([], [*rows, again])  # replayed, and one more
+    buckets = await history.aggregate(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 0, 0)
+    assert (buckets[0].total, buckets[0].distinct) == (8, 7)  # its text is row 0's (stored '' there): counted once
+    assert [h.instance for h in await history.instances(TENANT, [ENTITY], [TIME_INSTANT], TimeRange(), 1000, False)] == [
+        r.instance for r in sorted([*rows, again], key=lambda r: r.key_us)]
+
+
 def test_compact_rows_on_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
 
@@ -162,6 +202,13 @@ def test_compact_rows_on_sqlite(tmp_path: Path) -> None:
         await history.open()
         try:
             await _exercise(history, stored)
+
+            async def raw() -> list[tuple[str, bytes | None]]:
+                with sqlite3.connect(path) as conn:
+                    return conn.execute("SELECT r.value_json, r.instance FROM temporal_rows AS r JOIN temporal_series AS s"
+                                        " ON s.sid = r.sid WHERE s.attr = ? ORDER BY r.key_us", (TIME_INSTANT,)).fetchall()
+
+            await _exercise_key_datetime(history, raw)
         finally:
             await history.close()
 
@@ -182,7 +229,18 @@ def test_compact_rows_on_postgres(pg_dsn: str) -> None:
 
         try:
             await history.open()
+            # hist17's column order: obs_key in kind's padding, before key_us (8 bytes of each row)
+            names = [r[0] for r in await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'temporal_rows'::regclass"
+                                                    " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+            assert names[:5] == ["iid", "sid", "kind", "obs_key", "key_us"]
             await _exercise(history, stored)
+
+            async def raw() -> list[tuple[str, bytes | None]]:
+                return [(r[0], r[1]) for r in await conn.fetch(
+                    "SELECT r.value_json, r.instance FROM temporal_rows AS r JOIN temporal_series AS s ON s.sid = r.sid"
+                    " WHERE s.attr = $1 ORDER BY r.key_us", TIME_INSTANT)]
+
+            await _exercise_key_datetime(history, raw)
         finally:
             await history.close()
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -473,13 +531,12 @@ def test_a_histcompact16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
             with sqlite3.connect(path) as conn:  # every row as it was, through the view; rollups as they were
                 assert conn.execute(VIEW_ROWS).fetchall() == before
                 assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
-                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'temporal_rows'")}
-                assert "temporal_rows_modified" not in names and "temporal_rows_series" in names
+                _assert_clustered(conn)
             await _after_compact16(history, rows)
             with sqlite3.connect(path) as conn:  # the new rows leave out what their other columns hold
-                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key FROM temporal_rows"
+                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key, instance, iid FROM temporal_rows"
                                       " ORDER BY iid DESC LIMIT 1").fetchone()
-                assert newest == (None, None, None, 1)
+                assert newest[:5] == (None, None, None, 1, None) and newest[5] > max(r[0] for r in before)
         finally:
             await history.close()
         history = SQLiteHistory(path)  # opened again: the same
@@ -492,24 +549,96 @@ def test_a_histcompact16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
+def _assert_clustered(conn: sqlite3.Connection) -> None:
+    """temporal_rows of hist17: one WITHOUT ROWID b-tree on (sid, key_us, kind), no other index."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'temporal_rows' AND type <> 'trigger'")}
+    assert names == {"temporal_rows"}  # no (sid, modified_us), no (sid, key_us, kind) index beside the table
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'temporal_rows'").fetchone()[0]
+    assert "WITHOUT ROWID" in sql and "PRIMARY KEY (sid, key_us, kind)" in sql
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'temporal_rows_rowid'").fetchone() == (0,)
+
+
+# the history tables of histbytes16 (main at 706e4d8: SCHEMA, _VIEW, ROLLUP_SCHEMA of broker.temporal.sqlite): a rowid
+# table with its (sid, key_us, kind) index, columns left NULL where another holds them (obs_key)
+BYTES16_SQLITE = Path(__file__).with_name("histbytes16_schema_sqlite.json")
+BYTES16_ROWS = ("INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+                " value_json, instance, obs_key) VALUES ")
+
+
+def test_a_histbytes16_sqlite_file_keeps_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "bytes16.db"
+    rows, others = _compact16_rows()
+    with sqlite3.connect(path) as conn:  # the layout of histbytes16, filled as its code wrote it
+        for sql in orjson.loads(BYTES16_SQLITE.read_bytes()):
+            conn.execute(sql)
+        keys = list(dict.fromkeys((r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows + others))
+        conn.executemany(COMPACT16_SERIES + "(?, ?, ?, ?)", keys)
+        sids = {k: n + 1 for n, k in enumerate(keys)}
+        conn.executemany(BYTES16_ROWS + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
+             None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
+             r.value_num, packed_value_json(r), r.stored, 1 if r.observed_us == r.key_us else None) for r in rows + others])
+        conn.execute("DELETE FROM temporal_rows WHERE sid = (SELECT sid FROM temporal_series WHERE entity_id = 'urn:e:3')")
+        conn.execute("DELETE FROM temporal_rows WHERE iid = (SELECT max(iid) FROM temporal_rows)")  # a rowid reused next
+        before = conn.execute(VIEW_ROWS).fetchall()
+        rollup_before = conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+        assert {r[0] for r in conn.execute("SELECT instance FROM temporal_rows")} >= {b"TVOcm{}"}
+
+    async def run() -> None:
+        history = SQLiteHistory(path)
+        await history.open()
+        try:
+            with sqlite3.connect(path) as conn:  # every row as it was, under its iid, through the view; rollups too
+                assert conn.execute(VIEW_ROWS).fetchall() == before
+                assert conn.execute("SELECT * FROM temporal_rollup ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == rollup_before
+                _assert_clustered(conn)
+                assert conn.execute("SELECT next FROM temporal_next_iid").fetchone() == (max(r[0] for r in before) + 1,)
+            await _after_compact16(history, rows)
+            with sqlite3.connect(path) as conn:
+                newest = conn.execute("SELECT observed_us, created_us, value_json, obs_key, instance, iid FROM temporal_rows"
+                                      " ORDER BY iid DESC LIMIT 1").fetchone()
+                assert newest[:5] == (None, None, None, 1, None) and newest[5] > max(r[0] for r in before)
+                # a former row of the plain layout keeps its bytes (read the same as NULL)
+                assert conn.execute("SELECT count(*) FROM temporal_rows WHERE instance = ?", (b"TVOcm{}",)).fetchone()[0] > 0
+        finally:
+            await history.close()
+        history = SQLiteHistory(path)  # opened again: the same
+        await history.open()
+        try:
+            assert len(await _read_all(history)) == len(rows) + 1
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+
+
+BYTES16_POSTGRES = Path(__file__).with_name("histbytes16_schema_postgres.json")  # main at 706e4d8: instance NOT NULL
+
+
+@pytest.mark.parametrize("layout", ["histcompact16", "histbytes16"])
+def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str, layout: str) -> None:
+    """The layouts of histcompact16 (every column stored) and histbytes16 (NULL where another column holds the
+    value, the iid's primary key dropped for BRIN), each filled as its code wrote it."""
     schema = f"test_compact16_{uuid.uuid4().hex[:12]}"
     rows, others = _compact16_rows()
+    packed = layout == "histbytes16"
 
     async def run() -> None:
         conn = await asyncpg.connect(pg_dsn)
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
         try:
-            for sql in orjson.loads(COMPACT16_POSTGRES.read_bytes()):
+            for sql in orjson.loads((BYTES16_POSTGRES if packed else COMPACT16_POSTGRES).read_bytes()):
                 await conn.execute(sql)
             keys = list(dict.fromkeys((r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows + others))
             await conn.executemany(COMPACT16_SERIES + "($1, $2, $3, $4)", keys)
             sids = {(r[1], r[2], r[3], r[4]): r[0] for r in await conn.fetch("SELECT sid, tenant, entity_id, attr,"
                                                                               " dataset_id FROM temporal_series")}
             await conn.executemany(COMPACT16_ROWS + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", [
-                (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us, r.created_us,
-                 r.modified_us, r.deleted_us, r.value_num, r.value_json, r.stored) for r in rows + others])
+                (sids[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us, r.observed_us,
+                 packed_created(r) if packed else r.created_us, r.modified_us, r.deleted_us, r.value_num,
+                 packed_value_json(r) if packed else r.value_json, r.stored) for r in rows + others])
+            assert await conn.fetchval("SELECT count(*) FROM temporal_rows WHERE instance = $1", b"TVOcm{}") > 0
             await conn.execute("DELETE FROM temporal_rows WHERE sid = (SELECT sid FROM temporal_series"
                                " WHERE entity_id = 'urn:e:3')")
             before = [tuple(r) for r in await conn.fetch(VIEW_ROWS)]
@@ -525,8 +654,15 @@ def test_a_histcompact16_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
                     "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rows'", schema)}
                 assert "temporal_rows_pkey" not in names and "temporal_rows_iid_brin" in names
                 await _after_compact16(history, rows)
-                newest = await conn.fetchrow("SELECT iid, created_us, value_json FROM temporal_rows ORDER BY iid DESC LIMIT 1")
-                assert newest[0] > max(r[0] for r in before) and (newest[1], newest[2]) == (None, None)
+                newest = await conn.fetchrow("SELECT iid, created_us, value_json, instance, observed_us, obs_key"
+                                             " FROM temporal_rows ORDER BY iid DESC LIMIT 1")
+                assert newest[0] > max(r[0] for r in before) and tuple(newest[1:]) == (None, None, None, None, True)
+                # obs_key added at the end of the former table (made again, it would sit after kind)
+                names = [r[0] for r in await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'temporal_rows'::regclass"
+                                                        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+                assert names[-1] == "obs_key"
+                # the former rows of the plain layout keep their bytes (read the same as NULL: VIEW_ROWS above)
+                assert await conn.fetchval("SELECT count(*) FROM temporal_rows WHERE instance = $1", b"TVOcm{}") > 0
             finally:
                 await history.close()
             history = PostgresHistory(pg_dsn, schema)  # opened again: the same
