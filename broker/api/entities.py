@@ -397,7 +397,8 @@ async def patch_attr(entity_id: str, attr: str, request: Request, tenant: Tenant
     """Partial Attribute Update (6.7.3.1): 204, 404, 400."""
     check_uri(entity_id, "entity id")
     incoming, ctx = await deps.read_entity_body(request, patch=True)
-    dataset_id = request.query_params.get("datasetId")
+    # without a query string there is no datasetId, and no QueryParams to parse (issue 16, patch17)
+    dataset_id = request.query_params.get("datasetId") if request.scope.get("query_string") else None
 
     async def local(_: Any) -> Response:
         await deps.entities(request).patch_attr(tenant, entity_id, attr, attribute_body(incoming.body), ctx,
