@@ -13,7 +13,9 @@ InvalidRequest, anything else -> InternalError (logged).
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -148,7 +150,8 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     `authenticator` (web.auth.Authenticator) defaults to METROPOLE_AUTH_*: off unless configured.
     """
     app = FastAPI(title="metropole NGSI-LD broker", version=version.VERSION, lifespan=lifespan_of(settings),
-                  exception_handlers=exception_handlers(), openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+                  exception_handlers=exception_handlers(), openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False,
+                  **fastapi_telemetry())
     app.add_middleware(FastRoutes, routes=lambda: hot_routes(app), router=app.router)  # innermost (issue 16)
     app.add_middleware(ResourcePaths)
     limits.configure(settings.limits)
@@ -165,6 +168,39 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     app.add_api_route("/v2", list_of_api, methods=["GET"])  # the mount below answers only paths under /v2/
     app.mount("/v2", create_quantumleap_app(state_source(app), prefix=""))
     return app
+
+
+# OpenTelemetry's stand-in providers, returned until a real one is set: FastAPI's own test (fastapi.telemetry._api).
+_DEFERRED_PROVIDERS = frozenset({("opentelemetry.trace", "ProxyTracerProvider"),
+                                 ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+                                 ("opentelemetry._logs._internal", "ProxyLoggerProvider")})
+
+
+def otel_configured() -> bool:
+    """Whether the process has an OpenTelemetry provider now, or asks FastAPI to make one at start-up."""
+    if os.getenv("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return True
+    try:
+        from opentelemetry import _logs, metrics, trace
+    except ImportError:
+        return False
+    providers = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
+    return any((type(p).__module__, type(p).__name__) not in _DEFERRED_PROVIDERS for p in providers)
+
+
+def fastapi_telemetry() -> dict[str, Any]:
+    """FastAPI's `telemetry` argument: off when no OpenTelemetry provider is set up when the app is made.
+
+    FastAPI (0.165) asks OpenTelemetry for its three global providers on every request to learn
+    whether to make spans and metrics; with none configured that was about 7 % of a PATCH's
+    CPU in the handler's thread (issue 16, patch17). The broker's own metrics are Prometheus
+    (web.metrics). A process that sets up OpenTelemetry before the app is made (as
+    `opentelemetry-instrument` does) or sets FASTAPI_OTEL_AUTO_CONFIGURE=true keeps FastAPI's
+    telemetry as it was; a provider installed only after create_app is not seen.
+    """
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters or otel_configured():
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def hot_routes(app: FastAPI) -> list[FastRoute]:

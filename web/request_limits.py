@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 Render = Callable[[int, str], tuple[bytes, str]]
+BODY = "metropole.body"
+"""The scope key holding the whole body read here (bytes): web.fastroutes gives it to the handler's Request."""
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 
 
@@ -81,6 +83,7 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        scope[BODY] = body
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 

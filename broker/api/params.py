@@ -154,9 +154,11 @@ _BY_ROUTE: dict[tuple[str, str], Operation] = {(m, API + p): op for (m, p), op i
 
 def check_params(request: Request) -> None:
     """Refuse URL parameters, `options` keywords and `format` values the operation does not take (6.3.20)."""
+    if not request.scope.get("query_string"):
+        return  # the common case on hot paths: no query string, so no QueryParams parsed (issue 16, patch17)
     params = request.query_params
     if not params:
-        return  # the common case on hot paths: nothing to look up
+        return
     route = request.scope.get("route")
     op = _BY_ROUTE.get((request.method, getattr(route, "path", "")))
     if op is None:

@@ -70,3 +70,19 @@ def test_every_route_of_the_api_has_its_parameters_declared() -> None:
                 routes |= {(m, path) for m in getattr(inner, "methods", ())}
     assert len(routes) >= 35  # the walk did find the API
     assert routes - declared == set()
+
+
+def test_patch_attr_reads_its_parameters(client: httpx.Client) -> None:
+    # the PATCH handler skips parsing an empty query string: a non-empty one is still checked and read
+    entity_id = new_id()
+    body = {"id": entity_id, "type": "T", "a": [{"type": "Property", "value": 1},
+                                                {"type": "Property", "value": 2, "datasetId": "urn:ds:1"}]}
+    assert client.post("/entities", json=body).status_code == 201
+    r = client.patch(f"/entities/{entity_id}/attrs/a", params={"datasetId": "urn:ds:1"}, json={"value": 20})
+    assert r.status_code == 204, r.text
+    r = client.patch(f"/entities/{entity_id}/attrs/a", params={"datasetid": "urn:ds:1"}, json={"value": 30})
+    assert r.status_code == 400 and r.json()["type"] == INVALID_REQUEST
+    r = client.patch(f"/entities/{entity_id}/attrs/a", json={"value": 10})
+    assert r.status_code == 204
+    values = {i.get("datasetId"): i["value"] for i in client.get(f"/entities/{entity_id}").json()["a"]}
+    assert values == {None: 10, "urn:ds:1": 20}

@@ -169,6 +169,11 @@ def test_inclusive_create_merge_delete_are_forwarded(brokers: Brokers, api: dict
     assert api["A"].get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 2
     assert api["M"].patch(f"/entities/{eid}/attrs/no2", json={"value": 3}).status_code == 204
     assert api["A"].get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 3
+    # local=true (6.3.18): this broker only; the source keeps 3 (the handler reads `local` only with a query string)
+    assert api["M"].patch(f"/entities/{eid}/attrs/no2", params={"local": "true"}, json={"value": 4}).status_code == 204
+    assert api["A"].get(f"/entities/{eid}", params={"options": "keyValues"}).json()["no2"] == 3
+    local = api["M"].get(f"/entities/{eid}", params={"local": "true", "options": "keyValues"}).json()
+    assert local["no2"] == 4
     assert api["M"].delete(f"/entities/{eid}").status_code == 204
     assert api["A"].get(f"/entities/{eid}").status_code == 404
     assert api["M"].get(f"/entities/{eid}", params={"local": "true"}).status_code == 404
