@@ -34,6 +34,10 @@ The writer checkpoints when it runs out of jobs instead (`IDLE_CHECKPOINT`); thi
 writer that never runs out (32 MiB of WAL at most between checkpoints, instead of 4 MiB).
 """
 
+IDLE_JOB_WAIT = 1.0
+"""Seconds an idle-time job (`tx(idle=True)`) waits at most for the writer to run out of other jobs;
+past that it runs next anyway, so a writer that never idles still runs it."""
+
 IDLE_CHECKPOINT = 0.25
 """Seconds: a writer that ran out of jobs checkpoints the WAL (PASSIVE) if it wrote and this long has
 passed since its last checkpoint; at most a few syncs a second under a stream of small writes."""
@@ -102,7 +106,7 @@ class _Job:
     `result` or `error`, then hands finished jobs to their loop's mailbox in bulk (`_answer`).
     """
 
-    __slots__ = ("after", "error", "fn", "future", "group", "lock", "mailbox", "result", "tx", "write")
+    __slots__ = ("after", "error", "fn", "future", "group", "lock", "mailbox", "queued", "result", "tx", "write")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], *, tx: bool, write: bool, group: bool,
                  lock: AbstractContextManager[Any] | None, after: Callable[[Any], None] | None) -> None:
@@ -112,6 +116,7 @@ class _Job:
         self.group = group
         self.lock = lock
         self.after = after
+        self.queued = 0.0  # time.monotonic() when an idle-time job was queued
         loop = asyncio.get_running_loop()
         self.mailbox = _mailbox(loop)
         self.future: asyncio.Future[Any] = loop.create_future()
@@ -153,6 +158,7 @@ class SQLiteThread:
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._jobs: deque[_Job] = deque()
+        self._idle_jobs: deque[_Job] = deque()  # tx(idle=True): run when _jobs is empty (see tx)
         self._jobs_guard = threading.Lock()
         self._draining = False  # a drain is queued or running on the thread (guarded by _jobs_guard)
 
@@ -210,7 +216,7 @@ class SQLiteThread:
 
     async def tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool,
                  lock: AbstractContextManager[Any] | None = None, group: bool = False,
-                 after: Callable[[T], None] | None = None) -> T:
+                 after: Callable[[T], None] | None = None, idle: bool = False) -> T:
         """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises.
 
         `lock` is held around the whole transaction: the in-process write lock of the file
@@ -224,16 +230,25 @@ class SQLiteThread:
         end the transaction itself (COMMIT, ROLLBACK, BEGIN, VACUUM, most PRAGMAs) nor rely on
         being alone in it (`total_changes`); those keep `group=False` and run alone. Jobs always
         run in the order they were submitted, grouped or not.
+
+        `idle=True` (housekeeping whose moment does not matter: the change log's trimming) runs the
+        job alone, on the writer's idle time: once no other job is queued, or IDLE_JOB_WAIT seconds
+        after it was queued, whichever comes first; it may thus run after jobs submitted later. Under
+        a stream of batches the writer idles between them (the clients' own round trips), and such a
+        job then no longer delays the answers of the writes queued with it.
         """
-        result: T = await self._submit(_Job(fn, tx=True, write=write, group=group and write, lock=lock, after=after))
+        job = _Job(fn, tx=True, write=write, group=group and write and not idle, lock=lock, after=after)
+        if idle:
+            job.queued = time.monotonic()
+        result: T = await self._submit(job, idle=idle)
         return result
 
-    async def _submit(self, job: _Job) -> Any:
+    async def _submit(self, job: _Job, *, idle: bool = False) -> Any:
         pool = self._pool
         if pool is None:
             raise RuntimeError(f"{self.name}: the SQLite connection is not open")
         with self._jobs_guard:
-            self._jobs.append(job)
+            (self._idle_jobs if idle else self._jobs).append(job)
             start = not self._draining
             self._draining = True
         # one drain at a time, and it runs until the queue is empty: no executor hand-over per job
@@ -243,8 +258,9 @@ class SQLiteThread:
             except BaseException:  # the pool is shut down: the job never runs
                 with self._jobs_guard:
                     self._draining = False
-                    if job in self._jobs:
-                        self._jobs.remove(job)
+                    for queue in (self._jobs, self._idle_jobs):
+                        if job in queue:
+                            queue.remove(job)
                 raise
         return await job.future
 
@@ -276,6 +292,10 @@ class SQLiteThread:
         """
         with self._jobs_guard:
             jobs = self._jobs
+            waiting = self._idle_jobs
+            if waiting and (not jobs or time.monotonic() - waiting[0].queued >= IDLE_JOB_WAIT):
+                job = waiting.popleft()  # idle time (or waited long enough): alone, never in a group
+                return [] if job.future.cancelled() else [job]
             if not jobs:
                 if idle:
                     return []

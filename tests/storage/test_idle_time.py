@@ -1,7 +1,9 @@
-"""storage.sqlite_thread: the writer checkpoints the WAL when it runs out of jobs, not in a write's COMMIT.
+"""storage.sqlite_thread: what the writer does on its idle time (real files, real threads).
 
-Whether a checkpoint ran is seen in the database file itself: a copy of the file without its WAL holds a
-committed row only once a checkpoint has copied it there (a few rows are far below any autocheckpoint).
+The WAL checkpoint runs when the writer runs out of jobs, not in a write's COMMIT: whether it ran is seen
+in the database file itself (a copy of the file without its WAL holds a committed row only once a
+checkpoint has copied it there; a few rows are far below any autocheckpoint). Idle-time jobs
+(`tx(idle=True)`, the change log's trimming) run once no other job is queued, or after IDLE_JOB_WAIT.
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
+import pytest
+
+import storage.sqlite_thread
 from storage.sqlite_thread import SQLiteThread
 
 
@@ -46,9 +52,12 @@ def test_the_writer_checkpoints_when_it_runs_out_of_jobs(tmp_path: Path) -> None
             await _wait_for_checkpoints(thread, 1)
             for n in (1, 2, 3):
                 await thread.tx(lambda c, n=n: c.execute("INSERT INTO t VALUES (?)", (n,)), write=True, group=True)
-            await _wait_for_checkpoints(thread, 2)
-            assert thread.checkpoints >= 2
+            for _ in range(3000):  # a bound, not a timing: the writer checkpoints once it is idle
+                if _in_file_alone(path, tmp_path) == [1, 2, 3]:
+                    break
+                await asyncio.sleep(0.01)
             assert _in_file_alone(path, tmp_path) == [1, 2, 3]
+            assert thread.checkpoints >= 2
             # jobs queued behind a checkpoint still run, in order
             results = await asyncio.gather(*(thread.tx(lambda c, n=n: c.execute("INSERT INTO t VALUES (?)", (n,)).rowcount
                                                        + n, write=True, group=True) for n in (4, 5, 6)))
@@ -99,3 +108,50 @@ def test_a_commit_below_the_bound_leaves_the_checkpoint_to_idle_time(tmp_path: P
             await thread.close()
 
     asyncio.run(main())
+
+
+def _idle_order(tmp_path: Path) -> list[str]:
+    """The order in which an idle-time job and two plain writes queued after it, all behind a held writer, ran."""
+    ran: list[str] = []
+
+    async def main() -> None:
+        thread = SQLiteThread(tmp_path / "i.db", name="test-writer")
+        await thread.open(lambda c: c.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+        started, release = threading.Event(), threading.Event()
+        holder = asyncio.ensure_future(thread.run(lambda _: (started.set(), release.wait())))
+        try:
+            await asyncio.to_thread(started.wait)
+
+            def job(name: str, n: int) -> object:
+                def fn(c: sqlite3.Connection) -> None:
+                    c.execute("INSERT INTO t VALUES (?)", (n,))
+                    ran.append(name)
+                return fn
+
+            tasks = [asyncio.ensure_future(thread.tx(job("idle", 0), write=True, idle=True))]  # type: ignore[arg-type]
+            while not thread._idle_jobs:
+                await asyncio.sleep(0)
+            tasks += [asyncio.ensure_future(thread.tx(job(f"w{n}", n), write=True, group=True))  # type: ignore[arg-type]
+                      for n in (1, 2)]
+            while len(thread._jobs) < 2:
+                await asyncio.sleep(0)
+        finally:
+            release.set()
+        try:
+            await holder
+            await asyncio.gather(*tasks)
+            assert sorted(await thread.run(lambda c: [r[0] for r in c.execute("SELECT n FROM t")])) == [0, 1, 2]
+        finally:
+            await thread.close()
+
+    asyncio.run(main())
+    return ran
+
+
+def test_an_idle_time_job_runs_once_the_writes_queued_after_it_are_done(tmp_path: Path) -> None:
+    assert _idle_order(tmp_path) == ["w1", "w2", "idle"]
+
+
+def test_an_idle_time_job_that_waited_long_enough_runs_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage.sqlite_thread, "IDLE_JOB_WAIT", 0.0)  # a writer that never idles
+    assert _idle_order(tmp_path) == ["idle", "w1", "w2"]
