@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +24,23 @@ T = TypeVar("T")
 
 GROUP_MAX = 64
 """The most write jobs one group commit runs (a bound on how long the first of them waits for its answer)."""
+
+WAL_AUTOCHECKPOINT = 8000
+"""WAL pages (4 KiB) past which a COMMIT checkpoints on its own (SQLite's default is 1,000).
+
+A checkpoint copies the WAL into the database file and syncs both; run by the COMMIT that crossed the
+threshold, it delayed that write's answer (and every job queued behind it) by the copy and two syncs.
+The writer checkpoints when it runs out of jobs instead (`IDLE_CHECKPOINT`); this bound only serves a
+writer that never runs out (32 MiB of WAL at most between checkpoints, instead of 4 MiB).
+"""
+
+IDLE_JOB_WAIT = 1.0
+"""Seconds an idle-time job (`tx(idle=True)`) waits at most for the writer to run out of other jobs;
+past that it runs next anyway, so a writer that never idles still runs it."""
+
+IDLE_CHECKPOINT = 0.25
+"""Seconds: a writer that ran out of jobs checkpoints the WAL (PASSIVE) if it wrote and this long has
+passed since its last checkpoint; at most a few syncs a second under a stream of small writes."""
 
 
 class _Mailbox:
@@ -88,7 +106,7 @@ class _Job:
     `result` or `error`, then hands finished jobs to their loop's mailbox in bulk (`_answer`).
     """
 
-    __slots__ = ("after", "error", "fn", "future", "group", "lock", "mailbox", "result", "tx", "write")
+    __slots__ = ("after", "error", "fn", "future", "group", "lock", "mailbox", "queued", "result", "tx", "write")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], *, tx: bool, write: bool, group: bool,
                  lock: AbstractContextManager[Any] | None, after: Callable[[Any], None] | None) -> None:
@@ -98,6 +116,7 @@ class _Job:
         self.group = group
         self.lock = lock
         self.after = after
+        self.queued = 0.0  # time.monotonic() when an idle-time job was queued
         loop = asyncio.get_running_loop()
         self.mailbox = _mailbox(loop)
         self.future: asyncio.Future[Any] = loop.create_future()
@@ -127,13 +146,19 @@ def _answer(jobs: list[_Job]) -> None:
 class SQLiteThread:
     """A connection to `path` used only from one thread; `run` and `tx` hop onto it."""
 
-    def __init__(self, path: str | Path, *, name: str, pragmas: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, *, name: str, pragmas: Sequence[str] = (),
+                 idle_checkpoint: float = IDLE_CHECKPOINT) -> None:
         self.path = str(path)
         self.name = name
         self.pragmas = tuple(pragmas)
+        self.idle_checkpoint = idle_checkpoint
+        self.checkpoints = 0  # checkpoints run on idle time (for tests and benches)
+        self._wrote = False  # a write transaction committed since the last checkpoint (on the thread only)
+        self._checkpointed_at = 0.0  # time.monotonic() of the last idle checkpoint (on the thread only)
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._jobs: deque[_Job] = deque()
+        self._idle_jobs: deque[_Job] = deque()  # tx(idle=True): run when _jobs is empty (see tx)
         self._jobs_guard = threading.Lock()
         self._draining = False  # a drain is queued or running on the thread (guarded by _jobs_guard)
 
@@ -147,6 +172,8 @@ class SQLiteThread:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
+                # only a connection that commits writes ever checkpoints: harmless on readers
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             for pragma in self.pragmas:
                 conn.execute(f"PRAGMA {pragma}")
             self._conn = conn
@@ -189,7 +216,7 @@ class SQLiteThread:
 
     async def tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool,
                  lock: AbstractContextManager[Any] | None = None, group: bool = False,
-                 after: Callable[[T], None] | None = None) -> T:
+                 after: Callable[[T], None] | None = None, idle: bool = False) -> T:
         """`fn(connection)` in a transaction (BEGIN IMMEDIATE when it writes), rolled back if it raises.
 
         `lock` is held around the whole transaction: the in-process write lock of the file
@@ -203,16 +230,25 @@ class SQLiteThread:
         end the transaction itself (COMMIT, ROLLBACK, BEGIN, VACUUM, most PRAGMAs) nor rely on
         being alone in it (`total_changes`); those keep `group=False` and run alone. Jobs always
         run in the order they were submitted, grouped or not.
+
+        `idle=True` (housekeeping whose moment does not matter: the change log's trimming) runs the
+        job alone, on the writer's idle time: once no other job is queued, or IDLE_JOB_WAIT seconds
+        after it was queued, whichever comes first; it may thus run after jobs submitted later. Under
+        a stream of batches the writer idles between them (the clients' own round trips), and such a
+        job then no longer delays the answers of the writes queued with it.
         """
-        result: T = await self._submit(_Job(fn, tx=True, write=write, group=group and write, lock=lock, after=after))
+        job = _Job(fn, tx=True, write=write, group=group and write and not idle, lock=lock, after=after)
+        if idle:
+            job.queued = time.monotonic()
+        result: T = await self._submit(job, idle=idle)
         return result
 
-    async def _submit(self, job: _Job) -> Any:
+    async def _submit(self, job: _Job, *, idle: bool = False) -> Any:
         pool = self._pool
         if pool is None:
             raise RuntimeError(f"{self.name}: the SQLite connection is not open")
         with self._jobs_guard:
-            self._jobs.append(job)
+            (self._idle_jobs if idle else self._jobs).append(job)
             start = not self._draining
             self._draining = True
         # one drain at a time, and it runs until the queue is empty: no executor hand-over per job
@@ -222,19 +258,47 @@ class SQLiteThread:
             except BaseException:  # the pool is shut down: the job never runs
                 with self._jobs_guard:
                     self._draining = False
-                    if job in self._jobs:
-                        self._jobs.remove(job)
+                    for queue in (self._jobs, self._idle_jobs):
+                        if job in queue:
+                            queue.remove(job)
                 raise
         return await job.future
 
-    def _take(self) -> list[_Job] | None:
+    def _checkpoint_due(self) -> bool:
+        """Whether the writer should checkpoint the next time it runs out of jobs (see IDLE_CHECKPOINT)."""
+        return (self._wrote and self.path != ":memory:"
+                and time.monotonic() - self._checkpointed_at >= self.idle_checkpoint)
+
+    def _checkpoint(self) -> None:
+        """PASSIVE checkpoint on idle time: what the COMMIT crossing wal_autocheckpoint did on a write's time.
+
+        PASSIVE never waits for readers (it copies what no reader still needs; a later one copies the rest)
+        and jobs queued meanwhile wait for it as they waited for the COMMIT that checkpointed. A failure is
+        not a job's: the next COMMIT past WAL_AUTOCHECKPOINT, or the next idle time, tries again.
+        """
+        self._wrote = False
+        self._checkpointed_at = time.monotonic()
+        try:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            return
+        self.checkpoints += 1
+
+    def _take(self, idle: bool = False) -> list[_Job] | None:
         """The oldest queued job, with the groupable jobs right behind it if it is groupable too.
 
-        None when the queue is empty: the drain then ends (and the next submit starts another).
+        None when the queue is empty: the drain then ends (and the next submit starts another); with
+        `idle`, an empty list instead, the drain going on (a checkpoint) and submits queueing behind it.
         """
         with self._jobs_guard:
             jobs = self._jobs
+            waiting = self._idle_jobs
+            if waiting and (not jobs or time.monotonic() - waiting[0].queued >= IDLE_JOB_WAIT):
+                job = waiting.popleft()  # idle time (or waited long enough): alone, never in a group
+                return [] if job.future.cancelled() else [job]
             if not jobs:
+                if idle:
+                    return []
                 self._draining = False
                 return None
             first = jobs.popleft()
@@ -248,9 +312,17 @@ class SQLiteThread:
     def _drain(self) -> None:
         """Run the queued jobs, oldest first, until none is left (on the thread)."""
         try:
-            while (jobs := self._take()) is not None:
+            while True:
+                due = self._checkpoint_due()
+                jobs = self._take(idle=due)
+                if jobs is None:
+                    break
                 if jobs:
                     self._run_taken(jobs)
+                    if any(job.write for job in jobs):
+                        self._wrote = True
+                elif due:  # out of jobs with a checkpoint due (see _take): on idle time, then look again
+                    self._checkpoint()
         except BaseException:
             # not expected (every job's error is its caller's): let a later submit start a drain again
             with self._jobs_guard:
