@@ -116,6 +116,8 @@ _GROUP_UPSERT = (
 )
 GROUP_MAX = 64
 """The most modify calls one group commit runs (a bound on how long the first of them waits for its answer)."""
+FLUSHERS = 2
+"""Groups in flight at once: the next one reads and writes while the one before waits for its WAL flush."""
 GROUP_IDS = 2000
 """No call joins a group once its calls name this many ids (a batch update names up to 1,000)."""
 _LOG_COLUMNS = (
@@ -263,8 +265,8 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._recent = RecentChanges()
         self._queue: deque[_ModifyJob] = deque()  # modify calls waiting for the next group
-        self._flusher: asyncio.Task[None] | None = None
-        self._flushing = False  # a flusher task runs and will look at the queue again before it ends
+        self._flushers: set[asyncio.Task[None]] = set()  # running flusher tasks, at most FLUSHERS
+        self._turn: asyncio.Future[None] | None = None  # done once the group taken last holds its entity locks
 
     @property
     def database(self) -> DatabaseUrl:
@@ -292,9 +294,8 @@ class PostgresStore(Store):
             )
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)  # the calls already made finish
-            self._flusher = None
+        if self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)  # the calls already made finish
         if self._pool is not None:
             self._pool = None
             await self._db.close()  # the last owner to close closes the pool
@@ -652,9 +653,9 @@ class PostgresStore(Store):
         # the broker (ClientRead). A group takes it once and flushes the WAL once for all its calls.
         job = _ModifyJob(tenant, ids, fn, now)
         self._queue.append(job)
-        if not self._flushing:
-            self._flushing = True
-            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="pg-modify-group")
+        if len(self._flushers) < FLUSHERS:
+            task = asyncio.get_running_loop().create_task(self._flush(), name="pg-modify-group")
+            self._flushers.add(task)  # removed by the task itself, when it finds the queue empty
         return await job.future
 
     def _take(self) -> list[_ModifyJob]:
@@ -681,15 +682,20 @@ class PostgresStore(Store):
             while True:
                 if not self._queue:
                     # before any await (the release below): a call queued from now on starts another flusher
-                    self._flushing = False
+                    self._flushers.discard(asyncio.current_task())
                     break
                 jobs = self._take()
                 if not jobs:
                     continue
+                # groups take their entity locks in the order they were taken (so calls on one entity apply
+                # in call order), but each goes on as soon as the one before holds its locks: while one
+                # waits for its COMMIT's WAL flush, the next reads and writes
+                before, turn = self._turn, asyncio.get_running_loop().create_future()
+                self._turn = turn
                 try:
                     if conn is None:
                         conn = await self.pool.acquire()
-                    records = await self._modify_group(conn, jobs[0].tenant, jobs)
+                    records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn)
                 except Exception as exc:  # noqa: BLE001 - the database failed the group: see below
                     if conn is not None and conn.is_closed():
                         conn = None
@@ -707,7 +713,7 @@ class PostgresStore(Store):
                     job.answer()
         except BaseException as exc:
             # not expected (cancelled): no caller may wait for ever
-            self._flushing = False
+            self._flushers.discard(asyncio.current_task())
             for job in [*jobs, *self._queue]:
                 if isinstance(exc, asyncio.CancelledError):
                     job.future.cancel()
@@ -731,7 +737,9 @@ class PostgresStore(Store):
         self._recent.add(records)  # committed
         job.answer()
 
-    async def _modify_group(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob]) -> list[ChangeRecord]:
+    async def _modify_group(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
+                            before: asyncio.Future[None] | None = None, turn: asyncio.Future[None] | None = None,
+                            ) -> list[ChangeRecord]:
         """Run the calls `jobs` of `tenant` in one transaction, in order; their change records (once committed).
 
         Each call sees the entities as the calls before it left them, and is logged as if alone
@@ -740,57 +748,70 @@ class PostgresStore(Store):
         result (or error) is set on it; its caller is answered once the transaction committed.
         """
         keys = sorted({i for job in jobs for i in job.ids})
-        async with conn.transaction():
-            # locks taken in hash order, the same in every transaction, so they cannot deadlock
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(h) FROM"
-                " (SELECT hashtextextended($1 || ' ' || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS s",
-                tenant, keys,
-            )
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
-            )
-            initial = {r[0]: _entity(r) for r in rows}
-            state: dict[str, StoredEntity | None] = dict(initial)
-            texts: dict[str, str] = {}  # JSON text of a state an earlier call of the group wrote
-            removed: set[str] = set()  # stored ids a call of the group deleted (a later one may create it again)
-            log: list[_Entry] = []
-            for job in jobs:
-                try:
-                    log.extend(self._apply(job, state, texts, removed))
-                except Exception as exc:  # noqa: BLE001 - the call's own failure: it changes nothing
-                    job.fail(exc)
-            final = {i: state[i] for i in dict.fromkeys(e[0] for e in log)}
-            gone = [i for i in initial if i in removed]
-            if gone:
-                await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, gone)
-            written = [(i, s) for i, s in final.items() if s is not None]
-            created_at: dict[str, str] = {}
-            reindex: list[tuple[str, IndexRows]] = []
-            if written:
-                # one upsert for all: it keeps created_at of existing rows, and an
-                # insert() racing this call on a new id loses to it rather than failing it
-                index = [index_rows(s.doc) for _, s in written]
-                created_at = {r[0]: r[1] for r in await conn.fetch(
-                    _GROUP_UPSERT, tenant, [i for i, _ in written], [texts[i] for i, _ in written],
-                    [s.created_at for _, s in written], [s.modified_at for _, s in written],
-                    ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index])}
-                # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
-                reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
-                           or not _same_side_rows(initial[i].doc, s.doc, r)]
-                if any(i not in initial for i, _ in written):
-                    await self._ensure_tenant(conn, tenant)
-            await self._unindex(conn, tenant, gone + [i for i, _ in reindex if i in initial and i not in removed])
-            await self._index(conn, tenant, [i for i, _ in reindex], [r for _, r in reindex])
-            # an upsert that met a row inserted since the read kept that row's createdAt: the last record says so
-            last = {e[0]: n for n, e in enumerate(log)}
-            for i, n in last.items():
-                entry = log[n]
-                after = entry[2]
-                if after is not None and i in created_at and after[1] != created_at[i]:
-                    log[n] = (i, entry[1], (after[0], created_at[i], after[2]), entry[3],
-                              _with_times(_clean(entry[4] or {}), created_at[i], after[2]), entry[5])
-            records = await self._log_at(conn, tenant, log)
+        try:
+            async with conn.transaction():
+                if before is not None:
+                    await asyncio.shield(before)  # the group taken before this one holds its locks
+                # locks taken in hash order, the same in every transaction, so they cannot deadlock
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(h) FROM"
+                    " (SELECT hashtextextended($1 || ' ' || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS s",
+                    tenant, keys,
+                )
+                if turn is not None and not turn.done():
+                    turn.set_result(None)
+                return await self._group_body(conn, tenant, jobs, keys)
+        finally:
+            if turn is not None and not turn.done():
+                turn.set_result(None)  # failed before its locks: the next group must not wait for ever
+
+    async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
+                          keys: list[str]) -> list[ChangeRecord]:
+        """The rest of `_modify_group`, in its transaction, once the entity locks are held."""
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
+        )
+        initial = {r[0]: _entity(r) for r in rows}
+        state: dict[str, StoredEntity | None] = dict(initial)
+        texts: dict[str, str] = {}  # JSON text of a state an earlier call of the group wrote
+        removed: set[str] = set()  # stored ids a call of the group deleted (a later one may create it again)
+        log: list[_Entry] = []
+        for job in jobs:
+            try:
+                log.extend(self._apply(job, state, texts, removed))
+            except Exception as exc:  # noqa: BLE001 - the call's own failure: it changes nothing
+                job.fail(exc)
+        final = {i: state[i] for i in dict.fromkeys(e[0] for e in log)}
+        gone = [i for i in initial if i in removed]
+        if gone:
+            await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, gone)
+        written = [(i, s) for i, s in final.items() if s is not None]
+        created_at: dict[str, str] = {}
+        reindex: list[tuple[str, IndexRows]] = []
+        if written:
+            # one upsert for all: it keeps created_at of existing rows, and an
+            # insert() racing this call on a new id loses to it rather than failing it
+            index = [index_rows(s.doc) for _, s in written]
+            created_at = {r[0]: r[1] for r in await conn.fetch(
+                _GROUP_UPSERT, tenant, [i for i, _ in written], [texts[i] for i, _ in written],
+                [s.created_at for _, s in written], [s.modified_at for _, s in written],
+                ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index])}
+            # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
+            reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
+                       or not _same_side_rows(initial[i].doc, s.doc, r)]
+            if any(i not in initial for i, _ in written):
+                await self._ensure_tenant(conn, tenant)
+        await self._unindex(conn, tenant, gone + [i for i, _ in reindex if i in initial and i not in removed])
+        await self._index(conn, tenant, [i for i, _ in reindex], [r for _, r in reindex])
+        # an upsert that met a row inserted since the read kept that row's createdAt: the last record says so
+        last = {e[0]: n for n, e in enumerate(log)}
+        for i, n in last.items():
+            entry = log[n]
+            after = entry[2]
+            if after is not None and i in created_at and after[1] != created_at[i]:
+                log[n] = (i, entry[1], (after[0], created_at[i], after[2]), entry[3],
+                          _with_times(_clean(entry[4] or {}), created_at[i], after[2]), entry[5])
+        records = await self._log_at(conn, tenant, log)
         return records
 
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,5 +147,32 @@ def test_postgres_calls_made_together_share_one_transaction(url: str) -> None:
         rows = await store.pool.fetch("SELECT id, xmin::text FROM entities")
         # the first call runs as soon as it is made; the 7 made while it ran share the next transaction
         assert len({r[1] for r in rows}) <= 2, rows
+
+    run(url, body)
+
+
+def test_calls_from_many_clients_apply_in_the_order_they_were_made(url: str) -> None:
+    """8 clients calling in a loop: groups follow each other (PostgreSQL: two in flight at once), and still
+    every call sees the calls made before it on the entity, and the log chains them in that order."""
+
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, count=0)], T0)
+        start = await store.last_change_seq()
+        made: list[int] = []  # the value each call returned, in the order the calls were made
+        rng = random.Random(16)
+
+        async def client() -> None:
+            for _ in range(25):
+                await asyncio.sleep(rng.random() * 0.002)
+                slot = len(made)
+                made.append(0)
+                made[slot] = (await store.modify("", ["urn:ngsi-ld:Thing:1"], _increment, T1))["urn:ngsi-ld:Thing:1"]
+
+        await asyncio.gather(*(client() for _ in range(8)))
+        assert made == list(range(1, 201))
+        records = await store.changes_after(start, 1000)
+        assert [r.after[COUNT][0]["value"] for r in records if r.after] == list(range(1, 201))
+        for earlier, later in itertools.pairwise(records):
+            assert later.before == earlier.after and later.seq > earlier.seq
 
     run(url, body)
