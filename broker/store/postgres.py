@@ -12,6 +12,18 @@ Read-modify-write: `modify` takes a transaction-scoped advisory lock per
 entity also serialise, then reads the rows with SELECT ... FOR UPDATE,
 which makes concurrent upserts and deletes of existing rows wait.
 
+Group commit (issue 16): the `modify` calls made while a group is in flight
+wait in a queue and run next, together, in one transaction on one held
+connection (at most GROUP_MAX calls, one tenant): one turn on the change-log
+lock and one WAL flush for all of them, where each call in a transaction of
+its own took its turn on that lock through its COMMIT's flush. Each call is
+still what it was alone: applied in call order (a later call sees an earlier
+one's result), logged with records of its own and its own `at`; a call whose
+function raises changes nothing and gets its exception, and a database error
+in a group re-runs each of its calls alone, so only the culprit fails.
+FLUSHERS groups are in flight at once: the next takes its entity locks once
+the one before holds its own, so calls on one entity keep their order.
+
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
