@@ -811,8 +811,9 @@ class PostgresStore(Store):
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
             reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
                        or not _same_side_rows(initial[i].doc, s.doc, r)]
-            if any(i not in initial for i, _ in written):
-                await self._ensure_tenant(conn, tenant)
+        if any(e[1] is None for e in log):
+            # a call created an entity (a later one of the group may have deleted it): alone, it made the tenant
+            await self._ensure_tenant(conn, tenant)
         await self._unindex(conn, tenant, gone + [i for i, _ in reindex if i in initial and i not in removed])
         await self._index(conn, tenant, [i for i, _ in reindex], [r for _, r in reindex])
         # an upsert that met a row inserted since the read kept that row's createdAt: the last record says so

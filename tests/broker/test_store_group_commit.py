@@ -102,6 +102,10 @@ def test_delete_then_create_and_create_then_delete_among_calls_made_together(url
         again = await store.get("", "urn:ngsi-ld:Thing:1")
         assert again is not None and again.created_at == T2 and again.doc[NO2][0]["value"] == 5
         assert await store.get("", "urn:ngsi-ld:Thing:2") is None
+        # as alone: a call that created an entity made its tenant, even if a later call deleted the entity
+        await asyncio.gather(store.modify("nice", ["urn:ngsi-ld:Thing:3"], create, T1),
+                             store.modify("nice", ["urn:ngsi-ld:Thing:3"], delete, T2))
+        assert await store.has_tenant("nice") and await store.get("nice", "urn:ngsi-ld:Thing:3") is None
         # the side rows follow the document written last: no location any more
         from broker.store import EntityFilter
         near = await store.query("", EntityFilter(geo_bbox=("https://uri.etsi.org/ngsi-ld/location", (4.0, 43.0, 6.0, 44.0))),
