@@ -12,6 +12,18 @@ Read-modify-write: `modify` takes a transaction-scoped advisory lock per
 entity also serialise, then reads the rows with SELECT ... FOR UPDATE,
 which makes concurrent upserts and deletes of existing rows wait.
 
+Group commit (issue 16): the `modify` calls made while a group is in flight
+wait in a queue and run next, together, in one transaction on one held
+connection (at most GROUP_MAX calls, one tenant): one turn on the change-log
+lock and one WAL flush for all of them, where each call in a transaction of
+its own took its turn on that lock through its COMMIT's flush. Each call is
+still what it was alone: applied in call order (a later call sees an earlier
+one's result), logged with records of its own and its own `at`; a call whose
+function raises changes nothing and gets its exception, and a database error
+in a group re-runs each of its calls alone, so only the culprit fails.
+FLUSHERS groups are in flight at once: the next takes its entity locks once
+the one before holds its own, so calls on one entity keep their order.
+
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
@@ -34,8 +46,10 @@ prefilter and the Python predicate answer, as on SQLite.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -96,6 +110,28 @@ _LOG = (
     " FROM lock, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
     " WITH ORDINALITY AS u(i, b, bc, bm, a, ac, am, n) ORDER BY u.n RETURNING seq"
 )
+_LOG_AT = (
+    # _LOG for the records of a group of modify calls, each with its call's `at`
+    "WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
+    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at)"
+    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a, u.ac, u.am"
+    " FROM lock, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+    " WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, n) ORDER BY u.n RETURNING seq"
+)
+_GROUP_UPSERT = (
+    # _UNNEST + _REPLACE with each row's own timestamps (the calls of a group have their own `now`)
+    "INSERT INTO entities AS e (tenant, id, doc, created_at, modified_at, attrs, attr_types)"
+    " SELECT $1, i, d::jsonb, c, m, string_to_array(a, E'\\x1f'), string_to_array(k, E'\\x1f')"
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(i, d, c, m, a, k)"
+    + _REPLACE + " RETURNING id, created_at"
+)
+GROUP_MAX = 64
+"""The most modify calls one group commit runs (a bound on how long the first of them waits for its answer)."""
+FLUSHERS = 2
+"""Groups in flight at once: the next one reads and writes while the one before waits for its WAL flush."""
+GROUP_IDS = 2000
+"""No call joins a group once its calls name this many ids (a batch update names up to 1,000)."""
 _LOG_COLUMNS = (
     "seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at"
@@ -168,6 +204,32 @@ def _utc_now() -> str:
 
 Before = tuple[str, str, str] | None
 """A before image: (document as JSON text, created_at, modified_at), None when created."""
+_Entry = tuple[str, Before, Before, Doc | None, Doc | None, str]
+"""One change record to log: (id, before image, after image, before and after documents with their times, at)."""
+
+
+class _ModifyJob:
+    """One `modify` call waiting for its group (PostgresStore._flush): its arguments, then its outcome."""
+
+    __slots__ = ("error", "fn", "future", "ids", "now", "result", "tenant")
+
+    def __init__(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> None:
+        self.tenant, self.ids, self.fn, self.now = tenant, ids, fn, now
+        self.future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.result: dict[str, Any] = {}
+        self.error: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+
+    def answer(self) -> None:
+        """Hand the outcome to the caller (skipped if it gave up meanwhile)."""
+        if self.future.done():
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
 
 
 def _clean(doc: Doc) -> Doc:
@@ -214,6 +276,9 @@ class PostgresStore(Store):
         """The store's tables, migrated by its database when it opens."""
         self._pool: asyncpg.Pool | None = None
         self._recent = RecentChanges()
+        self._queue: deque[_ModifyJob] = deque()  # modify calls waiting for the next group
+        self._flushers: set[asyncio.Task[None]] = set()  # running flusher tasks, at most FLUSHERS
+        self._turn: asyncio.Future[None] | None = None  # done once the group taken last holds its entity locks
 
     @property
     def database(self) -> DatabaseUrl:
@@ -241,6 +306,8 @@ class PostgresStore(Store):
             )
 
     async def close(self) -> None:
+        if self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)  # the calls already made finish
         if self._pool is not None:
             self._pool = None
             await self._db.close()  # the last owner to close closes the pool
@@ -590,76 +657,246 @@ class PostgresStore(Store):
         return [i for i in latest if i in created]
 
     async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
-        keys = sorted(set(ids))
-        results: dict[str, Any] = {}
-        async with self.pool.acquire() as conn, conn.transaction():
-            # locks taken in hash order, the same in every transaction, so they cannot deadlock
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(h) FROM"
-                " (SELECT hashtextextended($1 || ' ' || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS s",
-                tenant, keys,
-            )
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
-            )
-            initial = {r[0]: _entity(r) for r in rows}
-            state: dict[str, StoredEntity] = dict(initial)
-            touched: dict[str, None] = {}
-            steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
-            for entity_id in ids:  # a repeated id sees the change made before it
-                change: Change = fn(entity_id, state.get(entity_id))
-                results[entity_id] = change.result
-                if not change.changed:
-                    continue
-                touched[entity_id] = None
-                if change.steps:
-                    steps[entity_id] = change.steps
-                if change.doc is None:
-                    state.pop(entity_id, None)
-                else:
-                    previous = state.get(entity_id)
-                    state[entity_id] = StoredEntity(_clean(change.doc), previous.created_at if previous else now, now)
-            deleted = [i for i in touched if i in initial and i not in state]
-            created = [i for i in touched if i not in initial and i in state]
-            updated = [i for i in touched if i in initial and i in state]
-            if deleted:
-                await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, deleted)
-            written = created + updated
-            texts = {i: orjson.dumps(state[i].doc).decode() for i in written}
-            created_at: dict[str, str] = {}
-            if written:
-                # one upsert for both: it keeps created_at of existing rows, and an
-                # insert() racing this call on a new id loses to it rather than failing it
-                index = [index_rows(state[i].doc) for i in written]
-                created_at = {r[0]: r[1] for r in await self._write_rows(
-                    conn, _UNNEST + _REPLACE + " RETURNING id, created_at", tenant, list(texts.items()), index, now)}
-                # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
-                reindex = [(i, r) for i, r in zip(written, index)
-                           if i not in initial or not _same_side_rows(initial[i].doc, state[i].doc, r)]
+        # Group commit (as SQLite's writer does): the calls queued while a group is in flight run next,
+        # together, in one transaction on one connection. Each call held the change-log lock from its log
+        # insert through its COMMIT's WAL flush and the round trip back to the event loop, so with
+        # separate transactions the PATCHes of 8 clients took turns on that lock: sampled in
+        # pg_stat_activity, most backends waited on it (Lock:advisory), its holder on IO:WALSync or on
+        # the broker (ClientRead). A group takes it once and flushes the WAL once for all its calls.
+        job = _ModifyJob(tenant, ids, fn, now)
+        self._queue.append(job)
+        if len(self._flushers) < FLUSHERS:
+            task = asyncio.get_running_loop().create_task(self._flush(), name="pg-modify-group")
+            self._flushers.add(task)  # removed by the task itself, when it finds the queue empty
+        return await job.future
+
+    def _take(self) -> list[_ModifyJob]:
+        """The oldest queued call with the queued calls of its tenant behind it, at most GROUP_MAX calls."""
+        queue = self._queue
+        first = queue.popleft()
+        taken, others, size = [first], deque[_ModifyJob](), len(first.ids)
+        while queue and len(taken) < GROUP_MAX and size < GROUP_IDS:
+            job = queue.popleft()
+            if job.tenant == first.tenant:
+                taken.append(job)
+                size += len(job.ids)
             else:
-                reindex = []
-            if created:
-                await self._ensure_tenant(conn, tenant)
-            await self._unindex(conn, tenant, deleted + [i for i, _ in reindex])
-            await self._index(conn, tenant, [i for i, _ in reindex], [r for _, r in reindex])
-            logged = [i for i in touched if i in initial or i in state]
-            befores: dict[str, Before] = {
-                i: (orjson.dumps(initial[i].doc).decode(), initial[i].created_at, initial[i].modified_at) if i in initial else None
-                for i in logged
-            }
-            before_docs = {i: _stored_doc(initial.get(i)) for i in logged}
-            log_ids: list[str] = []
-            images: list[tuple[Before, Before]] = []
-            docs: list[tuple[Doc | None, Doc | None]] = []
-            if steps:  # logged before the final documents, so an id's records are in instance order
-                self._steps(now, befores, before_docs, {i: steps[i] for i in logged if i in steps}, log_ids, images, docs)
-            for i in logged:
-                log_ids.append(i)
-                images.append((befores[i], (texts[i], created_at[i], now) if i in texts else None))
-                docs.append((before_docs[i], _stored_doc(state.get(i))))
-            records = await self._log(conn, tenant, now, log_ids, images, docs)
+                others.append(job)
+        others.extend(queue)
+        self._queue = others
+        return [j for j in taken if not j.future.done()]  # a caller cancelled before its call ran
+
+    async def _flush(self) -> None:
+        """Run the queued calls, group by group, on one connection held while there are some."""
+        conn: Any = None  # a pool connection (asyncpg's proxy)
+        jobs: list[_ModifyJob] = []
+        try:
+            while True:
+                if not self._queue:
+                    # before any await (the release below): a call queued from now on starts another flusher
+                    self._flushers.discard(asyncio.current_task())
+                    break
+                jobs = self._take()
+                if not jobs:
+                    continue
+                # groups take their entity locks in the order they were taken (so calls on one entity apply
+                # in call order), but each goes on as soon as the one before holds its locks: while one
+                # waits for its COMMIT's WAL flush, the next reads and writes
+                before, turn = self._turn, asyncio.get_running_loop().create_future()
+                self._turn = turn
+                try:
+                    if conn is None:
+                        conn = await self.pool.acquire()
+                    records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn)
+                except Exception as exc:  # noqa: BLE001 - the database failed the group: see below
+                    if conn is not None and conn.is_closed():
+                        conn = None
+                    if len(jobs) == 1:
+                        jobs[0].fail(exc)
+                        jobs[0].answer()
+                        continue
+                    # a statement failed for one call (or the connection for all): each call again
+                    # alone, so that it fails only its own caller
+                    for job in jobs:
+                        await self._modify_alone(job)
+                    continue
+                self._recent.add(records)  # committed
+                for job in jobs:
+                    job.answer()
+        except BaseException as exc:
+            # not expected (cancelled): no caller may wait for ever
+            self._flushers.discard(asyncio.current_task())
+            for job in [*jobs, *self._queue]:
+                if isinstance(exc, asyncio.CancelledError):
+                    job.future.cancel()
+                else:
+                    job.fail(exc)
+                    job.answer()
+            self._queue.clear()
+            raise
+        finally:
+            if conn is not None:
+                await self.pool.release(conn)
+
+    async def _modify_alone(self, job: _ModifyJob) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                records = await self._modify_group(conn, job.tenant, [job])
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            job.fail(exc)
+            job.answer()
+            return
         self._recent.add(records)  # committed
-        return results
+        job.answer()
+
+    async def _modify_group(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
+                            before: asyncio.Future[None] | None = None, turn: asyncio.Future[None] | None = None,
+                            ) -> list[ChangeRecord]:
+        """Run the calls `jobs` of `tenant` in one transaction, in order; their change records (once committed).
+
+        Each call sees the entities as the calls before it left them, and is logged as if alone
+        (one record per entity it changed, its before the previous call's after). A call whose
+        function raises changes nothing and gets its exception; the others go on. Each job's
+        result (or error) is set on it; its caller is answered once the transaction committed.
+        """
+        keys = sorted({i for job in jobs for i in job.ids})
+        try:
+            async with conn.transaction():
+                if before is not None:
+                    await asyncio.shield(before)  # the group taken before this one holds its locks
+                # locks taken in hash order, the same in every transaction, so they cannot deadlock
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(h) FROM"
+                    " (SELECT hashtextextended($1 || ' ' || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS s",
+                    tenant, keys,
+                )
+                if turn is not None and not turn.done():
+                    turn.set_result(None)
+                return await self._group_body(conn, tenant, jobs, keys)
+        finally:
+            if turn is not None and not turn.done():
+                turn.set_result(None)  # failed before its locks: the next group must not wait for ever
+
+    async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
+                          keys: list[str]) -> list[ChangeRecord]:
+        """The rest of `_modify_group`, in its transaction, once the entity locks are held."""
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
+        )
+        initial = {r[0]: _entity(r) for r in rows}
+        state: dict[str, StoredEntity | None] = dict(initial)
+        texts: dict[str, str] = {}  # JSON text of a state an earlier call of the group wrote
+        removed: set[str] = set()  # stored ids a call of the group deleted (a later one may create it again)
+        log: list[_Entry] = []
+        for job in jobs:
+            try:
+                log.extend(self._apply(job, state, texts, removed))
+            except Exception as exc:  # noqa: BLE001 - the call's own failure: it changes nothing
+                job.fail(exc)
+        final = {i: state[i] for i in dict.fromkeys(e[0] for e in log)}
+        gone = [i for i in initial if i in removed]
+        if gone:
+            await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, gone)
+        written = [(i, s) for i, s in final.items() if s is not None]
+        created_at: dict[str, str] = {}
+        reindex: list[tuple[str, IndexRows]] = []
+        if written:
+            # one upsert for all: it keeps created_at of existing rows, and an
+            # insert() racing this call on a new id loses to it rather than failing it
+            index = [index_rows(s.doc) for _, s in written]
+            created_at = {r[0]: r[1] for r in await conn.fetch(
+                _GROUP_UPSERT, tenant, [i for i, _ in written], [texts[i] for i, _ in written],
+                [s.created_at for _, s in written], [s.modified_at for _, s in written],
+                ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index])}
+            # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
+            reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
+                       or not _same_side_rows(initial[i].doc, s.doc, r)]
+        if any(e[1] is None for e in log):
+            # a call created an entity (a later one of the group may have deleted it): alone, it made the tenant
+            await self._ensure_tenant(conn, tenant)
+        await self._unindex(conn, tenant, gone + [i for i, _ in reindex if i in initial and i not in removed])
+        await self._index(conn, tenant, [i for i, _ in reindex], [r for _, r in reindex])
+        # an upsert that met a row inserted since the read kept that row's createdAt: the last record says so
+        last = {e[0]: n for n, e in enumerate(log)}
+        for i, n in last.items():
+            entry = log[n]
+            after = entry[2]
+            if after is not None and i in created_at and after[1] != created_at[i]:
+                log[n] = (i, entry[1], (after[0], created_at[i], after[2]), entry[3],
+                          _with_times(_clean(entry[4] or {}), created_at[i], after[2]), entry[5])
+        records = await self._log_at(conn, tenant, log)
+        return records
+
+    @staticmethod
+    def _apply(job: _ModifyJob, state: dict[str, StoredEntity | None], texts: dict[str, str],
+               removed: set[str]) -> list[_Entry]:
+        """Run one call's function on `state` (updated in place only if it does not raise); its log entries."""
+        now = job.now
+        job.error = None  # run again alone after its group failed: only this run's outcome counts
+        local: dict[str, StoredEntity | None] = {}
+
+        def current(i: str) -> StoredEntity | None:
+            return local[i] if i in local else state.get(i)
+
+        touched: dict[str, None] = {}
+        steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
+        results: dict[str, Any] = {}
+        for entity_id in job.ids:  # a repeated id sees the change made before it
+            change: Change = job.fn(entity_id, current(entity_id))
+            results[entity_id] = change.result
+            if not change.changed:
+                continue
+            touched[entity_id] = None
+            if change.steps:
+                steps[entity_id] = change.steps
+            if change.doc is None:
+                local[entity_id] = None
+            else:
+                previous = current(entity_id)
+                local[entity_id] = StoredEntity(_clean(change.doc), previous.created_at if previous else now, now)
+        logged = [i for i in touched if state.get(i) is not None or local[i] is not None]
+        befores: dict[str, Before] = {}
+        for i in logged:
+            s = state.get(i)
+            befores[i] = None if s is None else (texts[i] if i in texts else orjson.dumps(s.doc).decode(), s.created_at,
+                                                 s.modified_at)
+        before_docs = {i: _stored_doc(state.get(i)) for i in logged}
+        log_ids: list[str] = []
+        images: list[tuple[Before, Before]] = []
+        docs: list[tuple[Doc | None, Doc | None]] = []
+        if steps:  # logged before the final documents, so an id's records are in instance order
+            PostgresStore._steps(now, befores, before_docs, {i: steps[i] for i in logged if i in steps}, log_ids, images, docs)
+        after_texts: dict[str, str] = {}
+        for i in logged:
+            s = local[i]
+            after: Before = None
+            if s is not None:
+                after_texts[i] = orjson.dumps(s.doc).decode()
+                after = (after_texts[i], s.created_at, s.modified_at)
+            log_ids.append(i)
+            images.append((befores[i], after))
+            docs.append((before_docs[i], _stored_doc(s)))
+        # the call went through: its changes become the state the next call of the group sees
+        for i in touched:
+            if local[i] is None:
+                removed.add(i)  # only stored ones matter: deleted before a later call may create it again
+                texts.pop(i, None)
+            else:
+                texts[i] = after_texts[i] if i in after_texts else orjson.dumps(local[i].doc).decode()  # type: ignore[union-attr]
+            state[i] = local[i]
+        job.result = results
+        return [(i, b, a, bd, ad, now) for i, (b, a), (bd, ad) in zip(log_ids, images, docs)]
+
+    async def _log_at(self, conn: asyncpg.Connection, tenant: str, log: Sequence[_Entry]) -> list[ChangeRecord]:
+        """`_log` for entries of several calls, each with its own `at`: one statement, seqs in entry order."""
+        if not log:
+            return []
+        seqs = sorted(r[0] for r in await conn.fetch(
+            _LOG_AT, tenant, [e[5] for e in log], [e[0] for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
+        ))
+        return [ChangeRecord(q, tenant, e[0], e[3], e[4], e[5]) for q, e in zip(seqs, log)]
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> list[str]:
         async with self.pool.acquire() as conn, conn.transaction():
