@@ -194,7 +194,8 @@ class EntityService:
                     doc[iri] = instances
                 else:
                     doc.pop(iri, None)
-                return Change(doc, None)
+                # current.doc untouched: doc and instances are copies, patch_instance makes a new instance
+                return Change(doc, None, before_intact=True)
             except NgsiLdError as error:
                 return Change(None, error, changed=False)
 

@@ -562,11 +562,14 @@ class SQLiteStore(Store):
             written: dict[str, Doc | None] = {}  # final document per id changed (None: deleted)
             steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
             results: dict[str, Any] = {}
+            intact: dict[str, Doc] = {}  # the stored document as decoded for an fn that left it intact
             for entity_id in ids:
                 image = current.get(entity_id)
                 entity = None if image is None else StoredEntity(orjson.loads(image[0]), image[1], image[2])
                 change: Change = fn(entity_id, entity)
                 results[entity_id] = change.result
+                if change.before_intact and entity is not None and image is stored.get(entity_id):
+                    intact.setdefault(entity_id, entity.doc)
                 if not change.changed:
                     continue
                 if change.steps:
@@ -586,8 +589,9 @@ class SQLiteStore(Store):
                 before = stored.get(entity_id)
                 if before is None and doc is None:
                     continue  # created and deleted by the same call: nothing was or is stored
-                # the stored bytes, not an entity fn saw, tell what was: fn may change its doc in place
-                before_doc = None if before is None else orjson.loads(before[0])
+                # the stored bytes, not an entity fn saw, tell what was (fn may change its doc in place),
+                # unless fn said it left that doc intact (Change.before_intact)
+                before_doc = None if before is None else intact.get(entity_id) or orjson.loads(before[0])
                 if entity_id in steps:
                     entries.extend(_step_entries(entity_id, before, before_doc, steps[entity_id], now))
                     last = entries[-1]

@@ -534,6 +534,41 @@ def test_records_handed_over_in_process_equal_the_log(url: str) -> None:
     assert len(held) == 8 and held == logged
 
 
+def test_before_image_is_what_was_stored_whether_or_not_fn_left_its_document_intact(url: str) -> None:
+    """Change.before_intact lets a store log the document fn was given as the before image (no second decode);
+    without it, an fn that changed its document in place still gets the stored one logged as before."""
+
+    def in_place(entity_id: str, current: StoredEntity | None) -> Change:
+        assert current is not None
+        current.doc[NO2][0]["value"] = 99  # in place: the before image must not show it
+        return Change(dict(current.doc))
+
+    def copying(entity_id: str, current: StoredEntity | None) -> Change:
+        assert current is not None
+        doc = dict(current.doc)
+        doc[NOISE] = [{"type": "Property", "value": current.doc[NOISE][0]["value"] + 1}]
+        return Change(doc, before_intact=True)
+
+    async def write(store: Store) -> list[ChangeRecord]:
+        await store.insert("aix", [entity(1, no2=1, LAeq=40), entity(2, no2=2)], T0)
+        await store.modify("aix", ["urn:ngsi-ld:Thing:2"], in_place, T1)
+        await store.modify("aix", ["urn:ngsi-ld:Thing:1"], copying, T1)
+        await store.modify("aix", ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:1"], copying, T2)  # a repeated id
+        return await store.changes_after(2, 100)
+
+    held = run(url, write)
+    assert [(r.entity_id, r.before is not None and r.before[NO2][0]["value"]) for r in held] == [
+        ("urn:ngsi-ld:Thing:2", 2), ("urn:ngsi-ld:Thing:1", 1), ("urn:ngsi-ld:Thing:1", 1)]
+    assert held[0].after is not None and held[0].after[NO2][0]["value"] == 99
+    # the repeated id: one record (no steps), before it the stored document, after it the second call's
+    assert [(r.before[NOISE][0]["value"], r.after[NOISE][0]["value"]) for r in held[1:] if r.before and r.after] == [
+        (40, 41), (41, 43)]
+    assert held == run(url, lambda s: s.changes_after(2, 100))  # as the log holds them
+    if url.startswith("sqlite"):  # the document fn was given is the before image: untouched parts are shared
+        first = held[1]
+        assert first.before is not None and first.after is not None and first.before[NO2] is first.after[NO2]
+
+
 def test_repeated_instances_are_logged_in_order_and_read_back_from_the_log(url: str) -> None:
     """A modify with Change.steps logs one record per instance, each before the previous after; the log read
     after reopening (not the in-memory records) gives the same images, timestamps included."""
