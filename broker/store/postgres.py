@@ -780,12 +780,14 @@ class PostgresStore(Store):
     async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
                           keys: list[str]) -> list[ChangeRecord]:
         """The rest of `_modify_group`, in its transaction, once the entity locks are held."""
+        # the documents as text: each call's function gets a copy of its own (_apply), decoded from it
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM entities e WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
+            "SELECT e.id, e.doc::text, e.created_at, e.modified_at FROM entities e"
+            " WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
         )
-        initial = {r[0]: _entity(r) for r in rows}
+        initial = {r[0]: StoredEntity(orjson.loads(r[1]), r[2], r[3]) for r in rows}
         state: dict[str, StoredEntity | None] = dict(initial)
-        texts: dict[str, str] = {}  # JSON text of a state an earlier call of the group wrote
+        texts: dict[str, str] = {r[0]: r[1] for r in rows}  # JSON text of each held state (state[i] not None)
         removed: set[str] = set()  # stored ids a call of the group deleted (a later one may create it again)
         log: list[_Entry] = []
         for job in jobs:
@@ -836,7 +838,13 @@ class PostgresStore(Store):
         local: dict[str, StoredEntity | None] = {}
 
         def current(i: str) -> StoredEntity | None:
-            return local[i] if i in local else state.get(i)
+            if i in local:
+                return local[i]
+            held = state.get(i)
+            # a copy of its own for the function, which may change it in place (apply_fragment adds types to
+            # the list it was given): the group's state, its before images and the records of the calls
+            # before it stay as they were (one decode, as SQLite's modify does)
+            return None if held is None else StoredEntity(orjson.loads(texts[i]), held.created_at, held.modified_at)
 
         touched: dict[str, None] = {}
         steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
@@ -858,8 +866,7 @@ class PostgresStore(Store):
         befores: dict[str, Before] = {}
         for i in logged:
             s = state.get(i)
-            befores[i] = None if s is None else (texts[i] if i in texts else orjson.dumps(s.doc).decode(), s.created_at,
-                                                 s.modified_at)
+            befores[i] = None if s is None else (texts[i], s.created_at, s.modified_at)
         before_docs = {i: _stored_doc(state.get(i)) for i in logged}
         log_ids: list[str] = []
         images: list[tuple[Before, Before]] = []

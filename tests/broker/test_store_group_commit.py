@@ -139,11 +139,10 @@ def test_a_database_error_fails_only_the_call_that_caused_it(url: str) -> None:
     run(url, body)
 
 
-def test_postgres_calls_made_together_share_one_transaction(url: str) -> None:
+def test_postgres_calls_made_together_share_one_transaction(tmp_path: Path) -> None:
     """What the group commit is for: calls queued while one runs commit together (one WAL flush, one turn
-    on the change-log lock); each in a transaction of its own, 8 clients took turns on that lock."""
-    if not url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's row xmin tells the transaction")
+    on the change-log lock); each in a transaction of its own, 8 clients took turns on that lock.
+    PostgreSQL only: its row xmin tells the transaction."""
 
     async def body(store: Any) -> None:
         await store.insert("", [entity(n, count=0) for n in range(8)], T0)
@@ -152,7 +151,8 @@ def test_postgres_calls_made_together_share_one_transaction(url: str) -> None:
         # the first call runs as soon as it is made; the 7 made while it ran share the next transaction
         assert len({r[1] for r in rows}) <= 2, rows
 
-    run(url, body)
+    with store_url("postgres", tmp_path / "unused.db", "test_group") as url:
+        run(url, body)
 
 
 def test_calls_from_many_clients_apply_in_the_order_they_were_made(url: str) -> None:
@@ -178,5 +178,39 @@ def test_calls_from_many_clients_apply_in_the_order_they_were_made(url: str) -> 
         assert [r.after[COUNT][0]["value"] for r in records if r.after] == list(range(1, 201))
         for earlier, later in itertools.pairwise(records):
             assert later.before == earlier.after and later.seq > earlier.seq
+
+    run(url, body)
+
+
+def test_a_call_that_changes_its_document_in_place_and_raises_leaves_the_others_as_they_were(url: str) -> None:
+    """Each function gets a document of its own: one that scribbles on it in place then raises (an
+    apply_fragment adds a type to the list it was given, then finds a fault) changes nothing that the
+    calls after it in the group see, nor any record already made."""
+
+    def scribble(entity_id: str, current: StoredEntity | None) -> Change:
+        assert current is not None
+        current.doc[COUNT][0]["value"] = 1000
+        current.doc["type"].append(NS + "Scribbled")
+        raise ValueError("refused after scribbling")
+
+    def scribble_quietly(entity_id: str, current: StoredEntity | None) -> Change:
+        assert current is not None
+        current.doc[COUNT][0]["value"] = 2000  # in place, then nothing to write
+        return Change(None, result="unchanged", changed=False)
+
+    async def body(store: Store) -> None:
+        await store.insert("", [entity(1, count=0)], T0)
+        start = await store.last_change_seq()
+        calls = [_increment, scribble, _increment, scribble_quietly, _increment]
+        outcomes = await asyncio.gather(*(store.modify("", ["urn:ngsi-ld:Thing:1"], fn, T1) for fn in calls),
+                                        return_exceptions=True)
+        assert [o if isinstance(o, Exception) else o["urn:ngsi-ld:Thing:1"] for o in outcomes][::2] == [1, 2, 3]
+        assert isinstance(outcomes[1], ValueError) and outcomes[3] == {"urn:ngsi-ld:Thing:1": "unchanged"}
+        records = await store.changes_after(start, 100)
+        assert [(r.before[COUNT][0]["value"], r.after[COUNT][0]["value"]) for r in records if r.before and r.after] == [
+            (0, 1), (1, 2), (2, 3)]
+        assert all(NS + "Scribbled" not in (r.after or {}).get("type", []) for r in records)
+        stored = await store.get("", "urn:ngsi-ld:Thing:1")
+        assert stored is not None and stored.doc[COUNT][0]["value"] == 3 and NS + "Scribbled" not in stored.doc["type"]
 
     run(url, body)
