@@ -161,3 +161,16 @@ def test_rows_of_change_is_the_reference(before: Any, after: Any) -> None:
     except Exception as error:  # noqa: BLE001
         got = type(error)
     assert got == expected
+
+
+def test_now_stamp_is_utc_now_and_to_us_of_it() -> None:
+    from broker.service.patch import utc_now
+    from broker.temporal import model
+
+    before = model.to_us(utc_now())
+    text, us = model.now_stamp()
+    after = model.to_us(utc_now())
+    assert len(text) == len(utc_now()) and text.endswith("Z") and text[19] == "."
+    assert before <= us <= after and us == model.to_us(text) and text == model.from_us(us)
+    seeded = model._TIMES.pop(text)
+    assert seeded == model._time(text)  # what value_row would have worked out itself
