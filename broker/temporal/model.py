@@ -213,7 +213,8 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
     row = HistoryRow(
         tenant, entity_id, attr, (inst["datasetId"] or "") if plan.dataset else "", VALUE,
         observed if observed is not None else modified, observed, created, modified, None,
-        _number(value) if t_letter == 1 else None, orjson.dumps(value).decode(), instance,
+        (value if type(value) is float else _number(value)) if t_letter == 1 else None,
+        orjson.dumps(value).decode(), instance,
     )
     layout_key = (keys, t_letter, f_obs, f_cre, f_mod)
     layout = _LAYOUTS.get(layout_key)
@@ -407,15 +408,20 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
         previous = before.get(attr)
         if previous == instances:
             continue  # most attributes of an update are untouched: one comparison, no instance walk
-        if type(instances) is dict and (previous is None or type(previous) is dict):
-            # one instance now and at most one before (most attributes): what the walk below does,
-            # without building the two per-dataset dicts
-            ds = instances.get("datasetId", "") or ""
-            was = "" if previous is None else previous.get("datasetId", "") or ""
+        # one instance now and at most one before (most attributes; the store keeps each as a list of one):
+        # what the walk below does, without building the two per-dataset dicts
+        inst = instances if type(instances) is dict else (
+            instances[0] if type(instances) is list and len(instances) == 1 and type(instances[0]) is dict else None)
+        prev = previous if type(previous) is dict else (
+            previous[0] if type(previous) is list and len(previous) == 1 and type(previous[0]) is dict else None)
+        if inst is not None and (previous is None or prev is not None):
+            ds = inst.get("datasetId", "") or ""
+            was = "" if prev is None else prev.get("datasetId", "") or ""
             if type(ds) is str and type(was) is str:
-                rows.append(value_row(record.tenant, record.entity_id, attr, instances, at_us))
-                if previous is not None and was != ds:
-                    rows.append(deletion_row(record.tenant, record.entity_id, attr, previous, at_us))
+                if prev is None or was != ds or prev != inst:
+                    rows.append(value_row(record.tenant, record.entity_id, attr, inst, at_us))
+                if prev is not None and was != ds:
+                    rows.append(deletion_row(record.tenant, record.entity_id, attr, prev, at_us))
                 continue
         old, new = _by_dataset(previous), _by_dataset(instances)
         for ds, inst in new.items():

@@ -147,6 +147,16 @@ CHANGES = [
 ]
 
 
+A = {"type": "Property", "value": 1.5, "observedAt": "2026-11-26T10:05:00Z", "modifiedAt": "2026-12-06T15:00:00.123Z"}
+B = {**A, "value": 2.5}
+A_DS = {**A, "datasetId": "urn:ds:a"}
+FORMS: list[Any] = [None, A, [A], B, [B], [], [A_DS], A_DS, [A, A_DS], [A_DS, A], [A, "x"], ["x"], "x",
+                    [{**A, "datasetId": None}], {**A, "datasetId": ""}, [A, A], [A_DS, {**B, "datasetId": "urn:ds:a"}]]
+# an attribute as stored (a list of one instance), as a dict, several, none, not instances: every pair
+CHANGES += [({"id": "urn:x", "type": ["T"], **({} if b is None else {"a": b})},
+             {"id": "urn:x", "type": ["T"], **({} if a is None else {"a": a})}) for b in FORMS for a in FORMS]
+
+
 @pytest.mark.parametrize(("before", "after"), CHANGES)
 def test_rows_of_change_is_the_reference(before: Any, after: Any) -> None:
     record = ChangeRecord(7, "t", "urn:ngsi-ld:AirQualityObserved:1", before, after, "2026-12-06T15:00:00.456Z")
