@@ -183,22 +183,25 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
         return value_row_reference(tenant, entity_id, attr, inst, default_us)
     times = _TIMES
     if plan.observed:
-        hit = times.get(inst["observedAt"]) if type(inst["observedAt"]) is str else None
-        if hit is None and (hit := _time(inst["observedAt"])) is None:
+        text = inst["observedAt"]
+        hit = times.get(text) if type(text) is str else None
+        if hit is None and (hit := _time(text)) is None:
             return value_row_reference(tenant, entity_id, attr, inst, default_us)
         observed, f_obs = hit
     else:
         observed, f_obs = None, 0
     if plan.modified:
-        hit = times.get(inst["modifiedAt"]) if type(inst["modifiedAt"]) is str else None
-        if hit is None and (hit := _time(inst["modifiedAt"])) is None:
+        text = inst["modifiedAt"]
+        hit = times.get(text) if type(text) is str else None
+        if hit is None and (hit := _time(text)) is None:
             return value_row_reference(tenant, entity_id, attr, inst, default_us)
         modified, f_mod = hit
     else:
         modified, f_mod = default_us, 0
     if plan.created:
-        hit = times.get(inst["createdAt"]) if type(inst["createdAt"]) is str else None
-        if hit is None and (hit := _time(inst["createdAt"])) is None:
+        text = inst["createdAt"]
+        hit = times.get(text) if type(text) is str else None
+        if hit is None and (hit := _time(text)) is None:
             return value_row_reference(tenant, entity_id, attr, inst, default_us)
         created, f_cre = hit
     else:
@@ -223,6 +226,8 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
     prefix, kept = layout
     if prefix is None:
         row.packed = instance  # kept members in two runs: stored whole
+    elif len(kept) == 1:  # mostly unitCode alone
+        row.packed = prefix + orjson.dumps({kept[0]: inst[kept[0]]})
     elif kept:
         row.packed = prefix + orjson.dumps({k: inst[k] for k in kept})
     else:
