@@ -1,6 +1,6 @@
 """Benchmark of the embedded NGSI-LD broker over HTTP, on SQLite and PostgreSQL.
 
-    python -m bench.broker_bench [--entities 100000] [--stores sqlite,postgres] [--upsert-only] [--repeat 1]
+    python -m bench.broker_bench [--entities 100000] [--stores sqlite,postgres] [--upsert-only] [--repeat 1] [--settle]
 
 Starts `metropole broker` in a subprocess per store (the broker, its
 database and this load generator share the machine's cores, as they would
@@ -9,6 +9,9 @@ on one small server) and prints one table:
 - batch upsert of N AirQualityObserved entities (1,000 per request), entities/s, and the broker's
   CPU-seconds per 1,000 entities (all its threads, from /proc: steadier than rates on a shared machine);
   with `--repeat R`, R more rounds upserting the same N ids again (replacements), reported the same way;
+  with `--settle`, each round ends once history holds all of it (the recorder follows the change log
+  behind the writes: without it a round's figures leave out the rows still to record, and the next
+  round's include them);
 - GET /entities/{id}: p50/p99 latency, sequential, and requests/s with 8 concurrent clients;
 - query by type + q over the N entities (latency of the first page, and with count=true);
 - a `near` geo-query around Marseille's Vieux-Port.
@@ -44,6 +47,9 @@ CONTEXT = "https://smartdatamodels.org/context.jsonld"
 LINK = f'<{CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
+AQO_ID = "urn:ngsi-ld:AirQualityObserved:bench-{:06d}"
+
+
 def air_quality(i: int) -> dict[str, Any]:
     """One ~1 KB AirQualityObserved entity somewhere in the metropolis."""
     rnd = random.Random(i)
@@ -54,7 +60,7 @@ def air_quality(i: int) -> dict[str, Any]:
         return {"type": "Property", "value": v, "observedAt": observed, **({"unitCode": unit} if unit else {})}
 
     return {
-        "id": f"urn:ngsi-ld:AirQualityObserved:bench-{i:06d}",
+        "id": AQO_ID.format(i),
         "type": "AirQualityObserved",
         "dateObserved": {"type": "Property", "value": observed},
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [round(lng, 6), round(lat, 6)]}},
@@ -149,7 +155,7 @@ def _concurrent_gets(base: str, ids: list[str], workers: int, seconds: float) ->
     return sum(counts) / (time.perf_counter() - start)
 
 
-def run_store(store: str, n: int, *, upsert_only: bool = False, repeat: int = 0) -> dict[str, str]:
+def run_store(store: str, n: int, *, upsert_only: bool = False, repeat: int = 0, settle: bool = False) -> dict[str, str]:
     """Load n entities into a fresh broker on `store` and measure; returns the table row."""
     data = Path(tempfile.mkdtemp(prefix=f"bench-{store}-"))
     proc, base = _start_broker(store, data)
@@ -162,13 +168,21 @@ def run_store(store: str, n: int, *, upsert_only: bool = False, repeat: int = 0)
                 for body in batches:
                     r = client.post("/entityOperations/upsert", content=body, headers={"Content-Type": "application/json"})
                     assert r.status_code in (201, 204), r.text[:300]
+                if settle:
+                    # a temporal read applies the history backlog first (read-your-writes): the CPU read
+                    # after it includes every history row of the round, not only those made so far
+                    for _ in range(20):  # each read gives up after 30 s of backlog (500): ask again
+                        r = client.get(f"/temporal/entities/{AQO_ID.format(n - 1)}", params={"lastN": "1"})
+                        if r.status_code != 500:
+                            break
+                    assert r.status_code == 200, r.text[:300]
                 label = "upsert" if round_ == 0 else f"re-upsert {round_}"
                 row[f"{label} ent/s"] = f"{n / (time.perf_counter() - start):,.0f}"
                 row[f"{label} CPU-s/1k"] = f"{(_cpu_seconds(proc.pid) - cpu) / n * 1000:.3f}"
             if upsert_only:
                 return row
 
-            ids = [f"urn:ngsi-ld:AirQualityObserved:bench-{i:06d}" for i in range(n)]
+            ids = [AQO_ID.format(i) for i in range(n)]
             # Latency with the stdlib's keep-alive client: httpx 0.23 (pinned by
             # ngsildclient) adds about a millisecond per request of its own.
             lat = _sequential_gets(base, ids, 5000)
@@ -192,6 +206,9 @@ def run_store(store: str, n: int, *, upsert_only: bool = False, repeat: int = 0)
         proc.terminate()
         proc.wait(timeout=20)
         shutil.rmtree(data, ignore_errors=True)
+        if store == "postgres":  # each run made a schema of its own: 20,000 entities and their history each
+            subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS bench_{os.getpid()} CASCADE"],
+                           check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return row
 
 
@@ -202,10 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--upsert-only", action="store_true", help="stop after the upserts")
     parser.add_argument("--repeat", type=int, default=0, help="rounds upserting the same entities again")
+    parser.add_argument("--settle", action="store_true",
+                        help="end each round's timing once history has recorded it (a temporal read: read-your-writes)")
     args = parser.parse_args(argv)
     rows = []
     for store in args.stores.split(","):
-        rows.append(run_store(store, args.entities, upsert_only=args.upsert_only, repeat=args.repeat))
+        rows.append(run_store(store, args.entities, upsert_only=args.upsert_only, repeat=args.repeat,
+                              settle=args.settle))
         print(rows[-1], file=sys.stderr, flush=True)  # each store's row as soon as it is measured
     cols = list(rows[0])
     widths = [max(len(c), *(len(r[c]) for r in rows)) for c in cols]

@@ -23,11 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from broker.service.patch import utc_now
 from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
-from broker.temporal.model import EntityRow, HistoryRow, to_us, value_row
+from broker.temporal.model import EntityRow, HistoryRow, now_stamp, value_row
 from models.normalize import TermMapper
 from models.validation import is_datetime, is_name
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
@@ -84,8 +83,7 @@ def _fast(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Prepa
                 return None
             checked = observed
         instances.append((name, inst))
-    stamp = utc_now()  # as _temporal_rows: one moment per entity
-    now_us = to_us(stamp)
+    stamp, now_us = now_stamp()  # as _temporal_rows (utc_now, to_us): one moment per entity
     rows = []
     for name, inst in instances:
         enf = dict(inst)  # the ENF instance: normalize_attribute and expand_instance leave this shape as it is

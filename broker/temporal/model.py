@@ -16,6 +16,7 @@ entity, attribute, datasetId, key, kind), so an instance delivered twice
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,7 +166,190 @@ def _opt_us(inst: Doc, member: str) -> int | None:
 
 
 def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int) -> HistoryRow:
-    """The row of one attribute instance; `default_us` stands in for a missing modifiedAt."""
+    """The row of one attribute instance; `default_us` stands in for a missing modifiedAt.
+
+    As `value_row_reference`, with what depends on the instance's member names alone decided once per
+    name tuple (`_RowPlan`), each time text parsed and told apart (canonical milliseconds, whole
+    seconds, neither) once (`_TIMES`), and the compact layout made once per name tuple, type and
+    time forms (`_LAYOUTS`): a batch's instances share a few shapes and a few times. An instance the
+    plan does not cover (instanceId, deletedAt, a time that is not a DateTime text or is the epoch)
+    takes the reference path.
+    """
+    keys = tuple(inst)
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = _plan(keys)
+    if not plan.ok:
+        return value_row_reference(tenant, entity_id, attr, inst, default_us)
+    times = _TIMES
+    if plan.observed:
+        text = inst["observedAt"]
+        hit = times.get(text) if type(text) is str else None
+        if hit is None and (hit := _time(text)) is None:
+            return value_row_reference(tenant, entity_id, attr, inst, default_us)
+        observed, f_obs = hit
+    else:
+        observed, f_obs = None, 0
+    if plan.modified:
+        text = inst["modifiedAt"]
+        hit = times.get(text) if type(text) is str else None
+        if hit is None and (hit := _time(text)) is None:
+            return value_row_reference(tenant, entity_id, attr, inst, default_us)
+        modified, f_mod = hit
+    else:
+        modified, f_mod = default_us, 0
+    if plan.created:
+        text = inst["createdAt"]
+        hit = times.get(text) if type(text) is str else None
+        if hit is None and (hit := _time(text)) is None:
+            return value_row_reference(tenant, entity_id, attr, inst, default_us)
+        created, f_cre = hit
+    else:
+        created, f_cre = modified, 0
+    if plan.typed:
+        kind = inst["type"]
+        t_letter = 1 if kind == PROPERTY else 2 if kind == "Relationship" else 0
+    else:
+        t_letter = 1  # no type member: a Property (and no letter in the layout)
+    value = inst[plan.value] if plan.value is not None else None
+    instance = orjson.dumps(inst)
+    row = HistoryRow(
+        tenant, entity_id, attr, (inst["datasetId"] or "") if plan.dataset else "", VALUE,
+        observed if observed is not None else modified, observed, created, modified, None,
+        (value if type(value) is float else _number(value)) if t_letter == 1 else None,
+        orjson.dumps(value).decode(), instance,
+    )
+    layout_key = (keys, t_letter, f_obs, f_cre, f_mod)
+    layout = _LAYOUTS.get(layout_key)
+    if layout is None:
+        layout = _layout(keys, t_letter, f_obs, f_cre, f_mod)
+    prefix, kept = layout
+    if prefix is None:
+        row.packed = instance  # kept members in two runs: stored whole
+    elif len(kept) == 1:  # mostly unitCode alone
+        row.packed = prefix + orjson.dumps({kept[0]: inst[kept[0]]})
+    elif kept:
+        row.packed = prefix + orjson.dumps({k: inst[k] for k in kept})
+    else:
+        row.packed = prefix + b"{}"
+    return row
+
+
+@dataclass(slots=True, frozen=True)
+class _RowPlan:
+    """What `value_row` decides from an instance's member names (in their order)."""
+
+    ok: bool  # False: the reference path (instanceId or deletedAt, which the document drops)
+    value: str | None  # the value member (_value_member's choice), None without one
+    typed: bool
+    dataset: bool
+    observed: bool
+    created: bool
+    modified: bool
+
+
+_PLANS: dict[tuple[str, ...], _RowPlan] = {}
+_TIMES: dict[str, tuple[int, int]] = {}  # time text -> (microseconds, 1: as _stamp_ms, 2: as _stamp_s, 0: neither)
+_LAYOUTS: dict[tuple[Any, ...], tuple[bytes | None, tuple[str, ...]]] = {}
+_CACHE_MAX = 8192  # each cache is emptied when it reaches this size (clients that send ever new shapes or times)
+_VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
+
+
+def _plan(keys: tuple[str, ...]) -> _RowPlan:
+    names = set(keys)
+    plan = _RowPlan(
+        ok="instanceId" not in names and "deletedAt" not in names,
+        value=next((m for m in _VALUE_MEMBERS if m in names), None),
+        typed="type" in names, dataset="datasetId" in names,
+        observed="observedAt" in names, created="createdAt" in names, modified="modifiedAt" in names,
+    )
+    if len(_PLANS) >= _CACHE_MAX:
+        _PLANS.clear()
+    _PLANS[keys] = plan
+    return plan
+
+
+def _time(text: Any) -> tuple[int, int] | None:
+    """A time member's microseconds and form (see _TIMES); None where the reference path must decide
+    (not a DateTime text, or the epoch, which `_opt_us(...) or default` passes over)."""
+    if type(text) is not str:
+        return None
+    try:
+        us = _parse_us(text)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if not us:
+        return None
+    form = 1 if text == _stamp_ms(us) else 2 if text == _stamp_s(us) else 0
+    if len(_TIMES) >= _CACHE_MAX:
+        _TIMES.clear()
+    _TIMES[text] = (us, form)
+    return us, form
+
+
+def now_stamp() -> tuple[str, int]:
+    """The current time as `broker.service.patch.utc_now` writes it (RFC 3339 UTC, milliseconds) and as
+    `to_us` of that text, without formatting a datetime and parsing it back (a /v2/notify stamps every
+    entity: utc_now and to_us were 15 % of its rows' CPU); `value_row` then finds the text in `_TIMES`."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    us = seconds * 1_000_000 + micros // 1000 * 1000
+    text = f"{_second_text(seconds)}.{micros // 1000:03d}Z"  # from_us's text of `us`
+    if us and text not in _TIMES:
+        if len(_TIMES) >= _CACHE_MAX:
+            _TIMES.clear()
+        _TIMES[text] = (us, 1)
+    return text, us
+
+
+@functools.lru_cache(maxsize=64)
+def _second_text(seconds: int) -> str:
+    """from_us's text of a whole second, without the fraction."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _layout(keys: tuple[str, ...], t_letter: int, f_obs: int, f_cre: int, f_mod: int
+            ) -> tuple[bytes | None, tuple[str, ...]]:
+    """compact_instance's layout for these member names, type and time forms: the layout bytes up to
+    the kept members' JSON and the names of the kept members; (None, ()) when the document is stored whole."""
+    forms = {"o": f_obs, "c": f_cre, "m": f_mod}
+    layout = ""
+    kept: list[str] = []
+    run = 0
+    whole = False
+    for key in keys:
+        letter = _MEMBER_LETTER.get(key)
+        if letter is not None:
+            if letter == "T":
+                letter = "T" if t_letter == 1 else "L" if t_letter == 2 else None
+            elif letter == "R":
+                letter = None if "value" in keys else "R"
+            elif letter in forms:
+                form = forms[letter]
+                letter = letter if form == 1 else letter.upper() if form == 2 else None
+        if letter is None:
+            if run == 2:
+                whole = True
+                break
+            if run == 0:
+                layout += "*"
+                run = 1
+            kept.append(key)
+        else:
+            if run == 1:
+                run = 2
+            layout += letter
+    result: tuple[bytes | None, tuple[str, ...]] = (None, ()) if whole else (layout.encode(), tuple(kept))
+    if len(_LAYOUTS) >= _CACHE_MAX:
+        _LAYOUTS.clear()
+    _LAYOUTS[(keys, t_letter, f_obs, f_cre, f_mod)] = result
+    return result
+
+
+def value_row_reference(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int) -> HistoryRow:
+    """The row of one attribute instance; `default_us` stands in for a missing modifiedAt.
+
+    The uncompiled reference of `value_row` (which takes this path for any shape its plan does not
+    cover); tests hold the two to the same rows, field by field."""
     observed = _opt_us(inst, "observedAt")
     modified = _opt_us(inst, "modifiedAt") or default_us
     created = _opt_us(inst, "createdAt") or modified
@@ -229,10 +413,53 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
         previous = before.get(attr)
         if previous == instances:
             continue  # most attributes of an update are untouched: one comparison, no instance walk
+        # one instance now and at most one before (most attributes; the store keeps each as a list of one):
+        # what the walk below does, without building the two per-dataset dicts
+        inst = instances if type(instances) is dict else (
+            instances[0] if type(instances) is list and len(instances) == 1 and type(instances[0]) is dict else None)
+        prev = previous if type(previous) is dict else (
+            previous[0] if type(previous) is list and len(previous) == 1 and type(previous[0]) is dict else None)
+        if inst is not None and (previous is None or prev is not None):
+            ds = inst.get("datasetId", "") or ""
+            was = "" if prev is None else prev.get("datasetId", "") or ""
+            if type(ds) is str and type(was) is str:
+                if prev is None or was != ds or prev != inst:
+                    rows.append(value_row(record.tenant, record.entity_id, attr, inst, at_us))
+                if prev is not None and was != ds:
+                    rows.append(deletion_row(record.tenant, record.entity_id, attr, prev, at_us))
+                continue
         old, new = _by_dataset(previous), _by_dataset(instances)
         for ds, inst in new.items():
             if old.get(ds) != inst:
                 rows.append(value_row(record.tenant, record.entity_id, attr, inst, at_us))
+        for ds, inst in old.items():
+            if ds not in new:
+                rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
+    for attr, instances in before.items():
+        if attr not in ENTITY_CORE and attr not in after:
+            for inst in _by_dataset(instances).values():
+                rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
+    types = (record.after or record.before or {}).get("type") or []
+    entity = EntityRow(record.tenant, record.entity_id, list(types), at_us if record.after is None else None)
+    return entity, rows
+
+
+def rows_of_change_reference(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
+    """`rows_of_change` uncompiled (value_row_reference, every attribute through _by_dataset): the
+    reference the tests hold it to."""
+    before, after = record.before or {}, record.after or {}
+    at_us = to_us(record.at)
+    rows: list[HistoryRow] = []
+    for attr, instances in after.items():
+        if attr in ENTITY_CORE:
+            continue
+        previous = before.get(attr)
+        if previous == instances:
+            continue
+        old, new = _by_dataset(previous), _by_dataset(instances)
+        for ds, inst in new.items():
+            if old.get(ds) != inst:
+                rows.append(value_row_reference(record.tenant, record.entity_id, attr, inst, at_us))
         for ds, inst in old.items():
             if ds not in new:
                 rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))

@@ -21,6 +21,7 @@ from broker.quantumleap import ingest
 from broker.quantumleap import notify as nt
 from broker.service.temporal import TemporalService
 from broker.store import open_store
+from broker.temporal.model import to_us
 from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.runtime import open_history
 from models.context import SDM_ALL_CONTEXT_URL, ContextResolver
@@ -42,7 +43,7 @@ def ctx() -> Any:
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both paths read the clock once per entity: the same moment for both, so their rows can be compared."""
-    monkeypatch.setattr("broker.quantumleap.ingest.utc_now", lambda: STAMP)
+    monkeypatch.setattr("broker.quantumleap.ingest.now_stamp", lambda: (STAMP, to_us(STAMP)))
     monkeypatch.setattr("broker.service.temporal.utc_now", lambda: STAMP)
 
 
