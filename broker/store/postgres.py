@@ -690,6 +690,7 @@ class PostgresStore(Store):
         """Run the queued calls, group by group, on one connection held while there are some."""
         conn: Any = None  # a pool connection (asyncpg's proxy)
         jobs: list[_ModifyJob] = []
+        turn: asyncio.Future[None] | None = None
         try:
             while True:
                 if not self._queue:
@@ -709,6 +710,10 @@ class PostgresStore(Store):
                         conn = await self.pool.acquire()
                     records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn)
                 except Exception as exc:  # noqa: BLE001 - the database failed the group: see below
+                    if not turn.done():
+                        # failed before it held its locks (no connection: the database was down), so
+                        # _modify_group did not mark its turn: the next group must not wait for it for ever
+                        turn.set_result(None)
                     if conn is not None and conn.is_closed():
                         conn = None
                     if len(jobs) == 1:
@@ -726,6 +731,8 @@ class PostgresStore(Store):
         except BaseException as exc:
             # not expected (cancelled): no caller may wait for ever
             self._flushers.discard(asyncio.current_task())
+            if turn is not None and not turn.done():
+                turn.set_result(None)
             for job in [*jobs, *self._queue]:
                 if isinstance(exc, asyncio.CancelledError):
                     job.future.cancel()

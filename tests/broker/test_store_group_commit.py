@@ -214,3 +214,46 @@ def test_a_call_that_changes_its_document_in_place_and_raises_leaves_the_others_
         assert stored is not None and stored.doc[COUNT][0]["value"] == 3 and NS + "Scribbled" not in stored.doc["type"]
 
     run(url, body)
+
+
+@pytest.mark.timeout(60)  # before the fix every call after the refused group waited for ever, close() too
+def test_postgres_calls_go_on_after_the_pool_could_not_connect(tmp_path: Path) -> None:
+    """A group that found no connection (the database down, as `make faults` kills it) failed before it
+    took its locks: the group after it waited for its turn for ever, and every later modify with it."""
+
+    class Refusing:
+        """The store's pool, whose next acquire fails as a pool's does when the database is down."""
+
+        def __init__(self, pool: Any) -> None:
+            self.pool, self.refusals = pool, 1
+
+        def acquire(self, *args: Any, **kwargs: Any) -> Any:
+            if self.refusals:
+                self.refusals -= 1
+
+                async def refuse() -> Any:
+                    await asyncio.sleep(0.2)  # a connect attempt: the next group is taken meanwhile
+                    raise ConnectionRefusedError("the database is down")
+                return refuse()
+            return self.pool.acquire(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pool, name)
+
+    async def body(store: Any) -> None:
+        await store.insert("", [entity(1, count=0)], T0)
+        pool = store._pool
+        store._pool = Refusing(pool)
+        try:
+            first = asyncio.ensure_future(store.modify("", ["urn:ngsi-ld:Thing:1"], _increment, T1))
+            await asyncio.sleep(0.05)  # its group is taken, and waits for a connection
+            outcomes = await asyncio.wait_for(asyncio.gather(
+                first, *(store.modify("", ["urn:ngsi-ld:Thing:1"], _increment, T1) for _ in range(5)),
+                return_exceptions=True), 20)
+        finally:
+            store._pool = pool
+        assert isinstance(outcomes[0], ConnectionRefusedError)
+        assert [o["urn:ngsi-ld:Thing:1"] for o in outcomes[1:] if isinstance(o, dict)] == [1, 2, 3, 4, 5]
+
+    with store_url("postgres", tmp_path / "unused.db", "test_group") as url:
+        run(url, body)
