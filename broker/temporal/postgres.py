@@ -315,12 +315,30 @@ def _where(
     return " AND ".join(clauses + times), params, column
 
 
+# the members of a rollup read after (entity_id, attr, bucket), summed per bucket or as the rows are: those of
+# RollupBucket, or those of Bucket (aggregate without distinctCount, read in its shape: no second tuple per row)
+_SUMMED = {
+    "rollup": "sum(n)::int8, sum(n_num)::int8, sum(n_pure)::int8, sum(n_int)::int8, sum(n_ds)::int8, sum(s), min(lo),"
+              " max(hi), sum(sq)",
+    "bucket": "sum(n)::int8, 0::int8, sum(n_num)::int8, sum(s), min(lo), max(hi), sum(sq)",
+}
+_AS_IS = {"rollup": "n, n_num, n_pure, n_int, n_ds, s, lo, hi, sq", "bucket": "n, 0::int8, n_num, s, lo, hi, sq"}
+
+
 def _rollup_query(
     tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, datasets: Sequence[str] | None, pl: Plan,
-    unit: str | None, origin_us: int, period_us: int,
-) -> tuple[str, list[Any]]:
-    """Rollup rows of the whole hours and instance rows of the partial ones, summed per (entity, attribute, bucket)."""
+    unit: str | None, origin_us: int, period_us: int, shape: str = "rollup",
+) -> tuple[str, list[Any], str | None]:
+    """Rollup rows of the whole hours and instance rows of the partial ones, summed per (entity, attribute, bucket).
+
+    Where each bucket is one hour (a calendar hour, or periods of an hour from an hour-aligned origin) the
+    bucket follows the hour one to one: grouped by the hour, and without partial hours also the SQL of the
+    rollup rows as they are (third member), the answer itself wherever no two of them share an (entity,
+    attribute, hour): one datasetId and one observed flag per hour, which SQL's sums over one row give back
+    unchanged (query18). One entity, attribute or datasetId is compared with =, not with ANY of an array.
+    """
     params: list[Any] = []
+    hourly = unit == "hour" or (unit is None and period_us == HOUR_US)
 
     def p(value: Any) -> str:
         params.append(value)
@@ -334,11 +352,15 @@ def _rollup_query(
         return "0::int8"
 
     def common(prefix: str) -> list[str]:
-        clauses = [f"{prefix}tenant = {p(tenant)}", f"{prefix}entity_id = ANY({p(list(entity_ids))}::text[])"]
-        if attrs is not None:
-            clauses.append(f"{prefix}attr = ANY({p(list(attrs))}::text[])")
-        if datasets is not None:
-            clauses.append(f"{prefix}dataset_id = ANY({p(list(datasets))}::text[])")
+        clauses = [f"{prefix}tenant = {p(tenant)}"]
+        for column, values in (("entity_id", entity_ids), ("attr", attrs), ("dataset_id", datasets)):
+            if values is None:
+                continue
+            listed = list(dict.fromkeys(values))
+            if len(listed) == 1:
+                clauses.append(f"{prefix}{column} = {p(listed[0])}::text")
+            else:
+                clauses.append(f"{prefix}{column} = ANY({p(listed)}::text[])")
         return clauses
 
     b_sql = bucket("hour_us")
@@ -349,26 +371,33 @@ def _rollup_query(
         clauses.append(f"hour_us >= {p(pl.hours_from)}::int8")
     if pl.hours_to is not None:
         clauses.append(f"hour_us < {p(pl.hours_to)}::int8")
-    parts = [(f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int,"
+    parts = [(f"SELECT entity_id, attr, hour_us AS h, {b_sql} AS b, n, n_num, n_pure, n_int,"
               f" CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq"
               f" FROM temporal_rollup WHERE {' AND '.join(clauses)}")]
     for start, end in pl.edges:
-        e_sql = bucket(hour_sql("i.key_us"))
+        h_sql = hour_sql("i.key_us")
+        e_sql = bucket(h_sql)
         clauses = common("i.")
         clauses.append("i.kind = 0")
         if pl.observed:
             clauses.append("i.observed_us IS NOT NULL")
         clauses += [f"i.key_us >= {p(start)}::int8", f"i.key_us < {p(end)}::int8"]
         parts.append(
-            f"SELECT i.entity_id, i.attr, {e_sql}, 1::int8, (i.value_num IS NOT NULL)::int::int8,"
+            f"SELECT i.entity_id, i.attr, {h_sql}, {e_sql}, 1::int8, (i.value_num IS NOT NULL)::int::int8,"
             f" {_PURE.format(r='i.')}::int::int8, {_INT.format(r='i.')}::int::int8, (i.dataset_id <> '')::int::int8, {_SUMMAND.format(v='i.value_num')},"
             f" i.value_num, i.value_num,"
             f" {_SQUARE.format(v='i.value_num')} FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
         )
-    sql = (f"SELECT entity_id, attr, b, sum(n)::int8, sum(n_num)::int8, sum(n_pure)::int8, sum(n_int)::int8, sum(n_ds)::int8,"
-           f" sum(s), min(lo), max(hi), sum(sq) FROM ({' UNION ALL '.join(parts)}) AS u"
-           f" GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b")
-    return sql, params
+    rows = " UNION ALL ".join(parts)
+    if hourly:  # b a function of h: any of the group's (all equal)
+        sql = (f"SELECT entity_id, attr, min(b), {_SUMMED[shape]} FROM ({rows}) AS u"
+               f" GROUP BY entity_id, attr, h ORDER BY entity_id, attr, h")
+    else:
+        sql = (f"SELECT entity_id, attr, b, {_SUMMED[shape]} FROM ({rows}) AS u"
+               f" GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b")
+    as_is = (f"SELECT entity_id, attr, b, {_AS_IS[shape]} FROM ({rows}) AS u ORDER BY entity_id, attr, h"
+             if hourly and not pl.edges else None)
+    return sql, params, as_is
 
 
 async def _migrate(conn: asyncpg.Connection) -> None:
@@ -541,17 +570,27 @@ class PostgresHistory(HistoryStorage):
         pl = plan(rng, origin_us, period_us)
         if pl is None:
             return None
-        sql, params = _rollup_query(tenant, entity_ids, attrs, datasets, pl, unit, origin_us, period_us)
-        return list(map(RollupBucket._make, await self.pool.fetch(sql, *params)))
+        return await self._rolled(tenant, entity_ids, attrs, datasets, pl, origin_us, period_us, unit, "rollup")
+
+    async def _rolled(self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None,
+                      datasets: Sequence[str] | None, pl: Plan, origin_us: int, period_us: int, unit: str | None,
+                      shape: str) -> list[Any]:
+        """rollup's read, its rows as RollupBucket or (shape "bucket") as Bucket (_rollup_query)."""
+        sql, params, as_is = _rollup_query(tenant, entity_ids, attrs, datasets, pl, unit, origin_us, period_us, shape)
+        make = RollupBucket._make if shape == "rollup" else Bucket._make
+        if as_is is not None:
+            rows = await self.pool.fetch(as_is, *params)
+            if len({(r[0], r[1], r[2]) for r in rows}) == len(rows):
+                return list(map(make, rows))
+        return list(map(make, await self.pool.fetch(sql, *params)))
 
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
         *, datasets: Sequence[str] | None = None, distinct: bool = True,
     ) -> list[Bucket]:
-        if not distinct:
-            rolled = await self.rollup(tenant, entity_ids, attrs, rng, origin_us, period_us, datasets=datasets)
-            if rolled is not None:
-                return [Bucket(b[0], b[1], b[2], b[3], 0, b[4], b[8], b[9], b[10], b[11]) for b in rolled]
+        pl = None if distinct else plan(rng, origin_us, period_us)
+        if pl is not None:
+            return await self._rolled(tenant, entity_ids, attrs, datasets, pl, origin_us, period_us, None, "bucket")
         where, params, column = _where(tenant, entity_ids, attrs, rng, 1, datasets)
         if period_us > 0:
             n = len(params)

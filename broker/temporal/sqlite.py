@@ -325,21 +325,42 @@ def _param(params: list[Any]) -> Callable[[int], str]:
     return place
 
 
+# the members of a rollup read after (entity_id, attr, bucket), summed per bucket or as the rows are: those of
+# RollupBucket, or those of Bucket (aggregate without distinctCount, read in its shape: no second tuple per row)
+_SUMMED = {
+    "rollup": "sum(n), sum(n_num), sum(n_pure), sum(n_int), sum(n_ds), sum(s), min(lo), max(hi), sum(sq)",
+    "bucket": "sum(n), 0, sum(n_num), sum(s), min(lo), max(hi), sum(sq)",
+}
+_AS_IS = {"rollup": "n, n_num, n_pure, n_int, n_ds, s, lo, hi, sq", "bucket": "n, 0, n_num, s, lo, hi, sq"}
+
+
 def _rollup_query(
     tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, datasets: Sequence[str] | None, pl: Plan,
-    bucket: Callable[[str], tuple[str, list[Any]]],
-) -> tuple[str, list[Any]]:
-    """Rollup rows of the whole hours and instance rows of the partial ones, summed per (entity, attribute, bucket)."""
+    bucket: Callable[[str], tuple[str, list[Any]]], hourly: bool = False, shape: str = "rollup",
+) -> tuple[str, list[Any], str | None]:
+    """Rollup rows of the whole hours and instance rows of the partial ones, summed per (entity, attribute, bucket).
+
+    `hourly`: each bucket is one hour (a calendar hour, or periods of an hour from an hour-aligned origin), so
+    that the bucket follows the hour one to one: grouped by the hour, in the order of the rollup key (no sort).
+    Then, without partial hours, also the SQL of the rollup rows as they are (third member): the answer
+    itself wherever no two of them share an (entity, attribute, hour), i.e. one datasetId and one observed
+    flag per hour, which SQL's sums over one row give back unchanged (query18). One entity, attribute or
+    datasetId is compared with =, not looked up in a json_each list.
+    """
 
     def common(prefix: str) -> tuple[list[str], list[Any]]:
-        clauses = [f"{prefix}tenant = ?", f"{prefix}entity_id IN (SELECT value FROM json_each(?))"]
-        args: list[Any] = [tenant, _json(entity_ids)]
-        if attrs is not None:
-            clauses.append(f"{prefix}attr IN (SELECT value FROM json_each(?))")
-            args.append(_json(attrs))
-        if datasets is not None:
-            clauses.append(f"{prefix}dataset_id IN (SELECT value FROM json_each(?))")
-            args.append(_json(datasets))
+        clauses = [f"{prefix}tenant = ?"]
+        args: list[Any] = [tenant]
+        for column, values in (("entity_id", entity_ids), ("attr", attrs), ("dataset_id", datasets)):
+            if values is None:
+                continue
+            listed = list(dict.fromkeys(values))
+            if len(listed) == 1:
+                clauses.append(f"{prefix}{column} = ?")
+                args.append(listed[0])
+            else:
+                clauses.append(f"{prefix}{column} IN (SELECT value FROM json_each(?))")
+                args.append(_json(listed))
         return clauses, args
 
     b_sql, b_args = bucket("hour_us")
@@ -352,11 +373,13 @@ def _rollup_query(
     if pl.hours_to is not None:
         clauses.append("hour_us < ?")
         args.append(pl.hours_to)
-    parts = [(f"SELECT entity_id, attr, {b_sql} AS b, n, n_num, n_pure, n_int, CASE WHEN dataset_id <> '' THEN n ELSE 0 END"
-              f" AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq FROM temporal_rollup WHERE {' AND '.join(clauses)}")]
+    parts = [(f"SELECT entity_id, attr, hour_us AS h, {b_sql} AS b, n, n_num, n_pure, n_int,"
+              f" CASE WHEN dataset_id <> '' THEN n ELSE 0 END AS n_ds, sum AS s, min AS lo, max AS hi, sumsq AS sq"
+              f" FROM temporal_rollup WHERE {' AND '.join(clauses)}")]
     params: list[Any] = [*b_args, *args]
     for start, end in pl.edges:
-        e_sql, e_args = bucket(hour_sql("i.key_us"))
+        h_sql = hour_sql("i.key_us")
+        e_sql, e_args = bucket(h_sql)
         clauses, args = common("i.")
         clauses.append("i.kind = 0")
         if pl.observed:
@@ -364,14 +387,27 @@ def _rollup_query(
         clauses += ["i.key_us >= ?", "i.key_us < ?"]
         args += [start, end]
         parts.append(
-            f"SELECT i.entity_id, i.attr, {e_sql}, 1, i.value_num IS NOT NULL, {_PURE.format(r='i')}, {_INT.format(r='i')},"
-            f" i.dataset_id <> '', i.value_num, i.value_num, i.value_num, i.value_num * i.value_num"
+            f"SELECT i.entity_id, i.attr, {h_sql}, {e_sql}, 1, i.value_num IS NOT NULL, {_PURE.format(r='i')},"
+            f" {_INT.format(r='i')}, i.dataset_id <> '', i.value_num, i.value_num, i.value_num, i.value_num * i.value_num"
             f" FROM temporal_instances AS i WHERE {' AND '.join(clauses)}"
         )
         params += [*e_args, *args]
-    sql = (f"SELECT entity_id, attr, b, sum(n), sum(n_num), sum(n_pure), sum(n_int), sum(n_ds), sum(s), min(lo), max(hi),"
-           f" sum(sq) FROM ({' UNION ALL '.join(parts)}) GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b")
-    return sql, params
+    rows = " UNION ALL ".join(parts)
+    key = "h" if hourly else "b"
+    sql = (f"SELECT entity_id, attr, b, {_SUMMED[shape]} FROM ({rows}) GROUP BY entity_id, attr, {key}"
+           f" ORDER BY entity_id, attr, {key}")
+    as_is = (f"SELECT entity_id, attr, b, {_AS_IS[shape]} FROM ({rows}) ORDER BY entity_id, attr, h"
+             if hourly and not pl.edges else None)
+    return sql, params, as_is
+
+
+def _rollup_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any], as_is: str | None) -> list[Any]:
+    """The rows of a rollup read (_rollup_query): those of `as_is` when no two share a bucket, else the summed ones."""
+    if as_is is not None:
+        rows = conn.execute(as_is, params).fetchall()
+        if len({(r[0], r[1], r[2]) for r in rows}) == len(rows):
+            return rows
+    return conn.execute(sql, params).fetchall()
 
 
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
@@ -588,6 +624,12 @@ class SQLiteHistory(HistoryStorage):
         pl = plan(rng, origin_us, period_us)
         if pl is None:
             return None
+        return await self._rolled(tenant, entity_ids, attrs, datasets, pl, origin_us, period_us, unit, "rollup")
+
+    async def _rolled(self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None,
+                      datasets: Sequence[str] | None, pl: Plan, origin_us: int, period_us: int, unit: str | None,
+                      shape: str) -> list[Any]:
+        """rollup's read, its rows as RollupBucket or (shape "bucket") as Bucket."""
         if unit is not None:
             def bucket(x: str) -> tuple[str, list[Any]]:
                 return _unit_sql(unit, x), []
@@ -597,17 +639,18 @@ class SQLiteHistory(HistoryStorage):
         else:
             def bucket(x: str) -> tuple[str, list[Any]]:
                 return "0", []
-        sql, params = _rollup_query(tenant, entity_ids, attrs, datasets, pl, bucket)
-        return await self._tx(lambda c: list(map(RollupBucket._make, c.execute(sql, params))))
+        hourly = unit == "hour" or (unit is None and period_us == HOUR_US)
+        sql, params, as_is = _rollup_query(tenant, entity_ids, attrs, datasets, pl, bucket, hourly, shape)
+        make = RollupBucket._make if shape == "rollup" else Bucket._make
+        return await self._tx(lambda c: list(map(make, _rollup_rows(c, sql, params, as_is))))
 
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
         *, datasets: Sequence[str] | None = None, distinct: bool = True,
     ) -> list[Bucket]:
-        if not distinct:
-            rolled = await self.rollup(tenant, entity_ids, attrs, rng, origin_us, period_us, datasets=datasets)
-            if rolled is not None:
-                return [Bucket(b[0], b[1], b[2], b[3], 0, b[4], b[8], b[9], b[10], b[11]) for b in rolled]
+        pl = None if distinct else plan(rng, origin_us, period_us)
+        if pl is not None:
+            return await self._rolled(tenant, entity_ids, attrs, datasets, pl, origin_us, period_us, None, "bucket")
         where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
         bucket = f"(({column} - ?) / ?)" if period_us > 0 else "0"
         bparams = [origin_us, period_us] if period_us > 0 else []

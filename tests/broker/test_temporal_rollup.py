@@ -101,14 +101,16 @@ async def _check(history: HistoryStorage, rollup_rows: Any, recomputed_rows: Any
         rng = _range(*rng_spec, column)
         origin = T0 if rng.start is None else rng.start
         for period in (0, HOUR_US, 3 * HOUR_US, 24 * HOUR_US):
-            exact = await history.aggregate(TENANT, ENTITIES, None, rng, origin, period)
-            rolled = await history.aggregate(TENANT, ENTITIES, None, rng, origin, period, distinct=False)
-            assert [_no_distinct(b) for b in rolled] == [_no_distinct(b) for b in exact]
-            for datasets in (["ds1"], [""]):
-                exact = await history.aggregate(TENANT, ENTITIES, ATTRS[:1], rng, origin, period, datasets=datasets)
-                rolled = await history.aggregate(TENANT, ENTITIES, ATTRS[:1], rng, origin, period, datasets=datasets,
-                                                 distinct=False)
+            # every entity, and one (compared with =: query18), the rollup rows as they are or summed per hour
+            for ids in (ENTITIES, ENTITIES[1:2]):
+                exact = await history.aggregate(TENANT, ids, None, rng, origin, period)
+                rolled = await history.aggregate(TENANT, ids, None, rng, origin, period, distinct=False)
                 assert [_no_distinct(b) for b in rolled] == [_no_distinct(b) for b in exact]
+                for datasets in (["ds1"], [""], ["", "ds1"]):
+                    exact = await history.aggregate(TENANT, ids, ATTRS[:1], rng, origin, period, datasets=datasets)
+                    rolled = await history.aggregate(TENANT, ids, ATTRS[:1], rng, origin, period, datasets=datasets,
+                                                     distinct=False)
+                    assert [_no_distinct(b) for b in rolled] == [_no_distinct(b) for b in exact]
 
     # lastN / firstN: one seek per series (open range) equal to numbering the instances (closed range)
     everything = TimeRange(None, -(2**62), 2**62)
@@ -119,9 +121,9 @@ async def _check(history: HistoryStorage, rollup_rows: Any, recomputed_rows: Any
                 scan = await history.instances(TENANT, ENTITIES, attrs, everything, per_attr, newest, total=total)
                 assert seek == scan
 
-    picks = [Pick(e, e, "T") for e in ENTITIES]
     start, end, _ = rng_spec
-    for method in ("count", "sum", "avg", "min", "max"):
+    for picks, method in [([Pick(e, e, "T") for e in ENTITIES], m) for m in ("count", "sum", "avg", "min", "max")] + [
+            ([Pick(ENTITIES[0], ENTITIES[0], "T")], "avg")]:  # one entity too (query18)
         for unit in ("hour", "day", "month", None):
             for offset, limit, last_n in ((0, 10_000, None), (0, 2, None), (3, 4, None), (1, 10_000, 5)):
                 p = Params(aggr_method=method, aggr_period=unit, offset=offset, limit=limit, last_n=last_n)
