@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from broker.quantumleap.errors import cannot_aggregate
 from broker.quantumleap.params import Params
 from broker.temporal.model import from_us, to_us
-from broker.temporal.rollup import UNITS, RollupBucket
+from broker.temporal.rollup import DAY_US, HOUR_US, UNITS, RollupBucket
 from broker.temporal.storage import HistoryStorage
 from models.errors import BadRequestData
 
@@ -222,8 +222,17 @@ async def _rolled_series(history: HistoryStorage, tenant: str, picks: Sequence[P
 
 
 def _start(us: int) -> str:
-    """A bucket start as `truncate` gives it."""
+    """A bucket start as `truncate` gives it: a whole hour from its day's text (a month of hourly buckets
+    formatted 744 datetimes, a third of a one-entity hourly answer's CPU: query18's profile)."""
+    day, rest = divmod(us, DAY_US)
+    if rest % HOUR_US == 0 and 0 <= day < 2_932_896:  # whole hours from 1970 to 9999
+        return f"{_day(day)}T{rest // HOUR_US:02d}:00:00.000+00:00"
     return datetime.fromtimestamp(us // 1_000_000, UTC).isoformat(timespec="milliseconds")
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).date().isoformat()
 
 
 _PREFIX = {"year": 4, "month": 7, "day": 10, "hour": 13, "minute": 16, "second": 19}
@@ -302,6 +311,9 @@ def aggregate(series: Series, p: Params) -> Buckets:
 
 def page_buckets(all_buckets: list[Buckets], p: Params) -> list[Buckets]:
     """LIMIT/OFFSET over (entity, bucket) rows, newest first per entity with lastN, given back oldest first."""
+    if p.last_n is None and p.offset == 0 and sum(len(b.starts) for b in all_buckets) <= p.window:
+        # the page is every row (one entity's month of hours, say): each kept whole, as below, without the row list
+        return [Buckets(b.series, list(b.starts), {n: list(v) for n, v in b.values.items()}) for b in all_buckets if b.starts]
     rows = [(b, i) for b in sorted(all_buckets, key=lambda b: b.series.entity_id)
             for i in (range(len(b.starts) - 1, -1, -1) if p.last_n is not None else range(len(b.starts)))]
     kept = rows[p.offset : p.offset + p.window]
