@@ -6,7 +6,10 @@
 Writes `instances` no2 readings spread evenly over January 2026 across
 `entities` AirQualityObserved entities (through HistoryStorage.write, in
 batches of 10,000), then times, for one entity: the raw instances of one
-day, the lastN=100, the hourly avg/min/max/totalCount over the month; and
+day and of the month (capped at 1,000), the lastN=100, the hourly average
+over the month as NGSI-LD (aggrMethods=avg, from the rollups) and QuantumLeap
+(aggrMethod=avg&aggrPeriod=hour, its first page) ask it, every method with
+distinctCount (from the instances); and
 the hourly avg over the month for every entity at once, from the hourly
 rollups and from the instances (the path before them), and the same through
 the QuantumLeap read path (its first page, without HTTP). SQLite runs on a
@@ -188,7 +191,14 @@ async def run(history: HistoryStorage, instances: int, entities: int, sql: bool,
     out["raw 1 day"] = await timed(lambda: history.instances("bench", one, [NO2], day, 1001, False))
     out["raw month (1000 cap)"] = await timed(lambda: history.instances("bench", one, [NO2], month, 1001, False))
     out["lastN=100"] = await timed(lambda: history.instances("bench", one, [NO2], TimeRange(), 100, True))
-    out["hourly aggr, 1 entity"] = await timed(lambda: history.aggregate("bench", one, [NO2], month, MONTH_START, HOUR))
+    # one entity's hourly average as the APIs ask it (query18): NGSI-LD aggrMethods=avg&aggrPeriodDuration=PT1H
+    # (no distinctCount: the rollups), QuantumLeap aggrMethod=avg&aggrPeriod=hour; and every method with
+    # distinctCount, which reads the instances
+    out["hourly avg, 1 entity"] = await timed(
+        lambda: history.aggregate("bench", one, [NO2], month, MONTH_START, HOUR, distinct=False))
+    out["QL hourly avg, 1 entity"] = await timed(lambda: ql_hourly(history, one, True))
+    out["hourly aggr+distinct, 1 entity"] = await timed(
+        lambda: history.aggregate("bench", one, [NO2], month, MONTH_START, HOUR))
     out["hourly aggr, all, instances"] = await timed(
         lambda: history.aggregate("bench", every, [NO2], month, MONTH_START, HOUR), repeat=2)
     out["hourly aggr, all, rollups"] = await timed(
