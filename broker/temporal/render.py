@@ -82,9 +82,15 @@ def stamp(value: int) -> str:
         return from_us(value)
     day, second = divmod(value // 1_000_000, 86_400)
     if 0 <= day < 2_932_896:
-        hour, second = divmod(second, 3_600)
-        return f"{_day(day)}T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z"
+        return _day(day) + _clock(second)
     return datetime.fromtimestamp(value // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.lru_cache(maxsize=86_400)
+def _clock(second: int) -> str:
+    """'THH:MM:SSZ' of a second of the day."""
+    hour, second = divmod(second, 3_600)
+    return f"T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z"
 
 
 @functools.lru_cache(maxsize=4096)
