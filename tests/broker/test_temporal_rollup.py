@@ -112,6 +112,13 @@ async def _check(history: HistoryStorage, rollup_rows: Any, recomputed_rows: Any
                                                      distinct=False)
                     assert [_no_distinct(b) for b in rolled] == [_no_distinct(b) for b in exact]
 
+    # series: the (entity, attribute) pairs of the instances in the range (PostgreSQL: one EXISTS per series, query18)
+    for column in (None, "observed_us", "modified_us"):
+        rng = _range(*rng_spec, column)
+        for ids, attrs, datasets in ((ENTITIES, None, None), (ENTITIES[1:2], ATTRS[:1], None), (ENTITIES, None, ["ds1"])):
+            found = await history.instances(TENANT, ids, attrs, rng, 10_000, False, datasets=datasets)
+            assert await history.series(TENANT, ids, attrs, rng, datasets=datasets) == {(h.entity_id, h.attr) for h in found}
+
     # lastN / firstN: one seek per series (open range) equal to numbering the instances (closed range)
     everything = TimeRange(None, -(2**62), 2**62)
     for newest in (True, False):
