@@ -115,9 +115,11 @@ async def _check(history: HistoryStorage, rollup_rows: Any, recomputed_rows: Any
     # series: the (entity, attribute) pairs of the instances in the range (PostgreSQL: one EXISTS per series, query18)
     for column in (None, "observed_us", "modified_us"):
         rng = _range(*rng_spec, column)
-        for ids, attrs, datasets in ((ENTITIES, None, None), (ENTITIES[1:2], ATTRS[:1], None), (ENTITIES, None, ["ds1"])):
-            found = await history.instances(TENANT, ids, attrs, rng, 10_000, False, datasets=datasets)
-            assert await history.series(TENANT, ids, attrs, rng, datasets=datasets) == {(h.entity_id, h.attr) for h in found}
+        selections: list[tuple[list[str], list[str] | None, list[str] | None]] = [
+            (ENTITIES, None, None), (ENTITIES[1:2], ATTRS[:1], None), (ENTITIES, None, ["ds1"])]
+        for ids, names, kept in selections:
+            found = await history.instances(TENANT, ids, names, rng, 10_000, False, datasets=kept)
+            assert await history.series(TENANT, ids, names, rng, datasets=kept) == {(h.entity_id, h.attr) for h in found}
 
     # lastN / firstN: one seek per series (open range) equal to numbering the instances (closed range)
     everything = TimeRange(None, -(2**62), 2**62)
