@@ -219,9 +219,14 @@ class TemporalService:
                 origin = await self.history.first_time(tenant, ids, attrs, rng, datasets=tq.datasets) or 0
             buckets = await self.history.aggregate(tenant, ids, attrs, rng, origin, tq.period_us, datasets=tq.datasets,
                                                    distinct="distinctCount" in tq.aggr_methods)
+            names: dict[str, str] = {}  # per attribute, and per bound: a month of hours is 744 buckets
+            bounds: dict[int, str] = {}
             for b in buckets:
-                attr = out[b.entity_id].setdefault(ctx.compact_iri(b.attr), {"type": PROPERTY})
-                start, end = render.period(b, origin, tq, rng)
+                name = names.get(b.attr)
+                if name is None:
+                    name = names[b.attr] = ctx.compact_iri(b.attr)
+                attr = out[b.entity_id].setdefault(name, {"type": PROPERTY})
+                start, end = render.period(b, origin, tq, rng, bounds)
                 for method in tq.aggr_methods:
                     attr.setdefault(method, []).append([render.aggregate(b, method), start, end])
             return TemporalResult([render.project(e, tq, ctx) for e in out.values()])

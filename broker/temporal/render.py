@@ -99,15 +99,27 @@ def _day(day: int) -> str:
     return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
-def period(b: Bucket, origin: int, tq: TemporalQuery, rng: TimeRange) -> tuple[str | None, str | None]:
-    """Start and end of the period of a bucket; with no period, the range of the query."""
+def period(b: Bucket, origin: int, tq: TemporalQuery, rng: TimeRange,
+           memo: dict[int, str] | None = None) -> tuple[str | None, str | None]:
+    """Start and end of the period of a bucket; with no period, the range of the query.
+
+    `memo` keeps the bounds already written in one answer: a period's end is the next one's start.
+    """
     if tq.period_us <= 0:
         return (stamp(rng.start) if rng.start is not None else None, stamp(rng.end) if rng.end is not None else None)
     start = origin + b.period_no * tq.period_us
     end = start + tq.period_us
     if rng.end is not None:
         end = min(end, rng.end)
-    return stamp(start), stamp(end)
+    if memo is None:
+        return stamp(start), stamp(end)
+    first = memo.get(start)
+    if first is None:
+        first = memo[start] = stamp(start)
+    last = memo.get(end)
+    if last is None:
+        last = memo[end] = stamp(end)
+    return first, last
 
 
 def aggregate(b: Bucket, method: str) -> Any:
