@@ -9,7 +9,8 @@ on one small server) and prints one table:
 - batch upsert of N AirQualityObserved entities (1,000 per request), entities/s, the broker's
   CPU-seconds per 1,000 entities (all its threads, from /proc: steadier than rates on a shared machine)
   and the KB it wrote per entity (`wchar` of /proc/<pid>/io: every write and pwrite call, so on SQLite
-  the WAL frames and the checkpoints' copies of them, whatever the page cache later does with them);
+  the WAL frames and the checkpoints' copies of them, whatever the page cache later does with them; on
+  PostgreSQL only the broker's own writes, not the server's);
   with `--repeat R`, R more rounds upserting the same N ids again (replacements), reported the same way;
   with `--settle`, each round ends once history holds all of it (the recorder follows the change log
   behind the writes: without it a round's figures leave out the rows still to record, and the next
