@@ -6,8 +6,11 @@ Starts `metropole broker` in a subprocess per store (the broker, its
 database and this load generator share the machine's cores, as they would
 on one small server) and prints one table:
 
-- batch upsert of N AirQualityObserved entities (1,000 per request), entities/s, and the broker's
-  CPU-seconds per 1,000 entities (all its threads, from /proc: steadier than rates on a shared machine);
+- batch upsert of N AirQualityObserved entities (1,000 per request), entities/s, the broker's
+  CPU-seconds per 1,000 entities (all its threads, from /proc: steadier than rates on a shared machine)
+  and the KB it wrote per entity (`wchar` of /proc/<pid>/io: every write and pwrite call, so on SQLite
+  the WAL frames and the checkpoints' copies of them, whatever the page cache later does with them; on
+  PostgreSQL only the broker's own writes, not the server's);
   with `--repeat R`, R more rounds upserting the same N ids again (replacements), reported the same way;
   with `--settle`, each round ends once history holds all of it (the recorder follows the change log
   behind the writes: without it a round's figures leave out the rows still to record, and the next
@@ -83,6 +86,17 @@ def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _written(pid: int) -> int:
+    """Bytes a process handed to write calls so far (`wchar` of /proc/<pid>/io; 0 when not readable)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _start_broker(store: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -164,7 +178,7 @@ def run_store(store: str, n: int, *, upsert_only: bool = False, repeat: int = 0,
         with httpx.Client(base_url=base, headers={"Link": LINK}, timeout=120) as client:
             batches = [orjson.dumps([air_quality(i) for i in range(s, min(n, s + 1000))]) for s in range(0, n, 1000)]
             for round_ in range(1 + repeat):
-                cpu, start = _cpu_seconds(proc.pid), time.perf_counter()
+                cpu, written, start = _cpu_seconds(proc.pid), _written(proc.pid), time.perf_counter()
                 for body in batches:
                     r = client.post("/entityOperations/upsert", content=body, headers={"Content-Type": "application/json"})
                     assert r.status_code in (201, 204), r.text[:300]
@@ -179,6 +193,7 @@ def run_store(store: str, n: int, *, upsert_only: bool = False, repeat: int = 0,
                 label = "upsert" if round_ == 0 else f"re-upsert {round_}"
                 row[f"{label} ent/s"] = f"{n / (time.perf_counter() - start):,.0f}"
                 row[f"{label} CPU-s/1k"] = f"{(_cpu_seconds(proc.pid) - cpu) / n * 1000:.3f}"
+                row[f"{label} KB/ent"] = f"{(_written(proc.pid) - written) / n / 1000:.1f}"
             if upsert_only:
                 return row
 
