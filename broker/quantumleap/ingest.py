@@ -12,10 +12,17 @@ would be refused for (a name that is not an NGSI-LD name, a value of
 urn:ngsi-ld:null, an empty unitCode, an observedAt that is not a DateTime),
 takes the general path, TemporalService._temporal_rows, which answers as before.
 
-`NotifyWriter.write` stores the prepared entities of one notification as
-write_many did (one history transaction) and then their service paths, with
-the read-your-writes check (HistoryRecorder.read_current) run together with
-the read of the entities' known types rather than before it.
+`NotifyWriter.write` stores the prepared entities of one notification, their
+rows, their types added to the stored ones and their service paths, in one
+history transaction (HistoryStorage.write_added: one job on SQLite's writer,
+one statement on PostgreSQL once the entity's series exist), which also checks
+that history holds every change the store committed before it
+(read-your-writes); when it does not, the recorder's backlog is applied and the
+write made then. The read-your-writes check, the read of the stored types, the
+write and the service paths were four round trips, two of them write
+transactions (issue 16, notify18); and two notifications of one entity at once
+each read the stored types before either wrote, the later one dropping the
+type the other added.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
-from broker.temporal.model import EntityRow, HistoryRow, now_stamp, value_row
+from broker.temporal.model import HistoryRow, now_stamp, value_row
 from models.normalize import TermMapper
 from models.validation import is_datetime, is_name
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
@@ -103,35 +110,25 @@ def prepare(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Pre
 
 
 class NotifyWriter:
-    """Writes a notification's rows: the read-your-writes check together with the read of the known types, then
-    one history transaction and the service paths (TemporalService.write_many and set_service_paths)."""
+    """Writes a notification's rows, entities and service paths in one history transaction
+    (HistoryStorage.write_added), checking in it that history holds every change the store committed before
+    (read-your-writes): when it does not, the backlog is applied and the write made then."""
 
     def __init__(self) -> None:
         self._tenants: dict[str, Store] = {}  # tenant -> the store it is known to exist in
 
     async def write(self, st: BrokerState, tenant: str, entities: list[Prepared], paths: dict[str, str]) -> None:
         """Store one notification's entities and their service paths; returns once committed."""
-        history = st.history
-        ids = list(dict.fromkeys(p.entity_id for p in entities))
-        known: dict[str, list[str]] = {}
-        if ids:
-            found = await st.recorder.read_current(lambda: history.entities(tenant, ids=ids),
-                                                   st.temporal.catch_up_timeout)
-            known = {r.entity_id: r.types for r in found}
-        else:
-            await st.recorder.catch_up(st.temporal.catch_up_timeout)
-        rows: list[EntityRow] = []
-        history_rows: list[HistoryRow] = []
+        if not entities:
+            return
+        if self._tenants.get(tenant) is not st.store:  # a tenant written to through history exists (4.14)
+            await st.store.ensure_tenant(tenant)
+            self._tenants[tenant] = st.store
+        rows: list[HistoryRow] = []
         for p in entities:
-            old = known.get(p.entity_id)
-            types = p.types if old is None else old + [t for t in p.types if t not in old]
-            known[p.entity_id] = types  # an entity given twice: its types add up, its later rows replace
-            rows.append(EntityRow(tenant, p.entity_id, types, None))
-            history_rows.extend(p.rows)
-        if rows:
-            if self._tenants.get(tenant) is not st.store:  # a tenant written to through history exists (4.14)
-                await st.store.ensure_tenant(tenant)
-                self._tenants[tenant] = st.store
-            await history.write(rows, history_rows)
-        if paths:
-            await history.set_service_paths(tenant, paths)
+            rows.extend(p.rows)
+        added = [(p.entity_id, p.types) for p in entities]
+        recorder = st.recorder
+        if not await st.history.write_added(tenant, added, rows, paths, current=recorder.name):
+            await recorder.catch_up(st.temporal.catch_up_timeout)
+            await st.history.write_added(tenant, added, rows, paths)
