@@ -326,3 +326,37 @@ def test_write_added_writes_only_when_history_holds_the_log(kind: str, tmp_path:
                 await adrop_schema(schema)
 
     asyncio.run(body())
+
+
+def test_a_notification_the_database_refuses_fails_alone_among_concurrent_ones(broker_url: str) -> None:
+    """Eight clients at once, one notification holding what the database refuses (PostgreSQL: a NUL character in
+    text): it answers as it answers when sent alone, and the seven others are stored (on PostgreSQL concurrent
+    notifications are written together, a failed group again one by one)."""
+    bad = {"data": [{**_measure("Nul0", 0), "note": {"type": "Text", "value": "a\u0000b"}}]}
+    alone_tenant = f"t{new_id('x')[-12:].replace(':', '')}".lower()
+    with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": alone_tenant}, timeout=60) as c:
+        alone = c.post("/notify", json=bad)
+    tenant = f"t{new_id('x')[-12:].replace(':', '')}".lower()
+    results: dict[int, httpx.Response] = {}
+    start = threading.Barrier(8)
+
+    def post(k: int) -> None:
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=60) as c:
+            start.wait()
+            for j in range(4):
+                body = bad if (k, j) == (3, 1) else {"data": [_measure(f"N{k}", j)]}
+                r = c.post("/notify", json=body)
+                if (k, j) == (3, 1) or r.status_code != 200:
+                    results[k * 10 + j] = r
+
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert list(results) == [31]
+    assert (results[31].status_code, results[31].json() if alone.status_code != 200 else results[31].text) == (
+        alone.status_code, alone.json() if alone.status_code != 200 else alone.text)
+    with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
+        for k in range(8):
+            assert len(c.get(f"/entities/N{k}/attrs/no2").json()["values"]) == (3 if k == 3 else 4)
