@@ -360,3 +360,31 @@ def test_a_notification_the_database_refuses_fails_alone_among_concurrent_ones(b
     with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
         for k in range(8):
             assert len(c.get(f"/entities/N{k}/attrs/no2").json()["values"]) == (3 if k == 3 else 4)
+
+
+def test_concurrent_notifications_of_several_tenants_stay_in_their_tenant(broker_url: str) -> None:
+    """Eight clients at once, each its own tenant (PostgreSQL writes the notifications that arrive together in
+    one statement per run of one tenant): every tenant holds its own entities, no other's."""
+    tenants = [f"t{new_id('x')[-12:].replace(':', '')}{k}".lower() for k in range(8)]
+    failures: list[str] = []
+    start = threading.Barrier(8)
+
+    def post(k: int) -> None:
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenants[k]}, timeout=60) as c:
+            start.wait()
+            for j in range(6):
+                r = c.post("/notify", json={"data": [_measure(f"E{k}", j), _measure("Common", j)]})
+                if r.status_code != 200:
+                    failures.append(r.text)
+
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    for k, tenant in enumerate(tenants):
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
+            found = sorted(e["entityId"] for e in c.get("/entities").json())
+            assert found == sorted([f"E{k}", "Common"])
+            assert len(c.get("/entities/Common/attrs/no2").json()["values"]) == 6
