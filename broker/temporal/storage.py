@@ -185,9 +185,10 @@ class HistoryStorage(ABC):
                           paths: Mapping[str, str], *, current: str | None = None) -> bool:
         """Store rows, the entities (id, types) with their types added to those stored (the stored ones first, then
         the new ones in order; an entity given twice adds up, deletedAt cleared) and their service paths
-        (`paths`, entity id -> path; an entity without one keeps its stored path), in one transaction (/v2/notify, issue 16). With `current`, the name of a change-log consumer,
-        only if its cursor is at the store's change log's last seq (history holds every change committed
-        before this write): False and nothing written otherwise. True once written."""
+        (`paths`, entity id -> path; an entity without one keeps its stored path), in one transaction
+        (/v2/notify, issue 16). With `current`, the name of a change-log consumer, only if its saved cursor
+        is at the store's change log's last seq (history holds every change committed before this write):
+        False and nothing written otherwise. True once written."""
 
     @abstractmethod
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
