@@ -12,21 +12,31 @@ would be refused for (a name that is not an NGSI-LD name, a value of
 urn:ngsi-ld:null, an empty unitCode, an observedAt that is not a DateTime),
 takes the general path, TemporalService._temporal_rows, which answers as before.
 
-`NotifyWriter.write` stores the prepared entities of one notification as
-write_many did (one history transaction) and then their service paths, with
-the read-your-writes check (HistoryRecorder.read_current) run together with
-the read of the entities' known types rather than before it.
+`NotifyWriter.write` stores the prepared entities of one notification, their
+rows, their types added to the stored ones and their service paths, in one
+history transaction (HistoryStorage.write_added: one job on SQLite's writer,
+one statement on PostgreSQL once the entity's series exist), which also checks
+that history holds every change the store committed before it
+(read-your-writes); when it does not, the recorder's backlog is applied and the
+write made then. The read-your-writes check, the read of the stored types, the
+write and the service paths were four round trips, two of them write
+transactions (issue 16, notify18); and two notifications of one entity at once
+each read the stored types before either wrote, the later one dropping the
+type the other added.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
-from broker.temporal.model import EntityRow, HistoryRow, now_stamp, value_row
+from broker.temporal.model import HistoryRow, now_stamp, value_row
+from broker.temporal.sqlite import SQLiteHistory
 from models.normalize import TermMapper
 from models.validation import is_datetime, is_name
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
@@ -102,36 +112,113 @@ def prepare(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Pre
     return Prepared(eid, types, rows)
 
 
+@dataclass(slots=True)
+class _Write:
+    """One notification's write, waiting for its group (NotifyWriter, PostgreSQL)."""
+
+    tenant: str
+    added: list[tuple[str, list[str]]]
+    rows: list[HistoryRow]
+    paths: dict[str, str]
+    done: asyncio.Future[None]
+
+
 class NotifyWriter:
-    """Writes a notification's rows: the read-your-writes check together with the read of the known types, then
-    one history transaction and the service paths (TemporalService.write_many and set_service_paths)."""
+    """Writes a notification's rows, entities and service paths in one history transaction
+    (HistoryStorage.write_added), checking in it that history holds every change the store committed before
+    (read-your-writes): when it does not, the recorder's backlog is applied and the write made then.
+
+    On PostgreSQL the notifications that arrive while a write is under way are written together, in arrival
+    order, by one statement (group commit): every history write takes the rollup triggers' lock of the schema
+    until its commit, so concurrent writes went one commit (and its WAL flush) at a time. A group that fails
+    is written again one notification at a time, so that each gets its own answer. SQLite's writer thread
+    already groups the jobs queued on it (one COMMIT), so there each notification is its own job.
+    """
 
     def __init__(self) -> None:
         self._tenants: dict[str, Store] = {}  # tenant -> the store it is known to exist in
+        self._queue: deque[_Write] = deque()
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
 
     async def write(self, st: BrokerState, tenant: str, entities: list[Prepared], paths: dict[str, str]) -> None:
         """Store one notification's entities and their service paths; returns once committed."""
-        history = st.history
-        ids = list(dict.fromkeys(p.entity_id for p in entities))
-        known: dict[str, list[str]] = {}
-        if ids:
-            found = await st.recorder.read_current(lambda: history.entities(tenant, ids=ids),
-                                                   st.temporal.catch_up_timeout)
-            known = {r.entity_id: r.types for r in found}
-        else:
-            await st.recorder.catch_up(st.temporal.catch_up_timeout)
-        rows: list[EntityRow] = []
-        history_rows: list[HistoryRow] = []
+        if not entities:
+            return
+        if self._tenants.get(tenant) is not st.store:  # a tenant written to through history exists (4.14)
+            await st.store.ensure_tenant(tenant)
+            self._tenants[tenant] = st.store
+        rows: list[HistoryRow] = []
         for p in entities:
-            old = known.get(p.entity_id)
-            types = p.types if old is None else old + [t for t in p.types if t not in old]
-            known[p.entity_id] = types  # an entity given twice: its types add up, its later rows replace
-            rows.append(EntityRow(tenant, p.entity_id, types, None))
-            history_rows.extend(p.rows)
-        if rows:
-            if self._tenants.get(tenant) is not st.store:  # a tenant written to through history exists (4.14)
-                await st.store.ensure_tenant(tenant)
-                self._tenants[tenant] = st.store
-            await history.write(rows, history_rows)
-        if paths:
-            await history.set_service_paths(tenant, paths)
+            rows.extend(p.rows)
+        added = [(p.entity_id, p.types) for p in entities]
+        if isinstance(st.history, SQLiteHistory):
+            await self._write(st, tenant, added, rows, paths)
+            return
+        item = _Write(tenant, added, rows, paths, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        if not self._draining:
+            self._draining = True
+            self._task = asyncio.create_task(self._drain(st), name="notify-group-commit")  # held: not collected
+        await item.done
+
+    @staticmethod
+    async def _write(st: BrokerState, tenant: str, added: list[tuple[str, list[str]]], rows: list[HistoryRow],
+                     paths: dict[str, str]) -> None:
+        recorder = st.recorder
+        if not await st.history.write_added(tenant, added, rows, paths, current=recorder.name):
+            await recorder.catch_up(st.temporal.catch_up_timeout)
+            await st.history.write_added(tenant, added, rows, paths)
+
+    async def _drain(self, st: BrokerState) -> None:
+        """Write the queued notifications, those of one tenant in a row together, until none is left."""
+        try:
+            while self._queue:
+                group = [self._queue.popleft()]
+                while self._queue and self._queue[0].tenant == group[0].tenant:
+                    group.append(self._queue.popleft())
+                group = [w for w in group if not w.done.done()]  # a caller that gave up: not written
+                if not group:
+                    continue
+                try:
+                    if len(group) == 1:
+                        w = group[0]
+                        await self._write(st, w.tenant, w.added, w.rows, w.paths)
+                    else:
+                        paths: dict[str, str] = {}
+                        for w in group:
+                            paths.update(w.paths)
+                        await self._write(st, group[0].tenant, [a for w in group for a in w.added],
+                                          [r for w in group for r in w.rows], paths)
+                except BaseException as exc:  # each notification's answer is its own
+                    if not isinstance(exc, Exception):  # cancelled (the app stopping): every caller told, then out
+                        for w in group:
+                            _settle(w, RuntimeError("the history write was cancelled"))
+                        raise
+                    if len(group) == 1:
+                        _settle(group[0], exc)
+                        continue
+                    for w in group:  # one at a time: the one that fails fails alone
+                        try:
+                            await self._write(st, w.tenant, w.added, w.rows, w.paths)
+                        except Exception as one:  # noqa: BLE001
+                            _settle(w, one)
+                        else:
+                            _settle(w, None)
+                    continue
+                for w in group:
+                    _settle(w, None)
+        finally:
+            self._draining = False
+            for w in self._queue:  # cancelled while draining (the app stopping): nobody waits for ever
+                _settle(w, RuntimeError("the history write was cancelled"))
+            self._queue.clear()
+
+
+def _settle(w: _Write, exc: BaseException | None) -> None:
+    if w.done.done():
+        return
+    if exc is None:
+        w.done.set_result(None)
+    else:
+        w.done.set_exception(exc)

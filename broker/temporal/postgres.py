@@ -30,6 +30,7 @@ from broker.temporal.storage import (
     HistoryStorage,
     InstanceHit,
     TimeRange,
+    added_types,
     packed_instance,
     packed_value,
     time_clauses,
@@ -259,6 +260,22 @@ _ENTITY = (
     " deleted_us = excluded.deleted_us"
 )
 
+# write_added in one statement (issue 16, notify18): whether the change-log consumer $16 (NULL: none) is at the
+# store's change log's last seq (same schema: broker.store.postgres's change_log), and only then the rows
+# ($1-$11, as _INSERT) and the entities of tenant $12 (ids $13, types $14 joined by U+001F, service paths $15,
+# NULL: keep the stored one) with their types added to the stored ones; answers whether it wrote
+_ADDED = (
+    "WITH chk AS (SELECT $16::text IS NULL OR (SELECT coalesce(max(seq), 0) FROM change_log)"
+    " <= (SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $16) AS ok),"
+    " r AS (" + _INSERT.replace(" ON CONFLICT", " WHERE (SELECT ok FROM chk) ON CONFLICT", 1) + "),"
+    " e AS (INSERT INTO temporal_entities AS e (tenant, entity_id, types, deleted_us, service_path)"
+    " SELECT $12, u.i, string_to_array(u.ty, E'\\x1f'), NULL, u.p FROM unnest($13::text[], $14::text[], $15::text[])"
+    " AS u(i, ty, p) WHERE (SELECT ok FROM chk)"
+    " ON CONFLICT (tenant, entity_id) DO UPDATE SET types = e.types || ARRAY(SELECT a.x FROM unnest(excluded.types)"
+    " WITH ORDINALITY AS a(x, o) WHERE a.x <> ALL(e.types) ORDER BY a.o), deleted_us = NULL,"
+    " service_path = coalesce(excluded.service_path, e.service_path))"
+    " SELECT ok FROM chk"
+)
 
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
@@ -413,6 +430,10 @@ async def _migrate(conn: asyncpg.Connection) -> None:
         await conn.execute(_ROLLUP_BACKFILL)
 
 
+class _Behind(Exception):
+    """write_added: history is behind the change log (rolls the transaction back)."""
+
+
 class PostgresHistory(HistoryStorage):
     """History tables in a PostgreSQL schema, on the schema's shared pool (storage.database)."""
 
@@ -480,6 +501,28 @@ class PostgresHistory(HistoryStorage):
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await self._store(conn, _last_per_entity(entities), rows)
         self._series.update(fresh)  # committed
+
+    async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
+                          paths: Mapping[str, str], *, current: str | None = None) -> bool:
+        # one statement (_ADDED) when every series is known, else a transaction that makes the new series first
+        added = added_types(entities)
+        rows = unique_rows(rows)
+        tail = (tenant, list(added), ["\x1f".join(t) for t in added.values()], [paths.get(i) for i in added], current)
+        known = self._series
+        missing = list(dict.fromkeys(k for r in rows if (k := (r.tenant, r.entity_id, r.attr, r.dataset_id)) not in known))
+        if not missing:
+            return bool(await self.pool.fetchval(_ADDED, *_columns(rows, known), *tail))
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                keys = [list(c) for c in zip(*missing, strict=True)]
+                await conn.execute(_SERIES, *keys)
+                fresh = {(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)}
+                if not await conn.fetchval(_ADDED, *_columns(rows, known, fresh), *tail):
+                    raise _Behind  # the new series roll back with the rest
+        except _Behind:
+            return False
+        self._series.update(fresh)  # committed
+        return True
 
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
                        types_any: Sequence[str] | None = None) -> list[EntityRow]:

@@ -31,6 +31,8 @@ from broker.temporal.storage import (
     HistoryStorage,
     InstanceHit,
     TimeRange,
+    added_types,
+    merged_types,
     packed_instance,
     packed_value,
     time_clauses,
@@ -296,6 +298,14 @@ _ENTITY_CONFLICT = (
     " ON CONFLICT (tenant, entity_id) DO UPDATE SET"
     " types = CASE WHEN excluded.types = '[]' THEN types ELSE excluded.types END, deleted_us = excluded.deleted_us"
 )
+
+
+# write_added: whether the change-log consumer's cursor is behind the store's log (same file: broker.store.sqlite's
+# change_log), the stored types of some entities, an entity's service path
+_BEHIND = ("SELECT (SELECT coalesce(max(seq), 0) FROM change_log)"
+           " > coalesce((SELECT seq FROM temporal_cursors WHERE consumer = ?), 0)")
+_TYPES_OF = "SELECT entity_id, types FROM temporal_entities WHERE tenant = ? AND entity_id IN (SELECT value FROM json_each(?))"
+_SET_PATH = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
 
 
 def _json(values: Sequence[str]) -> str:
@@ -565,6 +575,26 @@ class SQLiteHistory(HistoryStorage):
 
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         await self._tx(lambda c: self._store(c, entities, rows), write=True)
+
+    async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
+                          paths: Mapping[str, str], *, current: str | None = None) -> bool:
+        # one job on the file's writer (grouped with the writes queued beside it): the check, the stored types,
+        # the rows, the entities and their service paths in one transaction (issue 16, notify18)
+        added = added_types(entities)
+        ids = _json(list(added))
+        updates = [(p, tenant, i) for i, p in paths.items() if i in added]
+
+        def run(c: sqlite3.Connection) -> bool:
+            if current is not None and c.execute(_BEHIND, (current,)).fetchone()[0]:
+                return False
+            stored = {r[0]: orjson.loads(r[1]) for r in c.execute(_TYPES_OF, (tenant, ids))}
+            self._store(c, [EntityRow(tenant, eid, merged_types(stored.get(eid), types), None)
+                            for eid, types in added.items()], rows)
+            if updates:
+                c.executemany(_SET_PATH, updates)
+            return True
+
+        return await self._tx(run, write=True)
 
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
                        types_any: Sequence[str] | None = None) -> list[EntityRow]:

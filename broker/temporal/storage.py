@@ -181,6 +181,16 @@ class HistoryStorage(ABC):
         """Store rows and entities written directly through the temporal API (idempotent too)."""
 
     @abstractmethod
+    async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
+                          paths: Mapping[str, str], *, current: str | None = None) -> bool:
+        """Store rows, the entities (id, types) with their types added to those stored (the stored ones first, then
+        the new ones in order; an entity given twice adds up, deletedAt cleared) and their service paths
+        (`paths`, entity id -> path; an entity without one keeps its stored path), in one transaction
+        (/v2/notify, issue 16). With `current`, the name of a change-log consumer, only if its saved cursor
+        is at the store's change log's last seq (history holds every change committed before this write):
+        False and nothing written otherwise. True once written."""
+
+    @abstractmethod
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
                        types_any: Sequence[str] | None = None) -> list[EntityRow]:
         """Every entity with history in the tenant, by id; only those `ids`, only those with one of `types_any`."""
@@ -274,3 +284,22 @@ class HistoryStorage(ABC):
     @abstractmethod
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:
         """Overwrite one stored instance (its value and members); whether it existed."""
+
+
+def added_types(entities: Sequence[tuple[str, Sequence[str]]]) -> dict[str, list[str]]:
+    """Each entity's types, an entity given more than once with its types added up in order (write_added)."""
+    out: dict[str, list[str]] = {}
+    for eid, types in entities:
+        have = out.get(eid)
+        if have is None:
+            out[eid] = list(types)
+        else:
+            have.extend(t for t in types if t not in have)
+    return out
+
+
+def merged_types(stored: Sequence[str] | None, added: Sequence[str]) -> list[str]:
+    """The stored types, then the added ones not among them (write_added)."""
+    if stored is None:
+        return list(added)
+    return [*stored, *(t for t in added if t not in stored)]

@@ -21,9 +21,10 @@ from broker.quantumleap import ingest
 from broker.quantumleap import notify as nt
 from broker.service.temporal import TemporalService
 from broker.store import open_store
-from broker.temporal.model import to_us
+from broker.temporal.model import EntityRow, to_us
 from broker.temporal.recorder import HistoryRecorder
 from broker.temporal.runtime import open_history
+from broker.temporal.storage import TimeRange
 from models.context import SDM_ALL_CONTEXT_URL, ContextResolver
 from models.errors import NgsiLdError
 from tests import services
@@ -233,3 +234,157 @@ def test_read_current_applies_what_the_log_holds_before_reading(kind: str, tmp_p
                 await adrop_schema(schema)
 
     asyncio.run(body())
+
+
+def test_concurrent_notifications_of_one_entity_keep_every_type(broker_url: str) -> None:
+    """Eight clients notify the same entity, each under a type of its own, at once: history keeps all eight types.
+
+    The types a notification adds are merged with the stored ones in the transaction that writes them; read
+    before it, two notifications that both read the same stored types each wrote their own list, and the
+    later one dropped the other's type."""
+    tenant = f"t{new_id('x')[-12:].replace(':', '')}".lower()
+    eid = "urn:ngsi-ld:Shared:many"
+    clients, rounds = 8, 6
+    failures: list[str] = []
+    start = threading.Barrier(clients)
+
+    def post(k: int) -> None:
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=60) as c:
+            start.wait()
+            for j in range(rounds):
+                r = c.post("/notify", json={"data": [_measure(eid, j * clients + k, etype=f"Kind{k}")]})
+                if r.status_code != 200:
+                    failures.append(r.text)
+
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
+        found = [c.get(f"/entities/{eid}", params={"type": f"Kind{k}"}).status_code for k in range(clients)]
+        assert found == [200] * clients
+        no2 = c.get(f"/entities/{eid}/attrs/no2", params={"type": "Kind0"}).json()
+        assert len(no2["values"]) == clients * rounds  # every instance once
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_write_added_writes_only_when_history_holds_the_log(kind: str, tmp_path: Path) -> None:
+    """HistoryStorage.write_added: behind the change log it writes nothing and says so; current, it writes the
+    rows, adds the types to the stored ones (an entity given twice adding up), clears deletedAt and sets the
+    service paths, in one transaction; a row given twice is stored once."""
+    if kind == "sqlite":
+        url, schema = f"sqlite:///{tmp_path / 'b.db'}", None
+    else:
+        schema = schema_name("test_wa")
+        url = f"{services.require_postgres()}?schema={schema}"
+
+    async def body() -> None:
+        store = open_store(url)
+        await store.open()
+        history = open_history(store)
+        await history.open()
+        try:
+            recorder = HistoryRecorder(store, history)  # not started: nothing applies the log in the background
+            eid, other = "urn:ngsi-ld:Thing:wa1", "urn:ngsi-ld:Thing:wa2"
+            at = "2026-01-01T01:00:00.000Z"
+            await store.insert("", [{"id": eid, "type": ["urn:T"],
+                                     "urn:no2": [{"type": "Property", "value": 1, "observedAt": at, "modifiedAt": at}]}], at)
+            entity = {"id": eid, "type": "U", "no2": {"type": "Property", "value": 2.5, "observedAt": "2026-01-01T02:00:00Z"}}
+            ctx = ContextResolver().resolve(SDM_ALL_CONTEXT_URL)
+            p = ingest.prepare("", eid, entity, ctx)
+            q = ingest.prepare("", other, {**entity, "id": other, "type": "V"}, ctx)
+            added = [(eid, p.types), (other, q.types), (eid, ["urn:W", *p.types])]
+            rows = [*p.rows, *q.rows, *p.rows]
+            paths = {eid: "/a", other: "/b"}
+            assert not await history.write_added("", added, rows, paths, current=recorder.name)
+            assert await history.entities("") == []  # nothing written, the store's entity not recorded yet
+            await recorder.catch_up()
+            assert await history.write_added("", added, rows, paths, current=recorder.name)
+            found = {r.entity_id: (r.types, r.deleted_us) for r in await history.entities("")}
+            assert found == {eid: (["urn:T", *p.types, "urn:W"], None), other: (q.types, None)}
+            assert await history.service_paths("") == paths
+            hits = await history.instances("", [eid, other], None, TimeRange(), 100, False)
+            assert sorted((h.entity_id, h.attr, h.time_us) for h in hits) == sorted(
+                [(eid, "urn:no2", to_us(at))] + [(r.entity_id, r.attr, r.key_us) for r in [*p.rows, *q.rows]])
+            assert await store.delete("", [eid]) == [eid]
+            await recorder.catch_up()
+            deleted = await history.entity("", eid)
+            assert deleted is not None and deleted.deleted_us is not None
+            assert await history.write_added("", [(eid, ["urn:X", deleted.types[0]])], [], {other: "/c"})  # a path of another: ignored
+            assert await history.entity("", eid) == EntityRow("", eid, [*deleted.types, "urn:X"], None)
+            assert await history.service_paths("") == paths
+            await history.delete_entity("", other)
+            assert await history.write_added("", [(other, ["urn:X"])], [], {other: "/c"})
+            assert await history.entity("", other) == EntityRow("", other, ["urn:X"], None)
+            assert (await history.service_paths(""))[other] == "/c"
+        finally:
+            await history.close()
+            await store.close()
+            if schema is not None:
+                await adrop_schema(schema)
+
+    asyncio.run(body())
+
+
+def test_a_notification_the_database_refuses_fails_alone_among_concurrent_ones(broker_url: str) -> None:
+    """Eight clients at once, one notification holding what the database refuses (PostgreSQL: a NUL character in
+    text): it answers as it answers when sent alone, and the seven others are stored (on PostgreSQL concurrent
+    notifications are written together, a failed group again one by one)."""
+    bad = {"data": [{**_measure("Nul0", 0), "note": {"type": "Text", "value": "a\u0000b"}}]}
+    alone_tenant = f"t{new_id('x')[-12:].replace(':', '')}".lower()
+    with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": alone_tenant}, timeout=60) as c:
+        alone = c.post("/notify", json=bad)
+    tenant = f"t{new_id('x')[-12:].replace(':', '')}".lower()
+    results: dict[int, httpx.Response] = {}
+    start = threading.Barrier(8)
+
+    def post(k: int) -> None:
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=60) as c:
+            start.wait()
+            for j in range(4):
+                body = bad if (k, j) == (3, 1) else {"data": [_measure(f"N{k}", j)]}
+                r = c.post("/notify", json=body)
+                if (k, j) == (3, 1) or r.status_code != 200:
+                    results[k * 10 + j] = r
+
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert list(results) == [31]
+    assert (results[31].status_code, results[31].json() if alone.status_code != 200 else results[31].text) == (
+        alone.status_code, alone.json() if alone.status_code != 200 else alone.text)
+    with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
+        for k in range(8):
+            assert len(c.get(f"/entities/N{k}/attrs/no2").json()["values"]) == (3 if k == 3 else 4)
+
+
+def test_concurrent_notifications_of_several_tenants_stay_in_their_tenant(broker_url: str) -> None:
+    """Eight clients at once, each its own tenant (PostgreSQL writes the notifications that arrive together in
+    one statement per run of one tenant): every tenant holds its own entities, no other's."""
+    tenants = [f"t{new_id('x')[-12:].replace(':', '')}{k}".lower() for k in range(8)]
+    failures: list[str] = []
+    start = threading.Barrier(8)
+
+    def post(k: int) -> None:
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenants[k]}, timeout=60) as c:
+            start.wait()
+            for j in range(6):
+                r = c.post("/notify", json={"data": [_measure(f"E{k}", j), _measure("Common", j)]})
+                if r.status_code != 200:
+                    failures.append(r.text)
+
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    for k, tenant in enumerate(tenants):
+        with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant}, timeout=30) as c:
+            found = sorted(e["entityId"] for e in c.get("/entities").json())
+            assert found == sorted([f"E{k}", "Common"])
+            assert len(c.get("/entities/Common/attrs/no2").json()["values"]) == 6
