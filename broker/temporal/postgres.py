@@ -175,11 +175,17 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
     CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
         attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
     TRUNCATE temporal_rollup_dirty;
-    INSERT INTO temporal_rollup_dirty SELECT DISTINCT s.tenant, s.entity_id, s.attr, {hour_sql("c.key_us")}
-        FROM changed AS c JOIN temporal_series AS s ON s.sid = c.sid WHERE c.kind = 0;
+    -- the hours made distinct by sid before the series are looked up, once per (sid, hour): an upsert's
+    -- old and new rows (changed, replaced) share their sid and key, so one lookup serves both (pg18)
     IF TG_OP = 'UPDATE' THEN
-        INSERT INTO temporal_rollup_dirty SELECT DISTINCT s.tenant, s.entity_id, s.attr, {hour_sql("c.key_us")}
-            FROM replaced AS c JOIN temporal_series AS s ON s.sid = c.sid WHERE c.kind = 0;
+        INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
+            FROM (SELECT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0
+                  UNION SELECT sid, {hour_sql("key_us")} FROM replaced WHERE kind = 0) AS c
+            JOIN temporal_series AS s ON s.sid = c.sid;
+    ELSE
+        INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
+            FROM (SELECT DISTINCT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0) AS c
+            JOIN temporal_series AS s ON s.sid = c.sid;
     END IF;
     DELETE FROM temporal_rollup AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d
         WHERE r.tenant = d.tenant AND r.entity_id = d.entity_id AND r.attr = d.attr AND r.hour_us = d.hour_us;
