@@ -176,20 +176,32 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
     CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
         attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
     TRUNCATE temporal_rollup_dirty;
-    INSERT INTO temporal_rollup_dirty SELECT DISTINCT s.tenant, s.entity_id, s.attr, {hour_sql("c.key_us")}
-        FROM changed AS c JOIN temporal_series AS s ON s.sid = c.sid WHERE c.kind = 0;
+    -- the hours made distinct by sid before the series are looked up, once per (sid, hour): an upsert's
+    -- old and new rows (changed, replaced) share their sid and key, so one lookup serves both (pg18)
     IF TG_OP = 'UPDATE' THEN
-        INSERT INTO temporal_rollup_dirty SELECT DISTINCT s.tenant, s.entity_id, s.attr, {hour_sql("c.key_us")}
-            FROM replaced AS c JOIN temporal_series AS s ON s.sid = c.sid WHERE c.kind = 0;
+        INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
+            FROM (SELECT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0
+                  UNION SELECT sid, {hour_sql("key_us")} FROM replaced WHERE kind = 0) AS c
+            JOIN temporal_series AS s ON s.sid = c.sid;
+    ELSE
+        INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
+            FROM (SELECT DISTINCT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0) AS c
+            JOIN temporal_series AS s ON s.sid = c.sid;
     END IF;
     DELETE FROM temporal_rollup AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d
         WHERE r.tenant = d.tenant AND r.entity_id = d.entity_id AND r.attr = d.attr AND r.hour_us = d.hour_us;
-    INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id,
-        (i.observed_us IS NOT NULL OR i.obs_key IS NOT NULL) AS o, {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
-        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d JOIN temporal_series AS s
-        ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr JOIN temporal_rows AS i
-        ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}
-        WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, o;
+    -- each dirty hour's rows read through the indexes (series by name, rows by (sid, key_us)): a LATERAL
+    -- subquery with its own GROUP BY is not flattened into a join, which the planner, blind to the temp
+    -- table's size, ran as a scan of all temporal_rows (2.6 s per 1,000 entities re-upserted at 223,000
+    -- rows, growing with the history; issue 16, pg18)
+    INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, a.*
+        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d CROSS JOIN LATERAL (
+            SELECT s.dataset_id, (i.observed_us IS NOT NULL OR i.obs_key IS NOT NULL) AS o,
+                {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
+            FROM temporal_series AS s JOIN temporal_rows AS i ON i.sid = s.sid
+            WHERE s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr
+                AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US} AND i.kind = 0
+            GROUP BY s.dataset_id, o) AS a;
     PERFORM set_config('metropole.rollup_redone', statement_timestamp()::text, true);
     RETURN NULL;
 END $$;
@@ -218,10 +230,14 @@ def _unit_sql(unit: str, x: str) -> str:
 
 
 # a batch's new series first (a statement of its own: the rows' statement must see them), then its rows
-# under their sids; the sids of committed series are kept in the process (series rows are never deleted)
+# under their sids; the sids of committed series are kept in the process (series rows are never deleted).
+# The insert returns the sids it made (the keys come distinct, in index order); only the keys it met
+# already stored (made by another writer, or before a restart) are looked up by _SERIES_IDS after it
 _SERIES = (
     "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
-    " SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, e, a, d)"
+    " ORDER BY t COLLATE \"C\", e COLLATE \"C\", a COLLATE \"C\", d COLLATE \"C\""
+    " ON CONFLICT DO NOTHING RETURNING tenant, entity_id, attr, dataset_id, sid"
 )
 _SERIES_IDS = (
     "SELECT s.tenant, s.entity_id, s.attr, s.dataset_id, s.sid FROM temporal_series AS s"
@@ -471,9 +487,12 @@ class PostgresHistory(HistoryStorage):
             known = self._series
             missing = list(dict.fromkeys(k for r in rows if (k := (r.tenant, r.entity_id, r.attr, r.dataset_id)) not in known))
             if missing:
-                keys = [list(c) for c in zip(*missing, strict=True)]
-                await conn.execute(_SERIES, *keys)
-                fresh = {(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)}
+                fresh = {(r[0], r[1], r[2], r[3]): r[4]
+                         for r in await conn.fetch(_SERIES, *[list(c) for c in zip(*missing, strict=True)])}
+                stored = [k for k in missing if k not in fresh]
+                if stored:
+                    keys = [list(c) for c in zip(*stored, strict=True)]
+                    fresh.update({(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)})
             # fresh series looked up beside the held ones, not merged into a copy of them: that copy, on each
             # batch that made a series, grew with the database (8 ms at 220,000 series; issue 16, batch17)
             await conn.execute(_INSERT, *_columns(rows, known, fresh))
