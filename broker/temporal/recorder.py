@@ -6,12 +6,6 @@ cursor in one transaction: after a crash it resumes where the last
 committed batch ended, and a batch applied twice stores nothing twice (rows
 are unique on their key). `catch_up()` lets a temporal query first wait
 until history holds every write committed before it (read-your-writes).
-
-A batch is turned into rows and stored a slice of `per_write` changes at a time,
-each slice with its own cursor in its own transaction: building the rows is
-Python on the event loop (a third of the loop thread under the ingest bench,
-issue 16), and a slice bounds how long it holds the loop at once, and how
-long its write holds the store's writer, which the entity writes share.
 """
 
 from __future__ import annotations
@@ -31,22 +25,16 @@ log = logging.getLogger("broker.temporal")
 
 T = TypeVar("T")
 
-SLICE = 200
-"""Changes whose history rows are built and stored together (one transaction, the cursor with them): a
-1,000-change batch built at once held the event loop some 10-30 ms and the store's writer as long."""
-
 
 class HistoryRecorder:
     """A change-log consumer writing history; `.cursor` is the last seq applied."""
 
     name = "temporal"
 
-    def __init__(self, store: Store, history: HistoryStorage, *, batch: int = 1000, idle: float = 0.2,
-                 per_write: int = SLICE) -> None:
+    def __init__(self, store: Store, history: HistoryStorage, *, batch: int = 1000, idle: float = 0.2) -> None:
         self.store = store
         self.history = history
         self.batch = batch
-        self.per_write = max(1, per_write)
         self.idle = idle
         self.cursor = 0
         self._lock = asyncio.Lock()
@@ -78,18 +66,14 @@ class HistoryRecorder:
             records = await self.store.changes_after(self.cursor, self.batch)
             if not records:
                 return 0
-            size = self.per_write
-            for start in range(0, len(records), size):
-                part = records[start:start + size]
-                entities: list[EntityRow] = []
-                rows: list[HistoryRow] = []
-                for record in part:
-                    entity, new = rows_of_change(record)
-                    entities.append(entity)
-                    rows.extend(new)
-                # the loop is free again while the slice is written
-                await self.history.apply(self.name, part[-1].seq, entities, rows)
-                self.cursor = part[-1].seq
+            entities: list[EntityRow] = []
+            rows: list[HistoryRow] = []
+            for record in records:
+                entity, new = rows_of_change(record)
+                entities.append(entity)
+                rows.extend(new)
+            await self.history.apply(self.name, records[-1].seq, entities, rows)
+            self.cursor = records[-1].seq
             return len(records)
 
     async def catch_up(self, timeout: float = 30.0) -> None:
