@@ -249,6 +249,7 @@ class Rig:
     application: str = ""  # kind "tts": `app@tenant`
     broker_pid: int | None = None  # the embedded broker's process, for its CPU-seconds; None for the sink
     pg: PgBackends | None = None  # the broker's PostgreSQL backends, when its store is PostgreSQL
+    same_stamp: bool = False  # every measure the same TimeInstant (mqtt_load.LoadSpec.same_stamp)
 
     def values(self, total: int) -> int:
         """Reserve the no2 values of a case of `total` messages; returns its first."""
@@ -261,7 +262,8 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
     agent, devices = rig.agent, rig.devices
     base = rig.values(total)
     spec = LoadSpec(rig.mqtt_host, rig.mqtt_port, rig.apikey, devices, total, rate=rate, value_base=base,
-                    timeout=(total / rate if rate else 0) + 120, kind=rig.kind, application=rig.application)
+                    timeout=(total / rate if rate else 0) + 120, kind=rig.kind, application=rig.application,
+                    same_stamp=rig.same_stamp)
     load = Load(spec, rig.publishers)  # payloads built and connected before the clock starts
     attr, scale = ("pm10", 10) if rig.kind == "tts" else ("no2", 1)
     watcher = Watcher(rig.broker_url, attr, scale) if rig.broker_url and latency else None
@@ -423,6 +425,8 @@ def main() -> int:
     parser.add_argument("--batch-repeats", type=int, default=None, metavar="N",
                         help="METROPOLE_AGENT_BATCH_REPEATS for the agent: instances of one entity per request "
                              "(default: the agent's, the batch size; 1: one per request); with --devices 1, whether one fast device goes out in batches")
+    parser.add_argument("--same-stamp", action="store_true",
+                        help="every measure the same TimeInstant, the load before 2026-12-06 (default: each its own)")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="run the agent under pyinstrument and write its text report to FILE (one per target)")
     args = parser.parse_args()
@@ -483,7 +487,8 @@ def main() -> int:
                 apikey = f"bench{tag}"
                 provision(agent, apikey, cbroker)
                 rigs = [("json", Rig(agent, mqtt_host, mqtt_port, apikey, args.devices, args.publishers, broker_url,
-                                     broker_pid=broker.proc.pid if broker and broker.proc else None, pg=pg))]
+                                     broker_pid=broker.proc.pid if broker and broker.proc else None, pg=pg,
+                                     same_stamp=args.same_stamp))]
                 if args.lorawan:
                     application = f"bench{tag}@bench"
                     provision_lorawan(agent, application, cbroker, mqtt_host, mqtt_port)

@@ -46,7 +46,7 @@ import time
 import uuid
 from array import array
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -103,6 +103,7 @@ class LoadSpec:
     timeout: float = 120.0  # seconds after the start at which a publisher gives up
     kind: str = "json"  # "json": the agent's JSON measures; "tts": The Things Stack uplinks (the module's docstring)
     application: str = ""  # kind "tts": the application, `app@tenant`
+    same_stamp: bool = False  # kind "json": every message the same TimeInstant (the build time), as before 2026-12-06
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= 65535:
@@ -172,10 +173,21 @@ def _payloads(spec: LoadSpec, indices: list[int]) -> list[bytes]:
     if spec.kind == "tts":
         return _tts_payloads(spec, indices)
     prefix = f"/json/{spec.apikey}/d".encode()
-    # TimeInstant is the build time: the payloads are encoded before the clock starts.
-    stamp = datetime.now(UTC).isoformat().encode()
+    # The payloads are encoded before the clock starts. Each message's TimeInstant is its own, as a device
+    # stamps each measure: the build time plus the message's place in the schedule (i / rate; flat out,
+    # i microseconds), so that history appends an instance per measure. With one stamp for every message
+    # (`same_stamp`, the load before 2026-12-06) each device's measures share one observedAt and history
+    # replaces one stored instance again and again instead (sqlitee2e18's finding).
+    built = datetime.now(UTC)
+    if spec.same_stamp:
+        stamp = built.isoformat().encode()
+        return [publish_packet(b"%s%d/attrs" % (prefix, i % spec.devices), packet_id(j),
+                               b'{"no2":%d,"TimeInstant":"%s"}' % (spec.value_base + i // spec.devices, stamp))
+                for j, i in enumerate(indices)]
+    step = 1.0 / spec.rate if spec.rate else 1e-6
     return [publish_packet(b"%s%d/attrs" % (prefix, i % spec.devices), packet_id(j),
-                           b'{"no2":%d,"TimeInstant":"%s"}' % (spec.value_base + i // spec.devices, stamp))
+                           b'{"no2":%d,"TimeInstant":"%s"}' % (spec.value_base + i // spec.devices,
+                                                                (built + timedelta(seconds=i * step)).isoformat().encode()))
             for j, i in enumerate(indices)]
 
 
