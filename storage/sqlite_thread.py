@@ -41,16 +41,15 @@ IDLE_JOB_WAIT = 1.0
 """Seconds an idle-time job (`tx(idle=True)`) waits at most for the writer to run out of other jobs;
 past that it runs next anyway, so a writer that never idles still runs it."""
 
-IDLE_CHECKPOINT = 1.0
+IDLE_CHECKPOINT = 0.25
 """Seconds: a writer that ran out of jobs checkpoints the WAL (PASSIVE) if it wrote and this long has
-passed since its last checkpoint; at most one copy and its syncs a second under a stream of small writes.
+passed since its last checkpoint; at most a few syncs a second under a stream of small writes.
 
 Under 8 clients sending PATCH the writer runs out of jobs between nearly every group, so this interval
-alone sets how often it checkpoints: at 0.25 s (its first value) that was 310-344 ms of the writer's CPU
-and 1.6-5.0 s of its wall time (the syncs on a shared disk, every PATCH waiting) in a 16,000-PATCH run of
-bench.patch_cpu_bench; at 1 s 161-291 ms and 0.9-2.1 s (the same hot pages copied once, not four times;
-issue 16, patch18). A longer interval grows the WAL a writer of appends copies at once (32 MiB at most,
-WAL_AUTOCHECKPOINT)."""
+alone sets how often it checkpoints (310-344 ms of the writer's CPU and 1.6-5.0 s of its wall time in a
+16,000-PATCH run of bench.patch_cpu_bench; at 1 s, 161-291 ms and 0.9-2.1 s). 1 s was measured and not
+kept: the end-to-end ingest on SQLite, a writer of appends, then copied four times as much WAL at once
+and its p99 went from 427 / 725 ms to 850 / 1,668 ms in two pairs (issue 16, patch18)."""
 
 
 class _Mailbox:
