@@ -92,7 +92,9 @@ async def read_body(request: Request, *, patch: bool = False, required: bool = T
     if not isinstance(body, dict) and not (batch and isinstance(body, list)):
         # wrong content for the operation (clause 6.3.2): checked before what the @context rules say of it
         raise InvalidRequest(f"the body must be a JSON {'array or ' if batch else ''}object, got {_json_kind(body)}")
-    check_limits(body, nul=b"\\u0000" in raw)
+    nul = b"\\u0000" in raw
+    if nul or len(raw) >= limits.small_body():  # a smaller body cannot be past a limit
+        check_limits(body, nul=nul)
     link = link_context(request)
     if batch and isinstance(body, list):
         if ctype == JSON_LD and link is not None:

@@ -79,7 +79,21 @@ class LimitsEnv(EnvSettings):
     max_subscriptions: Limit = var("METROPOLE_BROKER_MAX_SUBSCRIPTIONS")
 
 
+def _small_body(limits: Limits) -> int:
+    """Bytes of JSON below which no parsed body can be past a limit that `broker.http.check_limits` checks.
+
+    Each needs that many bytes at least: nesting past max_depth two brackets a level; a batch past
+    max_batch_entities two bytes an item (`[0,0]`); an id past max_id_bytes its bytes and two quotes (an
+    escape decodes to fewer bytes than it takes); more than max_attributes members four bytes each
+    (`"a":0`); a geometry past max_geometry_points two bytes a number. A NUL is looked for apart (its
+    `\\u0000` escape in the raw body).
+    """
+    return min(2 * (limits.max_depth + 1), 2 * limits.max_batch_entities + 3, limits.max_id_bytes + 3,
+               4 * (limits.max_attributes + 1), 4 * limits.max_geometry_points + 2)
+
+
 _current = Limits()
+_small = _small_body(_current)
 
 
 def current() -> Limits:
@@ -87,7 +101,14 @@ def current() -> Limits:
     return _current
 
 
+def small_body() -> int:
+    """Bytes below which a parsed JSON body need not be walked for the limits in force (see _small_body):
+    a one-attribute PATCH's body (about 35 bytes) never is (issue 16, patch18)."""
+    return _small
+
+
 def configure(limits: Limits) -> None:
     """Put `limits` in force (the broker's start-up does, from its settings)."""
-    global _current
+    global _current, _small
     _current = limits
+    _small = _small_body(limits)

@@ -9,15 +9,18 @@ also read on a thread of their own (SQLiteDatabase.open_reader).
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
+import logging
 import sqlite3
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -40,7 +43,13 @@ past that it runs next anyway, so a writer that never idles still runs it."""
 
 IDLE_CHECKPOINT = 0.25
 """Seconds: a writer that ran out of jobs checkpoints the WAL (PASSIVE) if it wrote and this long has
-passed since its last checkpoint; at most a few syncs a second under a stream of small writes."""
+passed since its last checkpoint; at most a few syncs a second under a stream of small writes.
+
+Under 8 clients sending PATCH the writer runs out of jobs between nearly every group, so this interval
+alone sets how often it checkpoints (310-344 ms of the writer's CPU and 1.6-5.0 s of its wall time in a
+16,000-PATCH run of bench.patch_cpu_bench; at 1 s, 161-291 ms and 0.9-2.1 s). 1 s was measured and not
+kept: the end-to-end ingest on SQLite, a writer of appends, then copied four times as much WAL at once
+and its p99 went from 427 / 725 ms to 850 / 1,668 ms in two pairs (issue 16, patch18)."""
 
 
 class _Mailbox:
@@ -87,15 +96,21 @@ class _Mailbox:
 
 _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
 _mailboxes_guard = threading.Lock()
+_last_box: _Mailbox | None = None  # the mailbox found last: a process serves from one loop (no weak-dict look-up per job)
 
 
 def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    global _last_box
+    box = _last_box
+    if box is not None and box.loop is loop:
+        return box
     box = _mailboxes.get(loop)
     if box is None:
         with _mailboxes_guard:
             box = _mailboxes.get(loop)
             if box is None:
                 box = _mailboxes[loop] = _Mailbox(loop)
+    _last_box = box
     return box
 
 
@@ -143,8 +158,61 @@ def _answer(jobs: list[_Job]) -> None:
         target.post(some)
 
 
+_log = logging.getLogger(__name__)
+
+_STOP = None
+"""What `SQLiteThread.close` posts to end the thread's task loop."""
+
+_live: weakref.WeakSet[SQLiteThread] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """A thread left open when the interpreter ends finishes its current work, then stops (daemon threads are
+    not joined; ThreadPoolExecutor, which ran the connection before, joined its workers at exit too)."""
+    for owner in list(_live):
+        owner._stop()
+
+
+class _ThreadExecutor(concurrent.futures.Executor):
+    """`SQLiteThread.executor`: runs a callable on the connection's thread, in turn with its jobs.
+
+    For code that hands work to the thread with `loop.run_in_executor` (the store's set-up); the
+    thread's own jobs (`tx`, `run`) do not go through it.
+    """
+
+    def __init__(self, owner: SQLiteThread) -> None:
+        self._owner = owner
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def task() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self._owner._post(task)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing: the thread is the SQLiteThread's, which stops it on `close`."""
+
+
 class SQLiteThread:
-    """A connection to `path` used only from one thread; `run` and `tx` hop onto it."""
+    """A connection to `path` used only from one thread; `run` and `tx` hop onto it.
+
+    The thread is the connection's own (not an executor's): it takes tasks from a SimpleQueue (one C call
+    to post, none of ThreadPoolExecutor.submit's future, work item, locks and idle-worker semaphore, which
+    were 3-4 % of the broker's GIL time under 8 clients sending PATCH: issue 16, patch18). A task is a
+    drain of the job queue (one at a time, posted by the submit that finds no drain under way) or a
+    callable given to `executor`.
+    """
 
     def __init__(self, path: str | Path, *, name: str, pragmas: Sequence[str] = (),
                  idle_checkpoint: float = IDLE_CHECKPOINT) -> None:
@@ -155,16 +223,25 @@ class SQLiteThread:
         self.checkpoints = 0  # checkpoints run on idle time (for tests and benches)
         self._wrote = False  # a write transaction committed since the last checkpoint (on the thread only)
         self._checkpointed_at = 0.0  # time.monotonic() of the last idle checkpoint (on the thread only)
-        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        self._executor: _ThreadExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._jobs: deque[_Job] = deque()
         self._idle_jobs: deque[_Job] = deque()  # tx(idle=True): run when _jobs is empty (see tx)
         self._jobs_guard = threading.Lock()
         self._draining = False  # a drain is queued or running on the thread (guarded by _jobs_guard)
+        self._closed = True  # no job is taken (not open yet, or closed; guarded by _jobs_guard)
 
     async def open(self, setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
         """Connect (WAL for files, the given pragmas), then run `setup` (if any) in one write transaction."""
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
+        self._tasks = SimpleQueue()
+        self._executor = _ThreadExecutor(self)
+        self._thread = threading.Thread(target=self._serve, args=(self._tasks,), name=self.name, daemon=True)
+        self._thread.start()
+        _live.add(self)
+        with self._jobs_guard:
+            self._closed = False
 
         def connect() -> None:
             if self.path != ":memory:":
@@ -183,21 +260,72 @@ class SQLiteThread:
             await self.tx(setup, write=True)
 
     async def close(self) -> None:
-        """Close the connection and stop the thread (idempotent)."""
-        if self._pool is not None:
+        """Close the connection and stop the thread (idempotent).
+
+        The jobs queued before the close still run (on the closed connection, once it is closed: they are
+        answered with its error); a job submitted after it is refused (RuntimeError: not open).
+        """
+        if self._thread is not None:
             conn = self._conn
             if conn is not None:
                 await self._hop(conn.close)
-            self._pool.shutdown(wait=True)
-        self._pool = None
+            self._stop()
+        self._thread = None
+        self._executor = None
         self._conn = None
 
+    def _stop(self) -> None:
+        """Refuse new jobs, let the thread finish the tasks posted so far, and wait for it to end.
+
+        Every post is made under `_jobs_guard` after a look at `_closed`, so none comes after the stop;
+        a job still queued once the thread ended (a drain that failed unexpectedly left it) is answered
+        with the closed connection's error instead of waiting for ever.
+        """
+        thread = self._thread
+        with self._jobs_guard:
+            already = self._closed
+            self._closed = True
+            if thread is not None and not already:
+                self._tasks.put(_STOP)
+        _live.discard(self)
+        if thread is None:
+            return
+        if thread is not threading.current_thread():
+            thread.join()
+        with self._jobs_guard:
+            left = [*self._jobs, *self._idle_jobs]
+            self._jobs.clear()
+            self._idle_jobs.clear()
+            self._draining = False
+        for job in left:
+            job.fail(RuntimeError(f"{self.name}: the SQLite connection is closed"))
+        _answer(left)
+
+    def _post(self, task: Callable[[], None]) -> None:
+        """Have the thread run `task` after the tasks posted before it (RuntimeError once closed)."""
+        with self._jobs_guard:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the SQLite connection is not open")
+            self._tasks.put(task)
+
+    @staticmethod
+    def _serve(tasks: SimpleQueue[Callable[[], None] | None]) -> None:
+        """The thread: run the posted tasks in order until the stop."""
+        while True:
+            task = tasks.get()
+            if task is _STOP:
+                return
+            try:
+                task()
+            except BaseException:  # noqa: BLE001 - a drain's unexpected failure (each job's error is its caller's): go on
+                _log.exception("SQLite connection thread: a task failed")
+
     @property
-    def executor(self) -> ThreadPoolExecutor:
-        """The thread (an executor of one) the connection is used on."""
-        if self._pool is None:
+    def executor(self) -> concurrent.futures.Executor:
+        """The thread, as an executor (for `loop.run_in_executor`): what it runs, it runs in turn with the jobs."""
+        if self._executor is None:
             raise RuntimeError(f"{self.name}: the SQLite connection is not open")
-        return self._pool
+        return self._executor
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -205,9 +333,9 @@ class SQLiteThread:
         return self._connection()
 
     async def _hop(self, fn: Callable[[], T]) -> T:
-        if self._pool is None:
+        if self._executor is None:
             raise RuntimeError(f"{self.name}: the SQLite connection is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn(connection)` on the thread, outside any explicit transaction (alone: never in a group)."""
@@ -244,24 +372,15 @@ class SQLiteThread:
         return result
 
     async def _submit(self, job: _Job, *, idle: bool = False) -> Any:
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError(f"{self.name}: the SQLite connection is not open")
         with self._jobs_guard:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the SQLite connection is not open")
             (self._idle_jobs if idle else self._jobs).append(job)
-            start = not self._draining
-            self._draining = True
-        # one drain at a time, and it runs until the queue is empty: no executor hand-over per job
-        if start:
-            try:
-                pool.submit(self._drain)
-            except BaseException:  # the pool is shut down: the job never runs
-                with self._jobs_guard:
-                    self._draining = False
-                    for queue in (self._jobs, self._idle_jobs):
-                        if job in queue:
-                            queue.remove(job)
-                raise
+            if not self._draining:
+                # one drain at a time, and it runs until the queue is empty: one post to the thread, not one
+                # per job (posted under the guard: never after the stop, see _stop)
+                self._draining = True
+                self._tasks.put(self._drain)
         return await job.future
 
     def _checkpoint_due(self) -> bool:

@@ -28,7 +28,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -156,7 +156,7 @@ class SQLiteStore(Store):
         self._db = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(self.path))
         self._memory = self.path == ":memory:"
         self._reader_count = 0 if self._memory else readers
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: Executor | None = None  # the file's writer thread (SQLiteThread.executor)
         self._readers: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
