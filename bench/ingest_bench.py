@@ -42,6 +42,9 @@ Columns:
     backlog@end      messages PUBACKed but not yet accepted when publishing ended
                      (waiting in Mosquitto or in flight to the agent)
     outbox@end       the agent's outbox depth (updates to deliver) when publishing ended
+    outbox 1st/2nd half  its mean depth over the first and the second half of the run (sampled every 2 s):
+                     flat when the second is no higher; a delivery that falls behind grows it all along
+    outbox max       the deepest sample
     msgs/updates delivered/s   messages, and entity updates, delivered northbound per second
     p50/p99 ms       end-to-end latency (written to the socket -> entity value visible in the
                      broker, sampled by polling; the sink has none)
@@ -65,6 +68,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import re
@@ -191,6 +195,34 @@ class Agent:
                 os.sched_setaffinity(int(task.name), cpus)
 
 
+class DepthSampler(threading.Thread):
+    """Scrapes the agent's outbox depth every `every` seconds while the load runs (`stop` ends it).
+
+    One depth at the end says little on its own: the agent keeps up to its requests in flight (2,000
+    updates each) in the outbox while they are under way. Flat means the depth of the run's second half
+    is no higher than that of its first half; a delivery that falls behind grows it all along.
+    """
+
+    def __init__(self, agent: Agent, every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.agent, self.every = agent, every
+        self.stop = threading.Event()
+        self.depths: list[float] = []
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            with contextlib.suppress(httpx.HTTPError):
+                self.depths.append(self.agent.metric("metropole_agent_outbox_depth"))
+
+    def halves(self) -> tuple[float, float]:
+        """The mean depth of the first and of the second half of the samples (nan without two)."""
+        d = self.depths
+        if len(d) < 2:
+            return float("nan"), float("nan")
+        h = len(d) // 2
+        return sum(d[:h]) / h, sum(d[h:]) / (len(d) - h)
+
+
 class Watcher(threading.Thread):
     """Polls the broker for the devices' entities, noting (device, value, time) when a new value shows.
 
@@ -275,8 +307,12 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
     pg0 = rig.pg.cpu() if rig.pg else {}
     if watcher:
         watcher.start()
+    sampler = DepthSampler(agent)
+    sampler.start()
     t0 = load.go()
     sent = load.wait()
+    sampler.stop.set()
+    sampler.join(15)
     for error in sent.errors:
         print(f"ingest_bench: {error}", file=sys.stderr)
     published = time.time()
@@ -319,6 +355,9 @@ def run_case(rig: Rig, *, rate: float | None, total: int, latency: bool = True) 
         "lost": sent.acked - accepted,
         "backlog@end": sent.acked - accepted_then,
         "outbox@end": outbox_then,
+        "outbox 1st/2nd half": "{:.0f} / {:.0f}".format(*sampler.halves()),
+        "outbox halves": sampler.halves(),
+        "outbox max": max(sampler.depths, default=float("nan")),
         "msgs delivered/s": accepted / max(1e-9, done - t0),
         "updates delivered/s": delivered / max(1e-9, done - t0),
         "p50 ms": _pct(lat, 0.5), "p99 ms": _pct(lat, 0.99), "samples": len(lat),
@@ -352,7 +391,17 @@ def sustain_verdict(target: str, rate: float, seconds: float, r: dict[str, Any])
     return (f"sustained {rate:.0f}/s x {seconds:.0f}s ({target}): publishers {r['published/s']:,.0f}/s, "
             f"agent accepted {r['accepted during run/s']:,.0f}/s during the run, {r['backlog@end']:,.0f} behind "
             f"and outbox {r['outbox@end']:,.0f} deep at its end, {r['msgs delivered/s']:,.0f} msgs/s delivered"
-            f" -> kept up: {verdict}")
+            f" -> kept up: {verdict}; {_trend(r['outbox halves'])}")
+
+
+def _trend(halves: tuple[float, float]) -> str:
+    """Whether the outbox stayed flat over the run: its second half's mean depth at most a fifth (and 500
+    updates) above its first half's (DepthSampler)."""
+    first, second = halves
+    if math.isnan(first) or math.isnan(second):
+        return "outbox trend unknown (run too short to sample)"
+    word = "flat" if second <= first * 1.2 + 500 else "growing"
+    return f"outbox {word} over the run (mean depth {first:,.0f} in its first half, {second:,.0f} in its second)"
 
 
 def provision(agent: Agent, apikey: str, cbroker: str) -> None:
@@ -524,7 +573,8 @@ def main() -> int:
                         print(f"ingest_bench: {target}: {name} log (last lines):\n{tail}", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cols = ["published/s", "unacked", "accepted/s", "lost", "backlog@end", "outbox@end", "msgs delivered/s",
+    cols = ["published/s", "unacked", "accepted/s", "lost", "backlog@end", "outbox@end", "outbox 1st/2nd half",
+            "outbox max", "msgs delivered/s",
             "updates delivered/s", "p50 ms", "p99 ms", "samples", "cpu %", "cpu s", "rss MB", "broker cpu s",
             "cpu s/1k msgs", "pg cpu s", "pg cpu s/1k"]
     via = ("a Mosquitto of its own per target (unbounded queues)" if args.mosquitto == "own"
@@ -541,6 +591,7 @@ def main() -> int:
     print(f"{'target':<{width}} {'load':<22} " + " ".join(f"{c:>12}" for c in cols))
     for target, load, r in rows:
         print(f"{target:<{width}} {load:<22} " + " ".join(
+            f"{r[c]:>12}" if isinstance(r[c], str) else
             f"{r[c]:>12.{1 if c in ('cpu s', 'broker cpu s', 'pg cpu s') else 2 if c in ('cpu s/1k msgs', 'pg cpu s/1k') else 0}f}" if isinstance(r[c], (int, float)) and r[c] == r[c] else f"{'-':>12}"
             for c in cols))
     for verdict in verdicts:
