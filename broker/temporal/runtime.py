@@ -23,9 +23,11 @@ from storage.backends import Backends
 
 log = logging.getLogger("broker.temporal")
 
-TRIM_INTERVAL = 1.0
-"""Seconds between two trims of the change log (was 30: at 5,000 changes/s the trim then deleted 150,000
-records in one SQLite transaction, a stall of the store's writer of 1.2 s under the ingest bench)."""
+TRIM_INTERVAL = 30.0
+"""Seconds between two trims of the change log. At 5,000 changes/s a round has about 150,000 records to
+delete: TRIM_CHUNK splits it (in one transaction it stalled the store's writer for 0.7-1.3 s). A trim every
+second was measured too (sqlitee2e18): less CPU and the same bound on the store alone, but end to end on a
+loaded machine its runs did worse than their pairs, unexplained; so the interval stays as it was."""
 
 TRIM_CHUNK = 2000
 """The most change-log seqs one `trim_changes` call covers: a trim further behind goes in several calls,
