@@ -25,9 +25,12 @@ log = logging.getLogger("broker.temporal")
 
 TRIM_INTERVAL = 30.0
 """Seconds between two trims of the change log. At 5,000 changes/s a round has about 150,000 records to
-delete: TRIM_CHUNK splits it (in one transaction it stalled the store's writer for 0.7-1.3 s). A trim every
-second was measured too (sqlitee2e18): less CPU and the same bound on the store alone, but end to end on a
-loaded machine its runs did worse than their pairs, unexplained; so the interval stays as it was."""
+delete: TRIM_CHUNK splits it. In one transaction it stalled the store's SQLite writer for 0.7-1.3 s, and
+end to end (`bench.ingest_bench --sustain 5000`, SQLite, quiet machine) the agent's outbox then reached
+about 7,000 updates, p99 publish-to-visible 880-1,043 ms; in pieces, at most 950-1,141, p99 170-178 ms
+(issue 16). A trim every second was measured too (sqlitee2e18): less CPU and the same bound on the store
+alone, but end to end on a loaded machine its runs did worse than their pairs, unexplained; so the
+interval stays as it was."""
 
 TRIM_CHUNK = 2000
 """The most change-log seqs one `trim_changes` call covers: a trim further behind goes in several calls,
