@@ -194,6 +194,9 @@ def measure(store: str, seconds: float, clients_list: list[int], entities: int, 
     finally:
         broker.stop()
         shutil.rmtree(data, ignore_errors=True)
+        if store == "postgres":  # the run's own schema (its entities, log and history) goes with it, as broker_bench's
+            subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS api_bench_{os.getpid()} CASCADE"],
+                           check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return rows
 
 
