@@ -36,7 +36,6 @@ from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
 from broker.temporal.model import HistoryRow, now_stamp, value_row
-from broker.temporal.sqlite import SQLiteHistory
 from models.normalize import TermMapper
 from models.validation import is_datetime, is_name
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
@@ -132,7 +131,8 @@ class NotifyWriter:
     order, by one statement (group commit): every history write takes the rollup triggers' lock of the schema
     until its commit, so concurrent writes went one commit (and its WAL flush) at a time. A group that fails
     is written again one notification at a time, so that each gets its own answer. SQLite's writer thread
-    already groups the jobs queued on it (one COMMIT), so there each notification is its own job.
+    already groups the jobs queued on it (one COMMIT: HistoryStorage.groups_writes), so there each
+    notification is its own job.
     """
 
     def __init__(self) -> None:
@@ -152,7 +152,7 @@ class NotifyWriter:
         for p in entities:
             rows.extend(p.rows)
         added = [(p.entity_id, p.types) for p in entities]
-        if isinstance(st.history, SQLiteHistory):
+        if st.history.groups_writes:
             await self._write(st, tenant, added, rows, paths)
             return
         item = _Write(tenant, added, rows, paths, asyncio.get_running_loop().create_future())

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.temporal.model import EntityRow, from_us
+from broker.temporal.model import LAST_DAY, EntityRow, day_text, from_us
 from broker.temporal.query import TemporalQuery
 from broker.temporal.storage import Bucket, InstanceHit, TimeRange
 from models.normalize import TermMapper
@@ -81,8 +81,8 @@ def stamp(value: int) -> str:
     if value % 1_000_000:
         return from_us(value)
     day, second = divmod(value // 1_000_000, 86_400)
-    if 0 <= day < 2_932_896:
-        return _day(day) + _clock(second)
+    if 0 <= day < LAST_DAY:
+        return day_text(day) + _clock(second)
     return datetime.fromtimestamp(value // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -91,12 +91,6 @@ def _clock(second: int) -> str:
     """'THH:MM:SSZ' of a second of the day."""
     hour, second = divmod(second, 3_600)
     return f"T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z"
-
-
-@functools.lru_cache(maxsize=4096)
-def _day(day: int) -> str:
-    """The date of a day counted from 1970-01-01, as strftime's %Y-%m-%d."""
-    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 def period(b: Bucket, origin: int, tq: TemporalQuery, rng: TimeRange,

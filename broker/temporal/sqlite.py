@@ -494,6 +494,7 @@ class SQLiteHistory(HistoryStorage):
     """History tables in a SQLite file: writes on the file's writer thread, reads on a thread of their own."""
 
     tables = Schema("history", sqlite=_migrate)
+    groups_writes = True  # the file's writer thread commits the jobs queued on it together
 
     def __init__(self, path: str | Path, *, db: SQLiteDatabase | None = None) -> None:
         self.path = str(path)

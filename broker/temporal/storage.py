@@ -160,6 +160,10 @@ class HistoryStorage(ABC):
     tables: Schema
     """Its tables, for its database's migration runner (storage.migrate)."""
 
+    groups_writes: bool = False
+    """Whether concurrent writes are already committed together by the storage itself (SQLite's writer thread
+    groups the jobs queued on it): a caller then need not group them (quantumleap.ingest.NotifyWriter)."""
+
     @abstractmethod
     async def open(self) -> None:
         """Connect and create the tables if absent."""
