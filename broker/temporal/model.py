@@ -285,17 +285,53 @@ def _time(text: Any) -> tuple[int, int] | None:
     (not a DateTime text, or the epoch, which `_opt_us(...) or default` passes over)."""
     if type(text) is not str:
         return None
-    try:
-        us = _parse_us(text)
-    except (ValueError, AttributeError, TypeError):
-        return None
+    us = _ms_text_us(text)
+    if us is not None:
+        form = 1  # _stamp_ms(us) is the text: the second's text round-trips (_second_us) and `.mmmZ` follows it
+    else:
+        try:
+            us = _parse_us(text)
+        except (ValueError, AttributeError, TypeError):
+            return None
+        form = 1 if text == _stamp_ms(us) else 2 if text == _stamp_s(us) else 0
     if not us:
         return None
-    form = 1 if text == _stamp_ms(us) else 2 if text == _stamp_s(us) else 0
     if len(_TIMES) >= _CACHE_MAX:
         _TIMES.clear()
     _TIMES[text] = (us, form)
     return us, form
+
+
+def _ms_text_us(text: str) -> int | None:
+    """The microseconds of a time text in the form every system attribute carries (`from_us` of a whole
+    millisecond: `2026-12-06T21:58:53.047Z`), None for any other text (then `_parse_us` decides).
+
+    A one-attribute PATCH brings a new modifiedAt text every millisecond: `_parse_us` (datetime.fromisoformat)
+    and `_stamp_ms` (formatting it back to learn its form) missed their caches for each, about 10 µs of
+    the recorder's 17 per PATCH (issue 16, loop19). Here the second's text is parsed once (`_second_us`,
+    which also requires it to be `from_us`'s own text of that second) and the milliseconds are three digits.
+    """
+    if len(text) != 24 or text[19] != "." or text[23] != "Z":
+        return None
+    ms = text[20:23]
+    if not (ms.isdigit() and ms.isascii()):
+        return None
+    second = _second_us(text[:19])
+    return None if second is None else second + int(ms) * 1000
+
+
+@functools.lru_cache(maxsize=1024)
+def _second_us(text: str) -> int | None:
+    """Microseconds of a `YYYY-MM-DDTHH:MM:SS` text that is `from_us`'s own text of that second, else None."""
+    if not text.isascii():
+        return None
+    try:
+        us = _parse_us(text + "Z")
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if us < 0 or _second_text(us // 1_000_000) != text:
+        return None
+    return us
 
 
 def now_stamp() -> tuple[str, int]:
@@ -413,16 +449,27 @@ def _by_dataset(instances: Any) -> dict[str, Doc]:
     return {i.get("datasetId", "") or "": i for i in instances if isinstance(i, dict)}
 
 
+def _at_us(text: str) -> int:
+    """to_us of a change's `at` (the write's time), through `_TIMES`: its instances' modifiedAt is the same
+    text, which value_row then finds there."""
+    hit = _TIMES.get(text)
+    if hit is None:
+        hit = _time(text)
+        if hit is None:
+            return to_us(text)
+    return hit[0]
+
+
 def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
     """What a change of the store's log adds to history: new or changed instances, and deletions."""
     before, after = record.before or {}, record.after or {}
-    at_us = to_us(record.at)
+    at_us = _at_us(record.at)
     rows: list[HistoryRow] = []
     for attr, instances in after.items():
-        if attr in ENTITY_CORE:
-            continue
         previous = before.get(attr)
-        if previous == instances:
+        if previous is instances:
+            continue  # untouched, shared with the before document (Change.before_intact): no comparison
+        if attr in ENTITY_CORE or previous == instances:
             continue  # most attributes of an update are untouched: one comparison, no instance walk
         # one instance now and at most one before (most attributes; the store keeps each as a list of one):
         # what the walk below does, without building the two per-dataset dicts
@@ -446,10 +493,11 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
         for ds, inst in old.items():
             if ds not in new:
                 rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
-    for attr, instances in before.items():
-        if attr not in ENTITY_CORE and attr not in after:
-            for inst in _by_dataset(instances).values():
-                rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
+    if before.keys() - after.keys():  # an attribute deleted (seldom): one set difference, not a walk
+        for attr, instances in before.items():
+            if attr not in ENTITY_CORE and attr not in after:
+                for inst in _by_dataset(instances).values():
+                    rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
     types = (record.after or record.before or {}).get("type") or []
     entity = EntityRow(record.tenant, record.entity_id, list(types), at_us if record.after is None else None)
     return entity, rows

@@ -184,3 +184,66 @@ def test_now_stamp_is_utc_now_and_to_us_of_it() -> None:
     assert before <= us <= after and us == model.to_us(text) and text == model.from_us(us)
     seeded = model._TIMES.pop(text)
     assert seeded == model._time(text)  # what value_row would have worked out itself
+
+
+def _time_reference(text: Any) -> tuple[int, int] | None:
+    """What model._time answered before its fast path for millisecond texts (issue 16, loop19)."""
+    from broker.temporal import model
+
+    if type(text) is not str:
+        return None
+    try:
+        us = model._parse_us(text)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if not us:
+        return None
+    return us, 1 if text == model._stamp_ms(us) else 2 if text == model._stamp_s(us) else 0
+
+
+MS_LOOKALIKES = [
+    "2026-12-06T21:58:53.047Z", "2026-12-06T21:58:53.000Z", "1970-01-01T00:00:00.000Z", "1970-01-01T00:00:00.001Z",
+    "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999Z",
+    "2026-12-06 21:58:53.047Z", "2026-12-06t21:58:53.047Z", "2026-12-06T21:58:53.047z", "2026-12-06T21:58:53,047Z",
+    "2026-02-30T21:58:53.047Z", "2026-12-06T23:59:60.000Z", "2026-12-06T24:00:00.000Z", "2026-12-06T21:58:5a.047Z",
+    "2026-12-06T21:58:53.04٣Z", "٢026-12-06T21:58:53.047Z", "2026-12-06T21:58:53.+47Z", "2026-12-06T21:58:53. 47Z",
+    "+026-12-06T21:58:53.047Z", "20261206T215853.047Z....", "2026-12-06T21:58:53.0470", "2026-12-06T21:58:53.047+00:00",
+    "2026-12-06T21:58:53Z", "2026-12-06T21:58:53.047123Z",
+]
+
+
+@pytest.mark.parametrize("text", MS_LOOKALIKES)
+def test_time_of_millisecond_texts_is_the_reference(text: str) -> None:
+    from broker.temporal import model
+
+    model._TIMES.clear()
+    assert model._time(text) == _time_reference(text)
+    assert model._time(text) == _time_reference(text)  # again, its second text cached
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-62_135_596_800_000, 253_402_300_799_999), st.sampled_from(["", "T", ".", "Z", "0", "9", " "]),
+       st.integers(0, 23))
+def test_time_of_any_millisecond_stamp_and_its_variants(ms: int, char: str, where: int) -> None:
+    from broker.temporal import model
+
+    text = model.from_us(ms * 1000)
+    for candidate in (text, text[:where] + char + text[where + 1:]):
+        model._TIMES.clear()
+        assert model._time(candidate) == _time_reference(candidate), candidate
+
+
+def test_rows_of_change_with_attributes_shared_by_before_and_after() -> None:
+    # the store's records after a one-attribute PATCH: `after` holds the before document's own lists for
+    # every attribute but the patched one (Change.before_intact); an attribute gone, one added
+    before = {**aqo(1, "2026-11-26T10:05:00Z"), "gone": [dict(A)], "createdAt": "2026-12-06T15:00:00.123Z",
+              "modifiedAt": "2026-12-06T15:00:00.123Z"}
+    for after in ({**before, NO2: [{**before[NO2], "value": 7.5, "modifiedAt": "2026-12-06T15:00:00.456Z"}],
+                   "modifiedAt": "2026-12-06T15:00:00.456Z"},
+                  {k: v for k, v in before.items() if k != "gone"},
+                  {**before, "new": [dict(B)]}, dict(before)):
+        record = ChangeRecord(7, "t", "urn:ngsi-ld:AirQualityObserved:1", before, after, "2026-12-06T15:00:00.456Z")
+        got, expected = rows_of_change(record), rows_of_change_reference(record)
+        assert (fields(got[0]), [fields(r) for r in got[1]]) == (fields(expected[0]), [fields(r) for r in expected[1]])
+    assert len(rows_of_change(ChangeRecord(7, "t", "urn:x", before, {k: v for k, v in before.items() if k != "gone"},
+                                           "2026-12-06T15:00:00.456Z"))[1]) == 1  # the deletion of "gone"
