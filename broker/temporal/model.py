@@ -493,7 +493,7 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
         for ds, inst in old.items():
             if ds not in new:
                 rows.append(deletion_row(record.tenant, record.entity_id, attr, inst, at_us))
-    if before.keys() - after.keys():  # an attribute deleted (seldom): one set difference, not a walk
+    if not before.keys() <= after.keys():  # an attribute deleted (seldom): one look per key in C, not a walk
         for attr, instances in before.items():
             if attr not in ENTITY_CORE and attr not in after:
                 for inst in _by_dataset(instances).values():
