@@ -307,8 +307,9 @@ def _ms_text_us(text: str) -> int | None:
     millisecond: `2026-12-06T21:58:53.047Z`), None for any other text (then `_parse_us` decides).
 
     A one-attribute PATCH brings a new modifiedAt text every millisecond: `_parse_us` (datetime.fromisoformat)
-    and `_stamp_ms` (formatting it back to learn its form) missed their caches for each, about 10 µs of
-    the recorder's 17 per PATCH (issue 16, loop19). Here the second's text is parsed once (`_second_us`,
+    and `_stamp_ms` (formatting it back to learn its form) missed their caches for each new text, about 10 µs
+    of the recorder's 17 per change record when every text is new (2-3 µs a PATCH in the running broker, where
+    a few PATCH share a millisecond; issue 16, loop19). Here the second's text is parsed once (`_second_us`,
     which also requires it to be `from_us`'s own text of that second) and the milliseconds are three digits.
     """
     if len(text) != 24 or text[19] != "." or text[23] != "Z":
