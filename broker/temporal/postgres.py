@@ -172,10 +172,27 @@ CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsq
     RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    -- an INSERT ... ON CONFLICT DO UPDATE that met no conflict (every /v2/notify write, every new reading)
+    -- fires this trigger too, with empty transition tables: nothing to recompute. The statement's rows are
+    -- then all added by temporal_rollup_add (the mark of an earlier recomputation under the same statement
+    -- start, as inside one function or one multi-statement query, cleared)
+    IF NOT EXISTS (SELECT 1 FROM changed WHERE kind = 0) THEN
+        IF TG_OP = 'UPDATE' THEN  -- (replaced exists in an UPDATE trigger only)
+            IF NOT EXISTS (SELECT 1 FROM replaced WHERE kind = 0) THEN
+                PERFORM set_config('metropole.rollup_redone', '', true);
+                RETURN NULL;
+            END IF;
+        ELSE
+            PERFORM set_config('metropole.rollup_redone', '', true);
+            RETURN NULL;
+        END IF;
+    END IF;
     {_LOCK}
     CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
         attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
-    TRUNCATE temporal_rollup_dirty;
+    -- DELETE, not TRUNCATE: a TRUNCATE gives the table a new file, which invalidates every cached plan that
+    -- reads it (this function's and temporal_rollup_add's), so each call planned them all again (ms per call)
+    DELETE FROM temporal_rollup_dirty;
     -- the hours made distinct by sid before the series are looked up, once per (sid, hour): an upsert's
     -- old and new rows (changed, replaced) share their sid and key, so one lookup serves both (pg18)
     IF TG_OP = 'UPDATE' THEN
