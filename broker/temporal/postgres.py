@@ -525,7 +525,11 @@ class PostgresHistory(HistoryStorage):
             if self._held_timer is not None:
                 self._held_timer.cancel()
                 self._held_timer = None
-            if self._held is not None and not self._held_busy:
+            for _ in range(500):  # a write under way on the kept connection ends first (at most 5 s)
+                if not self._held_busy:
+                    break
+                await asyncio.sleep(0.01)
+            if self._held is not None:
                 conn, self._held = self._held, None
                 await self._pool.release(conn)
             if self._releases:
@@ -559,13 +563,13 @@ class PostgresHistory(HistoryStorage):
         finally:
             self._held_busy = False
             self._held_used = asyncio.get_running_loop().time()
-            if self._held is not None and self._held_timer is None:
+            if self._held is not None and self._held_timer is None and self._pool is not None:
                 self._held_timer = asyncio.get_running_loop().call_later(HELD_IDLE, self._release_idle)
 
     def _release_idle(self) -> None:
         self._held_timer = None
         conn = self._held
-        if conn is None:
+        if conn is None or self._pool is None:
             return
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._held_used
