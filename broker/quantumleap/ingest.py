@@ -15,7 +15,7 @@ takes the general path, TemporalService._temporal_rows, which answers as before.
 `NotifyWriter.write` stores the prepared entities of one notification, their
 rows, their types added to the stored ones and their service paths, in one
 history transaction (HistoryStorage.write_added: one job on SQLite's writer,
-one statement on PostgreSQL once the entity's series exist), which also checks
+one statement on PostgreSQL, new series made in it too), which also checks
 that history holds every change the store committed before it
 (read-your-writes); when it does not, the recorder's backlog is applied and the
 write made then. The read-your-writes check, the read of the stored types, the

@@ -630,7 +630,7 @@ class PostgresHistory(HistoryStorage):
 
     async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
                           paths: Mapping[str, str], *, current: str | None = None) -> bool:
-        # one statement (_ADDED) when every series is known, else a transaction that makes the new series first
+        # one statement: _ADDED when every series is known, else _ADDED_SERIES, which makes them
         added = added_types(entities)
         rows = unique_rows(rows)
         tail = (tenant, list(added), ["\x1f".join(t) for t in added.values()], [paths.get(i) for i in added], current)
