@@ -330,12 +330,14 @@ _ADDED_SERIES = _ADDED.replace(
     " r AS (", 1,
 ).replace(
     " SELECT * FROM unnest($1::int4[], $2::int2[],",
-    " SELECT coalesce(u.sid, (SELECT k.sid FROM k WHERE k.n = u.x)), u.kind, u.key_us, u.observed_us, u.created_us,"
+    " SELECT coalesce(u.sid, k.sid), u.kind, u.key_us, u.observed_us, u.created_us,"
     " u.modified_us, u.deleted_us, u.value_num, u.value_json, u.instance, u.obs_key FROM unnest($1::int4[], $2::int2[],", 1,
 ).replace(
+    # a join (a subquery per row scanned the CTE: rows x new series), the rows kept in their order (their iids)
     " $8::float8[], $9::text[], $10::bytea[], $11::bool[]) WHERE (SELECT ok FROM chk)",
-    " $8::float8[], $9::text[], $10::bytea[], $11::bool[], $17::int4[]) AS u(sid, kind, key_us, observed_us, created_us,"
-    " modified_us, deleted_us, value_num, value_json, instance, obs_key, x) WHERE (SELECT ok FROM chk)", 1,
+    " $8::float8[], $9::text[], $10::bytea[], $11::bool[], $17::int4[]) WITH ORDINALITY AS u(sid, kind, key_us, observed_us,"
+    " created_us, modified_us, deleted_us, value_num, value_json, instance, obs_key, x, o) LEFT JOIN k ON k.n = u.x"
+    " WHERE (SELECT ok FROM chk) ORDER BY u.o", 1,
 ).replace(" SELECT ok FROM chk", " SELECT ok, ARRAY(SELECT sid FROM k ORDER BY n) FROM chk")
 
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
