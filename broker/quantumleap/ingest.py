@@ -15,7 +15,7 @@ takes the general path, TemporalService._temporal_rows, which answers as before.
 `NotifyWriter.write` stores the prepared entities of one notification, their
 rows, their types added to the stored ones and their service paths, in one
 history transaction (HistoryStorage.write_added: one job on SQLite's writer,
-one statement on PostgreSQL once the entity's series exist), which also checks
+one statement on PostgreSQL, new series made in it too), which also checks
 that history holds every change the store committed before it
 (read-your-writes); when it does not, the recorder's backlog is applied and the
 write made then. The read-your-writes check, the read of the stored types, the
@@ -127,8 +127,9 @@ class NotifyWriter:
     (HistoryStorage.write_added), checking in it that history holds every change the store committed before
     (read-your-writes): when it does not, the recorder's backlog is applied and the write made then.
 
-    On PostgreSQL the notifications that arrive while a write is under way are written together, in arrival
-    order, by one statement (group commit): every history write takes the rollup triggers' lock of the schema
+    On PostgreSQL a notification that finds no write under way is written at once by its own request; those
+    that arrive while a write is under way are written together after it, in arrival order, by one statement
+    (group commit): every history write takes the rollup triggers' lock of the schema
     until its commit, so concurrent writes went one commit (and its WAL flush) at a time. A group that fails
     is written again one notification at a time, so that each gets its own answer. SQLite's writer thread
     already groups the jobs queued on it (one COMMIT: HistoryStorage.groups_writes), so there each
@@ -155,11 +156,18 @@ class NotifyWriter:
         if st.history.groups_writes:
             await self._write(st, tenant, added, rows, paths)
             return
+        if not self._draining:  # nothing under way: written at once, in this task (no task, future, or hop)
+            self._draining = True
+            try:
+                await self._write(st, tenant, added, rows, paths)
+            finally:
+                if self._queue:  # those that arrived meanwhile, together
+                    self._task = asyncio.create_task(self._drain(st), name="notify-group-commit")  # held: not collected
+                else:
+                    self._draining = False
+            return
         item = _Write(tenant, added, rows, paths, asyncio.get_running_loop().create_future())
         self._queue.append(item)
-        if not self._draining:
-            self._draining = True
-            self._task = asyncio.create_task(self._drain(st), name="notify-group-commit")  # held: not collected
         await item.done
 
     @staticmethod

@@ -10,6 +10,7 @@ bytes): only Python reads them, so the server never parses them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -172,10 +173,27 @@ CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsq
     RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    -- an INSERT ... ON CONFLICT DO UPDATE that met no conflict (every /v2/notify write, every new reading)
+    -- fires this trigger too, with empty transition tables: nothing to recompute. The statement's rows are
+    -- then all added by temporal_rollup_add (the mark of an earlier recomputation under the same statement
+    -- start, as inside one function or one multi-statement query, cleared)
+    IF NOT EXISTS (SELECT 1 FROM changed WHERE kind = 0) THEN
+        IF TG_OP = 'UPDATE' THEN  -- (replaced exists in an UPDATE trigger only)
+            IF NOT EXISTS (SELECT 1 FROM replaced WHERE kind = 0) THEN
+                PERFORM set_config('metropole.rollup_redone', '', true);
+                RETURN NULL;
+            END IF;
+        ELSE
+            PERFORM set_config('metropole.rollup_redone', '', true);
+            RETURN NULL;
+        END IF;
+    END IF;
     {_LOCK}
     CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
         attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
-    TRUNCATE temporal_rollup_dirty;
+    -- DELETE, not TRUNCATE: a TRUNCATE gives the table a new file, which invalidates every cached plan that
+    -- reads it (this function's and temporal_rollup_add's), so each call planned them all again (ms per call)
+    DELETE FROM temporal_rollup_dirty;
     -- the hours made distinct by sid before the series are looked up, once per (sid, hour): an upsert's
     -- old and new rows (changed, replaced) share their sid and key, so one lookup serves both (pg18)
     IF TG_OP = 'UPDATE' THEN
@@ -268,6 +286,7 @@ _INSERT = (
 )
 SeriesKey = tuple[str, str, str, str]
 _FEW_SERIES = 8  # instances() reads up to this many series one at a time
+HELD_IDLE = 0.05  # seconds: write_added's kept connection goes back to the pool after this long unused
 _ENTITY = (
     "INSERT INTO temporal_entities SELECT t, i, string_to_array(ty, E'\\x1f'), d"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(t, i, ty, d)"
@@ -292,6 +311,34 @@ _ADDED = (
     " service_path = coalesce(excluded.service_path, e.service_path))"
     " SELECT ok FROM chk"
 )
+# _ADDED with new series (issue 16, notifypg19): a notification's first write of an entity made its series in a
+# transaction of its own statements (BEGIN, the series insert, their lookup, _ADDED, COMMIT: five round trips).
+# Here the series keys $18-$21 not yet known are inserted in the same statement and each row without a sid ($1
+# NULL) takes the one of its key, by its 1-based place $17 among them: made by this statement (RETURNING), else
+# found in its snapshot. A key made by a transaction that committed after this statement began is neither: the
+# row's sid stays NULL, the NOT NULL constraint refuses the statement, and the caller writes again as before
+_ADDED_SERIES = _ADDED.replace(
+    " r AS (",
+    " ns AS (INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
+    " SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[]) AS u(t, e, a, d)"
+    " WHERE (SELECT ok FROM chk) ORDER BY t COLLATE \"C\", e COLLATE \"C\", a COLLATE \"C\", d COLLATE \"C\""
+    " ON CONFLICT DO NOTHING RETURNING tenant, entity_id, attr, dataset_id, sid),"
+    " k AS (SELECT u.n, coalesce(ns.sid, s.sid) AS sid"
+    " FROM unnest($18::text[], $19::text[], $20::text[], $21::text[]) WITH ORDINALITY AS u(t, e, a, d, n)"
+    " LEFT JOIN ns ON ns.tenant = u.t AND ns.entity_id = u.e AND ns.attr = u.a AND ns.dataset_id = u.d"
+    " LEFT JOIN temporal_series AS s ON s.tenant = u.t AND s.entity_id = u.e AND s.attr = u.a AND s.dataset_id = u.d),"
+    " r AS (", 1,
+).replace(
+    " SELECT * FROM unnest($1::int4[], $2::int2[],",
+    " SELECT coalesce(u.sid, k.sid), u.kind, u.key_us, u.observed_us, u.created_us,"
+    " u.modified_us, u.deleted_us, u.value_num, u.value_json, u.instance, u.obs_key FROM unnest($1::int4[], $2::int2[],", 1,
+).replace(
+    # a join (a subquery per row scanned the CTE: rows x new series), the rows kept in their order (their iids)
+    " $8::float8[], $9::text[], $10::bytea[], $11::bool[]) WHERE (SELECT ok FROM chk)",
+    " $8::float8[], $9::text[], $10::bytea[], $11::bool[], $17::int4[]) WITH ORDINALITY AS u(sid, kind, key_us, observed_us,"
+    " created_us, modified_us, deleted_us, value_num, value_json, instance, obs_key, x, o) LEFT JOIN k ON k.n = u.x"
+    " WHERE (SELECT ok FROM chk) ORDER BY u.o", 1,
+).replace(" SELECT ok FROM chk", " SELECT ok, ARRAY(SELECT sid FROM k ORDER BY n) FROM chk")
 
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
@@ -464,6 +511,12 @@ class PostgresHistory(HistoryStorage):
                                                                min_size=1, max_size=max_size)
         self._pool: asyncpg.Pool | None = None
         self._series: dict[SeriesKey, int] = {}  # series key -> sid, of committed series (never deleted)
+        # write_added's connection, kept between writes (see _added_row)
+        self._held: asyncpg.Connection | None = None
+        self._held_busy = False
+        self._held_used = 0.0
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         await self._db.open([self.tables])
@@ -471,8 +524,64 @@ class PostgresHistory(HistoryStorage):
 
     async def close(self) -> None:
         if self._pool is not None:
+            if self._held_timer is not None:
+                self._held_timer.cancel()
+                self._held_timer = None
+            for _ in range(500):  # a write under way on the kept connection ends first (at most 5 s)
+                if not self._held_busy:
+                    break
+                await asyncio.sleep(0.01)
+            if self._held is not None:
+                conn, self._held = self._held, None
+                await self._pool.release(conn)
+            if self._releases:
+                await asyncio.gather(*self._releases, return_exceptions=True)
             self._pool = None
             await self._db.close()
+
+    async def _added_row(self, sql: str, *args: Any) -> Any:
+        """One write_added statement (an implicit transaction) on a pool connection kept between writes.
+
+        A connection given back to asyncpg's pool is reset first (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN,
+        RESET ALL): a second round trip, waited for, after every statement (issue 16, notifypg19). The kept one
+        goes back once no write has used it for HELD_IDLE seconds, so that it is not taken from the pool's other
+        users for longer than a burst of notifications; broken, or left by an error that is not the server's
+        answer to the statement (cancelled, connection lost), it goes back at once (the pool closes or resets it).
+        A write while another is under way (the group commit's retries) takes a pool connection of its own.
+        """
+        if self._held_busy:
+            return await self.pool.fetchrow(sql, *args)
+        self._held_busy = True
+        conn = self._held
+        try:
+            if conn is None:
+                conn = self._held = await self.pool.acquire()
+            return await conn.fetchrow(sql, *args)
+        except BaseException as exc:
+            if conn is not None and (not isinstance(exc, asyncpg.PostgresError) or conn.is_closed()):
+                self._held = None
+                await self.pool.release(conn)
+            raise
+        finally:
+            self._held_busy = False
+            self._held_used = asyncio.get_running_loop().time()
+            if self._held is not None and self._held_timer is None and self._pool is not None:
+                self._held_timer = asyncio.get_running_loop().call_later(HELD_IDLE, self._release_idle)
+
+    def _release_idle(self) -> None:
+        self._held_timer = None
+        conn = self._held
+        if conn is None or self._pool is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._held_used
+        if self._held_busy or idle < HELD_IDLE:
+            self._held_timer = loop.call_later(HELD_IDLE - idle if not self._held_busy else HELD_IDLE, self._release_idle)
+            return
+        self._held = None
+        task = loop.create_task(self.pool.release(conn))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -523,14 +632,28 @@ class PostgresHistory(HistoryStorage):
 
     async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
                           paths: Mapping[str, str], *, current: str | None = None) -> bool:
-        # one statement (_ADDED) when every series is known, else a transaction that makes the new series first
+        # one statement: _ADDED when every series is known, else _ADDED_SERIES, which makes them
         added = added_types(entities)
         rows = unique_rows(rows)
         tail = (tenant, list(added), ["\x1f".join(t) for t in added.values()], [paths.get(i) for i in added], current)
         known = self._series
         missing = list(dict.fromkeys(k for r in rows if (k := (r.tenant, r.entity_id, r.attr, r.dataset_id)) not in known))
         if not missing:
-            return bool(await self.pool.fetchval(_ADDED, *_columns(rows, known), *tail))
+            return bool((await self._added_row(_ADDED, *_columns(rows, known), *tail))[0])
+        # the new series in the same statement (_ADDED_SERIES), each row without a sid given its key's place
+        cols = _columns(rows, known, dict.fromkeys(missing))  # type: ignore[arg-type]  # None: made by the statement
+        place = {k: n for n, k in enumerate(missing, 1)}
+        at = [None if sid is not None else place[(r.tenant, r.entity_id, r.attr, r.dataset_id)]
+              for r, sid in zip(rows, cols[0], strict=True)]
+        try:
+            row = await self._added_row(_ADDED_SERIES, *cols, *tail, at, *[list(c) for c in zip(*missing, strict=True)])
+        except asyncpg.NotNullViolationError:
+            pass  # a series another transaction made after the statement began: in a transaction of its own, as before
+        else:
+            if not row[0]:
+                return False
+            self._series.update(zip(missing, row[1], strict=True))  # committed
+            return True
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 keys = [list(c) for c in zip(*missing, strict=True)]

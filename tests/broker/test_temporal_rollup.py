@@ -301,3 +301,85 @@ def test_postgres_recompute_reads_only_the_rewritten_hours(pg_dsn: str) -> None:
             await admin.close()
 
     asyncio.run(run())
+
+
+def test_postgres_new_instances_skip_the_recomputation_and_plans_stay_cached(pg_dsn: str) -> None:
+    """Writing new instances recomputes nothing; a rewrite empties the hours' table without a new file.
+
+    An INSERT ... ON CONFLICT DO UPDATE fires the UPDATE statement trigger even when no row conflicted:
+    the recomputation then returns before making its temporary table of dirty hours (issue 16, notifypg19).
+    Emptying that table by TRUNCATE gave it a new file (relfilenode) on every call, which invalidated every
+    cached plan reading it, both triggers' included, so each history write planned them all again; a DELETE
+    keeps the file. One connection in the pool: the session checked is the writing one.
+    """
+    schema = f"test_rollup_{uuid.uuid4().hex[:12]}"
+
+    def row(entity: str, minute: int, value: int) -> Any:
+        inst = {"type": "Property", "value": value, "observedAt": from_us(T0 + minute * MINUTE)}
+        return value_row(TENANT, entity, ATTRS[0], inst, 0)
+
+    async def run() -> None:
+        admin = await asyncpg.connect(pg_dsn)
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema, max_size=1)
+        dirty = "SELECT pg_relation_filenode(to_regclass('pg_temp.temporal_rollup_dirty'))"
+        try:
+            await history.open()
+            await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [row("urn:e:0", m, m) for m in range(5)])
+            await history.write([], [row("urn:e:0", m, m) for m in range(5, 10)])
+            await admin.execute("CREATE TABLE IF NOT EXISTS " f'"{schema}".change_log (seq bigint)')
+            assert await history.write_added(TENANT, [("urn:e:0", ["https://x/T"])], [row("urn:e:0", 10, 1)], {})
+            assert await history.pool.fetchval(dirty) is None  # no recomputation started in this session
+            await history.write([], [row("urn:e:0", 3, 100)])  # a rewrite: its hour recomputed
+            first = await history.pool.fetchval(dirty)
+            assert first is not None
+            await history.write([], [row("urn:e:0", 4, 200)])
+            assert await history.pool.fetchval(dirty) == first  # emptied in place
+            assert await history.pool.fetchval("SELECT n FROM temporal_rollup") == 11
+            assert await history.pool.fetchval("SELECT sum FROM temporal_rollup") == sum(range(10)) + 1 - 3 - 4 + 300
+        finally:
+            await history.close()
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def test_postgres_rollups_of_statements_sharing_their_start(pg_dsn: str) -> None:
+    """A rewrite and then a new instance of the same hour in one query string (one statement_timestamp).
+
+    The recomputation marks its hours as done for the rest of its statement (the INSERT trigger then does
+    not add them again); a later statement of the same query string that rewrites nothing must not inherit
+    that mark, or its new instance would be left out of the hour.
+    """
+    from broker.temporal import postgres as pg_history
+
+    schema = f"test_rollup_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        admin = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            inst = {"type": "Property", "value": 1, "observedAt": from_us(T0)}
+            await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [value_row(TENANT, "urn:e:0", ATTRS[0], inst, 0)])
+            upsert = ("INSERT INTO temporal_rows (sid, kind, obs_key, key_us, modified_us, value_num, value_json, instance)"
+                      " SELECT sid, 0, true, {key}, 1, {v}, '{v}', '\\x7b7d'::bytea FROM temporal_series"
+                      " ON CONFLICT (sid, key_us, kind) DO UPDATE SET value_num = excluded.value_num,"
+                      " value_json = excluded.value_json")
+            # one simple query, two statements: the first rewrites the stored instance, the second adds one
+            await admin.execute(upsert.format(key=T0, v=5) + "; " + upsert.format(key=T0 + MINUTE, v=7))
+            recompute = pg_history._ROLLUP_BACKFILL.replace("INSERT INTO temporal_rollup ", "")
+            expected = [tuple(r) for r in await admin.fetch(f"SELECT * FROM ({recompute}) AS r {_ORDER}")]
+            stored = [tuple(r) for r in await admin.fetch(
+                "SELECT tenant, entity_id, attr, hour_us, dataset_id, observed, n, n_num, n_pure, n_int, sum, min, max,"
+                f" sumsq FROM temporal_rollup {_ORDER}")]
+            assert stored == expected
+            assert [(r[6], r[10]) for r in stored] == [(2, 12.0)]
+        finally:
+            await history.close()
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()
+
+    asyncio.run(run())
