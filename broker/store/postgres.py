@@ -183,6 +183,20 @@ def _stored_doc(entity: StoredEntity | None) -> Doc | None:
     return None if entity is None else _with_times(entity.doc, entity.created_at, entity.modified_at)
 
 
+_UNREAD: Doc = {}
+"""The document of a stored row a group has not decoded yet (PostgresStore._group_body; compared by identity)."""
+
+
+def _held(state: dict[str, StoredEntity | None], texts: dict[str, str], decoded: dict[str, Doc],
+          i: str) -> StoredEntity | None:
+    """The group's state of `i`, a stored row's document decoded on first need (and kept, in `decoded` too)."""
+    s = state.get(i)
+    if s is not None and s.doc is _UNREAD:
+        decoded[i] = orjson.loads(texts[i])
+        s = state[i] = StoredEntity(decoded[i], s.created_at, s.modified_at)
+    return s
+
+
 def _same_side_rows(before: Doc, after: Doc, rows: IndexRows) -> bool:
     """Whether the side tables (entity_types, geo_boxes) already hold what `after` gives (`rows`, its index_rows).
 
@@ -792,14 +806,20 @@ class PostgresStore(Store):
             "SELECT e.id, e.doc::text, e.created_at, e.modified_at FROM entities e"
             " WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
         )
-        initial = {r[0]: StoredEntity(orjson.loads(r[1]), r[2], r[3]) for r in rows}
+        # a stored row's document is decoded when first needed: for a function that leaves the document it
+        # is given intact (Change.before_intact: a PATCH), that one decode is also the change's before image,
+        # and before and after share their untouched attributes (the change-log consumers compare by
+        # identity first), as SQLite's modify does; before, every row was decoded twice
+        initial = {r[0]: StoredEntity(_UNREAD, r[2], r[3]) for r in rows}
         state: dict[str, StoredEntity | None] = dict(initial)
         texts: dict[str, str] = {r[0]: r[1] for r in rows}  # JSON text of each held state (state[i] not None)
+        stored = dict(texts)
+        decoded: dict[str, Doc] = {}  # the stored rows' documents, once decoded (_held)
         removed: set[str] = set()  # stored ids a call of the group deleted (a later one may create it again)
         log: list[_Entry] = []
         for job in jobs:
             try:
-                log.extend(self._apply(job, state, texts, removed))
+                log.extend(self._apply(job, state, texts, removed, decoded))
             except Exception as exc:  # noqa: BLE001 - the call's own failure: it changes nothing
                 job.fail(exc)
         final = {i: state[i] for i in dict.fromkeys(e[0] for e in log)}
@@ -819,7 +839,7 @@ class PostgresStore(Store):
                 ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index])}
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
             reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
-                       or not _same_side_rows(initial[i].doc, s.doc, r)]
+                       or not _same_side_rows(decoded[i] if i in decoded else orjson.loads(stored[i]), s.doc, r)]
         if any(e[1] is None for e in log):
             # a call created an entity (a later one of the group may have deleted it): alone, it made the tenant
             await self._ensure_tenant(conn, tenant)
@@ -838,7 +858,7 @@ class PostgresStore(Store):
 
     @staticmethod
     def _apply(job: _ModifyJob, state: dict[str, StoredEntity | None], texts: dict[str, str],
-               removed: set[str]) -> list[_Entry]:
+               removed: set[str], decoded: dict[str, Doc]) -> list[_Entry]:
         """Run one call's function on `state` (updated in place only if it does not raise); its log entries."""
         now = job.now
         job.error = None  # run again alone after its group failed: only this run's outcome counts
@@ -857,7 +877,13 @@ class PostgresStore(Store):
         steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
         results: dict[str, Any] = {}
         for entity_id in job.ids:  # a repeated id sees the change made before it
-            change: Change = job.fn(entity_id, current(entity_id))
+            given = current(entity_id)
+            change: Change = job.fn(entity_id, given)
+            if change.before_intact and given is not None and entity_id not in local:
+                held = state[entity_id]
+                if held is not None and held.doc is _UNREAD:  # the stored row, decoded once: given.doc is it
+                    decoded[entity_id] = given.doc
+                    state[entity_id] = StoredEntity(given.doc, held.created_at, held.modified_at)
             results[entity_id] = change.result
             if not change.changed:
                 continue
@@ -867,14 +893,14 @@ class PostgresStore(Store):
             if change.doc is None:
                 local[entity_id] = None
             else:
-                previous = current(entity_id)
-                local[entity_id] = StoredEntity(_clean(change.doc), previous.created_at if previous else now, now)
+                # `given` is what current() answers still (a second decode of the row, for its createdAt, before)
+                local[entity_id] = StoredEntity(_clean(change.doc), given.created_at if given else now, now)
         logged = [i for i in touched if state.get(i) is not None or local[i] is not None]
         befores: dict[str, Before] = {}
         for i in logged:
             s = state.get(i)
             befores[i] = None if s is None else (texts[i], s.created_at, s.modified_at)
-        before_docs = {i: _stored_doc(state.get(i)) for i in logged}
+        before_docs = {i: _stored_doc(_held(state, texts, decoded, i)) for i in logged}
         log_ids: list[str] = []
         images: list[tuple[Before, Before]] = []
         docs: list[tuple[Doc | None, Doc | None]] = []
