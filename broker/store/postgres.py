@@ -142,6 +142,22 @@ def _text_array(texts: Sequence[str]) -> str:
     return "ARRAY[" + ",".join(map(_literal, texts)) + "]::text[]"
 
 
+_GROUP_WRITE = (
+    # a group's upsert (_GROUP_UPSERT, $1-$7) and its change records (_LOG_AT's, $8-$15) in one statement, when
+    # it has nothing else to write between them (no entity created or deleted, no side-table row changed: a
+    # PATCH): a round trip less per group (issue 16, pgpatch19). $16 marks each id's last record, whose
+    # after image takes the createdAt the upsert kept (a row inserted since the read keeps its own). The
+    # sort by n reads every row, the lock's and the upsert's with them, before the first seq is drawn
+    "WITH up AS (" + _GROUP_UPSERT + "),"
+    " lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
+    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at)"
+    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
+    " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
+    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+    " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
+    " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
+)
 GROUP_MAX = 64
 """The most modify calls one group commit runs (a bound on how long the first of them waits for its answer)."""
 FLUSHERS = 2
@@ -854,17 +870,20 @@ class PostgresStore(Store):
         written = [(i, s) for i, s in final.items() if s is not None]
         created_at: dict[str, str] = {}
         reindex: list[tuple[str, IndexRows]] = []
+        upsert: list[Any] = []
         if written:
-            # one upsert for all: it keeps created_at of existing rows, and an
-            # insert() racing this call on a new id loses to it rather than failing it
             index = [index_rows(s.doc) for _, s in written]
-            created_at = {r[0]: r[1] for r in await conn.fetch(
-                _GROUP_UPSERT, tenant, [i for i, _ in written], [texts[i] for i, _ in written],
-                [s.created_at for _, s in written], [s.modified_at for _, s in written],
-                ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index])}
+            upsert = [tenant, [i for i, _ in written], [texts[i] for i, _ in written],
+                      [s.created_at for _, s in written], [s.modified_at for _, s in written],
+                      ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index]]
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
             reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
                        or not _same_side_rows(decoded[i] if i in decoded else orjson.loads(stored[i]), s.doc, r)]
+            if not gone and not reindex and all(e[1] is not None for e in log):
+                return await self._write_group(conn, tenant, upsert, log)
+            # one upsert for all: it keeps created_at of existing rows, and an
+            # insert() racing this call on a new id loses to it rather than failing it
+            created_at = {r[0]: r[1] for r in await conn.fetch(_GROUP_UPSERT, *upsert)}
         if any(e[1] is None for e in log):
             # a call created an entity (a later one of the group may have deleted it): alone, it made the tenant
             await self._ensure_tenant(conn, tenant)
@@ -879,6 +898,24 @@ class PostgresStore(Store):
                 log[n] = (i, entry[1], (after[0], created_at[i], after[2]), entry[3],
                           _with_times(_clean(entry[4] or {}), created_at[i], after[2]), entry[5])
         records = await self._log_at(conn, tenant, log)
+        return records
+
+    @staticmethod
+    async def _write_group(conn: asyncpg.Connection, tenant: str, upsert: list[Any], log: list[_Entry]) -> list[ChangeRecord]:
+        """The upsert `upsert` (_GROUP_UPSERT's arguments) and the records `log` by one statement (_GROUP_WRITE)."""
+        last = {e[0]: n for n, e in enumerate(log)}
+        rows = sorted(await conn.fetch(
+            _GROUP_WRITE, *upsert, [e[5] for e in log], [e[0] for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
+            [last[e[0]] == n for n, e in enumerate(log)],
+        ), key=lambda r: int(r[0]))  # seqs are drawn in the records' order
+        records = []
+        for (seq, created), e in zip(rows, log):
+            after_doc = e[4]
+            if e[2] is not None and created != e[2][1]:  # the upsert met a row inserted since the read
+                after_doc = _with_times(_clean(after_doc or {}), created, e[2][2])
+            records.append(ChangeRecord(seq, tenant, e[0], e[3], after_doc, e[5]))
         return records
 
     @staticmethod
