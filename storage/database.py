@@ -186,6 +186,26 @@ async def _setup_connection(conn: asyncpg.Connection) -> None:
                               decoder=lambda b: orjson.loads(b[1:]), format="binary")
 
 
+_RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;"
+"""asyncpg's default reset query (its Connection.get_reset_query on PostgreSQL), for a connection whose
+session state was changed (`PostgresDatabase._migrate`)."""
+
+
+class _PoolConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection given back without asyncpg's reset query, a round trip on every release.
+
+    asyncpg sends `_RESET` each time a pooled connection is released (session advisory locks, open
+    cursors, LISTEN, SET): under single-attribute PATCH on PostgreSQL it was one statement in five
+    (issue 16, pgpatch19). Nothing the broker does through its pools leaves such state: advisory locks are
+    transaction locks, cursors live in transactions, nothing LISTENs, settings are `SET LOCAL` or
+    `set_config(..., true)`; the one session setting (the migrations' search_path) is reset where it is
+    made. asyncpg still rolls back a transaction left open and drops the connection's listeners.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresDatabase(Database):
     """A PostgreSQL schema (created if absent) and one connection pool that all its owners share.
 
@@ -224,12 +244,17 @@ class PostgresDatabase(Database):
         # a further schema (PostGIS's) after the database's own, so that its own tables are found first
         path = ", ".join(f'"{s}"' for s in [self.schema, *(e for e in extra if e != self.schema)])
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self._sizes[0], max_size=self._sizes[1],
-                                               init=_setup_connection, server_settings={"search_path": path})
+                                               init=_setup_connection, server_settings={"search_path": path},
+                                               connection_class=_PoolConnection)
 
     async def _migrate(self, schemas: Sequence[Schema]) -> None:
         # an owner opened after the others (its own open, outside the broker's): the pool's path is kept
         async with self.pool.acquire() as conn:
-            await migrate_postgres(conn, schemas)
+            try:
+                await migrate_postgres(conn, schemas)
+            finally:
+                # a migration may set session state (search_path, PostGIS's): the pool does not reset it on release
+                await conn.execute(_RESET)
 
     async def _disconnect(self) -> None:
         if self._pool is not None:

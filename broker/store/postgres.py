@@ -126,6 +126,38 @@ _GROUP_UPSERT = (
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(i, d, c, m, a, k)"
     + _REPLACE + " RETURNING id, created_at"
 )
+_LOCKS = (
+    "SELECT pg_advisory_xact_lock(h) FROM"
+    " (SELECT hashtextextended({tenant} || ' ' || k, 0) AS h FROM unnest({keys}) AS k ORDER BY h) AS s"
+)
+"""A modify group's entity locks (PostgresStore._modify_group): the tenant and keys as literals or parameters."""
+
+
+def _literal(text: str) -> str:
+    """`text` as an escape-string literal, whatever standard_conforming_strings says (no NUL in it)."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _text_array(texts: Sequence[str]) -> str:
+    return "ARRAY[" + ",".join(map(_literal, texts)) + "]::text[]"
+
+
+_GROUP_WRITE = (
+    # a group's upsert (_GROUP_UPSERT, $1-$7) and its change records (_LOG_AT's, $8-$15) in one statement, when
+    # it has nothing else to write between them (no entity created or deleted, no side-table row changed: a
+    # PATCH): a round trip less per group (issue 16, pgpatch19). $16 marks each id's last record, whose
+    # after image takes the createdAt the upsert kept (a row inserted since the read keeps its own). The
+    # sort by n reads every row, the lock's and the upsert's with them, before the first seq is drawn
+    "WITH up AS (" + _GROUP_UPSERT + "),"
+    " lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
+    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at)"
+    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
+    " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
+    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+    " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
+    " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
+)
 GROUP_MAX = 64
 """The most modify calls one group commit runs (a bound on how long the first of them waits for its answer)."""
 FLUSHERS = 2
@@ -181,6 +213,20 @@ def _with_times(doc: Doc | None, created_at: str, modified_at: str) -> Doc | Non
 
 def _stored_doc(entity: StoredEntity | None) -> Doc | None:
     return None if entity is None else _with_times(entity.doc, entity.created_at, entity.modified_at)
+
+
+_UNREAD: Doc = {}
+"""The document of a stored row a group has not decoded yet (PostgresStore._group_body; compared by identity)."""
+
+
+def _held(state: dict[str, StoredEntity | None], texts: dict[str, str], decoded: dict[str, Doc],
+          i: str) -> StoredEntity | None:
+    """The group's state of `i`, a stored row's document decoded on first need (and kept, in `decoded` too)."""
+    s = state.get(i)
+    if s is not None and s.doc is _UNREAD:
+        decoded[i] = orjson.loads(texts[i])
+        s = state[i] = StoredEntity(decoded[i], s.created_at, s.modified_at)
+    return s
 
 
 def _same_side_rows(before: Doc, after: Doc, rows: IndexRows) -> bool:
@@ -768,18 +814,27 @@ class PostgresStore(Store):
         """
         keys = sorted({i for job in jobs for i in job.ids})
         try:
-            async with conn.transaction():
-                if before is not None:
-                    await asyncio.shield(before)  # the group taken before this one holds its locks
-                # locks taken in hash order, the same in every transaction, so they cannot deadlock
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(h) FROM"
-                    " (SELECT hashtextextended($1 || ' ' || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS s",
-                    tenant, keys,
-                )
+            if before is not None:
+                await asyncio.shield(before)  # the group taken before this one holds its locks
+            # locks taken in hash order, the same in every transaction, so they cannot deadlock. BEGIN and the
+            # locks go in one simple-protocol query, the keys as literals (a round trip less per group than
+            # asyncpg's transaction(), which sends BEGIN alone; issue 16, pgpatch19); a key PostgreSQL's
+            # text cannot hold (NUL) goes the parameter way and fails there, as before
+            literal = "\x00" not in tenant and not any("\x00" in k for k in keys)
+            try:
+                await conn.execute("BEGIN; " + _LOCKS.format(tenant=_literal(tenant), keys=_text_array(keys)) if literal
+                                   else "BEGIN")
+                if not literal:
+                    await conn.execute(_LOCKS.format(tenant="$1", keys="$2::text[]"), tenant, keys)
                 if turn is not None and not turn.done():
                     turn.set_result(None)
-                return await self._group_body(conn, tenant, jobs, keys)
+                records = await self._group_body(conn, tenant, jobs, keys)
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+            return records
         finally:
             if turn is not None and not turn.done():
                 turn.set_result(None)  # failed before its locks: the next group must not wait for ever
@@ -792,14 +847,20 @@ class PostgresStore(Store):
             "SELECT e.id, e.doc::text, e.created_at, e.modified_at FROM entities e"
             " WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
         )
-        initial = {r[0]: StoredEntity(orjson.loads(r[1]), r[2], r[3]) for r in rows}
+        # a stored row's document is decoded when first needed: for a function that leaves the document it
+        # is given intact (Change.before_intact: a PATCH), that one decode is also the change's before image,
+        # and before and after share their untouched attributes (the change-log consumers compare by
+        # identity first), as SQLite's modify does; before, every row was decoded twice
+        initial = {r[0]: StoredEntity(_UNREAD, r[2], r[3]) for r in rows}
         state: dict[str, StoredEntity | None] = dict(initial)
         texts: dict[str, str] = {r[0]: r[1] for r in rows}  # JSON text of each held state (state[i] not None)
+        stored = dict(texts)
+        decoded: dict[str, Doc] = {}  # the stored rows' documents, once decoded (_held)
         removed: set[str] = set()  # stored ids a call of the group deleted (a later one may create it again)
         log: list[_Entry] = []
         for job in jobs:
             try:
-                log.extend(self._apply(job, state, texts, removed))
+                log.extend(self._apply(job, state, texts, removed, decoded))
             except Exception as exc:  # noqa: BLE001 - the call's own failure: it changes nothing
                 job.fail(exc)
         final = {i: state[i] for i in dict.fromkeys(e[0] for e in log)}
@@ -809,17 +870,20 @@ class PostgresStore(Store):
         written = [(i, s) for i, s in final.items() if s is not None]
         created_at: dict[str, str] = {}
         reindex: list[tuple[str, IndexRows]] = []
+        upsert: list[Any] = []
         if written:
-            # one upsert for all: it keeps created_at of existing rows, and an
-            # insert() racing this call on a new id loses to it rather than failing it
             index = [index_rows(s.doc) for _, s in written]
-            created_at = {r[0]: r[1] for r in await conn.fetch(
-                _GROUP_UPSERT, tenant, [i for i, _ in written], [texts[i] for i, _ in written],
-                [s.created_at for _, s in written], [s.modified_at for _, s in written],
-                ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index])}
+            upsert = [tenant, [i for i, _ in written], [texts[i] for i, _ in written],
+                      [s.created_at for _, s in written], [s.modified_at for _, s in written],
+                      ["\x1f".join(a for a, _ in r.attrs) for r in index], ["\x1f".join(k for _, k in r.attrs) for r in index]]
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
             reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
-                       or not _same_side_rows(initial[i].doc, s.doc, r)]
+                       or not _same_side_rows(decoded[i] if i in decoded else orjson.loads(stored[i]), s.doc, r)]
+            if not gone and not reindex and all(e[1] is not None for e in log):
+                return await self._write_group(conn, tenant, upsert, log)
+            # one upsert for all: it keeps created_at of existing rows, and an
+            # insert() racing this call on a new id loses to it rather than failing it
+            created_at = {r[0]: r[1] for r in await conn.fetch(_GROUP_UPSERT, *upsert)}
         if any(e[1] is None for e in log):
             # a call created an entity (a later one of the group may have deleted it): alone, it made the tenant
             await self._ensure_tenant(conn, tenant)
@@ -837,8 +901,26 @@ class PostgresStore(Store):
         return records
 
     @staticmethod
+    async def _write_group(conn: asyncpg.Connection, tenant: str, upsert: list[Any], log: list[_Entry]) -> list[ChangeRecord]:
+        """The upsert `upsert` (_GROUP_UPSERT's arguments) and the records `log` by one statement (_GROUP_WRITE)."""
+        last = {e[0]: n for n, e in enumerate(log)}
+        rows = sorted(await conn.fetch(
+            _GROUP_WRITE, *upsert, [e[5] for e in log], [e[0] for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
+            [last[e[0]] == n for n, e in enumerate(log)],
+        ), key=lambda r: int(r[0]))  # seqs are drawn in the records' order
+        records = []
+        for (seq, created), e in zip(rows, log):
+            after_doc = e[4]
+            if e[2] is not None and created != e[2][1]:  # the upsert met a row inserted since the read
+                after_doc = _with_times(_clean(after_doc or {}), created, e[2][2])
+            records.append(ChangeRecord(seq, tenant, e[0], e[3], after_doc, e[5]))
+        return records
+
+    @staticmethod
     def _apply(job: _ModifyJob, state: dict[str, StoredEntity | None], texts: dict[str, str],
-               removed: set[str]) -> list[_Entry]:
+               removed: set[str], decoded: dict[str, Doc]) -> list[_Entry]:
         """Run one call's function on `state` (updated in place only if it does not raise); its log entries."""
         now = job.now
         job.error = None  # run again alone after its group failed: only this run's outcome counts
@@ -857,7 +939,13 @@ class PostgresStore(Store):
         steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
         results: dict[str, Any] = {}
         for entity_id in job.ids:  # a repeated id sees the change made before it
-            change: Change = job.fn(entity_id, current(entity_id))
+            given = current(entity_id)
+            change: Change = job.fn(entity_id, given)
+            if change.before_intact and given is not None and entity_id not in local:
+                held = state[entity_id]
+                if held is not None and held.doc is _UNREAD:  # the stored row, decoded once: given.doc is it
+                    decoded[entity_id] = given.doc
+                    state[entity_id] = StoredEntity(given.doc, held.created_at, held.modified_at)
             results[entity_id] = change.result
             if not change.changed:
                 continue
@@ -867,14 +955,14 @@ class PostgresStore(Store):
             if change.doc is None:
                 local[entity_id] = None
             else:
-                previous = current(entity_id)
-                local[entity_id] = StoredEntity(_clean(change.doc), previous.created_at if previous else now, now)
+                # `given` is what current() answers still (a second decode of the row, for its createdAt, before)
+                local[entity_id] = StoredEntity(_clean(change.doc), given.created_at if given else now, now)
         logged = [i for i in touched if state.get(i) is not None or local[i] is not None]
         befores: dict[str, Before] = {}
         for i in logged:
             s = state.get(i)
             befores[i] = None if s is None else (texts[i], s.created_at, s.modified_at)
-        before_docs = {i: _stored_doc(state.get(i)) for i in logged}
+        before_docs = {i: _stored_doc(_held(state, texts, decoded, i)) for i in logged}
         log_ids: list[str] = []
         images: list[tuple[Before, Before]] = []
         docs: list[tuple[Doc | None, Doc | None]] = []

@@ -172,7 +172,12 @@ CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsq
     END IF;
     RETURN NULL;
 END $$;
-CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+-- joins by nested loop only (the function's own settings): the planner, blind to the temp table's size
+-- (610 rows assumed, 200 distinct), hashed the DELETE's dirty hours with a scan of the whole rollup, which a
+-- PATCH stream's history writes (a few dozen rewritten hours each) paid every time: 8-15 ms per write at
+-- 11,000 rollup rows, half the statement (issue 16, pgpatch19). Each dirty hour is one probe of an index.
+CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE plpgsql
+    SET enable_hashjoin = off SET enable_mergejoin = off AS $$ BEGIN
     -- an INSERT ... ON CONFLICT DO UPDATE that met no conflict (every /v2/notify write, every new reading)
     -- fires this trigger too, with empty transition tables: nothing to recompute. The statement's rows are
     -- then all added by temporal_rollup_add (the mark of an earlier recomputation under the same statement

@@ -257,3 +257,32 @@ def test_postgres_calls_go_on_after_the_pool_could_not_connect(tmp_path: Path) -
 
     with store_url("postgres", tmp_path / "unused.db", "test_group") as url:
         run(url, body)
+
+
+def test_postgres_entity_locks_taken_with_the_transaction_hold_ids_and_tenants_with_quotes(tmp_path: Path) -> None:
+    """A group's BEGIN and entity locks go in one query with the keys as literals (issue 16, pgpatch19): an id
+    or tenant with quotes and backslashes is locked under the same key as a parameter gives it (a transaction
+    holding that lock keeps the call waiting until it commits) and the call applies as it did."""
+    tenant, odd = "t'en\\ant", "urn:ngsi-ld:Thing:o'dd\\id\\'x"
+
+    async def body(store: Any) -> None:
+        doc = entity(1, count=0)
+        doc["id"] = odd
+        await store.insert(tenant, [doc], T0)
+        holder = await asyncpg.connect(store.dsn)
+        try:
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute("SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))", tenant, odd)
+            call = asyncio.ensure_future(store.modify(tenant, [odd], _increment, T1))
+            await asyncio.sleep(0.5)
+            assert not call.done()  # waits for the lock the other transaction holds
+            await tx.commit()
+            assert (await call)[odd] == 1
+        finally:
+            await holder.close()
+        stored = await store.get(tenant, odd)
+        assert stored is not None and stored.doc[COUNT][0]["value"] == 1
+
+    with store_url("postgres", tmp_path / "unused.db", "test_group") as url:
+        run(url, body)

@@ -161,3 +161,46 @@ def test_the_database_closes_with_its_last_user(kind: str, tmp_path: Path, postg
             assert not db.is_open
 
         asyncio.run(main())
+
+
+
+def test_a_released_pool_connection_is_not_sent_a_reset_query_and_a_late_migration_leaves_its_path(
+        postgres_dsn: str) -> None:
+    """asyncpg's pool sent a reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) on every release:
+    one statement in five under PATCH (issue 16, pgpatch19). A released connection's last statement is now
+    the caller's own; an owner opened after the others, whose migration sets session state on a pool
+    connection, still leaves that connection as the pool made it; a transaction left open is rolled back."""
+    from storage.database import PostgresDatabase
+    from storage.migrate import Schema
+    from storage.urls import DatabaseUrl
+
+    async def sets_session_state(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS late_owner (x int)")
+        await conn.execute("SET statement_timeout = 4321")
+
+    with throwaway_schema("test_pg19_reset") as (dsn, schema):
+
+        async def main() -> None:
+            db = PostgresDatabase(DatabaseUrl.postgresql(dsn, schema), min_size=1, max_size=1)  # one connection
+            await db.open([])
+            admin = await asyncpg.connect(dsn)
+            try:
+                async with db.pool.acquire() as conn:
+                    pid = await conn.fetchval("SELECT pg_backend_pid() /* pgpatch19 probe */")
+                last = await admin.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+                assert "pgpatch19 probe" in last, last  # no reset query after it
+                await db.open([Schema("late_owner", postgres=sets_session_state)])
+                async with db.pool.acquire() as conn:
+                    assert await conn.fetchval("SHOW statement_timeout") == "0"
+                    assert await conn.fetchval("SELECT current_schema()") == schema
+                    tx = conn.transaction()
+                    await tx.start()
+                    await conn.execute("CREATE TABLE left_open (x int)")
+                async with db.pool.acquire() as conn:  # the same connection: the transaction was rolled back
+                    assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+            finally:
+                await admin.close()
+                await db.close()
+                await db.close()
+
+        asyncio.run(main())
