@@ -178,8 +178,13 @@ ROLLUP_SCHEMA = (
                max = coalesce(max(max, excluded.max), max, excluded.max),
                sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
        END""",
+    # an update that leaves every column the rollups read as it was (the same instance written again with
+    # another modifiedAt, as a batch upsert of the same readings does) marks no hour dirty: its recomputation
+    # was 5.6 % of the broker's samples under broker_bench (issue 16, batch19)
     f"""CREATE TRIGGER temporal_rollup_update AFTER UPDATE ON temporal_rows
-       WHEN OLD.kind = 0 OR NEW.kind = 0 BEGIN
+       WHEN (OLD.kind = 0 OR NEW.kind = 0) AND NOT (OLD.sid IS NEW.sid AND OLD.key_us IS NEW.key_us
+           AND OLD.kind IS NEW.kind AND OLD.value_num IS NEW.value_num AND OLD.value_json IS NEW.value_json
+           AND OLD.observed_us IS NEW.observed_us AND OLD.obs_key IS NEW.obs_key) BEGIN
            INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("OLD.key_us")}
                FROM temporal_series WHERE sid = OLD.sid ON CONFLICT DO NOTHING;
            INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("NEW.key_us")}

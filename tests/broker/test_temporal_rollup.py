@@ -52,6 +52,8 @@ instance = st.tuples(
 )
 operation = st.one_of(
     st.tuples(st.just("write"), st.lists(instance, min_size=1, max_size=30)),
+    # the same instances written again with a later modifiedAt: a replace that changes no rolled-up column
+    st.tuples(st.just("touch"), st.lists(instance, min_size=1, max_size=30), st.integers(1, 10**6)),
     st.tuples(st.just("delete_range"), st.integers(0, 4 * 24 * 60), st.integers(1, 600)),
     st.tuples(st.just("delete_attr"), st.sampled_from(ENTITIES), st.sampled_from(ATTRS)),
     st.tuples(st.just("delete_entity"), st.sampled_from(ENTITIES)),
@@ -62,11 +64,11 @@ ranges = st.tuples(
 )
 
 
-def _row(entity: str, attr: str, minute: int, value: Any, dataset: str) -> Any:
+def _row(entity: str, attr: str, minute: int, value: Any, dataset: str, modified_us: int = 0) -> Any:
     inst: dict[str, Any] = {"type": "Property", "value": value, "observedAt": from_us(T0 + minute * MINUTE)}
     if dataset:
         inst["datasetId"] = dataset
-    return value_row(TENANT, entity, attr, inst, 0)
+    return value_row(TENANT, entity, attr, inst, modified_us)
 
 
 async def _apply(history: HistoryStorage, ops: list[Any]) -> None:
@@ -74,6 +76,8 @@ async def _apply(history: HistoryStorage, ops: list[Any]) -> None:
     for op in ops:
         if op[0] == "write":
             await history.write([], [_row(*i) for i in op[1]])
+        elif op[0] == "touch":
+            await history.write([], [_row(*i, modified_us=op[2]) for i in op[1]])
         elif op[0] == "delete_range":
             start = T0 + op[1] * MINUTE
             await history.delete_instances(TENANT, ENTITIES[:2], TimeRange(None, start, start + op[2] * MINUTE))
@@ -160,7 +164,7 @@ def _pages(buckets: list[Any], p: Params) -> list[Any]:
 
 def _integers_only(ops: list[Any]) -> bool:
     """Whether every instance written is an integer of the default dataset (rollups must then serve)."""
-    written = [i for op in ops if op[0] == "write" for i in op[1]]
+    written = [i for op in ops if op[0] in ("write", "touch") for i in op[1]]
     return all(type(v) is int and ds == "" for _, _, _, v, ds in written)
 
 
@@ -389,3 +393,27 @@ def test_postgres_rollups_of_statements_sharing_their_start(pg_dsn: str) -> None
             await admin.close()
 
     asyncio.run(run())
+
+
+def test_an_update_that_changes_no_rolled_up_column_marks_no_hour_dirty_on_sqlite(tmp_path: Path) -> None:
+    # batch19: the update trigger marked the row's hour dirty on any update, and the commit recomputed it
+    path = tmp_path / "dirty.db"
+
+    async def run() -> None:
+        history = SQLiteHistory(path)
+        await history.open()
+        try:
+            await history.write([], [_row("urn:e:0", ATTRS[0], 1, 5, ""), _row("urn:e:0", ATTRS[1], 1, "low", "")])
+        finally:
+            await history.close()
+
+    asyncio.run(run())
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("BEGIN")
+        conn.execute("UPDATE temporal_rows SET modified_us = modified_us + 1, created_us = 7, instance = x'00'")
+        assert conn.execute("SELECT count(*) FROM temporal_rollup_dirty").fetchone() == (0,)
+        conn.execute("UPDATE temporal_rows SET value_num = 6 WHERE value_num = 5")
+        assert conn.execute("SELECT count(*) FROM temporal_rollup_dirty").fetchone() == (1,)
+        conn.execute("UPDATE temporal_rows SET observed_us = key_us + 1, obs_key = NULL WHERE value_num IS NULL")
+        assert conn.execute("SELECT count(*) FROM temporal_rollup_dirty").fetchone() == (2,)
+        conn.execute("ROLLBACK")
