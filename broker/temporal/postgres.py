@@ -133,6 +133,8 @@ _AGGREGATES = (
     "count(*), count({r}value_num), sum({pure}::int), sum({int}::int), sum(" + _SUMMAND.format(v="{r}value_num")
     + "), min({r}value_num), max({r}value_num), sum(" + _SQUARE.format(v="{r}value_num") + ")"
 )
+# the columns of a row the rollups read: an update that leaves them all as they were changes no hour
+_ROLLED = "sid, key_us, kind, value_num, value_json, observed_us, obs_key"
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
 _KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
 _ADD = f"""INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h,
@@ -201,11 +203,20 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
     DELETE FROM temporal_rollup_dirty;
     -- the hours made distinct by sid before the series are looked up, once per (sid, hour): an upsert's
     -- old and new rows (changed, replaced) share their sid and key, so one lookup serves both (pg18)
+    -- An update's hours are those of the rows whose rolled-up columns it changed: the same instance written
+    -- again with another modifiedAt (a batch upsert of the same readings, an agent's retry) changes none,
+    -- and then nothing is recomputed, as SQLite's update trigger does (issue 16, batch19)
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
-            FROM (SELECT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0
-                  UNION SELECT sid, {hour_sql("key_us")} FROM replaced WHERE kind = 0) AS c
+            FROM (SELECT DISTINCT sid, {hour_sql("key_us")} AS h FROM (
+                    (SELECT {_ROLLED} FROM changed WHERE kind = 0 EXCEPT SELECT {_ROLLED} FROM replaced)
+                    UNION ALL (SELECT {_ROLLED} FROM replaced WHERE kind = 0 EXCEPT SELECT {_ROLLED} FROM changed)
+                 ) AS m) AS c
             JOIN temporal_series AS s ON s.sid = c.sid;
+        IF NOT FOUND THEN
+            PERFORM set_config('metropole.rollup_redone', '', true);
+            RETURN NULL;
+        END IF;
     ELSE
         INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
             FROM (SELECT DISTINCT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0) AS c

@@ -417,3 +417,36 @@ def test_an_update_that_changes_no_rolled_up_column_marks_no_hour_dirty_on_sqlit
         conn.execute("UPDATE temporal_rows SET observed_us = key_us + 1, obs_key = NULL WHERE value_num IS NULL")
         assert conn.execute("SELECT count(*) FROM temporal_rollup_dirty").fetchone() == (2,)
         conn.execute("ROLLBACK")
+
+
+def test_an_update_that_changes_no_rolled_up_column_recomputes_nothing_on_postgres(pg_dsn: str) -> None:
+    """The same instances written again with a later modifiedAt start no recomputation; a changed value does.
+
+    A recomputation deletes its hours' rollup rows and inserts them again, so they come back as new row
+    versions (another xmin); left alone, they keep theirs (issue 16, batch19's condition on SQLite).
+    """
+    schema = f"test_rollup_{uuid.uuid4().hex[:12]}"
+    versions = "SELECT array_agg(xmin::text ORDER BY attr) FROM temporal_rollup"
+
+    async def run() -> None:
+        admin = await asyncpg.connect(pg_dsn)
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            readings = [("urn:e:0", ATTRS[0], m, m, "") for m in range(5)] + [("urn:e:0", ATTRS[1], 1, "low", "")]
+            await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [_row(*r) for r in readings])
+            first = await history.pool.fetchval(versions)
+            await history.write([], [_row(*r, modified_us=7) for r in readings])  # rewritten: another modifiedAt
+            assert await history.pool.fetchval("SELECT count(*) FROM temporal_rows WHERE modified_us = 7") == 6
+            assert await history.pool.fetchval(versions) == first  # no hour recomputed
+            await history.write([], [_row("urn:e:0", ATTRS[0], 3, 100, "", modified_us=8)])
+            after = await history.pool.fetchval(versions)
+            assert after[0] != first[0] and after[1] == first[1]  # the changed attribute's hour only
+            assert await history.pool.fetchval("SELECT sum FROM temporal_rollup WHERE attr = $1", ATTRS[0]) == 0 + 1 + 2 + 100 + 4
+        finally:
+            await history.close()
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()
+
+    asyncio.run(run())
