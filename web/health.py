@@ -54,18 +54,20 @@ class Health:
         self.liveness = liveness
         self.timeout = timeout
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # any other request gets the wrapped app's own coroutine: no frame of this layer (issue 16)
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path = scope["path"]
             if path == "/health" and self.liveness:
-                await self._answer(send, 200, {"status": "pass"})
-                return
+                return self._answer(send, 200, {"status": "pass"})
             if path == "/ready":
-                checks = self.checks() if callable(self.checks) else self.checks
-                ready, body = await readiness(checks, self.timeout)
-                await self._answer(send, 200 if ready else 503, body)
-                return
-        await self.app(scope, receive, send)
+                return self._ready(send)
+        return self.app(scope, receive, send)
+
+    async def _ready(self, send: Send) -> None:
+        checks = self.checks() if callable(self.checks) else self.checks
+        ready, body = await readiness(checks, self.timeout)
+        await self._answer(send, 200 if ready else 503, body)
 
     @staticmethod
     async def _answer(send: Send, status: int, body: dict[str, object]) -> None:

@@ -9,7 +9,7 @@ Errors are rendered by `render(status, detail)` (ProblemDetails by default; each
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -43,13 +43,13 @@ class RequestLimits:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # everything up to reading a body is decided before any await: a request without a body (or refused
+        # at once) gets the wrapped app's own coroutine (or the refusal's), no frame of this layer (issue 16)
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]
         if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
-            await self._refuse(send, 400, "the URL holds a NUL character (%00)")
-            return
+            return self._refuse(send, 400, "the URL holds a NUL character (%00)")
         limit = self.max_bytes()
         headers = dict(scope.get("headers") or ())
         declared = headers.get(b"content-length")
@@ -59,14 +59,14 @@ class RequestLimits:
             except ValueError:
                 length = -1
             if length > limit:
-                await self._refuse(send, 413, f"the body is {length} bytes; at most {limit} are accepted")
-                return
+                return self._refuse(send, 413, f"the body is {length} bytes; at most {limit} are accepted")
             if length == 0:
-                await self.app(scope, receive, send)
-                return
+                return self.app(scope, receive, send)  # type: ignore[no-any-return]
         elif b"transfer-encoding" not in headers:
-            await self.app(scope, receive, send)  # no body
-            return
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]  # no body
+        return self._with_body(scope, receive, send, limit)
+
+    async def _with_body(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
         chunks: list[bytes] = []
         total = 0
         while True:

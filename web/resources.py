@@ -17,7 +17,7 @@ included), so a new route needs nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from starlette.routing import BaseRoute, Match, Mount
@@ -57,16 +57,22 @@ def _allow(methods: set[str]) -> str:
     return ", ".join(m for m in _ORDER if m in methods)
 
 
+async def _no_content(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
 class ResourcePaths:
     """Trailing slashes, OPTIONS and the `Allow` header of 405 for the app it wraps (see the module docstring)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # no await before the wrapped app is called: its own coroutine is handed back, so this layer adds
+        # no frame that every resume of the request walks (issue 16); only OPTIONS answers here
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
         path: str = scope["path"]
         # only a literal slash is stripped: an id ending in an encoded %2F keeps it
@@ -79,9 +85,7 @@ class ResourcePaths:
                 headers = [(b"allow", _allow(methods).encode()), (b"content-length", b"0")]
                 if "PATCH" in methods:
                     headers.append((b"accept-patch", PATCH_MEDIA_TYPES.encode()))
-                await send({"type": "http.response.start", "status": 204, "headers": headers})
-                await send({"type": "http.response.body", "body": b""})
-                return
+                return _no_content(send, headers)
 
         async def send_with_allow(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
@@ -91,7 +95,7 @@ class ResourcePaths:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_allow)
+        return self.app(scope, receive, send_with_allow)
 
     def _allowed(self, scope: Scope) -> set[str]:
         app: Any = self.app

@@ -34,3 +34,48 @@ def test_capacity_evicts_the_oldest_and_forget_follows_trimming() -> None:
     recent.forget(4)
     assert recent.after(2, 10) is None
     assert [r.seq for r in recent.after(4, 10) or []] == [5]
+
+
+class CountingKeys(RecentChanges):
+    """A RecentChanges counting the held keys its walks look at (`walks`)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.walks = 0
+        outer = self
+
+        class Walked(type(self._records)):  # type: ignore[misc]
+            def __iter__(self):  # type: ignore[no-untyped-def]
+                for key in super().__iter__():
+                    outer.walks += 1
+                    yield key
+
+        self._records = Walked()
+
+
+def test_forget_drops_the_front_run_without_walking_every_held_record() -> None:
+    recent = CountingKeys(capacity=100)
+    recent.add(records(*range(1, 51)))
+    recent.walks = 0
+    recent.forget(3)
+    # each pop looks at the front key once (and once more at the first one kept): 4 keys, not all 50
+    assert recent.walks <= 4
+    assert recent.after(2, 10) is None
+    assert [r.seq for r in recent.after(3, 100) or []] == list(range(4, 51))
+    recent.forget(0)
+    recent.forget(60)
+    assert recent.after(3, 100) is None and recent.after(50, 10) is None
+
+
+def test_forget_after_batches_added_out_of_seq_order_drops_exactly_those_at_or_below() -> None:
+    recent = RecentChanges(capacity=100)
+    recent.add(records(5, 6))
+    recent.add(records(3, 4))  # a commit's task resumed after a later one's (PostgreSQL)
+    recent.add(records(7))
+    recent.forget(4)
+    assert [r.seq for r in recent.after(4, 10) or []] == [5, 6, 7]
+    assert recent.after(2, 10) is None
+    recent.add(records(8))  # held in order again: the fast path drops the front run
+    recent.forget(6)
+    assert [r.seq for r in recent.after(6, 10) or []] == [7, 8]
+    assert recent.after(4, 10) is None
