@@ -558,8 +558,10 @@ class PostgresHistory(HistoryStorage):
     async def _added_row(self, sql: str, *args: Any) -> Any:
         """One write_added statement (an implicit transaction) on a pool connection kept between writes.
 
-        A connection given back to asyncpg's pool is reset first (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN,
-        RESET ALL): a second round trip, waited for, after every statement (issue 16, notifypg19). The kept one
+        When notifypg19 measured it, a connection given back to asyncpg's pool was reset first
+        (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN, RESET ALL): a second round trip, waited for, after every
+        statement. pgpatch19 then gave the pool's connections an empty reset query (storage/database.py); what
+        keeping one still saves is the pool's acquire and release per notification (issue 16). The kept one
         goes back once no write has used it for HELD_IDLE seconds, so that it is not taken from the pool's other
         users for longer than a burst of notifications; broken, or left by an error that is not the server's
         answer to the statement (cancelled, connection lost), it goes back at once (the pool closes or resets it).
