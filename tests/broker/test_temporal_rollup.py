@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,23 @@ def pg_dsn() -> Iterator[str]:
     yield services.require_postgres()
 
 
+@asynccontextmanager
+async def _pg_history(pg_dsn: str, schema: str, *, max_size: int = 4,
+                      admin_path: bool = False) -> AsyncIterator[tuple[Any, PostgresHistory]]:
+    """A PostgresHistory opened on `schema`, made for it, and an admin connection (on that schema's
+    search_path with `admin_path`); closed and the schema dropped after."""
+    admin = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema} if admin_path else None)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    history = PostgresHistory(pg_dsn, schema, max_size=max_size)
+    try:
+        await history.open()
+        yield admin, history
+    finally:
+        await history.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
 @_SETTINGS
 @given(ops=st.lists(operation, min_size=1, max_size=8), rng_spec=ranges)
 def test_rollups_equal_the_instances_on_sqlite(tmp_path: Path, ops: list[Any], rng_spec: Any) -> None:
@@ -261,11 +279,7 @@ def test_postgres_recompute_reads_only_the_rewritten_hours(pg_dsn: str) -> None:
         return value_row(TENANT, entity, attr, inst, 0)
 
     async def run() -> None:
-        admin = await asyncpg.connect(pg_dsn)
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        history = PostgresHistory(pg_dsn, schema)
-        try:
-            await history.open()
+        async with _pg_history(pg_dsn, schema) as (admin, history):
             # 300 entities x 2 attributes x 10 hours: 6,000 rows, of which one hour of one attribute is written again
             await history.write([EntityRow(TENANT, e, ["https://x/T"]) for e in entities],
                                 [row(e, a, h * 60, h) for e in entities for a in ATTRS for h in range(10)])
@@ -305,10 +319,6 @@ def test_postgres_recompute_reads_only_the_rewritten_hours(pg_dsn: str) -> None:
             expected = await admin.fetch(f"SELECT * FROM ({recompute}) AS r {_ORDER}")
             assert [tuple(r) for r in stored] == [tuple(r) for r in expected]
             assert len([r for r in stored if r["sum"] == 1000]) == len(entities)
-        finally:
-            await history.close()
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
 
     asyncio.run(run())
 
@@ -329,12 +339,8 @@ def test_postgres_new_instances_skip_the_recomputation_and_plans_stay_cached(pg_
         return value_row(TENANT, entity, ATTRS[0], inst, 0)
 
     async def run() -> None:
-        admin = await asyncpg.connect(pg_dsn)
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        history = PostgresHistory(pg_dsn, schema, max_size=1)
         dirty = "SELECT pg_relation_filenode(to_regclass('pg_temp.temporal_rollup_dirty'))"
-        try:
-            await history.open()
+        async with _pg_history(pg_dsn, schema, max_size=1) as (admin, history):
             await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [row("urn:e:0", m, m) for m in range(5)])
             await history.write([], [row("urn:e:0", m, m) for m in range(5, 10)])
             await admin.execute("CREATE TABLE IF NOT EXISTS " f'"{schema}".change_log (seq bigint)')
@@ -347,10 +353,6 @@ def test_postgres_new_instances_skip_the_recomputation_and_plans_stay_cached(pg_
             assert await history.pool.fetchval(dirty) == first  # emptied in place
             assert await history.pool.fetchval("SELECT n FROM temporal_rollup") == 11
             assert await history.pool.fetchval("SELECT sum FROM temporal_rollup") == sum(range(10)) + 1 - 3 - 4 + 300
-        finally:
-            await history.close()
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
 
     asyncio.run(run())
 
@@ -367,11 +369,7 @@ def test_postgres_rollups_of_statements_sharing_their_start(pg_dsn: str) -> None
     schema = f"test_rollup_{uuid.uuid4().hex[:12]}"
 
     async def run() -> None:
-        admin = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        history = PostgresHistory(pg_dsn, schema)
-        try:
-            await history.open()
+        async with _pg_history(pg_dsn, schema, admin_path=True) as (admin, history):
             inst = {"type": "Property", "value": 1, "observedAt": from_us(T0)}
             await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [value_row(TENANT, "urn:e:0", ATTRS[0], inst, 0)])
             upsert = ("INSERT INTO temporal_rows (sid, kind, obs_key, key_us, modified_us, value_num, value_json, instance)"
@@ -387,10 +385,6 @@ def test_postgres_rollups_of_statements_sharing_their_start(pg_dsn: str) -> None
                 f" sumsq FROM temporal_rollup {_ORDER}")]
             assert stored == expected
             assert [(r[6], r[10]) for r in stored] == [(2, 12.0)]
-        finally:
-            await history.close()
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
 
     asyncio.run(run())
 
@@ -429,11 +423,7 @@ def test_an_update_that_changes_no_rolled_up_column_recomputes_nothing_on_postgr
     versions = "SELECT array_agg(xmin::text ORDER BY attr) FROM temporal_rollup"
 
     async def run() -> None:
-        admin = await asyncpg.connect(pg_dsn)
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        history = PostgresHistory(pg_dsn, schema)
-        try:
-            await history.open()
+        async with _pg_history(pg_dsn, schema) as (_admin, history):
             readings = [("urn:e:0", ATTRS[0], m, m, "") for m in range(5)] + [("urn:e:0", ATTRS[1], 1, "low", "")]
             await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [_row(*r) for r in readings])
             first = await history.pool.fetchval(versions)
@@ -444,9 +434,5 @@ def test_an_update_that_changes_no_rolled_up_column_recomputes_nothing_on_postgr
             after = await history.pool.fetchval(versions)
             assert after[0] != first[0] and after[1] == first[1]  # the changed attribute's hour only
             assert await history.pool.fetchval("SELECT sum FROM temporal_rollup WHERE attr = $1", ATTRS[0]) == 0 + 1 + 2 + 100 + 4
-        finally:
-            await history.close()
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
 
     asyncio.run(run())
