@@ -51,6 +51,7 @@ from broker.store.migrations import SQLITE_SCHEMA, IndexRows, has_rtree, index_r
 from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows, insert_rows_last_id
 from models.times import utc_iso
+from models.vocabulary import ENTITY_CORE, GEO_PROPERTY, PROPERTY
 from storage.database import SQLiteDatabase
 from storage.migrate import Schema
 from storage.urls import DatabaseUrl
@@ -135,6 +136,42 @@ def _step_entries(entity_id: str, before: Image, before_doc: Doc | None, steps: 
 
 def _utc_now() -> str:
     return utc_iso()
+
+
+def _index_kept(before: Doc, after: Doc) -> bool:
+    """`same_index(before, after)`, with an attribute `after` shares with `before` (the same list) passed over.
+
+    A shared attribute is an untouched one: `before` is either a fresh decode of the stored bytes, which
+    no fn saw and so shares nothing with `after`, or the document an fn was given and promised to leave
+    as it was (Change.before_intact), whose lists the fn's copies still hold where it changed nothing.
+    Either way an object found in both has the same content in both. A one-attribute PATCH then has one
+    attribute to look at instead of every one: 1.9 against 9.2 us for the bench's entity (same_index was
+    4.7 % of the broker's GIL samples under wrk PATCH, issue 16, sqlpatch20). True wherever same_index is,
+    and "kept" is only said of documents whose index_rows are equal (tests/broker/test_sqlpatch20_store.py).
+    """
+    if list(before) != list(after):  # in order: index_rows lists members in order
+        return False
+    for name, second in after.items():
+        first = before[name]
+        if first is second:
+            continue
+        if name in ENTITY_CORE:
+            if name == "type" and first != second:
+                return False
+            continue
+        left = first if isinstance(first, list) else [first]
+        right = second if isinstance(second, list) else [second]
+        if len(left) != len(right):
+            return False
+        for x, y in zip(left, right):
+            if x is y:
+                continue
+            if not isinstance(x, dict) or not isinstance(y, dict):
+                return False
+            kind = x.get("type", PROPERTY)
+            if kind != y.get("type", PROPERTY) or (kind == GEO_PROPERTY and x.get("value") != y.get("value")):
+                return False
+    return True
 
 
 def _clean(doc: Doc) -> Doc:
@@ -557,7 +594,15 @@ class SQLiteStore(Store):
         def run(c: sqlite3.Connection) -> tuple[dict[str, Any], list[ChangeRecord]]:
             # One read of every entity, fn applied in order in memory (a repeated id meets the
             # outcome of its previous call), then the final documents written in a few statements.
-            stored = self._images(c, tenant, list(dict.fromkeys(ids)))
+            unique = list(dict.fromkeys(ids))
+            rowid: int | None = None  # the row of the one entity of a one-entity call (a PATCH), when stored
+            if len(unique) == 1:
+                row = c.execute("SELECT rowid, doc, created_at, modified_at FROM entities WHERE tenant = ? AND id = ?",
+                                (tenant, unique[0])).fetchone()
+                stored = {} if row is None else {unique[0]: (row[1], row[2], row[3])}
+                rowid = None if row is None else row[0]
+            else:
+                stored = self._images(c, tenant, unique)
             current: dict[str, Image] = dict(stored)
             written: dict[str, Doc | None] = {}  # final document per id changed (None: deleted)
             steps: dict[str, list[Doc]] = {}  # earlier instances of a repeated id (Change.steps), rare
@@ -602,7 +647,7 @@ class SQLiteStore(Store):
                     gone.append(entity_id)
                     continue
                 put.append((entity_id, current[entity_id][0]))  # type: ignore[index]
-                if before_doc is not None and same_index(before_doc, doc):
+                if before_doc is not None and _index_kept(before_doc, doc):
                     continue  # side-table rows kept (see upsert_replace)
                 rows = index_rows(doc)
                 if before_doc is not None:
@@ -612,7 +657,12 @@ class SQLiteStore(Store):
                 reindex.append((entity_id, rows))
             if gone:
                 c.execute("DELETE FROM entities WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", (tenant, _json_list(gone)))
-            self._put_docs(c, tenant, now, put, upsert=True)
+            if rowid is not None and len(put) == 1:
+                # the one stored entity rewritten (a PATCH): an UPDATE of its row, found by the read above in
+                # this transaction, instead of an upsert that looks the key up in the unique index again
+                c.execute("UPDATE entities SET doc = ?, modified_at = ? WHERE rowid = ?", (put[0][1], now, rowid))
+            else:
+                self._put_docs(c, tenant, now, put, upsert=True)
             self._unindex(c, tenant, stale + gone)
             self._index(c, tenant, reindex)
             if any(i not in stored for i, _ in put):
