@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,6 @@ def _patch(iri: str, instance: dict[str, Any]) -> Any:
 
 
 def _side_rows(path: Path) -> list[tuple[Any, ...]]:
-    import sqlite3
-
     conn = sqlite3.connect(path)
     try:
         return [*conn.execute("SELECT 'type', type, id FROM entity_types ORDER BY 2, 3"),
