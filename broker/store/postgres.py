@@ -24,6 +24,19 @@ in a group re-runs each of its calls alone, so only the culprit fails.
 FLUSHERS groups are in flight at once: the next takes its entity locks once
 the one before holds its own, so calls on one entity keep their order.
 
+Optimistic groups (issue 16, pgpatch20): a group is first read without
+locks or transaction (while the group before writes) and, if it only
+rewrites stored rows (a PATCH), written once the group before is done by one
+statement in a transaction of its own (`_CHECKED_WRITE`: the updates and
+the change records), which writes nothing unless every row the group read is
+still the version it read (xmin). Two round trips per group instead of
+four, and the log lock is held for that statement's execution and commit
+only. A group naming an id of the group before writes once that one is done;
+one naming none writes at once (their records may then go to the log in
+either order: neither call sees the other's entities). Any other group
+(creates, deletes, side-table rows), or one whose rows changed since its
+read, runs with locks as above.
+
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
@@ -356,6 +369,7 @@ class PostgresStore(Store):
         self._queue: deque[_ModifyJob] = deque()  # modify calls waiting for the next group
         self._flushers: set[asyncio.Task[None]] = set()  # running flusher tasks, at most FLUSHERS
         self._turn: asyncio.Future[None] | None = None  # done once the group taken last holds its entity locks
+        self._turn_keys: frozenset[str] = frozenset()  # the ids of the group taken last
         self.optimistic = True  # groups read without locks first (_optimistic); False: always with locks
         self.stale_reads = 0  # groups _optimistic gave back because a row changed since their read
 
@@ -783,11 +797,13 @@ class PostgresStore(Store):
                 # in call order), but each goes on as soon as the one before holds its locks: while one
                 # waits for its COMMIT's WAL flush, the next reads and writes
                 before, turn = self._turn, asyncio.get_running_loop().create_future()
-                self._turn = turn
+                keys = frozenset(i for job in jobs for i in job.ids)
+                apart = keys.isdisjoint(self._turn_keys)
+                self._turn, self._turn_keys = turn, keys
                 try:
                     if conn is None:
                         conn = await self.pool.acquire()
-                    records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn)
+                    records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn, apart)
                 except Exception as exc:  # noqa: BLE001 - the database failed the group: see below
                     if not turn.done():
                         # failed before it held its locks (no connection: the database was down), so
@@ -837,7 +853,7 @@ class PostgresStore(Store):
 
     async def _modify_group(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
                             before: asyncio.Future[None] | None = None, turn: asyncio.Future[None] | None = None,
-                            ) -> list[ChangeRecord]:
+                            apart: bool = False) -> list[ChangeRecord]:
         """Run the calls `jobs` of `tenant` in one transaction, in order; their change records (once committed).
 
         Each call sees the entities as the calls before it left them, and is logged as if alone
@@ -846,15 +862,21 @@ class PostgresStore(Store):
         result (or error) is set on it; its caller is answered once the transaction committed.
         """
         keys = sorted({i for job in jobs for i in job.ids})
-        if before is not None and turn is not None and self.optimistic:
+        if turn is not None and self.optimistic:
+            # a group's turn is done once it is (committed or failed): the next group writes after it, or at
+            # once if it names none of this group's ids (`apart`: nothing either call sees depends on the other)
             try:
-                records = await self._optimistic(conn, tenant, jobs, keys, before)
-                if records is None:  # not a PATCH-like group, or a row changed since the read: with locks
+                records = None
+                if before is not None:
+                    records = await self._optimistic(conn, tenant, jobs, keys, before, apart)
+                if records is None:  # the first group, not a PATCH-like group, or a row changed since the read
+                    if before is not None:
+                        await asyncio.shield(before)
                     records = await self._modify_group(conn, tenant, jobs)
                 return records
             finally:
                 if not turn.done():
-                    turn.set_result(None)  # done (committed or failed): the next group may write
+                    turn.set_result(None)
         try:
             if before is not None:
                 await asyncio.shield(before)  # the group taken before this one holds its locks
@@ -883,7 +905,7 @@ class PostgresStore(Store):
                 turn.set_result(None)  # failed before its locks: the next group must not wait for ever
 
     async def _optimistic(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob], keys: list[str],
-                          before: asyncio.Future[None]) -> list[ChangeRecord] | None:
+                          before: asyncio.Future[None], apart: bool = False) -> list[ChangeRecord] | None:
         """`_modify_group` without a transaction around the read: the group's records, or None to run it with locks.
 
         The rows are read without locks (while the group before writes), the calls run on them, and a
@@ -900,7 +922,7 @@ class PostgresStore(Store):
             " WHERE tenant = $1 AND id = ANY($2::text[])", tenant, keys
         )
         try:
-            return await self._group_body(conn, tenant, jobs, keys, (rows, before))
+            return await self._group_body(conn, tenant, jobs, keys, (rows, before, apart))
         except asyncpg.InvalidTextRepresentationError as exc:
             if STALE_READ not in str(exc):
                 raise
@@ -908,7 +930,7 @@ class PostgresStore(Store):
             return None
 
     async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob], keys: list[str],
-                          unlocked: tuple[list[asyncpg.Record], asyncio.Future[None]] | None = None,
+                          unlocked: tuple[list[asyncpg.Record], asyncio.Future[None], bool] | None = None,
                           ) -> list[ChangeRecord] | None:
         """The rest of `_modify_group`, in its transaction, once the entity locks are held.
 
@@ -962,7 +984,8 @@ class PostgresStore(Store):
                 if unlocked is None:
                     return await self._write_group(conn, tenant, upsert, log)
                 xmin = {r[0]: r[4] for r in rows}
-                await asyncio.shield(unlocked[1])  # the group before is done: its writes are what we check
+                if not unlocked[2]:
+                    await asyncio.shield(unlocked[1])  # the group before is done: its writes are what we check
                 return await self._write_group(conn, tenant, upsert, log, _CHECKED_WRITE, [
                     keys, [xmin.get(k) for k in keys], [xmin[i] for i, _ in written]])
         if unlocked is not None:

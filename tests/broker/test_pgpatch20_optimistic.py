@@ -125,3 +125,29 @@ def test_a_write_waiting_for_a_row_another_transaction_changes_runs_again_with_l
         assert stored is not None and stored.doc[COUNT][0]["value"] == 51
 
     _run(tmp_path, body)
+
+
+def test_a_group_on_other_entities_does_not_wait_for_the_group_before(tmp_path: Path) -> None:
+    """Groups that name no id in common write at once, in whichever order (what a call sees does not depend
+    on the other); one waiting for a row does not hold the next back (it did when every group waited for
+    the one before to be done)."""
+
+    async def body(store: Any) -> None:
+        await store.insert("", [entity(1, count=0), entity(2, count=0)], T0)
+        await store.modify("", [ONE], _increment, T1)
+        holder = await asyncpg.connect(store.dsn)
+        schema = await store.pool.fetchval("SELECT current_schema()")
+        try:
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute(f'SELECT 1 FROM "{schema}".entities WHERE id = $1 FOR UPDATE', ONE)
+            first = asyncio.ensure_future(store.modify("", [ONE], _increment, T1))
+            await asyncio.sleep(0.3)  # its write waits for the row
+            second = await asyncio.wait_for(store.modify("", ["urn:ngsi-ld:Thing:2"], _increment, T1), 5)
+            assert second == {"urn:ngsi-ld:Thing:2": 1} and not first.done()
+            await tx.rollback()  # the row as it was: the write goes on (no stale read)
+            assert (await first) == {ONE: 2} and store.stale_reads == 0
+        finally:
+            await holder.close()
+
+    _run(tmp_path, body)
