@@ -24,6 +24,19 @@ in a group re-runs each of its calls alone, so only the culprit fails.
 FLUSHERS groups are in flight at once: the next takes its entity locks once
 the one before holds its own, so calls on one entity keep their order.
 
+Optimistic groups (issue 16, pgpatch20): a group is first read without
+locks or transaction (while the group before writes) and, if it only
+rewrites stored rows (a PATCH), written once the group before is done by one
+statement in a transaction of its own (`_CHECKED_WRITE`: the updates and
+the change records), which writes nothing unless every row the group read is
+still the version it read (xmin). Two round trips per group instead of
+four, and the log lock is held for that statement's execution and commit
+only. A group naming an id of the group before writes once that one is done;
+one naming none writes at once (their records may then go to the log in
+either order: neither call sees the other's entities). Any other group
+(creates, deletes, side-table rows), or one whose rows changed since its
+read, runs with locks as above.
+
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
@@ -158,6 +171,37 @@ _GROUP_WRITE = (
     " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
     " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
 )
+_CHECKED_WRITE = (
+    # a group read without locks (PostgresStore._optimistic), written by one statement in a transaction of its
+    # own: its updates ($1-$7 as _GROUP_UPSERT's, $19 the xmin read of each written row) and change records
+    # (_GROUP_WRITE's $8-$16), only if every row the group read ($17, absent ones included, $18 their xmin
+    # or null) is still the version read. An UPDATE finds a row changed since the statement's snapshot by
+    # re-reading its latest version (READ COMMITTED), so a concurrent write is seen even if it commits
+    # while this one waits for the row. `guard` fails the statement (nothing written, no seq drawn: it is
+    # read before the log lock is taken; MATERIALIZED and `g = 0`, else PostgreSQL inlines it and never computes
+    # g) with STALE_READ in its message; the rows are locked before the
+    # log lock is asked for, as in the locked path, so the two cannot deadlock on them.
+    "WITH chk AS (SELECT count(*) AS n FROM unnest($17::text[], $18::text[]) AS c(i, x)"
+    " LEFT JOIN entities e ON e.tenant = $1 AND e.id = c.i WHERE e.xmin::text IS NOT DISTINCT FROM c.x),"
+    " up AS (UPDATE entities AS e SET doc = u.d::jsonb, modified_at = u.m, attrs = string_to_array(u.a, E'\\x1f'),"
+    " attr_types = string_to_array(u.k, E'\\x1f')"
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $19::text[])"
+    " AS u(i, d, c, m, a, k, x) WHERE e.tenant = $1 AND e.id = u.i AND e.xmin::text = u.x RETURNING e.id, e.created_at),"
+    " guard AS MATERIALIZED (SELECT CASE WHEN (SELECT count(*) FROM up) = cardinality($2::text[])"
+    " AND (SELECT n FROM chk) = cardinality($17::text[]) THEN 0"
+    " ELSE ('" + "{stale}" + " ' || (SELECT count(*) FROM up))::int END AS g),"
+    " lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)) FROM guard WHERE g = 0)"
+    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at)"
+    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
+    " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
+    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+    " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
+    " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
+)
+STALE_READ = "pgpatch20-stale-read"
+"""The marker of `_CHECKED_WRITE`'s failure: a row the group read has changed since."""
+_CHECKED_WRITE = _CHECKED_WRITE.replace("{stale}", STALE_READ)
 GROUP_MAX = 64
 """The most modify calls one group commit runs (a bound on how long the first of them waits for its answer)."""
 FLUSHERS = 2
@@ -325,6 +369,9 @@ class PostgresStore(Store):
         self._queue: deque[_ModifyJob] = deque()  # modify calls waiting for the next group
         self._flushers: set[asyncio.Task[None]] = set()  # running flusher tasks, at most FLUSHERS
         self._turn: asyncio.Future[None] | None = None  # done once the group taken last holds its entity locks
+        self._turn_keys: frozenset[str] = frozenset()  # the ids of the group taken last
+        self.optimistic = True  # groups read without locks first (_optimistic); False: always with locks
+        self.stale_reads = 0  # groups _optimistic gave back because a row changed since their read
 
     @property
     def database(self) -> DatabaseUrl:
@@ -750,11 +797,13 @@ class PostgresStore(Store):
                 # in call order), but each goes on as soon as the one before holds its locks: while one
                 # waits for its COMMIT's WAL flush, the next reads and writes
                 before, turn = self._turn, asyncio.get_running_loop().create_future()
-                self._turn = turn
+                keys = frozenset(i for job in jobs for i in job.ids)
+                apart = keys.isdisjoint(self._turn_keys)
+                self._turn, self._turn_keys = turn, keys
                 try:
                     if conn is None:
                         conn = await self.pool.acquire()
-                    records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn)
+                    records = await self._modify_group(conn, jobs[0].tenant, jobs, before, turn, apart)
                 except Exception as exc:  # noqa: BLE001 - the database failed the group: see below
                     if not turn.done():
                         # failed before it held its locks (no connection: the database was down), so
@@ -804,7 +853,7 @@ class PostgresStore(Store):
 
     async def _modify_group(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
                             before: asyncio.Future[None] | None = None, turn: asyncio.Future[None] | None = None,
-                            ) -> list[ChangeRecord]:
+                            apart: bool = False) -> list[ChangeRecord]:
         """Run the calls `jobs` of `tenant` in one transaction, in order; their change records (once committed).
 
         Each call sees the entities as the calls before it left them, and is logged as if alone
@@ -813,6 +862,21 @@ class PostgresStore(Store):
         result (or error) is set on it; its caller is answered once the transaction committed.
         """
         keys = sorted({i for job in jobs for i in job.ids})
+        if turn is not None and self.optimistic:
+            # a group's turn is done once it is (committed or failed): the next group writes after it, or at
+            # once if it names none of this group's ids (`apart`: nothing either call sees depends on the other)
+            try:
+                records = None
+                if before is not None:
+                    records = await self._optimistic(conn, tenant, jobs, keys, before, apart)
+                if records is None:  # the first group, not a PATCH-like group, or a row changed since the read
+                    if before is not None:
+                        await asyncio.shield(before)
+                    records = await self._modify_group(conn, tenant, jobs)
+                return records
+            finally:
+                if not turn.done():
+                    turn.set_result(None)
         try:
             if before is not None:
                 await asyncio.shield(before)  # the group taken before this one holds its locks
@@ -829,6 +893,7 @@ class PostgresStore(Store):
                 if turn is not None and not turn.done():
                     turn.set_result(None)
                 records = await self._group_body(conn, tenant, jobs, keys)
+                assert records is not None  # with locks held, every group is written
             except BaseException:
                 if not conn.is_closed() and conn.is_in_transaction():
                     await conn.execute("ROLLBACK")
@@ -839,14 +904,47 @@ class PostgresStore(Store):
             if turn is not None and not turn.done():
                 turn.set_result(None)  # failed before its locks: the next group must not wait for ever
 
-    async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob],
-                          keys: list[str]) -> list[ChangeRecord]:
-        """The rest of `_modify_group`, in its transaction, once the entity locks are held."""
-        # the documents as text: each call's function gets a copy of its own (_apply), decoded from it
+    async def _optimistic(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob], keys: list[str],
+                          before: asyncio.Future[None], apart: bool = False) -> list[ChangeRecord] | None:
+        """`_modify_group` without a transaction around the read: the group's records, or None to run it with locks.
+
+        The rows are read without locks (while the group before writes), the calls run on them, and a
+        group that only rewrites stored rows (a PATCH: `_write_group`'s case) is written, once the group
+        before is done, by one statement in a transaction of its own (`_CHECKED_WRITE`), which writes
+        nothing unless every row read is still the version read (xmin). Two round trips per group where
+        the locked path takes four (BEGIN with the entity locks, the read, the write, COMMIT); the log
+        lock is held for that statement and its commit only (issue 16, pgpatch20). Any other group, or
+        one whose rows changed since its read, answers None: the caller runs it again with locks (the
+        calls' functions run again, as after a failed group).
+        """
         rows = await conn.fetch(
-            "SELECT e.id, e.doc::text, e.created_at, e.modified_at FROM entities e"
-            " WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
+            "SELECT e.id, e.doc::text, e.created_at, e.modified_at, e.xmin::text FROM entities e"
+            " WHERE tenant = $1 AND id = ANY($2::text[])", tenant, keys
         )
+        try:
+            return await self._group_body(conn, tenant, jobs, keys, (rows, before, apart))
+        except asyncpg.InvalidTextRepresentationError as exc:
+            if STALE_READ not in str(exc):
+                raise
+            self.stale_reads += 1
+            return None
+
+    async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob], keys: list[str],
+                          unlocked: tuple[list[asyncpg.Record], asyncio.Future[None], bool] | None = None,
+                          ) -> list[ChangeRecord] | None:
+        """The rest of `_modify_group`, in its transaction, once the entity locks are held.
+
+        With `unlocked` (rows read without locks, with their xmin, and the group before's turn): the
+        group written by `_CHECKED_WRITE` after that turn, or None if it is not a PATCH-like group.
+        """
+        # the documents as text: each call's function gets a copy of its own (_apply), decoded from it
+        if unlocked is None:
+            rows = await conn.fetch(
+                "SELECT e.id, e.doc::text, e.created_at, e.modified_at FROM entities e"
+                " WHERE tenant = $1 AND id = ANY($2::text[]) FOR UPDATE", tenant, keys
+            )
+        else:
+            rows = unlocked[0]
         # a stored row's document is decoded when first needed: for a function that leaves the document it
         # is given intact (Change.before_intact: a PATCH), that one decode is also the change's before image,
         # and before and after share their untouched attributes (the change-log consumers compare by
@@ -865,6 +963,9 @@ class PostgresStore(Store):
                 job.fail(exc)
         final = {i: state[i] for i in dict.fromkeys(e[0] for e in log)}
         gone = [i for i in initial if i in removed]
+        if gone and unlocked is not None:
+            await asyncio.shield(unlocked[1])  # deletes: with locks, after the group before (call order)
+            return None
         if gone:
             await conn.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, gone)
         written = [(i, s) for i, s in final.items() if s is not None]
@@ -880,7 +981,17 @@ class PostgresStore(Store):
             reindex = [(i, r) for (i, s), r in zip(written, index) if i not in initial or i in removed
                        or not _same_side_rows(decoded[i] if i in decoded else orjson.loads(stored[i]), s.doc, r)]
             if not gone and not reindex and all(e[1] is not None for e in log):
-                return await self._write_group(conn, tenant, upsert, log)
+                if unlocked is None:
+                    return await self._write_group(conn, tenant, upsert, log)
+                xmin = {r[0]: r[4] for r in rows}
+                if not unlocked[2]:
+                    await asyncio.shield(unlocked[1])  # the group before is done: its writes are what we check
+                return await self._write_group(conn, tenant, upsert, log, _CHECKED_WRITE, [
+                    keys, [xmin.get(k) for k in keys], [xmin[i] for i, _ in written]])
+        if unlocked is not None:
+            await asyncio.shield(unlocked[1])  # run with locks, after the group before (call order)
+            return None
+        if written:
             # one upsert for all: it keeps created_at of existing rows, and an
             # insert() racing this call on a new id loses to it rather than failing it
             created_at = {r[0]: r[1] for r in await conn.fetch(_GROUP_UPSERT, *upsert)}
@@ -901,14 +1012,16 @@ class PostgresStore(Store):
         return records
 
     @staticmethod
-    async def _write_group(conn: asyncpg.Connection, tenant: str, upsert: list[Any], log: list[_Entry]) -> list[ChangeRecord]:
-        """The upsert `upsert` (_GROUP_UPSERT's arguments) and the records `log` by one statement (_GROUP_WRITE)."""
+    async def _write_group(conn: asyncpg.Connection, tenant: str, upsert: list[Any], log: list[_Entry],
+                           sql: str = _GROUP_WRITE, extra: Sequence[Any] = ()) -> list[ChangeRecord]:
+        """The upsert `upsert` (_GROUP_UPSERT's arguments) and the records `log` by one statement (_GROUP_WRITE,
+        or `sql` with the arguments `extra` after those)."""
         last = {e[0]: n for n, e in enumerate(log)}
         rows = sorted(await conn.fetch(
-            _GROUP_WRITE, *upsert, [e[5] for e in log], [e[0] for e in log],
+            sql, *upsert, [e[5] for e in log], [e[0] for e in log],
             *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
             *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
-            [last[e[0]] == n for n, e in enumerate(log)],
+            [last[e[0]] == n for n, e in enumerate(log)], *extra,
         ), key=lambda r: int(r[0]))  # seqs are drawn in the records' order
         records = []
         for (seq, created), e in zip(rows, log):
