@@ -23,6 +23,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broker import limits
+from broker.body_limits import fits
 from models.errors import BadRequestData, InvalidRequest, NgsiLdError
 from models.media import GEO_JSON, JSON, JSON_LD, LINK_REL
 
@@ -137,6 +138,8 @@ def check_limits(body: Any, *, nul: bool = True) -> None:
         if len(item) > bound.max_attributes and len(item.keys() - _NOT_ATTRIBUTES) > bound.max_attributes:
             raise BadRequestData(f"the entity has {len(item.keys() - _NOT_ATTRIBUTES)} attributes; "
                                  f"at most {bound.max_attributes} are allowed")
+    if fits(body, bound, nul):
+        return  # nearly always: the walk below finds nothing (one pass by recursion, broker.body_limits)
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
         value, depth = stack.pop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -182,7 +182,7 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
     As `value_row_reference`, with what depends on the instance's member names alone decided once per
     name tuple (`_RowPlan`), each time text parsed and told apart (canonical milliseconds, whole
     seconds, neither) once (`_TIMES`), and the compact layout made once per name tuple, type and
-    time forms (`_LAYOUTS`): a batch's instances share a few shapes and a few times. An instance the
+    time forms (`_RowPlan.layouts`): a batch's instances share a few shapes and a few times. An instance the
     plan does not cover (instanceId, deletedAt, a time that is not a DateTime text or is the epoch)
     takes the reference path.
     """
@@ -224,26 +224,46 @@ def value_row(tenant: str, entity_id: str, attr: str, inst: Doc, default_us: int
         t_letter = 1  # no type member: a Property (and no letter in the layout)
     value = inst[plan.value] if plan.value is not None else None
     instance = orjson.dumps(inst)
+    if type(value) is float and value:  # a reading: its text from the few recent ones (not 0.0: -0.0 equals it)
+        value_json = _FLOAT_TEXTS.get(value)
+        if value_json is None:
+            value_json = orjson.dumps(value).decode()
+            if len(_FLOAT_TEXTS) >= _CACHE_MAX:
+                _FLOAT_TEXTS.clear()
+            _FLOAT_TEXTS[value] = value_json
+    else:
+        value_json = orjson.dumps(value).decode()
     row = HistoryRow(
         tenant, entity_id, attr, (inst["datasetId"] or "") if plan.dataset else "", VALUE,
         observed if observed is not None else modified, observed, created, modified, None,
         (value if type(value) is float else _number(value)) if t_letter == 1 else None,
-        orjson.dumps(value).decode(), instance,
+        value_json, instance,
     )
-    layout_key = (keys, t_letter, f_obs, f_cre, f_mod)
-    layout = _LAYOUTS.get(layout_key)
+    layout_key = (t_letter, f_obs, f_cre, f_mod)
+    layout = plan.layouts.get(layout_key)
     if layout is None:
-        layout = _layout(keys, t_letter, f_obs, f_cre, f_mod)
-    prefix, kept = layout
+        layout = _layout(plan, keys, t_letter, f_obs, f_cre, f_mod)
+    prefix, kept, ones = layout
     if prefix is None:
         row.packed = instance  # kept members in two runs: stored whole
-    elif len(kept) == 1:  # mostly unitCode alone
-        row.packed = prefix + orjson.dumps({kept[0]: inst[kept[0]]})
+    elif len(kept) == 1:  # mostly unitCode alone, a text of a few values ("CEL"): its bytes made once
+        one = inst[kept[0]]
+        packed = ones.get(one) if type(one) is str else None
+        if packed is None:
+            packed = prefix + orjson.dumps({kept[0]: one})
+            if type(one) is str and len(ones) < _ONES_MAX:
+                ones[one] = packed
+        row.packed = packed
     elif kept:
         row.packed = prefix + orjson.dumps({k: inst[k] for k in kept})
     else:
         row.packed = prefix + b"{}"
     return row
+
+
+_Layout = tuple[bytes | None, tuple[str, ...], dict[str, bytes]]
+"""compact_instance's layout bytes up to the kept members' JSON (None: stored whole), the kept members' names,
+and the stored bytes of instances whose one kept member is a text, by that text."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -257,12 +277,16 @@ class _RowPlan:
     observed: bool
     created: bool
     modified: bool
+    # the layouts of these names by (type letter, observedAt, createdAt and modifiedAt forms): four small
+    # ints to hash per instance instead of the member names' tuple again (batch20)
+    layouts: dict[tuple[int, int, int, int], _Layout] = field(default_factory=dict, compare=False)
 
 
 _PLANS: dict[tuple[str, ...], _RowPlan] = {}
 _TIMES: dict[str, tuple[int, int]] = {}  # time text -> (microseconds, 1: as _stamp_ms, 2: as _stamp_s, 0: neither)
-_LAYOUTS: dict[tuple[Any, ...], tuple[bytes | None, tuple[str, ...]]] = {}
+_FLOAT_TEXTS: dict[float, str] = {}  # a float value (not 0.0) -> its JSON text, as orjson writes it
 _CACHE_MAX = 8192  # each cache is emptied when it reaches this size (clients that send ever new shapes or times)
+_ONES_MAX = 64  # texts of one kept member (unit codes) kept per layout
 _VALUE_MEMBERS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
 
 
@@ -355,10 +379,10 @@ def _second_text(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def _layout(keys: tuple[str, ...], t_letter: int, f_obs: int, f_cre: int, f_mod: int
-            ) -> tuple[bytes | None, tuple[str, ...]]:
+def _layout(plan: _RowPlan, keys: tuple[str, ...], t_letter: int, f_obs: int, f_cre: int, f_mod: int) -> _Layout:
     """compact_instance's layout for these member names, type and time forms: the layout bytes up to
-    the kept members' JSON and the names of the kept members; (None, ()) when the document is stored whole."""
+    the kept members' JSON and the names of the kept members ((None, ()) when the document is stored
+    whole), kept in `plan.layouts`."""
     forms = {"o": f_obs, "c": f_cre, "m": f_mod}
     layout = ""
     kept: list[str] = []
@@ -386,10 +410,8 @@ def _layout(keys: tuple[str, ...], t_letter: int, f_obs: int, f_cre: int, f_mod:
             if run == 1:
                 run = 2
             layout += letter
-    result: tuple[bytes | None, tuple[str, ...]] = (None, ()) if whole else (layout.encode(), tuple(kept))
-    if len(_LAYOUTS) >= _CACHE_MAX:
-        _LAYOUTS.clear()
-    _LAYOUTS[(keys, t_letter, f_obs, f_cre, f_mod)] = result
+    result: _Layout = (None, (), {}) if whole else (layout.encode(), tuple(kept), {})
+    plan.layouts[(t_letter, f_obs, f_cre, f_mod)] = result  # at most 3 x 3 x 3 x 3 per plan
     return result
 
 
@@ -470,10 +492,11 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
         previous = before.get(attr)
         if previous is instances:
             continue  # untouched, shared with the before document (Change.before_intact): no comparison
-        if attr in ENTITY_CORE or previous == instances:
-            continue  # most attributes of an update are untouched: one comparison, no instance walk
+        if attr in ENTITY_CORE:
+            continue
         # one instance now and at most one before (most attributes; the store keeps each as a list of one):
-        # what the walk below does, without building the two per-dataset dicts
+        # what the walk below does, without building the two per-dataset dicts, and with one comparison of
+        # the two instances (equal lists of one are equal instances: no row either way; batch20)
         inst = instances if type(instances) is dict else (
             instances[0] if type(instances) is list and len(instances) == 1 and type(instances[0]) is dict else None)
         prev = previous if type(previous) is dict else (
@@ -487,6 +510,8 @@ def rows_of_change(record: ChangeRecord) -> tuple[EntityRow, list[HistoryRow]]:
                 if prev is not None and was != ds:
                     rows.append(deletion_row(record.tenant, record.entity_id, attr, prev, at_us))
                 continue
+        if previous == instances:
+            continue  # untouched: one comparison, no instance walk
         old, new = _by_dataset(previous), _by_dataset(instances)
         for ds, inst in new.items():
             if old.get(ds) != inst:
