@@ -324,7 +324,11 @@ _ADDED = (
     " AS u(i, ty, p) WHERE (SELECT ok FROM chk)"
     " ON CONFLICT (tenant, entity_id) DO UPDATE SET types = e.types || ARRAY(SELECT a.x FROM unnest(excluded.types)"
     " WITH ORDINALITY AS a(x, o) WHERE a.x <> ALL(e.types) ORDER BY a.o), deleted_us = NULL,"
-    " service_path = coalesce(excluded.service_path, e.service_path))"
+    " service_path = coalesce(excluded.service_path, e.service_path)"
+    # only where that changes the row: a notification of a known entity (its types, its path) wrote a new
+    # version of its row every time, and its WAL record (issue 16, pgnotify20)
+    " WHERE e.deleted_us IS NOT NULL OR NOT (excluded.types <@ e.types)"
+    " OR (excluded.service_path IS NOT NULL AND excluded.service_path IS DISTINCT FROM e.service_path))"
     " SELECT ok FROM chk"
 )
 # _ADDED with new series (issue 16, notifypg19): a notification's first write of an entity made its series in a
