@@ -35,7 +35,7 @@ def test_a_notification_of_a_known_entity_leaves_its_row_as_it_is(pg_dsn: str) -
         admin = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
         await admin.execute(f'CREATE SCHEMA "{schema}"')
         await admin.execute("CREATE TABLE change_log (seq bigint)")
-        history = PostgresHistory(pg_dsn, schema, fold_delay=None)
+        history = PostgresHistory(pg_dsn, schema)
         version = "SELECT xmin::text || ctid::text FROM temporal_entities WHERE entity_id = 'urn:e:0'"
         stored = "SELECT types, deleted_us, service_path FROM temporal_entities WHERE entity_id = 'urn:e:0'"
         try:
