@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS = (
     "bench.store_bench", "bench.broker_bench", "bench.temporal_bench", "bench.history_bench", "bench.notify_bench",
-    "bench.ql_notify_bench", "bench.storage_bench",
+    "bench.ql_notify_bench", "bench.storage_bench", "bench.history_layout_bench",
     "bench.ingest_bench", "bench.outbox_bench", "bench.codec_bench", "bench.ops_bench", "bench.metrics_bench",
     "bench.api_bench", "bench.patch_cpu_bench",
 )
