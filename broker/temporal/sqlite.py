@@ -302,6 +302,10 @@ _ENTITY_ROWS = "INSERT INTO temporal_entities (tenant, entity_id, types, deleted
 _ENTITY_CONFLICT = (
     " ON CONFLICT (tenant, entity_id) DO UPDATE SET"
     " types = CASE WHEN excluded.types = '[]' THEN types ELSE excluded.types END, deleted_us = excluded.deleted_us"
+    # only where that changes the row: each recorder step (a PATCH) wrote its entity's row again with the
+    # same types and no deletion (issue 16, sqlhist20)
+    " WHERE temporal_entities.deleted_us IS NOT excluded.deleted_us"
+    " OR (excluded.types <> '[]' AND temporal_entities.types IS NOT excluded.types)"
 )
 
 
@@ -309,7 +313,8 @@ _ENTITY_CONFLICT = (
 # change_log), the stored types of some entities, an entity's service path
 _BEHIND = ("SELECT (SELECT coalesce(max(seq), 0) FROM change_log)"
            " > coalesce((SELECT seq FROM temporal_cursors WHERE consumer = ?), 0)")
-_TYPES_OF = "SELECT entity_id, types FROM temporal_entities WHERE tenant = ? AND entity_id IN (SELECT value FROM json_each(?))"
+_TYPES_OF = ("SELECT entity_id, types, deleted_us, service_path FROM temporal_entities"
+             " WHERE tenant = ? AND entity_id IN (SELECT value FROM json_each(?))")
 _SET_PATH = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
 
 
@@ -588,14 +593,22 @@ class SQLiteHistory(HistoryStorage):
         # the rows, the entities and their service paths in one transaction (issue 16, notify18)
         added = added_types(entities)
         ids = _json(list(added))
-        updates = [(p, tenant, i) for i, p in paths.items() if i in added]
 
         def run(c: sqlite3.Connection) -> bool:
             if current is not None and c.execute(_BEHIND, (current,)).fetchone()[0]:
                 return False
-            stored = {r[0]: orjson.loads(r[1]) for r in c.execute(_TYPES_OF, (tenant, ids))}
-            self._store(c, [EntityRow(tenant, eid, merged_types(stored.get(eid), types), None)
-                            for eid, types in added.items()], rows)
+            stored = {r[0]: (orjson.loads(r[1]), r[2], r[3]) for r in c.execute(_TYPES_OF, (tenant, ids))}
+            # an entity's row is written only where that changes it: new, deleted, a type added, another
+            # path; a notification of a known entity left it as it was, rewritten (issue 16, sqlhist20)
+            changed: list[EntityRow] = []
+            for eid, types in added.items():
+                have = stored.get(eid)
+                merged = merged_types(None if have is None else have[0], types)
+                if have is None or have[1] is not None or merged != have[0]:
+                    changed.append(EntityRow(tenant, eid, merged, None))
+            self._store(c, changed, rows)
+            updates = [(p, tenant, i) for i, p in paths.items()
+                       if i in added and (i not in stored or stored[i][2] != p)]
             if updates:
                 c.executemany(_SET_PATH, updates)
             return True
