@@ -274,6 +274,7 @@ _UPSERT = (
     f" OR {CREATED.format(r='')} IS NOT {CREATED.format(r='excluded.')}"
     " OR modified_us IS NOT excluded.modified_us OR deleted_us IS NOT excluded.deleted_us"
 )
+_NEXT_IIDS = "UPDATE temporal_next_iid SET next = next + ? RETURNING next - ?"  # the first of the iids taken
 _SERIES_ROWS = "INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
 _SERIES_LOOKUP = "SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ? AND dataset_id = ?"
 SeriesKey = tuple[str, str, str, str]
@@ -315,6 +316,8 @@ _BEHIND = ("SELECT (SELECT coalesce(max(seq), 0) FROM change_log)"
            " > coalesce((SELECT seq FROM temporal_cursors WHERE consumer = ?), 0)")
 _TYPES_OF = ("SELECT entity_id, types, deleted_us, service_path FROM temporal_entities"
              " WHERE tenant = ? AND entity_id IN (SELECT value FROM json_each(?))")
+# the same for one entity (a single notification): its key, no json_each table to build and join
+_TYPES_OF_ONE = "SELECT entity_id, types, deleted_us, service_path FROM temporal_entities WHERE tenant = ? AND entity_id = ?"
 _SET_PATH = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
 
 
@@ -556,9 +559,9 @@ class SQLiteHistory(HistoryStorage):
         known = _sids(conn, self._series, [(r.tenant, r.entity_id, r.attr, r.dataset_id) for r in rows])
         # iids from the counter, read and moved in this transaction (so also with another process writing);
         # a row that meets a stored one keeps the stored iid (the upsert does not set it), its number unused
-        first = conn.execute("SELECT next FROM temporal_next_iid").fetchone()[0]
-        if rows:
-            conn.execute("UPDATE temporal_next_iid SET next = ?", (first + len(rows),))
+        # one statement, not a SELECT then an UPDATE (issue 16, sqlhist20); RETURNING's rows are made by the
+        # first step, read to the end (the statement then done, not left open on the connection)
+        first = conn.execute(_NEXT_IIDS, (len(rows), len(rows))).fetchall()[0][0] if rows else 0
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
         insert_rows(conn, _INSERT_ROWS, [
             (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
@@ -592,12 +595,12 @@ class SQLiteHistory(HistoryStorage):
         # one job on the file's writer (grouped with the writes queued beside it): the check, the stored types,
         # the rows, the entities and their service paths in one transaction (issue 16, notify18)
         added = added_types(entities)
-        ids = _json(list(added))
+        lookup = (_TYPES_OF_ONE, (tenant, next(iter(added)))) if len(added) == 1 else (_TYPES_OF, (tenant, _json(list(added))))
 
         def run(c: sqlite3.Connection) -> bool:
             if current is not None and c.execute(_BEHIND, (current,)).fetchone()[0]:
                 return False
-            stored = {r[0]: (orjson.loads(r[1]), r[2], r[3]) for r in c.execute(_TYPES_OF, (tenant, ids))}
+            stored = {r[0]: (orjson.loads(r[1]), r[2], r[3]) for r in c.execute(*lookup)}
             # an entity's row is written only where that changes it: new, deleted, a type added, another
             # path; a notification of a known entity left it as it was, rewritten (issue 16, sqlhist20)
             changed: list[EntityRow] = []
