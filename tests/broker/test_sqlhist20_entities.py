@@ -71,7 +71,7 @@ def test_a_notification_of_a_known_entity_leaves_its_row_as_it_is(tmp_path: Path
             assert _stored(path)[:2] == ('["https://x/T"]', None)
             assert _writes(path) == 4
             assert await history.entity(TENANT, E) == EntityRow(TENANT, E, ["https://x/T"], None)
-            # instanceIds from the counter, one statement moving it (sqlhist20): 1, 2, ... as before
+            # instanceIds from the counter: 1, 2, ... as before
             assert [h.iid for h in await history.instances(TENANT, [E], None, TimeRange(), 100, False)] == [1, 2, 3, 4, 5, 6]
         finally:
             await history.close()
