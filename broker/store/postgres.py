@@ -155,6 +155,19 @@ def _text_array(texts: Sequence[str]) -> str:
     return "ARRAY[" + ",".join(map(_literal, texts)) + "]::text[]"
 
 
+# the change records of a group written by one statement (_GROUP_WRITE, _CHECKED_WRITE): $8-$16 the records'
+# columns as arrays, `up` the statement's upsert or update (createdAt of each id's last record), `lock` the log lock
+_LOG_RECORDS = (
+    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at)"
+    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
+    " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
+    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+    " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
+    " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
+)
+
+
 _GROUP_WRITE = (
     # a group's upsert (_GROUP_UPSERT, $1-$7) and its change records (_LOG_AT's, $8-$15) in one statement, when
     # it has nothing else to write between them (no entity created or deleted, no side-table row changed: a
@@ -163,13 +176,7 @@ _GROUP_WRITE = (
     # sort by n reads every row, the lock's and the upsert's with them, before the first seq is drawn
     "WITH up AS (" + _GROUP_UPSERT + "),"
     " lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)))"
-    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
-    " after_doc, after_created_at, after_modified_at)"
-    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
-    " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
-    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
-    " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
-    " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
+    + _LOG_RECORDS
 )
 _CHECKED_WRITE = (
     # a group read without locks (PostgresStore._optimistic), written by one statement in a transaction of its
@@ -191,13 +198,7 @@ _CHECKED_WRITE = (
     " AND (SELECT n FROM chk) = cardinality($17::text[]) THEN 0"
     " ELSE ('" + "{stale}" + " ' || (SELECT count(*) FROM up))::int END AS g),"
     " lock AS (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':change_log', 0)) FROM guard WHERE g = 0)"
-    " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
-    " after_doc, after_created_at, after_modified_at)"
-    " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
-    " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
-    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
-    " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
-    " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
+    + _LOG_RECORDS
 )
 STALE_READ = "pgpatch20-stale-read"
 """The marker of `_CHECKED_WRITE`'s failure: a row the group read has changed since."""

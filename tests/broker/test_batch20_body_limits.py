@@ -33,25 +33,25 @@ json_values = st.recursive(
 bodies = st.one_of(st.lists(json_values, max_size=5), st.dictionaries(keys, json_values, max_size=6))
 
 
-def _walk_alone(body: Any, *, nul: bool, monkeypatch: pytest.MonkeyPatch, bound: Limits) -> str | None:
+def _checked(body: Any, *, nul: bool, monkeypatch: pytest.MonkeyPatch, bound: Limits, walk_only: bool) -> str | None:
+    """check_limits' error for `body` under `bound` (None: accepted); `walk_only`: with `fits` saying no."""
     with monkeypatch.context() as m:
-        m.setattr(http, "fits", lambda *_: False)
+        if walk_only:
+            m.setattr(http, "fits", lambda *_: False)
         m.setattr(limits, "current", lambda: bound)
         try:
             http.check_limits(body, nul=nul)
         except BadRequestData as error:
             return str(error)
     return None
+
+
+def _walk_alone(body: Any, *, nul: bool, monkeypatch: pytest.MonkeyPatch, bound: Limits) -> str | None:
+    return _checked(body, nul=nul, monkeypatch=monkeypatch, bound=bound, walk_only=True)
 
 
 def _with_fits(body: Any, *, nul: bool, monkeypatch: pytest.MonkeyPatch, bound: Limits) -> str | None:
-    with monkeypatch.context() as m:
-        m.setattr(limits, "current", lambda: bound)
-        try:
-            http.check_limits(body, nul=nul)
-        except BadRequestData as error:
-            return str(error)
-    return None
+    return _checked(body, nul=nul, monkeypatch=monkeypatch, bound=bound, walk_only=False)
 
 
 @settings(max_examples=400, deadline=None)
