@@ -140,6 +140,11 @@ def same_index(a: Doc, b: Doc) -> bool:
     order and equal GeoProperty values: what a sensor's new readings leave alone. False
     means "maybe not" (the caller then compares index_rows): building them parses every
     geometry, which an update of a dozen readings should not pay twice.
+
+    A member both documents hold as the same object is passed over: it gives the same rows
+    in both. A PATCH's new document shares every untouched attribute with the one its fn was
+    given (Change.before_intact), so only the changed one is looked at: 1.9 against 9.2 us
+    for the bench's entity (issue 16, sqlpatch20). A fresh decode shares nothing.
     """
     if a.get("type") != b.get("type") or list(a) != list(b):  # in order: index_rows lists members in order
         return False
@@ -147,6 +152,8 @@ def same_index(a: Doc, b: Doc) -> bool:
         if name in ENTITY_CORE:
             continue
         second = b[name]
+        if second is first:
+            continue
         left = first if isinstance(first, list) else [first]
         right = second if isinstance(second, list) else [second]
         if len(left) != len(right):
