@@ -62,7 +62,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -202,7 +202,11 @@ _CHECKED_WRITE = (
 )
 STALE_READ = "pgpatch20-stale-read"
 """The marker of `_CHECKED_WRITE`'s failure: a row the group read has changed since."""
-_CHECKED_WRITE = _CHECKED_WRITE.replace("{stale}", STALE_READ)
+# its transaction's id as a 32-bit xid, the xmin of every row version it wrote: kept in PostgresStore._versions
+_CHECKED_WRITE = _CHECKED_WRITE.replace("{stale}", STALE_READ) + ", (pg_current_xact_id()::text::bigint & 4294967295)::text"
+VERSIONS = 4096
+"""Entity rows whose last version this process wrote by `_CHECKED_WRITE` are kept (text, times, xmin), at most this
+many: a modify group on kept rows only is written without reading them (PostgresStore._optimistic)."""
 GROUP_MAX = 64
 """The most modify calls one group commit runs (a bound on how long the first of them waits for its answer)."""
 FLUSHERS = 2
@@ -373,6 +377,10 @@ class PostgresStore(Store):
         self._turn_keys: frozenset[str] = frozenset()  # the ids of the group taken last
         self.optimistic = True  # groups read without locks first (_optimistic); False: always with locks
         self.stale_reads = 0  # groups _optimistic gave back because a row changed since their read
+        # (tenant, id) -> (doc as JSON text, created_at, modified_at, xmin) of the row version this process's
+        # last checked write of it made; oldest first, at most VERSIONS (_optimistic)
+        self._versions: OrderedDict[tuple[str, str], tuple[str, str, str, str]] = OrderedDict()
+        self.unread_groups = 0  # groups _optimistic tried from _versions, without reading their rows
 
     @property
     def database(self) -> DatabaseUrl:
@@ -406,6 +414,14 @@ class PostgresStore(Store):
             self._pool = None
             await self._db.close()  # the last owner to close closes the pool
         self._recent.clear()
+        self._versions.clear()
+
+    def _forget_versions(self, tenant: str, ids: Sequence[str]) -> None:
+        """Drop the kept versions of rows a write other than `_CHECKED_WRITE` changes (a group on them then reads)."""
+        versions = self._versions
+        if versions:
+            for i in ids:
+                versions.pop((tenant, i), None)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -708,6 +724,7 @@ class PostgresStore(Store):
             records = await self._log(conn, tenant, now, [i for i, _ in kept], [(None, (texts[i], now, now)) for i, _ in kept],
                                       [(None, _with_times(fresh[i], now, now)) for i, _ in kept])
         self._recent.add(records)  # committed
+        self._forget_versions(tenant, list(written))
         conflicts, seen = [], set()
         for doc in docs:
             if doc["id"] in seen or doc["id"] not in written:
@@ -748,6 +765,7 @@ class PostgresStore(Store):
             records = await self._log(conn, tenant, now, list(latest),
                                       [(befores.get(i), (texts[i], created_at[i], now)) for i in latest], images)
         self._recent.add(records)  # committed
+        self._forget_versions(tenant, list(latest))
         return [i for i in latest if i in created]
 
     async def modify(self, tenant: str, ids: Sequence[str], fn: ModifyFn, now: str) -> dict[str, Any]:
@@ -878,6 +896,8 @@ class PostgresStore(Store):
             finally:
                 if not turn.done():
                     turn.set_result(None)
+        # the rows this group writes with locks are no longer the versions _optimistic kept
+        self._forget_versions(tenant, keys)
         try:
             if before is not None:
                 await asyncio.shield(before)  # the group taken before this one holds its locks
@@ -900,6 +920,7 @@ class PostgresStore(Store):
                     await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+            self._forget_versions(tenant, keys)  # a group before it may have kept one while this one waited
             return records
         finally:
             if turn is not None and not turn.done():
@@ -917,21 +938,41 @@ class PostgresStore(Store):
         lock is held for that statement and its commit only (issue 16, pgpatch20). Any other group, or
         one whose rows changed since its read, answers None: the caller runs it again with locks (the
         calls' functions run again, as after a failed group).
+
+        Rows whose last version this process wrote by `_CHECKED_WRITE` are not read at all: that statement
+        returns its transaction's id, the xmin of the versions it wrote, and they are kept (`_versions`,
+        with the text and times written). A group on kept rows only is one round trip, its write (issue 16,
+        pgpatch21); the write's xmin check makes a kept version that another writer replaced since (another
+        process, a write of another kind) a stale read like any other. A group naming an id of the group
+        before waits for that one first, so that it finds its version (before, it read while that group
+        wrote, and that group's commit then made its write fail and run again with locks).
         """
-        rows = await conn.fetch(
-            "SELECT e.id, e.doc::text, e.created_at, e.modified_at, e.xmin::text FROM entities e"
-            " WHERE tenant = $1 AND id = ANY($2::text[])", tenant, keys
-        )
+        if not apart:
+            await asyncio.shield(before)
+        kept = [self._versions.get((tenant, k)) for k in keys]
+        rows: list[Any]
+        if all(kept):
+            rows = [(k, *v) for k, v in zip(keys, kept) if v is not None]
+            self.unread_groups += 1
+        else:
+            rows = await conn.fetch(
+                "SELECT e.id, e.doc::text, e.created_at, e.modified_at, e.xmin::text FROM entities e"
+                " WHERE tenant = $1 AND id = ANY($2::text[])", tenant, keys
+            )
         try:
             return await self._group_body(conn, tenant, jobs, keys, (rows, before, apart))
         except asyncpg.InvalidTextRepresentationError as exc:
             if STALE_READ not in str(exc):
                 raise
             self.stale_reads += 1
+            self._forget_versions(tenant, keys)
             return None
+        except BaseException:
+            self._forget_versions(tenant, keys)  # whether it committed is unknown (the connection failed)
+            raise
 
     async def _group_body(self, conn: asyncpg.Connection, tenant: str, jobs: list[_ModifyJob], keys: list[str],
-                          unlocked: tuple[list[asyncpg.Record], asyncio.Future[None], bool] | None = None,
+                          unlocked: tuple[list[Any], asyncio.Future[None], bool] | None = None,
                           ) -> list[ChangeRecord] | None:
         """The rest of `_modify_group`, in its transaction, once the entity locks are held.
 
@@ -983,12 +1024,21 @@ class PostgresStore(Store):
                        or not _same_side_rows(decoded[i] if i in decoded else orjson.loads(stored[i]), s.doc, r)]
             if not gone and not reindex and all(e[1] is not None for e in log):
                 if unlocked is None:
-                    return await self._write_group(conn, tenant, upsert, log)
+                    return (await self._write_group(conn, tenant, upsert, log))[0]
                 xmin = {r[0]: r[4] for r in rows}
                 if not unlocked[2]:
                     await asyncio.shield(unlocked[1])  # the group before is done: its writes are what we check
-                return await self._write_group(conn, tenant, upsert, log, _CHECKED_WRITE, [
+                records, version, kept_created = await self._write_group(conn, tenant, upsert, log, _CHECKED_WRITE, [
                     keys, [xmin.get(k) for k in keys], [xmin[i] for i, _ in written]])
+                # committed (one statement, autocommit): the versions it wrote, for the next group on these rows
+                assert version is not None
+                versions = self._versions
+                for i, s in written:
+                    versions[(tenant, i)] = (texts[i], kept_created.get(i, s.created_at), s.modified_at, version)
+                    versions.move_to_end((tenant, i))
+                while len(versions) > VERSIONS:
+                    versions.popitem(last=False)
+                return records
         if unlocked is not None:
             await asyncio.shield(unlocked[1])  # run with locks, after the group before (call order)
             return None
@@ -1014,9 +1064,11 @@ class PostgresStore(Store):
 
     @staticmethod
     async def _write_group(conn: asyncpg.Connection, tenant: str, upsert: list[Any], log: list[_Entry],
-                           sql: str = _GROUP_WRITE, extra: Sequence[Any] = ()) -> list[ChangeRecord]:
+                           sql: str = _GROUP_WRITE, extra: Sequence[Any] = (),
+                           ) -> tuple[list[ChangeRecord], str | None, dict[str, str]]:
         """The upsert `upsert` (_GROUP_UPSERT's arguments) and the records `log` by one statement (_GROUP_WRITE,
-        or `sql` with the arguments `extra` after those)."""
+        or `sql` with the arguments `extra` after those): the records, the xmin of the rows written when the
+        statement returns it (_CHECKED_WRITE), and the createdAt each id's row kept."""
         last = {e[0]: n for n, e in enumerate(log)}
         rows = sorted(await conn.fetch(
             sql, *upsert, [e[5] for e in log], [e[0] for e in log],
@@ -1025,12 +1077,16 @@ class PostgresStore(Store):
             [last[e[0]] == n for n, e in enumerate(log)], *extra,
         ), key=lambda r: int(r[0]))  # seqs are drawn in the records' order
         records = []
-        for (seq, created), e in zip(rows, log):
+        kept: dict[str, str] = {}
+        for n, (row, e) in enumerate(zip(rows, log)):
+            seq, created = row[0], row[1]
             after_doc = e[4]
             if e[2] is not None and created != e[2][1]:  # the upsert met a row inserted since the read
                 after_doc = _with_times(_clean(after_doc or {}), created, e[2][2])
+            if last[e[0]] == n and created is not None:
+                kept[e[0]] = created
             records.append(ChangeRecord(seq, tenant, e[0], e[3], after_doc, e[5]))
-        return records
+        return records, (rows[0][2] if rows and len(rows[0]) > 2 else None), kept
 
     @staticmethod
     def _apply(job: _ModifyJob, state: dict[str, StoredEntity | None], texts: dict[str, str],
@@ -1127,6 +1183,7 @@ class PostgresStore(Store):
             records = await self._log(conn, tenant, _utc_now(), ordered, [(gone[i], None) for i in ordered],
                                       [(_with_times(orjson.loads(gone[i][0]), gone[i][1], gone[i][2]), None) for i in ordered])
         self._recent.add(records)  # committed
+        self._forget_versions(tenant, ordered)
         return ordered
 
     # ------------------------------------------------------------ change log
