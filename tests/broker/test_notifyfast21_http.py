@@ -24,7 +24,7 @@ OK = b"Notification successfully processed"
 
 def _post(url: str, body: bytes | None, headers: list[tuple[str, str]], path: str = "/v2/notify") -> Any:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(str(parts.hostname), parts.port, timeout=30)
     try:
         conn.putrequest("POST", path, skip_accept_encoding=True)
         for name, value in headers:
@@ -40,7 +40,7 @@ def _post(url: str, body: bytes | None, headers: list[tuple[str, str]], path: st
 
 def _get(url: str, path: str, headers: dict[str, str]) -> Any:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(str(parts.hostname), parts.port, timeout=30)
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
@@ -153,7 +153,7 @@ def test_integers_past_64_bits_and_a_byte_order_mark_are_read_as_json_loads_read
 def _notify_count(url: str) -> int:
     """metropole_http_requests_total of POST /v2/notify answered 200, from the broker's /metrics."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(str(parts.hostname), parts.port, timeout=30)
     try:
         conn.request("GET", "/metrics")
         exposition = conn.getresponse().read().decode()
@@ -166,7 +166,7 @@ def _notify_count(url: str) -> int:
 
 def test_a_body_past_the_limit_is_413_and_the_route_is_labelled(broker_url: str, service: str) -> None:
     parts = urlsplit(broker_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(str(parts.hostname), parts.port, timeout=30)
     try:  # the declared length alone is refused: the body is never sent
         conn.putrequest("POST", "/v2/notify")
         conn.putheader("Content-Type", "application/json")
