@@ -16,7 +16,6 @@ answer's bytes and headers are made once.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -34,7 +33,11 @@ router = APIRouter()
 
 _READ = frozenset((b"content-type", b"ngsild-tenant", b"fiware-service", b"fiware-servicepath",
                    b"fiware-timeindex-attribute", b"link"))
-_LONG = re.compile(rb"\d{19}")  # a number orjson may read otherwise than json.loads (see parse)
+# a run of 19 ASCII digits, where orjson may read a number otherwise than json.loads (see parse): found as
+# `_RUN in raw.translate(_DIGITS)` (every digit made "0", every other byte "x"), 1.4 against 6.7 µs for
+# re.search(rb"\d{19}") over a one-entity body, 79 against 919 µs over a 100-entity one
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))
+_RUN = b"0" * 19
 _OK = b"Notification successfully processed"
 
 
@@ -52,7 +55,7 @@ def parse(raw: bytes) -> Any:
     refuses and json.loads may still take (a UTF-8 BOM, UTF-16, NaN and Infinity, a lone surrogate,
     deeper nesting) or refuse with its own error. orjson: 1 against 3.5 µs for a one-entity body.
     """
-    if _LONG.search(raw) is None:
+    if _RUN not in raw.translate(_DIGITS):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
