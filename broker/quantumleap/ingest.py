@@ -12,6 +12,9 @@ would be refused for (a name that is not an NGSI-LD name, a value of
 urn:ngsi-ld:null, an empty unitCode, an observedAt that is not a DateTime),
 takes the general path, TemporalService._temporal_rows, which answers as before.
 
+`v2_prepared` makes the same rows for an NGSI-v2 notified entity of that shape straight from its
+notified attributes, without v2_entity's instances in between (issue 16, notifyfast21).
+
 `NotifyWriter.write` stores the prepared entities of one notification, their
 rows, their types added to the stored ones and their service paths, in one
 history transaction (HistoryStorage.write_added: one job on SQLite's writer,
