@@ -166,7 +166,7 @@ def create_app(settings: BrokerSettings, *, authenticator: Any = None) -> FastAP
     app.include_router(entitymaps.router)  # federation: /entityMaps/{id} (6.32)
     # quantumleap (broker.quantumleap): the /v2 history API over the same state (also served on 8668 by `run`)
     app.add_api_route("/v2", list_of_api, methods=["GET"])  # the mount below answers only paths under /v2/
-    app.mount("/v2", create_quantumleap_app(state_source(app), prefix=""))
+    app.mount("/v2", create_quantumleap_app(state_source(app), prefix="", fastapi_options=fastapi_telemetry()))
     return app
 
 

@@ -28,7 +28,7 @@ from models.errors import BadRequestData, InvalidRequest, NgsiLdError
 from models.media import GEO_JSON, JSON, JSON_LD, LINK_REL
 
 __all__ = ["GEO_JSON", "JSON", "JSON_LD", "LINK_REL", "MERGE_PATCH", "Incoming", "MediaTypeError", "accepted_type",
-           "json_response", "link_context", "link_header", "no_content", "problem_response", "read_body",
+           "json_response", "link_context", "link_header", "link_url", "no_content", "problem_response", "read_body",
            "with_body_context"]
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -60,7 +60,11 @@ def _media(header: str | None) -> str:
 
 def link_context(request: Request) -> str | None:
     """The @context URL named by a JSON-LD Link header, if any (JSON-LD 1.1, section 6.2)."""
-    header = request.headers.get("link")
+    return link_url(request.headers.get("link"))
+
+
+def link_url(header: str | None) -> str | None:
+    """`link_context` of a Link header's text (/v2/notify reads its headers from the scope: issue 16, notifyfast21)."""
     if not header:
         return None
     for match in _LINK.finditer(header):

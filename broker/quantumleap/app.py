@@ -128,15 +128,17 @@ def exception_handlers() -> dict[int | type[Exception], Handler]:
 
 
 def create_quantumleap_app(state: StateSource, *, prefix: str = "/v2", settings: QuantumLeapSettings | None = None,
-                           authenticator: Any = None) -> FastAPI:
+                           authenticator: Any = None, fastapi_options: dict[str, Any] | None = None) -> FastAPI:
     """The /v2 QuantumLeap API reading and writing the history of the broker whose app.state `state()` returns.
 
     `prefix` "/v2" serves it on a port of its own (with /version and /health at the root);
-    "" when the broker mounts it at /v2.
+    "" when the broker mounts it at /v2. `fastapi_options`: more arguments for FastAPI(); the broker
+    gives its own `telemetry` choice (broker.app.fastapi_telemetry), so that a mounted app does not ask
+    OpenTelemetry for its providers on every request when the broker does not (issue 16, notifyfast21).
     """
     app = FastAPI(title="metropole QuantumLeap-compatible history API", version=QL_VERSION,
                   exception_handlers=exception_handlers(), openapi_url=None, docs_url=None, redoc_url=None,
-                  redirect_slashes=False)
+                  redirect_slashes=False, **(fastapi_options or {}))
     # innermost: POST /notify without FastAPI's router and dependency solver (web.fastroutes, issue 16)
     hot = next(r for r in notify.router.routes if isinstance(r, APIRoute) and r.endpoint is notify.notify)
     app.add_middleware(FastRoutes, routes=lambda: [plan(hot, prefix)], router=app.router)

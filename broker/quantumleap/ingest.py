@@ -12,6 +12,9 @@ would be refused for (a name that is not an NGSI-LD name, a value of
 urn:ngsi-ld:null, an empty unitCode, an observedAt that is not a DateTime),
 takes the general path, TemporalService._temporal_rows, which answers as before.
 
+`v2_prepared` makes the same rows for an NGSI-v2 notified entity of that shape straight from its
+notified attributes, without v2_entity's instances in between (issue 16, notifyfast21).
+
 `NotifyWriter.write` stores the prepared entities of one notification, their
 rows, their types added to the stored ones and their service paths, in one
 history transaction (HistoryStorage.write_added: one job on SQLite's writer,
@@ -32,18 +35,21 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from broker.quantumleap import notify as nt
 from broker.service.temporal import TemporalService
 from broker.state import BrokerState
 from broker.store.base import Store
 from broker.temporal.model import HistoryRow, now_stamp, value_row
+from models.geojson import is_geometry
 from models.normalize import TermMapper
-from models.validation import is_datetime, is_name
+from models.validation import is_datetime, is_name, is_uri
 from models.vocabulary import ENTITY_CORE, NGSI_LD_NULL, PROPERTY
 
 _PLAIN = (str, int, float, bool)
 _SHAPES = {("type", "value", "observedAt"), ("type", "value", "unitCode", "observedAt")}
 _NAMES: set[str] = set()  # names known valid (is_name), so checked once
 _NAMES_MAX = 65_536
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the integers orjson writes
 
 
 @dataclass(slots=True)
@@ -99,6 +105,72 @@ def _fast(tenant: str, eid: str, body: dict[str, Any], ctx: TermMapper) -> Prepa
         enf["createdAt"] = stamp
         enf["modifiedAt"] = stamp
         rows.append(value_row(tenant, eid, ctx.expand_term(name), enf, now_us))
+    return Prepared(eid, [ctx.expand_term(kind)], rows)
+
+
+def v2_prepared(tenant: str, entity: Any, header_attr: str | None, now: str, ctx: TermMapper) -> Prepared | None:
+    """`prepare(tenant, eid, v2_entity(entity, header_attr, now), ctx)` for an NGSI-v2 notified entity whose
+    every recorded attribute takes the plain-Property path, made in one pass over the notified attributes:
+    each ENF instance is built once, in its final form, instead of v2_entity's instance, then _fast's checks
+    of it and its copy (issue 16, notifyfast21). An entity with no attribute to record gives rows == []: the
+    general path leaves it out (no row, no type, no service path). None for anything else (an id, type or
+    name the general path would refuse or treat otherwise, a geometry, a relationship, a value or unitCode
+    _fast would pass on): the caller then takes the general path for the whole notification, which
+    answers, and refuses, as before; test_notifyfast21_ingest.py compares both on every case.
+    """
+    if type(entity) is not dict:
+        return None
+    kind, given = entity.get("type"), entity.get("id")
+    if type(kind) is not str or not kind or type(given) is not str or not given or not _name(kind):
+        return None
+    eid = nt.stored_id(given, kind)
+    if not is_uri(eid):
+        return None
+    observed = nt.v2_time_index(entity, header_attr, now)
+    instances: list[tuple[str, dict[str, Any]]] = []
+    for name, attr in entity.items():
+        if name == "id" or name == "type":
+            continue
+        if name in ENTITY_CORE or not isinstance(name, str):
+            return None
+        if not isinstance(attr, dict):
+            attr = {"value": attr}
+        a_kind, value = attr.get("type"), attr.get("value")
+        if a_kind is not None and type(a_kind) is not str:
+            return None  # (an unhashable type fails v2_entity's set look-up: its answer is the general path's)
+        if value is None or value == "":
+            continue  # v2_entity records nothing for it
+        if a_kind in nt.V2_GEO or a_kind in ("Relationship", "Reference") or (name == "location" and is_geometry(value)):
+            return None
+        cast = nt.cast_v2_value(a_kind, value)
+        if cast is None:
+            continue
+        if type(cast) is dict:
+            if tuple(cast) != ("@type", "@value"):
+                return None
+        elif not isinstance(cast, _PLAIN) or cast == NGSI_LD_NULL or (type(cast) is int and not _INT_MIN <= cast <= _INT_MAX):
+            return None  # (an integer orjson cannot write fails value_row: the general path's answer)
+        if not _name(name):
+            return None
+        inst: dict[str, Any] = {"type": PROPERTY, "value": cast}
+        meta = attr.get("metadata")
+        unit = meta.get("unitCode") if isinstance(meta, dict) else None
+        if isinstance(unit, dict) and isinstance(unit.get("value"), str):
+            if not unit["value"]:
+                return None
+            inst["unitCode"] = unit["value"]
+        inst["observedAt"] = observed
+        instances.append((name, inst))
+    if not instances:
+        return Prepared(eid, [], [])
+    if not (isinstance(observed, str) and is_datetime(observed)):
+        return None
+    stamp, now_us = now_stamp()  # as _fast: one moment per entity
+    rows = []
+    for name, inst in instances:
+        inst["createdAt"] = stamp
+        inst["modifiedAt"] = stamp
+        rows.append(value_row(tenant, eid, ctx.expand_term(name), inst, now_us))
     return Prepared(eid, [ctx.expand_term(kind)], rows)
 
 

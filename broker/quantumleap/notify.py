@@ -37,7 +37,7 @@ from models.validation import is_uri
 from models.vocabulary import ATTRIBUTE_TYPES, ENTITY_CORE
 
 V2_PREFIX = "urn:ngsi-v2:"
-_V2_GEO = {"geo:point", "geo:line", "geo:polygon", "geo:box", "geo:json"}
+V2_GEO = frozenset({"geo:point", "geo:line", "geo:polygon", "geo:box", "geo:json"})
 
 
 def stored_id(entity_id: str, entity_type: str) -> str:
@@ -167,8 +167,8 @@ def v2_entity(entity: Any, header_attr: str | None, now: str) -> dict[str, Any]:
         if value is None or value == "":
             continue  # nothing to record (QuantumLeap stores a NULL cell; a row of ours has a value)
         inst: dict[str, Any]
-        if kind in _V2_GEO or (name == "location" and is_geometry(value)):
-            inst = {"type": "GeoProperty", "value": v2_geometry(kind if kind in _V2_GEO else "geo:json", value, name)}
+        if kind in V2_GEO or (name == "location" and is_geometry(value)):
+            inst = {"type": "GeoProperty", "value": v2_geometry(kind if kind in V2_GEO else "geo:json", value, name)}
         elif kind in ("Relationship", "Reference") and isinstance(value, str) and is_uri(value):
             inst = {"type": "Relationship", "object": value}
         else:

@@ -127,15 +127,16 @@ def split_list(text: str | None) -> list[str] | None:
 
 def query_tenant(request: Request) -> str:
     """The tenant of a query: Fiware-Service only, lowercased (query_1T1E1A.py:38; sql_translator.py:174-185 `_et2tn`)."""
-    return _tenant(request.headers.get("fiware-service"))
+    return tenant_of(request.headers.get("fiware-service"))
 
 
 def write_tenant(request: Request) -> str:
     """The tenant of a notification or a delete: NGSILD-Tenant first, then Fiware-Service (httputil.py:4-15)."""
-    return _tenant(request.headers.get("ngsild-tenant") or request.headers.get("fiware-service"))
+    return tenant_of(request.headers.get("ngsild-tenant") or request.headers.get("fiware-service"))
 
 
-def _tenant(service: str | None) -> str:
+def tenant_of(service: str | None) -> str:
+    """The tenant a Fiware-Service (or NGSILD-Tenant) header's text names; QLError 400 when malformed."""
     # QuantumLeap keeps a tenant in the schema "mt" + service.lower(): City and city are one tenant
     service = (service or "").strip()
     if service and not _SERVICE.fullmatch(service):
@@ -145,7 +146,11 @@ def _tenant(service: str | None) -> str:
 
 def service_paths(request: Request) -> list[str]:
     """The Fiware-ServicePath header as a list of paths; ['/'] when absent or empty (httputil.py:18-22)."""
-    text = request.headers.get("fiware-servicepath")
+    return paths_of(request.headers.get("fiware-servicepath"))
+
+
+def paths_of(text: str | None) -> list[str]:
+    """`service_paths` of a Fiware-ServicePath header's text (None: absent)."""
     if text is None or not text.strip():
         return ["/"]
     paths = [p.strip() for p in text.split(",")]

@@ -155,6 +155,15 @@ class QuantumLeapService:
         """Store a notification's entities; the service paths go with them (sql_translator.py:202-247)."""
         st = self.broker()
         stamp = nt.now()
+        if not nt.is_ld_notification(body):
+            ctx = await self.context()
+            fast = [ingest.v2_prepared(tenant, item, time_index_attr, stamp, ctx) for item in body["data"]]
+            if None not in fast and (len(paths) == 1 or len(paths) == len(fast)):
+                # every entity on the one-pass path (ingest.v2_prepared): the rows, types and paths below
+                by_path = {p.entity_id: paths[n] if len(paths) > 1 else paths[0]
+                           for n, p in enumerate(fast) if p is not None and p.rows}
+                await self._writer.write(st, tenant, [p for p in fast if p is not None and p.rows], by_path)
+                return
         written: list[tuple[dict[str, Any], Context]] = []
         if nt.is_ld_notification(body):
             notified_at = body.get("notifiedAt")
