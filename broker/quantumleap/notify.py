@@ -62,6 +62,29 @@ def _bad(description: str) -> QLError:
     return QLError(400, "Bad Request", description)
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the integers orjson reads and writes as integers
+
+
+def as_orjson_reads(value: Any, name: str) -> Any:
+    """`value` with its integers past 64 bits as the nearest floats, as orjson (so the NGSI-LD API) reads them.
+
+    parse() gives a body holding a run of 19 digits to json.loads, which keeps such an integer exact (a Text
+    keeps its digits); anywhere else a stored instance could not hold it (orjson writes no integer past 64 bits:
+    the notification was a 500, lost). One past the float range is refused, as orjson refuses it."""
+    if type(value) is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            raise _bad(f"attribute {name}: a number out of range (beyond a 64-bit float)") from None
+    if type(value) is list:
+        return [as_orjson_reads(v, name) for v in value]
+    if type(value) is dict:
+        return {k: as_orjson_reads(v, name) for k, v in value.items()}
+    return value
+
+
 def _pairs(text: Any, what: str) -> list[list[float]]:
     """'lat, lon; lat, lon' (NGSI-v2 simple location format) -> [[lon, lat], ...]."""
     if not isinstance(text, str) and not (isinstance(text, list) and all(isinstance(t, str) for t in text)):
@@ -175,7 +198,7 @@ def v2_entity(entity: Any, header_attr: str | None, now: str) -> dict[str, Any]:
             cast = cast_v2_value(kind, value)
             if cast is None:
                 continue
-            inst = {"type": "Property", "value": cast}
+            inst = {"type": "Property", "value": as_orjson_reads(cast, name)}
         unit = (attr.get("metadata") or {}).get("unitCode") if isinstance(attr.get("metadata"), dict) else None
         if isinstance(unit, dict) and isinstance(unit.get("value"), str) and inst["type"] == "Property":
             inst["unitCode"] = unit["value"]
@@ -221,7 +244,7 @@ def ld_entity(entity: Any, notified_at: str) -> dict[str, Any]:
         for inst in instances:
             if not isinstance(inst, dict) or not isinstance(inst.get("type"), str) or inst["type"] not in ATTRIBUTE_TYPES:
                 inst = {"type": "GeoProperty" if is_geometry(inst) else "Property", "value": inst}
-            inst = dict(inst)
+            inst = as_orjson_reads(inst, name)
             if not _checked_time(inst.get("observedAt")):
                 inst["observedAt"] = _checked_time(inst.get("modifiedAt")) or notified_at
             shown.append(inst)
