@@ -60,10 +60,13 @@ def _broker_server(settings: BrokerSettings, app: Any = None) -> uvicorn.Server:
 # --- quantumleap: the QuantumLeap-compatible /v2 history API on a port of its own (8668), same process and history
 def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
     """The /v2 API borrowing the broker app's state (started by the broker's lifespan) and its authenticator."""
+    from broker.app import fastapi_telemetry
     from broker.quantumleap import create_quantumleap_app
     from broker.state import state_source
 
-    app = create_quantumleap_app(state_source(broker_app), authenticator=broker_app.state.authenticator)
+    # FastAPI's per-request OpenTelemetry check off as on the broker's own app and its /v2 mount (issue 16)
+    app = create_quantumleap_app(state_source(broker_app), authenticator=broker_app.state.authenticator,
+                                 fastapi_options=fastapi_telemetry())
     return EmbeddedServer(_uvicorn_config(app, host, port, lifespan="off"))
 # --- end quantumleap
 

@@ -27,3 +27,19 @@ def test_auto_configure_keeps_fastapi_telemetry(monkeypatch: pytest.MonkeyPatch)
     assert fastapi_telemetry() == {}
     app = create_app(BrokerSettings())
     assert (app._telemetry["tracing"], app._telemetry["metrics"], app._telemetry["logs"]) == (True, True, True)
+
+
+def test_the_history_port_and_the_v2_mount_have_it_off_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi import FastAPI
+    from starlette.routing import Mount
+
+    from metropole.cli import _history_server
+
+    monkeypatch.delenv("FASTAPI_OTEL_AUTO_CONFIGURE", raising=False)
+    broker_app = create_app(BrokerSettings())
+    history_app = _history_server("127.0.0.1", 0, broker_app).config.app  # the app port 8668 serves
+    mounted = next(r.app for r in broker_app.routes if isinstance(r, Mount) and r.path == "/v2")
+    for app in (history_app, mounted):
+        assert isinstance(app, FastAPI)
+        assert app._native_telemetry.enabled() is False
+        assert (app._telemetry["tracing"], app._telemetry["metrics"], app._telemetry["logs"]) == (False, False, False)
