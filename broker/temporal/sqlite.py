@@ -9,13 +9,14 @@ query never holds up a write.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from broker.store.sqlite_rows import insert_rows
+from broker.temporal.changes import Change, Member, group_changes
 from broker.temporal.model import (
     EntityRow,
     HistoryRow,
@@ -26,6 +27,7 @@ from broker.temporal.model import (
 )
 from broker.temporal.rollup import DAY_US, HOUR_US, Plan, RollupBucket, hour_sql, plan
 from broker.temporal.storage import (
+    KEY_DATETIME,
     PLAIN_INSTANCE,
     Bucket,
     HistoryStorage,
@@ -61,8 +63,24 @@ VALUE_JSON = ("CASE WHEN {r}value_json = '' THEN '{{\"@type\":\"DateTime\",\"@va
               " {r}key_us / 1000000, 'unixepoch') || '\"}}' ELSE {r}value_json END")
 OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key IS NOT NULL THEN {r}key_us END)"
 CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
+# a member of a change row (j: json_each(c.vals)) as value_num and value_json are read: '' is KEY_DATETIME
+MEMBER_NUM = "nullif(j.value ->> 1, '')"
+
+
+def _key_datetime(key: str) -> str:
+    """The SQL of VALUE_JSON's DateTime text (storage.key_datetime_json) at the key time `key`."""
+    return ("'{\"@type\":\"DateTime\",\"@value\":\"' || strftime('%Y-%m-%dT%H:%M:%SZ', " + key
+            + " / 1000000, 'unixepoch') || '\"}'")
+
+
+MEMBER_JSON = f"CASE WHEN j.value ->> 1 = '' THEN {_key_datetime('c.key_us')} END"
+# the stored value_json of a member, as the rollup triggers read temporal_rows' column (NULL: a JSON float)
+_MEMBER_STORED_JSON = "CASE WHEN j.value ->> 1 = '' THEN '' END"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
 _ROW_TIMES = {"observed_us": OBSERVED.format(r=""), "created_us": CREATED.format(r="")}
+# the same of a member of a change row (c: temporal_changes): observedAt is the key, createdAt modifiedAt
+_MEMBER_TIMES = {"observed_us": "c.key_us", "created_us": "c.modified_us", "modified_us": "c.modified_us",
+                 "deleted_us": "NULL"}
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_series (sid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
            entity_id TEXT NOT NULL, attr TEXT NOT NULL, dataset_id TEXT NOT NULL,
@@ -78,6 +96,18 @@ SCHEMA = (
            value_num REAL, value_json TEXT, instance BLOB, obs_key INTEGER,
            PRIMARY KEY (sid, key_us, kind)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_next_iid (next INTEGER NOT NULL)",
+    # a row per entity change for plain readings (issue 16, sqlrow21; broker.temporal.changes): the readings of
+    # one entity at one key time with one modifiedAt, as [sid, value] pairs in a JSON text array (value a JSON
+    # float, or '' for storage.KEY_DATETIME; null where a member left: deleted, or moved to temporal_rows), the
+    # member at position p being instance iid0 + p. What every member of temporal_rows repeated (the series
+    # key, observedAt = key_us, createdAt = modifiedAt, the plain document) is here once: 63-80 bytes per
+    # instance against 286 (bench.history_layout_bench). eid: the entity's integer (temporal_change_keys).
+    # JSON, not a blob of our own: any SQLite tool reads it, and the view and triggers read it with json_each.
+    # An instance (sid, key_us, kind) is in one of the two tables, never both (SQLiteHistory._store)
+    """CREATE TABLE IF NOT EXISTS temporal_change_keys (eid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
+           entity_id TEXT NOT NULL, UNIQUE (tenant, entity_id))""",
+    """CREATE TABLE IF NOT EXISTS temporal_changes (eid INTEGER NOT NULL, key_us INTEGER NOT NULL,
+           iid0 INTEGER NOT NULL, modified_us INTEGER NOT NULL, vals TEXT NOT NULL, PRIMARY KEY (eid, key_us)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
@@ -90,6 +120,12 @@ _VIEW = (
     " r.sid AS sid"
     " FROM temporal_rows AS r"
     " JOIN temporal_series AS s ON s.sid = r.sid"
+    # the members of the change rows, as rows of the same columns: tenant and entity from the change's key
+    # (a read by entity seeks temporal_change_keys, then the entity's changes by key time)
+    f" UNION ALL SELECT c.iid0 + j.key, k.tenant, k.entity_id, s.attr, s.dataset_id, 0, c.key_us, c.key_us,"
+    f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM}, {MEMBER_JSON}, X'{PLAIN_INSTANCE.hex()}', s.sid"
+    " FROM temporal_change_keys AS k JOIN temporal_changes AS c ON c.eid = k.eid JOIN json_each(c.vals) AS j"
+    " JOIN temporal_series AS s ON s.sid = j.value ->> 0"
 )
 _ROW_COLUMNS = ("sid, key_us, kind, iid, observed_us, created_us, modified_us, deleted_us, value_num, value_json,"
                 " instance, obs_key")
@@ -194,6 +230,39 @@ ROLLUP_SCHEMA = (
            INSERT INTO temporal_rollup_dirty SELECT tenant, entity_id, attr, {hour_sql("OLD.key_us")}
                FROM temporal_series WHERE sid = OLD.sid ON CONFLICT DO NOTHING;
        END""",
+    # the same for the members of a change row (value instances, observedAt their key time, JSON floats or
+    # KEY_DATETIME): an inserted row adds each member to its hour as temporal_rollup_insert does a row; a row
+    # whose members changed (a value replaced, a member deleted or moved to temporal_rows) or that is deleted
+    # marks its members' hours dirty. Only modifiedAt written again (a batch upsert of the same readings)
+    # leaves vals as it was: no hour dirty. (WHERE true: an upsert after a join needs it to parse.)
+    "DROP TRIGGER IF EXISTS temporal_changes_rollup_insert",
+    "DROP TRIGGER IF EXISTS temporal_changes_rollup_update",
+    "DROP TRIGGER IF EXISTS temporal_changes_rollup_delete",
+    f"""CREATE TRIGGER temporal_changes_rollup_insert AFTER INSERT ON temporal_changes BEGIN
+           INSERT INTO temporal_rollup SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")}, s.dataset_id, 1, 1,
+               {MEMBER_NUM} IS NOT NULL, {MEMBER_NUM} IS NOT NULL, 0, {MEMBER_NUM}, {MEMBER_NUM}, {MEMBER_NUM},
+               {MEMBER_NUM} * {MEMBER_NUM}
+               FROM json_each(NEW.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+           ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
+               n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
+               min = coalesce(min(min, excluded.min), min, excluded.min),
+               max = coalesce(max(max, excluded.max), max, excluded.max),
+               sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
+       END""",
+    f"""CREATE TRIGGER temporal_changes_rollup_update AFTER UPDATE ON temporal_changes
+       WHEN NOT (OLD.eid IS NEW.eid AND OLD.key_us IS NEW.key_us AND OLD.vals IS NEW.vals) BEGIN
+           INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, {hour_sql("OLD.key_us")}
+               FROM json_each(OLD.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               ON CONFLICT DO NOTHING;
+           INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")}
+               FROM json_each(NEW.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               ON CONFLICT DO NOTHING;
+       END""",
+    f"""CREATE TRIGGER temporal_changes_rollup_delete AFTER DELETE ON temporal_changes BEGIN
+           INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, {hour_sql("OLD.key_us")}
+               FROM json_each(OLD.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               ON CONFLICT DO NOTHING;
+       END""",
 )
 _ROLLUP_AGGREGATES = (
     "count(*), count(i.value_num), sum({pure}), sum({int}), sum(i.value_num), min(i.value_num), max(i.value_num),"
@@ -207,13 +276,23 @@ _ROLLUP_BACKFILL = (
 _ROLLUP_RECOMPUTE = (
     ("DELETE FROM temporal_rollup WHERE (tenant, entity_id, attr, hour_us) IN"
      " (SELECT tenant, entity_id, attr, hour_us FROM temporal_rollup_dirty)"),
-    (f"INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id,"
-    f" {_HAS_OBSERVED.format(r='i')} AS o, {_ROLLUP_AGGREGATES} FROM temporal_rollup_dirty AS d"
+    (f"INSERT INTO temporal_rollup SELECT i.tenant, i.entity_id, i.attr, i.hour_us, i.dataset_id, i.o,"
+     f" {_ROLLUP_AGGREGATES} FROM"
+     f" (SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, {_HAS_OBSERVED.format(r='i')} AS o,"
+     f" i.value_num, i.value_json FROM temporal_rollup_dirty AS d"
     # CROSS JOIN: in this order (SQLite keeps it), the few dirty hours first, then their series, then the
     # rows of each by (sid, key_us); left to the planner on a file without statistics, it scanned every row
     f" CROSS JOIN temporal_series AS s ON s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr"
     f" CROSS JOIN temporal_rows AS i ON i.sid = s.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US}"
-     " WHERE i.kind = 0 GROUP BY d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, o"),
+     " WHERE i.kind = 0"
+    # and the members of the entity's change rows in the hour (its key, then its changes by key time)
+     f" UNION ALL SELECT d.tenant, d.entity_id, d.attr, d.hour_us, s.dataset_id, 1, {MEMBER_NUM}, {_MEMBER_STORED_JSON}"
+     " FROM temporal_rollup_dirty AS d"
+     " CROSS JOIN temporal_change_keys AS k ON k.tenant = d.tenant AND k.entity_id = d.entity_id"
+     f" CROSS JOIN temporal_changes AS c ON c.eid = k.eid AND c.key_us >= d.hour_us AND c.key_us < d.hour_us + {HOUR_US}"
+     " CROSS JOIN json_each(c.vals) AS j CROSS JOIN temporal_series AS s ON s.sid = j.value ->> 0"
+     " WHERE s.attr = d.attr) AS i"
+     " GROUP BY i.tenant, i.entity_id, i.attr, i.hour_us, i.dataset_id, i.o"),
     "DELETE FROM temporal_rollup_dirty",
 )
 
@@ -462,14 +541,31 @@ def _per_series(
     if datasets is not None:
         series_sql += " AND dataset_id IN (SELECT value FROM json_each(?))"
         series_args.append(_json(datasets))
+    # the members of one series in the entity's change rows: the entity's changes by key time (the key's
+    # order: lastN reads back from the newest until it has enough, not the whole history), each one's member
+    # of that sid; by modifiedAt (timeproperty), the entity's changes in the range, sorted
+    member_bounds: list[Any] = []
+    member_times, member_column = time_clauses(rng, _param(member_bounds), _MEMBER_TIMES)
+    member_order = f"{member_column} {order}" + ("" if member_column == "key_us" else f", iid0 {order}")
+    members_sql = (f"SELECT c.iid0 + j.key, {member_column}, X'{PLAIN_INSTANCE.hex()}', {MEMBER_JSON}, c.key_us,"
+                   f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM} FROM temporal_changes AS c, json_each(c.vals) AS j"
+                   f" WHERE {' AND '.join(['c.eid = ?', 'j.value ->> 0 = ?', *member_times])}"
+                   f" ORDER BY {member_order} LIMIT ?")
     hits: list[InstanceHit] = []
     for entity_id in dict.fromkeys(entity_ids):
         by_attr: dict[str, list[int]] = {}
         for attr, sid in conn.execute(series_sql, (tenant, entity_id, *series_args)):
             by_attr.setdefault(attr, []).append(sid)
+        eid_row = conn.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone() if by_attr else None
         for attr, sids in by_attr.items():
             found = [InstanceHit(r[0], entity_id, attr, r[1], r[2], value_text(r[3], r[8]), r[4], r[5], r[6], r[7])
                      for sid in sids for r in conn.execute(rows_sql, (sid, *bounds, per_attr))]
+            if eid_row is not None:
+                packed = [InstanceHit(r[0], entity_id, attr, r[1], r[2], value_text(r[3], r[8]), r[4], r[5], r[6], r[7])
+                          for sid in sids for r in conn.execute(members_sql, (eid_row[0], sid, *member_bounds, per_attr))]
+                if packed:
+                    found.extend(packed)
+                    sids = [*sids, 0]  # more than one source: merged below
             if len(sids) > 1:
                 found.sort(key=lambda h: (h.time_us, h.iid), reverse=newest)
                 del found[per_attr:]
@@ -502,6 +598,197 @@ def _migrate(conn: sqlite3.Connection) -> None:
     _setup_rollup(conn)
 
 
+
+# --- change rows (issue 16, sqlrow21) ---------------------------------------------------------------------
+
+_CHANGE_ROWS = "INSERT INTO temporal_changes (eid, key_us, iid0, modified_us, vals)"
+_EID_LOOKUP = "SELECT eid FROM temporal_change_keys WHERE tenant = ? AND entity_id = ?"
+# the stored change rows at some (eid, key_us), given as a JSON array of pairs: seeks in C, one statement
+_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, c.vals FROM json_each(?) AS p"
+                   " CROSS JOIN temporal_changes AS c ON c.eid = p.value ->> 0 AND c.key_us = p.value ->> 1")
+# the value instances of temporal_rows at some (sid, key_us), likewise
+_STORED_ROWS = ("SELECT r.sid, r.key_us FROM json_each(?) AS p"
+                " CROSS JOIN temporal_rows AS r ON r.sid = p.value ->> 0 AND r.key_us = p.value ->> 1 AND r.kind = 0")
+
+
+def _eids(conn: sqlite3.Connection, known: dict[tuple[str, str], int], keys: Sequence[tuple[str, str]],
+          make: bool) -> dict[tuple[str, str], int]:
+    """The eids of the entities `keys` (`known` caches them), made where `make` and new, else left out."""
+    out: dict[tuple[str, str], int] = {}
+    for k in keys:
+        if k in out:
+            continue
+        eid = known.get(k)
+        if eid is None:
+            row = conn.execute(_EID_LOOKUP, k).fetchone()
+            if row is None:
+                if not make:
+                    continue
+                row = conn.execute("INSERT INTO temporal_change_keys (tenant, entity_id) VALUES (?, ?) RETURNING eid",
+                                   k).fetchone()
+            eid = known[k] = int(row[0])
+        out[k] = eid
+    return out
+
+# the change rows of one entity holding a member of some series (a JSON array of sids)
+_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, c.vals FROM temporal_changes AS c WHERE c.eid = ?"
+                   " AND EXISTS (SELECT 1 FROM json_each(c.vals) AS j WHERE j.value ->> 0 IN (SELECT value FROM json_each(?)))")
+# the change row of one entity holding instance `iid` (no index on iid: the entity's changes are read, as
+# temporal_rows' series are for an iid)
+_CHANGE_OF_IID = ("SELECT key_us, iid0, modified_us, vals FROM temporal_changes WHERE eid = ? AND iid0 <= ?"
+                  " AND iid0 + json_array_length(vals) > ?")
+
+
+def _json_ints(values: Iterable[int]) -> str:
+    return orjson.dumps(list(values)).decode()
+
+
+def _take_member(conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, iid: int) -> tuple[int, int, int, Member] | None:
+    """Remove instance `iid` of (entity, attr) from its change row, if it is a member of one: its sid, key time,
+    modifiedAt and value, or None."""
+    eid = conn.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone()
+    if eid is None:
+        return None
+    row = conn.execute(_CHANGE_OF_IID, (eid[0], iid, iid)).fetchone()
+    if row is None:
+        return None
+    have = _Stored(eid[0], row[0], row[1], row[2], row[3])
+    member = have.vals[iid - have.iid0]
+    if member is None:
+        return None
+    sids = {r[0] for r in conn.execute("SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?",
+                                       (tenant, entity_id, attr))}
+    if member[0] not in sids:
+        return None
+    have.vals[iid - have.iid0] = None
+    have.changed = True
+    have.save(conn)
+    return int(member[0]), have.key_us, have.modified_us, member[1]
+
+
+class _Stored:
+    """A stored change row as _place reads and changes it."""
+
+    __slots__ = ("changed", "eid", "iid0", "key_us", "modified_us", "text", "vals")
+
+    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, text: str) -> None:
+        self.eid, self.key_us, self.iid0, self.modified_us, self.text = eid, key_us, iid0, modified_us, text
+        self.vals: list[list[Any] | None] = orjson.loads(text)
+        self.changed = False
+
+    def position(self, sid: int) -> int | None:
+        for p, m in enumerate(self.vals):
+            if m is not None and m[0] == sid:
+                return p
+        return None
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        """This row as changed: written again (vals as text again only where a member changed), or deleted
+        when no member is left."""
+        if all(m is None for m in self.vals):
+            conn.execute("DELETE FROM temporal_changes WHERE eid = ? AND key_us = ?", (self.eid, self.key_us))
+            return
+        conn.execute("UPDATE temporal_changes SET modified_us = ?, vals = ? WHERE eid = ? AND key_us = ?",
+                     (self.modified_us, orjson.dumps(self.vals).decode() if self.changed else self.text,
+                      self.eid, self.key_us))
+
+
+def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], known: dict[SeriesKey, int],
+           changes: Sequence[Change], rest: Sequence[HistoryRow], first: int,
+           ) -> tuple[list[tuple[HistoryRow, int | None]], list[tuple[Any, ...]], int]:
+    """Where each instance goes: the rows for temporal_rows (with the iid of a member moved out of a change
+    row, or None: a new number), the new change rows, and the next free iid (from `first`).
+
+    One instance per (sid, key_us, kind) across both tables:
+    - a plain reading whose instance is a row of temporal_rows (a file written before, a member moved out)
+      stays there: the upsert replaces it, its iid kept;
+    - one that is a member of the stored change at its (entity, key time): replaced there, in place, when the
+      change keeps one modifiedAt (the same modifiedAt, or every member written again with a new one: a
+      batch upsert of the same readings); otherwise moved out to temporal_rows with its iid;
+    - one that meets a stored change without being a member of it: temporal_rows, a new iid (a member's iid
+      is iid0 + its position: none can be added);
+    - the others of an entity change: a new change row, consecutive iids from the counter, where they are
+      two or more; a lone reading (a single-attribute PATCH) is a row of temporal_rows as before: a change
+      row of one member is no smaller (about 45 bytes either way) and its reads would parse JSON for nothing;
+    - a row that is not a plain reading and meets a member: the member is moved out, the row replaces it.
+    """
+    nxt = first
+    placed: list[tuple[HistoryRow, int | None]] = []
+    new_changes: list[tuple[Any, ...]] = []
+    # value rows of the default instance that are not plain readings may meet a member of a change row
+    others = [r for r in rest if r.kind == 0 and r.dataset_id == ""]
+    eids = _eids(conn, entities, [(c.tenant, c.entity_id) for c in changes], True) if changes else {}
+    if others:
+        eids.update(_eids(conn, entities, [(r.tenant, r.entity_id) for r in others], False))
+    if not eids:  # no change row written now or met: every row as before
+        return [(r, None) for r in rest], new_changes, nxt
+    keys = {(eids[(c.tenant, c.entity_id)], c.key_us) for c in changes}
+    keys.update((eids[(r.tenant, r.entity_id)], r.key_us) for r in others if (r.tenant, r.entity_id) in eids)
+    stored = {(e, k): _Stored(e, k, i, m, v)
+              for e, k, i, m, v in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
+    in_rows: set[tuple[int, int]] = set()
+    if changes:
+        pairs = [(known[(r.tenant, r.entity_id, r.attr, "")], c.key_us) for c in changes for r in c.rows]
+        in_rows = {(r[0], r[1]) for r in conn.execute(_STORED_ROWS, (orjson.dumps(pairs).decode(),))}
+    touched: dict[tuple[int, int], _Stored] = {}
+    for c in changes:
+        eid = eids[(c.tenant, c.entity_id)]
+        have = stored.get((eid, c.key_us))
+        packed: list[list[Any]] = []
+        alone: list[HistoryRow] = []
+        hits: list[tuple[int, Member, HistoryRow]] = []
+        for r, value in zip(c.rows, c.values, strict=True):
+            sid = known[(r.tenant, r.entity_id, r.attr, "")]
+            p = None if have is None else have.position(sid)
+            if (sid, c.key_us) in in_rows or (have is not None and p is None):
+                placed.append((r, None))
+            elif have is None:
+                packed.append([sid, value])
+                alone.append(r)
+            else:
+                assert p is not None
+                hits.append((p, value, r))
+        if len(packed) == 1:  # one reading: as a row of temporal_rows (below)
+            placed.append((alone[0], None))
+        elif packed:
+            new_changes.append((eid, c.key_us, nxt, c.modified_us, orjson.dumps(packed).decode()))
+            nxt += len(packed)
+        if have is None or not hits:
+            continue
+        live = {p for p, m in enumerate(have.vals) if m is not None}
+        if have.modified_us != c.modified_us and {p for p, _, _ in hits} != live:
+            for p, _, r in hits:  # members of one change cannot keep two modifiedAt: these move out
+                have.vals[p] = None
+                placed.append((r, have.iid0 + p))
+            have.changed = True
+            touched[(eid, c.key_us)] = have
+            continue
+        for p, value, _ in hits:
+            member = have.vals[p]
+            assert member is not None
+            if member[1] != value or type(member[1]) is not type(value):
+                member[1] = value
+                have.changed = True
+        if have.changed or have.modified_us != c.modified_us:
+            have.modified_us = c.modified_us
+            touched[(eid, c.key_us)] = have
+    for r in rest:
+        have = None
+        if r.kind == 0 and r.dataset_id == "" and (r.tenant, r.entity_id) in eids:
+            have = stored.get((eids[(r.tenant, r.entity_id)], r.key_us))
+        p = None if have is None else have.position(known[(r.tenant, r.entity_id, r.attr, "")])
+        if have is None or p is None:
+            placed.append((r, None))
+            continue
+        have.vals[p] = None  # the member moves out: this row replaces it in temporal_rows, its iid kept
+        have.changed = True
+        touched[(have.eid, have.key_us)] = have
+        placed.append((r, have.iid0 + p))
+    for have in touched.values():
+        have.save(conn)
+    return placed, new_changes, nxt
+
+
 class SQLiteHistory(HistoryStorage):
     """History tables in a SQLite file: writes on the file's writer thread, reads on a thread of their own."""
 
@@ -515,6 +802,8 @@ class SQLiteHistory(HistoryStorage):
         # series key -> sid, as committed (series rows are never deleted; emptied when a write fails, whose
         # new series rolled back); read and written on the file's writer thread only
         self._series: dict[SeriesKey, int] = {}
+        # (tenant, entity) -> eid of temporal_change_keys, likewise (never deleted, emptied on a failed write)
+        self._entities: dict[tuple[str, str], int] = {}
 
     async def open(self) -> None:
         await self._db.open([self.tables])
@@ -543,6 +832,7 @@ class SQLiteHistory(HistoryStorage):
                 _refresh(conn)  # rollups exact before the commit
             except BaseException:
                 self._series.clear()
+                self._entities.clear()
                 raise
             return result
 
@@ -551,6 +841,7 @@ class SQLiteHistory(HistoryStorage):
             return await self._db.write(run)
         except BaseException:
             self._series.clear()  # the commit failed: series made in it are gone
+            self._entities.clear()
             raise
 
     def _store(self, conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
@@ -560,16 +851,22 @@ class SQLiteHistory(HistoryStorage):
         # a row that meets a stored one keeps the stored iid (the upsert does not set it), its number unused
         # a SELECT then an UPDATE: one UPDATE ... RETURNING took 30 against 3-5 us (timeit, sqlite 3.40; sqlhist20)
         first = conn.execute("SELECT next FROM temporal_next_iid").fetchone()[0]
-        if rows:
-            conn.execute("UPDATE temporal_next_iid SET next = ?", (first + len(rows),))
+        changes, rest = group_changes(rows)
+        placed, new_changes, nxt = _place(conn, self._entities, known, changes, rest, first)
+        # the instances that are rows of temporal_rows: iid None takes the next number
+        values: list[tuple[Any, ...]] = []
+        for r, iid in placed:
+            if iid is None:
+                iid, nxt = nxt, nxt + 1
+            values.append((known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
+                           None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us,
+                           r.deleted_us, r.value_num, packed_value(r), packed_instance(r.stored),
+                           1 if r.observed_us == r.key_us else None, iid))
+        if nxt != first:
+            conn.execute("UPDATE temporal_next_iid SET next = ?", (nxt,))
         # multi-row VALUES: see broker.store.sqlite_rows for why not executemany or json_each
-        insert_rows(conn, _INSERT_ROWS, [
-            (known[(r.tenant, r.entity_id, r.attr, r.dataset_id)], r.kind, r.key_us,
-             None if r.observed_us == r.key_us else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
-             r.value_num, packed_value(r), packed_instance(r.stored), 1 if r.observed_us == r.key_us else None,
-             first + n)
-            for n, r in enumerate(rows)
-        ], _UPSERT)
+        insert_rows(conn, _CHANGE_ROWS, new_changes)
+        insert_rows(conn, _INSERT_ROWS, values, _UPSERT)
         insert_rows(conn, _ENTITY_ROWS, [(e.tenant, e.entity_id, _json(e.types), e.deleted_us) for e in entities],
                     _ENTITY_CONFLICT)
 
@@ -746,6 +1043,8 @@ class SQLiteHistory(HistoryStorage):
         def run(c: sqlite3.Connection) -> bool:
             c.execute("DELETE FROM temporal_rows WHERE sid IN (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ?)",
                       (tenant, entity_id))
+            c.execute("DELETE FROM temporal_changes WHERE eid = (SELECT eid FROM temporal_change_keys"
+                      " WHERE tenant = ? AND entity_id = ?)", (tenant, entity_id))
             return c.execute("DELETE FROM temporal_entities WHERE tenant = ? AND entity_id = ?", (tenant, entity_id)).rowcount > 0
 
         return await self._tx(run, write=True)
@@ -755,7 +1054,20 @@ class SQLiteHistory(HistoryStorage):
         # by the rows' keys (iid has no index: `iid IN (...)` would read every row of the file)
         sql = (f"DELETE FROM temporal_rows WHERE (sid, key_us, kind) IN"
                f" (SELECT sid, key_us, kind FROM temporal_instances WHERE {where})")
-        return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
+        # change rows: every member of one has the same times, so a row is in the range whole or not at all
+        member_params: list[Any] = [tenant, _json(entity_ids)]
+        times, _ = time_clauses(rng, _param(member_params), _MEMBER_TIMES)
+        changes = ("FROM temporal_change_keys AS k CROSS JOIN temporal_changes AS c ON c.eid = k.eid"
+                   f" WHERE {' AND '.join(['k.tenant = ?', 'k.entity_id IN (SELECT value FROM json_each(?))', *times])}")
+        count = f"SELECT coalesce(sum((SELECT count(*) FROM json_each(c.vals) WHERE type = 'array')), 0) {changes}"
+        drop = f"DELETE FROM temporal_changes WHERE (eid, key_us) IN (SELECT c.eid, c.key_us {changes})"
+
+        def run(c: sqlite3.Connection) -> int:
+            members = int(c.execute(count, member_params).fetchone()[0])
+            c.execute(drop, member_params)
+            return int(c.execute(sql, params).rowcount) + members
+
+        return await self._tx(run, write=True)
 
     async def set_service_paths(self, tenant: str, paths: Mapping[str, str]) -> None:
         sql = "UPDATE temporal_entities SET service_path = ? WHERE tenant = ? AND entity_id = ?"
@@ -779,12 +1091,34 @@ class SQLiteHistory(HistoryStorage):
             series += " AND dataset_id = ?"
             params += (dataset_id,)
         sql = f"DELETE FROM temporal_rows WHERE sid IN ({series})"
-        return await self._tx(lambda c: c.execute(sql, params).rowcount, write=True)
+
+        def run(c: sqlite3.Connection) -> int:
+            sids = {r[0] for r in c.execute(series, params)}
+            removed = 0
+            eid = c.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone()
+            if eid is not None and sids:  # the members of those series leave the entity's change rows
+                for key_us, iid0, modified_us, text in c.execute(_ENTITY_CHANGES, (eid[0], _json_ints(sids))).fetchall():
+                    have = _Stored(eid[0], key_us, iid0, modified_us, text)
+                    for p, m in enumerate(have.vals):
+                        if m is not None and m[0] in sids:
+                            have.vals[p] = None
+                            removed += 1
+                    have.changed = True
+                    have.save(c)
+            return int(c.execute(sql, params).rowcount) + removed
+
+        return await self._tx(run, write=True)
 
     async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
         sql = ("DELETE FROM temporal_rows WHERE iid = ? AND sid IN"
                " (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?)")
-        return await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).rowcount > 0, write=True)
+
+        def run(c: sqlite3.Connection) -> bool:
+            if c.execute(sql, (iid, tenant, entity_id, attr)).rowcount > 0:
+                return True
+            return _take_member(c, tenant, entity_id, attr, iid) is not None
+
+        return await self._tx(run, write=True)
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
         sql = f"SELECT {STORED} FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
@@ -799,4 +1133,18 @@ class SQLiteHistory(HistoryStorage):
             " WHERE iid = ? AND sid IN (SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?)"
         )
         params = (row.observed_us, row.modified_us, row.value_num, row.value_json, row.instance, iid, tenant, entity_id, attr)
-        return await self._tx(lambda c: c.execute(sql, params).rowcount > 0, write=True)
+
+        def run(c: sqlite3.Connection) -> bool:
+            if c.execute(sql, params).rowcount > 0:
+                return True
+            # a member of a change row: moved out to temporal_rows as it was (its iid), then replaced there
+            taken = _take_member(c, tenant, entity_id, attr, iid)
+            if taken is None:
+                return False
+            sid, key_us, modified_us, value = taken
+            c.execute(f"{_INSERT_ROWS} VALUES (?, 0, ?, NULL, NULL, ?, NULL, ?, ?, NULL, 1, ?)",
+                      (sid, key_us, modified_us, None if value == KEY_DATETIME else value,
+                       KEY_DATETIME if value == KEY_DATETIME else None, iid))
+            return c.execute(sql, params).rowcount > 0
+
+        return await self._tx(run, write=True)
