@@ -63,8 +63,9 @@ VALUE_JSON = ("CASE WHEN {r}value_json = '' THEN '{{\"@type\":\"DateTime\",\"@va
               " {r}key_us / 1000000, 'unixepoch') || '\"}}' ELSE {r}value_json END")
 OBSERVED = "coalesce({r}observed_us, CASE WHEN {r}obs_key IS NOT NULL THEN {r}key_us END)"
 CREATED = "coalesce({r}created_us, CASE WHEN {r}kind = 0 THEN {r}modified_us END)"
-# a member of a change row (j: json_each(c.vals)) as value_num and value_json are read: '' is KEY_DATETIME
-MEMBER_NUM = "nullif(j.value ->> 1, '')"
+# a member of a change row (c: temporal_changes, j: json_each of its shape's sids, j.key its position) as
+# value_num and value_json are read: '' is KEY_DATETIME
+MEMBER_NUM = "nullif(c.vals ->> j.key, '')"
 
 
 def _key_datetime(key: str) -> str:
@@ -73,9 +74,9 @@ def _key_datetime(key: str) -> str:
             + " / 1000000, 'unixepoch') || '\"}'")
 
 
-MEMBER_JSON = f"CASE WHEN j.value ->> 1 = '' THEN {_key_datetime('c.key_us')} END"
+MEMBER_JSON = f"CASE WHEN c.vals ->> j.key = '' THEN {_key_datetime('c.key_us')} END"
 # the stored value_json of a member, as the rollup triggers read temporal_rows' column (NULL: a JSON float)
-_MEMBER_STORED_JSON = "CASE WHEN j.value ->> 1 = '' THEN '' END"
+_MEMBER_STORED_JSON = "CASE WHEN c.vals ->> j.key = '' THEN '' END"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
 _ROW_TIMES = {"observed_us": OBSERVED.format(r=""), "created_us": CREATED.format(r="")}
 # the same of a member of a change row (c: temporal_changes): observedAt is the key, createdAt modifiedAt
@@ -97,17 +98,21 @@ SCHEMA = (
            PRIMARY KEY (sid, key_us, kind)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_next_iid (next INTEGER NOT NULL)",
     # a row per entity change for plain readings (issue 16, sqlrow21; broker.temporal.changes): the readings of
-    # one entity at one key time with one modifiedAt, as [sid, value] pairs in a JSON text array (value a JSON
-    # float, or '' for storage.KEY_DATETIME; null where a member left: deleted, or moved to temporal_rows), the
-    # member at position p being instance iid0 + p. What every member of temporal_rows repeated (the series
-    # key, observedAt = key_us, createdAt = modifiedAt, the plain document) is here once: 63-80 bytes per
-    # instance against 286 (bench.history_layout_bench). eid: the entity's integer (temporal_change_keys).
+    # one entity at one key time with one modifiedAt, their values in a JSON text array (a JSON float, or ''
+    # for storage.KEY_DATETIME), their series in the same order in the row's shape (a JSON array of sids in
+    # temporal_change_shapes: an entity's notifications share one), the member at position p being instance
+    # iid0 + p; a member that left (deleted, moved to temporal_rows) is sid 0 in the row's shape (no series)
+    # and null in vals. What every row of temporal_rows repeated (the series key, observedAt = key_us,
+    # createdAt = modifiedAt, the plain document) is here once. eid: the entity's integer (temporal_change_keys).
     # JSON, not a blob of our own: any SQLite tool reads it, and the view and triggers read it with json_each.
-    # An instance (sid, key_us, kind) is in one of the two tables, never both (SQLiteHistory._store)
+    # [sid, value] pairs in the row took 114 bytes per notified entity (storage_bench: 180 in all), the shape
+    # apart 92 (158). An instance (sid, key_us, kind) is in one of the two tables, never both (_place)
     """CREATE TABLE IF NOT EXISTS temporal_change_keys (eid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
            entity_id TEXT NOT NULL, UNIQUE (tenant, entity_id))""",
+    "CREATE TABLE IF NOT EXISTS temporal_change_shapes (shape INTEGER PRIMARY KEY, sids TEXT NOT NULL UNIQUE)",
     """CREATE TABLE IF NOT EXISTS temporal_changes (eid INTEGER NOT NULL, key_us INTEGER NOT NULL,
-           iid0 INTEGER NOT NULL, modified_us INTEGER NOT NULL, vals TEXT NOT NULL, PRIMARY KEY (eid, key_us)) WITHOUT ROWID""",
+           iid0 INTEGER NOT NULL, modified_us INTEGER NOT NULL, shape INTEGER NOT NULL, vals TEXT NOT NULL,
+           PRIMARY KEY (eid, key_us)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
@@ -124,8 +129,9 @@ _VIEW = (
     # (a read by entity seeks temporal_change_keys, then the entity's changes by key time)
     f" UNION ALL SELECT c.iid0 + j.key, k.tenant, k.entity_id, s.attr, s.dataset_id, 0, c.key_us, c.key_us,"
     f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM}, {MEMBER_JSON}, X'{PLAIN_INSTANCE.hex()}', s.sid"
-    " FROM temporal_change_keys AS k JOIN temporal_changes AS c ON c.eid = k.eid JOIN json_each(c.vals) AS j"
-    " JOIN temporal_series AS s ON s.sid = j.value ->> 0"
+    " FROM temporal_change_keys AS k JOIN temporal_changes AS c ON c.eid = k.eid"
+    " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
+    " JOIN temporal_series AS s ON s.sid = j.value"
 )
 _ROW_COLUMNS = ("sid, key_us, kind, iid, observed_us, created_us, modified_us, deleted_us, value_num, value_json,"
                 " instance, obs_key")
@@ -189,6 +195,7 @@ _PURE = ("({r}.value_num IS NOT NULL AND ({r}.value_json IS NULL OR ({r}.value_j
 _INT = ("({r}.value_num IS NOT NULL AND {r}.value_json IS NOT NULL AND {r}.value_json NOT IN ('true', 'false')"
         " AND substr({r}.value_json, 1, 1) <> '[' AND {r}.value_json NOT GLOB '*[.eE]*')")
 _HAS_OBSERVED = "({r}.observed_us IS NOT NULL OR {r}.obs_key IS NOT NULL)"
+_NEW_NUM = MEMBER_NUM.replace("c.vals", "NEW.vals")
 ROLLUP_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_rollup (tenant TEXT NOT NULL, entity_id TEXT NOT NULL, attr TEXT NOT NULL,
            hour_us INTEGER NOT NULL, dataset_id TEXT NOT NULL, observed INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -234,15 +241,16 @@ ROLLUP_SCHEMA = (
     # KEY_DATETIME): an inserted row adds each member to its hour as temporal_rollup_insert does a row; a row
     # whose members changed (a value replaced, a member deleted or moved to temporal_rows) or that is deleted
     # marks its members' hours dirty. Only modifiedAt written again (a batch upsert of the same readings)
-    # leaves vals as it was: no hour dirty. (WHERE true: an upsert after a join needs it to parse.)
+    # leaves vals as it was: no hour dirty. (An upsert after a join needs a WHERE to parse.)
     "DROP TRIGGER IF EXISTS temporal_changes_rollup_insert",
     "DROP TRIGGER IF EXISTS temporal_changes_rollup_update",
     "DROP TRIGGER IF EXISTS temporal_changes_rollup_delete",
     f"""CREATE TRIGGER temporal_changes_rollup_insert AFTER INSERT ON temporal_changes BEGIN
            INSERT INTO temporal_rollup SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")}, s.dataset_id, 1, 1,
-               {MEMBER_NUM} IS NOT NULL, {MEMBER_NUM} IS NOT NULL, 0, {MEMBER_NUM}, {MEMBER_NUM}, {MEMBER_NUM},
-               {MEMBER_NUM} * {MEMBER_NUM}
-               FROM json_each(NEW.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               {_NEW_NUM} IS NOT NULL, {_NEW_NUM} IS NOT NULL, 0, {_NEW_NUM}, {_NEW_NUM}, {_NEW_NUM},
+               {_NEW_NUM} * {_NEW_NUM}
+               FROM temporal_change_shapes AS h JOIN json_each(h.sids) AS j JOIN temporal_series AS s ON s.sid = j.value
+               WHERE h.shape = NEW.shape
            ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
                n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
                min = coalesce(min(min, excluded.min), min, excluded.min),
@@ -250,17 +258,20 @@ ROLLUP_SCHEMA = (
                sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
        END""",
     f"""CREATE TRIGGER temporal_changes_rollup_update AFTER UPDATE ON temporal_changes
-       WHEN NOT (OLD.eid IS NEW.eid AND OLD.key_us IS NEW.key_us AND OLD.vals IS NEW.vals) BEGIN
+       WHEN NOT (OLD.eid IS NEW.eid AND OLD.key_us IS NEW.key_us AND OLD.shape IS NEW.shape AND OLD.vals IS NEW.vals) BEGIN
            INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, {hour_sql("OLD.key_us")}
-               FROM json_each(OLD.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               FROM temporal_change_shapes AS h JOIN json_each(h.sids) AS j JOIN temporal_series AS s ON s.sid = j.value
+               WHERE h.shape = OLD.shape
                ON CONFLICT DO NOTHING;
            INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, {hour_sql("NEW.key_us")}
-               FROM json_each(NEW.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               FROM temporal_change_shapes AS h JOIN json_each(h.sids) AS j JOIN temporal_series AS s ON s.sid = j.value
+               WHERE h.shape = NEW.shape
                ON CONFLICT DO NOTHING;
        END""",
     f"""CREATE TRIGGER temporal_changes_rollup_delete AFTER DELETE ON temporal_changes BEGIN
            INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, {hour_sql("OLD.key_us")}
-               FROM json_each(OLD.vals) AS j JOIN temporal_series AS s ON s.sid = j.value ->> 0 WHERE true
+               FROM temporal_change_shapes AS h JOIN json_each(h.sids) AS j JOIN temporal_series AS s ON s.sid = j.value
+               WHERE h.shape = OLD.shape
                ON CONFLICT DO NOTHING;
        END""",
 )
@@ -290,7 +301,8 @@ _ROLLUP_RECOMPUTE = (
      " FROM temporal_rollup_dirty AS d"
      " CROSS JOIN temporal_change_keys AS k ON k.tenant = d.tenant AND k.entity_id = d.entity_id"
      f" CROSS JOIN temporal_changes AS c ON c.eid = k.eid AND c.key_us >= d.hour_us AND c.key_us < d.hour_us + {HOUR_US}"
-     " CROSS JOIN json_each(c.vals) AS j CROSS JOIN temporal_series AS s ON s.sid = j.value ->> 0"
+     " CROSS JOIN temporal_change_shapes AS h ON h.shape = c.shape CROSS JOIN json_each(h.sids) AS j"
+     " CROSS JOIN temporal_series AS s ON s.sid = j.value"
      " WHERE s.attr = d.attr) AS i"
      " GROUP BY i.tenant, i.entity_id, i.attr, i.hour_us, i.dataset_id, i.o"),
     "DELETE FROM temporal_rollup_dirty",
@@ -548,8 +560,9 @@ def _per_series(
     member_times, member_column = time_clauses(rng, _param(member_bounds), _MEMBER_TIMES)
     member_order = f"{member_column} {order}" + ("" if member_column == "key_us" else f", iid0 {order}")
     members_sql = (f"SELECT c.iid0 + j.key, {member_column}, X'{PLAIN_INSTANCE.hex()}', {MEMBER_JSON}, c.key_us,"
-                   f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM} FROM temporal_changes AS c, json_each(c.vals) AS j"
-                   f" WHERE {' AND '.join(['c.eid = ?', 'j.value ->> 0 = ?', *member_times])}"
+                   f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM} FROM temporal_changes AS c"
+                   " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
+                   f" WHERE {' AND '.join(['c.eid = ?', 'j.value = ?', *member_times])}"
                    f" ORDER BY {member_order} LIMIT ?")
     hits: list[InstanceHit] = []
     for entity_id in dict.fromkeys(entity_ids):
@@ -601,11 +614,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 # --- change rows (issue 16, sqlrow21) ---------------------------------------------------------------------
 
-_CHANGE_ROWS = "INSERT INTO temporal_changes (eid, key_us, iid0, modified_us, vals)"
+_CHANGE_ROWS = "INSERT INTO temporal_changes (eid, key_us, iid0, modified_us, shape, vals)"
 _EID_LOOKUP = "SELECT eid FROM temporal_change_keys WHERE tenant = ? AND entity_id = ?"
 # the stored change rows at some (eid, key_us), given as a JSON array of pairs: seeks in C, one statement
-_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, c.vals FROM json_each(?) AS p"
-                   " CROSS JOIN temporal_changes AS c ON c.eid = p.value ->> 0 AND c.key_us = p.value ->> 1")
+_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM json_each(?) AS p"
+                   " CROSS JOIN temporal_changes AS c ON c.eid = p.value ->> 0 AND c.key_us = p.value ->> 1"
+                   " CROSS JOIN temporal_change_shapes AS h ON h.shape = c.shape")
 # the value instances of temporal_rows at some (sid, key_us), likewise
 _STORED_ROWS = ("SELECT r.sid, r.key_us FROM json_each(?) AS p"
                 " CROSS JOIN temporal_rows AS r ON r.sid = p.value ->> 0 AND r.key_us = p.value ->> 1 AND r.kind = 0")
@@ -631,19 +645,34 @@ def _eids(conn: sqlite3.Connection, known: dict[tuple[str, str], int], keys: Seq
     return out
 
 # the change rows of one entity holding a member of some series (a JSON array of sids)
-_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, c.vals FROM temporal_changes AS c WHERE c.eid = ?"
-                   " AND EXISTS (SELECT 1 FROM json_each(c.vals) AS j WHERE j.value ->> 0 IN (SELECT value FROM json_each(?)))")
+_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM temporal_changes AS c"
+                   " JOIN temporal_change_shapes AS h ON h.shape = c.shape WHERE c.eid = ?"
+                   " AND EXISTS (SELECT 1 FROM json_each(h.sids) AS j WHERE j.value IN (SELECT value FROM json_each(?)))")
 # the change row of one entity holding instance `iid` (no index on iid: the entity's changes are read, as
 # temporal_rows' series are for an iid)
-_CHANGE_OF_IID = ("SELECT key_us, iid0, modified_us, vals FROM temporal_changes WHERE eid = ? AND iid0 <= ?"
-                  " AND iid0 + json_array_length(vals) > ?")
+_CHANGE_OF_IID = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM temporal_changes AS c"
+                  " JOIN temporal_change_shapes AS h ON h.shape = c.shape WHERE c.eid = ? AND c.iid0 <= ?"
+                  " AND c.iid0 + json_array_length(c.vals) > ?")
 
 
 def _json_ints(values: Iterable[int]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
-def _take_member(conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, iid: int) -> tuple[int, int, int, Member] | None:
+def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int]) -> int:
+    """The shape id of the sids `sids` (`shapes` caches them by their JSON text), made where new."""
+    text = orjson.dumps(sids).decode()
+    shape = shapes.get(text)
+    if shape is None:
+        row = conn.execute("SELECT shape FROM temporal_change_shapes WHERE sids = ?", (text,)).fetchone()
+        if row is None:
+            row = conn.execute("INSERT INTO temporal_change_shapes (sids) VALUES (?) RETURNING shape", (text,)).fetchone()
+        shape = shapes[text] = int(row[0])
+    return shape
+
+
+def _take_member(conn: sqlite3.Connection, shapes: dict[str, int], tenant: str, entity_id: str, attr: str,
+                 iid: int) -> tuple[int, int, int, Member] | None:
     """Remove instance `iid` of (entity, attr) from its change row, if it is a member of one: its sid, key time,
     modifiedAt and value, or None."""
     eid = conn.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone()
@@ -652,49 +681,57 @@ def _take_member(conn: sqlite3.Connection, tenant: str, entity_id: str, attr: st
     row = conn.execute(_CHANGE_OF_IID, (eid[0], iid, iid)).fetchone()
     if row is None:
         return None
-    have = _Stored(eid[0], row[0], row[1], row[2], row[3])
-    member = have.vals[iid - have.iid0]
-    if member is None:
+    have = _Stored(eid[0], *row)
+    p = iid - have.iid0
+    sid, value = have.sids[p], have.vals[p]
+    if sid == 0 or conn.execute("SELECT 1 FROM temporal_series WHERE sid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+                                (sid, tenant, entity_id, attr)).fetchone() is None:
         return None
-    sids = {r[0] for r in conn.execute("SELECT sid FROM temporal_series WHERE tenant = ? AND entity_id = ? AND attr = ?",
-                                       (tenant, entity_id, attr))}
-    if member[0] not in sids:
-        return None
-    have.vals[iid - have.iid0] = None
-    have.changed = True
-    have.save(conn)
-    return int(member[0]), have.key_us, have.modified_us, member[1]
+    have.leave(p)
+    have.save(conn, shapes)
+    return sid, have.key_us, have.modified_us, value
 
 
 class _Stored:
-    """A stored change row as _place reads and changes it."""
+    """A stored change row as _place reads and changes it: its members' sids (its shape) and values."""
 
-    __slots__ = ("changed", "eid", "iid0", "key_us", "modified_us", "text", "vals")
+    __slots__ = ("changed", "eid", "iid0", "key_us", "left", "modified_us", "sids", "text", "vals")
 
-    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, text: str) -> None:
+    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, sids: str, text: str) -> None:
         self.eid, self.key_us, self.iid0, self.modified_us, self.text = eid, key_us, iid0, modified_us, text
-        self.vals: list[list[Any] | None] = orjson.loads(text)
-        self.changed = False
+        self.sids: list[int] = orjson.loads(sids)
+        self.vals: list[Any] = orjson.loads(text)
+        self.changed = False  # a value changed: vals written again
+        self.left = False  # a member left: the shape too
 
     def position(self, sid: int) -> int | None:
-        for p, m in enumerate(self.vals):
-            if m is not None and m[0] == sid:
-                return p
-        return None
+        try:
+            return self.sids.index(sid)
+        except ValueError:
+            return None
 
-    def save(self, conn: sqlite3.Connection) -> None:
-        """This row as changed: written again (vals as text again only where a member changed), or deleted
-        when no member is left."""
-        if all(m is None for m in self.vals):
+    def leave(self, p: int) -> None:
+        """The member at `p` leaves the row (sid 0, no value): its position, and so its neighbours' iids, stay."""
+        self.sids[p] = 0
+        self.vals[p] = None
+        self.changed = self.left = True
+
+    def save(self, conn: sqlite3.Connection, shapes: dict[str, int]) -> None:
+        """This row as changed: written again, or deleted when no member is left."""
+        if not any(self.sids):
             conn.execute("DELETE FROM temporal_changes WHERE eid = ? AND key_us = ?", (self.eid, self.key_us))
-            return
-        conn.execute("UPDATE temporal_changes SET modified_us = ?, vals = ? WHERE eid = ? AND key_us = ?",
-                     (self.modified_us, orjson.dumps(self.vals).decode() if self.changed else self.text,
-                      self.eid, self.key_us))
+        elif self.left:
+            conn.execute("UPDATE temporal_changes SET modified_us = ?, shape = ?, vals = ? WHERE eid = ? AND key_us = ?",
+                         (self.modified_us, _shape(conn, shapes, self.sids), orjson.dumps(self.vals).decode(),
+                          self.eid, self.key_us))
+        else:
+            conn.execute("UPDATE temporal_changes SET modified_us = ?, vals = ? WHERE eid = ? AND key_us = ?",
+                         (self.modified_us, orjson.dumps(self.vals).decode() if self.changed else self.text,
+                          self.eid, self.key_us))
 
 
-def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], known: dict[SeriesKey, int],
-           changes: Sequence[Change], rest: Sequence[HistoryRow], first: int,
+def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shapes: dict[str, int],
+           known: dict[SeriesKey, int], changes: Sequence[Change], rest: Sequence[HistoryRow], first: int,
            ) -> tuple[list[tuple[HistoryRow, int | None]], list[tuple[Any, ...]], int]:
     """Where each instance goes: the rows for temporal_rows (with the iid of a member moved out of a change
     row, or None: a new number), the new change rows, and the next free iid (from `first`).
@@ -724,8 +761,8 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], known
         return [(r, None) for r in rest], new_changes, nxt
     keys = {(eids[(c.tenant, c.entity_id)], c.key_us) for c in changes}
     keys.update((eids[(r.tenant, r.entity_id)], r.key_us) for r in others if (r.tenant, r.entity_id) in eids)
-    stored = {(e, k): _Stored(e, k, i, m, v)
-              for e, k, i, m, v in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
+    stored = {(e, k): _Stored(e, k, i, m, h, v)
+              for e, k, i, m, h, v in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
     in_rows: set[tuple[int, int]] = set()
     if changes:
         pairs = [(known[(r.tenant, r.entity_id, r.attr, "")], c.key_us) for c in changes for r in c.rows]
@@ -734,7 +771,8 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], known
     for c in changes:
         eid = eids[(c.tenant, c.entity_id)]
         have = stored.get((eid, c.key_us))
-        packed: list[list[Any]] = []
+        sids: list[int] = []
+        values: list[Member] = []
         alone: list[HistoryRow] = []
         hits: list[tuple[int, Member, HistoryRow]] = []
         for r, value in zip(c.rows, c.values, strict=True):
@@ -742,32 +780,30 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], known
             p = None if have is None else have.position(sid)
             if (sid, c.key_us) in in_rows or (have is not None and p is None):
                 placed.append((r, None))
-            elif have is None:
-                packed.append([sid, value])
+            elif p is None:
+                sids.append(sid)
+                values.append(value)
                 alone.append(r)
             else:
-                assert p is not None
                 hits.append((p, value, r))
-        if len(packed) == 1:  # one reading: as a row of temporal_rows (below)
+        if len(sids) == 1:  # one reading: as a row of temporal_rows (below)
             placed.append((alone[0], None))
-        elif packed:
-            new_changes.append((eid, c.key_us, nxt, c.modified_us, orjson.dumps(packed).decode()))
-            nxt += len(packed)
+        elif sids:
+            new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape(conn, shapes, sids),
+                                orjson.dumps(values).decode()))
+            nxt += len(sids)
         if have is None or not hits:
             continue
-        live = {p for p, m in enumerate(have.vals) if m is not None}
+        live = {p for p, sid in enumerate(have.sids) if sid}
         if have.modified_us != c.modified_us and {p for p, _, _ in hits} != live:
             for p, _, r in hits:  # members of one change cannot keep two modifiedAt: these move out
-                have.vals[p] = None
+                have.leave(p)
                 placed.append((r, have.iid0 + p))
-            have.changed = True
             touched[(eid, c.key_us)] = have
             continue
         for p, value, _ in hits:
-            member = have.vals[p]
-            assert member is not None
-            if member[1] != value or type(member[1]) is not type(value):
-                member[1] = value
+            if have.vals[p] != value or type(have.vals[p]) is not type(value):
+                have.vals[p] = value
                 have.changed = True
         if have.changed or have.modified_us != c.modified_us:
             have.modified_us = c.modified_us
@@ -780,12 +816,11 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], known
         if have is None or p is None:
             placed.append((r, None))
             continue
-        have.vals[p] = None  # the member moves out: this row replaces it in temporal_rows, its iid kept
-        have.changed = True
+        have.leave(p)  # the member moves out: this row replaces it in temporal_rows, its iid kept
         touched[(have.eid, have.key_us)] = have
         placed.append((r, have.iid0 + p))
     for have in touched.values():
-        have.save(conn)
+        have.save(conn, shapes)
     return placed, new_changes, nxt
 
 
@@ -804,6 +839,7 @@ class SQLiteHistory(HistoryStorage):
         self._series: dict[SeriesKey, int] = {}
         # (tenant, entity) -> eid of temporal_change_keys, likewise (never deleted, emptied on a failed write)
         self._entities: dict[tuple[str, str], int] = {}
+        self._shapes: dict[str, int] = {}  # the JSON text of a shape's sids -> its id, likewise
 
     async def open(self) -> None:
         await self._db.open([self.tables])
@@ -833,6 +869,7 @@ class SQLiteHistory(HistoryStorage):
             except BaseException:
                 self._series.clear()
                 self._entities.clear()
+                self._shapes.clear()
                 raise
             return result
 
@@ -842,6 +879,7 @@ class SQLiteHistory(HistoryStorage):
         except BaseException:
             self._series.clear()  # the commit failed: series made in it are gone
             self._entities.clear()
+            self._shapes.clear()
             raise
 
     def _store(self, conn: sqlite3.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
@@ -852,7 +890,7 @@ class SQLiteHistory(HistoryStorage):
         # a SELECT then an UPDATE: one UPDATE ... RETURNING took 30 against 3-5 us (timeit, sqlite 3.40; sqlhist20)
         first = conn.execute("SELECT next FROM temporal_next_iid").fetchone()[0]
         changes, rest = group_changes(rows)
-        placed, new_changes, nxt = _place(conn, self._entities, known, changes, rest, first)
+        placed, new_changes, nxt = _place(conn, self._entities, self._shapes, known, changes, rest, first)
         # the instances that are rows of temporal_rows: iid None takes the next number
         values: list[tuple[Any, ...]] = []
         for r, iid in placed:
@@ -1058,8 +1096,9 @@ class SQLiteHistory(HistoryStorage):
         member_params: list[Any] = [tenant, _json(entity_ids)]
         times, _ = time_clauses(rng, _param(member_params), _MEMBER_TIMES)
         changes = ("FROM temporal_change_keys AS k CROSS JOIN temporal_changes AS c ON c.eid = k.eid"
+                   " CROSS JOIN temporal_change_shapes AS h ON h.shape = c.shape"
                    f" WHERE {' AND '.join(['k.tenant = ?', 'k.entity_id IN (SELECT value FROM json_each(?))', *times])}")
-        count = f"SELECT coalesce(sum((SELECT count(*) FROM json_each(c.vals) WHERE type = 'array')), 0) {changes}"
+        count = f"SELECT coalesce(sum((SELECT count(*) FROM json_each(h.sids) WHERE value <> 0)), 0) {changes}"
         drop = f"DELETE FROM temporal_changes WHERE (eid, key_us) IN (SELECT c.eid, c.key_us {changes})"
 
         def run(c: sqlite3.Connection) -> int:
@@ -1097,14 +1136,13 @@ class SQLiteHistory(HistoryStorage):
             removed = 0
             eid = c.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone()
             if eid is not None and sids:  # the members of those series leave the entity's change rows
-                for key_us, iid0, modified_us, text in c.execute(_ENTITY_CHANGES, (eid[0], _json_ints(sids))).fetchall():
-                    have = _Stored(eid[0], key_us, iid0, modified_us, text)
-                    for p, m in enumerate(have.vals):
-                        if m is not None and m[0] in sids:
-                            have.vals[p] = None
+                for row in c.execute(_ENTITY_CHANGES, (eid[0], _json_ints(sids))).fetchall():
+                    have = _Stored(eid[0], *row)
+                    for p, sid in enumerate(have.sids):
+                        if sid in sids:
+                            have.leave(p)
                             removed += 1
-                    have.changed = True
-                    have.save(c)
+                    have.save(c, self._shapes)
             return int(c.execute(sql, params).rowcount) + removed
 
         return await self._tx(run, write=True)
@@ -1116,7 +1154,7 @@ class SQLiteHistory(HistoryStorage):
         def run(c: sqlite3.Connection) -> bool:
             if c.execute(sql, (iid, tenant, entity_id, attr)).rowcount > 0:
                 return True
-            return _take_member(c, tenant, entity_id, attr, iid) is not None
+            return _take_member(c, self._shapes, tenant, entity_id, attr, iid) is not None
 
         return await self._tx(run, write=True)
 
@@ -1138,7 +1176,7 @@ class SQLiteHistory(HistoryStorage):
             if c.execute(sql, params).rowcount > 0:
                 return True
             # a member of a change row: moved out to temporal_rows as it was (its iid), then replaced there
-            taken = _take_member(c, tenant, entity_id, attr, iid)
+            taken = _take_member(c, self._shapes, tenant, entity_id, attr, iid)
             if taken is None:
                 return False
             sid, key_us, modified_us, value = taken

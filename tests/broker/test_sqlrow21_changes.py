@@ -117,9 +117,12 @@ def test_plain_readings_are_one_change_row(tmp_path: Path) -> None:
     assert sorted(v[0] for v in got.values()) == list(range(min(v[0] for v in got.values()), min(v[0] for v in got.values()) + 6))
     assert _count(path, "temporal_changes") == 1 and _count(path, "temporal_rows") == 0
     with sqlite3.connect(path) as conn:
-        key_us, modified_us, vals = conn.execute("SELECT key_us, modified_us, vals FROM temporal_changes").fetchone()
+        key_us, modified_us, vals, sids = conn.execute(
+            "SELECT key_us, modified_us, vals, sids FROM temporal_changes JOIN temporal_change_shapes USING (shape)").fetchone()
+        series = dict(conn.execute("SELECT sid, attr FROM temporal_series"))
     assert key_us == T0 and modified_us == to_us(M1)
-    assert [m[1] for m in orjson.loads(vals)] == [20.5, 21.5, 22.5, 23.5, 24.5, ""]
+    assert orjson.loads(vals) == [20.5, 21.5, 22.5, 23.5, 24.5, ""]
+    assert [series[sid] for sid in orjson.loads(sids)] == [*ATTRS, TI]
     _rollup_exact(path)
 
 
@@ -173,6 +176,7 @@ def test_mixed_plain_and_other_rows(tmp_path: Path) -> None:
         assert _count(path, "temporal_changes") == 1 and _count(path, "temporal_rows") == 2
         with sqlite3.connect(path) as conn:
             assert len(orjson.loads(conn.execute("SELECT vals FROM temporal_changes").fetchone()[0])) == 4
+            assert _count(path, "temporal_change_shapes") == 1
         before = await _all(history, [E1])
         # a reading that is no longer plain (a unitCode) at a member's key: the member moves out, its iid kept
         unit = _row(E1, ATTRS[0], 0, 20.5, unitCode="GQ")
@@ -328,7 +332,7 @@ def _written(w: tuple[str, str, int, str, Any]) -> HistoryRow:
     return _row(entity, attr, second, value, modified)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(_op, min_size=1, max_size=10))
 def test_randomised_writes_read_back_as_written(tmp_path: Path, ops: list[tuple[str, Any]]) -> None:
     path = tmp_path / f"h{abs(hash(repr(ops)))}.db"
