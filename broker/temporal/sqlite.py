@@ -415,17 +415,33 @@ def _json(values: Sequence[str]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
+# up to this many values, a list of placeholders (_in); more, a json_each list
+_LISTED = 500
+
+
+def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
+    """`column` among `values`, as a clause SQLite pushes into both arms of temporal_instances (a UNION ALL
+    since sqlrow21): = or IN (?, ...). A term holding a subquery (IN (SELECT ... json_each)) is not pushed
+    down: the arms then read every series of the tenant in the time range, filtered after."""
+    listed = list(dict.fromkeys(values))
+    if len(listed) > _LISTED:
+        params.append(_json(listed))
+        return f"{column} IN (SELECT value FROM json_each(?))"
+    params.extend(listed)
+    if len(listed) == 1:
+        return f"{column} = ?"
+    return f"{column} IN ({', '.join('?' * len(listed))})"
+
+
 def _where(
     tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, datasets: Sequence[str] | None = None
 ) -> tuple[str, list[Any], str]:
-    clauses = ["tenant = ?", "entity_id IN (SELECT value FROM json_each(?))", "kind >= 0"]
-    params: list[Any] = [tenant, _json(entity_ids)]
+    params: list[Any] = [tenant]
+    clauses = ["tenant = ?", _in("entity_id", entity_ids, params), "kind >= 0"]
     if attrs is not None:
-        clauses.append("attr IN (SELECT value FROM json_each(?))")
-        params.append(_json(attrs))
+        clauses.append(_in("attr", attrs, params))
     if datasets is not None:
-        clauses.append("dataset_id IN (SELECT value FROM json_each(?))")
-        params.append(_json(datasets))
+        clauses.append(_in("dataset_id", datasets, params))
     times, column = time_clauses(rng, _param(params))
     return " AND ".join(clauses + times), params, column
 
@@ -465,15 +481,8 @@ def _rollup_query(
         clauses = [f"{prefix}tenant = ?"]
         args: list[Any] = [tenant]
         for column, values in (("entity_id", entity_ids), ("attr", attrs), ("dataset_id", datasets)):
-            if values is None:
-                continue
-            listed = list(dict.fromkeys(values))
-            if len(listed) == 1:
-                clauses.append(f"{prefix}{column} = ?")
-                args.append(listed[0])
-            else:
-                clauses.append(f"{prefix}{column} IN (SELECT value FROM json_each(?))")
-                args.append(_json(listed))
+            if values is not None:
+                clauses.append(_in(f"{prefix}{column}", values, args))
         return clauses, args
 
     b_sql, b_args = bucket("hour_us")
