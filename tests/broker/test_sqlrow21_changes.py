@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from broker.temporal.changes import group_changes, member_value
@@ -311,11 +311,13 @@ def test_a_file_of_the_former_layout_is_read_and_written(tmp_path: Path) -> None
     _run(path, body)
 
 
-# a small world: 2 entities, 3 attributes, 3 key times, 2 modifiedAt, plain numbers or other readings
-_write = st.tuples(st.sampled_from([E1, E2]), st.sampled_from(ATTRS[:3]), st.integers(0, 2), st.sampled_from([M1, M2]),
-                   st.one_of(st.floats(-1e6, 1e6).map(lambda x: round(x, 2) + 0.5),
-                             st.sampled_from(["text", "unit", "ds"])))
-_op = st.one_of(st.lists(_write, min_size=1, max_size=8).map(lambda w: ("write", w)),
+# a small world: 2 entities, 3 attributes, 3 key times, 2 modifiedAt; a write is entity changes (some of the
+# attributes of one entity at one key time, one modifiedAt), each value a plain number or another reading
+_value = st.one_of(st.floats(-1e6, 1e6).map(lambda x: round(x, 2) + 0.5), st.sampled_from(["text", "unit", "ds"]))
+_change_st = st.tuples(st.sampled_from([E1, E2]), st.integers(0, 2), st.sampled_from([M1, M2]),
+                       st.dictionaries(st.sampled_from(ATTRS[:3]), _value, min_size=1))
+_op = st.one_of(st.lists(_change_st, min_size=1, max_size=3).map(
+                    lambda cs: ("write", [(e, a, k, m, v) for e, k, m, d in cs for a, v in d.items()])),
                 st.tuples(st.sampled_from([E1, E2]), st.sampled_from(ATTRS[:3]), st.integers(0, 2)).map(lambda k: ("delete", k)),
                 st.tuples(st.sampled_from([E1, E2]), st.sampled_from(ATTRS[:3]), st.integers(0, 2), st.floats(0, 9)).map(
                     lambda k: ("replace", k)))
@@ -332,8 +334,12 @@ def _written(w: tuple[str, str, int, str, Any]) -> HistoryRow:
     return _row(entity, attr, second, value, modified)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(_op, min_size=1, max_size=10))
+# some members of a change written again with another modifiedAt; a member met by a reading that is not plain
+@example(ops=[("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)]), ("write", [(E1, ATTRS[0], 0, M2, 3.5)])])
+@example(ops=[("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)]), ("write", [(E1, ATTRS[1], 0, M1, "unit")]),
+              ("replace", (E1, ATTRS[0], 0, 4.0)), ("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)])])
 def test_randomised_writes_read_back_as_written(tmp_path: Path, ops: list[tuple[str, Any]]) -> None:
     path = tmp_path / f"h{abs(hash(repr(ops)))}.db"
     path.unlink(missing_ok=True)
