@@ -50,12 +50,15 @@ class Change:
     values: list[Member] = field(default_factory=list)
 
 
-def group_changes(rows: Sequence[HistoryRow]) -> tuple[list[Change], list[HistoryRow]]:
+def group_changes(rows: Sequence[HistoryRow], least: int = 2) -> tuple[list[Change], list[HistoryRow]]:
     """The plain readings of `rows` as changes, one per (tenant, entity, key time), and the other rows.
 
     `rows` hold one row per storage key (model.unique_rows). Plain readings of one entity and key time that
     differ in modifiedAt (two writes of one entity at one observedAt in one batch) cannot share a row: those
-    of the first modifiedAt seen form the change, the others are returned with the rest.
+    of the first modifiedAt seen form the change, the others are returned with the rest. A change of fewer
+    than `least` readings is returned with the rest too: a row of one member is no smaller than a row per
+    attribute (about 45 bytes either way on SQLite), and an entity with one plain reading among others (a
+    number with a unit, a text) would pay the change's bookkeeping for nothing.
     """
     changes: dict[tuple[str, str, int], Change] = {}
     rest: list[HistoryRow] = []
@@ -73,4 +76,9 @@ def group_changes(rows: Sequence[HistoryRow]) -> tuple[list[Change], list[Histor
             continue
         change.rows.append(r)
         change.values.append(value)
+    if least > 1 and any(len(c.rows) < least for c in changes.values()):
+        # the rest in the order written (a store gives new instanceIds in this order)
+        alone = {id(r) for c in changes.values() if len(c.rows) < least for r in c.rows}
+        kept = {id(r) for r in rest} | alone
+        return [c for c in changes.values() if len(c.rows) >= least], [r for r in rows if id(r) in kept]
     return list(changes.values()), rest

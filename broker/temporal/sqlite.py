@@ -625,6 +625,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 _CHANGE_ROWS = "INSERT INTO temporal_changes (eid, key_us, iid0, modified_us, shape, vals)"
 _EID_LOOKUP = "SELECT eid FROM temporal_change_keys WHERE tenant = ? AND entity_id = ?"
+_EIDS_LOOKUP = ("SELECT k.tenant, k.entity_id, k.eid FROM json_each(?) AS p"
+                " CROSS JOIN temporal_change_keys AS k ON k.tenant = p.value ->> 0 AND k.entity_id = p.value ->> 1")
 # the stored change rows at some (eid, key_us), given as a JSON array of pairs: seeks in C, one statement
 _STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM json_each(?) AS p"
                    " CROSS JOIN temporal_changes AS c ON c.eid = p.value ->> 0 AND c.key_us = p.value ->> 1"
@@ -636,22 +638,33 @@ _STORED_ROWS = ("SELECT r.sid, r.key_us FROM json_each(?) AS p"
 
 def _eids(conn: sqlite3.Connection, known: dict[tuple[str, str], int], keys: Sequence[tuple[str, str]],
           make: bool) -> dict[tuple[str, str], int]:
-    """The eids of the entities `keys` (`known` caches them), made where `make` and new, else left out."""
+    """The eids of the entities `keys` (`known` caches them), made where `make` and new, else left out.
+
+    Those not cached are looked up in one statement: the rows of an entity that has no change row (numbers
+    with a unit, texts) ask for its eid at every write, and it has none."""
     out: dict[tuple[str, str], int] = {}
+    missing: list[tuple[str, str]] = []
     for k in keys:
-        if k in out:
-            continue
         eid = known.get(k)
-        if eid is None:
-            row = conn.execute(_EID_LOOKUP, k).fetchone()
-            if row is None:
-                if not make:
-                    continue
+        if eid is not None:
+            out[k] = eid
+        elif k not in out:
+            missing.append(k)
+            out[k] = 0
+    if missing:
+        for tenant, entity_id, eid in conn.execute(_EIDS_LOOKUP, (orjson.dumps(missing).decode(),)):
+            out[(tenant, entity_id)] = known[(tenant, entity_id)] = int(eid)
+        for k in missing:
+            if out[k]:
+                continue
+            if make:
                 row = conn.execute("INSERT INTO temporal_change_keys (tenant, entity_id) VALUES (?, ?) RETURNING eid",
                                    k).fetchone()
-            eid = known[k] = int(row[0])
-        out[k] = eid
+                out[k] = known[k] = int(row[0])
+            else:
+                del out[k]
     return out
+
 
 # the change rows of one entity holding a member of some series (a JSON array of sids)
 _ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM temporal_changes AS c"
@@ -754,8 +767,8 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
     - one that meets a stored change without being a member of it: temporal_rows, a new iid (a member's iid
       is iid0 + its position: none can be added);
     - the others of an entity change: a new change row, consecutive iids from the counter, where they are
-      two or more; a lone reading (a single-attribute PATCH) is a row of temporal_rows as before: a change
-      row of one member is no smaller (about 45 bytes either way) and its reads would parse JSON for nothing;
+      two or more (group_changes: a lone reading, a single-attribute PATCH, is a row of temporal_rows as
+      before; so is one left alone here by its neighbours' going to temporal_rows);
     - a row that is not a plain reading and meets a member: the member is moved out, the row replaces it.
     """
     nxt = first
@@ -795,7 +808,7 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
                 alone.append(r)
             else:
                 hits.append((p, value, r))
-        if len(sids) == 1:  # one reading: as a row of temporal_rows (below)
+        if len(sids) == 1:  # one reading: as a row of temporal_rows
             placed.append((alone[0], None))
         elif sids:
             new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape(conn, shapes, sids),
