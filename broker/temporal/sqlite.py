@@ -117,14 +117,17 @@ SCHEMA = (
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 )
-_VIEW = (
-    "CREATE VIEW temporal_instances AS SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
+_ROWS_SELECT = (
+    "SELECT r.iid AS iid, s.tenant AS tenant, s.entity_id AS entity_id,"
     f" s.attr AS attr, s.dataset_id AS dataset_id, r.kind AS kind, r.key_us AS key_us, {OBSERVED.format(r='r.')}"
     f" AS observed_us, {CREATED.format(r='r.')} AS created_us, r.modified_us AS modified_us, r.deleted_us AS deleted_us,"
     f" r.value_num AS value_num, {VALUE_JSON.format(r='r.')} AS value_json, {INSTANCE.format(r='r.')} AS instance,"
     " r.sid AS sid"
     " FROM temporal_rows AS r"
     " JOIN temporal_series AS s ON s.sid = r.sid"
+)
+_VIEW = (
+    f"CREATE VIEW temporal_instances AS {_ROWS_SELECT}"
     # the members of the change rows, as rows of the same columns: tenant and entity from the change's key
     # (a read by entity seeks temporal_change_keys, then the entity's changes by key time)
     f" UNION ALL SELECT c.iid0 + j.key, k.tenant, k.entity_id, s.attr, s.dataset_id, 0, c.key_us, c.key_us,"
@@ -133,6 +136,19 @@ _VIEW = (
     " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
     " JOIN temporal_series AS s ON s.sid = j.value"
 )
+# temporal_instances without its second arm: what the reads of entities that have no change row query. The
+# UNION ALL is not flattened into an aggregate or windowed read (SQLite runs it as a co-routine, a row at a
+# time), which took a rows-only read from 2.0-2.3 to 2.8-3.1 ms (temporal_bench, NGSI-LD hourly avg, 1 entity)
+_ROWS_VIEW = f"CREATE VIEW temporal_row_instances AS {_ROWS_SELECT}"
+_HAS_CHANGES = "SELECT 1 FROM temporal_change_keys WHERE tenant = ? AND entity_id IN (SELECT value FROM json_each(?)) LIMIT 1"
+
+
+def _on(conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str], sql: str) -> str:
+    """`sql` (a read of temporal_instances) on temporal_row_instances where none of the entities has a change
+    row (an entity's eid is never deleted: one that had some reads both arms). Run in the read's transaction."""
+    if "FROM temporal_instances" not in sql or conn.execute(_HAS_CHANGES, (tenant, _json(entity_ids))).fetchone():
+        return sql
+    return sql.replace("FROM temporal_instances", "FROM temporal_row_instances")
 _ROW_COLUMNS = ("sid, key_us, kind, iid, observed_us, created_us, modified_us, deleted_us, value_num, value_json,"
                 " instance, obs_key")
 # a file of the former layout (temporal_instances a table, text keys in every row): its rows move under
@@ -159,6 +175,7 @@ def _migrate_former_layout(conn: sqlite3.Connection) -> None:
     kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone()
     if kind is not None and kind[0] == "view":
         conn.execute("DROP VIEW temporal_instances")  # made again by _copy_former_rows (it reads temporal_rows)
+    conn.execute("DROP VIEW IF EXISTS temporal_row_instances")
     for trigger in ("insert", "update", "delete"):  # likewise (_setup_rollup): they are on temporal_rows
         conn.execute(f"DROP TRIGGER IF EXISTS temporal_rollup_{trigger}")
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'temporal_rows'").fetchone()
@@ -184,6 +201,7 @@ def _copy_former_rows(conn: sqlite3.Connection) -> None:
         # a rowid table gave max(rowid) + 1: the same here (one scan, when the counter is made)
         conn.execute("INSERT INTO temporal_next_iid SELECT coalesce(max(iid), 0) + 1 FROM temporal_rows")
     conn.execute(_VIEW)
+    conn.execute(_ROWS_VIEW)
 
 
 # hourly rollups (broker.temporal.rollup): an inserted value instance adds itself to its hour; a replaced
@@ -1021,7 +1039,7 @@ class SQLiteHistory(HistoryStorage):
                 args += (total,)
             else:
                 sql += " ORDER BY entity_id, attr, t, iid"
-        hits = await self._tx(lambda c: list(map(_hit, c.execute(sql, args))))
+        hits = await self._tx(lambda c: list(map(_hit, c.execute(_on(c, tenant, entity_ids, sql), args))))
         if total is not None:
             hits.sort(key=lambda h: (h.entity_id, h.attr, h.time_us, h.iid))
         return hits
@@ -1051,7 +1069,8 @@ class SQLiteHistory(HistoryStorage):
         hourly = unit == "hour" or (unit is None and period_us == HOUR_US)
         sql, params, as_is = _rollup_query(tenant, entity_ids, attrs, datasets, pl, bucket, hourly, shape)
         make = RollupBucket._make if shape == "rollup" else Bucket._make
-        return await self._tx(lambda c: list(map(make, _rollup_rows(c, sql, params, as_is))))
+        return await self._tx(lambda c: list(map(make, _rollup_rows(
+            c, _on(c, tenant, entity_ids, sql), params, None if as_is is None else _on(c, tenant, entity_ids, as_is)))))
 
     async def aggregate(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange, origin_us: int, period_us: int,
@@ -1068,7 +1087,7 @@ class SQLiteHistory(HistoryStorage):
             f" sum(value_num), min(value_num), max(value_num), sum(value_num * value_num)"
             f" FROM temporal_instances WHERE {where} AND kind = 0 GROUP BY entity_id, attr, b ORDER BY entity_id, attr, b"
         )
-        return await self._tx(lambda c: list(map(Bucket._make, c.execute(sql, (*bparams, *params)))))
+        return await self._tx(lambda c: list(map(Bucket._make, c.execute(_on(c, tenant, entity_ids, sql), (*bparams, *params)))))
 
     async def impure_attrs(self, tenant: str, entity_ids: Sequence[str], rng: TimeRange) -> set[str]:
         sql = ("SELECT DISTINCT attr FROM temporal_rollup WHERE tenant = ? AND entity_id IN (SELECT value FROM json_each(?))"
@@ -1088,15 +1107,15 @@ class SQLiteHistory(HistoryStorage):
     ) -> set[tuple[str, str]]:
         where, params, _ = _where(tenant, entity_ids, attrs, rng, datasets)
         sql = f"SELECT DISTINCT entity_id, attr FROM temporal_instances WHERE {where}"
-        return await self._tx(lambda c: {(r[0], r[1]) for r in c.execute(sql, params)})
+        return await self._tx(lambda c: {(r[0], r[1]) for r in c.execute(_on(c, tenant, entity_ids, sql), params)})
 
     async def first_time(
         self, tenant: str, entity_ids: Sequence[str], attrs: Sequence[str] | None, rng: TimeRange,
         *, datasets: Sequence[str] | None = None,
     ) -> int | None:
         where, params, column = _where(tenant, entity_ids, attrs, rng, datasets)
-        row = await self._tx(lambda c: c.execute(f"SELECT min({column}) FROM temporal_instances WHERE {where} AND kind = 0",
-                                                 params).fetchone())
+        sql = f"SELECT min({column}) FROM temporal_instances WHERE {where} AND kind = 0"
+        row = await self._tx(lambda c: c.execute(_on(c, tenant, entity_ids, sql), params).fetchone())
         return None if row is None or row[0] is None else int(row[0])
 
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
@@ -1182,7 +1201,7 @@ class SQLiteHistory(HistoryStorage):
 
     async def get_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bytes | None:
         sql = f"SELECT {STORED} FROM temporal_instances WHERE iid = ? AND tenant = ? AND entity_id = ? AND attr = ?"
-        row = await self._tx(lambda c: c.execute(sql, (iid, tenant, entity_id, attr)).fetchone())
+        row = await self._tx(lambda c: c.execute(_on(c, tenant, [entity_id], sql), (iid, tenant, entity_id, attr)).fetchone())
         return None if row is None else rebuild_instance(bytes(row[0]), value_text(row[1], row[6]), *row[2:6])
 
     async def replace_instance(self, tenant: str, entity_id: str, attr: str, iid: int, row: HistoryRow) -> bool:

@@ -267,6 +267,17 @@ def test_last_n_and_ranges_across_both_tables(tmp_path: Path) -> None:
         many = await history.instances(TENANT, [f"urn:e:{n}" for n in range(5)], [ATTRS[0]], TimeRange(None, T0, T0 + 1), 1, True)
         assert sorted((h.entity_id, h.instance) for h in many) == sorted(
             (f"urn:e:{n}", _change(f"urn:e:{n}", 0, base=n)[0].instance) for n in range(5))
+        # entities without a change row (numbers with a unit) read alone (temporal_row_instances) and with others
+        for n in range(3):
+            await history.write([], [_row(f"urn:r:{n}", ATTRS[0], 0, n + 0.5, unitCode="GQ")])
+        alone = await history.instances(TENANT, [f"urn:r:{n}" for n in range(3)], None, TimeRange(None, T0, T0 + 1), 5, True)
+        assert sorted(h.entity_id for h in alone) == [f"urn:r:{n}" for n in range(3)]
+        both = [*(f"urn:r:{n}" for n in range(3)), *(f"urn:e:{n}" for n in range(2))]
+        mixed = await history.instances(TENANT, both, [ATTRS[0]], TimeRange(None, T0, T0 + 1), 1, True)
+        assert sorted(h.entity_id for h in mixed) == sorted(both)
+        sums = await history.aggregate(TENANT, both, [ATTRS[0]], TimeRange(None, T0, T0 + 1), 0, 0)
+        assert sorted((b.entity_id, b.sum) for b in sums) == sorted(
+            [(f"urn:r:{n}", n + 0.5) for n in range(3)] + [(f"urn:e:{n}", n + 0.5) for n in range(2)])
         hourly = await history.aggregate(TENANT, [E1], [ATTRS[0]], TimeRange(), 0, 0, distinct=False)
         assert hourly[0].total == 10 and hourly[0].sum == sum(s + (0.5 if s % 2 == 0 else 0.25) for s in range(10))
         assert await history.first_time(TENANT, [E1], None, TimeRange()) == T0
