@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from broker.temporal.model import VALUE, HistoryRow, packed_created
-from broker.temporal.storage import KEY_DATETIME, packed_instance, packed_value
+from broker.temporal.model import VALUE, HistoryRow
+from broker.temporal.storage import KEY_DATETIME, PLAIN_INSTANCE, packed_value
 
 # a packed member's value: a JSON float (value_num gives it back exactly) or KEY_DATETIME (the key time)
 Member = float | str
@@ -27,8 +27,11 @@ def member_value(row: HistoryRow) -> Member | None:
     float or the key time as a DateTime (storage.KEY_DATETIME). Everything else a reader gets back from the
     row (the time columns, the document) is then the change's, so a packed member loses nothing.
     """
-    if (row.kind != VALUE or row.dataset_id != "" or row.modified_us is None or row.observed_us != row.key_us
-            or row.deleted_us is not None or packed_created(row) is not None or packed_instance(row.stored) is not None):
+    # packed_instance(row.stored) and packed_created(row) inlined, the plain document first (most rows that
+    # are not plain readings have a unit or another shape): this runs for every row a store writes
+    if ((row.packed or row.instance) != PLAIN_INSTANCE or row.kind != VALUE or row.dataset_id != ""
+            or row.modified_us is None or row.created_us != row.modified_us or row.observed_us != row.key_us
+            or row.deleted_us is not None):
         return None
     text = packed_value(row)
     if text is None and row.value_num is not None:
