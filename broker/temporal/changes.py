@@ -41,6 +41,43 @@ def member_value(row: HistoryRow) -> Member | None:
     return None
 
 
+# the longest stored document a member keeps in its change's shape (member_of): a unit ('TVO*cm{"unitCode":"GQ"}',
+# 23 bytes) or a few constant sub-properties. The shape is shared by the entity's changes only while its
+# documents stay the same: a document that changes at every write (a varying sub-property) would make a
+# shape row per change, larger than the rows it saves; a long one more likely does, so it stays a row
+MEMBER_DOC_MAX = 64
+
+
+def member_of(row: HistoryRow) -> tuple[Member, bytes | None] | None:
+    """The value and stored document `row` is packed as with its document kept in the shape (issue 16,
+    sqlunit21), or None: member_value's conditions but the plain document (None where it is PLAIN_INSTANCE),
+    any compact document (model.compact_instance, row.packed) of at most MEMBER_DOC_MAX bytes, UTF-8 (the
+    shape keeps it as JSON text). The readings of the platform's own agents carry a unitCode: this packs them.
+
+    The document is the compact one, made against the row's time columns, which a member shares with its
+    change (observedAt the key, createdAt modifiedAt, no deletedAt): rebuilt from those, it gives the
+    instance back byte for byte, as the row would.
+    """
+    stored = row.packed or row.instance
+    if stored == PLAIN_INSTANCE:
+        value = member_value(row)
+        return None if value is None else (value, None)
+    if (not row.packed or len(stored) > MEMBER_DOC_MAX or row.kind != VALUE or row.dataset_id != ""
+            or row.modified_us is None or row.created_us != row.modified_us or row.observed_us != row.key_us
+            or row.deleted_us is not None):
+        return None
+    try:
+        stored.decode()
+    except UnicodeDecodeError:  # orjson writes UTF-8: never, but the shape's JSON text could not hold it
+        return None
+    text = packed_value(row)
+    if text is None and row.value_num is not None:
+        return float(row.value_num), stored
+    if text == KEY_DATETIME:
+        return KEY_DATETIME, stored
+    return None
+
+
 @dataclass(slots=True)
 class Change:
     """The plain readings of one entity at one key time with one modifiedAt, in the order written."""
@@ -51,9 +88,11 @@ class Change:
     modified_us: int
     rows: list[HistoryRow] = field(default_factory=list)
     values: list[Member] = field(default_factory=list)
+    # each member's stored document where it is not PLAIN_INSTANCE (group_changes(docs=True)), else None
+    docs: list[bytes | None] = field(default_factory=list)
 
 
-def group_changes(rows: Sequence[HistoryRow], least: int = 2) -> tuple[list[Change], list[HistoryRow]]:
+def group_changes(rows: Sequence[HistoryRow], least: int = 2, *, docs: bool = False) -> tuple[list[Change], list[HistoryRow]]:
     """The plain readings of `rows` as changes, one per (tenant, entity, key time), and the other rows.
 
     `rows` hold one row per storage key (model.unique_rows). Plain readings of one entity and key time that
@@ -62,14 +101,25 @@ def group_changes(rows: Sequence[HistoryRow], least: int = 2) -> tuple[list[Chan
     than `least` readings is returned with the rest too: a row of one member is no smaller than a row per
     attribute (about 45 bytes either way on SQLite), and an entity with one plain reading among others (a
     number with a unit, a text) would pay the change's bookkeeping for nothing.
+
+    `docs`: members may carry a stored document other than the plain one (member_of: a reading with a unit),
+    for a store that keeps it in the change's shape; else only plain readings (member_value) are members.
     """
     changes: dict[tuple[str, str, int], Change] = {}
     rest: list[HistoryRow] = []
     for r in rows:
-        value = member_value(r)
-        if value is None:
-            rest.append(r)
-            continue
+        if docs:
+            found = member_of(r)
+            if found is None:
+                rest.append(r)
+                continue
+            value, doc = found
+        else:
+            plain = member_value(r)
+            if plain is None:
+                rest.append(r)
+                continue
+            value, doc = plain, None
         key = (r.tenant, r.entity_id, r.key_us)
         change = changes.get(key)
         if change is None:
@@ -79,6 +129,7 @@ def group_changes(rows: Sequence[HistoryRow], least: int = 2) -> tuple[list[Chan
             continue
         change.rows.append(r)
         change.values.append(value)
+        change.docs.append(doc)
     if least > 1 and any(len(c.rows) < least for c in changes.values()):
         # the rest in the order written (a store gives new instanceIds in this order)
         alone = {id(r) for c in changes.values() if len(c.rows) < least for r in c.rows}

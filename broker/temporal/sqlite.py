@@ -75,6 +75,11 @@ def _key_datetime(key: str) -> str:
 
 
 MEMBER_JSON = f"CASE WHEN c.vals ->> j.key = '' THEN {_key_datetime('c.key_us')} END"
+# a member's stored document (h: temporal_change_shapes): its shape's docs, '' where every member's is the
+# plain one (every shape of sqlrow21), else a JSON array of the documents as text, null for the plain one
+# (issue 16, sqlunit21: a reading with a unitCode keeps its document once per shape, not in every change)
+MEMBER_DOC = (f"CASE WHEN h.docs = '' THEN X'{PLAIN_INSTANCE.hex()}'"
+              f" ELSE coalesce(CAST(h.docs ->> j.key AS BLOB), X'{PLAIN_INSTANCE.hex()}') END")
 # the stored value_json of a member, as the rollup triggers read temporal_rows' column (NULL: a JSON float)
 _MEMBER_STORED_JSON = "CASE WHEN c.vals ->> j.key = '' THEN '' END"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
@@ -109,7 +114,10 @@ SCHEMA = (
     # apart 92 (158). An instance (sid, key_us, kind) is in one of the two tables, never both (_place)
     """CREATE TABLE IF NOT EXISTS temporal_change_keys (eid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
            entity_id TEXT NOT NULL, UNIQUE (tenant, entity_id))""",
-    "CREATE TABLE IF NOT EXISTS temporal_change_shapes (shape INTEGER PRIMARY KEY, sids TEXT NOT NULL UNIQUE)",
+    # docs: the members' stored documents (MEMBER_DOC), '' where all are plain; a shape is its sids and docs
+    # (a file of sqlrow21 had sids alone, UNIQUE: made again with docs '' by _copy_former_rows)
+    """CREATE TABLE IF NOT EXISTS temporal_change_shapes (shape INTEGER PRIMARY KEY, sids TEXT NOT NULL,
+           docs TEXT NOT NULL DEFAULT '', UNIQUE (sids, docs))""",
     """CREATE TABLE IF NOT EXISTS temporal_changes (eid INTEGER NOT NULL, key_us INTEGER NOT NULL,
            iid0 INTEGER NOT NULL, modified_us INTEGER NOT NULL, shape INTEGER NOT NULL, vals TEXT NOT NULL,
            PRIMARY KEY (eid, key_us)) WITHOUT ROWID""",
@@ -131,7 +139,7 @@ _VIEW = (
     # the members of the change rows, as rows of the same columns: tenant and entity from the change's key
     # (a read by entity seeks temporal_change_keys, then the entity's changes by key time)
     f" UNION ALL SELECT c.iid0 + j.key, k.tenant, k.entity_id, s.attr, s.dataset_id, 0, c.key_us, c.key_us,"
-    f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM}, {MEMBER_JSON}, X'{PLAIN_INSTANCE.hex()}', s.sid"
+    f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM}, {MEMBER_JSON}, {MEMBER_DOC}, s.sid"
     " FROM temporal_change_keys AS k JOIN temporal_changes AS c ON c.eid = k.eid"
     " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
     " JOIN temporal_series AS s ON s.sid = j.value"
@@ -163,6 +171,7 @@ _MIGRATE = (
     "DROP TABLE temporal_instances",
 )
 _ROWID_TABLE = "temporal_rows_rowid"  # temporal_rows of histcompact16 / histbytes16, renamed while copied
+_SHAPES_TABLE = "temporal_change_shapes_sqlrow21"  # temporal_change_shapes of sqlrow21, likewise
 
 
 def _migrate_former_layout(conn: sqlite3.Connection) -> None:
@@ -181,6 +190,13 @@ def _migrate_former_layout(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'temporal_rows'").fetchone()
     if row is not None and "WITHOUT ROWID" not in str(row[0]).upper():
         conn.execute(f"ALTER TABLE temporal_rows RENAME TO {_ROWID_TABLE}")
+    # sqlrow21's shapes (sids UNIQUE, no docs): renamed, copied by _copy_former_rows (the triggers reading
+    # them are made again by _setup_rollup)
+    for trigger in ("insert", "update", "delete"):
+        conn.execute(f"DROP TRIGGER IF EXISTS temporal_changes_rollup_{trigger}")
+    if (conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'temporal_change_shapes'").fetchone()
+            and not any(r[1] == "docs" for r in conn.execute("PRAGMA table_info(temporal_change_shapes)"))):
+        conn.execute(f"ALTER TABLE temporal_change_shapes RENAME TO {_SHAPES_TABLE}")
 
 
 def _copy_former_rows(conn: sqlite3.Connection) -> None:
@@ -193,6 +209,10 @@ def _copy_former_rows(conn: sqlite3.Connection) -> None:
             f" modified_us, deleted_us, value_num, value_json, instance, {'obs_key' if has_flag else 'NULL'}"
             f" FROM {_ROWID_TABLE} ORDER BY sid, key_us, kind")
         conn.execute(f"DROP TABLE {_ROWID_TABLE}")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_SHAPES_TABLE,)).fetchone():
+        # shape ids kept (the change rows hold them); every member of a sqlrow21 shape has the plain document
+        conn.execute(f"INSERT INTO temporal_change_shapes (shape, sids, docs) SELECT shape, sids, '' FROM {_SHAPES_TABLE}")
+        conn.execute(f"DROP TABLE {_SHAPES_TABLE}")
     kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'temporal_instances'").fetchone()
     if kind is not None and kind[0] == "table":
         for sql in _MIGRATE:
@@ -586,7 +606,7 @@ def _per_series(
     member_bounds: list[Any] = []
     member_times, member_column = time_clauses(rng, _param(member_bounds), _MEMBER_TIMES)
     member_order = f"{member_column} {order}" + ("" if member_column == "key_us" else f", iid0 {order}")
-    members_sql = (f"SELECT c.iid0 + j.key, {member_column}, X'{PLAIN_INSTANCE.hex()}', {MEMBER_JSON}, c.key_us,"
+    members_sql = (f"SELECT c.iid0 + j.key, {member_column}, {MEMBER_DOC}, {MEMBER_JSON}, c.key_us,"
                    f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM} FROM temporal_changes AS c"
                    " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
                    f" WHERE {' AND '.join(['c.eid = ?', 'j.value = ?', *member_times])}"
@@ -646,7 +666,7 @@ _EID_LOOKUP = "SELECT eid FROM temporal_change_keys WHERE tenant = ? AND entity_
 _EIDS_LOOKUP = ("SELECT k.tenant, k.entity_id, k.eid FROM json_each(?) AS p"
                 " CROSS JOIN temporal_change_keys AS k ON k.tenant = p.value ->> 0 AND k.entity_id = p.value ->> 1")
 # the stored change rows at some (eid, key_us), given as a JSON array of pairs: seeks in C, one statement
-_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM json_each(?) AS p"
+_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs FROM json_each(?) AS p"
                    " CROSS JOIN temporal_changes AS c ON c.eid = p.value ->> 0 AND c.key_us = p.value ->> 1"
                    " CROSS JOIN temporal_change_shapes AS h ON h.shape = c.shape")
 # the value instances of temporal_rows at some (sid, key_us), likewise
@@ -685,12 +705,12 @@ def _eids(conn: sqlite3.Connection, known: dict[tuple[str, str], int], keys: Seq
 
 
 # the change rows of one entity holding a member of some series (a JSON array of sids)
-_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM temporal_changes AS c"
+_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs FROM temporal_changes AS c"
                    " JOIN temporal_change_shapes AS h ON h.shape = c.shape WHERE c.eid = ?"
                    " AND EXISTS (SELECT 1 FROM json_each(h.sids) AS j WHERE j.value IN (SELECT value FROM json_each(?)))")
 # the change row of one entity holding instance `iid` (no index on iid: the entity's changes are read, as
 # temporal_rows' series are for an iid)
-_CHANGE_OF_IID = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals FROM temporal_changes AS c"
+_CHANGE_OF_IID = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs FROM temporal_changes AS c"
                   " JOIN temporal_change_shapes AS h ON h.shape = c.shape WHERE c.eid = ? AND c.iid0 <= ?"
                   " AND c.iid0 + json_array_length(c.vals) > ?")
 
@@ -699,22 +719,32 @@ def _json_ints(values: Iterable[int]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
-def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int]) -> int:
-    """The shape id of the sids `sids` (`shapes` caches them by their JSON text), made where new."""
-    text = orjson.dumps(sids).decode()
-    shape = shapes.get(text)
+def _docs_text(docs: Sequence[bytes | None]) -> str:
+    """temporal_change_shapes.docs of members with these stored documents (None: the plain one)."""
+    if not any(docs):
+        return ""
+    return orjson.dumps([None if d is None else d.decode() for d in docs]).decode()
+
+
+def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int], docs: Sequence[bytes | None] = ()) -> int:
+    """The shape id of the sids `sids` with stored documents `docs` (none: all plain; `shapes` caches them
+    by their JSON texts), made where new."""
+    text, docs_text = orjson.dumps(sids).decode(), _docs_text(docs)
+    cached = f"{text}\n{docs_text}" if docs_text else text
+    shape = shapes.get(cached)
     if shape is None:
-        row = conn.execute("SELECT shape FROM temporal_change_shapes WHERE sids = ?", (text,)).fetchone()
+        row = conn.execute("SELECT shape FROM temporal_change_shapes WHERE sids = ? AND docs = ?", (text, docs_text)).fetchone()
         if row is None:
-            row = conn.execute("INSERT INTO temporal_change_shapes (sids) VALUES (?) RETURNING shape", (text,)).fetchone()
-        shape = shapes[text] = int(row[0])
+            row = conn.execute("INSERT INTO temporal_change_shapes (sids, docs) VALUES (?, ?) RETURNING shape",
+                               (text, docs_text)).fetchone()
+        shape = shapes[cached] = int(row[0])
     return shape
 
 
 def _take_member(conn: sqlite3.Connection, shapes: dict[str, int], tenant: str, entity_id: str, attr: str,
-                 iid: int) -> tuple[int, int, int, Member] | None:
+                 iid: int) -> tuple[int, int, int, Member, bytes | None] | None:
     """Remove instance `iid` of (entity, attr) from its change row, if it is a member of one: its sid, key time,
-    modifiedAt and value, or None."""
+    modifiedAt, value and stored document (None: the plain one), or None."""
     eid = conn.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone()
     if eid is None:
         return None
@@ -723,26 +753,29 @@ def _take_member(conn: sqlite3.Connection, shapes: dict[str, int], tenant: str, 
         return None
     have = _Stored(eid[0], *row)
     p = iid - have.iid0
-    sid, value = have.sids[p], have.vals[p]
+    sid, value, doc = have.sids[p], have.vals[p], have.docs[p]
     if sid == 0 or conn.execute("SELECT 1 FROM temporal_series WHERE sid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
                                 (sid, tenant, entity_id, attr)).fetchone() is None:
         return None
     have.leave(p)
     have.save(conn, shapes)
-    return sid, have.key_us, have.modified_us, value
+    return sid, have.key_us, have.modified_us, value, doc
 
 
 class _Stored:
     """A stored change row as _place reads and changes it: its members' sids (its shape) and values."""
 
-    __slots__ = ("changed", "eid", "iid0", "key_us", "left", "modified_us", "sids", "text", "vals")
+    __slots__ = ("changed", "docs", "eid", "iid0", "key_us", "left", "modified_us", "sids", "text", "vals")
 
-    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, sids: str, text: str) -> None:
+    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, sids: str, text: str, docs: str) -> None:
         self.eid, self.key_us, self.iid0, self.modified_us, self.text = eid, key_us, iid0, modified_us, text
         self.sids: list[int] = orjson.loads(sids)
         self.vals: list[Any] = orjson.loads(text)
+        # the members' stored documents, None for the plain one (MEMBER_DOC)
+        self.docs: list[bytes | None] = ([None] * len(self.sids) if docs == "" else
+                                         [None if d is None else d.encode() for d in orjson.loads(docs)])
         self.changed = False  # a value changed: vals written again
-        self.left = False  # a member left: the shape too
+        self.left = False  # a member left or its document changed: the shape too
 
     def position(self, sid: int) -> int | None:
         try:
@@ -754,6 +787,7 @@ class _Stored:
         """The member at `p` leaves the row (sid 0, no value): its position, and so its neighbours' iids, stay."""
         self.sids[p] = 0
         self.vals[p] = None
+        self.docs[p] = None
         self.changed = self.left = True
 
     def save(self, conn: sqlite3.Connection, shapes: dict[str, int]) -> None:
@@ -762,7 +796,7 @@ class _Stored:
             conn.execute("DELETE FROM temporal_changes WHERE eid = ? AND key_us = ?", (self.eid, self.key_us))
         elif self.left:
             conn.execute("UPDATE temporal_changes SET modified_us = ?, shape = ?, vals = ? WHERE eid = ? AND key_us = ?",
-                         (self.modified_us, _shape(conn, shapes, self.sids), orjson.dumps(self.vals).decode(),
+                         (self.modified_us, _shape(conn, shapes, self.sids, self.docs), orjson.dumps(self.vals).decode(),
                           self.eid, self.key_us))
         else:
             conn.execute("UPDATE temporal_changes SET modified_us = ?, vals = ? WHERE eid = ? AND key_us = ?",
@@ -801,8 +835,8 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
         return [(r, None) for r in rest], new_changes, nxt
     keys = {(eids[(c.tenant, c.entity_id)], c.key_us) for c in changes}
     keys.update((eids[(r.tenant, r.entity_id)], r.key_us) for r in others if (r.tenant, r.entity_id) in eids)
-    stored = {(e, k): _Stored(e, k, i, m, h, v)
-              for e, k, i, m, h, v in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
+    stored = {(e, k): _Stored(e, k, i, m, h, v, d)
+              for e, k, i, m, h, v, d in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
     in_rows: set[tuple[int, int]] = set()
     if changes:
         pairs = [(known[(r.tenant, r.entity_id, r.attr, "")], c.key_us) for c in changes for r in c.rows]
@@ -813,9 +847,10 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
         have = stored.get((eid, c.key_us))
         sids: list[int] = []
         values: list[Member] = []
+        docs: list[bytes | None] = []
         alone: list[HistoryRow] = []
-        hits: list[tuple[int, Member, HistoryRow]] = []
-        for r, value in zip(c.rows, c.values, strict=True):
+        hits: list[tuple[int, Member, bytes | None, HistoryRow]] = []
+        for r, value, doc in zip(c.rows, c.values, c.docs, strict=True):
             sid = known[(r.tenant, r.entity_id, r.attr, "")]
             p = None if have is None else have.position(sid)
             if (sid, c.key_us) in in_rows or (have is not None and p is None):
@@ -823,29 +858,33 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
             elif p is None:
                 sids.append(sid)
                 values.append(value)
+                docs.append(doc)
                 alone.append(r)
             else:
-                hits.append((p, value, r))
+                hits.append((p, value, doc, r))
         if len(sids) == 1:  # one reading: as a row of temporal_rows
             placed.append((alone[0], None))
         elif sids:
-            new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape(conn, shapes, sids),
+            new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape(conn, shapes, sids, docs),
                                 orjson.dumps(values).decode()))
             nxt += len(sids)
         if have is None or not hits:
             continue
         live = {p for p, sid in enumerate(have.sids) if sid}
-        if have.modified_us != c.modified_us and {p for p, _, _ in hits} != live:
-            for p, _, r in hits:  # members of one change cannot keep two modifiedAt: these move out
+        if have.modified_us != c.modified_us and {p for p, _, _, _ in hits} != live:
+            for p, _, _, r in hits:  # members of one change cannot keep two modifiedAt: these move out
                 have.leave(p)
                 placed.append((r, have.iid0 + p))
             touched[(eid, c.key_us)] = have
             continue
-        for p, value, _ in hits:
+        for p, value, doc, _ in hits:
             if have.vals[p] != value or type(have.vals[p]) is not type(value):
                 have.vals[p] = value
                 have.changed = True
-        if have.changed or have.modified_us != c.modified_us:
+            if have.docs[p] != doc:  # another unit, say: the member's document in a shape of its own
+                have.docs[p] = doc
+                have.left = True
+        if have.changed or have.left or have.modified_us != c.modified_us:
             have.modified_us = c.modified_us
             touched[(eid, c.key_us)] = have
     for r in rest:
@@ -929,7 +968,8 @@ class SQLiteHistory(HistoryStorage):
         # a row that meets a stored one keeps the stored iid (the upsert does not set it), its number unused
         # a SELECT then an UPDATE: one UPDATE ... RETURNING took 30 against 3-5 us (timeit, sqlite 3.40; sqlhist20)
         first = conn.execute("SELECT next FROM temporal_next_iid").fetchone()[0]
-        changes, rest = group_changes(rows)
+        # members with a stored document of their own too: the readings of the agents, with a unitCode (sqlunit21)
+        changes, rest = group_changes(rows, docs=True)
         placed, new_changes, nxt = _place(conn, self._entities, self._shapes, known, changes, rest, first)
         # the instances that are rows of temporal_rows: iid None takes the next number
         values: list[tuple[Any, ...]] = []
@@ -1220,10 +1260,10 @@ class SQLiteHistory(HistoryStorage):
             taken = _take_member(c, self._shapes, tenant, entity_id, attr, iid)
             if taken is None:
                 return False
-            sid, key_us, modified_us, value = taken
-            c.execute(f"{_INSERT_ROWS} VALUES (?, 0, ?, NULL, NULL, ?, NULL, ?, ?, NULL, 1, ?)",
+            sid, key_us, modified_us, value, doc = taken
+            c.execute(f"{_INSERT_ROWS} VALUES (?, 0, ?, NULL, NULL, ?, NULL, ?, ?, ?, 1, ?)",
                       (sid, key_us, modified_us, None if value == KEY_DATETIME else value,
-                       KEY_DATETIME if value == KEY_DATETIME else None, iid))
+                       KEY_DATETIME if value == KEY_DATETIME else None, doc, iid))
             return c.execute(sql, params).rowcount > 0
 
         return await self._tx(run, write=True)
