@@ -324,14 +324,17 @@ def test_a_file_of_the_former_layout_is_read_and_written(tmp_path: Path) -> None
 
 # a small world: 2 entities, 3 attributes, 3 key times, 2 modifiedAt; a write is entity changes (some of the
 # attributes of one entity at one key time, one modifiedAt), each value a plain number or another reading
-_value = st.one_of(st.floats(-1e6, 1e6).map(lambda x: round(x, 2) + 0.5), st.sampled_from(["text", "unit", "ds"]))
+# (sqlunit21) "unit"/"unit2": numbers with a unitCode (members with a document of their own, one of two units);
+# "created": a createdAt older than modifiedAt (never a member)
+_value = st.one_of(st.floats(-1e6, 1e6).map(lambda x: round(x, 2) + 0.5),
+                   st.sampled_from(["text", "unit", "unit2", "ds", "created"]))
 _change_st = st.tuples(st.sampled_from([E1, E2]), st.integers(0, 2), st.sampled_from([M1, M2]),
                        st.dictionaries(st.sampled_from(ATTRS[:3]), _value, min_size=1))
 _op = st.one_of(st.lists(_change_st, min_size=1, max_size=3).map(
                     lambda cs: ("write", [(e, a, k, m, v) for e, k, m, d in cs for a, v in d.items()])),
                 st.tuples(st.sampled_from([E1, E2]), st.sampled_from(ATTRS[:3]), st.integers(0, 2)).map(lambda k: ("delete", k)),
-                st.tuples(st.sampled_from([E1, E2]), st.sampled_from(ATTRS[:3]), st.integers(0, 2), st.floats(0, 9)).map(
-                    lambda k: ("replace", k)))
+                st.tuples(st.sampled_from([E1, E2]), st.sampled_from(ATTRS[:3]), st.integers(0, 2), st.floats(0, 9),
+                          st.sampled_from([None, "GQ"])).map(lambda k: ("replace", k)))
 
 
 def _written(w: tuple[str, str, int, str, Any]) -> HistoryRow:
@@ -340,6 +343,10 @@ def _written(w: tuple[str, str, int, str, Any]) -> HistoryRow:
         return _row(entity, attr, second, "some text", modified)
     if value == "unit":
         return _row(entity, attr, second, 1.5, modified, unitCode="GQ")
+    if value == "unit2":
+        return _row(entity, attr, second, 3.25, modified, unitCode="CEL")
+    if value == "created":
+        return value_row(TENANT, entity, attr, {**_doc(second, 4.5, M2), "createdAt": M1}, T0)
     if value == "ds":
         return _row(entity, attr, second, 2.5, modified, datasetId="urn:ds:1")
     return _row(entity, attr, second, value, modified)
@@ -350,7 +357,13 @@ def _written(w: tuple[str, str, int, str, Any]) -> HistoryRow:
 # some members of a change written again with another modifiedAt; a member met by a reading that is not plain
 @example(ops=[("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)]), ("write", [(E1, ATTRS[0], 0, M2, 3.5)])])
 @example(ops=[("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)]), ("write", [(E1, ATTRS[1], 0, M1, "unit")]),
-              ("replace", (E1, ATTRS[0], 0, 4.0)), ("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)])])
+              ("replace", (E1, ATTRS[0], 0, 4.0, None)), ("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)])])
+# (sqlunit21) members with units: a unit changed in place, a createdAt older than modifiedAt meeting a member,
+# a member with a unit replaced by instanceId, then plain readings at its key again
+@example(ops=[("write", [(E1, ATTRS[0], 0, M1, "unit"), (E1, ATTRS[1], 0, M1, "unit"), (E1, ATTRS[2], 0, M1, 2.5)]),
+              ("write", [(E1, ATTRS[0], 0, M1, "unit2"), (E1, ATTRS[1], 0, M1, "unit"), (E1, ATTRS[2], 0, M1, 2.5)]),
+              ("write", [(E1, ATTRS[1], 0, M2, "created")]), ("replace", (E1, ATTRS[2], 0, 4.0, "GQ")),
+              ("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)])])
 def test_randomised_writes_read_back_as_written(tmp_path: Path, ops: list[tuple[str, Any]]) -> None:
     path = tmp_path / f"h{abs(hash(repr(ops)))}.db"
     path.unlink(missing_ok=True)
@@ -372,7 +385,8 @@ def test_randomised_writes_read_back_as_written(tmp_path: Path, ops: list[tuple[
                         assert await history.delete_instance(TENANT, entity, attr, iids.pop(key))
                         del model[key]
                     else:
-                        fixed = _row(entity, attr, second, arg[3] + 0.5, M2)
+                        unit = {} if arg[4] is None else {"unitCode": arg[4]}
+                        fixed = _row(entity, attr, second, arg[3] + 0.5, M2, **unit)
                         assert await history.replace_instance(TENANT, entity, attr, iids[key], fixed)
                         model[key] = fixed.instance
             hits = await history.instances(TENANT, [E1, E2], None, TimeRange(), 100_000, False)
