@@ -49,23 +49,30 @@ MEMBER_DOC_MAX = 64
 
 
 def member_of(row: HistoryRow) -> tuple[Member, bytes | None] | None:
-    """The value and stored document `row` is packed as with its document kept in the shape (issue 16,
-    sqlunit21), or None: member_value's conditions but the plain document (None where it is PLAIN_INSTANCE),
-    any compact document (model.compact_instance, row.packed) of at most MEMBER_DOC_MAX bytes, UTF-8 (the
-    shape keeps it as JSON text). The readings of the platform's own agents carry a unitCode: this packs them.
+    """The value and stored document `row` is packed as with its document kept in the shape and its createdAt
+    in the change row (issue 16, sqlunit21), or None: member_value's conditions but the plain document (None
+    where it is PLAIN_INSTANCE), any compact document (model.compact_instance, row.packed) of at most
+    MEMBER_DOC_MAX bytes, UTF-8 (the shape keeps it as JSON text), and any createdAt (the change keeps one for
+    its members). The readings of the platform's own agents carry a unitCode and, updated again and again
+    (BATCH_MODE update), a createdAt older than their modifiedAt: this packs them.
 
     The document is the compact one, made against the row's time columns, which a member shares with its
-    change (observedAt the key, createdAt modifiedAt, no deletedAt): rebuilt from those, it gives the
-    instance back byte for byte, as the row would.
+    change (observedAt the key, createdAt and modifiedAt the change's, no deletedAt): rebuilt from those, it
+    gives the instance back byte for byte, as the row would.
     """
     stored = row.packed or row.instance
-    if stored == PLAIN_INSTANCE:
+    if stored == PLAIN_INSTANCE and row.created_us == row.modified_us:
         value = member_value(row)
         return None if value is None else (value, None)
-    if (not row.packed or len(stored) > MEMBER_DOC_MAX or row.kind != VALUE or row.dataset_id != ""
-            or row.modified_us is None or row.created_us != row.modified_us or row.observed_us != row.key_us
-            or row.deleted_us is not None):
+    if ((stored != PLAIN_INSTANCE and (not row.packed or len(stored) > MEMBER_DOC_MAX)) or row.kind != VALUE
+            or row.dataset_id != "" or row.modified_us is None or row.created_us is None
+            or row.observed_us != row.key_us or row.deleted_us is not None):
         return None
+    if stored == PLAIN_INSTANCE:
+        text = packed_value(row)
+        if text is None and row.value_num is not None:
+            return float(row.value_num), None
+        return (KEY_DATETIME, None) if text == KEY_DATETIME else None
     try:
         stored.decode()
     except UnicodeDecodeError:  # orjson writes UTF-8: never, but the shape's JSON text could not hold it
@@ -80,12 +87,13 @@ def member_of(row: HistoryRow) -> tuple[Member, bytes | None] | None:
 
 @dataclass(slots=True)
 class Change:
-    """The plain readings of one entity at one key time with one modifiedAt, in the order written."""
+    """The plain readings of one entity at one key time with one modifiedAt (and one createdAt), in the order written."""
 
     tenant: str
     entity_id: str
     key_us: int
     modified_us: int
+    created_us: int | None = None  # the members' createdAt (group_changes(docs=True)); None: their modifiedAt
     rows: list[HistoryRow] = field(default_factory=list)
     values: list[Member] = field(default_factory=list)
     # each member's stored document where it is not PLAIN_INSTANCE (group_changes(docs=True)), else None
@@ -102,8 +110,10 @@ def group_changes(rows: Sequence[HistoryRow], least: int = 2, *, docs: bool = Fa
     attribute (about 45 bytes either way on SQLite), and an entity with one plain reading among others (a
     number with a unit, a text) would pay the change's bookkeeping for nothing.
 
-    `docs`: members may carry a stored document other than the plain one (member_of: a reading with a unit),
-    for a store that keeps it in the change's shape; else only plain readings (member_value) are members.
+    `docs`: members may carry a stored document other than the plain one and a createdAt other than their
+    modifiedAt (member_of: a reading with a unit, updated again), for a store that keeps the documents in the
+    change's shape and the createdAt in the change (one per change: those of another createdAt are returned
+    with the rest, as for modifiedAt); else only plain readings (member_value) are members.
     """
     changes: dict[tuple[str, str, int], Change] = {}
     rest: list[HistoryRow] = []
@@ -123,8 +133,9 @@ def group_changes(rows: Sequence[HistoryRow], least: int = 2, *, docs: bool = Fa
         key = (r.tenant, r.entity_id, r.key_us)
         change = changes.get(key)
         if change is None:
-            change = changes[key] = Change(r.tenant, r.entity_id, r.key_us, r.modified_us or 0)
-        elif change.modified_us != r.modified_us:
+            change = changes[key] = Change(r.tenant, r.entity_id, r.key_us, r.modified_us or 0,
+                                           None if r.created_us == r.modified_us else r.created_us)
+        elif change.modified_us != r.modified_us or change.created_us != (None if r.created_us == r.modified_us else r.created_us):
             rest.append(r)
             continue
         change.rows.append(r)

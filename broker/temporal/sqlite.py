@@ -85,7 +85,9 @@ _MEMBER_STORED_JSON = "CASE WHEN c.vals ->> j.key = '' THEN '' END"
 # the time columns as the rows of temporal_rows (not the view) are read (storage.time_clauses)
 _ROW_TIMES = {"observed_us": OBSERVED.format(r=""), "created_us": CREATED.format(r="")}
 # the same of a member of a change row (c: temporal_changes): observedAt is the key, createdAt modifiedAt
-_MEMBER_TIMES = {"observed_us": "c.key_us", "created_us": "c.modified_us", "modified_us": "c.modified_us",
+# a member's createdAt: the change's created_us, NULL where it is modifiedAt (sqlunit21; every row of sqlrow21)
+MEMBER_CREATED = "coalesce(c.created_us, c.modified_us)"
+_MEMBER_TIMES = {"observed_us": "c.key_us", "created_us": MEMBER_CREATED, "modified_us": "c.modified_us",
                  "deleted_us": "NULL"}
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_series (sid INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
@@ -120,7 +122,7 @@ SCHEMA = (
            docs TEXT NOT NULL DEFAULT '', UNIQUE (sids, docs))""",
     """CREATE TABLE IF NOT EXISTS temporal_changes (eid INTEGER NOT NULL, key_us INTEGER NOT NULL,
            iid0 INTEGER NOT NULL, modified_us INTEGER NOT NULL, shape INTEGER NOT NULL, vals TEXT NOT NULL,
-           PRIMARY KEY (eid, key_us)) WITHOUT ROWID""",
+           created_us INTEGER, PRIMARY KEY (eid, key_us)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS temporal_entities (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
            types TEXT NOT NULL, deleted_us INTEGER, PRIMARY KEY (tenant, entity_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS temporal_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
@@ -139,7 +141,7 @@ _VIEW = (
     # the members of the change rows, as rows of the same columns: tenant and entity from the change's key
     # (a read by entity seeks temporal_change_keys, then the entity's changes by key time)
     f" UNION ALL SELECT c.iid0 + j.key, k.tenant, k.entity_id, s.attr, s.dataset_id, 0, c.key_us, c.key_us,"
-    f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM}, {MEMBER_JSON}, {MEMBER_DOC}, s.sid"
+    f" {MEMBER_CREATED}, c.modified_us, NULL, {MEMBER_NUM}, {MEMBER_JSON}, {MEMBER_DOC}, s.sid"
     " FROM temporal_change_keys AS k JOIN temporal_changes AS c ON c.eid = k.eid"
     " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
     " JOIN temporal_series AS s ON s.sid = j.value"
@@ -607,7 +609,7 @@ def _per_series(
     member_times, member_column = time_clauses(rng, _param(member_bounds), _MEMBER_TIMES)
     member_order = f"{member_column} {order}" + ("" if member_column == "key_us" else f", iid0 {order}")
     members_sql = (f"SELECT c.iid0 + j.key, {member_column}, {MEMBER_DOC}, {MEMBER_JSON}, c.key_us,"
-                   f" c.modified_us, c.modified_us, NULL, {MEMBER_NUM} FROM temporal_changes AS c"
+                   f" {MEMBER_CREATED}, c.modified_us, NULL, {MEMBER_NUM} FROM temporal_changes AS c"
                    " JOIN temporal_change_shapes AS h ON h.shape = c.shape JOIN json_each(h.sids) AS j"
                    f" WHERE {' AND '.join(['c.eid = ?', 'j.value = ?', *member_times])}"
                    f" ORDER BY {member_order} LIMIT ?")
@@ -648,11 +650,24 @@ def _add_service_path(conn: sqlite3.Connection) -> None:
             raise
 
 
+def _add_change_created(conn: sqlite3.Connection) -> None:
+    """temporal_changes.created_us (sqlunit21: the members' createdAt, NULL where it is modifiedAt), added in
+    place to a file of sqlrow21 (NULL on its rows: their members' createdAt was their modifiedAt)."""
+    if any(row[1] == "created_us" for row in conn.execute("PRAGMA table_info(temporal_changes)")):
+        return
+    try:
+        conn.execute("ALTER TABLE temporal_changes ADD COLUMN created_us INTEGER")
+    except sqlite3.OperationalError as exc:  # another process added it between the check and here
+        if "duplicate column" not in str(exc):
+            raise
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """History's tables, in one transaction of the migration runner (storage.migrate)."""
     _migrate_former_layout(conn)
     for sql in SCHEMA:
         conn.execute(sql)
+    _add_change_created(conn)  # before the view (_copy_former_rows), which reads it
     _copy_former_rows(conn)
     _add_service_path(conn)
     _setup_rollup(conn)
@@ -661,12 +676,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 # --- change rows (issue 16, sqlrow21) ---------------------------------------------------------------------
 
-_CHANGE_ROWS = "INSERT INTO temporal_changes (eid, key_us, iid0, modified_us, shape, vals)"
+_CHANGE_ROWS = "INSERT INTO temporal_changes (eid, key_us, iid0, modified_us, shape, vals, created_us)"
 _EID_LOOKUP = "SELECT eid FROM temporal_change_keys WHERE tenant = ? AND entity_id = ?"
 _EIDS_LOOKUP = ("SELECT k.tenant, k.entity_id, k.eid FROM json_each(?) AS p"
                 " CROSS JOIN temporal_change_keys AS k ON k.tenant = p.value ->> 0 AND k.entity_id = p.value ->> 1")
 # the stored change rows at some (eid, key_us), given as a JSON array of pairs: seeks in C, one statement
-_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs FROM json_each(?) AS p"
+_STORED_CHANGES = ("SELECT c.eid, c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs, c.created_us FROM json_each(?) AS p"
                    " CROSS JOIN temporal_changes AS c ON c.eid = p.value ->> 0 AND c.key_us = p.value ->> 1"
                    " CROSS JOIN temporal_change_shapes AS h ON h.shape = c.shape")
 # the value instances of temporal_rows at some (sid, key_us), likewise
@@ -705,12 +720,12 @@ def _eids(conn: sqlite3.Connection, known: dict[tuple[str, str], int], keys: Seq
 
 
 # the change rows of one entity holding a member of some series (a JSON array of sids)
-_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs FROM temporal_changes AS c"
+_ENTITY_CHANGES = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs, c.created_us FROM temporal_changes AS c"
                    " JOIN temporal_change_shapes AS h ON h.shape = c.shape WHERE c.eid = ?"
                    " AND EXISTS (SELECT 1 FROM json_each(h.sids) AS j WHERE j.value IN (SELECT value FROM json_each(?)))")
 # the change row of one entity holding instance `iid` (no index on iid: the entity's changes are read, as
 # temporal_rows' series are for an iid)
-_CHANGE_OF_IID = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs FROM temporal_changes AS c"
+_CHANGE_OF_IID = ("SELECT c.key_us, c.iid0, c.modified_us, h.sids, c.vals, h.docs, c.created_us FROM temporal_changes AS c"
                   " JOIN temporal_change_shapes AS h ON h.shape = c.shape WHERE c.eid = ? AND c.iid0 <= ?"
                   " AND c.iid0 + json_array_length(c.vals) > ?")
 
@@ -742,9 +757,9 @@ def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int], do
 
 
 def _take_member(conn: sqlite3.Connection, shapes: dict[str, int], tenant: str, entity_id: str, attr: str,
-                 iid: int) -> tuple[int, int, int, Member, bytes | None] | None:
+                 iid: int) -> tuple[int, int, int, int, Member, bytes | None] | None:
     """Remove instance `iid` of (entity, attr) from its change row, if it is a member of one: its sid, key time,
-    modifiedAt, value and stored document (None: the plain one), or None."""
+    modifiedAt, createdAt, value and stored document (None: the plain one), or None."""
     eid = conn.execute(_EID_LOOKUP, (tenant, entity_id)).fetchone()
     if eid is None:
         return None
@@ -759,16 +774,18 @@ def _take_member(conn: sqlite3.Connection, shapes: dict[str, int], tenant: str, 
         return None
     have.leave(p)
     have.save(conn, shapes)
-    return sid, have.key_us, have.modified_us, value, doc
+    return sid, have.key_us, have.modified_us, have.created_us, value, doc
 
 
 class _Stored:
     """A stored change row as _place reads and changes it: its members' sids (its shape) and values."""
 
-    __slots__ = ("changed", "docs", "eid", "iid0", "key_us", "left", "modified_us", "sids", "text", "vals")
+    __slots__ = ("changed", "created_us", "docs", "eid", "iid0", "key_us", "left", "modified_us", "sids", "text", "vals")
 
-    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, sids: str, text: str, docs: str) -> None:
+    def __init__(self, eid: int, key_us: int, iid0: int, modified_us: int, sids: str, text: str, docs: str,
+                 created_us: int | None) -> None:
         self.eid, self.key_us, self.iid0, self.modified_us, self.text = eid, key_us, iid0, modified_us, text
+        self.created_us = modified_us if created_us is None else created_us  # as read (MEMBER_CREATED)
         self.sids: list[int] = orjson.loads(sids)
         self.vals: list[Any] = orjson.loads(text)
         # the members' stored documents, None for the plain one (MEMBER_DOC)
@@ -795,13 +812,18 @@ class _Stored:
         if not any(self.sids):
             conn.execute("DELETE FROM temporal_changes WHERE eid = ? AND key_us = ?", (self.eid, self.key_us))
         elif self.left:
-            conn.execute("UPDATE temporal_changes SET modified_us = ?, shape = ?, vals = ? WHERE eid = ? AND key_us = ?",
-                         (self.modified_us, _shape(conn, shapes, self.sids, self.docs), orjson.dumps(self.vals).decode(),
-                          self.eid, self.key_us))
+            conn.execute("UPDATE temporal_changes SET modified_us = ?, created_us = ?, shape = ?, vals = ?"
+                         " WHERE eid = ? AND key_us = ?",
+                         (self.modified_us, self._created(), _shape(conn, shapes, self.sids, self.docs),
+                          orjson.dumps(self.vals).decode(), self.eid, self.key_us))
         else:
-            conn.execute("UPDATE temporal_changes SET modified_us = ?, vals = ? WHERE eid = ? AND key_us = ?",
-                         (self.modified_us, orjson.dumps(self.vals).decode() if self.changed else self.text,
+            conn.execute("UPDATE temporal_changes SET modified_us = ?, created_us = ?, vals = ? WHERE eid = ? AND key_us = ?",
+                         (self.modified_us, self._created(), orjson.dumps(self.vals).decode() if self.changed else self.text,
                           self.eid, self.key_us))
+
+    def _created(self) -> int | None:
+        """temporal_changes.created_us as stored: NULL where it is modifiedAt."""
+        return None if self.created_us == self.modified_us else self.created_us
 
 
 def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shapes: dict[str, int],
@@ -835,8 +857,8 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
         return [(r, None) for r in rest], new_changes, nxt
     keys = {(eids[(c.tenant, c.entity_id)], c.key_us) for c in changes}
     keys.update((eids[(r.tenant, r.entity_id)], r.key_us) for r in others if (r.tenant, r.entity_id) in eids)
-    stored = {(e, k): _Stored(e, k, i, m, h, v, d)
-              for e, k, i, m, h, v, d in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
+    stored = {(e, k): _Stored(e, k, i, m, h, v, d, cr)
+              for e, k, i, m, h, v, d, cr in conn.execute(_STORED_CHANGES, (orjson.dumps(list(keys)).decode(),))}
     in_rows: set[tuple[int, int]] = set()
     if changes:
         pairs = [(known[(r.tenant, r.entity_id, r.attr, "")], c.key_us) for c in changes for r in c.rows]
@@ -866,12 +888,14 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
             placed.append((alone[0], None))
         elif sids:
             new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape(conn, shapes, sids, docs),
-                                orjson.dumps(values).decode()))
+                                orjson.dumps(values).decode(), c.created_us))
             nxt += len(sids)
         if have is None or not hits:
             continue
         live = {p for p, sid in enumerate(have.sids) if sid}
-        if have.modified_us != c.modified_us and {p for p, _, _, _ in hits} != live:
+        created = c.modified_us if c.created_us is None else c.created_us
+        if ((have.modified_us != c.modified_us or have.created_us != created)
+                and {p for p, _, _, _ in hits} != live):
             for p, _, _, r in hits:  # members of one change cannot keep two modifiedAt: these move out
                 have.leave(p)
                 placed.append((r, have.iid0 + p))
@@ -884,8 +908,8 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
             if have.docs[p] != doc:  # another unit, say: the member's document in a shape of its own
                 have.docs[p] = doc
                 have.left = True
-        if have.changed or have.left or have.modified_us != c.modified_us:
-            have.modified_us = c.modified_us
+        if have.changed or have.left or have.modified_us != c.modified_us or have.created_us != created:
+            have.modified_us, have.created_us = c.modified_us, created
             touched[(eid, c.key_us)] = have
     for r in rest:
         have = None
@@ -1260,10 +1284,10 @@ class SQLiteHistory(HistoryStorage):
             taken = _take_member(c, self._shapes, tenant, entity_id, attr, iid)
             if taken is None:
                 return False
-            sid, key_us, modified_us, value, doc = taken
-            c.execute(f"{_INSERT_ROWS} VALUES (?, 0, ?, NULL, NULL, ?, NULL, ?, ?, ?, 1, ?)",
-                      (sid, key_us, modified_us, None if value == KEY_DATETIME else value,
-                       KEY_DATETIME if value == KEY_DATETIME else None, doc, iid))
+            sid, key_us, modified_us, created_us, value, doc = taken
+            c.execute(f"{_INSERT_ROWS} VALUES (?, 0, ?, NULL, ?, ?, NULL, ?, ?, ?, 1, ?)",
+                      (sid, key_us, None if created_us == modified_us else created_us, modified_us,
+                       None if value == KEY_DATETIME else value, KEY_DATETIME if value == KEY_DATETIME else None, doc, iid))
             return c.execute(sql, params).rowcount > 0
 
         return await self._tx(run, write=True)
