@@ -364,6 +364,9 @@ def _written(w: tuple[str, str, int, str, Any]) -> HistoryRow:
               ("write", [(E1, ATTRS[0], 0, M1, "unit2"), (E1, ATTRS[1], 0, M1, "unit"), (E1, ATTRS[2], 0, M1, 2.5)]),
               ("write", [(E1, ATTRS[1], 0, M2, "created")]), ("replace", (E1, ATTRS[2], 0, 4.0, "GQ")),
               ("write", [(E1, ATTRS[0], 0, M1, 1.5), (E1, ATTRS[1], 0, M1, 2.5)])])
+# (sqlunit21) some members of a change written again with another createdAt, the same modifiedAt
+@example(ops=[("write", [(E1, ATTRS[0], 0, M2, 1.5), (E1, ATTRS[1], 0, M2, 2.5), (E1, ATTRS[2], 0, M2, 3.5)]),
+              ("write", [(E1, ATTRS[0], 0, M2, "created"), (E1, ATTRS[1], 0, M2, "created")])])
 def test_randomised_writes_read_back_as_written(tmp_path: Path, ops: list[tuple[str, Any]]) -> None:
     path = tmp_path / f"h{abs(hash(repr(ops)))}.db"
     path.unlink(missing_ok=True)

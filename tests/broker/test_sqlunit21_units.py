@@ -13,6 +13,7 @@ through the real broker's APIs (NGSI-LD temporal and QuantumLeap's /v2, both sto
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,9 @@ import httpx
 import orjson
 
 from broker.temporal.changes import MEMBER_DOC_MAX, group_changes, member_of, member_value
-from broker.temporal.model import HistoryRow, value_row
+from broker.temporal.model import HistoryRow, to_us, value_row
 from broker.temporal.sqlite import SQLiteHistory
 from broker.temporal.storage import KEY_DATETIME, PLAIN_INSTANCE, TimeRange
-from tests.broker.conftest import new_id
 from tests.broker.test_sqlrow21_changes import (
     ATTRS,
     E1,
@@ -62,8 +62,13 @@ def test_a_reading_with_a_unit_is_a_member_with_its_document() -> None:
         E1, TI, 0, {"@type": "DateTime", "@value": _at(0)}, unitCode="s").packed)
     assert member_of(_row(E1, ATTRS[0], 0, "text", unitCode="GQ")) is None
     assert member_of(_row(E1, ATTRS[0], 0, 1.5, unitCode="GQ", datasetId="urn:ds:1")) is None
+    # createdAt older than modifiedAt (an attribute updated again): a member, the change keeps its createdAt
     older = value_row(TENANT, E1, ATTRS[0], {**_doc(0, 1.5, M2, unitCode="GQ"), "createdAt": M1}, T0)
-    assert member_of(older) is None  # createdAt is not modifiedAt: the change has one of each
+    assert member_of(older) == (1.5, older.packed) and older.created_us != older.modified_us
+    plain_older = value_row(TENANT, E1, ATTRS[1], {**_doc(0, 2.5, M2), "createdAt": M1}, T0)
+    assert member_value(plain_older) is None and member_of(plain_older) == (2.5, None)
+    changes, rest = group_changes([older, plain_older, _row(E1, ATTRS[2], 0, 3.5, M2)], docs=True)
+    assert [len(c.rows) for c in changes] == [2] and changes[0].created_us == older.created_us and len(rest) == 1
     long = _row(E1, ATTRS[0], 0, 1.5, unitCode="GQ", description="x" * MEMBER_DOC_MAX)
     assert member_of(long) is None  # a long document stays a row (a shape per changing document would cost more)
     changes, rest = group_changes(_units(E1, 0))
@@ -127,6 +132,56 @@ def test_readings_with_units_are_one_change_row_read_back_byte_for_byte(tmp_path
 _SQLROW21_SHAPES = "CREATE TABLE temporal_change_shapes (shape INTEGER PRIMARY KEY, sids TEXT NOT NULL UNIQUE)"
 
 
+def _updated(entity: str, second: int, base: float = 20.0) -> list[HistoryRow]:
+    """_units as an update writes it again: modifiedAt M2, the attributes' createdAt M1 (BATCH_MODE update)."""
+    return [value_row(TENANT, entity, r.attr, {**orjson.loads(r.instance), "createdAt": M1, "modifiedAt": M2}, T0)
+            for r in _units(entity, second, base)]
+
+
+def test_readings_with_an_older_created_at_are_one_change_row(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    rows = [*_units(E1, 0), *_updated(E1, 1, base=30.0), *_updated(E1, 2, base=40.0)]
+
+    async def body(history: SQLiteHistory) -> None:
+        await history.write([], rows)
+        got = await _all(history, [E1])
+        assert {k: v[1] for k, v in got.items()} == {(r.entity_id, r.attr, r.key_us): r.instance for r in rows}
+        for (entity, attr, _), (iid, instance) in got.items():
+            assert await history.get_instance(TENANT, entity, attr, iid) == instance
+        assert _count(path, "temporal_changes") == 3 and _count(path, "temporal_rows") == 0
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT created_us FROM temporal_changes ORDER BY key_us").fetchall() == [
+                (None,), (rows[6].created_us,), (rows[6].created_us,)]
+        by_created = await history.instances(TENANT, [E1], [ATTRS[0]], TimeRange("created_us", to_us(M1), to_us(M1) + 1),
+                                             10, False)
+        assert [h.instance for h in by_created] == [rows[0].instance, rows[6].instance, rows[12].instance]  # all M1
+        # the same readings again, created = modified (a replace): the change's createdAt follows, in place
+        again = _units(E1, 2, base=40.0)
+        await history.write([], again)
+        after = await _all(history, [E1])
+        assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in got.items()}
+        assert {k: v[1] for k, v in after.items() if k[2] == T0 + 2_000_000} == {(E1, r.attr, r.key_us): r.instance for r in again}
+        # one member with another createdAt: moved out, iid kept
+        moved = value_row(TENANT, E1, ATTRS[0], {**orjson.loads(rows[6].instance), "createdAt": M2}, T0)
+        await history.write([], [moved])
+        assert (await _all(history, [E1]))[(E1, ATTRS[0], T0 + 1_000_000)] == (got[(E1, ATTRS[0], T0 + 1_000_000)][0], moved.instance)
+        # two members written again with another createdAt, the same modifiedAt: moved out, the others keep M1
+        two = [value_row(TENANT, E1, r.attr, {**orjson.loads(r.instance), "createdAt": M2}, T0) for r in rows[15:17]]
+        await history.write([], two)
+        now = await _all(history, [E1])
+        assert {k: v for k, v in now.items() if k[2] == T0 + 2_000_000} == {
+            **{k: v for k, v in after.items() if k[2] == T0 + 2_000_000},
+            **{(E1, r.attr, r.key_us): (after[(E1, r.attr, r.key_us)][0], r.instance) for r in two}}
+        iid = got[(E1, ATTRS[1], T0 + 1_000_000)][0]  # replaced by id: out with its createdAt
+        fixed = value_row(TENANT, E1, ATTRS[1], {**_doc(1, 9.5, M2, unitCode="GQ")}, T0)
+        assert await history.replace_instance(TENANT, E1, ATTRS[1], iid, fixed)
+        kept = await history.instances(TENANT, [E1], [ATTRS[1]], TimeRange("created_us", to_us(M1), to_us(M1) + 1), 10, False)
+        assert iid in {h.iid for h in kept}
+        _rollup_exact(path)
+
+    _run(path, body)
+
+
 def test_a_file_of_sqlrow21_is_read_and_written(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     plain = [_row(E1, a, 0, n + 0.5) for n, a in enumerate(ATTRS)]
@@ -144,6 +199,7 @@ def test_a_file_of_sqlrow21_is_read_and_written(tmp_path: Path) -> None:
             conn.execute(f"DROP TRIGGER temporal_changes_rollup_{trigger}")
         conn.execute("DROP TABLE temporal_change_shapes")
         conn.execute(_SQLROW21_SHAPES)
+        conn.execute("ALTER TABLE temporal_changes DROP COLUMN created_us")  # sqlrow21's changes had none
         conn.executemany("INSERT INTO temporal_change_shapes VALUES (?, ?)", shapes)
 
     async def body(history: SQLiteHistory) -> None:
@@ -174,9 +230,12 @@ def _aqo(eid: str, k: int) -> dict[str, Any]:
 
 
 def test_readings_with_units_read_back_through_the_apis(client: httpx.Client, broker_url: str, tenant: str) -> None:
-    eid = new_id("AirQualityObserved")
-    for k in range(3):  # the same entity upserted again and again (each a change of three members on SQLite)
-        r = client.post("/entityOperations/upsert", json=[_aqo(eid, k)], headers={"Content-Type": "application/ld+json"})
+    eid = f"urn:ngsi-ld:AirQualityObserved:{uuid.uuid4().hex[:12]}"
+    # the same entity upserted again and again as the agents do (BATCH_MODE update: the attributes keep their
+    # createdAt), each a change of three members on SQLite
+    for k in range(3):
+        r = client.post("/entityOperations/upsert", json=[_aqo(eid, k)], params={"options": "update"},
+                        headers={"Content-Type": "application/ld+json"})
         assert r.status_code in (201, 204), r.text
     link = {"Link": '<https://smartdatamodels.org/context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
     r = client.get(f"/temporal/entities/{eid}", params={"options": "sysAttrs"}, headers=link)
@@ -187,7 +246,8 @@ def test_readings_with_units_read_back_through_the_apis(client: httpx.Client, br
         got = sorted(body[attr], key=lambda i: i["observedAt"])
         assert [i["value"] for i in got] == values and {i["unitCode"] for i in got} == {unit}
         assert [i["observedAt"] for i in got] == [f"2026-11-2{k}T10:00:00Z" for k in range(3)]
-        assert all(i["modifiedAt"] == i["createdAt"] and "instanceId" in i for i in got)
+        assert got[0]["modifiedAt"] == got[0]["createdAt"] and all("instanceId" in i for i in got)
+        assert {i["createdAt"] for i in got} == {got[0]["createdAt"]} and got[2]["modifiedAt"] > got[2]["createdAt"]
         one = client.get(f"/temporal/entities/{eid}", params={"attrs": attr, "lastN": "1", "options": "sysAttrs"}, headers=link).json()[attr]
         assert (one if isinstance(one, dict) else one[0]) == got[-1]
     with httpx.Client(base_url=broker_url + "/v2", headers={"Fiware-Service": tenant, "Fiware-ServicePath": "/"}, timeout=30) as ql:
