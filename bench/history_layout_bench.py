@@ -125,12 +125,25 @@ async def postgres_sizes(data: list[Instance], dsn: str) -> dict[str, float]:
             "one row per change, float64 bytes (bytea)": ("vals bytea", lambda v: (struct.pack(f"<{VALUES}d", *v),)),
             "one row per change, a column per attribute (QuantumLeap's)":
                 (", ".join(f"v{k} double precision" for k in range(VALUES)), tuple),
+            # JSON text (pgrow21): json_array_elements reads it back in SQL (a view, a trigger) with no decoding
+            # in Python; a `json` column is the text as written (jsonb would be a binary form, larger here)
+            "one row per change, JSON array text (json)": ("vals json", lambda v: ("[" + ",".join(map(repr, v)) + "]",)),
         }
         for n, (name, (columns, pack)) in enumerate(candidates.items()):
             await conn.execute(f"CREATE TABLE c{n} ({head}, {columns}, PRIMARY KEY (eid, key_us))")
             await conn.copy_records_to_table(f"c{n}", records=[(e + 1, 1, key, i * ATTRS + 1, modified, *pack(v))
                                                                 for i, (e, key, modified, v) in enumerate(data)])
             out[name] = await conn.fetchval(f"SELECT pg_total_relation_size('c{n}')") / len(data)
+        # no shape: each member's series id beside its value, [[sid, value], ...] (TimeInstant's DateTime, the key
+        # time itself, as null), so that a change row needs no table of attribute sets (pgrow21)
+        await conn.execute("CREATE TABLE cs (eid integer NOT NULL, key_us bigint NOT NULL, iid0 bigint NOT NULL,"
+                           " modified_us bigint, vals json, PRIMARY KEY (eid, key_us))")
+        await conn.copy_records_to_table("cs", records=[
+            (e + 1, key, i * ATTRS + 1, modified,
+             "[" + ",".join([f"[{e * ATTRS + 1},null]", *(f"[{e * ATTRS + 2 + k},{x!r}]" for k, x in enumerate(v))]) + "]")
+            for i, (e, key, modified, v) in enumerate(data)])
+        out["one row per change, [[sid, value], ...] JSON text (json), no shape"] = await conn.fetchval(
+            "SELECT pg_total_relation_size('cs')") / len(data)
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
