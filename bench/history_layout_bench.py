@@ -5,17 +5,20 @@
 No broker runs: the instances of `bench.storage_bench` (an AirQualityObserved entity notified with
 TimeInstant and five numbers; `--entities` x `--notifications` instances) are written straight into
 
-- today's layout: the stores' own `temporal_rows` (`broker.temporal.sqlite.SCHEMA`,
+- the row per attribute instance: the stores' own `temporal_rows` (`broker.temporal.sqlite.SCHEMA`,
   `broker.temporal.postgres.SCHEMA`), six rows per instance as the broker writes a plain reading (no stored
-  document, observedAt the key, TimeInstant's DateTime the key itself: `value_json` '');
+  document, observedAt the key, TimeInstant's DateTime the key itself: `value_json` ''). PostgreSQL keeps
+  its history so; SQLite since issue 16's sqlrow21 keeps an entity change's readings as one row of
+  `temporal_changes` (JSON values, the series in a shape: the "JSON array text" candidate below) and only
+  what does not pack in `temporal_rows`;
 - candidate layouts of one row per entity change: the entity's key, the key time, the first instanceId and
   modifiedAt once, and the five values packed (float64 or float32 bytes, JSON text, a float8 array, or a
   column per attribute as QuantumLeap keeps them), with the primary key `(entity, key time)`.
 
 Printed: bytes per instance of each table with its indexes (SQLite: `dbstat` pages; PostgreSQL:
 `pg_total_relation_size`, no VACUUM). It sizes the history rows alone, not the rollups, series and entity
-tables that `bench.storage_bench` adds; it says what a row per entity change would weigh before that layout
-is built (issue 16: QuantumLeap's 172 bytes per instance).
+tables that `bench.storage_bench` adds (which measures the layout the broker writes); it said what a row per
+entity change would weigh before that layout was built (issue 16: QuantumLeap's 172 bytes per instance).
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def sqlite_sizes(data: list[Instance], folder: Path) -> dict[str, float]:
             db.close()
         return float(total) / len(data)
 
-    path = folder / "today.db"
+    path = folder / "per_attribute.db"
     db = sqlite3.connect(path)
     for sql in sqlite_history.SCHEMA:
         db.execute(sql)
@@ -92,7 +95,7 @@ def sqlite_sizes(data: list[Instance], folder: Path) -> dict[str, float]:
                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1)", _per_attribute_rows(data))
     db.commit()
     db.close()
-    out["today: a row per attribute instance (temporal_rows)"] = size(path, "temporal_rows")
+    out["a row per attribute instance (temporal_rows)"] = size(path, "temporal_rows")
     for n, (name, (column, pack)) in enumerate(_CANDIDATES_SQLITE.items()):
         path = folder / f"candidate{n}.db"
         db = sqlite3.connect(path)
@@ -117,7 +120,7 @@ async def postgres_sizes(data: list[Instance], dsn: str) -> dict[str, float]:
         await conn.copy_records_to_table(
             "temporal_rows", columns=["sid", "key_us", "kind", "iid", "modified_us", "value_num", "value_json", "obs_key"],
             records=[(*r, True) for r in _per_attribute_rows(data)])
-        out["today: a row per attribute instance (temporal_rows)"] = await conn.fetchval(
+        out["a row per attribute instance (temporal_rows)"] = await conn.fetchval(
             "SELECT pg_total_relation_size('temporal_rows')") / len(data)
         head = "eid integer NOT NULL, shape smallint NOT NULL, key_us bigint NOT NULL, iid0 bigint NOT NULL, modified_us bigint"
         candidates: dict[str, tuple[str, Any]] = {
