@@ -236,6 +236,12 @@ _INT = ("({r}.value_num IS NOT NULL AND {r}.value_json IS NOT NULL AND {r}.value
         " AND substr({r}.value_json, 1, 1) <> '[' AND {r}.value_json NOT GLOB '*[.eE]*')")
 _HAS_OBSERVED = "({r}.observed_us IS NOT NULL OR {r}.obs_key IS NOT NULL)"
 _NEW_NUM = MEMBER_NUM.replace("c.vals", "NEW.vals")
+# an instance added to its hour's rollup row: the conflict clause of both insert triggers (a row, a change's members)
+_ADD_TO_HOUR = """ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
+               n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
+               min = coalesce(min(min, excluded.min), min, excluded.min),
+               max = coalesce(max(max, excluded.max), max, excluded.max),
+               sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);"""
 ROLLUP_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS temporal_rollup (tenant TEXT NOT NULL, entity_id TEXT NOT NULL, attr TEXT NOT NULL,
            hour_us INTEGER NOT NULL, dataset_id TEXT NOT NULL, observed INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -255,11 +261,7 @@ ROLLUP_SCHEMA = (
                s.dataset_id, {_HAS_OBSERVED.format(r="NEW")}, 1, NEW.value_num IS NOT NULL, {_PURE.format(r="NEW")},
                {_INT.format(r="NEW")}, NEW.value_num, NEW.value_num, NEW.value_num, NEW.value_num * NEW.value_num
                FROM temporal_series AS s WHERE s.sid = NEW.sid
-           ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
-               n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
-               min = coalesce(min(min, excluded.min), min, excluded.min),
-               max = coalesce(max(max, excluded.max), max, excluded.max),
-               sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
+           {_ADD_TO_HOUR}
        END""",
     # an update that leaves every column the rollups read as it was (the same instance written again with
     # another modifiedAt, as a batch upsert of the same readings does) marks no hour dirty: its recomputation
@@ -291,11 +293,7 @@ ROLLUP_SCHEMA = (
                {_NEW_NUM} * {_NEW_NUM}
                FROM temporal_change_shapes AS h JOIN json_each(h.sids) AS j JOIN temporal_series AS s ON s.sid = j.value
                WHERE h.shape = NEW.shape
-           ON CONFLICT DO UPDATE SET n = n + 1, n_num = n_num + excluded.n_num, n_pure = n_pure + excluded.n_pure,
-               n_int = n_int + excluded.n_int, sum = coalesce(sum + excluded.sum, sum, excluded.sum),
-               min = coalesce(min(min, excluded.min), min, excluded.min),
-               max = coalesce(max(max, excluded.max), max, excluded.max),
-               sumsq = coalesce(sumsq + excluded.sumsq, sumsq, excluded.sumsq);
+           {_ADD_TO_HOUR}
        END""",
     f"""CREATE TRIGGER temporal_changes_rollup_update AFTER UPDATE ON temporal_changes
        WHEN NOT (OLD.eid IS NEW.eid AND OLD.key_us IS NEW.key_us AND OLD.shape IS NEW.shape AND OLD.vals IS NEW.vals) BEGIN
