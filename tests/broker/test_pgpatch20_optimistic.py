@@ -24,7 +24,8 @@ COUNT = NS + "count"
 ONE = "urn:ngsi-ld:Thing:1"
 
 
-def _increment(entity_id: str, current: StoredEntity | None) -> Change:
+def increment(entity_id: str, current: StoredEntity | None) -> Change:
+    """The count of `entity_id` one higher (its modify function; the pgpatch21 tests use it too)."""
     assert current is not None
     doc = dict(current.doc)
     doc[COUNT] = [{"type": "Property", "value": doc[COUNT][0]["value"] + 1}]
@@ -39,7 +40,7 @@ def _run(tmp_path: Path, body: Any) -> None:
 def test_a_patch_group_is_its_read_and_one_write_without_begin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0)], T0)
-        assert (await store.modify("", [ONE], _increment, T1))[ONE] == 1  # the first group ever goes with locks
+        assert (await store.modify("", [ONE], increment, T1))[ONE] == 1  # the first group ever goes with locks
         queries: list[tuple[int, str]] = []  # (connection, query): the dispatcher and recorder poll meanwhile
         for name in ("execute", "fetch", "fetchrow", "fetchval"):
             original = getattr(asyncpg.connection.Connection, name)
@@ -49,7 +50,7 @@ def test_a_patch_group_is_its_read_and_one_write_without_begin(tmp_path: Path, m
                 return _original(self, query, *args, **kw)
 
             monkeypatch.setattr(asyncpg.connection.Connection, name, recording)
-        assert (await store.modify("", [ONE], _increment, T1))[ONE] == 2
+        assert (await store.modify("", [ONE], increment, T1))[ONE] == 2
         monkeypatch.undo()
         group = [q for c, q in queries if c == next(c for c, q in queries if "xmin" in q)]
         assert len(group) == 2, queries
@@ -66,7 +67,7 @@ def test_a_row_changed_after_the_read_makes_the_group_run_again_with_locks(tmp_p
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0), entity(2, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)  # the first group ever goes with locks
+        await store.modify("", [ONE], increment, T1)  # the first group ever goes with locks
         original = PostgresStore._group_body
         changed: list[bool] = []
 
@@ -79,7 +80,7 @@ def test_a_row_changed_after_the_read_makes_the_group_run_again_with_locks(tmp_p
             return await original(self, conn, tenant, jobs, keys, unlocked)
 
         monkeypatch.setattr(PostgresStore, "_group_body", meddling)
-        got = await store.modify("", [ONE, "urn:ngsi-ld:Thing:2"], _increment, T1)
+        got = await store.modify("", [ONE, "urn:ngsi-ld:Thing:2"], increment, T1)
         assert got == {ONE: 101, "urn:ngsi-ld:Thing:2": 1}  # applied on the version written meanwhile
         assert store.stale_reads == 1
         stored = await store.get("", ONE)
@@ -97,7 +98,7 @@ def test_a_write_waiting_for_a_row_another_transaction_changes_runs_again_with_l
 
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)
+        await store.modify("", [ONE], increment, T1)
         holder = await asyncpg.connect(store.dsn)
         original = PostgresStore._group_body
         tx = holder.transaction()
@@ -116,7 +117,7 @@ def test_a_write_waiting_for_a_row_another_transaction_changes_runs_again_with_l
         schema = await store.pool.fetchval("SELECT current_schema()")
         monkeypatch.setattr(PostgresStore, "_group_body", meddling)
         try:
-            got = await store.modify("", [ONE], _increment, T1)
+            got = await store.modify("", [ONE], increment, T1)
         finally:
             await asyncio.sleep(0.6)
             await holder.close()
@@ -134,16 +135,16 @@ def test_a_group_on_other_entities_does_not_wait_for_the_group_before(tmp_path: 
 
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0), entity(2, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)
+        await store.modify("", [ONE], increment, T1)
         holder = await asyncpg.connect(store.dsn)
         schema = await store.pool.fetchval("SELECT current_schema()")
         try:
             tx = holder.transaction()
             await tx.start()
             await holder.execute(f'SELECT 1 FROM "{schema}".entities WHERE id = $1 FOR UPDATE', ONE)
-            first = asyncio.ensure_future(store.modify("", [ONE], _increment, T1))
+            first = asyncio.ensure_future(store.modify("", [ONE], increment, T1))
             await asyncio.sleep(0.3)  # its write waits for the row
-            second = await asyncio.wait_for(store.modify("", ["urn:ngsi-ld:Thing:2"], _increment, T1), 5)
+            second = await asyncio.wait_for(store.modify("", ["urn:ngsi-ld:Thing:2"], increment, T1), 5)
             assert second == {"urn:ngsi-ld:Thing:2": 1} and not first.done()
             await tx.rollback()  # the row as it was: the write goes on (no stale read)
             assert (await first) == {ONE: 2} and store.stale_reads == 0

@@ -17,19 +17,11 @@ from typing import Any
 import asyncpg
 
 import broker.store.postgres as pg
-from broker.store import Change, StoredEntity
+from tests.broker.test_pgpatch20_optimistic import COUNT, increment
 from tests.broker.test_store import NS, T0, T1, entity, run
 from tests.pg import store_url
 
-COUNT = NS + "count"
 ONE, TWO = "urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"
-
-
-def _increment(entity_id: str, current: StoredEntity | None) -> Change:
-    assert current is not None
-    doc = dict(current.doc)
-    doc[COUNT] = [{"type": "Property", "value": doc[COUNT][0]["value"] + 1}]
-    return Change(doc, result=doc[COUNT][0]["value"])
 
 
 async def _writer_in_flight(store: Any) -> tuple[asyncpg.Connection, Any, int]:
@@ -47,12 +39,12 @@ async def _writer_in_flight(store: Any) -> tuple[asyncpg.Connection, Any, int]:
 def test_a_writer_does_not_wait_for_another_writers_commit(tmp_path: Path) -> None:
     async def body(store: Any) -> None:
         await store.insert("", [entity(2, count=0)], T0)
-        await store.modify("", [TWO], _increment, T1)
+        await store.modify("", [TWO], increment, T1)
         conn, tx, held = await _writer_in_flight(store)
         try:
             # with the lock held alone this waited for the other writer's commit
-            assert await asyncio.wait_for(store.modify("", [TWO], _increment, T1), 5) == {TWO: 2}
-            assert await asyncio.wait_for(store.modify("", [TWO], _increment, T1), 5) == {TWO: 3}
+            assert await asyncio.wait_for(store.modify("", [TWO], increment, T1), 5) == {TWO: 2}
+            assert await asyncio.wait_for(store.modify("", [TWO], increment, T1), 5) == {TWO: 3}
         finally:
             await tx.rollback()
             await conn.close()
@@ -68,7 +60,7 @@ def test_a_reader_does_not_pass_a_seq_drawn_and_not_yet_committed(tmp_path: Path
         cursor = (await store.changes_after(0, 10))[-1].seq
         conn, tx, held = await _writer_in_flight(store)
         try:
-            await asyncio.wait_for(store.modify("", [TWO], _increment, T1), 5)  # a higher seq, committed
+            await asyncio.wait_for(store.modify("", [TWO], increment, T1), 5)  # a higher seq, committed
             store._recent.clear()  # as a consumer in another process, or one fallen behind, reads the log
             reading = asyncio.ensure_future(store.changes_after(cursor, 10))
             await asyncio.sleep(0.3)
@@ -92,7 +84,7 @@ def test_a_seq_rolled_back_is_passed_and_nothing_else(tmp_path: Path) -> None:
         cursor = (await store.changes_after(0, 10))[-1].seq
         conn, tx, held = await _writer_in_flight(store)
         try:
-            await asyncio.wait_for(store.modify("", [TWO], _increment, T1), 5)
+            await asyncio.wait_for(store.modify("", [TWO], increment, T1), 5)
             await tx.rollback()
         finally:
             await conn.close()
@@ -116,7 +108,7 @@ def test_concurrent_groups_log_every_change_once_in_each_entitys_order(tmp_path:
 
         async def client(k: int) -> None:
             for j in range(30):
-                await store.modify("", [ids[(k + j) % 3]], _increment, T1)
+                await store.modify("", [ids[(k + j) % 3]], increment, T1)
 
         await asyncio.gather(*(client(k) for k in range(8)))
         store._recent.clear()

@@ -18,19 +18,11 @@ import asyncpg
 import pytest
 
 import broker.store.postgres as pg
-from broker.store import Change, StoredEntity
-from tests.broker.test_store import NS, T0, T1, T2, entity, run
+from tests.broker.test_pgpatch20_optimistic import COUNT, increment
+from tests.broker.test_store import T0, T1, T2, entity, run
 from tests.pg import store_url
 
-COUNT = NS + "count"
 ONE, TWO = "urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"
-
-
-def _increment(entity_id: str, current: StoredEntity | None) -> Change:
-    assert current is not None
-    doc = dict(current.doc)
-    doc[COUNT] = [{"type": "Property", "value": doc[COUNT][0]["value"] + 1}]
-    return Change(doc, result=doc[COUNT][0]["value"])
 
 
 def _run(tmp_path: Path, body: Any) -> None:
@@ -62,10 +54,10 @@ def test_a_group_on_rows_it_wrote_last_is_one_statement_without_a_read(tmp_path:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)  # the first group ever goes with locks
-        await store.modify("", [ONE], _increment, T1)  # read without locks, written checked: its version kept
+        await store.modify("", [ONE], increment, T1)  # the first group ever goes with locks
+        await store.modify("", [ONE], increment, T1)  # read without locks, written checked: its version kept
         queries = _record_queries(monkeypatch)
-        assert (await store.modify("", [ONE], _increment, T2))[ONE] == 3
+        assert (await store.modify("", [ONE], increment, T2))[ONE] == 3
         monkeypatch.undo()
         group = [q for c, q in queries if c == next(c for c, q in queries if "change_log" in q)]
         assert len(group) == 1 and "chk" in group[0], queries  # the checked write alone
@@ -90,8 +82,8 @@ def test_a_kept_version_another_writer_replaced_runs_again_with_locks_on_the_new
 
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)
-        await store.modify("", [ONE], _increment, T1)  # kept: count 2
+        await store.modify("", [ONE], increment, T1)
+        await store.modify("", [ONE], increment, T1)  # kept: count 2
         schema = await store.pool.fetchval("SELECT current_schema()")
         other = await asyncpg.connect(store.dsn)
         try:
@@ -100,13 +92,13 @@ def test_a_kept_version_another_writer_replaced_runs_again_with_locks_on_the_new
                 " '[{\"type\": \"Property\", \"value\": 100}]') WHERE id = $2", [COUNT], ONE)
         finally:
             await other.close()
-        assert (await store.modify("", [ONE], _increment, T2)) == {ONE: 101}
+        assert (await store.modify("", [ONE], increment, T2)) == {ONE: 101}
         assert store.stale_reads == 1 and await _count(store, ONE) == 101
         record = (await store.changes_after(0, 10))[-1]
         assert record.before is not None and record.before[COUNT][0]["value"] == 100
         # the locked run forgot the kept version; the one after it reads, then keeps again
-        assert (await store.modify("", [ONE], _increment, T2)) == {ONE: 102}
-        assert (await store.modify("", [ONE], _increment, T2)) == {ONE: 103}
+        assert (await store.modify("", [ONE], increment, T2)) == {ONE: 102}
+        assert (await store.modify("", [ONE], increment, T2)) == {ONE: 103}
         assert store.stale_reads == 1 and store.unread_groups == 2  # the stale one and the last
 
     _run(tmp_path, body)
@@ -117,13 +109,13 @@ def test_writes_of_other_kinds_forget_the_kept_versions(tmp_path: Path) -> None:
 
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0), entity(2, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)
-        await store.modify("", [ONE, TWO], _increment, T1)  # both kept
+        await store.modify("", [ONE], increment, T1)
+        await store.modify("", [ONE, TWO], increment, T1)  # both kept
         assert set(store._versions) == {("", ONE), ("", TWO)}
         await store.upsert_replace("", [entity(1, count=40)], T1)
         await store.delete("", [TWO])
         assert not store._versions
-        assert (await store.modify("", [ONE], _increment, T2)) == {ONE: 41}
+        assert (await store.modify("", [ONE], increment, T2)) == {ONE: 41}
         assert store.stale_reads == 0 and await store.get("", TWO) is None
 
     _run(tmp_path, body)
@@ -135,12 +127,12 @@ def test_calls_on_one_entity_in_flight_together_all_apply_in_order(tmp_path: Pat
 
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0)], T0)
-        await store.modify("", [ONE], _increment, T1)
+        await store.modify("", [ONE], increment, T1)
         results: list[int] = []
 
         async def client() -> None:
             for _ in range(25):
-                results.append((await store.modify("", [ONE], _increment, T1))[ONE])
+                results.append((await store.modify("", [ONE], increment, T1))[ONE])
 
         await asyncio.gather(*(client() for _ in range(8)))
         assert sorted(results) == list(range(2, 202)) and await _count(store, ONE) == 201
@@ -158,12 +150,12 @@ def test_kept_versions_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     async def body(store: Any) -> None:
         ids = [f"urn:ngsi-ld:Thing:{n}" for n in range(1, 5)]
         await store.insert("", [entity(n, count=0) for n in range(1, 5)], T0)
-        await store.modify("", [ONE], _increment, T1)
+        await store.modify("", [ONE], increment, T1)
         for i in ids:
-            await store.modify("", [i], _increment, T1)
+            await store.modify("", [i], increment, T1)
         assert list(store._versions) == [("", ids[2]), ("", ids[3])]  # the newest two
         for i in ids:
-            assert (await store.modify("", [i], _increment, T2))[i] == (3 if i == ONE else 2)
+            assert (await store.modify("", [i], increment, T2))[i] == (3 if i == ONE else 2)
         assert store.stale_reads == 0
 
     _run(tmp_path, body)
@@ -175,12 +167,12 @@ def test_a_new_store_on_the_same_schema_reads_what_the_last_one_wrote(tmp_path: 
         async def first(store: Any) -> None:
             await store.insert("", [entity(1, count=0)], T0)
             for _ in range(3):
-                await store.modify("", [ONE], _increment, T1)
+                await store.modify("", [ONE], increment, T1)
             assert store._versions
 
         async def second(store: Any) -> None:
             assert not store._versions
-            assert (await store.modify("", [ONE], _increment, T2)) == {ONE: 4}
+            assert (await store.modify("", [ONE], increment, T2)) == {ONE: 4}
             assert store.stale_reads == 0
 
         run(url, first)
