@@ -637,24 +637,12 @@ def _per_series(
     return hits
 
 
-def _add_service_path(conn: sqlite3.Connection) -> None:
-    """temporal_entities.service_path, added in place to a file that predates it (SQLite has no ADD COLUMN IF NOT EXISTS)."""
-    if any(row[1] == "service_path" for row in conn.execute("PRAGMA table_info(temporal_entities)")):
+def _add_column(conn: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """`table`.`column`, added in place to a file that predates it (SQLite has no ADD COLUMN IF NOT EXISTS)."""
+    if any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
         return
     try:
-        conn.execute("ALTER TABLE temporal_entities ADD COLUMN service_path TEXT")
-    except sqlite3.OperationalError as exc:  # another process added it between the check and here
-        if "duplicate column" not in str(exc):
-            raise
-
-
-def _add_change_created(conn: sqlite3.Connection) -> None:
-    """temporal_changes.created_us (sqlunit21: the members' createdAt, NULL where it is modifiedAt), added in
-    place to a file of sqlrow21 (NULL on its rows: their members' createdAt was their modifiedAt)."""
-    if any(row[1] == "created_us" for row in conn.execute("PRAGMA table_info(temporal_changes)")):
-        return
-    try:
-        conn.execute("ALTER TABLE temporal_changes ADD COLUMN created_us INTEGER")
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     except sqlite3.OperationalError as exc:  # another process added it between the check and here
         if "duplicate column" not in str(exc):
             raise
@@ -665,9 +653,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
     _migrate_former_layout(conn)
     for sql in SCHEMA:
         conn.execute(sql)
-    _add_change_created(conn)  # before the view (_copy_former_rows), which reads it
+    # temporal_changes.created_us (sqlunit21: the members' createdAt, NULL where it is modifiedAt) on a file of
+    # sqlrow21 (NULL on its rows: their members' createdAt was their modifiedAt); before the view
+    # (_copy_former_rows), which reads it
+    _add_column(conn, "temporal_changes", "created_us", "INTEGER")
     _copy_former_rows(conn)
-    _add_service_path(conn)
+    _add_column(conn, "temporal_entities", "service_path", "TEXT")
     _setup_rollup(conn)
 
 

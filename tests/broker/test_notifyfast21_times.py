@@ -8,26 +8,12 @@ digits, out-of-range fields, the epoch and before) must get the reference's answ
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.temporal import model
-
-
-def _reference(text: Any) -> tuple[int, int] | None:
-    if type(text) is not str:
-        return None
-    try:
-        us = model._parse_us(text)
-    except (ValueError, AttributeError, TypeError):
-        return None
-    if not us:
-        return None
-    return us, 1 if text == model._stamp_ms(us) else 2 if text == model._stamp_s(us) else 0
-
+from tests.broker.test_history_rows_compiled import _time_reference
 
 LOOKALIKES = [
     "2026-03-01T00:00:05Z", "1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z", "1969-12-31T23:59:59Z",
@@ -42,9 +28,9 @@ LOOKALIKES = [
 
 
 @pytest.mark.parametrize("text", LOOKALIKES)
-def test_whole_second_lookalikes_are_the_reference(text: str) -> None:
+def test_whole_second_lookalikes_are_the_time_reference(text: str) -> None:
     model._TIMES.clear()
-    assert model._time(text) == _reference(text)
+    assert model._time(text) == _time_reference(text)
 
 
 def test_the_timeinstant_form_takes_the_field_path() -> None:
@@ -60,4 +46,4 @@ def test_any_whole_second_and_its_variants(seconds: int, char: str, where: int) 
     text = model.from_us(seconds * 1_000_000)[:19] + "Z"
     for candidate in (text, text[:where] + char + text[where + 1:]):
         model._TIMES.clear()
-        assert model._time(candidate) == _reference(candidate), candidate
+        assert model._time(candidate) == _time_reference(candidate), candidate
