@@ -14,6 +14,11 @@ Both implementations hold the same tables in the store's database:
     a row's columns leave out what another column holds, as NULL, which the view reads back:
     createdAt = modifiedAt, the text of a float value, on SQLite observedAt = the key, the document of
     a plain reading: PLAIN_INSTANCE, a DateTime value that is the key time: KEY_DATETIME)
+    (SQLite only, issue 16's sqlrow21 and sqlunit21: the readings of one entity change that pack,
+    broker.temporal.changes, are one row of temporal_changes (entity key, key time, first instanceId,
+    modifiedAt and createdAt once, the values as a JSON array) instead of a row each; the members'
+    series ids and short stored documents once per attribute set in temporal_change_shapes, the
+    entity keys in temporal_change_keys; the view gives them back as rows like the others)
     temporal_entities   (tenant, entity) -> types, deletedAt, and the FIWARE service path
                         the QuantumLeap API last stored the entity under (NULL: '/'),
                         a column added in place to older databases
