@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -112,22 +113,35 @@ def _declared_too_large(url: str, key: str) -> bytes:
         return conn.recv(4096).split(b"\r\n", 1)[0] + b"\r\n"
 
 
+def _logged(served: Served, count: int, timeout: float = 10.0) -> list[str]:
+    """The access log's lines once it holds `count` (or after `timeout`): a request's line is written after its
+    answer is sent, so the client can read the answer before the line is there (a 2-core CI host showed it)."""
+    deadline = time.monotonic() + timeout
+    while len(served.lines.lines) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # a line more than `count` (one that should not be) has had time to come too
+    return list(served.lines.lines)
+
+
 def test_layers_follow_their_settings_switched_while_serving(served: Served) -> None:
     entity = f"{served.url}{API}/entities/{EID}"
     authenticator = served.app.state.authenticator
     log = served.access_log()
     try:
         authenticator.enabled = False
+        count = len(served.lines.lines)
         assert httpx.get(entity).status_code == 404  # no credential needed any more
+        _logged(served, count + 1)  # its line, written after the answer, in before the log is switched off
         log.enabled = False
         before = len(served.lines.lines)
         assert httpx.get(entity).status_code == 404
-        assert len(served.lines.lines) == before  # no line while off
         authenticator.enabled = True
         assert httpx.get(entity).status_code == 401  # asked again at once
         log.enabled = True
         assert httpx.get(entity).status_code == 401
-        assert f'"GET {API}/entities/{EID}" 401' in served.lines.lines[-1]
+        lines = _logged(served, before + 1)
+        assert len(lines) == before + 1  # no line for the two requests while off
+        assert f'"GET {API}/entities/{EID}" 401' in lines[-1]
     finally:
         authenticator.enabled = True
         log.enabled = True
