@@ -32,6 +32,20 @@ def increment(entity_id: str, current: StoredEntity | None) -> Change:
     return Change(doc, result=doc[COUNT][0]["value"])
 
 
+def record_queries(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """Every statement sent on any connection from now on, as (connection, query) (the pgpatch21 tests use it too)."""
+    queries: list[tuple[int, str]] = []
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.connection.Connection, name)
+
+        def recording(self: Any, query: str, *args: Any, _original: Any = original, **kw: Any) -> Any:
+            queries.append((id(self), query))
+            return _original(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, recording)
+    return queries
+
+
 def _run(tmp_path: Path, body: Any) -> None:
     with store_url("postgres", tmp_path / "unused.db", "test_pgpatch20") as url:
         run(url, body)
@@ -41,15 +55,7 @@ def test_a_patch_group_is_its_read_and_one_write_without_begin(tmp_path: Path, m
     async def body(store: Any) -> None:
         await store.insert("", [entity(1, count=0)], T0)
         assert (await store.modify("", [ONE], increment, T1))[ONE] == 1  # the first group ever goes with locks
-        queries: list[tuple[int, str]] = []  # (connection, query): the dispatcher and recorder poll meanwhile
-        for name in ("execute", "fetch", "fetchrow", "fetchval"):
-            original = getattr(asyncpg.connection.Connection, name)
-
-            def recording(self: Any, query: str, *args: Any, _original: Any = original, **kw: Any) -> Any:
-                queries.append((id(self), query))
-                return _original(self, query, *args, **kw)
-
-            monkeypatch.setattr(asyncpg.connection.Connection, name, recording)
+        queries = record_queries(monkeypatch)  # the dispatcher and recorder poll meanwhile
         assert (await store.modify("", [ONE], increment, T1))[ONE] == 2
         monkeypatch.undo()
         group = [q for c, q in queries if c == next(c for c, q in queries if "xmin" in q)]

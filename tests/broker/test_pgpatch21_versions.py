@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 import broker.store.postgres as pg
-from tests.broker.test_pgpatch20_optimistic import COUNT, increment
+from tests.broker.test_pgpatch20_optimistic import COUNT, increment, record_queries
 from tests.broker.test_store import T0, T1, T2, entity, run
 from tests.pg import store_url
 
@@ -36,19 +36,6 @@ async def _count(store: Any, entity_id: str) -> int:
     return int(stored.doc[COUNT][0]["value"])
 
 
-def _record_queries(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
-    """Every statement sent on any connection from now on, as (connection, query)."""
-    queries: list[tuple[int, str]] = []
-    for name in ("execute", "fetch", "fetchrow", "fetchval"):
-        original = getattr(asyncpg.connection.Connection, name)
-
-        def recording(self: Any, query: str, *args: Any, _original: Any = original, **kw: Any) -> Any:
-            queries.append((id(self), query))
-            return _original(self, query, *args, **kw)
-
-        monkeypatch.setattr(asyncpg.connection.Connection, name, recording)
-    return queries
-
 
 def test_a_group_on_rows_it_wrote_last_is_one_statement_without_a_read(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +43,7 @@ def test_a_group_on_rows_it_wrote_last_is_one_statement_without_a_read(tmp_path:
         await store.insert("", [entity(1, count=0)], T0)
         await store.modify("", [ONE], increment, T1)  # the first group ever goes with locks
         await store.modify("", [ONE], increment, T1)  # read without locks, written checked: its version kept
-        queries = _record_queries(monkeypatch)
+        queries = record_queries(monkeypatch)
         assert (await store.modify("", [ONE], increment, T2))[ONE] == 3
         monkeypatch.undo()
         group = [q for c, q in queries if c == next(c for c, q in queries if "change_log" in q)]
