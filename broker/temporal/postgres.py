@@ -136,34 +136,48 @@ _AGGREGATES = (
 # the columns of a row the rollups read: an update that leaves them all as they were changes no hour
 _ROLLED = "sid, key_us, kind, value_num, value_json, observed_us, obs_key"
 _LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':temporal_rollup', 0));"
-_KEYS = "tenant, entity_id, attr, hour_us, dataset_id, observed"
-_ADD = f"""INSERT INTO temporal_rollup AS r SELECT s.tenant, s.entity_id, s.attr, {hour_sql("a.key_us")} AS h,
-        s.dataset_id, (a.observed_us IS NOT NULL OR a.obs_key IS NOT NULL) AS o,
+# the hourly rollups live in temporal_hourly under the series id (pgbytes22): the text keys (tenant, entity,
+# attribute, datasetId: ~130 bytes in the bench's rows, twice with the primary key) were in every rollup row and
+# key entry. temporal_rollup is a view of it with the series' keys, the former table's columns in its order,
+# which the reads query. sid and the two flags share the 8 bytes before hour_us (no padding of their own)
+_HOURLY = "sid, observed, hour_us, n, n_num, n_pure, n_int, sum, min, max, sumsq"
+_ADD = f"""INSERT INTO temporal_hourly AS r ({_HOURLY}) SELECT a.sid, (a.observed_us IS NOT NULL OR a.obs_key IS NOT NULL) AS o,
+        {hour_sql("a.key_us")} AS h,
         {_AGGREGATES.format(r="a.", pure=_PURE.format(r="a."), int=_INT.format(r="a."))}
-        FROM added AS a JOIN temporal_series AS s ON s.sid = a.sid WHERE a.kind = 0{{skip}}
-        GROUP BY s.tenant, s.entity_id, s.attr, h, s.dataset_id, o
-    ON CONFLICT ({_KEYS}) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
+        FROM added AS a WHERE a.kind = 0{{skip}}
+        GROUP BY a.sid, h, o
+    ON CONFLICT (sid, hour_us, observed) DO UPDATE SET n = r.n + excluded.n, n_num = r.n_num + excluded.n_num,
         n_pure = r.n_pure + excluded.n_pure, n_int = r.n_int + excluded.n_int,
         sum = coalesce(r.sum + excluded.sum, r.sum, excluded.sum), min = least(r.min, excluded.min),
         max = greatest(r.max, excluded.max), sumsq = coalesce(r.sumsq + excluded.sumsq, r.sumsq, excluded.sumsq);"""
 _REDONE = f"""
-        AND NOT EXISTS (SELECT 1 FROM temporal_rollup_dirty AS d WHERE d.tenant = s.tenant AND d.entity_id = s.entity_id
-            AND d.attr = s.attr AND d.hour_us = {hour_sql("a.key_us")})"""
-ROLLUP_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS temporal_rollup (tenant text COLLATE "C" NOT NULL, entity_id text COLLATE "C" NOT NULL,
-    attr text COLLATE "C" NOT NULL, hour_us bigint NOT NULL, dataset_id text COLLATE "C" NOT NULL, observed boolean NOT NULL,
+        AND NOT EXISTS (SELECT 1 FROM temporal_rollup_dirty_sid AS d WHERE d.sid = a.sid AND d.hour_us = {hour_sql("a.key_us")})"""
+HOURLY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS temporal_hourly (sid integer NOT NULL, observed boolean NOT NULL,
+    impure boolean GENERATED ALWAYS AS (n_pure < n) STORED, hour_us bigint NOT NULL,
     n bigint NOT NULL, n_num bigint NOT NULL, n_pure bigint NOT NULL, n_int bigint NOT NULL, sum double precision,
-    min double precision, max double precision, sumsq double precision, PRIMARY KEY ({_KEYS}));
+    min double precision, max double precision, sumsq double precision, PRIMARY KEY (sid, hour_us, observed))
+    WITH (fillfactor = 70);
+CREATE INDEX IF NOT EXISTS temporal_hourly_impure ON temporal_hourly (sid) WHERE impure;
+"""
+# a schema whose rollups are the former table (text keys): its rows move under their series' ids (every rollup
+# row has its series: series are never deleted), then the table goes and the view takes its name
+_HOURLY_MOVE = f"""
+INSERT INTO temporal_hourly ({_HOURLY}) SELECT s.sid, r.observed, r.hour_us, r.n, r.n_num, r.n_pure, r.n_int, r.sum,
+    r.min, r.max, r.sumsq FROM temporal_rollup AS r JOIN temporal_series AS s ON s.tenant = r.tenant
+    AND s.entity_id = r.entity_id AND s.attr = r.attr AND s.dataset_id = r.dataset_id ORDER BY s.sid, r.hour_us;
+DROP TABLE temporal_rollup;
+"""
+ROLLUP_SCHEMA = f"""
+CREATE OR REPLACE VIEW temporal_rollup AS SELECT s.tenant, s.entity_id, s.attr, h.hour_us, s.dataset_id, h.observed,
+    h.n, h.n_num, h.n_pure, h.n_int, h.sum, h.min, h.max, h.sumsq, h.impure, h.sid
+    FROM temporal_hourly AS h JOIN temporal_series AS s ON s.sid = h.sid;
 -- an hour's row is updated by every write to it: with free room on its page (fillfactor) and no indexed
 -- column changed, the update is HOT (no new index entries, the old version pruned on the page). The
 -- partial index's predicate was on n_pure < n, columns every update changes, which made each update a
 -- new tuple in every index; `impure` (a stored column) changes only when the hour turns impure
-ALTER TABLE temporal_rollup ADD COLUMN IF NOT EXISTS impure boolean GENERATED ALWAYS AS (n_pure < n) STORED;
-ALTER TABLE temporal_rollup SET (fillfactor = 70);
-DROP INDEX IF EXISTS temporal_rollup_impure;
-CREATE INDEX IF NOT EXISTS temporal_rollup_impure_hot ON temporal_rollup (tenant, entity_id, attr) WHERE impure;
 -- an INSERT ... ON CONFLICT DO UPDATE fires its UPDATE statement trigger first: the hours it recomputed
--- (temporal_rollup_dirty, marked with the statement's start in metropole.rollup_redone) already count the
+-- (temporal_rollup_dirty_sid, marked with the statement's start in metropole.rollup_redone) already count the
 -- rows this statement inserted, which are then not added again (they were counted twice before histbytes16)
 CREATE OR REPLACE FUNCTION temporal_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
     {_LOCK}
@@ -196,46 +210,39 @@ CREATE OR REPLACE FUNCTION temporal_rollup_recompute() RETURNS trigger LANGUAGE 
         END IF;
     END IF;
     {_LOCK}
-    CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty (tenant text COLLATE "C", entity_id text COLLATE "C",
-        attr text COLLATE "C", hour_us bigint) ON COMMIT DELETE ROWS;
+    -- the dirty hours by series id (pgbytes22; a session's table of text keys before is another shape: made
+    -- again under a name of its own)
+    CREATE TEMP TABLE IF NOT EXISTS temporal_rollup_dirty_sid (sid integer, hour_us bigint) ON COMMIT DELETE ROWS;
     -- DELETE, not TRUNCATE: a TRUNCATE gives the table a new file, which invalidates every cached plan that
     -- reads it (this function's and temporal_rollup_add's), so each call planned them all again (ms per call)
-    DELETE FROM temporal_rollup_dirty;
-    -- the hours made distinct by sid before the series are looked up, once per (sid, hour): an upsert's
-    -- old and new rows (changed, replaced) share their sid and key, so one lookup serves both (pg18)
+    DELETE FROM temporal_rollup_dirty_sid;
     -- An update's hours are those of the rows whose rolled-up columns it changed: the same instance written
     -- again with another modifiedAt (a batch upsert of the same readings, an agent's retry) changes none,
     -- and then nothing is recomputed, as SQLite's update trigger does (issue 16, batch19)
     IF TG_OP = 'UPDATE' THEN
-        INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
-            FROM (SELECT DISTINCT sid, {hour_sql("key_us")} AS h FROM (
-                    (SELECT {_ROLLED} FROM changed WHERE kind = 0 EXCEPT SELECT {_ROLLED} FROM replaced)
-                    UNION ALL (SELECT {_ROLLED} FROM replaced WHERE kind = 0 EXCEPT SELECT {_ROLLED} FROM changed)
-                 ) AS m) AS c
-            JOIN temporal_series AS s ON s.sid = c.sid;
+        INSERT INTO temporal_rollup_dirty_sid SELECT DISTINCT sid, {hour_sql("key_us")} FROM (
+                (SELECT {_ROLLED} FROM changed WHERE kind = 0 EXCEPT SELECT {_ROLLED} FROM replaced)
+                UNION ALL (SELECT {_ROLLED} FROM replaced WHERE kind = 0 EXCEPT SELECT {_ROLLED} FROM changed)
+            ) AS m;
         IF NOT FOUND THEN
             PERFORM set_config('metropole.rollup_redone', '', true);
             RETURN NULL;
         END IF;
     ELSE
-        INSERT INTO temporal_rollup_dirty SELECT s.tenant, s.entity_id, s.attr, c.h
-            FROM (SELECT DISTINCT sid, {hour_sql("key_us")} AS h FROM changed WHERE kind = 0) AS c
-            JOIN temporal_series AS s ON s.sid = c.sid;
+        INSERT INTO temporal_rollup_dirty_sid SELECT DISTINCT sid, {hour_sql("key_us")} FROM changed WHERE kind = 0;
     END IF;
-    DELETE FROM temporal_rollup AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d
-        WHERE r.tenant = d.tenant AND r.entity_id = d.entity_id AND r.attr = d.attr AND r.hour_us = d.hour_us;
-    -- each dirty hour's rows read through the indexes (series by name, rows by (sid, key_us)): a LATERAL
-    -- subquery with its own GROUP BY is not flattened into a join, which the planner, blind to the temp
-    -- table's size, ran as a scan of all temporal_rows (2.6 s per 1,000 entities re-upserted at 223,000
-    -- rows, growing with the history; issue 16, pg18)
-    INSERT INTO temporal_rollup SELECT d.tenant, d.entity_id, d.attr, d.hour_us, a.*
-        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty) AS d CROSS JOIN LATERAL (
-            SELECT s.dataset_id, (i.observed_us IS NOT NULL OR i.obs_key IS NOT NULL) AS o,
+    DELETE FROM temporal_hourly AS r USING (SELECT DISTINCT * FROM temporal_rollup_dirty_sid) AS d
+        WHERE r.sid = d.sid AND r.hour_us = d.hour_us;
+    -- each dirty hour's rows read through the (sid, key_us) index: a LATERAL subquery with its own GROUP BY
+    -- is not flattened into a join, which the planner, blind to the temp table's size, ran as a scan of all
+    -- temporal_rows (2.6 s per 1,000 entities re-upserted at 223,000 rows, growing with the history; pg18)
+    INSERT INTO temporal_hourly ({_HOURLY}) SELECT d.sid, a.*
+        FROM (SELECT DISTINCT * FROM temporal_rollup_dirty_sid) AS d CROSS JOIN LATERAL (
+            SELECT (i.observed_us IS NOT NULL OR i.obs_key IS NOT NULL) AS o, d.hour_us,
                 {_AGGREGATES.format(r="i.", pure=_PURE.format(r="i."), int=_INT.format(r="i."))}
-            FROM temporal_series AS s JOIN temporal_rows AS i ON i.sid = s.sid
-            WHERE s.tenant = d.tenant AND s.entity_id = d.entity_id AND s.attr = d.attr
-                AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US} AND i.kind = 0
-            GROUP BY s.dataset_id, o) AS a;
+            FROM temporal_rows AS i
+            WHERE i.sid = d.sid AND i.key_us >= d.hour_us AND i.key_us < d.hour_us + {HOUR_US} AND i.kind = 0
+            GROUP BY o) AS a;
     PERFORM set_config('metropole.rollup_redone', statement_timestamp()::text, true);
     RETURN NULL;
 END $$;
@@ -247,7 +254,13 @@ CREATE OR REPLACE TRIGGER temporal_rollup_delete AFTER DELETE ON temporal_rows
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION temporal_rollup_recompute();
 """
 _ROLLUP_BACKFILL = (
-    f"INSERT INTO temporal_rollup SELECT tenant, entity_id, attr, {hour_sql('key_us')} AS h, dataset_id,"
+    f"INSERT INTO temporal_hourly ({_HOURLY}) SELECT sid, (observed_us IS NOT NULL OR obs_key IS NOT NULL) AS o,"
+    f" {hour_sql('key_us')} AS h, {_AGGREGATES.format(r='', pure=_PURE.format(r=''), int=_INT.format(r=''))}"
+    " FROM temporal_rows WHERE kind = 0 GROUP BY sid, h, o"
+)
+# the rollups recomputed from the instances, in the view's columns (tests compare the stored ones with it)
+ROLLUP_RECOMPUTED = (
+    f"SELECT tenant, entity_id, attr, {hour_sql('key_us')} AS h, dataset_id,"
     f" observed_us IS NOT NULL AS o, {_AGGREGATES.format(r='', pure=_PURE.format(r=''), int=_INT.format(r=''))}"
     " FROM temporal_instances WHERE kind = 0 GROUP BY tenant, entity_id, attr, h, dataset_id, o"
 )
@@ -507,9 +520,12 @@ async def _migrate(conn: asyncpg.Connection) -> None:
     if await conn.fetchval("SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass('temporal_instances')"):
         await conn.execute(_MIGRATE)  # the layout before integer series ids (histcompact16)
     await conn.execute(_VIEW)
-    existed = await conn.fetchval("SELECT to_regclass('temporal_rollup') IS NOT NULL")
+    former = await conn.fetchval("SELECT relkind::text FROM pg_class WHERE oid = to_regclass('temporal_rollup')")
+    await conn.execute(HOURLY_SCHEMA)
+    if former == "r":
+        await conn.execute(_HOURLY_MOVE)  # the rollups of text keys (before pgbytes22) under series ids
     await conn.execute(ROLLUP_SCHEMA)
-    if not existed:
+    if former is None:
         await conn.execute(_ROLLUP_BACKFILL)
 
 

@@ -337,8 +337,8 @@ def test_a_former_layout_postgres_schema_keeps_its_history(pg_dsn: str) -> None:
                 # the LanguageProperty's hour is impure; found through the new partial index's column
                 assert await history.impure_attrs(TENANT, [ENTITY], TimeRange()) == {NO2}
                 names = {r[0] for r in await conn.fetch(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_rollup'", schema)}
-                assert "temporal_rollup_impure" not in names and "temporal_rollup_impure_hot" in names
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'temporal_hourly'", schema)}
+                assert "temporal_hourly_impure" in names  # the rollups under series ids since pgbytes22
             finally:
                 await history.close()
             history = PostgresHistory(pg_dsn, schema)  # opened again: nothing more to move

@@ -239,7 +239,7 @@ def test_rollups_equal_the_instances_on_postgres(pg_dsn: str, ops: list[Any], rn
         history = PostgresHistory(pg_dsn, schema)
         try:
             await history.open()
-            recompute = pg_history._ROLLUP_BACKFILL.replace("INSERT INTO temporal_rollup ", "")
+            recompute = pg_history.ROLLUP_RECOMPUTED
 
             async def stored() -> Any:
                 # the stored columns but `impure`, a generated one (n_pure < n) that the recomputation has not
@@ -297,7 +297,7 @@ def test_postgres_recompute_reads_only_the_rewritten_hours(pg_dsn: str) -> None:
                     await history._store(conn, [], [row(e, ATTRS[0], 3 * 60, 1000) for e in entities])
                 conn.remove_log_listener(listen)
                 await conn.execute("RESET client_min_messages; RESET auto_explain.log_min_duration")
-            recomputes = [p for p in plans if "Query Text: INSERT INTO temporal_rollup SELECT d." in p]
+            recomputes = [p for p in plans if "Query Text: INSERT INTO temporal_hourly (" in p]
             assert recomputes, plans  # the rewrite recomputed its hour (the plans were captured)
             for plan_text in recomputes:
                 # neither table read whole, nor a series' rows whole (its key_us bound a filter after the read)
@@ -308,10 +308,10 @@ def test_postgres_recompute_reads_only_the_rewritten_hours(pg_dsn: str) -> None:
             # nor the rollup whole to drop the rewritten hours: the planner, blind to the temp table's size,
             # hashed it with a scan of every rollup row (8-15 ms per history write of a PATCH stream at
             # 11,000 rollup rows, growing with the rollup; issue 16, pgpatch19)
-            deletes = [p for p in plans if "Query Text: DELETE FROM temporal_rollup AS r" in p]
+            deletes = [p for p in plans if "Query Text: DELETE FROM temporal_hourly AS r" in p]
             assert deletes, plans
-            assert all("Seq Scan on temporal_rollup r" not in p and "Index" in p for p in deletes), deletes
-            recompute = pg_history._ROLLUP_BACKFILL.replace("INSERT INTO temporal_rollup ", "")
+            assert all("Seq Scan on temporal_hourly r" not in p and "Index" in p for p in deletes), deletes
+            recompute = pg_history.ROLLUP_RECOMPUTED
             stored = await admin.fetch(
                 "SELECT tenant, entity_id, attr, hour_us, dataset_id, observed, n, n_num, n_pure, n_int, sum, min, max,"
                 f' sumsq FROM "{schema}".temporal_rollup {_ORDER}')
@@ -339,7 +339,7 @@ def test_postgres_new_instances_skip_the_recomputation_and_plans_stay_cached(pg_
         return value_row(TENANT, entity, ATTRS[0], inst, 0)
 
     async def run() -> None:
-        dirty = "SELECT pg_relation_filenode(to_regclass('pg_temp.temporal_rollup_dirty'))"
+        dirty = "SELECT pg_relation_filenode(to_regclass('pg_temp.temporal_rollup_dirty_sid'))"
         async with _pg_history(pg_dsn, schema, max_size=1) as (admin, history):
             await history.write([EntityRow(TENANT, "urn:e:0", ["https://x/T"])], [row("urn:e:0", m, m) for m in range(5)])
             await history.write([], [row("urn:e:0", m, m) for m in range(5, 10)])
@@ -378,7 +378,7 @@ def test_postgres_rollups_of_statements_sharing_their_start(pg_dsn: str) -> None
                       " value_json = excluded.value_json")
             # one simple query, two statements: the first rewrites the stored instance, the second adds one
             await admin.execute(upsert.format(key=T0, v=5) + "; " + upsert.format(key=T0 + MINUTE, v=7))
-            recompute = pg_history._ROLLUP_BACKFILL.replace("INSERT INTO temporal_rollup ", "")
+            recompute = pg_history.ROLLUP_RECOMPUTED
             expected = [tuple(r) for r in await admin.fetch(f"SELECT * FROM ({recompute}) AS r {_ORDER}")]
             stored = [tuple(r) for r in await admin.fetch(
                 "SELECT tenant, entity_id, attr, hour_us, dataset_id, observed, n, n_num, n_pure, n_int, sum, min, max,"
@@ -420,7 +420,7 @@ def test_an_update_that_changes_no_rolled_up_column_recomputes_nothing_on_postgr
     versions (another xmin); left alone, they keep theirs (issue 16, batch19's condition on SQLite).
     """
     schema = f"test_rollup_{uuid.uuid4().hex[:12]}"
-    versions = "SELECT array_agg(xmin::text ORDER BY attr) FROM temporal_rollup"
+    versions = "SELECT array_agg(h.xmin::text ORDER BY s.attr) FROM temporal_hourly AS h JOIN temporal_series AS s USING (sid)"
 
     async def run() -> None:
         async with _pg_history(pg_dsn, schema) as (_admin, history):
