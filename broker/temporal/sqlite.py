@@ -753,11 +753,28 @@ def _docs_text(docs: Sequence[bytes | None]) -> str:
     return orjson.dumps([None if d is None else d.decode() for d in docs]).decode()
 
 
-def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int], docs: Sequence[bytes | None] = (),
-           fresh: frozenset[int] | set[int] = frozenset()) -> int:
+_SHAPE_ROWS = "INSERT INTO temporal_change_shapes (sids, docs)"
+_SHAPES_MADE = " RETURNING shape, sids, docs"
+
+
+def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int], docs: Sequence[bytes | None] = ()) -> int:
     """The shape id of the sids `sids` with stored documents `docs` (none: all plain; `shapes` caches them
-    by their JSON texts), made where new. A shape holding a sid of `fresh` (a series made in this write) is
-    new: not looked for (each entity has shapes of its own: a batch creating 1,000 entities makes 1,000)."""
+    by their JSON texts), made where new."""
+    shape = _shape_or_later(conn, shapes, sids, docs)
+    assert type(shape) is int
+    return shape
+
+
+def _shape_or_later(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int], docs: Sequence[bytes | None] = (),
+                    fresh: frozenset[int] | set[int] = frozenset(),
+                    later: dict[str, tuple[str, str]] | None = None) -> int | str:
+    """The shape id of the sids `sids` with stored documents `docs` (none: all plain; `shapes` caches them
+    by their JSON texts), made where new.
+
+    A shape holding a sid of `fresh` (a series made in this write) is new: not looked for (each entity has
+    shapes of its own: a batch creating 1,000 entities makes 1,000). With `later`, such a shape is not made
+    here either: its cache key is returned, the shape added to `later` for `_make_shapes` (one statement for
+    the batch's new shapes, not one each)."""
     text, docs_text = orjson.dumps(sids).decode(), _docs_text(docs)
     cached = f"{text}\n{docs_text}" if docs_text else text
     shape = shapes.get(cached)
@@ -766,11 +783,25 @@ def _shape(conn: sqlite3.Connection, shapes: dict[str, int], sids: list[int], do
         if not fresh or fresh.isdisjoint(sids):
             row = conn.execute("SELECT shape FROM temporal_change_shapes WHERE sids = ? AND docs = ?",
                                (text, docs_text)).fetchone()
+        elif later is not None:
+            later[cached] = (text, docs_text)
+            return cached
         if row is None:
             row = conn.execute("INSERT INTO temporal_change_shapes (sids, docs) VALUES (?, ?) RETURNING shape",
                                (text, docs_text)).fetchone()
         shape = shapes[cached] = int(row[0])
     return shape
+
+
+def _make_shapes(conn: sqlite3.Connection, shapes: dict[str, int], later: dict[str, tuple[str, str]]) -> None:
+    """The shapes `_shape` left to make (cache key -> sids and docs texts), made and cached; none is stored yet
+    (each holds a series made in this write), none twice (keyed by their texts)."""
+    if not later:
+        return
+    made = {(sids, docs): int(shape) for shape, sids, docs in insert_rows_returning(conn, _SHAPE_ROWS, list(later.values()),
+                                                                                    _SHAPES_MADE)}
+    for cached, key in later.items():
+        shapes[cached] = made[key]
 
 
 def _take_member(conn: sqlite3.Connection, shapes: dict[str, int], tenant: str, entity_id: str, attr: str,
@@ -869,6 +900,7 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
     nxt = first
     placed: list[tuple[HistoryRow, int | None]] = []
     new_changes: list[tuple[Any, ...]] = []
+    later: dict[str, tuple[str, str]] = {}  # the new shapes of new entities, made together (_make_shapes)
     # value rows of the default instance that are not plain readings may meet a member of a change row
     others = [r for r in rest if r.kind == 0 and r.dataset_id == ""]
     made: set[int] = set()  # the eids made now: no change row holds them
@@ -912,7 +944,7 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
         if len(sids) == 1:  # one reading: as a row of temporal_rows
             placed.append((alone[0], None))
         elif sids:
-            new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape(conn, shapes, sids, docs, fresh),
+            new_changes.append((eid, c.key_us, nxt, c.modified_us, _shape_or_later(conn, shapes, sids, docs, fresh, later),
                                 orjson.dumps(values).decode(), c.created_us))
             nxt += len(sids)
         if have is None or not hits:
@@ -949,6 +981,9 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
         placed.append((r, have.iid0 + p))
     for have in touched.values():
         have.save(conn, shapes)
+    if later:  # the shape of a new change row made with the others: its cache key until now
+        _make_shapes(conn, shapes, later)
+        new_changes = [row if type(row[4]) is int else (*row[:4], shapes[row[4]], *row[5:]) for row in new_changes]
     return placed, new_changes, nxt
 
 
