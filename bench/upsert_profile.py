@@ -26,8 +26,9 @@ import orjson
 
 from bench.broker_bench import AQO_ID, LINK, _cpu_seconds, _start_broker, air_quality
 
-# (stage, substrings of a frame "function (file)"); the first stage whose pattern matches a frame,
-# scanning from the innermost frame out, takes the sample
+# (stage, substrings of a frame "function (file)"); the first stage in this order with a pattern matching
+# any frame of the sample's stack takes it (history's statements go through broker/store/sqlite_rows.py:
+# history first; a request's stack holds api, service, models and store frames: the innermost part first)
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("history (recorder, rows, rollups)", ("broker/temporal/",)),
     ("notifications", ("broker/subscriptions/",)),
@@ -41,11 +42,31 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 
 def stage_of(stack: str) -> str:
     frames = stack.split(";")
-    for frame in reversed(frames):  # innermost last in py-spy raw output
-        for stage, pats in STAGES:
-            if any(p in frame for p in pats):
-                return stage
+    for stage, pats in STAGES:
+        if any(p in frame for frame in frames for p in pats):
+            return stage
+    if any("SQLiteThread._alone" in f or "SQLiteThread._group" in f for f in frames[-1:]):
+        return "writer: BEGIN / COMMIT (WAL writes)"
+    if any("_checkpoint" in f for f in frames[-1:]):
+        return "writer: idle checkpoint"
     return "other (idle, threads, gc)"
+
+
+def table(raw: Path, rate: int, n: int, cpu_us: float) -> None:
+    """Samples of `raw` by stage: the share of the busy samples, and that share of the measured CPU per entity
+    (py-spy's busy samples count a thread that waits for the GIL or the disk: the shares, not the sampled
+    microseconds, are the figure to read on a loaded host)."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        counts[stage_of(stack)] += int(count)
+        total += int(count)
+    print(f"{total} busy samples ({total / rate / n * 1e6:.0f} us/entity sampled, CPU measured {cpu_us:.0f})")
+    for stage, c in counts.most_common():
+        print(f"  {stage:<40} {100 * c / max(total, 1):5.1f} %  {cpu_us * c / max(total, 1):6.1f} us/entity of CPU")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default=tempfile.gettempdir())
     parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--raw", help="only tabulate this py-spy raw file (with --cpu-us, the CPU per entity measured)")
+    parser.add_argument("--cpu-us", type=float, default=0.0)
     args = parser.parse_args(argv)
+    if args.raw:
+        table(Path(args.raw), args.rate, args.entities * args.rounds, args.cpu_us)
+        return 0
     data = Path(tempfile.mkdtemp(prefix=f"prof-{args.store}-"))
     proc, base = _start_broker(args.store, data)
     out = Path(args.out) / f"upsert-{args.store}.raw"
@@ -89,19 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             from bench.broker_bench import POSTGRES_DSN
             subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS bench_{os.getpid()} CASCADE"],
                            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    counts: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or "idle" in stack.split(";")[-1]:
-            continue
-        counts[stage_of(stack)] += int(count)
-        total += int(count)
-    us = 1e6 / args.rate / n  # one sample = 1/rate s of one thread
-    print(f"{args.store}: {n:,} entities, {n / elapsed:,.0f} ent/s, CPU {cpu_s / n * 1e6:.0f} us/entity, "
-          f"{total} busy samples ({total / args.rate / n * 1e6:.0f} us/entity sampled); raw stacks {out}")
-    for stage, c in counts.most_common():
-        print(f"  {stage:<36} {c * us:7.1f} us/entity  {100 * c / max(total, 1):5.1f} %")
+    n = args.entities * args.rounds
+    print(f"{args.store}: {n:,} entities, {n / elapsed:,.0f} ent/s, CPU {cpu_s / n * 1e6:.0f} us/entity; raw stacks {out}")
+    table(out, args.rate, n, cpu_s / n * 1e6)
     return 0
 
 

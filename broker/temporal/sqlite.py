@@ -432,7 +432,7 @@ def _sids(conn: sqlite3.Connection, known: dict[SeriesKey, int], keys: Sequence[
                 out[k] = sid
     if missing:
         for sid, *key in insert_rows_returning(conn, _SERIES_ROWS, missing, _SERIES_MADE):
-            known[tuple(key)] = sid  # type: ignore[index]
+            known[tuple(key)] = sid
             if fresh is not None:
                 fresh.add(sid)
         for k in missing:
