@@ -50,6 +50,24 @@ def insert_rows_last_id(conn: sqlite3.Connection, head: str, rows: Sequence[Sequ
     return _insert(conn, head, rows, "")[1]
 
 
+def insert_rows_returning(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], tail: str) -> list[Any]:
+    """`insert_rows` whose `tail` ends in a RETURNING clause: the rows it returns, every chunk's.
+
+    With ON CONFLICT DO NOTHING only the rows inserted come back, in no promised order: `tail`
+    should return the key of each row with what was made for it.
+    """
+    out: list[Any] = []
+    start = 0
+    width = len(rows[0]) if rows else 0
+    for size in _LADDER:
+        sql = _statement(head, width, size, tail)
+        while len(rows) - start >= size:
+            part = rows[start:start + size]
+            out.extend(conn.execute(sql, list(_flat(part)) if size > 1 else part[0]).fetchall())
+            start += size
+    return out
+
+
 def _insert(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], tail: str) -> tuple[int, int]:
     if not rows:
         return 0, 0
