@@ -268,9 +268,55 @@ def _image_doc(doc: Doc | None, created_at: str | None, modified_at: str | None)
     return doc
 
 
+_TIMES = ("createdAt", "modifiedAt")
+_ABSENT = object()
+
+
+def _before_delta(before: Doc, after: Doc) -> str:
+    """A change record's before image as what it has that `after` has not (migration 8): the JSON text of
+    `[{member: before's value}, [members only after has]]`, system times (columns) aside.
+
+    A member is left out when after holds the same value: the same object (a PATCH's untouched attributes,
+    shared by both documents) or one that encodes to the same JSON (so 1 and 1.0, or 1 and true, which
+    Python finds equal, stay apart). `_before_doc` rebuilds the document from after's.
+    """
+    changed: Doc = {}
+    for name, value in before.items():
+        other = after.get(name, _ABSENT)
+        if other is value or name in _TIMES:
+            continue
+        if other is _ABSENT or orjson.dumps(other) != orjson.dumps(value):
+            changed[name] = value
+    added = [name for name in after if name not in before and name not in _TIMES]
+    return orjson.dumps([changed, added]).decode()
+
+
+def _before_column(image: Before, before: Doc | None, after: Doc | None) -> str | None:
+    """The change_log.before_doc text of a record: None when created, the whole document when deleted,
+    else the delta to the after image (`_before_delta`: a JSON array, where a whole document is an object)."""
+    if image is None:
+        return None
+    if after is None or before is None:
+        return image[0]
+    return _before_delta(before, after)
+
+
+def _before_doc(text: str, after: Doc | None) -> Doc:
+    """A before image read back from the log: a whole document (an object: deletions, records written
+    before migration 8) or a delta to the record's after document, whose values it then shares."""
+    stored = orjson.loads(text)
+    if type(stored) is dict:
+        return stored
+    changed, added = stored
+    assert after is not None, "a change record's before delta without an after image"
+    doc = {name: value for name, value in after.items() if name not in added}
+    doc.update(changed)
+    return doc
+
+
 def _record(row: asyncpg.Record) -> ChangeRecord:
-    before = None if row[4] is None else orjson.loads(row[4])
     after = None if row[7] is None else orjson.loads(row[7])
+    before = None if row[4] is None else _before_doc(row[4], after)
     return ChangeRecord(row[0], row[1], row[2], _image_doc(before, row[5], row[6]), _image_doc(after, row[8], row[9]), row[3])
 
 
@@ -489,7 +535,8 @@ class PostgresStore(Store):
             return []
         seqs = sorted(r[0] for r in await conn.fetch(
             _LOG, tenant, now, list(ids),
-            *([(b[k] if b else None) for b, _ in images] for k in range(3)),
+            [_before_column(b, bd, ad) for (b, _), (bd, ad) in zip(images, docs)],
+            *([(b[k] if b else None) for b, _ in images] for k in range(1, 3)),
             *([(a[k] if a else None) for _, a in images] for k in range(3)),
         ))
         return [ChangeRecord(q, tenant, i, b, a, now) for q, i, (b, a) in zip(seqs, ids, docs)]
@@ -1090,7 +1137,8 @@ class PostgresStore(Store):
         last = {e[0]: n for n, e in enumerate(log)}
         rows = sorted(await conn.fetch(
             sql, *upsert, [e[5] for e in log], [e[0] for e in log],
-            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            [_before_column(e[1], e[3], e[4]) for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(1, 3)),
             *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
             [last[e[0]] == n for n, e in enumerate(log)], *extra,
         ), key=lambda r: int(r[0]))  # seqs are drawn in the records' order
@@ -1183,7 +1231,8 @@ class PostgresStore(Store):
             return []
         seqs = sorted(r[0] for r in await conn.fetch(
             _LOG_AT, tenant, [e[5] for e in log], [e[0] for e in log],
-            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            [_before_column(e[1], e[3], e[4]) for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(1, 3)),
             *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
         ))
         return [ChangeRecord(q, tenant, e[0], e[3], e[4], e[5]) for q, e in zip(seqs, log)]
