@@ -14,7 +14,8 @@ for --seconds, while sampling pg_stat_activity every 10 ms. Printed:
   pg_stat_wal (server-wide too);
 - with pg_walinspect in that database (`CREATE EXTENSION pg_walinspect`, a
   superuser's): the WAL records of this schema's relations by relation and
-  record type (bytes per PATCH, full-page images apart), and the commit records
+  record type (bytes per PATCH without full-page images, which come with the
+  first change of a page after each checkpoint: their total apart), and the commit records
   of the transactions that wrote them: what each PATCH writes, without what
   other databases wrote meanwhile;
 - the wait events sampled on the broker's connections (the share of samples).
@@ -124,7 +125,7 @@ async def _wal_by_relation(dsn: str, schema: str, start: str, end: str, patches:
             mine.append(r)
             continue
         rel = names.get(m.group(2), f"other {m.group(2)}")
-        by[(rel, f"{r[1]}/{r[2]}")] += r[3]
+        by[(rel, f"{r[1]}/{r[2]}")] += r[3] - r[4]  # full-page images apart: they follow checkpoints, not PATCHes
         fpi[rel] += r[4]
         if r[0] != "0":
             xids.add(r[0])
@@ -133,8 +134,9 @@ async def _wal_by_relation(dsn: str, schema: str, start: str, end: str, patches:
             commits += 1
             commit_bytes += r[3]
     total = sum(by.values()) + commit_bytes
-    head = (f"WAL of this schema's relations: {total / patches:,.0f} bytes per PATCH ({commits / patches:.3f} commit records"
-            f" per PATCH, {commit_bytes / patches:,.0f} bytes)")
+    head = (f"WAL of this schema's relations: {total / patches:,.0f} bytes per PATCH without full-page images"
+            f" ({commits / patches:.3f} commit records per PATCH, {commit_bytes / patches:,.0f} bytes), full-page images"
+            f" {sum(fpi.values()) / patches:,.0f} bytes per PATCH")
     out = [head, f"{'relation':<34} {'record':<28} {'bytes/PATCH':>11}"]
     for (rel, kind), size in sorted(by.items(), key=lambda kv: -kv[1]):
         if size / patches >= 1:

@@ -163,13 +163,14 @@ def _text_array(texts: Sequence[str]) -> str:
 
 
 # the change records of a group written by one statement (_GROUP_WRITE, _CHECKED_WRITE): $8-$16 the records'
-# columns as arrays, `up` the statement's upsert or update (createdAt of each id's last record), `lock` the log lock
+# columns as arrays, `up` the statement's upsert or update (createdAt of each id's last record), `lock` the log lock;
+# $8 through a sub-select, so that the statement keeps a generic plan (see _CHECKED_WRITE)
 _LOG_RECORDS = (
     " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at)"
     " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
     " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
-    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+    " FROM lock, unnest((SELECT $8::text[]), $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
     " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
     " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
 )
@@ -195,11 +196,16 @@ _CHECKED_WRITE = (
     # read before the log lock is taken; MATERIALIZED and `g = 0`, else PostgreSQL inlines it and never computes
     # g) with STALE_READ in its message; the rows are locked before the
     # log lock is asked for, as in the locked path, so the two cannot deadlock on them.
-    "WITH chk AS (SELECT count(*) AS n FROM unnest($17::text[], $18::text[]) AS c(i, x)"
+    # Each unnest sees one of its arrays through a sub-select, `(SELECT $n::text[])` (also in _LOG_RECORDS): a
+    # custom plan then estimates its rows as a generic plan does, so PostgreSQL keeps the generic plan after
+    # its first five custom ones. With the arrays as constants, the custom plans counted their exact (small)
+    # lengths and looked cheaper: the statement was planned afresh for every group, a quarter of the server
+    # backends' CPU under single-attribute PATCH (perf, issue 16, pgwal22). The plan is the same (index scans)
+    "WITH chk AS (SELECT count(*) AS n FROM unnest((SELECT $17::text[]), $18::text[]) AS c(i, x)"
     " LEFT JOIN entities e ON e.tenant = $1 AND e.id = c.i WHERE e.xmin::text IS NOT DISTINCT FROM c.x),"
     " up AS (UPDATE entities AS e SET doc = u.d::jsonb, modified_at = u.m, attrs = string_to_array(u.a, E'\\x1f'),"
     " attr_types = string_to_array(u.k, E'\\x1f')"
-    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $19::text[])"
+    " FROM unnest((SELECT $2::text[]), $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $19::text[])"
     " AS u(i, d, c, m, a, k, x) WHERE e.tenant = $1 AND e.id = u.i AND e.xmin::text = u.x RETURNING e.id, e.created_at),"
     " guard AS MATERIALIZED (SELECT CASE WHEN (SELECT count(*) FROM up) = cardinality($2::text[])"
     " AND (SELECT n FROM chk) = cardinality($17::text[]) THEN 0"
