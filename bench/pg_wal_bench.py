@@ -68,9 +68,16 @@ def _cpu(pids: list[int]) -> float:
 
 
 async def _snapshot(conn: asyncpg.Connection) -> tuple[str, int, int, int]:
-    row = await conn.fetchrow("SELECT pg_current_wal_lsn()::text, wal_records, wal_sync, wal_write FROM pg_stat_wal")
+    row = await conn.fetchrow("SELECT pg_current_wal_flush_lsn()::text, wal_records, wal_sync, wal_write FROM pg_stat_wal")
     assert row is not None
     return row[0], row[1], row[2], row[3]
+
+
+async def _updates(conn: asyncpg.Connection, schema: str) -> tuple[int, int]:
+    """Row updates of the schema's entities table so far, and how many of them were HOT (no new index entries)."""
+    row = await conn.fetchrow("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1"
+                              " AND relname = 'entities'", schema)
+    return (0, 0) if row is None else (row[0], row[1])
 
 
 def _sampler(dsn: str, stop: threading.Event, counts: collections.Counter[str]) -> None:
@@ -178,6 +185,7 @@ def main() -> int:
         pg = loop.run_until_complete(asyncpg.connect(args.dsn, server_settings={"application_name": "pg_wal_bench"}))
         backends = loop.run_until_complete(_backends(pg))
         before = loop.run_until_complete(_snapshot(pg))
+        updates = loop.run_until_complete(_updates(pg, schema))
         counts: collections.Counter[str] = collections.Counter()
         stop = threading.Event()
         sampler = threading.Thread(target=_sampler, args=(args.dsn, stop, counts))
@@ -208,6 +216,8 @@ def main() -> int:
             recorder.send_signal(2)
             recorder.wait(timeout=30)
         after = loop.run_until_complete(_snapshot(pg))
+        time.sleep(0.6)  # the statistics collector's next report (PostgreSQL 15 reports at most each second)
+        upd, hot = (b - a for a, b in zip(updates, loop.run_until_complete(_updates(pg, schema))))
         lsn_bytes = loop.run_until_complete(pg.fetchval("SELECT $2::text::pg_lsn - $1::text::pg_lsn", before[0], after[0]))
         loop.run_until_complete(pg.close())
         loop.close()
@@ -217,6 +227,7 @@ def main() -> int:
         syncs = after[2] - before[2]
         print(f"server WAL {int(lsn_bytes) / count:,.0f} bytes per PATCH (whole server), {after[1] - before[1]} records,"
               f" {syncs} WAL syncs ({count / max(syncs, 1):.2f} PATCHes per sync, server-wide)")
+        print(f"entity row updates {upd:,}, HOT {hot / max(upd, 1) * 100:.0f} %")
         for line in asyncio.run(_wal_by_relation(args.dsn, schema, before[0], after[0], count)):
             print(line)
         samples = counts.pop("_samples", 1)
