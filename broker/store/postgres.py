@@ -40,6 +40,12 @@ read, runs with locks as above.
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
+A record's before image is stored as its delta to the after image
+(`_before_delta`, migration 8: what the before document has that the after
+one has not, a JSON array; a deletion's, and every record written before,
+a whole document), rebuilt on read (`_before_doc`): a PATCH logged two whole
+documents, half the log's WAL and most of its compression CPU (issue 16,
+pgwal22); the log's columns are compressed with lz4 where the server has it.
 Both images are stored as JSON text (migration 7: after_doc was jsonb),
 which only Python reads back: the after images are the texts the write
 encoded once for its entity rows, so PostgreSQL no longer parses every
