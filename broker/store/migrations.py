@@ -32,11 +32,11 @@ without losing data:
        entities gets fillfactor 70, so that a sensor's new readings, which
        leave the indexed columns alone, are HOT updates (no new index entries;
        pages written from then on)
-    8  PostgreSQL only: a change record's before image is what it has that its
+    8  PostgreSQL only: a modify record's before image is what it has that its
        after image has not (JSON text of [{member: value}, [members added]],
-       broker.store.postgres._before_delta; a deletion's stays whole, as every
-       record written before does: readers tell them apart, an array or an
-       object); the change log's images are compressed with lz4 where the
+       broker.store.postgres._before_delta; a deletion's, insert's and
+       upsert_replace's stay whole, as every record written before does:
+       readers tell them apart, an array or an object); the change log's images are compressed with lz4 where the
        server has it (PostgreSQL 14+ built with lz4; else pglz, as before).
        About half the log's WAL and its compression CPU per PATCH (issue 16, pgwal22)
 

@@ -40,10 +40,10 @@ read, runs with locks as above.
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
-A record's before image is stored as its delta to the after image
+A `modify` record's before image is stored as its delta to the after image
 (`_before_delta`, migration 8: what the before document has that the after
-one has not, a JSON array; a deletion's, and every record written before,
-a whole document), rebuilt on read (`_before_doc`): a PATCH logged two whole
+one has not, a JSON array; a deletion's, insert's, upsert_replace's, and
+every record written before, a whole document), rebuilt on read (`_before_doc`): a PATCH logged two whole
 documents, half the log's WAL and most of its compression CPU (issue 16,
 pgwal22); the log's columns are compressed with lz4 where the server has it.
 Both images are stored as JSON text (migration 7: after_doc was jsonb),
@@ -290,14 +290,15 @@ def _before_delta(before: Doc, after: Doc) -> str:
 
     A member is left out when after holds the same value: the same object (a PATCH's untouched attributes,
     shared by both documents) or one that encodes to the same JSON (so 1 and 1.0, or 1 and true, which
-    Python finds equal, stay apart). `_before_doc` rebuilds the document from after's.
+    Python finds equal, stay apart; a value Python finds unequal is kept without encoding it). Written by
+    the modify paths (`_write_group`, `_log_at`); `_before_doc` rebuilds the document from after's.
     """
     changed: Doc = {}
     for name, value in before.items():
         other = after.get(name, _ABSENT)
         if other is value or name in _TIMES:
             continue
-        if other is _ABSENT or orjson.dumps(other) != orjson.dumps(value):
+        if other is _ABSENT or other != value or orjson.dumps(other) != orjson.dumps(value):
             changed[name] = value
     added = [name for name in after if name not in before and name not in _TIMES]
     return orjson.dumps([changed, added]).decode()
@@ -547,8 +548,9 @@ class PostgresStore(Store):
             return []
         seqs = sorted(r[0] for r in await conn.fetch(
             _LOG, tenant, now, list(ids),
-            [_before_column(b, bd, ad) for (b, _), (bd, ad) in zip(images, docs)],
-            *([(b[k] if b else None) for b, _ in images] for k in range(1, 3)),
+            # whole before images (insert, upsert_replace, delete): a replace stamps every instance anew, so a
+            # delta would be the whole document, encoded once more
+            *([(b[k] if b else None) for b, _ in images] for k in range(3)),
             *([(a[k] if a else None) for _, a in images] for k in range(3)),
         ))
         return [ChangeRecord(q, tenant, i, b, a, now) for q, i, (b, a) in zip(seqs, ids, docs)]

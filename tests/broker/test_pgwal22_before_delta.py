@@ -130,6 +130,10 @@ def test_every_kind_of_write_reads_back_from_the_log_as_it_was_handed_over(pg_sc
         assert orjson.dumps(patched[0].after[NO2]) == b'[{"type":"Property","value":1}]'  # type: ignore[index]
         deletions = await store.pool.fetch("SELECT before_doc FROM change_log WHERE after_doc IS NULL")
         assert len(deletions) == 2 and all(orjson.loads(r[0])["id"] in (TWO, THREE) for r in deletions)
+        # a replace stamps every instance anew: its before image stays whole (a delta would be all of it)
+        whole = await store.pool.fetchval("SELECT before_doc FROM change_log WHERE entity_id = $1 AND after_doc IS NOT NULL"
+                                          " ORDER BY seq DESC LIMIT 1", THREE)
+        assert orjson.loads(whole)["id"] == THREE
 
     _run(pg_schema, body)
 
