@@ -40,6 +40,12 @@ read, runs with locks as above.
 Change log: a write appends its records last, by one INSERT ... SELECT over
 arrays, one row per record (the earlier instances of a repeated id, then
 the final documents), under a transaction-scoped advisory lock on the log.
+A `modify` record's before image is stored as its delta to the after image
+(`_before_delta`, migration 8: what the before document has that the after
+one has not, a JSON array; a deletion's, insert's, upsert_replace's, and
+every record written before, a whole document), rebuilt on read (`_before_doc`): a PATCH logged two whole
+documents, half the log's WAL and most of its compression CPU (issue 16,
+pgwal22); the log's columns are compressed with lz4 where the server has it.
 Both images are stored as JSON text (migration 7: after_doc was jsonb),
 which only Python reads back: the after images are the texts the write
 encoded once for its entity rows, so PostgreSQL no longer parses every
@@ -163,13 +169,14 @@ def _text_array(texts: Sequence[str]) -> str:
 
 
 # the change records of a group written by one statement (_GROUP_WRITE, _CHECKED_WRITE): $8-$16 the records'
-# columns as arrays, `up` the statement's upsert or update (createdAt of each id's last record), `lock` the log lock
+# columns as arrays, `up` the statement's upsert or update (createdAt of each id's last record), `lock` the log lock;
+# $8 through a sub-select, so that the statement keeps a generic plan (see _CHECKED_WRITE)
 _LOG_RECORDS = (
     " INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at)"
     " SELECT $1, u.i, u.t, u.b, u.bc, u.bm, u.a,"
     " CASE WHEN u.l AND u.a IS NOT NULL THEN coalesce(up.created_at, u.ac) ELSE u.ac END, u.am"
-    " FROM lock, unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+    " FROM lock, unnest((SELECT $8::text[]), $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
     " $15::text[], $16::bool[]) WITH ORDINALITY AS u(t, i, b, bc, bm, a, ac, am, l, n)"
     " LEFT JOIN up ON up.id = u.i ORDER BY u.n RETURNING seq, after_created_at"
 )
@@ -195,11 +202,16 @@ _CHECKED_WRITE = (
     # read before the log lock is taken; MATERIALIZED and `g = 0`, else PostgreSQL inlines it and never computes
     # g) with STALE_READ in its message; the rows are locked before the
     # log lock is asked for, as in the locked path, so the two cannot deadlock on them.
-    "WITH chk AS (SELECT count(*) AS n FROM unnest($17::text[], $18::text[]) AS c(i, x)"
+    # Each unnest sees one of its arrays through a sub-select, `(SELECT $n::text[])` (also in _LOG_RECORDS): a
+    # custom plan then estimates its rows as a generic plan does, so PostgreSQL keeps the generic plan after
+    # its first five custom ones. With the arrays as constants, the custom plans counted their exact (small)
+    # lengths and looked cheaper: the statement was planned afresh for every group, a quarter of the server
+    # backends' CPU under single-attribute PATCH (perf, issue 16, pgwal22). The plan is the same (index scans)
+    "WITH chk AS (SELECT count(*) AS n FROM unnest((SELECT $17::text[]), $18::text[]) AS c(i, x)"
     " LEFT JOIN entities e ON e.tenant = $1 AND e.id = c.i WHERE e.xmin::text IS NOT DISTINCT FROM c.x),"
     " up AS (UPDATE entities AS e SET doc = u.d::jsonb, modified_at = u.m, attrs = string_to_array(u.a, E'\\x1f'),"
     " attr_types = string_to_array(u.k, E'\\x1f')"
-    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $19::text[])"
+    " FROM unnest((SELECT $2::text[]), $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $19::text[])"
     " AS u(i, d, c, m, a, k, x) WHERE e.tenant = $1 AND e.id = u.i AND e.xmin::text = u.x RETURNING e.id, e.created_at),"
     " guard AS MATERIALIZED (SELECT CASE WHEN (SELECT count(*) FROM up) = cardinality($2::text[])"
     " AND (SELECT n FROM chk) = cardinality($17::text[]) THEN 0"
@@ -268,9 +280,56 @@ def _image_doc(doc: Doc | None, created_at: str | None, modified_at: str | None)
     return doc
 
 
+_TIMES = ("createdAt", "modifiedAt")
+_ABSENT = object()
+
+
+def _before_delta(before: Doc, after: Doc) -> str:
+    """A change record's before image as what it has that `after` has not (migration 8): the JSON text of
+    `[{member: before's value}, [members only after has]]`, system times (columns) aside.
+
+    A member is left out when after holds the same value: the same object (a PATCH's untouched attributes,
+    shared by both documents) or one that encodes to the same JSON (so 1 and 1.0, or 1 and true, which
+    Python finds equal, stay apart; a value Python finds unequal is kept without encoding it). Written by
+    the modify paths (`_write_group`, `_log_at`); `_before_doc` rebuilds the document from after's.
+    """
+    changed: Doc = {}
+    for name, value in before.items():
+        other = after.get(name, _ABSENT)
+        if other is value or name in _TIMES:
+            continue
+        if other is _ABSENT or other != value or orjson.dumps(other) != orjson.dumps(value):
+            changed[name] = value
+    added = [name for name in after if name not in before and name not in _TIMES]
+    return orjson.dumps([changed, added]).decode()
+
+
+def _before_column(image: Before, before: Doc | None, after: Doc | None) -> str | None:
+    """The change_log.before_doc text of a record: None when created, the whole document when deleted,
+    else the delta to the after image (`_before_delta`: a JSON array, where a whole document is an object)."""
+    if image is None:
+        return None
+    if after is None or before is None:
+        return image[0]
+    return _before_delta(before, after)
+
+
+def _before_doc(text: str, after: Doc | None) -> Doc:
+    """A before image read back from the log: a whole document (an object: deletions, records written
+    before migration 8) or a delta to the record's after document, whose values it then shares."""
+    stored = orjson.loads(text)
+    if type(stored) is dict:
+        return stored
+    changed, added = stored
+    assert after is not None, "a change record's before delta without an after image"
+    doc = {name: value for name, value in after.items() if name not in added}
+    doc.update(changed)
+    return doc
+
+
 def _record(row: asyncpg.Record) -> ChangeRecord:
-    before = None if row[4] is None else orjson.loads(row[4])
     after = None if row[7] is None else orjson.loads(row[7])
+    before = None if row[4] is None else _before_doc(row[4], after)
     return ChangeRecord(row[0], row[1], row[2], _image_doc(before, row[5], row[6]), _image_doc(after, row[8], row[9]), row[3])
 
 
@@ -489,6 +548,8 @@ class PostgresStore(Store):
             return []
         seqs = sorted(r[0] for r in await conn.fetch(
             _LOG, tenant, now, list(ids),
+            # whole before images (insert, upsert_replace, delete): a replace stamps every instance anew, so a
+            # delta would be the whole document, encoded once more
             *([(b[k] if b else None) for b, _ in images] for k in range(3)),
             *([(a[k] if a else None) for _, a in images] for k in range(3)),
         ))
@@ -1090,7 +1151,8 @@ class PostgresStore(Store):
         last = {e[0]: n for n, e in enumerate(log)}
         rows = sorted(await conn.fetch(
             sql, *upsert, [e[5] for e in log], [e[0] for e in log],
-            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            [_before_column(e[1], e[3], e[4]) for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(1, 3)),
             *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
             [last[e[0]] == n for n, e in enumerate(log)], *extra,
         ), key=lambda r: int(r[0]))  # seqs are drawn in the records' order
@@ -1183,7 +1245,8 @@ class PostgresStore(Store):
             return []
         seqs = sorted(r[0] for r in await conn.fetch(
             _LOG_AT, tenant, [e[5] for e in log], [e[0] for e in log],
-            *([(e[1][k] if e[1] else None) for e in log] for k in range(3)),
+            [_before_column(e[1], e[3], e[4]) for e in log],
+            *([(e[1][k] if e[1] else None) for e in log] for k in range(1, 3)),
             *([(e[2][k] if e[2] else None) for e in log] for k in range(3)),
         ))
         return [ChangeRecord(q, tenant, e[0], e[3], e[4], e[5]) for q, e in zip(seqs, log)]
