@@ -72,31 +72,37 @@ def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
 
 
 # --- serving: the event loop every server of the process runs on (issue 16, serve22)
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """METROPOLE_EVENT_LOOP: `uvloop` (the default when it is installed, as `uvicorn[standard]` installs it) or `asyncio`.
+def event_loop_factory(*, agents: bool = False) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop of a process per METROPOLE_EVENT_LOOP: `auto` (the default), `uvloop` or `asyncio`; None is asyncio's.
 
-    `uvicorn.run` picks uvloop by itself (`loop="auto"`), but our servers run inside `asyncio.run` (several servers
-    and the agents in one loop), where uvicorn's choice never applied: every request went through asyncio's
-    pure-Python selector loop (its `_run_once`, transports, timers and thread wake-ups).
+    `uvicorn.run` picks uvloop by itself (`loop="auto"`), but our servers run inside our own loop (several
+    servers and the agents in one process), where uvicorn's choice never applied: every request went through
+    asyncio's pure-Python selector loop. `auto` is uvloop (installed by `uvicorn[standard]`) for a process
+    without the IoT agents (`metropole broker`), asyncio's loop for one with them (`run`, `demo`, `agent`):
+    the agents' MQTT transport takes only asyncio's own transports (agents/transports/mqtt.py), so `uvloop`
+    is refused there.
     """
     choice = os.environ.get("METROPOLE_EVENT_LOOP", "auto").strip().lower() or "auto"
     if choice not in {"auto", "uvloop", "asyncio"}:
-        raise ValueError(f"METROPOLE_EVENT_LOOP={choice!r}: write uvloop, asyncio or auto")
-    if choice == "asyncio":
+        raise ValueError(f"METROPOLE_EVENT_LOOP={choice!r}: write auto, uvloop or asyncio")
+    if agents and choice == "uvloop":
+        raise ValueError("METROPOLE_EVENT_LOOP='uvloop': not with the IoT agents in the process (their MQTT "
+                         "transport needs asyncio's loop); use auto or asyncio")
+    if choice == "asyncio" or agents:
         return None
     try:
         import uvloop
     except ImportError:
         if choice == "uvloop":
-            raise ValueError("METROPOLE_EVENT_LOOP=uvloop, but uvloop is not installed") from None
+            raise ValueError("METROPOLE_EVENT_LOOP='uvloop': uvloop is not installed") from None
         return None
     return uvloop.new_event_loop
 
 
-def serve_in_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` to its end on the event loop METROPOLE_EVENT_LOOP chooses (`asyncio.run` otherwise alike)."""
+def serve_in_loop(main: Coroutine[Any, Any, None], *, agents: bool = False) -> None:
+    """Run `main` to its end on the loop `event_loop_factory` chooses (otherwise as `asyncio.run`)."""
     try:
-        factory = event_loop_factory()
+        factory = event_loop_factory(agents=agents)
     except ValueError:
         main.close()
         raise
@@ -223,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports.append((args.history_port, "QuantumLeap-compatible history API", "--history-port (0 turns it off)"))
     if args.dashboard_port:
         ports.append((args.dashboard_port, "public dashboard", "--dashboard-port (0 turns it off)"))
-    event_loop_factory()  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
+    event_loop_factory(agents=True)  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(broker.host, ports)
     agents.authenticator = authenticator
     print(f"metropole: NGSI-LD broker on {tls.scheme}://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
@@ -237,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     public, tasks = public_parts(args, broker.host, f"{tls.scheme}://{broker.host}:{broker.port}", agents)  # dashboard, demo
     servers.extend(public)
     print(f"metropole: {_features(authenticator)}; Ctrl-C stops the platform")
-    serve_in_loop(_serve(servers, agents, listeners, tasks))
+    serve_in_loop(_serve(servers, agents, listeners, tasks), agents=True)
     return 0
 
 
@@ -259,7 +265,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     agents = _agent_runtime(args, data, broker_url=args.broker_url)
     a = agents.settings
-    event_loop_factory()  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
+    event_loop_factory(agents=True)  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(a.host, [(a.provisioning_port, "IoT agent provisioning API", "--provisioning-port"),
                                  (a.http_port, "IoT agent HTTP transport", "--http-port")])
     agents.authenticator = authenticator = Authenticator.from_env()
@@ -267,7 +273,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
           f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {redact_url(a.broker_url)} (outbox {a.resolved_outbox_path})")
     print(f"metropole: {_features(authenticator)}")
-    serve_in_loop(_serve([], agents, listeners))
+    serve_in_loop(_serve([], agents, listeners), agents=True)
     return 0
 
 
