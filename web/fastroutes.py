@@ -228,7 +228,8 @@ class _Lane:
     def of(cls, app: Any) -> _Lane | None:
         """The lane of a built app whose stack is ServerErrorMiddleware, pass-through layers, FastRoutes; else None."""
         stack = getattr(app, "middleware_stack", None)
-        if not isinstance(stack, ServerErrorMiddleware) or getattr(app, "root_path", ""):
+        root_path: str = getattr(app, "root_path", "")  # FastAPI.__call__ would set it in the scope
+        if not isinstance(stack, ServerErrorMiddleware) or root_path:
             return None
         layer: Any = stack.app
         while not isinstance(layer, FastRoutes):
