@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +69,46 @@ def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
                                  fastapi_options=fastapi_telemetry())
     return EmbeddedServer(_uvicorn_config(app, host, port, lifespan="off"))
 # --- end quantumleap
+
+
+# --- serving: the event loop every server of the process runs on (issue 16, serve22)
+def event_loop_factory(*, agents: bool = False) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop of a process per METROPOLE_EVENT_LOOP: `auto` (the default), `uvloop` or `asyncio`; None is asyncio's.
+
+    `uvicorn.run` picks uvloop by itself (`loop="auto"`), but our servers run inside our own loop (several
+    servers and the agents in one process), where uvicorn's choice never applied: every request went through
+    asyncio's pure-Python selector loop. `auto` is uvloop (installed by `uvicorn[standard]`) for a process
+    without the IoT agents (`metropole broker`), asyncio's loop for one with them (`run`, `demo`, `agent`):
+    the agents' MQTT transport takes only asyncio's own transports (agents/transports/mqtt.py), so `uvloop`
+    is refused there.
+    """
+    choice = os.environ.get("METROPOLE_EVENT_LOOP", "auto").strip().lower() or "auto"
+    if choice not in {"auto", "uvloop", "asyncio"}:
+        raise ValueError(f"METROPOLE_EVENT_LOOP={choice!r}: write auto, uvloop or asyncio")
+    if agents and choice == "uvloop":
+        raise ValueError("METROPOLE_EVENT_LOOP='uvloop': not with the IoT agents in the process (their MQTT "
+                         "transport needs asyncio's loop); use auto or asyncio")
+    if choice == "asyncio" or agents:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ValueError("METROPOLE_EVENT_LOOP='uvloop': uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def serve_in_loop(main: Coroutine[Any, Any, None], *, agents: bool = False) -> None:
+    """Run `main` to its end on the loop `event_loop_factory` chooses (otherwise as `asyncio.run`)."""
+    try:
+        factory = event_loop_factory(agents=agents)
+    except ValueError:
+        main.close()
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+# --- end serving
 
 
 # --- ops: sockets bound before anything starts (a busy port is one line and exit status 1), shutdown logged
@@ -189,6 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports.append((args.history_port, "QuantumLeap-compatible history API", "--history-port (0 turns it off)"))
     if args.dashboard_port:
         ports.append((args.dashboard_port, "public dashboard", "--dashboard-port (0 turns it off)"))
+    event_loop_factory(agents=True)  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(broker.host, ports)
     agents.authenticator = authenticator
     print(f"metropole: NGSI-LD broker on {tls.scheme}://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
@@ -202,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     public, tasks = public_parts(args, broker.host, f"{tls.scheme}://{broker.host}:{broker.port}", agents)  # dashboard, demo
     servers.extend(public)
     print(f"metropole: {_features(authenticator)}; Ctrl-C stops the platform")
-    asyncio.run(_serve(servers, agents, listeners, tasks))
+    serve_in_loop(_serve(servers, agents, listeners, tasks), agents=True)
     return 0
 
 
@@ -224,6 +265,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     agents = _agent_runtime(args, data, broker_url=args.broker_url)
     a = agents.settings
+    event_loop_factory(agents=True)  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(a.host, [(a.provisioning_port, "IoT agent provisioning API", "--provisioning-port"),
                                  (a.http_port, "IoT agent HTTP transport", "--http-port")])
     agents.authenticator = authenticator = Authenticator.from_env()
@@ -231,7 +273,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
           f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {redact_url(a.broker_url)} (outbox {a.resolved_outbox_path})")
     print(f"metropole: {_features(authenticator)}")
-    asyncio.run(_serve([], agents, listeners))
+    serve_in_loop(_serve([], agents, listeners), agents=True)
     return 0
 
 
@@ -289,13 +331,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     settings = BrokerSettings.from_env(host=args.host, port=args.port, data_dir=data, store_url=args.store,
                                        public_url=args.public_url)
+    event_loop_factory()  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(settings.host, [(settings.port, "NGSI-LD broker", "--port")])
     authenticator = Authenticator.from_env()
     scheme = ServerTls.from_env().scheme
     print(f"metropole: NGSI-LD broker on {scheme}://{settings.host}:{settings.port}/ngsi-ld/v1/ "
           f"(store {redact_url(settings.resolved_store_url)})")
     print(f"metropole: {_features(authenticator)}")
-    asyncio.run(_serve([_broker_server(settings, create_app(settings, authenticator=authenticator))], None, listeners))
+    serve_in_loop(_serve([_broker_server(settings, create_app(settings, authenticator=authenticator))], None, listeners))
     return 0
 
 
