@@ -18,15 +18,15 @@ import orjson
 import pytest
 from starlette.routing import Mount
 
+from broker.quantumleap.service import QuantumLeapService
 from tests.broker.test_fast_routes import Pair, _exchange, _middlewares
 from web.fastroutes import FastRoutes
 
 JSON = [("Content-Type", "application/json")]
 NOTIFICATION = orjson.dumps({"data": [{"id": "urn:x:lane1", "type": "Room", "temperature": {"type": "Number", "value": 1},
                                        "TimeInstant": {"type": "DateTime", "value": "2026-03-01T00:00:00Z"}}]})
-# JSON nested deeper than json.loads recurses (orjson refuses it first): a RecursionError, which the handler does not
-# turn into QuantumLeap's 400, so the mounted app's error handler answers a 500
-FAILING = b"[" * 100_000 + b"]" * 100_000
+# JSON nested deeper than json.loads recurses (orjson refuses it first): QuantumLeap's 400, on either path
+DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
 class Counting:
@@ -73,10 +73,26 @@ def test_notify_takes_the_lane_and_other_history_requests_the_whole_stack(pair: 
     assert lane.inner is next(m for m in _middlewares(history) if isinstance(m, FastRoutes))
 
 
-def test_an_unexpected_failure_is_answered_as_the_whole_stack_answers_it(pair: Pair) -> None:
-    slow = _exchange(pair.ports[1], "POST", "/v2/notify", FAILING, JSON)
-    fast = _exchange(pair.ports[0], "POST", "/v2/notify", FAILING, JSON)
+def test_an_unexpected_failure_is_answered_as_the_whole_stack_answers_it(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("injected below the handler")
+
+    # a failure injected below the route (the history service), the one way left to reach the error handler
+    monkeypatch.setattr(QuantumLeapService, "notify", failing)
+    slow = _exchange(pair.ports[1], "POST", "/v2/notify", NOTIFICATION, JSON)
+    fast = _exchange(pair.ports[0], "POST", "/v2/notify", NOTIFICATION, JSON)
     assert slow[0] == 500
     assert orjson.loads(slow[2])["error"] == "Internal Error"
     assert fast == slow
+    monkeypatch.undo()
     assert _exchange(pair.ports[0], "POST", "/v2/notify", NOTIFICATION, JSON)[0] == 200  # still serving
+
+
+def test_json_nested_too_deep_is_a_400_on_either_path(pair: Pair) -> None:
+    # json.loads' RecursionError was a 500 (bad input answered as a crash); now QuantumLeap's invalid-JSON 400
+    slow = _exchange(pair.ports[1], "POST", "/v2/notify", DEEP, JSON)
+    fast = _exchange(pair.ports[0], "POST", "/v2/notify", DEEP, JSON)
+    assert slow[0] == 400
+    assert orjson.loads(slow[2]) == {"error": "Bad Request", "description": "Request body is not valid JSON"}
+    assert fast == slow

@@ -78,7 +78,7 @@ def checked(raw: bytes, content_type: str) -> dict[str, Any]:
         raise QLError(415, "Unsupported Media Type", f"Invalid Content-type ({content_type}), expected JSON data")
     try:
         body = parse(raw) if raw.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json.loads recurses, bad input too
         raise QLError(400, "Bad Request", "Request body is not valid JSON") from None
     if body is None:
         raise QLError(400, "Bad Request", "Discarding notification due to lack of request body. Lost in a redirect maybe?")
