@@ -1,9 +1,10 @@
 """PostgreSQL history: single-entity /v2/notify writes of new entities (their series made by the write) and of known ones.
 
-    python -m bench.new_series_bench [--seed 2000] [--notifications 1000] [--pg DSN]
+    python -m bench.new_series_bench [--seed 200] [--batch 10] [--notifications 800] [--pg DSN]
 
 On a throwaway schema, PostgresHistory.write_added (the /v2/notify path, one statement per notification) first
-writes `--seed` entities in 100-entity notifications (series already stored), then `--notifications` single-entity
+writes `--seed` entities in `--batch`-entity notifications (as ql_notify_bench's warm-up: its statement's
+generic plan is then made while temporal_series is small, and kept until the table is analysed), then `--notifications` single-entity
 notifications each of an entity never seen (its 6 series made by the statement: _ADDED_SERIES), then as many of
 known entities (_ADDED). Prints per case the wall time per notification and the PostgreSQL server backend's CPU
 per notification (utime + stime from /proc of the pool's one connection; the server runs on this host).
@@ -46,7 +47,7 @@ def _rows(entities: range, n: int) -> tuple[list[tuple[str, list[str]]], list]: 
     return [(f"urn:ngsi-ld:AirQualityObserved:{e:06d}", ["https://x/AirQualityObserved"]) for e in entities], rows
 
 
-async def run(dsn: str, seed: int, notifications: int) -> None:
+async def run(dsn: str, seed: int, batch: int, notifications: int) -> None:
     schema = f"wt_pgone22_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".change_log (seq bigint)')  # write_added reads it
@@ -55,8 +56,8 @@ async def run(dsn: str, seed: int, notifications: int) -> None:
         await history.open()
         pid = await history.pool.fetchval("SELECT pg_backend_pid()")
         print(f"history module from {__import__('broker').__file__}")
-        for e in range(0, seed, 100):
-            await history.write_added("bench", *_rows(range(e, min(seed, e + 100)), 0), {})
+        for e in range(0, seed, batch):
+            await history.write_added("bench", *_rows(range(e, min(seed, e + batch)), 0), {})
         for label, first in (("new entity", seed), ("known entity", seed)):
             cpu0, t0 = _server_cpu(pid), time.perf_counter()
             for n in range(notifications):
@@ -72,11 +73,12 @@ async def run(dsn: str, seed: int, notifications: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=2000)
-    parser.add_argument("--notifications", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--notifications", type=int, default=800)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    asyncio.run(run(args.pg, args.seed, args.notifications))
+    asyncio.run(run(args.pg, args.seed, args.batch, args.notifications))
 
 
 if __name__ == "__main__":
