@@ -16,39 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
 
 import asyncpg
 
-from broker.temporal.model import from_us, to_us, value_row
+from bench.history_write_bench import _rows, _server_cpu
 from broker.temporal.postgres import PostgresHistory
-
-T0 = to_us("2026-03-01T00:00:00Z")
-ATTRS = [f"https://smart-data-models.github.io/data-models/terms.jsonld#/definitions/{a}"
-         for a in ("TimeInstant", "no2", "o3", "pm10", "pm25", "temperature")]
-
-
-def _server_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rows(entities: range, n: int) -> tuple[list[tuple[str, list[str]]], list]:  # type: ignore[type-arg]
-    at = from_us(T0 + n * 60_000_000)
-    rows = []
-    for e in entities:
-        eid = f"urn:ngsi-ld:AirQualityObserved:{e:06d}"
-        for k, attr in enumerate(ATTRS):
-            value: object = {"@type": "DateTime", "@value": at} if k == 0 else float(e % 50) + k + n * 0.25
-            rows.append(value_row("bench", eid, attr, {"type": "Property", "value": value, "observedAt": at}, T0 + n))
-    return [(f"urn:ngsi-ld:AirQualityObserved:{e:06d}", ["https://x/AirQualityObserved"]) for e in entities], rows
 
 
 async def run(dsn: str, seed: int, batch: int, notifications: int) -> None:
-    schema = f"wt_pgone22_bench_{uuid.uuid4().hex[:8]}"
+    schema = f"wt_new_series_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".change_log (seq bigint)')  # write_added reads it
     history = PostgresHistory(dsn, schema, max_size=1)
@@ -59,10 +37,10 @@ async def run(dsn: str, seed: int, batch: int, notifications: int) -> None:
         for e in range(0, seed, batch):
             await history.write_added("bench", *_rows(range(e, min(seed, e + batch)), 0), {})
         for label, first in (("new entity", seed), ("known entity", seed)):
-            cpu0, t0 = _server_cpu(pid), time.perf_counter()
+            cpu0, t0 = _server_cpu([pid]), time.perf_counter()
             for n in range(notifications):
                 await history.write_added("bench", *_rows(range(first + n, first + n + 1), 1 + (label == "known entity")), {})
-            wall, cpu = time.perf_counter() - t0, _server_cpu(pid) - cpu0
+            wall, cpu = time.perf_counter() - t0, _server_cpu([pid]) - cpu0
             print(f"{label:13s} {wall / notifications * 1000:6.3f} ms/notification wall"
                   f"  server CPU {cpu / notifications * 1000:.3f} ms/notification ({cpu:.2f} s)")
     finally:
