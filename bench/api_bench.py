@@ -142,6 +142,19 @@ def _ms(text: str) -> float:
     raise ValueError(text)
 
 
+def seed(port: int, entities: int) -> None:
+    """`entities` AirQualityObserved entities upserted into the broker on `port`, 500 per request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for start in range(0, entities, 500):
+        batch = [air_quality(i) for i in range(start, min(entities, start + 500))]
+        conn.request("POST", f"{API}/entityOperations/upsert", body=orjson.dumps(batch),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status in (201, 204), r.status
+    conn.close()
+
+
 def measure(store: str, seconds: float, clients_list: list[int], entities: int, spy: Path | None,
             load: str = "python") -> list[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix=f"api-bench-{store}-"))
@@ -153,15 +166,7 @@ def measure(store: str, seconds: float, clients_list: list[int], entities: int, 
     broker.start()
     rows: list[dict[str, Any]] = []
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for start in range(0, entities, 500):
-            batch = [air_quality(i) for i in range(start, min(entities, start + 500))]
-            conn.request("POST", f"{API}/entityOperations/upsert", body=orjson.dumps(batch),
-                         headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            r.read()
-            assert r.status in (201, 204), r.status
-        conn.close()
+        seed(port, entities)
         _phase(port, "GET", 8, 1.0, entities)  # warm-up: imports, caches, the store's pages
         _phase(port, "PATCH", 8, 1.0, entities)
         for clients in clients_list:

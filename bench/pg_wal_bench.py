@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import http.client
 import os
 import re
 import shutil
@@ -41,10 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 
-from bench.api_bench import API, _wrk_phase, cpu_seconds
-from bench.broker_bench import air_quality
+from bench.api_bench import _wrk_phase, cpu_seconds, seed
 from bench.procs import Managed, free_port
 
 DSN = os.environ.get("METROPOLE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -170,15 +167,7 @@ def main() -> int:
                       "--store", store], f"http://127.0.0.1:{port}/version", log=data / "broker.log")
     broker.start()
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for start in range(0, args.entities, 500):
-            batch = [air_quality(i) for i in range(start, min(args.entities, start + 500))]
-            conn.request("POST", f"{API}/entityOperations/upsert", body=orjson.dumps(batch),
-                         headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            r.read()
-            assert r.status in (201, 204), r.status
-        conn.close()
+        seed(port, args.entities)
         _wrk_phase(port, "PATCH", args.clients, 1.0, args.entities)  # warm-up
         time.sleep(0.5)  # the history recorder catches up
         loop = asyncio.new_event_loop()
