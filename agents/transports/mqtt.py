@@ -644,7 +644,8 @@ class MqttTransport:
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "MQTT broker %s:%s: %s (retrying every %.0f-%.0fs)", self.options.host,
-                        self.options.port, exc, self.options.reconnect_min, self.options.reconnect_max)
+                        self.options.port, str(exc) or type(exc).__name__,  # an empty message (a timeout) named
+                        self.options.reconnect_min, self.options.reconnect_max)
             finally:
                 self._connection = None
                 self._set_connected(False)
