@@ -77,18 +77,16 @@ def event_loop_factory(*, agents: bool = False) -> Callable[[], asyncio.Abstract
 
     `uvicorn.run` picks uvloop by itself (`loop="auto"`), but our servers run inside our own loop (several
     servers and the agents in one process), where uvicorn's choice never applied: every request went through
-    asyncio's pure-Python selector loop. `auto` is uvloop (installed by `uvicorn[standard]`) for a process
-    without the IoT agents (`metropole broker`), asyncio's loop for one with them (`run`, `demo`, `agent`):
-    the agents' MQTT transport takes only asyncio's own transports (agents/transports/mqtt.py), so `uvloop`
-    is refused there.
+    asyncio's pure-Python selector loop. `auto` is uvloop (installed by `uvicorn[standard]`) for every command,
+    `broker` (issue 16, serve22) and, since the agents' MQTT transport takes any loop's transports, `run`,
+    `demo` and `agent` too (issue 16, uvloop22); `asyncio` is the way back to asyncio's loop. `agents` says
+    the process hosts the IoT agents: it no longer changes the choice (kept for the callers and the tests).
     """
+    del agents  # every part of every command runs on both loops
     choice = os.environ.get("METROPOLE_EVENT_LOOP", "auto").strip().lower() or "auto"
     if choice not in {"auto", "uvloop", "asyncio"}:
         raise ValueError(f"METROPOLE_EVENT_LOOP={choice!r}: write auto, uvloop or asyncio")
-    if agents and choice == "uvloop":
-        raise ValueError("METROPOLE_EVENT_LOOP='uvloop': not with the IoT agents in the process (their MQTT "
-                         "transport needs asyncio's loop); use auto or asyncio")
-    if choice == "asyncio" or agents:
+    if choice == "asyncio":
         return None
     try:
         import uvloop

@@ -71,7 +71,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from agents.messages import Inbound
 from agents.metrics import Metrics
@@ -343,8 +343,9 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # any loop's stream transport: uvloop's TCPTransport and SSL transport are not asyncio.Transport
+        # subclasses, yet have every method this uses (write, is_reading, pause/resume_reading, close, abort)
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -643,7 +644,8 @@ class MqttTransport:
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "MQTT broker %s:%s: %s (retrying every %.0f-%.0fs)", self.options.host,
-                        self.options.port, exc, self.options.reconnect_min, self.options.reconnect_max)
+                        self.options.port, str(exc) or type(exc).__name__,  # an empty message (a timeout) named
+                        self.options.reconnect_min, self.options.reconnect_max)
             finally:
                 self._connection = None
                 self._set_connected(False)
