@@ -16,16 +16,7 @@ levels of wrappers as the router's path, and a response that returned sends as i
 (another path or method, a route taking more than that) goes the normal way.
 
 A `Mount` may be listed too: a request under it is handed to the mounted app without
-trying the routes before it. When the mounted app is a Starlette/FastAPI app whose own stack
-is ServerErrorMiddleware, then only layers that pass such a request on untouched (FastAPI's
-ExceptionTelemetryMiddleware with no telemetry in the scope, its AppBodyLimitMiddleware with no
-limit set, web.resources' ResourcePaths for a request that is not OPTIONS and is never a 405),
-then a FastRoutes of its own, a request that inner FastRoutes serves directly takes a shorter
-lane (`_Lane`): the mounted app set as `scope["app"]` (as Starlette.__call__ does), a
-ServerErrorMiddleware with the mounted app's own error handler and debug flag, then the inner
-FastRoutes. Same handlers, same bytes; five coroutine frames (FastAPI and Starlette.__call__,
-ExceptionTelemetry, AppBodyLimit, Mount.handle) and one send wrapper (ResourcePaths) fewer
-per request (issue 16, serve22: POST /v2/notify on the broker's port).
+trying the routes before it.
 
 Routes are listed by the app that owns them, in the order its router tries them; a fast
 route must not be shadowed by an earlier route of the app (tests/broker/test_fast_routes.py
@@ -47,23 +38,12 @@ from fastapi.routing import APIRoute
 from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette._utils import get_route_path
 from starlette.convertors import Convertor
-from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from web.request_limits import BODY
-from web.resources import ResourcePaths
-
-try:  # FastAPI's own layers (FastAPI 0.165 and later, pinned in constraints.txt); absent, a stack holding them has no lane
-    from fastapi._body_limit import AppBodyLimitMiddleware
-    from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
-    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
-    _PASS_THROUGH: tuple[type, ...] = (ExceptionTelemetryMiddleware, AppBodyLimitMiddleware, ResourcePaths)
-except ImportError:  # pragma: no cover - older FastAPI/Starlette
-    MAX_BODY_SIZE_SCOPE_KEY = "starlette.max_body_size"
-    _PASS_THROUGH = (ResourcePaths,)
 
 __all__ = ["FastRoute", "FastRoutes", "plan"]
 
@@ -124,16 +104,6 @@ class FastRoutes:
         self.fast: tuple[FastRoute, ...] = tuple(routes()) if isinstance(app, ExceptionMiddleware) else ()
         self.handlers = (app._exception_handlers, app._status_handlers) if isinstance(app, ExceptionMiddleware) \
             else ({}, {})
-        self.lanes: dict[int, _Lane | None] = {}  # by id of a listed Mount: its lane, None when it has none
-
-    def find(self, scope: Scope) -> tuple[FastRoute, re.Match[str]] | None:
-        """The listed route serving this HTTP request directly, and its path match; None when none does."""
-        path = get_route_path(scope)
-        for fast in self.fast:
-            match = fast.regex.match(path)
-            if match is not None and (not fast.methods or scope["method"] in fast.methods):
-                return fast, match
-        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.fast:
@@ -159,12 +129,7 @@ class FastRoutes:
             child = fast.route.matches(scope)[1]  # root_path, app_root_path, path_params: as the router sets them
             scope.update(child)
             outer = Request(scope, receive, send)
-            target: ASGIApp = fast.route.handle
-            lane = self._lane(fast.route)
-            if lane is not None and lane.takes(scope):
-                scope["app"] = lane.app
-                target = lane.entry
-            await wrap_app_handling_exceptions(target, outer)(scope, receive, send)
+            await wrap_app_handling_exceptions(fast.route.handle, outer)(scope, receive, send)
             return
         params.update(values)
         scope["endpoint"] = fast.call
@@ -202,49 +167,3 @@ class FastRoutes:
             return
         # a Response sends its head first: nothing it raises could still be answered by a handler
         await response(scope, receive, send)
-
-    def _lane(self, mount: Mount) -> _Lane | None:
-        """The lane into the mounted app, once its own stack is built (by its first request, the normal way)."""
-        key = id(mount)
-        if key in self.lanes:
-            return self.lanes[key]
-        if getattr(mount.app, "middleware_stack", None) is None:
-            return None
-        lane = self.lanes[key] = _Lane.of(mount.app)
-        return lane
-
-
-class _Lane:
-    """A mounted app's path to its own FastRoutes without the layers that pass those requests on (module docstring)."""
-
-    __slots__ = ("app", "entry", "inner", "telemetry")
-
-    def __init__(self, app: Any, inner: FastRoutes, errors: ServerErrorMiddleware) -> None:
-        self.app = app
-        self.inner = inner
-        self.entry = ServerErrorMiddleware(inner, handler=errors.handler, debug=errors.debug)
-        self.telemetry = getattr(app, "_native_telemetry", None)  # FastAPI's: its __call__ asks it on every request
-
-    @classmethod
-    def of(cls, app: Any) -> _Lane | None:
-        """The lane of a built app whose stack is ServerErrorMiddleware, pass-through layers, FastRoutes; else None."""
-        stack = getattr(app, "middleware_stack", None)
-        root_path: str = getattr(app, "root_path", "")  # FastAPI.__call__ would set it in the scope
-        if not isinstance(stack, ServerErrorMiddleware) or root_path:
-            return None
-        layer: Any = stack.app
-        while not isinstance(layer, FastRoutes):
-            if type(layer) not in _PASS_THROUGH:
-                return None
-            layer = layer.app
-        return cls(app, layer, stack) if layer.fast else None
-
-    def takes(self, scope: Scope) -> bool:
-        """Whether the skipped layers would pass this request (already under the mount) to the inner FastRoutes
-        untouched and the inner FastRoutes serves it directly: no telemetry (the app's, or the scope's from an
-        outer app), no body limit from an outer app, a listed path and method (never OPTIONS, never a 405)."""
-        if "fastapi.telemetry" in scope or MAX_BODY_SIZE_SCOPE_KEY in scope or scope["method"] == "OPTIONS":
-            return False
-        if self.telemetry is not None and self.telemetry.enabled():
-            return False
-        return self.inner.find(scope) is not None
