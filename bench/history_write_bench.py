@@ -14,30 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
+from bench.api_bench import cpu_seconds
 from broker.temporal.model import from_us, to_us, value_row
 from broker.temporal.postgres import PostgresHistory
 
 T0 = to_us("2026-03-01T00:00:00Z")
 ATTRS = [f"https://smart-data-models.github.io/data-models/terms.jsonld#/definitions/{a}"
          for a in ("TimeInstant", "no2", "o3", "pm10", "pm25", "temperature")]
-
-
-def _server_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            pass
-    return total
 
 
 def _rows(entities: range, n: int) -> tuple[list[tuple[str, list[str]]], list]:  # type: ignore[type-arg]
@@ -51,34 +41,42 @@ def _rows(entities: range, n: int) -> tuple[list[tuple[str, list[str]]], list]: 
     return [(f"urn:ngsi-ld:AirQualityObserved:{e:05d}", ["https://x/AirQualityObserved"]) for e in entities], rows
 
 
-async def run(dsn: str, notifications: int, entities: int) -> None:
-    schema = f"wt_history_write_{uuid.uuid4().hex[:8]}"
+@asynccontextmanager
+async def throwaway_history(dsn: str, prefix: str) -> AsyncIterator[tuple[PostgresHistory, int]]:
+    """A PostgresHistory on a schema of its own (dropped after) with one pooled connection, and that
+    connection's server process id (its CPU is the server's for every write made here)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".change_log (seq bigint)')  # write_added reads it
     history = PostgresHistory(dsn, schema, max_size=1)
     try:
         await history.open()
-        pids = [await history.pool.fetchval("SELECT pg_backend_pid()")]  # the pool's one connection
+        pid = await history.pool.fetchval("SELECT pg_backend_pid()")
         print(f"history module {PostgresHistory.__module__} from {__import__('broker').__file__}")
+        yield history, pid
+    finally:
+        await history.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
+async def run(dsn: str, notifications: int, entities: int) -> None:
+    async with throwaway_history(dsn, "wt_history_write") as (history, pid):
         for label, batch, count in (("100 entities", entities, notifications),
                                     ("1 entity", 1, notifications * 10)):
             # the series made first (a first notification of each entity), then the measured writes
             for e in range(0, 1000, entities):
                 ents, rows = _rows(range(e, e + entities), 0)
                 await history.write_added("bench", ents, rows, {})
-            cpu0, t0 = _server_cpu(pids), time.perf_counter()
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             for n in range(count):
                 first = (n * batch) % 1000
                 ents, rows = _rows(range(first, first + batch), 1 + n // max(1, 1000 // batch) + (0 if batch > 1 else 10**4))
                 await history.write_added("bench", ents, rows, {})
-            wall, cpu = time.perf_counter() - t0, _server_cpu(pids) - cpu0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
             instances = count * batch
             print(f"{label:14s} {wall / count * 1000:8.2f} ms/notification  {instances / wall:9,.0f} inst/s"
                   f"  server CPU {cpu / instances * 1000:.3f} ms/inst ({cpu:.2f} s)")
-    finally:
-        await history.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
 
 
 def main() -> None:

@@ -17,36 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 
-import asyncpg
-
-from bench.history_write_bench import _rows, _server_cpu
-from broker.temporal.postgres import PostgresHistory
+from bench.api_bench import cpu_seconds
+from bench.history_write_bench import _rows, throwaway_history
 
 
 async def run(dsn: str, seed: int, batch: int, notifications: int) -> None:
-    schema = f"wt_new_series_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".change_log (seq bigint)')  # write_added reads it
-    history = PostgresHistory(dsn, schema, max_size=1)
-    try:
-        await history.open()
-        pid = await history.pool.fetchval("SELECT pg_backend_pid()")
-        print(f"history module from {__import__('broker').__file__}")
+    async with throwaway_history(dsn, "wt_new_series") as (history, pid):
         for e in range(0, seed, batch):
             await history.write_added("bench", *_rows(range(e, min(seed, e + batch)), 0), {})
         for label, first in (("new entity", seed), ("known entity", seed)):
-            cpu0, t0 = _server_cpu([pid]), time.perf_counter()
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             for n in range(notifications):
                 await history.write_added("bench", *_rows(range(first + n, first + n + 1), 1 + (label == "known entity")), {})
-            wall, cpu = time.perf_counter() - t0, _server_cpu([pid]) - cpu0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
             print(f"{label:13s} {wall / notifications * 1000:6.3f} ms/notification wall"
                   f"  server CPU {cpu / notifications * 1000:.3f} ms/notification ({cpu:.2f} s)")
-    finally:
-        await history.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
 
 
 def main() -> None:
