@@ -72,17 +72,15 @@ def _history_server(host: str, port: int, broker_app: Any) -> uvicorn.Server:
 
 
 # --- serving: the event loop every server of the process runs on (issue 16, serve22)
-def event_loop_factory(*, agents: bool = False) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The loop of a process per METROPOLE_EVENT_LOOP: `auto` (the default), `uvloop` or `asyncio`; None is asyncio's.
 
     `uvicorn.run` picks uvloop by itself (`loop="auto"`), but our servers run inside our own loop (several
     servers and the agents in one process), where uvicorn's choice never applied: every request went through
     asyncio's pure-Python selector loop. `auto` is uvloop (installed by `uvicorn[standard]`) for every command,
     `broker` (issue 16, serve22) and, since the agents' MQTT transport takes any loop's transports, `run`,
-    `demo` and `agent` too (issue 16, uvloop22); `asyncio` is the way back to asyncio's loop. `agents` says
-    the process hosts the IoT agents: it no longer changes the choice (kept for the callers and the tests).
+    `demo` and `agent` too (issue 16, uvloop22); `asyncio` is the way back to asyncio's loop.
     """
-    del agents  # every part of every command runs on both loops
     choice = os.environ.get("METROPOLE_EVENT_LOOP", "auto").strip().lower() or "auto"
     if choice not in {"auto", "uvloop", "asyncio"}:
         raise ValueError(f"METROPOLE_EVENT_LOOP={choice!r}: write auto, uvloop or asyncio")
@@ -97,10 +95,10 @@ def event_loop_factory(*, agents: bool = False) -> Callable[[], asyncio.Abstract
     return uvloop.new_event_loop
 
 
-def serve_in_loop(main: Coroutine[Any, Any, None], *, agents: bool = False) -> None:
+def serve_in_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run `main` to its end on the loop `event_loop_factory` chooses (otherwise as `asyncio.run`)."""
     try:
-        factory = event_loop_factory(agents=agents)
+        factory = event_loop_factory()
     except ValueError:
         main.close()
         raise
@@ -227,7 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports.append((args.history_port, "QuantumLeap-compatible history API", "--history-port (0 turns it off)"))
     if args.dashboard_port:
         ports.append((args.dashboard_port, "public dashboard", "--dashboard-port (0 turns it off)"))
-    event_loop_factory(agents=True)  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
+    event_loop_factory()  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(broker.host, ports)
     agents.authenticator = authenticator
     print(f"metropole: NGSI-LD broker on {tls.scheme}://{broker.host}:{broker.port}/ngsi-ld/v1/ (data in {data})")
@@ -241,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     public, tasks = public_parts(args, broker.host, f"{tls.scheme}://{broker.host}:{broker.port}", agents)  # dashboard, demo
     servers.extend(public)
     print(f"metropole: {_features(authenticator)}; Ctrl-C stops the platform")
-    serve_in_loop(_serve(servers, agents, listeners, tasks), agents=True)
+    serve_in_loop(_serve(servers, agents, listeners, tasks))
     return 0
 
 
@@ -263,7 +261,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     agents = _agent_runtime(args, data, broker_url=args.broker_url)
     a = agents.settings
-    event_loop_factory(agents=True)  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
+    event_loop_factory()  # a wrong METROPOLE_EVENT_LOOP is refused before any port is bound
     listeners = _listen(a.host, [(a.provisioning_port, "IoT agent provisioning API", "--provisioning-port"),
                                  (a.http_port, "IoT agent HTTP transport", "--http-port")])
     agents.authenticator = authenticator = Authenticator.from_env()
@@ -271,7 +269,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     print(f"metropole: IoT agents: provisioning :{a.provisioning_port}, HTTP :{a.http_port}, "
           f"MQTT {a.mqtt_host}:{a.mqtt_port}, delivering to {redact_url(a.broker_url)} (outbox {a.resolved_outbox_path})")
     print(f"metropole: {_features(authenticator)}")
-    serve_in_loop(_serve([], agents, listeners), agents=True)
+    serve_in_loop(_serve([], agents, listeners))
     return 0
 
 

@@ -35,12 +35,13 @@ def test_uvloop_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_uvloop_with_the_agents_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`run`, `demo` and `agent` take uvloop by default and when asked (uvloop22); asyncio when asked."""
+    """`run`, `demo` and `agent` choose as `broker` does, one choice for every command (uvloop22): uvloop by
+    default and when asked, asyncio when asked."""
     for value in ("auto", "uvloop", ""):
         monkeypatch.setenv("METROPOLE_EVENT_LOOP", value)
-        assert event_loop_factory(agents=True) is uvloop.new_event_loop
+        assert event_loop_factory() is uvloop.new_event_loop
     monkeypatch.setenv("METROPOLE_EVENT_LOOP", "asyncio")
-    assert event_loop_factory(agents=True) is None
+    assert event_loop_factory() is None
 
 
 def test_metropole_agent_refuses_a_wrong_value_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: object,
