@@ -20,15 +20,10 @@ import tempfile
 
 import httpx
 
+from bench.api_bench import cpu_seconds
 from bench.procs import PROJECT, free_port, wait_http
 
 ENTITY = "urn:ngsi-ld:AirQualityObserved:run-loop-bench"
-
-
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(url: str, seconds: float, clients: int) -> int:
@@ -54,9 +49,9 @@ def one_run(loop: str, seconds: float, clients: int) -> tuple[float, float]:
         assert r.status_code == 201, r.text
         url = f"{base}/ngsi-ld/v1/entities/{ENTITY}"
         _wrk(url, 1, clients)  # warm-up
-        before = _cpu(proc.pid)
+        before = cpu_seconds(proc.pid)
         requests = _wrk(url, seconds, clients)
-        used = _cpu(proc.pid) - before
+        used = cpu_seconds(proc.pid) - before
         return requests / seconds, 1000 * used / requests
     finally:
         proc.send_signal(signal.SIGINT)
