@@ -110,6 +110,7 @@ from broker.store.migrations import (
     same_index,
 )
 from broker.store.recent import RecentChanges
+from models.vocabulary import ENTITY_CORE, GEO_PROPERTY, PROPERTY
 from storage.database import PostgresDatabase
 from storage.urls import DatabaseUrl
 
@@ -370,6 +371,71 @@ def _same_side_rows(before: Doc, after: Doc, rows: IndexRows) -> bool:
         sorted(zip(old.boxes, old.shapes or [""] * len(old.boxes))) == sorted(zip(rows.boxes, rows.shapes or [""] * len(rows.boxes))))
 
 
+Attrs = list[tuple[str, str]]
+"""An entity's (attribute, attribute type) pairs, as IndexRows.attrs lists them (the entities row's two arrays)."""
+Geo = list[tuple[str, Any]]
+"""An entity's GeoProperty instances as (attribute, value), unparsed."""
+
+
+def _shape(doc: Doc) -> tuple[Attrs, Geo]:
+    """`index_rows(doc).attrs` and the (attribute, value) of each GeoProperty instance, without parsing geometries.
+
+    A replaced entity whose types and GeoProperty values are unchanged keeps its side-table rows
+    (`_same_types_geo`), so its geometries need not be parsed and encoded: index_rows is run only for the
+    entities whose rows are written (issue 16, upsertpy23).
+    """
+    attrs: Attrs = []
+    geo: Geo = []
+    for name, instances in doc.items():
+        if name in ENTITY_CORE:
+            continue
+        if type(instances) is list and len(instances) == 1 and type(instances[0]) is dict:
+            instances = instances[0]  # the usual form: one instance
+        if isinstance(instances, dict):
+            kind = instances.get("type", PROPERTY)
+            attrs.append((name, kind))
+            if kind == GEO_PROPERTY:
+                geo.append((name, instances.get("value")))
+            continue
+        if not isinstance(instances, list):
+            continue
+        seen: set[str] = set()
+        for inst in instances:
+            if not isinstance(inst, dict):
+                continue
+            kind = inst.get("type", PROPERTY)
+            if kind not in seen:
+                seen.add(kind)
+                attrs.append((name, kind))
+            if kind == GEO_PROPERTY:
+                geo.append((name, inst.get("value")))
+    return attrs, geo
+
+
+def _types(doc: Doc) -> set[Any]:
+    types = doc.get("type") or []
+    return {types} if isinstance(types, str) else set(types)
+
+
+def _same_types_geo(before: Doc, after: Doc, after_geo: Geo) -> bool:
+    """Whether `before` and `after` certainly give the same side-table rows: the same set of types and equal
+    GeoProperty values (compared as same_index does), per attribute in instance order. False means "maybe
+    not": the caller then compares their index_rows (`_same_side_rows`)."""
+    if before.get("type") != after.get("type") and _types(before) != _types(after):
+        return False
+    before_geo = _shape(before)[1]
+    if len(before_geo) != len(after_geo):
+        return False
+    if len(after_geo) == 1:
+        return before_geo[0][0] == after_geo[0][0] and before_geo[0][1] == after_geo[0][1]
+    # a stored document has jsonb's member order: attributes sorted by name, each keeping its instances' order
+    return sorted(before_geo, key=_first) == sorted(after_geo, key=_first)
+
+
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -514,7 +580,7 @@ class PostgresStore(Store):
 
     @staticmethod
     async def _write_rows(
-        conn: asyncpg.Connection, sql: str, tenant: str, docs: Sequence[tuple[str, str]], rows: Sequence[IndexRows], now: str
+        conn: asyncpg.Connection, sql: str, tenant: str, docs: Sequence[tuple[str, str]], attrs: Sequence[Attrs], now: str
     ) -> list[asyncpg.Record]:
         """Run an INSERT ... SELECT over `_UNNEST` with the documents (id, JSON text) and their attribute arrays.
 
@@ -527,8 +593,8 @@ class PostgresStore(Store):
             [i for i, _ in docs],
             [d for _, d in docs],
             now,
-            ["\x1f".join(a for a, _ in r.attrs) for r in rows],
-            ["\x1f".join(k for _, k in r.attrs) for r in rows],
+            ["\x1f".join(a for a, _ in pairs) for pairs in attrs],
+            ["\x1f".join(k for _, k in pairs) for pairs in attrs],
         )
         return records
 
@@ -795,7 +861,7 @@ class PostgresStore(Store):
         async with self.pool.acquire() as conn, conn.transaction():
             index = [index_rows(d) for d in fresh.values()]
             sql = _UNNEST + " ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
-            written = {r[0] for r in await self._write_rows(conn, sql, tenant, list(texts.items()), index, now)}
+            written = {r[0] for r in await self._write_rows(conn, sql, tenant, list(texts.items()), [r.attrs for r in index], now)}
             kept = [(i, r) for i, r in zip(fresh, index) if i in written]
             await self._index(conn, tenant, [i for i, _ in kept], [r for _, r in kept])
             if written:
@@ -824,15 +890,22 @@ class PostgresStore(Store):
             )
             befores: dict[str, Before] = {r[0]: (r[1], r[2], r[3]) for r in old}
             # xmax is 0 on a freshly inserted row version; created_at is the row's (an existing row keeps its own)
-            index = [index_rows(d) for d in latest.values()]
+            shapes = [_shape(d) for d in latest.values()]
             sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created, created_at"
-            rows = await self._write_rows(conn, sql, tenant, list(texts.items()), index, now)
+            rows = await self._write_rows(conn, sql, tenant, list(texts.items()), [a for a, _ in shapes], now)
             created = {r[0] for r in rows if r[1]}
             created_at = {r[0]: r[2] for r in rows}
-            # side-table rows kept where types and geometry are unchanged (a sensor's new readings)
+            # side-table rows kept where types and geometry are unchanged (a sensor's new readings); the
+            # geometries are parsed (index_rows) only for the entities whose rows are written or in doubt
             before_docs = {i: orjson.loads(b[0]) for i, b in befores.items() if b is not None}
-            changed = [(i, r) for (i, d), r in zip(latest.items(), index)
-                       if i not in before_docs or not _same_side_rows(before_docs[i], d, r)]
+            changed: list[tuple[str, IndexRows]] = []
+            for (i, d), (_, geo) in zip(latest.items(), shapes):
+                before_doc = before_docs.get(i)
+                if before_doc is not None and _same_types_geo(before_doc, d, geo):
+                    continue
+                r = index_rows(d)
+                if before_doc is None or not _same_side_rows(before_doc, d, r):
+                    changed.append((i, r))
             await self._unindex(conn, tenant, [i for i, _ in changed if i not in created])
             await self._index(conn, tenant, [i for i, _ in changed], [r for _, r in changed])
             await self._ensure_tenant(conn, tenant)
