@@ -177,7 +177,7 @@ def test_upgrade_from_version_7_keeps_whole_before_images_readable_and_compresse
     asyncio.run(version_7())
 
     async def body(store: PostgresStore) -> None:
-        assert await store.pool.fetchval("SELECT max(version) FROM schema_version") == len(POSTGRES_MIGRATIONS) == 8
+        assert await store.pool.fetchval("SELECT max(version) FROM schema_version") == len(POSTGRES_MIGRATIONS) >= 8
         lz4 = await store.pool.fetchval("SELECT EXISTS (SELECT FROM pg_config() WHERE name = 'CONFIGURE'"
                                         " AND setting LIKE '%with-lz4%')")
         methods = await store.pool.fetch("SELECT attname::text, attcompression::text FROM pg_attribute WHERE attrelid = 'change_log'::regclass"

@@ -1,4 +1,4 @@
-"""PostgreSQL upsert_replace parses geometries only where side rows may change (issue 16, upsertpy23).
+"""PostgreSQL upsert_replace parses geometries only where side rows may change; entities.doc in lz4 (issue 16, upsertpy23).
 
 `_shape` gives index_rows' (attribute, type) pairs without parsing geometries; `_same_types_geo` may only
 say "same side rows" when index_rows would give the same types and geo rows.
@@ -6,14 +6,17 @@ say "same side rows" when index_rows would give the same types and geo rows.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
+import asyncpg
 import orjson
 
-from broker.store.migrations import index_rows
-from broker.store.postgres import _same_side_rows, _same_types_geo, _shape
+from broker.store.migrations import POSTGRES_MIGRATIONS, index_rows, migrate_postgres
+from broker.store.postgres import PostgresStore, _same_side_rows, _same_types_geo, _shape
 from tests.broker.test_same_index import doc, mutate
+from tests.broker.test_store import T0, T1, entity
 
 
 def _side_rows(d: dict[str, Any]) -> tuple[set[str], list[Any]]:
@@ -75,3 +78,51 @@ def test_unusual_forms_are_listed_as_index_rows_lists_them() -> None:
     assert _same_side_rows(d, moved, index_rows(moved))  # which the full comparison then settles
     assert not _same_types_geo(d, {**d, "type": ["T", "U"]}, geos)
     assert _same_types_geo(d, {**d, "type": ["T", "T"]}, geos)
+
+
+def test_upgrade_from_version_8_compresses_entity_documents_with_lz4(pg_schema: tuple[str, str]) -> None:
+    """Fails before upsertpy23: there is no version 9, and entities.doc stays pglz."""
+    dsn, schema = pg_schema
+    note = "a reading of the station, " * 160  # 4 kB: past the 2 kB PostgreSQL compresses a row's values from
+    old = entity(1, no2=3.0, note=note)
+    new = entity(2, no2=4.0, note=note)
+
+    async def version_8() -> None:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            assert await migrate_postgres(conn, target=8) == 8
+            await conn.execute(
+                "INSERT INTO entities (tenant, id, doc, created_at, modified_at) VALUES ('', $1, $2::jsonb, $3, $3)",
+                old["id"],
+                orjson.dumps(old).decode(),
+                T0,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(version_8())
+
+    async def body() -> None:
+        store = PostgresStore(dsn, schema=schema)
+        await store.open()
+        try:
+            pool = store.pool
+            assert await pool.fetchval("SELECT max(version) FROM schema_version") == len(POSTGRES_MIGRATIONS) == 9
+            lz4 = await pool.fetchval(
+                "SELECT EXISTS (SELECT FROM pg_config() WHERE name = 'CONFIGURE' AND setting LIKE '%with-lz4%')"
+            )
+            method = await pool.fetchval(
+                "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'entities'::regclass AND attname = 'doc'"
+            )
+            assert method == ("l" if lz4 else "")
+            await store.upsert_replace("", [new], T1)
+            compressed = dict(await pool.fetch("SELECT id, pg_column_compression(doc) FROM entities"))
+            # the row written before keeps pglz and reads back as it was; the new one (2.9 kB: compressed) is lz4
+            assert compressed == {old["id"]: "pglz", new["id"]: "lz4" if lz4 else "pglz"}
+            got = await store.get_many("", [old["id"], new["id"]])
+            assert got[old["id"]].doc == old and got[new["id"]].doc == new
+        finally:
+            await store.close()
+
+    asyncio.run(body())
