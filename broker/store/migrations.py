@@ -39,12 +39,13 @@ without losing data:
        readers tell them apart, an array or an object); the change log's images are compressed with lz4 where the
        server has it (PostgreSQL 14+ built with lz4; else pglz, as before).
        About half the log's WAL and its compression CPU per PATCH (issue 16, pgwal22)
-    9  PostgreSQL only: entities.doc compressed with lz4 where the server has it
-       (else pglz, as before); documents written before stay pglz until
-       rewritten. About 11 us less server CPU per entity row written (a 2.9 kB
-       bench document: 63-72 against 53-56 us of the backends' CPU per
-       upserted entity), for about 120 bytes more per row (942 against 822)
-       (issue 16, upsertpy23)
+    9  PostgreSQL only: entities' doc, attrs and attr_types compressed with lz4
+       where the server has it (else pglz, as before); rows written before stay
+       pglz until rewritten. An entity row past 2 kB has its document and then
+       its attribute IRIs compressed on every write: with lz4 about 12 us less
+       server CPU per row (the bench's 2.9 kB document: 61-72 against 46-54 us
+       of the backends' CPU per upserted entity), for about 115 bytes more per
+       row (1,513 against 1,398) (issue 16, upsertpy23)
 
 PostGIS is never created in a store's own schema (dropping that schema
 would drop the extension, and with it the geometry columns of every other
@@ -549,12 +550,13 @@ async def _pg_v8(conn: Pg) -> None:
 
 
 async def _pg_v9(conn: Pg) -> None:
-    # an entity row's document is compressed by every write of it (jsonb past ~2 kB), and decompressed by every
-    # read: pglz took about a sixth of the backends' CPU under batch upsert (issue 16, upsertpy23); as _pg_v8, a
-    # server without lz4 keeps pglz
+    # an entity row past ~2 kB has its document compressed by every write (and decompressed by every read), then
+    # its attribute IRIs when the row is still too wide: pglz took about a sixth of the backends' CPU under batch
+    # upsert (issue 16, upsertpy23); as _pg_v8, a server without lz4 keeps pglz
     try:
         async with conn.transaction():
-            await conn.execute("ALTER TABLE entities ALTER COLUMN doc SET COMPRESSION lz4")
+            await conn.execute("ALTER TABLE entities ALTER COLUMN doc SET COMPRESSION lz4,"
+                               " ALTER COLUMN attrs SET COMPRESSION lz4, ALTER COLUMN attr_types SET COMPRESSION lz4")
     except Exception as error:  # noqa: BLE001 - asyncpg.PostgresError: syntax (before 14), lz4 not supported
         _log.info("entities keeps pglz compression: %s", error)
 

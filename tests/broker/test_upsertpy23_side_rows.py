@@ -112,10 +112,13 @@ def test_upgrade_from_version_8_compresses_entity_documents_with_lz4(pg_schema: 
             lz4 = await pool.fetchval(
                 "SELECT EXISTS (SELECT FROM pg_config() WHERE name = 'CONFIGURE' AND setting LIKE '%with-lz4%')"
             )
-            method = await pool.fetchval(
-                "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'entities'::regclass AND attname = 'doc'"
+            methods = await pool.fetch(
+                "SELECT attname::text, attcompression::text FROM pg_attribute WHERE attrelid = 'entities'::regclass"
+                " AND attname IN ('doc', 'attrs', 'attr_types') ORDER BY attname"
             )
-            assert method == ("l" if lz4 else "")
+            assert [tuple(r) for r in methods] == [
+                (name, "l" if lz4 else "") for name in ("attr_types", "attrs", "doc")
+            ]
             await store.upsert_replace("", [new], T1)
             compressed = dict(await pool.fetch("SELECT id, pg_column_compression(doc) FROM entities"))
             # the row written before keeps pglz and reads back as it was; the new one (2.9 kB: compressed) is lz4
