@@ -890,21 +890,27 @@ class PostgresStore(Store):
             )
             befores: dict[str, Before] = {r[0]: (r[1], r[2], r[3]) for r in old}
             # xmax is 0 on a freshly inserted row version; created_at is the row's (an existing row keeps its own)
-            shapes = [_shape(d) for d in latest.values()]
+            # an entity read has its attribute pairs and GeoProperty values from a walk without parsing geometries
+            # (_shape), the others their side rows (index_rows), which they write
+            shapes = [_shape(d) if i in befores else index_rows(d) for i, d in latest.items()]
             sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created, created_at"
-            rows = await self._write_rows(conn, sql, tenant, list(texts.items()), [a for a, _ in shapes], now)
+            attrs = [s.attrs if isinstance(s, IndexRows) else s[0] for s in shapes]
+            rows = await self._write_rows(conn, sql, tenant, list(texts.items()), attrs, now)
             created = {r[0] for r in rows if r[1]}
             created_at = {r[0]: r[2] for r in rows}
             # side-table rows kept where types and geometry are unchanged (a sensor's new readings); the
             # geometries are parsed (index_rows) only for the entities whose rows are written or in doubt
             before_docs = {i: orjson.loads(b[0]) for i, b in befores.items() if b is not None}
             changed: list[tuple[str, IndexRows]] = []
-            for (i, d), (_, geo) in zip(latest.items(), shapes):
-                before_doc = before_docs.get(i)
-                if before_doc is not None and _same_types_geo(before_doc, d, geo):
+            for (i, d), shape in zip(latest.items(), shapes):
+                if isinstance(shape, IndexRows):
+                    changed.append((i, shape))
+                    continue
+                before_doc = before_docs[i]
+                if _same_types_geo(before_doc, d, shape[1]):
                     continue
                 r = index_rows(d)
-                if before_doc is None or not _same_side_rows(before_doc, d, r):
+                if not _same_side_rows(before_doc, d, r):
                     changed.append((i, r))
             await self._unindex(conn, tenant, [i for i, _ in changed if i not in created])
             await self._index(conn, tenant, [i for i, _ in changed], [r for _, r in changed])
