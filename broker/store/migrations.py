@@ -43,7 +43,7 @@ without losing data:
        where the server has it (else pglz, as before); rows written before stay
        pglz until rewritten. An entity row past 2 kB has its document and then
        its attribute IRIs compressed on every write: with lz4 about 12 us less
-       server CPU per row (the bench's 2.9 kB document: 61-72 against 46-54 us
+       server CPU per row (the bench's 2.9 kB document: 57-72 against 46-56 us
        of the backends' CPU per upserted entity), for about 115 bytes more per
        row (1,513 against 1,398) (issue 16, upsertpy23)
 

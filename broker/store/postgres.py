@@ -45,7 +45,7 @@ A `modify` record's before image is stored as its delta to the after image
 one has not, a JSON array; a deletion's, insert's, upsert_replace's, and
 every record written before, a whole document), rebuilt on read (`_before_doc`): a PATCH logged two whole
 documents, half the log's WAL and most of its compression CPU (issue 16,
-pgwal22); the log's columns are compressed with lz4 where the server has it.
+pgwal22); the log's columns, and the entity rows (migration 9), are compressed with lz4 where the server has it.
 Both images are stored as JSON text (migration 7: after_doc was jsonb),
 which only Python reads back: the after images are the texts the write
 encoded once for its entity rows, so PostgreSQL no longer parses every
