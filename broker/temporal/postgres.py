@@ -386,6 +386,21 @@ _ADDED_SERIES = _ADDED.replace(
     " WHERE (SELECT ok FROM chk) ORDER BY u.o", 1,
 ).replace(" SELECT ok FROM chk", " SELECT ok, ARRAY(SELECT sid FROM k ORDER BY n) FROM chk")
 
+# _ADDED and _ADDED_SERIES with a plain INSERT of the rows, without ON CONFLICT (issue 16, pgnotify23): a
+# notification's rows are new instances nearly always (a new TimeInstant each time), and an INSERT ... ON CONFLICT
+# pays for the instance that is not there: a probe of the (sid, kind, key_us) index before each row's insert (a
+# second descent), a speculative insertion and its confirmation record in the WAL (48 bytes a row), and the
+# rollup's UPDATE statement trigger, which PostgreSQL fires for every ON CONFLICT DO UPDATE statement, with empty
+# transition tables. A row already stored makes the plain statement fail whole (unique violation: nothing written,
+# its implicit transaction rolled back) and write_added writes it again with ON CONFLICT, as before. Each is a
+# transaction of its own (one statement, one Sync): the rollup triggers' mark of hours recomputed by an earlier
+# statement of the same transaction (which the UPDATE trigger clears) cannot be met
+_UPSERT_CLAUSE = _INSERT[_INSERT.index(" ON CONFLICT (sid, key_us, kind)"):]
+assert _ADDED.count(_UPSERT_CLAUSE) == 1 and _ADDED_SERIES.count(_UPSERT_CLAUSE) == 1
+_ADDED_PLAIN = _ADDED.replace(_UPSERT_CLAUSE, "", 1)
+_ADDED_SERIES_PLAIN = _ADDED_SERIES.replace(_UPSERT_CLAUSE, "", 1)
+UPSERTS_AFTER_CONFLICT = 1000  # write_added's writes made with ON CONFLICT after a plain one met a stored row
+
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
 # the same from temporal_rows
 STORED = "instance, value_json, observed_us, created_us, modified_us, deleted_us, value_num"
@@ -588,6 +603,7 @@ class PostgresHistory(HistoryStorage):
         self._held_used = 0.0
         self._held_timer: asyncio.TimerHandle | None = None
         self._releases: set[asyncio.Task[None]] = set()
+        self._upserts = 0  # write_added's writes still to make with ON CONFLICT (_added_first)
 
     async def open(self) -> None:
         await self._db.open([self.tables])
@@ -609,6 +625,21 @@ class PostgresHistory(HistoryStorage):
                 await asyncio.gather(*self._releases, return_exceptions=True)
             self._pool = None
             await self._db.close()
+
+    async def _added_first(self, plain: str, upsert: str, *args: Any) -> Any:
+        """`plain` (rows by a plain INSERT: _ADDED_PLAIN), or `upsert` (ON CONFLICT) where one of the rows is stored.
+
+        After a plain write met a stored row, the next UPSERTS_AFTER_CONFLICT writes are made with ON CONFLICT at
+        once: a stream that sends the same instances again pays a failed statement once in that many writes.
+        """
+        if self._upserts:
+            self._upserts -= 1
+            return await self._added_row(upsert, *args)
+        try:
+            return await self._added_row(plain, *args)
+        except asyncpg.UniqueViolationError:  # nothing written: the statement's transaction rolled back whole
+            self._upserts = UPSERTS_AFTER_CONFLICT
+            return await self._added_row(upsert, *args)
 
     async def _added_row(self, sql: str, *args: Any) -> Any:
         """One write_added statement (an implicit transaction) on a pool connection kept between writes.
@@ -705,21 +736,23 @@ class PostgresHistory(HistoryStorage):
 
     async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
                           paths: Mapping[str, str], *, current: str | None = None) -> bool:
-        # one statement: _ADDED when every series is known, else _ADDED_SERIES, which makes them
+        # one statement: _ADDED when every series is known, else _ADDED_SERIES, which makes them (each with a plain
+        # INSERT of the rows first: _added_first)
         added = added_types(entities)
         rows = unique_rows(rows)
         tail = (tenant, list(added), ["\x1f".join(t) for t in added.values()], [paths.get(i) for i in added], current)
         known = self._series
         missing = list(dict.fromkeys(k for r in rows if (k := (r.tenant, r.entity_id, r.attr, r.dataset_id)) not in known))
         if not missing:
-            return bool((await self._added_row(_ADDED, *_columns(rows, known), *tail))[0])
+            return bool((await self._added_first(_ADDED_PLAIN, _ADDED, *_columns(rows, known), *tail))[0])
         # the new series in the same statement (_ADDED_SERIES), each row without a sid given its key's place
         cols = _columns(rows, known, dict.fromkeys(missing))  # type: ignore[arg-type]  # None: made by the statement
         place = {k: n for n, k in enumerate(missing, 1)}
         at = [None if sid is not None else place[(r.tenant, r.entity_id, r.attr, r.dataset_id)]
               for r, sid in zip(rows, cols[0], strict=True)]
         try:
-            row = await self._added_row(_ADDED_SERIES, *cols, *tail, at, *[list(c) for c in zip(*missing, strict=True)])
+            row = await self._added_first(_ADDED_SERIES_PLAIN, _ADDED_SERIES, *cols, *tail, at,
+                                          *[list(c) for c in zip(*missing, strict=True)])
         except asyncpg.NotNullViolationError:
             pass  # a series another transaction made after the statement began: in a transaction of its own, as before
         else:
