@@ -52,16 +52,6 @@ kept: the end-to-end ingest on SQLite, a writer of appends, then copied four tim
 and its p99 went from 427 / 725 ms to 850 / 1,668 ms in two pairs (issue 16, patch18)."""
 
 
-INLINE_IDLE = 0.0002
-"""Seconds the connection must have been idle for a `tx(inline=True)` job to run on its caller's thread.
-
-Writes that come closer together are queued so that they group (one COMMIT for several, the writer's SQL
-beside the event loop's work). Under `bench.ql_notify_bench`'s single notifications from 8 clients (issue
-16, sqlnotify23) the writer grouped 5 jobs a COMMIT; with every free moment taken inline, 95 % of the
-notifications ran inline, one COMMIT each, and the broker's CPU per notification went up; with 200 us,
-28 % did. From 1 client (a round trip of 400 us or more between writes) nearly every write runs inline."""
-
-
 class _Mailbox:
     """Finished jobs waiting to be answered on one event loop, and whether a wake-up of it is pending.
 
@@ -246,7 +236,7 @@ class SQLiteThread:
         self._draining = False  # a drain is queued or running on the thread, or an inline job runs (guarded by _jobs_guard)
         self._using = threading.Lock()  # held by whoever uses the connection: the thread's task, or an inline job
         self._busy_ms = 0
-        self._idle_since = 0.0  # time.monotonic() when the connection's last job ended (read without the guard)
+        self._inline_waiting = 0  # inline jobs waiting for their turn of the loop (on the loop's thread only)
         self.inline_jobs = 0  # jobs run on their caller's thread (tx(inline=True); for tests and benches)
         self._closed = True  # no job is taken (not open yet, or closed; guarded by _jobs_guard)
 
@@ -385,18 +375,30 @@ class SQLiteThread:
         job then no longer delays the answers of the writes queued with it.
 
         `inline=True` (a small write whose caller waits for it: a /v2/notify history write) runs the job
-        at once on the caller's thread when the connection is free: no job queued or running, no task of
-        the thread under way, `lock` (a threading.Lock) free and SQLite's write lock free at once (BEGIN
-        IMMEDIATE without the busy wait: the event loop never waits for another process). One writer at a
-        time still, in submission order (a job submitted meanwhile queues behind it), COMMIT before the
-        answer. It saves the two thread hand-overs (the writer's wake-up, the loop's) of a write that would
-        have waited for nothing; when the connection is not free, the job is queued as usual (and grouped).
-        `after` is not allowed with it (it would run on the caller's thread).
+        on the caller's thread (the event loop's) when the connection is free: no job queued or running, no
+        task of the thread under way, no other inline job waiting, `lock` (a threading.Lock) free and
+        SQLite's write lock free at once (BEGIN IMMEDIATE without the busy wait: the loop never waits for
+        another process). It first lets the loop take one turn: a request ready behind it that reaches its
+        own write meanwhile sees it waiting and queues its job, and this one then queues too, so that under
+        concurrent writes they go to the writer thread and group as before (one COMMIT for several; the
+        writer's SQL beside the loop's work). One writer at a time still, in submission order (a job
+        submitted meanwhile queues behind it), COMMIT before the answer. It saves the two thread hand-overs
+        (the writer's wake-up, the loop's) of a write that would have waited for nothing. `after` is not
+        allowed with it (it would run on the caller's thread); the writer thread still runs the idle-time
+        checkpoint after such writes (a drain is posted for it).
         """
         if inline and not idle and after is None and self._inline_ready():
-            ran = self._run_inline(fn, write, lock)
-            if ran is not None:
-                return ran[0]
+            # one turn of the loop first: a request ready behind this one that reaches its write meanwhile sees
+            # this one waiting and queues (the writer thread takes it; this one then queues too, and they group)
+            self._inline_waiting += 1
+            try:
+                await asyncio.sleep(0)
+            finally:
+                self._inline_waiting -= 1
+            if self._inline_ready():
+                ran = self._run_inline(fn, write, lock)
+                if ran is not None:
+                    return ran[0]
         job = _Job(fn, tx=True, write=write, group=group and write and not idle, lock=lock, after=after)
         if idle:
             job.queued = time.monotonic()
@@ -405,8 +407,7 @@ class SQLiteThread:
 
     def _inline_ready(self) -> bool:
         """Whether the connection looks free (read without the guard: `_run_inline` checks again under it)."""
-        return (not (self._draining or self._closed or self._jobs or self._idle_jobs)
-                and time.monotonic() - self._idle_since >= INLINE_IDLE)
+        return not (self._draining or self._closed or self._jobs or self._idle_jobs or self._inline_waiting)
 
     def _run_inline(self, fn: Callable[[sqlite3.Connection], T], write: bool,
                     lock: AbstractContextManager[Any] | None) -> tuple[T] | None:
@@ -428,7 +429,6 @@ class SQLiteThread:
                         self._tasks.put(self._drain)
                     else:
                         self._draining = False
-                        self._idle_since = time.monotonic()
         finally:
             self._using.release()
 
@@ -514,7 +514,6 @@ class SQLiteThread:
                 if idle:
                     return []
                 self._draining = False
-                self._idle_since = time.monotonic()
                 return None
             first = jobs.popleft()
             taken = [first]

@@ -8,13 +8,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from broker.temporal import sqlite as history_sqlite
 from broker.temporal.model import from_us, to_us, value_row
 from broker.temporal.sqlite import SQLiteHistory
 from broker.temporal.storage import TimeRange
-from storage import sqlite_thread
 
 T0 = to_us("2026-03-01T10:00:00Z")
 TENANT = "inl"
@@ -34,9 +31,7 @@ async def _idle(history: SQLiteHistory) -> None:
     raise AssertionError("the writer never went idle")
 
 
-def test_a_small_notification_is_written_inline_a_large_one_on_the_writer(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_thread, "INLINE_IDLE", 0.0)
+def test_a_small_notification_is_written_inline_a_large_one_on_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
 
     async def run() -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from storage import sqlite_thread
 from storage.database import write_lock
 from storage.sqlite_thread import SQLiteThread
 
@@ -54,11 +53,6 @@ def _insert(n: int, ran_on: list[str]) -> Callable[[sqlite3.Connection], int]:
         return n
 
     return fn
-
-
-@pytest.fixture(autouse=True)
-def _no_idle_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_thread, "INLINE_IDLE", 0.0)  # every free moment counts (the gap has its own test)
 
 
 def test_a_write_on_a_free_writer_runs_on_the_callers_thread_and_is_committed_before_the_answer(tmp_path: Path) -> None:
@@ -196,16 +190,31 @@ def test_another_connection_writing_sends_the_write_to_the_writer_and_its_busy_w
     asyncio.run(main())
 
 
-def test_writes_closer_than_the_idle_gap_go_to_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writes_started_together_go_to_the_writer_thread_and_group(tmp_path: Path) -> None:
+    """Two inline writes ready at once: the second sees the first waiting for its turn of the loop and queues;
+    the first then finds the writer busy and queues too (grouped with it or behind it): neither runs on the loop."""
+
     async def main() -> None:
         thread = await _open(tmp_path / "f.db")
         try:
             ran_on: list[str] = []
-            monkeypatch.setattr(sqlite_thread, "INLINE_IDLE", 3600.0)  # the writer was never idle that long
-            await thread.tx(_insert(1, ran_on), write=True, inline=True)
-            monkeypatch.setattr(sqlite_thread, "INLINE_IDLE", 0.0)
-            await thread.tx(_insert(2, ran_on), write=True, inline=True)
-            assert ran_on == ["writer-under-test", threading.current_thread().name]
+
+            def second(conn: sqlite3.Connection) -> int:
+                ran_on.append(threading.current_thread().name)
+                for _ in range(500):  # hold the writer until the first write is past its turn of the loop
+                    if not thread._inline_waiting:
+                        break
+                    threading.Event().wait(0.01)
+                threading.Event().wait(0.05)  # and has queued (with this one or behind it)
+                conn.execute("INSERT INTO t VALUES (2)")
+                return 2
+
+            first = asyncio.ensure_future(thread.tx(_insert(1, ran_on), write=True, group=True, inline=True))
+            later = asyncio.ensure_future(thread.tx(second, write=True, group=True, inline=True))
+            assert list(await asyncio.gather(first, later)) == [1, 2]
+            assert ran_on == ["writer-under-test", "writer-under-test"]
+            assert thread.inline_jobs == 0
+            assert _committed(tmp_path / "f.db") == [1, 2]
         finally:
             await thread.close()
 
