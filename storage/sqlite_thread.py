@@ -52,6 +52,16 @@ kept: the end-to-end ingest on SQLite, a writer of appends, then copied four tim
 and its p99 went from 427 / 725 ms to 850 / 1,668 ms in two pairs (issue 16, patch18)."""
 
 
+INLINE_GROUPED = 1.5
+"""A `tx(inline=True)` job runs on its caller's thread only while the writer's groups average fewer jobs than this
+(a moving average over the groups it took, 1/8 weight each).
+
+Where writes come together (8 clients sending single notifications: groups of about 5) they are left to the
+writer, which commits them together beside the event loop's work; with the inline path open there, 14 % of
+them ran inline, one COMMIT each, and the broker's CPU per notification was 260-290 us against 255-267 before
+(issue 16, sqlnotify23); with this bound 0.3 % did, and 245-263 us. From 1 client, 99.6 % run inline."""
+
+
 class _Mailbox:
     """Finished jobs waiting to be answered on one event loop, and whether a wake-up of it is pending.
 
@@ -236,6 +246,7 @@ class SQLiteThread:
         self._draining = False  # a drain is queued or running on the thread, or an inline job runs (guarded by _jobs_guard)
         self._using = threading.Lock()  # held by whoever uses the connection: the thread's task, or an inline job
         self._busy_ms = 0
+        self._grouped = 1.0  # jobs per group the writer took, a moving average (on the thread; read anywhere)
         self._inline_waiting = 0  # inline jobs waiting for their turn of the loop (on the loop's thread only)
         self.inline_jobs = 0  # jobs run on their caller's thread (tx(inline=True); for tests and benches)
         self._closed = True  # no job is taken (not open yet, or closed; guarded by _jobs_guard)
@@ -385,12 +396,13 @@ class SQLiteThread:
         submitted meanwhile queues behind it), COMMIT before the answer. It saves the two thread hand-overs
         (the writer's wake-up, the loop's) of a write that would have waited for nothing. `after` is not
         allowed with it (it would run on the caller's thread); the writer thread still runs the idle-time
-        checkpoint after such writes (a drain is posted for it).
+        checkpoint after such writes (a drain is posted for it). While the writer's recent groups hold
+        several jobs (INLINE_GROUPED), jobs are queued as without `inline`.
         """
         if inline and not idle and after is None and self._inline_ready():
             # one turn of the loop first: a request ready behind this one that reaches its write meanwhile sees
             # this one waiting and queues (the writer thread takes it; this one then queues too, and they group)
-            self._inline_waiting += 1
+            self._inline_waiting += 1  # (read by the writes that run meanwhile: see _inline_ready)
             try:
                 await asyncio.sleep(0)
             finally:
@@ -406,8 +418,10 @@ class SQLiteThread:
         return result
 
     def _inline_ready(self) -> bool:
-        """Whether the connection looks free (read without the guard: `_run_inline` checks again under it)."""
-        return not (self._draining or self._closed or self._jobs or self._idle_jobs or self._inline_waiting)
+        """Whether the connection looks free and writes have not been coming together (INLINE_GROUPED); read
+        without the guard: `_run_inline` checks again under it."""
+        return (not (self._draining or self._closed or self._jobs or self._idle_jobs or self._inline_waiting)
+                and self._grouped < INLINE_GROUPED)
 
     def _run_inline(self, fn: Callable[[sqlite3.Connection], T], write: bool,
                     lock: AbstractContextManager[Any] | None) -> tuple[T] | None:
@@ -532,6 +546,7 @@ class SQLiteThread:
                 if jobs is None:
                     break
                 if jobs:
+                    self._grouped += (len(jobs) - self._grouped) * 0.125
                     self._run_taken(jobs)
                     if any(job.write for job in jobs):
                         self._wrote = True

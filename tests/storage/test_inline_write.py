@@ -221,6 +221,41 @@ def test_writes_started_together_go_to_the_writer_thread_and_group(tmp_path: Pat
     asyncio.run(main())
 
 
+def test_while_the_writer_groups_writes_inline_writes_are_queued_and_resume_once_writes_come_alone(tmp_path: Path) -> None:
+    async def main() -> None:
+        thread = await _open(tmp_path / "f.db")
+        try:
+            started, release = threading.Event(), threading.Event()
+
+            def hold(_: sqlite3.Connection) -> None:
+                started.set()
+                release.wait()
+
+            holder = asyncio.ensure_future(thread.run(hold))
+            await asyncio.to_thread(started.wait)
+            ran_on: list[str] = []
+            queued = [asyncio.ensure_future(thread.tx(_insert(n, ran_on), write=True, group=True)) for n in range(1, 6)]
+            while len(thread._jobs) < 5:
+                await asyncio.sleep(0)
+            release.set()
+            await holder
+            await asyncio.gather(*queued)  # one group of five: writes come together
+            await _idle(thread)
+            await thread.tx(_insert(6, ran_on), write=True, group=True, inline=True)
+            assert ran_on[-1] == "writer-under-test" and thread.inline_jobs == 0
+            for n in range(7, 12):  # writes one at a time again (each its own group of one)
+                await thread.tx(_insert(n, ran_on), write=True, group=True)
+            await _idle(thread)
+            await thread.tx(_insert(12, ran_on), write=True, group=True, inline=True)
+            assert ran_on[-1] == threading.current_thread().name and thread.inline_jobs == 1
+            assert _committed(tmp_path / "f.db") == list(range(1, 13))
+        finally:
+            release.set()
+            await thread.close()
+
+    asyncio.run(main())
+
+
 def test_inline_writes_still_get_their_idle_checkpoint_on_the_writer_thread(tmp_path: Path) -> None:
     async def main() -> None:
         thread = SQLiteThread(tmp_path / "f.db", name="writer-under-test", idle_checkpoint=0.0)
