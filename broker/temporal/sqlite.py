@@ -1002,7 +1002,8 @@ class SQLiteHistory(HistoryStorage):
         self._db = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(self.path))
         self._reads: SQLiteThread | None = None
         # series key -> sid, as committed (series rows are never deleted; emptied when a write fails, whose
-        # new series rolled back); read and written on the file's writer thread only
+        # new series rolled back); read and written inside the file's write transactions only (on the writer
+        # thread, or on the loop for an inline write: never both at once, see SQLiteThread.tx)
         self._series: dict[SeriesKey, int] = {}
         # (tenant, entity) -> eid of temporal_change_keys, likewise (never deleted, emptied on a failed write)
         self._entities: dict[tuple[str, str], int] = {}
