@@ -40,11 +40,15 @@ def test_a_small_notification_is_written_inline_a_large_one_on_the_writer(tmp_pa
         writer = history._db.writer
         try:
             await _idle(history)
-            assert await history.write_added(TENANT, [("urn:e:1", ["https://x/T"])], _rows("urn:e:1", 1, 6), {"urn:e:1": "/a"})
+            assert await history.write_added(
+                TENANT, [("urn:e:1", ["https://x/T"])], _rows("urn:e:1", 1, 6), {"urn:e:1": "/a"}
+            )
             assert writer.inline_jobs == 1
             # committed when answered: another connection sees the rows, the entity and its path
             with sqlite3.connect(path) as other:
-                assert other.execute("SELECT service_path FROM temporal_entities WHERE entity_id = 'urn:e:1'").fetchone() == ("/a",)
+                assert other.execute(
+                    "SELECT service_path FROM temporal_entities WHERE entity_id = 'urn:e:1'"
+                ).fetchone() == ("/a",)
             await _idle(history)
             big = [(f"urn:e:{n}", ["https://x/T"]) for n in range(10, 21)]  # 11 entities x 6 rows: past INLINE_ROWS
             rows = [r for eid, _ in big for r in _rows(eid, 2, 6)]
@@ -57,4 +61,3 @@ def test_a_small_notification_is_written_inline_a_large_one_on_the_writer(tmp_pa
             await history.close()
 
     asyncio.run(run())
-

@@ -81,6 +81,7 @@ def test_a_failing_inline_write_rolls_back_raises_and_leaves_the_writer_usable(t
         thread = await _open(tmp_path / "f.db")
         lock = write_lock(tmp_path / "f.db")
         try:
+
             def fails(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO t VALUES (7)")
                 raise ValueError("refused")
@@ -139,7 +140,8 @@ def test_a_write_behind_a_busy_writer_queues_behind_it_in_order(tmp_path: Path) 
 
 
 def test_the_in_process_write_lock_held_elsewhere_sends_the_write_to_the_writer_without_blocking_the_loop(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         thread = await _open(tmp_path / "f.db")
         lock = write_lock(tmp_path / "f.db")
@@ -221,7 +223,9 @@ def test_writes_started_together_go_to_the_writer_thread_and_group(tmp_path: Pat
     asyncio.run(main())
 
 
-def test_while_the_writer_groups_writes_inline_writes_are_queued_and_resume_once_writes_come_alone(tmp_path: Path) -> None:
+def test_while_the_writer_groups_writes_inline_writes_are_queued_and_resume_once_writes_come_alone(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         thread = await _open(tmp_path / "f.db")
         try:
