@@ -1,6 +1,7 @@
 """Benchmark of QuantumLeap-compatible history ingest: POST /v2/notify into the embedded broker.
 
     python -m bench.ql_notify_bench [--stores sqlite,postgres] [--instances 4000] [--port 25100] [--profile DIR]
+                                    [--load python|wrk] [--seconds 4]
 
 Starts `metropole broker` in a subprocess per store and posts Orion-style
 NGSI-v2 notifications (AirQualityObserved, TimeInstant and five measured
@@ -11,6 +12,12 @@ survives a shared machine, the broker process's CPU-milliseconds per
 instance (utime + stime from /proc/<pid>/stat, PostgreSQL's own CPU not
 included). `--profile DIR` records each case with py-spy (if on PATH) into
 DIR as a speedscope file.
+
+`--load wrk` sends the single-entity notifications with wrk instead (the same bodies, made by a Lua
+script; C and event-driven, a few µs of CPU a request against the Python client's few hundred, on the same
+2 cores) for `--seconds` a case: it shows how much of the 1-client round trip is the client's. The
+100-entity cases are not run then. Issue 16's table stays on the default Python client, the harness
+QuantumLeap's figures were measured with.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -121,6 +129,67 @@ def post_all(base: str, clients: int, per_notification: int, notifications: int,
     return time.perf_counter() - start
 
 
+WRK_SCRIPT = """
+local seq, t0 = %(offset)d, %(t0)d
+request = function()
+  seq = seq + 1
+  local n = seq %% 1000
+  local body = string.format('{"subscriptionId":"bench","data":[{"id":"AirQualityObserved:%%05d","type":"AirQualityObserved",'
+    .. '"TimeInstant":{"type":"DateTime","value":"%%s"},"no2":{"type":"Number","value":%%d},'
+    .. '"o3":{"type":"Number","value":%%.1f},"pm10":{"type":"Number","value":%%d},'
+    .. '"pm25":{"type":"Number","value":%%.2f},"temperature":{"type":"Number","value":%%.1f}}]}',
+    n, os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ", t0 + seq), 20 + (seq * 7 + n) %% 50, 40.5 + (seq + n) %% 30,
+    12 + (seq * 3 + n) %% 20, 6.25 + (seq + 2 * n) %% 10, 11.5 + seq %% 10)
+  return wrk.format("POST", "/v2/notify", {["Content-Type"] = "application/json", ["Fiware-Service"] = "bench"}, body)
+end
+"""
+
+
+def wrk_all(base: str, clients: int, seconds: float, offset: int) -> tuple[int, float]:
+    """Single-entity notifications (entity()'s bodies, seq from `offset`) posted by wrk with `clients` connections
+    for `seconds`; the count answered and the wall seconds. Any answer but 200 is an error."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % {"offset": offset, "t0": int(T0.timestamp())})
+    try:
+        start = time.perf_counter()
+        out = subprocess.run(["wrk", "-t", "1", "-c", str(clients), "-d", f"{max(1, round(seconds))}s", "-s", script.name,
+                              base], capture_output=True, text=True, check=True).stdout
+        wall = time.perf_counter() - start
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx or 3xx responses" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk: notifications failed:\n{out}")
+    found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
+    if found is None:
+        raise RuntimeError(f"wrk: no request count in:\n{out}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[found.group(3)]
+    return int(found.group(1)), min(wall, float(found.group(2)) * scale)
+
+
+def run_wrk(store: str, seconds: float, port: int) -> list[tuple[str, float, float, float]]:
+    """The single-entity cases with wrk as the client (see the module's doc)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        proc, base = start_broker(store, Path(folder), port)
+        try:
+            post_all(base, 1, 10, 20, 10**6)  # warm up: contexts, tenant, statements
+            offset = 0
+            for clients in (1, 8):
+                cpu0 = cpu_seconds(proc.pid)
+                count, wall = wrk_all(base, clients, seconds, offset)
+                cpu = cpu_seconds(proc.pid) - cpu0  # wrk's start and end inside it: a few ms of idle broker
+                offset += count + 1000
+                rows.append((f"1 entity/notification, {clients} client{'s' * (clients > 1)} (wrk)",
+                             count / wall, count / wall, cpu * 1000 / count))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            if store == "postgres":
+                subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS qlbench_{os.getpid()} CASCADE"],
+                               check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return rows
+
+
 def run_store(store: str, instances: int, port: int, profile: Path | None) -> list[tuple[str, float, float, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -162,13 +231,20 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=4000, help="entity instances per case")
     parser.add_argument("--port", type=int, default=None, help="first port to try for the broker (default: any free one)")
     parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy speedscope profiles")
+    parser.add_argument("--load", choices=("python", "wrk"), default="python",
+                        help="the client: Python http.client threads (default: the issue's harness) or wrk (single-entity cases)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per case with --load wrk")
     args = parser.parse_args()
+    if args.load == "wrk" and not shutil.which("wrk"):
+        parser.error("--load wrk needs the wrk binary (apt-get install wrk)")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     print("POST /v2/notify, NGSI-v2 AirQualityObserved (TimeInstant + 5 numbers); broker CPU from /proc")
     print(f"{'store':<10}{'case':<42}{'notif/s':>10}{'inst/s':>10}{'CPU ms/inst':>13}")
     for store in args.stores.split(","):
-        for case, notif, inst, cpu in run_store(store, args.instances, _port(args.port), args.profile):
+        port = _port(args.port)
+        rows = run_wrk(store, args.seconds, port) if args.load == "wrk" else run_store(store, args.instances, port, args.profile)
+        for case, notif, inst, cpu in rows:
             print(f"{store:<10}{case:<42}{notif:>10,.0f}{inst:>10,.0f}{cpu:>13.2f}")
 
 

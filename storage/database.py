@@ -150,15 +150,16 @@ class SQLiteDatabase(Database):
         await self.writer.close()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, group: bool = True,
-                    after: Callable[[T], None] | None = None) -> T:
+                    after: Callable[[T], None] | None = None, inline: bool = False) -> T:
         """`fn(connection)` in a BEGIN IMMEDIATE transaction on the writer, under the file's write lock.
 
         By default the write is group-committed with the writes queued with it (SQLiteThread.tx:
         a SAVEPOINT each, one COMMIT, answers after it). A write that ends or inspects the
         transaction itself passes `group=False` and runs alone. `after(result)` runs on the writer
         once the write is committed (for in-memory state that must follow only committed data).
+        `inline=True`: run at once on the caller's thread when the writer is free (SQLiteThread.tx).
         """
-        return await self.writer.tx(fn, write=True, lock=self.write_lock, group=group, after=after)
+        return await self.writer.tx(fn, write=True, lock=self.write_lock, group=group, after=after, inline=inline)
 
     async def open_reader(self, name: str, pragmas: Sequence[str] = ()) -> SQLiteThread:
         """A read connection on a thread of its own (':memory:': the writer, which is the only view of it).

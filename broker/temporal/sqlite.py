@@ -987,6 +987,10 @@ def _place(conn: sqlite3.Connection, entities: dict[tuple[str, str], int], shape
     return placed, new_changes, nxt
 
 
+INLINE_ROWS = 64
+"""A `write_added` of at most this many rows (a notification of a few entities) may run on the caller's thread."""
+
+
 class SQLiteHistory(HistoryStorage):
     """History tables in a SQLite file: writes on the file's writer thread, reads on a thread of their own."""
 
@@ -998,7 +1002,8 @@ class SQLiteHistory(HistoryStorage):
         self._db = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(self.path))
         self._reads: SQLiteThread | None = None
         # series key -> sid, as committed (series rows are never deleted; emptied when a write fails, whose
-        # new series rolled back); read and written on the file's writer thread only
+        # new series rolled back); read and written inside the file's write transactions only (on the writer
+        # thread, or on the loop for an inline write: never both at once, see SQLiteThread.tx)
         self._series: dict[SeriesKey, int] = {}
         # (tenant, entity) -> eid of temporal_change_keys, likewise (never deleted, emptied on a failed write)
         self._entities: dict[tuple[str, str], int] = {}
@@ -1019,7 +1024,7 @@ class SQLiteHistory(HistoryStorage):
             await self._db.close_reader(reads)
             await self._db.close()
 
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False, inline: bool = False) -> T:
         if not write:
             if self._reads is None:
                 raise RuntimeError("history is not open")
@@ -1038,7 +1043,7 @@ class SQLiteHistory(HistoryStorage):
 
         # the file's writer, under its in-process write lock, in turn with the store's writes
         try:
-            return await self._db.write(run)
+            return await self._db.write(run, inline=inline)
         except BaseException:
             self._series.clear()  # the commit failed: series made in it are gone
             self._entities.clear()
@@ -1116,7 +1121,9 @@ class SQLiteHistory(HistoryStorage):
                 c.executemany(_SET_PATH, updates)
             return True
 
-        return await self._tx(run, write=True)
+        # a small write at once on the event loop's thread when the writer is free and has been idle: no hand-over
+        # to it and back (SQLiteThread.tx's inline; issue 16, sqlnotify23); a large one stays off the loop
+        return await self._tx(run, write=True, inline=len(rows) <= INLINE_ROWS)
 
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,
                        types_any: Sequence[str] | None = None) -> list[EntityRow]:
