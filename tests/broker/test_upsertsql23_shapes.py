@@ -137,3 +137,52 @@ def test_a_new_database_writes_a_row_per_entity_and_a_shape_once(tmp_path: Path)
     assert _open(path, body) == (EXPECTED, EXPECTED)
     names, rows, shapes = _tables(path)
     assert "entity_attrs" not in names and rows == 8 and shapes == 3
+
+
+def _records(records: list[Any]) -> list[tuple[Any, ...]]:
+    return [(r.seq, r.tenant, r.entity_id, r.at, r.before, r.after) for r in records]
+
+
+def test_change_records_read_from_the_file_name_their_after_image_and_read_as_written(tmp_path: Path) -> None:
+    """The after image of an entity's last change in a write is not stored twice (after_doc NULL): read back from
+    the file (another store on it: no records in memory), every record equals the one the write returned, whether
+    its image is the entity's next record's before image, the entity's row, or an image held (repeated ids)."""
+    path = tmp_path / "broker.db"
+    one, two = "urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2"
+
+    def bump(value: int) -> Any:
+        def fn(entity_id: str, current: Any) -> Any:
+            from broker.store import Change
+
+            doc = dict(current.doc) if current is not None else {"id": entity_id, "type": [AQO]}
+            doc[NO2] = [prop(value)]
+            first = {**doc, NO2: [prop(value - 1)]}  # an earlier instance of the same id: a step, logged
+            return Change(doc, value, steps=[first])
+
+        return fn
+
+    async def write(store: Store) -> list[tuple[Any, ...]]:
+        await store.insert("", DOCS[:2], T0)
+        await store.upsert_replace("", [entity(1, AQO, **{NO2: prop(10)}), entity(7, NLO, **{NOISE: prop(7)})], T1)
+        await store.modify("", [two, one], bump(20), T1)  # with a step each: its after image is held
+        await store.delete("", [one])
+        await store.upsert_replace("aix", [entity(1, AQO, **{NO2: prop(1)})], T1)
+        await store.insert("", [entity(1, NLO, **{NOISE: prop(3)})], T1)  # made again after its deletion
+        await store.trim_changes(2)
+        return _records(await store.changes_after(0, 100))
+
+    async def read(store: Store) -> list[tuple[Any, ...]]:
+        return _records(await store.changes_after(0, 100))
+
+    written = _open(path, write)
+    # 1-2 inserted (trimmed), 3-4 upserted, 5-8 the modify (a step, then the change, of each), 9 the deletion,
+    # 10 another tenant, 11 made again
+    assert [r[0] for r in written] == list(range(3, 12)) and [r[5] is None for r in written].count(True) == 1
+    assert _open(path, read) == written
+    conn = sqlite3.connect(path)
+    try:
+        named = conn.execute("SELECT count(*) FROM change_log WHERE after_doc IS NULL AND after_created_at IS NOT NULL")
+        held = conn.execute("SELECT count(*) FROM change_log WHERE after_doc IS NOT NULL")
+        assert (named.fetchone()[0], held.fetchone()[0]) == (6, 2)  # the deletion holds none; the steps hold theirs
+    finally:
+        conn.close()
