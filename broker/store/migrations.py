@@ -43,10 +43,7 @@ without losing data:
        entity naming its attribute shape (entity_shapes: tenant, id, shape), the shapes' (attribute,
        attribute type) pairs stored once (attr_shapes, attr_shape_attrs); backfilled from entity_attrs,
        which is dropped. A created entity of a dozen attributes cost two dozen b-tree inserts there,
-       now two (issue 16, upsertsql23). And an index of change_log by (tenant, entity_id): a record
-       may name its after image instead of holding it (after_doc NULL, after times set), which a reader
-       finds as the next record's before image or the entity's document (broker.store.sqlite._write_log);
-       the records written before keep theirs. PostgreSQL keeps its array columns (no version 9 there yet:
+       now two (issue 16, upsertsql23). PostgreSQL keeps its array columns (no version 9 there yet:
        its 9th, when it comes, is this one's number, a no-op on SQLite's side and the reverse)
 
 PostGIS is never created in a store's own schema (dropping that schema
@@ -315,7 +312,6 @@ def _sqlite_v9(conn: sqlite3.Connection) -> None:
         """CREATE TABLE entity_shapes (tenant TEXT NOT NULL, id TEXT NOT NULL, shape INTEGER NOT NULL,
                PRIMARY KEY (tenant, id)) WITHOUT ROWID""",
         "CREATE INDEX entity_shapes_by_shape ON entity_shapes (tenant, shape, id)",
-        "CREATE INDEX change_log_by_entity ON change_log (tenant, entity_id)",
     ):
         conn.execute(sql)
     shapes: dict[str, int] = {}

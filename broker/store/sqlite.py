@@ -18,10 +18,7 @@ rows go in as multi-row VALUES (sqlite_rows).
 
 The change log (table change_log) is written by each write transaction
 with the very bytes it stores, before images read as raw BLOBs: no document
-is serialised twice, and the after image of an entity's last change in a
-write is not stored twice either (it is the entity's row, then the before
-image of its next record: _write_log). One writer thread means seq order
-is commit order.
+is serialised twice. One writer thread means seq order is commit order.
 """
 
 from __future__ import annotations
@@ -71,18 +68,13 @@ CHUNK = 500
 """Rows fetched at a time when a predicate makes the store walk candidates."""
 
 _COLUMNS = "e.id, e.doc, e.created_at, e.modified_at"
+_LOG_COLUMNS = (
+    "seq, tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
+    " after_doc, after_created_at, after_modified_at"
+)
 _LOG_INSERT = (
     "INSERT INTO change_log (tenant, entity_id, at, before_doc, before_created_at, before_modified_at,"
     " after_doc, after_created_at, after_modified_at)"
-)
-# A record whose after_doc is NULL but whose after times are not names its after image (migration 9, _write_log):
-# the before image of the entity's next record, or, where there is none yet, the entity's stored document.
-_LOG_SELECT = (
-    "SELECT c.seq, c.tenant, c.entity_id, c.at, c.before_doc, c.before_created_at, c.before_modified_at,"
-    " CASE WHEN c.after_doc IS NOT NULL OR c.after_created_at IS NULL THEN c.after_doc ELSE coalesce("
-    "(SELECT n.before_doc FROM change_log n WHERE n.tenant = c.tenant AND n.entity_id = c.entity_id AND n.seq > c.seq"
-    " ORDER BY n.seq LIMIT 1), (SELECT e.doc FROM entities e WHERE e.tenant = c.tenant AND e.id = c.entity_id)) END,"
-    " c.after_created_at, c.after_modified_at FROM change_log c WHERE c.seq > ? ORDER BY c.seq LIMIT ?"
 )
 Image = tuple[bytes, str, str] | None
 """A document as stored (orjson bytes, created_at, modified_at), None when absent."""
@@ -129,14 +121,9 @@ def _write_log(conn: sqlite3.Connection, tenant: str, now: str, entries: Sequenc
     The seqs of one write are consecutive: AUTOINCREMENT takes the next one for each row,
     and the transaction holds the file's write lock.
     """
-    if not entries:
+    rows = [(tenant, i, now, *(b or _NO_IMAGE), *(a or _NO_IMAGE)) for i, b, a, _, _ in entries]
+    if not rows:
         return []
-    # An id's last after image is the document the write leaves in `entities`: the row names it (after_doc
-    # NULL, its times kept) instead of holding a second copy (a 4 KiB page per bench entity). A reader
-    # finds it as the before image of the entity's next record, or else in `entities` (_LOG_SELECT).
-    last = {e[0]: k for k, e in enumerate(entries)}
-    rows = [(tenant, i, now, *(b or _NO_IMAGE), *(_NO_IMAGE if a is None else (None, a[1], a[2]) if last[i] == k else a))
-            for k, (i, b, a, _, _) in enumerate(entries)]
     first = insert_rows_last_id(conn, _LOG_INSERT, rows) - len(rows) + 1
     return [ChangeRecord(first + k, tenant, i, _with_times(bd, b), _with_times(ad, a), now)
             for k, (i, b, a, bd, ad) in enumerate(entries)]
@@ -682,7 +669,8 @@ class SQLiteStore(Store):
         held = self._recent.after(seq, limit)
         if held is not None:
             return held
-        return await self._read(lambda c: [_record(r) for r in c.execute(_LOG_SELECT, (seq, limit))])
+        sql = f"SELECT {_LOG_COLUMNS} FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
+        return await self._read(lambda c: [_record(r) for r in c.execute(sql, (seq, limit))])
 
     async def last_change_seq(self) -> int:
         return await self._read(lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()[0]))
