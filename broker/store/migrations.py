@@ -43,8 +43,8 @@ without losing data:
        entity naming its attribute shape (entity_shapes: tenant, id, shape), the shapes' (attribute,
        attribute type) pairs stored once (attr_shapes, attr_shape_attrs); backfilled from entity_attrs,
        which is dropped. A created entity of a dozen attributes cost two dozen b-tree inserts there,
-       now two (issue 16, upsertsql23). PostgreSQL keeps its array columns (no version 9 there yet:
-       its 9th, when it comes, is this one's number, a no-op on SQLite's side and the reverse)
+       now two (issue 16, upsertsql23). PostgreSQL keeps its array columns and has no version 9 yet:
+       when it gets one, its step 9 is a no-op and its own change takes 10, one numbering for both stores
 
 PostGIS is never created in a store's own schema (dropping that schema
 would drop the extension, and with it the geometry columns of every other
