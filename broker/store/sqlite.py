@@ -47,7 +47,15 @@ from broker.store.base import (
     StoredEntity,
     TypeSummary,
 )
-from broker.store.migrations import SQLITE_SCHEMA, IndexRows, has_rtree, index_rows, same_index
+from broker.store.migrations import (
+    SQLITE_SCHEMA,
+    IndexRows,
+    attr_shape_key,
+    has_rtree,
+    index_rows,
+    same_index,
+    sqlite_attr_shape,
+)
 from broker.store.recent import RecentChanges
 from broker.store.sqlite_rows import insert_rows, insert_rows_last_id
 from models.times import utc_iso
@@ -326,14 +334,21 @@ class SQLiteStore(Store):
     @staticmethod
     def _index(conn: sqlite3.Connection, tenant: str, entries: Sequence[tuple[str, IndexRows]]) -> None:
         types: list[tuple[str, str, str]] = []
-        attrs: list[tuple[str, str, str, str]] = []
+        shaped: list[tuple[str, str, int]] = []
+        shapes: dict[str, int] = {}  # this call's: an id is only good in the transaction that found it
         boxes: list[tuple[Any, ...]] = []
         for entity_id, rows in entries:
             types.extend((tenant, t, entity_id) for t in rows.types)
-            attrs.extend((tenant, entity_id, a, k) for a, k in rows.attrs)
+            if rows.attrs:
+                # one row per entity naming its attribute shape (migration 10), not one per attribute
+                key = attr_shape_key(rows.attrs)
+                shape = shapes.get(key)
+                if shape is None:
+                    shape = shapes[key] = sqlite_attr_shape(conn, key)
+                shaped.append((tenant, entity_id, shape))
             boxes.extend((tenant, entity_id, a, *b) for a, b in rows.boxes)
         insert_rows(conn, "INSERT INTO entity_types (tenant, type, id)", types)
-        insert_rows(conn, "INSERT INTO entity_attrs (tenant, id, attr, attr_type)", attrs)
+        insert_rows(conn, "INSERT INTO entity_shapes (tenant, id, shape)", shaped)
         insert_rows(conn, "INSERT INTO geo_boxes (tenant, id, attr, min_lng, min_lat, max_lng, max_lat)", boxes)
 
     @staticmethod
@@ -348,7 +363,7 @@ class SQLiteStore(Store):
         if not ids:
             return
         params = (tenant, _json_list(ids))
-        for table in ("entity_types", "entity_attrs", "geo_boxes"):
+        for table in ("entity_types", "entity_shapes", "geo_boxes"):
             conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))", params)
 
     # ------------------------------------------------------------ tenants
@@ -423,7 +438,8 @@ class SQLiteStore(Store):
         if flt.attrs_any is not None:
             if not flt.attrs_any:
                 return None
-            clauses.append("e.id IN (SELECT id FROM entity_attrs WHERE tenant = ? AND attr IN (SELECT value FROM json_each(?)))")
+            clauses.append("e.id IN (SELECT id FROM entity_shapes WHERE tenant = ? AND shape IN"
+                           " (SELECT shape FROM attr_shape_attrs WHERE attr IN (SELECT value FROM json_each(?))))")
             params += [tenant, _json_list(sorted(flt.attrs_any))]
         if flt.geo_bbox is not None:
             attr, (min_lng, min_lat, max_lng, max_lat) = flt.geo_bbox
@@ -488,8 +504,9 @@ class SQLiteStore(Store):
                 for t, n in c.execute("SELECT type, count(*) FROM entity_types WHERE tenant = ? GROUP BY type ORDER BY type", (tenant,))
             }
             rows = c.execute(
-                "SELECT DISTINCT t.type, a.attr, a.attr_type FROM entity_types t"
-                " JOIN entity_attrs a ON a.tenant = t.tenant AND a.id = t.id WHERE t.tenant = ?",
+                "SELECT DISTINCT ts.type, a.attr, a.attr_type FROM (SELECT DISTINCT t.type, s.shape FROM entity_types t"
+                " JOIN entity_shapes s ON s.tenant = t.tenant AND s.id = t.id WHERE t.tenant = ?) AS ts"
+                " JOIN attr_shape_attrs a ON a.shape = ts.shape",
                 (tenant,),
             )
             for type_iri, attr, attr_type in rows:

@@ -93,7 +93,8 @@ def _side_rows(path: Path) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(path)
     try:
         return [*conn.execute("SELECT 'type', type, id FROM entity_types ORDER BY 2, 3"),
-                *conn.execute("SELECT 'attr', attr, attr_type FROM entity_attrs ORDER BY 2, 3"),
+                *conn.execute("SELECT 'attr', a.attr, a.attr_type FROM entity_shapes s"
+                              " JOIN attr_shape_attrs a ON a.shape = s.shape ORDER BY 2, 3"),
                 *conn.execute("SELECT 'box', attr, min_lng, max_lng FROM geo_boxes ORDER BY 2, 3")]
     finally:
         conn.close()
