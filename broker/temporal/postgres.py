@@ -11,7 +11,7 @@ bytes): only Python reads them, so the server never parses them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -402,6 +402,7 @@ _UPSERT_CLAUSE = _INSERT[_INSERT.index(" ON CONFLICT (sid, key_us, kind)"):]
 assert _ADDED.count(_UPSERT_CLAUSE) == 1 and _ADDED_SERIES.count(_UPSERT_CLAUSE) == 1
 _ADDED_PLAIN = _ADDED.replace(_UPSERT_CLAUSE, "", 1)
 _ADDED_SERIES_PLAIN = _ADDED_SERIES.replace(_UPSERT_CLAUSE, "", 1)
+_INSERT_PLAIN = _INSERT.replace(_UPSERT_CLAUSE, "", 1)
 UPSERTS_AFTER_CONFLICT = 1000  # write_added's writes made with ON CONFLICT after a plain one met a stored row
 
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
@@ -699,7 +700,8 @@ class PostgresHistory(HistoryStorage):
         assert self._pool is not None, "history is not open"
         return self._pool
 
-    async def _store(self, conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> dict[SeriesKey, int]:
+    async def _store(self, conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow],
+                     insert: str = _INSERT) -> dict[SeriesKey, int]:
         """Write in the caller's transaction; the sids of the series it made, to keep once it commits."""
         fresh: dict[SeriesKey, int] = {}
         if rows:
@@ -715,7 +717,7 @@ class PostgresHistory(HistoryStorage):
                     fresh.update({(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)})
             # fresh series looked up beside the held ones, not merged into a copy of them: that copy, on each
             # batch that made a series, grew with the database (8 ms at 220,000 series; issue 16, batch17)
-            await conn.execute(_INSERT, *_columns(rows, known, fresh))
+            await conn.execute(insert, *_columns(rows, known, fresh))
         if entities:
             await conn.execute(
                 _ENTITY, [e.tenant for e in entities], [e.entity_id for e in entities],
@@ -727,19 +729,41 @@ class PostgresHistory(HistoryStorage):
         return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $1", consumer))
 
     async def apply(self, consumer: str, seq: int, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await self._store(conn, _last_per_entity(entities), rows)
-            await conn.execute(
-                "INSERT INTO temporal_cursors VALUES ($1, $2) ON CONFLICT (consumer)"
-                " DO UPDATE SET seq = greatest(temporal_cursors.seq, excluded.seq)",
-                consumer, seq,
-            )
-        self._series.update(fresh)  # committed
+        async def run(insert: str) -> dict[SeriesKey, int]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = await self._store(conn, _last_per_entity(entities), rows, insert)
+                await conn.execute(
+                    "INSERT INTO temporal_cursors VALUES ($1, $2) ON CONFLICT (consumer)"
+                    " DO UPDATE SET seq = greatest(temporal_cursors.seq, excluded.seq)",
+                    consumer, seq,
+                )
+            return fresh
+
+        self._series.update(await self._plain_first(run))  # committed
 
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await self._store(conn, _last_per_entity(entities), rows)
-        self._series.update(fresh)  # committed
+        async def run(insert: str) -> dict[SeriesKey, int]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await self._store(conn, _last_per_entity(entities), rows, insert)
+
+        self._series.update(await self._plain_first(run))  # committed
+
+    async def _plain_first(self, run: Callable[[str], Awaitable[dict[SeriesKey, int]]]) -> dict[SeriesKey, int]:
+        """`run` (a whole transaction) with the rows by a plain INSERT (_INSERT_PLAIN), again with _INSERT where one
+        of them is stored (issue 16, pghist23): as write_added's _added_first, for the recorder's transactions (a
+        batch upsert's history). The failed transaction rolled back whole (its series too: made again by the
+        second); the next UPSERTS_AFTER_CONFLICT writes use ON CONFLICT at once.
+        """
+        if self._upserts:
+            self._upserts -= 1
+            return await run(_INSERT)
+        try:
+            return await run(_INSERT_PLAIN)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "temporal_rows_kind":
+                raise
+            self._upserts = UPSERTS_AFTER_CONFLICT
+            return await run(_INSERT)
 
     async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
                           paths: Mapping[str, str], *, current: str | None = None) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+import broker.temporal.postgres as pg
 from broker.temporal.model import HistoryRow, from_us, to_us, unique_rows, value_row
 from broker.temporal.postgres import ROLLUP_RECOMPUTED, PostgresHistory, _columns
 from tests import services
@@ -105,6 +106,74 @@ def test_a_schema_made_before_gets_the_type_and_every_path_writes(pg_dsn: str) -
             ]
             assert stored
         finally:
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()
+
+    asyncio.run(run())
+
+
+COUNTER = """
+CREATE TABLE update_statements (n int);
+INSERT INTO update_statements VALUES (0);
+CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    UPDATE update_statements SET n = n + 1; RETURN NULL; END $$;
+CREATE TRIGGER count_update AFTER UPDATE ON temporal_rows FOR EACH STATEMENT EXECUTE FUNCTION count_update();
+"""
+
+
+def _numbers(entity: str, second: int, value: float) -> list[HistoryRow]:
+    at = from_us(T0 + second * 1_000_000)
+    return [
+        value_row(TENANT, entity, f"https://x/{a}", {"type": "Property", "value": value + k, "observedAt": at}, 0)
+        for k, a in enumerate(("a", "b", "c"))
+    ]
+
+
+def test_apply_and_write_insert_new_rows_plainly_and_replace_stored_ones(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder's transactions (apply, write) insert new rows without ON CONFLICT (no UPDATE statement on
+    temporal_rows); a batch with a stored instance is written again whole with ON CONFLICT (replaced, its hour
+    recomputed, its new series kept), the next one too, then plain again."""
+    monkeypatch.setattr(pg, "UPSERTS_AFTER_CONFLICT", 1)
+
+    async def run() -> None:
+        schema = f"test_rowarray_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        history = PostgresHistory(pg_dsn, schema)
+        try:
+            await history.open()
+            await admin.execute(COUNTER)
+            await history.apply("c", 1, [], _numbers("urn:e:0", 1, 1.0))
+            await history.write([], _numbers("urn:e:0", 2, 2.0))
+            assert await admin.fetchval("SELECT n FROM update_statements") == 0
+            # a stored instance (second 1) beside a new series (urn:e:1): the transaction again, with ON CONFLICT
+            await history.apply("c", 2, [], _numbers("urn:e:0", 1, 7.0) + _numbers("urn:e:1", 1, 5.0))
+            assert await admin.fetchval("SELECT n FROM update_statements") == 1
+            assert await admin.fetchval("SELECT seq FROM temporal_cursors WHERE consumer = 'c'") == 2
+            await history.write([], _numbers("urn:e:1", 3, 1.0))
+            assert await admin.fetchval("SELECT n FROM update_statements") == 2  # the one after it too
+            await history.apply("c", 3, [], _numbers("urn:e:1", 4, 1.0))
+            assert await admin.fetchval("SELECT n FROM update_statements") == 2  # then plain again
+            stored = {
+                (r[0], r[2], r[1]): r[3]
+                for r in await admin.fetch(
+                    "SELECT s.entity_id, s.attr, r.key_us, r.value_num FROM temporal_rows AS r JOIN temporal_series AS s"
+                    " USING (sid)"
+                )
+            }
+            assert len(stored) == 15
+            at1 = T0 + 1_000_000
+            assert [stored[("urn:e:0", at1, f"https://x/{a}")] for a in "abc"] == [7.0, 8.0, 9.0]
+            assert [stored[("urn:e:1", at1, f"https://x/{a}")] for a in "abc"] == [5.0, 6.0, 7.0]
+            assert await admin.fetchval("SELECT count(*) FROM temporal_series") == 6
+            assert [tuple(r) for r in await admin.fetch(ROLLUP)] == [
+                tuple(r)
+                for r in await admin.fetch(f"SELECT * FROM ({ROLLUP_RECOMPUTED}) AS x ORDER BY 1, 2, 3, 4, 5, 6")
+            ]
+        finally:
+            await history.close()
             await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await admin.close()
 
