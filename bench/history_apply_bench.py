@@ -31,8 +31,11 @@ async def run(dsn: str, entities: int, batch: int, rounds: int) -> None:
                 await history.apply("bench", seq, [], rows)
             wall, client, server = time.perf_counter() - t0, time.process_time() - c0, cpu_seconds(pid) - s0
             label = "new series" if round_ == 0 else f"round {round_ + 1}"
-            print(f"{label:>10}: client {client / entities * 1e6:6.1f} us/entity  server {server / entities * 1e6:6.1f}"
-                  f" us/entity  wall {wall / entities * 1e6:6.1f} us/entity", flush=True)
+            print(
+                f"{label:>10}: client {client / entities * 1e6:6.1f} us/entity  server {server / entities * 1e6:6.1f}"
+                f" us/entity  wall {wall / entities * 1e6:6.1f} us/entity",
+                flush=True,
+            )
 
 
 def main() -> None:
