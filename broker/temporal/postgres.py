@@ -11,7 +11,7 @@ bytes): only Python reads them, so the server never parses them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -100,6 +100,11 @@ CREATE TABLE IF NOT EXISTS temporal_entities (tenant text COLLATE "C" NOT NULL, 
     types text[] NOT NULL, deleted_us bigint, PRIMARY KEY (tenant, entity_id));
 CREATE TABLE IF NOT EXISTS temporal_cursors (consumer text PRIMARY KEY, seq bigint NOT NULL);
 ALTER TABLE temporal_entities ADD COLUMN IF NOT EXISTS service_path text COLLATE "C";
+DO $$ BEGIN
+    CREATE TYPE temporal_row_in AS (sid integer, kind smallint, key_us bigint, observed_us bigint, created_us bigint,
+        modified_us bigint, deleted_us bigint, value_num double precision, value_json text, instance bytea, obs_key boolean);
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
 """
 # a schema of the former layout (temporal_instances a table, text keys in every row): its rows move under
 # series ids, iids kept (they are the instanceIds); its rollups stay, the same keys
@@ -307,8 +312,7 @@ FLOATISH = ("({r}value_json IS NULL OR ({r}value_num IS NOT NULL AND {r}value_js
 _INSERT = (
     "INSERT INTO temporal_rows AS t (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
     " value_json, instance, obs_key)"
-    " SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],"
-    " $8::float8[], $9::text[], $10::bytea[], $11::bool[])"
+    " SELECT * FROM unnest($1::temporal_row_in[])"
     " ON CONFLICT (sid, key_us, kind) DO UPDATE SET observed_us = excluded.observed_us, obs_key = excluded.obs_key,"
     " created_us = excluded.created_us, modified_us = excluded.modified_us, deleted_us = excluded.deleted_us,"
     " value_num = excluded.value_num, value_json = excluded.value_json, instance = excluded.instance"
@@ -333,16 +337,16 @@ _ENTITY = (
     " deleted_us = excluded.deleted_us"
 )
 
-# write_added in one statement (issue 16, notify18): whether the change-log consumer $16 (NULL: none) is at the
+# write_added in one statement (issue 16, notify18): whether the change-log consumer $6 (NULL: none) is at the
 # store's change log's last seq (same schema: broker.store.postgres's change_log), and only then the rows
-# ($1-$11, as _INSERT) and the entities of tenant $12 (ids $13, types $14 joined by U+001F, service paths $15,
+# ($1, as _INSERT) and the entities of tenant $2 (ids $3, types $4 joined by U+001F, service paths $5,
 # NULL: keep the stored one) with their types added to the stored ones; answers whether it wrote
 _ADDED = (
-    "WITH chk AS (SELECT $16::text IS NULL OR (SELECT coalesce(max(seq), 0) FROM change_log)"
-    " <= (SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $16) AS ok),"
+    "WITH chk AS (SELECT $6::text IS NULL OR (SELECT coalesce(max(seq), 0) FROM change_log)"
+    " <= (SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $6) AS ok),"
     " r AS (" + _INSERT.replace(" ON CONFLICT", " WHERE (SELECT ok FROM chk) ON CONFLICT", 1) + "),"
     " e AS (INSERT INTO temporal_entities AS e (tenant, entity_id, types, deleted_us, service_path)"
-    " SELECT $12, u.i, string_to_array(u.ty, E'\\x1f'), NULL, u.p FROM unnest($13::text[], $14::text[], $15::text[])"
+    " SELECT $2, u.i, string_to_array(u.ty, E'\\x1f'), NULL, u.p FROM unnest($3::text[], $4::text[], $5::text[])"
     " AS u(i, ty, p) WHERE (SELECT ok FROM chk)"
     " ON CONFLICT (tenant, entity_id) DO UPDATE SET types = e.types || ARRAY(SELECT a.x FROM unnest(excluded.types)"
     " WITH ORDINALITY AS a(x, o) WHERE a.x <> ALL(e.types) ORDER BY a.o), deleted_us = NULL,"
@@ -355,14 +359,14 @@ _ADDED = (
 )
 # _ADDED with new series (issue 16, notifypg19): a notification's first write of an entity made its series in a
 # transaction of its own statements (BEGIN, the series insert, their lookup, _ADDED, COMMIT: five round trips).
-# Here the series keys $18-$21 not yet known are inserted in the same statement and each row without a sid ($1
-# NULL) takes the one of its key, by its 1-based place $17 among them: made by this statement (RETURNING), else
+# Here the series keys $8-$11 not yet known are inserted in the same statement and each row without a sid ($1
+# NULL) takes the one of its key, by its 1-based place $7 among them: made by this statement (RETURNING), else
 # found in its snapshot. A key made by a transaction that committed after this statement began is neither: the
 # row's sid stays NULL, the NOT NULL constraint refuses the statement, and the caller writes again as before
 _ADDED_SERIES = _ADDED.replace(
     " r AS (",
     " ns AS (INSERT INTO temporal_series (tenant, entity_id, attr, dataset_id)"
-    " SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[]) AS u(t, e, a, d)"
+    " SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[]) AS u(t, e, a, d)"
     " WHERE (SELECT ok FROM chk) ORDER BY t COLLATE \"C\", e COLLATE \"C\", a COLLATE \"C\", d COLLATE \"C\""
     " ON CONFLICT DO NOTHING RETURNING tenant, entity_id, attr, dataset_id, sid),"
     # a key the insert did not make is looked up by its unique index, and only then (coalesce evaluates its
@@ -371,20 +375,19 @@ _ADDED_SERIES = _ADDED.replace(
     # entity's notification at 1,926 series, growing with them (issue 16, pgone22)
     " k AS (SELECT u.n, coalesce(ns.sid, (SELECT s.sid FROM temporal_series AS s WHERE s.tenant = u.t"
     " AND s.entity_id = u.e AND s.attr = u.a AND s.dataset_id = u.d)) AS sid"
-    " FROM unnest($18::text[], $19::text[], $20::text[], $21::text[]) WITH ORDINALITY AS u(t, e, a, d, n)"
+    " FROM unnest($8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS u(t, e, a, d, n)"
     " LEFT JOIN ns ON ns.tenant = u.t AND ns.entity_id = u.e AND ns.attr = u.a AND ns.dataset_id = u.d),"
     " r AS (", 1,
 ).replace(
-    " SELECT * FROM unnest($1::int4[], $2::int2[],",
-    " SELECT coalesce(u.sid, k.sid), u.kind, u.key_us, u.observed_us, u.created_us,"
-    " u.modified_us, u.deleted_us, u.value_num, u.value_json, u.instance, u.obs_key FROM unnest($1::int4[], $2::int2[],", 1,
-).replace(
     # a join (a subquery per row scanned the CTE: rows x new series), the rows kept in their order (their iids)
-    " $8::float8[], $9::text[], $10::bytea[], $11::bool[]) WHERE (SELECT ok FROM chk)",
-    " $8::float8[], $9::text[], $10::bytea[], $11::bool[], $17::int4[]) WITH ORDINALITY AS u(sid, kind, key_us, observed_us,"
+    " SELECT * FROM unnest($1::temporal_row_in[]) WHERE (SELECT ok FROM chk)",
+    " SELECT coalesce(u.sid, k.sid), u.kind, u.key_us, u.observed_us, u.created_us,"
+    " u.modified_us, u.deleted_us, u.value_num, u.value_json, u.instance, u.obs_key"
+    " FROM unnest($1::temporal_row_in[], $7::int4[]) WITH ORDINALITY AS u(sid, kind, key_us, observed_us,"
     " created_us, modified_us, deleted_us, value_num, value_json, instance, obs_key, x, o) LEFT JOIN k ON k.n = u.x"
     " WHERE (SELECT ok FROM chk) ORDER BY u.o", 1,
 ).replace(" SELECT ok FROM chk", " SELECT ok, ARRAY(SELECT sid FROM k ORDER BY n) FROM chk")
+assert "unnest($1::temporal_row_in[], $7::int4[])" in _ADDED_SERIES
 
 # _ADDED and _ADDED_SERIES with a plain INSERT of the rows, without ON CONFLICT (issue 16, pgnotify23): a
 # notification's rows are new instances nearly always (a new TimeInstant each time), and an INSERT ... ON CONFLICT
@@ -399,6 +402,7 @@ _UPSERT_CLAUSE = _INSERT[_INSERT.index(" ON CONFLICT (sid, key_us, kind)"):]
 assert _ADDED.count(_UPSERT_CLAUSE) == 1 and _ADDED_SERIES.count(_UPSERT_CLAUSE) == 1
 _ADDED_PLAIN = _ADDED.replace(_UPSERT_CLAUSE, "", 1)
 _ADDED_SERIES_PLAIN = _ADDED_SERIES.replace(_UPSERT_CLAUSE, "", 1)
+_INSERT_PLAIN = _INSERT.replace(_UPSERT_CLAUSE, "", 1)
 UPSERTS_AFTER_CONFLICT = 1000  # write_added's writes made with ON CONFLICT after a plain one met a stored row
 
 # what a read selects to rebuild an instance document (model.rebuild_instance), from the view; _ROW_STORED
@@ -443,20 +447,24 @@ def _hit(r: Any, entity_id: str | None = None, attr: str | None = None) -> Insta
 
 
 def _columns(rows: Sequence[HistoryRow], sids: Mapping[SeriesKey, int],
-             fresh: Mapping[SeriesKey, int] | None = None) -> list[list[Any]]:
-    """The insert's column arrays; each row's sid from `sids`, else from `fresh` (series made by this write)."""
-    cols: list[list[Any]] = [[] for _ in range(11)]
+             fresh: Mapping[SeriesKey, int | None] | None = None) -> list[list[tuple[Any, ...]]]:
+    """The insert's parameters: one array of temporal_row_in, a tuple per row in the type's column order; each
+    row's sid from `sids`, else from `fresh` (series made by this write; None: made by the statement itself).
+
+    One array of rows, not an array per column (issue 16, pghist23): asyncpg checks every element of an array
+    against collections.abc.Iterable and Sized (two ABCMeta.__instancecheck__ calls, Python frames, for a text or
+    bytea element, one for the others) before encoding it: ~13 calls per row over eleven arrays, ~4 per row here.
+    """
+    recs: list[tuple[Any, ...]] = []
     for r in rows:
         key = r.observed_us == r.key_us  # observedAt is the key: NULL and obs_key (OBSERVED)
         series = (r.tenant, r.entity_id, r.attr, r.dataset_id)
         sid = sids.get(series)
         if sid is None:
             sid = (fresh if fresh is not None else sids)[series]  # a KeyError, never a NULL sid, if neither has it
-        for col, v in zip(cols, (sid, r.kind, r.key_us,
-                                  None if key else r.observed_us, packed_created(r), r.modified_us, r.deleted_us,
-                                  r.value_num, packed_value(r), packed_instance(r.stored), True if key else None)):
-            col.append(v)
-    return cols
+        recs.append((sid, r.kind, r.key_us, None if key else r.observed_us, packed_created(r), r.modified_us,
+                     r.deleted_us, r.value_num, packed_value(r), packed_instance(r.stored), True if key else None))
+    return [recs]
 
 
 def _where(
@@ -692,7 +700,8 @@ class PostgresHistory(HistoryStorage):
         assert self._pool is not None, "history is not open"
         return self._pool
 
-    async def _store(self, conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> dict[SeriesKey, int]:
+    async def _store(self, conn: asyncpg.Connection, entities: Sequence[EntityRow], rows: Sequence[HistoryRow],
+                     insert: str = _INSERT) -> dict[SeriesKey, int]:
         """Write in the caller's transaction; the sids of the series it made, to keep once it commits."""
         fresh: dict[SeriesKey, int] = {}
         if rows:
@@ -708,7 +717,7 @@ class PostgresHistory(HistoryStorage):
                     fresh.update({(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(_SERIES_IDS, *keys)})
             # fresh series looked up beside the held ones, not merged into a copy of them: that copy, on each
             # batch that made a series, grew with the database (8 ms at 220,000 series; issue 16, batch17)
-            await conn.execute(_INSERT, *_columns(rows, known, fresh))
+            await conn.execute(insert, *_columns(rows, known, fresh))
         if entities:
             await conn.execute(
                 _ENTITY, [e.tenant for e in entities], [e.entity_id for e in entities],
@@ -720,19 +729,41 @@ class PostgresHistory(HistoryStorage):
         return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM temporal_cursors WHERE consumer = $1", consumer))
 
     async def apply(self, consumer: str, seq: int, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await self._store(conn, _last_per_entity(entities), rows)
-            await conn.execute(
-                "INSERT INTO temporal_cursors VALUES ($1, $2) ON CONFLICT (consumer)"
-                " DO UPDATE SET seq = greatest(temporal_cursors.seq, excluded.seq)",
-                consumer, seq,
-            )
-        self._series.update(fresh)  # committed
+        async def run(insert: str) -> dict[SeriesKey, int]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = await self._store(conn, _last_per_entity(entities), rows, insert)
+                await conn.execute(
+                    "INSERT INTO temporal_cursors VALUES ($1, $2) ON CONFLICT (consumer)"
+                    " DO UPDATE SET seq = greatest(temporal_cursors.seq, excluded.seq)",
+                    consumer, seq,
+                )
+            return fresh
+
+        self._series.update(await self._plain_first(run))  # committed
 
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await self._store(conn, _last_per_entity(entities), rows)
-        self._series.update(fresh)  # committed
+        async def run(insert: str) -> dict[SeriesKey, int]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await self._store(conn, _last_per_entity(entities), rows, insert)
+
+        self._series.update(await self._plain_first(run))  # committed
+
+    async def _plain_first(self, run: Callable[[str], Awaitable[dict[SeriesKey, int]]]) -> dict[SeriesKey, int]:
+        """`run` (a whole transaction) with the rows by a plain INSERT (_INSERT_PLAIN), again with _INSERT where one
+        of them is stored (issue 16, pghist23): as write_added's _added_first, for the recorder's transactions (a
+        batch upsert's history). The failed transaction rolled back whole (its series too: made again by the
+        second); the next UPSERTS_AFTER_CONFLICT writes use ON CONFLICT at once.
+        """
+        if self._upserts:
+            self._upserts -= 1
+            return await run(_INSERT)
+        try:
+            return await run(_INSERT_PLAIN)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "temporal_rows_kind":
+                raise
+            self._upserts = UPSERTS_AFTER_CONFLICT
+            return await run(_INSERT)
 
     async def write_added(self, tenant: str, entities: Sequence[tuple[str, Sequence[str]]], rows: Sequence[HistoryRow],
                           paths: Mapping[str, str], *, current: str | None = None) -> bool:
@@ -746,10 +777,10 @@ class PostgresHistory(HistoryStorage):
         if not missing:
             return bool((await self._added_first(_ADDED_PLAIN, _ADDED, *_columns(rows, known), *tail))[0])
         # the new series in the same statement (_ADDED_SERIES), each row without a sid given its key's place
-        cols = _columns(rows, known, dict.fromkeys(missing))  # type: ignore[arg-type]  # None: made by the statement
+        cols = _columns(rows, known, dict.fromkeys(missing))  # None: made by the statement
         place = {k: n for n, k in enumerate(missing, 1)}
-        at = [None if sid is not None else place[(r.tenant, r.entity_id, r.attr, r.dataset_id)]
-              for r, sid in zip(rows, cols[0], strict=True)]
+        at = [None if rec[0] is not None else place[(r.tenant, r.entity_id, r.attr, r.dataset_id)]
+              for r, rec in zip(rows, cols[0], strict=True)]
         try:
             row = await self._added_first(_ADDED_SERIES_PLAIN, _ADDED_SERIES, *cols, *tail, at,
                                           *[list(c) for c in zip(*missing, strict=True)])

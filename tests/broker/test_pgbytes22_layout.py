@@ -78,7 +78,14 @@ async def _former_write(conn: asyncpg.Connection, rows: list[HistoryRow]) -> Non
     await conn.execute(pg_history._SERIES, *[list(c) for c in zip(*keys, strict=True)])
     sids = {(r[0], r[1], r[2], r[3]): r[4] for r in await conn.fetch(
         "SELECT tenant, entity_id, attr, dataset_id, sid FROM temporal_series")}
-    await conn.execute(pg_history._INSERT, *pg_history._columns(pg_history.unique_rows(rows), sids))
+    # the rows' INSERT as the code before sent it, an array per column (its schema has no temporal_row_in, pghist23)
+    recs = pg_history._columns(pg_history.unique_rows(rows), sids)[0]
+    await conn.execute(
+        "INSERT INTO temporal_rows (sid, kind, key_us, observed_us, created_us, modified_us, deleted_us, value_num,"
+        " value_json, instance, obs_key) SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int8[],"
+        " $5::int8[], $6::int8[], $7::int8[], $8::float8[], $9::text[], $10::bytea[], $11::bool[])",
+        *[list(c) for c in zip(*recs, strict=True)],
+    )
 
 
 async def _recomputed(conn: asyncpg.Connection) -> list[tuple[Any, ...]]:
