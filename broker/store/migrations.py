@@ -114,25 +114,33 @@ class IndexRows:
     """The GeoJSON text of each boxed geometry, in the order of `boxes` (PostGIS parses it)."""
 
 
-def index_rows(doc: Doc) -> IndexRows:
-    """Types, (attribute, attribute type) pairs and GeoProperty bboxes and geometries of an ENF document.
+Attrs = list[tuple[str, str]]
+"""An entity's (attribute, attribute type) pairs, as IndexRows.attrs lists them (the entities row's two arrays)."""
+Geo = list[tuple[str, Any]]
+"""An entity's GeoProperty instances as (attribute, value), unparsed."""
 
-    A GeoProperty value is indexed when it is a valid geometry, as an object
-    or as JSON text (clause 4.7.2), the two forms the geo-query predicate
-    reads; anything else is left out of the geo side tables.
+
+def attribute_walk(doc: Doc) -> tuple[Attrs, Geo]:
+    """`index_rows(doc).attrs` and the (attribute, value) of each GeoProperty instance, without parsing geometries.
+
+    index_rows parses the values; the PostgreSQL store walks a replaced entity alone, since one whose types and
+    GeoProperty values are unchanged keeps its side-table rows and need not have its geometries parsed and
+    encoded (issue 16, upsertpy23).
     """
-    types = doc.get("type") or []
-    if isinstance(types, str):
-        types = [types]
-    attrs: list[tuple[str, str]] = []
-    boxes: list[tuple[str, BBox]] = []
-    shapes: list[str] = []
+    attrs: Attrs = []
+    geo: Geo = []
     for name, instances in doc.items():
         if name in ENTITY_CORE:
             continue
+        if type(instances) is list and len(instances) == 1 and type(instances[0]) is dict:
+            instances = instances[0]  # the usual form: one instance
         if isinstance(instances, dict):
-            instances = [instances]
-        elif not isinstance(instances, list):
+            kind = instances.get("type", PROPERTY)
+            attrs.append((name, kind))
+            if kind == GEO_PROPERTY:
+                geo.append((name, instances.get("value")))
+            continue
+        if not isinstance(instances, list):
             continue
         seen: set[str] = set()
         for inst in instances:
@@ -143,13 +151,31 @@ def index_rows(doc: Doc) -> IndexRows:
                 seen.add(kind)
                 attrs.append((name, kind))
             if kind == GEO_PROPERTY:
-                try:
-                    geometry = parse_geometry(inst.get("value"))
-                    box = geometry_bbox(geometry)
-                except (InvalidGeometry, ValueError, TypeError, KeyError, IndexError):
-                    continue  # a malformed geometry is the validator's business; it simply is not indexed
-                boxes.append((name, box))
-                shapes.append(orjson.dumps(geometry).decode())
+                geo.append((name, inst.get("value")))
+    return attrs, geo
+
+
+def index_rows(doc: Doc) -> IndexRows:
+    """Types, (attribute, attribute type) pairs and GeoProperty bboxes and geometries of an ENF document.
+
+    A GeoProperty value is indexed when it is a valid geometry, as an object
+    or as JSON text (clause 4.7.2), the two forms the geo-query predicate
+    reads; anything else is left out of the geo side tables.
+    """
+    types = doc.get("type") or []
+    if isinstance(types, str):
+        types = [types]
+    attrs, geo = attribute_walk(doc)
+    boxes: list[tuple[str, BBox]] = []
+    shapes: list[str] = []
+    for name, value in geo:
+        try:
+            geometry = parse_geometry(value)
+            box = geometry_bbox(geometry)
+        except (InvalidGeometry, ValueError, TypeError, KeyError, IndexError):
+            continue  # a malformed geometry is the validator's business; it simply is not indexed
+        boxes.append((name, box))
+        shapes.append(orjson.dumps(geometry).decode())
     return IndexRows(list(dict.fromkeys(types)), attrs, boxes, shapes)
 
 

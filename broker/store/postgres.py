@@ -102,7 +102,10 @@ from broker.store.base import (
 from broker.store.migrations import (
     PG_GEO_INSERT,
     PG_GEOM_INSERT,
+    Attrs,
+    Geo,
     IndexRows,
+    attribute_walk,
     has_geometry,
     index_rows,
     pg_geo_rows,
@@ -110,7 +113,6 @@ from broker.store.migrations import (
     same_index,
 )
 from broker.store.recent import RecentChanges
-from models.vocabulary import ENTITY_CORE, GEO_PROPERTY, PROPERTY
 from storage.database import PostgresDatabase
 from storage.urls import DatabaseUrl
 
@@ -371,47 +373,6 @@ def _same_side_rows(before: Doc, after: Doc, rows: IndexRows) -> bool:
         sorted(zip(old.boxes, old.shapes or [""] * len(old.boxes))) == sorted(zip(rows.boxes, rows.shapes or [""] * len(rows.boxes))))
 
 
-Attrs = list[tuple[str, str]]
-"""An entity's (attribute, attribute type) pairs, as IndexRows.attrs lists them (the entities row's two arrays)."""
-Geo = list[tuple[str, Any]]
-"""An entity's GeoProperty instances as (attribute, value), unparsed."""
-
-
-def _shape(doc: Doc) -> tuple[Attrs, Geo]:
-    """`index_rows(doc).attrs` and the (attribute, value) of each GeoProperty instance, without parsing geometries.
-
-    A replaced entity whose types and GeoProperty values are unchanged keeps its side-table rows
-    (`_same_types_geo`), so its geometries need not be parsed and encoded: index_rows is run only for the
-    entities whose rows are written (issue 16, upsertpy23).
-    """
-    attrs: Attrs = []
-    geo: Geo = []
-    for name, instances in doc.items():
-        if name in ENTITY_CORE:
-            continue
-        if type(instances) is list and len(instances) == 1 and type(instances[0]) is dict:
-            instances = instances[0]  # the usual form: one instance
-        if isinstance(instances, dict):
-            kind = instances.get("type", PROPERTY)
-            attrs.append((name, kind))
-            if kind == GEO_PROPERTY:
-                geo.append((name, instances.get("value")))
-            continue
-        if not isinstance(instances, list):
-            continue
-        seen: set[str] = set()
-        for inst in instances:
-            if not isinstance(inst, dict):
-                continue
-            kind = inst.get("type", PROPERTY)
-            if kind not in seen:
-                seen.add(kind)
-                attrs.append((name, kind))
-            if kind == GEO_PROPERTY:
-                geo.append((name, inst.get("value")))
-    return attrs, geo
-
-
 def _types(doc: Doc) -> set[Any]:
     types = doc.get("type") or []
     return {types} if isinstance(types, str) else set(types)
@@ -423,7 +384,7 @@ def _same_types_geo(before: Doc, after: Doc, after_geo: Geo) -> bool:
     not": the caller then compares their index_rows (`_same_side_rows`)."""
     if before.get("type") != after.get("type") and _types(before) != _types(after):
         return False
-    before_geo = _shape(before)[1]
+    before_geo = attribute_walk(before)[1]
     if len(before_geo) != len(after_geo):
         return False
     if len(after_geo) == 1:
@@ -891,8 +852,8 @@ class PostgresStore(Store):
             befores: dict[str, Before] = {r[0]: (r[1], r[2], r[3]) for r in old}
             # xmax is 0 on a freshly inserted row version; created_at is the row's (an existing row keeps its own)
             # an entity read has its attribute pairs and GeoProperty values from a walk without parsing geometries
-            # (_shape), the others their side rows (index_rows), which they write
-            shapes = [_shape(d) if i in befores else index_rows(d) for i, d in latest.items()]
+            # (attribute_walk), the others their side rows (index_rows), which they write
+            shapes = [attribute_walk(d) if i in befores else index_rows(d) for i, d in latest.items()]
             sql = _UNNEST + _REPLACE + " RETURNING id, (xmax = 0) AS created, created_at"
             attrs = [s.attrs if isinstance(s, IndexRows) else s[0] for s in shapes]
             rows = await self._write_rows(conn, sql, tenant, list(texts.items()), attrs, now)
