@@ -628,29 +628,29 @@ async def _pg_v7(conn: Pg) -> None:
     await conn.execute("ALTER TABLE entities SET (fillfactor = 70)")
 
 
+async def _lz4(conn: Pg, table: str, columns: Sequence[str]) -> None:
+    """Compress `columns` of `table` with lz4 from now on; a server without it (older than 14, or built without
+    lz4) keeps pglz: tried in a savepoint, which it fails alone. Rows written before stay as they are until
+    rewritten (both read back the same)."""
+    try:
+        async with conn.transaction():
+            await conn.execute(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} SET COMPRESSION lz4" for c in columns))
+    except Exception as error:  # noqa: BLE001 - asyncpg.PostgresError: syntax (before 14), lz4 not supported
+        _log.info("%s keeps pglz compression: %s", table, error)
+
+
 async def _pg_v8(conn: Pg) -> None:
     # the before delta needs no DDL (the column stays text; whole documents written before stay readable). lz4
     # compresses a change record's after image in a fraction of pglz's CPU (pglz was a tenth of the server's CPU
-    # under single-attribute PATCH, most of it for the log; issue 16, pgwal22), for a few more bytes. A server
-    # without it (older than 14, or built without lz4) keeps pglz: tried in a savepoint, which it fails alone
-    try:
-        async with conn.transaction():
-            await conn.execute("ALTER TABLE change_log ALTER COLUMN after_doc SET COMPRESSION lz4,"
-                               " ALTER COLUMN before_doc SET COMPRESSION lz4")
-    except Exception as error:  # noqa: BLE001 - asyncpg.PostgresError: syntax (before 14), lz4 not supported
-        _log.info("change_log keeps pglz compression: %s", error)
+    # under single-attribute PATCH, most of it for the log; issue 16, pgwal22), for a few more bytes
+    await _lz4(conn, "change_log", ("after_doc", "before_doc"))
 
 
 async def _pg_v9(conn: Pg) -> None:
     # an entity row past ~2 kB has its document compressed by every write (and decompressed by every read), then
     # its attribute IRIs when the row is still too wide: pglz took about a sixth of the backends' CPU under batch
-    # upsert (issue 16, upsertpy23); as _pg_v8, a server without lz4 keeps pglz
-    try:
-        async with conn.transaction():
-            await conn.execute("ALTER TABLE entities ALTER COLUMN doc SET COMPRESSION lz4,"
-                               " ALTER COLUMN attrs SET COMPRESSION lz4, ALTER COLUMN attr_types SET COMPRESSION lz4")
-    except Exception as error:  # noqa: BLE001 - asyncpg.PostgresError: syntax (before 14), lz4 not supported
-        _log.info("entities keeps pglz compression: %s", error)
+    # upsert (issue 16, upsertpy23)
+    await _lz4(conn, "entities", ("doc", "attrs", "attr_types"))
 
 
 async def _pg_v10(conn: Pg) -> None:
