@@ -19,6 +19,7 @@ import broker.temporal.postgres as pg
 from broker.temporal.model import HistoryRow, from_us, to_us, unique_rows, value_row
 from broker.temporal.postgres import ROLLUP_RECOMPUTED, PostgresHistory, _columns
 from tests import services
+from tests.broker.test_pgnotify23_plain_insert import COUNTER
 
 T0 = to_us("2026-03-01T10:00:00Z")
 TENANT = "rowarray"
@@ -112,13 +113,6 @@ def test_a_schema_made_before_gets_the_type_and_every_path_writes(pg_dsn: str) -
     asyncio.run(run())
 
 
-COUNTER = """
-CREATE TABLE update_statements (n int);
-INSERT INTO update_statements VALUES (0);
-CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-    UPDATE update_statements SET n = n + 1; RETURN NULL; END $$;
-CREATE TRIGGER count_update AFTER UPDATE ON temporal_rows FOR EACH STATEMENT EXECUTE FUNCTION count_update();
-"""
 
 
 def _numbers(entity: str, second: int, value: float) -> list[HistoryRow]:
