@@ -34,9 +34,11 @@ from broker.temporal.storage import (
     InstanceHit,
     TimeRange,
     added_types,
+    cache_entries_from_env,
     packed_instance,
     packed_value,
     time_clauses,
+    trimmed,
 )
 from storage.database import PostgresDatabase
 from storage.migrate import Schema
@@ -597,14 +599,18 @@ class PostgresHistory(HistoryStorage):
     tables = Schema("history", postgres=_migrate)
 
     def __init__(self, dsn: str, schema: str = "public", *, max_size: int = 4,
-                 db: PostgresDatabase | None = None) -> None:
+                 db: PostgresDatabase | None = None, cache_entries: int | None = None) -> None:
         self.dsn = dsn
         self.schema = schema
         self.max_size = max_size
         self._db = db if db is not None else PostgresDatabase(DatabaseUrl.postgresql(dsn, schema),
                                                                min_size=1, max_size=max_size)
         self._pool: asyncpg.Pool | None = None
-        self._series: dict[SeriesKey, int] = {}  # series key -> sid, of committed series (never deleted)
+        # series key -> sid, of committed series (never deleted), at most `cache_entries` between writes: above,
+        # replaced by a new dict of its newest half (storage.trimmed) once a write committed, never emptied in place
+        # (a write running meanwhile keeps the dict it took, whole); a key evicted is looked up again as a new one is
+        self._series: dict[SeriesKey, int] = {}
+        self.cache_entries = cache_entries_from_env() if cache_entries is None else cache_entries
         # write_added's connection, kept between writes (see _added_row)
         self._held: asyncpg.Connection | None = None
         self._held_busy = False
@@ -739,14 +745,20 @@ class PostgresHistory(HistoryStorage):
                 )
             return fresh
 
-        self._series.update(await self._plain_first(run))  # committed
+        self._keep(await self._plain_first(run))  # committed
 
     async def write(self, entities: Sequence[EntityRow], rows: Sequence[HistoryRow]) -> None:
         async def run(insert: str) -> dict[SeriesKey, int]:
             async with self.pool.acquire() as conn, conn.transaction():
                 return await self._store(conn, _last_per_entity(entities), rows, insert)
 
-        self._series.update(await self._plain_first(run))  # committed
+        self._keep(await self._plain_first(run))  # committed
+
+    def _keep(self, made: Mapping[SeriesKey, int]) -> None:
+        """The sids of committed series cached, the cache bounded (a new dict: see __init__)."""
+        if made:
+            self._series.update(made)
+            self._series = trimmed(self._series, self.cache_entries)
 
     async def _plain_first(self, run: Callable[[str], Awaitable[dict[SeriesKey, int]]]) -> dict[SeriesKey, int]:
         """`run` (a whole transaction) with the rows by a plain INSERT (_INSERT_PLAIN), again with _INSERT where one
@@ -789,7 +801,7 @@ class PostgresHistory(HistoryStorage):
         else:
             if not row[0]:
                 return False
-            self._series.update(zip(missing, row[1], strict=True))  # committed
+            self._keep(dict(zip(missing, row[1], strict=True)))  # committed
             return True
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -800,7 +812,7 @@ class PostgresHistory(HistoryStorage):
                     raise _Behind  # the new series roll back with the rest
         except _Behind:
             return False
-        self._series.update(fresh)  # committed
+        self._keep(fresh)  # committed
         return True
 
     async def entities(self, tenant: str, *, ids: Sequence[str] | None = None,

@@ -34,10 +34,12 @@ from broker.temporal.storage import (
     InstanceHit,
     TimeRange,
     added_types,
+    cache_entries_from_env,
     merged_types,
     packed_instance,
     packed_value,
     time_clauses,
+    trimmed,
 )
 from storage.database import SQLiteDatabase
 from storage.migrate import Schema
@@ -997,7 +999,7 @@ class SQLiteHistory(HistoryStorage):
     tables = Schema("history", sqlite=_migrate)
     groups_writes = True  # the file's writer thread commits the jobs queued on it together
 
-    def __init__(self, path: str | Path, *, db: SQLiteDatabase | None = None) -> None:
+    def __init__(self, path: str | Path, *, db: SQLiteDatabase | None = None, cache_entries: int | None = None) -> None:
         self.path = str(path)
         self._db = db if db is not None else SQLiteDatabase(DatabaseUrl.sqlite(self.path))
         self._reads: SQLiteThread | None = None
@@ -1008,6 +1010,9 @@ class SQLiteHistory(HistoryStorage):
         # (tenant, entity) -> eid of temporal_change_keys, likewise (never deleted, emptied on a failed write)
         self._entities: dict[tuple[str, str], int] = {}
         self._shapes: dict[str, int] = {}  # the JSON text of a shape's sids -> its id, likewise
+        # each of the three at most this many entries between writes (storage.trimmed: the newest half kept, at the
+        # end of a write transaction, when no write holds them; a key evicted is looked up again, as a new one is)
+        self.cache_entries = cache_entries_from_env() if cache_entries is None else cache_entries
 
     async def open(self) -> None:
         await self._db.open([self.tables])
@@ -1034,6 +1039,11 @@ class SQLiteHistory(HistoryStorage):
             try:
                 result = fn(conn)
                 _refresh(conn)  # rollups exact before the commit
+                # bounded here, the write's last use of them done (its sids and eids are its own dicts by now)
+                bound = self.cache_entries
+                self._series = trimmed(self._series, bound)
+                self._entities = trimmed(self._entities, bound)
+                self._shapes = trimmed(self._shapes, bound)
             except BaseException:
                 self._series.clear()
                 self._entities.clear()
