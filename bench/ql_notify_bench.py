@@ -23,6 +23,7 @@ QuantumLeap's figures were measured with.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -166,62 +168,61 @@ def wrk_all(base: str, clients: int, seconds: float, offset: int) -> tuple[int, 
     return int(found.group(1)), min(wall, float(found.group(2)) * scale)
 
 
-def run_wrk(store: str, seconds: float, port: int) -> list[tuple[str, float, float, float]]:
-    """The single-entity cases with wrk as the client (see the module's doc)."""
-    rows = []
+@contextlib.contextmanager
+def broker(store: str, port: int) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A `metropole broker` on a fresh store, warmed up: its process and base URL. Stopped after, its schema
+    dropped."""
     with tempfile.TemporaryDirectory() as folder:
         proc, base = start_broker(store, Path(folder), port)
         try:
             post_all(base, 1, 10, 20, 10**6)  # warm up: contexts, tenant, statements
-            offset = 0
-            for clients in (1, 8):
-                cpu0 = cpu_seconds(proc.pid)
-                count, wall = wrk_all(base, clients, seconds, offset)
-                cpu = cpu_seconds(proc.pid) - cpu0  # wrk's start and end inside it: a few ms of idle broker
-                offset += count + 1000
-                rows.append((f"1 entity/notification, {clients} client{'s' * (clients > 1)} (wrk)",
-                             count / wall, count / wall, cpu * 1000 / count))
+            yield proc, base
         finally:
             proc.terminate()
             proc.wait(30)
             if store == "postgres":
                 subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS qlbench_{os.getpid()} CASCADE"],
                                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_wrk(store: str, seconds: float, port: int) -> list[tuple[str, float, float, float]]:
+    """The single-entity cases with wrk as the client (see the module's doc)."""
+    rows = []
+    with broker(store, port) as (proc, base):
+        offset = 0
+        for clients in (1, 8):
+            cpu0 = cpu_seconds(proc.pid)
+            count, wall = wrk_all(base, clients, seconds, offset)
+            cpu = cpu_seconds(proc.pid) - cpu0  # wrk's start and end inside it: a few ms of idle broker
+            offset += count + 1000
+            rows.append((f"1 entity/notification, {clients} client{'s' * (clients > 1)} (wrk)",
+                         count / wall, count / wall, cpu * 1000 / count))
     return rows
 
 
 def run_store(store: str, instances: int, port: int, profile: Path | None) -> list[tuple[str, float, float, float]]:
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        proc, base = start_broker(store, Path(folder), port)
-        try:
-            post_all(base, 1, 10, 20, 10**6)  # warm up: contexts, tenant, statements
-            offset = 0
-            for per in (1, 100):
-                for clients in (1, 8):
-                    notifications = max(clients, instances // per)
-                    spy = None
-                    if profile is not None and shutil.which("py-spy"):
-                        out = profile / f"notify-{store}-{per}x{clients}.speedscope.json"
-                        spy = subprocess.Popen(["py-spy", "record", "-p", str(proc.pid), "-f", "speedscope", "-o", str(out),
-                                                "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                        time.sleep(1)
-                    cpu0 = cpu_seconds(proc.pid)
-                    wall = post_all(base, clients, per, notifications, offset)
-                    cpu = cpu_seconds(proc.pid) - cpu0
-                    if spy is not None:
-                        spy.send_signal(2)
-                        spy.wait(30)
-                    offset += notifications
-                    count = notifications * per
-                    rows.append((f"{per} entit{'y' if per == 1 else 'ies'}/notification, {clients} client{'s' * (clients > 1)}",
-                                 notifications / wall, count / wall, cpu * 1000 / count))
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            if store == "postgres":
-                subprocess.run(["psql", POSTGRES_DSN, "-qc", f"DROP SCHEMA IF EXISTS qlbench_{os.getpid()} CASCADE"],
-                               check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with broker(store, port) as (proc, base):
+        offset = 0
+        for per in (1, 100):
+            for clients in (1, 8):
+                notifications = max(clients, instances // per)
+                spy = None
+                if profile is not None and shutil.which("py-spy"):
+                    out = profile / f"notify-{store}-{per}x{clients}.speedscope.json"
+                    spy = subprocess.Popen(["py-spy", "record", "-p", str(proc.pid), "-f", "speedscope", "-o", str(out),
+                                            "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(1)
+                cpu0 = cpu_seconds(proc.pid)
+                wall = post_all(base, clients, per, notifications, offset)
+                cpu = cpu_seconds(proc.pid) - cpu0
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(30)
+                offset += notifications
+                count = notifications * per
+                rows.append((f"{per} entit{'y' if per == 1 else 'ies'}/notification, {clients} client{'s' * (clients > 1)}",
+                             notifications / wall, count / wall, cpu * 1000 / count))
     return rows
 
 
