@@ -7,15 +7,15 @@ and later writes (created, reindexed, deleted entities) keep them right.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from broker.store import EntityFilter, Store, open_store
+from broker.store import EntityFilter, Store
 from broker.store.migrations import index_rows, migrate_sqlite
+from tests.broker.test_store import run
 
 NS = "https://smartdatamodels.org/dataModel.Environment/"
 AQO = NS + "AirQualityObserved"
@@ -59,18 +59,6 @@ async def _answers(store: Store, tenant: str) -> tuple[Any, ...]:
     return await ids({NO2}), await ids({NOISE}), await ids({NAME, NOISE}), await ids({NS + "none"}), summaries
 
 
-def _open(path: Path, body: Any) -> Any:
-    async def main() -> Any:
-        store = open_store(f"sqlite:///{path}")
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
 def _tables(path: Path) -> tuple[set[str], int, int]:
     conn = sqlite3.connect(path)
     try:
@@ -107,7 +95,7 @@ def test_a_version_8_database_upgrades_to_entity_shapes_with_the_same_answers(tm
     async def read(store: Store) -> tuple[Any, ...]:
         return await _answers(store, ""), await _answers(store, "aix")
 
-    assert _open(path, read) == (EXPECTED, EXPECTED)
+    assert run(f"sqlite:///{path}", read) == (EXPECTED, EXPECTED)
     names, rows, shapes = _tables(path)
     assert "entity_attrs" not in names and rows == 8 and shapes == 3  # 4 entities with attributes per tenant
 
@@ -117,7 +105,7 @@ def test_a_version_8_database_upgrades_to_entity_shapes_with_the_same_answers(tm
         await store.delete("aix", ["urn:ngsi-ld:Thing:4"])
         return await _answers(store, ""), await _answers(store, "aix")
 
-    here, aix = _open(path, write)
+    here, aix = run(f"sqlite:///{path}", write)
     assert here[0] == ["urn:ngsi-ld:Thing:1", "urn:ngsi-ld:Thing:2", "urn:ngsi-ld:Thing:6", "3"]
     assert here[4][NLO] == (3, {NOISE: {"Relationship"}}) and here[4][AQO][0] == 3
     assert aix[1] == ["urn:ngsi-ld:Thing:3", "1"] and aix[4][NLO] == (2, {NOISE: {"Property"}})
@@ -134,6 +122,6 @@ def test_a_new_database_writes_a_row_per_entity_and_a_shape_once(tmp_path: Path)
         await store.insert("aix", DOCS, T0)
         return await _answers(store, ""), await _answers(store, "aix")
 
-    assert _open(path, body) == (EXPECTED, EXPECTED)
+    assert run(f"sqlite:///{path}", body) == (EXPECTED, EXPECTED)
     names, rows, shapes = _tables(path)
     assert "entity_attrs" not in names and rows == 8 and shapes == 3

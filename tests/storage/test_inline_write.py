@@ -16,14 +16,7 @@ import pytest
 
 from storage.database import write_lock
 from storage.sqlite_thread import SQLiteThread
-
-
-def _committed(path: Path) -> list[int]:
-    other = sqlite3.connect(path)
-    try:
-        return [r[0] for r in other.execute("SELECT n FROM t ORDER BY n")]
-    finally:
-        other.close()
+from tests.storage.test_group_commit import _committed
 
 
 def _create(conn: sqlite3.Connection) -> None:
